@@ -1,0 +1,83 @@
+# Build, boot, test and benchmark the kernel. `make run` and `make test` are
+# all a newcomer types: both run `make setup` first, which installs what is
+# missing (Debian's QEMU, the pinned Rust toolchain and its bare-metal target).
+
+SHELL      := /bin/bash
+TARGET     := x86_64-unknown-none
+PROFILE    ?= release
+BUILD      := build
+KERNEL_ELF := target/$(TARGET)/$(PROFILE)/kernel
+KERNEL     := $(BUILD)/kernel.elf
+
+# Knobs for `make run` (see README): cores, memory, kernel command line,
+# extra QEMU options.
+SMP       ?= 2
+MEM       ?= 512M
+CMDLINE   ?=
+QEMU_OPTS ?=
+# In-QEMU test boots, as SMP:MEMORY pairs.
+TEST_CONFIGS ?= 4:512M,1:128M,2:4G
+
+QEMU := qemu-system-x86_64
+QEMU_BASE := -machine q35 -cpu max -display none -no-reboot -nic none \
+	-device isa-debug-exit,iobase=0xf4,iosize=0x04
+
+CARGO_PROFILE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
+
+.PHONY: all setup build run test host-test qemu-test lint bench clean
+
+all: build
+
+setup:
+	@if ! command -v $(QEMU) >/dev/null 2>&1; then \
+		echo "setup: installing qemu-system-x86 (Debian)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq qemu-system-x86 >/dev/null; \
+	fi
+	@if ! rustup run 1.95.0 rustc --version >/dev/null 2>&1; then \
+		echo "setup: installing the pinned Rust toolchain"; rustup toolchain install; \
+	fi
+	@if ! rustup target list --installed 2>/dev/null | grep -q '^$(TARGET)$$'; then \
+		echo "setup: adding the $(TARGET) target"; rustup target add $(TARGET); \
+	fi
+	@if ! rustup component list --installed 2>/dev/null | grep -q '^clippy'; then \
+		rustup component add clippy rustfmt >/dev/null 2>&1 || true; \
+	fi
+
+build: setup
+	cargo build -p kernel --target $(TARGET) $(CARGO_PROFILE_FLAG)
+	@mkdir -p $(BUILD)
+	@cp $(KERNEL_ELF) $(KERNEL)
+
+# Serial console on this terminal. Leave with `shutdown`, or Ctrl-A then X.
+# `shutdown` powers off through ACPI (status 0); if ACPI is unavailable the
+# kernel uses the debug-exit device, whose status 33 we report as 0 too.
+run: build
+	@echo "Booting ($(SMP) cpus, $(MEM)). Type 'help'; leave with 'shutdown' or Ctrl-A X."
+	@$(QEMU) $(QEMU_BASE) -smp $(SMP) -m $(MEM) -serial mon:stdio -kernel $(KERNEL) \
+		-append "$(CMDLINE)" $(QEMU_OPTS); status=$$?; \
+		if [ $$status -eq 33 ]; then status=0; fi; exit $$status
+
+host-test: setup
+	cargo test --workspace 2>&1 | tee $(BUILD)/host-tests.log
+
+qemu-test: build
+	python3 kernel/tools/qemu-test.py $(KERNEL) --configs $(TEST_CONFIGS) 2>&1 | tee $(BUILD)/qemu-tests.log
+
+lint: setup
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p kernel --target $(TARGET) -- -D warnings
+
+# Host tests, lint, then the in-QEMU suites; ends with `N passed, N failed`.
+test: setup
+	@mkdir -p $(BUILD)
+	@bash kernel/tools/test-all.sh "$(KERNEL)" "$(TEST_CONFIGS)" "$(CARGO_PROFILE_FLAG)"
+
+bench: setup
+	@mkdir -p bench/results
+	cargo run -p bench --release -- --out bench/results/host.json
+
+clean:
+	cargo clean
+	rm -rf $(BUILD)

@@ -1,0 +1,509 @@
+//! The executor: a slab of task slots, a lock-free ready queue, a timer
+//! wheel, and the run loop body.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::cell::UnsafeCell;
+use core::fmt;
+use core::future::Future;
+use core::pin::Pin;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::task::{Context, Poll, Waker};
+
+use crossbeam_queue::{ArrayQueue, SegQueue};
+
+use crate::id::TaskId;
+use crate::join::{JoinError, JoinHandle, JoinState};
+use crate::wheel::TimerWheel;
+use crate::{OwnerId, Platform, PollOutcome, registry};
+
+/// Slot state word: generation in the high 32 bits, flags in the low.
+const ALLOCATED: u64 = 1 << 0;
+const QUEUED: u64 = 1 << 1;
+const CANCEL: u64 = 1 << 2;
+/// Freed while its id was still in the ready queue: goes back to the free
+/// list when that entry is popped, so a slot is never queued twice.
+const ZOMBIE: u64 = 1 << 3;
+const FLAGS: u64 = 0xFFFF_FFFF;
+
+/// Timer granularity.
+const TICK_NS: u64 = 1_000_000;
+
+fn generation_of(state: u64) -> u32 {
+    (state >> 32) as u32
+}
+
+/// A spawned future with the join state it reports to.
+trait RawTask: Send {
+    fn poll_task(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()>;
+    fn finish_with(&self, error: JoinError);
+}
+
+struct TaskCell<F: Future> {
+    future: F,
+    join: Arc<JoinState<F::Output>>,
+}
+
+impl<F: Future + Send> RawTask for TaskCell<F>
+where
+    F::Output: Send,
+{
+    fn poll_task(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // SAFETY: structural pinning: `future` is never moved out of the
+        // pinned cell, and `join` (an Arc) is not pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: as above.
+        let future = unsafe { Pin::new_unchecked(&mut this.future) };
+        match future.poll(cx) {
+            Poll::Ready(value) => {
+                this.join.finish(Ok(value));
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn finish_with(&self, error: JoinError) {
+        self.join.finish(Err(error));
+    }
+}
+
+type BoxedTask = Pin<Box<dyn RawTask>>;
+
+struct Slot {
+    state: AtomicU64,
+    owner: AtomicU32,
+    /// Written by a spawner that popped this slot from the free list (so has
+    /// it exclusively) before publishing `ALLOCATED`; afterwards read and
+    /// cleared only by the owning executor.
+    task: UnsafeCell<Option<BoxedTask>>,
+}
+
+/// Why a spawn failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpawnError {
+    /// Every task slot of the executor is in use.
+    Full,
+    NoSuchExecutor,
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpawnError::Full => write!(f, "executor has no free task slot"),
+            SpawnError::NoSuchExecutor => write!(f, "no such executor"),
+        }
+    }
+}
+
+/// What one call to [`Executor::run`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunStats {
+    pub polled: usize,
+    pub completed: usize,
+    pub cancelled: usize,
+    pub purged: usize,
+    pub timers_fired: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    Queued,
+    Waiting,
+    Cancelling,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct TaskInfo {
+    pub id: TaskId,
+    pub owner: OwnerId,
+    pub state: TaskState,
+}
+
+pub(crate) enum TimerTarget {
+    Task(TaskId),
+    Waker(Waker),
+}
+
+pub struct Executor {
+    id: usize,
+    platform: &'static dyn Platform,
+    slots: Box<[Slot]>,
+    free: ArrayQueue<u32>,
+    ready: ArrayQueue<u64>,
+    purges: SegQueue<OwnerId>,
+    asleep: AtomicBool,
+    /// TaskId + 1 of the task being polled, 0 if none.
+    current: AtomicU64,
+    tasks: AtomicUsize,
+    /// Touched only by the owning executor, never across a poll.
+    timers: UnsafeCell<TimerWheel<TimerTarget>>,
+}
+
+// SAFETY: the `UnsafeCell`s are confined as documented on `Slot::task` and
+// `timers`; everything shared between contexts is atomic or a lock-free
+// queue.
+unsafe impl Sync for Executor {}
+// SAFETY: as above.
+unsafe impl Send for Executor {}
+
+#[cfg(any(test, feature = "std"))]
+std::thread_local! {
+    static CURRENT: core::cell::Cell<usize> = const { core::cell::Cell::new(usize::MAX) };
+}
+
+static DEFAULT_PLATFORM: spin::Once<&'static dyn Platform> = spin::Once::new();
+
+impl Executor {
+    /// Creates an executor with `capacity` task slots and registers it.
+    ///
+    /// # Panics
+    /// If `MAX_EXECUTORS` executors exist already or `capacity` is 0 or
+    /// too large.
+    pub fn new(platform: &'static dyn Platform, capacity: usize) -> &'static Executor {
+        assert!(capacity > 0 && capacity <= TaskId::MAX_SLOTS, "bad executor capacity {capacity}");
+        let id = registry::reserve_id().expect("too many executors");
+        DEFAULT_PLATFORM.call_once(|| platform);
+        let slots: Vec<Slot> = (0..capacity)
+            .map(|_| Slot { state: AtomicU64::new(0), owner: AtomicU32::new(0), task: UnsafeCell::new(None) })
+            .collect();
+        let free = ArrayQueue::new(capacity);
+        for i in 0..capacity {
+            let _ = free.push(i as u32);
+        }
+        let exec = Box::leak(Box::new(Executor {
+            id,
+            platform,
+            slots: slots.into_boxed_slice(),
+            free,
+            ready: ArrayQueue::new(capacity),
+            purges: SegQueue::new(),
+            asleep: AtomicBool::new(false),
+            current: AtomicU64::new(0),
+            tasks: AtomicUsize::new(0),
+            timers: UnsafeCell::new(TimerWheel::new(TICK_NS, platform.now_ns())),
+        }));
+        registry::publish(id, exec);
+        exec
+    }
+
+    /// The executor of the calling context.
+    pub fn current() -> Option<&'static Executor> {
+        #[cfg(any(test, feature = "std"))]
+        {
+            let id = CURRENT.with(|c| c.get());
+            if id != usize::MAX {
+                return registry::get(id);
+            }
+        }
+        registry::get(DEFAULT_PLATFORM.get()?.current_executor()?)
+    }
+
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    pub fn platform(&self) -> &'static dyn Platform {
+        self.platform
+    }
+
+    pub fn task_count(&self) -> usize {
+        self.tasks.load(Ordering::Relaxed)
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn task_count_of(&self, owner: OwnerId) -> usize {
+        self.snapshot().iter().filter(|t| t.owner == owner).count()
+    }
+
+    /// The live tasks (a racy but harmless snapshot, for diagnostics).
+    pub fn snapshot(&self) -> Vec<TaskInfo> {
+        let mut out = Vec::new();
+        for (i, slot) in self.slots.iter().enumerate() {
+            let state = slot.state.load(Ordering::Acquire);
+            if state & ALLOCATED == 0 {
+                continue;
+            }
+            let task_state = if state & CANCEL != 0 {
+                TaskState::Cancelling
+            } else if state & QUEUED != 0 {
+                TaskState::Queued
+            } else {
+                TaskState::Waiting
+            };
+            out.push(TaskInfo {
+                id: TaskId::new(self.id, i, generation_of(state)),
+                owner: slot.owner.load(Ordering::Relaxed),
+                state: task_state,
+            });
+        }
+        out
+    }
+
+    pub(crate) fn current_task(&self) -> Option<TaskId> {
+        match self.current.load(Ordering::Relaxed) {
+            0 => None,
+            raw => Some(TaskId::from_u64(raw - 1)),
+        }
+    }
+
+    /// Spawns `fut` owned by `owner`. Any context may call this.
+    pub fn spawn<T: Send + 'static>(
+        &'static self,
+        owner: OwnerId,
+        fut: impl Future<Output = T> + Send + 'static,
+    ) -> Result<JoinHandle<T>, SpawnError> {
+        let index = self.free.pop().ok_or(SpawnError::Full)? as usize;
+        let slot = &self.slots[index];
+        let generation = generation_of(slot.state.load(Ordering::Acquire));
+        let id = TaskId::new(self.id, index, generation);
+        let join = JoinState::new(id);
+        let task: BoxedTask = Box::pin(TaskCell { future: fut, join: join.clone() });
+        // SAFETY: popping `index` from the free list gave us the slot
+        // exclusively; nobody reads `task` until `ALLOCATED` is published.
+        unsafe { *slot.task.get() = Some(task) };
+        slot.owner.store(owner, Ordering::Relaxed);
+        slot.state.store((u64::from(generation) << 32) | ALLOCATED | QUEUED, Ordering::Release);
+        self.tasks.fetch_add(1, Ordering::Relaxed);
+        self.enqueue(id);
+        Ok(JoinHandle::new(join))
+    }
+
+    fn enqueue(&self, id: TaskId) {
+        // Cannot fail: a slot is in the queue at most once and the queue
+        // holds as many entries as there are slots.
+        let pushed = self.ready.push(id.to_u64());
+        debug_assert!(pushed.is_ok(), "ready queue overflow");
+        if self.platform_current() != Some(self.id) {
+            core::sync::atomic::fence(Ordering::SeqCst);
+            if self.asleep.load(Ordering::SeqCst) {
+                self.platform.notify(self.id);
+            }
+        }
+    }
+
+    fn platform_current(&self) -> Option<usize> {
+        #[cfg(any(test, feature = "std"))]
+        {
+            let id = CURRENT.with(|c| c.get());
+            if id != usize::MAX {
+                return Some(id);
+            }
+        }
+        self.platform.current_executor()
+    }
+
+    /// Sets `flags` on the task if it is still this incarnation and
+    /// allocated; queues it if it was not queued. Returns false if stale.
+    fn mark(&self, id: TaskId, flags: u64) -> bool {
+        let Some(slot) = self.slots.get(id.slot()) else {
+            return false;
+        };
+        let mut state = slot.state.load(Ordering::Acquire);
+        loop {
+            if generation_of(state) != id.generation() || state & ALLOCATED == 0 {
+                return false;
+            }
+            if state & (flags | QUEUED) == flags | QUEUED {
+                return true; // nothing to add
+            }
+            match slot.state.compare_exchange_weak(state, state | flags | QUEUED, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(now) => state = now,
+            }
+        }
+        if state & QUEUED == 0 {
+            self.enqueue(id);
+        }
+        true
+    }
+
+    pub(crate) fn wake(&self, id: TaskId) {
+        self.mark(id, 0);
+    }
+
+    pub(crate) fn abort(&self, id: TaskId) {
+        self.mark(id, CANCEL);
+    }
+
+    /// Removes every task of `owner` without polling or dropping it (their
+    /// joiners get `OwnerCrashed`). Applied by this executor at the start
+    /// of its next `run`; any context may call this.
+    pub fn purge_owner(&self, owner: OwnerId) {
+        self.purges.push(owner);
+        if self.platform_current() != Some(self.id) {
+            core::sync::atomic::fence(Ordering::SeqCst);
+            if self.asleep.load(Ordering::SeqCst) {
+                self.platform.notify(self.id);
+            }
+        }
+    }
+
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty() || !self.purges.is_empty()
+    }
+
+    pub fn next_timer_deadline(&self) -> Option<u64> {
+        // SAFETY: owner-only access to the wheel (see `timers`).
+        unsafe { (*self.timers.get()).next_deadline() }
+    }
+
+    /// Called with interrupts off before halting: announces the sleep, then
+    /// re-checks for work. Returns true if the caller may halt.
+    pub fn prepare_to_sleep(&self) -> bool {
+        self.asleep.store(true, Ordering::SeqCst);
+        let now = self.platform.now_ns();
+        let timer_due = self.next_timer_deadline().is_some_and(|d| d <= now);
+        if self.has_ready() || timer_due {
+            self.asleep.store(false, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// Called after the halt ends.
+    pub fn woke_up(&self) {
+        self.asleep.store(false, Ordering::SeqCst);
+    }
+
+    pub(crate) fn timers(&self) -> *mut TimerWheel<TimerTarget> {
+        self.timers.get()
+    }
+
+    /// Applies purges, fires due timers, then polls up to `budget` ready
+    /// tasks. Must be called only by the executor's own context.
+    pub fn run(&'static self, budget: usize) -> RunStats {
+        #[cfg(any(test, feature = "std"))]
+        let previous = CURRENT.with(|c| c.replace(self.id));
+        let mut stats = RunStats::default();
+        while let Some(owner) = self.purges.pop() {
+            stats.purged += self.apply_purge(owner);
+        }
+        let now = self.platform.now_ns();
+        // SAFETY: owner-only; no other reference to the wheel is live here
+        // (firing wakes tasks, which never touches the wheel).
+        unsafe {
+            (*self.timers.get()).advance(now, |target| {
+                stats.timers_fired += 1;
+                match target {
+                    TimerTarget::Task(id) => crate::waker::wake_task(id),
+                    TimerTarget::Waker(waker) => waker.wake(),
+                }
+            })
+        };
+        while stats.polled < budget {
+            let Some(raw) = self.ready.pop() else {
+                break;
+            };
+            self.run_one(TaskId::from_u64(raw), &mut stats);
+        }
+        #[cfg(any(test, feature = "std"))]
+        CURRENT.with(|c| c.set(previous));
+        stats
+    }
+
+    fn run_one(&self, id: TaskId, stats: &mut RunStats) {
+        let index = id.slot();
+        let slot = &self.slots[index];
+        let state = slot.state.load(Ordering::Acquire);
+        if state & ZOMBIE != 0 {
+            slot.state.store(state & !FLAGS, Ordering::Release);
+            let _ = self.free.push(index as u32);
+            return;
+        }
+        if generation_of(state) != id.generation() || state & ALLOCATED == 0 {
+            return;
+        }
+        let state = slot.state.fetch_and(!QUEUED, Ordering::AcqRel);
+        let owner = slot.owner.load(Ordering::Relaxed);
+        if state & CANCEL != 0 {
+            self.finish(index, JoinError::Cancelled, true);
+            stats.cancelled += 1;
+            return;
+        }
+        // SAFETY: the slot is allocated to this incarnation and only this
+        // executor's context touches its task.
+        let task = unsafe { (*slot.task.get()).as_mut() }.expect("allocated slot without a task");
+        let waker = crate::waker::waker_for(id);
+        let mut cx = Context::from_waker(&waker);
+        self.current.store(id.to_u64() + 1, Ordering::Relaxed);
+        let outcome = self.platform.poll_task(owner, &mut || task.as_mut().poll_task(&mut cx));
+        self.current.store(0, Ordering::Relaxed);
+        stats.polled += 1;
+        match outcome {
+            PollOutcome::Pending => {}
+            PollOutcome::Ready => {
+                // SAFETY: as above.
+                let finished = unsafe { (*slot.task.get()).take() };
+                drop(finished);
+                self.release(index);
+                stats.completed += 1;
+            }
+            PollOutcome::Crashed => {
+                self.finish(index, JoinError::OwnerCrashed, false);
+                stats.purged += 1;
+            }
+        }
+    }
+
+    /// Ends a task that did not complete: tells its joiner why, then drops
+    /// (cancel) or forgets (crashed owner) its future.
+    fn finish(&self, index: usize, error: JoinError, drop_it: bool) {
+        let slot = &self.slots[index];
+        // SAFETY: owner-only access, slot allocated.
+        let task = unsafe { (*slot.task.get()).take() };
+        if let Some(task) = task {
+            task.finish_with(error);
+            if drop_it {
+                drop(task);
+            } else {
+                core::mem::forget(task);
+            }
+        }
+        self.release(index);
+    }
+
+    /// Retires the slot's incarnation (new generation) and frees it, or
+    /// makes it a zombie if its id is still in the ready queue.
+    fn release(&self, index: usize) {
+        let slot = &self.slots[index];
+        let mut state = slot.state.load(Ordering::Acquire);
+        loop {
+            let next_generation = u64::from(generation_of(state).wrapping_add(1)) << 32;
+            let new = if state & QUEUED != 0 { next_generation | ZOMBIE } else { next_generation };
+            match slot.state.compare_exchange_weak(state, new, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    self.tasks.fetch_sub(1, Ordering::Relaxed);
+                    if new & ZOMBIE == 0 {
+                        let _ = self.free.push(index as u32);
+                    }
+                    return;
+                }
+                Err(now) => state = now,
+            }
+        }
+    }
+
+    fn apply_purge(&self, owner: OwnerId) -> usize {
+        let mut purged = 0;
+        for index in 0..self.slots.len() {
+            let slot = &self.slots[index];
+            let state = slot.state.load(Ordering::Acquire);
+            if state & ALLOCATED != 0 && slot.owner.load(Ordering::Relaxed) == owner {
+                self.finish(index, JoinError::OwnerCrashed, false);
+                purged += 1;
+            }
+        }
+        purged
+    }
+}
+
+impl fmt::Debug for Executor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Executor({}, {} tasks)", self.id, self.task_count())
+    }
+}

@@ -1,0 +1,116 @@
+//! The per-core async executor.
+//!
+//! Every core runs one [`Executor`]; every task belongs to exactly one
+//! executor and one owner (a domain id). The design follows from the
+//! kernel's needs:
+//!
+//! - **Wakers are task ids.** A waker's data word *is* the packed
+//!   [`TaskId`] (executor, slot, generation): cloning copies a word, dropping
+//!   does nothing, waking allocates nothing and takes no lock. A killed
+//!   domain therefore leaks nothing through wakers it stored, and waking a
+//!   finished, aborted or reused slot is a harmless no-op (the generation no
+//!   longer matches).
+//! - **A task is queued at most once.** Each slot has one atomic state word
+//!   holding its generation and flags; a wake sets `QUEUED` with a
+//!   compare-and-swap that also checks the generation, and only the winner
+//!   pushes the id into the lock-free ready queue. Interrupt handlers and
+//!   other cores may wake tasks.
+//! - **Only the owning executor touches futures.** Other contexts touch
+//!   atomics and lock-free queues only. Spawning from anywhere takes a free
+//!   slot from a lock-free free list, fills it, and publishes it.
+//! - **Cancellation never polls again.** `abort` marks the slot and queues
+//!   it; the owner sees the mark before polling and drops the future.
+//!   `purge_owner` (crashed domains) *forgets* futures instead: their memory
+//!   belongs to a heap that is reclaimed wholesale, and no code of a dead
+//!   domain may run.
+//! - **Idle without lost wake-ups.** [`Executor::prepare_to_sleep`] publishes
+//!   "asleep" and then re-checks for work; a waker publishes work and then
+//!   checks "asleep" (both sequentially consistent), so at least one side
+//!   sees the other and the sleeper is notified (an IPI in the kernel).
+//!
+//! What it must never do: allocate or block in a wake path, poll a cancelled
+//! or purged task, or drop a purged task's future.
+//!
+//! The crate is `no_std` + `alloc` and runs unchanged on the host, where the
+//! tests drive it with a recording platform and real threads.
+
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
+
+mod exec;
+mod id;
+mod join;
+mod registry;
+mod timer;
+mod waker;
+mod wheel;
+
+#[cfg(test)]
+mod tests;
+
+pub use exec::{Executor, RunStats, SpawnError, TaskInfo, TaskState};
+pub use id::TaskId;
+pub use join::{JoinError, JoinHandle};
+pub use timer::{Interval, Sleep, YieldNow, interval, now_ns, sleep, sleep_until, yield_now};
+pub use waker::{WakeSlot, current_task, task_id_of, wake_task};
+pub use wheel::{TimerKey, TimerWheel};
+
+use core::future::Future;
+use core::task::Poll;
+
+/// The domain that owns a task (0 = the kernel).
+pub type OwnerId = u32;
+
+/// Most executors that can exist at once (one per core in the kernel).
+pub const MAX_EXECUTORS: usize = 256;
+
+/// What a poll of a task came to, as reported by [`Platform::poll_task`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollOutcome {
+    Ready,
+    Pending,
+    /// The owner crashed during the poll: forget the task (never drop it).
+    Crashed,
+}
+
+/// What the executor needs from its environment (the kernel, or a test).
+pub trait Platform: Sync + 'static {
+    /// Monotonic nanoseconds.
+    fn now_ns(&self) -> u64;
+    /// Executor `executor_id` announced it was going to sleep and a task
+    /// became ready on it: wake it up. Must not allocate or block.
+    fn notify(&self, executor_id: usize);
+    /// The executor running in the calling context, if any.
+    fn current_executor(&self) -> Option<usize>;
+    /// Every poll of a task goes through here, so the kernel can make it a
+    /// domain entry (switch the current domain, contain a crash).
+    fn poll_task(&self, owner: OwnerId, poll: &mut dyn FnMut() -> Poll<()>) -> PollOutcome {
+        let _ = owner;
+        match poll() {
+            Poll::Ready(()) => PollOutcome::Ready,
+            Poll::Pending => PollOutcome::Pending,
+        }
+    }
+}
+
+/// Spawns on the executor of the calling context.
+///
+/// # Panics
+/// If the calling context has no executor.
+pub fn spawn<T: Send + 'static>(
+    owner: OwnerId,
+    fut: impl Future<Output = T> + Send + 'static,
+) -> Result<JoinHandle<T>, SpawnError> {
+    Executor::current().expect("spawn outside an executor").spawn(owner, fut)
+}
+
+/// Spawns on executor `executor_id` (any context may call this).
+pub fn spawn_on<T: Send + 'static>(
+    executor_id: usize,
+    owner: OwnerId,
+    fut: impl Future<Output = T> + Send + 'static,
+) -> Result<JoinHandle<T>, SpawnError> {
+    registry::get(executor_id).ok_or(SpawnError::NoSuchExecutor)?.spawn(owner, fut)
+}

@@ -1,0 +1,309 @@
+//! Continuations: the point a core returns to when the code it runs fails.
+//!
+//! [`catch`] runs a closure under a continuation. If the closure returns,
+//! so does `catch`, with `Ok`. If it panics, takes a CPU exception or is
+//! stopped by the watchdog, the failure path (panic handler or trap
+//! handler) abandons the closure's frames *without running their
+//! destructors* and resumes at the continuation, so `catch` returns `Err`.
+//! This is the mechanism beneath crash containment: a domain entry is a
+//! `catch` around the domain's code.
+//!
+//! The low-level part is two assembly routines. `cont_call` saves the
+//! callee-saved registers, stack pointer, return address and flags into the
+//! continuation and calls the closure; `cont_resume` restores them and
+//! makes `cont_call` return a second value. To the compiler, `cont_call` is
+//! an ordinary function that returns once, so no "returns twice" hazard
+//! exists. Continuations are linked through the per-core data, so nesting
+//! depth is bounded only by stack size.
+
+use core::arch::naked_asm;
+use core::fmt::{self, Write};
+use core::mem::MaybeUninit;
+
+use crate::arch::idt::TrapFrame;
+use crate::cpu;
+
+/// What went wrong inside a [`catch`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// A CPU exception, by vector number.
+    Exception(u8),
+    Panic,
+    /// The watchdog stopped a context that ran too long.
+    Watchdog,
+}
+
+#[derive(Clone, Copy)]
+pub struct Fault {
+    pub kind: FaultKind,
+    pub rip: u64,
+    pub error_code: u64,
+    /// Faulting address for page faults (CR2).
+    pub address: u64,
+    /// True when a page fault hit a stack guard page.
+    pub stack_overflow: bool,
+    message: [u8; 120],
+    message_len: usize,
+}
+
+impl Fault {
+    fn new(kind: FaultKind) -> Fault {
+        Fault {
+            kind,
+            rip: 0,
+            error_code: 0,
+            address: 0,
+            stack_overflow: false,
+            message: [0; 120],
+            message_len: 0,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        core::str::from_utf8(&self.message[..self.message_len]).unwrap_or("<invalid utf-8>")
+    }
+
+    pub fn vector(&self) -> Option<u8> {
+        match self.kind {
+            FaultKind::Exception(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl Write for Fault {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for &b in s.as_bytes() {
+            if self.message_len == self.message.len() {
+                break;
+            }
+            self.message[self.message_len] = b;
+            self.message_len += 1;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            FaultKind::Exception(v) => {
+                write!(f, "{} (vector {v}) at rip {:#x}", exception_name(v), self.rip)?;
+                if v == 14 {
+                    write!(f, ", address {:#x}, error {:#x}", self.address, self.error_code)?;
+                    if self.stack_overflow {
+                        write!(f, " (stack overflow: guard page)")?;
+                    }
+                } else if self.error_code != 0 {
+                    write!(f, ", error {:#x}", self.error_code)?;
+                }
+                Ok(())
+            }
+            FaultKind::Panic => write!(f, "panic: {}", self.message()),
+            FaultKind::Watchdog => write!(f, "watchdog: ran too long (rip {:#x})", self.rip),
+        }
+    }
+}
+
+pub fn exception_name(vector: u8) -> &'static str {
+    match vector {
+        0 => "divide error",
+        1 => "debug",
+        2 => "non-maskable interrupt",
+        3 => "breakpoint",
+        4 => "overflow",
+        5 => "bound range exceeded",
+        6 => "invalid opcode",
+        7 => "device not available",
+        8 => "double fault",
+        10 => "invalid TSS",
+        11 => "segment not present",
+        12 => "stack-segment fault",
+        13 => "general protection fault",
+        14 => "page fault",
+        16 => "x87 floating-point error",
+        17 => "alignment check",
+        18 => "machine check",
+        19 => "SIMD floating-point error",
+        20 => "virtualization exception",
+        21 => "control protection",
+        _ => "reserved exception",
+    }
+}
+
+/// Saved state to resume at. Layout is shared with the assembly below.
+#[repr(C)]
+pub struct Continuation {
+    rbx: u64,
+    rbp: u64,
+    r12: u64,
+    r13: u64,
+    r14: u64,
+    r15: u64,
+    rsp: u64,
+    rip: u64,
+    rflags: u64,
+    prev: *mut Continuation,
+    fault: MaybeUninit<Fault>,
+}
+
+/// Saves the continuation and calls `f(arg)`. Returns 0 when `f` returns,
+/// or the value given to `cont_resume`.
+#[unsafe(naked)]
+unsafe extern "C" fn cont_call(cont: *mut Continuation, f: extern "C" fn(*mut u8), arg: *mut u8) -> u64 {
+    naked_asm!(
+        "mov [rdi + 0], rbx",
+        "mov [rdi + 8], rbp",
+        "mov [rdi + 16], r12",
+        "mov [rdi + 24], r13",
+        "mov [rdi + 32], r14",
+        "mov [rdi + 40], r15",
+        "lea rax, [rsp + 8]", // the caller's rsp once we have returned
+        "mov [rdi + 48], rax",
+        "mov rax, [rsp]", // our return address
+        "mov [rdi + 56], rax",
+        "pushfq",
+        "pop rax",
+        "mov [rdi + 64], rax",
+        "sub rsp, 8", // align the stack for the call
+        "mov rdi, rdx",
+        "call rsi",
+        "add rsp, 8",
+        "xor eax, eax",
+        "ret",
+    )
+}
+
+/// Restores `cont` and returns `value` from its `cont_call`.
+#[unsafe(naked)]
+unsafe extern "C" fn cont_resume(cont: *const Continuation, value: u64) -> ! {
+    naked_asm!(
+        "mov rbx, [rdi + 0]",
+        "mov rbp, [rdi + 8]",
+        "mov r12, [rdi + 16]",
+        "mov r13, [rdi + 24]",
+        "mov r14, [rdi + 32]",
+        "mov r15, [rdi + 40]",
+        "mov rsp, [rdi + 48]",
+        "push qword ptr [rdi + 64]",
+        "popfq",
+        "mov rax, rsi",
+        "jmp qword ptr [rdi + 56]",
+    )
+}
+
+/// Runs `f` under a continuation on this core. Returns `Err` with what
+/// happened if `f` panicked, faulted or was stopped by the watchdog; in that
+/// case nothing `f` owned is dropped (its frames are abandoned).
+pub fn catch<R, F: FnOnce() -> R>(f: F) -> Result<R, Fault> {
+    struct Slot<F, R> {
+        f: Option<F>,
+        result: Option<R>,
+    }
+    extern "C" fn trampoline<F: FnOnce() -> R, R>(arg: *mut u8) {
+        // SAFETY: `arg` is the `Slot` on `catch`'s frame, alive for the call.
+        let slot = unsafe { &mut *(arg as *mut Slot<F, R>) };
+        if let Some(f) = slot.f.take() {
+            slot.result = Some(f());
+        }
+    }
+
+    let cpu = cpu::current();
+    let mut slot = Slot { f: Some(f), result: None };
+    let mut cont = Continuation {
+        rbx: 0,
+        rbp: 0,
+        r12: 0,
+        r13: 0,
+        r14: 0,
+        r15: 0,
+        rsp: 0,
+        rip: 0,
+        rflags: 0,
+        prev: cpu.catch_top.get(),
+        fault: MaybeUninit::uninit(),
+    };
+    cpu.catch_top.set(&mut cont);
+    // SAFETY: `cont` and `slot` outlive the call; `trampoline::<F, R>`
+    // matches the slot type. If the closure fails, the failure path resumes
+    // `cont` on this core with this stack intact below `cont.rsp`.
+    let value = unsafe { cont_call(&mut cont, trampoline::<F, R>, &raw mut slot as *mut u8) };
+    cpu::current().catch_top.set(cont.prev);
+    if value == 0 {
+        Ok(slot.result.take().expect("closure returned"))
+    } else {
+        // SAFETY: the failure path wrote `fault` before resuming.
+        Err(unsafe { cont.fault.assume_init_read() })
+    }
+}
+
+/// True if a continuation is active on this core and we are not inside an
+/// interrupt handler (a fault in a handler is the kernel's, never
+/// contained).
+pub fn can_contain() -> bool {
+    let cpu = cpu::current();
+    !cpu.catch_top.get().is_null() && cpu.irq_depth.get() == 0
+}
+
+/// From a trap handler: records `fault` in the innermost continuation and
+/// rewrites `frame` so that `iretq` lands in `cont_resume`.
+pub(crate) fn redirect_trap(frame: &mut TrapFrame, mut fault: Fault) {
+    let cpu = cpu::current();
+    let cont = cpu.catch_top.get();
+    fault.rip = if fault.rip == 0 { frame.rip } else { fault.rip };
+    // SAFETY: `cont` is live: it is only unlinked by `catch` after
+    // `cont_call` returns, which has not happened while its closure runs.
+    unsafe {
+        (*cont).fault.write(fault);
+        frame.rip = cont_resume as usize as u64;
+        frame.rdi = cont as u64;
+        frame.rsi = 1;
+        // Any writable spot below the continuation's stack pointer will do;
+        // `cont_resume` loads the real one at once.
+        frame.rsp = ((*cont).rsp - 256) & !0xF;
+        frame.rflags &= !(1 << 9); // interrupts off until popfq restores them
+        frame.cs = u64::from(crate::arch::gdt::KERNEL_CS);
+        frame.ss = u64::from(crate::arch::gdt::KERNEL_DS);
+    }
+}
+
+/// From the panic handler: resumes the innermost continuation. Returns
+/// only if there is none (the panic is then the kernel's own).
+pub(crate) fn resume_from_panic(info: &core::panic::PanicInfo) {
+    if !can_contain() {
+        return;
+    }
+    let cpu = cpu::current();
+    let cont = cpu.catch_top.get();
+    let mut fault = Fault::new(FaultKind::Panic);
+    let _ = write!(fault, "{}", info.message());
+    if let Some(location) = info.location() {
+        let _ = write!(fault, " at {}:{}", location.file(), location.line());
+    }
+    // SAFETY: as in `redirect_trap`; we never return to the panicking frames.
+    unsafe {
+        (*cont).fault.write(fault);
+        cont_resume(cont, 1);
+    }
+}
+
+pub(crate) fn exception_fault(vector: u8, frame: &TrapFrame, address: u64) -> Fault {
+    let mut fault = Fault::new(FaultKind::Exception(vector));
+    fault.rip = frame.rip;
+    fault.error_code = frame.error_code;
+    fault.address = address;
+    fault.stack_overflow = vector == 14 && crate::mem::stacks::is_guard_hit(address);
+    fault
+}
+
+pub(crate) fn watchdog_fault(frame: &TrapFrame) -> Fault {
+    let mut fault = Fault::new(FaultKind::Watchdog);
+    fault.rip = frame.rip;
+    fault
+}

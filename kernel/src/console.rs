@@ -1,0 +1,218 @@
+//! The kernel monitor: a line-editing shell on the serial console.
+//!
+//! It runs as an ordinary task on the BSP's executor. Input bytes arrive by
+//! interrupt (see `platform::route_interrupts`), which fires [`INPUT`] to
+//! wake this task; without an IOAPIC the task polls the UART every 10 ms.
+
+use alloc::vec::Vec;
+use core::future::poll_fn;
+use core::task::Poll;
+
+use executor::WakeSlot;
+use kcore::cmdline::split_args;
+use kcore::fmt::Bytes;
+use kcore::lineedit::{Event, LineEditor};
+
+use crate::{cpu, mem, power, sched, serial, time};
+
+/// Fired by the COM1 interrupt handler.
+pub static INPUT: WakeSlot = WakeSlot::new();
+
+pub const PROMPT: &str = "monitor> ";
+
+struct Command {
+    name: &'static str,
+    usage: &'static str,
+    help: &'static str,
+    run: fn(&[&str]) -> Result<(), alloc::string::String>,
+}
+
+const COMMANDS: &[Command] = &[
+    Command { name: "help", usage: "help [COMMAND]", help: "list commands, or explain one", run: cmd_help },
+    Command { name: "mem", usage: "mem", help: "free and used physical memory and kernel heap", run: cmd_mem },
+    Command { name: "cpus", usage: "cpus", help: "cores: APIC id, ticks, task polls, idle time", run: cmd_cpus },
+    Command { name: "tasks", usage: "tasks", help: "tasks on every core's executor", run: cmd_tasks },
+    Command { name: "uptime", usage: "uptime", help: "time since boot", run: cmd_uptime },
+    Command { name: "log", usage: "log [error|warn|info|debug|trace]", help: "show or set the log level", run: cmd_log },
+    Command { name: "shutdown", usage: "shutdown", help: "power off (QEMU exits with status 0)", run: cmd_shutdown },
+];
+
+async fn next_byte() -> u8 {
+    loop {
+        let got = poll_fn(|cx| {
+            serial::poll_rx_if_no_irq();
+            if let Some(byte) = serial::pop_rx() {
+                return Poll::Ready(Some(byte));
+            }
+            INPUT.register(cx.waker());
+            // Re-check: a byte may have arrived between the pop and the
+            // registration.
+            if let Some(byte) = serial::pop_rx() {
+                return Poll::Ready(Some(byte));
+            }
+            if serial::input_irq_enabled() { Poll::Pending } else { Poll::Ready(None) }
+        })
+        .await;
+        if let Some(byte) = got {
+            return byte;
+        }
+        // No input interrupt: poll again shortly.
+        executor::sleep(core::time::Duration::from_millis(10)).await;
+    }
+}
+
+struct Echo;
+
+impl kcore::lineedit::Sink for Echo {
+    fn write(&mut self, bytes: &[u8]) {
+        if let Ok(s) = core::str::from_utf8(bytes) {
+            print!("{s}");
+        }
+    }
+}
+
+pub async fn shell() {
+    println!("Type 'help' for commands.");
+    print!("{PROMPT}");
+    let mut editor = LineEditor::new();
+    loop {
+        let byte = next_byte().await;
+        match editor.feed(byte, &mut Echo) {
+            Event::Line(line) => {
+                let line = alloc::string::String::from(line);
+                execute(&line);
+                print!("{PROMPT}");
+            }
+            Event::Cancelled => print!("{PROMPT}"),
+            Event::ClearedScreen => {
+                print!("{PROMPT}");
+                editor.redraw(&mut Echo);
+            }
+            Event::None => {}
+        }
+    }
+}
+
+/// Runs one command line, printing its output or a clear error.
+pub fn execute(line: &str) {
+    let args: Vec<&str> = match split_args(line).collect::<Result<Vec<_>, _>>() {
+        Ok(args) => args,
+        Err(e) => {
+            println!("error: {e}");
+            return;
+        }
+    };
+    let Some((&name, rest)) = args.split_first() else {
+        return;
+    };
+    match COMMANDS.iter().find(|c| c.name == name) {
+        Some(command) => {
+            if let Err(message) = (command.run)(rest) {
+                println!("{name}: {message}");
+                println!("usage: {}", command.usage);
+            }
+        }
+        None => println!("unknown command '{name}'; type 'help' for the list"),
+    }
+}
+
+fn no_args(args: &[&str]) -> Result<(), alloc::string::String> {
+    match args.first() {
+        Some(extra) => Err(alloc::format!("unexpected argument '{extra}'")),
+        None => Ok(()),
+    }
+}
+
+fn cmd_help(args: &[&str]) -> Result<(), alloc::string::String> {
+    match args {
+        [] => {
+            for c in COMMANDS {
+                println!("  {:<34} {}", c.usage, c.help);
+            }
+            Ok(())
+        }
+        [name] => match COMMANDS.iter().find(|c| c.name == *name) {
+            Some(c) => {
+                println!("{}: {}", c.usage, c.help);
+                Ok(())
+            }
+            None => Err(alloc::format!("no command named '{name}'")),
+        },
+        _ => Err("too many arguments".into()),
+    }
+}
+
+fn cmd_mem(args: &[&str]) -> Result<(), alloc::string::String> {
+    no_args(args)?;
+    let total = mem::frames::total_count() * mem::PAGE_SIZE;
+    let free = mem::frames::free_count() * mem::PAGE_SIZE;
+    let (heap_used, heap_size) = mem::heap::usage();
+    println!("physical: {} total, {} used, {} free", Bytes(total), Bytes(total - free), Bytes(free));
+    println!("kernel heap: {} of {} used", Bytes(heap_used), Bytes(heap_size));
+    println!("per domain: kernel only (no domains loaded)");
+    Ok(())
+}
+
+fn cmd_cpus(args: &[&str]) -> Result<(), alloc::string::String> {
+    no_args(args)?;
+    let now = time::now_ns().max(1);
+    println!("cpu  apic  ticks       polls       tasks  idle");
+    for c in cpu::all() {
+        let tasks = sched::executor(c.index).map_or(0, |e| e.task_count());
+        let idle_ns = time::tsc_to_ns(c.idle_tsc.load(core::sync::atomic::Ordering::Relaxed));
+        println!(
+            "{:<4} {:<5} {:<11} {:<11} {:<6} {}%",
+            c.index,
+            c.apic_id,
+            c.ticks.load(core::sync::atomic::Ordering::Relaxed),
+            c.polls.load(core::sync::atomic::Ordering::Relaxed),
+            tasks,
+            (idle_ns.min(now) * 100 / now)
+        );
+    }
+    println!("TSC {} MHz, tick {} Hz", time::tsc_hz() / 1_000_000, time::tick_hz());
+    Ok(())
+}
+
+fn cmd_tasks(args: &[&str]) -> Result<(), alloc::string::String> {
+    no_args(args)?;
+    println!("cpu  task                owner  state");
+    for c in cpu::all() {
+        if let Some(exec) = sched::executor(c.index) {
+            for task in exec.snapshot() {
+                println!("{:<4} {:<19} {:<6} {:?}", c.index, alloc::format!("{:?}", task.id), task.owner, task.state);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn cmd_uptime(args: &[&str]) -> Result<(), alloc::string::String> {
+    no_args(args)?;
+    let ms = time::now_ns() / 1_000_000;
+    println!("up {}.{:03} s", ms / 1000, ms % 1000);
+    Ok(())
+}
+
+fn cmd_log(args: &[&str]) -> Result<(), alloc::string::String> {
+    match args {
+        [] => {
+            println!("log level: {}", serial::level().name());
+            Ok(())
+        }
+        [level] => match serial::Level::parse(level) {
+            Some(level) => {
+                serial::set_level(level);
+                Ok(())
+            }
+            None => Err(alloc::format!("unknown level '{level}'")),
+        },
+        _ => Err("too many arguments".into()),
+    }
+}
+
+fn cmd_shutdown(args: &[&str]) -> Result<(), alloc::string::String> {
+    no_args(args)?;
+    println!("shutting down");
+    power::shutdown()
+}

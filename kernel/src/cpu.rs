@@ -1,0 +1,119 @@
+//! Per-core data, reached through the GS base register.
+//!
+//! Each core's `PerCpu` is allocated once and never freed; its first word
+//! points to itself so `gs:[0]` yields it in one instruction. Fields in
+//! `Cell`s are touched only by their own core (with interrupts off where an
+//! interrupt handler touches them too); anything another core reads is
+//! atomic.
+
+use core::cell::Cell;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+use crate::catch::Continuation;
+
+pub const MAX_CPUS: usize = 64;
+
+#[repr(C)]
+pub struct PerCpu {
+    self_ptr: *const PerCpu,
+    /// Dense core index: 0 for the bootstrap processor; also the index of
+    /// this core's executor.
+    pub index: usize,
+    pub apic_id: u32,
+    /// Innermost crash-containment continuation on this core.
+    pub(crate) catch_top: Cell<*mut Continuation>,
+    /// How many interrupt handlers are running on this core.
+    pub(crate) irq_depth: Cell<u32>,
+    pub ticks: AtomicU64,
+    pub online: AtomicBool,
+    /// Task polls done by this core's executor (for `cpus`).
+    pub polls: AtomicU64,
+    /// TSC ticks spent halted (for `cpus`).
+    pub idle_tsc: AtomicU64,
+}
+
+// SAFETY: see the module doc: `Cell` fields are only used by the owning
+// core; everything shared is atomic.
+unsafe impl Sync for PerCpu {}
+
+static CPUS: [AtomicPtr<PerCpu>; MAX_CPUS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// The bootstrap processor's record lives in `.bss` so that it exists
+/// before the heap does.
+static mut BSP: PerCpu = PerCpu::new(0, 0);
+
+impl PerCpu {
+    const fn new(index: usize, apic_id: u32) -> PerCpu {
+        PerCpu {
+            self_ptr: core::ptr::null(),
+            index,
+            apic_id,
+            catch_top: Cell::new(core::ptr::null_mut()),
+            irq_depth: Cell::new(0),
+            ticks: AtomicU64::new(0),
+            online: AtomicBool::new(false),
+            polls: AtomicU64::new(0),
+            idle_tsc: AtomicU64::new(0),
+        }
+    }
+}
+
+fn install(cpu: *mut PerCpu) {
+    // SAFETY: `cpu` points to a PerCpu that lives forever; we set its self
+    // pointer before publishing it and then make GS point at it.
+    unsafe {
+        (*cpu).self_ptr = cpu;
+        x86_64::registers::model_specific::GsBase::write(x86_64::VirtAddr::new(cpu as u64));
+        CPUS[(*cpu).index].store(cpu, Ordering::Release);
+        (*cpu).online.store(true, Ordering::Release);
+    }
+    COUNT.fetch_max(
+        // SAFETY: as above.
+        unsafe { (*cpu).index } + 1,
+        Ordering::AcqRel,
+    );
+}
+
+/// Sets up the BSP's per-core data. First thing `kmain_bsp` does.
+pub fn init_bsp() {
+    install(&raw mut BSP);
+}
+
+/// Sets up an application processor's per-core data (on that processor).
+pub fn init_ap(index: usize, apic_id: u32) {
+    let cpu = alloc::boxed::Box::leak(alloc::boxed::Box::new(PerCpu::new(index, apic_id)));
+    install(cpu);
+}
+
+pub(crate) fn set_bsp_apic_id(apic_id: u32) {
+    // SAFETY: called once on the BSP during boot, before other cores run.
+    unsafe { (*(&raw mut BSP)).apic_id = apic_id };
+}
+
+/// This core's data.
+#[inline(always)]
+pub fn current() -> &'static PerCpu {
+    let ptr: *const PerCpu;
+    // SAFETY: GS points at this core's PerCpu from the first instructions of
+    // `kmain_bsp`/`ap_entry` onwards, and its first field is its address.
+    unsafe {
+        core::arch::asm!("mov {}, gs:[0]", out(reg) ptr, options(nostack, readonly, preserves_flags));
+        &*ptr
+    }
+}
+
+pub fn get(index: usize) -> Option<&'static PerCpu> {
+    let ptr = CPUS.get(index)?.load(Ordering::Acquire);
+    // SAFETY: published pointers refer to leaked, never-freed PerCpus.
+    (!ptr.is_null()).then(|| unsafe { &*ptr })
+}
+
+/// Number of cores brought up so far.
+pub fn count() -> usize {
+    COUNT.load(Ordering::Acquire)
+}
+
+pub fn all() -> impl Iterator<Item = &'static PerCpu> {
+    (0..count()).filter_map(get)
+}

@@ -1,0 +1,162 @@
+//! Faults in a test context are caught and reported with the right details.
+
+use core::arch::{asm, naked_asm};
+
+use super::{KTest, TestFn, TestResult};
+use crate::catch::{FaultKind, catch};
+use crate::ensure;
+use crate::mem::stacks;
+
+pub static TESTS: &[KTest] = &[
+    KTest { name: "fault_page_fault_reported", run: TestFn::Sync(page_fault_reported) },
+    KTest { name: "fault_divide_error_reported", run: TestFn::Sync(divide_error_reported) },
+    KTest { name: "fault_invalid_opcode_reported", run: TestFn::Sync(invalid_opcode_reported) },
+    KTest { name: "fault_general_protection_reported", run: TestFn::Sync(general_protection_reported) },
+    KTest { name: "fault_panic_caught_with_message", run: TestFn::Sync(panic_caught) },
+    KTest { name: "fault_stack_overflow_hits_guard", run: TestFn::Sync(stack_overflow_hits_guard) },
+    KTest { name: "fault_nested_catch_returns_to_innermost", run: TestFn::Sync(nested_catch) },
+    KTest { name: "fault_catch_restores_interrupt_flag", run: TestFn::Sync(catch_restores_interrupt_flag) },
+];
+
+#[inline(never)]
+fn read_u64(address: u64) -> u64 {
+    let value: u64;
+    // SAFETY: deliberately reads an address that may be unmapped; the test
+    // runs under a continuation that catches the resulting fault.
+    unsafe { asm!("mov {v}, [{a}]", a = in(reg) address, v = out(reg) value, options(nostack)) };
+    value
+}
+
+#[inline(never)]
+fn write_u64(address: u64, value: u64) {
+    // SAFETY: as in `read_u64`.
+    unsafe { asm!("mov [{a}], {v}", a = in(reg) address, v = in(reg) value, options(nostack)) };
+}
+
+#[inline(never)]
+fn hardware_divide(dividend: u64, divisor: u64) -> u64 {
+    let quotient: u64;
+    // SAFETY: `div` with a zero divisor raises #DE, caught by the test's
+    // continuation; it touches only registers.
+    unsafe {
+        asm!("div {d}", d = in(reg) divisor, inout("rax") dividend => quotient, inout("rdx") 0u64 => _,
+             options(nostack, nomem))
+    };
+    quotient
+}
+
+fn page_fault_reported() -> TestResult {
+    const UNMAPPED: u64 = 0x0000_0000_0000_1000; // page 1: never mapped
+    let fault = catch(|| read_u64(UNMAPPED)).err().ok_or("read of page 1 did not fault")?;
+    ensure!(fault.kind == FaultKind::Exception(14), "expected page fault, got {fault}");
+    ensure!(fault.address == UNMAPPED, "fault address {:#x}, expected {UNMAPPED:#x}", fault.address);
+    ensure!(fault.error_code & 0b11 == 0, "read of a non-present page: error code {:#x}", fault.error_code);
+    let fault = catch(|| write_u64(UNMAPPED + 8, 1)).err().ok_or("write did not fault")?;
+    ensure!(fault.error_code & 0b10 != 0, "write bit missing in error code {:#x}", fault.error_code);
+    ensure!(fault.address == UNMAPPED + 8, "write fault address {:#x}", fault.address);
+    // Write to the kernel's read-only data: a protection fault (present bit set).
+    static READ_ONLY: u64 = 7;
+    let address = &READ_ONLY as *const u64 as u64;
+    let fault = catch(|| write_u64(address, 1)).err().ok_or("write to .rodata did not fault")?;
+    ensure!(fault.error_code & 0b11 == 0b11, "protection fault error code {:#x}", fault.error_code);
+    ensure!(READ_ONLY == 7, "read-only data changed");
+    Ok(())
+}
+
+fn divide_error_reported() -> TestResult {
+    ensure!(hardware_divide(10, 3) == 3, "division itself is broken");
+    let fault = catch(|| hardware_divide(1, core::hint::black_box(0))).err().ok_or("divide by zero did not fault")?;
+    ensure!(fault.kind == FaultKind::Exception(0), "expected divide error, got {fault}");
+    let start = hardware_divide as usize as u64;
+    ensure!((start..start + 64).contains(&fault.rip), "rip {:#x} not in hardware_divide at {start:#x}", fault.rip);
+    Ok(())
+}
+
+fn invalid_opcode_reported() -> TestResult {
+    // SAFETY: `ud2` raises #UD, caught by the continuation.
+    let fault = catch(|| unsafe { asm!("ud2", options(nostack, nomem)) }).err().ok_or("ud2 did not fault")?;
+    ensure!(fault.kind == FaultKind::Exception(6), "expected invalid opcode, got {fault}");
+    Ok(())
+}
+
+fn general_protection_reported() -> TestResult {
+    let fault = catch(|| read_u64(0x8000_0000_0000_0000)).err().ok_or("non-canonical read did not fault")?;
+    ensure!(fault.kind == FaultKind::Exception(13), "expected general protection, got {fault}");
+    Ok(())
+}
+
+fn panic_caught() -> TestResult {
+    let value = core::hint::black_box(41);
+    let fault = catch(|| {
+        if value == 41 {
+            panic!("deliberate panic {}", value + 1);
+        }
+    })
+    .err()
+    .ok_or("panic not caught")?;
+    ensure!(fault.kind == FaultKind::Panic, "expected panic, got {fault}");
+    ensure!(fault.message().starts_with("deliberate panic 42"), "message was '{}'", fault.message());
+    Ok(())
+}
+
+/// Calls `f` on the stack whose top is `top`.
+#[unsafe(naked)]
+unsafe extern "C" fn call_on_stack(top: u64, f: extern "C" fn()) {
+    naked_asm!("push rbp", "mov rbp, rsp", "mov rsp, rdi", "call rsi", "mov rsp, rbp", "pop rbp", "ret")
+}
+
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let buffer = core::hint::black_box([depth as u8; 256]);
+    if depth == u64::MAX {
+        return 0;
+    }
+    recurse(depth + 1).wrapping_add(u64::from(buffer[3]))
+}
+
+extern "C" fn overflow() {
+    core::hint::black_box(recurse(0));
+}
+
+fn stack_overflow_hits_guard() -> TestResult {
+    let stack = stacks::alloc(16 * 1024).ok_or("no memory for a test stack")?;
+    let (guard, top) = (stack.guard_page(), stack.top);
+    // SAFETY: the stack is mapped and unused; `overflow` never returns, and
+    // the fault it causes is caught by the continuation, which resumes on
+    // our own stack.
+    let result = catch(|| unsafe { call_on_stack(top, overflow) });
+    stacks::free(stack);
+    let fault = result.err().ok_or("unbounded recursion returned")?;
+    ensure!(fault.kind == FaultKind::Exception(14), "expected page fault, got {fault}");
+    ensure!(fault.stack_overflow, "guard hit not recognised: {fault}");
+    ensure!((guard..guard + 4096).contains(&fault.address), "fault at {:#x}, guard page at {guard:#x}", fault.address);
+    Ok(())
+}
+
+fn nested_catch() -> TestResult {
+    let outer = catch(|| {
+        let inner = catch(|| hardware_divide(1, core::hint::black_box(0)));
+        ensure!(matches!(inner, Err(f) if f.kind == FaultKind::Exception(0)), "inner catch missed the fault");
+        // The outer continuation is still live after the inner one fired.
+        let second = catch(|| read_u64(0x1000));
+        ensure!(matches!(second, Err(f) if f.kind == FaultKind::Exception(14)), "second inner catch missed");
+        Ok::<u32, alloc::string::String>(7)
+    });
+    match outer {
+        Ok(Ok(7)) => Ok(()),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(other)) => Err(alloc::format!("outer returned {other}")),
+        Err(fault) => Err(alloc::format!("outer continuation fired: {fault}")),
+    }
+}
+
+fn catch_restores_interrupt_flag() -> TestResult {
+    use x86_64::instructions::interrupts;
+    let before = interrupts::are_enabled();
+    let _ = catch(|| {
+        interrupts::disable();
+        read_u64(0x1000)
+    });
+    ensure!(interrupts::are_enabled() == before, "interrupt flag not restored by the continuation");
+    Ok(())
+}

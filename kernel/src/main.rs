@@ -1,0 +1,161 @@
+//! The trusted kernel.
+//!
+//! What it is for: booting the machine (PVH), owning memory (frames, page
+//! tables, heap, guarded stacks), interrupts, the local APIC timer and
+//! IPIs, bringing up every core with its own async executor, the serial
+//! console and its monitor shell, and an in-QEMU test runner. Later: the
+//! domain manager, loader and crash containment, which build on
+//! [`catch`].
+//!
+//! What it must never do: crash because a domain or a user did something
+//! wrong (bad console input gets a message; a fault under a continuation is
+//! contained), or hang silently (a kernel panic or fault prints what it
+//! knows and makes QEMU exit with a failure status).
+//!
+//! Principles: every `unsafe` block states the invariant it relies on;
+//! logic that can run on the host lives in `kcore` and `executor` where it
+//! is unit-tested; hardware access sits in small modules named after the
+//! device.
+
+#![no_std]
+#![no_main]
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
+
+#[macro_use]
+mod serial;
+mod apic;
+mod arch;
+mod boot;
+mod catch;
+mod console;
+mod cpu;
+mod fatal;
+mod ktest;
+mod mem;
+mod platform;
+mod power;
+mod sched;
+mod smp;
+mod time;
+
+use core::arch::naked_asm;
+
+use kcore::pvh::BootInfo;
+use spin::Once;
+
+/// What the kernel was told at boot, kept for the console and tests.
+pub struct BootConfig {
+    pub cmdline: alloc::string::String,
+    pub usable_bytes: u64,
+    pub heap_bytes: u64,
+    pub cpus_found: usize,
+}
+
+pub static BOOT: Once<BootConfig> = Once::new();
+
+/// Entered from `boot.rs` on the boot stack, boot page tables active.
+#[unsafe(no_mangle)]
+pub extern "C" fn kmain_bsp(start_info: u64) -> ! {
+    cpu::init_bsp();
+    serial::init();
+    println!();
+    info!("kernel: booting (PVH start info at {start_info:#x})");
+
+    let boot_phys = mem::KernelPhys { limit: 4 << 30 };
+    let boot = match BootInfo::parse(&boot_phys, start_info) {
+        Ok(boot) => boot,
+        Err(e) => panic!("invalid PVH start info: {e}"),
+    };
+    let summary = mem::init::init(&boot);
+    // The heap exists; move off the unguarded boot stack.
+    let stack = mem::stacks::alloc(64 * 1024).expect("no memory for the BSP stack");
+    let boot = alloc::boxed::Box::leak(alloc::boxed::Box::new(boot));
+    let summary = alloc::boxed::Box::leak(alloc::boxed::Box::new(summary));
+    // SAFETY: the new stack is mapped and unused; `continue_boot` never
+    // returns, so nothing refers to the old stack's frames afterwards.
+    unsafe { switch_stack(stack.top, continue_boot, boot as *mut BootInfo as u64, summary as *mut _ as u64) }
+}
+
+/// Switches to the stack at `top` and calls `f(a, b)`; never returns.
+#[unsafe(naked)]
+unsafe extern "C" fn switch_stack(top: u64, f: extern "C" fn(u64, u64) -> !, a: u64, b: u64) -> ! {
+    naked_asm!("mov rsp, rdi", "xor ebp, ebp", "mov rdi, rdx", "mov rax, rsi", "mov rsi, rcx", "call rax", "ud2")
+}
+
+extern "C" fn continue_boot(boot: u64, summary: u64) -> ! {
+    // SAFETY: `kmain_bsp` passes pointers to leaked (static) values.
+    let (boot, summary) = unsafe { (&*(boot as *const BootInfo), &*(summary as *const mem::init::MemorySummary)) };
+    arch::gdt::init_this_cpu();
+    arch::idt::load();
+
+    let cmdline = alloc::string::String::from(boot.cmdline());
+    let args = match kcore::cmdline::CmdLine::parse(&cmdline) {
+        Ok(args) => args,
+        Err(e) => {
+            warn!("kernel: ignoring malformed command line ({e})");
+            kcore::cmdline::CmdLine::parse("").expect("empty command line parses")
+        }
+    };
+    if let Some(level) = args.get("log") {
+        match serial::Level::parse(level) {
+            Some(level) => serial::set_level(level),
+            None => warn!("kernel: unknown log level '{level}' (error|warn|info|debug|trace)"),
+        }
+    }
+    info!(
+        "memory: {} usable, highest address {:#x}, heap {}",
+        kcore::fmt::Bytes(summary.usable_bytes),
+        summary.highest_address,
+        kcore::fmt::Bytes(summary.heap_bytes)
+    );
+
+    let platform = platform::discover(boot, summary.highest_address);
+    apic::disable_legacy_pic();
+    apic::set_addresses(platform.lapic_address, platform.ioapic);
+    apic::init_local();
+    cpu::set_bsp_apic_id(apic::id());
+    time::calibrate();
+    info!(
+        "time: TSC {} MHz, APIC timer {} kHz",
+        time::tsc_hz() / 1_000_000,
+        time::apic_timer_hz() / 1000
+    );
+    let hz = match args.get("hz").map(kcore::cmdline::parse_u64) {
+        None => 1000,
+        Some(Ok(hz)) if (10..=10_000).contains(&hz) => hz,
+        Some(_) => {
+            warn!("kernel: hz must be 10..10000; using 1000");
+            1000
+        }
+    };
+    time::start_tick(hz);
+    platform::route_interrupts(&platform);
+
+    sched::init_this_cpu();
+    let started = smp::start_aps(&platform.cpu_apic_ids);
+    info!("smp: {} of {} cpus online", started + 1, platform.cpu_apic_ids.len().max(1));
+    BOOT.call_once(|| BootConfig {
+        cmdline: cmdline.clone(),
+        usable_bytes: summary.usable_bytes,
+        heap_bytes: summary.heap_bytes,
+        cpus_found: platform.cpu_apic_ids.len(),
+    });
+
+    match args.get("test") {
+        Some(selection) => {
+            let selection = alloc::string::String::from(selection);
+            sched::spawn(ktest::run(selection)).expect("spawn test runner").detach();
+        }
+        None => sched::spawn(console::shell()).expect("spawn console").detach(),
+    }
+    sched::run()
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    // Inside a continuation (a test, later a domain) the panic is contained.
+    catch::resume_from_panic(info);
+    fatal::report_panic(info)
+}

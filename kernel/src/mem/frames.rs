@@ -1,0 +1,51 @@
+//! The global physical frame allocator: kcore's bitmap allocator behind a
+//! lock, set up from the PVH memory map.
+
+use spin::Mutex;
+
+use super::{PAGE_SIZE, phys_to_virt};
+use kcore::frames::FrameAllocator;
+
+static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
+
+/// Installs the allocator. `bitmap` must be memory nobody else uses.
+pub fn install(allocator: FrameAllocator<'static>) {
+    *FRAMES.lock() = Some(allocator);
+}
+
+fn with<R>(f: impl FnOnce(&mut FrameAllocator<'static>) -> R) -> R {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let mut guard = FRAMES.lock();
+        f(guard.as_mut().expect("frame allocator not initialised"))
+    })
+}
+
+/// One zeroed 4 KiB frame, or `None` when memory is exhausted.
+pub fn alloc_zeroed() -> Option<u64> {
+    let frame = with(|a| a.alloc())?;
+    // SAFETY: the frame was just handed out to us, so nothing else uses it,
+    // and it is mapped at `phys_to_virt`.
+    unsafe { core::ptr::write_bytes(phys_to_virt(frame), 0, PAGE_SIZE as usize) };
+    Some(frame)
+}
+
+/// One frame, contents undefined.
+pub fn alloc() -> Option<u64> {
+    with(|a| a.alloc())
+}
+
+/// Returns a frame. Freeing a frame twice or one we never handed out is a
+/// kernel bug and is reported as such.
+pub fn free(frame: u64) {
+    if let Err(e) = with(|a| a.free(frame)) {
+        panic!("frame free of {frame:#x}: {e}");
+    }
+}
+
+pub fn free_count() -> u64 {
+    with(|a| a.free_count() as u64)
+}
+
+pub fn total_count() -> u64 {
+    with(|a| a.total_count() as u64)
+}

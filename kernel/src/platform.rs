@@ -1,0 +1,76 @@
+//! What the firmware tells us about the machine (ACPI), and the interrupt
+//! routing built from it.
+
+use alloc::vec::Vec;
+
+use kcore::acpi::Acpi;
+use kcore::pvh::BootInfo;
+
+use crate::arch::trap;
+use crate::{apic, mem, power, serial};
+
+pub struct Platform {
+    pub lapic_address: u64,
+    /// (address, first GSI) of the IOAPIC, if there is one.
+    pub ioapic: Option<(u64, u32)>,
+    /// APIC ids of the enabled processors (BSP included).
+    pub cpu_apic_ids: Vec<u32>,
+    /// GSI and polarity/trigger of ISA IRQ 4 (COM1).
+    pub com1: (u32, bool, bool),
+}
+
+pub fn discover(boot: &BootInfo, highest: u64) -> Platform {
+    let mut platform = Platform {
+        lapic_address: 0xFEE0_0000,
+        ioapic: None,
+        cpu_apic_ids: Vec::new(),
+        com1: (4, false, false),
+    };
+    let phys = mem::KernelPhys { limit: highest.max(4 << 30) };
+    let Some(rsdp) = boot.rsdp() else {
+        crate::warn!("acpi: the boot loader gave no RSDP; assuming one cpu and no IOAPIC");
+        return platform;
+    };
+    let acpi = match Acpi::parse(&phys, rsdp) {
+        Ok(acpi) => acpi,
+        Err(e) => {
+            crate::warn!("acpi: {e}; assuming one cpu and no IOAPIC");
+            return platform;
+        }
+    };
+    match acpi.madt() {
+        Ok(madt) => {
+            platform.lapic_address = madt.local_apic_address();
+            platform.cpu_apic_ids = madt.enabled_apic_ids().collect();
+            platform.ioapic = madt.ioapics().next().map(|io| (u64::from(io.address), io.gsi_base));
+            if let Some(iso) = madt.overrides().find(|o| o.bus == 0 && o.source_irq == 4) {
+                platform.com1 = (iso.gsi, iso.active_low(), iso.level_triggered());
+            }
+        }
+        Err(e) => crate::warn!("acpi: no usable MADT ({e}); assuming one cpu and no IOAPIC"),
+    }
+    match acpi.poweroff() {
+        Ok(off) => power::set_acpi_poweroff(off),
+        Err(e) => crate::warn!("acpi: no S5 power-off ({e}); shutdown will use the debug-exit port"),
+    }
+    platform
+}
+
+fn com1_interrupt() {
+    if serial::drain_rx_fifo() {
+        crate::console::INPUT.wake();
+    }
+}
+
+/// Masks every IOAPIC input, then routes COM1 to the BSP.
+pub fn route_interrupts(platform: &Platform) {
+    if apic::ioapic_init() == 0 {
+        crate::warn!("no IOAPIC: console input is polled");
+        return;
+    }
+    let (gsi, active_low, level) = platform.com1;
+    trap::set_irq_handler(gsi as u8, com1_interrupt);
+    if apic::ioapic_route(gsi, crate::cpu::current().apic_id, active_low, level) {
+        serial::enable_input_interrupts();
+    }
+}

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Runs the kernel's in-QEMU tests and the console end-to-end test.
+
+Each boot is a fresh QEMU (TCG) with a time limit and -no-reboot, so a hang,
+a triple fault or a reboot fails instead of stalling. The in-kernel runner
+(`test=all` on the kernel command line) prints one line per test and exits
+through isa-debug-exit; we require both its final line and its exit status.
+
+Prints every result line and ends with `qemu: N passed, N failed`; the exit
+status is 0 only if nothing failed.
+"""
+import argparse
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+
+PASSED_STATUS = (0x13 << 1) | 1   # power::EXIT_TESTS_PASSED
+FAILED_STATUS = (0x11 << 1) | 1   # power::EXIT_TESTS_FAILED
+SHUTDOWN_FALLBACK_STATUS = (0x10 << 1) | 1
+
+RESULT = re.compile(r"^ktest: (\S+) \.\.\. (ok|FAILED)(.*)$")
+SUMMARY = re.compile(r"^ktest: (\d+) passed, (\d+) failed")
+
+
+def qemu_command(kernel, smp, mem, append, extra=()):
+    return [
+        "qemu-system-x86_64", "-machine", "q35", "-cpu", "max", "-smp", str(smp), "-m", mem,
+        "-kernel", kernel, "-append", append, "-display", "none", "-serial", "stdio",
+        "-monitor", "none", "-no-reboot", "-nic", "none",
+        "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", *extra,
+    ]
+
+
+class Tally:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def record(self, name, ok, detail=""):
+        if ok:
+            self.passed += 1
+            print(f"  ok      {name}")
+        else:
+            self.failed += 1
+            print(f"  FAILED  {name} {detail}")
+        sys.stdout.flush()
+
+
+def run_suite(tally, kernel, smp, mem, timeout, selection):
+    label = f"smp={smp} mem={mem}"
+    print(f"== in-QEMU tests ({label})")
+    sys.stdout.flush()
+    cmd = qemu_command(kernel, smp, mem, f"test={selection} log=warn")
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=timeout)
+        output, status = proc.stdout.decode("utf-8", "replace"), proc.returncode
+    except subprocess.TimeoutExpired as e:
+        output = (e.stdout or b"").decode("utf-8", "replace")
+        status = None
+    summary = None
+    for line in output.replace("\r", "").splitlines():
+        m = RESULT.match(line)
+        if m:
+            tally.record(f"[{label}] {m.group(1)}", m.group(2) == "ok", m.group(3).strip())
+        elif SUMMARY.match(line):
+            summary = SUMMARY.match(line)
+    elapsed = time.monotonic() - start
+    expected = PASSED_STATUS if summary and summary.group(2) == "0" else FAILED_STATUS
+    healthy = summary is not None and status == expected
+    if not healthy:
+        why = "timed out (hang)" if status is None else f"exit status {status}, summary {'seen' if summary else 'missing'}"
+        tally.record(f"[{label}] kernel ran the suite to the end", False, why)
+        print("---- serial output ----")
+        print(output[-6000:])
+        print("-----------------------")
+    print(f"   ({elapsed:.1f} s)")
+
+
+def console_session(tally, kernel, smp, mem, timeout):
+    """Boots to the monitor prompt, types commands, checks replies and that
+    `shutdown` makes QEMU exit with status 0."""
+    print(f"== console end-to-end (smp={smp} mem={mem})")
+    proc = subprocess.Popen(qemu_command(kernel, smp, mem, "log=info"), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    buffer = b""
+    deadline = time.monotonic() + timeout
+
+    def read_until(marker, limit):
+        nonlocal buffer
+        end = min(deadline, time.monotonic() + limit)
+        while marker not in buffer:
+            remaining = end - time.monotonic()
+            if remaining <= 0 or proc.poll() is not None:
+                return False
+            ready, _, _ = select.select([proc.stdout], [], [], remaining)
+            if ready:
+                chunk = os.read(proc.stdout.fileno(), 4096)
+                if not chunk:
+                    return False
+                buffer += chunk
+        return True
+
+    def command(line):
+        nonlocal buffer
+        buffer = b""
+        proc.stdin.write(line.encode() + b"\r")
+        proc.stdin.flush()
+        ok = read_until(b"monitor> ", 30)
+        return ok, buffer.decode("utf-8", "replace").replace("\r", "")
+
+    boot_start = time.monotonic()
+    booted = read_until(b"monitor> ", 60)
+    tally.record(f"console: prompt reached ({time.monotonic() - boot_start:.2f} s)", booted)
+    if booted:
+        checks = [
+            ("help", lambda out: "shutdown" in out and "cpus" in out and "uptime" in out),
+            ("cpus", lambda out: len(re.findall(r"^\d+\s+\d+\s+\d+", out, re.M)) == smp),
+            ("mem", lambda out: "physical:" in out and "free" in out and "kernel heap" in out),
+            ("tasks", lambda out: "owner" in out),
+            ("uptime", lambda out: re.search(r"up \d+\.\d{3} s", out) is not None),
+            ("frobnicate", lambda out: "unknown command 'frobnicate'" in out),
+            ("mem now", lambda out: "unexpected argument 'now'" in out and "usage: mem" in out),
+            ("log shouting", lambda out: "unknown level 'shouting'" in out),
+            ('help "unterminated', lambda out: "error" in out or "no command" in out),
+            ("x" * 300, lambda out: "monitor>" in out),  # over-long line: refused, prompt survives
+        ]
+        for line, check in checks:
+            ok, out = command(line)
+            tally.record(f"console: '{line[:30]}'", ok and check(out), "" if ok else "(no prompt after it)")
+            if not ok:
+                print(out[-2000:])
+        proc.stdin.write(b"shutdown\r")
+        proc.stdin.flush()
+    try:
+        status = proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        status = None
+    tally.record("console: shutdown exits QEMU with status 0", booted and status == 0, f"(status {status})")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("kernel")
+    parser.add_argument("--configs", default="4:512M,1:128M,2:4G",
+                        help="comma-separated SMP:MEMORY boots of the suite")
+    parser.add_argument("--tests", default="all")
+    parser.add_argument("--timeout", type=int, default=300)
+    args = parser.parse_args()
+    tally = Tally()
+    for config in args.configs.split(","):
+        smp, mem = config.split(":")
+        run_suite(tally, args.kernel, int(smp), mem, args.timeout, args.tests)
+    console_session(tally, args.kernel, 2, "256M", 120)
+    print(f"qemu: {tally.passed} passed, {tally.failed} failed")
+    sys.exit(0 if tally.failed == 0 else 1)
+
+
+if __name__ == "__main__":
+    main()

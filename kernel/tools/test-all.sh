@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# `make test`: host unit tests, lint, kernel build, in-QEMU tests. Prints one
+# final line `N passed, N failed` summing every stage; a stage that cannot
+# run (build error, lint error) counts as one failure.
+set -u
+kernel="$1"; configs="$2"; profile_flag="$3"
+profile_dir=debug; [ "$profile_flag" = "--release" ] && profile_dir=release
+build=build
+mkdir -p "$build"
+passed=0; failed=0
+
+echo "== host tests (cargo test --workspace)"
+if cargo test --workspace 2>&1 | tee "$build/host-tests.log"; then :; else
+    echo "host tests: cargo test exited with an error"; failed=$((failed + 1))
+fi
+# Sum every "test result: ok. N passed; M failed" line.
+read -r hp hf < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } } END { print p+0, f+0 }' "$build/host-tests.log")
+passed=$((passed + hp)); failed=$((failed + hf))
+
+echo "== lint (rustfmt, clippy -D warnings)"
+if cargo fmt --all --check >/dev/null 2>&1 && cargo clippy --workspace --all-targets -q -- -D warnings \
+   && cargo clippy -p kernel --target x86_64-unknown-none -q -- -D warnings; then
+    passed=$((passed + 1)); echo "  ok      lint"
+else
+    failed=$((failed + 1)); echo "  FAILED  lint (run 'make lint')"
+fi
+
+echo "== kernel build"
+if cargo build -p kernel --target x86_64-unknown-none $profile_flag && mkdir -p "$build" \
+   && cp "target/x86_64-unknown-none/$profile_dir/kernel" "$kernel"; then
+    python3 kernel/tools/qemu-test.py "$kernel" --configs "$configs" 2>&1 | tee "$build/qemu-tests.log"
+    read -r qp qf < <(sed -n 's/^qemu: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$build/qemu-tests.log" | tail -1)
+    if [ -z "${qp:-}" ]; then failed=$((failed + 1)); else passed=$((passed + qp)); failed=$((failed + qf)); fi
+else
+    echo "kernel build failed"; failed=$((failed + 1))
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
