@@ -37,7 +37,10 @@ fn generation_of(state: u64) -> u32 {
 /// A spawned future with the join state it reports to.
 trait RawTask: Send {
     fn poll_task(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()>;
-    fn finish_with(&self, error: JoinError);
+    /// Ends a task that did not complete: drops its future (or, with
+    /// `forget`, leaks it), and only then tells the joiner why, so a joiner
+    /// never sees the result while the future's destructors still run.
+    fn end(self: Pin<Box<Self>>, error: JoinError, forget: bool);
 }
 
 struct TaskCell<F: Future> {
@@ -64,8 +67,14 @@ where
         }
     }
 
-    fn finish_with(&self, error: JoinError) {
-        self.join.finish(Err(error));
+    fn end(self: Pin<Box<Self>>, error: JoinError, forget: bool) {
+        let join = self.join.clone();
+        if forget {
+            core::mem::forget(self);
+        } else {
+            drop(self);
+        }
+        join.finish(Err(error));
     }
 }
 
@@ -457,12 +466,7 @@ impl Executor {
         // SAFETY: owner-only access, slot allocated.
         let task = unsafe { (*slot.task.get()).take() };
         if let Some(task) = task {
-            task.finish_with(error);
-            if drop_it {
-                drop(task);
-            } else {
-                core::mem::forget(task);
-            }
+            task.end(error, !drop_it);
         }
         self.release(index);
     }

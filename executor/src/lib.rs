@@ -49,6 +49,8 @@ mod wheel;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod wheel_tests;
 
 pub use exec::{Executor, RunStats, SpawnError, TaskInfo, TaskState};
 pub use id::TaskId;

@@ -1,0 +1,528 @@
+//! Host tests: a recording platform (every `notify` is logged, in the
+//! spirit of embassy's recording pender), a fake clock, and real threads.
+
+extern crate std;
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::future::poll_fn;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::task::Poll;
+use core::time::Duration;
+use std::sync::Mutex;
+
+use crate::*;
+
+/// Records notifications; the clock is manual.
+struct Recording {
+    now: AtomicU64,
+    notified: Mutex<Vec<usize>>,
+    crash_owner: AtomicU64,
+}
+
+impl Recording {
+    fn leak() -> &'static Recording {
+        Box::leak(Box::new(Recording {
+            now: AtomicU64::new(0),
+            notified: Mutex::new(Vec::new()),
+            crash_owner: AtomicU64::new(u64::MAX),
+        }))
+    }
+
+    fn advance(&self, ns: u64) {
+        self.now.fetch_add(ns, Ordering::SeqCst);
+    }
+
+    fn notifications(&self) -> Vec<usize> {
+        self.notified.lock().unwrap().clone()
+    }
+}
+
+impl Platform for Recording {
+    fn now_ns(&self) -> u64 {
+        self.now.load(Ordering::SeqCst)
+    }
+
+    fn notify(&self, executor_id: usize) {
+        self.notified.lock().unwrap().push(executor_id);
+    }
+
+    fn current_executor(&self) -> Option<usize> {
+        None
+    }
+
+    fn poll_task(&self, owner: OwnerId, poll: &mut dyn FnMut() -> Poll<()>) -> PollOutcome {
+        if u64::from(owner) == self.crash_owner.load(Ordering::SeqCst) {
+            return PollOutcome::Crashed; // the "domain" dies on entry
+        }
+        match poll() {
+            Poll::Ready(()) => PollOutcome::Ready,
+            Poll::Pending => PollOutcome::Pending,
+        }
+    }
+}
+
+use alloc::boxed::Box;
+
+fn new_exec(capacity: usize) -> (&'static Executor, &'static Recording) {
+    let platform = Recording::leak();
+    (Executor::new(platform, capacity), platform)
+}
+
+fn run_until_idle(exec: &'static Executor) -> RunStats {
+    let mut total = RunStats::default();
+    for _ in 0..10_000 {
+        let stats = exec.run(1000);
+        total.polled += stats.polled;
+        total.completed += stats.completed;
+        total.cancelled += stats.cancelled;
+        total.purged += stats.purged;
+        total.timers_fired += stats.timers_fired;
+        if !exec.has_ready() {
+            break;
+        }
+    }
+    total
+}
+
+/// Polls a future to completion on the calling thread with a no-op waker.
+fn block_on<F: core::future::Future>(fut: F) -> F::Output {
+    let mut fut = core::pin::pin!(fut);
+    let waker = core::task::Waker::noop();
+    let mut cx = core::task::Context::from_waker(waker);
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::yield_now();
+    }
+}
+
+struct DropFlag(Arc<AtomicBool>);
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A future that stays pending, counting polls, until `release` is set.
+fn gate(polls: Arc<AtomicUsize>, release: Arc<AtomicBool>) -> impl core::future::Future<Output = u32> + Send {
+    poll_fn(move |_cx| {
+        polls.fetch_add(1, Ordering::SeqCst);
+        if release.load(Ordering::SeqCst) { Poll::Ready(7) } else { Poll::Pending }
+    })
+}
+
+#[test]
+fn spawn_runs_and_join_yields_output() {
+    let (exec, _) = new_exec(16);
+    let handle = exec.spawn(0, async { 40 + 2 }).unwrap();
+    assert!(!handle.is_finished());
+    let stats = run_until_idle(exec);
+    assert_eq!(stats.completed, 1);
+    assert!(handle.is_finished());
+    assert_eq!(block_on(handle), Ok(42));
+    assert_eq!(exec.task_count(), 0);
+}
+
+#[test]
+fn task_is_queued_at_most_once() {
+    let (exec, _) = new_exec(16);
+    let polls = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(AtomicBool::new(false));
+    let handle = exec.spawn(0, gate(polls.clone(), release.clone())).unwrap();
+    run_until_idle(exec);
+    assert_eq!(polls.load(Ordering::SeqCst), 1);
+    for _ in 0..100 {
+        wake_task(handle.id());
+    }
+    let stats = exec.run(1000);
+    assert_eq!(stats.polled, 1, "100 wakes must cause exactly one poll");
+    release.store(true, Ordering::SeqCst);
+    wake_task(handle.id());
+    run_until_idle(exec);
+    assert_eq!(block_on(handle), Ok(7));
+}
+
+#[test]
+fn stale_wakes_are_ignored_and_slots_reused_with_new_generation() {
+    let (exec, _) = new_exec(1);
+    let first = exec.spawn(0, async {}).unwrap();
+    let first_id = first.id();
+    run_until_idle(exec);
+    let second = exec.spawn(0, async { 1 }).unwrap();
+    assert_eq!(second.id().slot(), first_id.slot());
+    assert_ne!(second.id().generation(), first_id.generation());
+    wake_task(first_id); // stale: must not disturb the new task
+    assert_eq!(run_until_idle(exec).polled, 1);
+    assert_eq!(block_on(second), Ok(1));
+}
+
+#[test]
+fn capacity_exhaustion_is_an_error_not_a_panic() {
+    let (exec, _) = new_exec(2);
+    let release = Arc::new(AtomicBool::new(false));
+    let a = exec.spawn(0, gate(Arc::default(), release.clone())).unwrap();
+    let b = exec.spawn(0, gate(Arc::default(), release.clone())).unwrap();
+    assert!(matches!(exec.spawn(0, async {}), Err(SpawnError::Full)));
+    release.store(true, Ordering::SeqCst);
+    wake_task(a.id());
+    wake_task(b.id());
+    run_until_idle(exec);
+    assert!(exec.spawn(0, async {}).is_ok(), "slots come back after tasks finish");
+}
+
+#[test]
+fn abort_drops_without_polling_again() {
+    let (exec, _) = new_exec(8);
+    let polls = Arc::new(AtomicUsize::new(0));
+    let dropped = Arc::new(AtomicBool::new(false));
+    let flag = DropFlag(dropped.clone());
+    let p = polls.clone();
+    let handle = exec
+        .spawn(0, async move {
+            let _flag = flag;
+            gate(p, Arc::default()).await
+        })
+        .unwrap();
+    run_until_idle(exec);
+    assert_eq!(polls.load(Ordering::SeqCst), 1);
+    handle.abort();
+    wake_task(handle.id()); // a wake racing with the abort changes nothing
+    let stats = run_until_idle(exec);
+    assert_eq!(stats.cancelled, 1);
+    assert_eq!(polls.load(Ordering::SeqCst), 1, "aborted task was polled");
+    assert!(dropped.load(Ordering::SeqCst), "aborted future not dropped");
+    assert_eq!(block_on(handle), Err(JoinError::Cancelled));
+    assert_eq!(exec.task_count(), 0);
+}
+
+#[test]
+fn abort_from_another_thread() {
+    let (exec, _) = new_exec(8);
+    let polls = Arc::new(AtomicUsize::new(0));
+    let handle = exec.spawn(0, gate(polls.clone(), Arc::default())).unwrap();
+    run_until_idle(exec);
+    let id = handle.id();
+    std::thread::spawn(move || {
+        let h = handle;
+        h.abort();
+        block_on(h)
+    });
+    // The owner applies the abort on its next run.
+    for _ in 0..1000 {
+        run_until_idle(exec);
+        if exec.task_count() == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(exec.task_count(), 0);
+    assert_eq!(polls.load(Ordering::SeqCst), 1);
+    wake_task(id);
+    assert_eq!(exec.run(10).polled, 0);
+}
+
+#[test]
+fn purge_forgets_tasks_of_one_owner_only() {
+    let (exec, _) = new_exec(16);
+    let dropped = Arc::new(AtomicBool::new(false));
+    let flag = DropFlag(dropped.clone());
+    let victim = exec
+        .spawn(5, async move {
+            let _flag = flag;
+            gate(Arc::default(), Arc::default()).await
+        })
+        .unwrap();
+    let release = Arc::new(AtomicBool::new(false));
+    let survivor = exec.spawn(6, gate(Arc::default(), release.clone())).unwrap();
+    run_until_idle(exec);
+    wake_task(victim.id()); // queued when the purge arrives
+    exec.purge_owner(5);
+    let stats = run_until_idle(exec);
+    assert_eq!(stats.purged, 1);
+    assert!(!dropped.load(Ordering::SeqCst), "a purged future must be forgotten, not dropped");
+    assert_eq!(block_on(victim), Err(JoinError::OwnerCrashed));
+    assert_eq!(exec.task_count_of(5), 0);
+    assert_eq!(exec.task_count_of(6), 1);
+    release.store(true, Ordering::SeqCst);
+    wake_task(survivor.id());
+    run_until_idle(exec);
+    assert_eq!(block_on(survivor), Ok(7));
+    // The zombie slot (purged while queued) went back to the free list.
+    for _ in 0..16 {
+        exec.spawn(0, async {}).unwrap().detach();
+    }
+}
+
+#[test]
+fn crashed_poll_forgets_the_task() {
+    let (exec, platform) = new_exec(4);
+    platform.crash_owner.store(9, Ordering::SeqCst);
+    let dropped = Arc::new(AtomicBool::new(false));
+    let flag = DropFlag(dropped.clone());
+    let handle = exec.spawn(9, async move { drop(flag) }).unwrap();
+    run_until_idle(exec);
+    assert_eq!(block_on(handle), Err(JoinError::OwnerCrashed));
+    assert!(!dropped.load(Ordering::SeqCst));
+    assert_eq!(exec.task_count(), 0);
+}
+
+#[test]
+fn wake_slot_fired_from_another_thread() {
+    let (exec, _) = new_exec(4);
+    static SLOT: WakeSlot = WakeSlot::new();
+    static FIRED: AtomicBool = AtomicBool::new(false);
+    let handle = exec
+        .spawn(0, poll_fn(|cx| {
+            if FIRED.load(Ordering::SeqCst) {
+                return Poll::Ready(());
+            }
+            SLOT.register(cx.waker());
+            if FIRED.load(Ordering::SeqCst) { Poll::Ready(()) } else { Poll::Pending }
+        }))
+        .unwrap();
+    run_until_idle(exec);
+    assert!(!handle.is_finished());
+    std::thread::spawn(|| {
+        FIRED.store(true, Ordering::SeqCst);
+        SLOT.wake();
+    })
+    .join()
+    .unwrap();
+    run_until_idle(exec);
+    assert!(handle.is_finished());
+    assert!(SLOT.take().is_none(), "wake consumes the registration");
+}
+
+#[test]
+fn sleeping_executor_is_notified_exactly_once_per_wake() {
+    let (exec, platform) = new_exec(4);
+    let handle = exec.spawn(0, gate(Arc::default(), Arc::default())).unwrap();
+    run_until_idle(exec);
+    assert!(exec.prepare_to_sleep(), "nothing to do: may sleep");
+    let id = handle.id();
+    std::thread::spawn(move || wake_task(id)).join().unwrap();
+    assert_eq!(platform.notifications(), std::vec![exec.id()]);
+    exec.woke_up();
+    // Work pending: must not sleep, and no notification while awake.
+    assert!(!exec.prepare_to_sleep());
+    run_until_idle(exec);
+    let before = platform.notifications().len();
+    std::thread::spawn(move || wake_task(id)).join().unwrap();
+    assert_eq!(platform.notifications().len(), before, "awake executors are not notified");
+}
+
+#[test]
+fn prepare_to_sleep_refuses_when_a_timer_is_due() {
+    let (exec, platform) = new_exec(4);
+    exec.spawn(0, sleep(Duration::from_millis(5))).unwrap().detach();
+    run_until_idle(exec);
+    assert!(exec.prepare_to_sleep());
+    exec.woke_up();
+    platform.advance(6_000_000);
+    assert!(!exec.prepare_to_sleep(), "a due timer is work");
+}
+
+#[test]
+fn sleep_never_completes_early() {
+    let (exec, platform) = new_exec(4);
+    let handle = exec.spawn(0, sleep(Duration::from_millis(10))).unwrap();
+    run_until_idle(exec);
+    for _ in 0..9 {
+        platform.advance(1_000_000);
+        run_until_idle(exec);
+        assert!(!handle.is_finished(), "woke at {} ns", platform.now_ns());
+    }
+    platform.advance(1_000_000);
+    let stats = run_until_idle(exec);
+    assert!(handle.is_finished());
+    assert_eq!(stats.timers_fired, 1);
+}
+
+#[test]
+fn dropping_a_pending_sleep_cancels_its_timer() {
+    let (exec, platform) = new_exec(4);
+    let handle = exec
+        .spawn(0, async {
+            let mut s = core::pin::pin!(sleep(Duration::from_secs(3600)));
+            // Poll once to register, then drop it.
+            poll_fn(|cx| {
+                let _ = s.as_mut().poll(cx);
+                Poll::Ready(())
+            })
+            .await;
+        })
+        .unwrap();
+    run_until_idle(exec);
+    assert!(handle.is_finished());
+    assert_eq!(exec.next_timer_deadline(), None, "dropped Sleep left its entry");
+    platform.advance(4_000_000_000_000);
+    assert_eq!(run_until_idle(exec).timers_fired, 0);
+}
+
+#[test]
+fn interval_ticks_at_its_period() {
+    let (exec, platform) = new_exec(4);
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let t = ticks.clone();
+    exec.spawn(0, async move {
+        let mut iv = interval(Duration::from_millis(5));
+        loop {
+            iv.tick().await;
+            t.fetch_add(1, Ordering::SeqCst);
+        }
+    })
+    .unwrap()
+    .detach();
+    run_until_idle(exec);
+    assert_eq!(ticks.load(Ordering::SeqCst), 1, "first tick is immediate");
+    for _ in 0..20 {
+        platform.advance(1_000_000);
+        run_until_idle(exec);
+    }
+    assert_eq!(ticks.load(Ordering::SeqCst), 5, "ticks at 5, 10, 15, 20 ms");
+}
+
+#[test]
+fn yield_now_lets_others_run() {
+    let (exec, _) = new_exec(4);
+    let order = Arc::new(Mutex::new(Vec::new()));
+    for name in [1, 2] {
+        let order = order.clone();
+        exec.spawn(0, async move {
+            for step in 0..3 {
+                order.lock().unwrap().push((name, step));
+                yield_now().await;
+            }
+        })
+        .unwrap()
+        .detach();
+    }
+    run_until_idle(exec);
+    let order = order.lock().unwrap().clone();
+    assert_eq!(order, std::vec![(1, 0), (2, 0), (1, 1), (2, 1), (1, 2), (2, 2)]);
+}
+
+#[test]
+fn waker_is_the_task_id() {
+    let (exec, _) = new_exec(4);
+    let seen = Arc::new(AtomicU64::new(0));
+    let s = seen.clone();
+    let handle = exec
+        .spawn(0, poll_fn(move |cx| {
+            let id = task_id_of(cx.waker()).unwrap();
+            assert_eq!(Some(id), current_task());
+            s.store(id.to_u64(), Ordering::SeqCst);
+            Poll::Ready(())
+        }))
+        .unwrap();
+    let id = handle.id();
+    run_until_idle(exec);
+    assert_eq!(seen.load(Ordering::SeqCst), id.to_u64());
+    assert!(task_id_of(core::task::Waker::noop()).is_none());
+}
+
+/// Several executors on real threads wake each other's tasks in a ring.
+#[test]
+fn cross_thread_ring_of_wakes() {
+    const EXECUTORS: usize = 4;
+    const ROUNDS: u64 = 2000;
+    let stop = Arc::new(AtomicBool::new(false));
+    let counters: Arc<Vec<AtomicU64>> = Arc::new((0..EXECUTORS).map(|_| AtomicU64::new(0)).collect());
+    let slots: &'static [WakeSlot] = Box::leak((0..EXECUTORS).map(|_| WakeSlot::new()).collect::<Vec<_>>().into_boxed_slice());
+    let tokens: &'static [AtomicU64] = Box::leak((0..EXECUTORS).map(|_| AtomicU64::new(0)).collect::<Vec<_>>().into_boxed_slice());
+    let mut threads = Vec::new();
+    let execs: Vec<&'static Executor> = (0..EXECUTORS).map(|_| new_exec(8).0).collect();
+    for (i, exec) in execs.iter().copied().enumerate() {
+        let counters = counters.clone();
+        exec.spawn(0, async move {
+            let next = (i + 1) % EXECUTORS;
+            loop {
+                poll_fn(|cx| {
+                    if tokens[i].load(Ordering::SeqCst) > 0 {
+                        return Poll::Ready(());
+                    }
+                    slots[i].register(cx.waker());
+                    if tokens[i].load(Ordering::SeqCst) > 0 { Poll::Ready(()) } else { Poll::Pending }
+                })
+                .await;
+                tokens[i].fetch_sub(1, Ordering::SeqCst);
+                let done = counters[i].fetch_add(1, Ordering::SeqCst) + 1;
+                if i == EXECUTORS - 1 && done == ROUNDS {
+                    return;
+                }
+                tokens[next].fetch_add(1, Ordering::SeqCst);
+                slots[next].wake();
+                if done == ROUNDS {
+                    return;
+                }
+            }
+        })
+        .unwrap()
+        .detach();
+        let stop = stop.clone();
+        threads.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                exec.run(64);
+                std::thread::yield_now();
+            }
+        }));
+    }
+    tokens[0].fetch_add(1, Ordering::SeqCst);
+    slots[0].wake();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while counters[EXECUTORS - 1].load(Ordering::SeqCst) < ROUNDS && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    stop.store(true, Ordering::SeqCst);
+    for t in threads {
+        t.join().unwrap();
+    }
+    for c in counters.iter() {
+        assert_eq!(c.load(Ordering::SeqCst), ROUNDS);
+    }
+}
+
+#[test]
+fn spawn_on_another_executor_from_a_thread() {
+    let (exec, _) = new_exec(4);
+    let id = exec.id();
+    let handle = std::thread::spawn(move || spawn_on(id, 3, async { 5 }).unwrap()).join().unwrap();
+    assert_eq!(exec.task_count_of(3), 1);
+    run_until_idle(exec);
+    assert_eq!(block_on(handle), Ok(5));
+    assert!(matches!(spawn_on(MAX_EXECUTORS + 1, 0, async {}), Err(SpawnError::NoSuchExecutor)));
+}
+
+/// Regression: the joiner of an aborted task must not see `Cancelled`
+/// before the task's future has been dropped (found on 2 cores in QEMU).
+#[test]
+fn abort_result_is_published_after_the_drop() {
+    let (exec, _) = new_exec(4);
+    let dropped = Arc::new(AtomicBool::new(false));
+    struct CheckOnDrop(Arc<AtomicBool>, &'static Mutex<Option<JoinHandle<()>>>);
+    impl Drop for CheckOnDrop {
+        fn drop(&mut self) {
+            // While the future is being dropped, the joiner must still wait.
+            let handle = self.1.lock().unwrap();
+            assert!(!handle.as_ref().unwrap().is_finished(), "join finished before the drop");
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let cell: &'static Mutex<Option<JoinHandle<()>>> = Box::leak(Box::new(Mutex::new(None)));
+    let guard = CheckOnDrop(dropped.clone(), cell);
+    let handle = exec
+        .spawn(0, async move {
+            let _guard = guard;
+            gate(Arc::default(), Arc::default()).await;
+        })
+        .unwrap();
+    run_until_idle(exec);
+    handle.abort();
+    *cell.lock().unwrap() = Some(handle);
+    run_until_idle(exec);
+    assert!(dropped.load(Ordering::SeqCst));
+    let handle = cell.lock().unwrap().take().unwrap();
+    assert_eq!(block_on(handle), Err(JoinError::Cancelled));
+}

@@ -63,12 +63,6 @@ impl Fault {
         core::str::from_utf8(&self.message[..self.message_len]).unwrap_or("<invalid utf-8>")
     }
 
-    pub fn vector(&self) -> Option<u8> {
-        match self.kind {
-            FaultKind::Exception(v) => Some(v),
-            _ => None,
-        }
-    }
 }
 
 impl Write for Fault {
@@ -150,6 +144,10 @@ pub struct Continuation {
     rip: u64,
     rflags: u64,
     prev: *mut Continuation,
+    /// `now_ns` after which the timer interrupt stops the closure (0: no
+    /// limit). Cleared by the closure's trampoline once it returns, so the
+    /// watchdog can never fire after the closure has finished.
+    deadline_ns: core::sync::atomic::AtomicU64,
     fault: MaybeUninit<Fault>,
 }
 
@@ -202,9 +200,18 @@ unsafe extern "C" fn cont_resume(cont: *const Continuation, value: u64) -> ! {
 /// happened if `f` panicked, faulted or was stopped by the watchdog; in that
 /// case nothing `f` owned is dropped (its frames are abandoned).
 pub fn catch<R, F: FnOnce() -> R>(f: F) -> Result<R, Fault> {
+    catch_with_deadline(0, f)
+}
+
+/// Like [`catch`], but the closure is also stopped (with
+/// [`FaultKind::Watchdog`]) if it is still running when `now_ns` passes
+/// `deadline_ns` (0: no limit). The check runs in the timer interrupt, so
+/// the resolution is one tick.
+pub fn catch_with_deadline<R, F: FnOnce() -> R>(deadline_ns: u64, f: F) -> Result<R, Fault> {
     struct Slot<F, R> {
         f: Option<F>,
         result: Option<R>,
+        deadline: *const core::sync::atomic::AtomicU64,
     }
     extern "C" fn trampoline<F: FnOnce() -> R, R>(arg: *mut u8) {
         // SAFETY: `arg` is the `Slot` on `catch`'s frame, alive for the call.
@@ -212,10 +219,11 @@ pub fn catch<R, F: FnOnce() -> R>(f: F) -> Result<R, Fault> {
         if let Some(f) = slot.f.take() {
             slot.result = Some(f());
         }
+        // SAFETY: `deadline` points into the continuation on `catch`'s frame.
+        unsafe { (*slot.deadline).store(0, core::sync::atomic::Ordering::SeqCst) };
     }
 
     let cpu = cpu::current();
-    let mut slot = Slot { f: Some(f), result: None };
     let mut cont = Continuation {
         rbx: 0,
         rbp: 0,
@@ -227,8 +235,10 @@ pub fn catch<R, F: FnOnce() -> R>(f: F) -> Result<R, Fault> {
         rip: 0,
         rflags: 0,
         prev: cpu.catch_top.get(),
+        deadline_ns: core::sync::atomic::AtomicU64::new(deadline_ns),
         fault: MaybeUninit::uninit(),
     };
+    let mut slot = Slot { f: Some(f), result: None, deadline: &cont.deadline_ns };
     cpu.catch_top.set(&mut cont);
     // SAFETY: `cont` and `slot` outlive the call; `trampoline::<F, R>`
     // matches the slot type. If the closure fails, the failure path resumes
@@ -261,7 +271,7 @@ pub(crate) fn redirect_trap(frame: &mut TrapFrame, mut fault: Fault) {
     // `cont_call` returns, which has not happened while its closure runs.
     unsafe {
         (*cont).fault.write(fault);
-        frame.rip = cont_resume as usize as u64;
+        frame.rip = cont_resume as *const () as u64;
         frame.rdi = cont as u64;
         frame.rsi = 1;
         // Any writable spot below the continuation's stack pointer will do;
@@ -302,8 +312,23 @@ pub(crate) fn exception_fault(vector: u8, frame: &TrapFrame, address: u64) -> Fa
     fault
 }
 
-pub(crate) fn watchdog_fault(frame: &TrapFrame) -> Fault {
-    let mut fault = Fault::new(FaultKind::Watchdog);
-    fault.rip = frame.rip;
-    fault
+/// From the timer interrupt: if the code it interrupted runs under a
+/// continuation whose deadline has passed, redirect it there.
+pub(crate) fn check_deadline(frame: &mut TrapFrame, now_ns: u64) {
+    let cpu = cpu::current();
+    // Only when the tick interrupted the closure itself, not another handler.
+    if cpu.irq_depth.get() != 1 {
+        return;
+    }
+    let cont = cpu.catch_top.get();
+    if cont.is_null() {
+        return;
+    }
+    // SAFETY: a linked continuation is live (see `redirect_trap`).
+    let deadline = unsafe { (*cont).deadline_ns.load(core::sync::atomic::Ordering::SeqCst) };
+    if deadline != 0 && now_ns >= deadline {
+        let mut fault = Fault::new(FaultKind::Watchdog);
+        fault.rip = frame.rip;
+        redirect_trap(frame, fault);
+    }
 }

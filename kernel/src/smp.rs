@@ -125,7 +125,7 @@ pub fn start_aps(apic_ids: &[u32]) -> usize {
         core::ptr::copy_nonoverlapping(start as *const u8, page, len as usize);
         (page.add(offset_of(&raw const ap_tr_cr3) as usize) as *mut u64).write_volatile(root);
         (page.add(offset_of(&raw const ap_tr_entry) as usize) as *mut u64)
-            .write_volatile(ap_entry as usize as u64);
+            .write_volatile(ap_entry as *const () as u64);
     }
 
     let mut started = 0;

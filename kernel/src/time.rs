@@ -97,8 +97,11 @@ pub fn start_tick(hz: u64) {
     apic::timer_start_periodic(count as u32);
 }
 
-/// Called from the timer interrupt on every core.
-pub fn on_tick(_frame: &mut TrapFrame) {}
+/// Called from the timer interrupt on every core: stops a closure that
+/// overran its deadline (see `catch::catch_with_deadline`).
+pub fn on_tick(frame: &mut TrapFrame) {
+    crate::catch::check_deadline(frame, now_ns());
+}
 
 /// Spins for `ns` nanoseconds (boot-time delays such as the SMP start-up).
 pub fn spin_ns(ns: u64) {

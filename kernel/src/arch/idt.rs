@@ -164,9 +164,10 @@ unsafe extern "C" fn trap_common() {
 /// Builds the IDT (once) and loads it on this core.
 pub fn load() {
     IDT_BUILT.call_once(|| {
-        // SAFETY: `trap_stub_table` is the label inside `trap_stubs`.
-        let base = unsafe { &raw const trap_stub_table } as u64;
-        let _ = trap_stubs as usize; // keep the function (and its table) linked
+        // `trap_stub_table` is the label inside `trap_stubs`; naming the
+        // function keeps it (and so the table) linked.
+        let base = (&raw const trap_stub_table) as u64;
+        core::hint::black_box(trap_stubs as *const ());
         for vector in 0..256u64 {
             let ist = match vector {
                 2 => gdt::IST_NMI,

@@ -3,7 +3,7 @@
 use core::arch::{asm, naked_asm};
 
 use super::{KTest, TestFn, TestResult};
-use crate::catch::{FaultKind, catch};
+use crate::catch::{FaultKind, catch, catch_with_deadline};
 use crate::ensure;
 use crate::mem::stacks;
 
@@ -16,6 +16,7 @@ pub static TESTS: &[KTest] = &[
     KTest { name: "fault_stack_overflow_hits_guard", run: TestFn::Sync(stack_overflow_hits_guard) },
     KTest { name: "fault_nested_catch_returns_to_innermost", run: TestFn::Sync(nested_catch) },
     KTest { name: "fault_catch_restores_interrupt_flag", run: TestFn::Sync(catch_restores_interrupt_flag) },
+    KTest { name: "fault_watchdog_stops_runaway_loop", run: TestFn::Sync(watchdog_stops_runaway_loop) },
 ];
 
 #[inline(never)]
@@ -67,7 +68,7 @@ fn divide_error_reported() -> TestResult {
     ensure!(hardware_divide(10, 3) == 3, "division itself is broken");
     let fault = catch(|| hardware_divide(1, core::hint::black_box(0))).err().ok_or("divide by zero did not fault")?;
     ensure!(fault.kind == FaultKind::Exception(0), "expected divide error, got {fault}");
-    let start = hardware_divide as usize as u64;
+    let start = hardware_divide as *const () as u64;
     ensure!((start..start + 64).contains(&fault.rip), "rip {:#x} not in hardware_divide at {start:#x}", fault.rip);
     Ok(())
 }
@@ -158,5 +159,31 @@ fn catch_restores_interrupt_flag() -> TestResult {
         read_u64(0x1000)
     });
     ensure!(interrupts::are_enabled() == before, "interrupt flag not restored by the continuation");
+    Ok(())
+}
+
+fn watchdog_stops_runaway_loop() -> TestResult {
+    use x86_64::instructions::interrupts;
+    let was_enabled = interrupts::are_enabled();
+    interrupts::enable(); // the watchdog lives in the timer interrupt
+    let start = crate::time::now_ns();
+    let result = catch_with_deadline(start + 50_000_000, || {
+        let mut spins = 0u64;
+        loop {
+            spins = core::hint::black_box(spins + 1);
+        }
+    });
+    let elapsed = crate::time::now_ns() - start;
+    if !was_enabled {
+        interrupts::disable();
+    }
+    let fault: crate::catch::Fault = match result {
+        Err(fault) => fault,
+    };
+    ensure!(fault.kind == FaultKind::Watchdog, "expected watchdog, got {fault}");
+    ensure!(elapsed >= 50_000_000, "stopped after {elapsed} ns, before its 50 ms deadline");
+    // A closure that finishes in time is not disturbed by its deadline.
+    let value = catch_with_deadline(crate::time::now_ns() + 1_000_000_000, || 6 * 7);
+    ensure!(matches!(value, Ok(42)), "in-time closure did not return its value");
     Ok(())
 }

@@ -45,7 +45,7 @@ fn map_translate_unmap() -> TestResult {
 }
 
 fn kernel_image_w_xor_x() -> TestResult {
-    let code = kernel_image_w_xor_x as usize as u64;
+    let code = kernel_image_w_xor_x as *const () as u64;
     let (_, flags) = paging::translate(code).ok_or("kernel text not mapped")?;
     ensure!(flags & paging::WRITABLE == 0 && flags & paging::NO_EXECUTE == 0, "text flags {flags:#x}");
     static DATA: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
@@ -116,6 +116,7 @@ fn heap_alloc_free() -> TestResult {
         struct Page([u8; 4096]);
         let page = Box::new(Page([1; 4096]));
         ensure!((&*page as *const Page as usize) % 4096 == 0, "4 KiB alignment not honoured");
+        ensure!(page.0.iter().all(|&b| b == 1), "aligned allocation corrupted");
     }
     let (used_after, _) = heap::usage();
     ensure!(used_after <= used_before + 1024, "heap grew from {used_before} to {used_after} bytes");

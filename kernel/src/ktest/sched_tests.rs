@@ -11,7 +11,7 @@ use core::time::Duration;
 
 use executor::{JoinError, WakeSlot};
 
-use super::{BoxedTest, KTest, TestFn, TestResult};
+use super::{BoxedTest, KTest, TestFn};
 use crate::arch::trap::vectors;
 use crate::{apic, cpu, ensure, sched, time};
 

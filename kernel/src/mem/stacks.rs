@@ -22,9 +22,6 @@ impl Stack {
         self.bottom - PAGE_SIZE
     }
 
-    pub fn contains(&self, addr: u64) -> bool {
-        (self.bottom..self.top).contains(&addr)
-    }
 }
 
 /// Allocates a stack of `size` bytes (rounded up to pages) plus its guard.
