@@ -181,7 +181,10 @@ pub fn ioapic_init() -> u32 {
 /// Routes GSI `gsi` to vector `IRQ_BASE + gsi` on the core `apic_id`.
 pub fn ioapic_route(gsi: u32, apic_id: u32, active_low: bool, level: bool) -> bool {
     let base = IOAPIC_GSI_BASE.load(Ordering::Relaxed) as u32;
-    if IOAPIC_PHYS.load(Ordering::Relaxed) == 0 || gsi < base || gsi >= u32::from(vectors::IRQ_COUNT) {
+    if IOAPIC_PHYS.load(Ordering::Relaxed) == 0
+        || gsi < base
+        || gsi >= u32::from(vectors::IRQ_COUNT)
+    {
         return false;
     }
     let pin = gsi - base;

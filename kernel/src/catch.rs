@@ -62,7 +62,6 @@ impl Fault {
     pub fn message(&self) -> &str {
         core::str::from_utf8(&self.message[..self.message_len]).unwrap_or("<invalid utf-8>")
     }
-
 }
 
 impl Write for Fault {
@@ -88,9 +87,18 @@ impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
             FaultKind::Exception(v) => {
-                write!(f, "{} (vector {v}) at rip {:#x}", exception_name(v), self.rip)?;
+                write!(
+                    f,
+                    "{} (vector {v}) at rip {:#x}",
+                    exception_name(v),
+                    self.rip
+                )?;
                 if v == 14 {
-                    write!(f, ", address {:#x}, error {:#x}", self.address, self.error_code)?;
+                    write!(
+                        f,
+                        ", address {:#x}, error {:#x}",
+                        self.address, self.error_code
+                    )?;
                     if self.stack_overflow {
                         write!(f, " (stack overflow: guard page)")?;
                     }
@@ -154,7 +162,11 @@ pub struct Continuation {
 /// Saves the continuation and calls `f(arg)`. Returns 0 when `f` returns,
 /// or the value given to `cont_resume`.
 #[unsafe(naked)]
-unsafe extern "C" fn cont_call(cont: *mut Continuation, f: extern "C" fn(*mut u8), arg: *mut u8) -> u64 {
+unsafe extern "C" fn cont_call(
+    cont: *mut Continuation,
+    f: extern "C" fn(*mut u8),
+    arg: *mut u8,
+) -> u64 {
     naked_asm!(
         "mov [rdi + 0], rbx",
         "mov [rdi + 8], rbp",
@@ -199,6 +211,10 @@ unsafe extern "C" fn cont_resume(cont: *const Continuation, value: u64) -> ! {
 /// Runs `f` under a continuation on this core. Returns `Err` with what
 /// happened if `f` panicked, faulted or was stopped by the watchdog; in that
 /// case nothing `f` owned is dropped (its frames are abandoned).
+// A `Fault` is large (it carries the panic message inline) on purpose: the
+// failure path must not allocate, since the code that failed may hold the
+// heap lock. Faults are rare, so the size costs nothing on the success path.
+#[allow(clippy::result_large_err)]
 pub fn catch<R, F: FnOnce() -> R>(f: F) -> Result<R, Fault> {
     catch_with_deadline(0, f)
 }
@@ -207,6 +223,7 @@ pub fn catch<R, F: FnOnce() -> R>(f: F) -> Result<R, Fault> {
 /// [`FaultKind::Watchdog`]) if it is still running when `now_ns` passes
 /// `deadline_ns` (0: no limit). The check runs in the timer interrupt, so
 /// the resolution is one tick.
+#[allow(clippy::result_large_err)] // see `catch`
 pub fn catch_with_deadline<R, F: FnOnce() -> R>(deadline_ns: u64, f: F) -> Result<R, Fault> {
     struct Slot<F, R> {
         f: Option<F>,
@@ -238,7 +255,11 @@ pub fn catch_with_deadline<R, F: FnOnce() -> R>(deadline_ns: u64, f: F) -> Resul
         deadline_ns: core::sync::atomic::AtomicU64::new(deadline_ns),
         fault: MaybeUninit::uninit(),
     };
-    let mut slot = Slot { f: Some(f), result: None, deadline: &cont.deadline_ns };
+    let mut slot = Slot {
+        f: Some(f),
+        result: None,
+        deadline: &cont.deadline_ns,
+    };
     cpu.catch_top.set(&mut cont);
     // SAFETY: `cont` and `slot` outlive the call; `trampoline::<F, R>`
     // matches the slot type. If the closure fails, the failure path resumes
@@ -325,7 +346,11 @@ pub(crate) fn check_deadline(frame: &mut TrapFrame, now_ns: u64) {
         return;
     }
     // SAFETY: a linked continuation is live (see `redirect_trap`).
-    let deadline = unsafe { (*cont).deadline_ns.load(core::sync::atomic::Ordering::SeqCst) };
+    let deadline = unsafe {
+        (*cont)
+            .deadline_ns
+            .load(core::sync::atomic::Ordering::SeqCst)
+    };
     if deadline != 0 && now_ns >= deadline {
         let mut fault = Fault::new(FaultKind::Watchdog);
         fault.rip = frame.rip;

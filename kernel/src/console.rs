@@ -28,13 +28,48 @@ struct Command {
 }
 
 const COMMANDS: &[Command] = &[
-    Command { name: "help", usage: "help [COMMAND]", help: "list commands, or explain one", run: cmd_help },
-    Command { name: "mem", usage: "mem", help: "free and used physical memory and kernel heap", run: cmd_mem },
-    Command { name: "cpus", usage: "cpus", help: "cores: APIC id, ticks, task polls, idle time", run: cmd_cpus },
-    Command { name: "tasks", usage: "tasks", help: "tasks on every core's executor", run: cmd_tasks },
-    Command { name: "uptime", usage: "uptime", help: "time since boot", run: cmd_uptime },
-    Command { name: "log", usage: "log [error|warn|info|debug|trace]", help: "show or set the log level", run: cmd_log },
-    Command { name: "shutdown", usage: "shutdown", help: "power off (QEMU exits with status 0)", run: cmd_shutdown },
+    Command {
+        name: "help",
+        usage: "help [COMMAND]",
+        help: "list commands, or explain one",
+        run: cmd_help,
+    },
+    Command {
+        name: "mem",
+        usage: "mem",
+        help: "free and used physical memory and kernel heap",
+        run: cmd_mem,
+    },
+    Command {
+        name: "cpus",
+        usage: "cpus",
+        help: "cores: APIC id, ticks, task polls, idle time",
+        run: cmd_cpus,
+    },
+    Command {
+        name: "tasks",
+        usage: "tasks",
+        help: "tasks on every core's executor",
+        run: cmd_tasks,
+    },
+    Command {
+        name: "uptime",
+        usage: "uptime",
+        help: "time since boot",
+        run: cmd_uptime,
+    },
+    Command {
+        name: "log",
+        usage: "log [error|warn|info|debug|trace]",
+        help: "show or set the log level",
+        run: cmd_log,
+    },
+    Command {
+        name: "shutdown",
+        usage: "shutdown",
+        help: "power off (QEMU exits with status 0)",
+        run: cmd_shutdown,
+    },
 ];
 
 async fn next_byte() -> u8 {
@@ -50,7 +85,11 @@ async fn next_byte() -> u8 {
             if let Some(byte) = serial::pop_rx() {
                 return Poll::Ready(Some(byte));
             }
-            if serial::input_irq_enabled() { Poll::Pending } else { Poll::Ready(None) }
+            if serial::input_irq_enabled() {
+                Poll::Pending
+            } else {
+                Poll::Ready(None)
+            }
         })
         .await;
         if let Some(byte) = got {
@@ -147,8 +186,17 @@ fn cmd_mem(args: &[&str]) -> Result<(), alloc::string::String> {
     let total = mem::frames::total_count() * mem::PAGE_SIZE;
     let free = mem::frames::free_count() * mem::PAGE_SIZE;
     let (heap_used, heap_size) = mem::heap::usage();
-    println!("physical: {} total, {} used, {} free", Bytes(total), Bytes(total - free), Bytes(free));
-    println!("kernel heap: {} of {} used", Bytes(heap_used), Bytes(heap_size));
+    println!(
+        "physical: {} total, {} used, {} free",
+        Bytes(total),
+        Bytes(total - free),
+        Bytes(free)
+    );
+    println!(
+        "kernel heap: {} of {} used",
+        Bytes(heap_used),
+        Bytes(heap_size)
+    );
     println!("per domain: kernel only (no domains loaded)");
     Ok(())
 }
@@ -170,7 +218,11 @@ fn cmd_cpus(args: &[&str]) -> Result<(), alloc::string::String> {
             (idle_ns.min(now) * 100 / now)
         );
     }
-    println!("TSC {} MHz, tick {} Hz", time::tsc_hz() / 1_000_000, time::tick_hz());
+    println!(
+        "TSC {} MHz, tick {} Hz",
+        time::tsc_hz() / 1_000_000,
+        time::tick_hz()
+    );
     Ok(())
 }
 
@@ -180,7 +232,13 @@ fn cmd_tasks(args: &[&str]) -> Result<(), alloc::string::String> {
     for c in cpu::all() {
         if let Some(exec) = sched::executor(c.index) {
             for task in exec.snapshot() {
-                println!("{:<4} {:<19} {:<6} {:?}", c.index, alloc::format!("{:?}", task.id), task.owner, task.state);
+                println!(
+                    "{:<4} {:<19} {:<6} {:?}",
+                    c.index,
+                    alloc::format!("{:?}", task.id),
+                    task.owner,
+                    task.state
+                );
             }
         }
     }

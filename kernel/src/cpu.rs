@@ -36,7 +36,8 @@ pub struct PerCpu {
 // core; everything shared is atomic.
 unsafe impl Sync for PerCpu {}
 
-static CPUS: [AtomicPtr<PerCpu>; MAX_CPUS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
+static CPUS: [AtomicPtr<PerCpu>; MAX_CPUS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 
 /// The bootstrap processor's record lives in `.bss` so that it exists
@@ -88,7 +89,10 @@ pub fn init_ap(index: usize, apic_id: u32) {
 
 pub(crate) fn set_bsp_apic_id(apic_id: u32) {
     // SAFETY: called once on the BSP during boot, before other cores run.
-    unsafe { (*(&raw mut BSP)).apic_id = apic_id };
+    unsafe {
+        let bsp = &raw mut BSP;
+        (*bsp).apic_id = apic_id;
+    }
 }
 
 /// This core's data.

@@ -75,18 +75,38 @@ pub extern "C" fn kmain_bsp(start_info: u64) -> ! {
     let summary = alloc::boxed::Box::leak(alloc::boxed::Box::new(summary));
     // SAFETY: the new stack is mapped and unused; `continue_boot` never
     // returns, so nothing refers to the old stack's frames afterwards.
-    unsafe { switch_stack(stack.top, continue_boot, boot as *mut BootInfo as u64, summary as *mut _ as u64) }
+    unsafe {
+        switch_stack(
+            stack.top,
+            continue_boot,
+            boot as *mut BootInfo as u64,
+            summary as *mut _ as u64,
+        )
+    }
 }
 
 /// Switches to the stack at `top` and calls `f(a, b)`; never returns.
 #[unsafe(naked)]
 unsafe extern "C" fn switch_stack(top: u64, f: extern "C" fn(u64, u64) -> !, a: u64, b: u64) -> ! {
-    naked_asm!("mov rsp, rdi", "xor ebp, ebp", "mov rdi, rdx", "mov rax, rsi", "mov rsi, rcx", "call rax", "ud2")
+    naked_asm!(
+        "mov rsp, rdi",
+        "xor ebp, ebp",
+        "mov rdi, rdx",
+        "mov rax, rsi",
+        "mov rsi, rcx",
+        "call rax",
+        "ud2"
+    )
 }
 
 extern "C" fn continue_boot(boot: u64, summary: u64) -> ! {
     // SAFETY: `kmain_bsp` passes pointers to leaked (static) values.
-    let (boot, summary) = unsafe { (&*(boot as *const BootInfo), &*(summary as *const mem::init::MemorySummary)) };
+    let (boot, summary) = unsafe {
+        (
+            &*(boot as *const BootInfo),
+            &*(summary as *const mem::init::MemorySummary),
+        )
+    };
     arch::gdt::init_this_cpu();
     arch::idt::load();
 
@@ -135,7 +155,11 @@ extern "C" fn continue_boot(boot: u64, summary: u64) -> ! {
 
     sched::init_this_cpu();
     let started = smp::start_aps(&platform.cpu_apic_ids);
-    info!("smp: {} of {} cpus online", started + 1, platform.cpu_apic_ids.len().max(1));
+    info!(
+        "smp: {} of {} cpus online",
+        started + 1,
+        platform.cpu_apic_ids.len().max(1)
+    );
     BOOT.call_once(|| BootConfig {
         cmdline: cmdline.clone(),
         usable_bytes: summary.usable_bytes,
@@ -146,9 +170,13 @@ extern "C" fn continue_boot(boot: u64, summary: u64) -> ! {
     match args.get("test") {
         Some(selection) => {
             let selection = alloc::string::String::from(selection);
-            sched::spawn(ktest::run(selection)).expect("spawn test runner").detach();
+            sched::spawn(ktest::run(selection))
+                .expect("spawn test runner")
+                .detach();
         }
-        None => sched::spawn(console::shell()).expect("spawn console").detach(),
+        None => sched::spawn(console::shell())
+            .expect("spawn console")
+            .detach(),
     }
     sched::run()
 }

@@ -26,7 +26,9 @@ pub fn discover(boot: &BootInfo, highest: u64) -> Platform {
         cpu_apic_ids: Vec::new(),
         com1: (4, false, false),
     };
-    let phys = mem::KernelPhys { limit: highest.max(4 << 30) };
+    let phys = mem::KernelPhys {
+        limit: highest.max(4 << 30),
+    };
     let Some(rsdp) = boot.rsdp() else {
         crate::warn!("acpi: the boot loader gave no RSDP; assuming one cpu and no IOAPIC");
         return platform;
@@ -42,7 +44,10 @@ pub fn discover(boot: &BootInfo, highest: u64) -> Platform {
         Ok(madt) => {
             platform.lapic_address = madt.local_apic_address();
             platform.cpu_apic_ids = madt.enabled_apic_ids().collect();
-            platform.ioapic = madt.ioapics().next().map(|io| (u64::from(io.address), io.gsi_base));
+            platform.ioapic = madt
+                .ioapics()
+                .next()
+                .map(|io| (u64::from(io.address), io.gsi_base));
             if let Some(iso) = madt.overrides().find(|o| o.bus == 0 && o.source_irq == 4) {
                 platform.com1 = (iso.gsi, iso.active_low(), iso.level_triggered());
             }
@@ -51,7 +56,9 @@ pub fn discover(boot: &BootInfo, highest: u64) -> Platform {
     }
     match acpi.poweroff() {
         Ok(off) => power::set_acpi_poweroff(off),
-        Err(e) => crate::warn!("acpi: no S5 power-off ({e}); shutdown will use the debug-exit port"),
+        Err(e) => {
+            crate::warn!("acpi: no S5 power-off ({e}); shutdown will use the debug-exit port")
+        }
     }
     platform
 }

@@ -81,7 +81,8 @@ pub fn run() -> ! {
     x86_64::instructions::interrupts::enable();
     loop {
         let stats = exec.run(64);
-        cpu.polls.fetch_add(stats.polled as u64, core::sync::atomic::Ordering::Relaxed);
+        cpu.polls
+            .fetch_add(stats.polled as u64, core::sync::atomic::Ordering::Relaxed);
         if exec.has_ready() {
             continue;
         }
@@ -89,7 +90,8 @@ pub fn run() -> ! {
         if exec.prepare_to_sleep() {
             let start = rdtsc();
             enable_interrupts_and_halt();
-            cpu.idle_tsc.fetch_add(rdtsc() - start, core::sync::atomic::Ordering::Relaxed);
+            cpu.idle_tsc
+                .fetch_add(rdtsc() - start, core::sync::atomic::Ordering::Relaxed);
             exec.woke_up();
         } else {
             x86_64::instructions::interrupts::enable();

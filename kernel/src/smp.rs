@@ -114,7 +114,10 @@ pub fn start_aps(apic_ids: &[u32]) -> usize {
     assert!(len <= PAGE_SIZE, "trampoline larger than a page");
     let (root, _) = x86_64::registers::control::Cr3::read();
     let root = root.start_address().as_u64();
-    assert!(root < 1 << 32, "page-table root must be below 4 GiB for the trampoline");
+    assert!(
+        root < 1 << 32,
+        "page-table root must be below 4 GiB for the trampoline"
+    );
 
     paging::with_kernel(|pt| pt.map_4k(TRAMPOLINE, TRAMPOLINE, paging::WRITABLE))
         .expect("trampoline page");
@@ -139,7 +142,8 @@ pub fn start_aps(apic_ids: &[u32]) -> usize {
         // SAFETY: as above; no AP is running the trampoline now (we wait
         // for each to finish with it before starting the next).
         unsafe {
-            (page.add(offset_of(&raw const ap_tr_stack) as usize) as *mut u64).write_volatile(stack.top);
+            (page.add(offset_of(&raw const ap_tr_stack) as usize) as *mut u64)
+                .write_volatile(stack.top);
             (page.add(offset_of(&raw const ap_tr_arg) as usize) as *mut u64)
                 .write_volatile(((index as u64) << 32) | u64::from(apic_id));
         }

@@ -31,7 +31,8 @@ pub fn init_this_cpu() {
     }
     let tss: &'static TaskStateSegment = Box::leak(tss);
 
-    let gdt: &'static mut GlobalDescriptorTable<8> = Box::leak(Box::new(GlobalDescriptorTable::new()));
+    let gdt: &'static mut GlobalDescriptorTable<8> =
+        Box::leak(Box::new(GlobalDescriptorTable::new()));
     let code = gdt.append(Descriptor::kernel_code_segment());
     let data = gdt.append(Descriptor::kernel_data_segment());
     let tss_sel = gdt.append(Descriptor::tss_segment(tss));

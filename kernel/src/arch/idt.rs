@@ -177,7 +177,12 @@ pub fn load() {
                 _ => 0,
             };
             // SAFETY: written once, before any core loads the table.
-            unsafe { (*(&raw mut IDT))[vector as usize] = Gate::interrupt(base + vector * STUB_SIZE, ist) };
+            unsafe {
+                (&raw mut IDT)
+                    .cast::<Gate>()
+                    .add(vector as usize)
+                    .write(Gate::interrupt(base + vector * STUB_SIZE, ist))
+            };
         }
     });
     let pointer = DescriptorTablePointer {

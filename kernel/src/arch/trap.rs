@@ -63,7 +63,10 @@ pub(super) extern "C" fn dispatch(frame: &mut TrapFrame) {
             apic::eoi();
         }
         other => {
-            crate::warn!("unexpected interrupt vector {other:#x} on cpu {}", cpu.index);
+            crate::warn!(
+                "unexpected interrupt vector {other:#x} on cpu {}",
+                cpu.index
+            );
             apic::eoi();
         }
     }
@@ -71,7 +74,11 @@ pub(super) extern "C" fn dispatch(frame: &mut TrapFrame) {
 }
 
 fn exception(vector: u8, frame: &mut TrapFrame) {
-    let address = if vector == 14 { x86_64::registers::control::Cr2::read_raw() } else { 0 };
+    let address = if vector == 14 {
+        x86_64::registers::control::Cr2::read_raw()
+    } else {
+        0
+    };
     let fault = catch::exception_fault(vector, frame, address);
     // Contain anything but a machine check or NMI if a continuation is active.
     if !matches!(vector, 2 | 18) && catch::can_contain() {

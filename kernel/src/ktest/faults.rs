@@ -8,15 +8,42 @@ use crate::ensure;
 use crate::mem::stacks;
 
 pub static TESTS: &[KTest] = &[
-    KTest { name: "fault_page_fault_reported", run: TestFn::Sync(page_fault_reported) },
-    KTest { name: "fault_divide_error_reported", run: TestFn::Sync(divide_error_reported) },
-    KTest { name: "fault_invalid_opcode_reported", run: TestFn::Sync(invalid_opcode_reported) },
-    KTest { name: "fault_general_protection_reported", run: TestFn::Sync(general_protection_reported) },
-    KTest { name: "fault_panic_caught_with_message", run: TestFn::Sync(panic_caught) },
-    KTest { name: "fault_stack_overflow_hits_guard", run: TestFn::Sync(stack_overflow_hits_guard) },
-    KTest { name: "fault_nested_catch_returns_to_innermost", run: TestFn::Sync(nested_catch) },
-    KTest { name: "fault_catch_restores_interrupt_flag", run: TestFn::Sync(catch_restores_interrupt_flag) },
-    KTest { name: "fault_watchdog_stops_runaway_loop", run: TestFn::Sync(watchdog_stops_runaway_loop) },
+    KTest {
+        name: "fault_page_fault_reported",
+        run: TestFn::Sync(page_fault_reported),
+    },
+    KTest {
+        name: "fault_divide_error_reported",
+        run: TestFn::Sync(divide_error_reported),
+    },
+    KTest {
+        name: "fault_invalid_opcode_reported",
+        run: TestFn::Sync(invalid_opcode_reported),
+    },
+    KTest {
+        name: "fault_general_protection_reported",
+        run: TestFn::Sync(general_protection_reported),
+    },
+    KTest {
+        name: "fault_panic_caught_with_message",
+        run: TestFn::Sync(panic_caught),
+    },
+    KTest {
+        name: "fault_stack_overflow_hits_guard",
+        run: TestFn::Sync(stack_overflow_hits_guard),
+    },
+    KTest {
+        name: "fault_nested_catch_returns_to_innermost",
+        run: TestFn::Sync(nested_catch),
+    },
+    KTest {
+        name: "fault_catch_restores_interrupt_flag",
+        run: TestFn::Sync(catch_restores_interrupt_flag),
+    },
+    KTest {
+        name: "fault_watchdog_stops_runaway_loop",
+        run: TestFn::Sync(watchdog_stops_runaway_loop),
+    },
 ];
 
 #[inline(never)]
@@ -48,41 +75,89 @@ fn hardware_divide(dividend: u64, divisor: u64) -> u64 {
 
 fn page_fault_reported() -> TestResult {
     const UNMAPPED: u64 = 0x0000_0000_0000_1000; // page 1: never mapped
-    let fault = catch(|| read_u64(UNMAPPED)).err().ok_or("read of page 1 did not fault")?;
-    ensure!(fault.kind == FaultKind::Exception(14), "expected page fault, got {fault}");
-    ensure!(fault.address == UNMAPPED, "fault address {:#x}, expected {UNMAPPED:#x}", fault.address);
-    ensure!(fault.error_code & 0b11 == 0, "read of a non-present page: error code {:#x}", fault.error_code);
-    let fault = catch(|| write_u64(UNMAPPED + 8, 1)).err().ok_or("write did not fault")?;
-    ensure!(fault.error_code & 0b10 != 0, "write bit missing in error code {:#x}", fault.error_code);
-    ensure!(fault.address == UNMAPPED + 8, "write fault address {:#x}", fault.address);
+    let fault = catch(|| read_u64(UNMAPPED))
+        .err()
+        .ok_or("read of page 1 did not fault")?;
+    ensure!(
+        fault.kind == FaultKind::Exception(14),
+        "expected page fault, got {fault}"
+    );
+    ensure!(
+        fault.address == UNMAPPED,
+        "fault address {:#x}, expected {UNMAPPED:#x}",
+        fault.address
+    );
+    ensure!(
+        fault.error_code & 0b11 == 0,
+        "read of a non-present page: error code {:#x}",
+        fault.error_code
+    );
+    let fault = catch(|| write_u64(UNMAPPED + 8, 1))
+        .err()
+        .ok_or("write did not fault")?;
+    ensure!(
+        fault.error_code & 0b10 != 0,
+        "write bit missing in error code {:#x}",
+        fault.error_code
+    );
+    ensure!(
+        fault.address == UNMAPPED + 8,
+        "write fault address {:#x}",
+        fault.address
+    );
     // Write to the kernel's read-only data: a protection fault (present bit set).
     static READ_ONLY: u64 = 7;
     let address = &READ_ONLY as *const u64 as u64;
-    let fault = catch(|| write_u64(address, 1)).err().ok_or("write to .rodata did not fault")?;
-    ensure!(fault.error_code & 0b11 == 0b11, "protection fault error code {:#x}", fault.error_code);
+    let fault = catch(|| write_u64(address, 1))
+        .err()
+        .ok_or("write to .rodata did not fault")?;
+    ensure!(
+        fault.error_code & 0b11 == 0b11,
+        "protection fault error code {:#x}",
+        fault.error_code
+    );
     ensure!(READ_ONLY == 7, "read-only data changed");
     Ok(())
 }
 
 fn divide_error_reported() -> TestResult {
     ensure!(hardware_divide(10, 3) == 3, "division itself is broken");
-    let fault = catch(|| hardware_divide(1, core::hint::black_box(0))).err().ok_or("divide by zero did not fault")?;
-    ensure!(fault.kind == FaultKind::Exception(0), "expected divide error, got {fault}");
+    let fault = catch(|| hardware_divide(1, core::hint::black_box(0)))
+        .err()
+        .ok_or("divide by zero did not fault")?;
+    ensure!(
+        fault.kind == FaultKind::Exception(0),
+        "expected divide error, got {fault}"
+    );
     let start = hardware_divide as *const () as u64;
-    ensure!((start..start + 64).contains(&fault.rip), "rip {:#x} not in hardware_divide at {start:#x}", fault.rip);
+    ensure!(
+        (start..start + 64).contains(&fault.rip),
+        "rip {:#x} not in hardware_divide at {start:#x}",
+        fault.rip
+    );
     Ok(())
 }
 
 fn invalid_opcode_reported() -> TestResult {
     // SAFETY: `ud2` raises #UD, caught by the continuation.
-    let fault = catch(|| unsafe { asm!("ud2", options(nostack, nomem)) }).err().ok_or("ud2 did not fault")?;
-    ensure!(fault.kind == FaultKind::Exception(6), "expected invalid opcode, got {fault}");
+    let fault = catch(|| unsafe { asm!("ud2", options(nostack, nomem)) })
+        .err()
+        .ok_or("ud2 did not fault")?;
+    ensure!(
+        fault.kind == FaultKind::Exception(6),
+        "expected invalid opcode, got {fault}"
+    );
     Ok(())
 }
 
 fn general_protection_reported() -> TestResult {
-    let fault = catch(|| read_u64(0x8000_0000_0000_0000)).err().ok_or("non-canonical read did not fault")?;
-    ensure!(fault.kind == FaultKind::Exception(13), "expected general protection, got {fault}");
+    let fault = catch(|| read_u64(0x8000_0000_0000_0000))
+        .err()
+        .ok_or("non-canonical read did not fault")?;
+    ensure!(
+        fault.kind == FaultKind::Exception(13),
+        "expected general protection, got {fault}"
+    );
     Ok(())
 }
 
@@ -95,15 +170,30 @@ fn panic_caught() -> TestResult {
     })
     .err()
     .ok_or("panic not caught")?;
-    ensure!(fault.kind == FaultKind::Panic, "expected panic, got {fault}");
-    ensure!(fault.message().starts_with("deliberate panic 42"), "message was '{}'", fault.message());
+    ensure!(
+        fault.kind == FaultKind::Panic,
+        "expected panic, got {fault}"
+    );
+    ensure!(
+        fault.message().starts_with("deliberate panic 42"),
+        "message was '{}'",
+        fault.message()
+    );
     Ok(())
 }
 
 /// Calls `f` on the stack whose top is `top`.
 #[unsafe(naked)]
 unsafe extern "C" fn call_on_stack(top: u64, f: extern "C" fn()) {
-    naked_asm!("push rbp", "mov rbp, rsp", "mov rsp, rdi", "call rsi", "mov rsp, rbp", "pop rbp", "ret")
+    naked_asm!(
+        "push rbp",
+        "mov rbp, rsp",
+        "mov rsp, rdi",
+        "call rsi",
+        "mov rsp, rbp",
+        "pop rbp",
+        "ret"
+    )
 }
 
 #[inline(never)]
@@ -128,19 +218,32 @@ fn stack_overflow_hits_guard() -> TestResult {
     let result = catch(|| unsafe { call_on_stack(top, overflow) });
     stacks::free(stack);
     let fault = result.err().ok_or("unbounded recursion returned")?;
-    ensure!(fault.kind == FaultKind::Exception(14), "expected page fault, got {fault}");
+    ensure!(
+        fault.kind == FaultKind::Exception(14),
+        "expected page fault, got {fault}"
+    );
     ensure!(fault.stack_overflow, "guard hit not recognised: {fault}");
-    ensure!((guard..guard + 4096).contains(&fault.address), "fault at {:#x}, guard page at {guard:#x}", fault.address);
+    ensure!(
+        (guard..guard + 4096).contains(&fault.address),
+        "fault at {:#x}, guard page at {guard:#x}",
+        fault.address
+    );
     Ok(())
 }
 
 fn nested_catch() -> TestResult {
     let outer = catch(|| {
         let inner = catch(|| hardware_divide(1, core::hint::black_box(0)));
-        ensure!(matches!(inner, Err(f) if f.kind == FaultKind::Exception(0)), "inner catch missed the fault");
+        ensure!(
+            matches!(inner, Err(f) if f.kind == FaultKind::Exception(0)),
+            "inner catch missed the fault"
+        );
         // The outer continuation is still live after the inner one fired.
         let second = catch(|| read_u64(0x1000));
-        ensure!(matches!(second, Err(f) if f.kind == FaultKind::Exception(14)), "second inner catch missed");
+        ensure!(
+            matches!(second, Err(f) if f.kind == FaultKind::Exception(14)),
+            "second inner catch missed"
+        );
         Ok::<u32, alloc::string::String>(7)
     });
     match outer {
@@ -158,7 +261,10 @@ fn catch_restores_interrupt_flag() -> TestResult {
         interrupts::disable();
         read_u64(0x1000)
     });
-    ensure!(interrupts::are_enabled() == before, "interrupt flag not restored by the continuation");
+    ensure!(
+        interrupts::are_enabled() == before,
+        "interrupt flag not restored by the continuation"
+    );
     Ok(())
 }
 
@@ -177,13 +283,20 @@ fn watchdog_stops_runaway_loop() -> TestResult {
     if !was_enabled {
         interrupts::disable();
     }
-    let fault: crate::catch::Fault = match result {
-        Err(fault) => fault,
-    };
-    ensure!(fault.kind == FaultKind::Watchdog, "expected watchdog, got {fault}");
-    ensure!(elapsed >= 50_000_000, "stopped after {elapsed} ns, before its 50 ms deadline");
+    let Err(fault) = result;
+    ensure!(
+        fault.kind == FaultKind::Watchdog,
+        "expected watchdog, got {fault}"
+    );
+    ensure!(
+        elapsed >= 50_000_000,
+        "stopped after {elapsed} ns, before its 50 ms deadline"
+    );
     // A closure that finishes in time is not disturbed by its deadline.
     let value = catch_with_deadline(crate::time::now_ns() + 1_000_000_000, || 6 * 7);
-    ensure!(matches!(value, Ok(42)), "in-time closure did not return its value");
+    ensure!(
+        matches!(value, Ok(42)),
+        "in-time closure did not return its value"
+    );
     Ok(())
 }

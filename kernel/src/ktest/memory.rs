@@ -10,11 +10,26 @@ use crate::ensure;
 use crate::mem::{PAGE_SIZE, frames, heap, paging, phys_to_virt};
 
 pub static TESTS: &[KTest] = &[
-    KTest { name: "mem_page_table_map_translate_unmap", run: TestFn::Sync(map_translate_unmap) },
-    KTest { name: "mem_kernel_image_is_w_xor_x", run: TestFn::Sync(kernel_image_w_xor_x) },
-    KTest { name: "mem_null_page_unmapped", run: TestFn::Sync(null_page_unmapped) },
-    KTest { name: "mem_frames_exhaustion_and_reuse", run: TestFn::Sync(frames_exhaustion_and_reuse) },
-    KTest { name: "mem_heap_alloc_free", run: TestFn::Sync(heap_alloc_free) },
+    KTest {
+        name: "mem_page_table_map_translate_unmap",
+        run: TestFn::Sync(map_translate_unmap),
+    },
+    KTest {
+        name: "mem_kernel_image_is_w_xor_x",
+        run: TestFn::Sync(kernel_image_w_xor_x),
+    },
+    KTest {
+        name: "mem_null_page_unmapped",
+        run: TestFn::Sync(null_page_unmapped),
+    },
+    KTest {
+        name: "mem_frames_exhaustion_and_reuse",
+        run: TestFn::Sync(frames_exhaustion_and_reuse),
+    },
+    KTest {
+        name: "mem_heap_alloc_free",
+        run: TestFn::Sync(heap_alloc_free),
+    },
 ];
 
 /// A virtual page nobody else uses.
@@ -24,22 +39,41 @@ fn map_translate_unmap() -> TestResult {
     let frame = frames::alloc_zeroed().ok_or("out of frames")?;
     paging::with_kernel(|pt| pt.map_4k(TEST_PAGE, frame, paging::WRITABLE | paging::NO_EXECUTE))
         .map_err(|e| alloc::format!("map: {e}"))?;
-    let (phys, flags) = paging::translate(TEST_PAGE + 0x123).ok_or("mapped page does not translate")?;
-    ensure!(phys == frame + 0x123, "translated to {phys:#x}, expected {:#x}", frame + 0x123);
-    ensure!(flags & paging::WRITABLE != 0 && flags & paging::NO_EXECUTE != 0, "flags {flags:#x}");
+    let (phys, flags) =
+        paging::translate(TEST_PAGE + 0x123).ok_or("mapped page does not translate")?;
+    ensure!(
+        phys == frame + 0x123,
+        "translated to {phys:#x}, expected {:#x}",
+        frame + 0x123
+    );
+    ensure!(
+        flags & paging::WRITABLE != 0 && flags & paging::NO_EXECUTE != 0,
+        "flags {flags:#x}"
+    );
     // SAFETY: TEST_PAGE was mapped just above to a frame we own.
     unsafe { (TEST_PAGE as *mut u64).add(3).write_volatile(0xDEAD_BEEF) };
     // SAFETY: the same frame through the physical map.
     let seen = unsafe { (phys_to_virt(frame) as *const u64).add(3).read_volatile() };
-    ensure!(seen == 0xDEAD_BEEF, "write through the new mapping not visible in the physical map");
+    ensure!(
+        seen == 0xDEAD_BEEF,
+        "write through the new mapping not visible in the physical map"
+    );
     let double = paging::with_kernel(|pt| pt.map_4k(TEST_PAGE, frame, paging::WRITABLE));
     ensure!(double.is_err(), "mapping a mapped page succeeded");
     let unmapped = paging::with_kernel(|pt| pt.unmap_4k(TEST_PAGE));
     ensure!(unmapped == Some(frame), "unmap returned {unmapped:?}");
-    ensure!(paging::translate(TEST_PAGE).is_none(), "unmapped page still translates");
+    ensure!(
+        paging::translate(TEST_PAGE).is_none(),
+        "unmapped page still translates"
+    );
     // SAFETY: deliberately touches the now-unmapped page under `catch`.
-    let fault = catch(|| unsafe { (TEST_PAGE as *const u64).read_volatile() }).err().ok_or("no fault after unmap")?;
-    ensure!(fault.kind == FaultKind::Exception(14) && fault.address == TEST_PAGE, "wrong fault: {fault}");
+    let fault = catch(|| unsafe { (TEST_PAGE as *const u64).read_volatile() })
+        .err()
+        .ok_or("no fault after unmap")?;
+    ensure!(
+        fault.kind == FaultKind::Exception(14) && fault.address == TEST_PAGE,
+        "wrong fault: {fault}"
+    );
     frames::free(frame);
     Ok(())
 }
@@ -47,12 +81,21 @@ fn map_translate_unmap() -> TestResult {
 fn kernel_image_w_xor_x() -> TestResult {
     let code = kernel_image_w_xor_x as *const () as u64;
     let (_, flags) = paging::translate(code).ok_or("kernel text not mapped")?;
-    ensure!(flags & paging::WRITABLE == 0 && flags & paging::NO_EXECUTE == 0, "text flags {flags:#x}");
+    ensure!(
+        flags & paging::WRITABLE == 0 && flags & paging::NO_EXECUTE == 0,
+        "text flags {flags:#x}"
+    );
     static DATA: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
     let (_, flags) = paging::translate(&DATA as *const _ as u64).ok_or("kernel data not mapped")?;
-    ensure!(flags & paging::WRITABLE != 0 && flags & paging::NO_EXECUTE != 0, "data flags {flags:#x}");
+    ensure!(
+        flags & paging::WRITABLE != 0 && flags & paging::NO_EXECUTE != 0,
+        "data flags {flags:#x}"
+    );
     let (_, flags) = paging::translate(crate::mem::PHYS_OFFSET).ok_or("physical map missing")?;
-    ensure!(flags & paging::NO_EXECUTE != 0, "physical map is executable");
+    ensure!(
+        flags & paging::NO_EXECUTE != 0,
+        "physical map is executable"
+    );
     Ok(())
 }
 
@@ -85,13 +128,26 @@ fn frames_exhaustion_and_reuse() -> TestResult {
         last = head;
         head = next;
     }
-    ensure!(count == free_before, "allocated {count} frames, {free_before} were free");
-    ensure!(exhausted_free == 0 && refused, "allocator did not report exhaustion");
-    ensure!(frames::free_count() == free_before, "free count {} != {free_before}", frames::free_count());
+    ensure!(
+        count == free_before,
+        "allocated {count} frames, {free_before} were free"
+    );
+    ensure!(
+        exhausted_free == 0 && refused,
+        "allocator did not report exhaustion"
+    );
+    ensure!(
+        frames::free_count() == free_before,
+        "free count {} != {free_before}",
+        frames::free_count()
+    );
     let again = frames::alloc().ok_or("no frame after freeing all")?;
     frames::free(again);
     ensure!(last != 0, "no frames at all");
-    ensure!(count * PAGE_SIZE >= 16 << 20, "suspiciously little memory: {count} frames");
+    ensure!(
+        count * PAGE_SIZE >= 16 << 20,
+        "suspiciously little memory: {count} frames"
+    );
     Ok(())
 }
 
@@ -103,7 +159,10 @@ fn heap_alloc_free() -> TestResult {
             vectors.push((0..i * 7).collect());
         }
         for (i, v) in vectors.iter().enumerate() {
-            ensure!(v.len() == i * 7 && v.iter().copied().eq(0..i as u64 * 7), "vector {i} corrupted");
+            ensure!(
+                v.len() == i * 7 && v.iter().copied().eq(0..i as u64 * 7),
+                "vector {i} corrupted"
+            );
         }
         let mut map = BTreeMap::new();
         for i in 0..5000u32 {
@@ -115,10 +174,19 @@ fn heap_alloc_free() -> TestResult {
         #[repr(align(4096))]
         struct Page([u8; 4096]);
         let page = Box::new(Page([1; 4096]));
-        ensure!((&*page as *const Page as usize) % 4096 == 0, "4 KiB alignment not honoured");
-        ensure!(page.0.iter().all(|&b| b == 1), "aligned allocation corrupted");
+        ensure!(
+            (&*page as *const Page as usize).is_multiple_of(4096),
+            "4 KiB alignment not honoured"
+        );
+        ensure!(
+            page.0.iter().all(|&b| b == 1),
+            "aligned allocation corrupted"
+        );
     }
     let (used_after, _) = heap::usage();
-    ensure!(used_after <= used_before + 1024, "heap grew from {used_before} to {used_after} bytes");
+    ensure!(
+        used_after <= used_before + 1024,
+        "heap grew from {used_before} to {used_after} bytes"
+    );
     Ok(())
 }

@@ -50,7 +50,11 @@ macro_rules! ensure {
 const TIME_LIMIT: Duration = Duration::from_secs(30);
 
 fn all_tests() -> Vec<&'static KTest> {
-    memory::TESTS.iter().chain(faults::TESTS).chain(sched_tests::TESTS).collect()
+    memory::TESTS
+        .iter()
+        .chain(faults::TESTS)
+        .chain(sched_tests::TESTS)
+        .collect()
 }
 
 /// Polls the test's future inside a continuation per poll, with a deadline.
@@ -83,7 +87,10 @@ impl Future for Guarded {
         }
         if time::now_ns() >= this.deadline || this.timer.as_mut().poll(cx).is_ready() {
             core::mem::forget(this.inner.take());
-            return Poll::Ready(Err(alloc::format!("timed out after {} s", TIME_LIMIT.as_secs())));
+            return Poll::Ready(Err(alloc::format!(
+                "timed out after {} s",
+                TIME_LIMIT.as_secs()
+            )));
         }
         Poll::Pending
     }
@@ -106,12 +113,18 @@ pub async fn run(selection: String) {
             }
         }
     }
-    println!("ktest: running {} tests on {} cpus", selected.len(), crate::cpu::count());
+    println!(
+        "ktest: running {} tests on {} cpus",
+        selected.len(),
+        crate::cpu::count()
+    );
     let mut passed = 0usize;
     for test in selected {
         let start = time::now_ns();
         let result = match test.run {
-            TestFn::Sync(f) => catch::catch(f).unwrap_or_else(|fault| Err(alloc::format!("{fault}"))),
+            TestFn::Sync(f) => {
+                catch::catch(f).unwrap_or_else(|fault| Err(alloc::format!("{fault}")))
+            }
             TestFn::Async(f) => {
                 Guarded {
                     inner: Some(f()),
@@ -134,5 +147,9 @@ pub async fn run(selection: String) {
         }
     }
     println!("ktest: {passed} passed, {failed} failed");
-    power::exit_qemu(if failed == 0 { power::EXIT_TESTS_PASSED } else { power::EXIT_TESTS_FAILED })
+    power::exit_qemu(if failed == 0 {
+        power::EXIT_TESTS_PASSED
+    } else {
+        power::EXIT_TESTS_FAILED
+    })
 }

@@ -16,14 +16,38 @@ use crate::arch::trap::vectors;
 use crate::{apic, cpu, ensure, sched, time};
 
 pub static TESTS: &[KTest] = &[
-    KTest { name: "sched_tasks_run_on_every_core", run: TestFn::Async(tasks_run_on_every_core) },
-    KTest { name: "sched_cross_core_wake_ping_pong", run: TestFn::Async(cross_core_ping_pong) },
-    KTest { name: "sched_interrupt_wakes_task", run: TestFn::Async(interrupt_wakes_task) },
-    KTest { name: "sched_abort_never_polls_again", run: TestFn::Async(abort_never_polls_again) },
-    KTest { name: "sched_many_tasks_all_cores", run: TestFn::Async(many_tasks_all_cores) },
-    KTest { name: "timer_sleep_accuracy", run: TestFn::Async(sleep_accuracy) },
-    KTest { name: "timer_interval_ticks", run: TestFn::Async(interval_ticks) },
-    KTest { name: "timer_tick_rate_matches_tsc", run: TestFn::Async(tick_rate_matches_tsc) },
+    KTest {
+        name: "sched_tasks_run_on_every_core",
+        run: TestFn::Async(tasks_run_on_every_core),
+    },
+    KTest {
+        name: "sched_cross_core_wake_ping_pong",
+        run: TestFn::Async(cross_core_ping_pong),
+    },
+    KTest {
+        name: "sched_interrupt_wakes_task",
+        run: TestFn::Async(interrupt_wakes_task),
+    },
+    KTest {
+        name: "sched_abort_never_polls_again",
+        run: TestFn::Async(abort_never_polls_again),
+    },
+    KTest {
+        name: "sched_many_tasks_all_cores",
+        run: TestFn::Async(many_tasks_all_cores),
+    },
+    KTest {
+        name: "timer_sleep_accuracy",
+        run: TestFn::Async(sleep_accuracy),
+    },
+    KTest {
+        name: "timer_interval_ticks",
+        run: TestFn::Async(interval_ticks),
+    },
+    KTest {
+        name: "timer_tick_rate_matches_tsc",
+        run: TestFn::Async(tick_rate_matches_tsc),
+    },
 ];
 
 /// A one-shot flag a task can await and any core (or interrupt) can raise.
@@ -34,7 +58,10 @@ struct Signal {
 
 impl Signal {
     const fn new() -> Signal {
-        Signal { raised: AtomicBool::new(false), slot: WakeSlot::new() }
+        Signal {
+            raised: AtomicBool::new(false),
+            slot: WakeSlot::new(),
+        }
     }
 
     fn raise(&self) {
@@ -48,7 +75,11 @@ impl Signal {
                 return Poll::Ready(());
             }
             self.slot.register(cx.waker());
-            if self.raised.swap(false, Ordering::AcqRel) { Poll::Ready(()) } else { Poll::Pending }
+            if self.raised.swap(false, Ordering::AcqRel) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
         })
         .await
     }
@@ -71,7 +102,10 @@ fn tasks_run_on_every_core() -> BoxedTest {
         }
         for (index, handle) in handles {
             let ran_on = handle.await.map_err(|e| alloc::format!("join: {e:?}"))?;
-            ensure!(ran_on == index, "task for core {index} ran on core {ran_on}");
+            ensure!(
+                ran_on == index,
+                "task for core {index} ran on core {ran_on}"
+            );
         }
         Ok(())
     })
@@ -104,7 +138,10 @@ fn cross_core_ping_pong() -> BoxedTest {
             ensure!(cpu::current().index == me, "runner migrated cores");
         }
         let (rounds, wrong) = responder.await.map_err(|e| alloc::format!("join: {e:?}"))?;
-        ensure!(rounds == ROUNDS && wrong == 0, "responder did {rounds} rounds, {wrong} on the wrong core");
+        ensure!(
+            rounds == ROUNDS && wrong == 0,
+            "responder did {rounds} rounds, {wrong} on the wrong core"
+        );
         Ok(())
     })
 }
@@ -157,14 +194,26 @@ fn abort_never_polls_again() -> BoxedTest {
             })
             .map_err(|e| alloc::format!("spawn: {e:?}"))?;
             executor::sleep(Duration::from_millis(20)).await;
-            ensure!(polls.load(Ordering::SeqCst) > 0, "task on core {target} never ran");
+            ensure!(
+                polls.load(Ordering::SeqCst) > 0,
+                "task on core {target} never ran"
+            );
             handle.abort();
             let result = handle.await;
-            ensure!(matches!(result, Err(JoinError::Cancelled)), "join after abort gave {result:?}");
-            ensure!(dropped.load(Ordering::SeqCst), "aborted task's future was not dropped");
+            ensure!(
+                matches!(result, Err(JoinError::Cancelled)),
+                "join after abort gave {result:?}"
+            );
+            ensure!(
+                dropped.load(Ordering::SeqCst),
+                "aborted task's future was not dropped"
+            );
             let seen = polls.load(Ordering::SeqCst);
             executor::sleep(Duration::from_millis(20)).await;
-            ensure!(polls.load(Ordering::SeqCst) == seen, "aborted task on core {target} was polled again");
+            ensure!(
+                polls.load(Ordering::SeqCst) == seen,
+                "aborted task on core {target} was polled again"
+            );
         }
         Ok(())
     })
@@ -188,10 +237,16 @@ fn many_tasks_all_cores() -> BoxedTest {
             handles.push(handle);
         }
         for (i, handle) in handles.into_iter().enumerate() {
-            let value = handle.await.map_err(|e| alloc::format!("join {i}: {e:?}"))?;
+            let value = handle
+                .await
+                .map_err(|e| alloc::format!("join {i}: {e:?}"))?;
             ensure!(value == i, "task {i} returned {value}");
         }
-        ensure!(done.load(Ordering::SeqCst) == TASKS as u64, "only {} tasks finished", done.load(Ordering::SeqCst));
+        ensure!(
+            done.load(Ordering::SeqCst) == TASKS as u64,
+            "only {} tasks finished",
+            done.load(Ordering::SeqCst)
+        );
         Ok(())
     })
 }
@@ -204,8 +259,14 @@ fn sleep_accuracy() -> BoxedTest {
             let start = time::now_ns();
             executor::sleep(Duration::from_millis(ms)).await;
             let elapsed = time::now_ns() - start;
-            ensure!(elapsed >= ms * 1_000_000, "sleep({ms} ms) returned after {elapsed} ns");
-            ensure!(elapsed < ms * 1_000_000 + 500_000_000, "sleep({ms} ms) took {elapsed} ns");
+            ensure!(
+                elapsed >= ms * 1_000_000,
+                "sleep({ms} ms) returned after {elapsed} ns"
+            );
+            ensure!(
+                elapsed < ms * 1_000_000 + 500_000_000,
+                "sleep({ms} ms) took {elapsed} ns"
+            );
         }
         Ok(())
     })
@@ -220,7 +281,10 @@ fn interval_ticks() -> BoxedTest {
         }
         let elapsed = time::now_ns() - start;
         // The first tick may complete at once; the other nine are 5 ms apart.
-        ensure!(elapsed >= 45_000_000, "10 ticks of 5 ms took only {elapsed} ns");
+        ensure!(
+            elapsed >= 45_000_000,
+            "10 ticks of 5 ms took only {elapsed} ns"
+        );
         Ok(())
     })
 }

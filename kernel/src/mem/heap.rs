@@ -28,7 +28,10 @@ pub fn init(size: u64) {
     // SAFETY: the range was just mapped, is used by nothing else, and
     // `init` runs once (guarded by `SIZE`).
     SIZE.call_once(|| {
-        unsafe { HEAP.lock().init(HEAP_BASE as *mut u8, (pages * PAGE_SIZE) as usize) };
+        unsafe {
+            HEAP.lock()
+                .init(HEAP_BASE as *mut u8, (pages * PAGE_SIZE) as usize)
+        };
         pages * PAGE_SIZE
     });
 }

@@ -5,7 +5,9 @@ use kcore::frames::FrameAllocator;
 use kcore::pvh::BootInfo;
 
 use super::paging::{self, GLOBAL, NO_CACHE, NO_EXECUTE, PageTables, WRITABLE, WRITE_THROUGH};
-use super::{PAGE_SIZE, PHYS_OFFSET, align_down, align_up, frames, heap, phys_to_virt, set_phys_base};
+use super::{
+    PAGE_SIZE, PHYS_OFFSET, align_down, align_up, frames, heap, phys_to_virt, set_phys_base,
+};
 
 unsafe extern "C" {
     static __kernel_start: u8;
@@ -35,7 +37,10 @@ pub fn init(boot: &BootInfo) -> MemorySummary {
 
     let highest = boot.memory_map().usable().map(|r| r.end).max().unwrap_or(0);
     let usable_bytes: u64 = boot.memory_map().usable().map(|r| r.end - r.start).sum();
-    let bitmap_bytes = align_up(FrameAllocator::storage_words(0, highest) as u64 * 8, PAGE_SIZE);
+    let bitmap_bytes = align_up(
+        FrameAllocator::storage_words(0, highest) as u64 * 8,
+        PAGE_SIZE,
+    );
 
     // The bitmap goes in the first usable stretch above the kernel and
     // below 4 GiB (the boot map covers no more) that fits it.
@@ -56,7 +61,9 @@ pub fn init(boot: &BootInfo) -> MemorySummary {
     };
     let mut allocator = FrameAllocator::new(storage, 0, highest).expect("frame allocator range");
     for region in boot.memory_map().usable() {
-        allocator.add_free_region(region.start, region.end).expect("usable region within range");
+        allocator
+            .add_free_region(region.start, region.end)
+            .expect("usable region within range");
     }
     // Low 1 MiB (real-mode structures, the AP trampoline at 0x8000), the
     // kernel image, the bitmap, and everything the loader handed us.
@@ -64,7 +71,10 @@ pub fn init(boot: &BootInfo) -> MemorySummary {
         let end = end.min(highest);
         if start < end {
             allocator
-                .reserve(align_down(start, PAGE_SIZE), align_up(end, PAGE_SIZE).min(highest))
+                .reserve(
+                    align_down(start, PAGE_SIZE),
+                    align_up(end, PAGE_SIZE).min(highest),
+                )
                 .expect("reserved range within range");
         }
     };
@@ -84,7 +94,11 @@ pub fn init(boot: &BootInfo) -> MemorySummary {
     let heap_bytes = align_up((usable_bytes / 16).clamp(4 * MIB, 256 * MIB), PAGE_SIZE);
     heap::init(heap_bytes);
 
-    MemorySummary { usable_bytes, highest_address: highest, heap_bytes }
+    MemorySummary {
+        usable_bytes,
+        highest_address: highest,
+        heap_bytes,
+    }
 }
 
 fn build_kernel_tables(highest: u64, bitmap: (u64, u64)) {
@@ -98,7 +112,8 @@ fn build_kernel_tables(highest: u64, bitmap: (u64, u64)) {
     let mut map_range = |from: u64, to: u64, flags: u64| {
         let mut page = align_down(from, PAGE_SIZE);
         while page < to {
-            pt.map_4k(page, page, flags | GLOBAL).expect("kernel image mapping");
+            pt.map_4k(page, page, flags | GLOBAL)
+                .expect("kernel image mapping");
             page += PAGE_SIZE;
         }
     };
@@ -115,7 +130,8 @@ fn build_kernel_tables(highest: u64, bitmap: (u64, u64)) {
         if (3 * GIB..4 * GIB).contains(&phys) {
             flags |= NO_CACHE | WRITE_THROUGH; // device registers live here
         }
-        pt.map_2m(PHYS_OFFSET + phys, phys, flags).expect("physical map");
+        pt.map_2m(PHYS_OFFSET + phys, phys, flags)
+            .expect("physical map");
         phys += 2 * MIB;
     }
 

@@ -14,8 +14,8 @@
 //! near-null dereferences fault.
 
 pub mod frames;
-pub mod init;
 pub mod heap;
+pub mod init;
 pub mod paging;
 pub mod stacks;
 
@@ -49,7 +49,9 @@ pub struct KernelPhys {
 
 impl kcore::PhysMemory for KernelPhys {
     fn read(&self, phys: u64, buf: &mut [u8]) -> Result<(), kcore::MemError> {
-        let end = phys.checked_add(buf.len() as u64).ok_or(kcore::MemError::OutOfRange)?;
+        let end = phys
+            .checked_add(buf.len() as u64)
+            .ok_or(kcore::MemError::OutOfRange)?;
         if end > self.limit {
             return Err(kcore::MemError::OutOfRange);
         }

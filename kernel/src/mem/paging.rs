@@ -59,7 +59,9 @@ fn index(virt: u64, level: u32) -> usize {
 
 impl PageTables {
     pub fn new() -> Result<PageTables, MapError> {
-        Ok(PageTables { pml4: frames::alloc_zeroed().ok_or(MapError::OutOfFrames)? })
+        Ok(PageTables {
+            pml4: frames::alloc_zeroed().ok_or(MapError::OutOfFrames)?,
+        })
     }
 
     pub fn root(&self) -> u64 {
@@ -85,7 +87,7 @@ impl PageTables {
     }
 
     pub fn map_4k(&mut self, virt: u64, phys: u64, flags: u64) -> Result<(), MapError> {
-        if virt % PAGE_SIZE != 0 || phys % PAGE_SIZE != 0 {
+        if !virt.is_multiple_of(PAGE_SIZE) || !phys.is_multiple_of(PAGE_SIZE) {
             return Err(MapError::Misaligned(virt | phys));
         }
         let entry = self.entry(virt, 1)?;
@@ -97,7 +99,7 @@ impl PageTables {
     }
 
     pub fn map_2m(&mut self, virt: u64, phys: u64, flags: u64) -> Result<(), MapError> {
-        if virt % HUGE_2M != 0 || phys % HUGE_2M != 0 {
+        if !virt.is_multiple_of(HUGE_2M) || !phys.is_multiple_of(HUGE_2M) {
             return Err(MapError::Misaligned(virt | phys));
         }
         let entry = self.entry(virt, 2)?;

@@ -21,7 +21,6 @@ impl Stack {
     pub fn guard_page(&self) -> u64 {
         self.bottom - PAGE_SIZE
     }
-
 }
 
 /// Allocates a stack of `size` bytes (rounded up to pages) plus its guard.
@@ -39,12 +38,19 @@ pub fn alloc(size: u64) -> Option<Stack> {
                 }
                 return false;
             };
-            pt.map_4k(bottom + i * PAGE_SIZE, frame, paging::WRITABLE | paging::NO_EXECUTE)
-                .expect("stack region is never reused");
+            pt.map_4k(
+                bottom + i * PAGE_SIZE,
+                frame,
+                paging::WRITABLE | paging::NO_EXECUTE,
+            )
+            .expect("stack region is never reused");
         }
         true
     });
-    ok.then(|| Stack { bottom, top: bottom + pages * PAGE_SIZE })
+    ok.then(|| Stack {
+        bottom,
+        top: bottom + pages * PAGE_SIZE,
+    })
 }
 
 /// Returns a stack's frames. The caller guarantees nothing runs on it.
