@@ -171,11 +171,18 @@ impl Executor {
     /// If `MAX_EXECUTORS` executors exist already or `capacity` is 0 or
     /// too large.
     pub fn new(platform: &'static dyn Platform, capacity: usize) -> &'static Executor {
-        assert!(capacity > 0 && capacity <= TaskId::MAX_SLOTS, "bad executor capacity {capacity}");
+        assert!(
+            capacity > 0 && capacity <= TaskId::MAX_SLOTS,
+            "bad executor capacity {capacity}"
+        );
         let id = registry::reserve_id().expect("too many executors");
         DEFAULT_PLATFORM.call_once(|| platform);
         let slots: Vec<Slot> = (0..capacity)
-            .map(|_| Slot { state: AtomicU64::new(0), owner: AtomicU32::new(0), task: UnsafeCell::new(None) })
+            .map(|_| Slot {
+                state: AtomicU64::new(0),
+                owner: AtomicU32::new(0),
+                task: UnsafeCell::new(None),
+            })
             .collect();
         let free = ArrayQueue::new(capacity);
         for i in 0..capacity {
@@ -271,12 +278,18 @@ impl Executor {
         let generation = generation_of(slot.state.load(Ordering::Acquire));
         let id = TaskId::new(self.id, index, generation);
         let join = JoinState::new(id);
-        let task: BoxedTask = Box::pin(TaskCell { future: fut, join: join.clone() });
+        let task: BoxedTask = Box::pin(TaskCell {
+            future: fut,
+            join: join.clone(),
+        });
         // SAFETY: popping `index` from the free list gave us the slot
         // exclusively; nobody reads `task` until `ALLOCATED` is published.
         unsafe { *slot.task.get() = Some(task) };
         slot.owner.store(owner, Ordering::Relaxed);
-        slot.state.store((u64::from(generation) << 32) | ALLOCATED | QUEUED, Ordering::Release);
+        slot.state.store(
+            (u64::from(generation) << 32) | ALLOCATED | QUEUED,
+            Ordering::Release,
+        );
         self.tasks.fetch_add(1, Ordering::Relaxed);
         self.enqueue(id);
         Ok(JoinHandle::new(join))
@@ -320,7 +333,12 @@ impl Executor {
             if state & (flags | QUEUED) == flags | QUEUED {
                 return true; // nothing to add
             }
-            match slot.state.compare_exchange_weak(state, state | flags | QUEUED, Ordering::AcqRel, Ordering::Acquire) {
+            match slot.state.compare_exchange_weak(
+                state,
+                state | flags | QUEUED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => break,
                 Err(now) => state = now,
             }
@@ -392,18 +410,20 @@ impl Executor {
         while let Some(owner) = self.purges.pop() {
             stats.purged += self.apply_purge(owner);
         }
-        let now = self.platform.now_ns();
         // SAFETY: owner-only; no other reference to the wheel is live here
         // (firing wakes tasks, which never touches the wheel).
-        unsafe {
-            (*self.timers.get()).advance(now, |target| {
+        let timers = unsafe { &mut *self.timers.get() };
+        // Reading the clock is the costliest step of an idle-wheel run.
+        if !timers.is_empty() {
+            let now = self.platform.now_ns();
+            timers.advance(now, |target| {
                 stats.timers_fired += 1;
                 match target {
                     TimerTarget::Task(id) => crate::waker::wake_task(id),
                     TimerTarget::Waker(waker) => waker.wake(),
                 }
-            })
-        };
+            });
+        }
         while stats.polled < budget {
             let Some(raw) = self.ready.pop() else {
                 break;
@@ -440,7 +460,9 @@ impl Executor {
         let waker = crate::waker::waker_for(id);
         let mut cx = Context::from_waker(&waker);
         self.current.store(id.to_u64() + 1, Ordering::Relaxed);
-        let outcome = self.platform.poll_task(owner, &mut || task.as_mut().poll_task(&mut cx));
+        let outcome = self
+            .platform
+            .poll_task(owner, &mut || task.as_mut().poll_task(&mut cx));
         self.current.store(0, Ordering::Relaxed);
         stats.polled += 1;
         match outcome {
@@ -478,8 +500,15 @@ impl Executor {
         let mut state = slot.state.load(Ordering::Acquire);
         loop {
             let next_generation = u64::from(generation_of(state).wrapping_add(1)) << 32;
-            let new = if state & QUEUED != 0 { next_generation | ZOMBIE } else { next_generation };
-            match slot.state.compare_exchange_weak(state, new, Ordering::AcqRel, Ordering::Acquire) {
+            let new = if state & QUEUED != 0 {
+                next_generation | ZOMBIE
+            } else {
+                next_generation
+            };
+            match slot
+                .state
+                .compare_exchange_weak(state, new, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => {
                     self.tasks.fetch_sub(1, Ordering::Relaxed);
                     if new & ZOMBIE == 0 {

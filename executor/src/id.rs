@@ -39,6 +39,12 @@ impl TaskId {
 
 impl fmt::Debug for TaskId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}#{}", self.executor(), self.slot(), self.generation())
+        write!(
+            f,
+            "{}:{}#{}",
+            self.executor(),
+            self.slot(),
+            self.generation()
+        )
     }
 }

@@ -43,7 +43,11 @@ struct Inner<T> {
 impl<T> JoinState<T> {
     pub(crate) fn new(task: TaskId) -> Arc<JoinState<T>> {
         Arc::new(JoinState {
-            inner: Mutex::new(Inner { result: None, finished: false, waker: None }),
+            inner: Mutex::new(Inner {
+                result: None,
+                finished: false,
+                waker: None,
+            }),
             task: AtomicU64::new(task.to_u64()),
         })
     }

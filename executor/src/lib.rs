@@ -105,7 +105,9 @@ pub fn spawn<T: Send + 'static>(
     owner: OwnerId,
     fut: impl Future<Output = T> + Send + 'static,
 ) -> Result<JoinHandle<T>, SpawnError> {
-    Executor::current().expect("spawn outside an executor").spawn(owner, fut)
+    Executor::current()
+        .expect("spawn outside an executor")
+        .spawn(owner, fut)
 }
 
 /// Spawns on executor `executor_id` (any context may call this).
@@ -114,5 +116,7 @@ pub fn spawn_on<T: Send + 'static>(
     owner: OwnerId,
     fut: impl Future<Output = T> + Send + 'static,
 ) -> Result<JoinHandle<T>, SpawnError> {
-    registry::get(executor_id).ok_or(SpawnError::NoSuchExecutor)?.spawn(owner, fut)
+    registry::get(executor_id)
+        .ok_or(SpawnError::NoSuchExecutor)?
+        .spawn(owner, fut)
 }

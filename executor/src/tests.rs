@@ -106,10 +106,17 @@ impl Drop for DropFlag {
 }
 
 /// A future that stays pending, counting polls, until `release` is set.
-fn gate(polls: Arc<AtomicUsize>, release: Arc<AtomicBool>) -> impl core::future::Future<Output = u32> + Send {
+fn gate(
+    polls: Arc<AtomicUsize>,
+    release: Arc<AtomicBool>,
+) -> impl core::future::Future<Output = u32> + Send {
     poll_fn(move |_cx| {
         polls.fetch_add(1, Ordering::SeqCst);
-        if release.load(Ordering::SeqCst) { Poll::Ready(7) } else { Poll::Pending }
+        if release.load(Ordering::SeqCst) {
+            Poll::Ready(7)
+        } else {
+            Poll::Pending
+        }
     })
 }
 
@@ -162,14 +169,21 @@ fn stale_wakes_are_ignored_and_slots_reused_with_new_generation() {
 fn capacity_exhaustion_is_an_error_not_a_panic() {
     let (exec, _) = new_exec(2);
     let release = Arc::new(AtomicBool::new(false));
-    let a = exec.spawn(0, gate(Arc::default(), release.clone())).unwrap();
-    let b = exec.spawn(0, gate(Arc::default(), release.clone())).unwrap();
+    let a = exec
+        .spawn(0, gate(Arc::default(), release.clone()))
+        .unwrap();
+    let b = exec
+        .spawn(0, gate(Arc::default(), release.clone()))
+        .unwrap();
     assert!(matches!(exec.spawn(0, async {}), Err(SpawnError::Full)));
     release.store(true, Ordering::SeqCst);
     wake_task(a.id());
     wake_task(b.id());
     run_until_idle(exec);
-    assert!(exec.spawn(0, async {}).is_ok(), "slots come back after tasks finish");
+    assert!(
+        exec.spawn(0, async {}).is_ok(),
+        "slots come back after tasks finish"
+    );
 }
 
 #[test]
@@ -235,13 +249,18 @@ fn purge_forgets_tasks_of_one_owner_only() {
         })
         .unwrap();
     let release = Arc::new(AtomicBool::new(false));
-    let survivor = exec.spawn(6, gate(Arc::default(), release.clone())).unwrap();
+    let survivor = exec
+        .spawn(6, gate(Arc::default(), release.clone()))
+        .unwrap();
     run_until_idle(exec);
     wake_task(victim.id()); // queued when the purge arrives
     exec.purge_owner(5);
     let stats = run_until_idle(exec);
     assert_eq!(stats.purged, 1);
-    assert!(!dropped.load(Ordering::SeqCst), "a purged future must be forgotten, not dropped");
+    assert!(
+        !dropped.load(Ordering::SeqCst),
+        "a purged future must be forgotten, not dropped"
+    );
     assert_eq!(block_on(victim), Err(JoinError::OwnerCrashed));
     assert_eq!(exec.task_count_of(5), 0);
     assert_eq!(exec.task_count_of(6), 1);
@@ -274,13 +293,20 @@ fn wake_slot_fired_from_another_thread() {
     static SLOT: WakeSlot = WakeSlot::new();
     static FIRED: AtomicBool = AtomicBool::new(false);
     let handle = exec
-        .spawn(0, poll_fn(|cx| {
-            if FIRED.load(Ordering::SeqCst) {
-                return Poll::Ready(());
-            }
-            SLOT.register(cx.waker());
-            if FIRED.load(Ordering::SeqCst) { Poll::Ready(()) } else { Poll::Pending }
-        }))
+        .spawn(
+            0,
+            poll_fn(|cx| {
+                if FIRED.load(Ordering::SeqCst) {
+                    return Poll::Ready(());
+                }
+                SLOT.register(cx.waker());
+                if FIRED.load(Ordering::SeqCst) {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            }),
+        )
         .unwrap();
     run_until_idle(exec);
     assert!(!handle.is_finished());
@@ -310,13 +336,19 @@ fn sleeping_executor_is_notified_exactly_once_per_wake() {
     run_until_idle(exec);
     let before = platform.notifications().len();
     std::thread::spawn(move || wake_task(id)).join().unwrap();
-    assert_eq!(platform.notifications().len(), before, "awake executors are not notified");
+    assert_eq!(
+        platform.notifications().len(),
+        before,
+        "awake executors are not notified"
+    );
 }
 
 #[test]
 fn prepare_to_sleep_refuses_when_a_timer_is_due() {
     let (exec, platform) = new_exec(4);
-    exec.spawn(0, sleep(Duration::from_millis(5))).unwrap().detach();
+    exec.spawn(0, sleep(Duration::from_millis(5)))
+        .unwrap()
+        .detach();
     run_until_idle(exec);
     assert!(exec.prepare_to_sleep());
     exec.woke_up();
@@ -356,7 +388,11 @@ fn dropping_a_pending_sleep_cancels_its_timer() {
         .unwrap();
     run_until_idle(exec);
     assert!(handle.is_finished());
-    assert_eq!(exec.next_timer_deadline(), None, "dropped Sleep left its entry");
+    assert_eq!(
+        exec.next_timer_deadline(),
+        None,
+        "dropped Sleep left its entry"
+    );
     platform.advance(4_000_000_000_000);
     assert_eq!(run_until_idle(exec).timers_fired, 0);
 }
@@ -401,7 +437,10 @@ fn yield_now_lets_others_run() {
     }
     run_until_idle(exec);
     let order = order.lock().unwrap().clone();
-    assert_eq!(order, std::vec![(1, 0), (2, 0), (1, 1), (2, 1), (1, 2), (2, 2)]);
+    assert_eq!(
+        order,
+        std::vec![(1, 0), (2, 0), (1, 1), (2, 1), (1, 2), (2, 2)]
+    );
 }
 
 #[test]
@@ -410,12 +449,15 @@ fn waker_is_the_task_id() {
     let seen = Arc::new(AtomicU64::new(0));
     let s = seen.clone();
     let handle = exec
-        .spawn(0, poll_fn(move |cx| {
-            let id = task_id_of(cx.waker()).unwrap();
-            assert_eq!(Some(id), current_task());
-            s.store(id.to_u64(), Ordering::SeqCst);
-            Poll::Ready(())
-        }))
+        .spawn(
+            0,
+            poll_fn(move |cx| {
+                let id = task_id_of(cx.waker()).unwrap();
+                assert_eq!(Some(id), current_task());
+                s.store(id.to_u64(), Ordering::SeqCst);
+                Poll::Ready(())
+            }),
+        )
         .unwrap();
     let id = handle.id();
     run_until_idle(exec);
@@ -429,9 +471,20 @@ fn cross_thread_ring_of_wakes() {
     const EXECUTORS: usize = 4;
     const ROUNDS: u64 = 2000;
     let stop = Arc::new(AtomicBool::new(false));
-    let counters: Arc<Vec<AtomicU64>> = Arc::new((0..EXECUTORS).map(|_| AtomicU64::new(0)).collect());
-    let slots: &'static [WakeSlot] = Box::leak((0..EXECUTORS).map(|_| WakeSlot::new()).collect::<Vec<_>>().into_boxed_slice());
-    let tokens: &'static [AtomicU64] = Box::leak((0..EXECUTORS).map(|_| AtomicU64::new(0)).collect::<Vec<_>>().into_boxed_slice());
+    let counters: Arc<Vec<AtomicU64>> =
+        Arc::new((0..EXECUTORS).map(|_| AtomicU64::new(0)).collect());
+    let slots: &'static [WakeSlot] = Box::leak(
+        (0..EXECUTORS)
+            .map(|_| WakeSlot::new())
+            .collect::<Vec<_>>()
+            .into_boxed_slice(),
+    );
+    let tokens: &'static [AtomicU64] = Box::leak(
+        (0..EXECUTORS)
+            .map(|_| AtomicU64::new(0))
+            .collect::<Vec<_>>()
+            .into_boxed_slice(),
+    );
     let mut threads = Vec::new();
     let execs: Vec<&'static Executor> = (0..EXECUTORS).map(|_| new_exec(8).0).collect();
     for (i, exec) in execs.iter().copied().enumerate() {
@@ -444,7 +497,11 @@ fn cross_thread_ring_of_wakes() {
                         return Poll::Ready(());
                     }
                     slots[i].register(cx.waker());
-                    if tokens[i].load(Ordering::SeqCst) > 0 { Poll::Ready(()) } else { Poll::Pending }
+                    if tokens[i].load(Ordering::SeqCst) > 0 {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    }
                 })
                 .await;
                 tokens[i].fetch_sub(1, Ordering::SeqCst);
@@ -472,7 +529,9 @@ fn cross_thread_ring_of_wakes() {
     tokens[0].fetch_add(1, Ordering::SeqCst);
     slots[0].wake();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while counters[EXECUTORS - 1].load(Ordering::SeqCst) < ROUNDS && std::time::Instant::now() < deadline {
+    while counters[EXECUTORS - 1].load(Ordering::SeqCst) < ROUNDS
+        && std::time::Instant::now() < deadline
+    {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     stop.store(true, Ordering::SeqCst);
@@ -488,11 +547,16 @@ fn cross_thread_ring_of_wakes() {
 fn spawn_on_another_executor_from_a_thread() {
     let (exec, _) = new_exec(4);
     let id = exec.id();
-    let handle = std::thread::spawn(move || spawn_on(id, 3, async { 5 }).unwrap()).join().unwrap();
+    let handle = std::thread::spawn(move || spawn_on(id, 3, async { 5 }).unwrap())
+        .join()
+        .unwrap();
     assert_eq!(exec.task_count_of(3), 1);
     run_until_idle(exec);
     assert_eq!(block_on(handle), Ok(5));
-    assert!(matches!(spawn_on(MAX_EXECUTORS + 1, 0, async {}), Err(SpawnError::NoSuchExecutor)));
+    assert!(matches!(
+        spawn_on(MAX_EXECUTORS + 1, 0, async {}),
+        Err(SpawnError::NoSuchExecutor)
+    ));
 }
 
 /// Regression: the joiner of an aborted task must not see `Cancelled`
@@ -506,7 +570,10 @@ fn abort_result_is_published_after_the_drop() {
         fn drop(&mut self) {
             // While the future is being dropped, the joiner must still wait.
             let handle = self.1.lock().unwrap();
-            assert!(!handle.as_ref().unwrap().is_finished(), "join finished before the drop");
+            assert!(
+                !handle.as_ref().unwrap().is_finished(),
+                "join finished before the drop"
+            );
             self.0.store(true, Ordering::SeqCst);
         }
     }

@@ -14,18 +14,29 @@ use crate::wheel::TimerKey;
 /// # Panics
 /// Outside an executor.
 pub fn now_ns() -> u64 {
-    Executor::current().expect("now_ns outside an executor").platform().now_ns()
+    Executor::current()
+        .expect("now_ns outside an executor")
+        .platform()
+        .now_ns()
 }
 
 /// Completes once `duration` has passed (never earlier).
 pub fn sleep(duration: Duration) -> Sleep {
     let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
-    Sleep { deadline: None, duration: nanos, key: None }
+    Sleep {
+        deadline: None,
+        duration: nanos,
+        key: None,
+    }
 }
 
 /// Completes at or after `deadline_ns` on the executor clock.
 pub fn sleep_until(deadline_ns: u64) -> Sleep {
-    Sleep { deadline: Some(deadline_ns), duration: 0, key: None }
+    Sleep {
+        deadline: Some(deadline_ns),
+        duration: 0,
+        key: None,
+    }
 }
 
 /// A timer future. The deadline of a `sleep` is fixed on its first poll.
@@ -67,7 +78,13 @@ impl Future for Sleep {
             None => TimerTarget::Waker(cx.waker().clone()),
         };
         // SAFETY: as in `unregister`.
-        let key = unsafe { (*exec.timers()).insert(deadline, target) };
+        let wheel = unsafe { &mut *exec.timers() };
+        if wheel.is_empty() {
+            // `run` skips an empty wheel, so bring its clock up to date first
+            // (on an empty wheel this is a jump, not a walk).
+            wheel.advance(now, |_| {});
+        }
+        let key = wheel.insert(deadline, target);
         self.key = Some((exec.id(), key));
         Poll::Pending
     }
@@ -83,7 +100,11 @@ impl Drop for Sleep {
 /// are skipped, not bunched.
 pub fn interval(period: Duration) -> Interval {
     let period = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX).max(1);
-    Interval { period, next: None, sleep: None }
+    Interval {
+        period,
+        next: None,
+        sleep: None,
+    }
 }
 
 pub struct Interval {

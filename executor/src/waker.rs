@@ -58,13 +58,16 @@ pub struct WakeSlot {
 
 impl WakeSlot {
     pub const fn new() -> WakeSlot {
-        WakeSlot { task: AtomicU64::new(EMPTY) }
+        WakeSlot {
+            task: AtomicU64::new(EMPTY),
+        }
     }
 
     /// Registers the task behind `waker` (replacing any earlier one).
     pub fn register(&self, waker: &Waker) {
         let id = task_id_of(waker).expect("WakeSlot::register: not an executor waker");
-        self.task.store(id.to_u64().wrapping_add(1), Ordering::Release);
+        self.task
+            .store(id.to_u64().wrapping_add(1), Ordering::Release);
     }
 
     /// Wakes and forgets the registered task, if any.

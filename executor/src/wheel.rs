@@ -70,7 +70,9 @@ impl<T> TimerWheel<T> {
 
     /// Schedules `payload` for `deadline_ns` (never delivered earlier).
     pub fn insert(&mut self, deadline_ns: u64, payload: T) -> TimerKey {
-        let tick = deadline_ns.div_ceil(self.granularity_ns).max(self.current + 1);
+        let tick = deadline_ns
+            .div_ceil(self.granularity_ns)
+            .max(self.current + 1);
         let index = match self.free.pop() {
             Some(index) => {
                 let entry = &mut self.entries[index as usize];
@@ -79,13 +81,23 @@ impl<T> TimerWheel<T> {
                 index
             }
             None => {
-                self.entries.push(Entry { tick, payload: Some(payload), prev: NIL, next: NIL, list: 0, generation: 0 });
+                self.entries.push(Entry {
+                    tick,
+                    payload: Some(payload),
+                    prev: NIL,
+                    next: NIL,
+                    list: 0,
+                    generation: 0,
+                });
                 (self.entries.len() - 1) as u32
             }
         };
         self.place(index);
         self.len += 1;
-        TimerKey { index, generation: self.entries[index as usize].generation }
+        TimerKey {
+            index,
+            generation: self.entries[index as usize].generation,
+        }
     }
 
     /// Removes a pending timer and returns its payload; `None` if it has
@@ -115,7 +127,11 @@ impl<T> TimerWheel<T> {
             let rotated = bits.rotate_right((position + 1) % 64);
             let distance = u64::from(rotated.trailing_zeros()) + 1;
             let base = (self.current >> (BITS * level as u32)) + distance;
-            let tick = if level == 0 { base } else { base << (BITS * level as u32) };
+            let tick = if level == 0 {
+                base
+            } else {
+                base << (BITS * level as u32)
+            };
             return Some(tick.saturating_mul(self.granularity_ns));
         }
         let far = self.current + (1 << (BITS * LEVELS as u32));

@@ -40,7 +40,11 @@ fn cancel_removes_and_stale_keys_do_nothing() {
     assert_eq!(fired_until(&mut wheel, 10 * MS), std::vec![2]);
     assert_eq!(wheel.cancel(b), None, "fired timers cannot be cancelled");
     let c = wheel.insert(20 * MS, 3);
-    assert_eq!(wheel.cancel(a), None, "a stale key must not cancel a reused entry");
+    assert_eq!(
+        wheel.cancel(a),
+        None,
+        "a stale key must not cancel a reused entry"
+    );
     assert_eq!(wheel.cancel(c), Some(3));
 }
 
@@ -71,7 +75,10 @@ fn cascades_across_levels_like_a_sorted_model() {
         let got = fired_until(&mut wheel, now);
         for p in &got {
             let (d, _) = model.iter().find(|(_, q)| q == p).unwrap();
-            assert!(*d <= now, "timer {p} fired at {now} before its deadline {d}");
+            assert!(
+                *d <= now,
+                "timer {p} fired at {now} before its deadline {d}"
+            );
         }
         fired += got.len();
         let due = model.iter().filter(|(d, _)| *d <= now).count();
@@ -91,4 +98,15 @@ fn next_deadline_is_a_lower_bound() {
     fired_until(&mut wheel, 100 * MS);
     let bound = wheel.next_deadline().unwrap();
     assert!(bound <= 7_000 * MS && bound > 100 * MS);
+}
+
+#[test]
+fn advancing_an_empty_wheel_jumps() {
+    let mut wheel: TimerWheel<u32> = TimerWheel::new(MS, 0);
+    // Ten years of milliseconds: must not be walked tick by tick.
+    let later = 10 * 365 * 24 * 3600 * 1000 * MS;
+    wheel.advance(later, |_| {});
+    wheel.insert(later + 5 * MS, 1);
+    assert!(fired_until(&mut wheel, later + 4 * MS).is_empty());
+    assert_eq!(fired_until(&mut wheel, later + 5 * MS), std::vec![1]);
 }

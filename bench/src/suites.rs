@@ -1,0 +1,208 @@
+//! The benchmarks. Each is one function returning a [`Measurement`]; add
+//! new ones to [`ALL`].
+
+use std::collections::BinaryHeap;
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use executor::{Executor, OwnerId, Platform, TimerWheel};
+
+use crate::harness::{Measurement, Settings, time};
+
+pub type Bench = fn(Settings) -> Measurement;
+
+pub const ALL: &[(&str, Bench)] = &[
+    ("trait-object-call", trait_object_call),
+    ("spawn-complete", spawn_complete),
+    ("wake-to-poll", wake_to_poll),
+    ("timer-wheel-insert", timer_wheel_insert),
+];
+
+// ---- trait-object call ---------------------------------------------------
+
+pub trait Service {
+    fn call(&self, x: u64) -> u64;
+}
+
+pub struct Adder(pub u64);
+
+impl Service for Adder {
+    #[inline(never)]
+    fn call(&self, x: u64) -> u64 {
+        x.wrapping_add(self.0)
+    }
+}
+
+/// The baseline every cross-domain proxy is compared with: a method call
+/// through `&dyn Trait` (next to a direct call of the same method).
+pub fn trait_object_call(settings: Settings) -> Measurement {
+    let adder = Adder(3);
+    let object: &dyn Service = black_box(&adder);
+    let measured = time(settings, || {
+        black_box(object.call(black_box(5)));
+    });
+    let baseline = time(settings, || {
+        black_box(Adder::call(black_box(&adder), black_box(5)));
+    });
+    Measurement {
+        name: "trait-object call",
+        workload: "one non-inlined method call through &dyn Trait, argument and result through black_box",
+        baseline_name: "direct (static) call",
+        measured,
+        baseline,
+        iterations: settings.iterations,
+        samples: settings.samples,
+    }
+}
+
+// ---- executor -------------------------------------------------------------
+
+struct HostPlatform;
+
+/// TSC ticks per nanosecond, measured once against the OS clock.
+fn tsc_per_ns() -> f64 {
+    static RATE: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *RATE.get_or_init(|| {
+        let (t0, i0) = (rdtsc(), std::time::Instant::now());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        (rdtsc() - t0) as f64 / i0.elapsed().as_nanos() as f64
+    })
+}
+
+fn rdtsc() -> u64 {
+    // SAFETY: `rdtsc` has no memory effects.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// The kernel's clock is the TSC, so the host platform uses it too (an OS
+/// clock call would cost more than the executor paths being measured).
+impl Platform for HostPlatform {
+    fn now_ns(&self) -> u64 {
+        (rdtsc() as f64 / tsc_per_ns()) as u64
+    }
+    fn notify(&self, _executor_id: usize) {}
+    fn current_executor(&self) -> Option<usize> {
+        None
+    }
+}
+
+static HOST: HostPlatform = HostPlatform;
+const OWNER: OwnerId = 0;
+
+fn executor() -> &'static Executor {
+    static EXEC: std::sync::OnceLock<&'static Executor> = std::sync::OnceLock::new();
+    EXEC.get_or_init(|| Executor::new(&HOST, 1024))
+}
+
+fn noop_context() -> Context<'static> {
+    Context::from_waker(Waker::noop())
+}
+
+/// Spawn an empty task, run the executor until it completes, take the result.
+pub fn spawn_complete(settings: Settings) -> Measurement {
+    let exec = executor();
+    let measured = time(settings, || {
+        let handle = exec.spawn(OWNER, async { black_box(1u32) }).unwrap();
+        exec.run(1);
+        let mut handle = handle;
+        let mut cx = noop_context();
+        let ready = black_box(Pin::new(&mut handle).poll(&mut cx));
+        debug_assert!(matches!(ready, Poll::Ready(Ok(1))));
+    });
+    let baseline = time(settings, || {
+        let mut fut = std::pin::pin!(async { black_box(1u32) });
+        let mut cx = noop_context();
+        let _ = black_box(fut.as_mut().poll(&mut cx));
+    });
+    Measurement {
+        name: "spawn+complete empty task",
+        workload: "spawn a ready future, one executor run, poll the JoinHandle",
+        baseline_name: "poll the same future inline",
+        measured,
+        baseline,
+        iterations: settings.iterations,
+        samples: settings.samples,
+    }
+}
+
+/// A task that stays pending forever, counting its polls.
+struct Pending;
+
+impl Future for Pending {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
+        black_box(());
+        Poll::Pending
+    }
+}
+
+/// Wake a pending task through its waker and run the executor until the
+/// task has been polled again.
+pub fn wake_to_poll(settings: Settings) -> Measurement {
+    let exec = executor();
+    let handle = exec.spawn(OWNER, Pending).unwrap();
+    exec.run(16);
+    let id = handle.id();
+    let measured = time(settings, || {
+        executor::wake_task(id);
+        let stats = exec.run(1);
+        debug_assert_eq!(stats.polled, 1);
+        black_box(stats);
+    });
+    handle.abort();
+    exec.run(16);
+    let mut pending = Pending;
+    let waker = Waker::noop();
+    let baseline = time(settings, || {
+        waker.wake_by_ref();
+        let mut cx = Context::from_waker(waker);
+        let _ = black_box(Pin::new(&mut pending).poll(&mut cx));
+    });
+    Measurement {
+        name: "wake-to-poll latency",
+        workload: "wake_task(id) of a pending task, then Executor::run until it is polled",
+        baseline_name: "no-op wake + direct poll",
+        measured,
+        baseline,
+        iterations: settings.iterations,
+        samples: settings.samples,
+    }
+}
+
+/// Insert then cancel one timer in a wheel already holding 1,000 timers.
+pub fn timer_wheel_insert(settings: Settings) -> Measurement {
+    let mut wheel: TimerWheel<u64> = TimerWheel::new(1_000_000, 0);
+    for i in 0..1000u64 {
+        wheel.insert((i * 7919 % 60_000 + 1) * 1_000_000, i);
+    }
+    let mut deadline = 1u64;
+    let measured = time(settings, || {
+        deadline = deadline
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let key = wheel.insert((deadline % 60_000 + 1) * 1_000_000, 1);
+        black_box(wheel.cancel(black_box(key)));
+    });
+    let mut heap: BinaryHeap<std::cmp::Reverse<u64>> = (0..1000u64)
+        .map(|i| std::cmp::Reverse(i * 7919 % 60_000))
+        .collect();
+    let mut deadline = 1u64;
+    let baseline = time(settings, || {
+        deadline = deadline
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        heap.push(std::cmp::Reverse(deadline % 60_000));
+        black_box(heap.pop());
+    });
+    Measurement {
+        name: "timer wheel insert+cancel",
+        workload: "insert a random deadline (1 ms..60 s) into a wheel of 1,000 timers, then cancel it",
+        baseline_name: "BinaryHeap push+pop (1,000)",
+        measured,
+        baseline,
+        iterations: settings.iterations,
+        samples: settings.samples,
+    }
+}
