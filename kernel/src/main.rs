@@ -167,6 +167,21 @@ extern "C" fn continue_boot(boot: u64, summary: u64) -> ! {
         cpus_found: platform.cpu_apic_ids.len(),
     });
 
+    // Deliberate kernel-context failures, so tests can check the fatal
+    // path: it must print what happened and exit QEMU with a failure
+    // status, never hang.
+    match args.get("fail") {
+        None => {}
+        Some("panic") => panic!("deliberate kernel panic (fail=panic)"),
+        Some("pagefault") => {
+            // SAFETY: deliberately reads unmapped page 1 with no continuation
+            // active: the kernel must report a fatal page fault.
+            let value = unsafe { core::ptr::read_volatile(0x1008 as *const u64) };
+            info!("unreachable: read {value}");
+        }
+        Some(other) => warn!("kernel: unknown fail={other} (panic|pagefault)"),
+    }
+
     match args.get("test") {
         Some(selection) => {
             let selection = alloc::string::String::from(selection);

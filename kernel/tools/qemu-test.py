@@ -20,6 +20,7 @@ import time
 PASSED_STATUS = (0x13 << 1) | 1   # power::EXIT_TESTS_PASSED
 FAILED_STATUS = (0x11 << 1) | 1   # power::EXIT_TESTS_FAILED
 SHUTDOWN_FALLBACK_STATUS = (0x10 << 1) | 1
+FATAL_STATUS = (0x12 << 1) | 1            # power::EXIT_FATAL
 
 RESULT = re.compile(r"^ktest: (\S+) \.\.\. (ok|FAILED)(.*)$")
 SUMMARY = re.compile(r"^ktest: (\d+) passed, (\d+) failed")
@@ -79,6 +80,26 @@ def run_suite(tally, kernel, smp, mem, timeout, selection):
         print(output[-6000:])
         print("-----------------------")
     print(f"   ({elapsed:.1f} s)")
+
+
+def fatal_paths(tally, kernel, timeout):
+    """A panic or fault in kernel context prints a report and exits QEMU
+    with status 37 (power::EXIT_FATAL) on every core count."""
+    print("== fatal kernel errors are reported, not hung")
+    for smp, how, marker in [(1, "panic", "KERNEL PANIC"), (4, "pagefault", "KERNEL FAULT")]:
+        cmd = qemu_command(kernel, smp, "256M", f"fail={how}")
+        try:
+            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, timeout=timeout)
+            out, status = proc.stdout.decode("utf-8", "replace"), proc.returncode
+        except subprocess.TimeoutExpired:
+            out, status = "", None
+        detail_ok = marker in out and ("page fault" in out if how == "pagefault" else "fail=panic" in out)
+        registers_ok = how != "pagefault" or ("rip" in out and "cr2 0x0000000000001008" in out)
+        tally.record(f"fatal: fail={how} on {smp} cpus reports and exits with status 37",
+                     status == FATAL_STATUS and detail_ok and registers_ok, f"(status {status})")
+        if status != FATAL_STATUS or not detail_ok or not registers_ok:
+            print(out[-3000:])
 
 
 def console_session(tally, kernel, smp, mem, timeout):
@@ -156,6 +177,7 @@ def main():
     for config in args.configs.split(","):
         smp, mem = config.split(":")
         run_suite(tally, args.kernel, int(smp), mem, args.timeout, args.tests)
+    fatal_paths(tally, args.kernel, 60)
     console_session(tally, args.kernel, 2, "256M", 120)
     print(f"qemu: {tally.passed} passed, {tally.failed} failed")
     sys.exit(0 if tally.failed == 0 else 1)
