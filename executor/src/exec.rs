@@ -14,7 +14,7 @@ use core::task::{Context, Poll, Waker};
 use crossbeam_queue::{ArrayQueue, SegQueue};
 
 use crate::id::TaskId;
-use crate::join::{JoinError, JoinHandle, JoinState};
+use crate::join::{JoinError, JoinHandle, JoinSink, JoinState};
 use crate::wheel::TimerWheel;
 use crate::{OwnerId, Platform, PollOutcome, registry};
 
@@ -34,51 +34,43 @@ fn generation_of(state: u64) -> u32 {
     (state >> 32) as u32
 }
 
-/// A spawned future with the join state it reports to.
+/// A spawned future, type-erased. It holds nothing but the future: the
+/// join state lives beside it in the slot ([`TaskEntry`]), so forgetting
+/// the future of a crashed owner leaks nothing of ours and calls none of
+/// its code.
 trait RawTask: Send {
-    fn poll_task(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()>;
-    /// Ends a task that did not complete: drops its future (or, with
-    /// `forget`, leaks it), and only then tells the joiner why, so a joiner
-    /// never sees the result while the future's destructors still run.
-    fn end(self: Pin<Box<Self>>, error: JoinError, forget: bool);
+    /// Polls; on completion hands the output to `join`, which is the
+    /// `JoinState<Output>` made by the same `spawn`.
+    fn poll_task(self: Pin<&mut Self>, cx: &mut Context<'_>, join: &dyn JoinSink) -> Poll<()>;
 }
 
-struct TaskCell<F: Future> {
-    future: F,
-    join: Arc<JoinState<F::Output>>,
-}
-
-impl<F: Future + Send> RawTask for TaskCell<F>
+impl<F> RawTask for F
 where
-    F::Output: Send,
+    F: Future + Send,
+    F::Output: Send + 'static,
 {
-    fn poll_task(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        // SAFETY: structural pinning: `future` is never moved out of the
-        // pinned cell, and `join` (an Arc) is not pinned.
-        let this = unsafe { self.get_unchecked_mut() };
-        // SAFETY: as above.
-        let future = unsafe { Pin::new_unchecked(&mut this.future) };
-        match future.poll(cx) {
+    fn poll_task(self: Pin<&mut Self>, cx: &mut Context<'_>, join: &dyn JoinSink) -> Poll<()> {
+        match self.poll(cx) {
             Poll::Ready(value) => {
-                this.join.finish(Ok(value));
+                // `spawn` pairs every future with the join state of its
+                // own output type, so the downcast cannot fail.
+                if let Some(join) = join.as_any().downcast_ref::<JoinState<F::Output>>() {
+                    join.finish(Ok(value));
+                }
                 Poll::Ready(())
             }
             Poll::Pending => Poll::Pending,
         }
     }
-
-    fn end(self: Pin<Box<Self>>, error: JoinError, forget: bool) {
-        let join = self.join.clone();
-        if forget {
-            core::mem::forget(self);
-        } else {
-            drop(self);
-        }
-        join.finish(Err(error));
-    }
 }
 
 type BoxedTask = Pin<Box<dyn RawTask>>;
+
+/// What a live slot holds.
+struct TaskEntry {
+    future: BoxedTask,
+    join: Arc<dyn JoinSink>,
+}
 
 struct Slot {
     state: AtomicU64,
@@ -86,7 +78,7 @@ struct Slot {
     /// Written by a spawner that popped this slot from the free list (so has
     /// it exclusively) before publishing `ALLOCATED`; afterwards read and
     /// cleared only by the owning executor.
-    task: UnsafeCell<Option<BoxedTask>>,
+    task: UnsafeCell<Option<TaskEntry>>,
 }
 
 /// Why a spawn failed.
@@ -143,6 +135,10 @@ pub struct Executor {
     ready: ArrayQueue<u64>,
     purges: SegQueue<OwnerId>,
     asleep: AtomicBool,
+    /// Set while `run` is on the stack: `run` is a safe function, so it
+    /// must itself refuse a second, reentrant or concurrent, caller (either
+    /// would hand out a second `&mut` to a future being polled).
+    running: AtomicBool,
     /// TaskId + 1 of the task being polled, 0 if none.
     current: AtomicU64,
     tasks: AtomicUsize,
@@ -196,6 +192,7 @@ impl Executor {
             ready: ArrayQueue::new(capacity),
             purges: SegQueue::new(),
             asleep: AtomicBool::new(false),
+            running: AtomicBool::new(false),
             current: AtomicU64::new(0),
             tasks: AtomicUsize::new(0),
             timers: UnsafeCell::new(TimerWheel::new(TICK_NS, platform.now_ns())),
@@ -278,10 +275,10 @@ impl Executor {
         let generation = generation_of(slot.state.load(Ordering::Acquire));
         let id = TaskId::new(self.id, index, generation);
         let join = JoinState::new(id);
-        let task: BoxedTask = Box::pin(TaskCell {
-            future: fut,
+        let task = TaskEntry {
+            future: Box::pin(fut),
             join: join.clone(),
-        });
+        };
         // SAFETY: popping `index` from the free list gave us the slot
         // exclusively; nobody reads `task` until `ALLOCATED` is published.
         unsafe { *slot.task.get() = Some(task) };
@@ -403,7 +400,14 @@ impl Executor {
 
     /// Applies purges, fires due timers, then polls up to `budget` ready
     /// tasks. Must be called only by the executor's own context.
+    ///
+    /// A call made while `run` is already active on this executor (from
+    /// inside a task, or from another thread) does nothing and returns
+    /// empty stats.
     pub fn run(&'static self, budget: usize) -> RunStats {
+        if self.running.swap(true, Ordering::Acquire) {
+            return RunStats::default();
+        }
         #[cfg(any(test, feature = "std"))]
         let previous = CURRENT.with(|c| c.replace(self.id));
         let mut stats = RunStats::default();
@@ -432,6 +436,7 @@ impl Executor {
         }
         #[cfg(any(test, feature = "std"))]
         CURRENT.with(|c| c.set(previous));
+        self.running.store(false, Ordering::Release);
         stats
     }
 
@@ -457,12 +462,13 @@ impl Executor {
         // SAFETY: the slot is allocated to this incarnation and only this
         // executor's context touches its task.
         let task = unsafe { (*slot.task.get()).as_mut() }.expect("allocated slot without a task");
+        let (future, join) = (&mut task.future, &*task.join);
         let waker = crate::waker::waker_for(id);
         let mut cx = Context::from_waker(&waker);
         self.current.store(id.to_u64() + 1, Ordering::Relaxed);
         let outcome = self
             .platform
-            .poll_task(owner, &mut || task.as_mut().poll_task(&mut cx));
+            .poll_task(owner, &mut || future.as_mut().poll_task(&mut cx, join));
         self.current.store(0, Ordering::Relaxed);
         stats.polled += 1;
         match outcome {
@@ -481,14 +487,34 @@ impl Executor {
         }
     }
 
-    /// Ends a task that did not complete: tells its joiner why, then drops
-    /// (cancel) or forgets (crashed owner) its future.
+    /// Ends a task that did not complete: drops (cancel) or forgets
+    /// (crashed owner) its future, and only then tells the joiner why, so a
+    /// joiner never sees the result while the future's destructors still
+    /// run. Forgetting touches neither the future's memory nor its code.
     fn finish(&self, index: usize, error: JoinError, drop_it: bool) {
         let slot = &self.slots[index];
         // SAFETY: owner-only access, slot allocated.
         let task = unsafe { (*slot.task.get()).take() };
-        if let Some(task) = task {
-            task.end(error, !drop_it);
+        if let Some(TaskEntry { future, join }) = task {
+            let mut outcome = error;
+            if drop_it {
+                // Dropping runs the owner's destructors: a domain entry.
+                let owner = slot.owner.load(Ordering::Relaxed);
+                let mut future = Some(future);
+                let mut dropped = false;
+                self.platform.drop_task(owner, &mut || {
+                    drop(future.take());
+                    dropped = true;
+                });
+                if !dropped {
+                    // The owner is dead or crashed while dropping: abandon.
+                    core::mem::forget(future.take());
+                    outcome = JoinError::OwnerCrashed;
+                }
+            } else {
+                core::mem::forget(future);
+            }
+            join.fail(outcome);
         }
         self.release(index);
     }
@@ -531,6 +557,7 @@ impl Executor {
                 purged += 1;
             }
         }
+        self.platform.purge_done(self.id, owner);
         purged
     }
 }

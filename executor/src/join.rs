@@ -1,6 +1,7 @@
 //! Join handles: the spawner's view of a task's result.
 
 use alloc::sync::Arc;
+use core::any::Any;
 use core::fmt;
 use core::future::Future;
 use core::pin::Pin;
@@ -69,6 +70,24 @@ impl<T> JoinState<T> {
     }
 }
 
+/// The executor's type-erased view of a task's join state.
+pub(crate) trait JoinSink: Send + Sync {
+    /// Ends the task without a value.
+    fn fail(&self, error: JoinError);
+    /// For the completing poll, which knows the output type.
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<T: Send + 'static> JoinSink for JoinState<T> {
+    fn fail(&self, error: JoinError) {
+        self.finish(Err(error));
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
 /// A future resolving to the task's output, or why there is none.
 /// Dropping it detaches the task (it keeps running).
 pub struct JoinHandle<T> {
@@ -76,6 +95,11 @@ pub struct JoinHandle<T> {
 }
 
 impl<T> JoinHandle<T> {
+    #[cfg(test)]
+    pub(crate) fn strong_count(&self) -> usize {
+        Arc::strong_count(&self.state)
+    }
+
     pub(crate) fn new(state: Arc<JoinState<T>>) -> JoinHandle<T> {
         JoinHandle { state }
     }

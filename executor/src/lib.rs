@@ -95,6 +95,20 @@ pub trait Platform: Sync + 'static {
             Poll::Pending => PollOutcome::Pending,
         }
     }
+    /// Dropping an aborted task runs its owner's destructors: the kernel
+    /// makes this a domain entry too. If `drop` is not called (the owner is
+    /// dead), the task is abandoned. Default: just drop.
+    fn drop_task(&self, owner: OwnerId, drop: &mut dyn FnMut()) {
+        let _ = owner;
+        drop();
+    }
+    /// This executor has removed every task of `owner` after
+    /// [`Executor::purge_owner`] and will never touch their memory again
+    /// (the kernel waits for every core's call before reclaiming a dead
+    /// domain's heap).
+    fn purge_done(&self, executor_id: usize, owner: OwnerId) {
+        let _ = (executor_id, owner);
+    }
 }
 
 /// Spawns on the executor of the calling context.

@@ -593,3 +593,136 @@ fn abort_result_is_published_after_the_drop() {
     let handle = cell.lock().unwrap().take().unwrap();
     assert_eq!(block_on(handle), Err(JoinError::Cancelled));
 }
+
+/// `run` is a safe function: a reentrant call (from inside a task) must not
+/// poll a future that is already being polled.
+#[test]
+fn reentrant_run_is_refused() {
+    static DEPTH: AtomicUsize = AtomicUsize::new(0);
+    static MAX_DEPTH: AtomicUsize = AtomicUsize::new(0);
+    let (exec, _) = new_exec(4);
+    exec.spawn(
+        0,
+        poll_fn(move |cx| {
+            let depth = DEPTH.fetch_add(1, Ordering::SeqCst) + 1;
+            MAX_DEPTH.fetch_max(depth, Ordering::SeqCst);
+            if depth == 1 {
+                cx.waker().wake_by_ref();
+                assert_eq!(exec.run(1), RunStats::default());
+            }
+            DEPTH.fetch_sub(1, Ordering::SeqCst);
+            Poll::<()>::Pending
+        }),
+    )
+    .unwrap()
+    .detach();
+    exec.run(1);
+    assert_eq!(
+        MAX_DEPTH.load(Ordering::SeqCst),
+        1,
+        "a future was polled inside its own poll"
+    );
+    assert_eq!(exec.run(1).polled, 1, "the self-wake is still pending");
+}
+
+/// Foreign wakers (wrapped by combinators) are kept under a lock.
+#[test]
+fn wake_slot_accepts_foreign_wakers() {
+    struct Count(AtomicUsize);
+    impl alloc::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let count = Arc::new(Count(AtomicUsize::new(0)));
+    let slot = WakeSlot::new();
+    slot.register(&core::task::Waker::from(count.clone()));
+    slot.wake();
+    slot.wake();
+    assert_eq!(
+        count.0.load(Ordering::SeqCst),
+        1,
+        "woken once, then the slot is empty"
+    );
+    slot.register(&core::task::Waker::from(count.clone()));
+    assert!(slot.take().is_some());
+    slot.wake();
+    assert_eq!(
+        count.0.load(Ordering::SeqCst),
+        1,
+        "take removes without waking"
+    );
+}
+
+/// Forgetting a crashed owner's future must not leak the join state with it.
+#[test]
+fn purge_does_not_leak_the_join_state() {
+    let (exec, _) = new_exec(4);
+    let handle = exec.spawn(9, poll_fn(|_| Poll::<u8>::Pending)).unwrap();
+    exec.run(10);
+    exec.purge_owner(9);
+    exec.run(10);
+    assert!(handle.is_finished());
+    assert_eq!(
+        handle.strong_count(),
+        1,
+        "the forgotten future still holds the join state"
+    );
+    assert_eq!(block_on(handle), Err(JoinError::OwnerCrashed));
+}
+
+/// A drop that the platform refuses (the owner is dead) abandons the future
+/// and reports `OwnerCrashed`, and `purge_done` is reported per purge.
+#[test]
+fn refused_drop_abandons_and_purge_done_is_reported() {
+    struct Refusing {
+        inner: &'static Recording,
+        purges: Mutex<Vec<(usize, OwnerId)>>,
+    }
+    impl Platform for Refusing {
+        fn now_ns(&self) -> u64 {
+            self.inner.now_ns()
+        }
+        fn notify(&self, id: usize) {
+            self.inner.notify(id)
+        }
+        fn current_executor(&self) -> Option<usize> {
+            None
+        }
+        fn drop_task(&self, owner: OwnerId, drop: &mut dyn FnMut()) {
+            if owner != 4 {
+                drop();
+            }
+        }
+        fn purge_done(&self, executor_id: usize, owner: OwnerId) {
+            self.purges.lock().unwrap().push((executor_id, owner));
+        }
+    }
+    let platform: &'static Refusing = Box::leak(Box::new(Refusing {
+        inner: Recording::leak(),
+        purges: Mutex::new(Vec::new()),
+    }));
+    let exec = Executor::new(platform, 8);
+    let dropped = Arc::new(AtomicBool::new(false));
+    let flag = DropFlag(dropped.clone());
+    let handle = exec
+        .spawn(4, async move {
+            let _flag = flag;
+            gate(Arc::default(), Arc::default()).await
+        })
+        .unwrap();
+    run_until_idle(exec);
+    handle.abort();
+    run_until_idle(exec);
+    assert!(
+        !dropped.load(Ordering::SeqCst),
+        "a refused drop must not run destructors"
+    );
+    assert_eq!(block_on(handle), Err(JoinError::OwnerCrashed));
+    exec.purge_owner(7);
+    run_until_idle(exec);
+    assert_eq!(
+        platform.purges.lock().unwrap().clone(),
+        std::vec![(exec.id(), 7)]
+    );
+}

@@ -134,7 +134,12 @@ impl<T> TimerWheel<T> {
             };
             return Some(tick.saturating_mul(self.granularity_ns));
         }
-        let far = self.current + (1 << (BITS * LEVELS as u32));
+        // Only the overflow list: its entries sit at least 64 top-level
+        // slots past the current one (see `list_for`), so the start of that
+        // slot is a lower bound. (`current + 64^4` is not: it can be up to
+        // one top-level slot, 262 s at 1 ms ticks, too late.)
+        let top = BITS * (LEVELS as u32 - 1);
+        let far = ((self.current >> top) + SLOTS as u64) << top;
         Some(far.saturating_mul(self.granularity_ns))
     }
 

@@ -110,3 +110,19 @@ fn advancing_an_empty_wheel_jumps() {
     assert!(fired_until(&mut wheel, later + 4 * MS).is_empty());
     assert_eq!(fired_until(&mut wheel, later + 5 * MS), std::vec![1]);
 }
+
+/// With only far (overflow-list) timers, `next_deadline` is still a lower
+/// bound (it used to be up to one top-level slot, 262 s, late).
+#[test]
+fn next_deadline_is_a_lower_bound_for_overflow_entries() {
+    let mut wheel: TimerWheel<u32> = TimerWheel::new(MS, 0);
+    wheel.advance(((1 << 18) - 1) * MS, |_| {});
+    let deadline = (1u64 << 24) * MS;
+    wheel.insert(deadline, 1);
+    let bound = wheel.next_deadline().unwrap();
+    assert!(
+        bound <= deadline,
+        "next_deadline {bound} is after the only deadline {deadline}"
+    );
+    assert!(bound > ((1 << 18) - 1) * MS);
+}
