@@ -95,6 +95,12 @@ pub trait Platform: Sync + 'static {
             Poll::Pending => PollOutcome::Pending,
         }
     }
+    /// Runs executor bookkeeping that may allocate (timer-wheel growth) on
+    /// behalf of whatever task is running: the kernel makes it use the
+    /// kernel heap, not the running domain's. Default: just run it.
+    fn run_as_kernel(&self, f: &mut dyn FnMut()) {
+        f();
+    }
     /// Dropping an aborted task runs its owner's destructors: the kernel
     /// makes this a domain entry too. If `drop` is not called (the owner is
     /// dead), the task is abandoned. Default: just drop.

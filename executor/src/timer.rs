@@ -55,7 +55,9 @@ impl Sleep {
             if let Some(exec) = Executor::current().filter(|e| e.id() == executor) {
                 // SAFETY: we run on the wheel's executor, inside a poll or a
                 // drop, where no other reference to the wheel is live.
-                unsafe { (*exec.timers()).cancel(key) };
+                exec.platform().run_as_kernel(&mut || {
+                    unsafe { (*exec.timers()).cancel(key) };
+                });
             }
         }
     }
@@ -77,14 +79,22 @@ impl Future for Sleep {
             Some(id) => TimerTarget::Task(id),
             None => TimerTarget::Waker(cx.waker().clone()),
         };
-        // SAFETY: as in `unregister`.
-        let wheel = unsafe { &mut *exec.timers() };
-        if wheel.is_empty() {
-            // `run` skips an empty wheel, so bring its clock up to date first
-            // (on an empty wheel this is a jump, not a walk).
-            wheel.advance(now, |_| {});
-        }
-        let key = wheel.insert(deadline, target);
+        let mut key = None;
+        let mut target = Some(target);
+        // The wheel may grow: that memory is the kernel's, not the domain's.
+        exec.platform().run_as_kernel(&mut || {
+            // SAFETY: as in `unregister`.
+            let wheel = unsafe { &mut *exec.timers() };
+            if wheel.is_empty() {
+                // `run` skips an empty wheel, so bring its clock up to date
+                // first (on an empty wheel this is a jump, not a walk).
+                wheel.advance(now, |_| {});
+            }
+            if let Some(target) = target.take() {
+                key = Some(wheel.insert(deadline, target));
+            }
+        });
+        let key = key.expect("run_as_kernel must run its closure");
         self.key = Some((exec.id(), key));
         Poll::Pending
     }

@@ -199,3 +199,37 @@ pub fn ioapic_route(gsi: u32, apic_id: u32, active_low: bool, level: bool) -> bo
     ioapic_write(0x10 + 2 * pin, low);
     true
 }
+
+static SHOOTDOWN: spin::Mutex<()> = spin::Mutex::new(());
+static SHOOTDOWN_ACKS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Handler of `vectors::TLB_FLUSH`: drops this core's non-global
+/// translations and acknowledges.
+pub fn on_tlb_flush() {
+    let (frame, flags) = x86_64::registers::control::Cr3::read();
+    // SAFETY: reloading the same CR3 only flushes non-global TLB entries.
+    unsafe { x86_64::registers::control::Cr3::write(frame, flags) };
+    SHOOTDOWN_ACKS.fetch_add(1, Ordering::AcqRel);
+}
+
+/// Flushes non-global translations on every online core and waits until
+/// all have done it. Call with interrupts enabled (a core waiting here with
+/// interrupts off could not answer another core's shootdown).
+pub fn flush_tlb_everywhere() {
+    let _one_at_a_time = SHOOTDOWN.lock();
+    let me = crate::cpu::current().index;
+    SHOOTDOWN_ACKS.store(0, Ordering::Release);
+    let mut expected = 0;
+    for cpu in crate::cpu::all() {
+        if cpu.index != me && cpu.online.load(Ordering::Acquire) {
+            send_ipi(cpu.apic_id, vectors::TLB_FLUSH);
+            expected += 1;
+        }
+    }
+    let (frame, flags) = x86_64::registers::control::Cr3::read();
+    // SAFETY: as in `on_tlb_flush`.
+    unsafe { x86_64::registers::control::Cr3::write(frame, flags) };
+    while SHOOTDOWN_ACKS.load(Ordering::Acquire) < expected {
+        core::hint::spin_loop();
+    }
+}

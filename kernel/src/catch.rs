@@ -279,7 +279,7 @@ pub fn catch_with_deadline<R, F: FnOnce() -> R>(deadline_ns: u64, f: F) -> Resul
 /// contained).
 pub fn can_contain() -> bool {
     let cpu = cpu::current();
-    !cpu.catch_top.get().is_null() && cpu.irq_depth.get() == 0
+    !cpu.catch_top.get().is_null() && cpu.irq_depth.get() == 0 && cpu.kernel_section.get() == 0
 }
 
 /// From a trap handler: records `fault` in the innermost continuation and
@@ -337,8 +337,9 @@ pub(crate) fn exception_fault(vector: u8, frame: &TrapFrame, address: u64) -> Fa
 /// continuation whose deadline has passed, redirect it there.
 pub(crate) fn check_deadline(frame: &mut TrapFrame, now_ns: u64) {
     let cpu = cpu::current();
-    // Only when the tick interrupted the closure itself, not another handler.
-    if cpu.irq_depth.get() != 1 {
+    // Only when the tick interrupted the closure itself, not another
+    // handler or a kernel service it called (which may hold locks).
+    if cpu.irq_depth.get() != 1 || cpu.kernel_section.get() != 0 {
         return;
     }
     let cont = cpu.catch_top.get();

@@ -13,7 +13,7 @@ use kcore::cmdline::split_args;
 use kcore::fmt::Bytes;
 use kcore::lineedit::{Event, LineEditor};
 
-use crate::{cpu, mem, power, sched, serial, time};
+use crate::{cpu, domain, inject, mem, power, sched, serial, time};
 
 /// Fired by the COM1 interrupt handler.
 pub static INPUT: WakeSlot = WakeSlot::new();
@@ -63,6 +63,42 @@ const COMMANDS: &[Command] = &[
         usage: "log [error|warn|info|debug|trace]",
         help: "show or set the log level",
         run: cmd_log,
+    },
+    Command {
+        name: "domains",
+        usage: "domains",
+        help: "domains: id, name, state, generation, heap, RRefs, tasks",
+        run: cmd_domains,
+    },
+    Command {
+        name: "load",
+        usage: "load IMAGE [NAME]",
+        help: "start a domain from a built-in image (no IMAGE: list them)",
+        run: cmd_load,
+    },
+    Command {
+        name: "crash",
+        usage: "crash NAME [panic|pagefault|gpf|divzero|invalid|overflow|loop]",
+        help: "inject a fault into a domain (default panic)",
+        run: cmd_crash,
+    },
+    Command {
+        name: "kill",
+        usage: "kill NAME",
+        help: "stop a domain; its callers get errors",
+        run: cmd_kill,
+    },
+    Command {
+        name: "restart",
+        usage: "restart NAME",
+        help: "start the next generation of a domain",
+        run: cmd_restart,
+    },
+    Command {
+        name: "call",
+        usage: "call NAME OP [ARG]",
+        help: "call a domain's service (a domain entry) and print the result",
+        run: cmd_call,
     },
     Command {
         name: "shutdown",
@@ -120,6 +156,7 @@ pub async fn shell() {
             Event::Line(line) => {
                 let line = alloc::string::String::from(line);
                 execute(&line);
+                finish_restart().await;
                 print!("{PROMPT}");
             }
             Event::Cancelled => print!("{PROMPT}"),
@@ -197,7 +234,20 @@ fn cmd_mem(args: &[&str]) -> Result<(), alloc::string::String> {
         Bytes(heap_used),
         Bytes(heap_size)
     );
-    println!("per domain: kernel only (no domains loaded)");
+    let mut any = false;
+    for d in domain::all() {
+        let (bytes, pages) = d.heap_usage();
+        println!(
+            "domain {:<12} heap {} in use, {} mapped",
+            d.name,
+            Bytes(bytes),
+            Bytes(pages * mem::PAGE_SIZE)
+        );
+        any = true;
+    }
+    if !any {
+        println!("no domains loaded");
+    }
     Ok(())
 }
 
@@ -273,4 +323,148 @@ fn cmd_shutdown(args: &[&str]) -> Result<(), alloc::string::String> {
     no_args(args)?;
     println!("shutting down");
     power::shutdown()
+}
+
+fn find_domain(name: &str) -> Result<&'static domain::Domain, alloc::string::String> {
+    domain::find(name).ok_or_else(|| alloc::format!("no domain named '{name}' (see 'domains')"))
+}
+
+fn cmd_domains(args: &[&str]) -> Result<(), alloc::string::String> {
+    no_args(args)?;
+    println!(
+        "watchdog budget per domain entry: {} ms",
+        domain::budget_ns() / 1_000_000
+    );
+    println!("id   name         state     gen  heap        rrefs  tasks  crashes");
+    for d in domain::all() {
+        let (bytes, _) = d.heap_usage();
+        println!(
+            "{:<4} {:<12} {:<9} {:<4} {:<11} {:<6} {:<6} {}",
+            d.slot,
+            d.name,
+            d.state().name(),
+            d.generation(),
+            alloc::format!("{}", Bytes(bytes)),
+            0,
+            d.task_count(),
+            d.crashes()
+        );
+        if let Some(fault) = d.last_fault().filter(|_| d.state() != domain::State::Alive) {
+            println!("     last: {fault}");
+        }
+    }
+    Ok(())
+}
+
+fn cmd_load(args: &[&str]) -> Result<(), alloc::string::String> {
+    let (image, name) = match args {
+        [] => {
+            for image in domain::images::IMAGES {
+                println!("  {:<10} {}", image.name, image.description);
+            }
+            return Ok(());
+        }
+        [image] => (*image, *image),
+        [image, name] => (*image, *name),
+        _ => return Err("too many arguments".into()),
+    };
+    if name.is_empty()
+        || name.len() > 32
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(alloc::format!(
+            "bad domain name '{name}' (1-32 of [A-Za-z0-9_-])"
+        ));
+    }
+    let image = domain::images::image(image)
+        .ok_or_else(|| alloc::format!("no image named '{image}' (try 'load')"))?;
+    let d = domain::create(image, name)?;
+    println!(
+        "loaded {} as domain {} (generation {})",
+        image.name,
+        d.slot,
+        d.generation()
+    );
+    Ok(())
+}
+
+fn cmd_crash(args: &[&str]) -> Result<(), alloc::string::String> {
+    let (name, kind) = match args {
+        [name] => (*name, inject::Kind::Panic),
+        [name, kind] => (
+            *name,
+            inject::Kind::parse(kind).ok_or_else(|| {
+                alloc::format!("unknown fault '{kind}' ({})", inject::Kind::NAMES)
+            })?,
+        ),
+        _ => return Err("expected a domain name and optionally a fault".into()),
+    };
+    let d = find_domain(name)?;
+    match domain::enter(d.owner(), || inject::trigger(kind)) {
+        Ok(()) => println!("{name}: no fault raised"),
+        Err(e) => println!("{name}: {e}; {}", d.last_fault().unwrap_or_default()),
+    }
+    Ok(())
+}
+
+fn cmd_kill(args: &[&str]) -> Result<(), alloc::string::String> {
+    let [name] = args else {
+        return Err("expected a domain name".into());
+    };
+    let d = find_domain(name)?;
+    if domain::kill(d, "killed") {
+        println!("{name}: killed");
+        Ok(())
+    } else {
+        Err(alloc::format!("{name} is already {}", d.state().name()))
+    }
+}
+
+fn cmd_restart(args: &[&str]) -> Result<(), alloc::string::String> {
+    let [name] = args else {
+        return Err("expected a domain name".into());
+    };
+    let d = find_domain(name)?;
+    RESTART.lock().replace(d);
+    Ok(())
+}
+
+/// `restart` must wait for every core to drop the old incarnation's tasks,
+/// which needs this core's executor to run: the shell finishes it
+/// asynchronously after the command line (see `shell`).
+static RESTART: spin::Mutex<Option<&'static domain::Domain>> = spin::Mutex::new(None);
+
+async fn finish_restart() {
+    let Some(d) = RESTART.lock().take() else {
+        return;
+    };
+    if d.state() == domain::State::Alive {
+        domain::kill(d, "restarted");
+    }
+    domain::wait_dead(d, core::time::Duration::from_secs(2)).await;
+    match domain::restart(d) {
+        Ok(()) => println!("{}: restarted as generation {}", d.name, d.generation()),
+        Err(e) => println!("restart: {e}"),
+    }
+}
+
+fn cmd_call(args: &[&str]) -> Result<(), alloc::string::String> {
+    let (name, op, arg) = match args {
+        [name, op] => (*name, *op, "0"),
+        [name, op, arg] => (*name, *op, *arg),
+        _ => return Err("expected NAME OP [ARG]".into()),
+    };
+    let op = kcore::cmdline::parse_u64(op)
+        .ok()
+        .and_then(|v| u32::try_from(v).ok())
+        .ok_or("OP must be a number")?;
+    let arg = kcore::cmdline::parse_u64(arg).map_err(|e| alloc::format!("ARG: {e}"))?;
+    let d = find_domain(name)?;
+    match domain::images::call(d, op, arg) {
+        Ok(value) => println!("{value}"),
+        Err(e) => println!("error: {e}"),
+    }
+    Ok(())
 }

@@ -24,6 +24,13 @@ pub struct PerCpu {
     pub(crate) catch_top: Cell<*mut Continuation>,
     /// How many interrupt handlers are running on this core.
     pub(crate) irq_depth: Cell<u32>,
+    /// The domain incarnation whose code runs now (0: the kernel). Decides
+    /// which heap an allocation comes from.
+    pub(crate) current_owner: Cell<u32>,
+    /// Nesting depth of kernel services entered from a domain (heap growth,
+    /// page-table updates): a fault there is the kernel's, and the watchdog
+    /// waits until it is over.
+    pub(crate) kernel_section: Cell<u32>,
     pub ticks: AtomicU64,
     pub online: AtomicBool,
     /// Task polls done by this core's executor (for `cpus`).
@@ -52,6 +59,8 @@ impl PerCpu {
             apic_id,
             catch_top: Cell::new(core::ptr::null_mut()),
             irq_depth: Cell::new(0),
+            current_owner: Cell::new(0),
+            kernel_section: Cell::new(0),
             ticks: AtomicU64::new(0),
             online: AtomicBool::new(false),
             polls: AtomicU64::new(0),
@@ -79,6 +88,22 @@ fn install(cpu: *mut PerCpu) {
 /// Sets up the BSP's per-core data. First thing `kmain_bsp` does.
 pub fn init_bsp() {
     install(&raw mut BSP);
+}
+
+/// A stand-in record for an application processor between its first
+/// instruction and `init_ap` (cores start one at a time), so that `current()`
+/// is valid even for the allocation that creates the real record.
+static mut AP_BOOT: PerCpu = PerCpu::new(usize::MAX, 0);
+
+/// Points GS at the stand-in record. First thing an AP does.
+pub fn init_ap_boot() {
+    let record = &raw mut AP_BOOT;
+    // SAFETY: APs start one at a time, so only one core uses AP_BOOT, and
+    // only until `init_ap`; its self pointer is set before GS points at it.
+    unsafe {
+        (*record).self_ptr = record;
+        x86_64::registers::model_specific::GsBase::write(x86_64::VirtAddr::new(record as u64));
+    }
 }
 
 /// Sets up an application processor's per-core data (on that processor).
@@ -120,4 +145,22 @@ pub fn count() -> usize {
 
 pub fn all() -> impl Iterator<Item = &'static PerCpu> {
     (0..count()).filter_map(get)
+}
+
+/// Runs `f` as the kernel on behalf of whatever domain is current: its
+/// allocations come from the kernel heap, a fault in it is fatal (it may
+/// hold kernel locks), and the watchdog waits until it is over.
+pub fn kernel_section<R>(f: impl FnOnce() -> R) -> R {
+    let cpu = current();
+    let owner = cpu.current_owner.replace(0);
+    cpu.kernel_section.set(cpu.kernel_section.get() + 1);
+    let result = f();
+    cpu.kernel_section.set(cpu.kernel_section.get() - 1);
+    cpu.current_owner.set(owner);
+    result
+}
+
+/// The domain incarnation running on this core (0: the kernel).
+pub fn current_owner() -> u32 {
+    current().current_owner.get()
 }

@@ -31,7 +31,9 @@ mod boot;
 mod catch;
 mod console;
 mod cpu;
+mod domain;
 mod fatal;
+mod inject;
 mod ktest;
 mod mem;
 mod platform;
@@ -180,6 +182,16 @@ extern "C" fn continue_boot(boot: u64, summary: u64) -> ! {
             info!("unreachable: read {value}");
         }
         Some(other) => warn!("kernel: unknown fail={other} (panic|pagefault)"),
+    }
+
+    if let Some(budget) = args.get("watchdog") {
+        match kcore::cmdline::parse_duration_ms(budget) {
+            Ok(ms) if (1..=60_000).contains(&ms) => domain::set_budget_ns(ms * 1_000_000),
+            _ => warn!(
+                "kernel: watchdog= takes 1ms..60s (e.g. 100ms); keeping {} ms",
+                domain::budget_ns() / 1_000_000
+            ),
+        }
     }
 
     match args.get("test") {

@@ -7,8 +7,9 @@
 //! wake-up is lost between the last check and the halt.
 
 use core::future::Future;
+use core::task::Poll;
 
-use executor::{Executor, JoinHandle, OwnerId, Platform, SpawnError};
+use executor::{Executor, JoinHandle, OwnerId, Platform, PollOutcome, SpawnError};
 use spin::Once;
 
 use crate::arch::trap::vectors;
@@ -36,6 +37,27 @@ impl Platform for KernelPlatform {
 
     fn current_executor(&self) -> Option<usize> {
         Some(cpu::current().index)
+    }
+
+    /// A poll of a domain's task is a domain entry.
+    fn poll_task(&self, owner: OwnerId, poll: &mut dyn FnMut() -> Poll<()>) -> PollOutcome {
+        match crate::domain::enter(owner, poll) {
+            Ok(Poll::Ready(())) => PollOutcome::Ready,
+            Ok(Poll::Pending) => PollOutcome::Pending,
+            Err(_) => PollOutcome::Crashed,
+        }
+    }
+
+    fn run_as_kernel(&self, f: &mut dyn FnMut()) {
+        cpu::kernel_section(f);
+    }
+
+    fn drop_task(&self, owner: OwnerId, drop: &mut dyn FnMut()) {
+        let _ = crate::domain::enter(owner, drop);
+    }
+
+    fn purge_done(&self, _executor_id: usize, owner: OwnerId) {
+        crate::domain::purge_done(owner);
     }
 }
 

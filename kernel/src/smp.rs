@@ -181,6 +181,7 @@ fn wait_ready(ns: u64) -> bool {
 extern "C" fn ap_entry(arg: u64) -> ! {
     let index = (arg >> 32) as usize;
     let apic_id = arg as u32;
+    cpu::init_ap_boot();
     cpu::init_ap(index, apic_id);
     crate::arch::gdt::init_this_cpu();
     crate::arch::idt::load();

@@ -16,6 +16,8 @@ pub mod vectors {
     pub const STOP: u8 = 0xE1;
     /// Used by the in-QEMU tests to check interrupt-to-task wake-ups.
     pub const TEST: u8 = 0xE2;
+    /// TLB shootdown.
+    pub const TLB_FLUSH: u8 = 0xE3;
     pub const TIMER: u8 = 0xEF;
     pub const SPURIOUS: u8 = 0xFF;
 }
@@ -44,6 +46,10 @@ pub(super) extern "C" fn dispatch(frame: &mut TrapFrame) {
             apic::eoi();
         }
         vectors::WAKE => apic::eoi(),
+        vectors::TLB_FLUSH => {
+            apic::on_tlb_flush();
+            apic::eoi();
+        }
         vectors::TEST => {
             crate::ktest::on_test_interrupt();
             apic::eoi();

@@ -1,6 +1,6 @@
 //! Faults in a test context are caught and reported with the right details.
 
-use core::arch::{asm, naked_asm};
+use core::arch::asm;
 
 use super::{KTest, TestFn, TestResult};
 use crate::catch::{FaultKind, catch, catch_with_deadline};
@@ -46,32 +46,7 @@ pub static TESTS: &[KTest] = &[
     },
 ];
 
-#[inline(never)]
-fn read_u64(address: u64) -> u64 {
-    let value: u64;
-    // SAFETY: deliberately reads an address that may be unmapped; the test
-    // runs under a continuation that catches the resulting fault.
-    unsafe { asm!("mov {v}, [{a}]", a = in(reg) address, v = out(reg) value, options(nostack)) };
-    value
-}
-
-#[inline(never)]
-fn write_u64(address: u64, value: u64) {
-    // SAFETY: as in `read_u64`.
-    unsafe { asm!("mov [{a}], {v}", a = in(reg) address, v = in(reg) value, options(nostack)) };
-}
-
-#[inline(never)]
-fn hardware_divide(dividend: u64, divisor: u64) -> u64 {
-    let quotient: u64;
-    // SAFETY: `div` with a zero divisor raises #DE, caught by the test's
-    // continuation; it touches only registers.
-    unsafe {
-        asm!("div {d}", d = in(reg) divisor, inout("rax") dividend => quotient, inout("rdx") 0u64 => _,
-             options(nostack, nomem))
-    };
-    quotient
-}
+use crate::inject::{call_on_stack, hardware_divide, read_u64, recurse, write_u64};
 
 fn page_fault_reported() -> TestResult {
     const UNMAPPED: u64 = 0x0000_0000_0000_1000; // page 1: never mapped
@@ -180,29 +155,6 @@ fn panic_caught() -> TestResult {
         fault.message()
     );
     Ok(())
-}
-
-/// Calls `f` on the stack whose top is `top`.
-#[unsafe(naked)]
-unsafe extern "C" fn call_on_stack(top: u64, f: extern "C" fn()) {
-    naked_asm!(
-        "push rbp",
-        "mov rbp, rsp",
-        "mov rsp, rdi",
-        "call rsi",
-        "mov rsp, rbp",
-        "pop rbp",
-        "ret"
-    )
-}
-
-#[inline(never)]
-fn recurse(depth: u64) -> u64 {
-    let buffer = core::hint::black_box([depth as u8; 256]);
-    if depth == u64::MAX {
-        return 0;
-    }
-    recurse(depth + 1).wrapping_add(u64::from(buffer[3]))
 }
 
 extern "C" fn overflow() {

@@ -8,6 +8,7 @@
 //! Async tests also have a time limit, so a hang fails the test instead of
 //! the whole run.
 
+mod domain_tests;
 mod faults;
 mod memory;
 mod sched_tests;
@@ -54,6 +55,7 @@ fn all_tests() -> Vec<&'static KTest> {
         .iter()
         .chain(faults::TESTS)
         .chain(sched_tests::TESTS)
+        .chain(domain_tests::TESTS)
         .collect()
 }
 

@@ -1,17 +1,52 @@
-//! The kernel heap: a linked-list allocator over pages mapped at
-//! `HEAP_BASE`. It serves the kernel's own bookkeeping; it is not on a hot
-//! path (domains get their own heaps, and the executor preallocates).
+//! The global allocator: routes every allocation to the heap of the domain
+//! whose code is running (see `domain::heap`), or to the kernel heap.
+//!
+//! The kernel heap is a linked-list allocator over pages mapped at
+//! `HEAP_BASE`; it serves the kernel's own bookkeeping and is not on a hot
+//! path (domains have their own slab heaps, the executor preallocates).
+//! A free goes to the heap that owns the address, whoever frees it.
+
+use core::alloc::{GlobalAlloc, Layout};
 
 use linked_list_allocator::LockedHeap;
 
 use super::{HEAP_BASE, PAGE_SIZE, frames, paging};
+use crate::{cpu, domain};
+
+static KERNEL_HEAP: LockedHeap = LockedHeap::empty();
+
+struct Router;
 
 #[global_allocator]
-static HEAP: LockedHeap = LockedHeap::empty();
+static ROUTER: Router = Router;
+
+// SAFETY: each request is forwarded whole to exactly one allocator, chosen
+// for `alloc` by the running domain and for `dealloc` by the address, which
+// identifies the allocator that produced it.
+unsafe impl GlobalAlloc for Router {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        match cpu::current_owner() {
+            0 => {
+                // SAFETY: forwarded with the caller's obligations.
+                unsafe { KERNEL_HEAP.alloc(layout) }
+            }
+            owner => domain::heap::alloc(owner, layout),
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if domain::heap::in_region(ptr as u64) {
+            domain::heap::free(ptr as u64, layout);
+        } else {
+            // SAFETY: `ptr` came from the kernel heap (not a domain region).
+            unsafe { KERNEL_HEAP.dealloc(ptr, layout) }
+        }
+    }
+}
 
 static SIZE: spin::Once<u64> = spin::Once::new();
 
-/// Maps `size` bytes at `HEAP_BASE` and hands them to the allocator.
+/// Maps `size` bytes at `HEAP_BASE` and hands them to the kernel heap.
 pub fn init(size: u64) {
     let pages = size / PAGE_SIZE;
     paging::with_kernel(|pt| {
@@ -25,11 +60,12 @@ pub fn init(size: u64) {
             .expect("heap mapping");
         }
     });
-    // SAFETY: the range was just mapped, is used by nothing else, and
-    // `init` runs once (guarded by `SIZE`).
     SIZE.call_once(|| {
+        // SAFETY: the range was just mapped, is used by nothing else, and
+        // `init` runs once (guarded by `SIZE`).
         unsafe {
-            HEAP.lock()
+            KERNEL_HEAP
+                .lock()
                 .init(HEAP_BASE as *mut u8, (pages * PAGE_SIZE) as usize)
         };
         pages * PAGE_SIZE
@@ -39,7 +75,7 @@ pub fn init(size: u64) {
 /// (used, total) bytes of the kernel heap.
 pub fn usage() -> (u64, u64) {
     x86_64::instructions::interrupts::without_interrupts(|| {
-        let heap = HEAP.lock();
+        let heap = KERNEL_HEAP.lock();
         (heap.used() as u64, heap.size() as u64)
     })
 }

@@ -1,0 +1,438 @@
+//! The domain manager: domains, their incarnations, entry, crash and
+//! reclaim.
+//!
+//! A domain is a named slot (1..MAX_SLOTS) with a private heap and a
+//! generation. Each *incarnation* (a start or restart) is identified by an
+//! owner id `slot << 16 | generation & 0xFFFF`: tasks, heap allocations and
+//! entries carry it, so nothing of an old incarnation can be confused with
+//! the new one after a restart.
+//!
+//! Life cycle: `Alive` → (crash or kill) `Poisoned` → (no core inside, every
+//! executor has dropped its tasks) `Dead`, when its heap is reclaimed
+//! wholesale → (restart) `Alive` with the next generation.
+//!
+//! Every execution of domain code goes through [`enter`]: a call, each poll
+//! of one of its tasks, the drop of one of its tasks. `enter` checks the
+//! incarnation is alive, makes it the core's current owner (so allocations
+//! go to its heap) and runs the code under a continuation with a watchdog
+//! budget. A panic, CPU exception or overrun there poisons the incarnation:
+//! later entries fail at once, tasks suspended on it are woken, its tasks
+//! are purged from every executor without being polled or dropped, and its
+//! heap is reclaimed when the last core has left.
+
+pub mod heap;
+pub mod images;
+mod shim;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
+
+use executor::{OwnerId, TaskId};
+use spin::Mutex;
+
+use crate::catch::{self, Fault};
+use crate::{cpu, sched, time};
+
+pub use heap::MAX_SLOTS;
+
+/// Default watchdog budget for one domain entry.
+pub const DEFAULT_BUDGET_NS: u64 = 100_000_000;
+static BUDGET_NS: AtomicU64 = AtomicU64::new(DEFAULT_BUDGET_NS);
+
+const WAITERS: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    Alive = 0,
+    Poisoned = 1,
+    /// Its heap is being returned; becomes `Dead` when that is complete.
+    Reclaiming = 2,
+    Dead = 3,
+}
+
+impl State {
+    fn from(raw: u8) -> State {
+        match raw {
+            0 => State::Alive,
+            1 => State::Poisoned,
+            2 => State::Reclaiming,
+            _ => State::Dead,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Alive => "alive",
+            State::Poisoned => "poisoned",
+            State::Reclaiming => "reclaiming",
+            State::Dead => "dead",
+        }
+    }
+}
+
+/// Why an entry into a domain did not return a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryError {
+    /// The domain crashed during this entry (it is now poisoned).
+    Crashed,
+    /// The incarnation was already poisoned or dead, or restarted since.
+    NotAlive,
+    NoSuchDomain,
+}
+
+impl fmt::Display for EntryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EntryError::Crashed => write!(f, "domain crashed"),
+            EntryError::NotAlive => write!(f, "domain is not alive"),
+            EntryError::NoSuchDomain => write!(f, "no such domain"),
+        }
+    }
+}
+
+pub struct Domain {
+    pub slot: usize,
+    pub name: String,
+    pub image: &'static images::Image,
+    generation: AtomicU32,
+    state: AtomicU8,
+    /// Cores currently executing this domain's code.
+    active: AtomicU32,
+    /// Executors that have not yet dropped this incarnation's tasks.
+    pending_purges: AtomicU32,
+    crashes: AtomicU32,
+    last_fault: Mutex<Option<String>>,
+    /// Tasks suspended on this domain (woken when it dies), as TaskId+1.
+    waiters: [AtomicU64; WAITERS],
+    waiters_overflowed: AtomicBool,
+}
+
+static TABLE: [AtomicPtr<Domain>; MAX_SLOTS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_SLOTS];
+/// Serialises create/kill/restart (not the entry path).
+static MANAGER: Mutex<()> = Mutex::new(());
+
+pub fn owner_id(slot: usize, generation: u32) -> OwnerId {
+    ((slot as u32) << 16) | (generation & 0xFFFF)
+}
+
+fn slot_of(owner: OwnerId) -> usize {
+    (owner >> 16) as usize
+}
+
+pub fn get(slot: usize) -> Option<&'static Domain> {
+    let ptr = TABLE.get(slot)?.load(Ordering::Acquire);
+    // SAFETY: domain records are leaked on creation and never freed.
+    (!ptr.is_null()).then(|| unsafe { &*ptr })
+}
+
+pub fn all() -> impl Iterator<Item = &'static Domain> {
+    (1..MAX_SLOTS).filter_map(get)
+}
+
+pub fn find(name: &str) -> Option<&'static Domain> {
+    all().find(|d| d.name == name)
+}
+
+impl Domain {
+    pub fn state(&self) -> State {
+        State::from(self.state.load(Ordering::Acquire))
+    }
+
+    pub fn generation(&self) -> u32 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The current incarnation's owner id.
+    pub fn owner(&self) -> OwnerId {
+        owner_id(self.slot, self.generation())
+    }
+
+    pub fn crashes(&self) -> u32 {
+        self.crashes.load(Ordering::Relaxed)
+    }
+
+    pub fn last_fault(&self) -> Option<String> {
+        cpu::kernel_section(|| self.last_fault.lock().clone())
+    }
+
+    /// (heap bytes in use, heap pages mapped).
+    pub fn heap_usage(&self) -> (u64, u64) {
+        heap::usage(self.slot)
+    }
+
+    /// Tasks of the current incarnation on every core.
+    pub fn task_count(&self) -> usize {
+        let owner = self.owner();
+        crate::cpu::all()
+            .filter_map(|c| sched::executor(c.index))
+            .map(|e| e.task_count_of(owner))
+            .sum()
+    }
+
+    fn alive_as(&self, owner: OwnerId) -> bool {
+        self.state() == State::Alive && self.owner() == owner
+    }
+
+    /// Remembers a task suspended inside this domain, to wake it if the
+    /// domain dies. Spurious wake-ups are harmless, so on overflow every
+    /// task is woken instead.
+    pub fn add_waiter(&self, task: TaskId) {
+        let raw = task.to_u64() + 1;
+        for slot in &self.waiters {
+            let current = slot.load(Ordering::Relaxed);
+            if current == raw {
+                return;
+            }
+            if current == 0
+                && slot
+                    .compare_exchange(0, raw, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return;
+            }
+        }
+        self.waiters_overflowed.store(true, Ordering::Release);
+    }
+
+    fn wake_waiters(&self) {
+        for slot in &self.waiters {
+            let raw = slot.swap(0, Ordering::AcqRel);
+            if raw != 0 {
+                executor::wake_task(TaskId::from_u64(raw - 1));
+            }
+        }
+        if self.waiters_overflowed.swap(false, Ordering::AcqRel) {
+            for c in cpu::all() {
+                if let Some(exec) = sched::executor(c.index) {
+                    for task in exec.snapshot() {
+                        executor::wake_task(task.id);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Creates a domain from a built-in image and runs its initialisation
+/// (contained like any entry). A crash during initialisation leaves the
+/// domain poisoned (then dead), not the kernel.
+pub fn create(image: &'static images::Image, name: &str) -> Result<&'static Domain, String> {
+    let domain = cpu::kernel_section(|| {
+        let _guard = MANAGER.lock();
+        if find(name).is_some() {
+            return Err(alloc::format!("a domain named '{name}' exists"));
+        }
+        let slot = (1..MAX_SLOTS)
+            .find(|&s| get(s).is_none())
+            .ok_or("no free domain slot")?;
+        let domain = alloc::boxed::Box::leak(alloc::boxed::Box::new(Domain {
+            slot,
+            name: String::from(name),
+            image,
+            generation: AtomicU32::new(1),
+            state: AtomicU8::new(State::Alive as u8),
+            active: AtomicU32::new(0),
+            pending_purges: AtomicU32::new(0),
+            crashes: AtomicU32::new(0),
+            last_fault: Mutex::new(None),
+            waiters: [const { AtomicU64::new(0) }; WAITERS],
+            waiters_overflowed: AtomicBool::new(false),
+        }));
+        heap::create(slot);
+        TABLE[slot].store(domain, Ordering::Release);
+        Ok::<_, String>(&*domain)
+    })?;
+    start(domain)?;
+    Ok(domain)
+}
+
+fn start(domain: &'static Domain) -> Result<(), String> {
+    let owner = domain.owner();
+    match enter(owner, || (domain.image.init)(owner)) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            kill(domain, "initialisation failed");
+            Err(alloc::format!(
+                "{}: initialisation failed: {e}",
+                domain.name
+            ))
+        }
+        Err(e) => Err(alloc::format!(
+            "{}: {e} during initialisation: {}",
+            domain.name,
+            domain.last_fault().unwrap_or_default()
+        )),
+    }
+}
+
+/// Runs `f` as domain incarnation `owner` (see the module doc).
+pub fn enter<R>(owner: OwnerId, f: impl FnOnce() -> R) -> Result<R, EntryError> {
+    if owner == 0 {
+        return Ok(f());
+    }
+    let domain = get(slot_of(owner)).ok_or(EntryError::NoSuchDomain)?;
+    if !domain.alive_as(owner) {
+        return Err(EntryError::NotAlive);
+    }
+    domain.active.fetch_add(1, Ordering::SeqCst);
+    // Re-check after announcing ourselves, so a concurrent poison either
+    // sees us active or we see it.
+    if !domain.alive_as(owner) {
+        leave(domain);
+        return Err(EntryError::NotAlive);
+    }
+    let cpu = cpu::current();
+    let previous = cpu.current_owner.replace(owner);
+    let deadline = time::now_ns() + BUDGET_NS.load(Ordering::Relaxed);
+    let result = catch::catch_with_deadline(deadline, f);
+    cpu.current_owner.set(previous);
+    let outcome = match result {
+        Ok(value) => Ok(value),
+        Err(fault) => {
+            poison(domain, owner, Some(&fault), "crashed");
+            Err(EntryError::Crashed)
+        }
+    };
+    leave(domain);
+    outcome
+}
+
+fn leave(domain: &'static Domain) {
+    if domain.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+        maybe_reclaim(domain);
+    }
+}
+
+/// Marks the incarnation `owner` poisoned (once) and starts tearing it
+/// down. Returns false if it was not the alive incarnation.
+fn poison(domain: &'static Domain, owner: OwnerId, fault: Option<&Fault>, why: &str) -> bool {
+    if domain.owner() != owner
+        || domain
+            .state
+            .compare_exchange(
+                State::Alive as u8,
+                State::Poisoned as u8,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
+            .is_err()
+    {
+        return false;
+    }
+    cpu::kernel_section(|| {
+        let message = match fault {
+            Some(fault) => alloc::format!("{why}: {fault}"),
+            None => String::from(why),
+        };
+        crate::warn!(
+            "domain {} (gen {}): {message}",
+            domain.name,
+            domain.generation()
+        );
+        *domain.last_fault.lock() = Some(message);
+    });
+    if fault.is_some() {
+        domain.crashes.fetch_add(1, Ordering::Relaxed);
+    }
+    let executors: Vec<_> = cpu::kernel_section(|| {
+        cpu::all()
+            .filter_map(|c| sched::executor(c.index))
+            .collect()
+    });
+    domain
+        .pending_purges
+        .store(executors.len() as u32, Ordering::SeqCst);
+    for exec in executors {
+        exec.purge_owner(owner);
+    }
+    domain.wake_waiters();
+    maybe_reclaim(domain);
+    true
+}
+
+/// Executor hook: one executor has dropped the tasks of `owner`.
+pub fn purge_done(owner: OwnerId) {
+    if let Some(domain) = get(slot_of(owner))
+        && domain.owner() == owner
+        && domain.pending_purges.fetch_sub(1, Ordering::SeqCst) == 1
+    {
+        maybe_reclaim(domain);
+    }
+}
+
+/// Poisoned, nobody inside, every executor done: reclaim, exactly once.
+fn maybe_reclaim(domain: &'static Domain) {
+    if domain.active.load(Ordering::SeqCst) != 0
+        || domain.pending_purges.load(Ordering::SeqCst) != 0
+    {
+        return;
+    }
+    if domain
+        .state
+        .compare_exchange(
+            State::Poisoned as u8,
+            State::Reclaiming as u8,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        )
+        .is_ok()
+    {
+        images::forget_export(domain.slot);
+        let pages = heap::reclaim(domain.slot);
+        crate::debug!("domain {}: reclaimed {pages} heap pages", domain.name);
+        // Only now: `Dead` promises the memory is back (tests and `restart`
+        // rely on it).
+        domain.state.store(State::Dead as u8, Ordering::SeqCst);
+    }
+}
+
+/// Stops a domain on request (no fault). Its callers get errors from now on.
+pub fn kill(domain: &'static Domain, why: &str) -> bool {
+    poison(domain, domain.owner(), None, why)
+}
+
+/// Starts the next incarnation of a dead domain. (A poisoned domain
+/// becomes dead once every core has dropped its tasks, which needs the
+/// executors to run: callers wait for `State::Dead` asynchronously, see
+/// [`wait_dead`].)
+pub fn restart(domain: &'static Domain) -> Result<(), String> {
+    if domain.state() != State::Dead {
+        return Err(alloc::format!(
+            "{} is still {}",
+            domain.name,
+            domain.state().name()
+        ));
+    }
+    cpu::kernel_section(|| {
+        let _guard = MANAGER.lock();
+        heap::create(domain.slot);
+        domain.pending_purges.store(0, Ordering::SeqCst);
+        domain.generation.fetch_add(1, Ordering::SeqCst);
+        domain.state.store(State::Alive as u8, Ordering::SeqCst);
+    });
+    start(domain)
+}
+
+pub fn set_budget_ns(ns: u64) {
+    BUDGET_NS.store(ns, Ordering::Relaxed);
+}
+
+pub fn budget_ns() -> u64 {
+    BUDGET_NS.load(Ordering::Relaxed)
+}
+
+/// Waits (asynchronously) until a poisoned domain is dead, up to `limit`.
+pub async fn wait_dead(domain: &'static Domain, limit: core::time::Duration) -> bool {
+    let deadline = time::now_ns() + limit.as_nanos() as u64;
+    while domain.state() != State::Dead {
+        if time::now_ns() >= deadline {
+            return false;
+        }
+        executor::sleep(core::time::Duration::from_millis(1)).await;
+    }
+    true
+}

@@ -1,0 +1,426 @@
+//! Domains: private heaps, containment of every fault kind, nesting,
+//! poisoning, task purging, waking suspended callers, no leaks.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::future::poll_fn;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::task::Poll;
+use core::time::Duration;
+
+use super::{BoxedTest, KTest, TestFn, TestResult};
+use crate::domain::{self, EntryError, State, images};
+use crate::inject::{self, Kind};
+use crate::{cpu, ensure, mem, sched};
+
+pub static TESTS: &[KTest] = &[
+    KTest {
+        name: "domain_heap_is_private_and_reclaimed",
+        run: TestFn::Async(heap_private_and_reclaimed),
+    },
+    KTest {
+        name: "domain_every_fault_kind_is_contained",
+        run: TestFn::Async(every_fault_kind_contained),
+    },
+    KTest {
+        name: "domain_nested_crash_returns_to_caller",
+        run: TestFn::Async(nested_crash),
+    },
+    KTest {
+        name: "domain_tasks_purged_not_polled",
+        run: TestFn::Async(tasks_purged),
+    },
+    KTest {
+        name: "domain_suspended_caller_is_woken",
+        run: TestFn::Async(suspended_caller_woken),
+    },
+    KTest {
+        name: "domain_crashes_on_every_core_at_once",
+        run: TestFn::Async(crashes_on_every_core),
+    },
+    KTest {
+        name: "domain_init_crash_is_contained",
+        run: TestFn::Async(init_crash_contained),
+    },
+    KTest {
+        name: "domain_restart_and_client_survives",
+        run: TestFn::Async(restart_client_survives),
+    },
+    KTest {
+        name: "domain_no_leak_over_1000_crash_cycles",
+        run: TestFn::Async(no_leak_1000_cycles),
+    },
+];
+
+const DEAD_WITHIN: Duration = Duration::from_secs(5);
+
+/// A fresh domain from `image` under a unique name.
+fn fresh(image: &str) -> Result<&'static domain::Domain, alloc::string::String> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let name = alloc::format!("t{}-{image}", NEXT.fetch_add(1, Ordering::Relaxed));
+    domain::create(images::image(image).ok_or("no such image")?, &name)
+}
+
+async fn dead(d: &'static domain::Domain) -> TestResult {
+    ensure!(
+        domain::wait_dead(d, DEAD_WITHIN).await,
+        "{} still {} after 5 s",
+        d.name,
+        d.state().name()
+    );
+    Ok(())
+}
+
+fn heap_private_and_reclaimed() -> BoxedTest {
+    Box::pin(async {
+        // A first incarnation maps the page tables of the heap's window,
+        // which stay for the next one; measure from the second.
+        let d = fresh("idle")?;
+        let fill = || {
+            let data: Vec<u64> = (0..20_000).collect();
+            let address = data.as_ptr() as u64;
+            core::mem::forget(data);
+            address
+        };
+        domain::enter(d.owner(), fill).map_err(|e| alloc::format!("warm-up: {e}"))?;
+        domain::kill(d, "warm-up");
+        dead(d).await?;
+        let free_before = mem::frames::free_count();
+        domain::restart(d)?;
+        let (bytes0, _) = d.heap_usage();
+        // Allocations made inside the domain land in its heap...
+        let address = domain::enter(d.owner(), fill).map_err(|e| alloc::format!("enter: {e}"))?;
+        ensure!(
+            domain::heap::in_region(address),
+            "domain allocation at {address:#x} is outside its heap region"
+        );
+        let (bytes1, pages1) = d.heap_usage();
+        ensure!(
+            bytes1 >= bytes0 + 160_000,
+            "heap grew only from {bytes0} to {bytes1} bytes"
+        );
+        ensure!(pages1 >= 40, "only {pages1} pages mapped");
+        // ...and the kernel's do not.
+        let kernel_box = Box::new(5u64);
+        ensure!(
+            !domain::heap::in_region(&*kernel_box as *const u64 as u64),
+            "kernel allocation in a domain heap"
+        );
+        ensure!(domain::kill(d, "test"), "kill failed");
+        dead(d).await?;
+        ensure!(
+            d.heap_usage() == (0, 0),
+            "heap not reclaimed: {:?}",
+            d.heap_usage()
+        );
+        ensure!(
+            mem::paging::translate(address).is_none(),
+            "reclaimed heap page still mapped"
+        );
+        ensure!(
+            mem::frames::free_count() == free_before,
+            "frames: {} free before, {} after",
+            free_before,
+            mem::frames::free_count()
+        );
+        Ok(())
+    })
+}
+
+fn every_fault_kind_contained() -> BoxedTest {
+    Box::pin(async {
+        for kind in Kind::ALL {
+            let d = fresh("idle")?;
+            let owner = d.owner();
+            let result = domain::enter(owner, || inject::trigger(kind));
+            ensure!(
+                result == Err(EntryError::Crashed),
+                "{kind:?}: entry gave {result:?}"
+            );
+            ensure!(d.state() != State::Alive, "{kind:?}: domain still alive");
+            let fault = d.last_fault().unwrap_or_default();
+            let expected = match kind {
+                Kind::Panic => "panic",
+                Kind::PageFault => "page fault",
+                Kind::GeneralProtection => "general protection",
+                Kind::DivideByZero => "divide error",
+                Kind::InvalidOpcode => "invalid opcode",
+                Kind::StackOverflow => "stack overflow",
+                Kind::Loop => "watchdog",
+            };
+            ensure!(
+                fault.contains(expected),
+                "{kind:?}: recorded fault '{fault}' lacks '{expected}'"
+            );
+            // Later calls fail at once, without entering.
+            let entered = AtomicBool::new(false);
+            let again = domain::enter(owner, || entered.store(true, Ordering::SeqCst));
+            ensure!(
+                again == Err(EntryError::NotAlive),
+                "{kind:?}: second entry gave {again:?}"
+            );
+            ensure!(
+                !entered.load(Ordering::SeqCst),
+                "{kind:?}: a dead domain's code ran"
+            );
+            ensure!(
+                images::call(d, 2, 9) == Err(EntryError::NotAlive),
+                "{kind:?}: call after crash did not fail"
+            );
+            dead(d).await?;
+        }
+        Ok(())
+    })
+}
+
+fn nested_crash() -> BoxedTest {
+    Box::pin(async {
+        let a = fresh("idle")?;
+        let b = fresh("idle")?;
+        let (a_owner, b_owner) = (a.owner(), b.owner());
+        let outcome = domain::enter(a_owner, || {
+            ensure!(cpu::current_owner() == a_owner, "A is not current inside A");
+            let inner = domain::enter(b_owner, || {
+                // B's code runs as B: its allocations land in B's heap.
+                let probe = Box::new(1u8);
+                let in_b = domain::heap::in_region(&*probe as *const u8 as u64);
+                core::mem::forget(probe);
+                assert!(in_b, "B's allocation outside the domain heaps");
+                inject::trigger(Kind::DivideByZero);
+            });
+            ensure!(inner == Err(EntryError::Crashed), "A saw {inner:?} from B");
+            ensure!(
+                cpu::current_owner() == a_owner,
+                "A is not current after B crashed"
+            );
+            Ok(42)
+        });
+        ensure!(
+            matches!(outcome, Ok(Ok(42))),
+            "A's entry returned {outcome:?}"
+        );
+        ensure!(a.state() == State::Alive, "A was poisoned by B's crash");
+        ensure!(b.state() != State::Alive, "B survived");
+        ensure!(images::call(a, 2, 5) == Ok(5), "A no longer answers");
+        ensure!(
+            cpu::current_owner() == 0,
+            "kernel is not current after the calls"
+        );
+        domain::kill(a, "test");
+        dead(a).await?;
+        dead(b).await
+    })
+}
+
+fn tasks_purged() -> BoxedTest {
+    Box::pin(async {
+        let d = fresh("counter")?;
+        ensure!(d.task_count() == 1, "counter has {} tasks", d.task_count());
+        executor::sleep(Duration::from_millis(50)).await;
+        let ticks = images::call(d, 1, 0).map_err(|e| alloc::format!("call: {e}"))?;
+        ensure!(ticks > 0, "counter task never ran");
+        let result = domain::enter(d.owner(), || inject::trigger(Kind::PageFault));
+        ensure!(result == Err(EntryError::Crashed), "crash gave {result:?}");
+        dead(d).await?;
+        ensure!(d.task_count() == 0, "{} tasks left", d.task_count());
+        let total: usize = cpu::all()
+            .filter_map(|c| sched::executor(c.index))
+            .map(|e| e.task_count_of(d.owner()))
+            .sum();
+        ensure!(total == 0, "{total} tasks of the dead incarnation remain");
+        Ok(())
+    })
+}
+
+/// A kernel task awaits a call that stays pending inside a domain; the
+/// domain then crashes on another core. The task must be woken and get the
+/// error (it would hang otherwise, failing the test by its time limit).
+fn suspended_caller_woken() -> BoxedTest {
+    Box::pin(async {
+        let d = fresh("idle")?;
+        let owner = d.owner();
+        let waiter = sched::spawn(async move {
+            poll_fn(|cx| match domain::enter(owner, || Poll::<()>::Pending) {
+                Ok(Poll::Pending) => {
+                    if let Some(task) = executor::task_id_of(cx.waker()) {
+                        d.add_waiter(task);
+                    }
+                    Poll::Pending
+                }
+                Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
+                Err(e) => Poll::Ready(Err(e)),
+            })
+            .await
+        })
+        .map_err(|e| alloc::format!("spawn: {e:?}"))?;
+        executor::sleep(Duration::from_millis(10)).await;
+        ensure!(!waiter.is_finished(), "the call finished before the crash");
+        let crasher = sched::spawn_on(cpu::count() - 1, async move {
+            domain::enter(owner, || inject::trigger(Kind::Panic))
+        })
+        .map_err(|e| alloc::format!("spawn: {e:?}"))?;
+        let crash = crasher.await.map_err(|e| alloc::format!("join: {e:?}"))?;
+        ensure!(crash == Err(EntryError::Crashed), "crash gave {crash:?}");
+        let result = waiter.await.map_err(|e| alloc::format!("join: {e:?}"))?;
+        ensure!(
+            result == Err(EntryError::NotAlive),
+            "suspended caller got {result:?}"
+        );
+        dead(d).await
+    })
+}
+
+fn crashes_on_every_core() -> BoxedTest {
+    Box::pin(async {
+        let mut handles = Vec::new();
+        for core in 0..cpu::count() {
+            handles.push(
+                sched::spawn_on(core, async move {
+                    let mut contained = 0;
+                    for round in 0..10 {
+                        let Ok(d) = fresh("idle") else {
+                            return Err(alloc::format!("core {core}: create failed"));
+                        };
+                        let kind = Kind::ALL[(core + round) % 6]; // all but the 100 ms loop
+                        if domain::enter(d.owner(), || inject::trigger(kind))
+                            == Err(EntryError::Crashed)
+                        {
+                            contained += 1;
+                        }
+                        if !domain::wait_dead(d, DEAD_WITHIN).await {
+                            return Err(alloc::format!("core {core}: {} not dead", d.name));
+                        }
+                    }
+                    Ok(contained)
+                })
+                .map_err(|e| alloc::format!("spawn: {e:?}"))?,
+            );
+        }
+        for (core, handle) in handles.into_iter().enumerate() {
+            let contained = handle.await.map_err(|e| alloc::format!("join: {e:?}"))??;
+            ensure!(
+                contained == 10,
+                "core {core}: only {contained} of 10 crashes contained"
+            );
+        }
+        Ok(())
+    })
+}
+
+fn init_crash_contained() -> BoxedTest {
+    Box::pin(async {
+        let result = fresh("broken");
+        let message = result.err().ok_or("a panicking init succeeded")?;
+        ensure!(
+            message.contains("during initialisation"),
+            "message: {message}"
+        );
+        let d = domain::all()
+            .filter(|d| d.image.name == "broken")
+            .last()
+            .ok_or("no broken domain record")?;
+        ensure!(d.state() != State::Alive, "broken domain is alive");
+        ensure!(
+            d.last_fault()
+                .unwrap_or_default()
+                .contains("index out of bounds"),
+            "fault: {:?}",
+            d.last_fault()
+        );
+        dead(d).await
+    })
+}
+
+fn restart_client_survives() -> BoxedTest {
+    Box::pin(async {
+        let counter = domain::find("counter").map_or_else(
+            || domain::create(images::image("counter").unwrap(), "counter"),
+            Ok,
+        )?;
+        let client = fresh("client")?;
+        executor::sleep(Duration::from_millis(100)).await;
+        let ok_before = images::call(client, 0, 0).map_err(|e| alloc::format!("client: {e}"))?;
+        ensure!(ok_before > 0, "client made no successful calls");
+        let generation = counter.generation();
+        let crash = domain::enter(counter.owner(), || inject::trigger(Kind::GeneralProtection));
+        ensure!(crash == Err(EntryError::Crashed), "crash gave {crash:?}");
+        executor::sleep(Duration::from_millis(60)).await;
+        let errors = images::call(client, 1, 0).map_err(|e| alloc::format!("client: {e}"))?;
+        ensure!(errors > 0, "client saw no errors while counter was dead");
+        dead(counter).await?;
+        domain::restart(counter)?;
+        ensure!(
+            counter.generation() == generation + 1,
+            "generation did not advance"
+        );
+        let ok_mid = images::call(client, 0, 0).map_err(|e| alloc::format!("client: {e}"))?;
+        executor::sleep(Duration::from_millis(100)).await;
+        let ok_after = images::call(client, 0, 0).map_err(|e| alloc::format!("client: {e}"))?;
+        ensure!(
+            ok_after > ok_mid,
+            "client did not recover after restart ({ok_mid} -> {ok_after})"
+        );
+        ensure!(client.state() == State::Alive, "client died");
+        domain::kill(client, "test");
+        dead(client).await
+    })
+}
+
+/// 1,000 cycles of start, use (heap, a task), crash, reclaim leave free
+/// frames, kernel heap use and task count exactly where they were.
+fn no_leak_1000_cycles() -> BoxedTest {
+    Box::pin(async {
+        // Warm up with one cycle ending like the last one (same fault kind,
+        // so the recorded fault message has the same size).
+        let d = fresh("counter")?;
+        let last_kind = Kind::ALL[999 % 6];
+        let crash = domain::enter(d.owner(), || inject::trigger(last_kind));
+        ensure!(
+            crash == Err(EntryError::Crashed),
+            "warm-up crash gave {crash:?}"
+        );
+        dead(d).await?;
+        let frames_before = mem::frames::free_count();
+        let heap_before = mem::heap::usage().0;
+        let tasks_before: usize = cpu::all()
+            .filter_map(|c| sched::executor(c.index))
+            .map(|e| e.task_count())
+            .sum();
+        for cycle in 0..1000u32 {
+            domain::restart(d).map_err(|e| alloc::format!("cycle {cycle}: {e}"))?;
+            ensure!(
+                images::call(d, 0, 0) == Ok(1),
+                "cycle {cycle}: first call failed"
+            );
+            let kind = Kind::ALL[cycle as usize % 6];
+            let crash = domain::enter(d.owner(), || inject::trigger(kind));
+            ensure!(
+                crash == Err(EntryError::Crashed),
+                "cycle {cycle}: crash gave {crash:?}"
+            );
+            dead(d).await?;
+        }
+        let frames_after = mem::frames::free_count();
+        let heap_after = mem::heap::usage().0;
+        let tasks_after: usize = cpu::all()
+            .filter_map(|c| sched::executor(c.index))
+            .map(|e| e.task_count())
+            .sum();
+        crate::println!(
+            "    1000 cycles: free frames {frames_before} -> {frames_after}, kernel heap {heap_before} -> {heap_after} B, tasks {tasks_before} -> {tasks_after}"
+        );
+        ensure!(
+            frames_after == frames_before,
+            "frames leaked: {frames_before} -> {frames_after}"
+        );
+        ensure!(
+            tasks_after == tasks_before,
+            "tasks leaked: {tasks_before} -> {tasks_after}"
+        );
+        ensure!(
+            heap_after == heap_before,
+            "kernel heap: {heap_before} -> {heap_after} bytes"
+        );
+        Ok(())
+    })
+}
