@@ -149,6 +149,22 @@ def console_session(tally, kernel, smp, mem, timeout):
             ("log shouting", lambda out: "unknown level 'shouting'" in out),
             ('help "unterminated', lambda out: "error" in out or "no command" in out),
             ("x" * 300, lambda out: "monitor>" in out),  # over-long line: refused, prompt survives
+            # Domains: the acceptance flow of issue 3.
+            ("load counter", lambda out: "loaded counter as domain" in out),
+            ("load client", lambda out: "loaded client as domain" in out),
+            ("domains", lambda out: re.search(r"counter\s+alive\s+1\s", out) is not None),
+            ("crash counter pagefault", lambda out: "domain crashed" in out and "page fault" in out),
+            ("domains", lambda out: re.search(r"counter\s+(dead|reclaiming|poisoned)\s+1\s", out) is not None
+                and re.search(r"client\s+alive", out) is not None),
+            ("mem", lambda out: re.search(r"domain counter\s+heap 0 B in use, 0 B mapped", out) is not None),
+            ("call client 0", lambda out: re.search(r"^[1-9]\d*$", out, re.M) is not None),  # client still running
+            ("restart counter", lambda out: "restarted as generation 2" in out),
+            ("crash client loop", lambda out: "watchdog" in out),
+            ("crash counter frobnicate", lambda out: "unknown fault 'frobnicate'" in out),
+            ("load broken", lambda out: "during initialisation" in out and "index out of bounds" in out),
+            ("kill nosuch", lambda out: "no domain named 'nosuch'" in out),
+            ("load counter two three", lambda out: "too many arguments" in out),
+            ("load idle bad/name", lambda out: "bad domain name" in out),
         ]
         for line, check in checks:
             ok, out = command(line)
