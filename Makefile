@@ -74,9 +74,10 @@ test: setup
 	@mkdir -p $(BUILD)
 	@bash kernel/tools/test-all.sh "$(KERNEL)" "$(TEST_CONFIGS)" "$(CARGO_PROFILE_FLAG)"
 
-bench: setup
+bench: build
 	@mkdir -p bench/results
 	cargo run -p bench --release -- --out bench/results/host.json
+	python3 bench/qemu-bench.py $(KERNEL) bench/results/qemu.json
 
 clean:
 	cargo clean

@@ -152,10 +152,10 @@ pub struct Continuation {
     rip: u64,
     rflags: u64,
     prev: *mut Continuation,
-    /// `now_ns` after which the timer interrupt stops the closure (0: no
-    /// limit). Cleared by the closure's trampoline once it returns, so the
+    /// TSC value after which the timer interrupt stops the closure (0: no
+    /// limit). Raw ticks, so arming it costs no division. Cleared by the closure's trampoline once it returns, so the
     /// watchdog can never fire after the closure has finished.
-    deadline_ns: core::sync::atomic::AtomicU64,
+    deadline_tsc: core::sync::atomic::AtomicU64,
     fault: MaybeUninit<Fault>,
 }
 
@@ -220,11 +220,11 @@ pub fn catch<R, F: FnOnce() -> R>(f: F) -> Result<R, Fault> {
 }
 
 /// Like [`catch`], but the closure is also stopped (with
-/// [`FaultKind::Watchdog`]) if it is still running when `now_ns` passes
-/// `deadline_ns` (0: no limit). The check runs in the timer interrupt, so
+/// [`FaultKind::Watchdog`]) if it is still running when the TSC passes
+/// `deadline_tsc` (0: no limit). The check runs in the timer interrupt, so
 /// the resolution is one tick.
 #[allow(clippy::result_large_err)] // see `catch`
-pub fn catch_with_deadline<R, F: FnOnce() -> R>(deadline_ns: u64, f: F) -> Result<R, Fault> {
+pub fn catch_with_deadline<R, F: FnOnce() -> R>(deadline_tsc: u64, f: F) -> Result<R, Fault> {
     struct Slot<F, R> {
         f: Option<F>,
         result: Option<R>,
@@ -252,13 +252,13 @@ pub fn catch_with_deadline<R, F: FnOnce() -> R>(deadline_ns: u64, f: F) -> Resul
         rip: 0,
         rflags: 0,
         prev: cpu.catch_top.get(),
-        deadline_ns: core::sync::atomic::AtomicU64::new(deadline_ns),
+        deadline_tsc: core::sync::atomic::AtomicU64::new(deadline_tsc),
         fault: MaybeUninit::uninit(),
     };
     let mut slot = Slot {
         f: Some(f),
         result: None,
-        deadline: &cont.deadline_ns,
+        deadline: &cont.deadline_tsc,
     };
     cpu.catch_top.set(&mut cont);
     // SAFETY: `cont` and `slot` outlive the call; `trampoline::<F, R>`
@@ -335,7 +335,7 @@ pub(crate) fn exception_fault(vector: u8, frame: &TrapFrame, address: u64) -> Fa
 
 /// From the timer interrupt: if the code it interrupted runs under a
 /// continuation whose deadline has passed, redirect it there.
-pub(crate) fn check_deadline(frame: &mut TrapFrame, now_ns: u64) {
+pub(crate) fn check_deadline(frame: &mut TrapFrame, now_tsc: u64) {
     let cpu = cpu::current();
     // Only when the tick interrupted the closure itself, not another
     // handler or a kernel service it called (which may hold locks).
@@ -349,10 +349,10 @@ pub(crate) fn check_deadline(frame: &mut TrapFrame, now_ns: u64) {
     // SAFETY: a linked continuation is live (see `redirect_trap`).
     let deadline = unsafe {
         (*cont)
-            .deadline_ns
+            .deadline_tsc
             .load(core::sync::atomic::Ordering::SeqCst)
     };
-    if deadline != 0 && now_ns >= deadline {
+    if deadline != 0 && now_tsc >= deadline {
         let mut fault = Fault::new(FaultKind::Watchdog);
         fault.rip = frame.rip;
         redirect_trap(frame, fault);

@@ -34,6 +34,7 @@ mod cpu;
 mod domain;
 mod fatal;
 mod inject;
+mod kbench;
 mod ktest;
 mod mem;
 mod platform;
@@ -184,6 +185,7 @@ extern "C" fn continue_boot(boot: u64, summary: u64) -> ! {
         Some(other) => warn!("kernel: unknown fail={other} (panic|pagefault)"),
     }
 
+    domain::set_budget_ns(domain::DEFAULT_BUDGET_NS);
     if let Some(budget) = args.get("watchdog") {
         match kcore::cmdline::parse_duration_ms(budget) {
             Ok(ms) if (1..=60_000).contains(&ms) => domain::set_budget_ns(ms * 1_000_000),
@@ -192,6 +194,13 @@ extern "C" fn continue_boot(boot: u64, summary: u64) -> ! {
                 domain::budget_ns() / 1_000_000
             ),
         }
+    }
+
+    if args.has("bench") {
+        sched::spawn(kbench::run())
+            .expect("spawn benchmarks")
+            .detach();
+        sched::run()
     }
 
     match args.get("test") {

@@ -100,7 +100,12 @@ pub fn start_tick(hz: u64) {
 /// Called from the timer interrupt on every core: stops a closure that
 /// overran its deadline (see `catch::catch_with_deadline`).
 pub fn on_tick(frame: &mut TrapFrame) {
-    crate::catch::check_deadline(frame, now_ns());
+    crate::catch::check_deadline(frame, rdtsc());
+}
+
+/// Converts nanoseconds to TSC ticks.
+pub fn ns_to_tsc(ns: u64) -> u64 {
+    ((u128::from(ns) * u128::from(TSC_HZ.load(Ordering::Relaxed))) / 1_000_000_000) as u64
 }
 
 /// Spins for `ns` nanoseconds (boot-time delays such as the SMP start-up).

@@ -40,6 +40,8 @@ pub use heap::MAX_SLOTS;
 /// Default watchdog budget for one domain entry.
 pub const DEFAULT_BUDGET_NS: u64 = 100_000_000;
 static BUDGET_NS: AtomicU64 = AtomicU64::new(DEFAULT_BUDGET_NS);
+/// The same budget in TSC ticks (0 until `set_budget_ns` after calibration).
+static BUDGET_TSC: AtomicU64 = AtomicU64::new(0);
 
 const WAITERS: usize = 32;
 
@@ -287,7 +289,12 @@ pub fn enter<R>(owner: OwnerId, f: impl FnOnce() -> R) -> Result<R, EntryError> 
     }
     let cpu = cpu::current();
     let previous = cpu.current_owner.replace(owner);
-    let deadline = time::now_ns() + BUDGET_NS.load(Ordering::Relaxed);
+    let budget = BUDGET_TSC.load(Ordering::Relaxed);
+    let deadline = if budget == 0 {
+        0
+    } else {
+        crate::arch::rdtsc() + budget
+    };
     let result = catch::catch_with_deadline(deadline, f);
     cpu.current_owner.set(previous);
     let outcome = match result {
@@ -417,8 +424,10 @@ pub fn restart(domain: &'static Domain) -> Result<(), String> {
     start(domain)
 }
 
+/// Sets the watchdog budget. Call after the TSC is calibrated.
 pub fn set_budget_ns(ns: u64) {
     BUDGET_NS.store(ns, Ordering::Relaxed);
+    BUDGET_TSC.store(time::ns_to_tsc(ns).max(1), Ordering::Relaxed);
 }
 
 pub fn budget_ns() -> u64 {
