@@ -345,7 +345,7 @@ fn cmd_domains(args: &[&str]) -> Result<(), alloc::string::String> {
             d.state().name(),
             d.generation(),
             alloc::format!("{}", Bytes(bytes)),
-            0,
+            "-", // RRefs arrive with the shared heap (rrpc)
             d.task_count(),
             d.crashes()
         );
