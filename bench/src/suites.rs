@@ -18,6 +18,7 @@ pub const ALL: &[(&str, Bench)] = &[
     ("spawn-complete", spawn_complete),
     ("wake-to-poll", wake_to_poll),
     ("timer-wheel-insert", timer_wheel_insert),
+    ("domain-heap-64", domain_heap_64),
 ];
 
 // ---- trait-object call ---------------------------------------------------
@@ -200,6 +201,54 @@ pub fn timer_wheel_insert(settings: Settings) -> Measurement {
         name: "timer wheel insert+cancel",
         workload: "insert a random deadline (1 ms..60 s) into a wheel of 1,000 timers, then cancel it",
         baseline_name: "BinaryHeap push+pop (1,000)",
+        measured,
+        baseline,
+        iterations: settings.iterations,
+        samples: settings.samples,
+    }
+}
+
+// ---- domain heap -------------------------------------------------------------
+
+/// Backs the heap with real memory so the addresses could be used; mapping
+/// only happens while the heap grows (not in the timed steady state).
+struct HostPages;
+
+impl kcore::domheap::PageSource for HostPages {
+    fn map(&mut self, _at: u64, _pages: usize) -> bool {
+        true
+    }
+}
+
+/// The allocator the kernel puts behind every domain allocation
+/// (`kcore::domheap`), 64-byte allocate + free, against the host's system
+/// allocator doing the same. (The kernel adds its per-domain lock and the
+/// global allocator's routing, which this does not include.)
+pub fn domain_heap_64(settings: Settings) -> Measurement {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    let mut heap = kcore::domheap::DomainHeap::new(1 << 40, (1 << 40) + (1 << 32));
+    // Warm: a slab exists and holds other live objects.
+    let keep: Vec<u64> = (0..100)
+        .map(|_| heap.alloc(64, 8, &mut HostPages).unwrap())
+        .collect();
+    let measured = time(settings, || {
+        let address = heap.alloc(black_box(64), 8, &mut HostPages).unwrap();
+        heap.free(black_box(address), 64, 8).unwrap();
+    });
+    black_box(&keep);
+    let layout = Layout::from_size_align(64, 8).unwrap();
+    let baseline = time(settings, || {
+        // SAFETY: a valid, non-zero layout; the pointer is freed at once
+        // with the same layout.
+        unsafe {
+            let p = System.alloc(black_box(layout));
+            System.dealloc(black_box(p), layout);
+        }
+    });
+    Measurement {
+        name: "domain heap alloc+free 64 B",
+        workload: "kcore::domheap (the domain heap) allocate then free 64 bytes, slab warm",
+        baseline_name: "system allocator (glibc)",
         measured,
         baseline,
         iterations: settings.iterations,

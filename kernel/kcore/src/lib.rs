@@ -37,6 +37,7 @@
 
 pub mod acpi;
 pub mod cmdline;
+pub mod domheap;
 pub mod fmt;
 pub mod frames;
 mod le;

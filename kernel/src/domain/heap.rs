@@ -14,7 +14,7 @@
 
 use core::alloc::Layout;
 
-use super::shim::{PageSource, SlabHeap};
+use kcore::domheap::{DomainHeap, PageSource};
 use spin::Mutex;
 
 use crate::cpu;
@@ -24,7 +24,7 @@ pub const REGION_BASE: u64 = 0xFFFF_B000_0000_0000;
 pub const SLOT_SIZE: u64 = 1 << 32;
 pub const MAX_SLOTS: usize = 256;
 
-static HEAPS: [Mutex<Option<SlabHeap>>; MAX_SLOTS] = [const { Mutex::new(None) }; MAX_SLOTS];
+static HEAPS: [Mutex<Option<DomainHeap>>; MAX_SLOTS] = [const { Mutex::new(None) }; MAX_SLOTS];
 
 pub fn in_region(address: u64) -> bool {
     (REGION_BASE..REGION_BASE + SLOT_SIZE * MAX_SLOTS as u64).contains(&address)
@@ -77,7 +77,7 @@ pub fn create(slot: usize) {
     cpu::kernel_section(|| {
         let mut heap = HEAPS[slot].lock();
         assert!(heap.is_none(), "domain heap slot {slot} still in use");
-        *heap = Some(SlabHeap::new(base, limit));
+        *heap = Some(DomainHeap::new(base, limit));
     });
 }
 

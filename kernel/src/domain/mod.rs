@@ -22,7 +22,6 @@
 
 pub mod heap;
 pub mod images;
-mod shim;
 
 use alloc::string::String;
 use alloc::vec::Vec;

@@ -1,0 +1,251 @@
+extern crate std;
+
+use alloc::vec::Vec;
+use std::collections::BTreeMap;
+
+use super::*;
+
+const BASE: u64 = 0x1_0000_0000;
+
+/// Records mapped pages; refuses beyond `budget` pages.
+struct FakePages {
+    mapped: Vec<(u64, usize)>,
+    budget: usize,
+}
+
+impl FakePages {
+    fn new(budget: usize) -> FakePages {
+        FakePages {
+            mapped: Vec::new(),
+            budget,
+        }
+    }
+    fn total(&self) -> usize {
+        self.mapped.iter().map(|m| m.1).sum()
+    }
+}
+
+impl PageSource for FakePages {
+    fn map(&mut self, at: u64, pages: usize) -> bool {
+        if self.total() + pages > self.budget {
+            return false;
+        }
+        if let Some(&(last, n)) = self.mapped.last() {
+            assert_eq!(
+                at,
+                last + n as u64 * PAGE_SIZE,
+                "heap must grow contiguously"
+            );
+        }
+        self.mapped.push((at, pages));
+        true
+    }
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn classes_satisfy_size_and_alignment() {
+    for size in 1..=2048 {
+        for align in [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048] {
+            if let Some(class) = class_for(size, align) {
+                assert!(CLASSES[class] >= size);
+                assert!(
+                    class_alignment(CLASSES[class]) >= align,
+                    "size {size} align {align}"
+                );
+            }
+        }
+    }
+    assert_eq!(class_for(64, 8).map(|c| CLASSES[c]), Some(64));
+    assert_eq!(class_for(40, 8).map(|c| CLASSES[c]), Some(48));
+    assert_eq!(class_for(40, 32).map(|c| CLASSES[c]), Some(64));
+    assert_eq!(class_for(2049, 8), None);
+    assert_eq!(class_for(16, 4096), None);
+}
+
+/// 200k random operations against a model: no overlap, alignment honoured,
+/// everything inside the mapped range, stats exact, every free accepted.
+#[test]
+fn random_operations_match_a_model() {
+    let mut heap = DomainHeap::new(BASE, BASE + (1 << 32));
+    let mut pages = FakePages::new(usize::MAX);
+    let mut live: BTreeMap<u64, (usize, usize)> = BTreeMap::new();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for step in 0..200_000 {
+        if live.is_empty() || rng.next() % 100 < 55 {
+            let size = match rng.next() % 10 {
+                0 => (rng.next() % 20_000) as usize + 1,
+                1..=3 => (rng.next() % 2048) as usize + 1,
+                _ => (rng.next() % 128) as usize + 1,
+            };
+            let align = 1usize << (rng.next() % 13);
+            let address = heap.alloc(size, align, &mut pages).expect("allocation");
+            assert_eq!(
+                address % align as u64,
+                0,
+                "step {step}: {address:#x} not aligned to {align}"
+            );
+            let (start, end) = heap.mapped_range();
+            assert!(
+                address >= start && address + size as u64 <= end,
+                "outside the mapped range"
+            );
+            if let Some((&prev, &(prev_size, _))) = live.range(..=address).next_back() {
+                assert!(
+                    prev + prev_size as u64 <= address,
+                    "step {step}: overlaps {prev:#x}"
+                );
+            }
+            if let Some((&next, _)) = live.range(address..).next() {
+                assert!(
+                    address + size as u64 <= next,
+                    "step {step}: overlaps {next:#x}"
+                );
+            }
+            live.insert(address, (size, align));
+        } else {
+            let index = (rng.next() % live.len() as u64) as usize;
+            let (&address, &(size, align)) = live.iter().nth(index).unwrap();
+            heap.free(address, size, align)
+                .unwrap_or_else(|e| panic!("step {step}: {e}"));
+            live.remove(&address);
+        }
+        assert_eq!(heap.stats().live_allocations, live.len());
+    }
+    for (&address, &(size, align)) in &live {
+        heap.free(address, size, align).unwrap();
+    }
+    assert_eq!(heap.stats().bytes_in_use, 0);
+    assert_eq!(heap.stats().live_allocations, 0);
+    assert_eq!(heap.stats().mapped_pages, pages.total());
+}
+
+#[test]
+fn bad_frees_are_errors_and_change_nothing() {
+    let mut heap = DomainHeap::new(BASE, BASE + (1 << 32));
+    let mut pages = FakePages::new(usize::MAX);
+    let a = heap.alloc(64, 8, &mut pages).unwrap();
+    let big = heap.alloc(10_000, 8, &mut pages).unwrap();
+    let before = heap.stats();
+    assert_eq!(
+        heap.free(BASE - 8, 64, 8),
+        Err(HeapError::Foreign(BASE - 8))
+    );
+    assert_eq!(heap.free(a + 8, 64, 8), Err(HeapError::NotAllocated(a + 8)));
+    assert_eq!(heap.free(a, 2000, 8), Err(HeapError::WrongSize(a)));
+    assert_eq!(heap.free(big, 64, 8), Err(HeapError::WrongSize(big)));
+    assert_eq!(heap.free(big, 20_000, 8), Err(HeapError::WrongSize(big)));
+    assert_eq!(
+        heap.free(big + 4096, 10_000, 8),
+        Err(HeapError::NotAllocated(big + 4096))
+    );
+    assert_eq!(heap.stats(), before);
+    heap.free(a, 64, 8).unwrap();
+    assert_eq!(
+        heap.free(a, 64, 8),
+        Err(HeapError::NotAllocated(a)),
+        "double free"
+    );
+    heap.free(big, 10_000, 8).unwrap();
+    assert_eq!(
+        heap.free(big, 10_000, 8),
+        Err(HeapError::NotAllocated(big)),
+        "double free of a large object"
+    );
+    assert_eq!(heap.stats().live_allocations, 0);
+}
+
+#[test]
+fn exhaustion_returns_none_and_the_heap_stays_usable() {
+    let mut heap = DomainHeap::new(BASE, BASE + (1 << 32));
+    let mut pages = FakePages::new(8);
+    let mut got = Vec::new();
+    while let Some(a) = heap.alloc(1000, 8, &mut pages) {
+        got.push(a);
+    }
+    assert!(!got.is_empty());
+    assert!(heap.alloc(100_000, 8, &mut pages).is_none());
+    heap.free(got.pop().unwrap(), 1000, 8).unwrap();
+    assert!(
+        heap.alloc(1000, 8, &mut pages).is_some(),
+        "freed object is reused"
+    );
+    // The window limit bounds growth as well.
+    let mut small = DomainHeap::new(BASE, BASE + 4 * PAGE_SIZE);
+    let mut unlimited = FakePages::new(usize::MAX);
+    assert!(
+        small
+            .alloc(5 * PAGE_SIZE as usize, 8, &mut unlimited)
+            .is_none()
+    );
+    assert!(
+        small
+            .alloc(4 * PAGE_SIZE as usize, 8, &mut unlimited)
+            .is_some()
+    );
+}
+
+#[test]
+fn steady_state_does_not_grow() {
+    let mut heap = DomainHeap::new(BASE, BASE + (1 << 32));
+    let mut pages = FakePages::new(usize::MAX);
+    for _ in 0..3 {
+        let objects: Vec<u64> = (0..1000)
+            .map(|i| heap.alloc(16 + i % 3000, 8, &mut pages).unwrap())
+            .collect();
+        for (i, a) in objects.into_iter().enumerate() {
+            heap.free(a, 16 + i % 3000, 8).unwrap();
+        }
+    }
+    let mapped = heap.stats().mapped_pages;
+    for _ in 0..20 {
+        let objects: Vec<u64> = (0..1000)
+            .map(|i| heap.alloc(16 + i % 3000, 8, &mut pages).unwrap())
+            .collect();
+        for (i, a) in objects.into_iter().enumerate() {
+            heap.free(a, 16 + i % 3000, 8).unwrap();
+        }
+    }
+    assert_eq!(
+        heap.stats().mapped_pages,
+        mapped,
+        "a steady alloc/free cycle kept growing the heap"
+    );
+}
+
+#[test]
+fn large_aligned_allocations() {
+    let mut heap = DomainHeap::new(BASE, BASE + (1 << 32));
+    let mut pages = FakePages::new(usize::MAX);
+    let a = heap.alloc(100, 8, &mut pages).unwrap();
+    let b = heap.alloc(8192, 65536, &mut pages).unwrap();
+    assert_eq!(b % 65536, 0);
+    heap.free(b, 8192, 65536).unwrap();
+    let c = heap.alloc(4096, 4096, &mut pages).unwrap();
+    assert!(c < b + 8192, "the gap before the aligned run is reused");
+    heap.free(a, 100, 8).unwrap();
+    heap.free(c, 4096, 4096).unwrap();
+}
+
+#[test]
+fn reciprocal_division_is_exact() {
+    for (class, &size) in CLASSES.iter().enumerate() {
+        for offset in 0..(4 * PAGE_SIZE) {
+            assert_eq!(
+                (offset * RECIPROCAL[class]) >> 32,
+                offset / size as u64,
+                "class {size}, offset {offset}"
+            );
+        }
+    }
+}
