@@ -19,6 +19,7 @@ pub const ALL: &[(&str, Bench)] = &[
     ("wake-to-poll", wake_to_poll),
     ("timer-wheel-insert", timer_wheel_insert),
     ("domain-heap-64", domain_heap_64),
+    ("continuation", continuation),
 ];
 
 // ---- trait-object call ---------------------------------------------------
@@ -249,6 +250,31 @@ pub fn domain_heap_64(settings: Settings) -> Measurement {
         name: "domain heap alloc+free 64 B",
         workload: "kcore::domheap (the domain heap) allocate then free 64 bytes, slab warm",
         baseline_name: "system allocator (glibc)",
+        measured,
+        baseline,
+        iterations: settings.iterations,
+        samples: settings.samples,
+    }
+}
+
+// ---- continuation ------------------------------------------------------------
+
+/// The continuation every domain entry saves (`cont::call` through
+/// `cont::run`, the kernel's code), around a call through a trait object,
+/// against the bare trait-object call.
+pub fn continuation(settings: Settings) -> Measurement {
+    let adder = Adder(3);
+    let object: &dyn Service = black_box(&adder);
+    let measured = time(settings, || {
+        let _ = black_box(cont::run(|_| object.call(black_box(5))));
+    });
+    let baseline = time(settings, || {
+        black_box(object.call(black_box(5)));
+    });
+    Measurement {
+        name: "continuation + call",
+        workload: "cont::run (save callee-saved registers, rsp, rip, rflags; call; return) around a trait-object call",
+        baseline_name: "trait-object call",
         measured,
         baseline,
         iterations: settings.iterations,

@@ -8,15 +8,13 @@
 //! This is the mechanism beneath crash containment: a domain entry is a
 //! `catch` around the domain's code.
 //!
-//! The low-level part is two assembly routines. `cont_call` saves the
-//! callee-saved registers, stack pointer, return address and flags into the
-//! continuation and calls the closure; `cont_resume` restores them and
-//! makes `cont_call` return a second value. To the compiler, `cont_call` is
-//! an ordinary function that returns once, so no "returns twice" hazard
-//! exists. Continuations are linked through the per-core data, so nesting
+//! The low-level part is the `cont` crate's two assembly routines (shared
+//! with the host benchmarks): `cont::call` saves the callee-saved registers,
+//! stack pointer, return address and flags and calls the closure;
+//! `cont::resume` restores them and makes `cont::call` return a second
+//! value. Continuations are linked through the per-core data, so nesting
 //! depth is bounded only by stack size.
 
-use core::arch::naked_asm;
 use core::fmt::{self, Write};
 use core::mem::MaybeUninit;
 
@@ -142,15 +140,9 @@ pub fn exception_name(vector: u8) -> &'static str {
 /// Saved state to resume at. Layout is shared with the assembly below.
 #[repr(C)]
 pub struct Continuation {
-    rbx: u64,
-    rbp: u64,
-    r12: u64,
-    r13: u64,
-    r14: u64,
-    r15: u64,
-    rsp: u64,
-    rip: u64,
-    rflags: u64,
+    /// First, so a pointer to the continuation is a pointer to its
+    /// registers (the trap path passes it to `cont::resume`).
+    regs: cont::Registers,
     prev: *mut Continuation,
     /// TSC value after which the timer interrupt stops the closure (0: no
     /// limit). Raw ticks, so arming it costs no division. Cleared by the closure's trampoline once it returns, so the
@@ -159,58 +151,6 @@ pub struct Continuation {
     fault: MaybeUninit<Fault>,
 }
 
-/// Saves the continuation and calls `f(arg)`. Returns 0 when `f` returns,
-/// or the value given to `cont_resume`.
-#[unsafe(naked)]
-unsafe extern "C" fn cont_call(
-    cont: *mut Continuation,
-    f: extern "C" fn(*mut u8),
-    arg: *mut u8,
-) -> u64 {
-    naked_asm!(
-        "mov [rdi + 0], rbx",
-        "mov [rdi + 8], rbp",
-        "mov [rdi + 16], r12",
-        "mov [rdi + 24], r13",
-        "mov [rdi + 32], r14",
-        "mov [rdi + 40], r15",
-        "lea rax, [rsp + 8]", // the caller's rsp once we have returned
-        "mov [rdi + 48], rax",
-        "mov rax, [rsp]", // our return address
-        "mov [rdi + 56], rax",
-        "pushfq",
-        "pop rax",
-        "mov [rdi + 64], rax",
-        "sub rsp, 8", // align the stack for the call
-        "mov rdi, rdx",
-        "call rsi",
-        "add rsp, 8",
-        "xor eax, eax",
-        "ret",
-    )
-}
-
-/// Restores `cont` and returns `value` from its `cont_call`.
-#[unsafe(naked)]
-unsafe extern "C" fn cont_resume(cont: *const Continuation, value: u64) -> ! {
-    naked_asm!(
-        "mov rbx, [rdi + 0]",
-        "mov rbp, [rdi + 8]",
-        "mov r12, [rdi + 16]",
-        "mov r13, [rdi + 24]",
-        "mov r14, [rdi + 32]",
-        "mov r15, [rdi + 40]",
-        "mov rsp, [rdi + 48]",
-        "push qword ptr [rdi + 64]",
-        "popfq",
-        "mov rax, rsi",
-        "jmp qword ptr [rdi + 56]",
-    )
-}
-
-/// Runs `f` under a continuation on this core. Returns `Err` with what
-/// happened if `f` panicked, faulted or was stopped by the watchdog; in that
-/// case nothing `f` owned is dropped (its frames are abandoned).
 // A `Fault` is large (it carries the panic message inline) on purpose: the
 // failure path must not allocate, since the code that failed may hold the
 // heap lock. Faults are rare, so the size costs nothing on the success path.
@@ -242,15 +182,7 @@ pub fn catch_with_deadline<R, F: FnOnce() -> R>(deadline_tsc: u64, f: F) -> Resu
 
     let cpu = cpu::current();
     let mut cont = Continuation {
-        rbx: 0,
-        rbp: 0,
-        r12: 0,
-        r13: 0,
-        r14: 0,
-        r15: 0,
-        rsp: 0,
-        rip: 0,
-        rflags: 0,
+        regs: cont::Registers::new(),
         prev: cpu.catch_top.get(),
         deadline_tsc: core::sync::atomic::AtomicU64::new(deadline_tsc),
         fault: MaybeUninit::uninit(),
@@ -263,8 +195,8 @@ pub fn catch_with_deadline<R, F: FnOnce() -> R>(deadline_tsc: u64, f: F) -> Resu
     cpu.catch_top.set(&mut cont);
     // SAFETY: `cont` and `slot` outlive the call; `trampoline::<F, R>`
     // matches the slot type. If the closure fails, the failure path resumes
-    // `cont` on this core with this stack intact below `cont.rsp`.
-    let value = unsafe { cont_call(&mut cont, trampoline::<F, R>, &raw mut slot as *mut u8) };
+    // `cont` on this core with this stack intact below its stack pointer.
+    let value = unsafe { cont::call(&cont.regs, trampoline::<F, R>, &raw mut slot as *mut u8) };
     cpu::current().catch_top.set(cont.prev);
     if value == 0 {
         Ok(slot.result.take().expect("closure returned"))
@@ -283,21 +215,21 @@ pub fn can_contain() -> bool {
 }
 
 /// From a trap handler: records `fault` in the innermost continuation and
-/// rewrites `frame` so that `iretq` lands in `cont_resume`.
+/// rewrites `frame` so that `iretq` lands in `cont::resume`.
 pub(crate) fn redirect_trap(frame: &mut TrapFrame, mut fault: Fault) {
     let cpu = cpu::current();
     let cont = cpu.catch_top.get();
     fault.rip = if fault.rip == 0 { frame.rip } else { fault.rip };
     // SAFETY: `cont` is live: it is only unlinked by `catch` after
-    // `cont_call` returns, which has not happened while its closure runs.
+    // `cont::call` returns, which has not happened while its closure runs.
     unsafe {
         (*cont).fault.write(fault);
-        frame.rip = cont_resume as *const () as u64;
+        frame.rip = cont::resume_entry();
         frame.rdi = cont as u64;
         frame.rsi = 1;
         // Any writable spot below the continuation's stack pointer will do;
-        // `cont_resume` loads the real one at once.
-        frame.rsp = ((*cont).rsp - 256) & !0xF;
+        // `cont::resume` loads the real one at once.
+        frame.rsp = ((*cont).regs.stack_pointer() - 256) & !0xF;
         frame.rflags &= !(1 << 9); // interrupts off until popfq restores them
         frame.cs = u64::from(crate::arch::gdt::KERNEL_CS);
         frame.ss = u64::from(crate::arch::gdt::KERNEL_DS);
@@ -320,7 +252,7 @@ pub(crate) fn resume_from_panic(info: &core::panic::PanicInfo) {
     // SAFETY: as in `redirect_trap`; we never return to the panicking frames.
     unsafe {
         (*cont).fault.write(fault);
-        cont_resume(cont, 1);
+        cont::resume(&raw const (*cont).regs, 1);
     }
 }
 
