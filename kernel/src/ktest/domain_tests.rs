@@ -27,6 +27,10 @@ pub static TESTS: &[KTest] = &[
         run: TestFn::Async(nested_crash),
     },
     KTest {
+        name: "domain_task_faults_contained_async_every_core",
+        run: TestFn::Async(task_faults_async),
+    },
+    KTest {
         name: "domain_tasks_purged_not_polled",
         run: TestFn::Async(tasks_purged),
     },
@@ -421,6 +425,42 @@ fn no_leak_1000_cycles() -> BoxedTest {
             heap_after == heap_before,
             "kernel heap: {heap_before} -> {heap_after} bytes"
         );
+        Ok(())
+    })
+}
+
+/// The asynchronous path: a domain's own task faults while the executor
+/// polls it (a domain entry made by the executor, not by a caller), for
+/// every fault kind, spread over every core. The joiner gets
+/// `OwnerCrashed`, the domain dies and is reclaimed, the core runs on.
+fn task_faults_async() -> BoxedTest {
+    Box::pin(async {
+        for (i, kind) in Kind::ALL.into_iter().enumerate() {
+            let d = fresh("idle")?;
+            let core = i % cpu::count();
+            let handle = executor::spawn_on(core, d.owner(), async move {
+                executor::sleep(Duration::from_millis(2)).await;
+                inject::trigger(kind);
+                7u32
+            })
+            .map_err(|e| alloc::format!("spawn: {e:?}"))?;
+            let result = handle.await;
+            ensure!(
+                result == Err(executor::JoinError::OwnerCrashed),
+                "{kind:?} on core {core}: join gave {result:?}"
+            );
+            dead(d).await?;
+            ensure!(d.crashes() == 1, "{kind:?}: crash not recorded");
+            // The core that ran the task still runs tasks.
+            let alive = sched::spawn_on(core, async { cpu::current().index })
+                .map_err(|e| alloc::format!("spawn: {e:?}"))?
+                .await
+                .map_err(|e| alloc::format!("join: {e:?}"))?;
+            ensure!(
+                alive == core,
+                "core {core} did not run a task after the crash"
+            );
+        }
         Ok(())
     })
 }
