@@ -212,6 +212,7 @@ impl DomainHeap {
     }
 
     /// Allocates `size` bytes aligned to `align` (a power of two).
+    #[inline]
     pub fn alloc(
         &mut self,
         size: usize,
@@ -225,8 +226,12 @@ impl DomainHeap {
         }
     }
 
-    fn alloc_small(&mut self, class: usize, source: &mut impl PageSource) -> Option<u64> {
-        if self.partial[class] == NIL {
+    /// Makes a new slab for `class` the head of its partial list (the slow
+    /// path, kept out of line so the fast path stays small).
+    #[cold]
+    #[inline(never)]
+    fn new_slab(&mut self, class: usize, source: &mut impl PageSource) -> Option<()> {
+        {
             let first = self.take_pages(slab_pages(class), 1, source)?;
             let id = self.slabs.len() as u32;
             let objects = objects_per_slab(class);
@@ -247,6 +252,14 @@ impl DomainHeap {
                 self.pages[page] = Page::Slab(id);
             }
             self.partial[class] = id;
+        }
+        Some(())
+    }
+
+    #[inline]
+    fn alloc_small(&mut self, class: usize, source: &mut impl PageSource) -> Option<u64> {
+        if self.partial[class] == NIL {
+            self.new_slab(class, source)?;
         }
         let id = self.partial[class];
         let slab = &mut self.slabs[id as usize];
@@ -327,6 +340,7 @@ impl DomainHeap {
     }
 
     /// Frees an object allocated with the same `size` and `align`.
+    #[inline]
     pub fn free(&mut self, address: u64, size: usize, align: usize) -> Result<(), HeapError> {
         if !self.contains(address) {
             return Err(HeapError::Foreign(address));
@@ -354,6 +368,7 @@ impl DomainHeap {
         }
     }
 
+    #[inline]
     fn free_small(&mut self, id: u32, class: usize, address: u64) -> Result<(), HeapError> {
         let slab = &mut self.slabs[id as usize];
         if usize::from(slab.class) != class {
