@@ -1,54 +1,49 @@
-//! Built-in domain images, linked into the kernel image.
+//! Built-in domain images: domain crates (`domains/*`, each
+//! `#![forbid(unsafe_code)]`) linked into the kernel image until domains
+//! are built and loaded as separate images.
 //!
-//! Until the IDL compiler and separately built images land (rrpc/, issue
-//! 4), built-in domains export one object implementing [`Service`], a
-//! deliberately tiny request interface (`call(op, arg) -> u64`). The object
-//! lives in the domain's own heap; every call into it is a domain entry.
-//! The examples exercise the machinery: a counter with a background task,
-//! and a client that calls it in a loop and survives its crashes.
+//! Each exports an entry of type [`domain_sdk::Entry`]; the kernel runs it
+//! inside the new domain and keeps the returned [`Service`] object, which
+//! lives in the domain's heap: it is only used inside entries and is
+//! forgotten, never dropped, when the domain dies. Domains reach the kernel
+//! through a per-slot [`domain_sdk::Kernel`] handle.
 
 use alloc::boxed::Box;
 use alloc::string::String;
-use core::sync::atomic::{AtomicU64, Ordering};
-use core::time::Duration;
 
+use domain_sdk::{CallError, Entry, Kernel, SpawnError, Task};
 use executor::OwnerId;
+pub use interfaces::service::Service;
 use spin::Mutex;
 
 use super::{Domain, EntryError, State};
 
-/// What a built-in domain exports.
-pub trait Service: Send + Sync {
-    fn call(&self, op: u32, arg: u64) -> u64;
-}
-
 pub struct Image {
     pub name: &'static str,
     pub description: &'static str,
-    /// Runs inside the new domain (its heap, under its continuation).
-    pub init: fn(OwnerId) -> Result<(), String>,
+    pub entry: Entry,
 }
 
 pub static IMAGES: &[Image] = &[
     Image {
         name: "counter",
         description: "counts calls; a background task ticks every 10 ms",
-        init: counter_init,
+        entry: domain_counter::init,
     },
     Image {
         name: "client",
         description: "calls 'counter' every 20 ms, counting successes and errors",
-        init: client_init,
+        entry: domain_client::init,
     },
     Image {
         name: "idle",
         description: "exports a service that echoes its argument; no tasks",
-        init: idle_init,
+        entry: domain_idle::init,
     },
     Image {
         name: "broken",
         description: "panics during initialisation (to show it is contained)",
-        init: broken_init,
+        entry: domain_broken::init,
     },
 ];
 
@@ -56,18 +51,63 @@ pub fn image(name: &str) -> Option<&'static Image> {
     IMAGES.iter().find(|i| i.name == name)
 }
 
-/// Exported objects, by domain slot. The `Box` points into the domain's
-/// heap: it is only used inside an entry, and forgotten, never dropped, when
-/// the domain dies.
+/// Exported objects, by domain slot (see the module doc).
 static EXPORTS: [Mutex<Option<Box<dyn Service>>>; super::MAX_SLOTS] =
     [const { Mutex::new(None) }; super::MAX_SLOTS];
 
-/// Called by a domain's init to publish its service.
-pub fn export(owner: OwnerId, service: Box<dyn Service>) {
+/// Kernel services for the domain in one slot (always its current
+/// incarnation).
+pub struct Handle {
+    slot: usize,
+}
+
+static HANDLES: [Handle; super::MAX_SLOTS] = {
+    let mut handles = [const { Handle { slot: 0 } }; super::MAX_SLOTS];
+    let mut i = 0;
+    while i < super::MAX_SLOTS {
+        handles[i] = Handle { slot: i };
+        i += 1;
+    }
+    handles
+};
+
+impl Kernel for Handle {
+    fn spawn(&self, task: Task) -> Result<(), SpawnError> {
+        let owner = super::get(self.slot).map(|d| d.owner()).unwrap_or(0);
+        if owner == 0 || crate::cpu::current_owner() != owner {
+            // Only the domain itself, while running, may spawn as itself.
+            return Err(SpawnError::NotInDomain);
+        }
+        crate::sched::this_executor()
+            .spawn(owner, task)
+            .map(|h| h.detach())
+            .map_err(|_| SpawnError::Full)
+    }
+
+    fn call(&self, domain: &str, op: u32, arg: u64) -> Result<u64, CallError> {
+        let target = super::find(domain).ok_or(CallError::NoSuchDomain)?;
+        call(target, op, arg).map_err(|e| match e {
+            EntryError::Crashed => CallError::Crashed,
+            EntryError::NotAlive => CallError::NotAlive,
+            EntryError::NoSuchDomain => CallError::NoSuchDomain,
+        })
+    }
+
+    fn log(&self, message: &str) {
+        let name = super::get(self.slot).map_or("?", |d| d.name.as_str());
+        crate::info!("[{name}] {message}");
+    }
+}
+
+/// Runs a domain's entry function (inside the domain) and keeps what it
+/// exports.
+pub fn run_entry(owner: OwnerId, entry: Entry) -> Result<(), String> {
     let slot = (owner >> 16) as usize;
+    let service = entry(&HANDLES[slot])?;
     let previous = crate::cpu::kernel_section(|| EXPORTS[slot].lock().replace(service));
     // A previous incarnation's object belongs to its (reclaimed) heap.
     core::mem::forget(previous);
+    Ok(())
 }
 
 /// Forgets a dead incarnation's export (its memory went with the heap).
@@ -95,102 +135,4 @@ pub fn call(domain: &'static Domain, op: u32, arg: u64) -> Result<u64, EntryErro
         service.map(|s| unsafe { (*s).call(op, arg) })
     })?
     .ok_or(EntryError::NotAlive)
-}
-
-// ---- counter ---------------------------------------------------------------
-
-struct Counter {
-    calls: AtomicU64,
-    ticks: &'static AtomicU64,
-}
-
-impl Service for Counter {
-    fn call(&self, op: u32, arg: u64) -> u64 {
-        match op {
-            0 => self.calls.fetch_add(1, Ordering::Relaxed) + 1,
-            1 => self.ticks.load(Ordering::Relaxed),
-            _ => arg,
-        }
-    }
-}
-
-fn counter_init(owner: OwnerId) -> Result<(), String> {
-    let ticks: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
-    executor::spawn(owner, async move {
-        let mut interval = executor::interval(Duration::from_millis(10));
-        loop {
-            interval.tick().await;
-            ticks.fetch_add(1, Ordering::Relaxed);
-        }
-    })
-    .map_err(|e| alloc::format!("spawn: {e}"))?
-    .detach();
-    export(
-        owner,
-        Box::new(Counter {
-            calls: AtomicU64::new(0),
-            ticks,
-        }),
-    );
-    Ok(())
-}
-
-// ---- client ----------------------------------------------------------------
-
-struct ClientStats {
-    ok: AtomicU64,
-    errors: AtomicU64,
-}
-
-impl Service for &'static ClientStats {
-    fn call(&self, op: u32, _arg: u64) -> u64 {
-        match op {
-            0 => self.ok.load(Ordering::Relaxed),
-            _ => self.errors.load(Ordering::Relaxed),
-        }
-    }
-}
-
-fn client_init(owner: OwnerId) -> Result<(), String> {
-    let stats: &'static ClientStats = Box::leak(Box::new(ClientStats {
-        ok: AtomicU64::new(0),
-        errors: AtomicU64::new(0),
-    }));
-    executor::spawn(owner, async move {
-        loop {
-            executor::sleep(Duration::from_millis(20)).await;
-            let result = crate::cpu::kernel_section(|| super::find("counter"))
-                .map(|counter| call(counter, 0, 0));
-            match result {
-                Some(Ok(_)) => stats.ok.fetch_add(1, Ordering::Relaxed),
-                _ => stats.errors.fetch_add(1, Ordering::Relaxed),
-            };
-        }
-    })
-    .map_err(|e| alloc::format!("spawn: {e}"))?
-    .detach();
-    export(owner, Box::new(stats));
-    Ok(())
-}
-
-// ---- idle ------------------------------------------------------------------
-
-struct Echo;
-
-impl Service for Echo {
-    fn call(&self, _op: u32, arg: u64) -> u64 {
-        arg
-    }
-}
-
-fn idle_init(owner: OwnerId) -> Result<(), String> {
-    export(owner, Box::new(Echo));
-    Ok(())
-}
-
-fn broken_init(_owner: OwnerId) -> Result<(), String> {
-    let table: alloc::vec::Vec<u32> = alloc::vec![1, 2, 3];
-    let index = core::hint::black_box(7);
-    // Deliberately out of bounds: a bug in a domain's initialisation.
-    Err(alloc::format!("unreachable: {}", table[index]))
 }

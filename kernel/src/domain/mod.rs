@@ -253,7 +253,7 @@ pub fn create(image: &'static images::Image, name: &str) -> Result<&'static Doma
 
 fn start(domain: &'static Domain) -> Result<(), String> {
     let owner = domain.owner();
-    match enter(owner, || (domain.image.init)(owner)) {
+    match enter(owner, || images::run_entry(owner, domain.image.entry)) {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
             kill(domain, "initialisation failed");

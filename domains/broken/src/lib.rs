@@ -1,0 +1,19 @@
+//! `broken`: panics during its initialisation (an out-of-bounds index), to
+//! show that a crash there is contained like any other.
+
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use domain_sdk::{Kernel, Service};
+
+pub fn init(_kernel: &'static dyn Kernel) -> Result<Box<dyn Service>, String> {
+    let table: Vec<u32> = alloc::vec![1, 2, 3];
+    let index = core::hint::black_box(7);
+    Err(alloc::format!("unreachable: {}", table[index]))
+}
