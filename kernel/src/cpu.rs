@@ -33,6 +33,9 @@ pub struct PerCpu {
     pub(crate) kernel_section: Cell<u32>,
     pub ticks: AtomicU64,
     pub online: AtomicBool,
+    /// Free small objects of one domain, reused without the heap's lock
+    /// (see `domain::heap`); touched only by this core, in kernel sections.
+    pub(crate) heap_cache: core::cell::UnsafeCell<kcore::domheap::CoreCache>,
     /// Task polls done by this core's executor (for `cpus`).
     pub polls: AtomicU64,
     /// TSC ticks spent halted (for `cpus`).
@@ -61,6 +64,7 @@ impl PerCpu {
             irq_depth: Cell::new(0),
             current_owner: Cell::new(0),
             kernel_section: Cell::new(0),
+            heap_cache: core::cell::UnsafeCell::new(kcore::domheap::CoreCache::new()),
             ticks: AtomicU64::new(0),
             online: AtomicBool::new(false),
             polls: AtomicU64::new(0),

@@ -8,7 +8,12 @@
 //! a dead domain's heap is one sweep over its window: unmap every page,
 //! return every frame. No destructor of the dead domain runs.
 //!
-//! Each heap has its own lock (no global lock on the allocation path); the
+//! Each heap has its own lock (no global lock on the allocation path), and
+//! each core keeps a small cache of free objects of one domain in front of
+//! it (`kcore::domheap::CoreCache`), so most allocations and frees take no
+//! lock at all. Cached objects count as in use in the heap's statistics. A
+//! heap is tagged with the incarnation that owns it, so objects cached for a
+//! dead incarnation are dropped, never freed into its successor's heap. The
 //! allocator's own bookkeeping runs as a kernel section (kernel heap, no
 //! watchdog, faults fatal).
 
@@ -24,7 +29,9 @@ pub const REGION_BASE: u64 = 0xFFFF_B000_0000_0000;
 pub const SLOT_SIZE: u64 = 1 << 32;
 pub const MAX_SLOTS: usize = 256;
 
-static HEAPS: [Mutex<Option<DomainHeap>>; MAX_SLOTS] = [const { Mutex::new(None) }; MAX_SLOTS];
+/// Each slot's heap and the incarnation (owner id) it belongs to.
+static HEAPS: [Mutex<Option<(u32, DomainHeap)>>; MAX_SLOTS] =
+    [const { Mutex::new(None) }; MAX_SLOTS];
 
 pub fn in_region(address: u64) -> bool {
     (REGION_BASE..REGION_BASE + SLOT_SIZE * MAX_SLOTS as u64).contains(&address)
@@ -70,43 +77,90 @@ impl PageSource for FrameMapper {
     }
 }
 
-/// Creates an empty heap for `slot` (replacing nothing: the slot must have
-/// been reclaimed).
-pub fn create(slot: usize) {
+/// Creates an empty heap for `slot`, owned by incarnation `owner`
+/// (replacing nothing: the slot must have been reclaimed).
+pub fn create(slot: usize, owner: u32) {
     let (base, limit) = window(slot);
     cpu::kernel_section(|| {
         let mut heap = HEAPS[slot].lock();
         assert!(heap.is_none(), "domain heap slot {slot} still in use");
-        *heap = Some(DomainHeap::new(base, limit));
+        *heap = Some((owner, DomainHeap::new(base, limit)));
     });
+}
+
+/// This core's object cache. Only called inside kernel sections on this
+/// core (no interrupt handler allocates), so the reference is exclusive.
+fn with_cache<R>(f: impl FnOnce(&mut kcore::domheap::CoreCache) -> R) -> R {
+    // SAFETY: see above: one user at a time, on its own core.
+    f(unsafe { &mut *cpu::current().heap_cache.get() })
+}
+
+/// Frees to `owner`'s heap under its lock; false if that heap is gone or
+/// belongs to another incarnation (the object died with its owner).
+fn free_locked(
+    owner: u32,
+    address: u64,
+    size: usize,
+    align: usize,
+) -> Result<bool, alloc::string::String> {
+    let slot = slot_of(address);
+    let mut guard = HEAPS[slot].lock();
+    match guard.as_mut() {
+        Some((heap_owner, heap)) if *heap_owner == owner || owner == 0 => heap
+            .free(address, size, align)
+            .map(|()| true)
+            .map_err(|e| alloc::string::ToString::to_string(&e)),
+        _ => Ok(false),
+    }
 }
 
 /// Allocation on behalf of domain incarnation `owner`.
 pub fn alloc(owner: u32, layout: Layout) -> *mut u8 {
     let slot = (owner >> 16) as usize;
+    let (size, align) = (layout.size().max(1), layout.align());
     cpu::kernel_section(|| {
+        if let Some(address) = with_cache(|cache| cache.alloc(owner, size, align)) {
+            return address as *mut u8;
+        }
         let mut guard = HEAPS.get(slot).map(|h| h.lock());
         match guard.as_mut().and_then(|g| g.as_mut()) {
-            Some(heap) => heap
-                .alloc(layout.size().max(1), layout.align(), &mut FrameMapper)
+            Some((heap_owner, heap)) if *heap_owner == owner => heap
+                .alloc(size, align, &mut FrameMapper)
                 .map_or(core::ptr::null_mut(), |a| a as *mut u8),
-            None => core::ptr::null_mut(),
+            _ => core::ptr::null_mut(),
         }
     })
 }
 
 pub fn free(address: u64, layout: Layout) {
     let slot = slot_of(address);
+    let (size, align) = (layout.size().max(1), layout.align());
     cpu::kernel_section(|| {
-        let mut guard = HEAPS[slot].lock();
-        let result = match guard.as_mut() {
-            Some(heap) => heap
-                .free(address, layout.size().max(1), layout.align())
-                .map_err(|e| alloc::string::ToString::to_string(&e)),
-            None => Err(alloc::string::String::from("heap already reclaimed")),
+        let Some(owner) = crate::domain::get(slot).map(|d| d.owner()) else {
+            return;
         };
-        if let Err(e) = result {
-            crate::warn!("domain heap {slot}: bad free of {address:#x}: {e}");
+        let cached = with_cache(|cache| {
+            if cache.owner() != owner {
+                // Take the cache over if it is empty or its owner is gone;
+                // otherwise leave it to its owner and free directly.
+                let previous = cache.owner();
+                let previous_alive =
+                    crate::domain::get((previous >> 16) as usize).is_some_and(|d| {
+                        d.owner() == previous && d.state() == crate::domain::State::Alive
+                    });
+                if cache.is_empty() || !previous_alive {
+                    // A dead owner's cached objects vanish with its heap.
+                    cache.drain(owner, |_, _, _, _| {});
+                }
+            }
+            cache.free(owner, address, size, align)
+        });
+        if cached {
+            return;
+        }
+        match free_locked(owner, address, size, align) {
+            Ok(_) => {}
+            Err(e) => crate::warn!("domain heap {slot}: bad free of {address:#x}: {e}"),
         }
     });
 }
@@ -115,7 +169,7 @@ pub fn free(address: u64, layout: Layout) {
 pub fn usage(slot: usize) -> (u64, u64) {
     match HEAPS
         .get(slot)
-        .and_then(|h| h.lock().as_ref().map(|heap| heap.stats()))
+        .and_then(|h| h.lock().as_ref().map(|(_, heap)| heap.stats()))
     {
         Some(stats) => (stats.bytes_in_use as u64, stats.mapped_pages as u64),
         None => (0, 0),
@@ -126,7 +180,7 @@ pub fn usage(slot: usize) -> (u64, u64) {
 /// the frames. Returns the number of pages returned.
 pub fn reclaim(slot: usize) -> u64 {
     cpu::kernel_section(|| {
-        let Some(heap) = HEAPS[slot].lock().take() else {
+        let Some((_, heap)) = HEAPS[slot].lock().take() else {
             return 0;
         };
         let (start, end) = heap.mapped_range();

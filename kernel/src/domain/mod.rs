@@ -243,7 +243,7 @@ pub fn create(image: &'static images::Image, name: &str) -> Result<&'static Doma
             waiters: [const { AtomicU64::new(0) }; WAITERS],
             waiters_overflowed: AtomicBool::new(false),
         }));
-        heap::create(slot);
+        heap::create(slot, owner_id(slot, 1));
         TABLE[slot].store(domain, Ordering::Release);
         Ok::<_, String>(&*domain)
     })?;
@@ -415,9 +415,9 @@ pub fn restart(domain: &'static Domain) -> Result<(), String> {
     }
     cpu::kernel_section(|| {
         let _guard = MANAGER.lock();
-        heap::create(domain.slot);
         domain.pending_purges.store(0, Ordering::SeqCst);
-        domain.generation.fetch_add(1, Ordering::SeqCst);
+        let generation = domain.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        heap::create(domain.slot, owner_id(domain.slot, generation));
         domain.state.store(State::Alive as u8, Ordering::SeqCst);
     });
     start(domain)

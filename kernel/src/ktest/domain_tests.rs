@@ -27,6 +27,10 @@ pub static TESTS: &[KTest] = &[
         run: TestFn::Async(nested_crash),
     },
     KTest {
+        name: "domain_heap_reuse_and_isolation_under_core_caches",
+        run: TestFn::Async(heap_reuse_and_isolation),
+    },
+    KTest {
         name: "domain_task_faults_contained_async_every_core",
         run: TestFn::Async(task_faults_async),
     },
@@ -462,5 +466,72 @@ fn task_faults_async() -> BoxedTest {
             );
         }
         Ok(())
+    })
+}
+
+/// Small objects freed and reallocated in a loop reuse memory (the heap
+/// stops growing), values stay intact, and two domains interleaving on one
+/// core never receive each other's memory (the per-core cache is tagged).
+fn heap_reuse_and_isolation() -> BoxedTest {
+    Box::pin(async {
+        let a = fresh("idle")?;
+        let b = fresh("idle")?;
+        let churn = |seed: u64| {
+            let mut total = 0u64;
+            for round in 0..20u64 {
+                let boxes: Vec<Box<[u64; 4]>> = (0..500)
+                    .map(|i| Box::new([seed, round, i, seed ^ i]))
+                    .collect();
+                for (i, item) in boxes.iter().enumerate() {
+                    assert!(
+                        item[0] == seed && item[2] == i as u64 && item[3] == seed ^ i as u64,
+                        "corrupted"
+                    );
+                    total += item[1];
+                }
+            }
+            total
+        };
+        domain::enter(a.owner(), || churn(1)).map_err(|e| alloc::format!("a: {e}"))?;
+        let (_, pages_after_first) = a.heap_usage();
+        for _ in 0..5 {
+            domain::enter(a.owner(), || churn(1)).map_err(|e| alloc::format!("a: {e}"))?;
+        }
+        let (_, pages_after_more) = a.heap_usage();
+        ensure!(
+            pages_after_more == pages_after_first,
+            "heap kept growing: {pages_after_first} -> {pages_after_more} pages"
+        );
+        // Interleave: A frees (its objects go to this core's cache), then B
+        // allocates: B must get memory from its own heap window.
+        for _ in 0..200 {
+            let in_a = domain::enter(a.owner(), || {
+                let x = Box::new(0xAAu64);
+                let address = &*x as *const u64 as u64;
+                drop(x);
+                address
+            })
+            .map_err(|e| alloc::format!("a: {e}"))?;
+            let in_b = domain::enter(b.owner(), || {
+                let y = Box::new(0xBBu64);
+                let address = &*y as *const u64 as u64;
+                core::mem::forget(y);
+                address
+            })
+            .map_err(|e| alloc::format!("b: {e}"))?;
+            let window = |addr: u64| (addr - domain::heap::REGION_BASE) / domain::heap::SLOT_SIZE;
+            ensure!(
+                window(in_a) == a.slot as u64,
+                "A's object at {in_a:#x} outside A's window"
+            );
+            ensure!(
+                window(in_b) == b.slot as u64,
+                "B got {in_b:#x}, outside its window (from A's cache?)"
+            );
+        }
+        domain::kill(a, "test");
+        domain::kill(b, "test");
+        dead(a).await?;
+        dead(b).await
     })
 }

@@ -23,8 +23,11 @@
 //! - **Growth** maps fresh pages at the window's high-water mark; the
 //!   mapped range `[base, high_water)` is what the kernel unmaps on reclaim.
 
+mod cache;
 #[cfg(test)]
 mod tests;
+
+pub use cache::{CoreCache, DEPTH};
 
 extern crate alloc;
 

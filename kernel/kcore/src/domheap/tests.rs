@@ -249,3 +249,40 @@ fn reciprocal_division_is_exact() {
         }
     }
 }
+
+#[test]
+fn core_cache_round_trips_and_drains_back() {
+    let mut heap = DomainHeap::new(BASE, BASE + (1 << 32));
+    let mut pages = FakePages::new(usize::MAX);
+    let mut cache = CoreCache::new();
+    cache.drain(7, |_, _, _, _| panic!("empty cache released something"));
+    let a = heap.alloc(64, 8, &mut pages).unwrap();
+    assert!(cache.free(7, a, 64, 8), "room in the cache");
+    assert!(
+        !cache.free(8, a + 64, 64, 8),
+        "another owner's object must not enter"
+    );
+    assert_eq!(cache.alloc(8, 64, 8), None, "another owner gets nothing");
+    assert_eq!(cache.alloc(7, 49, 8), Some(a), "same class (64) comes back");
+    assert_eq!(cache.alloc(7, 64, 8), None);
+    // Fill one class beyond its depth: the rest goes to the heap.
+    let objects: Vec<u64> = (0..DEPTH + 5)
+        .map(|_| heap.alloc(64, 8, &mut pages).unwrap())
+        .collect();
+    let kept = objects.iter().filter(|&&o| cache.free(7, o, 64, 8)).count();
+    assert_eq!(kept, DEPTH);
+    for &o in &objects[DEPTH..] {
+        heap.free(o, 64, 8).unwrap();
+    }
+    heap.free(a, 64, 8).unwrap();
+    let mut released = Vec::new();
+    cache.drain(9, |owner, address, size, align| {
+        assert_eq!(owner, 7);
+        released.push(address);
+        heap.free(address, size, align).unwrap();
+    });
+    assert_eq!(released.len(), DEPTH);
+    assert!(cache.is_empty());
+    assert_eq!(cache.owner(), 9);
+    assert_eq!(heap.stats().live_allocations, 0, "every object went back");
+}
