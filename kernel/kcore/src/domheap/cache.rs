@@ -83,9 +83,9 @@ impl CoreCache {
     /// size and alignment that map back to the same class) to `release`,
     /// then makes it belong to `new_owner`.
     pub fn drain(&mut self, new_owner: u32, mut release: impl FnMut(u32, u64, usize, usize)) {
-        for class in 0..CLASSES.len() {
+        for (class, &size) in CLASSES.iter().enumerate() {
             for &address in &self.lists[class][..self.lengths[class] as usize] {
-                release(self.owner, address, CLASSES[class], 1);
+                release(self.owner, address, size, 1);
             }
             self.lengths[class] = 0;
         }
