@@ -20,6 +20,7 @@ pub const ALL: &[(&str, Bench)] = &[
     ("timer-wheel-insert", timer_wheel_insert),
     ("domain-heap-64", domain_heap_64),
     ("continuation", continuation),
+    ("domain-entry", domain_entry),
 ];
 
 // ---- trait-object call ---------------------------------------------------
@@ -289,6 +290,70 @@ pub fn continuation(settings: Settings) -> Measurement {
     Measurement {
         name: "continuation + call",
         workload: "cont::run (save callee-saved registers, rsp, rip, rflags; call; return) around a trait-object call",
+        baseline_name: "trait-object call",
+        measured,
+        baseline,
+        iterations: settings.iterations,
+        samples: settings.samples,
+    }
+}
+
+// ---- domain entry --------------------------------------------------------------
+
+/// Per-thread stand-in for the kernel's per-core record (the kernel reads
+/// the same two fields through GS).
+struct HostCore {
+    top: std::cell::Cell<*mut ()>,
+    owner: std::cell::Cell<u32>,
+}
+
+impl cont::Core for HostCore {
+    #[inline]
+    fn top(&self) -> *mut () {
+        self.top.get()
+    }
+    #[inline]
+    fn set_top(&self, frame: *mut ()) {
+        self.top.set(frame)
+    }
+    #[inline]
+    fn owner(&self) -> u32 {
+        self.owner.get()
+    }
+    #[inline]
+    fn set_owner(&self, owner: u32) {
+        self.owner.set(owner)
+    }
+}
+
+/// A call into a domain through the kernel's entry path
+/// (`cont::Gate::enter`: alive check, owner switch,
+/// continuation with a watchdog deadline from the tick count), around a
+/// trait-object call, against the bare trait-object call. The kernel adds
+/// the domain-table lookup (an array index) and reading GS.
+pub fn domain_entry(settings: Settings) -> Measurement {
+    const OWNER: u32 = 1 << 16 | 1;
+    let adder = Adder(3);
+    let object: &dyn Service = black_box(&adder);
+    let core = HostCore {
+        top: std::cell::Cell::new(std::ptr::null_mut()),
+        owner: std::cell::Cell::new(0),
+    };
+    let gate = cont::Gate::new(OWNER);
+    // The kernel's deadline: this core's timer-tick count plus the budget.
+    let ticks = std::sync::atomic::AtomicU64::new(1000);
+    let budget = black_box(101u64);
+    let measured = time(settings, || {
+        let deadline = ticks.load(std::sync::atomic::Ordering::Relaxed) + budget;
+        let result = gate.enter::<u64, _>(&core, OWNER, deadline, || object.call(black_box(5)));
+        let _ = black_box(result);
+    });
+    let baseline = time(settings, || {
+        black_box(object.call(black_box(5)));
+    });
+    Measurement {
+        name: "domain entry + call",
+        workload: "cont::Gate::enter (the kernel's domain entry) around a trait-object call",
         baseline_name: "trait-object call",
         measured,
         baseline,

@@ -16,7 +16,6 @@
 //! depth is bounded only by stack size.
 
 use core::fmt::{self, Write};
-use core::mem::MaybeUninit;
 
 use crate::arch::idt::TrapFrame;
 use crate::cpu;
@@ -137,18 +136,33 @@ pub fn exception_name(vector: u8) -> &'static str {
     }
 }
 
-/// Saved state to resume at. Layout is shared with the assembly below.
-#[repr(C)]
-pub struct Continuation {
-    /// First, so a pointer to the continuation is a pointer to its
-    /// registers (the trap path passes it to `cont::resume`).
-    regs: cont::Registers,
-    prev: *mut Continuation,
-    /// TSC value after which the timer interrupt stops the closure (0: no
-    /// limit). Raw ticks, so arming it costs no division. Cleared by the closure's trampoline once it returns, so the
-    /// watchdog can never fire after the closure has finished.
-    deadline_tsc: core::sync::atomic::AtomicU64,
-    fault: MaybeUninit<Fault>,
+/// A continuation: `cont`'s frame carrying our [`Fault`].
+pub type Continuation = cont::Frame<Fault>;
+
+/// The per-core state `cont::guarded` and `cont::Gate` need, on this core.
+pub struct ThisCore;
+
+impl cont::Core for ThisCore {
+    #[inline]
+    fn top(&self) -> *mut () {
+        cpu::current().catch_top.get()
+    }
+    #[inline]
+    fn set_top(&self, frame: *mut ()) {
+        cpu::current().catch_top.set(frame)
+    }
+    #[inline]
+    fn owner(&self) -> u32 {
+        cpu::current().current_owner.get()
+    }
+    #[inline]
+    fn set_owner(&self, owner: u32) {
+        cpu::current().current_owner.set(owner)
+    }
+}
+
+fn top() -> *mut Continuation {
+    cpu::current().catch_top.get() as *mut Continuation
 }
 
 // A `Fault` is large (it carries the panic message inline) on purpose: the
@@ -160,50 +174,13 @@ pub fn catch<R, F: FnOnce() -> R>(f: F) -> Result<R, Fault> {
 }
 
 /// Like [`catch`], but the closure is also stopped (with
-/// [`FaultKind::Watchdog`]) if it is still running when the TSC passes
-/// `deadline_tsc` (0: no limit). The check runs in the timer interrupt, so
-/// the resolution is one tick.
+/// [`FaultKind::Watchdog`]) if it is still running when this core's timer
+/// tick count (`PerCpu::ticks`) reaches `deadline_tick` (0: no limit). The
+/// check runs in the timer interrupt. Ticks rather than the TSC because
+/// reading the TSC on every domain entry is costly.
 #[allow(clippy::result_large_err)] // see `catch`
-pub fn catch_with_deadline<R, F: FnOnce() -> R>(deadline_tsc: u64, f: F) -> Result<R, Fault> {
-    struct Slot<F, R> {
-        f: Option<F>,
-        result: Option<R>,
-        deadline: *const core::sync::atomic::AtomicU64,
-    }
-    extern "C" fn trampoline<F: FnOnce() -> R, R>(arg: *mut u8) {
-        // SAFETY: `arg` is the `Slot` on `catch`'s frame, alive for the call.
-        let slot = unsafe { &mut *(arg as *mut Slot<F, R>) };
-        if let Some(f) = slot.f.take() {
-            slot.result = Some(f());
-        }
-        // SAFETY: `deadline` points into the continuation on `catch`'s frame.
-        unsafe { (*slot.deadline).store(0, core::sync::atomic::Ordering::SeqCst) };
-    }
-
-    let cpu = cpu::current();
-    let mut cont = Continuation {
-        regs: cont::Registers::new(),
-        prev: cpu.catch_top.get(),
-        deadline_tsc: core::sync::atomic::AtomicU64::new(deadline_tsc),
-        fault: MaybeUninit::uninit(),
-    };
-    let mut slot = Slot {
-        f: Some(f),
-        result: None,
-        deadline: &cont.deadline_tsc,
-    };
-    cpu.catch_top.set(&mut cont);
-    // SAFETY: `cont` and `slot` outlive the call; `trampoline::<F, R>`
-    // matches the slot type. If the closure fails, the failure path resumes
-    // `cont` on this core with this stack intact below its stack pointer.
-    let value = unsafe { cont::call(&cont.regs, trampoline::<F, R>, &raw mut slot as *mut u8) };
-    cpu::current().catch_top.set(cont.prev);
-    if value == 0 {
-        Ok(slot.result.take().expect("closure returned"))
-    } else {
-        // SAFETY: the failure path wrote `fault` before resuming.
-        Err(unsafe { cont.fault.assume_init_read() })
-    }
+pub fn catch_with_deadline<R, F: FnOnce() -> R>(deadline_tick: u64, f: F) -> Result<R, Fault> {
+    cont::guarded(&ThisCore, deadline_tick, f)
 }
 
 /// True if a continuation is active on this core and we are not inside an
@@ -217,13 +194,12 @@ pub fn can_contain() -> bool {
 /// From a trap handler: records `fault` in the innermost continuation and
 /// rewrites `frame` so that `iretq` lands in `cont::resume`.
 pub(crate) fn redirect_trap(frame: &mut TrapFrame, mut fault: Fault) {
-    let cpu = cpu::current();
-    let cont = cpu.catch_top.get();
+    let cont = top();
     fault.rip = if fault.rip == 0 { frame.rip } else { fault.rip };
     // SAFETY: `cont` is live: it is only unlinked by `catch` after
     // `cont::call` returns, which has not happened while its closure runs.
     unsafe {
-        (*cont).fault.write(fault);
+        (*cont).payload.write(fault);
         frame.rip = cont::resume_entry();
         frame.rdi = cont as u64;
         frame.rsi = 1;
@@ -242,8 +218,7 @@ pub(crate) fn resume_from_panic(info: &core::panic::PanicInfo) {
     if !can_contain() {
         return;
     }
-    let cpu = cpu::current();
-    let cont = cpu.catch_top.get();
+    let cont = top();
     let mut fault = Fault::new(FaultKind::Panic);
     let _ = write!(fault, "{}", info.message());
     if let Some(location) = info.location() {
@@ -251,7 +226,7 @@ pub(crate) fn resume_from_panic(info: &core::panic::PanicInfo) {
     }
     // SAFETY: as in `redirect_trap`; we never return to the panicking frames.
     unsafe {
-        (*cont).fault.write(fault);
+        (*cont).payload.write(fault);
         cont::resume(&raw const (*cont).regs, 1);
     }
 }
@@ -267,24 +242,20 @@ pub(crate) fn exception_fault(vector: u8, frame: &TrapFrame, address: u64) -> Fa
 
 /// From the timer interrupt: if the code it interrupted runs under a
 /// continuation whose deadline has passed, redirect it there.
-pub(crate) fn check_deadline(frame: &mut TrapFrame, now_tsc: u64) {
+pub(crate) fn check_deadline(frame: &mut TrapFrame, now_tick: u64) {
     let cpu = cpu::current();
     // Only when the tick interrupted the closure itself, not another
     // handler or a kernel service it called (which may hold locks).
     if cpu.irq_depth.get() != 1 || cpu.kernel_section.get() != 0 {
         return;
     }
-    let cont = cpu.catch_top.get();
+    let cont = top();
     if cont.is_null() {
         return;
     }
     // SAFETY: a linked continuation is live (see `redirect_trap`).
-    let deadline = unsafe {
-        (*cont)
-            .deadline_tsc
-            .load(core::sync::atomic::Ordering::SeqCst)
-    };
-    if deadline != 0 && now_tsc >= deadline {
+    let deadline = unsafe { (*cont).deadline.load(core::sync::atomic::Ordering::SeqCst) };
+    if deadline != 0 && now_tick >= deadline {
         let mut fault = Fault::new(FaultKind::Watchdog);
         fault.rip = frame.rip;
         redirect_trap(frame, fault);

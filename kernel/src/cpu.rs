@@ -9,8 +9,6 @@
 use core::cell::Cell;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
-use crate::catch::Continuation;
-
 pub const MAX_CPUS: usize = 64;
 
 #[repr(C)]
@@ -21,7 +19,7 @@ pub struct PerCpu {
     pub index: usize,
     pub apic_id: u32,
     /// Innermost crash-containment continuation on this core.
-    pub(crate) catch_top: Cell<*mut Continuation>,
+    pub(crate) catch_top: Cell<*mut ()>,
     /// How many interrupt handlers are running on this core.
     pub(crate) irq_depth: Cell<u32>,
     /// The domain incarnation whose code runs now (0: the kernel). Decides

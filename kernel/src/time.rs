@@ -100,12 +100,13 @@ pub fn start_tick(hz: u64) {
 /// Called from the timer interrupt on every core: stops a closure that
 /// overran its deadline (see `catch::catch_with_deadline`).
 pub fn on_tick(frame: &mut TrapFrame) {
-    crate::catch::check_deadline(frame, rdtsc());
+    let ticks = crate::cpu::current().ticks.load(Ordering::Relaxed);
+    crate::catch::check_deadline(frame, ticks);
 }
 
-/// Converts nanoseconds to TSC ticks.
-pub fn ns_to_tsc(ns: u64) -> u64 {
-    ((u128::from(ns) * u128::from(TSC_HZ.load(Ordering::Relaxed))) / 1_000_000_000) as u64
+/// Timer ticks in `ns` nanoseconds (at least 1).
+pub fn ns_to_ticks(ns: u64) -> u64 {
+    (ns * tick_hz() / 1_000_000_000).max(1)
 }
 
 /// Spins for `ns` nanoseconds (boot-time delays such as the SMP start-up).

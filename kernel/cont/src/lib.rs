@@ -21,6 +21,8 @@
 
 use core::arch::naked_asm;
 use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Saved state to resume at: rbx, rbp, r12-r15, rsp, rip, rflags, in that
 /// order (the layout the assembly below uses). Interior-mutable, because the
@@ -141,6 +143,152 @@ pub fn run<R, F: FnOnce(&Registers) -> R>(f: F) -> Result<R, u64> {
     }
 }
 
+/// Per-core (or, on the host, per-thread) state that guarded calls need:
+/// the innermost active [`Frame`] and the running domain incarnation.
+pub trait Core {
+    /// Innermost active frame (type-erased), null if none.
+    fn top(&self) -> *mut ();
+    fn set_top(&self, frame: *mut ());
+    /// The domain incarnation whose code runs (0: the kernel).
+    fn owner(&self) -> u32;
+    fn set_owner(&self, owner: u32);
+}
+
+/// A continuation as the kernel links them: registers first (so a pointer
+/// to the frame is a pointer to its registers), the enclosing frame, the
+/// watchdog deadline and room for what went wrong (`P`, written by the
+/// failure path before it resumes).
+#[repr(C)]
+pub struct Frame<P> {
+    pub regs: Registers,
+    pub prev: *mut (),
+    /// Point in time (in whatever unit the watchdog uses: the kernel uses its
+    /// per-core timer-tick count) after which the watchdog may stop the
+    /// closure; 0: never. Cleared as soon as the closure returns, so the
+    /// watchdog can never fire after the fact.
+    pub deadline: AtomicU64,
+    pub payload: MaybeUninit<P>,
+}
+
+/// Runs `f` under a new innermost frame on `core`. `Ok` if it returns;
+/// `Err` with the payload the failure path wrote if it was resumed.
+pub fn guarded<P, R, F: FnOnce() -> R>(core: &impl Core, deadline: u64, f: F) -> Result<R, P> {
+    struct Slot<F, R> {
+        f: Option<F>,
+        result: Option<R>,
+        deadline: *const AtomicU64,
+    }
+    extern "C" fn trampoline<F: FnOnce() -> R, R>(arg: *mut u8) {
+        // SAFETY: `arg` is the `Slot` on `guarded`'s frame, alive for the call.
+        let slot = unsafe { &mut *(arg as *mut Slot<F, R>) };
+        if let Some(f) = slot.f.take() {
+            slot.result = Some(f());
+        }
+        // Only this core's own timer interrupt reads the deadline, and an
+        // interrupt sees this core's earlier stores, so no fence is needed.
+        // SAFETY: `deadline` points into the frame on `guarded`'s stack.
+        unsafe { (*slot.deadline).store(0, Ordering::Relaxed) };
+    }
+    let mut frame = Frame::<P> {
+        regs: Registers::new(),
+        prev: core.top(),
+        deadline: AtomicU64::new(deadline),
+        payload: MaybeUninit::uninit(),
+    };
+    let mut slot = Slot {
+        f: Some(f),
+        result: None,
+        deadline: &frame.deadline,
+    };
+    core.set_top(&raw mut frame as *mut ());
+    // SAFETY: `frame` and `slot` outlive the call; the trampoline matches the
+    // slot's types. A failure path resumes `frame.regs` on this core while
+    // this stack is intact below it.
+    let value = unsafe { call(&frame.regs, trampoline::<F, R>, &raw mut slot as *mut u8) };
+    core.set_top(frame.prev);
+    if value == 0 {
+        Ok(slot.result.take().expect("closure returned"))
+    } else {
+        // SAFETY: the failure path writes the payload before resuming.
+        Err(unsafe { frame.payload.assume_init_read() })
+    }
+}
+
+/// Why [`Gate::enter`] produced no value.
+#[derive(Debug)]
+pub enum Refused<P> {
+    /// The incarnation is not (or no longer) the alive one.
+    NotAlive,
+    /// The code failed; the payload says how.
+    Failed(P),
+}
+
+/// The entry gate of one domain: which incarnation is current and whether
+/// it is open. The kernel embeds one per domain; every domain entry passes
+/// through [`Gate::enter`].
+///
+/// The gate keeps no count of cores inside: entering costs two plain loads
+/// and no locked instruction. Knowing when nobody is inside a closed
+/// incarnation is the kernel's job, done like an RCU grace period: after
+/// `close`, every core must pass a point where it runs no domain code (the
+/// kernel uses the top of its executor loop), and any entry that began
+/// before the close has ended by then.
+pub struct Gate {
+    owner: AtomicU32,
+    alive: AtomicBool,
+}
+
+impl Gate {
+    pub const fn new(owner: u32) -> Gate {
+        Gate {
+            owner: AtomicU32::new(owner),
+            alive: AtomicBool::new(true),
+        }
+    }
+
+    pub fn owner(&self) -> u32 {
+        self.owner.load(Ordering::Acquire)
+    }
+
+    #[inline]
+    pub fn is_alive_as(&self, owner: u32) -> bool {
+        self.alive.load(Ordering::Acquire) && self.owner.load(Ordering::Acquire) == owner
+    }
+
+    /// Closes incarnation `owner` (once): new entries are refused; entries
+    /// already inside finish or fail on their own.
+    pub fn close(&self, owner: u32) -> bool {
+        self.owner() == owner && self.alive.swap(false, Ordering::SeqCst)
+    }
+
+    /// Opens the gate for a new incarnation.
+    pub fn open(&self, owner: u32) {
+        self.owner.store(owner, Ordering::SeqCst);
+        self.alive.store(true, Ordering::SeqCst);
+    }
+
+    /// Runs `f` as incarnation `owner` on `core`: checks it is the open
+    /// incarnation, makes `owner` current, runs `f` guarded with the
+    /// watchdog deadline, and restores the previous owner.
+    #[inline]
+    pub fn enter<P, R>(
+        &self,
+        core: &impl Core,
+        owner: u32,
+        deadline: u64,
+        f: impl FnOnce() -> R,
+    ) -> Result<R, Refused<P>> {
+        if !self.is_alive_as(owner) {
+            return Err(Refused::NotAlive);
+        }
+        let previous = core.owner();
+        core.set_owner(owner);
+        let result = guarded(core, deadline, f).map_err(Refused::Failed);
+        core.set_owner(previous);
+        result
+    }
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -208,5 +356,94 @@ mod tests {
             };
         }
         assert_eq!(total, (0..1000).sum());
+    }
+
+    struct TestCore {
+        top: core::cell::Cell<*mut ()>,
+        owner: core::cell::Cell<u32>,
+    }
+
+    impl Core for TestCore {
+        fn top(&self) -> *mut () {
+            self.top.get()
+        }
+        fn set_top(&self, frame: *mut ()) {
+            self.top.set(frame)
+        }
+        fn owner(&self) -> u32 {
+            self.owner.get()
+        }
+        fn set_owner(&self, owner: u32) {
+            self.owner.set(owner)
+        }
+    }
+
+    fn test_core() -> TestCore {
+        TestCore {
+            top: core::cell::Cell::new(core::ptr::null_mut()),
+            owner: core::cell::Cell::new(0),
+        }
+    }
+
+    /// What a failure path does: write the payload into the innermost frame
+    /// and resume it.
+    fn fail(core: &TestCore, code: u32) -> ! {
+        let frame = core.top() as *mut Frame<u32>;
+        // SAFETY: the innermost frame is live (its `guarded` is running).
+        unsafe {
+            (*frame).payload.write(code);
+            resume(&raw const (*frame).regs, 1)
+        }
+    }
+
+    #[test]
+    fn gate_runs_as_the_owner_and_restores() {
+        let core = test_core();
+        let gate = Gate::new(0x10001);
+        let result = gate.enter::<u32, _>(&core, 0x10001, 0, || core.owner());
+        assert!(matches!(result, Ok(0x10001)));
+        assert_eq!(core.owner(), 0);
+        assert!(core.top().is_null());
+    }
+
+    #[test]
+    fn gate_failure_returns_the_payload_and_unlinks() {
+        let core = test_core();
+        let gate = Gate::new(0x20001);
+        let result = gate.enter::<u32, ()>(&core, 0x20001, 0, || fail(&core, 9));
+        assert!(matches!(result, Err(Refused::Failed(9))));
+        assert_eq!(core.owner(), 0, "owner restored after a failure");
+        assert!(core.top().is_null(), "frame unlinked after a failure");
+    }
+
+    #[test]
+    fn closed_or_stale_incarnations_are_refused_without_running() {
+        let core = test_core();
+        let gate = Gate::new(0x30001);
+        let ran = core::cell::Cell::new(false);
+        let stale = gate.enter::<u32, _>(&core, 0x30002, 0, || ran.set(true));
+        assert!(matches!(stale, Err(Refused::NotAlive)));
+        assert!(gate.close(0x30001));
+        assert!(!gate.close(0x30001), "close happens once");
+        let closed = gate.enter::<u32, _>(&core, 0x30001, 0, || ran.set(true));
+        assert!(matches!(closed, Err(Refused::NotAlive)));
+        assert!(!ran.get());
+        gate.open(0x30002);
+        let reopened = gate.enter::<u32, _>(&core, 0x30002, 0, || 5);
+        assert!(matches!(reopened, Ok(5)));
+    }
+
+    #[test]
+    fn nested_gates_fail_inner_only() {
+        let core = test_core();
+        let a = Gate::new(0x40001);
+        let b = Gate::new(0x50001);
+        let outer = a.enter::<u32, _>(&core, 0x40001, 0, || {
+            let inner = b.enter::<u32, ()>(&core, 0x50001, 0, || fail(&core, 3));
+            assert!(matches!(inner, Err(Refused::Failed(3))));
+            assert_eq!(core.owner(), 0x40001, "A is current again after B failed");
+            11
+        });
+        assert!(matches!(outer, Ok(11)));
     }
 }

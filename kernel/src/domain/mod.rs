@@ -18,7 +18,10 @@
 //! budget. A panic, CPU exception or overrun there poisons the incarnation:
 //! later entries fail at once, tasks suspended on it are woken, its tasks
 //! are purged from every executor without being polled or dropped, and its
-//! heap is reclaimed when the last core has left.
+//! heap is reclaimed once every executor has confirmed the purge. Each
+//! confirms at the top of its run loop, where its core runs no domain code,
+//! so this is also a grace period after which no core is inside the dead
+//! incarnation (entries need no shared counter: see `cont::Gate`).
 
 pub mod heap;
 pub mod images;
@@ -39,8 +42,9 @@ pub use heap::MAX_SLOTS;
 /// Default watchdog budget for one domain entry.
 pub const DEFAULT_BUDGET_NS: u64 = 100_000_000;
 static BUDGET_NS: AtomicU64 = AtomicU64::new(DEFAULT_BUDGET_NS);
-/// The same budget in TSC ticks (0 until `set_budget_ns` after calibration).
-static BUDGET_TSC: AtomicU64 = AtomicU64::new(0);
+/// The same budget in timer ticks (0 until `set_budget_ns` runs, once the
+/// timer is calibrated).
+static BUDGET_TICKS: AtomicU64 = AtomicU64::new(0);
 
 const WAITERS: usize = 32;
 
@@ -100,8 +104,8 @@ pub struct Domain {
     pub image: &'static images::Image,
     generation: AtomicU32,
     state: AtomicU8,
-    /// Cores currently executing this domain's code.
-    active: AtomicU32,
+    /// The entry gate: current incarnation, open or closed.
+    gate: cont::Gate,
     /// Executors that have not yet dropped this incarnation's tasks.
     pending_purges: AtomicU32,
     crashes: AtomicU32,
@@ -174,10 +178,6 @@ impl Domain {
             .sum()
     }
 
-    fn alive_as(&self, owner: OwnerId) -> bool {
-        self.state() == State::Alive && self.owner() == owner
-    }
-
     /// Remembers a task suspended inside this domain, to wake it if the
     /// domain dies. Spurious wake-ups are harmless, so on overflow every
     /// task is woken instead.
@@ -236,7 +236,7 @@ pub fn create(image: &'static images::Image, name: &str) -> Result<&'static Doma
             image,
             generation: AtomicU32::new(1),
             state: AtomicU8::new(State::Alive as u8),
-            active: AtomicU32::new(0),
+            gate: cont::Gate::new(owner_id(slot, 1)),
             pending_purges: AtomicU32::new(0),
             crashes: AtomicU32::new(0),
             last_fault: Mutex::new(None),
@@ -270,65 +270,40 @@ fn start(domain: &'static Domain) -> Result<(), String> {
     }
 }
 
-/// Runs `f` as domain incarnation `owner` (see the module doc).
+/// Runs `f` as domain incarnation `owner` (see the module doc). The fast
+/// path is `cont::Gate::enter`, the same code the host benchmarks time.
+#[inline]
 pub fn enter<R>(owner: OwnerId, f: impl FnOnce() -> R) -> Result<R, EntryError> {
     if owner == 0 {
         return Ok(f());
     }
     let domain = get(slot_of(owner)).ok_or(EntryError::NoSuchDomain)?;
-    if !domain.alive_as(owner) {
-        return Err(EntryError::NotAlive);
-    }
-    domain.active.fetch_add(1, Ordering::SeqCst);
-    // Re-check after announcing ourselves, so a concurrent poison either
-    // sees us active or we see it.
-    if !domain.alive_as(owner) {
-        leave(domain);
-        return Err(EntryError::NotAlive);
-    }
-    let cpu = cpu::current();
-    let previous = cpu.current_owner.replace(owner);
-    let budget = BUDGET_TSC.load(Ordering::Relaxed);
+    let budget = BUDGET_TICKS.load(Ordering::Relaxed);
     let deadline = if budget == 0 {
         0
     } else {
-        crate::arch::rdtsc() + budget
+        cpu::current().ticks.load(Ordering::Relaxed) + budget
     };
-    let result = catch::catch_with_deadline(deadline, f);
-    cpu.current_owner.set(previous);
-    let outcome = match result {
+    match domain
+        .gate
+        .enter::<Fault, R>(&catch::ThisCore, owner, deadline, f)
+    {
         Ok(value) => Ok(value),
-        Err(fault) => {
+        Err(cont::Refused::NotAlive) => Err(EntryError::NotAlive),
+        Err(cont::Refused::Failed(fault)) => {
             poison(domain, owner, Some(&fault), "crashed");
             Err(EntryError::Crashed)
         }
-    };
-    leave(domain);
-    outcome
-}
-
-fn leave(domain: &'static Domain) {
-    if domain.active.fetch_sub(1, Ordering::SeqCst) == 1 {
-        maybe_reclaim(domain);
     }
 }
 
 /// Marks the incarnation `owner` poisoned (once) and starts tearing it
 /// down. Returns false if it was not the alive incarnation.
 fn poison(domain: &'static Domain, owner: OwnerId, fault: Option<&Fault>, why: &str) -> bool {
-    if domain.owner() != owner
-        || domain
-            .state
-            .compare_exchange(
-                State::Alive as u8,
-                State::Poisoned as u8,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            )
-            .is_err()
-    {
+    if !domain.gate.close(owner) {
         return false;
     }
+    domain.state.store(State::Poisoned as u8, Ordering::SeqCst);
     cpu::kernel_section(|| {
         let message = match fault {
             Some(fault) => alloc::format!("{why}: {fault}"),
@@ -370,11 +345,12 @@ pub fn purge_done(owner: OwnerId) {
     }
 }
 
-/// Poisoned, nobody inside, every executor done: reclaim, exactly once.
+/// Poisoned and every executor done: reclaim, exactly once.
 fn maybe_reclaim(domain: &'static Domain) {
-    if domain.active.load(Ordering::SeqCst) != 0
-        || domain.pending_purges.load(Ordering::SeqCst) != 0
-    {
+    // Every executor confirming the purge is also the grace period after
+    // which no core is inside the closed incarnation: each confirms at the
+    // top of its run loop, where it runs no domain code (see `cont::Gate`).
+    if domain.pending_purges.load(Ordering::SeqCst) != 0 {
         return;
     }
     if domain
@@ -419,6 +395,7 @@ pub fn restart(domain: &'static Domain) -> Result<(), String> {
         let generation = domain.generation.fetch_add(1, Ordering::SeqCst) + 1;
         heap::create(domain.slot, owner_id(domain.slot, generation));
         domain.state.store(State::Alive as u8, Ordering::SeqCst);
+        domain.gate.open(owner_id(domain.slot, generation));
     });
     start(domain)
 }
@@ -426,7 +403,9 @@ pub fn restart(domain: &'static Domain) -> Result<(), String> {
 /// Sets the watchdog budget. Call after the TSC is calibrated.
 pub fn set_budget_ns(ns: u64) {
     BUDGET_NS.store(ns, Ordering::Relaxed);
-    BUDGET_TSC.store(time::ns_to_tsc(ns).max(1), Ordering::Relaxed);
+    // +1: the next tick may come at once, so n+1 ticks last at least n
+    // tick periods.
+    BUDGET_TICKS.store(time::ns_to_ticks(ns) + 1, Ordering::Relaxed);
 }
 
 pub fn budget_ns() -> u64 {
