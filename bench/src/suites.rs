@@ -21,6 +21,7 @@ pub const ALL: &[(&str, Bench)] = &[
     ("domain-heap-64", domain_heap_64),
     ("continuation", continuation),
     ("domain-entry", domain_entry),
+    ("domain-entry-async", domain_entry_async),
 ];
 
 // ---- trait-object call ---------------------------------------------------
@@ -355,6 +356,66 @@ pub fn domain_entry(settings: Settings) -> Measurement {
         name: "domain entry + call",
         workload: "cont::Gate::enter (the kernel's domain entry) around a trait-object call",
         baseline_name: "trait-object call",
+        measured,
+        baseline,
+        iterations: settings.iterations,
+        samples: settings.samples,
+    }
+}
+
+/// An async callee that is ready on its first poll, reached through the
+/// domain entry (each poll of a callee's future is an entry), against
+/// awaiting the same boxed future through a plain trait object. Both sides
+/// create and box the future the same way.
+pub fn domain_entry_async(settings: Settings) -> Measurement {
+    use std::future::Future;
+    trait AsyncService {
+        fn call(&self, x: u64) -> Pin<Box<dyn Future<Output = u64> + Send + '_>>;
+    }
+    impl AsyncService for Adder {
+        #[inline(never)]
+        fn call(&self, x: u64) -> Pin<Box<dyn Future<Output = u64> + Send + '_>> {
+            Box::pin(async move { x.wrapping_add(self.0) })
+        }
+    }
+    const OWNER: u32 = 1 << 16 | 1;
+    let adder = Adder(3);
+    let object: &dyn AsyncService = black_box(&adder);
+    let core = HostCore {
+        top: std::cell::Cell::new(std::ptr::null_mut()),
+        owner: std::cell::Cell::new(0),
+    };
+    let gate = cont::Gate::new(OWNER);
+    let ticks = std::sync::atomic::AtomicU64::new(1000);
+    let budget = black_box(101u64);
+    let measured = time(settings, || {
+        let mut cx = noop_context();
+        // One entry calls the method and polls the new future (ready at
+        // once here), as a proxy does on the first poll; dropping the
+        // callee's future is a second entry (it may run the callee's code).
+        let deadline = ticks.load(std::sync::atomic::Ordering::Relaxed) + budget;
+        let (future, polled) = gate
+            .enter::<u64, _>(&core, OWNER, deadline, || {
+                let mut future = object.call(black_box(5));
+                let polled = future.as_mut().poll(&mut cx);
+                (future, polled)
+            })
+            .ok()
+            .unwrap();
+        let _ = black_box(polled);
+        let deadline = ticks.load(std::sync::atomic::Ordering::Relaxed) + budget;
+        let _ = gate.enter::<u64, _>(&core, OWNER, deadline, move || drop(future));
+    });
+    let baseline = time(settings, || {
+        let mut cx = noop_context();
+        let mut future = object.call(black_box(5));
+        let _ = black_box(future.as_mut().poll(&mut cx));
+        drop(future);
+    });
+    Measurement {
+        name: "async domain call (ready)",
+        workload: "call + first poll (ready) in one domain entry, drop of the boxed callee future in a second",
+        baseline_name: "same boxed future, no entry",
         measured,
         baseline,
         iterations: settings.iterations,
