@@ -234,6 +234,12 @@ fn cmd_mem(args: &[&str]) -> Result<(), alloc::string::String> {
         Bytes(heap_used),
         Bytes(heap_size)
     );
+    let (shared_bytes, shared_pages) = crate::shared_heap::usage();
+    println!(
+        "shared heap: {} in use, {} mapped",
+        Bytes(shared_bytes),
+        Bytes(shared_pages * mem::PAGE_SIZE)
+    );
     let mut any = false;
     for d in domain::all() {
         let (bytes, pages) = d.heap_usage();

@@ -40,6 +40,7 @@ mod mem;
 mod platform;
 mod power;
 mod sched;
+mod shared_heap;
 mod smp;
 mod time;
 
@@ -134,6 +135,7 @@ extern "C" fn continue_boot(boot: u64, summary: u64) -> ! {
         kcore::fmt::Bytes(summary.heap_bytes)
     );
 
+    shared_heap::init();
     let platform = platform::discover(boot, summary.highest_address);
     apic::disable_legacy_pic();
     apic::set_addresses(platform.lapic_address, platform.ioapic);

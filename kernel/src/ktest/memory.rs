@@ -30,6 +30,10 @@ pub static TESTS: &[KTest] = &[
         name: "mem_heap_alloc_free",
         run: TestFn::Sync(heap_alloc_free),
     },
+    KTest {
+        name: "mem_shared_heap_is_contiguous_and_outlives_domains",
+        run: TestFn::Sync(shared_heap),
+    },
 ];
 
 /// A virtual page nobody else uses.
@@ -187,6 +191,76 @@ fn heap_alloc_free() -> TestResult {
     ensure!(
         used_after <= used_before + 1024,
         "heap grew from {used_before} to {used_after} bytes"
+    );
+    Ok(())
+}
+
+/// Shared-heap objects have one device address (physically contiguous),
+/// come from the shared region whichever domain allocates them, and stay
+/// valid after that domain dies.
+fn shared_heap() -> TestResult {
+    use crate::shared_heap;
+    use core::alloc::Layout;
+    let (bytes_before, _) = shared_heap::usage();
+    let mut objects = Vec::new();
+    for size in [1usize, 64, 1500, 2048, 4096, 9000, 65536] {
+        let layout = Layout::from_size_align(size, 64).map_err(|e| alloc::format!("{e}"))?;
+        let pointer = shared_heap::alloc(layout).ok_or("shared heap exhausted")?;
+        let base = shared_heap::device_address(pointer.as_ptr()).ok_or("no device address")?;
+        let mut offset = 0;
+        while offset < size {
+            // SAFETY: `offset` is within the allocation.
+            let here = shared_heap::device_address(unsafe { pointer.as_ptr().add(offset) })
+                .ok_or("unmapped")?;
+            ensure!(
+                here == base + offset as u64,
+                "size {size}: not contiguous at offset {offset}"
+            );
+            offset += 4096;
+        }
+        // SAFETY: the allocation is `size` bytes, ours.
+        unsafe { core::ptr::write_bytes(pointer.as_ptr(), size as u8, size) };
+        objects.push((pointer, layout));
+    }
+    ensure!(
+        shared_heap::device_address(&objects as *const _ as *const u8).is_none(),
+        "kernel stack has a device address"
+    );
+    // Allocated inside a domain, still shared; survives the domain.
+    let d = crate::domain::create(
+        crate::domain::images::image("idle").ok_or("image")?,
+        "shared-test",
+    )
+    .map_err(|e| alloc::format!("create: {e}"))?;
+    let layout = Layout::from_size_align(256, 8).map_err(|e| alloc::format!("{e}"))?;
+    let from_domain = crate::domain::enter(d.owner(), || {
+        let p = shared_heap::alloc(layout).expect("shared alloc");
+        // SAFETY: 256 bytes, ours.
+        unsafe { core::ptr::write_bytes(p.as_ptr(), 0x5A, 256) };
+        p
+    })
+    .map_err(|e| alloc::format!("enter: {e}"))?;
+    ensure!(
+        !crate::domain::heap::in_region(from_domain.as_ptr() as u64),
+        "shared object in a domain heap"
+    );
+    crate::domain::kill(d, "test");
+    // SAFETY: the object is on the shared heap, not the dead domain's.
+    let intact = unsafe { core::slice::from_raw_parts(from_domain.as_ptr(), 256) }
+        .iter()
+        .all(|&b| b == 0x5A);
+    ensure!(
+        intact,
+        "shared object changed when its allocating domain died"
+    );
+    shared_heap::free(from_domain, layout);
+    for (pointer, layout) in objects {
+        shared_heap::free(pointer, layout);
+    }
+    ensure!(
+        shared_heap::usage().0 == bytes_before,
+        "shared heap bytes not back: {:?}",
+        shared_heap::usage()
     );
     Ok(())
 }

@@ -49,3 +49,13 @@ pub fn free_count() -> u64 {
 pub fn total_count() -> u64 {
     with(|a| a.total_count() as u64)
 }
+
+/// `count` physically contiguous, zeroed frames (for memory a device may
+/// reach by DMA), or `None`.
+pub fn alloc_contiguous_zeroed(count: usize) -> Option<u64> {
+    let first = with(|a| a.alloc_contiguous(count, 1))?;
+    // SAFETY: the frames were just handed out to us and are mapped through
+    // the physical map.
+    unsafe { core::ptr::write_bytes(phys_to_virt(first), 0, count * PAGE_SIZE as usize) };
+    Some(first)
+}
