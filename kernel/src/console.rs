@@ -284,15 +284,25 @@ fn cmd_cpus(args: &[&str]) -> Result<(), alloc::string::String> {
 
 fn cmd_tasks(args: &[&str]) -> Result<(), alloc::string::String> {
     no_args(args)?;
-    println!("cpu  task                owner  state");
+    println!("cpu  task                owner             state");
     for c in cpu::all() {
         if let Some(exec) = sched::executor(c.index) {
             for task in exec.snapshot() {
+                let owner = match task.owner {
+                    0 => alloc::string::String::from("kernel"),
+                    owner => match domain::get((owner >> 16) as usize) {
+                        Some(d) if d.owner() == owner => {
+                            alloc::format!("{} (gen {})", d.name, d.generation())
+                        }
+                        Some(d) => alloc::format!("{} (old gen {})", d.name, owner & 0xFFFF),
+                        None => alloc::format!("{owner:#x}"),
+                    },
+                };
                 println!(
-                    "{:<4} {:<19} {:<6} {:?}",
+                    "{:<4} {:<19} {:<17} {:?}",
                     c.index,
                     alloc::format!("{:?}", task.id),
-                    task.owner,
+                    owner,
                     task.state
                 );
             }
