@@ -348,8 +348,9 @@ fn find_domain(name: &str) -> Result<&'static domain::Domain, alloc::string::Str
 fn cmd_domains(args: &[&str]) -> Result<(), alloc::string::String> {
     no_args(args)?;
     println!(
-        "watchdog budget per domain entry: {} ms",
-        domain::budget_ns() / 1_000_000
+        "watchdog budget per domain entry: {} ms; heap quota per domain: {}",
+        domain::budget_ns() / 1_000_000,
+        Bytes(domain::heap::quota())
     );
     println!("id   name         state     gen  heap        rrefs  tasks  crashes");
     for d in domain::all() {

@@ -188,6 +188,19 @@ extern "C" fn continue_boot(boot: u64, summary: u64) -> ! {
     }
 
     domain::set_budget_ns(domain::DEFAULT_BUDGET_NS);
+    // Default heap quota per domain: a quarter of usable memory, so one
+    // runaway domain cannot starve the kernel or the others.
+    let default_quota = (summary.usable_bytes / 4).max(4 << 20);
+    domain::heap::set_quota(default_quota);
+    if let Some(quota) = args.get("domain_heap") {
+        match kcore::cmdline::parse_size(quota) {
+            Ok(bytes) if bytes >= 1 << 20 => domain::heap::set_quota(bytes),
+            _ => warn!(
+                "kernel: domain_heap= takes a size of at least 1M (e.g. 64M); keeping {}",
+                kcore::fmt::Bytes(default_quota)
+            ),
+        }
+    }
     if let Some(budget) = args.get("watchdog") {
         match kcore::cmdline::parse_duration_ms(budget) {
             Ok(ms) if (1..=60_000).contains(&ms) => domain::set_budget_ns(ms * 1_000_000),

@@ -33,6 +33,28 @@ pub const MAX_SLOTS: usize = 256;
 static HEAPS: [Mutex<Option<(u32, DomainHeap)>>; MAX_SLOTS] =
     [const { Mutex::new(None) }; MAX_SLOTS];
 
+/// The most heap one domain incarnation may map (`domain_heap=` on the
+/// kernel command line). Past it, its allocations fail, which panics the
+/// domain (contained), instead of letting it take the memory the kernel
+/// and other domains need.
+static QUOTA: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Sets the per-domain heap quota (bytes, rounded down to pages).
+pub fn set_quota(bytes: u64) {
+    QUOTA.store(
+        bytes / PAGE_SIZE * PAGE_SIZE,
+        core::sync::atomic::Ordering::Relaxed,
+    );
+}
+
+/// The per-domain heap quota in bytes.
+pub fn quota() -> u64 {
+    match QUOTA.load(core::sync::atomic::Ordering::Relaxed) {
+        0 => SLOT_SIZE,
+        q => q,
+    }
+}
+
 pub fn in_region(address: u64) -> bool {
     (REGION_BASE..REGION_BASE + SLOT_SIZE * MAX_SLOTS as u64).contains(&address)
 }
@@ -80,7 +102,8 @@ impl PageSource for FrameMapper {
 /// Creates an empty heap for `slot`, owned by incarnation `owner`
 /// (replacing nothing: the slot must have been reclaimed).
 pub fn create(slot: usize, owner: u32) {
-    let (base, limit) = window(slot);
+    let (base, window_end) = window(slot);
+    let limit = base + quota().min(window_end - base);
     cpu::kernel_section(|| {
         let mut heap = HEAPS[slot].lock();
         assert!(heap.is_none(), "domain heap slot {slot} still in use");

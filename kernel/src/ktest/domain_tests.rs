@@ -27,6 +27,10 @@ pub static TESTS: &[KTest] = &[
         run: TestFn::Async(nested_crash),
     },
     KTest {
+        name: "domain_heap_exhaustion_is_contained",
+        run: TestFn::Async(heap_exhaustion_contained),
+    },
+    KTest {
         name: "domain_heap_reuse_and_isolation_under_core_caches",
         run: TestFn::Async(heap_reuse_and_isolation),
     },
@@ -479,9 +483,11 @@ fn heap_reuse_and_isolation() -> BoxedTest {
         let churn = |seed: u64| {
             let mut total = 0u64;
             for round in 0..20u64 {
-                let boxes: Vec<Box<[u64; 4]>> = (0..500)
-                    .map(|i| Box::new([seed, round, i, seed ^ i]))
-                    .collect();
+                let boxes: Vec<Box<[u64; 4]>> = core::hint::black_box(
+                    (0..500)
+                        .map(|i| Box::new([seed, round, i, seed ^ i]))
+                        .collect(),
+                );
                 for (i, item) in boxes.iter().enumerate() {
                     assert!(
                         item[0] == seed && item[2] == i as u64 && item[3] == seed ^ i as u64,
@@ -533,5 +539,52 @@ fn heap_reuse_and_isolation() -> BoxedTest {
         domain::kill(b, "test");
         dead(a).await?;
         dead(b).await
+    })
+}
+
+/// A domain that allocates without bound hits its heap quota, fails its
+/// allocation (a panic, contained), and the kernel and its memory are fine.
+/// It allocates 8 MiB per entry, so no single entry runs into the watchdog
+/// before the quota is reached.
+fn heap_exhaustion_contained() -> BoxedTest {
+    Box::pin(async {
+        const CHUNK: usize = 8 << 20;
+        let frames_before = mem::frames::free_count();
+        let d = fresh("idle")?;
+        let quota = domain::heap::quota();
+        let mut entries = 0u64;
+        let result = loop {
+            let result = domain::enter(d.owner(), || {
+                core::mem::forget(core::hint::black_box(alloc::vec![7u8; CHUNK]))
+            });
+            if result.is_err() || entries > quota / CHUNK as u64 + 2 {
+                break result;
+            }
+            entries += 1;
+        };
+        ensure!(
+            result == Err(EntryError::Crashed),
+            "after {entries} chunks: {result:?} (quota {quota}, heap {:?})",
+            d.heap_usage()
+        );
+        ensure!(
+            entries * CHUNK as u64 <= quota,
+            "{entries} chunks of 8 MiB exceed the {quota} B quota"
+        );
+        let fault = d.last_fault().unwrap_or_default();
+        ensure!(fault.contains("memory allocation"), "fault was '{fault}'");
+        dead(d).await?;
+        // The kernel can still allocate, and the domain's memory came back,
+        // except the page tables of its heap window, which stay for reuse
+        // (one per 2 MiB mapped, plus the levels above).
+        let probe: Vec<u64> = (0..10_000).collect();
+        ensure!(probe.len() == 10_000, "kernel allocation failed");
+        let tables = quota / (2 << 20) + 4;
+        let frames_after = mem::frames::free_count();
+        ensure!(
+            frames_after + tables >= frames_before,
+            "frames {frames_before} -> {frames_after}"
+        );
+        Ok(())
     })
 }

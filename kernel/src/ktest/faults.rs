@@ -249,9 +249,12 @@ fn watchdog_stops_runaway_loop() -> TestResult {
         fault.kind == FaultKind::Watchdog,
         "expected watchdog, got {fault}"
     );
+    // The deadline is counted in APIC timer ticks, the elapsed time in TSC
+    // time; the two are calibrated separately (against the PIT) and can
+    // differ by a fraction of a percent, hence the margin.
     ensure!(
-        elapsed >= 50_000_000,
-        "stopped after {elapsed} ns, before its 50 ms deadline"
+        elapsed >= 45_000_000,
+        "stopped after {elapsed} ns, well before its 50 ms deadline"
     );
     // A closure that finishes in time is not disturbed by its deadline.
     let value = catch_with_deadline(now_tick() + crate::time::ns_to_ticks(1_000_000_000), || {
