@@ -22,6 +22,8 @@ pub const ALL: &[(&str, Bench)] = &[
     ("continuation", continuation),
     ("domain-entry", domain_entry),
     ("domain-entry-async", domain_entry_async),
+    ("rref-alloc-drop", rref_alloc_drop),
+    ("rref-call-move", rref_call_move),
 ];
 
 // ---- trait-object call ---------------------------------------------------
@@ -416,6 +418,124 @@ pub fn domain_entry_async(settings: Settings) -> Measurement {
         name: "async domain call (ready)",
         workload: "call + first poll (ready) in one domain entry, drop of the boxed callee future in a second",
         baseline_name: "same boxed future, no entry",
+        measured,
+        baseline,
+        iterations: settings.iterations,
+        samples: settings.samples,
+    }
+}
+
+// ---- RRefs -------------------------------------------------------------------
+
+/// The kernel's shared heap, modelled the way the kernel builds it: a
+/// `kcore::domheap` behind a spin lock (no per-core cache yet).
+struct SharedHeap {
+    heap: spin::Mutex<kcore::domheap::DomainHeap>,
+}
+
+static SHARED: std::sync::OnceLock<SharedHeap> = std::sync::OnceLock::new();
+
+std::thread_local! {
+    static RREF_OWNER: std::cell::Cell<u32> = const { std::cell::Cell::new(1 << 16 | 1) };
+}
+
+impl rrpc::Backend for SharedHeap {
+    fn alloc(&self, layout: std::alloc::Layout) -> Option<std::ptr::NonNull<u8>> {
+        // The addresses are real memory: leak a big arena once and hand out
+        // addresses inside it.
+        let address = self
+            .heap
+            .lock()
+            .alloc(layout.size(), layout.align(), &mut HostPages)?;
+        std::ptr::NonNull::new(address as *mut u8)
+    }
+    unsafe fn free(&self, pointer: std::ptr::NonNull<u8>, layout: std::alloc::Layout) {
+        self.heap
+            .lock()
+            .free(pointer.as_ptr() as u64, layout.size(), layout.align())
+            .expect("free");
+    }
+    fn current_owner(&self) -> rrpc::Owner {
+        RREF_OWNER.with(|o| o.get())
+    }
+}
+
+fn shared_heap() {
+    let heap = SHARED.get_or_init(|| {
+        // A real, leaked arena, so the addresses the heap computes are usable.
+        let arena: &'static mut [u8] = Box::leak(vec![0u8; 64 << 20].into_boxed_slice());
+        let base = (arena.as_ptr() as u64).div_ceil(1 << 16) << 16;
+        SharedHeap {
+            heap: spin::Mutex::new(kcore::domheap::DomainHeap::new(base, base + (32 << 20))),
+        }
+    });
+    rrpc::install_backend(heap);
+}
+
+/// `RRef<[u8; 64]>` allocate + drop on the shared heap, with its registry
+/// bookkeeping (link on the owner's list, unlink), against the same `Box`.
+pub fn rref_alloc_drop(settings: Settings) -> Measurement {
+    shared_heap();
+    let measured = time(settings, || {
+        let r = rrpc::RRef::new(black_box([0u8; 64]));
+        black_box(&r);
+        drop(r);
+    });
+    let baseline = time(settings, || {
+        let b = Box::new(black_box([0u8; 64]));
+        black_box(&b);
+        drop(b);
+    });
+    Measurement {
+        name: "RRef<[u8; 64]> alloc+drop",
+        workload: "RRef::new then drop: shared heap (domheap behind a lock) and owner-list link/unlink",
+        baseline_name: "Box<[u8; 64]> (glibc)",
+        measured,
+        baseline,
+        iterations: settings.iterations,
+        samples: settings.samples,
+    }
+}
+
+/// A call moving one RRef into the callee and back: the entry plus the two
+/// ownership moves a proxy does, around a trait-object call that reads the
+/// buffer, against the bare trait-object call with a `&` to it.
+pub fn rref_call_move(settings: Settings) -> Measurement {
+    shared_heap();
+    trait Sink {
+        fn take(&self, buffer: &rrpc::RRef<[u8; 64]>) -> u8;
+    }
+    struct Reader;
+    impl Sink for Reader {
+        #[inline(never)]
+        fn take(&self, buffer: &rrpc::RRef<[u8; 64]>) -> u8 {
+            buffer[black_box(3)]
+        }
+    }
+    const CALLER: u32 = 1 << 16 | 1;
+    const CALLEE: u32 = 2 << 16 | 1;
+    let sink: &dyn Sink = black_box(&Reader);
+    let core = HostCore {
+        top: std::cell::Cell::new(std::ptr::null_mut()),
+        owner: std::cell::Cell::new(CALLER),
+    };
+    let gate = cont::Gate::new(CALLEE);
+    let ticks = std::sync::atomic::AtomicU64::new(1000);
+    let buffer = rrpc::RRef::new([7u8; 64]);
+    let measured = time(settings, || {
+        buffer.move_to(CALLEE);
+        let deadline = ticks.load(std::sync::atomic::Ordering::Relaxed) + 101;
+        let result = gate.enter::<u64, _>(&core, CALLEE, deadline, || sink.take(&buffer));
+        buffer.move_to(CALLER);
+        let _ = black_box(result);
+    });
+    let baseline = time(settings, || {
+        black_box(sink.take(&buffer));
+    });
+    Measurement {
+        name: "call moving an RRef in and back",
+        workload: "move_to(callee), domain entry, trait-object call reading it, move_to(caller)",
+        baseline_name: "trait-object call with &RRef",
         measured,
         baseline,
         iterations: settings.iterations,

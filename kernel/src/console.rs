@@ -362,7 +362,7 @@ fn cmd_domains(args: &[&str]) -> Result<(), alloc::string::String> {
             d.state().name(),
             d.generation(),
             alloc::format!("{}", Bytes(bytes)),
-            "-", // RRefs arrive with the shared heap (rrpc)
+            d.rrefs(),
             d.task_count(),
             d.crashes()
         );

@@ -56,6 +56,30 @@ impl PageSource for ContiguousMapper {
 
 pub fn init() {
     *HEAP.lock() = Some(DomainHeap::new(BASE, BASE + SIZE));
+    rrpc::install_backend(&RREF_BACKEND);
+}
+
+/// `RRef`s live here.
+struct RRefBackend;
+
+static RREF_BACKEND: RRefBackend = RRefBackend;
+
+impl rrpc::Backend for RRefBackend {
+    fn alloc(&self, layout: Layout) -> Option<NonNull<u8>> {
+        alloc(layout)
+    }
+
+    unsafe fn free(&self, pointer: NonNull<u8>, layout: Layout) {
+        free(pointer, layout)
+    }
+
+    fn current_owner(&self) -> rrpc::Owner {
+        cpu::current_owner()
+    }
+
+    fn device_address(&self, pointer: *const u8) -> Option<u64> {
+        device_address(pointer)
+    }
 }
 
 /// Allocates `layout` on the shared heap.

@@ -164,6 +164,11 @@ impl Domain {
         cpu::kernel_section(|| self.last_fault.lock().clone())
     }
 
+    /// `RRef` roots the current incarnation owns.
+    pub fn rrefs(&self) -> usize {
+        rrpc::registry::owned_by(self.owner()).0
+    }
+
     /// (heap bytes in use, heap pages mapped).
     pub fn heap_usage(&self) -> (u64, u64) {
         heap::usage(self.slot)
@@ -364,7 +369,11 @@ fn maybe_reclaim(domain: &'static Domain) {
         .is_ok()
     {
         images::forget_export(domain.slot);
+        // Its RRefs first (their values may hold nested RRefs, nothing of
+        // its private heap), then the heap.
+        let (rrefs, _) = cpu::kernel_section(|| rrpc::registry::reclaim(domain.owner()));
         let pages = heap::reclaim(domain.slot);
+        crate::debug!("domain {}: reclaimed {rrefs} RRefs", domain.name);
         crate::debug!("domain {}: reclaimed {pages} heap pages", domain.name);
         // Only now: `Dead` promises the memory is back (tests and `restart`
         // rely on it).

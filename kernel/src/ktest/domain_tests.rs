@@ -27,6 +27,10 @@ pub static TESTS: &[KTest] = &[
         run: TestFn::Async(nested_crash),
     },
     KTest {
+        name: "domain_rrefs_reclaimed_on_crash_moved_ones_survive",
+        run: TestFn::Async(rrefs_reclaimed),
+    },
+    KTest {
         name: "domain_heap_exhaustion_is_contained",
         run: TestFn::Async(heap_exhaustion_contained),
     },
@@ -584,6 +588,59 @@ fn heap_exhaustion_contained() -> BoxedTest {
         ensure!(
             frames_after + tables >= frames_before,
             "frames {frames_before} -> {frames_after}"
+        );
+        Ok(())
+    })
+}
+
+/// RRefs a domain owns are freed when it dies (found through the registry,
+/// values dropped, shared heap back); one it gave away survives with its
+/// new owner; nested ones go with their root.
+fn rrefs_reclaimed() -> BoxedTest {
+    Box::pin(async {
+        use rrpc::{RRef, RRefDeque};
+        let (shared_before, _) = crate::shared_heap::usage();
+        let d = fresh("idle")?;
+        let owner = d.owner();
+        let given: RRef<[u8; 64]> = domain::enter(owner, || {
+            // Kept by the domain (its handles vanish with it).
+            for i in 0..20u8 {
+                core::mem::forget(RRef::new([i; 256]));
+            }
+            let mut batch = RRef::new(RRefDeque::<[u8; 1500], 8>::new());
+            for i in 0..8u8 {
+                let _ = batch.push_back(RRef::new([i; 1500]));
+            }
+            core::mem::forget(batch);
+            // Given to the kernel, as a call result would be.
+            let gift = RRef::new([0x42u8; 64]);
+            gift.move_to(0);
+            gift
+        })
+        .map_err(|e| alloc::format!("enter: {e}"))?;
+        ensure!(
+            d.rrefs() == 21,
+            "domain owns {} RRef roots, expected 21",
+            d.rrefs()
+        );
+        ensure!(given.owner() == 0, "the gift is not the kernel's");
+        ensure!(
+            given.device_address().is_some(),
+            "shared object without a device address"
+        );
+        let crash = domain::enter(owner, || inject::trigger(Kind::Panic));
+        ensure!(crash == Err(EntryError::Crashed), "crash gave {crash:?}");
+        dead(d).await?;
+        ensure!(d.rrefs() == 0, "{} RRefs left after reclaim", d.rrefs());
+        ensure!(
+            given.iter().all(|&b| b == 0x42),
+            "the kernel's RRef changed when its creator died"
+        );
+        drop(given);
+        let (shared_after, _) = crate::shared_heap::usage();
+        ensure!(
+            shared_after == shared_before,
+            "shared heap: {shared_before} -> {shared_after} bytes"
         );
         Ok(())
     })

@@ -1,0 +1,82 @@
+//! `RRefDeque`: a fixed-capacity ring of `RRef`s, the batch container that
+//! moves buffers to and from devices without copying.
+
+use crate::exchangeable::Exchangeable;
+use crate::rref::RRef;
+
+/// A ring of up to `N` `RRef<T>`s. Put it in an `RRef` to pass a batch
+/// between domains: items pushed into it are nested in its root (they move
+/// with it); items popped out belong to the domain that pops them.
+pub struct RRefDeque<T: Exchangeable, const N: usize> {
+    items: [Option<RRef<T>>; N],
+    head: usize,
+    len: usize,
+}
+
+impl<T: Exchangeable, const N: usize> Default for RRefDeque<T, N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Exchangeable, const N: usize> RRefDeque<T, N> {
+    pub fn new() -> Self {
+        RRefDeque {
+            items: core::array::from_fn(|_| None),
+            head: 0,
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.len == N
+    }
+
+    pub const fn capacity(&self) -> usize {
+        N
+    }
+
+    /// Appends `item`; gives it back if the ring is full. The item becomes
+    /// nested (owned through whatever `RRef` holds the deque).
+    pub fn push_back(&mut self, item: RRef<T>) -> Result<(), RRef<T>> {
+        if self.len == N {
+            return Err(item);
+        }
+        item.make_nested();
+        self.items[(self.head + self.len) % N] = Some(item);
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Removes the oldest item, which now belongs to the running domain.
+    pub fn pop_front(&mut self) -> Option<RRef<T>> {
+        if self.len == 0 {
+            return None;
+        }
+        let item = self.items[self.head].take();
+        self.head = (self.head + 1) % N;
+        self.len -= 1;
+        if let Some(item) = &item {
+            item.claim();
+        }
+        item
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &RRef<T>> {
+        (0..self.len).filter_map(move |i| self.items[(self.head + i) % N].as_ref())
+    }
+}
+
+impl<T: Exchangeable, const N: usize> Exchangeable for RRefDeque<T, N> {
+    fn adopt(&self) {
+        self.iter().for_each(|item| item.make_nested());
+    }
+}

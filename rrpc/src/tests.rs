@@ -1,0 +1,220 @@
+//! Host tests over the system allocator. The registry is global, so each
+//! test uses its own owner slots, and tests that read global counters hold
+//! `SERIAL`.
+
+extern crate std;
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
+use std::sync::Mutex;
+use std::vec::Vec;
+
+use crate::registry::{self, NESTED};
+use crate::*;
+
+struct HostHeap;
+
+std::thread_local! {
+    static CURRENT: Cell<Owner> = const { Cell::new(0) };
+}
+
+impl Backend for HostHeap {
+    fn alloc(&self, layout: Layout) -> Option<NonNull<u8>> {
+        // SAFETY: non-zero size (every RRef has a header).
+        NonNull::new(unsafe { std::alloc::alloc(layout) })
+    }
+    unsafe fn free(&self, pointer: NonNull<u8>, layout: Layout) {
+        // SAFETY: forwarded from the caller.
+        unsafe { std::alloc::dealloc(pointer.as_ptr(), layout) }
+    }
+    fn current_owner(&self) -> Owner {
+        CURRENT.with(|c| c.get())
+    }
+}
+
+static HEAP: HostHeap = HostHeap;
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn as_owner(owner: Owner) {
+    install_backend(&HEAP);
+    CURRENT.with(|c| c.set(owner));
+}
+
+fn owner(slot: u32, generation: u32) -> Owner {
+    slot << 16 | generation
+}
+
+/// A value whose drops are counted (and which carries a payload).
+struct Tracked(&'static AtomicUsize, #[allow(dead_code)] u64);
+impl Exchangeable for Tracked {}
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn new_belongs_to_the_running_domain_and_drop_frees() {
+    let a = owner(10, 1);
+    as_owner(a);
+    let r = RRef::new([7u8; 64]);
+    assert_eq!(r.owner(), a);
+    assert_eq!(r[63], 7);
+    assert_eq!(registry::owned_by(a).0, 1);
+    drop(r);
+    assert_eq!(registry::owned_by(a).0, 0);
+}
+
+#[test]
+fn moves_change_the_owner_list() {
+    let (caller, callee) = (owner(11, 1), owner(12, 1));
+    as_owner(caller);
+    let mut r = RRef::new(5u64);
+    r.move_to(callee);
+    assert_eq!(r.owner(), callee);
+    assert_eq!(registry::owned_by(caller).0, 0);
+    assert_eq!(registry::owned_by(callee).0, 1);
+    *r += 1; // the holder uses it
+    r.move_to(caller);
+    assert_eq!(registry::owned_by(callee).0, 0);
+    assert_eq!(registry::owned_by(caller).0, 1);
+    assert_eq!(r.into_inner(), 6);
+    assert_eq!(registry::owned_by(caller).0, 0);
+}
+
+#[test]
+fn reclaim_frees_exactly_the_dead_incarnations_objects() {
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+    let (dead, survivor, next_generation) = (owner(13, 1), owner(14, 1), owner(13, 2));
+    as_owner(dead);
+    let kept: Vec<RRef<Tracked>> = (0..10).map(|i| RRef::new(Tracked(&DROPS, i))).collect();
+    // Given to another domain before the crash: not reclaimed with `dead`.
+    let given = RRef::new(Tracked(&DROPS, 99));
+    given.move_to(survivor);
+    as_owner(next_generation);
+    let newer = RRef::new(Tracked(&DROPS, 100)); // same slot, next incarnation
+    // The dead domain's handles vanish with it: never dropped.
+    core::mem::forget(kept);
+    let (roots, bytes) = registry::reclaim(dead);
+    assert_eq!(roots, 10);
+    assert!(bytes >= 10 * core::mem::size_of::<Tracked>());
+    assert_eq!(
+        DROPS.load(Ordering::SeqCst),
+        10,
+        "values dropped by reclaim"
+    );
+    assert_eq!(registry::owned_by(survivor).0, 1);
+    assert_eq!(newer.owner(), next_generation);
+    assert_eq!(registry::reclaim(dead), (0, 0), "reclaim is idempotent");
+    drop(given);
+    drop(newer);
+    assert_eq!(DROPS.load(Ordering::SeqCst), 12);
+}
+
+#[test]
+fn nested_rrefs_move_with_their_root_and_die_with_it() {
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+    let (a, b) = (owner(15, 1), owner(16, 1));
+    as_owner(a);
+    let child1 = RRef::new(Tracked(&DROPS, 1));
+    let child2 = RRef::new(Tracked(&DROPS, 2));
+    assert_eq!(registry::owned_by(a).0, 2);
+    let root = RRef::new((child1, Some(child2)));
+    assert_eq!(
+        registry::owned_by(a).0,
+        1,
+        "children are owned through the root"
+    );
+    assert_eq!(root.0.owner(), NESTED);
+    root.move_to(b);
+    assert_eq!(registry::owned_by(b).0, 1);
+    assert_eq!(root.0.owner(), NESTED, "only the root's owner changes");
+    // Reclaiming the root's owner frees the children too.
+    core::mem::forget(root);
+    assert_eq!(registry::reclaim(b).0, 1);
+    assert_eq!(
+        DROPS.load(Ordering::SeqCst),
+        2,
+        "children freed with their root"
+    );
+}
+
+#[test]
+fn deque_nests_pushed_items_and_gives_popped_ones_to_the_popper() {
+    let (driver, app) = (owner(17, 1), owner(18, 1));
+    as_owner(app);
+    let mut batch = RRef::new(RRefDeque::<[u8; 512], 4>::new());
+    for i in 0..4u8 {
+        batch.push_back(RRef::new([i; 512])).expect("room");
+    }
+    assert!(
+        batch.push_back(RRef::new([9; 512])).is_err(),
+        "a full ring refuses"
+    );
+    assert_eq!(
+        registry::owned_by(app).0,
+        1,
+        "only the batch root is on the app's list"
+    );
+    batch.move_to(driver);
+    as_owner(driver);
+    let first = batch.pop_front().expect("item");
+    assert_eq!(first[0], 0);
+    assert_eq!(first.owner(), driver, "a popped item belongs to the popper");
+    assert_eq!(batch.len(), 3);
+    drop(first);
+    drop(batch);
+    assert_eq!(registry::owned_by(driver).0, 0);
+    assert_eq!(registry::owned_by(app).0, 0);
+}
+
+#[test]
+fn lending_counts_borrows() {
+    as_owner(owner(19, 1));
+    let r = RRef::new(1u32);
+    {
+        let lent = r.lend();
+        assert_eq!(lent.borrows(), 1);
+        let again = r.lend();
+        assert_eq!(again.borrows(), 2);
+    }
+    assert_eq!(r.borrows(), 0);
+}
+
+#[test]
+fn concurrent_moves_keep_the_lists_consistent() {
+    let _serial = SERIAL.lock().unwrap();
+    let owners = [owner(20, 1), owner(21, 1), owner(22, 1), owner(23, 1)];
+    as_owner(owners[0]);
+    let objects: Vec<RRef<u64>> = (0..400).map(RRef::new).collect();
+    let objects = std::sync::Arc::new(objects);
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let objects = objects.clone();
+            std::thread::spawn(move || {
+                install_backend(&HEAP);
+                for round in 0..200 {
+                    for (i, object) in objects.iter().enumerate() {
+                        if i % 4 == t {
+                            object.move_to(owners[(round + i) % 4]);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let total: usize = owners.iter().map(|&o| registry::owned_by(o).0).sum();
+    assert_eq!(total, 400);
+    for object in objects.iter() {
+        assert!(owners.contains(&object.owner()));
+    }
+    let objects = std::sync::Arc::try_unwrap(objects).unwrap();
+    drop(objects);
+    let total: usize = owners.iter().map(|&o| registry::owned_by(o).0).sum();
+    assert_eq!(total, 0);
+}
