@@ -57,6 +57,25 @@ impl PageSource for ContiguousMapper {
 pub fn init() {
     *HEAP.lock() = Some(DomainHeap::new(BASE, BASE + SIZE));
     rrpc::install_backend(&RREF_BACKEND);
+    rrpc::proxy::install_runtime(&PROXY_RUNTIME);
+}
+
+/// What generated proxies call: a domain entry.
+struct ProxyRuntime;
+
+static PROXY_RUNTIME: ProxyRuntime = ProxyRuntime;
+
+impl rrpc::proxy::Runtime for ProxyRuntime {
+    fn current(&self) -> rrpc::Owner {
+        cpu::current_owner()
+    }
+
+    fn enter(&self, callee: rrpc::Owner, f: &mut dyn FnMut()) -> Result<(), rrpc::RpcError> {
+        crate::domain::enter(callee, f).map_err(|e| match e {
+            crate::domain::EntryError::Crashed => rrpc::RpcError::DomainCrashed,
+            _ => rrpc::RpcError::DomainNotAlive,
+        })
+    }
 }
 
 /// `RRef`s live here.

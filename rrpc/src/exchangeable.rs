@@ -11,7 +11,13 @@ use crate::rref::RRef;
 /// new root instead of by a domain. The derive macro (IDL compiler, to
 /// come) implements it field by field; plain data does nothing.
 pub trait Exchangeable {
+    /// Nests every `RRef` in the value (it is moving onto the shared heap).
     fn adopt(&self) {}
+    /// Gives every root `RRef` in the value to `owner` (it is crossing a
+    /// call).
+    fn move_roots(&self, owner: crate::Owner) {
+        let _ = owner;
+    }
 }
 
 macro_rules! plain {
@@ -42,12 +48,20 @@ impl<T: Exchangeable, const N: usize> Exchangeable for [T; N] {
     fn adopt(&self) {
         self.iter().for_each(Exchangeable::adopt);
     }
+    fn move_roots(&self, owner: crate::Owner) {
+        self.iter().for_each(|v| v.move_roots(owner));
+    }
 }
 
 impl<T: Exchangeable> Exchangeable for Option<T> {
     fn adopt(&self) {
         if let Some(value) = self {
             value.adopt();
+        }
+    }
+    fn move_roots(&self, owner: crate::Owner) {
+        if let Some(value) = self {
+            value.move_roots(owner);
         }
     }
 }
@@ -59,6 +73,11 @@ macro_rules! tuple {
             fn adopt(&self) {
                 let ($($name,)+) = self;
                 $($name.adopt();)+
+            }
+            #[allow(non_snake_case)]
+            fn move_roots(&self, owner: crate::Owner) {
+                let ($($name,)+) = self;
+                $($name.move_roots(owner);)+
             }
         }
     };
@@ -72,5 +91,8 @@ tuple!(A, B, C, D);
 impl<T: Exchangeable> Exchangeable for RRef<T> {
     fn adopt(&self) {
         self.make_nested();
+    }
+    fn move_roots(&self, owner: crate::Owner) {
+        self.move_to(owner);
     }
 }

@@ -27,6 +27,10 @@ pub static TESTS: &[KTest] = &[
         run: TestFn::Async(nested_crash),
     },
     KTest {
+        name: "domain_generated_proxy_moves_rrefs_and_reports_crashes",
+        run: TestFn::Async(generated_proxy),
+    },
+    KTest {
         name: "domain_rrefs_reclaimed_on_crash_moved_ones_survive",
         run: TestFn::Async(rrefs_reclaimed),
     },
@@ -641,6 +645,82 @@ fn rrefs_reclaimed() -> BoxedTest {
         ensure!(
             shared_after == shared_before,
             "shared heap: {shared_before} -> {shared_after} bytes"
+        );
+        Ok(())
+    })
+}
+
+#[rrpc::interface]
+pub trait Filler {
+    fn fill(
+        &self,
+        buffer: rrpc::RRef<[u8; 128]>,
+        byte: u8,
+    ) -> rrpc::RpcResult<rrpc::RRef<[u8; 128]>>;
+    fn crash(&self, kind: u8) -> rrpc::RpcResult<()>;
+}
+
+struct FillerImpl;
+
+impl Filler for FillerImpl {
+    fn fill(
+        &self,
+        mut buffer: rrpc::RRef<[u8; 128]>,
+        byte: u8,
+    ) -> rrpc::RpcResult<rrpc::RRef<[u8; 128]>> {
+        assert_eq!(
+            buffer.owner(),
+            cpu::current_owner(),
+            "the callee owns its argument"
+        );
+        buffer.iter_mut().for_each(|b| *b = byte);
+        Ok(buffer)
+    }
+    fn crash(&self, kind: u8) -> rrpc::RpcResult<()> {
+        inject::trigger(Kind::ALL[usize::from(kind) % 6]);
+        Ok(())
+    }
+}
+
+/// An `#[interface]` proxy into a real domain: the call runs as the
+/// domain, the RRef argument is the callee's during the call and the
+/// caller's again with the result; a crash is `Err(DomainCrashed)` and the
+/// next call fails without entering.
+fn generated_proxy() -> BoxedTest {
+    Box::pin(async {
+        use rrpc::{RRef, RpcError};
+        let d = fresh("idle")?;
+        // The object lives in the domain's heap, created inside it.
+        let object = domain::enter(d.owner(), || {
+            alloc::sync::Arc::new(FillerImpl) as alloc::sync::Arc<dyn Filler + Send + Sync>
+        })
+        .map_err(|e| alloc::format!("enter: {e}"))?;
+        let proxy = FillerProxy::new(object, d.owner());
+        let filled = proxy
+            .fill(RRef::new([0u8; 128]), 0xAB)
+            .map_err(|e| alloc::format!("fill: {e}"))?;
+        ensure!(
+            filled.owner() == 0,
+            "result owned by {:#x}, not the caller",
+            filled.owner()
+        );
+        ensure!(filled.iter().all(|&b| b == 0xAB), "callee's writes missing");
+        ensure!(d.rrefs() == 0, "the callee kept {} RRefs", d.rrefs());
+        let crash = proxy.crash(1);
+        ensure!(
+            crash == Err(RpcError::DomainCrashed),
+            "crash gave {crash:?}"
+        );
+        let after = proxy.fill(RRef::new([0u8; 128]), 1);
+        ensure!(
+            matches!(after, Err(RpcError::DomainNotAlive)),
+            "call after the crash gave {:?}",
+            after.map(|_| ())
+        );
+        dead(d).await?;
+        ensure!(
+            filled[5] == 0xAB,
+            "the caller's RRef changed when the callee died"
         );
         Ok(())
     })

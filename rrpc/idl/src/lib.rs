@@ -1,0 +1,318 @@
+//! The IDL compiler, as ordinary procedural macros (no source rewriting,
+//! no external step).
+//!
+//! - `#[derive(Exchangeable)]`: a struct or enum may cross domains if every
+//!   field may; the error for a field that may not names its type at its
+//!   span. The derived `adopt` and `move_roots` visit every field.
+//! - `#[interface]` on a trait: every method takes `&self` and returns
+//!   `RpcResult<T>`; every argument and result type must be exchangeable:
+//!   `&mut T`, `&T` (other than `&RRef<T>`), raw pointers, `Box`, `Vec`,
+//!   `String`, closures and `impl Trait` are rejected with an error at the
+//!   offending type. It then generates `<Trait>Proxy`, which implements the
+//!   trait by entering the callee's domain for each call (through the
+//!   runtime the kernel installs in `rrpc::proxy`), moving `RRef`
+//!   arguments to the callee and results back to the caller.
+//!
+//! Not yet: `async fn` methods and interface handles as arguments.
+
+use proc_macro::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{
+    Data, DeriveInput, Error, Fields, FnArg, GenericArgument, ItemTrait, Pat, PathArguments,
+    ReturnType, TraitItem, Type, parse_macro_input,
+};
+
+#[proc_macro_derive(Exchangeable)]
+pub fn derive_exchangeable(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    let name = &input.ident;
+    let (impl_generics, type_generics, where_clause) = input.generics.split_for_impl();
+    let mut checks = Vec::new();
+    let (adopt, moves) = match &input.data {
+        Data::Struct(data) => {
+            let members: Vec<_> = data.fields.members().collect();
+            for field in &data.fields {
+                checks.push(assert_exchangeable(&field.ty));
+            }
+            (
+                quote! { #( ::rrpc::Exchangeable::adopt(&self.#members); )* },
+                quote! { #( ::rrpc::Exchangeable::move_roots(&self.#members, owner); )* },
+            )
+        }
+        Data::Enum(data) => {
+            let mut adopt_arms = Vec::new();
+            let mut move_arms = Vec::new();
+            for variant in &data.variants {
+                let v = &variant.ident;
+                let bindings: Vec<_> = (0..variant.fields.len())
+                    .map(|i| format_ident!("f{i}"))
+                    .collect();
+                for field in &variant.fields {
+                    checks.push(assert_exchangeable(&field.ty));
+                }
+                let pattern = match &variant.fields {
+                    Fields::Named(named) => {
+                        let names: Vec<_> = named
+                            .named
+                            .iter()
+                            .map(|f| f.ident.clone().unwrap())
+                            .collect();
+                        quote! { Self::#v { #( #names: #bindings ),* } }
+                    }
+                    Fields::Unnamed(_) => quote! { Self::#v( #( #bindings ),* ) },
+                    Fields::Unit => quote! { Self::#v },
+                };
+                adopt_arms
+                    .push(quote! { #pattern => { #( ::rrpc::Exchangeable::adopt(#bindings); )* } });
+                move_arms.push(quote! { #pattern => { #( ::rrpc::Exchangeable::move_roots(#bindings, owner); )* } });
+            }
+            (
+                quote! { match self { #( #adopt_arms )* } },
+                quote! { match self { #( #move_arms )* } },
+            )
+        }
+        Data::Union(u) => {
+            return Error::new(u.union_token.span, "unions cannot be Exchangeable")
+                .to_compile_error()
+                .into();
+        }
+    };
+    quote! {
+        impl #impl_generics ::rrpc::Exchangeable for #name #type_generics #where_clause {
+            fn adopt(&self) {
+                #( #checks )*
+                #adopt
+            }
+            fn move_roots(&self, owner: ::rrpc::Owner) {
+                #moves
+            }
+        }
+    }
+    .into()
+}
+
+/// A statement that fails to compile, at `ty`'s span, unless `ty` is
+/// exchangeable.
+fn assert_exchangeable(ty: &Type) -> proc_macro2::TokenStream {
+    quote_spanned! {ty.span()=>
+        let _: fn() = || { fn must_be_exchangeable<T: ::rrpc::Exchangeable + ?Sized>() {} must_be_exchangeable::<#ty>(); };
+    }
+}
+
+fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {
+    match ty {
+        Type::Path(p) => p.path.segments.last(),
+        _ => None,
+    }
+}
+
+fn is_rref(ty: &Type) -> bool {
+    last_segment(ty).is_some_and(|s| s.ident == "RRef")
+}
+
+/// Rejects shapes that can never cross a domain boundary, naming why.
+fn check_type(ty: &Type) -> Result<(), Error> {
+    match ty {
+        Type::Reference(r) if r.mutability.is_some() => Err(Error::new(
+            ty.span(),
+            "`&mut` cannot cross a domain boundary: pass an `RRef<T>` and get it back",
+        )),
+        Type::Reference(r) if !is_rref(&r.elem) => Err(Error::new(
+            ty.span(),
+            "references cannot cross a domain boundary (only `&RRef<T>`, lent for the call)",
+        )),
+        Type::Reference(r) => check_type(&r.elem),
+        Type::Ptr(_) => Err(Error::new(
+            ty.span(),
+            "raw pointers cannot cross a domain boundary",
+        )),
+        Type::BareFn(_) | Type::ImplTrait(_) | Type::TraitObject(_) => Err(Error::new(
+            ty.span(),
+            "closures, `impl Trait` and trait objects cannot cross a domain boundary",
+        )),
+        Type::Path(_) => {
+            let segment = last_segment(ty).expect("path type");
+            let name = segment.ident.to_string();
+            if matches!(name.as_str(), "Box" | "Vec" | "String" | "Rc" | "Arc") {
+                return Err(Error::new(
+                    ty.span(),
+                    format!(
+                        "`{name}` lives on a domain's private heap and cannot cross a domain boundary; use `RRef`"
+                    ),
+                ));
+            }
+            if let PathArguments::AngleBracketed(args) = &segment.arguments {
+                for arg in &args.args {
+                    if let GenericArgument::Type(inner) = arg {
+                        check_type(inner)?;
+                    }
+                }
+            }
+            Ok(())
+        }
+        Type::Tuple(t) => t.elems.iter().try_for_each(check_type),
+        Type::Array(a) => check_type(&a.elem),
+        Type::Paren(p) => check_type(&p.elem),
+        _ => Err(Error::new(
+            ty.span(),
+            "this type cannot cross a domain boundary",
+        )),
+    }
+}
+
+/// The `T` of `RpcResult<T>`.
+fn rpc_result_inner(output: &ReturnType) -> Result<&Type, Error> {
+    let ReturnType::Type(_, ty) = output else {
+        return Err(Error::new(
+            output.span(),
+            "interface methods must return `RpcResult<T>`",
+        ));
+    };
+    let Some(segment) = last_segment(ty).filter(|s| s.ident == "RpcResult") else {
+        return Err(Error::new(
+            ty.span(),
+            "interface methods must return `RpcResult<T>` (the callee may crash)",
+        ));
+    };
+    match &segment.arguments {
+        PathArguments::AngleBracketed(args) if args.args.len() == 1 => match &args.args[0] {
+            GenericArgument::Type(inner) => Ok(inner),
+            other => Err(Error::new(other.span(), "expected a type")),
+        },
+        _ => Err(Error::new(segment.span(), "expected `RpcResult<T>`")),
+    }
+}
+
+#[proc_macro_attribute]
+pub fn interface(_args: TokenStream, input: TokenStream) -> TokenStream {
+    let item = parse_macro_input!(input as ItemTrait);
+    match interface_impl(&item) {
+        Ok(tokens) => tokens.into(),
+        Err(error) => {
+            let error = error.to_compile_error();
+            quote! { #item #error }.into()
+        }
+    }
+}
+
+fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
+    let name = &item.ident;
+    let proxy = format_ident!("{name}Proxy");
+    let vis = &item.vis;
+    let mut methods = Vec::new();
+    let mut errors: Option<Error> = None;
+    let mut push = |e: Error| match &mut errors {
+        Some(all) => all.combine(e),
+        None => errors = Some(e),
+    };
+    for trait_item in &item.items {
+        let TraitItem::Fn(method) = trait_item else {
+            continue;
+        };
+        let sig = &method.sig;
+        if let Some(asyncness) = &sig.asyncness {
+            push(Error::new(
+                asyncness.span(),
+                "async interface methods are not supported yet",
+            ));
+            continue;
+        }
+        match sig.inputs.first() {
+            Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none() => {}
+            _ => push(Error::new(sig.span(), "interface methods take `&self`")),
+        }
+        let result = match rpc_result_inner(&sig.output) {
+            Ok(ty) => {
+                if let Err(e) = check_type(ty) {
+                    push(e);
+                }
+                Some(ty)
+            }
+            Err(e) => {
+                push(e);
+                None
+            }
+        };
+        let mut arg_names = Vec::new();
+        let mut arg_types = Vec::new();
+        for arg in sig.inputs.iter().skip(1) {
+            let FnArg::Typed(typed) = arg else { continue };
+            if let Err(e) = check_type(&typed.ty) {
+                push(e);
+            }
+            match &*typed.pat {
+                Pat::Ident(ident) => arg_names.push(ident.ident.clone()),
+                other => push(Error::new(
+                    other.span(),
+                    "interface arguments must be plain names",
+                )),
+            }
+            arg_types.push((*typed.ty).clone());
+        }
+        if result.is_none() {
+            continue;
+        }
+        let method_name = &sig.ident;
+        let output = &sig.output;
+        let moves: Vec<_> = arg_names
+            .iter()
+            .zip(&arg_types)
+            .filter(|(_, ty)| !matches!(ty, Type::Reference(_)))
+            .map(|(n, _)| quote! { ::rrpc::Exchangeable::move_roots(&#n, callee); })
+            .collect();
+        let checks: Vec<_> = arg_types
+            .iter()
+            .filter(|ty| !matches!(ty, Type::Reference(_)))
+            .map(assert_exchangeable)
+            .collect();
+        methods.push(quote! {
+            fn #method_name(&self, #( #arg_names: #arg_types ),*) #output {
+                #( #checks )*
+                let callee = self.callee;
+                let caller = ::rrpc::proxy::current();
+                #( #moves )*
+                let inner = self.inner.as_ref().ok_or(::rrpc::RpcError::DomainNotAlive)?;
+                let result = ::rrpc::proxy::call(callee, move || inner.#method_name(#( #arg_names ),*))??;
+                ::rrpc::Exchangeable::move_roots(&result, caller);
+                Ok(result)
+            }
+        });
+    }
+    if let Some(errors) = errors {
+        return Err(errors);
+    }
+    Ok(quote! {
+        #item
+
+        /// Generated by `#[interface]`: calls into the domain that exports
+        /// the object, each call a contained entry; `RRef`s move with it.
+        #vis struct #proxy {
+            /// The callee's object, in the callee's heap: used and dropped
+            /// only inside the callee (never after it died).
+            inner: ::core::option::Option<::rrpc::alloc_reexport::sync::Arc<dyn #name + Send + Sync>>,
+            callee: ::rrpc::Owner,
+        }
+
+        impl #proxy {
+            /// Wraps `inner`, exported by domain incarnation `callee`.
+            pub fn new(inner: ::rrpc::alloc_reexport::sync::Arc<dyn #name + Send + Sync>, callee: ::rrpc::Owner) -> Self {
+                #proxy { inner: ::core::option::Option::Some(inner), callee }
+            }
+        }
+
+        impl ::core::ops::Drop for #proxy {
+            fn drop(&mut self) {
+                if let ::core::option::Option::Some(inner) = self.inner.take() {
+                    // Dropping it may run the callee's code: a domain entry.
+                    // If the callee is dead, `call` forgets it instead.
+                    let _ = ::rrpc::proxy::call(self.callee, move || ::core::mem::drop(inner));
+                }
+            }
+        }
+
+        impl #name for #proxy {
+            #( #methods )*
+        }
+    })
+}
