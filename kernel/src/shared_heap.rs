@@ -70,6 +70,15 @@ impl rrpc::proxy::Runtime for ProxyRuntime {
         cpu::current_owner()
     }
 
+    fn suspended(&self, callee: rrpc::Owner, waker: &core::task::Waker) {
+        if let (Some(task), Some(domain)) = (
+            executor::task_id_of(waker),
+            crate::domain::get((callee >> 16) as usize),
+        ) {
+            domain.add_waiter(task);
+        }
+    }
+
     fn enter(&self, callee: rrpc::Owner, f: &mut dyn FnMut()) -> Result<(), rrpc::RpcError> {
         crate::domain::enter(callee, f).map_err(|e| match e {
             crate::domain::EntryError::Crashed => rrpc::RpcError::DomainCrashed,

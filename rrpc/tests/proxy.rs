@@ -187,3 +187,110 @@ fn a_crash_is_an_error_and_later_calls_fail_without_entering() {
         "a dead callee is not entered"
     );
 }
+
+// ---- async methods -------------------------------------------------------
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+#[interface]
+pub trait Storage {
+    async fn read(&self, block: u64) -> RpcResult<RRef<[u8; 64]>>;
+    async fn wait(&self) -> RpcResult<u32>;
+    async fn crash_on_second_poll(&self) -> RpcResult<()>;
+}
+
+static RELEASE: AtomicBool = AtomicBool::new(false);
+static INNER_DROPPED: AtomicBool = AtomicBool::new(false);
+
+struct Disk;
+
+struct DropFlag;
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        INNER_DROPPED.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Storage for Disk {
+    fn read(
+        &self,
+        block: u64,
+    ) -> Pin<Box<dyn Future<Output = RpcResult<RRef<[u8; 64]>>> + Send + '_>> {
+        // Created inside the callee: the buffer starts out as the callee's.
+        Box::pin(async move { Ok(RRef::new([block as u8; 64])) })
+    }
+    fn wait(&self) -> Pin<Box<dyn Future<Output = RpcResult<u32>> + Send + '_>> {
+        Box::pin(std::future::poll_fn(|_| {
+            if RELEASE.load(Ordering::SeqCst) {
+                Poll::Ready(Ok(5))
+            } else {
+                Poll::Pending
+            }
+        }))
+    }
+    fn crash_on_second_poll(&self) -> Pin<Box<dyn Future<Output = RpcResult<()>> + Send + '_>> {
+        let flag = DropFlag;
+        let mut polls = 0;
+        Box::pin(std::future::poll_fn(move |_| {
+            let _keep = &flag;
+            polls += 1;
+            if polls == 2 {
+                panic!("disk crashed mid-request");
+            }
+            Poll::Pending
+        }))
+    }
+}
+
+fn poll_once<F: Future + ?Sized>(future: Pin<&mut F>) -> Poll<F::Output> {
+    future.poll(&mut Context::from_waker(Waker::noop()))
+}
+
+#[test]
+fn async_call_returns_the_callees_rref_to_the_caller() {
+    let caller = 9 << 16 | 1;
+    setup(caller);
+    let proxy = StorageProxy::new(Arc::new(Disk), 10 << 16 | 1);
+    let mut future = proxy.read(3);
+    match poll_once(future.as_mut()) {
+        Poll::Ready(Ok(buffer)) => {
+            assert_eq!(buffer.owner(), caller, "the result moved to the caller");
+            assert!(buffer.iter().all(|&b| b == 3));
+        }
+        other => panic!("read gave {:?}", other.map(|r| r.map(|_| ()))),
+    }
+}
+
+#[test]
+fn suspended_async_call_completes_later() {
+    setup(11 << 16 | 1);
+    let proxy = StorageProxy::new(Arc::new(Disk), 12 << 16 | 1);
+    let mut future = proxy.wait();
+    assert!(poll_once(future.as_mut()).is_pending());
+    RELEASE.store(true, Ordering::SeqCst);
+    assert_eq!(poll_once(future.as_mut()), Poll::Ready(Ok(5)));
+}
+
+#[test]
+fn a_crash_during_a_poll_fails_the_call_and_forgets_the_callee_future() {
+    setup(13 << 16 | 1);
+    let proxy = StorageProxy::new(Arc::new(Disk), 14 << 16 | 1);
+    let mut future = proxy.crash_on_second_poll();
+    assert!(poll_once(future.as_mut()).is_pending());
+    assert_eq!(
+        poll_once(future.as_mut()),
+        Poll::Ready(Err(RpcError::DomainCrashed))
+    );
+    drop(future);
+    assert!(
+        !INNER_DROPPED.load(Ordering::SeqCst),
+        "a crashed callee's future must be forgotten, not dropped"
+    );
+    let mut next = proxy.read(1);
+    assert!(matches!(
+        poll_once(next.as_mut()),
+        Poll::Ready(Err(RpcError::DomainNotAlive))
+    ));
+}

@@ -27,6 +27,10 @@ pub static TESTS: &[KTest] = &[
         run: TestFn::Async(nested_crash),
     },
     KTest {
+        name: "domain_async_proxy_call_woken_by_callee_crash",
+        run: TestFn::Async(async_proxy_crash),
+    },
+    KTest {
         name: "domain_generated_proxy_moves_rrefs_and_reports_crashes",
         run: TestFn::Async(generated_proxy),
     },
@@ -723,5 +727,57 @@ fn generated_proxy() -> BoxedTest {
             "the caller's RRef changed when the callee died"
         );
         Ok(())
+    })
+}
+
+#[rrpc::interface]
+pub trait Waiter {
+    async fn wait(&self) -> rrpc::RpcResult<u32>;
+}
+
+struct WaiterImpl;
+
+impl Waiter for WaiterImpl {
+    fn wait(
+        &self,
+    ) -> core::pin::Pin<Box<dyn core::future::Future<Output = rrpc::RpcResult<u32>> + Send + '_>>
+    {
+        Box::pin(poll_fn(|_| Poll::Pending)) // never completes by itself
+    }
+}
+
+/// A task awaits an async call through a generated proxy; the callee
+/// never completes it, then crashes (from another core). The suspended
+/// caller is woken and the call completes with an error.
+fn async_proxy_crash() -> BoxedTest {
+    Box::pin(async {
+        let d = fresh("idle")?;
+        let owner = d.owner();
+        let object = domain::enter(owner, || {
+            alloc::sync::Arc::new(WaiterImpl) as alloc::sync::Arc<dyn Waiter + Send + Sync>
+        })
+        .map_err(|e| alloc::format!("enter: {e}"))?;
+        let caller = sched::spawn(async move {
+            let proxy = WaiterProxy::new(object, owner);
+            proxy.wait().await
+        })
+        .map_err(|e| alloc::format!("spawn: {e:?}"))?;
+        executor::sleep(Duration::from_millis(10)).await;
+        ensure!(!caller.is_finished(), "the call completed before the crash");
+        let crasher = sched::spawn_on(cpu::count() - 1, async move {
+            domain::enter(owner, || inject::trigger(Kind::PageFault))
+        })
+        .map_err(|e| alloc::format!("spawn: {e:?}"))?;
+        let crash = crasher.await.map_err(|e| alloc::format!("join: {e:?}"))?;
+        ensure!(crash == Err(EntryError::Crashed), "crash gave {crash:?}");
+        let result = caller.await.map_err(|e| alloc::format!("join: {e:?}"))?;
+        ensure!(
+            matches!(
+                result,
+                Err(rrpc::RpcError::DomainNotAlive | rrpc::RpcError::DomainCrashed)
+            ),
+            "suspended async call gave {result:?}"
+        );
+        dead(d).await
     })
 }

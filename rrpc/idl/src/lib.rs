@@ -13,7 +13,10 @@
 //!   runtime the kernel installs in `rrpc::proxy`), moving `RRef`
 //!   arguments to the callee and results back to the caller.
 //!
-//! Not yet: `async fn` methods and interface handles as arguments.
+//! `async fn` methods become methods returning a boxed future (so the trait
+//! stays usable as `dyn Trait`); their proxies return a
+//! `rrpc::proxy::ProxyFuture`, which polls the callee's future inside the
+//! callee on every poll. Not yet: interface handles as arguments.
 
 use proc_macro::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
@@ -211,13 +214,7 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
             continue;
         };
         let sig = &method.sig;
-        if let Some(asyncness) = &sig.asyncness {
-            push(Error::new(
-                asyncness.span(),
-                "async interface methods are not supported yet",
-            ));
-            continue;
-        }
+        let is_async = sig.asyncness.is_some();
         match sig.inputs.first() {
             Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none() => {}
             _ => push(Error::new(sig.span(), "interface methods take `&self`")),
@@ -255,6 +252,7 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
         }
         let method_name = &sig.ident;
         let output = &sig.output;
+        let result_type = result.expect("checked above");
         let moves: Vec<_> = arg_names
             .iter()
             .zip(&arg_types)
@@ -266,6 +264,22 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
             .filter(|ty| !matches!(ty, Type::Reference(_)))
             .map(assert_exchangeable)
             .collect();
+        if is_async {
+            methods.push(quote! {
+                fn #method_name(&self, #( #arg_names: #arg_types ),*)
+                    -> ::core::pin::Pin<::rrpc::alloc_reexport::boxed::Box<dyn ::core::future::Future<Output = ::rrpc::RpcResult<#result_type>> + Send + '_>>
+                {
+                    #( #checks )*
+                    let callee = self.callee;
+                    #( #moves )*
+                    let Some(inner) = self.inner.as_ref() else {
+                        return ::rrpc::alloc_reexport::boxed::Box::pin(async { Err(::rrpc::RpcError::DomainNotAlive) });
+                    };
+                    ::rrpc::alloc_reexport::boxed::Box::pin(::rrpc::proxy::ProxyFuture::start(callee, move || inner.#method_name(#( #arg_names ),*)))
+                }
+            });
+            continue;
+        }
         methods.push(quote! {
             fn #method_name(&self, #( #arg_names: #arg_types ),*) #output {
                 #( #checks )*
@@ -281,6 +295,20 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
     }
     if let Some(errors) = errors {
         return Err(errors);
+    }
+    // Async methods become methods returning a boxed future, so the trait
+    // stays usable as `dyn Trait` (the proxy is one).
+    let mut item = item.clone();
+    for trait_item in &mut item.items {
+        if let TraitItem::Fn(method) = trait_item
+            && method.sig.asyncness.is_some()
+        {
+            let inner = rpc_result_inner(&method.sig.output)?.clone();
+            method.sig.asyncness = None;
+            method.sig.output = syn::parse_quote! {
+                -> ::core::pin::Pin<::rrpc::alloc_reexport::boxed::Box<dyn ::core::future::Future<Output = ::rrpc::RpcResult<#inner>> + Send + '_>>
+            };
+        }
     }
     Ok(quote! {
         #item
