@@ -310,6 +310,15 @@ struct HostCore {
     owner: std::cell::Cell<u32>,
 }
 
+impl HostCore {
+    fn new(owner: u32) -> HostCore {
+        HostCore {
+            top: std::cell::Cell::new(std::ptr::null_mut()),
+            owner: std::cell::Cell::new(owner),
+        }
+    }
+}
+
 impl cont::Core for HostCore {
     #[inline]
     fn top(&self) -> *mut () {
@@ -338,10 +347,7 @@ pub fn domain_entry(settings: Settings) -> Measurement {
     const OWNER: u32 = 1 << 16 | 1;
     let adder = Adder(3);
     let object: &dyn Service = black_box(&adder);
-    let core = HostCore {
-        top: std::cell::Cell::new(std::ptr::null_mut()),
-        owner: std::cell::Cell::new(0),
-    };
+    let core = HostCore::new(0);
     let gate = cont::Gate::new(OWNER);
     // The kernel's deadline: this core's timer-tick count plus the budget.
     let ticks = std::sync::atomic::AtomicU64::new(1000);
@@ -383,10 +389,7 @@ pub fn domain_entry_async(settings: Settings) -> Measurement {
     const OWNER: u32 = 1 << 16 | 1;
     let adder = Adder(3);
     let object: &dyn AsyncService = black_box(&adder);
-    let core = HostCore {
-        top: std::cell::Cell::new(std::ptr::null_mut()),
-        owner: std::cell::Cell::new(0),
-    };
+    let core = HostCore::new(0);
     let gate = cont::Gate::new(OWNER);
     let ticks = std::sync::atomic::AtomicU64::new(1000);
     let budget = black_box(101u64);
@@ -515,10 +518,7 @@ pub fn rref_call_move(settings: Settings) -> Measurement {
     const CALLER: u32 = 1 << 16 | 1;
     const CALLEE: u32 = 2 << 16 | 1;
     let sink: &dyn Sink = black_box(&Reader);
-    let core = HostCore {
-        top: std::cell::Cell::new(std::ptr::null_mut()),
-        owner: std::cell::Cell::new(CALLER),
-    };
+    let core = HostCore::new(CALLER);
     let gate = cont::Gate::new(CALLEE);
     let ticks = std::sync::atomic::AtomicU64::new(1000);
     let buffer = rrpc::RRef::new([7u8; 64]);

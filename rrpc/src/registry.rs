@@ -120,17 +120,12 @@ pub(crate) unsafe fn link(header: NonNull<Header>, owner: Owner) {
     list.head = raw;
 }
 
-/// Removes `header` from the list of `owner` (nothing for `NESTED`).
+/// Takes `raw` out of `list`, whose lock the caller holds.
 ///
 /// # Safety
-/// `header` is live and on `owner`'s list.
-pub(crate) unsafe fn unlink(header: NonNull<Header>, owner: Owner) {
-    if owner == NESTED {
-        return;
-    }
-    let raw = header.as_ptr();
-    let mut list = LISTS[slot(owner)].lock();
-    // SAFETY: under the list lock; neighbours are live list members.
+/// `raw` is live and a member of `list`.
+unsafe fn detach(list: &mut List, raw: *mut Header) {
+    // SAFETY: the caller holds the lock; neighbours are live list members.
     unsafe {
         let (prev, next) = *(*raw).links.get();
         if prev.is_null() {
@@ -145,6 +140,19 @@ pub(crate) unsafe fn unlink(header: NonNull<Header>, owner: Owner) {
         list.count -= 1;
         list.bytes -= (*raw).layout.size();
     }
+}
+
+/// Removes `header` from the list of `owner` (nothing for `NESTED`).
+///
+/// # Safety
+/// `header` is live and on `owner`'s list.
+pub(crate) unsafe fn unlink(header: NonNull<Header>, owner: Owner) {
+    if owner == NESTED {
+        return;
+    }
+    let mut list = LISTS[slot(owner)].lock();
+    // SAFETY: the caller guarantees membership; we hold the lock.
+    unsafe { detach(&mut list, header.as_ptr()) };
 }
 
 /// Gives `header` to `owner`.
@@ -194,17 +202,7 @@ pub fn reclaim(owner: Owner) -> (usize, usize) {
             unsafe {
                 let next = (*(*cursor).links.get()).1;
                 if (*cursor).owner.load(Ordering::Acquire) == owner {
-                    let (prev, after) = *(*cursor).links.get();
-                    if prev.is_null() {
-                        list.head = after;
-                    } else {
-                        (*(*prev).links.get()).1 = after;
-                    }
-                    if !after.is_null() {
-                        (*(*after).links.get()).0 = prev;
-                    }
-                    list.count -= 1;
-                    list.bytes -= (*cursor).layout.size();
+                    detach(&mut list, cursor);
                     roots += 1;
                     bytes += (*cursor).layout.size();
                     // Chain the doomed through their `next` link.
