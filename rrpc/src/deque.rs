@@ -80,3 +80,65 @@ impl<T: Exchangeable, const N: usize> Exchangeable for RRefDeque<T, N> {
         self.iter().for_each(|item| item.make_nested());
     }
 }
+
+/// A fixed array of up to `N` optional `RRef<T>`s (slots addressed by
+/// index). Like [`RRefDeque`], items stored in it are nested in whatever
+/// `RRef` holds it, and items taken out belong to the domain that takes
+/// them.
+pub struct RRefArray<T: Exchangeable, const N: usize> {
+    items: [Option<RRef<T>>; N],
+}
+
+impl<T: Exchangeable, const N: usize> Default for RRefArray<T, N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Exchangeable, const N: usize> RRefArray<T, N> {
+    pub fn new() -> Self {
+        RRefArray {
+            items: core::array::from_fn(|_| None),
+        }
+    }
+
+    pub const fn capacity(&self) -> usize {
+        N
+    }
+
+    pub fn get(&self, index: usize) -> Option<&RRef<T>> {
+        self.items.get(index)?.as_ref()
+    }
+
+    /// Stores `item` at `index`, returning what was there (now the
+    /// caller's). An index out of range gives `item` back as `Err`.
+    pub fn set(&mut self, index: usize, item: RRef<T>) -> Result<Option<RRef<T>>, RRef<T>> {
+        let Some(slot) = self.items.get_mut(index) else {
+            return Err(item);
+        };
+        item.make_nested();
+        let previous = slot.replace(item);
+        if let Some(previous) = &previous {
+            previous.claim();
+        }
+        Ok(previous)
+    }
+
+    /// Takes the item at `index`; it now belongs to the running domain.
+    pub fn take(&mut self, index: usize) -> Option<RRef<T>> {
+        let item = self.items.get_mut(index)?.take();
+        if let Some(item) = &item {
+            item.claim();
+        }
+        item
+    }
+}
+
+impl<T: Exchangeable, const N: usize> Exchangeable for RRefArray<T, N> {
+    fn adopt(&self) {
+        self.items
+            .iter()
+            .flatten()
+            .for_each(|item| item.make_nested());
+    }
+}

@@ -39,7 +39,7 @@ mod rref;
 #[cfg(test)]
 mod tests;
 
-pub use deque::RRefDeque;
+pub use deque::{RRefArray, RRefDeque};
 pub use error::{RpcError, RpcResult};
 pub use exchangeable::Exchangeable;
 pub use registry::{Backend, install_backend};

@@ -218,3 +218,29 @@ fn concurrent_moves_keep_the_lists_consistent() {
     let total: usize = owners.iter().map(|&o| registry::owned_by(o).0).sum();
     assert_eq!(total, 0);
 }
+
+#[test]
+fn array_slots_nest_and_release() {
+    let (a, b) = (owner(24, 1), owner(25, 1));
+    as_owner(a);
+    let mut array = RRef::new(RRefArray::<u64, 3>::new());
+    assert!(array.set(0, RRef::new(10)).unwrap().is_none());
+    assert!(
+        array.set(7, RRef::new(11)).is_err(),
+        "out of range gives the item back"
+    );
+    assert_eq!(
+        registry::owned_by(a).0,
+        1,
+        "only the array root is on the list"
+    );
+    array.move_to(b);
+    as_owner(b);
+    let taken = array.take(0).expect("item");
+    assert_eq!(*taken, 10);
+    assert_eq!(taken.owner(), b);
+    assert!(array.get(0).is_none());
+    drop(taken);
+    drop(array);
+    assert_eq!(registry::owned_by(b).0, 0);
+}

@@ -88,6 +88,7 @@ pub trait Block {
 
 struct Device {
     seen_owner: AtomicU32,
+    seen_borrows: AtomicU32,
 }
 
 impl Block for Device {
@@ -100,6 +101,7 @@ impl Block for Device {
         Ok(buffer)
     }
     fn sum(&self, buffer: &RRef<[u8; 64]>) -> RpcResult<u64> {
+        self.seen_borrows.store(buffer.borrows(), Ordering::SeqCst);
         Ok(buffer.iter().map(|&b| u64::from(b)).sum())
     }
     fn who(&self) -> RpcResult<Owner> {
@@ -118,6 +120,7 @@ fn device(slot: u32) -> (BlockProxy, Arc<Device>, Owner) {
     let callee = slot << 16 | 1;
     let inner = Arc::new(Device {
         seen_owner: AtomicU32::new(0),
+        seen_borrows: AtomicU32::new(0),
     });
     (BlockProxy::new(inner.clone(), callee), inner, callee)
 }
@@ -151,6 +154,12 @@ fn rrefs_move_to_the_callee_and_back() {
     assert_eq!(filled.owner(), caller, "the result came back to the caller");
     assert!(filled.iter().all(|&b| b == 9));
     assert_eq!(proxy.sum(&filled), Ok(9 * 64));
+    assert_eq!(
+        device.seen_borrows.load(Ordering::SeqCst),
+        1,
+        "lent for the call"
+    );
+    assert_eq!(filled.borrows(), 0, "and given back");
     assert_eq!(filled.owner(), caller, "a lent RRef does not move");
 }
 

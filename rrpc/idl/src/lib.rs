@@ -259,6 +259,15 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
             .filter(|(_, ty)| !matches!(ty, Type::Reference(_)))
             .map(|(n, _)| quote! { ::rrpc::Exchangeable::move_roots(&#n, callee); })
             .collect();
+        let lends: Vec<_> = arg_names
+            .iter()
+            .zip(&arg_types)
+            .filter(|(_, ty)| matches!(ty, Type::Reference(_)))
+            .map(|(n, _)| {
+                let guard = format_ident!("__lent_{}", n);
+                quote! { let #guard = #n.lend(); }
+            })
+            .collect();
         let checks: Vec<_> = arg_types
             .iter()
             .filter(|ty| !matches!(ty, Type::Reference(_)))
@@ -286,6 +295,8 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
                 let callee = self.callee;
                 let caller = ::rrpc::proxy::current();
                 #( #moves )*
+                // `&RRef` arguments are lent for the call (borrow count).
+                #( #lends )*
                 let inner = self.inner.as_ref().ok_or(::rrpc::RpcError::DomainNotAlive)?;
                 let result = ::rrpc::proxy::call(callee, move || inner.#method_name(#( #arg_names ),*))??;
                 ::rrpc::Exchangeable::move_roots(&result, caller);
