@@ -80,10 +80,7 @@ impl rrpc::proxy::Runtime for ProxyRuntime {
     }
 
     fn enter(&self, callee: rrpc::Owner, f: &mut dyn FnMut()) -> Result<(), rrpc::RpcError> {
-        crate::domain::enter(callee, f).map_err(|e| match e {
-            crate::domain::EntryError::Crashed => rrpc::RpcError::DomainCrashed,
-            _ => rrpc::RpcError::DomainNotAlive,
-        })
+        crate::domain::enter(callee, f).map_err(rrpc::RpcError::from)
     }
 }
 

@@ -9,6 +9,8 @@ pub enum RpcError {
     DomainNotAlive,
     /// The shared heap could not hold an argument or result.
     OutOfMemory,
+    /// No domain has the name asked for.
+    NoSuchDomain,
 }
 
 impl fmt::Display for RpcError {
@@ -17,6 +19,7 @@ impl fmt::Display for RpcError {
             RpcError::DomainCrashed => write!(f, "the callee domain crashed"),
             RpcError::DomainNotAlive => write!(f, "the callee domain is not alive"),
             RpcError::OutOfMemory => write!(f, "the shared heap is full"),
+            RpcError::NoSuchDomain => write!(f, "no such domain"),
         }
     }
 }

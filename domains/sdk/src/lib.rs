@@ -40,7 +40,8 @@ use core::future::Future;
 use core::pin::Pin;
 
 pub use executor::{interval, sleep, sleep_until, yield_now};
-pub use interfaces::service::{CallError, Service};
+pub use interfaces::service::Service;
+pub use rrpc::{RRef, RRefArray, RRefDeque, RpcError, RpcResult};
 
 /// A task a domain spawns: owned by the domain, removed (never polled or
 /// dropped again) if the domain crashes.
@@ -61,7 +62,7 @@ pub trait Kernel: Send + Sync {
     fn spawn(&self, task: Task) -> Result<(), SpawnError>;
     /// Calls the service of the domain named `domain` (a contained entry:
     /// a crash there is an `Err` here).
-    fn call(&self, domain: &str, op: u32, arg: u64) -> Result<u64, CallError>;
+    fn call(&self, domain: &str, op: u32, arg: u64) -> RpcResult<u64>;
     /// Writes a line to the kernel log, prefixed with the domain's name.
     fn log(&self, message: &str);
 }

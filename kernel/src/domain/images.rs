@@ -11,7 +11,7 @@
 use alloc::boxed::Box;
 use alloc::string::String;
 
-use domain_sdk::{CallError, Entry, Kernel, SpawnError, Task};
+use domain_sdk::{Entry, Kernel, RpcError, RpcResult, SpawnError, Task};
 use executor::OwnerId;
 pub use interfaces::service::Service;
 use spin::Mutex;
@@ -84,13 +84,9 @@ impl Kernel for Handle {
             .map_err(|_| SpawnError::Full)
     }
 
-    fn call(&self, domain: &str, op: u32, arg: u64) -> Result<u64, CallError> {
-        let target = super::find(domain).ok_or(CallError::NoSuchDomain)?;
-        call(target, op, arg).map_err(|e| match e {
-            EntryError::Crashed => CallError::Crashed,
-            EntryError::NotAlive => CallError::NotAlive,
-            EntryError::NoSuchDomain => CallError::NoSuchDomain,
-        })
+    fn call(&self, domain: &str, op: u32, arg: u64) -> RpcResult<u64> {
+        let target = super::find(domain).ok_or(RpcError::NoSuchDomain)?;
+        Ok(call(target, op, arg)?)
     }
 
     fn log(&self, message: &str) {

@@ -98,6 +98,16 @@ impl fmt::Display for EntryError {
     }
 }
 
+impl From<EntryError> for rrpc::RpcError {
+    fn from(error: EntryError) -> rrpc::RpcError {
+        match error {
+            EntryError::Crashed => rrpc::RpcError::DomainCrashed,
+            EntryError::NotAlive => rrpc::RpcError::DomainNotAlive,
+            EntryError::NoSuchDomain => rrpc::RpcError::NoSuchDomain,
+        }
+    }
+}
+
 pub struct Domain {
     pub slot: usize,
     pub name: String,
