@@ -34,7 +34,8 @@ impl Backend for HostHeap {
 /// Each test uses its own callee; a panic inside marks it dead.
 struct HostRuntime {
     dead: [AtomicBool; 64],
-    entries: AtomicU32,
+    /// Entries per callee slot (tests run in parallel, each with its own).
+    entries: [AtomicU32; 64],
 }
 
 impl Runtime for HostRuntime {
@@ -46,7 +47,7 @@ impl Runtime for HostRuntime {
         if self.dead[slot].load(Ordering::SeqCst) {
             return Err(RpcError::DomainNotAlive);
         }
-        self.entries.fetch_add(1, Ordering::SeqCst);
+        self.entries[slot].fetch_add(1, Ordering::SeqCst);
         let previous = CURRENT.with(|c| c.replace(callee));
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         CURRENT.with(|c| c.set(previous));
@@ -59,7 +60,7 @@ impl Runtime for HostRuntime {
 
 static RUNTIME: HostRuntime = HostRuntime {
     dead: [const { AtomicBool::new(false) }; 64],
-    entries: AtomicU32::new(0),
+    entries: [const { AtomicU32::new(0) }; 64],
 };
 static HEAP: HostHeap = HostHeap;
 
@@ -188,10 +189,10 @@ fn a_crash_is_an_error_and_later_calls_fail_without_entering() {
     let (proxy, _, _) = device(8);
     assert_eq!(proxy.echo(1), Ok(1));
     assert_eq!(proxy.crash(), Err(RpcError::DomainCrashed));
-    let before = RUNTIME.entries.load(Ordering::SeqCst);
+    let before = RUNTIME.entries[8].load(Ordering::SeqCst);
     assert_eq!(proxy.echo(2), Err(RpcError::DomainNotAlive));
     assert_eq!(
-        RUNTIME.entries.load(Ordering::SeqCst),
+        RUNTIME.entries[8].load(Ordering::SeqCst),
         before,
         "a dead callee is not entered"
     );
