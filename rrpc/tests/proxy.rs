@@ -304,3 +304,28 @@ fn a_crash_during_a_poll_fails_the_call_and_forgets_the_callee_future() {
         Poll::Ready(Err(RpcError::DomainNotAlive))
     ));
 }
+
+// ---- interface handles -----------------------------------------------------
+
+#[interface]
+pub trait Registry {
+    /// Takes a handle to another interface and calls through it.
+    fn probe(&self, device: BlockProxy) -> RpcResult<Owner>;
+}
+
+struct RegistryImpl;
+
+impl Registry for RegistryImpl {
+    fn probe(&self, device: BlockProxy) -> RpcResult<Owner> {
+        // Calling through the handle enters the device's domain, not ours.
+        device.who()
+    }
+}
+
+#[test]
+fn interface_handles_cross_calls_as_proxies() {
+    setup(15 << 16 | 1);
+    let (device_proxy, _, device_owner) = device(16);
+    let registry = RegistryProxy::new(Arc::new(RegistryImpl), 17 << 16 | 1);
+    assert_eq!(registry.probe(device_proxy), Ok(device_owner));
+}

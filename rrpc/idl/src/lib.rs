@@ -16,7 +16,9 @@
 //! `async fn` methods become methods returning a boxed future (so the trait
 //! stays usable as `dyn Trait`); their proxies return a
 //! `rrpc::proxy::ProxyFuture`, which polls the callee's future inside the
-//! callee on every poll. Not yet: interface handles as arguments.
+//! callee on every poll. A generated proxy is itself `Exchangeable`, so
+//! interface handles cross calls as proxies (calls through them enter the
+//! exporting domain, whoever holds them).
 
 use proc_macro::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
@@ -339,6 +341,10 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
                 #proxy { inner: ::core::option::Option::Some(inner), callee }
             }
         }
+
+        // A proxy may itself cross an interface: it is a handle that enters
+        // the exporting domain on every call, whoever holds it.
+        impl ::rrpc::Exchangeable for #proxy {}
 
         impl ::core::ops::Drop for #proxy {
             fn drop(&mut self) {
