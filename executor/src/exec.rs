@@ -428,11 +428,18 @@ impl Executor {
                 }
             });
         }
-        while stats.polled < budget {
-            let Some(raw) = self.ready.pop() else {
-                break;
-            };
-            self.run_one(TaskId::from_u64(raw), &mut stats);
+        if budget > 0
+            && let Some(first) = self.ready.pop()
+        {
+            self.platform.batch_begin();
+            self.run_one(TaskId::from_u64(first), &mut stats);
+            while stats.polled < budget {
+                let Some(raw) = self.ready.pop() else {
+                    break;
+                };
+                self.run_one(TaskId::from_u64(raw), &mut stats);
+            }
+            self.platform.batch_end();
         }
         #[cfg(any(test, feature = "std"))]
         CURRENT.with(|c| c.set(previous));

@@ -115,6 +115,13 @@ pub trait Platform: Sync + 'static {
     fn purge_done(&self, executor_id: usize, owner: OwnerId) {
         let _ = (executor_id, owner);
     }
+    /// A batch of task polls starts ([`Executor::run`] found a ready task);
+    /// [`batch_end`](Self::batch_end) follows once the batch is over. The
+    /// kernel holds its core's share of the RRef registry in between.
+    /// Default: nothing.
+    fn batch_begin(&self) {}
+    /// The batch started by [`batch_begin`](Self::batch_begin) is over.
+    fn batch_end(&self) {}
 }
 
 /// Spawns on the executor of the calling context.

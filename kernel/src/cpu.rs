@@ -34,6 +34,11 @@ pub struct PerCpu {
     /// Free small objects of one domain, reused without the heap's lock
     /// (see `domain::heap`); touched only by this core, in kernel sections.
     pub(crate) heap_cache: core::cell::UnsafeCell<kcore::domheap::CoreCache>,
+    /// Free shared-heap objects, the same way (see `shared_heap`).
+    pub(crate) shared_cache: core::cell::UnsafeCell<kcore::domheap::CoreCache>,
+    /// Shared-heap bytes allocated minus freed on this core (only this
+    /// core writes it; `shared_heap::usage` sums all cores).
+    pub(crate) shared_bytes: core::sync::atomic::AtomicI64,
     /// Task polls done by this core's executor (for `cpus`).
     pub polls: AtomicU64,
     /// TSC ticks spent halted (for `cpus`).
@@ -63,6 +68,8 @@ impl PerCpu {
             current_owner: Cell::new(0),
             kernel_section: Cell::new(0),
             heap_cache: core::cell::UnsafeCell::new(kcore::domheap::CoreCache::new()),
+            shared_cache: core::cell::UnsafeCell::new(kcore::domheap::CoreCache::new()),
+            shared_bytes: core::sync::atomic::AtomicI64::new(0),
             ticks: AtomicU64::new(0),
             online: AtomicBool::new(false),
             polls: AtomicU64::new(0),
@@ -160,6 +167,25 @@ pub fn kernel_section<R>(f: impl FnOnce() -> R) -> R {
     cpu.kernel_section.set(cpu.kernel_section.get() - 1);
     cpu.current_owner.set(owner);
     result
+}
+
+/// Marks a section of trusted code run on behalf of the current domain
+/// (the RRef registry holding a lock) that the watchdog must not unwind;
+/// unlike [`kernel_section`], allocations still belong to the domain.
+/// Pairs with [`leave_critical`].
+/// Returns this core's index.
+#[inline]
+pub fn enter_critical() -> usize {
+    let cpu = current();
+    cpu.kernel_section.set(cpu.kernel_section.get() + 1);
+    cpu.index
+}
+
+/// Ends a section started by [`enter_critical`].
+#[inline]
+pub fn leave_critical() {
+    let cpu = current();
+    cpu.kernel_section.set(cpu.kernel_section.get() - 1);
 }
 
 /// The domain incarnation running on this core (0: the kernel).

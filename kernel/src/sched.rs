@@ -59,6 +59,16 @@ impl Platform for KernelPlatform {
     fn purge_done(&self, _executor_id: usize, owner: OwnerId) {
         crate::domain::purge_done(owner);
     }
+
+    /// This core holds its RRef-registry shard while it polls tasks, so
+    /// the RRef work of those tasks takes no lock (see `rrpc::registry`).
+    fn batch_begin(&self) {
+        rrpc::registry::enter_batch();
+    }
+
+    fn batch_end(&self) {
+        rrpc::registry::leave_batch();
+    }
 }
 
 static PLATFORM: KernelPlatform = KernelPlatform;

@@ -8,8 +8,9 @@
 //! discontinuity and one address describes all of it.
 //!
 //! Allocations come from here whichever domain is running (the global
-//! allocator is not involved). One lock for now; the per-core caches of
-//! the domain heaps (`kcore::domheap::CoreCache`) can front it the same way.
+//! allocator is not involved). The heap sits behind one lock, with a
+//! per-core cache of free small objects (`kcore::domheap::CoreCache`) in
+//! front of it, so the common allocate/free pair takes no lock.
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -105,31 +106,81 @@ impl rrpc::Backend for RRefBackend {
     fn device_address(&self, pointer: *const u8) -> Option<u64> {
         device_address(pointer)
     }
+
+    fn core_index(&self) -> usize {
+        cpu::current().index
+    }
+
+    fn enter_critical(&self) -> usize {
+        cpu::enter_critical()
+    }
+
+    fn leave_critical(&self) {
+        cpu::leave_critical();
+    }
+}
+
+/// The tag of shared-heap objects in the per-core caches (they have one
+/// owner: the shared heap; 0 would mean "no owner").
+const CACHE_TAG: u32 = 1;
+
+/// This core's shared-heap cache. Only called inside kernel sections on
+/// this core (no interrupt handler allocates), so the reference is
+/// exclusive.
+fn with_cache<R>(f: impl FnOnce(&mut kcore::domheap::CoreCache) -> R) -> R {
+    // SAFETY: see above: one user at a time, on its own core.
+    let cache = unsafe { &mut *cpu::current().shared_cache.get() };
+    if cache.owner() != CACHE_TAG {
+        cache.drain(CACHE_TAG, |_, _, _, _| {}); // empty: just tags it
+    }
+    f(cache)
+}
+
+/// Counts `delta` bytes on this core's share of [`usage`].
+fn account(delta: i64) {
+    let counter = &cpu::current().shared_bytes;
+    // Only this core writes its counter: no read-modify-write needed.
+    counter.store(
+        counter.load(core::sync::atomic::Ordering::Relaxed) + delta,
+        core::sync::atomic::Ordering::Relaxed,
+    );
 }
 
 /// Allocates `layout` on the shared heap.
 pub fn alloc(layout: Layout) -> Option<NonNull<u8>> {
+    let (size, align) = (layout.size().max(1), layout.align());
     cpu::kernel_section(|| {
-        let mut heap = HEAP.lock();
-        let address =
-            heap.as_mut()?
-                .alloc(layout.size().max(1), layout.align(), &mut ContiguousMapper)?;
+        let address = match with_cache(|cache| cache.alloc(CACHE_TAG, size, align)) {
+            Some(address) => address,
+            None => HEAP
+                .lock()
+                .as_mut()?
+                .alloc(size, align, &mut ContiguousMapper)?,
+        };
+        account(size as i64);
         NonNull::new(address as *mut u8)
     })
 }
 
 /// Frees an allocation made by [`alloc`] with the same layout.
 pub fn free(pointer: NonNull<u8>, layout: Layout) {
+    let (size, align) = (layout.size().max(1), layout.align());
+    let address = pointer.as_ptr() as u64;
     cpu::kernel_section(|| {
+        if !(BASE..BASE + SIZE).contains(&address) {
+            crate::warn!("shared heap: free of {address:#x} outside the heap");
+            return;
+        }
+        if with_cache(|cache| cache.free(CACHE_TAG, address, size, align)) {
+            account(-(size as i64));
+            return;
+        }
         let mut heap = HEAP.lock();
-        if let Some(heap) = heap.as_mut()
-            && let Err(e) = heap.free(
-                pointer.as_ptr() as u64,
-                layout.size().max(1),
-                layout.align(),
-            )
-        {
-            crate::warn!("shared heap: bad free of {:p}: {e}", pointer.as_ptr());
+        if let Some(heap) = heap.as_mut() {
+            match heap.free(address, size, align) {
+                Ok(()) => account(-(size as i64)),
+                Err(e) => crate::warn!("shared heap: bad free of {address:#x}: {e}"),
+            }
         }
     });
 }
@@ -144,10 +195,17 @@ pub fn device_address(pointer: *const u8) -> Option<u64> {
     paging::translate(address).map(|(physical, _)| physical)
 }
 
-/// (bytes in use, pages mapped).
+/// (bytes in use, pages mapped). Bytes in use are what callers hold
+/// (objects in the per-core caches are free); pages are what the heap has
+/// mapped.
 pub fn usage() -> (u64, u64) {
-    HEAP.lock().as_ref().map_or((0, 0), |heap| {
-        let stats = heap.stats();
-        (stats.bytes_in_use as u64, stats.mapped_pages as u64)
-    })
+    let bytes: i64 = cpu::all()
+        .map(|cpu| cpu.shared_bytes.load(core::sync::atomic::Ordering::Relaxed))
+        .sum();
+    let pages = cpu::kernel_section(|| {
+        HEAP.lock()
+            .as_ref()
+            .map_or(0, |heap| heap.stats().mapped_pages as u64)
+    });
+    (bytes.max(0) as u64, pages)
 }

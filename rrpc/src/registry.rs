@@ -1,32 +1,50 @@
 //! The shared-heap registry: which domain owns each `RRef`.
 //!
 //! Every `RRef` allocation starts with a [`Header`] (owner, borrow count,
-//! drop glue, list links). Headers of objects owned by a domain sit on the
-//! list of that domain's slot (`owner >> 16`), so everything one domain
-//! owns is enumerated without scanning the heap. Objects nested inside
-//! another `RRef` are on no list (owner [`NESTED`]): they belong to their
-//! root.
+//! drop glue, list links, home shard). A root object sits on the list of
+//! its owner's slot (`owner >> 16`) in its *home shard*, so everything one
+//! domain owns is found without scanning the heap: walk that slot's list in
+//! every shard. Objects nested inside another `RRef` are on no list (owner
+//! [`NESTED`]): they belong to their root.
 //!
-//! Moving an object between domains relinks its header under the two
-//! lists' locks. Reclaiming a dead incarnation walks its slot's list. Both
-//! are correct when several cores move objects at once; a move costs two
-//! lock round-trips, which a later version can batch per core.
+//! **Shards belong to cores.** An object's home shard is the core that
+//! allocated it. A core's executor holds its own shard's lock for the
+//! whole of each batch of task polls ([`enter_batch`] / [`leave_batch`]),
+//! so inside tasks, registry work on objects homed on the running core
+//! (allocation, a proxy moving an argument into a call and the result
+//! back, drop) touches plain memory: no atomic read-modify-write, which
+//! costs more than the whole rest of a move. Work on an object homed on
+//! another core takes that shard's lock if it is free, and otherwise
+//! leaves a request on the shard's lock-free queue (the owner word is
+//! already right; the list position and any free wait for the next holder
+//! of the lock, who drains the queue first). Whoever needs a consistent
+//! view of every shard ([`owned_by`], [`reclaim`]) locks each in turn,
+//! which waits for that core's batch to end: a grace period, as for the
+//! executors' purge.
+//!
+//! The registry's fast paths run inside the backend's critical sections
+//! ([`Backend::enter_critical`]): the kernel must not unwind a domain (its
+//! watchdog) while that domain's core is half-way through a list update.
 
 use core::alloc::Layout;
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU16, AtomicU32, Ordering};
 
-use spin::{Mutex, Once};
+use spin::Once;
 
 use crate::Owner;
 
 /// The owner of an object that lives inside another `RRef`.
 pub const NESTED: Owner = u32::MAX;
 const SLOTS: usize = 256;
+/// Shards: one per core (cores beyond this many share shards and never
+/// hold one; they take the slow path, still correct).
+pub const SHARDS: usize = 64;
 
 /// Where shared-heap memory comes from (the kernel's shared heap; on the
-/// host, the system allocator).
+/// host, the system allocator), and what the registry needs from the
+/// machine.
 pub trait Backend: Sync {
     fn alloc(&self, layout: Layout) -> Option<NonNull<u8>>;
     /// # Safety
@@ -39,6 +57,22 @@ pub trait Backend: Sync {
         let _ = pointer;
         None
     }
+    /// The running core's index: the home shard of new objects. Contexts
+    /// that may run at the same time and call [`enter_batch`] must have
+    /// distinct indices (on the host, the default 0 is right for any
+    /// number of threads as long as none of them calls `enter_batch`).
+    fn core_index(&self) -> usize {
+        0
+    }
+    /// Starts a section during which the running domain must not be
+    /// unwound asynchronously (the registry is updating its lists). Nests.
+    /// Returns [`core_index`](Self::core_index) (which the kernel has at
+    /// hand here, saving a second call).
+    fn enter_critical(&self) -> usize {
+        self.core_index()
+    }
+    /// Ends a section started by [`enter_critical`](Self::enter_critical).
+    fn leave_critical(&self) {}
 }
 
 static BACKEND: Once<&'static dyn Backend> = Once::new();
@@ -52,157 +86,507 @@ pub(crate) fn backend() -> &'static dyn Backend {
     *BACKEND.get().expect("rrpc: no shared heap installed")
 }
 
+/// A critical section of the backend, for as long as it lives.
+pub(crate) struct Critical {
+    backend: &'static dyn Backend,
+    /// The running core's index.
+    pub(crate) core: usize,
+}
+
+impl Critical {
+    #[inline]
+    pub(crate) fn enter() -> Critical {
+        let backend = backend();
+        let core = backend.enter_critical();
+        Critical { backend, core }
+    }
+}
+
+impl Drop for Critical {
+    #[inline]
+    fn drop(&mut self) {
+        self.backend.leave_critical();
+    }
+}
+
 /// Precedes every `RRef` value in its allocation.
 #[repr(C)]
 pub(crate) struct Header {
     pub(crate) owner: AtomicU32,
     pub(crate) borrows: AtomicU32,
-    /// Links on the owner slot's list; only touched under that list's lock.
+    /// [`PENDING`] / [`FREE`]: requests on the home shard's queue.
+    requests: AtomicU16,
+    /// [`DROPPING`] once its holder started dropping the value.
+    state: AtomicU8,
+    /// The shard whose lists hold it (fixed at allocation).
+    home: u8,
+    /// Links on a list of the home shard, and which slot's list
+    /// ([`UNLISTED`] if none); only touched by the holder of the home
+    /// shard's lock.
+    listed: UnsafeCell<u16>,
     links: UnsafeCell<(*mut Header, *mut Header)>,
+    /// Next request on the home shard's queue.
+    queued_next: AtomicPtr<Header>,
     pub(crate) layout: Layout,
-    /// Drops the value and frees the allocation.
-    pub(crate) destroy: unsafe fn(NonNull<Header>),
+    /// Drops the value in place (not the memory).
+    drop_value: unsafe fn(NonNull<Header>),
 }
 
+const PENDING: u16 = 1;
+const FREE: u16 = 2;
+const DROPPING: u8 = 1;
+const UNLISTED: u16 = u16::MAX;
+
 impl Header {
-    pub(crate) fn new(owner: Owner, layout: Layout, destroy: unsafe fn(NonNull<Header>)) -> Header {
+    /// A header for an object owned by `owner`, homed on core `core`, on
+    /// no list yet (see [`relink`]).
+    pub(crate) fn new(
+        owner: Owner,
+        layout: Layout,
+        drop_value: unsafe fn(NonNull<Header>),
+        core: usize,
+    ) -> Header {
         Header {
             owner: AtomicU32::new(owner),
             borrows: AtomicU32::new(0),
+            requests: AtomicU16::new(0),
+            state: AtomicU8::new(0),
+            home: (core % SHARDS) as u8,
+            listed: UnsafeCell::new(UNLISTED),
             links: UnsafeCell::new((ptr::null_mut(), ptr::null_mut())),
+            queued_next: AtomicPtr::new(ptr::null_mut()),
             layout,
-            destroy,
+            drop_value,
         }
     }
 }
 
+#[derive(Clone, Copy)]
 struct List {
     head: *mut Header,
     count: usize,
     bytes: usize,
 }
 
-// SAFETY: the raw pointers are only followed under the list's lock, and
-// the headers they reach stay allocated while linked.
-unsafe impl Send for List {}
-
-static LISTS: [Mutex<List>; SLOTS] = [const {
-    Mutex::new(List {
+impl List {
+    const EMPTY: List = List {
         head: ptr::null_mut(),
         count: 0,
         bytes: 0,
-    })
-}; SLOTS];
+    };
+
+    /// Puts `raw` at the head.
+    ///
+    /// # Safety
+    /// The caller holds the shard lock; `raw` is live and on no list.
+    unsafe fn attach(&mut self, raw: *mut Header) {
+        // SAFETY: per the contract; the old head is a live member.
+        unsafe {
+            *(*raw).links.get() = (ptr::null_mut(), self.head);
+            if !self.head.is_null() {
+                (*(*self.head).links.get()).0 = raw;
+            }
+            self.count += 1;
+            self.bytes += (*raw).layout.size();
+        }
+        self.head = raw;
+    }
+
+    /// Takes `raw` out.
+    ///
+    /// # Safety
+    /// The caller holds the shard lock; `raw` is live and a member.
+    unsafe fn detach(&mut self, raw: *mut Header) {
+        // SAFETY: per the contract; neighbours are live members.
+        unsafe {
+            let (prev, next) = *(*raw).links.get();
+            if prev.is_null() {
+                self.head = next;
+            } else {
+                (*(*prev).links.get()).1 = next;
+            }
+            if !next.is_null() {
+                (*(*next).links.get()).0 = prev;
+            }
+            *(*raw).links.get() = (ptr::null_mut(), ptr::null_mut());
+            self.count -= 1;
+            self.bytes -= (*raw).layout.size();
+        }
+    }
+}
+
+/// One core's share of the registry.
+struct Shard {
+    locked: AtomicBool,
+    /// Set (by its own core only) while that core holds the lock for a
+    /// batch of task polls.
+    batch: AtomicBool,
+    /// Requests from other cores (a stack through `queued_next`).
+    queue: AtomicPtr<Header>,
+    lists: UnsafeCell<[List; SLOTS]>,
+}
+
+// SAFETY: `lists` is only touched by the holder of `locked`; the rest is
+// atomic.
+unsafe impl Sync for Shard {}
+
+static SHARD: [Shard; SHARDS] = [const {
+    Shard {
+        locked: AtomicBool::new(false),
+        batch: AtomicBool::new(false),
+        queue: AtomicPtr::new(ptr::null_mut()),
+        lists: UnsafeCell::new([List::EMPTY; SLOTS]),
+    }
+}; SHARDS];
+
+impl Shard {
+    fn try_lock(&self) -> bool {
+        !self.locked.load(Ordering::Relaxed)
+            && self
+                .locked
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    fn lock(&self) {
+        while !self.try_lock() {
+            core::hint::spin_loop();
+        }
+    }
+
+    fn unlock(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+
+    /// The lists.
+    ///
+    /// # Safety
+    /// The caller holds the lock and makes no other reference to them.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn lists(&self) -> &mut [List; SLOTS] {
+        // SAFETY: per the contract.
+        unsafe { &mut *self.lists.get() }
+    }
+
+    /// Applies every queued request.
+    ///
+    /// # Safety
+    /// The caller holds the lock.
+    unsafe fn drain(&self) {
+        if self.queue.load(Ordering::Relaxed).is_null() {
+            return;
+        }
+        let mut cursor = self.queue.swap(ptr::null_mut(), Ordering::Acquire);
+        while let Some(header) = NonNull::new(cursor) {
+            // SAFETY: a queued header stays allocated until a drain frees
+            // it (below); we hold the lock.
+            unsafe {
+                let object = header.as_ref();
+                // Read the link before clearing the flags: once they are
+                // clear, another core may queue it again.
+                cursor = object.queued_next.load(Ordering::Acquire);
+                let requests = object.requests.swap(0, Ordering::AcqRel);
+                if requests & FREE != 0 {
+                    self.unlist(header);
+                    free_memory(header);
+                } else {
+                    self.sync(header);
+                }
+            }
+        }
+    }
+
+    /// Puts `header` on the list its owner word says.
+    ///
+    /// # Safety
+    /// The caller holds the lock; `header` is live and homed here.
+    unsafe fn sync(&self, header: NonNull<Header>) {
+        // SAFETY: per the contract.
+        unsafe {
+            let object = header.as_ref();
+            let owner = object.owner.load(Ordering::Acquire);
+            let want = if owner == NESTED {
+                UNLISTED
+            } else {
+                slot(owner) as u16
+            };
+            let listed = &mut *object.listed.get();
+            if *listed == want {
+                return;
+            }
+            let lists = self.lists();
+            if *listed != UNLISTED {
+                lists[*listed as usize].detach(header.as_ptr());
+            }
+            if want != UNLISTED {
+                lists[want as usize].attach(header.as_ptr());
+            }
+            *listed = want;
+        }
+    }
+
+    /// Takes `header` off its list, if any.
+    ///
+    /// # Safety
+    /// As for [`sync`](Self::sync).
+    unsafe fn unlist(&self, header: NonNull<Header>) {
+        // SAFETY: per the contract.
+        unsafe {
+            let listed = &mut *header.as_ref().listed.get();
+            if *listed != UNLISTED {
+                self.lists()[*listed as usize].detach(header.as_ptr());
+                *listed = UNLISTED;
+            }
+        }
+    }
+}
 
 fn slot(owner: Owner) -> usize {
     (owner >> 16) as usize % SLOTS
 }
 
-/// Links `header` on `owner`'s list (nothing for `NESTED`).
+/// Returns an object's memory to the backend.
 ///
 /// # Safety
-/// `header` is a live header on no list.
-pub(crate) unsafe fn link(header: NonNull<Header>, owner: Owner) {
-    if owner == NESTED {
+/// Nobody references `header` any more; its value is dropped or moved out.
+unsafe fn free_memory(header: NonNull<Header>) {
+    // SAFETY: per the contract; the memory came from the backend with this
+    // layout.
+    unsafe {
+        let layout = header.as_ref().layout;
+        core::ptr::drop_in_place(header.as_ptr());
+        backend().free(header.cast(), layout);
+    }
+}
+
+/// Whether the running core (`core`) holds shard `home` for a batch.
+#[inline]
+fn holds(core: usize, home: usize) -> bool {
+    core == home && SHARD[home].batch.load(Ordering::Relaxed)
+}
+
+/// What to do with an object.
+#[derive(Clone, Copy, PartialEq)]
+enum Op {
+    /// Make its list position match its owner word.
+    Sync,
+    /// Take it off its list and free its memory (the value is gone).
+    Free,
+}
+
+/// Applies `op` to `header`: at once if the running core holds the home
+/// shard or can lock it, else as a request on the home shard's queue.
+///
+/// # Safety
+/// The caller holds the object (its handle, or the last reference to a
+/// value being freed); `header` is live.
+#[inline]
+unsafe fn apply(header: NonNull<Header>, op: Op) {
+    let critical = Critical::enter();
+    // SAFETY: `header` is live.
+    let object = unsafe { header.as_ref() };
+    let home = &SHARD[object.home as usize];
+    let held = holds(critical.core, object.home as usize);
+    if held || home.try_lock() {
+        // SAFETY: we hold the home shard's lock.
+        unsafe {
+            if op == Op::Free && object.requests.load(Ordering::Acquire) != 0 {
+                // Queued by another core earlier: apply the queue first,
+                // so the memory is never freed while queued.
+                home.drain();
+            }
+            match op {
+                Op::Sync => home.sync(header),
+                Op::Free => {
+                    home.unlist(header);
+                    free_memory(header);
+                }
+            }
+        }
+        if !held {
+            home.unlock();
+        }
         return;
     }
-    let raw = header.as_ptr();
-    let mut list = LISTS[slot(owner)].lock();
-    // SAFETY: under the list lock; `raw` and the old head are live.
+    let flags = match op {
+        Op::Sync => PENDING,
+        Op::Free => PENDING | FREE,
+    };
+    if object.requests.fetch_or(flags, Ordering::AcqRel) & PENDING != 0 {
+        return; // already queued: the drain reads the latest state
+    }
+    let mut top = home.queue.load(Ordering::Relaxed);
+    loop {
+        object.queued_next.store(top, Ordering::Relaxed);
+        match home
+            .queue
+            .compare_exchange_weak(top, header.as_ptr(), Ordering::Release, Ordering::Relaxed)
+        {
+            Ok(_) => break,
+            Err(now) => top = now,
+        }
+    }
+}
+
+/// Puts `header` on the list of its (just changed) owner, or off every
+/// list if it is now nested.
+///
+/// # Safety
+/// The caller holds the object; `header` is live.
+#[inline]
+pub(crate) unsafe fn relink(header: NonNull<Header>) {
+    // SAFETY: forwarded.
+    unsafe { apply(header, Op::Sync) }
+}
+
+/// Drops the value and frees the object.
+///
+/// # Safety
+/// The caller holds the object's only handle and gives it up.
+pub(crate) unsafe fn destroy(header: NonNull<Header>) {
+    // SAFETY: the caller gives up the object. Marked first: if the domain
+    // dies inside the value's drop glue, reclaim frees the memory without
+    // dropping the value again.
     unsafe {
-        *(*raw).links.get() = (ptr::null_mut(), list.head);
-        if !list.head.is_null() {
-            (*(*list.head).links.get()).0 = raw;
-        }
-        list.count += 1;
-        list.bytes += (*raw).layout.size();
+        let object = header.as_ref();
+        object.state.store(DROPPING, Ordering::Release);
+        (object.drop_value)(header);
+        apply(header, Op::Free);
     }
-    list.head = raw;
 }
 
-/// Takes `raw` out of `list`, whose lock the caller holds.
+/// Frees the object whose value the caller has moved out.
 ///
 /// # Safety
-/// `raw` is live and a member of `list`.
-unsafe fn detach(list: &mut List, raw: *mut Header) {
-    // SAFETY: the caller holds the lock; neighbours are live list members.
+/// As for [`destroy`], with the value already gone.
+pub(crate) unsafe fn release(header: NonNull<Header>) {
+    // SAFETY: forwarded.
     unsafe {
-        let (prev, next) = *(*raw).links.get();
-        if prev.is_null() {
-            list.head = next;
-        } else {
-            (*(*prev).links.get()).1 = next;
-        }
-        if !next.is_null() {
-            (*(*next).links.get()).0 = prev;
-        }
-        *(*raw).links.get() = (ptr::null_mut(), ptr::null_mut());
-        list.count -= 1;
-        list.bytes -= (*raw).layout.size();
+        header.as_ref().state.store(DROPPING, Ordering::Release);
+        apply(header, Op::Free);
     }
 }
 
-/// Removes `header` from the list of `owner` (nothing for `NESTED`).
+/// Gives `header` to `owner` (nothing if it is nested: it moves with its
+/// root).
 ///
 /// # Safety
-/// `header` is live and on `owner`'s list.
-pub(crate) unsafe fn unlink(header: NonNull<Header>, owner: Owner) {
-    if owner == NESTED {
-        return;
-    }
-    let mut list = LISTS[slot(owner)].lock();
-    // SAFETY: the caller guarantees membership; we hold the lock.
-    unsafe { detach(&mut list, header.as_ptr()) };
-}
-
-/// Gives `header` to `owner`.
-///
-/// # Safety
-/// `header` is a live root header (its current owner's list holds it).
+/// `header` is a live header the caller holds.
+#[inline]
 pub(crate) unsafe fn transfer(header: NonNull<Header>, owner: Owner) {
     // SAFETY: `header` is live.
-    let current = unsafe { header.as_ref() }.owner.load(Ordering::Acquire);
-    if current == owner {
-        return;
+    let object = unsafe { header.as_ref() };
+    let current = object.owner.load(Ordering::Acquire);
+    if current == owner || current == NESTED {
+        return; // nothing to do, or owned through its root
     }
-    if slot(current) == slot(owner) && current != NESTED && owner != NESTED {
-        // Same list (another incarnation of the same slot): no relink.
-        // SAFETY: as above.
-        unsafe { header.as_ref() }
-            .owner
-            .store(owner, Ordering::Release);
-        return;
-    }
-    // SAFETY: the caller guarantees the list membership.
-    unsafe {
-        unlink(header, current);
-        header.as_ref().owner.store(owner, Ordering::Release);
-        link(header, owner);
+    object.owner.store(owner, Ordering::Release);
+    if owner == NESTED || slot(current) != slot(owner) {
+        // SAFETY: forwarded. (Incarnations of one slot share a list.)
+        unsafe { relink(header) };
     }
 }
 
-/// (objects, bytes) of `RRef` roots owned by `owner`'s slot.
+/// The running core takes its shard for a batch of task polls: until
+/// [`leave_batch`], registry work on objects homed here takes no lock.
+/// Applies what other cores queued meanwhile. Nothing for cores beyond
+/// [`SHARDS`].
+pub fn enter_batch() {
+    let Some(backend) = BACKEND.get() else {
+        return; // no shared heap yet: nothing to hold
+    };
+    let core = backend.core_index();
+    if core >= SHARDS || SHARD[core].batch.load(Ordering::Relaxed) {
+        return;
+    }
+    let shard = &SHARD[core];
+    let _critical = Critical::enter();
+    shard.lock();
+    // SAFETY: locked.
+    unsafe { shard.drain() };
+    shard.batch.store(true, Ordering::Relaxed);
+}
+
+/// Ends the running core's batch (see [`enter_batch`]).
+pub fn leave_batch() {
+    let Some(backend) = BACKEND.get() else {
+        return;
+    };
+    let core = backend.core_index();
+    if core >= SHARDS || !SHARD[core].batch.load(Ordering::Relaxed) {
+        return;
+    }
+    let shard = &SHARD[core];
+    shard.batch.store(false, Ordering::Relaxed);
+    shard.unlock();
+}
+
+/// Requests waiting on `core`'s shard queue (diagnostics and tests; a
+/// snapshot that is only exact while no core drains or queues).
+pub fn queued_requests(core: usize) -> usize {
+    let mut count = 0;
+    let mut cursor = SHARD[core % SHARDS].queue.load(Ordering::Acquire);
+    while let Some(header) = NonNull::new(cursor) {
+        count += 1;
+        // SAFETY: queued headers stay allocated until drained; the caller
+        // accepts the snapshot's raciness (see above).
+        cursor = unsafe { header.as_ref() }.queued_next.load(Ordering::Acquire);
+    }
+    count
+}
+
+/// Runs `f` on every shard in turn, locked and drained. The running core
+/// lets go of its own batch meanwhile (so two cores doing this cannot wait
+/// for each other).
+fn each_shard(mut f: impl FnMut(&Shard)) {
+    let core = backend().core_index();
+    let was_held = core < SHARDS && holds(core, core);
+    if was_held {
+        leave_batch();
+    }
+    for shard in &SHARD {
+        let _critical = Critical::enter();
+        shard.lock();
+        // SAFETY: locked.
+        unsafe { shard.drain() };
+        f(shard);
+        shard.unlock();
+    }
+    if was_held {
+        enter_batch();
+    }
+}
+
+/// (objects, bytes) of `RRef` roots owned by `owner`'s slot. Waits for
+/// every core's current batch to end.
 pub fn owned_by(owner: Owner) -> (usize, usize) {
-    let list = LISTS[slot(owner)].lock();
-    (list.count, list.bytes)
+    let (mut count, mut bytes) = (0, 0);
+    each_shard(|shard| {
+        // SAFETY: `each_shard` holds the lock.
+        let list = unsafe { shard.lists() }[slot(owner)];
+        count += list.count;
+        bytes += list.bytes;
+    });
+    (count, bytes)
 }
 
 /// Frees every `RRef` root owned by the dead incarnation `owner` (and
 /// everything nested in them). Returns (roots, bytes) freed. The caller
 /// guarantees no code of `owner` runs any more (the kernel calls this after
-/// the domain's grace period).
+/// the domain's grace period). Waits for every core's current batch to end.
 pub fn reclaim(owner: Owner) -> (usize, usize) {
     let mut doomed: *mut Header = ptr::null_mut();
     let (mut roots, mut bytes) = (0, 0);
-    {
-        let mut list = LISTS[slot(owner)].lock();
-        let mut cursor = list.head;
-        while !cursor.is_null() {
-            // SAFETY: under the lock, list members are live.
-            unsafe {
+    each_shard(|shard| {
+        // SAFETY: `each_shard` holds the lock, so list members are live.
+        unsafe {
+            let list = &mut shard.lists()[slot(owner)];
+            let mut cursor = list.head;
+            while !cursor.is_null() {
                 let next = (*(*cursor).links.get()).1;
                 if (*cursor).owner.load(Ordering::Acquire) == owner {
-                    detach(&mut list, cursor);
+                    list.detach(cursor);
+                    *(*cursor).listed.get() = UNLISTED;
                     roots += 1;
                     bytes += (*cursor).layout.size();
                     // Chain the doomed through their `next` link.
@@ -212,15 +596,20 @@ pub fn reclaim(owner: Owner) -> (usize, usize) {
                 cursor = next;
             }
         }
-    }
-    // Destroy outside the lock: dropping a value frees its nested RRefs.
+    });
+    // Destroy outside the locks: dropping a value frees its nested RRefs.
     while let Some(header) = NonNull::new(doomed) {
-        // SAFETY: unlinked above, so nobody else reaches it; `destroy` is
-        // the header's own drop glue.
+        // SAFETY: unlisted above and its owner is dead, so nobody else
+        // reaches it; no request is queued for it (the queues were drained
+        // and only its dead owner could queue one).
         unsafe {
-            doomed = (*header.as_ref().links.get()).1;
-            header.as_ref().owner.store(NESTED, Ordering::Release);
-            (header.as_ref().destroy)(header);
+            let object = header.as_ref();
+            doomed = (*object.links.get()).1;
+            object.owner.store(NESTED, Ordering::Release);
+            if object.state.load(Ordering::Acquire) != DROPPING {
+                (object.drop_value)(header);
+            }
+            free_memory(header);
         }
     }
     (roots, bytes)

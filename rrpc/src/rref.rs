@@ -33,19 +33,18 @@ fn layout_of<T>() -> (Layout, usize) {
     (layout.pad_to_align(), offset)
 }
 
-/// Drop glue for an `RRef<T>` allocation: drop the value, free the memory.
+/// Drop glue for the value of an `RRef<T>` allocation (the memory is the
+/// registry's to free).
 ///
 /// # Safety
-/// `header` heads a live `RRef<T>` allocation nobody else uses.
-unsafe fn destroy<T>(header: NonNull<Header>) {
-    let (layout, offset) = layout_of::<T>();
+/// `header` heads a live `RRef<T>` allocation whose value nobody uses.
+unsafe fn drop_value<T>(header: NonNull<Header>) {
+    let (_, offset) = layout_of::<T>();
     // SAFETY: the value lives at `offset` in this allocation and is dropped
-    // once; the allocation came from the backend with `layout`.
+    // once.
     unsafe {
         let value = header.as_ptr().cast::<u8>().add(offset).cast::<T>();
         core::ptr::drop_in_place(value);
-        core::ptr::drop_in_place(header.as_ptr());
-        registry::backend().free(header.cast(), layout);
     }
 }
 
@@ -55,18 +54,22 @@ impl<T: Exchangeable> RRef<T> {
     pub fn try_new(value: T) -> Result<RRef<T>, RpcError> {
         let backend = registry::backend();
         let (layout, offset) = layout_of::<T>();
-        let memory = backend.alloc(layout).ok_or(RpcError::OutOfMemory)?;
         value.adopt();
+        // From allocation to link the object is nobody's: the domain must
+        // not be unwound in between (the memory would leak).
+        let critical = registry::Critical::enter();
+        let memory = backend.alloc(layout).ok_or(RpcError::OutOfMemory)?;
         let owner = backend.current_owner();
         let header = memory.cast::<Header>();
         // SAFETY: fresh memory of `layout`: the header at 0, the value at
-        // `offset`, both properly aligned by `Layout::extend`.
+        // `offset`, both properly aligned by `Layout::extend`; then the
+        // header goes on its owner's list.
         unsafe {
             header
                 .as_ptr()
-                .write(Header::new(owner, layout, destroy::<T>));
+                .write(Header::new(owner, layout, drop_value::<T>, critical.core));
             memory.as_ptr().add(offset).cast::<T>().write(value);
-            registry::link(header, owner);
+            registry::relink(header);
         }
         Ok(RRef {
             header,
@@ -100,20 +103,18 @@ impl<T: Exchangeable> RRef<T> {
     /// Gives it to `owner`. Called by proxies when an `RRef` crosses a
     /// call (into the callee, or back to the caller with a result).
     #[doc(hidden)]
+    #[inline]
     pub fn move_to(&self, owner: Owner) {
-        if self.owner() == NESTED {
-            return; // owned through its root
-        }
-        // SAFETY: a root is on its owner's list.
+        // SAFETY: we hold it (a nested one is skipped: owned through its
+        // root).
         unsafe { registry::transfer(self.header, owner) };
     }
 
     pub(crate) fn make_nested(&self) {
-        let owner = self.owner();
-        if owner != NESTED {
-            // SAFETY: a root is on its owner's list.
-            unsafe { registry::unlink(self.header, owner) };
+        if self.owner() != NESTED {
             self.header().owner.store(NESTED, Ordering::Release);
+            // SAFETY: we hold it; the registry takes it off its list.
+            unsafe { registry::relink(self.header) };
         }
     }
 
@@ -123,8 +124,8 @@ impl<T: Exchangeable> RRef<T> {
         if self.owner() == NESTED {
             let owner = registry::backend().current_owner();
             self.header().owner.store(owner, Ordering::Release);
-            // SAFETY: a nested header is on no list.
-            unsafe { registry::link(self.header, owner) };
+            // SAFETY: we hold it; the registry lists it for `owner`.
+            unsafe { registry::relink(self.header) };
         }
     }
 
@@ -149,15 +150,11 @@ impl<T: Exchangeable> RRef<T> {
     /// Moves the value back off the shared heap.
     pub fn into_inner(self) -> T {
         let this = core::mem::ManuallyDrop::new(self);
-        let owner = this.owner();
         // SAFETY: we own the handle; the value is read out once, then the
-        // header is unlinked and the memory freed without dropping it again.
+        // registry frees the memory without dropping it again.
         unsafe {
-            registry::unlink(this.header, owner);
             let value = this.value_ptr().read();
-            let layout = this.header().layout;
-            core::ptr::drop_in_place(this.header.as_ptr());
-            registry::backend().free(this.header.cast(), layout);
+            registry::release(this.header);
             value
         }
     }
@@ -180,13 +177,8 @@ impl<T: Exchangeable> DerefMut for RRef<T> {
 
 impl<T: Exchangeable> Drop for RRef<T> {
     fn drop(&mut self) {
-        let owner = self.owner();
-        // SAFETY: a root is on its owner's list (a nested one on none); the
-        // allocation is ours and destroyed once.
-        unsafe {
-            registry::unlink(self.header, owner);
-            (self.header().destroy)(self.header);
-        }
+        // SAFETY: the handle is unique and given up here.
+        unsafe { registry::destroy(self.header) };
     }
 }
 

@@ -18,6 +18,9 @@ struct HostHeap;
 
 std::thread_local! {
     static CURRENT: Cell<Owner> = const { Cell::new(0) };
+    /// The "core" this thread plays (0 unless a test picks one; tests that
+    /// hold batches pick indices no other test uses).
+    static CORE: Cell<usize> = const { Cell::new(0) };
 }
 
 impl Backend for HostHeap {
@@ -31,6 +34,9 @@ impl Backend for HostHeap {
     }
     fn current_owner(&self) -> Owner {
         CURRENT.with(|c| c.get())
+    }
+    fn core_index(&self) -> usize {
+        CORE.with(|c| c.get())
     }
 }
 
@@ -243,4 +249,115 @@ fn array_slots_nest_and_release() {
     drop(taken);
     drop(array);
     assert_eq!(registry::owned_by(b).0, 0);
+}
+
+/// Requests queued on `core`'s shard (only meaningful while nobody drains).
+fn queued(core: usize) -> usize {
+    registry::queued_requests(core)
+}
+
+#[test]
+fn batches_keep_local_work_local_and_queue_remote_work() {
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+    let (a, b) = (owner(40, 1), owner(41, 1));
+    let (home, remote) = (5, 6);
+    let (to_remote, from_home) = std::sync::mpsc::channel::<Vec<RRef<Tracked>>>();
+    let (done, wait_done) = std::sync::mpsc::channel::<()>();
+    let home_thread = std::thread::spawn(move || {
+        as_owner(a);
+        CORE.with(|c| c.set(home));
+        registry::enter_batch();
+        let objects: Vec<_> = (0..100).map(|i| RRef::new(Tracked(&DROPS, i))).collect();
+        // Local work inside the batch is applied at once.
+        assert_eq!(queued(home), 0);
+        to_remote.send(objects).unwrap();
+        // Keep the batch (and the lock) until the other core is done.
+        wait_done.recv().unwrap();
+        assert_eq!(queued(home), 100, "50 moves and 50 frees wait for the home core");
+        registry::leave_batch();
+    });
+    let remote_thread = std::thread::spawn(move || {
+        as_owner(b);
+        CORE.with(|c| c.set(remote));
+        registry::enter_batch();
+        let mut objects = from_home.recv().unwrap();
+        for object in &objects {
+            object.move_to(b);
+        }
+        let kept = objects.split_off(50);
+        drop(objects); // values dropped here; memory freed by the home core
+        assert_eq!(DROPS.load(Ordering::SeqCst), 50);
+        registry::leave_batch();
+        done.send(()).unwrap();
+        kept
+    });
+    let kept = remote_thread.join().unwrap();
+    home_thread.join().unwrap();
+    // Both shards are free now: a consistent view drains the queue.
+    assert_eq!(registry::owned_by(a).0, 0);
+    assert_eq!(registry::owned_by(b).0, 50);
+    assert_eq!(queued(home), 0);
+    for object in &kept {
+        assert_eq!(object.owner(), b);
+    }
+    drop(kept);
+    assert_eq!(registry::owned_by(b).0, 0);
+    assert_eq!(DROPS.load(Ordering::SeqCst), 100, "every value dropped once");
+}
+
+#[test]
+fn reclaim_applies_queued_requests_first() {
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+    let (dead, survivor) = (owner(42, 1), owner(43, 1));
+    let home = 7;
+    let (to_main, objects) = std::sync::mpsc::channel::<Vec<RRef<Tracked>>>();
+    let (release, wait_release) = std::sync::mpsc::channel::<()>();
+    let home_thread = std::thread::spawn(move || {
+        as_owner(dead);
+        CORE.with(|c| c.set(home));
+        registry::enter_batch();
+        let made: Vec<_> = (0..10).map(|i| RRef::new(Tracked(&DROPS, i))).collect();
+        to_main.send(made).unwrap();
+        wait_release.recv().unwrap();
+        registry::leave_batch();
+    });
+    // This thread is core 0 (no batch): the home shard is busy, so its
+    // moves are queued.
+    let mut made = objects.recv().unwrap();
+    let rescued = made.split_off(6);
+    for object in &rescued {
+        object.move_to(survivor);
+    }
+    assert_eq!(queued(home), 4);
+    core::mem::forget(made); // the dead domain's handles, never dropped
+    release.send(()).unwrap();
+    home_thread.join().unwrap();
+    assert_eq!(registry::reclaim(dead).0, 6, "the rescued four moved away");
+    assert_eq!(DROPS.load(Ordering::SeqCst), 6);
+    assert_eq!(registry::owned_by(survivor).0, 4);
+    drop(rescued);
+    assert_eq!(DROPS.load(Ordering::SeqCst), 10);
+}
+
+#[test]
+fn a_crash_inside_drop_glue_does_not_drop_twice() {
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+    struct Exploding;
+    impl Exchangeable for Exploding {}
+    impl Drop for Exploding {
+        fn drop(&mut self) {
+            DROPS.fetch_add(1, Ordering::SeqCst);
+            panic!("drop glue crashed");
+        }
+    }
+    let a = owner(44, 1);
+    as_owner(a);
+    let object = RRef::new(Exploding);
+    let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(object)));
+    assert!(crashed.is_err());
+    assert_eq!(DROPS.load(Ordering::SeqCst), 1);
+    // The domain is dead: the half-dropped object is still its own, and
+    // reclaim frees its memory without running the drop glue again.
+    assert_eq!(registry::reclaim(a).0, 1);
+    assert_eq!(DROPS.load(Ordering::SeqCst), 1);
 }
