@@ -198,7 +198,10 @@ pub fn device_address(pointer: *const u8) -> Option<u64> {
 /// (bytes in use, pages mapped). Bytes in use are what callers hold
 /// (objects in the per-core caches are free); pages are what the heap has
 /// mapped.
+/// Frees that other cores queued for a busy core are applied first, so
+/// the numbers are exact (this waits for every core's current batch).
 pub fn usage() -> (u64, u64) {
+    rrpc::registry::quiesce();
     let bytes: i64 = cpu::all()
         .map(|cpu| cpu.shared_bytes.load(core::sync::atomic::Ordering::Relaxed))
         .sum();

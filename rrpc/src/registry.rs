@@ -38,6 +38,8 @@ use crate::Owner;
 /// The owner of an object that lives inside another `RRef`.
 pub const NESTED: Owner = u32::MAX;
 const SLOTS: usize = 256;
+/// The largest `RRef` allocation (header and value).
+pub const MAX_OBJECT: usize = u32::MAX as usize;
 /// Shards: one per core (cores beyond this many share shards and never
 /// hold one; they take the slow path, still correct).
 pub const SHARDS: usize = 64;
@@ -125,9 +127,16 @@ pub(crate) struct Header {
     /// shard's lock.
     listed: UnsafeCell<u16>,
     links: UnsafeCell<(*mut Header, *mut Header)>,
+    /// [`CLEAN`], [`DIRTY`] or [`DIRTY_FREE`]: on the home shard's dirty
+    /// chain (through `dirty_next`); only touched by the holder of the
+    /// home shard's lock.
+    dirty: UnsafeCell<u8>,
+    dirty_next: UnsafeCell<*mut Header>,
     /// Next request on the home shard's queue.
     queued_next: AtomicPtr<Header>,
-    pub(crate) layout: Layout,
+    /// The allocation's size and alignment.
+    size: u32,
+    align: u32,
     /// Drops the value in place (not the memory).
     drop_value: unsafe fn(NonNull<Header>),
 }
@@ -136,10 +145,18 @@ const PENDING: u16 = 1;
 const FREE: u16 = 2;
 const DROPPING: u8 = 1;
 const UNLISTED: u16 = u16::MAX;
+const CLEAN: u8 = 0;
+const DIRTY: u8 = 1;
+/// Dirty, and freed by its holder: the flush frees the memory.
+const DIRTY_FREE: u8 = 2;
+/// Dirty objects a shard keeps before it flushes in the middle of a batch
+/// (bounds both the flush and the memory a freed dirty object holds).
+const DIRTY_MAX: usize = 64;
 
 impl Header {
     /// A header for an object owned by `owner`, homed on core `core`, on
-    /// no list yet (see [`relink`]).
+    /// no list yet (see [`relink`]). The caller checked that `layout`'s
+    /// size fits in 32 bits ([`MAX_OBJECT`]).
     pub(crate) fn new(
         owner: Owner,
         layout: Layout,
@@ -154,8 +171,11 @@ impl Header {
             home: (core % SHARDS) as u8,
             listed: UnsafeCell::new(UNLISTED),
             links: UnsafeCell::new((ptr::null_mut(), ptr::null_mut())),
+            dirty: UnsafeCell::new(CLEAN),
+            dirty_next: UnsafeCell::new(ptr::null_mut()),
             queued_next: AtomicPtr::new(ptr::null_mut()),
-            layout,
+            size: layout.size() as u32,
+            align: layout.align() as u32,
             drop_value,
         }
     }
@@ -187,7 +207,7 @@ impl List {
                 (*(*self.head).links.get()).0 = raw;
             }
             self.count += 1;
-            self.bytes += (*raw).layout.size();
+            self.bytes += (*raw).size as usize;
         }
         self.head = raw;
     }
@@ -210,7 +230,7 @@ impl List {
             }
             *(*raw).links.get() = (ptr::null_mut(), ptr::null_mut());
             self.count -= 1;
-            self.bytes -= (*raw).layout.size();
+            self.bytes -= (*raw).size as usize;
         }
     }
 }
@@ -224,6 +244,9 @@ struct Shard {
     /// Requests from other cores (a stack through `queued_next`).
     queue: AtomicPtr<Header>,
     lists: UnsafeCell<[List; SLOTS]>,
+    /// Objects whose list position lags behind their owner word (head and
+    /// length); only the lock holder touches it. See [`Shard::flush`].
+    dirty: UnsafeCell<(*mut Header, usize)>,
 }
 
 // SAFETY: `lists` is only touched by the holder of `locked`; the rest is
@@ -236,6 +259,7 @@ static SHARD: [Shard; SHARDS] = [const {
         batch: AtomicBool::new(false),
         queue: AtomicPtr::new(ptr::null_mut()),
         lists: UnsafeCell::new([List::EMPTY; SLOTS]),
+        dirty: UnsafeCell::new((ptr::null_mut(), 0)),
     }
 }; SHARDS];
 
@@ -254,8 +278,21 @@ impl Shard {
         }
     }
 
+    /// Lets go of the lock, then applies whatever was queued by cores
+    /// that found it taken (so no request waits for a batch that may never
+    /// come: a queuer retries the lock after queueing, and whoever lets go
+    /// looks at the queue after letting go; with the fences one of the two
+    /// sees the other).
     fn unlock(&self) {
-        self.locked.store(false, Ordering::Release);
+        loop {
+            self.locked.store(false, Ordering::Release);
+            core::sync::atomic::fence(Ordering::SeqCst);
+            if self.queue.load(Ordering::Acquire).is_null() || !self.try_lock() {
+                return;
+            }
+            // SAFETY: locked again.
+            unsafe { self.drain() };
+        }
     }
 
     /// The lists.
@@ -286,7 +323,60 @@ impl Shard {
                 // clear, another core may queue it again.
                 cursor = object.queued_next.load(Ordering::Acquire);
                 let requests = object.requests.swap(0, Ordering::AcqRel);
-                if requests & FREE != 0 {
+                if requests & FREE == 0 {
+                    self.sync(header);
+                } else if *object.dirty.get() != CLEAN {
+                    // Still on the dirty chain: the flush frees it.
+                    *object.dirty.get() = DIRTY_FREE;
+                } else {
+                    self.unlist(header);
+                    free_memory(header);
+                }
+            }
+        }
+    }
+
+    /// Notes that `header`'s list position lags behind its owner word (or
+    /// that it is freed, with `free`), to be fixed by [`flush`](Self::flush)
+    /// before anyone else can look at the lists.
+    ///
+    /// # Safety
+    /// The caller holds the lock for a batch; `header` is live, homed here.
+    #[inline]
+    unsafe fn mark_dirty(&self, header: NonNull<Header>, free: bool) {
+        // SAFETY: per the contract.
+        unsafe {
+            let object = header.as_ref();
+            let dirty = &mut *self.dirty.get();
+            if *object.dirty.get() == CLEAN {
+                *object.dirty_next.get() = dirty.0;
+                dirty.0 = header.as_ptr();
+                dirty.1 += 1;
+            }
+            *object.dirty.get() = if free { DIRTY_FREE } else { DIRTY };
+            if dirty.1 > DIRTY_MAX {
+                self.flush();
+            }
+        }
+    }
+
+    /// Brings every dirty object's list position up to date (and frees
+    /// the ones freed meanwhile).
+    ///
+    /// # Safety
+    /// The caller holds the lock.
+    unsafe fn flush(&self) {
+        // SAFETY: per the contract; chained objects stay allocated until
+        // this flush frees them.
+        unsafe {
+            let dirty = &mut *self.dirty.get();
+            let mut cursor = dirty.0;
+            *dirty = (ptr::null_mut(), 0);
+            while let Some(header) = NonNull::new(cursor) {
+                let object = header.as_ref();
+                cursor = *object.dirty_next.get();
+                let state = core::mem::replace(&mut *object.dirty.get(), CLEAN);
+                if state == DIRTY_FREE {
                     self.unlist(header);
                     free_memory(header);
                 } else {
@@ -353,7 +443,8 @@ unsafe fn free_memory(header: NonNull<Header>) {
     // SAFETY: per the contract; the memory came from the backend with this
     // layout.
     unsafe {
-        let layout = header.as_ref().layout;
+        let object = header.as_ref();
+        let layout = Layout::from_size_align_unchecked(object.size as usize, object.align as usize);
         core::ptr::drop_in_place(header.as_ptr());
         backend().free(header.cast(), layout);
     }
@@ -368,6 +459,8 @@ fn holds(core: usize, home: usize) -> bool {
 /// What to do with an object.
 #[derive(Clone, Copy, PartialEq)]
 enum Op {
+    /// Put a new object on its owner's list.
+    Link,
     /// Make its list position match its owner word.
     Sync,
     /// Take it off its list and free its memory (the value is gone).
@@ -387,8 +480,10 @@ unsafe fn apply(header: NonNull<Header>, op: Op) {
     let object = unsafe { header.as_ref() };
     let home = &SHARD[object.home as usize];
     let held = holds(critical.core, object.home as usize);
-    if held || home.try_lock() {
-        // SAFETY: we hold the home shard's lock.
+    if held {
+        // Our own batch: nobody else looks at this shard's lists before we
+        // flush (at the end of the batch at the latest), so only note it.
+        // SAFETY: we hold the lock for the batch.
         unsafe {
             if op == Op::Free && object.requests.load(Ordering::Acquire) != 0 {
                 // Queued by another core earlier: apply the queue first,
@@ -396,36 +491,75 @@ unsafe fn apply(header: NonNull<Header>, op: Op) {
                 home.drain();
             }
             match op {
-                Op::Sync => home.sync(header),
+                // Cheap to do at once, and a clean object can be freed at
+                // once (it is on no dirty chain).
+                Op::Link => home.sync(header),
+                Op::Free if *object.dirty.get() == CLEAN => {
+                    home.unlist(header);
+                    free_memory(header);
+                }
+                Op::Sync => home.mark_dirty(header, false),
+                Op::Free => home.mark_dirty(header, true),
+            }
+        }
+        return;
+    }
+    if home.try_lock() {
+        // Nobody's batch: no dirty objects (batches flush as they end).
+        // SAFETY: we hold the home shard's lock.
+        unsafe {
+            if op == Op::Free && object.requests.load(Ordering::Acquire) != 0 {
+                home.drain();
+            }
+            match op {
+                Op::Link | Op::Sync => home.sync(header),
                 Op::Free => {
                     home.unlist(header);
                     free_memory(header);
                 }
             }
         }
-        if !held {
-            home.unlock();
-        }
+        home.unlock();
         return;
     }
     let flags = match op {
-        Op::Sync => PENDING,
+        Op::Link | Op::Sync => PENDING,
         Op::Free => PENDING | FREE,
     };
     if object.requests.fetch_or(flags, Ordering::AcqRel) & PENDING != 0 {
         return; // already queued: the drain reads the latest state
     }
+    QUEUED.fetch_add(1, Ordering::Relaxed);
     let mut top = home.queue.load(Ordering::Relaxed);
     loop {
         object.queued_next.store(top, Ordering::Relaxed);
-        match home
-            .queue
-            .compare_exchange_weak(top, header.as_ptr(), Ordering::Release, Ordering::Relaxed)
-        {
+        match home.queue.compare_exchange_weak(
+            top,
+            header.as_ptr(),
+            Ordering::Release,
+            Ordering::Relaxed,
+        ) {
             Ok(_) => break,
             Err(now) => top = now,
         }
     }
+    // The holder may have let go meanwhile (see `Shard::unlock`).
+    core::sync::atomic::fence(Ordering::SeqCst);
+    if home.try_lock() {
+        // SAFETY: locked.
+        unsafe { home.drain() };
+        home.unlock();
+    }
+}
+
+/// Puts the new object `header` on its owner's list.
+///
+/// # Safety
+/// The caller holds the object; `header` is live and on no list.
+#[inline]
+pub(crate) unsafe fn link(header: NonNull<Header>) {
+    // SAFETY: forwarded.
+    unsafe { apply(header, Op::Link) }
 }
 
 /// Puts `header` on the list of its (just changed) owner, or off every
@@ -517,6 +651,12 @@ pub fn leave_batch() {
         return;
     }
     let shard = &SHARD[core];
+    let _critical = Critical::enter();
+    // SAFETY: we hold the lock for the batch.
+    unsafe {
+        shard.flush();
+        shard.drain();
+    }
     shard.batch.store(false, Ordering::Relaxed);
     shard.unlock();
 }
@@ -530,7 +670,9 @@ pub fn queued_requests(core: usize) -> usize {
         count += 1;
         // SAFETY: queued headers stay allocated until drained; the caller
         // accepts the snapshot's raciness (see above).
-        cursor = unsafe { header.as_ref() }.queued_next.load(Ordering::Acquire);
+        cursor = unsafe { header.as_ref() }
+            .queued_next
+            .load(Ordering::Acquire);
     }
     count
 }
@@ -555,6 +697,21 @@ fn each_shard(mut f: impl FnMut(&Shard)) {
     if was_held {
         enter_batch();
     }
+}
+
+static QUEUED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Requests queued for a busy home core since boot (diagnostics: how
+/// often objects cross cores while their home is running a batch).
+pub fn requests_queued() -> u64 {
+    QUEUED.load(Ordering::Relaxed)
+}
+
+/// Applies every request still queued on any shard: afterwards every
+/// object is on its owner's list and every freed one is back in the
+/// backend. Waits for every core's current batch to end.
+pub fn quiesce() {
+    each_shard(|_| {});
 }
 
 /// (objects, bytes) of `RRef` roots owned by `owner`'s slot. Waits for
@@ -588,7 +745,7 @@ pub fn reclaim(owner: Owner) -> (usize, usize) {
                     list.detach(cursor);
                     *(*cursor).listed.get() = UNLISTED;
                     roots += 1;
-                    bytes += (*cursor).layout.size();
+                    bytes += (*cursor).size as usize;
                     // Chain the doomed through their `next` link.
                     *(*cursor).links.get() = (ptr::null_mut(), doomed);
                     doomed = cursor;

@@ -57,6 +57,9 @@ impl<T: Exchangeable> RRef<T> {
         value.adopt();
         // From allocation to link the object is nobody's: the domain must
         // not be unwound in between (the memory would leak).
+        if layout.size() > registry::MAX_OBJECT {
+            return Err(RpcError::OutOfMemory);
+        }
         let critical = registry::Critical::enter();
         let memory = backend.alloc(layout).ok_or(RpcError::OutOfMemory)?;
         let owner = backend.current_owner();
@@ -69,7 +72,7 @@ impl<T: Exchangeable> RRef<T> {
                 .as_ptr()
                 .write(Header::new(owner, layout, drop_value::<T>, critical.core));
             memory.as_ptr().add(offset).cast::<T>().write(value);
-            registry::relink(header);
+            registry::link(header);
         }
         Ok(RRef {
             header,

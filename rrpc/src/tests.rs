@@ -273,7 +273,11 @@ fn batches_keep_local_work_local_and_queue_remote_work() {
         to_remote.send(objects).unwrap();
         // Keep the batch (and the lock) until the other core is done.
         wait_done.recv().unwrap();
-        assert_eq!(queued(home), 100, "50 moves and 50 frees wait for the home core");
+        assert_eq!(
+            queued(home),
+            100,
+            "50 moves and 50 frees wait for the home core"
+        );
         registry::leave_batch();
     });
     let remote_thread = std::thread::spawn(move || {
@@ -302,7 +306,11 @@ fn batches_keep_local_work_local_and_queue_remote_work() {
     }
     drop(kept);
     assert_eq!(registry::owned_by(b).0, 0);
-    assert_eq!(DROPS.load(Ordering::SeqCst), 100, "every value dropped once");
+    assert_eq!(
+        DROPS.load(Ordering::SeqCst),
+        100,
+        "every value dropped once"
+    );
 }
 
 #[test]
@@ -360,4 +368,39 @@ fn a_crash_inside_drop_glue_does_not_drop_twice() {
     // reclaim frees its memory without running the drop glue again.
     assert_eq!(registry::reclaim(a).0, 1);
     assert_eq!(DROPS.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn work_inside_a_batch_is_exact_once_the_batch_ends() {
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+    let (a, b) = (owner(45, 1), owner(46, 1));
+    // A thread of its own playing core 9, so no other test shares it.
+    std::thread::spawn(move || {
+        as_owner(a);
+        CORE.with(|c| c.set(9));
+        registry::enter_batch();
+        let mut objects: Vec<_> = (0..200).map(|i| RRef::new(Tracked(&DROPS, i))).collect();
+        for object in objects.iter().step_by(2) {
+            object.move_to(b); // and back and forth: only the last counts
+            object.move_to(a);
+            object.move_to(b);
+        }
+        // Drop every third (some moved, some not; more than one flush's
+        // worth, so some are freed mid-batch and some at its end).
+        let mut index = 0;
+        objects.retain(|_| {
+            index += 1;
+            index % 3 != 0
+        });
+        assert_eq!(DROPS.load(Ordering::SeqCst), 66);
+        registry::leave_batch();
+        let moved = objects.iter().filter(|o| o.owner() == b).count();
+        assert_eq!(registry::owned_by(b).0, moved);
+        assert_eq!(registry::owned_by(a).0, objects.len() - moved);
+        drop(objects);
+        assert_eq!(registry::owned_by(a).0 + registry::owned_by(b).0, 0);
+        assert_eq!(DROPS.load(Ordering::SeqCst), 200);
+    })
+    .join()
+    .unwrap();
 }

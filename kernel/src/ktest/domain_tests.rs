@@ -39,6 +39,10 @@ pub static TESTS: &[KTest] = &[
         run: TestFn::Async(rrefs_reclaimed),
     },
     KTest {
+        name: "domain_rrefs_cross_cores",
+        run: TestFn::Async(rrefs_cross_cores),
+    },
+    KTest {
         name: "domain_heap_exhaustion_is_contained",
         run: TestFn::Async(heap_exhaustion_contained),
     },
@@ -645,6 +649,104 @@ fn rrefs_reclaimed() -> BoxedTest {
             "the kernel's RRef changed when its creator died"
         );
         drop(given);
+        let (shared_after, _) = crate::shared_heap::usage();
+        ensure!(
+            shared_after == shared_before,
+            "shared heap: {shared_before} -> {shared_after} bytes"
+        );
+        Ok(())
+    })
+}
+
+/// RRefs made on one core are moved, dropped and reclaimed on another
+/// while both cores run batches: the registry's cross-core path (requests
+/// queued for the home core, or its shard locked while idle). Counts are
+/// exact afterwards and the shared heap is back where it started.
+fn rrefs_cross_cores() -> BoxedTest {
+    Box::pin(async {
+        use rrpc::RRef;
+        let here = cpu::current().index;
+        let Some(other) = (0..cpu::count()).find(|&c| c != here) else {
+            crate::println!("ktest:   (one core: the cross-core path is not reachable)");
+            return Ok(());
+        };
+        let (shared_before, _) = crate::shared_heap::usage();
+        let d = fresh("idle")?;
+        let owner = d.owner();
+        type Batch = Vec<RRef<[u32; 16]>>;
+        type Job = core::pin::Pin<Box<dyn core::future::Future<Output = Batch> + Send>>;
+        let spawn = |f: Job| sched::spawn_on(other, f).map_err(|e| alloc::format!("spawn: {e:?}"));
+        // Made on the other core (homed there).
+        let mut made = spawn(Box::pin(async {
+            (0..300u32).map(|i| RRef::new([i; 16])).collect()
+        }))?
+        .await
+        .map_err(|e| alloc::format!("join: {e:?}"))?;
+        // Keep the other core inside one long batch (one poll that spins
+        // until released), so the work below must be queued for it.
+        static HOLD: AtomicBool = AtomicBool::new(false);
+        static HOLDING: AtomicBool = AtomicBool::new(false);
+        HOLD.store(true, Ordering::SeqCst);
+        HOLDING.store(false, Ordering::SeqCst);
+        let holder = sched::spawn_on(other, async {
+            let start = crate::time::now_ns();
+            HOLDING.store(true, Ordering::SeqCst);
+            while HOLD.load(Ordering::SeqCst) && crate::time::now_ns() - start < 2_000_000_000 {
+                core::hint::spin_loop();
+            }
+        })
+        .map_err(|e| alloc::format!("spawn: {e:?}"))?;
+        while !HOLDING.load(Ordering::SeqCst) {
+            executor::yield_now().await;
+        }
+        let queued_before = rrpc::registry::requests_queued();
+        // Here: 200 go to the domain, 50 die, 50 stay the kernel's.
+        let mut moved = made.split_off(100);
+        for object in &moved {
+            object.move_to(owner);
+        }
+        let kept = made.split_off(50);
+        drop(made);
+        let queued = rrpc::registry::requests_queued() - queued_before;
+        HOLD.store(false, Ordering::SeqCst);
+        holder.await.map_err(|e| alloc::format!("join: {e:?}"))?;
+        ensure!(
+            queued >= 250,
+            "{queued} requests queued for the busy core, expected 250 (200 moves, 50 frees)"
+        );
+        // Half of the domain's come back and are dropped on their home core.
+        let returned = moved.split_off(100);
+        for object in &returned {
+            object.move_to(0);
+        }
+        let back = spawn(Box::pin(async move {
+            for (i, object) in returned.iter().enumerate() {
+                assert_eq!(object[0], 200 + i as u32, "value changed in transit");
+            }
+            drop(returned);
+            Vec::new()
+        }))?
+        .await
+        .map_err(|e| alloc::format!("join: {e:?}"))?;
+        drop(back);
+        ensure!(
+            d.rrefs() == 100,
+            "the domain owns {} RRefs, expected 100",
+            d.rrefs()
+        );
+        ensure!(
+            kept.iter()
+                .enumerate()
+                .all(|(i, o)| o.owner() == 0 && o[15] == 50 + i as u32),
+            "the kernel's RRefs changed"
+        );
+        // The domain dies holding its 100 (their handles are its memory).
+        core::mem::forget(moved);
+        let crash = domain::enter(owner, || inject::trigger(Kind::Panic));
+        ensure!(crash == Err(EntryError::Crashed), "crash gave {crash:?}");
+        dead(d).await?;
+        ensure!(d.rrefs() == 0, "{} RRefs left after reclaim", d.rrefs());
+        drop(kept);
         let (shared_after, _) = crate::shared_heap::usage();
         ensure!(
             shared_after == shared_before,
