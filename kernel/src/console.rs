@@ -352,11 +352,11 @@ fn cmd_domains(args: &[&str]) -> Result<(), alloc::string::String> {
         domain::budget_ns() / 1_000_000,
         Bytes(domain::heap::quota())
     );
-    println!("id   name         state     gen  heap        rrefs  tasks  crashes");
+    println!("id   name         state     gen  heap        rrefs  tasks  crashes  exports");
     for d in domain::all() {
         let (bytes, _) = d.heap_usage();
         println!(
-            "{:<4} {:<12} {:<9} {:<4} {:<11} {:<6} {:<6} {}",
+            "{:<4} {:<12} {:<9} {:<4} {:<11} {:<6} {:<6} {:<8} {}",
             d.slot,
             d.name,
             d.state().name(),
@@ -364,7 +364,8 @@ fn cmd_domains(args: &[&str]) -> Result<(), alloc::string::String> {
             alloc::format!("{}", Bytes(bytes)),
             d.rrefs(),
             d.task_count(),
-            d.crashes()
+            d.crashes(),
+            domain::images::export_names(d)
         );
         if let Some(fault) = d.last_fault().filter(|_| d.state() != domain::State::Alive) {
             println!("     last: {fault}");

@@ -6,7 +6,11 @@
 //! them into `bench/results/qemu.json`.
 
 use alloc::boxed::Box;
+use alloc::sync::Arc;
 use core::hint::black_box;
+
+use interfaces::control::Control;
+use rrpc::{Interface, RRef, RpcResult};
 
 use crate::arch::rdtsc;
 use crate::domain::{self, images};
@@ -39,33 +43,56 @@ fn report(name: &str, workload: &str, measured: f64, baseline_name: &str, baseli
 
 struct Plain;
 
-impl images::Service for Plain {
+impl Control for Plain {
     #[inline(never)]
-    fn call(&self, _op: u32, arg: u64) -> u64 {
-        arg
+    fn control(&self, _op: u32, arg: u64) -> RpcResult<u64> {
+        Ok(arg)
+    }
+}
+
+/// Gives an RRef straight back (the callee owns it in between).
+#[rrpc::interface]
+trait Bounce {
+    fn bounce(&self, buffer: RRef<[u8; 64]>) -> RpcResult<RRef<[u8; 64]>>;
+}
+
+struct Bouncer;
+
+impl Bounce for Bouncer {
+    #[inline(never)]
+    fn bounce(&self, buffer: RRef<[u8; 64]>) -> RpcResult<RRef<[u8; 64]>> {
+        Ok(buffer)
     }
 }
 
 pub async fn run() {
     println!("kbench: name | workload | ticks | baseline | baseline ticks | ratio");
-    // Domain entry: a call into the `idle` domain's echo service versus
-    // the same kind of call through a plain trait object.
-    let plain: Box<dyn images::Service> = Box::new(Plain);
+    // A call into the `idle` domain's control interface through its
+    // generated proxy, versus the same call through a plain trait object.
+    let plain: Arc<dyn Control + Send + Sync> = Arc::new(Plain);
     let plain_ticks = median_ticks(|| {
-        black_box(black_box(&plain).call(2, black_box(7)));
+        black_box(black_box(&plain).control(2, black_box(7)).ok());
     });
     match domain::create(images::image("idle").expect("idle image"), "bench-idle") {
         Ok(d) => {
-            let entry_ticks = median_ticks(|| {
-                black_box(images::call(d, 2, black_box(7)).ok());
+            let mut proxy = None;
+            let _ = images::lookup("bench-idle/control", &mut |exports, name, owner| {
+                proxy = exports
+                    .get::<dyn Control + Send + Sync>(name)
+                    .map(|o| <dyn Control + Send + Sync as Interface>::proxy(o.clone(), owner));
             });
-            report(
-                "domain call",
-                "call into a domain's service: alive check, owner switch, continuation, watchdog deadline",
-                entry_ticks,
-                "trait-object call",
-                plain_ticks,
-            );
+            if let Some(proxy) = proxy {
+                let proxy_ticks = median_ticks(|| {
+                    black_box(black_box(&proxy).control(2, black_box(7)).ok());
+                });
+                report(
+                    "domain call",
+                    "generated proxy call into a domain: alive check, owner switch, continuation, watchdog deadline",
+                    proxy_ticks,
+                    "trait-object call",
+                    plain_ticks,
+                );
+            }
             let owner = d.owner();
             let catch_ticks = median_ticks(|| {
                 black_box(crate::catch::catch(|| black_box(7u64)).ok());
@@ -87,6 +114,46 @@ pub async fn run() {
                 "trait-object call",
                 plain_ticks,
             );
+            // RRefs: allocation, and a call moving one in and back.
+            let rref_ticks = median_ticks(|| {
+                drop(black_box(RRef::new(black_box([0u8; 64]))));
+            });
+            let box_ticks = median_ticks(|| {
+                drop(black_box(Box::new(black_box([0u8; 64]))));
+            });
+            report(
+                "RRef<[u8; 64]> alloc+drop",
+                "RRef::new then drop (shared heap, registry)",
+                rref_ticks,
+                "Box (kernel heap)",
+                box_ticks,
+            );
+            if let Ok(object) =
+                domain::enter(owner, || Arc::new(Bouncer) as Arc<dyn Bounce + Send + Sync>)
+            {
+                let bounce = BounceProxy::new(object, owner);
+                let mut buffer = Some(RRef::new([7u8; 64]));
+                let bounce_ticks = median_ticks(|| {
+                    if let Some(b) = buffer.take() {
+                        buffer = bounce.bounce(b).ok();
+                    }
+                });
+                let local = Bouncer;
+                let local: &dyn Bounce = black_box(&local);
+                let mut buffer = Some(RRef::new([7u8; 64]));
+                let local_ticks = median_ticks(|| {
+                    if let Some(b) = buffer.take() {
+                        buffer = local.bounce(b).ok();
+                    }
+                });
+                report(
+                    "call moving an RRef in and back",
+                    "generated proxy: RRef argument to the callee, result back to the caller",
+                    bounce_ticks,
+                    "trait-object call",
+                    local_ticks,
+                );
+            }
             domain::kill(d, "bench done");
         }
         Err(e) => println!("kbench: cannot create a domain: {e}"),

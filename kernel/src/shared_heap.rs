@@ -107,6 +107,10 @@ impl rrpc::Backend for RRefBackend {
         device_address(pointer)
     }
 
+    unsafe fn free_reclaimed(&self, pointer: NonNull<u8>, layout: Layout) {
+        free_to_heap(pointer, layout)
+    }
+
     fn core_index(&self) -> usize {
         cpu::current().index
     }
@@ -175,6 +179,23 @@ pub fn free(pointer: NonNull<u8>, layout: Layout) {
             account(-(size as i64));
             return;
         }
+        let mut heap = HEAP.lock();
+        if let Some(heap) = heap.as_mut() {
+            match heap.free(address, size, align) {
+                Ok(()) => account(-(size as i64)),
+                Err(e) => crate::warn!("shared heap: bad free of {address:#x}: {e}"),
+            }
+        }
+    });
+}
+
+/// Frees like [`free`], but straight to the heap, past this core's cache
+/// (for bulk releases such as a dead domain's objects, so the memory is at
+/// once available to every core).
+pub fn free_to_heap(pointer: NonNull<u8>, layout: Layout) {
+    let (size, align) = (layout.size().max(1), layout.align());
+    let address = pointer.as_ptr() as u64;
+    cpu::kernel_section(|| {
         let mut heap = HEAP.lock();
         if let Some(heap) = heap.as_mut() {
             match heap.free(address, size, align) {

@@ -151,9 +151,13 @@ def console_session(tally, kernel, smp, mem, timeout):
             ("x" * 300, lambda out: "monitor>" in out),  # over-long line: refused, prompt survives
             # Domains: the acceptance flow of issue 3.
             ("load counter", lambda out: "loaded counter as domain" in out),
+            ("load checksum", lambda out: "loaded checksum as domain" in out),
             ("load client", lambda out: "loaded client as domain" in out),
-            ("@pause", None),  # let the client call the counter a few times
-            ("domains", lambda out: re.search(r"counter\s+alive\s+1\s", out) is not None),
+            ("@pause", None),  # let the client call its services a few times
+            ("domains", lambda out: re.search(r"counter\s+alive\s+1\s", out) is not None
+                and re.search(r"checksum\s+alive.*checksum,control", out) is not None),
+            ("call client 2", lambda out: re.search(r"^[1-9]\d*$", out, re.M) is not None),  # RRef blocks verified
+            ("call client 3", lambda out: re.search(r"^0$", out, re.M) is not None),  # digest mismatches
             ("crash counter pagefault", lambda out: "domain crashed" in out and "page fault" in out),
             ("domains", lambda out: re.search(r"counter\s+(dead|reclaiming|poisoned)\s+1\s", out) is not None
                 and re.search(r"client\s+alive", out) is not None),

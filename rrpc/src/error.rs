@@ -11,6 +11,8 @@ pub enum RpcError {
     OutOfMemory,
     /// No domain has the name asked for.
     NoSuchDomain,
+    /// No alive domain exports an interface of that name and type.
+    NoSuchInterface,
 }
 
 impl fmt::Display for RpcError {
@@ -20,6 +22,7 @@ impl fmt::Display for RpcError {
             RpcError::DomainNotAlive => write!(f, "the callee domain is not alive"),
             RpcError::OutOfMemory => write!(f, "the shared heap is full"),
             RpcError::NoSuchDomain => write!(f, "no such domain"),
+            RpcError::NoSuchInterface => write!(f, "no such interface"),
         }
     }
 }

@@ -42,6 +42,7 @@ mod tests;
 pub use deque::{RRefArray, RRefDeque};
 pub use error::{RpcError, RpcResult};
 pub use exchangeable::Exchangeable;
+pub use proxy::Interface;
 pub use registry::{Backend, install_backend};
 pub use rref::RRef;
 /// The IDL compiler: `#[interface]` on a trait, `#[derive(Exchangeable)]`.

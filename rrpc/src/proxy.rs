@@ -19,6 +19,18 @@ pub trait Runtime: Sync {
     }
 }
 
+/// Implemented by `#[interface]` for `dyn Trait + Send + Sync`: how to wrap
+/// an exported object in the trait's generated proxy. The name service
+/// uses it to hand out proxies by type.
+pub trait Interface: Send + Sync + 'static {
+    /// The generated proxy (`<Trait>Proxy`).
+    type Proxy: Send + Sync;
+    /// The trait's name (for messages).
+    const NAME: &'static str;
+    /// Wraps `object`, exported by domain incarnation `callee`.
+    fn proxy(object: alloc::sync::Arc<Self>, callee: Owner) -> Self::Proxy;
+}
+
 static RUNTIME: Once<&'static dyn Runtime> = Once::new();
 
 /// Installs the runtime (once).

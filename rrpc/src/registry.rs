@@ -52,6 +52,16 @@ pub trait Backend: Sync {
     /// # Safety
     /// `pointer` came from `alloc` with this `layout` and is not used after.
     unsafe fn free(&self, pointer: NonNull<u8>, layout: Layout);
+    /// Frees memory of a dead domain's object ([`reclaim`]): a bulk
+    /// release that a backend with per-core caches should return to the
+    /// shared pool at once. Default: [`free`](Self::free).
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free).
+    unsafe fn free_reclaimed(&self, pointer: NonNull<u8>, layout: Layout) {
+        // SAFETY: forwarded.
+        unsafe { self.free(pointer, layout) }
+    }
     /// The domain incarnation running now (new objects belong to it).
     fn current_owner(&self) -> Owner;
     /// The address a device uses for `pointer`, if it has one.
@@ -440,13 +450,32 @@ fn slot(owner: Owner) -> usize {
 /// # Safety
 /// Nobody references `header` any more; its value is dropped or moved out.
 unsafe fn free_memory(header: NonNull<Header>) {
+    // While a reclaim destroys values, the objects nested in them are
+    // freed through here: in bulk too.
+    let reclaimed = RECLAIMING.load(Ordering::Relaxed) != 0;
+    // SAFETY: forwarded.
+    unsafe { free_memory_with(header, reclaimed) }
+}
+
+/// Reclaims destroying values right now (see [`free_memory`]).
+static RECLAIMING: AtomicU32 = AtomicU32::new(0);
+
+/// [`free_memory`], as part of a reclaim if `reclaimed`.
+///
+/// # Safety
+/// As for [`free_memory`].
+unsafe fn free_memory_with(header: NonNull<Header>, reclaimed: bool) {
     // SAFETY: per the contract; the memory came from the backend with this
     // layout.
     unsafe {
         let object = header.as_ref();
         let layout = Layout::from_size_align_unchecked(object.size as usize, object.align as usize);
         core::ptr::drop_in_place(header.as_ptr());
-        backend().free(header.cast(), layout);
+        if reclaimed {
+            backend().free_reclaimed(header.cast(), layout);
+        } else {
+            backend().free(header.cast(), layout);
+        }
     }
 }
 
@@ -764,9 +793,11 @@ pub fn reclaim(owner: Owner) -> (usize, usize) {
             doomed = (*object.links.get()).1;
             object.owner.store(NESTED, Ordering::Release);
             if object.state.load(Ordering::Acquire) != DROPPING {
+                RECLAIMING.fetch_add(1, Ordering::Relaxed);
                 (object.drop_value)(header);
+                RECLAIMING.fetch_sub(1, Ordering::Relaxed);
             }
-            free_memory(header);
+            free_memory_with(header, true);
         }
     }
     (roots, bytes)

@@ -6,13 +6,12 @@
 
 extern crate alloc;
 
-use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use domain_sdk::{Kernel, Service};
+use domain_sdk::{Exports, Kernel};
 
-pub fn init(_kernel: &'static dyn Kernel) -> Result<Box<dyn Service>, String> {
+pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {
     let table: Vec<u32> = alloc::vec![1, 2, 3];
     let index = core::hint::black_box(7);
     Err(alloc::format!("unreachable: {}", table[index]))

@@ -1,5 +1,7 @@
-//! `counter`: counts the calls made to it (op 0) and the ticks of its own
-//! background task (op 1, every 10 ms). Other ops echo their argument.
+//! `counter`: exports [`Counter`] as "counter" (counts calls; a background
+//! task ticks every 10 ms; `wait_ticks` is an `async` method that completes
+//! after more ticks) and [`Control`] as "control" (console `call counter
+//! OP`: 0 = calls so far, 1 = ticks so far, anything else echoes ARG).
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -9,40 +11,70 @@ extern crate alloc;
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
+use core::future::Future;
+use core::pin::Pin;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 
-use domain_sdk::{Kernel, Service, interval};
+use domain_sdk::{Exports, Kernel, RpcResult, interval, sleep};
+use interfaces::control::Control;
+use interfaces::counter::Counter;
 
-struct Counter {
+#[derive(Default)]
+struct State {
     calls: AtomicU64,
-    ticks: Arc<AtomicU64>,
+    ticks: AtomicU64,
 }
 
-impl Service for Counter {
-    fn call(&self, op: u32, arg: u64) -> u64 {
-        match op {
-            0 => self.calls.fetch_add(1, Ordering::Relaxed) + 1,
-            1 => self.ticks.load(Ordering::Relaxed),
-            _ => arg,
-        }
+struct Service(Arc<State>);
+
+impl Counter for Service {
+    fn increment(&self) -> RpcResult<u64> {
+        Ok(self.0.calls.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    fn ticks(&self) -> RpcResult<u64> {
+        Ok(self.0.ticks.load(Ordering::Relaxed))
+    }
+
+    fn wait_ticks(&self, n: u64) -> Pin<Box<dyn Future<Output = RpcResult<u64>> + Send + '_>> {
+        Box::pin(async move {
+            let target = self.0.ticks.load(Ordering::Relaxed) + n;
+            loop {
+                let now = self.0.ticks.load(Ordering::Relaxed);
+                if now >= target {
+                    return Ok(now);
+                }
+                sleep(Duration::from_millis(5)).await;
+            }
+        })
     }
 }
 
-pub fn init(kernel: &'static dyn Kernel) -> Result<Box<dyn Service>, String> {
-    let ticks = Arc::new(AtomicU64::new(0));
-    let task_ticks = ticks.clone();
+impl Control for Service {
+    fn control(&self, op: u32, arg: u64) -> RpcResult<u64> {
+        Ok(match op {
+            0 => self.0.calls.load(Ordering::Relaxed),
+            1 => self.0.ticks.load(Ordering::Relaxed),
+            _ => arg,
+        })
+    }
+}
+
+pub fn init(kernel: &'static dyn Kernel) -> Result<Exports, String> {
+    let state = Arc::new(State::default());
+    let ticking = state.clone();
     kernel
         .spawn(Box::pin(async move {
             let mut every = interval(Duration::from_millis(10));
             loop {
                 every.tick().await;
-                task_ticks.fetch_add(1, Ordering::Relaxed);
+                ticking.ticks.fetch_add(1, Ordering::Relaxed);
             }
         }))
         .map_err(|e| alloc::format!("spawn: {e:?}"))?;
-    Ok(Box::new(Counter {
-        calls: AtomicU64::new(0),
-        ticks,
-    }))
+    let service = Arc::new(Service(state));
+    Ok(Exports::new()
+        .with::<dyn Counter + Send + Sync>("counter", service.clone())
+        .with::<dyn Control + Send + Sync>("control", service))
 }

@@ -1,23 +1,25 @@
-//! `idle`: exports a service that echoes its argument; no tasks.
+//! `idle`: exports only [`Control`] as "control", echoing ARG for every OP;
+//! no tasks. The smallest domain there is (tests and benchmarks use it).
 
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
-use alloc::boxed::Box;
 use alloc::string::String;
+use alloc::sync::Arc;
 
-use domain_sdk::{Kernel, Service};
+use domain_sdk::{Exports, Kernel, RpcResult};
+use interfaces::control::Control;
 
 struct Echo;
 
-impl Service for Echo {
-    fn call(&self, _op: u32, arg: u64) -> u64 {
-        arg
+impl Control for Echo {
+    fn control(&self, _op: u32, arg: u64) -> RpcResult<u64> {
+        Ok(arg)
     }
 }
 
-pub fn init(_kernel: &'static dyn Kernel) -> Result<Box<dyn Service>, String> {
-    Ok(Box::new(Echo))
+pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {
+    Ok(Exports::new().with::<dyn Control + Send + Sync>("control", Arc::new(Echo)))
 }

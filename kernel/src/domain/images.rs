@@ -3,17 +3,19 @@
 //! are built and loaded as separate images.
 //!
 //! Each exports an entry of type [`domain_sdk::Entry`]; the kernel runs it
-//! inside the new domain and keeps the returned [`Service`] object, which
-//! lives in the domain's heap: it is only used inside entries and is
-//! forgotten, never dropped, when the domain dies. Domains reach the kernel
-//! through a per-slot [`domain_sdk::Kernel`] handle.
+//! inside the new domain and keeps the returned [`Exports`] (objects
+//! implementing `#[interface]` traits, under names), which live in the
+//! domain's heap: they are only used inside entries (through proxies) and
+//! are forgotten, never dropped, when the domain dies. This table is also
+//! the name service: [`Kernel::lookup`] finds an export by name. Domains
+//! reach the kernel through a per-slot [`domain_sdk::Kernel`] handle.
 
-use alloc::boxed::Box;
 use alloc::string::String;
+use alloc::sync::Arc;
 
-use domain_sdk::{Entry, Kernel, RpcError, RpcResult, SpawnError, Task};
+use domain_sdk::{Entry, Exports, Kernel, Owner, RpcError, RpcResult, SpawnError, Task};
 use executor::OwnerId;
-pub use interfaces::service::Service;
+use interfaces::control::Control;
 use spin::Mutex;
 
 use super::{Domain, EntryError, State};
@@ -32,12 +34,17 @@ pub static IMAGES: &[Image] = &[
     },
     Image {
         name: "client",
-        description: "calls 'counter' every 20 ms, counting successes and errors",
+        description: "calls 'counter' and 'checksum' every 20 ms, verifying, counting errors",
         entry: domain_client::init,
     },
     Image {
+        name: "checksum",
+        description: "fills and digests page-sized RRef buffers (moved, lent, batched)",
+        entry: domain_checksum::init,
+    },
+    Image {
         name: "idle",
-        description: "exports a service that echoes its argument; no tasks",
+        description: "exports only a control interface that echoes its argument; no tasks",
         entry: domain_idle::init,
     },
     Image {
@@ -52,7 +59,7 @@ pub fn image(name: &str) -> Option<&'static Image> {
 }
 
 /// Exported objects, by domain slot (see the module doc).
-static EXPORTS: [Mutex<Option<Box<dyn Service>>>; super::MAX_SLOTS] =
+static EXPORTS: [Mutex<Option<Exports>>; super::MAX_SLOTS] =
     [const { Mutex::new(None) }; super::MAX_SLOTS];
 
 /// Kernel services for the domain in one slot (always its current
@@ -84,9 +91,8 @@ impl Kernel for Handle {
             .map_err(|_| SpawnError::Full)
     }
 
-    fn call(&self, domain: &str, op: u32, arg: u64) -> RpcResult<u64> {
-        let target = super::find(domain).ok_or(RpcError::NoSuchDomain)?;
-        Ok(call(target, op, arg)?)
+    fn lookup(&self, name: &str, visit: &mut dyn FnMut(&Exports, &str, Owner)) -> RpcResult<()> {
+        lookup(name, visit)
     }
 
     fn log(&self, message: &str) {
@@ -95,40 +101,94 @@ impl Kernel for Handle {
     }
 }
 
+/// The name service behind [`Kernel::lookup`]: `name` is `EXPORT` (the
+/// first alive domain, by slot, exporting it) or `DOMAIN/EXPORT`. `visit`
+/// sees the exports of that incarnation; it runs in a kernel section (it
+/// only wraps an object in a proxy), and the exports cannot go away
+/// meanwhile: reclaim waits for a grace period that this core, inside a
+/// task or the console, has not passed.
+pub fn lookup(name: &str, visit: &mut dyn FnMut(&Exports, &str, Owner)) -> RpcResult<()> {
+    let (domain_name, export) = match name.split_once('/') {
+        Some((domain, export)) => (Some(domain), export),
+        None => (None, name),
+    };
+    if let Some(domain_name) = domain_name
+        && super::find(domain_name).is_none()
+    {
+        return Err(RpcError::NoSuchDomain);
+    }
+    crate::cpu::kernel_section(|| {
+        for domain in super::all() {
+            if domain_name.is_some_and(|n| n != domain.name.as_str())
+                || domain.state() != State::Alive
+            {
+                continue;
+            }
+            let exports = EXPORTS[domain.slot].lock();
+            if let Some(exports) = exports.as_ref()
+                && exports.contains(export)
+            {
+                visit(exports, export, domain.owner());
+                return Ok(());
+            }
+        }
+        Err(if domain_name.is_some() {
+            RpcError::DomainNotAlive
+        } else {
+            RpcError::NoSuchInterface
+        })
+    })
+}
+
 /// Runs a domain's entry function (inside the domain) and keeps what it
 /// exports.
 pub fn run_entry(owner: OwnerId, entry: Entry) -> Result<(), String> {
     let slot = (owner >> 16) as usize;
-    let service = entry(&HANDLES[slot])?;
-    let previous = crate::cpu::kernel_section(|| EXPORTS[slot].lock().replace(service));
-    // A previous incarnation's object belongs to its (reclaimed) heap.
+    let exports = entry(&HANDLES[slot])?;
+    let previous = crate::cpu::kernel_section(|| EXPORTS[slot].lock().replace(exports));
+    // A previous incarnation's exports belong to its (reclaimed) heap.
     core::mem::forget(previous);
     Ok(())
 }
 
-/// Forgets a dead incarnation's export (its memory went with the heap).
+/// Forgets a dead incarnation's exports (their memory went with the heap).
 pub fn forget_export(slot: usize) {
     core::mem::forget(EXPORTS[slot].lock().take());
 }
 
-/// Calls domain `domain`'s service as a domain entry.
-pub fn call(domain: &'static Domain, op: u32, arg: u64) -> Result<u64, EntryError> {
-    let owner = domain.owner();
-    if domain.state() != State::Alive {
-        return Err(EntryError::NotAlive);
-    }
-    super::enter(owner, || {
-        // Never hold a kernel lock while domain code runs: if it crashed,
-        // the lock would stay taken. The object cannot go away meanwhile:
-        // exports change only at init and at reclaim, and reclaim waits until
-        // no core is inside the domain (we are).
-        let service: Option<*const dyn Service> = EXPORTS[domain.slot]
+/// The names `domain` exports (for `domains`).
+pub fn export_names(domain: &Domain) -> String {
+    crate::cpu::kernel_section(|| {
+        EXPORTS[domain.slot]
             .lock()
             .as_ref()
-            .map(|s| &**s as *const dyn Service);
-        // SAFETY: see above; the pointer is to a live object of this
-        // incarnation, used only within this entry.
-        service.map(|s| unsafe { (*s).call(op, arg) })
-    })?
-    .ok_or(EntryError::NotAlive)
+            .map(|e| e.names().collect::<alloc::vec::Vec<_>>().join(","))
+            .unwrap_or_default()
+    })
+}
+
+/// A proxy for interface `I` exported as `name` (see [`lookup`]): what
+/// `domain_sdk::lookup` gives domains, for the kernel's own use.
+pub fn proxy<I: ?Sized + rrpc::Interface>(name: &str) -> RpcResult<I::Proxy> {
+    let mut proxy = None;
+    lookup(name, &mut |exports, export, owner| {
+        proxy = exports
+            .get::<I>(export)
+            .map(|object| I::proxy(Arc::clone(object), owner));
+    })?;
+    proxy.ok_or(RpcError::NoSuchInterface)
+}
+
+/// Calls `domain`'s "control" export (what `call NAME OP [ARG]` does)
+/// through its generated proxy: a contained domain entry.
+pub fn call(domain: &'static Domain, op: u32, arg: u64) -> Result<u64, EntryError> {
+    let name = alloc::format!("{}/control", domain.name);
+    let control = proxy::<dyn Control + Send + Sync>(&name).map_err(|e| match e {
+        RpcError::NoSuchDomain => EntryError::NoSuchDomain,
+        _ => EntryError::NotAlive,
+    })?;
+    control.control(op, arg).map_err(|e| match e {
+        RpcError::DomainCrashed => EntryError::Crashed,
+        _ => EntryError::NotAlive,
+    })
 }

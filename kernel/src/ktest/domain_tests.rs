@@ -12,6 +12,7 @@ use super::{BoxedTest, KTest, TestFn, TestResult};
 use crate::domain::{self, EntryError, State, images};
 use crate::inject::{self, Kind};
 use crate::{cpu, ensure, mem, sched};
+use interfaces::counter::Counter;
 
 pub static TESTS: &[KTest] = &[
     KTest {
@@ -365,10 +366,15 @@ fn restart_client_survives() -> BoxedTest {
             || domain::create(images::image("counter").unwrap(), "counter"),
             Ok,
         )?;
+        if domain::find("checksum").is_none() {
+            domain::create(images::image("checksum").unwrap(), "checksum")?;
+        }
         let client = fresh("client")?;
-        executor::sleep(Duration::from_millis(100)).await;
+        executor::sleep(Duration::from_millis(150)).await;
         let ok_before = images::call(client, 0, 0).map_err(|e| alloc::format!("client: {e}"))?;
         ensure!(ok_before > 0, "client made no successful calls");
+        let verified = images::call(client, 2, 0).map_err(|e| alloc::format!("client: {e}"))?;
+        ensure!(verified > 0, "client verified no RRef buffers");
         let generation = counter.generation();
         let crash = domain::enter(counter.owner(), || inject::trigger(Kind::GeneralProtection));
         ensure!(crash == Err(EntryError::Crashed), "crash gave {crash:?}");
@@ -389,6 +395,8 @@ fn restart_client_survives() -> BoxedTest {
             "client did not recover after restart ({ok_mid} -> {ok_after})"
         );
         ensure!(client.state() == State::Alive, "client died");
+        let mismatches = images::call(client, 3, 0).map_err(|e| alloc::format!("client: {e}"))?;
+        ensure!(mismatches == 0, "{mismatches} digest mismatches");
         domain::kill(client, "test");
         dead(client).await
     })
@@ -401,6 +409,32 @@ fn no_leak_1000_cycles() -> BoxedTest {
         // Warm up with one cycle ending like the last one (same fault kind,
         // so the recorded fault message has the same size).
         let d = fresh("counter")?;
+        let counter_name = alloc::format!("{}/counter", d.name);
+        // Use: a call through the name service's proxy, and shared objects
+        // the domain then owns when it dies.
+        let use_it = |cycle: u32| -> TestResult {
+            let counter = images::proxy::<dyn Counter + Send + Sync>(&counter_name)
+                .map_err(|e| alloc::format!("cycle {cycle}: lookup: {e}"))?;
+            ensure!(
+                counter.increment() == Ok(1),
+                "cycle {cycle}: first call failed"
+            );
+            drop(counter);
+            domain::enter(d.owner(), || {
+                core::mem::forget(rrpc::RRef::new([cycle as u8; 256]));
+                let mut batch = rrpc::RRef::new(rrpc::RRefDeque::<[u8; 64], 4>::new());
+                let _ = batch.push_back(rrpc::RRef::new([1; 64]));
+                core::mem::forget(batch);
+            })
+            .map_err(|e| alloc::format!("cycle {cycle}: enter: {e}"))?;
+            ensure!(
+                d.rrefs() == 2,
+                "cycle {cycle}: domain owns {} RRefs",
+                d.rrefs()
+            );
+            Ok(())
+        };
+        use_it(0)?;
         let last_kind = Kind::ALL[999 % 6];
         let crash = domain::enter(d.owner(), || inject::trigger(last_kind));
         ensure!(
@@ -410,16 +444,14 @@ fn no_leak_1000_cycles() -> BoxedTest {
         dead(d).await?;
         let frames_before = mem::frames::free_count();
         let heap_before = mem::heap::usage().0;
+        let (shared_before, _) = crate::shared_heap::usage();
         let tasks_before: usize = cpu::all()
             .filter_map(|c| sched::executor(c.index))
             .map(|e| e.task_count())
             .sum();
         for cycle in 0..1000u32 {
             domain::restart(d).map_err(|e| alloc::format!("cycle {cycle}: {e}"))?;
-            ensure!(
-                images::call(d, 0, 0) == Ok(1),
-                "cycle {cycle}: first call failed"
-            );
+            use_it(cycle)?;
             let kind = Kind::ALL[cycle as usize % 6];
             let crash = domain::enter(d.owner(), || inject::trigger(kind));
             ensure!(
@@ -430,13 +462,19 @@ fn no_leak_1000_cycles() -> BoxedTest {
         }
         let frames_after = mem::frames::free_count();
         let heap_after = mem::heap::usage().0;
+        let (shared_after, _) = crate::shared_heap::usage();
         let tasks_after: usize = cpu::all()
             .filter_map(|c| sched::executor(c.index))
             .map(|e| e.task_count())
             .sum();
         crate::println!(
-            "    1000 cycles: free frames {frames_before} -> {frames_after}, kernel heap {heap_before} -> {heap_after} B, tasks {tasks_before} -> {tasks_after}"
+            "    1000 cycles: free frames {frames_before} -> {frames_after}, kernel heap {heap_before} -> {heap_after} B, shared heap {shared_before} -> {shared_after} B, tasks {tasks_before} -> {tasks_after}"
         );
+        ensure!(
+            shared_after == shared_before,
+            "shared heap: {shared_before} -> {shared_after} bytes"
+        );
+        ensure!(d.rrefs() == 0, "{} RRefs left", d.rrefs());
         ensure!(
             frames_after == frames_before,
             "frames leaked: {frames_before} -> {frames_after}"

@@ -359,5 +359,13 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
         impl #name for #proxy {
             #( #methods )*
         }
+
+        impl ::rrpc::Interface for dyn #name + Send + Sync {
+            type Proxy = #proxy;
+            const NAME: &'static str = ::core::stringify!(#name);
+            fn proxy(object: ::rrpc::alloc_reexport::sync::Arc<Self>, callee: ::rrpc::Owner) -> #proxy {
+                #proxy::new(object, callee)
+            }
+        }
     })
 }
