@@ -11,6 +11,9 @@ use crate::rref::RRef;
 /// new root instead of by a domain. The derive macro (IDL compiler, to
 /// come) implements it field by field; plain data does nothing.
 pub trait Exchangeable {
+    /// True if no value of the type holds an `RRef` (crossing a call moves
+    /// nothing): proxies then skip the ownership pass entirely.
+    const PLAIN: bool = false;
     /// Nests every `RRef` in the value (it is moving onto the shared heap).
     fn adopt(&self) {}
     /// Gives every root `RRef` in the value to `owner` (it is crossing a
@@ -21,7 +24,7 @@ pub trait Exchangeable {
 }
 
 macro_rules! plain {
-    ($($t:ty),*) => { $(impl Exchangeable for $t {})* };
+    ($($t:ty),*) => { $(impl Exchangeable for $t { const PLAIN: bool = true; })* };
 }
 
 plain!(
@@ -45,6 +48,7 @@ plain!(
 );
 
 impl<T: Exchangeable, const N: usize> Exchangeable for [T; N] {
+    const PLAIN: bool = T::PLAIN;
     fn adopt(&self) {
         self.iter().for_each(Exchangeable::adopt);
     }
@@ -54,6 +58,7 @@ impl<T: Exchangeable, const N: usize> Exchangeable for [T; N] {
 }
 
 impl<T: Exchangeable> Exchangeable for Option<T> {
+    const PLAIN: bool = T::PLAIN;
     fn adopt(&self) {
         if let Some(value) = self {
             value.adopt();
@@ -69,6 +74,7 @@ impl<T: Exchangeable> Exchangeable for Option<T> {
 macro_rules! tuple {
     ($($name:ident),+) => {
         impl<$($name: Exchangeable),+> Exchangeable for ($($name,)+) {
+            const PLAIN: bool = $($name::PLAIN &&)+ true;
             #[allow(non_snake_case)]
             fn adopt(&self) {
                 let ($($name,)+) = self;

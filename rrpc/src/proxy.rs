@@ -31,6 +31,42 @@ pub trait Interface: Send + Sync + 'static {
     fn proxy(object: alloc::sync::Arc<Self>, callee: Owner) -> Self::Proxy;
 }
 
+/// The callee's object inside a generated proxy: an `Arc` to it (in the
+/// callee's heap) plus its address, so a call reaches the object without
+/// recomputing where an `Arc<dyn Trait>`'s value sits from its vtable.
+pub struct Object<T: ?Sized> {
+    arc: Option<alloc::sync::Arc<T>>,
+    object: *const T,
+}
+
+// SAFETY: `object` points into the `Arc` it travels with; sending or
+// sharing it is sending or sharing the `Arc`.
+unsafe impl<T: ?Sized + Send + Sync> Send for Object<T> {}
+// SAFETY: as above.
+unsafe impl<T: ?Sized + Send + Sync> Sync for Object<T> {}
+
+impl<T: ?Sized> Object<T> {
+    pub fn new(arc: alloc::sync::Arc<T>) -> Object<T> {
+        let object = alloc::sync::Arc::as_ptr(&arc);
+        Object {
+            arc: Some(arc),
+            object,
+        }
+    }
+
+    /// The object, unless taken.
+    #[inline]
+    pub fn get(&self) -> Option<&T> {
+        // SAFETY: while `arc` is held, `object` points to its live value.
+        self.arc.as_ref().map(|_| unsafe { &*self.object })
+    }
+
+    /// Takes the `Arc` out (to drop it inside the callee).
+    pub fn take(&mut self) -> Option<alloc::sync::Arc<T>> {
+        self.arc.take()
+    }
+}
+
 static RUNTIME: Once<&'static dyn Runtime> = Once::new();
 
 /// Installs the runtime (once).
@@ -46,61 +82,64 @@ pub fn current() -> Owner {
 /// Runs `f` as `callee` (see [`Runtime::enter`]).
 pub fn call<R>(callee: Owner, f: impl FnOnce() -> R) -> RpcResult<R> {
     let runtime = RUNTIME.get().ok_or(RpcError::DomainNotAlive)?;
-    let mut f = Some(f);
-    let mut result = None;
+    // `MaybeUninit` rather than `Option` for the closure and the result:
+    // see `cont::guarded` (enum tags written and re-read wider stall).
+    let f = core::mem::MaybeUninit::new(f);
+    let mut result = core::mem::MaybeUninit::<R>::uninit();
+    let mut ran = false;
     let entered = runtime.enter(callee, &mut || {
-        if let Some(f) = f.take() {
-            result = Some(f());
+        if !ran {
+            ran = true;
+            // SAFETY: read once (guarded by `ran`); never dropped below.
+            let f = unsafe { f.assume_init_read() };
+            result.write(f());
         }
     });
-    if let Err(error) = entered {
-        // The closure may hold the callee's objects (a dead domain's
-        // memory): never drop it, not even if it did not run.
-        core::mem::forget(f);
-        return Err(error);
+    match entered {
+        // SAFETY: `ran` says the closure ran to completion and wrote it.
+        Ok(()) if ran => Ok(unsafe { result.assume_init() }),
+        // The closure (and whatever it built) may hold the callee's
+        // objects, a dead domain's memory: it is never dropped, not even
+        // if it did not run (`MaybeUninit` does not drop).
+        Ok(()) => Err(RpcError::DomainCrashed),
+        Err(error) => Err(error),
     }
-    result.ok_or(RpcError::DomainCrashed)
 }
 
 /// The callee's future inside a proxy future.
 pub type CalleeFuture<'a, T> =
     core::pin::Pin<alloc::boxed::Box<dyn core::future::Future<Output = RpcResult<T>> + Send + 'a>>;
 
-/// What an `#[interface]` proxy returns for an `async fn`: each poll of
-/// the callee's future is an entry into the callee (the caller's task
-/// migrates into it for the poll). If the callee dies, the future completes
-/// with the error, and the callee's future is forgotten, never polled or
-/// dropped again.
-pub struct ProxyFuture<'a, T> {
+/// What an `#[interface]` proxy returns for an `async fn`: each poll is
+/// one entry into the callee (the caller's task migrates into it for the
+/// poll). The first poll calls the callee's method and polls the future it
+/// returns; the poll that finds it ready also drops it, in the same entry.
+/// So a callee that is ready at once costs one entry. If the callee dies,
+/// the future completes with the error, and the callee's future (or the
+/// call not yet started) is forgotten, never polled or dropped again.
+pub struct ProxyFuture<'a, T, S> {
+    /// The call, until the first poll starts it.
+    start: Option<S>,
+    /// The callee's future while it is pending.
     inner: Option<CalleeFuture<'a, T>>,
     callee: Owner,
-    caller: Owner,
-    /// Set if the call could not even start (the callee was not alive).
-    failed: Option<RpcError>,
 }
 
-impl<'a, T: crate::Exchangeable> ProxyFuture<'a, T> {
-    /// Starts a call: `start` runs inside the callee and returns its future.
-    pub fn start(callee: Owner, start: impl FnOnce() -> CalleeFuture<'a, T>) -> Self {
-        let caller = current();
-        match call(callee, start) {
-            Ok(inner) => ProxyFuture {
-                inner: Some(inner),
-                callee,
-                caller,
-                failed: None,
-            },
-            Err(error) => ProxyFuture {
-                inner: None,
-                callee,
-                caller,
-                failed: Some(error),
-            },
+impl<'a, T: crate::Exchangeable, S: FnOnce() -> CalleeFuture<'a, T>> ProxyFuture<'a, T, S> {
+    /// A call into `callee`: `start` runs inside it at the first poll and
+    /// returns its future.
+    pub fn new(callee: Owner, start: S) -> Self {
+        ProxyFuture {
+            start: Some(start),
+            inner: None,
+            callee,
         }
     }
 }
 
-impl<T: crate::Exchangeable> core::future::Future for ProxyFuture<'_, T> {
+impl<'a, T: crate::Exchangeable, S: FnOnce() -> CalleeFuture<'a, T>> core::future::Future
+    for ProxyFuture<'a, T, S>
+{
     type Output = RpcResult<T>;
 
     fn poll(
@@ -108,43 +147,80 @@ impl<T: crate::Exchangeable> core::future::Future for ProxyFuture<'_, T> {
         cx: &mut core::task::Context<'_>,
     ) -> core::task::Poll<RpcResult<T>> {
         use core::task::Poll;
-        let this = self.get_mut();
-        if let Some(error) = this.failed.take() {
-            return Poll::Ready(Err(error));
+        // SAFETY: nothing here is structurally pinned: the callee's future
+        // is boxed (pinned on the heap) and `start` is an ordinary closure.
+        let this = unsafe { self.get_unchecked_mut() };
+        if this.start.is_none() && this.inner.is_none() {
+            return Poll::Ready(Err(RpcError::DomainNotAlive)); // polled after completion
         }
-        let Some(inner) = this.inner.as_mut() else {
-            return Poll::Ready(Err(RpcError::DomainNotAlive));
-        };
         let callee = this.callee;
-        match call(callee, || inner.as_mut().poll(cx)) {
-            Ok(Poll::Ready(result)) => {
-                let inner = this.inner.take();
-                // The finished future may still hold the callee's state.
-                let _ = call(callee, move || drop(inner));
-                if let Ok(value) = &result {
-                    value.move_roots(this.caller);
+        let waker = cx.waker();
+        let (start, inner) = (&mut this.start, &mut this.inner);
+        // One entry: start the call if needed, poll, and drop the callee's
+        // future there if it finished. The future stays in `inner` while it
+        // is polled, so a crash leaves it there to be forgotten (a failed
+        // entry abandons the closure's frame without dropping anything).
+        let polled = call(callee, || {
+            let mut cx = core::task::Context::from_waker(waker);
+            if let Some(start) = start.take() {
+                // The first poll: the new future stays in registers unless
+                // it is pending (and is never dropped if the poll fails).
+                let mut future = core::mem::ManuallyDrop::new(start());
+                return match future.as_mut().poll(&mut cx) {
+                    Poll::Ready(result) => {
+                        drop(core::mem::ManuallyDrop::into_inner(future));
+                        Some(result)
+                    }
+                    Poll::Pending => {
+                        *inner = Some(core::mem::ManuallyDrop::into_inner(future));
+                        None
+                    }
+                };
+            }
+            let future = inner.as_mut()?;
+            match future.as_mut().poll(&mut cx) {
+                Poll::Ready(result) => {
+                    drop(inner.take());
+                    Some(result)
+                }
+                Poll::Pending => None,
+            }
+        });
+        match polled {
+            Ok(Some(result)) => {
+                if let Ok(value) = &result
+                    && !T::PLAIN
+                {
+                    // Back in the caller: the result is the caller's.
+                    value.move_roots(current());
                 }
                 Poll::Ready(result)
             }
-            Ok(Poll::Pending) => {
+            Ok(None) => {
                 if let Some(runtime) = RUNTIME.get() {
-                    runtime.suspended(callee, cx.waker());
+                    runtime.suspended(callee, waker);
                 }
                 Poll::Pending
             }
             Err(error) => {
+                // The callee's future belongs to a dead domain: never touch
+                // it again.
                 core::mem::forget(this.inner.take());
+                core::mem::forget(this.start.take());
                 Poll::Ready(Err(error))
             }
         }
     }
 }
 
-impl<T> Drop for ProxyFuture<'_, T> {
+impl<T, S> Drop for ProxyFuture<'_, T, S> {
     fn drop(&mut self) {
-        if let Some(inner) = self.inner.take() {
-            // Dropping a pending callee future runs the callee's code.
-            let _ = call(self.callee, move || drop(inner));
+        let (start, inner) = (self.start.take(), self.inner.take());
+        if start.is_some() || inner.is_some() {
+            // Both belong to the callee (its future; or the call's
+            // arguments, already given to it): dropping them runs the
+            // callee's code, so it is an entry (forgotten if it is dead).
+            let _ = call(self.callee, move || drop((start, inner)));
         }
     }
 }

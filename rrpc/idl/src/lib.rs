@@ -34,11 +34,13 @@ pub fn derive_exchangeable(input: TokenStream) -> TokenStream {
     let name = &input.ident;
     let (impl_generics, type_generics, where_clause) = input.generics.split_for_impl();
     let mut checks = Vec::new();
+    let mut field_types = Vec::new();
     let (adopt, moves) = match &input.data {
         Data::Struct(data) => {
             let members: Vec<_> = data.fields.members().collect();
             for field in &data.fields {
                 checks.push(assert_exchangeable(&field.ty));
+                field_types.push(field.ty.clone());
             }
             (
                 quote! { #( ::rrpc::Exchangeable::adopt(&self.#members); )* },
@@ -55,6 +57,7 @@ pub fn derive_exchangeable(input: TokenStream) -> TokenStream {
                     .collect();
                 for field in &variant.fields {
                     checks.push(assert_exchangeable(&field.ty));
+                    field_types.push(field.ty.clone());
                 }
                 let pattern = match &variant.fields {
                     Fields::Named(named) => {
@@ -85,6 +88,7 @@ pub fn derive_exchangeable(input: TokenStream) -> TokenStream {
     };
     quote! {
         impl #impl_generics ::rrpc::Exchangeable for #name #type_generics #where_clause {
+            const PLAIN: bool = #( <#field_types as ::rrpc::Exchangeable>::PLAIN && )* true;
             fn adopt(&self) {
                 #( #checks )*
                 #adopt
@@ -283,10 +287,10 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
                     #( #checks )*
                     let callee = self.callee;
                     #( #moves )*
-                    let Some(inner) = self.inner.as_ref() else {
+                    let Some(inner) = self.inner.get() else {
                         return ::rrpc::alloc_reexport::boxed::Box::pin(async { Err(::rrpc::RpcError::DomainNotAlive) });
                     };
-                    ::rrpc::alloc_reexport::boxed::Box::pin(::rrpc::proxy::ProxyFuture::start(callee, move || inner.#method_name(#( #arg_names ),*)))
+                    ::rrpc::alloc_reexport::boxed::Box::pin(::rrpc::proxy::ProxyFuture::new(callee, move || inner.#method_name(#( #arg_names ),*)))
                 }
             });
             continue;
@@ -295,13 +299,16 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
             fn #method_name(&self, #( #arg_names: #arg_types ),*) #output {
                 #( #checks )*
                 let callee = self.callee;
-                let caller = ::rrpc::proxy::current();
                 #( #moves )*
                 // `&RRef` arguments are lent for the call (borrow count).
                 #( #lends )*
-                let inner = self.inner.as_ref().ok_or(::rrpc::RpcError::DomainNotAlive)?;
+                let inner = self.inner.get().ok_or(::rrpc::RpcError::DomainNotAlive)?;
                 let result = ::rrpc::proxy::call(callee, move || inner.#method_name(#( #arg_names ),*))??;
-                ::rrpc::Exchangeable::move_roots(&result, caller);
+                if !<#result_type as ::rrpc::Exchangeable>::PLAIN {
+                    // Back in the caller (the entry restored it): the
+                    // result's RRefs are the caller's.
+                    ::rrpc::Exchangeable::move_roots(&result, ::rrpc::proxy::current());
+                }
                 Ok(result)
             }
         });
@@ -331,20 +338,22 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
         #vis struct #proxy {
             /// The callee's object, in the callee's heap: used and dropped
             /// only inside the callee (never after it died).
-            inner: ::core::option::Option<::rrpc::alloc_reexport::sync::Arc<dyn #name + Send + Sync>>,
+            inner: ::rrpc::proxy::Object<dyn #name + Send + Sync>,
             callee: ::rrpc::Owner,
         }
 
         impl #proxy {
             /// Wraps `inner`, exported by domain incarnation `callee`.
             pub fn new(inner: ::rrpc::alloc_reexport::sync::Arc<dyn #name + Send + Sync>, callee: ::rrpc::Owner) -> Self {
-                #proxy { inner: ::core::option::Option::Some(inner), callee }
+                #proxy { inner: ::rrpc::proxy::Object::new(inner), callee }
             }
         }
 
         // A proxy may itself cross an interface: it is a handle that enters
         // the exporting domain on every call, whoever holds it.
-        impl ::rrpc::Exchangeable for #proxy {}
+        impl ::rrpc::Exchangeable for #proxy {
+            const PLAIN: bool = true;
+        }
 
         impl ::core::ops::Drop for #proxy {
             fn drop(&mut self) {
