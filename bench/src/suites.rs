@@ -732,7 +732,7 @@ pub fn proxy_async(settings: Settings) -> Measurement {
     });
     Measurement {
         name: "generated proxy: async call (ready)",
-        workload: "#[interface] async fn through the proxy: start entry, poll entry, drop entry",
+        workload: "#[interface] async fn through the proxy: one entry starts, polls and drops the callee future; the proxy future is a second box",
         baseline_name: "same boxed future, no proxy",
         measured,
         baseline,
