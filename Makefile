@@ -8,6 +8,10 @@ PROFILE    ?= release
 BUILD      := build
 KERNEL_ELF := target/$(TARGET)/$(PROFILE)/kernel
 KERNEL     := $(BUILD)/kernel.elf
+# The signed boot archive of domain images (`make images`), and the key it
+# is signed with: generated on first use unless you supply your own.
+ARCHIVE    ?= $(BUILD)/domains.cpio
+DOMAIN_KEY ?= $(BUILD)/keys/domain.key
 
 # Knobs for `make run` (see README): cores, memory, kernel command line,
 # extra QEMU options.
@@ -24,7 +28,7 @@ QEMU_BASE := -machine q35 -cpu max -display none -no-reboot -nic none \
 
 CARGO_PROFILE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: all setup build run test host-test qemu-test lint bench clean
+.PHONY: all setup images build run test host-test qemu-test lint bench clean
 
 all: build
 
@@ -44,8 +48,13 @@ setup:
 		rustup component add clippy rustfmt >/dev/null 2>&1 || true; \
 	fi
 
-build: setup
-	cargo build -p kernel --target $(TARGET) $(CARGO_PROFILE_FLAG)
+# Every domain as its own image, packed with a signed manifest.
+images: setup
+	bash tools/build-images.sh $(BUILD) $(DOMAIN_KEY)
+
+# The kernel embeds the public half of the signing key, so images come first.
+build: setup images
+	DOMAIN_PUBKEY=$(abspath $(BUILD)/keys/domain.pub) cargo build -p kernel --target $(TARGET) $(CARGO_PROFILE_FLAG)
 	@mkdir -p $(BUILD)
 	@cp $(KERNEL_ELF) $(KERNEL)
 
@@ -55,14 +64,14 @@ build: setup
 run: build
 	@echo "Booting ($(SMP) cpus, $(MEM)). Type 'help'; leave with 'shutdown' or Ctrl-A X."
 	@$(QEMU) $(QEMU_BASE) -smp $(SMP) -m $(MEM) -serial mon:stdio -kernel $(KERNEL) \
-		-append "$(CMDLINE)" $(QEMU_OPTS); status=$$?; \
+		-initrd $(ARCHIVE) -append "$(CMDLINE)" $(QEMU_OPTS); status=$$?; \
 		if [ $$status -eq 33 ]; then status=0; fi; exit $$status
 
 host-test: setup
 	cargo test --workspace --exclude kernel 2>&1 | tee $(BUILD)/host-tests.log
 
 qemu-test: build
-	python3 kernel/tools/qemu-test.py $(KERNEL) --configs $(TEST_CONFIGS) 2>&1 | tee $(BUILD)/qemu-tests.log
+	python3 kernel/tools/qemu-test.py $(KERNEL) --archive $(ARCHIVE) --key $(DOMAIN_KEY) --configs $(TEST_CONFIGS) 2>&1 | tee $(BUILD)/qemu-tests.log
 
 lint: setup
 	cargo fmt --all --check
@@ -72,12 +81,12 @@ lint: setup
 # Host tests, lint, then the in-QEMU suites; ends with `N passed, N failed`.
 test: setup
 	@mkdir -p $(BUILD)
-	@bash kernel/tools/test-all.sh "$(KERNEL)" "$(TEST_CONFIGS)" "$(CARGO_PROFILE_FLAG)"
+	@bash kernel/tools/test-all.sh "$(KERNEL)" "$(TEST_CONFIGS)" "$(CARGO_PROFILE_FLAG)" "$(ARCHIVE)" "$(DOMAIN_KEY)"
 
 bench: build
 	@mkdir -p bench/results
 	cargo run -p bench --release -- --out bench/results/host.json
-	python3 bench/qemu-bench.py $(KERNEL) bench/results/qemu.json
+	python3 bench/qemu-bench.py $(KERNEL) bench/results/qemu.json $(ARCHIVE)
 
 clean:
 	cargo clean

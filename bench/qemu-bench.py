@@ -10,8 +10,9 @@ import subprocess
 import sys
 
 kernel, out = sys.argv[1], sys.argv[2]
+archive = sys.argv[3] if len(sys.argv) > 3 else None
 cmd = ["qemu-system-x86_64", "-machine", "q35", "-cpu", "max", "-smp", "2", "-m", "512M",
-       "-kernel", kernel, "-append", "bench=1 log=error", "-display", "none", "-serial", "stdio",
+       "-kernel", kernel, *(["-initrd", archive] if archive else []), "-append", "bench=1 log=error", "-display", "none", "-serial", "stdio",
        "-monitor", "none", "-no-reboot", "-nic", "none",
        "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
 try:

@@ -73,7 +73,7 @@ const COMMANDS: &[Command] = &[
     Command {
         name: "load",
         usage: "load IMAGE [NAME]",
-        help: "start a domain from a built-in image (no IMAGE: list them)",
+        help: "start a domain from the signed boot archive's IMAGE ('builtin:IMAGE' for one linked into the kernel; no IMAGE: list them)",
         run: cmd_load,
     },
     Command {
@@ -243,11 +243,17 @@ fn cmd_mem(args: &[&str]) -> Result<(), alloc::string::String> {
     let mut any = false;
     for d in domain::all() {
         let (bytes, pages) = d.heap_usage();
+        let image = domain::loaded::image_bytes(d.slot);
         println!(
-            "domain {:<12} heap {} in use, {} mapped",
+            "domain {:<12} heap {} in use, {} mapped{}",
             d.name,
             Bytes(bytes),
-            Bytes(pages * mem::PAGE_SIZE)
+            Bytes(pages * mem::PAGE_SIZE),
+            if image > 0 {
+                alloc::format!("; image {} mapped", Bytes(image))
+            } else {
+                alloc::string::String::new()
+            }
         );
         any = true;
     }
@@ -377,12 +383,26 @@ fn cmd_domains(args: &[&str]) -> Result<(), alloc::string::String> {
 fn cmd_load(args: &[&str]) -> Result<(), alloc::string::String> {
     let (image, name) = match args {
         [] => {
+            match domain::loaded::catalog() {
+                Ok(catalog) => {
+                    println!("boot archive (signed):");
+                    for name in catalog.names() {
+                        let size = catalog.image(name).map_or_else(
+                            |e| alloc::format!("refused: {e}"),
+                            |bytes| alloc::format!("{}", Bytes(bytes.len() as u64)),
+                        );
+                        println!("  {name:<10} {size}");
+                    }
+                }
+                Err(e) => println!("boot archive: {e}"),
+            }
+            println!("built in (linked into the kernel; 'load builtin:NAME'):");
             for image in domain::images::IMAGES {
                 println!("  {:<10} {}", image.name, image.description);
             }
             return Ok(());
         }
-        [image] => (*image, *image),
+        [image] => (*image, image.strip_prefix("builtin:").unwrap_or(image)),
         [image, name] => (*image, *name),
         _ => return Err("too many arguments".into()),
     };
@@ -396,13 +416,35 @@ fn cmd_load(args: &[&str]) -> Result<(), alloc::string::String> {
             "bad domain name '{name}' (1-32 of [A-Za-z0-9_-])"
         ));
     }
-    let image = domain::images::image(image)
-        .ok_or_else(|| alloc::format!("no image named '{image}' (try 'load')"))?;
-    let d = domain::create(image, name)?;
+    // The boot archive's image unless `builtin:` asks for the linked one.
+    let (source, label) = match image.strip_prefix("builtin:") {
+        Some(builtin) => {
+            let image = domain::images::image(builtin).ok_or_else(|| {
+                alloc::format!("no built-in image named '{builtin}' (try 'load')")
+            })?;
+            (domain::Source::BuiltIn(image), "built-in image")
+        }
+        None => {
+            if !domain::loaded::has_image(image) {
+                return Err(match domain::loaded::catalog() {
+                    Ok(_) => {
+                        alloc::format!("no image named '{image}' in the boot archive (try 'load')")
+                    }
+                    Err(e) => alloc::format!("cannot load '{image}': {e}"),
+                });
+            }
+            (
+                domain::Source::Archive(alloc::string::String::from(image)),
+                "image",
+            )
+        }
+    };
+    let d = domain::create_from(source, name)?;
+    let image = image.strip_prefix("builtin:").unwrap_or(image);
     println!(
-        "loaded {} as domain {} (generation {})",
-        image.name,
+        "loaded {label} {image} as domain {} '{}' (generation {})",
         d.slot,
+        d.name,
         d.generation()
     );
     Ok(())

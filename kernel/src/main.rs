@@ -136,6 +136,7 @@ extern "C" fn continue_boot(boot: u64, summary: u64) -> ! {
     );
 
     shared_heap::init();
+    domain::loaded::init(boot);
     let platform = platform::discover(boot, summary.highest_address);
     apic::disable_legacy_pic();
     apic::set_addresses(platform.lapic_address, platform.ioapic);

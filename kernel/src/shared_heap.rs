@@ -59,6 +59,12 @@ pub fn init() {
     *HEAP.lock() = Some(DomainHeap::new(BASE, BASE + SIZE));
     rrpc::install_backend(&RREF_BACKEND);
     rrpc::proxy::install_runtime(&PROXY_RUNTIME);
+    domain_sdk::install(&crate::domain::images::SERVICES);
+}
+
+/// The runtime generated proxies use (handed to domain images too).
+pub fn proxy_runtime() -> &'static dyn rrpc::proxy::Runtime {
+    &PROXY_RUNTIME
 }
 
 /// What generated proxies call: a domain entry.

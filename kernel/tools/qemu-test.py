@@ -26,10 +26,16 @@ RESULT = re.compile(r"^ktest: (\S+) \.\.\. (ok|FAILED)(.*)$")
 SUMMARY = re.compile(r"^ktest: (\d+) passed, (\d+) failed")
 
 
-def qemu_command(kernel, smp, mem, append, extra=()):
+# The signed boot archive of domain images (--archive), passed to every boot.
+ARCHIVE = None
+
+
+def qemu_command(kernel, smp, mem, append, extra=(), archive=None):
+    archive = archive or ARCHIVE
     return [
         "qemu-system-x86_64", "-machine", "q35", "-cpu", "max", "-smp", str(smp), "-m", mem,
-        "-kernel", kernel, "-append", append, "-display", "none", "-serial", "stdio",
+        "-kernel", kernel, *(["-initrd", archive] if archive else []),
+        "-append", append, "-display", "none", "-serial", "stdio",
         "-monitor", "none", "-no-reboot", "-nic", "none",
         "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", *extra,
     ]
@@ -102,12 +108,13 @@ def fatal_paths(tally, kernel, timeout):
             print(out[-3000:])
 
 
-def console_session(tally, kernel, smp, mem, timeout):
+def console_session(tally, kernel, smp, mem, timeout, checks=None, archive=None, label="console",
+                    boot_check=None):
     """Boots to the monitor prompt, types commands, checks replies and that
     `shutdown` makes QEMU exit with status 0."""
-    print(f"== console end-to-end (smp={smp} mem={mem})")
-    proc = subprocess.Popen(qemu_command(kernel, smp, mem, "log=info"), stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    print(f"== {label} end-to-end (smp={smp} mem={mem})")
+    proc = subprocess.Popen(qemu_command(kernel, smp, mem, "log=info", archive=archive),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     buffer = b""
     deadline = time.monotonic() + timeout
 
@@ -136,8 +143,11 @@ def console_session(tally, kernel, smp, mem, timeout):
 
     boot_start = time.monotonic()
     booted = read_until(b"monitor> ", 60)
-    tally.record(f"console: prompt reached ({time.monotonic() - boot_start:.2f} s)", booted)
-    if booted:
+    tally.record(f"{label}: prompt reached ({time.monotonic() - boot_start:.2f} s)", booted)
+    if booted and boot_check is not None:
+        boot_log = buffer.decode("utf-8", "replace")
+        tally.record(f"{label}: boot log", boot_check(boot_log), boot_log[-600:])
+    if checks is None:
         checks = [
             ("help", lambda out: "shutdown" in out and "cpus" in out and "uptime" in out),
             ("cpus", lambda out: len(re.findall(r"^\d+\s+\d+\s+\d+", out, re.M)) == smp),
@@ -150,9 +160,9 @@ def console_session(tally, kernel, smp, mem, timeout):
             ('help "unterminated', lambda out: "error" in out or "no command" in out),
             ("x" * 300, lambda out: "monitor>" in out),  # over-long line: refused, prompt survives
             # Domains: the acceptance flow of issue 3.
-            ("load counter", lambda out: "loaded counter as domain" in out),
-            ("load checksum", lambda out: "loaded checksum as domain" in out),
-            ("load client", lambda out: "loaded client as domain" in out),
+            ("load counter", lambda out: "loaded image counter as domain" in out),
+            ("load checksum", lambda out: "loaded image checksum as domain" in out),
+            ("load client", lambda out: "loaded image client as domain" in out),
             ("@pause", None),  # let the client call its services a few times
             ("domains", lambda out: re.search(r"counter\s+alive\s+1\s", out) is not None
                 and re.search(r"checksum\s+alive.*checksum,control", out) is not None),
@@ -173,13 +183,15 @@ def console_session(tally, kernel, smp, mem, timeout):
             ("load counter two three", lambda out: "too many arguments" in out),
             ("load idle bad/name", lambda out: "bad domain name" in out),
         ]
+    if booted:
         for line, check in checks:
             if line == "@pause":
                 time.sleep(0.5)
                 continue
             ok, out = command(line)
-            tally.record(f"console: '{line[:30]}'", ok and check(out), "" if ok else "(no prompt after it)")
-            if not ok:
+            good = ok and check(out)
+            tally.record(f"{label}: '{line[:30]}'", good, "" if ok else "(no prompt after it)")
+            if not good:
                 print(out[-2000:])
         proc.stdin.write(b"shutdown\r")
         proc.stdin.flush()
@@ -188,7 +200,87 @@ def console_session(tally, kernel, smp, mem, timeout):
     except subprocess.TimeoutExpired:
         proc.kill()
         status = None
-    tally.record("console: shutdown exits QEMU with status 0", booted and status == 0, f"(status {status})")
+    tally.record(f"{label}: shutdown exits QEMU with status 0", booted and status == 0, f"(status {status})")
+
+
+# ---- boot archives, good and bad -------------------------------------------
+
+def cpio_read(data):
+    """(name, bytes) entries of a cpio newc archive, trailer excluded."""
+    entries, at = [], 0
+    while True:
+        header = data[at:at + 110]
+        fields = [int(header[6 + 8 * i:14 + 8 * i], 16) for i in range(13)]
+        size, namesize = fields[6], fields[11]
+        name = data[at + 110:at + 110 + namesize - 1].decode()
+        at = (at + 110 + namesize + 3) & ~3
+        body = data[at:at + size]
+        at = (at + size + 3) & ~3
+        if name == "TRAILER!!!":
+            return entries
+        entries.append((name, body))
+
+
+def cpio_write(entries):
+    out = bytearray()
+    for index, (name, body) in enumerate(entries + [("TRAILER!!!", b"")]):
+        fields = [index + 1, 0o100644, 0, 0, 1, 0, len(body), 0, 0, 0, 0, len(name) + 1, 0]
+        out += b"070701" + "".join(f"{f:08x}" for f in fields).encode() + name.encode() + b"\0"
+        out += b"\0" * (-len(out) % 4)
+        out += body
+        out += b"\0" * (-len(out) % 4)
+    return bytes(out)
+
+
+def archive_sessions(tally, kernel, archive, key):
+    """Bad archives: a tampered image, a tampered manifest, an image the
+    signed manifest does not list. Each is refused with a clear message and
+    the rest of the system works."""
+    entries = cpio_read(open(archive, "rb").read())
+    work = os.path.join(os.path.dirname(archive), "bad-archives")
+    os.makedirs(work, exist_ok=True)
+
+    def write(name, new_entries):
+        path = os.path.join(work, name)
+        with open(path, "wb") as f:
+            f.write(cpio_write(new_entries))
+        return path
+
+    # One flipped byte in the middle of counter's code.
+    tampered = [(n, bytes(b[:len(b) // 2]) + bytes([b[len(b) // 2] ^ 0x40]) + bytes(b[len(b) // 2 + 1:]))
+                if n == "counter.elf" else (n, b) for n, b in entries]
+    console_session(tally, kernel, 2, "256M", 120, archive=write("tampered-image.cpio", tampered),
+                    label="tampered image", checks=[
+        ("load counter", lambda out: "SHA-256 does not match the signed manifest" in out),
+        ("domains", lambda out: "counter" in out and "alive" not in out.split("counter")[1].split("\n")[0]),
+        ("load idle", lambda out: "loaded image idle" in out),
+        ("call idle 2 7", lambda out: re.search(r"^7$", out, re.M) is not None),
+        ("mem", lambda out: "physical:" in out),
+    ])
+    # One changed character in the manifest: the signature fails.
+    forged = [(n, b.replace(b"image idle", b"image idlf") if n == "manifest" else b) for n, b in entries]
+    console_session(tally, kernel, 1, "256M", 120, archive=write("tampered-manifest.cpio", forged),
+                    label="tampered manifest",
+                    boot_check=lambda log: "manifest signature does not verify" in log, checks=[
+        ("load idle", lambda out: "signature does not verify" in out),
+        ("load builtin:idle", lambda out: "loaded built-in image idle" in out),
+    ])
+    # A validly signed manifest that leaves `broken` out, with broken.elf
+    # still in the archive: only what the manifest lists is loadable.
+    partial = os.path.join(work, "partial.cpio")
+    images = [f"{n[:-4]}={os.path.join(work, n)}" for n, _ in entries if n.endswith(".elf") and n != "broken.elf"]
+    for n, b in entries:
+        if n.endswith(".elf"):
+            open(os.path.join(work, n), "wb").write(b)
+    subprocess.run(["cargo", "run", "--release", "--quiet", "-p", "pack", "--", "--key", key,
+                    "--public", os.path.join(work, "unused.pub"), "--out", partial, *images],
+                   check=True, stdout=subprocess.DEVNULL)
+    extra = cpio_read(open(partial, "rb").read()) + [(n, b) for n, b in entries if n == "broken.elf"]
+    console_session(tally, kernel, 1, "256M", 120, archive=write("unlisted-image.cpio", extra),
+                    label="image not in manifest", checks=[
+        ("load broken", lambda out: "no image named 'broken' in the boot archive" in out),
+        ("load idle", lambda out: "loaded image idle" in out),
+    ])
 
 
 def main():
@@ -197,14 +289,21 @@ def main():
     parser.add_argument("--configs", default="4:512M,1:128M,2:4G",
                         help="comma-separated SMP:MEMORY boots of the suite")
     parser.add_argument("--tests", default="all")
+    parser.add_argument("--archive", help="the signed boot archive of domain images")
+    parser.add_argument("--key", default="build/keys/domain.key",
+                        help="the signing key (to make a validly signed partial archive)")
     parser.add_argument("--timeout", type=int, default=300)
     args = parser.parse_args()
+    global ARCHIVE
+    ARCHIVE = args.archive
     tally = Tally()
     for config in args.configs.split(","):
         smp, mem = config.split(":")
         run_suite(tally, args.kernel, int(smp), mem, args.timeout, args.tests)
     fatal_paths(tally, args.kernel, 60)
     console_session(tally, args.kernel, 2, "256M", 120)
+    if args.archive:
+        archive_sessions(tally, args.kernel, args.archive, args.key)
     print(f"qemu: {tally.passed} passed, {tally.failed} failed")
     sys.exit(0 if tally.failed == 0 else 1)
 

@@ -3,14 +3,20 @@
 # final line `N passed, N failed` summing every stage; a stage that cannot
 # run (build error, lint error) counts as one failure.
 set -u
-kernel="$1"; configs="$2"; profile_flag="$3"
+kernel="$1"; configs="$2"; profile_flag="$3"; archive="$4"; key="$5"
 profile_dir=debug; [ "$profile_flag" = "--release" ] && profile_dir=release
 build=build
 mkdir -p "$build"
 passed=0; failed=0
 
+echo "== domain images (tools/build-images.sh)"
+if bash tools/build-images.sh "$build" "$key"; then :; else
+    echo "domain images: build failed"; failed=$((failed + 1))
+fi
+
 echo "== host tests (cargo test --workspace --exclude kernel)"
-if cargo test --workspace --exclude kernel 2>&1 | tee "$build/host-tests.log"; then :; else
+# The loader's tests run on the images just built, and must not skip them.
+if LOADER_TESTS_NEED_IMAGES=1 cargo test --workspace --exclude kernel 2>&1 | tee "$build/host-tests.log"; then :; else
     echo "host tests: cargo test exited with an error"; failed=$((failed + 1))
 fi
 # Sum every "test result: ok. N passed; M failed" line.
@@ -26,9 +32,9 @@ else
 fi
 
 echo "== kernel build"
-if cargo build -p kernel --target x86_64-unknown-none $profile_flag && mkdir -p "$build" \
-   && cp "target/x86_64-unknown-none/$profile_dir/kernel" "$kernel"; then
-    python3 kernel/tools/qemu-test.py "$kernel" --configs "$configs" 2>&1 | tee "$build/qemu-tests.log"
+if DOMAIN_PUBKEY="$(pwd)/$build/keys/domain.pub" cargo build -p kernel --target x86_64-unknown-none $profile_flag \
+   && mkdir -p "$build" && cp "target/x86_64-unknown-none/$profile_dir/kernel" "$kernel"; then
+    python3 kernel/tools/qemu-test.py "$kernel" --archive "$archive" --key "$key" --configs "$configs" 2>&1 | tee "$build/qemu-tests.log"
     read -r qp qf < <(sed -n 's/^qemu: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$build/qemu-tests.log" | tail -1)
     if [ -z "${qp:-}" ]; then failed=$((failed + 1)); else passed=$((passed + qp)); failed=$((failed + qf)); fi
 else

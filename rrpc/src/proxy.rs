@@ -27,6 +27,12 @@ pub trait Interface: Send + Sync + 'static {
     type Proxy: Send + Sync;
     /// The trait's name (for messages).
     const NAME: &'static str;
+    /// A hash of the trait's whole definition (name, methods, types, in
+    /// order), computed by the IDL compiler: two copies of an interface
+    /// built separately (a kernel and a domain image) match exactly when
+    /// their definitions do, which is what makes an object exported by one
+    /// usable through the other's proxy.
+    const FINGERPRINT: u64;
     /// Wraps `object`, exported by domain incarnation `callee`.
     fn proxy(object: alloc::sync::Arc<Self>, callee: Owner) -> Self::Proxy;
 }

@@ -94,6 +94,76 @@ pub fn install_backend(backend: &'static dyn Backend) {
     BACKEND.call_once(|| backend);
 }
 
+/// The registry as another copy of this crate reaches it: a separately
+/// built domain image links its own copy of `rrpc`, whose statics (the
+/// shards) are not the kernel's. The image's copy forwards every registry
+/// update to the kernel's copy through this (see [`install_remote`]); the
+/// kernel hands images [`LOCAL`].
+pub trait Remote: Backend {
+    /// Applies registry operation `op` ([`Remote`] codes are private to
+    /// this crate: both sides are the same source) to the object at
+    /// `header`.
+    ///
+    /// # Safety
+    /// As for the operation: the caller holds the object, `header` is a
+    /// live object header laid out by this crate's source.
+    unsafe fn apply(&self, header: NonNull<u8>, op: u8);
+}
+
+static REMOTE: Once<&'static dyn Remote> = Once::new();
+
+/// Makes this copy of the crate a client of another copy's registry and
+/// shared heap (in a separately built domain image, the kernel's). Once;
+/// later calls are ignored.
+pub fn install_remote(remote: &'static dyn Remote) {
+    REMOTE.call_once(|| remote);
+    BACKEND.call_once(|| remote);
+}
+
+/// This copy's registry, for other copies ([`install_remote`]).
+pub struct Local;
+
+/// See [`Local`].
+pub static LOCAL: Local = Local;
+
+impl Backend for Local {
+    fn alloc(&self, layout: Layout) -> Option<NonNull<u8>> {
+        backend().alloc(layout)
+    }
+    unsafe fn free(&self, pointer: NonNull<u8>, layout: Layout) {
+        // SAFETY: forwarded.
+        unsafe { backend().free(pointer, layout) }
+    }
+    fn current_owner(&self) -> Owner {
+        backend().current_owner()
+    }
+    fn device_address(&self, pointer: *const u8) -> Option<u64> {
+        backend().device_address(pointer)
+    }
+    fn core_index(&self) -> usize {
+        backend().core_index()
+    }
+    fn enter_critical(&self) -> usize {
+        backend().enter_critical()
+    }
+    fn leave_critical(&self) {
+        backend().leave_critical()
+    }
+}
+
+impl Remote for Local {
+    unsafe fn apply(&self, header: NonNull<u8>, op: u8) {
+        let op = match op {
+            0 => Op::Link,
+            1 => Op::Sync,
+            _ => Op::Free,
+        };
+        // SAFETY: forwarded; the other copy laid the header out from the
+        // same source.
+        unsafe { apply_here(header.cast(), op) }
+    }
+}
+
 pub(crate) fn backend() -> &'static dyn Backend {
     *BACKEND.get().expect("rrpc: no shared heap installed")
 }
@@ -487,6 +557,7 @@ fn holds(core: usize, home: usize) -> bool {
 
 /// What to do with an object.
 #[derive(Clone, Copy, PartialEq)]
+#[repr(u8)]
 enum Op {
     /// Put a new object on its owner's list.
     Link,
@@ -504,6 +575,20 @@ enum Op {
 /// value being freed); `header` is live.
 #[inline]
 unsafe fn apply(header: NonNull<Header>, op: Op) {
+    if let Some(remote) = REMOTE.get() {
+        // SAFETY: forwarded to the copy that owns the registry.
+        return unsafe { remote.apply(header.cast(), op as u8) };
+    }
+    // SAFETY: forwarded.
+    unsafe { apply_here(header, op) }
+}
+
+/// [`apply`] on this copy's shards.
+///
+/// # Safety
+/// As for [`apply`].
+#[inline]
+unsafe fn apply_here(header: NonNull<Header>, op: Op) {
     let critical = Critical::enter();
     // SAFETY: `header` is live.
     let object = unsafe { header.as_ref() };

@@ -53,10 +53,10 @@ struct Peers {
     checksum: ChecksumProxy,
 }
 
-fn connect(kernel: &dyn Kernel) -> RpcResult<Peers> {
+fn connect() -> RpcResult<Peers> {
     Ok(Peers {
-        counter: lookup::<dyn Counter + Send + Sync>(kernel, "counter")?,
-        checksum: lookup::<dyn Checksum + Send + Sync>(kernel, "checksum")?,
+        counter: lookup::<dyn Counter + Send + Sync>("counter")?,
+        checksum: lookup::<dyn Checksum + Send + Sync>("checksum")?,
     })
 }
 
@@ -103,7 +103,7 @@ pub fn init(kernel: &'static dyn Kernel) -> Result<Exports, String> {
             for n in 0u64.. {
                 sleep(Duration::from_millis(20)).await;
                 if peers.is_none() {
-                    peers = connect(kernel).ok();
+                    peers = connect().ok();
                 }
                 let result = match &peers {
                     Some(p) => round(p, n, &stats).await,

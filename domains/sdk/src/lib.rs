@@ -8,11 +8,18 @@
 //! implementing `#[interface]` traits, under names. Other domains find them
 //! with [`lookup`] and call them through generated proxies. Allocation
 //! needs nothing special: while the domain's code runs, `alloc` allocates
-//! from its private heap.
+//! from its private heap. Timers ([`sleep`], [`interval`]), tasks
+//! ([`spawn`]) and logging ([`log`]) go through the kernel's services.
 //!
-//! Trusted (it may use `unsafe`, though today it needs none); what it must
-//! never do is hand a domain a way to reach another domain's memory other
-//! than through a contained call.
+//! The same domain crate runs linked into the kernel or loaded from its
+//! own image: its binary target (`src/main.rs`) is one line,
+//! [`image!`]`(crate::init)`, which adds the entry symbol, an allocator
+//! for the private heap and a panic handler that crashes only the domain.
+//!
+//! Trusted: it may use `unsafe` (the image glue and the type-erased
+//! exports do, each block explained); what it must never do is hand a
+//! domain a way to reach another domain's memory other than through a
+//! contained call.
 //!
 //! ```ignore
 //! #![no_std]
@@ -33,24 +40,38 @@
 //! ```
 
 #![no_std]
-#![forbid(unsafe_code)]
+// The SDK is trusted: `unsafe` is allowed only in the modules that say
+// so (the image glue and the type-erased exports), each block explained.
+#![deny(unsafe_code)]
 
 extern crate alloc;
+
+/// For the `image!` macro in `no_std` domain crates.
+#[doc(hidden)]
+pub extern crate alloc as alloc_reexport;
 
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::any::Any;
+use core::alloc::Layout;
 use core::future::Future;
 use core::pin::Pin;
 
-pub use executor::{interval, sleep, sleep_until, yield_now};
 pub use rrpc::{Interface, Owner, RRef, RRefArray, RRefDeque, RpcError, RpcResult};
+
+mod time;
+pub use time::{Interval, interval, now_ns, sleep, sleep_until, yield_now};
+
+#[doc(hidden)]
+pub mod image;
 
 /// A task a domain spawns: owned by the domain, removed (never polled or
 /// dropped again) if the domain crashes.
 pub type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A timer future the kernel made (see [`Kernel::sleep_until`]).
+pub type Timer = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Why a spawn failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,9 +82,11 @@ pub enum SpawnError {
     NotInDomain,
 }
 
-/// Kernel services, as seen by one domain incarnation.
+/// Kernel services, as seen by domains. The same object serves domains
+/// linked into the kernel and domains loaded from their own images: every
+/// call acts for the domain running on the calling core.
 pub trait Kernel: Send + Sync {
-    /// Spawns a task owned by this domain on the current core.
+    /// Spawns a task owned by the running domain on the current core.
     fn spawn(&self, task: Task) -> Result<(), SpawnError>;
     /// The name service: finds the alive domain exporting `name` (either
     /// `EXPORT`, the first domain exporting it, or `DOMAIN/EXPORT`) and
@@ -72,15 +95,85 @@ pub trait Kernel: Send + Sync {
     fn lookup(&self, name: &str, visit: &mut dyn FnMut(&Exports, &str, Owner)) -> RpcResult<()>;
     /// Writes a line to the kernel log, prefixed with the domain's name.
     fn log(&self, message: &str);
+    /// Nanoseconds since boot on the kernel's clock.
+    fn now_ns(&self) -> u64;
+    /// A future that completes at or after `deadline_ns` ([`now_ns`]).
+    fn sleep_until(&self, deadline_ns: u64) -> Timer;
+    /// Allocates on the running domain's private heap (null if it is full:
+    /// the caller crashes, contained). What a separately built image's
+    /// global allocator calls.
+    fn alloc(&self, layout: Layout) -> *mut u8;
+    /// Frees what [`alloc`](Self::alloc) returned.
+    fn dealloc(&self, pointer: *mut u8, layout: Layout);
+    /// Crashes the running domain with `message` (its panic handler).
+    fn crash(&self, message: &core::fmt::Arguments<'_>) -> !;
+    /// The kernel's RRef registry and shared heap, for an image's own
+    /// copy of `rrpc` to forward to.
+    fn rrpc_registry(&self) -> &'static dyn rrpc::registry::Remote;
+    /// The kernel's domain-entry runtime, for an image's generated proxies.
+    fn rrpc_runtime(&self) -> &'static dyn rrpc::proxy::Runtime;
+}
+
+static KERNEL: spin::Once<&'static dyn Kernel> = spin::Once::new();
+
+/// Installs the kernel's services for the SDK's free functions ([`sleep`],
+/// [`lookup`], ...). The kernel does it once for the domains linked into
+/// it; an image's entry (see [`image!`]) does it for its own copy of the
+/// SDK. Later calls are ignored.
+pub fn install(kernel: &'static dyn Kernel) {
+    KERNEL.call_once(|| kernel);
+}
+
+/// The kernel's services.
+///
+/// # Panics
+/// Before [`install`] (the kernel and image entries install it before any
+/// domain code runs).
+pub fn kernel() -> &'static dyn Kernel {
+    *KERNEL
+        .get()
+        .expect("domain SDK used before the kernel installed it")
+}
+
+/// Spawns a task owned by the running domain on the current core.
+pub fn spawn(task: impl Future<Output = ()> + Send + 'static) -> Result<(), SpawnError> {
+    kernel().spawn(Box::pin(task))
+}
+
+/// Writes a line to the kernel log, prefixed with the domain's name.
+pub fn log(message: &str) {
+    kernel().log(message)
 }
 
 /// What a domain exports: named objects implementing `#[interface]`
 /// traits. They live in the domain's heap and are only ever called
 /// through proxies (domain entries).
+///
+/// Exports cross between separately compiled images, so an object's type
+/// is identified by its interface's fingerprint (`Interface::FINGERPRINT`,
+/// a hash of the trait's definition computed by the IDL compiler), not by
+/// `TypeId`, which differs between builds.
 #[derive(Default)]
 pub struct Exports {
-    entries: Vec<(String, Box<dyn Any + Send + Sync>)>,
+    entries: Vec<Export>,
 }
+
+struct Export {
+    name: String,
+    fingerprint: u64,
+    /// A leaked `Box<Arc<I>>` for the interface of `fingerprint`. Never
+    /// freed: exports live as long as their incarnation, whose heap is
+    /// reclaimed wholesale.
+    object: *const (),
+}
+
+// SAFETY: `object` is an `Arc<I>` with `I: Interface`, which is
+// `Send + Sync`.
+#[allow(unsafe_code)]
+unsafe impl Send for Exports {}
+// SAFETY: as above.
+#[allow(unsafe_code)]
+unsafe impl Sync for Exports {}
 
 impl Exports {
     pub fn new() -> Exports {
@@ -90,27 +183,34 @@ impl Exports {
     /// Adds `object` as interface `I` under `name` (replacing an export of
     /// the same name).
     pub fn with<I: ?Sized + Interface>(mut self, name: &str, object: Arc<I>) -> Exports {
-        self.entries.retain(|(n, _)| n != name);
-        self.entries.push((String::from(name), Box::new(object)));
+        self.entries.retain(|e| e.name != name);
+        self.entries.push(Export {
+            name: String::from(name),
+            fingerprint: I::FINGERPRINT,
+            object: Box::into_raw(Box::new(object)) as *const (),
+        });
         self
     }
 
     /// The object exported as `name`, if it is an `I`.
+    #[allow(unsafe_code)]
     pub fn get<I: ?Sized + Interface>(&self, name: &str) -> Option<&Arc<I>> {
-        self.entries
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, object)| object.downcast_ref::<Arc<I>>())
+        let export = self.entries.iter().find(|e| e.name == name)?;
+        // SAFETY: the fingerprint identifies the interface the pointer was
+        // made from in `with` (same trait definition, same compiler, so the
+        // same `Arc<dyn Trait>` layout), and the box is never freed.
+        (export.fingerprint == I::FINGERPRINT)
+            .then(|| unsafe { &*(export.object as *const Arc<I>) })
     }
 
     /// Whether something is exported as `name`.
     pub fn contains(&self, name: &str) -> bool {
-        self.entries.iter().any(|(n, _)| n == name)
+        self.entries.iter().any(|e| e.name == name)
     }
 
     /// The exported names.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.entries.iter().map(|(n, _)| n.as_str())
+        self.entries.iter().map(|e| e.name.as_str())
     }
 }
 
@@ -120,12 +220,12 @@ impl Exports {
 /// new lookup finds its restarted successor.
 ///
 /// ```ignore
-/// let counter = domain_sdk::lookup::<dyn Counter + Send + Sync>(kernel, "counter")?;
+/// let counter = domain_sdk::lookup::<dyn Counter + Send + Sync>("counter")?;
 /// let n = counter.increment()?;
 /// ```
-pub fn lookup<I: ?Sized + Interface>(kernel: &dyn Kernel, name: &str) -> RpcResult<I::Proxy> {
+pub fn lookup<I: ?Sized + Interface>(name: &str) -> RpcResult<I::Proxy> {
     let mut proxy = None;
-    kernel.lookup(name, &mut |exports, export, owner| {
+    kernel().lookup(name, &mut |exports, export, owner| {
         proxy = exports
             .get::<I>(export)
             .map(|object| I::proxy(object.clone(), owner));

@@ -4,8 +4,9 @@
 //! What lives here: parsing of what the firmware and the boot loader hand us
 //! (the PVH start info in [`pvh`], the ACPI tables in [`acpi`]), the physical
 //! frame allocator ([`frames`]), the serial console's line editor
-//! ([`lineedit`]), command-line parsing ([`cmdline`]) and small formatting
-//! helpers ([`fmt`]).
+//! ([`lineedit`]), command-line parsing ([`cmdline`]), the boot archive of
+//! domain images ([`cpio`], [`manifest`]) and small formatting helpers
+//! ([`fmt`]).
 //!
 //! # What this crate never does
 //!
@@ -37,11 +38,13 @@
 
 pub mod acpi;
 pub mod cmdline;
+pub mod cpio;
 pub mod domheap;
 pub mod fmt;
 pub mod frames;
 mod le;
 pub mod lineedit;
+pub mod manifest;
 mod phys;
 pub mod pvh;
 

@@ -62,27 +62,19 @@ pub fn image(name: &str) -> Option<&'static Image> {
 static EXPORTS: [Mutex<Option<Exports>>; super::MAX_SLOTS] =
     [const { Mutex::new(None) }; super::MAX_SLOTS];
 
-/// Kernel services for the domain in one slot (always its current
-/// incarnation).
-pub struct Handle {
-    slot: usize,
-}
+/// Kernel services for domains (the SDK's [`Kernel`]): one object for
+/// all of them; every call acts for the domain running on the calling core.
+pub struct Services;
 
-static HANDLES: [Handle; super::MAX_SLOTS] = {
-    let mut handles = [const { Handle { slot: 0 } }; super::MAX_SLOTS];
-    let mut i = 0;
-    while i < super::MAX_SLOTS {
-        handles[i] = Handle { slot: i };
-        i += 1;
-    }
-    handles
-};
+pub static SERVICES: Services = Services;
 
-impl Kernel for Handle {
+impl Kernel for Services {
     fn spawn(&self, task: Task) -> Result<(), SpawnError> {
-        let owner = super::get(self.slot).map(|d| d.owner()).unwrap_or(0);
-        if owner == 0 || crate::cpu::current_owner() != owner {
-            // Only the domain itself, while running, may spawn as itself.
+        let owner = crate::cpu::current_owner();
+        let alive = super::get((owner >> 16) as usize)
+            .is_some_and(|d| d.owner() == owner && d.state() == State::Alive);
+        if owner == 0 || !alive {
+            // Only a domain's own running code may spawn as that domain.
             return Err(SpawnError::NotInDomain);
         }
         crate::sched::this_executor()
@@ -96,8 +88,44 @@ impl Kernel for Handle {
     }
 
     fn log(&self, message: &str) {
-        let name = super::get(self.slot).map_or("?", |d| d.name.as_str());
+        let owner = crate::cpu::current_owner();
+        let name = super::get((owner >> 16) as usize).map_or("?", |d| d.name.as_str());
         crate::info!("[{name}] {message}");
+    }
+
+    fn now_ns(&self) -> u64 {
+        crate::time::now_ns()
+    }
+
+    fn sleep_until(&self, deadline_ns: u64) -> domain_sdk::Timer {
+        // Allocated on the running domain's heap; polled and dropped by its
+        // task (the timer wheel itself is the executor's).
+        alloc::boxed::Box::pin(executor::sleep_until(deadline_ns))
+    }
+
+    fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
+        // The global allocator sends it to the running domain's heap.
+        // SAFETY: `GlobalAlloc::alloc`'s contract is the caller's (the
+        // image's global allocator forwards its own arguments).
+        unsafe { alloc::alloc::alloc(layout) }
+    }
+
+    fn dealloc(&self, pointer: *mut u8, layout: core::alloc::Layout) {
+        // SAFETY: as above; the global allocator frees by address.
+        unsafe { alloc::alloc::dealloc(pointer, layout) }
+    }
+
+    fn crash(&self, message: &core::fmt::Arguments<'_>) -> ! {
+        // A panic while a domain is current crashes that domain only.
+        panic!("{message}")
+    }
+
+    fn rrpc_registry(&self) -> &'static dyn rrpc::registry::Remote {
+        &rrpc::registry::LOCAL
+    }
+
+    fn rrpc_runtime(&self) -> &'static dyn rrpc::proxy::Runtime {
+        crate::shared_heap::proxy_runtime()
     }
 }
 
@@ -144,7 +172,7 @@ pub fn lookup(name: &str, visit: &mut dyn FnMut(&Exports, &str, Owner)) -> RpcRe
 /// exports.
 pub fn run_entry(owner: OwnerId, entry: Entry) -> Result<(), String> {
     let slot = (owner >> 16) as usize;
-    let exports = entry(&HANDLES[slot])?;
+    let exports = entry(&SERVICES)?;
     let previous = crate::cpu::kernel_section(|| EXPORTS[slot].lock().replace(exports));
     // A previous incarnation's exports belong to its (reclaimed) heap.
     core::mem::forget(previous);

@@ -25,6 +25,7 @@
 
 pub mod heap;
 pub mod images;
+pub mod loaded;
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -108,10 +109,20 @@ impl From<EntryError> for rrpc::RpcError {
     }
 }
 
+/// Where a domain's code comes from.
+pub enum Source {
+    /// Linked into the kernel image.
+    BuiltIn(&'static images::Image),
+    /// An image in the signed boot archive, mapped into the domain's
+    /// window for each incarnation (a restart maps it afresh).
+    Archive(String),
+}
+
 pub struct Domain {
     pub slot: usize,
     pub name: String,
-    pub image: &'static images::Image,
+    /// Its code; replaced when a dead domain is loaded again by name.
+    source: Mutex<Source>,
     generation: AtomicU32,
     state: AtomicU8,
     /// The entry gate: current incarnation, open or closed.
@@ -153,6 +164,14 @@ pub fn find(name: &str) -> Option<&'static Domain> {
 }
 
 impl Domain {
+    /// The name of the image it runs.
+    pub fn image_name(&self) -> String {
+        cpu::kernel_section(|| match &*self.source.lock() {
+            Source::BuiltIn(image) => String::from(image.name),
+            Source::Archive(name) => name.clone(),
+        })
+    }
+
     pub fn state(&self) -> State {
         State::from(self.state.load(Ordering::Acquire))
     }
@@ -237,6 +256,24 @@ impl Domain {
 /// (contained like any entry). A crash during initialisation leaves the
 /// domain poisoned (then dead), not the kernel.
 pub fn create(image: &'static images::Image, name: &str) -> Result<&'static Domain, String> {
+    create_from(Source::BuiltIn(image), name)
+}
+
+/// Creates and starts a domain from `source` (see [`create`]).
+/// A dead domain of the same name is loaded again in place: its slot's
+/// next generation runs `source`.
+pub fn create_from(source: Source, name: &str) -> Result<&'static Domain, String> {
+    if let Some(existing) = find(name) {
+        if existing.state() != State::Dead {
+            return Err(alloc::format!(
+                "a domain named '{name}' exists ({}; 'kill' it first)",
+                existing.state().name()
+            ));
+        }
+        cpu::kernel_section(|| *existing.source.lock() = source);
+        restart(existing)?;
+        return Ok(existing);
+    }
     let domain = cpu::kernel_section(|| {
         let _guard = MANAGER.lock();
         if find(name).is_some() {
@@ -248,7 +285,7 @@ pub fn create(image: &'static images::Image, name: &str) -> Result<&'static Doma
         let domain = alloc::boxed::Box::leak(alloc::boxed::Box::new(Domain {
             slot,
             name: String::from(name),
-            image,
+            source: Mutex::new(source),
             generation: AtomicU32::new(1),
             state: AtomicU8::new(State::Alive as u8),
             gate: cont::Gate::new(owner_id(slot, 1)),
@@ -268,7 +305,22 @@ pub fn create(image: &'static images::Image, name: &str) -> Result<&'static Doma
 
 fn start(domain: &'static Domain) -> Result<(), String> {
     let owner = domain.owner();
-    match enter(owner, || images::run_entry(owner, domain.image.entry)) {
+    let source = cpu::kernel_section(|| match &*domain.source.lock() {
+        Source::BuiltIn(image) => Ok(image.entry),
+        Source::Archive(image) => Err(image.clone()),
+    });
+    let entry = match source {
+        Ok(entry) => entry,
+        Err(image) => match loaded::load(domain.slot, &image) {
+            Ok(entry) => entry,
+            Err(e) => {
+                // Nothing of it ran: tear the incarnation down at once.
+                kill(domain, "image refused");
+                return Err(e);
+            }
+        },
+    };
+    match enter(owner, || images::run_entry(owner, entry)) {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
             kill(domain, "initialisation failed");
@@ -383,6 +435,11 @@ fn maybe_reclaim(domain: &'static Domain) {
         // its private heap), then the heap.
         let (rrefs, _) = cpu::kernel_section(|| rrpc::registry::reclaim(domain.owner()));
         let pages = heap::reclaim(domain.slot);
+        // Its code last: nothing of it can run any more.
+        let image_pages = loaded::unload(domain.slot);
+        if image_pages > 0 {
+            crate::debug!("domain {}: unmapped {image_pages} image pages", domain.name);
+        }
         crate::debug!("domain {}: reclaimed {rrefs} RRefs", domain.name);
         crate::debug!("domain {}: reclaimed {pages} heap pages", domain.name);
         // Only now: `Dead` promises the memory is back (tests and `restart`

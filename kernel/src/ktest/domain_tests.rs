@@ -345,7 +345,7 @@ fn init_crash_contained() -> BoxedTest {
             "message: {message}"
         );
         let d = domain::all()
-            .filter(|d| d.image.name == "broken")
+            .filter(|d| d.image_name() == "broken")
             .last()
             .ok_or("no broken domain record")?;
         ensure!(d.state() != State::Alive, "broken domain is alive");

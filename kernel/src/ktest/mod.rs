@@ -10,6 +10,7 @@
 
 mod domain_tests;
 mod faults;
+mod image_tests;
 mod memory;
 mod sched_tests;
 
@@ -56,6 +57,7 @@ fn all_tests() -> Vec<&'static KTest> {
         .chain(faults::TESTS)
         .chain(sched_tests::TESTS)
         .chain(domain_tests::TESTS)
+        .chain(image_tests::TESTS)
         .collect()
 }
 

@@ -316,6 +316,15 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
     if let Some(errors) = errors {
         return Err(errors);
     }
+    // The interface's identity across separately built images: FNV-1a of
+    // the trait's tokens as written (whitespace-insensitive).
+    let fingerprint = {
+        let text = quote!(#item).to_string();
+        let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        proc_macro2::Literal::u64_suffixed(hash)
+    };
     // Async methods become methods returning a boxed future, so the trait
     // stays usable as `dyn Trait` (the proxy is one).
     let mut item = item.clone();
@@ -372,6 +381,7 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
         impl ::rrpc::Interface for dyn #name + Send + Sync {
             type Proxy = #proxy;
             const NAME: &'static str = ::core::stringify!(#name);
+            const FINGERPRINT: u64 = #fingerprint;
             fn proxy(object: ::rrpc::alloc_reexport::sync::Arc<Self>, callee: ::rrpc::Owner) -> #proxy {
                 #proxy::new(object, callee)
             }

@@ -1,0 +1,207 @@
+//! The signed manifest of the boot archive: which domain images exist, how
+//! big they are and their SHA-256 digests. Its signature is checked by the
+//! kernel's loader; this module only parses the text, strictly.
+//!
+//! ```text
+//! domain-manifest v1
+//! # comments and blank lines are ignored
+//! image NAME SIZE SHA256
+//! ```
+//!
+//! NAME is 1 to 32 of `[a-z0-9_-]` starting with a letter, SIZE is decimal
+//! bytes (at most [`MAX_IMAGE`]), SHA256 is 64 lowercase hex digits.
+
+use core::fmt;
+
+/// The first meaningful line.
+pub const HEADER: &str = "domain-manifest v1";
+/// Most images a manifest may list.
+pub const MAX_IMAGES: usize = 256;
+/// Largest image, in bytes.
+pub const MAX_IMAGE: u64 = 64 << 20;
+
+/// Why a manifest was refused (`line` is 1-based).
+#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManifestError {
+    /// Not UTF-8, or has carriage returns.
+    NotText,
+    /// The first meaningful line is not [`HEADER`].
+    NoHeader {
+        line: usize,
+    },
+    /// A line that is not `image NAME SIZE SHA256`.
+    BadLine {
+        line: usize,
+    },
+    BadName {
+        line: usize,
+    },
+    BadSize {
+        line: usize,
+    },
+    BadDigest {
+        line: usize,
+    },
+    Duplicate {
+        line: usize,
+    },
+    TooManyImages,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManifestError::NotText => write!(f, "not UTF-8 text with \\n line ends"),
+            ManifestError::NoHeader { line } => {
+                write!(f, "line {line}: expected '{HEADER}'")
+            }
+            ManifestError::BadLine { line } => {
+                write!(f, "line {line}: expected 'image NAME SIZE SHA256'")
+            }
+            ManifestError::BadName { line } => write!(
+                f,
+                "line {line}: image names are 1-32 of [a-z0-9_-], starting with a letter"
+            ),
+            ManifestError::BadSize { line } => {
+                write!(
+                    f,
+                    "line {line}: size is not a decimal byte count up to 64 MiB"
+                )
+            }
+            ManifestError::BadDigest { line } => {
+                write!(f, "line {line}: digest is not 64 lowercase hex digits")
+            }
+            ManifestError::Duplicate { line } => write!(f, "line {line}: image listed twice"),
+            ManifestError::TooManyImages => write!(f, "more than {MAX_IMAGES} images"),
+        }
+    }
+}
+
+/// One image line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageEntry<'a> {
+    /// The image's name (its file in the archive is `NAME.elf`).
+    pub name: &'a str,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its SHA-256 digest.
+    pub sha256: [u8; 32],
+}
+
+/// A parsed manifest.
+#[derive(Debug, Clone, Copy)]
+pub struct Manifest<'a> {
+    text: &'a str,
+}
+
+/// Whether `name` is a valid image name.
+pub fn is_valid_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name.as_bytes()[0].is_ascii_lowercase()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn parse_size(text: &str) -> Option<u64> {
+    if text.is_empty() || text.len() > 12 || (text.len() > 1 && text.starts_with('0')) {
+        return None;
+    }
+    let value = text.bytes().try_fold(0u64, |acc, b| {
+        b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
+    })?;
+    (value <= MAX_IMAGE).then_some(value)
+}
+
+fn parse_digest(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in text.as_bytes().chunks_exact(2).enumerate() {
+        let digit = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(out)
+}
+
+/// The image on one meaningful line after the header.
+fn parse_line(line: &str, number: usize) -> Result<ImageEntry<'_>, ManifestError> {
+    let mut words = line.split(' ');
+    let (Some("image"), Some(name), Some(size), Some(digest), None) = (
+        words.next(),
+        words.next(),
+        words.next(),
+        words.next(),
+        words.next(),
+    ) else {
+        return Err(ManifestError::BadLine { line: number });
+    };
+    if !is_valid_name(name) {
+        return Err(ManifestError::BadName { line: number });
+    }
+    Ok(ImageEntry {
+        name,
+        size: parse_size(size).ok_or(ManifestError::BadSize { line: number })?,
+        sha256: parse_digest(digest).ok_or(ManifestError::BadDigest { line: number })?,
+    })
+}
+
+/// Meaningful lines with their 1-based numbers.
+fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.split('\n')
+        .enumerate()
+        .map(|(i, l)| (i + 1, l))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+}
+
+impl<'a> Manifest<'a> {
+    /// Checks every line (see the module doc).
+    pub fn parse(bytes: &'a [u8]) -> Result<Manifest<'a>, ManifestError> {
+        let text = core::str::from_utf8(bytes).map_err(|_| ManifestError::NotText)?;
+        if text.contains('\r') {
+            return Err(ManifestError::NotText);
+        }
+        let mut meaningful = lines(text);
+        match meaningful.next() {
+            Some((_, HEADER)) => {}
+            Some((line, _)) => return Err(ManifestError::NoHeader { line }),
+            None => return Err(ManifestError::NoHeader { line: 1 }),
+        }
+        for (count, (number, line)) in meaningful.enumerate() {
+            let entry = parse_line(line, number)?;
+            if count == MAX_IMAGES {
+                return Err(ManifestError::TooManyImages);
+            }
+            // Bounded by MAX_IMAGES; done once.
+            if (Manifest { text })
+                .images()
+                .take(count)
+                .any(|e| e.name == entry.name)
+            {
+                return Err(ManifestError::Duplicate { line: number });
+            }
+        }
+        Ok(Manifest { text })
+    }
+
+    /// The images, in order.
+    pub fn images(&self) -> impl Iterator<Item = ImageEntry<'a>> + 'a {
+        lines(self.text)
+            .skip(1)
+            .filter_map(|(number, line)| parse_line(line, number).ok())
+    }
+
+    /// The image called `name`.
+    pub fn find(&self, name: &str) -> Option<ImageEntry<'a>> {
+        self.images().find(|e| e.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,196 @@
+//! Domain images from the boot archive.
+//!
+//! The Makefile packs every domain's image, a manifest of their sizes and
+//! SHA-256 digests and the manifest's Ed25519 signature into one cpio
+//! archive, which QEMU passes as the PVH boot module. At boot we keep a
+//! reference to it and verify the manifest's signature with the public key
+//! built into the kernel (`build.rs` embeds the trusted build's key).
+//!
+//! Loading an image (`load`): check its size and digest against the
+//! signed manifest, check and plan the ELF (`loader::Plan`: see the checks
+//! there), copy it into fresh, physically contiguous frames through the
+//! direct map and apply its relocations for the slot's window, then map
+//! each page into the window with its segment's permissions: code
+//! read+execute, read-only data and relocated vtables (RELRO) read-only,
+//! data and bss read+write, nothing both writable and executable. Any
+//! failure frees what was taken: a refused image leaves nothing behind.
+//! Unloading (at reclaim) unmaps the window, shoots down every core's TLB
+//! and frees the frames.
+
+use alloc::string::String;
+
+use kcore::pvh::BootInfo;
+use loader::{Catalog, Limits, LoadError, Perms, Plan};
+use spin::{Mutex, Once};
+
+use crate::mem::{PAGE_SIZE, frames, paging, phys_to_virt};
+
+/// Where images are mapped: one window per domain slot.
+pub const WINDOW_BASE: u64 = 0xFFFF_D000_0000_0000;
+pub const WINDOW_SIZE: u64 = 64 << 20;
+
+/// The public half of the build's signing key (all zeroes if the kernel
+/// was built without one).
+static PUBLIC_KEY: [u8; 32] = *include_bytes!(concat!(env!("OUT_DIR"), "/domain.pub"));
+
+static ARCHIVE: Once<&'static [u8]> = Once::new();
+static CATALOG: Once<Result<Catalog<'static>, LoadError>> = Once::new();
+
+/// Remembers the boot archive: the boot module whose command line is
+/// `domains`, else the first module.
+pub fn init(boot: &BootInfo) {
+    let module = boot
+        .modules()
+        .find(|m| m.cmdline == "domains")
+        .or_else(|| boot.modules().next());
+    let Some(module) = module else {
+        crate::info!("domains: no boot archive (images can only be built in)");
+        return;
+    };
+    // SAFETY: the module's frames are reserved at boot (never handed out)
+    // and mapped by the direct map; nothing writes them.
+    let bytes: &'static [u8] =
+        unsafe { core::slice::from_raw_parts(phys_to_virt(module.paddr), module.size as usize) };
+    ARCHIVE.call_once(|| bytes);
+    match catalog() {
+        Ok(catalog) => crate::info!(
+            "domains: boot archive with {} signed images",
+            catalog.names().count()
+        ),
+        Err(e) => crate::warn!("domains: boot archive refused: {e}"),
+    }
+}
+
+/// The verified boot archive.
+pub fn catalog() -> Result<&'static Catalog<'static>, String> {
+    let archive = *ARCHIVE.get().ok_or("no boot archive")?;
+    CATALOG
+        .call_once(|| crate::cpu::kernel_section(|| Catalog::open(archive, &PUBLIC_KEY)))
+        .as_ref()
+        .map_err(|e| alloc::format!("{e}"))
+}
+
+/// Whether the boot archive lists `name`.
+pub fn has_image(name: &str) -> bool {
+    catalog().is_ok_and(|c| c.names().any(|n| n == name))
+}
+
+/// A slot's mapped image.
+struct Loaded {
+    base: u64,
+    first_frame: u64,
+    pages: u64,
+}
+
+static LOADED: [Mutex<Option<Loaded>>; super::MAX_SLOTS] =
+    [const { Mutex::new(None) }; super::MAX_SLOTS];
+
+fn flags(perms: Perms) -> u64 {
+    let mut flags = paging::GLOBAL;
+    if perms.write {
+        flags |= paging::WRITABLE;
+    }
+    if !perms.execute {
+        flags |= paging::NO_EXECUTE;
+    }
+    flags
+}
+
+/// Maps image `name` into `slot`'s window (see the module doc) and returns
+/// its entry point.
+pub fn load(slot: usize, name: &str) -> Result<domain_sdk::Entry, String> {
+    crate::cpu::kernel_section(|| load_locked(slot, name))
+}
+
+fn load_locked(slot: usize, name: &str) -> Result<domain_sdk::Entry, String> {
+    let mut loaded = LOADED[slot].lock();
+    if loaded.is_some() {
+        return Err(alloc::format!("slot {slot} still has an image mapped"));
+    }
+    let catalog = catalog()?;
+    let image = catalog
+        .image(name)
+        .map_err(|e| alloc::format!("{name}: {e}"))?;
+    let limits = Limits {
+        max_span: WINDOW_SIZE,
+        ..Limits::default()
+    };
+    let plan = Plan::new(image, &limits).map_err(|e| alloc::format!("{name}: {e}"))?;
+    let pages = plan.span / PAGE_SIZE;
+    let first_frame = frames::alloc_contiguous_zeroed(pages as usize)
+        .ok_or_else(|| alloc::format!("{name}: no memory for {pages} pages"))?;
+    let free_frames = || {
+        for i in 0..pages {
+            frames::free(first_frame + i * PAGE_SIZE);
+        }
+    };
+    let base = WINDOW_BASE + slot as u64 * WINDOW_SIZE;
+    // SAFETY: fresh frames we own, contiguous, reached through the direct
+    // map; nobody else refers to them yet.
+    let memory =
+        unsafe { core::slice::from_raw_parts_mut(phys_to_virt(first_frame), plan.span as usize) };
+    if let Err(e) = plan.load_into(image, memory, base) {
+        free_frames();
+        return Err(alloc::format!("{name}: {e}"));
+    }
+    let mut mapped = alloc::vec::Vec::new();
+    let result = paging::with_kernel(|pt| {
+        for (offset, length, perms) in plan.pages() {
+            for page in (offset..offset + length).step_by(PAGE_SIZE as usize) {
+                pt.map_4k(base + page, first_frame + page, flags(perms))?;
+                mapped.push(base + page);
+            }
+        }
+        Ok::<(), paging::MapError>(())
+    });
+    if let Err(e) = result {
+        paging::with_kernel(|pt| {
+            for &page in &mapped {
+                pt.unmap_4k(page);
+            }
+        });
+        crate::apic::flush_tlb_everywhere();
+        free_frames();
+        return Err(alloc::format!("{name}: mapping failed: {e:?}"));
+    }
+    *loaded = Some(Loaded {
+        base,
+        first_frame,
+        pages,
+    });
+    let entry = base + plan.entry;
+    crate::debug!("domains: {name} mapped at {base:#x} ({pages} pages, entry {entry:#x})");
+    // SAFETY: `entry` is the image's `domain_entry` (its ELF entry point,
+    // checked to lie in an executable segment), compiled by the same
+    // compiler against the same SDK, so it has exactly this signature.
+    Ok(unsafe { core::mem::transmute::<usize, domain_sdk::Entry>(entry as usize) })
+}
+
+/// Unmaps `slot`'s image and frees its frames (nothing if it has none).
+/// Only when no core can run its code any more (after the grace period).
+/// Returns the pages freed.
+pub fn unload(slot: usize) -> u64 {
+    crate::cpu::kernel_section(|| {
+        let Some(image) = LOADED[slot].lock().take() else {
+            return 0;
+        };
+        paging::with_kernel(|pt| {
+            for i in 0..image.pages {
+                pt.unmap_4k(image.base + i * PAGE_SIZE);
+            }
+        });
+        crate::apic::flush_tlb_everywhere();
+        for i in 0..image.pages {
+            frames::free(image.first_frame + i * PAGE_SIZE);
+        }
+        image.pages
+    })
+}
+
+/// Bytes of image mapped for `slot`.
+pub fn image_bytes(slot: usize) -> u64 {
+    LOADED[slot]
+        .lock()
+        .as_ref()
+        .map_or(0, |image| image.pages * PAGE_SIZE)
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Builds every domain under domains/ (but the SDK) as its own loadable image
+# and packs them into the signed boot archive.
+#
+#   tools/build-images.sh OUT_DIR KEY_FILE
+#
+# Each domain crate's binary target (its `src/main.rs`, one line:
+# `domain_sdk::image!(...)`) is compiled for x86_64-unknown-none as a static
+# position-independent executable whose ELF entry point is `domain_entry`.
+# Then `pack` (tools/pack) writes OUT_DIR/domains.cpio: the images, a
+# manifest of their sizes and SHA-256 digests, and the manifest's Ed25519
+# signature. KEY_FILE is the build's signing key; it is generated if
+# missing, and its public half (OUT_DIR/keys/domain.pub) is what the kernel
+# embeds.
+set -euo pipefail
+out=${1:?out dir}
+key=${2:?key file}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+domains=()
+for dir in domains/*/; do
+    name=$(basename "$dir")
+    [ "$name" = sdk ] && continue
+    [ -f "$dir/src/main.rs" ] || continue
+    domains+=("$name")
+done
+
+packages=()
+features=()
+for name in "${domains[@]}"; do
+    packages+=(-p "domain-$name")
+    features+=("domain-$name/image")
+done
+
+# The workspace's .cargo/config.toml makes bare-metal code non-PIC for the
+# kernel; images need the opposite, so RUSTFLAGS (which replaces those
+# flags) says so, in a target directory of their own.
+RUSTFLAGS="-C relocation-model=pie -C link-arg=--entry=domain_entry -C link-arg=-zmax-page-size=4096 -C link-arg=-zseparate-code -C strip=debuginfo -C force-frame-pointers=yes" \
+    cargo build --release --quiet --target x86_64-unknown-none --target-dir target/images \
+    "${packages[@]}" --features "$(IFS=,; echo "${features[*]}")" --bins
+
+mkdir -p "$out/images" "$out/keys"
+args=()
+for name in "${domains[@]}"; do
+    cp "target/images/x86_64-unknown-none/release/$name" "$out/images/$name.elf"
+    args+=("$name=$out/images/$name.elf")
+done
+cargo run --release --quiet -p pack -- --key "$key" --public "$out/keys/domain.pub" \
+    --out "$out/domains.cpio" "${args[@]}"

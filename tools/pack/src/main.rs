@@ -1,0 +1,54 @@
+//! `pack --key KEY --public PUB --out ARCHIVE NAME=PATH...`: see the library.
+
+use std::path::PathBuf;
+use std::process::exit;
+
+fn usage(message: &str) -> ! {
+    eprintln!("pack: {message}");
+    eprintln!("usage: pack --key KEYFILE --public PUBFILE --out ARCHIVE NAME=PATH [NAME=PATH ...]");
+    exit(2)
+}
+
+fn main() {
+    let (mut key, mut public, mut out) = (None, None, None);
+    let mut images = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |flag: &str| {
+            args.next()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| usage(&format!("{flag} needs a value")))
+        };
+        match arg.as_str() {
+            "--key" => key = Some(value("--key")),
+            "--public" => public = Some(value("--public")),
+            "--out" => out = Some(value("--out")),
+            "-h" | "--help" => usage("packs domain images into the signed boot archive"),
+            image => match image.split_once('=') {
+                Some((name, path)) => images.push((name.to_string(), PathBuf::from(path))),
+                None => usage(&format!(
+                    "unexpected argument '{image}' (images are NAME=PATH)"
+                )),
+            },
+        }
+    }
+    let key = key.unwrap_or_else(|| usage("--key is required"));
+    let public = public.unwrap_or_else(|| usage("--public is required"));
+    let out = out.unwrap_or_else(|| usage("--out is required"));
+    if images.is_empty() {
+        usage("no images given");
+    }
+    match pack::pack(&key, &public, &out, &images) {
+        Ok(summaries) => {
+            for s in summaries {
+                let digest: String = s.sha256[..8].iter().map(|b| format!("{b:02x}")).collect();
+                println!("  {:<10} {:>8} bytes  sha256 {digest}...", s.name, s.size);
+            }
+            println!("  -> {}", out.display());
+        }
+        Err(e) => {
+            eprintln!("pack: {e}");
+            exit(1);
+        }
+    }
+}
