@@ -13,6 +13,7 @@
 //! - [`counter::Counter`]: a service with plain and `async` methods.
 //! - [`checksum::Checksum`]: a service that accepts and returns `RRef`
 //!   buffers (moved, lent, and in batches).
+//! - [`greeter::Greeter`]: the example of `docs/authoring-domains.md`.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -84,5 +85,14 @@ pub mod checksum {
     /// Combines per-block digests in order.
     pub fn combine(acc: u64, digest: u64) -> u64 {
         acc.rotate_left(5) ^ digest
+    }
+}
+
+pub mod greeter {
+    /// The authoring guide's example service (`docs/authoring-domains.md`).
+    #[rrpc::interface]
+    pub trait Greeter {
+        /// Waits `delay_ms`, then counts one greeting; returns the count.
+        async fn greet(&self, delay_ms: u64) -> rrpc::RpcResult<u64>;
     }
 }

@@ -232,6 +232,46 @@ def cpio_write(entries):
     return bytes(out)
 
 
+def guide_session(tally, kernel):
+    """Runs the console session of docs/authoring-domains.md, command for
+    command as the guide lists them, on the guide's example domains."""
+    guide = open(os.path.join(os.path.dirname(__file__), "../../docs/authoring-domains.md")).read()
+    block = guide.split("```console\n", 1)[1].split("```", 1)[0]
+    commands = [line[len("monitor> "):] for line in block.splitlines() if line.startswith("monitor> ")]
+    seen = {}
+
+    def number(out):
+        found = re.search(r"^(\d+)$", out, re.M)
+        return int(found.group(1)) if found else None
+
+    def greetings(out):
+        n = number(out)
+        previous = seen.get("greetings")
+        seen["greetings"] = n
+        return n is not None and n > 0 and (previous is None or n > previous)
+
+    expect = {
+        "load greeter": lambda out: "loaded image greeter as domain" in out,
+        "load greeter-client": lambda out: "loaded image greeter-client as domain" in out,
+        "domains": lambda out: re.search(r"greeter\s+alive.*greeter", out) is not None
+            and re.search(r"greeter-client\s+alive.*control", out) is not None,
+        "call greeter-client 0": greetings,
+        "crash greeter panic": lambda out: "domain crashed" in out,
+        "call greeter-client 1": lambda out: (number(out) or 0) >= 1,
+        "restart greeter": lambda out: "restarted as generation 2" in out,
+        "kill greeter-client": lambda out: "error" not in out.lower(),
+        "mem": lambda out: "physical:" in out,
+    }
+    checks = []
+    for command in commands:
+        if command.startswith("call") or command.startswith("domains"):
+            checks.append(("@pause", None))
+        checks.append((command, expect.get(command, lambda out: False)))
+    tally.record("guide: its session lists the expected commands",
+                 set(commands) == set(expect), f"{commands}")
+    console_session(tally, kernel, 2, "256M", 120, checks=checks, label="authoring guide")
+
+
 def archive_sessions(tally, kernel, archive, key):
     """Bad archives: a tampered image, a tampered manifest, an image the
     signed manifest does not list. Each is refused with a clear message and
@@ -303,6 +343,7 @@ def main():
     fatal_paths(tally, args.kernel, 60)
     console_session(tally, args.kernel, 2, "256M", 120)
     if args.archive:
+        guide_session(tally, args.kernel)
         archive_sessions(tally, args.kernel, args.archive, args.key)
     print(f"qemu: {tally.passed} passed, {tally.failed} failed")
     sys.exit(0 if tally.failed == 0 else 1)
