@@ -12,6 +12,10 @@ KERNEL     := $(BUILD)/kernel.elf
 # is signed with: generated on first use unless you supply your own.
 ARCHIVE    ?= $(BUILD)/domains.cpio
 DOMAIN_KEY ?= $(BUILD)/keys/domain.key
+# Domains the kernel starts at boot (written into the signed manifest),
+# e.g. START="counter checksum client".
+START      ?=
+export START
 
 # Knobs for `make run` (see README): cores, memory, kernel command line,
 # extra QEMU options.

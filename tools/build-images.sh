@@ -46,5 +46,7 @@ for name in "${domains[@]}"; do
     cp "target/images/x86_64-unknown-none/release/$name" "$out/images/$name.elf"
     args+=("$name=$out/images/$name.elf")
 done
+# START (e.g. "counter checksum client"): the domains the kernel starts at
+# boot, written into the signed manifest.
 cargo run --release --quiet -p pack -- --key "$key" --public "$out/keys/domain.pub" \
-    --out "$out/domains.cpio" "${args[@]}"
+    --out "$out/domains.cpio" --start "${START:-}" "${args[@]}"

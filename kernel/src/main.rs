@@ -226,9 +226,16 @@ extern "C" fn continue_boot(boot: u64, summary: u64) -> ! {
                 .expect("spawn test runner")
                 .detach();
         }
-        None => sched::spawn(console::shell())
-            .expect("spawn console")
-            .detach(),
+        None => {
+            // The initial domain graph (the signed manifest's `start`
+            // lines), then the console.
+            sched::spawn(async { domain::loaded::start_boot_domains() })
+                .expect("spawn boot domains")
+                .detach();
+            sched::spawn(console::shell())
+                .expect("spawn console")
+                .detach()
+        }
     }
     sched::run()
 }

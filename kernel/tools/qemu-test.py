@@ -315,6 +315,19 @@ def archive_sessions(tally, kernel, archive, key):
     subprocess.run(["cargo", "run", "--release", "--quiet", "-p", "pack", "--", "--key", key,
                     "--public", os.path.join(work, "unused.pub"), "--out", partial, *images],
                    check=True, stdout=subprocess.DEVNULL)
+    # The initial domain graph: the signed manifest's `start` lines.
+    booting = os.path.join(work, "start.cpio")
+    subprocess.run(["cargo", "run", "--release", "--quiet", "-p", "pack", "--", "--key", key,
+                    "--public", os.path.join(work, "unused.pub"), "--out", booting,
+                    "--start", "counter,checksum,client:my-client", *images],
+                   check=True, stdout=subprocess.DEVNULL)
+    console_session(tally, kernel, 2, "256M", 120, archive=booting, label="boot domain graph",
+                    boot_check=lambda log: "started my-client (client)" in log, checks=[
+        ("@pause", None),
+        ("domains", lambda out: re.search(r"counter\s+alive", out) is not None
+            and re.search(r"my-client\s+alive", out) is not None),
+        ("call my-client 0", lambda out: (int((re.search(r"^(\d+)$", out, re.M) or [0, 0])[1]) > 0)),
+    ])
     extra = cpio_read(open(partial, "rb").read()) + [(n, b) for n, b in entries if n == "broken.elf"]
     console_session(tally, kernel, 1, "256M", 120, archive=write("unlisted-image.cpio", extra),
                     label="image not in manifest", checks=[

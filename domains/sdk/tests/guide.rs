@@ -22,7 +22,9 @@ fn marked_blocks(guide: &str) -> Vec<(String, String)> {
         let Some(info) = line.strip_prefix("```") else {
             continue;
         };
-        let path = info.split_whitespace().find_map(|w| w.strip_prefix("file="));
+        let path = info
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("file="));
         let mut code = String::new();
         for body in lines.by_ref() {
             if body.starts_with("```") {
@@ -43,13 +45,23 @@ fn the_guide_shows_the_real_files() {
     let root = repo();
     let guide = fs::read_to_string(root.join("docs/authoring-domains.md")).unwrap();
     let blocks = marked_blocks(&guide);
-    assert!(blocks.len() >= 5, "expected the guide's code blocks, found {}", blocks.len());
+    assert!(
+        blocks.len() >= 5,
+        "expected the guide's code blocks, found {}",
+        blocks.len()
+    );
     for (path, code) in blocks {
         let file = fs::read_to_string(root.join(&path)).unwrap_or_else(|e| panic!("{path}: {e}"));
         if path == "interfaces/src/lib.rs" {
-            assert!(file.contains(&code), "the guide's excerpt of {path} is not in the file");
+            assert!(
+                file.contains(&code),
+                "the guide's excerpt of {path} is not in the file"
+            );
         } else {
-            assert_eq!(code, file, "the guide's copy of {path} differs from the file");
+            assert_eq!(
+                code, file,
+                "the guide's copy of {path} differs from the file"
+            );
         }
     }
 }

@@ -6,10 +6,14 @@
 //! domain-manifest v1
 //! # comments and blank lines are ignored
 //! image NAME SIZE SHA256
+//! start IMAGE [DOMAIN]
 //! ```
 //!
 //! NAME is 1 to 32 of `[a-z0-9_-]` starting with a letter, SIZE is decimal
-//! bytes (at most [`MAX_IMAGE`]), SHA256 is 64 lowercase hex digits.
+//! bytes (at most [`MAX_IMAGE`]), SHA256 is 64 lowercase hex digits. The
+//! `start` lines are the system's initial domain graph: the domains the
+//! kernel starts at boot, in order, from listed images (under the image's
+//! name unless DOMAIN gives another).
 
 use core::fmt;
 
@@ -47,6 +51,10 @@ pub enum ManifestError {
         line: usize,
     },
     TooManyImages,
+    /// A `start` line names an image the manifest does not list.
+    UnknownStart {
+        line: usize,
+    },
 }
 
 impl fmt::Display for ManifestError {
@@ -74,6 +82,12 @@ impl fmt::Display for ManifestError {
             }
             ManifestError::Duplicate { line } => write!(f, "line {line}: image listed twice"),
             ManifestError::TooManyImages => write!(f, "more than {MAX_IMAGES} images"),
+            ManifestError::UnknownStart { line } => {
+                write!(
+                    f,
+                    "line {line}: 'start' names an image the manifest does not list"
+                )
+            }
         }
     }
 }
@@ -87,6 +101,15 @@ pub struct ImageEntry<'a> {
     pub size: u64,
     /// Its SHA-256 digest.
     pub sha256: [u8; 32],
+}
+
+/// A domain to start at boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Start<'a> {
+    /// The image it runs.
+    pub image: &'a str,
+    /// The domain's name.
+    pub domain: &'a str,
 }
 
 /// A parsed manifest.
@@ -130,7 +153,28 @@ fn parse_digest(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// The image on one meaningful line after the header.
+/// One meaningful line after the header.
+enum Line<'a> {
+    Image(ImageEntry<'a>),
+    Start(Start<'a>),
+}
+
+fn parse_any(line: &str, number: usize) -> Result<Line<'_>, ManifestError> {
+    if let Some(rest) = line.strip_prefix("start ") {
+        let mut words = rest.split(' ');
+        let (Some(image), domain, None) = (words.next(), words.next(), words.next()) else {
+            return Err(ManifestError::BadLine { line: number });
+        };
+        let domain = domain.unwrap_or(image);
+        if !is_valid_name(image) || !is_valid_name(domain) {
+            return Err(ManifestError::BadName { line: number });
+        }
+        return Ok(Line::Start(Start { image, domain }));
+    }
+    parse_line(line, number).map(Line::Image)
+}
+
+/// The image on one `image` line.
 fn parse_line(line: &str, number: usize) -> Result<ImageEntry<'_>, ManifestError> {
     let mut words = line.split(' ');
     let (Some("image"), Some(name), Some(size), Some(digest), None) = (
@@ -173,8 +217,17 @@ impl<'a> Manifest<'a> {
             Some((line, _)) => return Err(ManifestError::NoHeader { line }),
             None => return Err(ManifestError::NoHeader { line: 1 }),
         }
-        for (count, (number, line)) in meaningful.enumerate() {
-            let entry = parse_line(line, number)?;
+        let mut count = 0;
+        for (number, line) in meaningful {
+            let entry = match parse_any(line, number)? {
+                Line::Image(entry) => entry,
+                Line::Start(start) => {
+                    if (Manifest { text }).find(start.image).is_none() {
+                        return Err(ManifestError::UnknownStart { line: number });
+                    }
+                    continue;
+                }
+            };
             if count == MAX_IMAGES {
                 return Err(ManifestError::TooManyImages);
             }
@@ -186,6 +239,7 @@ impl<'a> Manifest<'a> {
             {
                 return Err(ManifestError::Duplicate { line: number });
             }
+            count += 1;
         }
         Ok(Manifest { text })
     }
@@ -194,7 +248,20 @@ impl<'a> Manifest<'a> {
     pub fn images(&self) -> impl Iterator<Item = ImageEntry<'a>> + 'a {
         lines(self.text)
             .skip(1)
-            .filter_map(|(number, line)| parse_line(line, number).ok())
+            .filter_map(|(number, line)| match parse_any(line, number) {
+                Ok(Line::Image(entry)) => Some(entry),
+                _ => None,
+            })
+    }
+
+    /// The domains to start at boot, in order.
+    pub fn starts(&self) -> impl Iterator<Item = Start<'a>> + 'a {
+        lines(self.text)
+            .skip(1)
+            .filter_map(|(number, line)| match parse_any(line, number) {
+                Ok(Line::Start(start)) => Some(start),
+                _ => None,
+            })
     }
 
     /// The image called `name`.

@@ -138,6 +138,11 @@ impl<'a> Catalog<'a> {
         self.manifest.images().map(|i| i.name)
     }
 
+    /// The domains to start at boot (image, domain name), in order.
+    pub fn starts(&self) -> impl Iterator<Item = (&'a str, &'a str)> + '_ {
+        self.manifest.starts().map(|s| (s.image, s.domain))
+    }
+
     /// The bytes of image `name`, if the manifest lists it and its size and
     /// digest match.
     pub fn image(&self, name: &str) -> Result<&'a [u8], LoadError> {

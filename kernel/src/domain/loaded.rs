@@ -70,6 +70,20 @@ pub fn catalog() -> Result<&'static Catalog<'static>, String> {
         .map_err(|e| alloc::format!("{e}"))
 }
 
+/// Starts the boot archive's initial domains (its manifest's `start`
+/// lines), in order; a failure is reported and the rest still start.
+pub fn start_boot_domains() {
+    let Ok(catalog) = catalog() else {
+        return;
+    };
+    for (image, name) in catalog.starts() {
+        match super::create_from(super::Source::Archive(String::from(image)), name) {
+            Ok(d) => crate::info!("domains: started {name} ({image}) as domain {}", d.slot),
+            Err(e) => crate::warn!("domains: could not start {name} ({image}): {e}"),
+        }
+    }
+}
+
 /// Whether the boot archive lists `name`.
 pub fn has_image(name: &str) -> bool {
     catalog().is_ok_and(|c| c.names().any(|n| n == name))

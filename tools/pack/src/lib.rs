@@ -110,6 +110,18 @@ pub fn pack(
     out: &Path,
     images: &[(String, PathBuf)],
 ) -> Result<Vec<Summary>, String> {
+    pack_with_starts(key, public, out, images, &[])
+}
+
+/// [`pack`], plus the domains the kernel starts at boot (`start` lines of
+/// the manifest: image, domain name), in order.
+pub fn pack_with_starts(
+    key: &Path,
+    public: &Path,
+    out: &Path,
+    images: &[(String, PathBuf)],
+    starts: &[(String, String)],
+) -> Result<Vec<Summary>, String> {
     let signing = signing_key(key, public)?;
     let mut manifest = String::from(kcore::manifest::HEADER);
     manifest.push('\n');
@@ -140,6 +152,17 @@ pub fn pack(
         });
         files.push((format!("{name}.elf"), bytes));
     }
+    for (image, domain) in starts {
+        if !summaries.iter().any(|s| &s.name == image) {
+            return Err(format!("--start {image}: no such image"));
+        }
+        if !kcore::manifest::is_valid_name(domain) {
+            return Err(format!("--start {image}:{domain}: bad domain name"));
+        }
+        manifest += &format!("start {image} {domain}\n");
+    }
+    // What the kernel will parse must parse.
+    kcore::manifest::Manifest::parse(manifest.as_bytes()).map_err(|e| format!("manifest: {e}"))?;
     let signature = signing.sign(manifest.as_bytes()).to_bytes();
     let mut entries: Vec<(&str, &[u8])> = vec![
         ("manifest", manifest.as_bytes()),

@@ -5,13 +5,16 @@ use std::process::exit;
 
 fn usage(message: &str) -> ! {
     eprintln!("pack: {message}");
-    eprintln!("usage: pack --key KEYFILE --public PUBFILE --out ARCHIVE NAME=PATH [NAME=PATH ...]");
+    eprintln!(
+        "usage: pack --key KEYFILE --public PUBFILE --out ARCHIVE [--start IMAGE[:DOMAIN],...] NAME=PATH [NAME=PATH ...]"
+    );
     exit(2)
 }
 
 fn main() {
     let (mut key, mut public, mut out) = (None, None, None);
     let mut images = Vec::new();
+    let mut starts = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |flag: &str| {
@@ -23,6 +26,13 @@ fn main() {
             "--key" => key = Some(value("--key")),
             "--public" => public = Some(value("--public")),
             "--out" => out = Some(value("--out")),
+            "--start" => {
+                let start = value("--start").display().to_string();
+                for one in start.split([',', ' ']).filter(|s| !s.is_empty()) {
+                    let (image, domain) = one.split_once(':').unwrap_or((one, one));
+                    starts.push((image.to_string(), domain.to_string()));
+                }
+            }
             "-h" | "--help" => usage("packs domain images into the signed boot archive"),
             image => match image.split_once('=') {
                 Some((name, path)) => images.push((name.to_string(), PathBuf::from(path))),
@@ -38,7 +48,7 @@ fn main() {
     if images.is_empty() {
         usage("no images given");
     }
-    match pack::pack(&key, &public, &out, &images) {
+    match pack::pack_with_starts(&key, &public, &out, &images, &starts) {
         Ok(summaries) => {
             for s in summaries {
                 let digest: String = s.sha256[..8].iter().map(|b| format!("{b:02x}")).collect();

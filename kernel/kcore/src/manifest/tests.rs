@@ -151,3 +151,43 @@ fn random_mutations_never_panic() {
         }
     }
 }
+
+#[test]
+fn start_lines_are_the_boot_graph() {
+    let t = text(&[
+        HEADER,
+        &format!("image counter 10 {D1}"),
+        &format!("image client 20 {D2}"),
+        "start counter",
+        "start client my-client",
+    ]);
+    let m = Manifest::parse(t.as_bytes()).unwrap();
+    let starts: std::vec::Vec<_> = m.starts().collect();
+    assert_eq!(
+        starts,
+        [
+            Start {
+                image: "counter",
+                domain: "counter"
+            },
+            Start {
+                image: "client",
+                domain: "my-client"
+            }
+        ]
+    );
+    assert_eq!(m.images().count(), 2);
+    let bad = |lines: &[&str]| Manifest::parse(text(lines).as_bytes()).unwrap_err();
+    assert_eq!(
+        bad(&[HEADER, &format!("image a 1 {D1}"), "start b"]),
+        ManifestError::UnknownStart { line: 3 }
+    );
+    assert_eq!(
+        bad(&[HEADER, &format!("image a 1 {D1}"), "start a b c"]),
+        ManifestError::BadLine { line: 3 }
+    );
+    assert_eq!(
+        bad(&[HEADER, &format!("image a 1 {D1}"), "start a B"]),
+        ManifestError::BadName { line: 3 }
+    );
+}
