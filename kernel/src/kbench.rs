@@ -158,6 +158,117 @@ pub async fn run() {
         }
         Err(e) => println!("kbench: cannot create a domain: {e}"),
     }
+    image_loading().await;
     println!("kbench: done");
     crate::power::exit_qemu(crate::power::EXIT_TESTS_PASSED)
+}
+
+/// Median TSC ticks of `runs` load → first call → kill cycles of `source`
+/// under the domain name `name`: (load + init, first call, kill + reclaim).
+async fn load_cycle(
+    source: impl Fn() -> domain::Source,
+    name: &str,
+    runs: usize,
+) -> Option<(f64, f64, f64)> {
+    let mut samples = alloc::vec::Vec::new();
+    for _ in 0..runs {
+        let start = rdtsc();
+        let d = match domain::create_from(source(), name) {
+            Ok(d) => d,
+            Err(e) => {
+                println!("kbench: cannot load {name}: {e}");
+                return None;
+            }
+        };
+        let loaded = rdtsc();
+        let control =
+            images::proxy::<dyn Control + Send + Sync>(&alloc::format!("{name}/control")).ok()?;
+        black_box(control.control(2, 1).ok());
+        let called = rdtsc();
+        drop(control);
+        domain::kill(d, "bench");
+        if !domain::wait_dead(d, core::time::Duration::from_secs(5)).await {
+            println!("kbench: {name} did not die");
+            return None;
+        }
+        let dead = rdtsc();
+        samples.push((
+            (loaded - start) as f64,
+            (called - loaded) as f64,
+            (dead - called) as f64,
+        ));
+    }
+    let median = |pick: fn(&(f64, f64, f64)) -> f64| {
+        let mut v: alloc::vec::Vec<f64> = samples.iter().map(pick).collect();
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(core::cmp::Ordering::Equal));
+        v[v.len() / 2]
+    };
+    Some((median(|s| s.0), median(|s| s.1), median(|s| s.2)))
+}
+
+/// Loading images from the signed boot archive (verify the digest, check
+/// and plan the ELF, copy, relocate, map W^X, run the entry), the first call
+/// through the name service, and kill + reclaim (unmap, TLB shootdown,
+/// free): each image against the smallest one (`idle`), and the archive's
+/// `idle` against the same domain linked into the kernel.
+async fn image_loading() {
+    const RUNS: usize = 9;
+    let Ok(catalog) = domain::loaded::catalog() else {
+        println!("kbench: no signed boot archive: image loading not measured");
+        return;
+    };
+    let archive =
+        |image: &'static str| move || domain::Source::Archive(alloc::string::String::from(image));
+    let Some(null) = load_cycle(archive("idle"), "bench-null", RUNS).await else {
+        return;
+    };
+    let builtin = images::image("idle").expect("idle image");
+    if let Some(linked) =
+        load_cycle(|| domain::Source::BuiltIn(builtin), "bench-linked", RUNS).await
+    {
+        report(
+            "load idle from archive",
+            "create + verify + map + relocate + init, vs the same domain linked into the kernel",
+            null.0,
+            "load idle built in",
+            linked.0,
+        );
+    }
+    for image in ["counter", "checksum", "client"] {
+        let Ok(bytes) = catalog.image(image) else {
+            continue;
+        };
+        let name = alloc::format!("bench-{image}");
+        let Some(cycle) = load_cycle(archive(image), &name, RUNS).await else {
+            continue;
+        };
+        let size = kcore::fmt::Bytes(bytes.len() as u64);
+        report(
+            &alloc::format!("load {image}"),
+            &alloc::format!("{size} image: create + verify + map + relocate + init"),
+            cycle.0,
+            "load idle (null)",
+            null.0,
+        );
+        report(
+            &alloc::format!("first call {image}"),
+            "name-service lookup + control call",
+            cycle.1,
+            "first call idle",
+            null.1,
+        );
+        report(
+            &alloc::format!("kill {image}"),
+            "kill + grace period + reclaim (heap, RRefs, image pages, TLB shootdown)",
+            cycle.2,
+            "kill idle",
+            null.2,
+        );
+    }
+    let idle = catalog.image("idle").map_or(0, |b| b.len() as u64);
+    println!(
+        "kbench: idle image is {} ({} bytes)",
+        kcore::fmt::Bytes(idle),
+        idle
+    );
 }

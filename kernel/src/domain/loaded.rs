@@ -8,8 +8,8 @@
 //!
 //! Loading an image (`load`): check its size and digest against the
 //! signed manifest, check and plan the ELF (`loader::Plan`: see the checks
-//! there), copy it into fresh, physically contiguous frames through the
-//! direct map and apply its relocations for the slot's window, then map
+//! there), lay it out in a kernel buffer with its relocations applied for
+//! the slot's window, copy that into fresh frames, then map
 //! each page into the window with its segment's permissions: code
 //! read+execute, read-only data and relocated vtables (RELRO) read-only,
 //! data and bss read+write, nothing both writable and executable. Any
@@ -89,11 +89,30 @@ pub fn has_image(name: &str) -> bool {
     catalog().is_ok_and(|c| c.names().any(|n| n == name))
 }
 
-/// A slot's mapped image.
+/// Images whose digest has been checked: the archive is immutable (its
+/// frames are reserved at boot and only the kernel's direct map reaches
+/// them), so an image checked once stays checked. SHA-256 of an image is
+/// a large part of a load under TCG.
+static VERIFIED: Mutex<alloc::vec::Vec<(String, &'static [u8])>> =
+    Mutex::new(alloc::vec::Vec::new());
+
+/// Image `name`'s bytes, its size and digest checked against the signed
+/// manifest (once).
+fn verified_image(name: &str) -> Result<&'static [u8], String> {
+    if let Some((_, bytes)) = VERIFIED.lock().iter().find(|(n, _)| n == name) {
+        return Ok(bytes);
+    }
+    let image = catalog()?
+        .image(name)
+        .map_err(|e| alloc::format!("{name}: {e}"))?;
+    VERIFIED.lock().push((String::from(name), image));
+    Ok(image)
+}
+
+/// A slot's mapped image: its frames, one per page of its span.
 struct Loaded {
     base: u64,
-    first_frame: u64,
-    pages: u64,
+    frames: alloc::vec::Vec<u64>,
 }
 
 static LOADED: [Mutex<Option<Loaded>>; super::MAX_SLOTS] =
@@ -121,37 +140,41 @@ fn load_locked(slot: usize, name: &str) -> Result<domain_sdk::Entry, String> {
     if loaded.is_some() {
         return Err(alloc::format!("slot {slot} still has an image mapped"));
     }
-    let catalog = catalog()?;
-    let image = catalog
-        .image(name)
-        .map_err(|e| alloc::format!("{name}: {e}"))?;
+    let image = verified_image(name)?;
     let limits = Limits {
         max_span: WINDOW_SIZE,
         ..Limits::default()
     };
     let plan = Plan::new(image, &limits).map_err(|e| alloc::format!("{name}: {e}"))?;
-    let pages = plan.span / PAGE_SIZE;
-    let first_frame = frames::alloc_contiguous_zeroed(pages as usize)
-        .ok_or_else(|| alloc::format!("{name}: no memory for {pages} pages"))?;
-    let free_frames = || {
-        for i in 0..pages {
-            frames::free(first_frame + i * PAGE_SIZE);
-        }
-    };
+    let pages = (plan.span / PAGE_SIZE) as usize;
     let base = WINDOW_BASE + slot as u64 * WINDOW_SIZE;
-    // SAFETY: fresh frames we own, contiguous, reached through the direct
-    // map; nobody else refers to them yet.
-    let memory =
-        unsafe { core::slice::from_raw_parts_mut(phys_to_virt(first_frame), plan.span as usize) };
-    if let Err(e) = plan.load_into(image, memory, base) {
-        free_frames();
-        return Err(alloc::format!("{name}: {e}"));
+    // Lay the image out (segments, zeroed bss and gaps, relocations) in a
+    // buffer, then copy it page by page into single frames: no contiguous
+    // allocation to search for.
+    let mut buffer = alloc::vec![0u8; plan.span as usize];
+    plan.load_into(image, &mut buffer, base)
+        .map_err(|e| alloc::format!("{name}: {e}"))?;
+    let mut frames_taken: alloc::vec::Vec<u64> = alloc::vec::Vec::with_capacity(pages);
+    let free_all = |taken: &[u64]| taken.iter().for_each(|&f| frames::free(f));
+    for page in buffer.chunks_exact(PAGE_SIZE as usize) {
+        let Some(frame) = frames::alloc() else {
+            free_all(&frames_taken);
+            return Err(alloc::format!("{name}: no memory for {pages} pages"));
+        };
+        // SAFETY: a fresh frame we own, reached through the direct map;
+        // the page is fully overwritten.
+        unsafe {
+            core::ptr::copy_nonoverlapping(page.as_ptr(), phys_to_virt(frame), page.len());
+        }
+        frames_taken.push(frame);
     }
+    drop(buffer);
     let mut mapped = alloc::vec::Vec::new();
     let result = paging::with_kernel(|pt| {
         for (offset, length, perms) in plan.pages() {
             for page in (offset..offset + length).step_by(PAGE_SIZE as usize) {
-                pt.map_4k(base + page, first_frame + page, flags(perms))?;
+                let frame = frames_taken[(page / PAGE_SIZE) as usize];
+                pt.map_4k(base + page, frame, flags(perms))?;
                 mapped.push(base + page);
             }
         }
@@ -164,13 +187,12 @@ fn load_locked(slot: usize, name: &str) -> Result<domain_sdk::Entry, String> {
             }
         });
         crate::apic::flush_tlb_everywhere();
-        free_frames();
+        free_all(&frames_taken);
         return Err(alloc::format!("{name}: mapping failed: {e:?}"));
     }
     *loaded = Some(Loaded {
         base,
-        first_frame,
-        pages,
+        frames: frames_taken,
     });
     let entry = base + plan.entry;
     crate::debug!("domains: {name} mapped at {base:#x} ({pages} pages, entry {entry:#x})");
@@ -189,15 +211,15 @@ pub fn unload(slot: usize) -> u64 {
             return 0;
         };
         paging::with_kernel(|pt| {
-            for i in 0..image.pages {
+            for i in 0..image.frames.len() as u64 {
                 pt.unmap_4k(image.base + i * PAGE_SIZE);
             }
         });
         crate::apic::flush_tlb_everywhere();
-        for i in 0..image.pages {
-            frames::free(image.first_frame + i * PAGE_SIZE);
+        for &frame in &image.frames {
+            frames::free(frame);
         }
-        image.pages
+        image.frames.len() as u64
     })
 }
 
@@ -206,5 +228,5 @@ pub fn image_bytes(slot: usize) -> u64 {
     LOADED[slot]
         .lock()
         .as_ref()
-        .map_or(0, |image| image.pages * PAGE_SIZE)
+        .map_or(0, |image| image.frames.len() as u64 * PAGE_SIZE)
 }
