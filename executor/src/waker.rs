@@ -38,6 +38,11 @@ pub fn task_id_of(waker: &Waker) -> Option<TaskId> {
     core::ptr::eq(waker.vtable(), &VTABLE).then(|| TaskId::from_u64(waker.data() as usize as u64))
 }
 
+/// The waker of task `id` (an executor waker: the id, no allocation).
+pub fn task_waker(id: TaskId) -> Waker {
+    waker_for(id)
+}
+
 /// The task being polled in the calling context, if any.
 pub fn current_task() -> Option<TaskId> {
     crate::exec::Executor::current()?.current_task()

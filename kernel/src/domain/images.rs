@@ -100,7 +100,7 @@ impl Kernel for Services {
     fn sleep_until(&self, deadline_ns: u64) -> domain_sdk::Timer {
         // Allocated on the running domain's heap; polled and dropped by its
         // task (the timer wheel itself is the executor's).
-        alloc::boxed::Box::pin(executor::sleep_until(deadline_ns))
+        alloc::boxed::Box::pin(DomainTimer(executor::sleep_until(deadline_ns)))
     }
 
     fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
@@ -126,6 +126,35 @@ impl Kernel for Services {
 
     fn rrpc_runtime(&self) -> &'static dyn rrpc::proxy::Runtime {
         crate::shared_heap::proxy_runtime()
+    }
+}
+
+/// A timer handed to a domain. The executor's timer wheel keeps the waker
+/// it is polled with; a domain could poll it with a waker of its own making,
+/// whose code and data die with the domain while the wheel still holds it.
+/// So the wheel only ever gets executor wakers: a foreign waker is replaced
+/// by the waker of the task being polled (which re-polls whatever waits).
+struct DomainTimer(executor::Sleep);
+
+impl core::future::Future for DomainTimer {
+    type Output = ();
+
+    fn poll(
+        mut self: core::pin::Pin<&mut Self>,
+        cx: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<()> {
+        let sleep = core::pin::Pin::new(&mut self.0);
+        if executor::task_id_of(cx.waker()).is_some() {
+            return sleep.poll(cx);
+        }
+        match executor::current_task() {
+            Some(task) => {
+                let waker = executor::task_waker(task);
+                sleep.poll(&mut core::task::Context::from_waker(&waker))
+            }
+            // Polled outside any task: nothing safe to wake later.
+            None => core::task::Poll::Ready(()),
+        }
     }
 }
 

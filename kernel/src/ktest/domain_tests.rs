@@ -40,6 +40,10 @@ pub static TESTS: &[KTest] = &[
         run: TestFn::Async(rrefs_reclaimed),
     },
     KTest {
+        name: "domain_timer_never_keeps_a_domain_waker",
+        run: TestFn::Async(timer_keeps_no_domain_waker),
+    },
+    KTest {
         name: "domain_rrefs_cross_cores",
         run: TestFn::Async(rrefs_cross_cores),
     },
@@ -692,6 +696,44 @@ fn rrefs_reclaimed() -> BoxedTest {
             shared_after == shared_before,
             "shared heap: {shared_before} -> {shared_after} bytes"
         );
+        Ok(())
+    })
+}
+
+/// A domain polls a kernel timer with a waker of its own (code and data of
+/// the domain), then dies before the timer fires. The kernel must not keep
+/// that waker: when the timer fires after the domain's heap is gone, the
+/// kernel wakes the polling task instead, and nothing faults.
+fn timer_keeps_no_domain_waker() -> BoxedTest {
+    Box::pin(async {
+        use domain_sdk::Kernel;
+        struct Own(AtomicUsize);
+        impl alloc::task::Wake for Own {
+            fn wake(self: alloc::sync::Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let d = fresh("idle")?;
+        let deadline = crate::time::now_ns() + 30_000_000;
+        domain::enter(d.owner(), || {
+            let own = alloc::sync::Arc::new(Own(AtomicUsize::new(0)));
+            let waker = core::task::Waker::from(own);
+            let mut timer = images::SERVICES.sleep_until(deadline);
+            let pending = timer
+                .as_mut()
+                .poll(&mut core::task::Context::from_waker(&waker))
+                .is_pending();
+            // Left registered: the domain "forgets" it (as a crash would).
+            core::mem::forget(timer);
+            pending
+        })
+        .map_err(|e| alloc::format!("enter: {e}"))?
+        .then_some(())
+        .ok_or("the timer fired at once")?;
+        domain::kill(d, "test");
+        dead(d).await?;
+        // Let the timer fire after the domain's heap is gone.
+        executor::sleep(Duration::from_millis(60)).await;
         Ok(())
     })
 }
