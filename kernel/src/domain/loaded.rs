@@ -84,6 +84,21 @@ pub fn start_boot_domains() {
     }
 }
 
+/// Checks image `name` without loading it: listed in the signed manifest,
+/// digest matching, ELF acceptable.
+pub fn check(name: &str) -> Result<(), String> {
+    crate::cpu::kernel_section(|| {
+        let image = verified_image(name)?;
+        let limits = Limits {
+            max_span: WINDOW_SIZE,
+            ..Limits::default()
+        };
+        Plan::new(image, &limits)
+            .map(|_| ())
+            .map_err(|e| alloc::format!("{name}: {e}"))
+    })
+}
+
 /// Whether the boot archive lists `name`.
 pub fn has_image(name: &str) -> bool {
     catalog().is_ok_and(|c| c.names().any(|n| n == name))

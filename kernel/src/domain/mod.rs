@@ -263,6 +263,10 @@ pub fn create(image: &'static images::Image, name: &str) -> Result<&'static Doma
 /// A dead domain of the same name is loaded again in place: its slot's
 /// next generation runs `source`.
 pub fn create_from(source: Source, name: &str) -> Result<&'static Domain, String> {
+    // A bad image is refused before anything is created for it.
+    if let Source::Archive(image) = &source {
+        loaded::check(image)?;
+    }
     if let Some(existing) = find(name) {
         if existing.state() != State::Dead {
             return Err(alloc::format!(
