@@ -16,6 +16,9 @@ DOMAIN_KEY ?= $(BUILD)/keys/domain.key
 # e.g. START="counter checksum client".
 START      ?=
 export START
+# The NVMe scratch disk QEMU attaches (made by `make disk`, 64 MiB of zeros).
+DISK       ?= $(BUILD)/nvme.img
+NVME_OPTS  := -drive file=$(DISK),if=none,id=nvm,format=raw -device nvme,serial=nvme0,drive=nvm
 
 # Knobs for `make run` (see README): cores, memory, kernel command line,
 # extra QEMU options.
@@ -32,7 +35,7 @@ QEMU_BASE := -machine q35 -cpu max -display none -no-reboot -nic none \
 
 CARGO_PROFILE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: all setup images build run test host-test qemu-test lint bench clean
+.PHONY: all setup images disk build run test host-test qemu-test lint bench clean
 
 all: build
 
@@ -56,6 +59,10 @@ setup:
 images: setup
 	bash tools/build-images.sh $(BUILD) $(DOMAIN_KEY)
 
+disk:
+	@mkdir -p $(BUILD)
+	@[ -f $(DISK) ] || truncate -s 64M $(DISK)
+
 # The kernel embeds the public half of the signing key, so images come first.
 build: setup images
 	DOMAIN_PUBKEY=$(abspath $(BUILD)/keys/domain.pub) cargo build -p kernel --target $(TARGET) $(CARGO_PROFILE_FLAG)
@@ -65,17 +72,17 @@ build: setup images
 # Serial console on this terminal. Leave with `shutdown`, or Ctrl-A then X.
 # `shutdown` powers off through ACPI (status 0); if ACPI is unavailable the
 # kernel uses the debug-exit device, whose status 33 we report as 0 too.
-run: build
+run: build disk
 	@echo "Booting ($(SMP) cpus, $(MEM)). Type 'help'; leave with 'shutdown' or Ctrl-A X."
 	@$(QEMU) $(QEMU_BASE) -smp $(SMP) -m $(MEM) -serial mon:stdio -kernel $(KERNEL) \
-		-initrd $(ARCHIVE) -append "$(CMDLINE)" $(QEMU_OPTS); status=$$?; \
+		-initrd $(ARCHIVE) $(NVME_OPTS) -append "$(CMDLINE)" $(QEMU_OPTS); status=$$?; \
 		if [ $$status -eq 33 ]; then status=0; fi; exit $$status
 
 host-test: setup
 	cargo test --workspace --exclude kernel 2>&1 | tee $(BUILD)/host-tests.log
 
-qemu-test: build
-	python3 kernel/tools/qemu-test.py $(KERNEL) --archive $(ARCHIVE) --key $(DOMAIN_KEY) --configs $(TEST_CONFIGS) 2>&1 | tee $(BUILD)/qemu-tests.log
+qemu-test: build disk
+	python3 kernel/tools/qemu-test.py $(KERNEL) --archive $(ARCHIVE) --key $(DOMAIN_KEY) --disk $(DISK) --configs $(TEST_CONFIGS) 2>&1 | tee $(BUILD)/qemu-tests.log
 
 lint: setup
 	cargo fmt --all --check
@@ -83,14 +90,14 @@ lint: setup
 	cargo clippy -p kernel --target $(TARGET) -- -D warnings
 
 # Host tests, lint, then the in-QEMU suites; ends with `N passed, N failed`.
-test: setup
+test: setup disk
 	@mkdir -p $(BUILD)
-	@bash kernel/tools/test-all.sh "$(KERNEL)" "$(TEST_CONFIGS)" "$(CARGO_PROFILE_FLAG)" "$(ARCHIVE)" "$(DOMAIN_KEY)"
+	@bash kernel/tools/test-all.sh "$(KERNEL)" "$(TEST_CONFIGS)" "$(CARGO_PROFILE_FLAG)" "$(ARCHIVE)" "$(DOMAIN_KEY)" "$(DISK)"
 
-bench: build
+bench: build disk
 	@mkdir -p bench/results
 	cargo run -p bench --release -- --out bench/results/host.json
-	python3 bench/qemu-bench.py $(KERNEL) bench/results/qemu.json $(ARCHIVE)
+	python3 bench/qemu-bench.py $(KERNEL) bench/results/qemu.json $(ARCHIVE) $(DISK)
 
 clean:
 	cargo clean

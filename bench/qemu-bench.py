@@ -11,8 +11,10 @@ import sys
 
 kernel, out = sys.argv[1], sys.argv[2]
 archive = sys.argv[3] if len(sys.argv) > 3 else None
+disk = sys.argv[4] if len(sys.argv) > 4 else None
 cmd = ["qemu-system-x86_64", "-machine", "q35", "-cpu", "max", "-smp", "2", "-m", "512M",
-       "-kernel", kernel, *(["-initrd", archive] if archive else []), "-append", "bench=1 log=error", "-display", "none", "-serial", "stdio",
+       "-kernel", kernel, *(["-initrd", archive] if archive else []),
+       *(["-drive", f"file={disk},if=none,id=nvm,format=raw", "-device", "nvme,serial=nvme0,drive=nvm"] if disk else []), "-append", "bench=1 log=error", "-display", "none", "-serial", "stdio",
        "-monitor", "none", "-no-reboot", "-nic", "none",
        "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
 try:

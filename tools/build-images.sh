@@ -18,19 +18,22 @@ key=${2:?key file}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
+# Images: every crate with a binary target under domains/ (package
+# domain-NAME) and drivers/ (package driver-NAME).
 domains=()
-for dir in domains/*/; do
+packages=()
+features=()
+for dir in domains/*/ drivers/*/; do
     name=$(basename "$dir")
     [ "$name" = sdk ] && continue
     [ -f "$dir/src/main.rs" ] || continue
+    case "$dir" in
+        domains/*) package="domain-$name" ;;
+        *) package="driver-$name" ;;
+    esac
     domains+=("$name")
-done
-
-packages=()
-features=()
-for name in "${domains[@]}"; do
-    packages+=(-p "domain-$name")
-    features+=("domain-$name/image")
+    packages+=(-p "$package")
+    features+=("$package/image")
 done
 
 # The workspace's .cargo/config.toml makes bare-metal code non-PIC for the

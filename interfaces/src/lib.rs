@@ -14,6 +14,7 @@
 //! - [`checksum::Checksum`]: a service that accepts and returns `RRef`
 //!   buffers (moved, lent, and in batches).
 //! - [`greeter::Greeter`]: the example of `docs/authoring-domains.md`.
+//! - [`bdev::BDev`]: block devices (the NVMe driver, the RAM disk).
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -94,5 +95,77 @@ pub mod greeter {
     pub trait Greeter {
         /// Waits `delay_ms`, then counts one greeting; returns the count.
         async fn greet(&self, delay_ms: u64) -> rrpc::RpcResult<u64>;
+    }
+}
+
+pub mod bdev {
+    use rrpc::{RRef, RRefDeque};
+
+    /// Bytes in one [`Io`] block.
+    pub const BLOCK: usize = 4096;
+    /// Most requests in one batch.
+    pub const BATCH: usize = 32;
+
+    /// One block-sized request: the block number (in [`BLOCK`]-byte
+    /// units), a status the device sets, and the data, which moves to the
+    /// device's driver and back without being copied.
+    ///
+    /// `repr(C)` with the data first: a driver hands the data's address
+    /// straight to the device, which needs it 4-byte aligned.
+    #[derive(rrpc::Exchangeable)]
+    #[repr(C)]
+    pub struct Io {
+        pub data: [u8; BLOCK],
+        pub block: u64,
+        pub status: u16,
+    }
+
+    impl Io {
+        /// A zeroed request for `block`.
+        pub fn new(block: u64) -> Io {
+            Io {
+                data: [0; BLOCK],
+                block,
+                status: status::PENDING,
+            }
+        }
+    }
+
+    /// Values of [`Io::status`].
+    pub mod status {
+        pub const OK: u16 = 0;
+        /// Not processed yet.
+        pub const PENDING: u16 = 1;
+        /// The block is past the end of the device.
+        pub const OUT_OF_RANGE: u16 = 2;
+        /// The device reported an error.
+        pub const DEVICE_ERROR: u16 = 3;
+        /// The device did not answer in time.
+        pub const TIMEOUT: u16 = 4;
+    }
+
+    /// A batch of requests.
+    pub type Batch = RRefDeque<Io, BATCH>;
+
+    /// The device's shape.
+    #[derive(rrpc::Exchangeable, Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Geometry {
+        /// Blocks of [`BLOCK`] bytes.
+        pub blocks: u64,
+        /// The device's own logical block size in bytes.
+        pub sector: u32,
+    }
+
+    /// A block device: batched reads and writes of block buffers.
+    #[rrpc::interface]
+    pub trait BDev {
+        /// Waits until the device is ready (a driver may still be starting).
+        async fn geometry(&self) -> rrpc::RpcResult<Geometry>;
+        /// Reads every request's block into its data; sets each status.
+        async fn read(&self, batch: RRef<Batch>) -> rrpc::RpcResult<RRef<Batch>>;
+        /// Writes every request's data to its block; sets each status.
+        async fn write(&self, batch: RRef<Batch>) -> rrpc::RpcResult<RRef<Batch>>;
+        /// Makes completed writes durable.
+        async fn flush(&self) -> rrpc::RpcResult<()>;
     }
 }

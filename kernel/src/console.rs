@@ -71,6 +71,12 @@ const COMMANDS: &[Command] = &[
         run: cmd_domains,
     },
     Command {
+        name: "pci",
+        usage: "pci",
+        help: "list PCI functions: address, vendor:device, class, BARs",
+        run: cmd_pci,
+    },
+    Command {
         name: "load",
         usage: "load IMAGE [NAME]",
         help: "start a domain from the signed boot archive's IMAGE ('builtin:IMAGE' for one linked into the kernel; no IMAGE: list them)",
@@ -375,6 +381,50 @@ fn cmd_domains(args: &[&str]) -> Result<(), alloc::string::String> {
         );
         if let Some(fault) = d.last_fault().filter(|_| d.state() != domain::State::Alive) {
             println!("     last: {fault}");
+        }
+    }
+    Ok(())
+}
+
+fn cmd_pci(args: &[&str]) -> Result<(), alloc::string::String> {
+    no_args(args)?;
+    let functions = crate::pci::functions();
+    if functions.is_empty() {
+        println!("no PCI functions found");
+    }
+    for (position, f) in functions.iter().enumerate() {
+        let holder = crate::pci::holder(position);
+        let claimed = domain::get((holder >> 16) as usize)
+            .filter(|d| holder != 0 && d.owner() == holder && d.state() == domain::State::Alive)
+            .map(|d| alloc::format!("  [claimed by {}]", d.name))
+            .unwrap_or_default();
+        println!(
+            "{}  {:04x}:{:04x}  {:02x}.{:02x}.{:02x}  {}{claimed}",
+            f.address(),
+            f.header.vendor,
+            f.header.device,
+            f.header.class,
+            f.header.subclass,
+            f.header.prog_if,
+            f.header.class_name()
+        );
+        for (i, bar) in f.bars.iter().enumerate() {
+            match *bar {
+                kcore::pci::Bar::Memory {
+                    address,
+                    size,
+                    wide,
+                    ..
+                } => println!(
+                    "      BAR{i}: memory {address:#x} ({}{})",
+                    Bytes(size),
+                    if wide { ", 64-bit" } else { "" }
+                ),
+                kcore::pci::Bar::Io { port, size } => {
+                    println!("      BAR{i}: I/O {port:#x} ({size} ports)")
+                }
+                kcore::pci::Bar::None => {}
+            }
         }
     }
     Ok(())

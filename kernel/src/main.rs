@@ -37,6 +37,7 @@ mod inject;
 mod kbench;
 mod ktest;
 mod mem;
+mod pci;
 mod platform;
 mod power;
 mod sched;
@@ -138,6 +139,7 @@ extern "C" fn continue_boot(boot: u64, summary: u64) -> ! {
     shared_heap::init();
     domain::loaded::init(boot);
     let platform = platform::discover(boot, summary.highest_address);
+    pci::init(&platform.ecam);
     apic::disable_legacy_pic();
     apic::set_addresses(platform.lapic_address, platform.ioapic);
     apic::init_local();

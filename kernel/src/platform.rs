@@ -17,6 +17,8 @@ pub struct Platform {
     pub cpu_apic_ids: Vec<u32>,
     /// GSI and polarity/trigger of ISA IRQ 4 (COM1).
     pub com1: (u32, bool, bool),
+    /// PCI ECAM windows: (physical base, first bus, last bus).
+    pub ecam: Vec<(u64, u8, u8)>,
 }
 
 pub fn discover(boot: &BootInfo, highest: u64) -> Platform {
@@ -25,6 +27,7 @@ pub fn discover(boot: &BootInfo, highest: u64) -> Platform {
         ioapic: None,
         cpu_apic_ids: Vec::new(),
         com1: (4, false, false),
+        ecam: Vec::new(),
     };
     let phys = mem::KernelPhys {
         limit: highest.max(4 << 30),
@@ -53,6 +56,17 @@ pub fn discover(boot: &BootInfo, highest: u64) -> Platform {
             }
         }
         Err(e) => crate::warn!("acpi: no usable MADT ({e}); assuming one cpu and no IOAPIC"),
+    }
+    match acpi.mcfg() {
+        Ok(mcfg) => {
+            platform.ecam = mcfg
+                .entries()
+                .iter()
+                .filter(|e| e.segment == 0)
+                .map(|e| (e.base_address, e.start_bus, e.end_bus))
+                .collect();
+        }
+        Err(e) => crate::warn!("acpi: no MCFG ({e}); no PCI devices"),
     }
     match acpi.poweroff() {
         Ok(off) => power::set_acpi_poweroff(off),

@@ -26,12 +26,17 @@ RESULT = re.compile(r"^ktest: (\S+) \.\.\. (ok|FAILED)(.*)$")
 SUMMARY = re.compile(r"^ktest: (\d+) passed, (\d+) failed")
 
 
-# The signed boot archive of domain images (--archive), passed to every boot.
+# The signed boot archive of domain images (--archive), passed to every boot,
+# and the NVMe scratch disk (--disk), attached unless a boot says otherwise.
 ARCHIVE = None
+DISK = None
 
 
-def qemu_command(kernel, smp, mem, append, extra=(), archive=None):
+def qemu_command(kernel, smp, mem, append, extra=(), archive=None, disk=True):
     archive = archive or ARCHIVE
+    if disk and DISK:
+        extra = (*extra, "-drive", f"file={DISK},if=none,id=nvm,format=raw",
+                 "-device", "nvme,serial=nvme0,drive=nvm")
     return [
         "qemu-system-x86_64", "-machine", "q35", "-cpu", "max", "-smp", str(smp), "-m", mem,
         "-kernel", kernel, *(["-initrd", archive] if archive else []),
@@ -109,11 +114,11 @@ def fatal_paths(tally, kernel, timeout):
 
 
 def console_session(tally, kernel, smp, mem, timeout, checks=None, archive=None, label="console",
-                    boot_check=None):
+                    boot_check=None, disk=True):
     """Boots to the monitor prompt, types commands, checks replies and that
     `shutdown` makes QEMU exit with status 0."""
     print(f"== {label} end-to-end (smp={smp} mem={mem})")
-    proc = subprocess.Popen(qemu_command(kernel, smp, mem, "log=info", archive=archive),
+    proc = subprocess.Popen(qemu_command(kernel, smp, mem, "log=info", archive=archive, disk=disk),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     buffer = b""
     deadline = time.monotonic() + timeout
@@ -290,7 +295,8 @@ def archive_sessions(tally, kernel, archive, key):
     tampered = [(n, bytes(b[:len(b) // 2]) + bytes([b[len(b) // 2] ^ 0x40]) + bytes(b[len(b) // 2 + 1:]))
                 if n == "counter.elf" else (n, b) for n, b in entries]
     console_session(tally, kernel, 2, "256M", 120, archive=write("tampered-image.cpio", tampered),
-                    label="tampered image", checks=[
+                    label="tampered image (no NVMe disk)", disk=False, checks=[
+        ("load nvme", lambda out: "no NVMe controller: no such device" in out),
         ("load counter", lambda out: "SHA-256 does not match the signed manifest" in out),
         # Refused before anything was created for it.
         ("domains", lambda out: re.search(r"^\d+\s+counter\s", out, re.M) is None),
@@ -344,12 +350,14 @@ def main():
                         help="comma-separated SMP:MEMORY boots of the suite")
     parser.add_argument("--tests", default="all")
     parser.add_argument("--archive", help="the signed boot archive of domain images")
+    parser.add_argument("--disk", help="the NVMe scratch disk image")
     parser.add_argument("--key", default="build/keys/domain.key",
                         help="the signing key (to make a validly signed partial archive)")
     parser.add_argument("--timeout", type=int, default=300)
     args = parser.parse_args()
-    global ARCHIVE
+    global ARCHIVE, DISK
     ARCHIVE = args.archive
+    DISK = args.disk
     tally = Tally()
     for config in args.configs.split(","):
         smp, mem = config.split(":")

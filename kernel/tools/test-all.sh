@@ -3,7 +3,7 @@
 # final line `N passed, N failed` summing every stage; a stage that cannot
 # run (build error, lint error) counts as one failure.
 set -u
-kernel="$1"; configs="$2"; profile_flag="$3"; archive="$4"; key="$5"
+kernel="$1"; configs="$2"; profile_flag="$3"; archive="$4"; key="$5"; disk="$6"
 profile_dir=debug; [ "$profile_flag" = "--release" ] && profile_dir=release
 build=build
 mkdir -p "$build"
@@ -34,7 +34,7 @@ fi
 echo "== kernel build"
 if DOMAIN_PUBKEY="$(pwd)/$build/keys/domain.pub" cargo build -p kernel --target x86_64-unknown-none $profile_flag \
    && mkdir -p "$build" && cp "target/x86_64-unknown-none/$profile_dir/kernel" "$kernel"; then
-    python3 kernel/tools/qemu-test.py "$kernel" --archive "$archive" --key "$key" --configs "$configs" 2>&1 | tee "$build/qemu-tests.log"
+    python3 kernel/tools/qemu-test.py "$kernel" --archive "$archive" --key "$key" --disk "$disk" --configs "$configs" 2>&1 | tee "$build/qemu-tests.log"
     read -r qp qf < <(sed -n 's/^qemu: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$build/qemu-tests.log" | tail -1)
     if [ -z "${qp:-}" ]; then failed=$((failed + 1)); else passed=$((passed + qp)); failed=$((failed + qf)); fi
 else

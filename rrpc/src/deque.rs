@@ -73,6 +73,19 @@ impl<T: Exchangeable, const N: usize> RRefDeque<T, N> {
     pub fn iter(&self) -> impl Iterator<Item = &RRef<T>> {
         (0..self.len).filter_map(move |i| self.items[(self.head + i) % N].as_ref())
     }
+
+    /// The items, oldest first, to read and change in place (they stay
+    /// nested: only their values change).
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut RRef<T>> {
+        let (head, len) = (self.head, self.len);
+        // Items in ring order: the run from `head`, then the wrapped run.
+        let (wrapped, from_head) = self.items.split_at_mut(head);
+        let first = from_head.len().min(len);
+        from_head[..first]
+            .iter_mut()
+            .chain(wrapped[..len - first].iter_mut())
+            .filter_map(Option::as_mut)
+    }
 }
 
 impl<T: Exchangeable, const N: usize> Exchangeable for RRefDeque<T, N> {

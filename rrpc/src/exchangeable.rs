@@ -44,7 +44,12 @@ plain!(
     char,
     f32,
     f64,
-    ()
+    (),
+    core::sync::atomic::AtomicU8,
+    core::sync::atomic::AtomicU16,
+    core::sync::atomic::AtomicU32,
+    core::sync::atomic::AtomicU64,
+    core::sync::atomic::AtomicBool
 );
 
 impl<T: Exchangeable, const N: usize> Exchangeable for [T; N] {

@@ -404,3 +404,21 @@ fn work_inside_a_batch_is_exact_once_the_batch_ends() {
     .join()
     .unwrap();
 }
+
+#[test]
+fn deque_iter_mut_visits_in_order_across_the_wrap() {
+    as_owner(owner(47, 1));
+    let mut deque = RRefDeque::<u64, 4>::new();
+    for i in 0..4 {
+        let _ = deque.push_back(RRef::new(i));
+    }
+    drop(deque.pop_front());
+    drop(deque.pop_front());
+    let _ = deque.push_back(RRef::new(4));
+    let _ = deque.push_back(RRef::new(5));
+    for item in deque.iter_mut() {
+        **item *= 10;
+    }
+    let values: Vec<u64> = deque.iter().map(|r| **r).collect();
+    assert_eq!(values, [20, 30, 40, 50]);
+}

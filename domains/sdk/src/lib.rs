@@ -59,6 +59,11 @@ use core::future::Future;
 use core::pin::Pin;
 
 pub use rrpc::{Interface, Owner, RRef, RRefArray, RRefDeque, RpcError, RpcResult};
+/// A spin lock for state shared between a domain's tasks (never held
+/// across an `.await`).
+pub use spin::Mutex;
+/// A value set once (say, by a start-up task) and read by everyone after.
+pub use spin::Once;
 
 mod time;
 pub use time::{Interval, interval, now_ns, sleep, sleep_until, yield_now};
@@ -112,6 +117,68 @@ pub trait Kernel: Send + Sync {
     fn rrpc_registry(&self) -> &'static dyn rrpc::registry::Remote;
     /// The kernel's domain-entry runtime, for an image's generated proxies.
     fn rrpc_runtime(&self) -> &'static dyn rrpc::proxy::Runtime;
+    /// Claims the `index`th PCI function of class `class` (base class,
+    /// subclass, programming interface) for the running domain: the only
+    /// way a driver reaches hardware. Fails if there is none, or another
+    /// live domain holds it.
+    fn claim_device(
+        &self,
+        class: (u8, u8, u8),
+        index: usize,
+    ) -> Result<Box<dyn Device>, DeviceError>;
+}
+
+/// A PCI function a driver domain has claimed: bounds-checked access to its
+/// memory-mapped registers and its configuration space. A driver never
+/// sees a raw pointer. When the domain dies, the kernel turns the device's
+/// bus mastering off (no DMA into reclaimed memory) and the claim lapses.
+pub trait Device: Send + Sync {
+    /// Vendor and device id.
+    fn id(&self) -> (u16, u16);
+    /// Size of memory BAR `bar` (0 if it is not a memory BAR).
+    fn bar_size(&self, bar: usize) -> u64;
+    /// Reads the 32-bit register at `offset` of memory BAR `bar`.
+    fn read32(&self, bar: usize, offset: u64) -> Result<u32, DeviceError>;
+    /// Writes the 32-bit register at `offset` of memory BAR `bar`.
+    fn write32(&self, bar: usize, offset: u64, value: u32) -> Result<(), DeviceError>;
+    /// Reads the 64-bit register at `offset` of memory BAR `bar`.
+    fn read64(&self, bar: usize, offset: u64) -> Result<u64, DeviceError>;
+    /// Writes the 64-bit register at `offset` of memory BAR `bar`.
+    fn write64(&self, bar: usize, offset: u64, value: u64) -> Result<(), DeviceError>;
+    /// Reads the configuration-space register at `offset`.
+    fn config_read32(&self, offset: u16) -> Result<u32, DeviceError>;
+    /// Turns memory decoding and bus mastering (DMA) on or off.
+    fn set_bus_master(&self, on: bool);
+}
+
+/// Why a device access failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceError {
+    /// No such device (of that class and index).
+    NoDevice,
+    /// Another live domain holds it.
+    Busy,
+    /// The access falls outside the BAR or the configuration space, or is
+    /// misaligned.
+    OutOfBounds,
+    /// The claim lapsed (the domain that made it is dead).
+    Revoked,
+}
+
+impl core::fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            DeviceError::NoDevice => "no such device",
+            DeviceError::Busy => "the device is claimed by another domain",
+            DeviceError::OutOfBounds => "register access out of bounds or misaligned",
+            DeviceError::Revoked => "the device claim was revoked",
+        })
+    }
+}
+
+/// Claims a PCI function for the running domain (see [`Kernel::claim_device`]).
+pub fn claim_device(class: (u8, u8, u8), index: usize) -> Result<Box<dyn Device>, DeviceError> {
+    kernel().claim_device(class, index)
 }
 
 static KERNEL: spin::Once<&'static dyn Kernel> = spin::Once::new();

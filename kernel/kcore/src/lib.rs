@@ -45,6 +45,7 @@ pub mod frames;
 mod le;
 pub mod lineedit;
 pub mod manifest;
+pub mod pci;
 mod phys;
 pub mod pvh;
 

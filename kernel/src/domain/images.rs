@@ -127,6 +127,19 @@ impl Kernel for Services {
     fn rrpc_runtime(&self) -> &'static dyn rrpc::proxy::Runtime {
         crate::shared_heap::proxy_runtime()
     }
+
+    fn claim_device(
+        &self,
+        class: (u8, u8, u8),
+        index: usize,
+    ) -> Result<alloc::boxed::Box<dyn domain_sdk::Device>, domain_sdk::DeviceError> {
+        let owner = crate::cpu::current_owner();
+        if owner == 0 {
+            return Err(domain_sdk::DeviceError::NoDevice);
+        }
+        let claimed = crate::pci::claim(class, index, owner)?;
+        Ok(alloc::boxed::Box::new(claimed))
+    }
 }
 
 /// A timer handed to a domain. The executor's timer wheel keeps the waker

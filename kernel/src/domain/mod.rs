@@ -435,6 +435,11 @@ fn maybe_reclaim(domain: &'static Domain) {
         .is_ok()
     {
         images::forget_export(domain.slot);
+        // Devices first: no DMA may land in memory about to be reused.
+        let devices = crate::pci::release(domain.owner());
+        if devices > 0 {
+            crate::debug!("domain {}: released {devices} devices", domain.name);
+        }
         // Its RRefs first (their values may hold nested RRefs, nothing of
         // its private heap), then the heap.
         let (rrefs, _) = cpu::kernel_section(|| rrpc::registry::reclaim(domain.owner()));

@@ -12,6 +12,7 @@ mod domain_tests;
 mod faults;
 mod image_tests;
 mod memory;
+mod nvme_tests;
 mod sched_tests;
 
 use alloc::boxed::Box;
@@ -58,6 +59,7 @@ fn all_tests() -> Vec<&'static KTest> {
         .chain(sched_tests::TESTS)
         .chain(domain_tests::TESTS)
         .chain(image_tests::TESTS)
+        .chain(nvme_tests::TESTS)
         .collect()
 }
 

@@ -1,0 +1,449 @@
+//! Bringing an NVMe controller up and doing I/O on it, through the
+//! kernel's device capability (registers) and RRef pages on the shared
+//! heap (queues and buffers the device reaches by DMA).
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::time::Duration;
+
+use domain_sdk::{Device, Mutex, RRef, now_ns, sleep, yield_now};
+use interfaces::bdev::{BLOCK, Batch, Geometry, status};
+use rrpc::Exchangeable;
+
+use crate::queue::{Doorbells, QueuePair, Ring};
+use crate::spec::{self, Capabilities, Command, Completion, admin, reg};
+
+/// One 4 KiB page of DMA memory, page-aligned, read and written as 32-bit
+/// words (the device writes it concurrently).
+#[derive(Exchangeable)]
+#[repr(C, align(4096))]
+pub struct Page(pub [AtomicU32; 1024]);
+
+fn page() -> RRef<Page> {
+    RRef::new(Page([const { AtomicU32::new(0) }; 1024]))
+}
+
+fn address(page: &RRef<Page>) -> Result<u64, String> {
+    page.device_address()
+        .ok_or_else(|| String::from("shared heap gave no device address"))
+}
+
+/// Entries per queue (one page of submission entries).
+const ENTRIES: u16 = 64;
+/// How long one I/O batch may take before its requests time out.
+const IO_TIMEOUT_NS: u64 = 5_000_000_000;
+/// How long an admin command may take.
+const ADMIN_TIMEOUT_NS: u64 = 5_000_000_000;
+
+/// A queue pair's memory.
+struct Queues {
+    sq: RRef<Page>,
+    cq: RRef<Page>,
+}
+
+impl Queues {
+    fn new() -> Queues {
+        Queues {
+            sq: page(),
+            cq: page(),
+        }
+    }
+}
+
+impl Ring for Queues {
+    fn write_sq(&self, index: u16, entry: [u32; 16]) {
+        let base = usize::from(index) * 16;
+        for (i, word) in entry.iter().enumerate() {
+            self.sq.0[base + i].store(*word, Ordering::Relaxed);
+        }
+    }
+
+    fn read_cq(&self, index: u16) -> [u32; 4] {
+        let base = usize::from(index) * 4;
+        // The phase dword last written by the device is read first (with
+        // acquire), so the rest of the entry is seen as it wrote it.
+        let d3 = self.cq.0[base + 3].load(Ordering::Acquire);
+        [
+            self.cq.0[base].load(Ordering::Relaxed),
+            self.cq.0[base + 1].load(Ordering::Relaxed),
+            self.cq.0[base + 2].load(Ordering::Relaxed),
+            d3,
+        ]
+    }
+}
+
+/// Queue `qid`'s doorbells.
+struct Bells<'a> {
+    device: &'a dyn Device,
+    cap: Capabilities,
+    qid: u16,
+}
+
+impl Doorbells for Bells<'_> {
+    fn sq_tail(&self, tail: u16) {
+        // A failing doorbell means the claim was revoked: nothing to do
+        // but let the request time out.
+        let _ = self
+            .device
+            .write32(0, self.cap.sq_doorbell(self.qid), u32::from(tail));
+    }
+
+    fn cq_head(&self, head: u16) {
+        let _ = self
+            .device
+            .write32(0, self.cap.cq_doorbell(self.qid), u32::from(head));
+    }
+}
+
+/// A queue pair and its memory, used by one batch at a time.
+struct Lane {
+    busy: AtomicBool,
+    state: Mutex<(QueuePair, Queues)>,
+}
+
+/// A running controller.
+pub struct Controller {
+    device: Box<dyn Device>,
+    cap: Capabilities,
+    nsid: u32,
+    /// Logical block size of the namespace, in bytes.
+    sector: u32,
+    /// Capacity in 4 KiB blocks.
+    blocks: u64,
+    io: Lane,
+    /// What the controller calls itself (model number).
+    pub model: String,
+}
+
+fn reg_error(e: domain_sdk::DeviceError) -> String {
+    format!("register access: {e}")
+}
+
+/// Polls `done` every millisecond until it holds or `timeout_ms` passes.
+async fn wait_for(
+    timeout_ms: u64,
+    mut done: impl FnMut() -> Result<bool, String>,
+) -> Result<(), String> {
+    let deadline = now_ns() + timeout_ms * 1_000_000;
+    loop {
+        if done()? {
+            return Ok(());
+        }
+        if now_ns() > deadline {
+            return Err(format!("timed out after {timeout_ms} ms"));
+        }
+        sleep(Duration::from_millis(1)).await;
+    }
+}
+
+impl Controller {
+    /// Resets and enables the controller, identifies it and namespace 1,
+    /// and creates one I/O queue pair.
+    pub async fn start(device: Box<dyn Device>) -> Result<Controller, String> {
+        let cap = Capabilities::parse(device.read64(0, reg::CAP).map_err(reg_error)?);
+        if !cap.nvm {
+            return Err("controller does not support the NVM command set".into());
+        }
+        if cap.min_page > 4096 {
+            return Err(format!("controller needs pages of {} bytes", cap.min_page));
+        }
+        if u32::from(ENTRIES) > cap.max_entries {
+            return Err(format!(
+                "controller queues hold only {} entries",
+                cap.max_entries
+            ));
+        }
+        device.set_bus_master(true);
+        // Reset: disable and wait until it says so (it may have been
+        // running under a previous incarnation of this driver).
+        device.write32(0, reg::CC, 0).map_err(reg_error)?;
+        wait_for(cap.timeout_ms, || {
+            Ok(device.read32(0, reg::CSTS).map_err(reg_error)? & spec::CSTS_READY == 0)
+        })
+        .await
+        .map_err(|e| format!("disabling: {e}"))?;
+        // The admin queue pair.
+        let admin_queues = Queues::new();
+        device
+            .write32(
+                0,
+                reg::AQA,
+                (u32::from(ENTRIES) - 1) << 16 | (u32::from(ENTRIES) - 1),
+            )
+            .map_err(reg_error)?;
+        device
+            .write64(0, reg::ASQ, address(&admin_queues.sq)?)
+            .map_err(reg_error)?;
+        device
+            .write64(0, reg::ACQ, address(&admin_queues.cq)?)
+            .map_err(reg_error)?;
+        device
+            .write32(0, reg::CC, spec::CC_ENABLE)
+            .map_err(reg_error)?;
+        wait_for(cap.timeout_ms, || {
+            let csts = device.read32(0, reg::CSTS).map_err(reg_error)?;
+            if csts & spec::CSTS_FATAL != 0 {
+                return Err("controller fatal status while enabling".into());
+            }
+            Ok(csts & spec::CSTS_READY != 0)
+        })
+        .await
+        .map_err(|e| format!("enabling: {e}"))?;
+        let mut admin_pair = QueuePair::new(ENTRIES);
+        let bells = Bells {
+            device: &*device,
+            cap,
+            qid: 0,
+        };
+        // Identify controller (model number at bytes 24..64).
+        let identify = page();
+        let mut cid = 0u16;
+        let mut run = |command: Command| {
+            cid = cid.wrapping_add(1);
+            Command { cid, ..command }
+        };
+        let command = run(Command {
+            opcode: admin::IDENTIFY,
+            prp1: address(&identify)?,
+            cdw10: 1,
+            ..Command::default()
+        });
+        admin_command(&mut admin_pair, &admin_queues, &bells, command).await?;
+        let model = text(&identify, 24, 40);
+        // Identify namespace 1: size (bytes 0..8) and the LBA format in use.
+        let command = run(Command {
+            opcode: admin::IDENTIFY,
+            nsid: 1,
+            prp1: address(&identify)?,
+            cdw10: 0,
+            ..Command::default()
+        });
+        admin_command(&mut admin_pair, &admin_queues, &bells, command).await?;
+        let size = u64::from(word(&identify, 0)) | u64::from(word(&identify, 4)) << 32;
+        let flbas = byte(&identify, 26) & 0xF;
+        let lbads = byte(&identify, 128 + 4 * usize::from(flbas) + 2);
+        if !(9..=12).contains(&lbads) {
+            return Err(format!(
+                "namespace 1 has {}-byte blocks (512 to 4096 supported)",
+                1u64 << lbads.min(63)
+            ));
+        }
+        if size == 0 {
+            return Err("namespace 1 is empty or absent".into());
+        }
+        let sector = 1u32 << lbads;
+        let blocks = size * u64::from(sector) / BLOCK as u64;
+        // One I/O queue pair: completion queue first.
+        let io_queues = Queues::new();
+        let command = run(Command {
+            opcode: admin::CREATE_CQ,
+            prp1: address(&io_queues.cq)?,
+            cdw10: (u32::from(ENTRIES) - 1) << 16 | 1,
+            cdw11: 1, // physically contiguous, no interrupts
+            ..Command::default()
+        });
+        admin_command(&mut admin_pair, &admin_queues, &bells, command).await?;
+        let command = run(Command {
+            opcode: admin::CREATE_SQ,
+            prp1: address(&io_queues.sq)?,
+            cdw10: (u32::from(ENTRIES) - 1) << 16 | 1,
+            cdw11: 1 << 16 | 1, // completion queue 1, physically contiguous
+            ..Command::default()
+        });
+        admin_command(&mut admin_pair, &admin_queues, &bells, command).await?;
+        // The admin queues are not needed again: the device forgets them
+        // at the next reset (kept allocated until then, as it may DMA).
+        core::mem::forget(admin_queues);
+        Ok(Controller {
+            device,
+            cap,
+            nsid: 1,
+            sector,
+            blocks,
+            io: Lane {
+                busy: AtomicBool::new(false),
+                state: Mutex::new((QueuePair::new(ENTRIES), io_queues)),
+            },
+            model,
+        })
+    }
+
+    pub fn geometry(&self) -> Geometry {
+        Geometry {
+            blocks: self.blocks,
+            sector: self.sector,
+        }
+    }
+
+    /// Reads or writes every request of `batch` (one doorbell for the
+    /// batch), then polls for the completions.
+    pub async fn io(&self, batch: &mut Batch, write: bool) {
+        // One batch at a time on the queue pair.
+        while self.io.busy.swap(true, Ordering::Acquire) {
+            yield_now().await;
+        }
+        let bells = Bells {
+            device: &*self.device,
+            cap: self.cap,
+            qid: 1,
+        };
+        let per_block = (BLOCK as u32 / self.sector) as u16;
+        let mut pending = 0usize;
+        {
+            let (pair, queues) = &mut *self.io.state.lock();
+            for (index, io) in batch.iter_mut().enumerate() {
+                io.status = status::PENDING;
+                if io.block >= self.blocks {
+                    io.status = status::OUT_OF_RANGE;
+                    continue;
+                }
+                let Some(data) = io.device_address() else {
+                    io.status = status::DEVICE_ERROR;
+                    continue;
+                };
+                // `Io` is repr(C) with the data first.
+                let Some(prps) = spec::prps(data, BLOCK, |_| 0) else {
+                    io.status = status::DEVICE_ERROR;
+                    continue;
+                };
+                let lba = io.block * u64::from(per_block);
+                let command = Command::rw(write, index as u16, self.nsid, lba, per_block, prps);
+                if pair.push(queues, &command).is_err() {
+                    io.status = status::DEVICE_ERROR;
+                    continue;
+                }
+                pending += 1;
+            }
+            pair.submit(&bells);
+        }
+        let deadline = now_ns() + IO_TIMEOUT_NS;
+        let mut results = [status::PENDING; interfaces::bdev::BATCH];
+        while pending > 0 {
+            {
+                let (pair, queues) = &mut *self.io.state.lock();
+                pair.reap(queues, &bells, |c: Completion| {
+                    if let Some(slot) = results.get_mut(usize::from(c.cid)) {
+                        *slot = if c.status == 0 {
+                            status::OK
+                        } else {
+                            status::DEVICE_ERROR
+                        };
+                        pending -= 1;
+                    }
+                });
+            }
+            if pending == 0 || now_ns() > deadline {
+                break;
+            }
+            yield_now().await;
+        }
+        for (index, io) in batch.iter_mut().enumerate() {
+            if io.status == status::PENDING {
+                io.status = match results[index] {
+                    status::PENDING => status::TIMEOUT,
+                    done => done,
+                };
+            }
+        }
+        self.io.busy.store(false, Ordering::Release);
+    }
+
+    /// Flushes the volatile write cache.
+    pub async fn flush(&self) -> Result<(), String> {
+        while self.io.busy.swap(true, Ordering::Acquire) {
+            yield_now().await;
+        }
+        let bells = Bells {
+            device: &*self.device,
+            cap: self.cap,
+            qid: 1,
+        };
+        let result = {
+            let command = Command {
+                opcode: spec::io::FLUSH,
+                nsid: self.nsid,
+                cid: 0xFFFF,
+                ..Command::default()
+            };
+            let mut guard = self.io.state.lock();
+            let (pair, queues) = &mut *guard;
+            match pair.push(queues, &command) {
+                Ok(()) => {
+                    pair.submit(&bells);
+                    Ok(())
+                }
+                Err(_) => Err(String::from("queue full")),
+            }
+        };
+        let mut outcome = result.map(|()| None);
+        let deadline = now_ns() + IO_TIMEOUT_NS;
+        while matches!(outcome, Ok(None)) {
+            {
+                let (pair, queues) = &mut *self.io.state.lock();
+                pair.reap(queues, &bells, |c| {
+                    outcome = Ok(Some(c.status));
+                });
+            }
+            if matches!(outcome, Ok(None)) {
+                if now_ns() > deadline {
+                    outcome = Err("flush timed out".into());
+                    break;
+                }
+                yield_now().await;
+            }
+        }
+        self.io.busy.store(false, Ordering::Release);
+        match outcome {
+            Ok(Some(0)) => Ok(()),
+            Ok(Some(status)) => Err(format!("flush failed with status {status:#x}")),
+            Ok(None) => Err("flush lost".into()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+async fn admin_command(
+    pair: &mut QueuePair,
+    queues: &Queues,
+    bells: &Bells<'_>,
+    command: Command,
+) -> Result<u32, String> {
+    pair.push(queues, &command)
+        .map_err(|_| String::from("admin queue full"))?;
+    pair.submit(bells);
+    let deadline = now_ns() + ADMIN_TIMEOUT_NS;
+    let mut result = None;
+    loop {
+        pair.reap(queues, bells, |c| result = Some(c));
+        if let Some(c) = result {
+            if c.status != 0 {
+                let (kind, code) = c.describe();
+                return Err(format!(
+                    "admin command {:#x} failed: {kind} status {code:#x}",
+                    command.opcode
+                ));
+            }
+            return Ok(c.result);
+        }
+        if now_ns() > deadline {
+            return Err(format!("admin command {:#x} timed out", command.opcode));
+        }
+        yield_now().await;
+    }
+}
+
+fn word(page: &RRef<Page>, offset: usize) -> u32 {
+    page.0[offset / 4].load(Ordering::Acquire)
+}
+
+fn byte(page: &RRef<Page>, offset: usize) -> u8 {
+    (word(page, offset & !3) >> (8 * (offset % 4))) as u8
+}
+
+/// ASCII text at `offset`, trimmed.
+fn text(page: &RRef<Page>, offset: usize, len: usize) -> String {
+    let bytes: alloc::vec::Vec<u8> = (offset..offset + len).map(|i| byte(page, i)).collect();
+    String::from_utf8_lossy(&bytes).trim().into()
+}

@@ -1,0 +1,120 @@
+//! `nvme`: the NVMe driver domain. It claims the first NVMe controller
+//! (PCI class 01.08.02) through the kernel's device capability, brings it
+//! up in a task of its own (reset, admin queue, identify, an I/O queue
+//! pair), and exports [`BDev`] as "nvme": batches of up to 32 block
+//! requests, one doorbell per batch, completions polled by phase bit, the
+//! data moving between the caller's `RRef` buffers and the device by DMA
+//! with no copy. `call nvme 0` gives the capacity in 4 KiB blocks (0 until
+//! ready), `call nvme 1` whether it failed to start.
+
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod controller;
+pub mod queue;
+pub mod spec;
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::future::Future;
+use core::pin::Pin;
+use core::time::Duration;
+
+use domain_sdk::{Exports, Kernel, RRef, RpcError, RpcResult, log, sleep, spawn};
+use interfaces::bdev::{BDev, Batch, Geometry};
+use interfaces::control::Control;
+
+use controller::Controller;
+
+/// The NVMe class code.
+pub const CLASS: (u8, u8, u8) = (0x01, 0x08, 0x02);
+
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = RpcResult<T>> + Send + 'a>>;
+
+struct Driver {
+    controller: domain_sdk::Once<Result<Controller, String>>,
+}
+
+impl Driver {
+    /// The controller once it is up (waits for the start task).
+    async fn ready(&self) -> RpcResult<&Controller> {
+        loop {
+            match self.controller.get() {
+                Some(Ok(controller)) => return Ok(controller),
+                // A driver that cannot start is as good as crashed.
+                Some(Err(_)) => return Err(RpcError::DomainNotAlive),
+                None => sleep(Duration::from_millis(1)).await,
+            }
+        }
+    }
+}
+
+impl BDev for Driver {
+    fn geometry(&self) -> Boxed<'_, Geometry> {
+        Box::pin(async move { Ok(self.ready().await?.geometry()) })
+    }
+
+    fn read(&self, mut batch: RRef<Batch>) -> Boxed<'_, RRef<Batch>> {
+        Box::pin(async move {
+            self.ready().await?.io(&mut batch, false).await;
+            Ok(batch)
+        })
+    }
+
+    fn write(&self, mut batch: RRef<Batch>) -> Boxed<'_, RRef<Batch>> {
+        Box::pin(async move {
+            self.ready().await?.io(&mut batch, true).await;
+            Ok(batch)
+        })
+    }
+
+    fn flush(&self) -> Boxed<'_, ()> {
+        Box::pin(async move {
+            self.ready()
+                .await?
+                .flush()
+                .await
+                .map_err(|_| RpcError::DomainNotAlive)
+        })
+    }
+}
+
+impl Control for Driver {
+    fn control(&self, op: u32, _arg: u64) -> RpcResult<u64> {
+        Ok(match (op, self.controller.get()) {
+            (0, Some(Ok(c))) => c.geometry().blocks,
+            (1, Some(Err(_))) => 1,
+            _ => 0,
+        })
+    }
+}
+
+pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {
+    let device =
+        domain_sdk::claim_device(CLASS, 0).map_err(|e| format!("no NVMe controller: {e}"))?;
+    let driver = Arc::new(Driver {
+        controller: domain_sdk::Once::new(),
+    });
+    let starting = driver.clone();
+    spawn(async move {
+        let result = Controller::start(device).await;
+        match &result {
+            Ok(c) => log(&format!(
+                "{}: {} blocks of 4 KiB ({}-byte sectors)",
+                c.model,
+                c.geometry().blocks,
+                c.geometry().sector
+            )),
+            Err(e) => log(&format!("controller did not start: {e}")),
+        }
+        starting.controller.call_once(|| result);
+    })
+    .map_err(|e| format!("spawn: {e:?}"))?;
+    Ok(Exports::new()
+        .with::<dyn BDev + Send + Sync>("bdev", driver.clone())
+        .with::<dyn Control + Send + Sync>("control", driver))
+}
