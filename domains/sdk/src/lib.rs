@@ -126,6 +126,11 @@ pub trait Kernel: Send + Sync {
         class: (u8, u8, u8),
         index: usize,
     ) -> Result<Box<dyn Device>, DeviceError>;
+    /// Starts the next incarnation of the dead domain `name` (what a
+    /// shadow does for the domain it stands in front of). Fails if it is
+    /// not dead yet (a crashed domain is reclaimed first: retry) or does
+    /// not exist.
+    fn restart_domain(&self, name: &str) -> Result<(), String>;
 }
 
 /// A PCI function a driver domain has claimed: bounds-checked access to its

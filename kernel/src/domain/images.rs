@@ -140,6 +140,11 @@ impl Kernel for Services {
         let claimed = crate::pci::claim(class, index, owner)?;
         Ok(alloc::boxed::Box::new(claimed))
     }
+
+    fn restart_domain(&self, name: &str) -> Result<(), String> {
+        let domain = super::find(name).ok_or_else(|| alloc::format!("no domain named '{name}'"))?;
+        super::restart(domain)
+    }
 }
 
 /// A timer handed to a domain. The executor's timer wheel keeps the waker

@@ -17,10 +17,16 @@ use super::{BoxedTest, KTest, TestFn};
 use crate::domain::{self, Source, images};
 use crate::{cpu, ensure, sched};
 
-pub static TESTS: &[KTest] = &[KTest {
-    name: "nvme_patterns_across_the_namespace_on_every_core",
-    run: TestFn::Async(patterns),
-}];
+pub static TESTS: &[KTest] = &[
+    KTest {
+        name: "nvme_patterns_across_the_namespace_on_every_core",
+        run: TestFn::Async(patterns),
+    },
+    KTest {
+        name: "nvme_shadow_hides_repeated_driver_crashes",
+        run: TestFn::Async(shadow_under_crashes),
+    },
+];
 
 /// Byte `i` of block `block`'s pattern in round `seed`.
 fn pattern(block: u64, seed: u64, i: usize) -> u8 {
@@ -182,4 +188,88 @@ fn patterns() -> BoxedTest {
 
 fn driver_class() -> (u8, u8, u8) {
     (0x01, 0x08, 0x02)
+}
+
+/// A verified write/read workload through the shadow while the driver is
+/// crashed again and again: every round completes, no error reaches the
+/// client, every byte reads back as written, and afterwards nothing of the
+/// driver's incarnations is left on the shared heap.
+fn shadow_under_crashes() -> BoxedTest {
+    Box::pin(async {
+        use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+        static DONE: AtomicBool = AtomicBool::new(false);
+        static CRASHES: AtomicU32 = AtomicU32::new(0);
+        DONE.store(false, Ordering::SeqCst);
+        CRASHES.store(0, Ordering::SeqCst);
+        let (shared_before, _) = crate::shared_heap::usage();
+        let driver = domain::create_from(Source::Archive(String::from("nvme")), "nvme")?;
+        let shadow =
+            domain::create_from(Source::Archive(String::from("nvme-shadow")), "nvme-shadow")?;
+        let bdev = images::proxy::<dyn BDev + Send + Sync>("nvme-shadow/bdev")
+            .map_err(|e| alloc::format!("lookup: {e}"))?;
+        let geometry = bdev
+            .geometry()
+            .await
+            .map_err(|e| alloc::format!("geometry: {e}"))?;
+        // Crash the driver every 40 ms, five times, from another core.
+        let other = (cpu::current().index + 1) % cpu::count();
+        let crasher = sched::spawn_on(other, async move {
+            for _ in 0..5 {
+                executor::sleep(Duration::from_millis(40)).await;
+                // Wait for the restarted incarnation.
+                for _ in 0..500 {
+                    if driver.state() == domain::State::Alive {
+                        break;
+                    }
+                    executor::sleep(Duration::from_millis(1)).await;
+                }
+                let crash = domain::enter(driver.owner(), || {
+                    crate::inject::trigger(crate::inject::Kind::Panic)
+                });
+                if crash.is_err() {
+                    CRASHES.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            DONE.store(true, Ordering::SeqCst);
+        })
+        .map_err(|e| alloc::format!("spawn: {e:?}"))?;
+        let mut rounds = 0u64;
+        while !DONE.load(Ordering::SeqCst) || rounds < 5 {
+            let base = (rounds * 37) % (geometry.blocks - 32);
+            let blocks: Vec<u64> = (0..16).map(|i| base + i * 2).collect();
+            round_trip(&bdev, &blocks, 100 + rounds)
+                .await
+                .map_err(|e| alloc::format!("round {rounds}: {e}"))?;
+            rounds += 1;
+            ensure!(rounds < 10_000, "workload never saw the crasher finish");
+        }
+        crasher
+            .await
+            .map_err(|e| alloc::format!("crasher: {e:?}"))?;
+        let crashes = CRASHES.load(Ordering::SeqCst);
+        let restarts = images::call(shadow, 0, 0).map_err(|e| alloc::format!("shadow: {e}"))?;
+        let reissued = images::call(shadow, 1, 0).map_err(|e| alloc::format!("shadow: {e}"))?;
+        crate::println!(
+            "    {rounds} verified rounds; driver crashed {crashes} times, restarted {restarts} times by the shadow, {reissued} batches re-issued"
+        );
+        ensure!(crashes >= 3, "only {crashes} crashes landed");
+        ensure!(restarts >= 1, "the shadow never restarted the driver");
+        drop(bdev);
+        domain::kill(shadow, "test");
+        domain::kill(driver, "test");
+        for d in [shadow, driver] {
+            ensure!(
+                domain::wait_dead(d, Duration::from_secs(5)).await,
+                "{} still {}",
+                d.name,
+                d.state().name()
+            );
+        }
+        let (shared_after, _) = crate::shared_heap::usage();
+        ensure!(
+            shared_after == shared_before,
+            "shared heap {shared_before} -> {shared_after} B"
+        );
+        Ok(())
+    })
 }
