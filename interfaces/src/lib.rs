@@ -168,4 +168,20 @@ pub mod bdev {
         /// Makes completed writes durable.
         async fn flush(&self) -> rrpc::RpcResult<()>;
     }
+
+    /// Runs I/O from inside the device's own domain, for benchmarks: the
+    /// baseline with no domain crossing per batch.
+    #[rrpc::interface]
+    pub trait Exerciser {
+        /// `batches` batches of `size` requests (4 KiB blocks at
+        /// pseudo-random positions from `seed`), reads or writes; returns
+        /// the requests that completed with status OK.
+        async fn run(
+            &self,
+            batches: u32,
+            size: u32,
+            write: bool,
+            seed: u64,
+        ) -> rrpc::RpcResult<u64>;
+    }
 }

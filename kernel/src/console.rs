@@ -71,6 +71,12 @@ const COMMANDS: &[Command] = &[
         run: cmd_domains,
     },
     Command {
+        name: "blk",
+        usage: "blk [check DOMAIN [BLOCKS]]",
+        help: "list block devices (domains exporting 'bdev'); 'check' writes, reads back and compares BLOCKS blocks (default 64) at the device's end, in the background",
+        run: cmd_blk,
+    },
+    Command {
         name: "pci",
         usage: "pci",
         help: "list PCI functions: address, vendor:device, class, BARs",
@@ -384,6 +390,59 @@ fn cmd_domains(args: &[&str]) -> Result<(), alloc::string::String> {
         }
     }
     Ok(())
+}
+
+fn cmd_blk(args: &[&str]) -> Result<(), alloc::string::String> {
+    use interfaces::bdev::BDev;
+    match args {
+        [] => {
+            let mut any = false;
+            for d in domain::all().filter(|d| d.state() == domain::State::Alive) {
+                if domain::images::export_names(d)
+                    .split(',')
+                    .any(|e| e == "bdev")
+                {
+                    println!("{:<12} bdev ({})", d.name, d.image_name());
+                    any = true;
+                }
+            }
+            if !any {
+                println!(
+                    "no block devices (try 'load nvme', 'load nvme-shadow' or 'load ramdisk')"
+                );
+            }
+            Ok(())
+        }
+        ["check", name, rest @ ..] => {
+            let blocks: u64 = match rest {
+                [] => 64,
+                [n] => n
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=4096).contains(n))
+                    .ok_or_else(|| alloc::format!("BLOCKS must be 1 to 4096, not '{n}'"))?,
+                _ => return Err("too many arguments".into()),
+            };
+            let bdev =
+                domain::images::proxy::<dyn BDev + Send + Sync>(&alloc::format!("{name}/bdev"))
+                    .map_err(|e| alloc::format!("{name}: {e}"))?;
+            let label = alloc::string::String::from(*name);
+            crate::sched::spawn(async move {
+                let name = label;
+                match crate::ktest::check_blocks(&bdev, blocks).await {
+                    Ok(first) => println!(
+                        "blk check {name}: {blocks} blocks from block {first} written, read back and compared: ok"
+                    ),
+                    Err(e) => println!("blk check {name}: FAILED: {e}"),
+                }
+            })
+            .map_err(|e| alloc::format!("spawn: {e:?}"))?
+            .detach();
+            println!("blk check {name}: running ({blocks} blocks)");
+            Ok(())
+        }
+        _ => Err("expected nothing, or 'check DOMAIN [BLOCKS]'".into()),
+    }
 }
 
 fn cmd_pci(args: &[&str]) -> Result<(), alloc::string::String> {

@@ -159,6 +159,7 @@ pub async fn run() {
         Err(e) => println!("kbench: cannot create a domain: {e}"),
     }
     image_loading().await;
+    block_io().await;
     println!("kbench: done");
     crate::power::exit_qemu(crate::power::EXIT_TESTS_PASSED)
 }
@@ -271,4 +272,233 @@ async fn image_loading() {
         kcore::fmt::Bytes(idle),
         idle
     );
+}
+
+// ---- block I/O (issue 5) ---------------------------------------------------------
+
+use interfaces::bdev::{BDev, BDevProxy, Batch, Exerciser, Io, status};
+
+/// A batch of `size` requests at pseudo-random blocks below `blocks`.
+fn random_batch(size: usize, blocks: u64, x: &mut u64) -> RRef<Batch> {
+    let mut batch = RRef::new(rrpc::RRefDeque::new());
+    for _ in 0..size {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        let _ = batch.push_back(RRef::new(Io::new(*x % blocks)));
+    }
+    batch
+}
+
+/// TSC ticks per 4 KiB request for `ops` requests in batches of `size`
+/// through `bdev` (median of three runs); `None` if any request failed.
+/// Like the driver's own loop, one batch is made up front and reused: it
+/// moves to the callee and back with each call.
+async fn ticks_per_io(
+    bdev: &BDevProxy,
+    write: bool,
+    size: usize,
+    ops: usize,
+    blocks: u64,
+) -> Option<f64> {
+    let mut runs = alloc::vec::Vec::new();
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut batch = random_batch(size, blocks, &mut x);
+    for _ in 0..3 {
+        let start = rdtsc();
+        for _ in 0..ops / size {
+            for io in batch.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                io.block = x % blocks;
+            }
+            batch = if write {
+                bdev.write(batch).await
+            } else {
+                bdev.read(batch).await
+            }
+            .ok()?;
+            if batch.iter().any(|io| io.status != status::OK) {
+                return None;
+            }
+        }
+        runs.push((rdtsc() - start) as f64 / ops as f64);
+    }
+    runs.sort_by(|a, b| a.partial_cmp(b).unwrap_or(core::cmp::Ordering::Equal));
+    Some(runs[1])
+}
+
+/// The same from inside the driver domain (no crossing per batch).
+async fn ticks_direct(
+    exerciser: &interfaces::bdev::ExerciserProxy,
+    write: bool,
+    size: usize,
+    ops: usize,
+) -> Option<f64> {
+    let mut runs = alloc::vec::Vec::new();
+    for seed in 0..3u64 {
+        let start = rdtsc();
+        let ok = exerciser
+            .run((ops / size) as u32, size as u32, write, 0x1234_5678 + seed)
+            .await
+            .ok()?;
+        if ok != (ops / size * size) as u64 {
+            return None;
+        }
+        runs.push((rdtsc() - start) as f64 / ops as f64);
+    }
+    runs.sort_by(|a, b| a.partial_cmp(b).unwrap_or(core::cmp::Ordering::Equal));
+    Some(runs[1])
+}
+
+/// 4 KiB random reads and writes at batch 1 and 32: from inside the
+/// driver domain (direct), through one domain crossing, through the
+/// shadow (two), and the RAM disk through one; then the shadow's
+/// throughput while the driver is crashed once per second.
+async fn block_io() {
+    use alloc::string::String;
+    if !crate::pci::functions()
+        .iter()
+        .any(|f| (f.header.class, f.header.subclass, f.header.prog_if) == (1, 8, 2))
+    {
+        println!("kbench: no NVMe controller: block I/O not measured");
+        return;
+    }
+    let load = |image: &str, name: &str| {
+        domain::create_from(domain::Source::Archive(String::from(image)), name)
+    };
+    let (Ok(driver), Ok(shadow), Ok(ram)) = (
+        load("nvme", "nvme"),
+        load("nvme-shadow", "nvme-shadow"),
+        load("ramdisk", "bench-ram"),
+    ) else {
+        println!("kbench: cannot load the block domains");
+        return;
+    };
+    let proxies = (
+        images::proxy::<dyn BDev + Send + Sync>("nvme/bdev"),
+        images::proxy::<dyn BDev + Send + Sync>("nvme-shadow/bdev"),
+        images::proxy::<dyn BDev + Send + Sync>("bench-ram/bdev"),
+        images::proxy::<dyn Exerciser + Send + Sync>("nvme/exerciser"),
+    );
+    let (Ok(direct_bdev), Ok(shadow_bdev), Ok(ram_bdev), Ok(exerciser)) = proxies else {
+        println!("kbench: block domains export nothing");
+        return;
+    };
+    let Ok(geometry) = direct_bdev.geometry().await else {
+        println!("kbench: the NVMe driver did not start");
+        return;
+    };
+    const OPS: usize = 512;
+    for write in [false, true] {
+        let kind = if write { "write" } else { "read" };
+        for size in [1usize, 32] {
+            let direct = ticks_direct(&exerciser, write, size, OPS).await;
+            let crossing = ticks_per_io(&direct_bdev, write, size, OPS, geometry.blocks).await;
+            let shadowed = ticks_per_io(&shadow_bdev, write, size, OPS, geometry.blocks).await;
+            let ramdisk = ticks_per_io(&ram_bdev, write, size, OPS, ram_blocks()).await;
+            let (Some(direct), Some(crossing), Some(shadowed), Some(ramdisk)) =
+                (direct, crossing, shadowed, ramdisk)
+            else {
+                println!("kbench: a {kind} request failed at batch {size}");
+                continue;
+            };
+            report(
+                &alloc::format!("nvme {kind} b{size}: crossing"),
+                "4 KiB random, ticks per request: one domain crossing per batch",
+                crossing,
+                "inside the driver",
+                direct,
+            );
+            report(
+                &alloc::format!("nvme {kind} b{size}: shadow"),
+                "4 KiB random, ticks per request: through the shadow (two crossings)",
+                shadowed,
+                "inside the driver",
+                direct,
+            );
+            report(
+                &alloc::format!("ramdisk {kind} b{size}"),
+                "4 KiB random, ticks per request: RAM disk, one crossing (upper bound)",
+                ramdisk,
+                "nvme, one crossing",
+                crossing,
+            );
+        }
+    }
+    crash_throughput(&shadow_bdev, driver, geometry.blocks).await;
+    for d in [shadow, driver, ram] {
+        domain::kill(d, "bench done");
+    }
+}
+
+fn ram_blocks() -> u64 {
+    4096
+}
+
+/// Requests per second of the shadow's verified-free read/write mix over
+/// `window_ms`, with and without the driver crashed once per second.
+async fn crash_throughput(bdev: &BDevProxy, driver: &'static domain::Domain, blocks: u64) {
+    use core::sync::atomic::{AtomicBool, Ordering};
+    static STOP: AtomicBool = AtomicBool::new(false);
+    const WINDOW_MS: u64 = 3000;
+    let (calm, calm_errors) = mix(bdev, blocks, WINDOW_MS).await;
+    STOP.store(false, Ordering::SeqCst);
+    let crasher = crate::sched::spawn(async move {
+        let mut crashes = 0;
+        while !STOP.load(Ordering::SeqCst) {
+            executor::sleep(core::time::Duration::from_millis(1000)).await;
+            if STOP.load(Ordering::SeqCst) {
+                break;
+            }
+            if domain::enter(driver.owner(), || {
+                crate::inject::trigger(crate::inject::Kind::Panic)
+            })
+            .is_err()
+            {
+                crashes += 1;
+            }
+        }
+        crashes
+    });
+    let (stormy, stormy_errors) = mix(bdev, blocks, WINDOW_MS).await;
+    STOP.store(true, Ordering::SeqCst);
+    let crashes = match crasher {
+        Ok(handle) => handle.await.unwrap_or(0),
+        Err(_) => 0,
+    };
+    let per_second = |ops: u64| ops as f64 * 1000.0 / WINDOW_MS as f64;
+    report(
+        "shadow, crash every 1 s",
+        &alloc::format!(
+            "requests/s of a 32-batch read/write mix while the driver crashes ({crashes} crashes; client errors {stormy_errors}, {calm_errors} without)"
+        ),
+        per_second(stormy),
+        "no crashes",
+        per_second(calm),
+    );
+}
+
+/// A 32-request write then read, repeated for `window_ms`: (requests that
+/// completed OK, calls that failed).
+async fn mix(bdev: &BDevProxy, blocks: u64, window_ms: u64) -> (u64, u64) {
+    let end = crate::time::now_ns() + window_ms * 1_000_000;
+    let mut x = 0x5151_5151u64;
+    let (mut ops, mut errors) = (0u64, 0u64);
+    while crate::time::now_ns() < end {
+        for write in [true, false] {
+            let batch = random_batch(32, blocks, &mut x);
+            let done = if write {
+                bdev.write(batch).await
+            } else {
+                bdev.read(batch).await
+            };
+            match done {
+                Ok(b) => ops += b.iter().filter(|io| io.status == status::OK).count() as u64,
+                Err(_) => errors += 1,
+            }
+        }
+    }
+    (ops, errors)
 }

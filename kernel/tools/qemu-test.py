@@ -187,6 +187,20 @@ def console_session(tally, kernel, smp, mem, timeout, checks=None, archive=None,
             ("kill nosuch", lambda out: "no domain named 'nosuch'" in out),
             ("load counter two three", lambda out: "too many arguments" in out),
             ("load idle bad/name", lambda out: "bad domain name" in out),
+            # Block devices: the NVMe driver behind its shadow.
+            ("pci", lambda out: "NVMe controller" in out),
+            ("load nvme", lambda out: "loaded image nvme as domain" in out),
+            ("load nvme-shadow", lambda out: "loaded image nvme-shadow as domain" in out),
+            ("blk", lambda out: "nvme-shadow" in out and "bdev" in out),
+            ("blk check nvme-shadow 32", lambda out: "running" in out),
+            ("@pause", None),
+            ("crash nvme pagefault", lambda out: "domain crashed" in out),
+            ("blk check nvme-shadow 16", lambda out: "running" in out),
+            ("@pause", None),
+            ("@pause", None),
+            ("uptime", lambda out: "16 blocks from block" in out and "compared: ok" in out),
+            ("call nvme-shadow 0", lambda out: re.search(r"^[1-9]\d*$", out, re.M) is not None),
+            ("blk check nvme-shadow 99999", lambda out: "BLOCKS must be 1 to 4096" in out),
         ]
     if booted:
         for line, check in checks:

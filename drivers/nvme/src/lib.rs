@@ -25,7 +25,7 @@ use core::pin::Pin;
 use core::time::Duration;
 
 use domain_sdk::{Exports, Kernel, RRef, RpcError, RpcResult, log, sleep, spawn};
-use interfaces::bdev::{BDev, Batch, Geometry};
+use interfaces::bdev::{BDev, Batch, Exerciser, Geometry, Io, status};
 use interfaces::control::Control;
 
 use controller::Controller;
@@ -83,6 +83,35 @@ impl BDev for Driver {
     }
 }
 
+impl Exerciser for Driver {
+    fn run(&self, batches: u32, size: u32, write: bool, seed: u64) -> Boxed<'_, u64> {
+        Box::pin(async move {
+            let controller = self.ready().await?;
+            let blocks = controller.geometry().blocks;
+            let size = size.clamp(1, interfaces::bdev::BATCH as u32);
+            let mut x = seed | 1;
+            let mut batch = RRef::try_new(domain_sdk::RRefDeque::new())?;
+            for _ in 0..size {
+                batch
+                    .push_back(RRef::try_new(Io::new(0))?)
+                    .map_err(|_| RpcError::OutOfMemory)?;
+            }
+            let mut ok = 0;
+            for _ in 0..batches {
+                for io in batch.iter_mut() {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    io.block = x % blocks;
+                }
+                controller.io(&mut batch, write).await;
+                ok += batch.iter().filter(|io| io.status == status::OK).count() as u64;
+            }
+            Ok(ok)
+        })
+    }
+}
+
 impl Control for Driver {
     fn control(&self, op: u32, _arg: u64) -> RpcResult<u64> {
         Ok(match (op, self.controller.get()) {
@@ -116,5 +145,6 @@ pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {
     .map_err(|e| format!("spawn: {e:?}"))?;
     Ok(Exports::new()
         .with::<dyn BDev + Send + Sync>("bdev", driver.clone())
+        .with::<dyn Exerciser + Send + Sync>("exerciser", driver.clone())
         .with::<dyn Control + Send + Sync>("control", driver))
 }

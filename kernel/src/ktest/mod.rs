@@ -13,6 +13,7 @@ mod faults;
 mod image_tests;
 mod memory;
 mod nvme_tests;
+pub use nvme_tests::check_blocks;
 mod sched_tests;
 
 use alloc::boxed::Box;

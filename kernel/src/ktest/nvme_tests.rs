@@ -273,3 +273,21 @@ fn shadow_under_crashes() -> BoxedTest {
         Ok(())
     })
 }
+
+/// Writes, reads back and compares `count` blocks at the end of `bdev`
+/// (the console's `blk check`). Returns the first block used.
+pub async fn check_blocks(bdev: &BDevProxy, count: u64) -> Result<u64, String> {
+    let geometry = bdev
+        .geometry()
+        .await
+        .map_err(|e| alloc::format!("geometry: {e}"))?;
+    ensure!(
+        count <= geometry.blocks,
+        "the device has only {} blocks",
+        geometry.blocks
+    );
+    let first = geometry.blocks - count;
+    let blocks: Vec<u64> = (first..geometry.blocks).collect();
+    round_trip(bdev, &blocks, crate::time::now_ns()).await?;
+    Ok(first)
+}

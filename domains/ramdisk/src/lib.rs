@@ -1,0 +1,83 @@
+//! `ramdisk`: a [`BDev`] in memory (exported as "bdev"): 16 MiB of 4 KiB
+//! blocks on the domain's private heap, allocated as they are first
+//! written (unwritten blocks read as zeros). The upper bound for the block
+//! path's throughput, and a device for tests without hardware.
+
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::future::Future;
+use core::pin::Pin;
+
+use domain_sdk::{Exports, Kernel, Mutex, RRef, RpcResult};
+use interfaces::bdev::{BDev, BLOCK, Batch, Geometry, status};
+
+/// Capacity in blocks.
+pub const BLOCKS: u64 = 4096;
+
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = RpcResult<T>> + Send + 'a>>;
+
+#[derive(Default)]
+struct RamDisk {
+    blocks: Mutex<BTreeMap<u64, Box<[u8; BLOCK]>>>,
+}
+
+impl RamDisk {
+    fn io(&self, batch: &mut Batch, write: bool) {
+        let mut blocks = self.blocks.lock();
+        for io in batch.iter_mut() {
+            if io.block >= BLOCKS {
+                io.status = status::OUT_OF_RANGE;
+                continue;
+            }
+            if write {
+                blocks.insert(io.block, Box::new(io.data));
+            } else {
+                match blocks.get(&io.block) {
+                    Some(data) => io.data = **data,
+                    None => io.data = [0; BLOCK],
+                }
+            }
+            io.status = status::OK;
+        }
+    }
+}
+
+impl BDev for RamDisk {
+    fn geometry(&self) -> Boxed<'_, Geometry> {
+        Box::pin(async move {
+            Ok(Geometry {
+                blocks: BLOCKS,
+                sector: BLOCK as u32,
+            })
+        })
+    }
+
+    fn read(&self, mut batch: RRef<Batch>) -> Boxed<'_, RRef<Batch>> {
+        Box::pin(async move {
+            self.io(&mut batch, false);
+            Ok(batch)
+        })
+    }
+
+    fn write(&self, mut batch: RRef<Batch>) -> Boxed<'_, RRef<Batch>> {
+        Box::pin(async move {
+            self.io(&mut batch, true);
+            Ok(batch)
+        })
+    }
+
+    fn flush(&self) -> Boxed<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {
+    Ok(Exports::new().with::<dyn BDev + Send + Sync>("bdev", Arc::new(RamDisk::default())))
+}
