@@ -131,6 +131,14 @@ pub trait Kernel: Send + Sync {
     /// not dead yet (a crashed domain is reclaimed first: retry) or does
     /// not exist.
     fn restart_domain(&self, name: &str) -> Result<(), String>;
+    /// The calling core's index and the number of cores (drivers keep
+    /// per-core queues).
+    fn core(&self) -> (usize, usize);
+}
+
+/// The calling core's index and the number of cores.
+pub fn core() -> (usize, usize) {
+    kernel().core()
 }
 
 /// A PCI function a driver domain has claimed: bounds-checked access to its

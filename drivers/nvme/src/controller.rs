@@ -99,6 +99,7 @@ impl Doorbells for Bells<'_> {
 
 /// A queue pair and its memory, used by one batch at a time.
 struct Lane {
+    qid: u16,
     busy: AtomicBool,
     state: Mutex<(QueuePair, Queues)>,
 }
@@ -112,7 +113,9 @@ pub struct Controller {
     sector: u32,
     /// Capacity in 4 KiB blocks.
     blocks: u64,
-    io: Lane,
+    /// I/O queue pairs (queue ids 1..): one per core, as many as the
+    /// controller grants; a core uses `lanes[core % lanes.len()]`.
+    lanes: alloc::vec::Vec<Lane>,
     /// What the controller calls itself (model number).
     pub model: String,
 }
@@ -235,24 +238,46 @@ impl Controller {
         }
         let sector = 1u32 << lbads;
         let blocks = size * u64::from(sector) / BLOCK as u64;
-        // One I/O queue pair: completion queue first.
-        let io_queues = Queues::new();
+        // One I/O queue pair per core, as many as the controller grants.
+        let (_, cores) = domain_sdk::core();
+        let wanted = cores.clamp(1, 64) as u32;
         let command = run(Command {
-            opcode: admin::CREATE_CQ,
-            prp1: address(&io_queues.cq)?,
-            cdw10: (u32::from(ENTRIES) - 1) << 16 | 1,
-            cdw11: 1, // physically contiguous, no interrupts
+            opcode: admin::SET_FEATURES,
+            cdw10: admin::FEATURE_QUEUES,
+            cdw11: (wanted - 1) << 16 | (wanted - 1),
             ..Command::default()
         });
-        admin_command(&mut admin_pair, &admin_queues, &bells, command).await?;
-        let command = run(Command {
-            opcode: admin::CREATE_SQ,
-            prp1: address(&io_queues.sq)?,
-            cdw10: (u32::from(ENTRIES) - 1) << 16 | 1,
-            cdw11: 1 << 16 | 1, // completion queue 1, physically contiguous
-            ..Command::default()
-        });
-        admin_command(&mut admin_pair, &admin_queues, &bells, command).await?;
+        let granted = admin_command(&mut admin_pair, &admin_queues, &bells, command).await?;
+        let pairs = wanted
+            .min((granted & 0xFFFF) + 1)
+            .min((granted >> 16) + 1)
+            .max(1);
+        let mut lanes = alloc::vec::Vec::new();
+        for qid in 1..=pairs {
+            // Completion queue first, then its submission queue.
+            let io_queues = Queues::new();
+            let command = run(Command {
+                opcode: admin::CREATE_CQ,
+                prp1: address(&io_queues.cq)?,
+                cdw10: (u32::from(ENTRIES) - 1) << 16 | qid,
+                cdw11: 1, // physically contiguous, no interrupts
+                ..Command::default()
+            });
+            admin_command(&mut admin_pair, &admin_queues, &bells, command).await?;
+            let command = run(Command {
+                opcode: admin::CREATE_SQ,
+                prp1: address(&io_queues.sq)?,
+                cdw10: (u32::from(ENTRIES) - 1) << 16 | qid,
+                cdw11: qid << 16 | 1, // its completion queue, contiguous
+                ..Command::default()
+            });
+            admin_command(&mut admin_pair, &admin_queues, &bells, command).await?;
+            lanes.push(Lane {
+                qid: qid as u16,
+                busy: AtomicBool::new(false),
+                state: Mutex::new((QueuePair::new(ENTRIES), io_queues)),
+            });
+        }
         // The admin queues are not needed again: the device forgets them
         // at the next reset (kept allocated until then, as it may DMA).
         core::mem::forget(admin_queues);
@@ -262,12 +287,24 @@ impl Controller {
             nsid: 1,
             sector,
             blocks,
-            io: Lane {
-                busy: AtomicBool::new(false),
-                state: Mutex::new((QueuePair::new(ENTRIES), io_queues)),
-            },
+            lanes,
             model,
         })
+    }
+
+    /// I/O queue pairs in use.
+    pub fn queue_pairs(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// The calling core's queue pair, once free.
+    async fn lane(&self) -> &Lane {
+        let (core, _) = domain_sdk::core();
+        let lane = &self.lanes[core % self.lanes.len()];
+        while lane.busy.swap(true, Ordering::Acquire) {
+            yield_now().await;
+        }
+        lane
     }
 
     pub fn geometry(&self) -> Geometry {
@@ -281,18 +318,16 @@ impl Controller {
     /// batch), then polls for the completions.
     pub async fn io(&self, batch: &mut Batch, write: bool) {
         // One batch at a time on the queue pair.
-        while self.io.busy.swap(true, Ordering::Acquire) {
-            yield_now().await;
-        }
+        let lane = self.lane().await;
         let bells = Bells {
             device: &*self.device,
             cap: self.cap,
-            qid: 1,
+            qid: lane.qid,
         };
         let per_block = (BLOCK as u32 / self.sector) as u16;
         let mut pending = 0usize;
         {
-            let (pair, queues) = &mut *self.io.state.lock();
+            let (pair, queues) = &mut *lane.state.lock();
             for (index, io) in batch.iter_mut().enumerate() {
                 io.status = status::PENDING;
                 if io.block >= self.blocks {
@@ -322,7 +357,7 @@ impl Controller {
         let mut results = [status::PENDING; interfaces::bdev::BATCH];
         while pending > 0 {
             {
-                let (pair, queues) = &mut *self.io.state.lock();
+                let (pair, queues) = &mut *lane.state.lock();
                 pair.reap(queues, &bells, |c: Completion| {
                     if let Some(slot) = results.get_mut(usize::from(c.cid)) {
                         *slot = if c.status == 0 {
@@ -347,18 +382,16 @@ impl Controller {
                 };
             }
         }
-        self.io.busy.store(false, Ordering::Release);
+        lane.busy.store(false, Ordering::Release);
     }
 
     /// Flushes the volatile write cache.
     pub async fn flush(&self) -> Result<(), String> {
-        while self.io.busy.swap(true, Ordering::Acquire) {
-            yield_now().await;
-        }
+        let lane = self.lane().await;
         let bells = Bells {
             device: &*self.device,
             cap: self.cap,
-            qid: 1,
+            qid: lane.qid,
         };
         let result = {
             let command = Command {
@@ -367,7 +400,7 @@ impl Controller {
                 cid: 0xFFFF,
                 ..Command::default()
             };
-            let mut guard = self.io.state.lock();
+            let mut guard = lane.state.lock();
             let (pair, queues) = &mut *guard;
             match pair.push(queues, &command) {
                 Ok(()) => {
@@ -381,7 +414,7 @@ impl Controller {
         let deadline = now_ns() + IO_TIMEOUT_NS;
         while matches!(outcome, Ok(None)) {
             {
-                let (pair, queues) = &mut *self.io.state.lock();
+                let (pair, queues) = &mut *lane.state.lock();
                 pair.reap(queues, &bells, |c| {
                     outcome = Ok(Some(c.status));
                 });
@@ -394,7 +427,7 @@ impl Controller {
                 yield_now().await;
             }
         }
-        self.io.busy.store(false, Ordering::Release);
+        lane.busy.store(false, Ordering::Release);
         match outcome {
             Ok(Some(0)) => Ok(()),
             Ok(Some(status)) => Err(format!("flush failed with status {status:#x}")),

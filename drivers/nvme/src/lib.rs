@@ -133,10 +133,11 @@ pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {
         let result = Controller::start(device).await;
         match &result {
             Ok(c) => log(&format!(
-                "{}: {} blocks of 4 KiB ({}-byte sectors)",
+                "{}: {} blocks of 4 KiB ({}-byte sectors), {} I/O queue pairs",
                 c.model,
                 c.geometry().blocks,
-                c.geometry().sector
+                c.geometry().sector,
+                c.queue_pairs()
             )),
             Err(e) => log(&format!("controller did not start: {e}")),
         }

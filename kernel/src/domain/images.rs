@@ -141,6 +141,10 @@ impl Kernel for Services {
         Ok(alloc::boxed::Box::new(claimed))
     }
 
+    fn core(&self) -> (usize, usize) {
+        (crate::cpu::current().index, crate::cpu::count())
+    }
+
     fn restart_domain(&self, name: &str) -> Result<(), String> {
         let domain = super::find(name).ok_or_else(|| alloc::format!("no domain named '{name}'"))?;
         super::restart(domain)
