@@ -147,6 +147,9 @@ pub mod bdev {
     /// A batch of requests.
     pub type Batch = RRefDeque<Io, BATCH>;
 
+    /// The status of each request of a batch, in order.
+    pub type Statuses = [u16; BATCH];
+
     /// The device's shape.
     #[derive(rrpc::Exchangeable, Clone, Copy, Debug, PartialEq, Eq)]
     pub struct Geometry {
@@ -163,8 +166,11 @@ pub mod bdev {
         async fn geometry(&self) -> rrpc::RpcResult<Geometry>;
         /// Reads every request's block into its data; sets each status.
         async fn read(&self, batch: RRef<Batch>) -> rrpc::RpcResult<RRef<Batch>>;
-        /// Writes every request's data to its block; sets each status.
-        async fn write(&self, batch: RRef<Batch>) -> rrpc::RpcResult<RRef<Batch>>;
+        /// Writes every request's data to its block and returns each
+        /// request's status. The batch is only lent: the caller keeps it
+        /// (so a shadow can re-issue it if the driver crashes, with no
+        /// copy), and the device reads the data from it by DMA.
+        async fn write(&self, batch: &RRef<Batch>) -> rrpc::RpcResult<Statuses>;
         /// Makes completed writes durable.
         async fn flush(&self) -> rrpc::RpcResult<()>;
     }

@@ -313,14 +313,16 @@ async fn ticks_per_io(
                 x ^= x << 17;
                 io.block = x % blocks;
             }
-            batch = if write {
-                bdev.write(batch).await
+            if write {
+                let statuses = bdev.write(&batch).await.ok()?;
+                if statuses[..batch.len()].iter().any(|&s| s != status::OK) {
+                    return None;
+                }
             } else {
-                bdev.read(batch).await
-            }
-            .ok()?;
-            if batch.iter().any(|io| io.status != status::OK) {
-                return None;
+                batch = bdev.read(batch).await.ok()?;
+                if batch.iter().any(|io| io.status != status::OK) {
+                    return None;
+                }
             }
         }
         runs.push((rdtsc() - start) as f64 / ops as f64);
@@ -490,12 +492,19 @@ async fn mix(bdev: &BDevProxy, blocks: u64, window_ms: u64) -> (u64, u64) {
         for write in [true, false] {
             let batch = random_batch(32, blocks, &mut x);
             let done = if write {
-                bdev.write(batch).await
+                bdev.write(&batch).await.map(|s| {
+                    s[..batch.len()]
+                        .iter()
+                        .filter(|&&s| s == status::OK)
+                        .count()
+                })
             } else {
-                bdev.read(batch).await
+                bdev.read(batch)
+                    .await
+                    .map(|b| b.iter().filter(|io| io.status == status::OK).count())
             };
             match done {
-                Ok(b) => ops += b.iter().filter(|io| io.status == status::OK).count() as u64,
+                Ok(n) => ops += n as u64,
                 Err(_) => errors += 1,
             }
         }

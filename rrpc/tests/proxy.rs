@@ -329,3 +329,50 @@ fn interface_handles_cross_calls_as_proxies() {
     let registry = RegistryProxy::new(Arc::new(RegistryImpl), 17 << 16 | 1);
     assert_eq!(registry.probe(device_proxy), Ok(device_owner));
 }
+
+/// An async method that borrows an `RRef`: the proxy keeps it lent until
+/// the call finishes, and a crash of the callee leaves it with the caller.
+#[interface]
+pub trait Summer {
+    async fn sum(&self, data: &RRef<[u8; 16]>) -> RpcResult<u32>;
+    async fn crash_on(&self, data: &RRef<[u8; 16]>) -> RpcResult<u32>;
+}
+
+struct SummerImpl;
+
+impl Summer for SummerImpl {
+    fn sum<'a>(
+        &'a self,
+        data: &'a RRef<[u8; 16]>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = RpcResult<u32>> + Send + 'a>> {
+        Box::pin(async move {
+            assert_eq!(data.borrows(), 1, "lent while the callee runs");
+            Ok(data.iter().map(|&b| u32::from(b)).sum())
+        })
+    }
+    fn crash_on<'a>(
+        &'a self,
+        _data: &'a RRef<[u8; 16]>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = RpcResult<u32>> + Send + 'a>> {
+        Box::pin(async move { panic!("callee crashed while borrowing") })
+    }
+}
+
+#[test]
+fn async_calls_can_borrow_rrefs_and_a_crash_leaves_them_with_the_caller() {
+    let caller = 15 << 16 | 1;
+    setup(caller);
+    let proxy = SummerProxy::new(Arc::new(SummerImpl), 16 << 16 | 1);
+    let data = RRef::new([3u8; 16]);
+    let mut future = proxy.sum(&data);
+    assert_eq!(poll_once(future.as_mut()), Poll::Ready(Ok(48)));
+    drop(future);
+    assert_eq!(data.borrows(), 0, "the lend ended with the call");
+    assert_eq!(data.owner(), caller, "a borrowed RRef never moves");
+    let mut future = proxy.crash_on(&data);
+    assert_eq!(poll_once(future.as_mut()), Poll::Ready(Err(RpcError::DomainCrashed)));
+    drop(future);
+    assert_eq!(data.owner(), caller);
+    assert_eq!(data.borrows(), 0);
+    assert!(data.iter().all(|&b| b == 3), "still the caller's, intact");
+}

@@ -6,11 +6,12 @@
 //! batch and completes it: the client sees no error. After
 //! [`MAX_ATTEMPTS`] failures in a row it gives up and reports the error.
 //!
-//! Re-issuing needs the requests: the batch itself was moved to the driver
-//! and died with it. So the shadow keeps the block numbers of every batch
-//! in flight, and for writes a copy of the data (a read needs none: its
-//! data comes from the device). That copy is the price of transparent
-//! recovery; `make bench` measures it.
+//! Re-issuing needs the requests. A write's batch is only lent to the
+//! driver (the interface borrows it), so it stays the shadow's (and its
+//! client's) when the driver dies and is simply sent again: no copy. A
+//! read's batch moves to the driver (it writes the data) and dies with it,
+//! so the shadow keeps the block numbers of each read in flight and makes
+//! a fresh batch to re-issue.
 //!
 //! `call nvme-shadow 0` gives the driver restarts so far, `1` the batches
 //! re-issued.
@@ -32,7 +33,7 @@ use core::time::Duration;
 use domain_sdk::{
     Exports, Kernel, Mutex, RRef, RRefDeque, RpcError, RpcResult, log, lookup, sleep,
 };
-use interfaces::bdev::{BDev, BDevProxy, BLOCK, Batch, Geometry, Io};
+use interfaces::bdev::{BDev, BDevProxy, Batch, Geometry, Io, Statuses};
 use interfaces::control::Control;
 
 /// The driver domain's name.
@@ -86,21 +87,21 @@ impl Shadow {
 
     /// Sends a batch made by `make` to the driver until it completes or
     /// [`MAX_ATTEMPTS`] attempts failed.
-    async fn run(
-        &self,
-        write: bool,
-        mut make: impl FnMut() -> RpcResult<RRef<Batch>>,
-    ) -> RpcResult<RRef<Batch>> {
+    async fn read(&self, batch: RRef<Batch>) -> RpcResult<RRef<Batch>> {
+        let blocks: Vec<u64> = batch.iter().map(|io| io.block).collect();
+        let mut first = Some(batch);
         let mut last = RpcError::DomainNotAlive;
         for attempt in 0..MAX_ATTEMPTS {
-            if attempt > 0 {
-                self.reissued.fetch_add(1, Ordering::Relaxed);
-            }
-            // The first attempt sends the client's batch; a retry a
-            // rebuilt one (the previous went down with the driver).
-            let batch = make()?;
+            // The first attempt sends the client's batch; a retry a fresh
+            // one (the previous went down with the driver).
+            let batch = match first.take() {
+                Some(batch) => batch,
+                None => {
+                    self.reissued.fetch_add(1, Ordering::Relaxed);
+                    rebuild(&blocks)?
+                }
+            };
             let result = match self.driver() {
-                Ok(driver) if write => driver.write(batch).await,
                 Ok(driver) => driver.read(batch).await,
                 Err(e) => Err(e),
             };
@@ -111,27 +112,40 @@ impl Shadow {
                     self.recover(e).await;
                 }
             }
+            let _ = attempt;
+        }
+        Err(last)
+    }
+
+    async fn write(&self, batch: &RRef<Batch>) -> RpcResult<Statuses> {
+        let mut last = RpcError::DomainNotAlive;
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                self.reissued.fetch_add(1, Ordering::Relaxed);
+            }
+            let result = match self.driver() {
+                Ok(driver) => driver.write(batch).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(statuses) => return Ok(statuses),
+                Err(e) => {
+                    last = e;
+                    self.recover(e).await;
+                }
+            }
         }
         Err(last)
     }
 }
 
-/// (block, data) of every request of a batch, for re-issuing.
-fn remember(batch: &Batch, data: bool) -> Vec<(u64, Option<Box<[u8; BLOCK]>>)> {
-    batch
-        .iter()
-        .map(|io| (io.block, data.then(|| Box::new(io.data))))
-        .collect()
-}
-
-fn rebuild(saved: &[(u64, Option<Box<[u8; BLOCK]>>)]) -> RpcResult<RRef<Batch>> {
+/// A fresh batch reading `blocks`.
+fn rebuild(blocks: &[u64]) -> RpcResult<RRef<Batch>> {
     let mut batch = RRef::try_new(RRefDeque::new())?;
-    for (block, data) in saved {
-        let mut io = RRef::try_new(Io::new(*block))?;
-        if let Some(data) = data {
-            io.data = **data;
-        }
-        batch.push_back(io).map_err(|_| RpcError::OutOfMemory)?;
+    for &block in blocks {
+        batch
+            .push_back(RRef::try_new(Io::new(block))?)
+            .map_err(|_| RpcError::OutOfMemory)?;
     }
     Ok(batch)
 }
@@ -153,27 +167,11 @@ impl BDev for Shadow {
     }
 
     fn read(&self, batch: RRef<Batch>) -> Boxed<'_, RRef<Batch>> {
-        Box::pin(async move {
-            let saved = remember(&batch, false);
-            let mut first = Some(batch);
-            self.run(false, move || match first.take() {
-                Some(batch) => Ok(batch),
-                None => rebuild(&saved),
-            })
-            .await
-        })
+        Box::pin(Shadow::read(self, batch))
     }
 
-    fn write(&self, batch: RRef<Batch>) -> Boxed<'_, RRef<Batch>> {
-        Box::pin(async move {
-            let saved = remember(&batch, true);
-            let mut first = Some(batch);
-            self.run(true, move || match first.take() {
-                Some(batch) => Ok(batch),
-                None => rebuild(&saved),
-            })
-            .await
-        })
+    fn write<'a>(&'a self, batch: &'a RRef<Batch>) -> Boxed<'a, Statuses> {
+        Box::pin(Shadow::write(self, batch))
     }
 
     fn flush(&self) -> Boxed<'_, ()> {

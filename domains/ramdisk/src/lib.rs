@@ -16,7 +16,7 @@ use core::future::Future;
 use core::pin::Pin;
 
 use domain_sdk::{Exports, Kernel, Mutex, RRef, RpcResult};
-use interfaces::bdev::{BDev, BLOCK, Batch, Geometry, status};
+use interfaces::bdev::{BATCH, BDev, BLOCK, Batch, Geometry, Statuses, status};
 
 /// Capacity in blocks.
 pub const BLOCKS: u64 = 4096;
@@ -29,23 +29,33 @@ struct RamDisk {
 }
 
 impl RamDisk {
-    fn io(&self, batch: &mut Batch, write: bool) {
-        let mut blocks = self.blocks.lock();
+    fn read(&self, batch: &mut Batch) {
+        let blocks = self.blocks.lock();
         for io in batch.iter_mut() {
             if io.block >= BLOCKS {
                 io.status = status::OUT_OF_RANGE;
                 continue;
             }
-            if write {
-                blocks.insert(io.block, Box::new(io.data));
-            } else {
-                match blocks.get(&io.block) {
-                    Some(data) => io.data = **data,
-                    None => io.data = [0; BLOCK],
-                }
+            match blocks.get(&io.block) {
+                Some(data) => io.data = **data,
+                None => io.data = [0; BLOCK],
             }
             io.status = status::OK;
         }
+    }
+
+    fn write(&self, batch: &Batch) -> Statuses {
+        let mut statuses = [status::PENDING; BATCH];
+        let mut blocks = self.blocks.lock();
+        for (index, io) in batch.iter().enumerate() {
+            statuses[index] = if io.block >= BLOCKS {
+                status::OUT_OF_RANGE
+            } else {
+                blocks.insert(io.block, Box::new(io.data));
+                status::OK
+            };
+        }
+        statuses
     }
 }
 
@@ -61,16 +71,13 @@ impl BDev for RamDisk {
 
     fn read(&self, mut batch: RRef<Batch>) -> Boxed<'_, RRef<Batch>> {
         Box::pin(async move {
-            self.io(&mut batch, false);
+            RamDisk::read(self, &mut batch);
             Ok(batch)
         })
     }
 
-    fn write(&self, mut batch: RRef<Batch>) -> Boxed<'_, RRef<Batch>> {
-        Box::pin(async move {
-            self.io(&mut batch, true);
-            Ok(batch)
-        })
+    fn write<'a>(&'a self, batch: &'a RRef<Batch>) -> Boxed<'a, Statuses> {
+        Box::pin(async move { Ok(RamDisk::write(self, batch)) })
     }
 
     fn flush(&self) -> Boxed<'_, ()> {

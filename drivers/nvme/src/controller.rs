@@ -9,7 +9,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use core::time::Duration;
 
 use domain_sdk::{Device, Mutex, RRef, now_ns, sleep, yield_now};
-use interfaces::bdev::{BLOCK, Batch, Geometry, status};
+use interfaces::bdev::{BATCH, BLOCK, Batch, Geometry, Statuses, status};
 use rrpc::Exchangeable;
 
 use crate::queue::{Doorbells, QueuePair, Ring};
@@ -315,8 +315,10 @@ impl Controller {
     }
 
     /// Reads or writes every request of `batch` (one doorbell for the
-    /// batch), then polls for the completions.
-    pub async fn io(&self, batch: &mut Batch, write: bool) {
+    /// batch), then polls for the completions; returns each request's
+    /// status. (A read's data arrives by DMA into the batch, which the
+    /// caller owns; a write's data is only read.)
+    pub async fn io(&self, batch: &Batch, write: bool) -> Statuses {
         // One batch at a time on the queue pair.
         let lane = self.lane().await;
         let bells = Bells {
@@ -326,27 +328,27 @@ impl Controller {
         };
         let per_block = (BLOCK as u32 / self.sector) as u16;
         let mut pending = 0usize;
+        let mut statuses: Statuses = [status::PENDING; BATCH];
         {
             let (pair, queues) = &mut *lane.state.lock();
-            for (index, io) in batch.iter_mut().enumerate() {
-                io.status = status::PENDING;
+            for (index, io) in batch.iter().enumerate() {
                 if io.block >= self.blocks {
-                    io.status = status::OUT_OF_RANGE;
+                    statuses[index] = status::OUT_OF_RANGE;
                     continue;
                 }
                 let Some(data) = io.device_address() else {
-                    io.status = status::DEVICE_ERROR;
+                    statuses[index] = status::DEVICE_ERROR;
                     continue;
                 };
                 // `Io` is repr(C) with the data first.
                 let Some(prps) = spec::prps(data, BLOCK, |_| 0) else {
-                    io.status = status::DEVICE_ERROR;
+                    statuses[index] = status::DEVICE_ERROR;
                     continue;
                 };
                 let lba = io.block * u64::from(per_block);
                 let command = Command::rw(write, index as u16, self.nsid, lba, per_block, prps);
                 if pair.push(queues, &command).is_err() {
-                    io.status = status::DEVICE_ERROR;
+                    statuses[index] = status::DEVICE_ERROR;
                     continue;
                 }
                 pending += 1;
@@ -354,7 +356,7 @@ impl Controller {
             pair.submit(&bells);
         }
         let deadline = now_ns() + IO_TIMEOUT_NS;
-        let mut results = [status::PENDING; interfaces::bdev::BATCH];
+        let mut results = [status::PENDING; BATCH];
         while pending > 0 {
             {
                 let (pair, queues) = &mut *lane.state.lock();
@@ -374,15 +376,16 @@ impl Controller {
             }
             yield_now().await;
         }
-        for (index, io) in batch.iter_mut().enumerate() {
-            if io.status == status::PENDING {
-                io.status = match results[index] {
+        for index in 0..batch.len() {
+            if statuses[index] == status::PENDING {
+                statuses[index] = match results[index] {
                     status::PENDING => status::TIMEOUT,
                     done => done,
                 };
             }
         }
         lane.busy.store(false, Ordering::Release);
+        statuses
     }
 
     /// Flushes the volatile write cache.

@@ -25,7 +25,7 @@ use core::pin::Pin;
 use core::time::Duration;
 
 use domain_sdk::{Exports, Kernel, RRef, RpcError, RpcResult, log, sleep, spawn};
-use interfaces::bdev::{BDev, Batch, Exerciser, Geometry, Io, status};
+use interfaces::bdev::{BDev, Batch, Exerciser, Geometry, Io, Statuses, status};
 use interfaces::control::Control;
 
 use controller::Controller;
@@ -60,16 +60,16 @@ impl BDev for Driver {
 
     fn read(&self, mut batch: RRef<Batch>) -> Boxed<'_, RRef<Batch>> {
         Box::pin(async move {
-            self.ready().await?.io(&mut batch, false).await;
+            let statuses = self.ready().await?.io(&batch, false).await;
+            for (io, status) in batch.iter_mut().zip(statuses) {
+                io.status = status;
+            }
             Ok(batch)
         })
     }
 
-    fn write(&self, mut batch: RRef<Batch>) -> Boxed<'_, RRef<Batch>> {
-        Box::pin(async move {
-            self.ready().await?.io(&mut batch, true).await;
-            Ok(batch)
-        })
+    fn write<'a>(&'a self, batch: &'a RRef<Batch>) -> Boxed<'a, Statuses> {
+        Box::pin(async move { Ok(self.ready().await?.io(batch, true).await) })
     }
 
     fn flush(&self) -> Boxed<'_, ()> {
@@ -104,8 +104,11 @@ impl Exerciser for Driver {
                     x ^= x << 17;
                     io.block = x % blocks;
                 }
-                controller.io(&mut batch, write).await;
-                ok += batch.iter().filter(|io| io.status == status::OK).count() as u64;
+                let statuses = controller.io(&batch, write).await;
+                ok += statuses[..batch.len()]
+                    .iter()
+                    .filter(|&&s| s == status::OK)
+                    .count() as u64;
             }
             Ok(ok)
         })

@@ -51,18 +51,25 @@ fn batch_of(blocks: &[u64], seed: Option<u64>) -> RRef<Batch> {
 /// Writes `blocks` with round `seed`'s patterns, reads them back, compares.
 async fn round_trip(bdev: &BDevProxy, blocks: &[u64], seed: u64) -> Result<(), String> {
     for chunk in blocks.chunks(BATCH) {
-        let written = bdev
-            .write(batch_of(chunk, Some(seed)))
+        let batch = batch_of(chunk, Some(seed));
+        let statuses = bdev
+            .write(&batch)
             .await
             .map_err(|e| alloc::format!("write: {e}"))?;
-        for io in written.iter() {
+        for (io, &status) in batch.iter().zip(statuses.iter()) {
             ensure!(
-                io.status == status::OK,
+                status == status::OK,
                 "write of block {} gave status {}",
                 io.block,
-                io.status
+                status
             );
         }
+        ensure!(
+            batch
+                .iter()
+                .all(|io| io.data.first() == Some(&pattern(io.block, seed, 0))),
+            "a lent batch changed"
+        );
         let read = bdev
             .read(batch_of(chunk, None))
             .await

@@ -109,6 +109,18 @@ fn assert_exchangeable(ty: &Type) -> proc_macro2::TokenStream {
     }
 }
 
+/// `ty` with the lifetime `'rrpc` if it is a reference.
+fn with_lifetime(ty: &Type) -> Type {
+    match ty {
+        Type::Reference(r) => {
+            let mut r = r.clone();
+            r.lifetime = Some(syn::parse_quote!('rrpc));
+            Type::Reference(r)
+        }
+        other => other.clone(),
+    }
+}
+
 fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {
     match ty {
         Type::Path(p) => p.path.segments.last(),
@@ -279,6 +291,31 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
             .filter(|ty| !matches!(ty, Type::Reference(_)))
             .map(assert_exchangeable)
             .collect();
+        let has_refs = arg_types.iter().any(|ty| matches!(ty, Type::Reference(_)));
+        if is_async && has_refs {
+            // Borrowed `&RRef` arguments of an async method: the returned
+            // future borrows them (explicit lifetime) and keeps them lent
+            // until it completes or is dropped, so a crash of the callee
+            // leaves them with the caller.
+            let ref_types: Vec<_> = arg_types.iter().map(with_lifetime).collect();
+            methods.push(quote! {
+                fn #method_name<'rrpc>(&'rrpc self, #( #arg_names: #ref_types ),*)
+                    -> ::core::pin::Pin<::rrpc::alloc_reexport::boxed::Box<dyn ::core::future::Future<Output = ::rrpc::RpcResult<#result_type>> + Send + 'rrpc>>
+                {
+                    #( #checks )*
+                    let callee = self.callee;
+                    #( #moves )*
+                    let Some(inner) = self.inner.get() else {
+                        return ::rrpc::alloc_reexport::boxed::Box::pin(async { Err(::rrpc::RpcError::DomainNotAlive) });
+                    };
+                    ::rrpc::alloc_reexport::boxed::Box::pin(async move {
+                        #( #lends )*
+                        ::rrpc::proxy::ProxyFuture::new(callee, move || inner.#method_name(#( #arg_names ),*)).await
+                    })
+                }
+            });
+            continue;
+        }
         if is_async {
             methods.push(quote! {
                 fn #method_name(&self, #( #arg_names: #arg_types ),*)
@@ -334,9 +371,28 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
         {
             let inner = rpc_result_inner(&method.sig.output)?.clone();
             method.sig.asyncness = None;
-            method.sig.output = syn::parse_quote! {
-                -> ::core::pin::Pin<::rrpc::alloc_reexport::boxed::Box<dyn ::core::future::Future<Output = ::rrpc::RpcResult<#inner>> + Send + '_>>
-            };
+            let borrows =
+                method.sig.inputs.iter().skip(1).any(
+                    |arg| matches!(arg, FnArg::Typed(t) if matches!(&*t.ty, Type::Reference(_))),
+                );
+            if borrows {
+                // The future borrows the arguments too: one named lifetime
+                // for `self`, the references and the future.
+                method.sig.generics.params.push(syn::parse_quote!('rrpc));
+                for arg in method.sig.inputs.iter_mut() {
+                    match arg {
+                        FnArg::Receiver(_) => *arg = syn::parse_quote!(&'rrpc self),
+                        FnArg::Typed(t) => *t.ty = with_lifetime(&t.ty),
+                    }
+                }
+                method.sig.output = syn::parse_quote! {
+                    -> ::core::pin::Pin<::rrpc::alloc_reexport::boxed::Box<dyn ::core::future::Future<Output = ::rrpc::RpcResult<#inner>> + Send + 'rrpc>>
+                };
+            } else {
+                method.sig.output = syn::parse_quote! {
+                    -> ::core::pin::Pin<::rrpc::alloc_reexport::boxed::Box<dyn ::core::future::Future<Output = ::rrpc::RpcResult<#inner>> + Send + '_>>
+                };
+            }
         }
     }
     Ok(quote! {
