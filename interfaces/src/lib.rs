@@ -142,6 +142,11 @@ pub mod bdev {
         pub const DEVICE_ERROR: u16 = 3;
         /// The device did not answer in time.
         pub const TIMEOUT: u16 = 4;
+        /// The medium could not be read or written (an unrecovered media
+        /// error, a failed write): the data of that block is in doubt.
+        pub const MEDIA_ERROR: u16 = 5;
+        /// The device refused the request as malformed (a driver bug).
+        pub const INVALID: u16 = 6;
     }
 
     /// A batch of requests.

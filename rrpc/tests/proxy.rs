@@ -370,7 +370,10 @@ fn async_calls_can_borrow_rrefs_and_a_crash_leaves_them_with_the_caller() {
     assert_eq!(data.borrows(), 0, "the lend ended with the call");
     assert_eq!(data.owner(), caller, "a borrowed RRef never moves");
     let mut future = proxy.crash_on(&data);
-    assert_eq!(poll_once(future.as_mut()), Poll::Ready(Err(RpcError::DomainCrashed)));
+    assert_eq!(
+        poll_once(future.as_mut()),
+        Poll::Ready(Err(RpcError::DomainCrashed))
+    );
     drop(future);
     assert_eq!(data.owner(), caller);
     assert_eq!(data.borrows(), 0);

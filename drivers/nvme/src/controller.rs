@@ -362,11 +362,14 @@ impl Controller {
                 let (pair, queues) = &mut *lane.state.lock();
                 pair.reap(queues, &bells, |c: Completion| {
                     if let Some(slot) = results.get_mut(usize::from(c.cid)) {
-                        *slot = if c.status == 0 {
-                            status::OK
-                        } else {
-                            status::DEVICE_ERROR
-                        };
+                        *slot = c.bdev_status();
+                        if c.status != 0 {
+                            let (kind, code) = c.describe();
+                            domain_sdk::log(&format!(
+                                "request {} failed: {kind} status {code:#x}",
+                                c.cid
+                            ));
+                        }
                         pending -= 1;
                     }
                 });

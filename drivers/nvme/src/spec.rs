@@ -151,6 +151,22 @@ impl Completion {
         }
     }
 
+    /// The block-device status this completion means: success, an LBA
+    /// out of range, a media error (status code type 2), a malformed
+    /// command (invalid opcode, field, namespace, or PRP offset: a driver
+    /// bug), or any other device error.
+    pub fn bdev_status(&self) -> u16 {
+        use interfaces::bdev::status;
+        let (kind, code) = ((self.status >> 8) & 0x7, self.status as u8);
+        match (kind, code) {
+            (0, 0x00) => status::OK,
+            (0, 0x80) => status::OUT_OF_RANGE,
+            (0, 0x01 | 0x02 | 0x0B | 0x13) => status::INVALID,
+            (2, _) => status::MEDIA_ERROR,
+            _ => status::DEVICE_ERROR,
+        }
+    }
+
     /// Status code type and code, for messages.
     pub fn describe(&self) -> (&'static str, u8) {
         let kind = match (self.status >> 8) & 0x7 {
@@ -237,6 +253,14 @@ mod tests {
         assert_eq!(c.status, 2);
         let media = Completion::decode([0, 0, 0, ((0x2 << 8 | 0x81) << 17)]);
         assert_eq!(media.describe(), ("media error", 0x81));
+        use interfaces::bdev::status;
+        let code =
+            |sct: u32, sc: u32| Completion::decode([0, 0, 0, (sct << 8 | sc) << 17]).bdev_status();
+        assert_eq!(code(0, 0), status::OK);
+        assert_eq!(code(0, 0x80), status::OUT_OF_RANGE, "LBA out of range");
+        assert_eq!(code(0, 0x02), status::INVALID, "invalid field");
+        assert_eq!(code(2, 0x81), status::MEDIA_ERROR, "unrecovered read error");
+        assert_eq!(code(0, 0x06), status::DEVICE_ERROR, "internal error");
     }
 
     #[test]
