@@ -155,6 +155,31 @@ pub mod bdev {
     /// The status of each request of a batch, in order.
     pub type Statuses = [u16; BATCH];
 
+    /// Blocks in one [`Extent`].
+    pub const EXTENT_BLOCKS: usize = 4;
+
+    /// A multi-block request: [`EXTENT_BLOCKS`] consecutive blocks from
+    /// `block`, in one page-aligned buffer (a device transfers it with one
+    /// command, its pages listed in a PRP list).
+    #[derive(rrpc::Exchangeable)]
+    #[repr(C, align(4096))]
+    pub struct Extent {
+        pub data: [u8; BLOCK * EXTENT_BLOCKS],
+        pub block: u64,
+        pub status: u16,
+    }
+
+    impl Extent {
+        /// A zeroed extent starting at `block`.
+        pub fn new(block: u64) -> Extent {
+            Extent {
+                data: [0; BLOCK * EXTENT_BLOCKS],
+                block,
+                status: status::PENDING,
+            }
+        }
+    }
+
     /// The device's shape.
     #[derive(rrpc::Exchangeable, Clone, Copy, Debug, PartialEq, Eq)]
     pub struct Geometry {
@@ -178,6 +203,10 @@ pub mod bdev {
         async fn write(&self, batch: &RRef<Batch>) -> rrpc::RpcResult<Statuses>;
         /// Makes completed writes durable.
         async fn flush(&self) -> rrpc::RpcResult<()>;
+        /// Reads an extent (one multi-page transfer); sets its status.
+        async fn read_extent(&self, extent: RRef<Extent>) -> rrpc::RpcResult<RRef<Extent>>;
+        /// Writes a lent extent; returns its status.
+        async fn write_extent(&self, extent: &RRef<Extent>) -> rrpc::RpcResult<u16>;
     }
 
     /// Runs I/O from inside the device's own domain, for benchmarks: the

@@ -360,9 +360,10 @@ impl Summer for SummerImpl {
 
 #[test]
 fn async_calls_can_borrow_rrefs_and_a_crash_leaves_them_with_the_caller() {
-    let caller = 15 << 16 | 1;
+    // Slots of its own: the crash below marks the callee's slot dead.
+    let caller = 40 << 16 | 1;
     setup(caller);
-    let proxy = SummerProxy::new(Arc::new(SummerImpl), 16 << 16 | 1);
+    let proxy = SummerProxy::new(Arc::new(SummerImpl), 41 << 16 | 1);
     let data = RRef::new([3u8; 16]);
     let mut future = proxy.sum(&data);
     assert_eq!(poll_once(future.as_mut()), Poll::Ready(Ok(48)));

@@ -33,7 +33,7 @@ use core::time::Duration;
 use domain_sdk::{
     Exports, Kernel, Mutex, RRef, RRefDeque, RpcError, RpcResult, log, lookup, sleep,
 };
-use interfaces::bdev::{BDev, BDevProxy, Batch, Geometry, Io, Statuses};
+use interfaces::bdev::{BDev, BDevProxy, Batch, Extent, Geometry, Io, Statuses};
 use interfaces::control::Control;
 
 /// The driver domain's name.
@@ -172,6 +172,58 @@ impl BDev for Shadow {
 
     fn write<'a>(&'a self, batch: &'a RRef<Batch>) -> Boxed<'a, Statuses> {
         Box::pin(Shadow::write(self, batch))
+    }
+
+    fn read_extent(&self, extent: RRef<Extent>) -> Boxed<'_, RRef<Extent>> {
+        Box::pin(async move {
+            let block = extent.block;
+            let mut first = Some(extent);
+            let mut last = RpcError::DomainNotAlive;
+            for _ in 0..MAX_ATTEMPTS {
+                let extent = match first.take() {
+                    Some(extent) => extent,
+                    None => {
+                        self.reissued.fetch_add(1, Ordering::Relaxed);
+                        RRef::try_new(Extent::new(block))?
+                    }
+                };
+                let result = match self.driver() {
+                    Ok(driver) => driver.read_extent(extent).await,
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(done) => return Ok(done),
+                    Err(e) => {
+                        last = e;
+                        self.recover(e).await;
+                    }
+                }
+            }
+            Err(last)
+        })
+    }
+
+    fn write_extent<'a>(&'a self, extent: &'a RRef<Extent>) -> Boxed<'a, u16> {
+        Box::pin(async move {
+            let mut last = RpcError::DomainNotAlive;
+            for attempt in 0..MAX_ATTEMPTS {
+                if attempt > 0 {
+                    self.reissued.fetch_add(1, Ordering::Relaxed);
+                }
+                let result = match self.driver() {
+                    Ok(driver) => driver.write_extent(extent).await,
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(status) => return Ok(status),
+                    Err(e) => {
+                        last = e;
+                        self.recover(e).await;
+                    }
+                }
+            }
+            Err(last)
+        })
     }
 
     fn flush(&self) -> Boxed<'_, ()> {

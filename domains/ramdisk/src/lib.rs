@@ -16,7 +16,9 @@ use core::future::Future;
 use core::pin::Pin;
 
 use domain_sdk::{Exports, Kernel, Mutex, RRef, RpcResult};
-use interfaces::bdev::{BATCH, BDev, BLOCK, Batch, Geometry, Statuses, status};
+use interfaces::bdev::{
+    BATCH, BDev, BLOCK, Batch, EXTENT_BLOCKS, Extent, Geometry, Statuses, status,
+};
 
 /// Capacity in blocks.
 pub const BLOCKS: u64 = 4096;
@@ -78,6 +80,42 @@ impl BDev for RamDisk {
 
     fn write<'a>(&'a self, batch: &'a RRef<Batch>) -> Boxed<'a, Statuses> {
         Box::pin(async move { Ok(RamDisk::write(self, batch)) })
+    }
+
+    fn read_extent(&self, mut extent: RRef<Extent>) -> Boxed<'_, RRef<Extent>> {
+        Box::pin(async move {
+            let first = extent.block;
+            if first.saturating_add(EXTENT_BLOCKS as u64) > BLOCKS {
+                extent.status = status::OUT_OF_RANGE;
+                return Ok(extent);
+            }
+            let blocks = self.blocks.lock();
+            for (i, chunk) in extent.data.chunks_exact_mut(BLOCK).enumerate() {
+                match blocks.get(&(first + i as u64)) {
+                    Some(data) => chunk.copy_from_slice(&data[..]),
+                    None => chunk.fill(0),
+                }
+            }
+            drop(blocks);
+            extent.status = status::OK;
+            Ok(extent)
+        })
+    }
+
+    fn write_extent<'a>(&'a self, extent: &'a RRef<Extent>) -> Boxed<'a, u16> {
+        Box::pin(async move {
+            let first = extent.block;
+            if first.saturating_add(EXTENT_BLOCKS as u64) > BLOCKS {
+                return Ok(status::OUT_OF_RANGE);
+            }
+            let mut blocks = self.blocks.lock();
+            for (i, chunk) in extent.data.chunks_exact(BLOCK).enumerate() {
+                let mut data = Box::new([0u8; BLOCK]);
+                data.copy_from_slice(chunk);
+                blocks.insert(first + i as u64, data);
+            }
+            Ok(status::OK)
+        })
     }
 
     fn flush(&self) -> Boxed<'_, ()> {

@@ -9,7 +9,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use core::time::Duration;
 
 use domain_sdk::{Device, Mutex, RRef, now_ns, sleep, yield_now};
-use interfaces::bdev::{BATCH, BLOCK, Batch, Geometry, Statuses, status};
+use interfaces::bdev::{BATCH, BLOCK, Batch, EXTENT_BLOCKS, Extent, Geometry, Statuses, status};
 use rrpc::Exchangeable;
 
 use crate::queue::{Doorbells, QueuePair, Ring};
@@ -391,54 +391,104 @@ impl Controller {
         statuses
     }
 
-    /// Flushes the volatile write cache.
-    pub async fn flush(&self) -> Result<(), String> {
+    /// Reads or writes an extent: one command for all its blocks, its
+    /// pages named by PRP1 and a PRP list. Returns its status.
+    pub async fn extent(&self, extent: &RRef<Extent>, write: bool) -> u16 {
+        let blocks = EXTENT_BLOCKS as u64;
+        if extent
+            .block
+            .checked_add(blocks)
+            .is_none_or(|end| end > self.blocks)
+        {
+            return status::OUT_OF_RANGE;
+        }
+        let Some(data) = extent.device_address() else {
+            return status::DEVICE_ERROR;
+        };
+        // The list page lives until the command completes (or times out:
+        // then it is leaked with the stuck command, never freed under the
+        // device).
+        let list = page();
+        let Ok(list_address) = address(&list) else {
+            return status::DEVICE_ERROR;
+        };
+        let prps = spec::prps(data, BLOCK * EXTENT_BLOCKS, |pages| {
+            for (i, page) in pages.enumerate() {
+                list.0[2 * i].store(page as u32, Ordering::Relaxed);
+                list.0[2 * i + 1].store((page >> 32) as u32, Ordering::Relaxed);
+            }
+            list_address
+        });
+        let Some(prps) = prps else {
+            return status::DEVICE_ERROR;
+        };
+        let per_block = BLOCK as u64 / u64::from(self.sector);
+        let command = Command::rw(
+            write,
+            0xFFFE,
+            self.nsid,
+            extent.block * per_block,
+            (per_block * blocks) as u16,
+            prps,
+        );
+        match self.single(command).await {
+            Ok(completion) => completion.bdev_status(),
+            Err(_) => {
+                core::mem::forget(list);
+                status::TIMEOUT
+            }
+        }
+    }
+
+    /// Runs one command on the calling core's queue pair and waits for it.
+    async fn single(&self, command: Command) -> Result<Completion, String> {
         let lane = self.lane().await;
         let bells = Bells {
             device: &*self.device,
             cap: self.cap,
             qid: lane.qid,
         };
-        let result = {
-            let command = Command {
-                opcode: spec::io::FLUSH,
-                nsid: self.nsid,
-                cid: 0xFFFF,
-                ..Command::default()
-            };
-            let mut guard = lane.state.lock();
-            let (pair, queues) = &mut *guard;
-            match pair.push(queues, &command) {
-                Ok(()) => {
-                    pair.submit(&bells);
-                    Ok(())
-                }
-                Err(_) => Err(String::from("queue full")),
-            }
+        let pushed = {
+            let (pair, queues) = &mut *lane.state.lock();
+            let pushed = pair.push(queues, &command).is_ok();
+            pair.submit(&bells);
+            pushed
         };
-        let mut outcome = result.map(|()| None);
+        let mut outcome = if pushed {
+            Ok(None)
+        } else {
+            Err(String::from("queue full"))
+        };
         let deadline = now_ns() + IO_TIMEOUT_NS;
         while matches!(outcome, Ok(None)) {
             {
                 let (pair, queues) = &mut *lane.state.lock();
-                pair.reap(queues, &bells, |c| {
-                    outcome = Ok(Some(c.status));
-                });
+                pair.reap(queues, &bells, |c| outcome = Ok(Some(c)));
             }
             if matches!(outcome, Ok(None)) {
                 if now_ns() > deadline {
-                    outcome = Err("flush timed out".into());
+                    outcome = Err(format!("command {:#x} timed out", command.opcode));
                     break;
                 }
                 yield_now().await;
             }
         }
         lane.busy.store(false, Ordering::Release);
-        match outcome {
-            Ok(Some(0)) => Ok(()),
-            Ok(Some(status)) => Err(format!("flush failed with status {status:#x}")),
-            Ok(None) => Err("flush lost".into()),
-            Err(e) => Err(e),
+        outcome.and_then(|c| c.ok_or_else(|| String::from("completion lost")))
+    }
+
+    /// Flushes the volatile write cache.
+    pub async fn flush(&self) -> Result<(), String> {
+        let command = Command {
+            opcode: spec::io::FLUSH,
+            nsid: self.nsid,
+            cid: 0xFFFF,
+            ..Command::default()
+        };
+        let completion = self.single(command).await?;
+        match completion.status {
+            0 => Ok(()),
+            status => Err(format!("flush failed with status {status:#x}")),
         }
     }
 }

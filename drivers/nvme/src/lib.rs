@@ -25,7 +25,7 @@ use core::pin::Pin;
 use core::time::Duration;
 
 use domain_sdk::{Exports, Kernel, RRef, RpcError, RpcResult, log, sleep, spawn};
-use interfaces::bdev::{BDev, Batch, Exerciser, Geometry, Io, Statuses, status};
+use interfaces::bdev::{BDev, Batch, Exerciser, Extent, Geometry, Io, Statuses, status};
 use interfaces::control::Control;
 
 use controller::Controller;
@@ -70,6 +70,18 @@ impl BDev for Driver {
 
     fn write<'a>(&'a self, batch: &'a RRef<Batch>) -> Boxed<'a, Statuses> {
         Box::pin(async move { Ok(self.ready().await?.io(batch, true).await) })
+    }
+
+    fn read_extent(&self, mut extent: RRef<Extent>) -> Boxed<'_, RRef<Extent>> {
+        Box::pin(async move {
+            let status = self.ready().await?.extent(&extent, false).await;
+            extent.status = status;
+            Ok(extent)
+        })
+    }
+
+    fn write_extent<'a>(&'a self, extent: &'a RRef<Extent>) -> Boxed<'a, u16> {
+        Box::pin(async move { Ok(self.ready().await?.extent(extent, true).await) })
     }
 
     fn flush(&self) -> Boxed<'_, ()> {
