@@ -597,6 +597,22 @@ impl rrpc::proxy::Runtime for HostRuntime {
         BENCH_CORE.with(cont::Core::owner)
     }
 
+    unsafe fn enter_raw(
+        &self,
+        callee: rrpc::Owner,
+        call: *mut cont::RawCall,
+    ) -> Result<(), rrpc::RpcError> {
+        if callee != CALLEE {
+            return Err(rrpc::RpcError::NoSuchDomain);
+        }
+        let deadline = self.ticks.load(std::sync::atomic::Ordering::Relaxed) + 101;
+        BENCH_CORE.with(|core| {
+            // SAFETY: forwarded.
+            unsafe { self.gate.enter_raw::<u64>(core, callee, deadline, call) }
+                .map_err(|_| rrpc::RpcError::DomainCrashed)
+        })
+    }
+
     fn enter(&self, callee: rrpc::Owner, f: &mut dyn FnMut()) -> Result<(), rrpc::RpcError> {
         if callee != CALLEE {
             return Err(rrpc::RpcError::NoSuchDomain);

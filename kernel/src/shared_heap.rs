@@ -89,6 +89,15 @@ impl rrpc::proxy::Runtime for ProxyRuntime {
     fn enter(&self, callee: rrpc::Owner, f: &mut dyn FnMut()) -> Result<(), rrpc::RpcError> {
         crate::domain::enter(callee, f).map_err(rrpc::RpcError::from)
     }
+
+    unsafe fn enter_raw(
+        &self,
+        callee: rrpc::Owner,
+        call: *mut cont::RawCall,
+    ) -> Result<(), rrpc::RpcError> {
+        // SAFETY: forwarded.
+        unsafe { crate::domain::enter_raw(callee, call) }.map_err(rrpc::RpcError::from)
+    }
 }
 
 /// `RRef`s live here.

@@ -12,6 +12,17 @@ pub trait Runtime: Sync {
     /// Runs `f` as `callee`: `Err(DomainCrashed)` if it failed there,
     /// `Err(DomainNotAlive)` without running it if `callee` is not alive.
     fn enter(&self, callee: Owner, f: &mut dyn FnMut()) -> Result<(), RpcError>;
+    /// [`enter`](Self::enter) for a type-erased [`cont::RawCall`]: what
+    /// generated proxies use (one indirect call fewer). The default runs it
+    /// through `enter`; the kernel hands it to its gate directly.
+    ///
+    /// # Safety
+    /// `call` is a live `RawCall` at the start of its slot whose `run` is
+    /// safe to call with it, valid for the whole call.
+    unsafe fn enter_raw(&self, callee: Owner, call: *mut cont::RawCall) -> Result<(), RpcError> {
+        // SAFETY: forwarded.
+        self.enter(callee, &mut || unsafe { ((*call).run)(call) })
+    }
     /// A caller's task is suspended on a call into `callee`: wake it if
     /// `callee` dies (so it sees the error). Default: nothing.
     fn suspended(&self, callee: Owner, waker: &core::task::Waker) {
@@ -86,24 +97,42 @@ pub fn current() -> Owner {
 }
 
 /// Runs `f` as `callee` (see [`Runtime::enter`]).
-pub fn call<R>(callee: Owner, f: impl FnOnce() -> R) -> RpcResult<R> {
+pub fn call<R, F: FnOnce() -> R>(callee: Owner, f: F) -> RpcResult<R> {
     let runtime = RUNTIME.get().ok_or(RpcError::DomainNotAlive)?;
     // `MaybeUninit` rather than `Option` for the closure and the result:
     // see `cont::guarded` (enum tags written and re-read wider stall).
-    let f = core::mem::MaybeUninit::new(f);
-    let mut result = core::mem::MaybeUninit::<R>::uninit();
-    let mut ran = false;
-    let entered = runtime.enter(callee, &mut || {
-        if !ran {
-            ran = true;
-            // SAFETY: read once (guarded by `ran`); never dropped below.
-            let f = unsafe { f.assume_init_read() };
-            result.write(f());
+    #[repr(C)]
+    struct Slot<F, R> {
+        raw: cont::RawCall,
+        f: core::mem::MaybeUninit<F>,
+        result: core::mem::MaybeUninit<R>,
+        ran: bool,
+    }
+    unsafe extern "C-unwind" fn run<F: FnOnce() -> R, R>(raw: *mut cont::RawCall) {
+        // SAFETY: `raw` is the start of a `Slot<F, R>` (`repr(C)`), live
+        // for the call, run at most once (`ran`).
+        unsafe {
+            let slot = &mut *(raw as *mut Slot<F, R>);
+            if !slot.ran {
+                slot.ran = true;
+                let f = slot.f.assume_init_read();
+                slot.result.write(f());
+            }
+            slot.raw.done();
         }
-    });
+    }
+    let mut slot = Slot::<F, R> {
+        raw: cont::RawCall::new(run::<F, R>),
+        f: core::mem::MaybeUninit::new(f),
+        result: core::mem::MaybeUninit::uninit(),
+        ran: false,
+    };
+    // SAFETY: the slot starts with its `RawCall`, lives across the call,
+    // and `run` matches its types.
+    let entered = unsafe { runtime.enter_raw(callee, &raw mut slot.raw) };
     match entered {
         // SAFETY: `ran` says the closure ran to completion and wrote it.
-        Ok(()) if ran => Ok(unsafe { result.assume_init() }),
+        Ok(()) if slot.ran => Ok(unsafe { slot.result.assume_init_read() }),
         // The closure (and whatever it built) may hold the callee's
         // objects, a dead domain's memory: it is never dropped, not even
         // if it did not run (`MaybeUninit` does not drop).

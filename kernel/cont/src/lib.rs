@@ -220,6 +220,71 @@ pub fn guarded<P, R, F: FnOnce() -> R>(core: &impl Core, deadline: u64, f: F) ->
     }
 }
 
+/// A type-erased call for [`guarded_raw`] / [`Gate::enter_raw`]: the
+/// caller embeds it at the start of its own `repr(C)` slot, whose `run`
+/// function does the work, then calls [`RawCall::done`]. One indirect call
+/// instead of a `&mut dyn FnMut` behind a trampoline of its own: the path
+/// generated proxies take through a type-erased runtime.
+#[repr(C)]
+pub struct RawCall {
+    /// Runs the call; receives the `RawCall` (the start of the slot).
+    pub run: unsafe extern "C-unwind" fn(*mut RawCall),
+    deadline: *const AtomicU64,
+}
+
+impl RawCall {
+    pub const fn new(run: unsafe extern "C-unwind" fn(*mut RawCall)) -> RawCall {
+        RawCall {
+            run,
+            deadline: core::ptr::null(),
+        }
+    }
+
+    /// Marks the work done: the watchdog may no longer stop it. `run`
+    /// calls this as soon as its work returns.
+    #[inline]
+    pub fn done(&self) {
+        if !self.deadline.is_null() {
+            // SAFETY: set by `guarded_raw` to its frame's deadline, which
+            // outlives the call; only this core's interrupt reads it.
+            unsafe { (*self.deadline).store(0, Ordering::Relaxed) };
+        }
+    }
+}
+
+/// [`guarded`] for a [`RawCall`]: `Ok(())` if `run` returned, `Err` with
+/// the failure path's payload if it was resumed.
+///
+/// # Safety
+/// `call` points to a live `RawCall` at the start of its slot, valid for
+/// the whole call, whose `run` is safe to call with it.
+pub unsafe fn guarded_raw<P>(core: &impl Core, deadline: u64, call: *mut RawCall) -> Result<(), P> {
+    let frame = Frame::<P> {
+        regs: Registers::new(),
+        prev: core.top(),
+        deadline: AtomicU64::new(deadline),
+        payload: MaybeUninit::uninit(),
+    };
+    // SAFETY: per the contract; the frame outlives the call.
+    unsafe { (*call).deadline = &frame.deadline };
+    core.set_top(&raw const frame as *mut ());
+    // SAFETY: `run` has the C ABI `call` expects (one pointer argument; it
+    // is declared "C-unwind" so host runtimes may contain panics by
+    // unwinding, which never happens on this path: a failure here resumes
+    // `frame.regs` while this stack is intact).
+    let value = unsafe {
+        let run: extern "C" fn(*mut u8) = core::mem::transmute((*call).run);
+        self::call(&frame.regs, run, call as *mut u8)
+    };
+    core.set_top(frame.prev);
+    if value == 0 {
+        Ok(())
+    } else {
+        // SAFETY: the failure path writes the payload before resuming.
+        Err(unsafe { frame.payload.assume_init_read() })
+    }
+}
+
 /// Why [`Gate::enter`] produced no value.
 #[derive(Debug)]
 pub enum Refused<P> {
@@ -290,6 +355,29 @@ impl Gate {
         let previous = core.owner();
         core.set_owner(owner);
         let result = guarded(core, deadline, f).map_err(Refused::Failed);
+        core.set_owner(previous);
+        result
+    }
+
+    /// [`enter`](Self::enter) for a [`RawCall`].
+    ///
+    /// # Safety
+    /// As for [`guarded_raw`].
+    #[inline]
+    pub unsafe fn enter_raw<P>(
+        &self,
+        core: &impl Core,
+        owner: u32,
+        deadline: u64,
+        call: *mut RawCall,
+    ) -> Result<(), Refused<P>> {
+        if !self.is_alive_as(owner) {
+            return Err(Refused::NotAlive);
+        }
+        let previous = core.owner();
+        core.set_owner(owner);
+        // SAFETY: forwarded.
+        let result = unsafe { guarded_raw(core, deadline, call) }.map_err(Refused::Failed);
         core.set_owner(previous);
         result
     }

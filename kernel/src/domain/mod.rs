@@ -368,6 +368,40 @@ pub fn enter<R>(owner: OwnerId, f: impl FnOnce() -> R) -> Result<R, EntryError> 
     }
 }
 
+/// [`enter`] for a type-erased [`cont::RawCall`] (what generated proxies
+/// use through `rrpc::proxy::Runtime::enter_raw`).
+///
+/// # Safety
+/// As for `cont::guarded_raw`.
+#[inline]
+pub unsafe fn enter_raw(owner: OwnerId, call: *mut cont::RawCall) -> Result<(), EntryError> {
+    if owner == 0 {
+        // SAFETY: forwarded; the kernel needs no entry.
+        unsafe { ((*call).run)(call) };
+        return Ok(());
+    }
+    let domain = get(slot_of(owner)).ok_or(EntryError::NoSuchDomain)?;
+    let budget = BUDGET_TICKS.load(Ordering::Relaxed);
+    let deadline = if budget == 0 {
+        0
+    } else {
+        cpu::current().ticks.load(Ordering::Relaxed) + budget
+    };
+    // SAFETY: forwarded.
+    match unsafe {
+        domain
+            .gate
+            .enter_raw::<Fault>(&catch::ThisCore, owner, deadline, call)
+    } {
+        Ok(()) => Ok(()),
+        Err(cont::Refused::NotAlive) => Err(EntryError::NotAlive),
+        Err(cont::Refused::Failed(fault)) => {
+            poison(domain, owner, Some(&fault), "crashed");
+            Err(EntryError::Crashed)
+        }
+    }
+}
+
 /// Marks the incarnation `owner` poisoned (once) and starts tearing it
 /// down. Returns false if it was not the alive incarnation.
 fn poison(domain: &'static Domain, owner: OwnerId, fault: Option<&Fault>, why: &str) -> bool {
