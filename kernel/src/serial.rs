@@ -33,6 +33,11 @@ impl Uart {
             self.reg(0).write(0x01); // divisor 1 = 115200 baud
             self.reg(1).write(0x00);
             self.reg(3).write(0x03); // 8 bits, no parity, 1 stop
+            // A byte typed while the machine booted waits in the receive
+            // register; switching the FIFOs on would discard it.
+            if self.reg(5).read() & 1 != 0 {
+                EARLY.store(0x100 | u16::from(self.reg(0).read()), Ordering::Relaxed);
+            }
             self.reg(2).write(0xC7); // FIFO on, clear, 14-byte threshold
             self.reg(4).write(0x0B); // DTR, RTS, OUT2 (IRQ line enabled)
         }
@@ -77,6 +82,21 @@ impl Write for Uart {
 
 static UART: Mutex<Uart> = Mutex::new(Uart { base: COM1 });
 static RX: Once<ArrayQueue<u8>> = Once::new();
+
+/// A byte received before the input queue existed (`0x100 | byte`).
+static EARLY: core::sync::atomic::AtomicU16 = core::sync::atomic::AtomicU16::new(0);
+
+/// The input queue, created on first use with any early byte first.
+fn rx_queue() -> &'static ArrayQueue<u8> {
+    RX.call_once(|| {
+        let queue = ArrayQueue::new(1024);
+        let early = EARLY.swap(0, Ordering::Relaxed);
+        if early & 0x100 != 0 {
+            let _ = queue.push(early as u8);
+        }
+        queue
+    })
+}
 /// Log level threshold: messages with a level above it are dropped.
 static LOG_LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
 
@@ -121,7 +141,7 @@ pub fn init() {
 /// Allocates the input queue and turns on the UART's receive interrupt.
 /// Call once the heap exists and the IOAPIC routes IRQ 4.
 pub fn enable_input_interrupts() {
-    RX.call_once(|| ArrayQueue::new(1024));
+    rx_queue();
     let uart = UART.lock();
     // SAFETY: IER bit 0 = "received data available" interrupt.
     unsafe { uart.reg(1).write(0x01) };
@@ -189,7 +209,7 @@ pub fn input_irq_enabled() -> bool {
 /// Without an input interrupt, moves bytes from the UART into the queue.
 pub fn poll_rx_if_no_irq() {
     if !input_irq_enabled() {
-        RX.call_once(|| ArrayQueue::new(1024));
+        rx_queue();
         x86_64::instructions::interrupts::without_interrupts(drain_rx_fifo);
     }
 }

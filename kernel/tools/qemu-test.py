@@ -222,6 +222,33 @@ def console_session(tally, kernel, smp, mem, timeout, checks=None, archive=None,
     tally.record(f"{label}: shutdown exits QEMU with status 0", booted and status == 0, f"(status {status})")
 
 
+def typed_during_boot(tally, kernel):
+    """A command typed before the monitor is up is not lost (the UART's
+    first received byte survives the FIFOs being switched on)."""
+    print("== typing while the machine boots")
+    proc = subprocess.Popen(qemu_command(kernel, 1, "128M", "log=warn"), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc.stdin.write(b"uptime\r")
+    proc.stdin.flush()
+    buffer = b""
+    deadline = time.monotonic() + 30
+    done = re.compile(rb"up \d+\.\d{3} s|unknown command")
+    while not done.search(buffer) and time.monotonic() < deadline and proc.poll() is None:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+        if ready:
+            buffer += os.read(proc.stdout.fileno(), 4096)
+    text = buffer.decode("utf-8", "replace")
+    tally.record("console: a command typed during boot runs whole",
+                 re.search(r"up \d+\.\d{3} s", text) is not None and "unknown command" not in text,
+                 text[-300:])
+    proc.stdin.write(b"shutdown\r")
+    proc.stdin.flush()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 # ---- boot archives, good and bad -------------------------------------------
 
 def cpio_read(data):
@@ -378,6 +405,7 @@ def main():
         run_suite(tally, args.kernel, int(smp), mem, args.timeout, args.tests)
     fatal_paths(tally, args.kernel, 60)
     console_session(tally, args.kernel, 2, "256M", 120)
+    typed_during_boot(tally, args.kernel)
     if args.archive:
         guide_session(tally, args.kernel)
         archive_sessions(tally, args.kernel, args.archive, args.key)
