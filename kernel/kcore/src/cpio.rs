@@ -15,7 +15,8 @@ pub const MAX_ENTRIES: usize = 1024;
 /// Longest name, in bytes, including its NUL.
 pub const MAX_NAME: usize = 4096;
 
-/// Why an archive was refused; `offset` is where the bad entry starts.
+/// Why an archive was refused; `offset` is where the bad entry starts (for
+/// [`CpioError::BadHex`], where the bad field starts).
 #[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CpioError {

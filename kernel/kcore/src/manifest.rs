@@ -13,7 +13,9 @@
 //! bytes (at most [`MAX_IMAGE`]), SHA256 is 64 lowercase hex digits. The
 //! `start` lines are the system's initial domain graph: the domains the
 //! kernel starts at boot, in order, from listed images (under the image's
-//! name unless DOMAIN gives another).
+//! name unless DOMAIN gives another). A manifest lists at most
+//! [`MAX_IMAGES`] images, each once, and at most [`MAX_STARTS`] `start`
+//! lines, each naming an image listed somewhere in the manifest.
 
 use core::fmt;
 
@@ -23,6 +25,8 @@ pub const HEADER: &str = "domain-manifest v1";
 pub const MAX_IMAGES: usize = 256;
 /// Largest image, in bytes.
 pub const MAX_IMAGE: u64 = 64 << 20;
+/// Most `start` lines a manifest may have.
+pub const MAX_STARTS: usize = 256;
 
 /// Why a manifest was refused (`line` is 1-based).
 #[allow(missing_docs)]
@@ -51,6 +55,8 @@ pub enum ManifestError {
         line: usize,
     },
     TooManyImages,
+    /// More than [`MAX_STARTS`] `start` lines.
+    TooManyStarts,
     /// A `start` line names an image the manifest does not list.
     UnknownStart {
         line: usize,
@@ -82,6 +88,7 @@ impl fmt::Display for ManifestError {
             }
             ManifestError::Duplicate { line } => write!(f, "line {line}: image listed twice"),
             ManifestError::TooManyImages => write!(f, "more than {MAX_IMAGES} images"),
+            ManifestError::TooManyStarts => write!(f, "more than {MAX_STARTS} 'start' lines"),
             ManifestError::UnknownStart { line } => {
                 write!(
                     f,
@@ -217,29 +224,39 @@ impl<'a> Manifest<'a> {
             Some((line, _)) => return Err(ManifestError::NoHeader { line }),
             None => return Err(ManifestError::NoHeader { line: 1 }),
         }
+        // Pass 1: every line's syntax, the counts and duplicates. The names
+        // seen so far live in a fixed array (4 KiB), so each check costs at
+        // most MAX_IMAGES comparisons whatever the text's length.
+        let mut names = [""; MAX_IMAGES];
         let mut count = 0;
+        let mut starts = 0;
         for (number, line) in meaningful {
             let entry = match parse_any(line, number)? {
                 Line::Image(entry) => entry,
-                Line::Start(start) => {
-                    if (Manifest { text }).find(start.image).is_none() {
-                        return Err(ManifestError::UnknownStart { line: number });
-                    }
+                Line::Start(_) if starts == MAX_STARTS => {
+                    return Err(ManifestError::TooManyStarts);
+                }
+                Line::Start(_) => {
+                    starts += 1;
                     continue;
                 }
             };
             if count == MAX_IMAGES {
                 return Err(ManifestError::TooManyImages);
             }
-            // Bounded by MAX_IMAGES; done once.
-            if (Manifest { text })
-                .images()
-                .take(count)
-                .any(|e| e.name == entry.name)
-            {
+            if names[..count].contains(&entry.name) {
                 return Err(ManifestError::Duplicate { line: number });
             }
+            names[count] = entry.name;
             count += 1;
+        }
+        // Pass 2: each `start` names a listed image (anywhere in the text).
+        for (number, line) in lines(text).skip(1) {
+            if let Ok(Line::Start(start)) = parse_any(line, number)
+                && !names[..count].contains(&start.image)
+            {
+                return Err(ManifestError::UnknownStart { line: number });
+            }
         }
         Ok(Manifest { text })
     }

@@ -169,6 +169,119 @@ fn too_many_entries() {
     );
 }
 
+#[test]
+fn errors_name_their_entry_and_offset() {
+    let good = write(&[("a", b"hello"), ("b", b"world!")]);
+    // The second entry starts after a's header, name (padded) and data.
+    let second = (HEADER + 2).next_multiple_of(4) + 8;
+    for flavour in [&b"070707"[..], b"070702"] {
+        let mut other = good.clone();
+        other[second..second + 6].copy_from_slice(flavour);
+        let error = Archive::parse(&other).unwrap_err();
+        assert_eq!(
+            error,
+            CpioError::BadMagic {
+                offset: second,
+                other_cpio: true
+            }
+        );
+        let message = format!("{error}");
+        assert!(message.contains("only newc"), "{message}");
+        assert!(message.contains(&format!("{second}")), "{message}");
+    }
+    let mut hex = good.clone();
+    hex[second + 6 + 8 + 3] = b'z'; // b's mode field
+    assert_eq!(
+        Archive::parse(&hex).err(),
+        Some(CpioError::BadHex {
+            offset: second + 6 + 8
+        })
+    );
+    assert!(format!("{}", Archive::parse(&hex).unwrap_err()).contains(&format!("{}", second + 14)));
+    assert_eq!(
+        Archive::parse(&write(&[("a", b"1"), ("b", b""), ("a", b"2")])).err(),
+        Some(CpioError::Duplicate {
+            // a: header and name 112, data 4; b: 112, no data.
+            offset: 112 + 4 + 112
+        })
+    );
+    for error in [
+        CpioError::Truncated { offset: 1234 },
+        CpioError::BadNameSize {
+            offset: 1234,
+            size: 0,
+        },
+        CpioError::BadName { offset: 1234 },
+        CpioError::Duplicate { offset: 1234 },
+    ] {
+        assert!(format!("{error}").contains("1234"), "{error}");
+    }
+    assert!(format!("{}", CpioError::TooManyEntries).contains("1024"));
+    assert!(format!("{}", CpioError::NoTrailer).contains("TRAILER!!!"));
+}
+
+#[test]
+fn names_must_be_nul_terminated_utf8() {
+    let good = write(&[("ab", b"x")]);
+    // The NUL replaced: the name runs on into its padding.
+    let mut no_nul = good.clone();
+    no_nul[HEADER + 2] = b'c';
+    assert_eq!(
+        Archive::parse(&no_nul).err(),
+        Some(CpioError::BadName { offset: 0 })
+    );
+    // A NUL inside the name.
+    let mut inner = good.clone();
+    inner[HEADER] = 0;
+    assert_eq!(
+        Archive::parse(&inner).err(),
+        Some(CpioError::BadName { offset: 0 })
+    );
+    // Not UTF-8.
+    let mut latin1 = good.clone();
+    latin1[HEADER] = 0xe9;
+    assert_eq!(
+        Archive::parse(&latin1).err(),
+        Some(CpioError::BadName { offset: 0 })
+    );
+    // A name size running past the end of the archive.
+    let mut long = good.clone();
+    long[6 + 11 * 8..6 + 12 * 8].copy_from_slice(b"00001000");
+    assert_eq!(
+        Archive::parse(&long).err(),
+        Some(CpioError::Truncated { offset: 0 })
+    );
+    // The longest name is accepted.
+    let name = "n".repeat(MAX_NAME - 1);
+    let archive = write(&[(&name, b"data")]);
+    assert_eq!(
+        Archive::parse(&archive).unwrap().find(&name),
+        Some(&b"data"[..])
+    );
+}
+
+#[test]
+fn the_walk_stops_at_the_trailer() {
+    // Whatever follows the trailer (padding, garbage) is not read.
+    let mut bytes = write(&[("a", b"1")]);
+    bytes.extend_from_slice(b"not an entry at all");
+    let archive = Archive::parse(&bytes).unwrap();
+    assert_eq!(archive.len(), 1);
+    // Zero padding where the next header should be is not a trailer.
+    let mut cut = write(&[("a", b"1")]);
+    let trailer = cut.len() - (HEADER + 11).next_multiple_of(4);
+    cut.truncate(trailer);
+    assert_eq!(Archive::parse(&cut).err(), Some(CpioError::NoTrailer));
+    cut.extend_from_slice(&[0; 256]);
+    assert_eq!(
+        Archive::parse(&cut).err(),
+        Some(CpioError::BadMagic {
+            offset: trailer,
+            other_cpio: false
+        })
+    );
+}
+
 struct Rng(u64);
 impl Rng {
     fn next(&mut self) -> u64 {

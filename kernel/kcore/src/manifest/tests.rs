@@ -191,3 +191,130 @@ fn start_lines_are_the_boot_graph() {
         ManifestError::BadName { line: 3 }
     );
 }
+
+#[test]
+fn header_sizes_and_spacing() {
+    // The header is the first line that is not blank or a comment.
+    let t = text(&["", "# c", "", HEADER, &format!("image a 0 {D1}")]);
+    assert_eq!(Manifest::parse(t.as_bytes()).unwrap().images().count(), 1);
+    assert_eq!(
+        Manifest::parse(text(&["# c", "", &format!("image a 0 {D1}")]).as_bytes()).unwrap_err(),
+        ManifestError::NoHeader { line: 3 }
+    );
+    assert_eq!(
+        Manifest::parse(b"# only a comment\n\n").unwrap_err(),
+        ManifestError::NoHeader { line: 1 }
+    );
+    // A header alone is an empty manifest; the last line may lack its '\n'.
+    let m = Manifest::parse(HEADER.as_bytes()).unwrap();
+    assert_eq!(m.images().count(), 0);
+    let t = format!("{HEADER}\nimage a 7 {D1}");
+    assert_eq!(
+        Manifest::parse(t.as_bytes())
+            .unwrap()
+            .find("a")
+            .unwrap()
+            .size,
+        7
+    );
+    // The largest size is exactly 64 MiB.
+    let t = text(&[HEADER, &format!("image a 67108864 {D1}")]);
+    assert_eq!(
+        Manifest::parse(t.as_bytes())
+            .unwrap()
+            .find("a")
+            .unwrap()
+            .size,
+        MAX_IMAGE
+    );
+    // Words are separated by exactly one space; nothing else is blank.
+    for line in [
+        format!(" image a 1 {D1}"),
+        format!("image  a 1 {D1}"),
+        format!("image a 1 {D1} "),
+        format!("image\ta 1 {D1}"),
+        " ".into(),
+    ] {
+        assert_eq!(
+            Manifest::parse(text(&[HEADER, &line]).as_bytes()).unwrap_err(),
+            ManifestError::BadLine { line: 2 },
+            "{line:?}"
+        );
+    }
+    assert_eq!(
+        Manifest::parse(text(&[HEADER, "", "#", "bogus"]).as_bytes()).unwrap_err(),
+        ManifestError::BadLine { line: 4 }
+    );
+}
+
+#[test]
+fn digests_decode_exactly() {
+    let digest: String = (0..32).map(|i| format!("{:02x}", i * 7)).collect();
+    let t = text(&[HEADER, &format!("image a 1 {digest}")]);
+    let m = Manifest::parse(t.as_bytes()).unwrap();
+    let expected: [u8; 32] = core::array::from_fn(|i| (i * 7) as u8);
+    assert_eq!(m.find("a").unwrap().sha256, expected);
+    let mut bad = digest.clone();
+    bad.replace_range(10..11, "g");
+    assert_eq!(
+        Manifest::parse(text(&[HEADER, &format!("image a 1 {bad}")]).as_bytes()).unwrap_err(),
+        ManifestError::BadDigest { line: 2 }
+    );
+}
+
+#[test]
+fn every_error_displays_its_line() {
+    for (error, needle) in [
+        (ManifestError::NoHeader { line: 3 }, "line 3"),
+        (ManifestError::BadLine { line: 4 }, "line 4"),
+        (ManifestError::BadName { line: 5 }, "line 5"),
+        (ManifestError::BadSize { line: 6 }, "line 6"),
+        (ManifestError::BadDigest { line: 7 }, "line 7"),
+        (ManifestError::Duplicate { line: 8 }, "line 8"),
+        (ManifestError::UnknownStart { line: 9 }, "line 9"),
+        (ManifestError::TooManyImages, "256"),
+        (ManifestError::TooManyStarts, "256"),
+        (ManifestError::NotText, "UTF-8"),
+    ] {
+        let message = format!("{error}");
+        assert!(message.contains(needle), "{message}");
+    }
+}
+
+#[test]
+fn start_may_precede_its_image_and_starts_are_bounded() {
+    let t = text(&[HEADER, "start a", &format!("image a 1 {D1}")]);
+    let m = Manifest::parse(t.as_bytes()).unwrap();
+    assert_eq!(m.starts().count(), 1);
+    let mut t = text(&[HEADER, &format!("image a 1 {D1}")]);
+    for _ in 0..MAX_STARTS {
+        t += "start a\n";
+    }
+    assert_eq!(
+        Manifest::parse(t.as_bytes()).unwrap().starts().count(),
+        MAX_STARTS
+    );
+    t += "start a\n";
+    assert_eq!(
+        Manifest::parse(t.as_bytes()).unwrap_err(),
+        ManifestError::TooManyStarts
+    );
+}
+
+#[test]
+fn a_large_manifest_costs_linear_time() {
+    // Many blank lines, then the most images and starts: parsing checks
+    // duplicates and starts against the names seen, never by re-walking the
+    // text for each line.
+    let mut t = String::from(HEADER) + "\n";
+    t += &"\n".repeat(200_000);
+    for i in 0..MAX_IMAGES {
+        t += &format!("image i{i} 1 {D1}\n");
+    }
+    for i in 0..MAX_STARTS {
+        t += &format!("start i{}\n", MAX_IMAGES - 1 - i);
+    }
+    let m = Manifest::parse(t.as_bytes()).unwrap();
+    assert_eq!(m.images().count(), MAX_IMAGES);
+    assert_eq!(m.starts().count(), MAX_STARTS);
+}
