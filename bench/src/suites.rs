@@ -27,6 +27,7 @@ pub const ALL: &[(&str, Bench)] = &[
     ("proxy-call", proxy_call),
     ("proxy-rref", proxy_rref),
     ("proxy-async", proxy_async),
+    ("rpc-future", rpc_future),
 ];
 
 // ---- trait-object call ---------------------------------------------------
@@ -656,11 +657,8 @@ impl Probe for ProbeService {
         Ok(buffer)
     }
     #[inline(never)]
-    fn ping_async(
-        &self,
-        x: u64,
-    ) -> Pin<Box<dyn Future<Output = rrpc::RpcResult<u64>> + Send + '_>> {
-        Box::pin(async move { Ok(x.wrapping_add(self.0)) })
+    fn ping_async(&self, x: u64) -> rrpc::RpcFuture<'_, u64> {
+        rrpc::RpcFuture::new(async move { Ok(x.wrapping_add(self.0)) })
     }
 }
 
@@ -729,9 +727,10 @@ pub fn proxy_rref(settings: Settings) -> Measurement {
 }
 
 /// An `async fn` through the generated proxy whose callee is ready at
-/// once: the proxy's future (boxed) entering the callee to create and to
-/// poll its future, and to drop it; against creating, polling and
-/// dropping the callee's boxed future through a plain trait object.
+/// once: the proxy's `RpcFuture` keeps the call inline and its first poll
+/// is one entry that calls the callee's method, polls the callee's boxed
+/// future and drops it; against the same method's `RpcFuture` (same box)
+/// through a plain trait object.
 pub fn proxy_async(settings: Settings) -> Measurement {
     let (proxy, plain) = bench_objects();
     let proxy: &dyn Probe = black_box(&proxy);
@@ -739,7 +738,51 @@ pub fn proxy_async(settings: Settings) -> Measurement {
     let measured = time(settings, || {
         let mut cx = noop_context();
         let mut future = proxy.ping_async(black_box(5));
-        let _ = black_box(future.as_mut().poll(&mut cx));
+        let _ = black_box(Pin::new(&mut future).poll(&mut cx));
+    });
+    let baseline = time(settings, || {
+        let mut cx = noop_context();
+        let mut future = plain.ping_async(black_box(5));
+        let _ = black_box(Pin::new(&mut future).poll(&mut cx));
+    });
+    Measurement {
+        name: "generated proxy: async call (ready)",
+        workload: "#[interface] async fn through the proxy: one entry starts the call, polls and drops the callee future; no box of the proxy's own",
+        baseline_name: "same boxed future, no proxy",
+        measured,
+        baseline,
+        iterations: settings.iterations,
+        samples: settings.samples,
+    }
+}
+
+/// What `RpcFuture` itself costs an implementation called directly (no
+/// proxy): the same method and `async` block, returned as an `RpcFuture`
+/// (through an `#[interface]` trait) against a `Pin<Box<dyn Future>>`
+/// (through an ordinary trait object). Both box the same future once.
+pub fn rpc_future(settings: Settings) -> Measurement {
+    trait PlainAsync {
+        fn ping_async(
+            &self,
+            x: u64,
+        ) -> Pin<Box<dyn Future<Output = rrpc::RpcResult<u64>> + Send + '_>>;
+    }
+    impl PlainAsync for ProbeService {
+        #[inline(never)]
+        fn ping_async(
+            &self,
+            x: u64,
+        ) -> Pin<Box<dyn Future<Output = rrpc::RpcResult<u64>> + Send + '_>> {
+            Box::pin(async move { Ok(x.wrapping_add(self.0)) })
+        }
+    }
+    let service = ProbeService(3);
+    let interface: &dyn Probe = black_box(&service);
+    let plain: &dyn PlainAsync = black_box(&service);
+    let measured = time(settings, || {
+        let mut cx = noop_context();
+        let mut future = interface.ping_async(black_box(5));
+        let _ = black_box(Pin::new(&mut future).poll(&mut cx));
     });
     let baseline = time(settings, || {
         let mut cx = noop_context();
@@ -747,9 +790,9 @@ pub fn proxy_async(settings: Settings) -> Measurement {
         let _ = black_box(future.as_mut().poll(&mut cx));
     });
     Measurement {
-        name: "generated proxy: async call (ready)",
-        workload: "#[interface] async fn through the proxy: one entry starts, polls and drops the callee future; the proxy future is a second box",
-        baseline_name: "same boxed future, no proxy",
+        name: "RpcFuture, no proxy (ready)",
+        workload: "an implementation's async method through &dyn Trait returning RpcFuture: create, poll (ready), drop",
+        baseline_name: "Pin<Box<dyn Future>>",
         measured,
         baseline,
         iterations: settings.iterations,

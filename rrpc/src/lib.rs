@@ -33,6 +33,7 @@ pub extern crate alloc as alloc_reexport;
 mod deque;
 mod error;
 mod exchangeable;
+mod future;
 pub mod proxy;
 pub mod registry;
 mod rref;
@@ -42,6 +43,9 @@ mod tests;
 pub use deque::{RRefArray, RRefDeque};
 pub use error::{RpcError, RpcResult};
 pub use exchangeable::Exchangeable;
+#[doc(hidden)]
+pub use future::start as start_async;
+pub use future::{BoxedFuture, RpcFuture};
 pub use proxy::Interface;
 pub use registry::{Backend, install_backend};
 pub use rref::RRef;

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use rrpc::proxy::{Runtime, install_runtime};
-use rrpc::{Backend, Exchangeable, Owner, RRef, RpcError, RpcResult, install_backend, interface};
+use rrpc::{
+    Backend, Exchangeable, Owner, RRef, RpcError, RpcFuture, RpcResult, install_backend, interface,
+};
 
 thread_local! {
     static CURRENT: Cell<Owner> = const { Cell::new(0) };
@@ -224,15 +226,12 @@ impl Drop for DropFlag {
 }
 
 impl Storage for Disk {
-    fn read(
-        &self,
-        block: u64,
-    ) -> Pin<Box<dyn Future<Output = RpcResult<RRef<[u8; 64]>>> + Send + '_>> {
+    fn read(&self, block: u64) -> RpcFuture<'_, RRef<[u8; 64]>> {
         // Created inside the callee: the buffer starts out as the callee's.
-        Box::pin(async move { Ok(RRef::new([block as u8; 64])) })
+        RpcFuture::new(async move { Ok(RRef::new([block as u8; 64])) })
     }
-    fn wait(&self) -> Pin<Box<dyn Future<Output = RpcResult<u32>> + Send + '_>> {
-        Box::pin(std::future::poll_fn(|_| {
+    fn wait(&self) -> RpcFuture<'_, u32> {
+        RpcFuture::new(std::future::poll_fn(|_| {
             if RELEASE.load(Ordering::SeqCst) {
                 Poll::Ready(Ok(5))
             } else {
@@ -240,10 +239,10 @@ impl Storage for Disk {
             }
         }))
     }
-    fn crash_on_second_poll(&self) -> Pin<Box<dyn Future<Output = RpcResult<()>> + Send + '_>> {
+    fn crash_on_second_poll(&self) -> RpcFuture<'_, ()> {
         let flag = DropFlag;
         let mut polls = 0;
-        Box::pin(std::future::poll_fn(move |_| {
+        RpcFuture::new(std::future::poll_fn(move |_| {
             let _keep = &flag;
             polls += 1;
             if polls == 2 {
@@ -258,13 +257,21 @@ fn poll_once<F: Future + ?Sized>(future: Pin<&mut F>) -> Poll<F::Output> {
     future.poll(&mut Context::from_waker(Waker::noop()))
 }
 
+/// `RpcFuture` is `Unpin`: tests poll it in place.
+trait AsMutPin: Future + Unpin + Sized {
+    fn as_mut_pin(&mut self) -> Pin<&mut Self> {
+        Pin::new(self)
+    }
+}
+impl<F: Future + Unpin> AsMutPin for F {}
+
 #[test]
 fn async_call_returns_the_callees_rref_to_the_caller() {
     let caller = 9 << 16 | 1;
     setup(caller);
     let proxy = StorageProxy::new(Arc::new(Disk), 10 << 16 | 1);
     let mut future = proxy.read(3);
-    match poll_once(future.as_mut()) {
+    match poll_once(future.as_mut_pin()) {
         Poll::Ready(Ok(buffer)) => {
             assert_eq!(buffer.owner(), caller, "the result moved to the caller");
             assert!(buffer.iter().all(|&b| b == 3));
@@ -278,9 +285,9 @@ fn suspended_async_call_completes_later() {
     setup(11 << 16 | 1);
     let proxy = StorageProxy::new(Arc::new(Disk), 12 << 16 | 1);
     let mut future = proxy.wait();
-    assert!(poll_once(future.as_mut()).is_pending());
+    assert!(poll_once(future.as_mut_pin()).is_pending());
     RELEASE.store(true, Ordering::SeqCst);
-    assert_eq!(poll_once(future.as_mut()), Poll::Ready(Ok(5)));
+    assert_eq!(poll_once(future.as_mut_pin()), Poll::Ready(Ok(5)));
 }
 
 #[test]
@@ -288,9 +295,9 @@ fn a_crash_during_a_poll_fails_the_call_and_forgets_the_callee_future() {
     setup(13 << 16 | 1);
     let proxy = StorageProxy::new(Arc::new(Disk), 14 << 16 | 1);
     let mut future = proxy.crash_on_second_poll();
-    assert!(poll_once(future.as_mut()).is_pending());
+    assert!(poll_once(future.as_mut_pin()).is_pending());
     assert_eq!(
-        poll_once(future.as_mut()),
+        poll_once(future.as_mut_pin()),
         Poll::Ready(Err(RpcError::DomainCrashed))
     );
     drop(future);
@@ -300,7 +307,7 @@ fn a_crash_during_a_poll_fails_the_call_and_forgets_the_callee_future() {
     );
     let mut next = proxy.read(1);
     assert!(matches!(
-        poll_once(next.as_mut()),
+        poll_once(next.as_mut_pin()),
         Poll::Ready(Err(RpcError::DomainNotAlive))
     ));
 }
@@ -341,20 +348,14 @@ pub trait Summer {
 struct SummerImpl;
 
 impl Summer for SummerImpl {
-    fn sum<'a>(
-        &'a self,
-        data: &'a RRef<[u8; 16]>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = RpcResult<u32>> + Send + 'a>> {
-        Box::pin(async move {
+    fn sum<'a>(&'a self, data: &'a RRef<[u8; 16]>) -> RpcFuture<'a, u32> {
+        RpcFuture::new(async move {
             assert_eq!(data.borrows(), 1, "lent while the callee runs");
             Ok(data.iter().map(|&b| u32::from(b)).sum())
         })
     }
-    fn crash_on<'a>(
-        &'a self,
-        _data: &'a RRef<[u8; 16]>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = RpcResult<u32>> + Send + 'a>> {
-        Box::pin(async move { panic!("callee crashed while borrowing") })
+    fn crash_on<'a>(&'a self, _data: &'a RRef<[u8; 16]>) -> RpcFuture<'a, u32> {
+        RpcFuture::new(async move { panic!("callee crashed while borrowing") })
     }
 }
 
@@ -366,17 +367,218 @@ fn async_calls_can_borrow_rrefs_and_a_crash_leaves_them_with_the_caller() {
     let proxy = SummerProxy::new(Arc::new(SummerImpl), 41 << 16 | 1);
     let data = RRef::new([3u8; 16]);
     let mut future = proxy.sum(&data);
-    assert_eq!(poll_once(future.as_mut()), Poll::Ready(Ok(48)));
+    assert_eq!(poll_once(future.as_mut_pin()), Poll::Ready(Ok(48)));
     drop(future);
     assert_eq!(data.borrows(), 0, "the lend ended with the call");
     assert_eq!(data.owner(), caller, "a borrowed RRef never moves");
     let mut future = proxy.crash_on(&data);
     assert_eq!(
-        poll_once(future.as_mut()),
+        poll_once(future.as_mut_pin()),
         Poll::Ready(Err(RpcError::DomainCrashed))
     );
     drop(future);
     assert_eq!(data.owner(), caller);
     assert_eq!(data.borrows(), 0);
     assert!(data.iter().all(|&b| b == 3), "still the caller's, intact");
+}
+
+// ---- RpcFuture: when a proxied call runs, what dropping it does --------------
+
+#[interface]
+pub trait Jobs {
+    /// A small call (kept in the future): starts at the first poll.
+    async fn take(&self, buffer: RRef<[u8; 64]>) -> RpcResult<u8>;
+    /// Larger than the words kept inline: starts when it is made.
+    async fn wide(&self, a: u64, b: u64, c: u64) -> RpcResult<u64>;
+    /// Panics in the method itself, before it has a future.
+    async fn panic_at_start(&self) -> RpcResult<()>;
+    /// Never completes; records who drops its future.
+    async fn forever(&self) -> RpcResult<()>;
+}
+
+#[derive(Default)]
+struct JobsImpl {
+    started: AtomicU32,
+    dropped_as: Arc<AtomicU32>,
+}
+
+struct RecordDrop(Arc<AtomicU32>);
+impl Drop for RecordDrop {
+    fn drop(&mut self) {
+        self.0.store(rrpc::proxy::current(), Ordering::SeqCst);
+    }
+}
+
+impl Jobs for JobsImpl {
+    fn take(&self, buffer: RRef<[u8; 64]>) -> RpcFuture<'_, u8> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        RpcFuture::new(async move { Ok(buffer[0]) })
+    }
+    fn wide(&self, a: u64, b: u64, c: u64) -> RpcFuture<'_, u64> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        RpcFuture::new(async move { Ok(a + b + c) })
+    }
+    fn panic_at_start(&self) -> RpcFuture<'_, ()> {
+        panic!("the method itself failed")
+    }
+    fn forever(&self) -> RpcFuture<'_, ()> {
+        let guard = RecordDrop(self.dropped_as.clone());
+        RpcFuture::new(std::future::poll_fn(move |_| {
+            let _keep = &guard;
+            Poll::Pending
+        }))
+    }
+}
+
+fn jobs(slot: u32) -> (JobsProxy, Arc<JobsImpl>, Owner) {
+    let callee = slot << 16 | 1;
+    let inner = Arc::new(JobsImpl::default());
+    (JobsProxy::new(inner.clone(), callee), inner, callee)
+}
+
+#[test]
+fn a_small_async_call_starts_at_its_first_poll_and_costs_one_entry() {
+    setup(50 << 16 | 1);
+    let (proxy, jobs, callee) = jobs(51);
+    let before = RUNTIME.entries[51].load(Ordering::SeqCst);
+    let mut future = proxy.take(RRef::new([7; 64]));
+    assert_eq!(jobs.started.load(Ordering::SeqCst), 0, "lazy, like `async`");
+    assert_eq!(RUNTIME.entries[51].load(Ordering::SeqCst), before);
+    assert_eq!(future.callee(), callee);
+    assert_eq!(poll_once(future.as_mut_pin()), Poll::Ready(Ok(7)));
+    assert_eq!(jobs.started.load(Ordering::SeqCst), 1);
+    drop(future);
+    assert_eq!(
+        RUNTIME.entries[51].load(Ordering::SeqCst),
+        before + 1,
+        "start, poll and drop of the callee's future in one entry"
+    );
+    assert_eq!(
+        poll_once(proxy.take(RRef::new([9; 64])).as_mut_pin()),
+        Poll::Ready(Ok(9))
+    );
+}
+
+#[test]
+fn dropping_an_unstarted_call_drops_its_arguments_inside_the_callee() {
+    setup(52 << 16 | 1);
+    let (proxy, jobs, callee) = jobs(53);
+    let future = proxy.take(RRef::new([1; 64]));
+    assert_eq!(rrpc::registry::owned_by(callee).0, 1, "the buffer moved");
+    let before = RUNTIME.entries[53].load(Ordering::SeqCst);
+    drop(future);
+    assert_eq!(RUNTIME.entries[53].load(Ordering::SeqCst), before + 1);
+    assert_eq!(jobs.started.load(Ordering::SeqCst), 0, "never started");
+    assert_eq!(
+        rrpc::registry::owned_by(callee).0,
+        0,
+        "dropped by the callee"
+    );
+}
+
+#[test]
+fn a_call_too_wide_to_keep_inline_starts_when_made() {
+    setup(54 << 16 | 1);
+    let (proxy, jobs, _) = jobs(55);
+    let before = RUNTIME.entries[55].load(Ordering::SeqCst);
+    let mut future = proxy.wide(1, 2, 3);
+    assert_eq!(jobs.started.load(Ordering::SeqCst), 1);
+    assert_eq!(RUNTIME.entries[55].load(Ordering::SeqCst), before + 1);
+    assert_eq!(poll_once(future.as_mut_pin()), Poll::Ready(Ok(6)));
+    assert_eq!(RUNTIME.entries[55].load(Ordering::SeqCst), before + 2);
+}
+
+#[test]
+fn a_crash_while_a_call_starts_fails_it_and_the_callee_stays_dead() {
+    setup(56 << 16 | 1);
+    let (proxy, _, _) = jobs(57);
+    let mut future = proxy.panic_at_start();
+    assert_eq!(
+        poll_once(future.as_mut_pin()),
+        Poll::Ready(Err(RpcError::DomainCrashed))
+    );
+    assert_eq!(
+        poll_once(future.as_mut_pin()),
+        Poll::Ready(Err(RpcError::DomainCrashed)),
+        "polled again: the same error"
+    );
+    drop(future);
+    let before = RUNTIME.entries[57].load(Ordering::SeqCst);
+    let mut next = proxy.take(RRef::new([0; 64]));
+    assert_eq!(
+        poll_once(next.as_mut_pin()),
+        Poll::Ready(Err(RpcError::DomainNotAlive))
+    );
+    drop(next);
+    assert_eq!(
+        RUNTIME.entries[57].load(Ordering::SeqCst),
+        before,
+        "a dead callee is not entered, not even to drop the arguments"
+    );
+}
+
+#[test]
+fn dropping_a_pending_call_drops_the_callees_future_inside_the_callee() {
+    let caller = 58 << 16 | 1;
+    setup(caller);
+    let (proxy, jobs, callee) = jobs(59);
+    let mut future = proxy.forever();
+    assert!(poll_once(future.as_mut_pin()).is_pending());
+    assert!(poll_once(future.as_mut_pin()).is_pending());
+    assert_eq!(jobs.dropped_as.load(Ordering::SeqCst), 0);
+    drop(future);
+    assert_eq!(jobs.dropped_as.load(Ordering::SeqCst), callee);
+    assert_eq!(rrpc::proxy::current(), caller);
+}
+
+/// A domain whose method returns another domain's proxied future.
+struct Relay(StorageProxy);
+
+impl Storage for Relay {
+    fn read(&self, block: u64) -> RpcFuture<'_, RRef<[u8; 64]>> {
+        self.0.read(block + 1)
+    }
+    fn wait(&self) -> RpcFuture<'_, u32> {
+        self.0.wait()
+    }
+    fn crash_on_second_poll(&self) -> RpcFuture<'_, ()> {
+        self.0.crash_on_second_poll()
+    }
+}
+
+#[test]
+fn a_forwarded_async_call_enters_each_domain_in_turn() {
+    let caller = 60 << 16 | 1;
+    setup(caller);
+    let disk = StorageProxy::new(Arc::new(Disk), 61 << 16 | 1);
+    let relay = StorageProxy::new(Arc::new(Relay(disk)), 62 << 16 | 1);
+    let (disk_before, relay_before) = (
+        RUNTIME.entries[61].load(Ordering::SeqCst),
+        RUNTIME.entries[62].load(Ordering::SeqCst),
+    );
+    let mut future = relay.read(4);
+    match poll_once(future.as_mut_pin()) {
+        Poll::Ready(Ok(buffer)) => {
+            assert!(buffer.iter().all(|&b| b == 5), "the disk's data");
+            assert_eq!(buffer.owner(), caller, "moved back through both");
+        }
+        other => panic!("read gave {:?}", other.map(|r| r.map(|_| ()))),
+    }
+    drop(future);
+    assert_eq!(RUNTIME.entries[62].load(Ordering::SeqCst), relay_before + 1);
+    assert_eq!(RUNTIME.entries[61].load(Ordering::SeqCst), disk_before + 1);
+}
+
+#[test]
+fn an_implementations_own_future_is_polled_in_place() {
+    setup(63 << 16 | 1);
+    let direct = JobsImpl::default();
+    let mut future = direct.wide(4, 5, 6);
+    assert_eq!(future.callee(), 0);
+    assert_eq!(poll_once(future.as_mut_pin()), Poll::Ready(Ok(15)));
+    let mut failed: RpcFuture<'_, u64> = RpcFuture::failed(RpcError::OutOfMemory);
+    assert_eq!(
+        poll_once(failed.as_mut_pin()),
+        Poll::Ready(Err(RpcError::OutOfMemory))
+    );
 }

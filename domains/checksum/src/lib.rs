@@ -8,14 +8,11 @@
 
 extern crate alloc;
 
-use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
-use core::future::Future;
-use core::pin::Pin;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use domain_sdk::{Exports, Kernel, RRef, RpcResult, yield_now};
+use domain_sdk::{Exports, Kernel, RRef, RpcFuture, RpcResult, yield_now};
 use interfaces::checksum::{self, Batch, Block, Checksum};
 use interfaces::control::Control;
 
@@ -39,11 +36,8 @@ impl Checksum for Service {
         Ok(checksum::digest(&block[..]))
     }
 
-    fn digest_batch(
-        &self,
-        mut batch: RRef<Batch>,
-    ) -> Pin<Box<dyn Future<Output = RpcResult<(RRef<Batch>, u64)>> + Send + '_>> {
-        Box::pin(async move {
+    fn digest_batch(&self, mut batch: RRef<Batch>) -> RpcFuture<'_, (RRef<Batch>, u64)> {
+        RpcFuture::new(async move {
             let mut combined = 0;
             for _ in 0..batch.len() {
                 let block = batch.pop_front().expect("counted");

@@ -11,12 +11,10 @@ extern crate alloc;
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
-use core::future::Future;
-use core::pin::Pin;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 
-use domain_sdk::{Exports, Kernel, RpcResult, interval, sleep};
+use domain_sdk::{Exports, Kernel, RpcFuture, RpcResult, interval, sleep};
 use interfaces::control::Control;
 use interfaces::counter::Counter;
 
@@ -37,8 +35,8 @@ impl Counter for Service {
         Ok(self.0.ticks.load(Ordering::Relaxed))
     }
 
-    fn wait_ticks(&self, n: u64) -> Pin<Box<dyn Future<Output = RpcResult<u64>> + Send + '_>> {
-        Box::pin(async move {
+    fn wait_ticks(&self, n: u64) -> RpcFuture<'_, u64> {
+        RpcFuture::new(async move {
             let target = self.0.ticks.load(Ordering::Relaxed) + n;
             loop {
                 let now = self.0.ticks.load(Ordering::Relaxed);

@@ -3,10 +3,10 @@
 #![forbid(unsafe_code)]
 extern crate alloc;
 
-use alloc::{boxed::Box, string::String, sync::Arc};
+use alloc::{string::String, sync::Arc};
 use core::sync::atomic::{AtomicU64, Ordering};
-use core::{future::Future, pin::Pin, time::Duration};
-use domain_sdk::{Exports, Kernel, RpcResult, sleep};
+use core::time::Duration;
+use domain_sdk::{Exports, Kernel, RpcFuture, sleep};
 use interfaces::greeter::Greeter;
 
 #[derive(Default)]
@@ -15,8 +15,8 @@ struct Service {
 }
 
 impl Greeter for Service {
-    fn greet(&self, delay_ms: u64) -> Pin<Box<dyn Future<Output = RpcResult<u64>> + Send + '_>> {
-        Box::pin(async move {
+    fn greet(&self, delay_ms: u64) -> RpcFuture<'_, u64> {
+        RpcFuture::new(async move {
             sleep(Duration::from_millis(delay_ms)).await;
             Ok(self.greetings.fetch_add(1, Ordering::Relaxed) + 1)
         })

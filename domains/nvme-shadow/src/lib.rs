@@ -21,17 +21,14 @@
 
 extern crate alloc;
 
-use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::future::Future;
-use core::pin::Pin;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 
 use domain_sdk::{
-    Exports, Kernel, Mutex, RRef, RRefDeque, RpcError, RpcResult, log, lookup, sleep,
+    Exports, Kernel, Mutex, RRef, RRefDeque, RpcError, RpcFuture, RpcResult, log, lookup, sleep,
 };
 use interfaces::bdev::{BDev, BDevProxy, Batch, Extent, Geometry, Io, Statuses};
 use interfaces::control::Control;
@@ -40,8 +37,6 @@ use interfaces::control::Control;
 pub const DRIVER: &str = "nvme";
 /// Consecutive failed attempts before the shadow reports an error.
 pub const MAX_ATTEMPTS: u32 = 5;
-
-type Boxed<'a, T> = Pin<Box<dyn Future<Output = RpcResult<T>> + Send + 'a>>;
 
 struct Shadow {
     driver: Mutex<Option<Arc<BDevProxy>>>,
@@ -151,8 +146,8 @@ fn rebuild(blocks: &[u64]) -> RpcResult<RRef<Batch>> {
 }
 
 impl BDev for Shadow {
-    fn geometry(&self) -> Boxed<'_, Geometry> {
-        Box::pin(async move {
+    fn geometry(&self) -> RpcFuture<'_, Geometry> {
+        RpcFuture::new(async move {
             for _ in 0..MAX_ATTEMPTS {
                 match self.driver() {
                     Ok(driver) => match driver.geometry().await {
@@ -166,16 +161,16 @@ impl BDev for Shadow {
         })
     }
 
-    fn read(&self, batch: RRef<Batch>) -> Boxed<'_, RRef<Batch>> {
-        Box::pin(Shadow::read(self, batch))
+    fn read(&self, batch: RRef<Batch>) -> RpcFuture<'_, RRef<Batch>> {
+        RpcFuture::new(Shadow::read(self, batch))
     }
 
-    fn write<'a>(&'a self, batch: &'a RRef<Batch>) -> Boxed<'a, Statuses> {
-        Box::pin(Shadow::write(self, batch))
+    fn write<'a>(&'a self, batch: &'a RRef<Batch>) -> RpcFuture<'a, Statuses> {
+        RpcFuture::new(Shadow::write(self, batch))
     }
 
-    fn read_extent(&self, extent: RRef<Extent>) -> Boxed<'_, RRef<Extent>> {
-        Box::pin(async move {
+    fn read_extent(&self, extent: RRef<Extent>) -> RpcFuture<'_, RRef<Extent>> {
+        RpcFuture::new(async move {
             let block = extent.block;
             let mut first = Some(extent);
             let mut last = RpcError::DomainNotAlive;
@@ -203,8 +198,8 @@ impl BDev for Shadow {
         })
     }
 
-    fn write_extent<'a>(&'a self, extent: &'a RRef<Extent>) -> Boxed<'a, u16> {
-        Box::pin(async move {
+    fn write_extent<'a>(&'a self, extent: &'a RRef<Extent>) -> RpcFuture<'a, u16> {
+        RpcFuture::new(async move {
             let mut last = RpcError::DomainNotAlive;
             for attempt in 0..MAX_ATTEMPTS {
                 if attempt > 0 {
@@ -226,8 +221,8 @@ impl BDev for Shadow {
         })
     }
 
-    fn flush(&self) -> Boxed<'_, ()> {
-        Box::pin(async move {
+    fn flush(&self) -> RpcFuture<'_, ()> {
+        RpcFuture::new(async move {
             for _ in 0..MAX_ATTEMPTS {
                 match self.driver() {
                     Ok(driver) => match driver.flush().await {

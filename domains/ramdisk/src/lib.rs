@@ -12,18 +12,14 @@ use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Arc;
-use core::future::Future;
-use core::pin::Pin;
 
-use domain_sdk::{Exports, Kernel, Mutex, RRef, RpcResult};
+use domain_sdk::{Exports, Kernel, Mutex, RRef, RpcFuture};
 use interfaces::bdev::{
     BATCH, BDev, BLOCK, Batch, EXTENT_BLOCKS, Extent, Geometry, Statuses, status,
 };
 
 /// Capacity in blocks.
 pub const BLOCKS: u64 = 4096;
-
-type Boxed<'a, T> = Pin<Box<dyn Future<Output = RpcResult<T>> + Send + 'a>>;
 
 #[derive(Default)]
 struct RamDisk {
@@ -62,8 +58,8 @@ impl RamDisk {
 }
 
 impl BDev for RamDisk {
-    fn geometry(&self) -> Boxed<'_, Geometry> {
-        Box::pin(async move {
+    fn geometry(&self) -> RpcFuture<'_, Geometry> {
+        RpcFuture::new(async move {
             Ok(Geometry {
                 blocks: BLOCKS,
                 sector: BLOCK as u32,
@@ -71,19 +67,19 @@ impl BDev for RamDisk {
         })
     }
 
-    fn read(&self, mut batch: RRef<Batch>) -> Boxed<'_, RRef<Batch>> {
-        Box::pin(async move {
+    fn read(&self, mut batch: RRef<Batch>) -> RpcFuture<'_, RRef<Batch>> {
+        RpcFuture::new(async move {
             RamDisk::read(self, &mut batch);
             Ok(batch)
         })
     }
 
-    fn write<'a>(&'a self, batch: &'a RRef<Batch>) -> Boxed<'a, Statuses> {
-        Box::pin(async move { Ok(RamDisk::write(self, batch)) })
+    fn write<'a>(&'a self, batch: &'a RRef<Batch>) -> RpcFuture<'a, Statuses> {
+        RpcFuture::new(async move { Ok(RamDisk::write(self, batch)) })
     }
 
-    fn read_extent(&self, mut extent: RRef<Extent>) -> Boxed<'_, RRef<Extent>> {
-        Box::pin(async move {
+    fn read_extent(&self, mut extent: RRef<Extent>) -> RpcFuture<'_, RRef<Extent>> {
+        RpcFuture::new(async move {
             let first = extent.block;
             if first.saturating_add(EXTENT_BLOCKS as u64) > BLOCKS {
                 extent.status = status::OUT_OF_RANGE;
@@ -102,8 +98,8 @@ impl BDev for RamDisk {
         })
     }
 
-    fn write_extent<'a>(&'a self, extent: &'a RRef<Extent>) -> Boxed<'a, u16> {
-        Box::pin(async move {
+    fn write_extent<'a>(&'a self, extent: &'a RRef<Extent>) -> RpcFuture<'a, u16> {
+        RpcFuture::new(async move {
             let first = extent.block;
             if first.saturating_add(EXTENT_BLOCKS as u64) > BLOCKS {
                 return Ok(status::OUT_OF_RANGE);
@@ -118,8 +114,8 @@ impl BDev for RamDisk {
         })
     }
 
-    fn flush(&self) -> Boxed<'_, ()> {
-        Box::pin(async { Ok(()) })
+    fn flush(&self) -> RpcFuture<'_, ()> {
+        RpcFuture::new(async { Ok(()) })
     }
 }
 

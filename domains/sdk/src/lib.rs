@@ -58,7 +58,7 @@ use core::alloc::Layout;
 use core::future::Future;
 use core::pin::Pin;
 
-pub use rrpc::{Interface, Owner, RRef, RRefArray, RRefDeque, RpcError, RpcResult};
+pub use rrpc::{Interface, Owner, RRef, RRefArray, RRefDeque, RpcError, RpcFuture, RpcResult};
 /// A spin lock for state shared between a domain's tasks (never held
 /// across an `.await`).
 pub use spin::Mutex;

@@ -16,15 +16,12 @@ pub mod controller;
 pub mod queue;
 pub mod spec;
 
-use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
-use core::future::Future;
-use core::pin::Pin;
 use core::time::Duration;
 
-use domain_sdk::{Exports, Kernel, RRef, RpcError, RpcResult, log, sleep, spawn};
+use domain_sdk::{Exports, Kernel, RRef, RpcError, RpcFuture, RpcResult, log, sleep, spawn};
 use interfaces::bdev::{BDev, Batch, Exerciser, Extent, Geometry, Io, Statuses, status};
 use interfaces::control::Control;
 
@@ -32,8 +29,6 @@ use controller::Controller;
 
 /// The NVMe class code.
 pub const CLASS: (u8, u8, u8) = (0x01, 0x08, 0x02);
-
-type Boxed<'a, T> = Pin<Box<dyn Future<Output = RpcResult<T>> + Send + 'a>>;
 
 struct Driver {
     controller: domain_sdk::Once<Result<Controller, String>>,
@@ -54,12 +49,12 @@ impl Driver {
 }
 
 impl BDev for Driver {
-    fn geometry(&self) -> Boxed<'_, Geometry> {
-        Box::pin(async move { Ok(self.ready().await?.geometry()) })
+    fn geometry(&self) -> RpcFuture<'_, Geometry> {
+        RpcFuture::new(async move { Ok(self.ready().await?.geometry()) })
     }
 
-    fn read(&self, mut batch: RRef<Batch>) -> Boxed<'_, RRef<Batch>> {
-        Box::pin(async move {
+    fn read(&self, mut batch: RRef<Batch>) -> RpcFuture<'_, RRef<Batch>> {
+        RpcFuture::new(async move {
             let statuses = self.ready().await?.io(&batch, false).await;
             for (io, status) in batch.iter_mut().zip(statuses) {
                 io.status = status;
@@ -68,24 +63,24 @@ impl BDev for Driver {
         })
     }
 
-    fn write<'a>(&'a self, batch: &'a RRef<Batch>) -> Boxed<'a, Statuses> {
-        Box::pin(async move { Ok(self.ready().await?.io(batch, true).await) })
+    fn write<'a>(&'a self, batch: &'a RRef<Batch>) -> RpcFuture<'a, Statuses> {
+        RpcFuture::new(async move { Ok(self.ready().await?.io(batch, true).await) })
     }
 
-    fn read_extent(&self, mut extent: RRef<Extent>) -> Boxed<'_, RRef<Extent>> {
-        Box::pin(async move {
+    fn read_extent(&self, mut extent: RRef<Extent>) -> RpcFuture<'_, RRef<Extent>> {
+        RpcFuture::new(async move {
             let status = self.ready().await?.extent(&extent, false).await;
             extent.status = status;
             Ok(extent)
         })
     }
 
-    fn write_extent<'a>(&'a self, extent: &'a RRef<Extent>) -> Boxed<'a, u16> {
-        Box::pin(async move { Ok(self.ready().await?.extent(extent, true).await) })
+    fn write_extent<'a>(&'a self, extent: &'a RRef<Extent>) -> RpcFuture<'a, u16> {
+        RpcFuture::new(async move { Ok(self.ready().await?.extent(extent, true).await) })
     }
 
-    fn flush(&self) -> Boxed<'_, ()> {
-        Box::pin(async move {
+    fn flush(&self) -> RpcFuture<'_, ()> {
+        RpcFuture::new(async move {
             self.ready()
                 .await?
                 .flush()
@@ -96,8 +91,8 @@ impl BDev for Driver {
 }
 
 impl Exerciser for Driver {
-    fn run(&self, batches: u32, size: u32, write: bool, seed: u64) -> Boxed<'_, u64> {
-        Box::pin(async move {
+    fn run(&self, batches: u32, size: u32, write: bool, seed: u64) -> RpcFuture<'_, u64> {
+        RpcFuture::new(async move {
             let controller = self.ready().await?;
             let blocks = controller.geometry().blocks;
             let size = size.clamp(1, interfaces::bdev::BATCH as u32);

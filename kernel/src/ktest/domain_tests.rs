@@ -920,11 +920,8 @@ pub trait Waiter {
 struct WaiterImpl;
 
 impl Waiter for WaiterImpl {
-    fn wait(
-        &self,
-    ) -> core::pin::Pin<Box<dyn core::future::Future<Output = rrpc::RpcResult<u32>> + Send + '_>>
-    {
-        Box::pin(poll_fn(|_| Poll::Pending)) // never completes by itself
+    fn wait(&self) -> rrpc::RpcFuture<'_, u32> {
+        rrpc::RpcFuture::new(poll_fn(|_| Poll::Pending)) // never completes by itself
     }
 }
 

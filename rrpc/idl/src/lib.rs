@@ -13,10 +13,10 @@
 //!   runtime the kernel installs in `rrpc::proxy`), moving `RRef`
 //!   arguments to the callee and results back to the caller.
 //!
-//! `async fn` methods become methods returning a boxed future (so the trait
-//! stays usable as `dyn Trait`); their proxies return a
-//! `rrpc::proxy::ProxyFuture`, which polls the callee's future inside the
-//! callee on every poll. A generated proxy is itself `Exchangeable`, so
+//! `async fn` methods become methods returning `rrpc::RpcFuture` (a boxed
+//! future, so the trait stays usable as `dyn Trait`); their proxies call
+//! the implementation's method inside the callee and return its future
+//! marked so that every poll (and the drop) enters the callee. A generated proxy is itself `Exchangeable`, so
 //! interface handles cross calls as proxies (calls through them enter the
 //! exporting domain, whoever holds them).
 
@@ -300,17 +300,19 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
             let ref_types: Vec<_> = arg_types.iter().map(with_lifetime).collect();
             methods.push(quote! {
                 fn #method_name<'rrpc>(&'rrpc self, #( #arg_names: #ref_types ),*)
-                    -> ::core::pin::Pin<::rrpc::alloc_reexport::boxed::Box<dyn ::core::future::Future<Output = ::rrpc::RpcResult<#result_type>> + Send + 'rrpc>>
+                    -> ::rrpc::RpcFuture<'rrpc, #result_type>
                 {
                     #( #checks )*
                     let callee = self.callee;
                     #( #moves )*
                     let Some(inner) = self.inner.get() else {
-                        return ::rrpc::alloc_reexport::boxed::Box::pin(async { Err(::rrpc::RpcError::DomainNotAlive) });
+                        return ::rrpc::RpcFuture::failed(::rrpc::RpcError::DomainNotAlive);
                     };
-                    ::rrpc::alloc_reexport::boxed::Box::pin(async move {
+                    // Boxed in the caller, lazily: the call starts at the
+                    // first poll, with the arguments lent until it ends.
+                    ::rrpc::RpcFuture::new(async move {
                         #( #lends )*
-                        ::rrpc::proxy::ProxyFuture::new(callee, move || inner.#method_name(#( #arg_names ),*)).await
+                        ::rrpc::start_async(callee, move || inner.#method_name(#( #arg_names ),*)).await
                     })
                 }
             });
@@ -319,15 +321,22 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
         if is_async {
             methods.push(quote! {
                 fn #method_name(&self, #( #arg_names: #arg_types ),*)
-                    -> ::core::pin::Pin<::rrpc::alloc_reexport::boxed::Box<dyn ::core::future::Future<Output = ::rrpc::RpcResult<#result_type>> + Send + '_>>
+                    -> ::rrpc::RpcFuture<'_, #result_type>
                 {
                     #( #checks )*
                     let callee = self.callee;
                     #( #moves )*
-                    let Some(inner) = self.inner.get() else {
-                        return ::rrpc::alloc_reexport::boxed::Box::pin(async { Err(::rrpc::RpcError::DomainNotAlive) });
-                    };
-                    ::rrpc::alloc_reexport::boxed::Box::pin(::rrpc::proxy::ProxyFuture::new(callee, move || inner.#method_name(#( #arg_names ),*)))
+                    if self.inner.get().is_none() {
+                        return ::rrpc::RpcFuture::failed(::rrpc::RpcError::DomainNotAlive);
+                    }
+                    // The call is kept in the future (no box of our own) and
+                    // runs inside the callee at the first poll. It holds the
+                    // proxy's object slot (one word) rather than the object.
+                    let object = &self.inner;
+                    ::rrpc::start_async(callee, move || match object.get() {
+                        ::core::option::Option::Some(inner) => inner.#method_name(#( #arg_names ),*),
+                        ::core::option::Option::None => ::rrpc::RpcFuture::failed(::rrpc::RpcError::DomainNotAlive),
+                    })
                 }
             });
             continue;
@@ -362,8 +371,8 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
         });
         proc_macro2::Literal::u64_suffixed(hash)
     };
-    // Async methods become methods returning a boxed future, so the trait
-    // stays usable as `dyn Trait` (the proxy is one).
+    // Async methods become methods returning `rrpc::RpcFuture` (a boxed
+    // future), so the trait stays usable as `dyn Trait` (the proxy is one).
     let mut item = item.clone();
     for trait_item in &mut item.items {
         if let TraitItem::Fn(method) = trait_item
@@ -386,11 +395,11 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
                     }
                 }
                 method.sig.output = syn::parse_quote! {
-                    -> ::core::pin::Pin<::rrpc::alloc_reexport::boxed::Box<dyn ::core::future::Future<Output = ::rrpc::RpcResult<#inner>> + Send + 'rrpc>>
+                    -> ::rrpc::RpcFuture<'rrpc, #inner>
                 };
             } else {
                 method.sig.output = syn::parse_quote! {
-                    -> ::core::pin::Pin<::rrpc::alloc_reexport::boxed::Box<dyn ::core::future::Future<Output = ::rrpc::RpcResult<#inner>> + Send + '_>>
+                    -> ::rrpc::RpcFuture<'_, #inner>
                 };
             }
         }

@@ -1,0 +1,309 @@
+//! [`RpcFuture`]: what every `async fn` of an `#[interface]` trait returns,
+//! whether the object behind the trait is the implementation itself or a
+//! generated proxy for it.
+
+use alloc::boxed::Box;
+use core::future::Future;
+use core::mem::{ManuallyDrop, MaybeUninit};
+use core::pin::Pin;
+use core::task::{Context, Poll};
+
+use crate::{Exchangeable, Owner, RpcError, RpcResult};
+
+/// The callee's own future, boxed on its heap.
+pub type BoxedFuture<'a, T> = Pin<Box<dyn Future<Output = RpcResult<T>> + Send + 'a>>;
+
+/// The future of one `async fn` call on an interface.
+///
+/// An implementation makes one with [`RpcFuture::new`] (which boxes its
+/// future, on its own heap) or [`RpcFuture::failed`]. A generated proxy
+/// returns one that holds the call itself (the callee's object and the
+/// arguments, a few words kept inline: no allocation) and is marked with
+/// the callee. Each poll of it is one entry into the callee: the first
+/// calls the implementation's method there and polls the future it
+/// returns, and the poll that finds that future ready also drops it there.
+/// So a proxied call whose callee is ready at once costs one entry and one
+/// box (the callee's, as without a proxy). If the callee dies, the future
+/// completes with the error, and the callee's future (or the call not yet
+/// started) is forgotten: never polled or dropped again (its memory went
+/// with the callee's heap). Dropping a proxied future that is still
+/// running drops the callee's part inside the callee.
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+pub struct RpcFuture<'a, T> {
+    /// The callee's future, once started and until it completes.
+    future: Option<BoxedFuture<'a, T>>,
+    /// 0: the future is polled as it is (the caller is its domain); else
+    /// the domain incarnation every poll and the drop enter.
+    callee: Owner,
+    /// Why the call failed before it had a future (0: it did not).
+    error: u32,
+    /// A proxied call not started yet: moves the closure out of `words`
+    /// and runs it. (Kept as separate fields, read in place: copying the
+    /// future whole right after it was written field by field stalls
+    /// store-to-load forwarding.)
+    run: Option<unsafe fn(*mut Words) -> RpcFuture<'a, T>>,
+    /// Moves the closure out of `words` and drops it (a no-op if none).
+    discard: unsafe fn(*mut Words),
+    /// The deferred call: the callee's object and the arguments, a
+    /// type-erased `FnOnce() -> RpcFuture<'a, T>` (`Send`: [`start`] only
+    /// stores `Send` closures, which is what makes `RpcFuture` `Send`).
+    words: Words,
+}
+
+/// Words of a deferred call (the callee's object and the arguments) kept
+/// inline; a larger call starts when it is made instead.
+const INLINE: usize = 3;
+
+type Words = [MaybeUninit<usize>; INLINE];
+
+const EMPTY: Words = [MaybeUninit::uninit(); INLINE];
+
+/// `discard` when nothing is deferred.
+unsafe fn nothing(_: *mut Words) {}
+
+impl<'a, T> RpcFuture<'a, T> {
+    /// Boxes `future` (on the running domain's heap).
+    #[inline]
+    pub fn new(future: impl Future<Output = RpcResult<T>> + Send + 'a) -> Self {
+        Self::from(Box::pin(future) as BoxedFuture<'a, T>)
+    }
+
+    /// A call that failed before it started: the first poll returns `error`.
+    pub const fn failed(error: RpcError) -> Self {
+        RpcFuture {
+            future: None,
+            callee: 0,
+            error: encode(error),
+            run: None,
+            discard: nothing,
+            words: EMPTY,
+        }
+    }
+
+    /// The domain incarnation polls enter (0: none, polled in place).
+    pub fn callee(&self) -> Owner {
+        self.callee
+    }
+
+    /// The slow part of dropping: something is left, and it belongs to the
+    /// callee.
+    #[cold]
+    #[inline(never)]
+    fn drop_slow(&mut self) {
+        let future = self.future.take();
+        if self.callee == 0 {
+            drop(future); // an implementation's own future (never deferred)
+            return;
+        }
+        // Dropping the callee's future or the call's arguments (already the
+        // callee's) runs the callee's code: an entry, forgotten if the
+        // callee is dead.
+        let deferred = self.run.take().is_some();
+        let (discard, words) = (self.discard, &mut self.words);
+        let _ = crate::proxy::call(self.callee, move || {
+            drop(future);
+            if deferred {
+                // SAFETY: the closure is still in `words` (not run) and is
+                // moved out once.
+                unsafe { discard(words) };
+            }
+        });
+    }
+}
+
+impl<'a, T> From<BoxedFuture<'a, T>> for RpcFuture<'a, T> {
+    #[inline]
+    fn from(future: BoxedFuture<'a, T>) -> Self {
+        RpcFuture {
+            future: Some(future),
+            callee: 0,
+            error: 0,
+            run: None,
+            discard: nothing,
+            words: EMPTY,
+        }
+    }
+}
+
+const fn encode(error: RpcError) -> u32 {
+    match error {
+        RpcError::DomainCrashed => 1,
+        RpcError::DomainNotAlive => 2,
+        RpcError::OutOfMemory => 3,
+        RpcError::NoSuchDomain => 4,
+        RpcError::NoSuchInterface => 5,
+    }
+}
+
+fn decode(code: u32) -> RpcError {
+    match code {
+        1 => RpcError::DomainCrashed,
+        3 => RpcError::OutOfMemory,
+        4 => RpcError::NoSuchDomain,
+        5 => RpcError::NoSuchInterface,
+        // Not alive, or polled again after it completed.
+        _ => RpcError::DomainNotAlive,
+    }
+}
+
+impl<'a, T: Exchangeable + 'a> Future for RpcFuture<'a, T> {
+    type Output = RpcResult<T>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<RpcResult<T>> {
+        // `RpcFuture` is `Unpin`: the callee's future is pinned in its box
+        // and a deferred call is not polled in place.
+        let this = self.get_mut();
+        if this.callee != 0 {
+            return this.poll_proxied(cx);
+        }
+        let Some(future) = this.future.as_mut() else {
+            return Poll::Ready(Err(decode(this.error)));
+        };
+        let polled = future.as_mut().poll(cx);
+        if polled.is_ready() {
+            this.future = None;
+        }
+        polled
+    }
+}
+
+impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
+    /// One entry into the callee: start the call if it is deferred, poll
+    /// the callee's future and, if it is ready, drop it there too.
+    fn poll_proxied(&mut self, cx: &mut Context<'_>) -> Poll<RpcResult<T>> {
+        if self.future.is_none() && self.run.is_none() {
+            return Poll::Ready(Err(decode(self.error)));
+        }
+        let callee = self.callee;
+        let waker = cx.waker();
+        let (slot, run, words) = (&mut self.future, &mut self.run, &mut self.words);
+        // What belongs to the callee stays where a crash leaves it to be
+        // forgotten: the callee's future is in `slot` while it is polled,
+        // and a failed entry abandons the closure's frame (with anything
+        // it was building) without dropping anything.
+        let polled = crate::proxy::call(callee, || {
+            let future = match run.take() {
+                Some(run) => {
+                    // SAFETY: the closure is in `words`; `run` was taken,
+                    // so it is moved out once.
+                    let mut started = ManuallyDrop::new(unsafe { run(words) });
+                    if started.callee != 0 && (started.future.is_some() || started.run.is_some()) {
+                        started = forwarded(started);
+                    }
+                    // Only `future` can be left in `started` (it is polled
+                    // in place), so it needs no drop.
+                    match started.future.take() {
+                        Some(future) => slot.insert(future),
+                        None => return Some(Err(decode(started.error))),
+                    }
+                }
+                None => slot.as_mut()?,
+            };
+            match future.as_mut().poll(&mut Context::from_waker(waker)) {
+                Poll::Ready(result) => {
+                    *slot = None;
+                    Some(result)
+                }
+                Poll::Pending => None,
+            }
+        });
+        match polled {
+            Ok(Some(result)) => {
+                if let Ok(value) = &result
+                    && !T::PLAIN
+                {
+                    // Back in the caller: the result is the caller's.
+                    value.move_roots(crate::proxy::current());
+                }
+                Poll::Ready(result)
+            }
+            Ok(None) => {
+                crate::proxy::suspended(callee, waker);
+                Poll::Pending
+            }
+            Err(error) => {
+                // What is left belongs to a dead domain: never touch it.
+                core::mem::forget(self.future.take());
+                self.run = None;
+                self.error = encode(error);
+                Poll::Ready(Err(error))
+            }
+        }
+    }
+}
+
+/// A callee's method returned a future that is itself proxied (it forwarded
+/// another domain's call): boxed here, on the callee's heap, so polling it
+/// in place still enters the next domain from here.
+#[cold]
+#[inline(never)]
+fn forwarded<'a, T: Exchangeable + 'a>(
+    mut started: ManuallyDrop<RpcFuture<'a, T>>,
+) -> ManuallyDrop<RpcFuture<'a, T>> {
+    // SAFETY: taken once; the husk is never used again.
+    ManuallyDrop::new(RpcFuture::new(unsafe { ManuallyDrop::take(&mut started) }))
+}
+
+impl<T> Drop for RpcFuture<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.future.is_some() || self.run.is_some() {
+            self.drop_slow();
+        }
+    }
+}
+
+/// A proxied `async fn` call into `callee`: `method` calls the
+/// implementation's method (it runs inside `callee`, at the first poll).
+/// A `method` of at most a few words is kept inline; a larger one runs at
+/// once (one entry more), and its future is polled the same way.
+#[doc(hidden)]
+#[inline]
+pub fn start<'a, T, F>(callee: Owner, method: F) -> RpcFuture<'a, T>
+where
+    T: Exchangeable + 'a,
+    F: FnOnce() -> RpcFuture<'a, T> + Send + 'a,
+{
+    const { assert!(align_of::<Words>() == align_of::<usize>()) };
+    if size_of::<F>() <= size_of::<Words>() && align_of::<F>() <= align_of::<Words>() {
+        unsafe fn run<'a, T, F: FnOnce() -> RpcFuture<'a, T>>(
+            words: *mut Words,
+        ) -> RpcFuture<'a, T> {
+            // SAFETY: `words` holds an `F` (written by `start`), moved out
+            // once by the caller's contract.
+            unsafe { (words as *mut F).read()() }
+        }
+        unsafe fn discard<F>(words: *mut Words) {
+            // SAFETY: as above.
+            drop(unsafe { (words as *mut F).read() });
+        }
+        let mut future = RpcFuture {
+            future: None,
+            callee,
+            error: 0,
+            run: Some(run::<T, F>),
+            discard: discard::<F>,
+            words: EMPTY,
+        };
+        // SAFETY: `F` fits in `words` (size and alignment checked above).
+        unsafe { (&raw mut future.words as *mut F).write(method) };
+        return future;
+    }
+    match crate::proxy::call(callee, move || {
+        let future = method();
+        if future.callee != 0 && (future.future.is_some() || future.run.is_some()) {
+            RpcFuture::new(future)
+        } else {
+            future
+        }
+    }) {
+        Ok(mut future) => {
+            if future.future.is_some() {
+                future.callee = callee;
+            }
+            future
+        }
+        Err(error) => RpcFuture::failed(error),
+    }
+}
