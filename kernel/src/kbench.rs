@@ -41,6 +41,96 @@ fn report(name: &str, workload: &str, measured: f64, baseline_name: &str, baseli
     );
 }
 
+/// Like [`median_ticks`], with every group of `INNER` calls of `f` made
+/// inside one entry into `owner` (as code of that domain would run them).
+fn median_ticks_as(owner: executor::OwnerId, mut f: impl FnMut()) -> f64 {
+    const INNER: u64 = 10;
+    let mut group = || {
+        let _ = domain::enter(owner, || {
+            for _ in 0..INNER {
+                f();
+            }
+        });
+    };
+    median_ticks_groups(&mut group) / INNER as f64
+}
+
+fn median_ticks_groups(group: &mut dyn FnMut()) -> f64 {
+    for _ in 0..100 {
+        group();
+    }
+    let mut samples = [0f64; SAMPLES];
+    for sample in samples.iter_mut() {
+        let start = rdtsc();
+        for _ in 0..ITERATIONS / 10 {
+            group();
+        }
+        *sample = (rdtsc() - start) as f64 / (ITERATIONS / 10) as f64;
+    }
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap_or(core::cmp::Ordering::Equal));
+    samples[SAMPLES / 2]
+}
+
+/// Polls a future once with a no-op waker.
+fn poll_once<F: core::future::Future + Unpin>(mut future: F) -> Option<F::Output> {
+    let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+    match core::pin::Pin::new(&mut future).poll(&mut cx) {
+        core::task::Poll::Ready(value) => Some(value),
+        core::task::Poll::Pending => None,
+    }
+}
+
+/// An async method whose future is ready at its first poll.
+#[rrpc::interface]
+trait Ticker {
+    async fn tick(&self, x: u64) -> RpcResult<u64>;
+}
+
+struct Tick;
+
+impl Ticker for Tick {
+    #[inline(never)]
+    fn tick(&self, x: u64) -> rrpc::RpcFuture<'_, u64> {
+        rrpc::RpcFuture::new(async move { Ok(x.wrapping_add(1)) })
+    }
+}
+
+/// An async call from one domain into another whose future is ready at
+/// once, against the same call on a local object; both run inside a caller
+/// domain, so both futures come from domain heaps.
+fn async_call(callee: executor::OwnerId) {
+    let caller = match domain::create(images::image("idle").expect("idle image"), "bench-caller") {
+        Ok(d) => d,
+        Err(e) => {
+            println!("kbench: cannot create the caller domain: {e}");
+            return;
+        }
+    };
+    let remote = domain::enter(callee, || Arc::new(Tick) as Arc<dyn Ticker + Send + Sync>);
+    let local = domain::enter(caller.owner(), || {
+        Arc::new(Tick) as Arc<dyn Ticker + Send + Sync>
+    });
+    if let (Ok(remote), Ok(local)) = (remote, local) {
+        let proxy = TickerProxy::new(remote, callee);
+        let proxy: &dyn Ticker = &proxy;
+        let proxied = median_ticks_as(caller.owner(), || {
+            black_box(poll_once(black_box(proxy).tick(black_box(7))));
+        });
+        let local: &dyn Ticker = &*local;
+        let direct = median_ticks_as(caller.owner(), || {
+            black_box(poll_once(black_box(local).tick(black_box(7))));
+        });
+        report(
+            "async call (ready)",
+            "generated proxy, from a caller domain: start, poll and drop of the callee's future in one entry",
+            proxied,
+            "same future, no proxy",
+            direct,
+        );
+    }
+    domain::kill(caller, "bench done");
+}
+
 struct Plain;
 
 impl Control for Plain {
@@ -154,6 +244,7 @@ pub async fn run() {
                     local_ticks,
                 );
             }
+            async_call(owner);
             domain::kill(d, "bench done");
         }
         Err(e) => println!("kbench: cannot create a domain: {e}"),
