@@ -19,6 +19,7 @@ pub const ALL: &[(&str, Bench)] = &[
     ("wake-to-poll", wake_to_poll),
     ("timer-wheel-insert", timer_wheel_insert),
     ("domain-heap-64", domain_heap_64),
+    ("domain-heap-64-two", domain_heap_64_two),
     ("continuation", continuation),
     ("domain-entry", domain_entry),
     ("domain-entry-async", domain_entry_async),
@@ -235,43 +236,73 @@ impl kcore::domheap::PageSource for HostPages {
 /// kernel's global-allocator routing, a per-core read and a branch, is not
 /// included).
 pub fn domain_heap_64(settings: Settings) -> Measurement {
+    domain_heap(settings, &[1 << 16 | 1])
+}
+
+/// [`domain_heap_64`] for two domains allocating in turn (a caller and its
+/// callee on one core): each keeps its own way of the core's cache.
+pub fn domain_heap_64_two(settings: Settings) -> Measurement {
+    domain_heap(settings, &[1 << 16 | 1, 2 << 16 | 1])
+}
+
+fn domain_heap(settings: Settings, owners: &[u32]) -> Measurement {
     use std::alloc::{GlobalAlloc, Layout, System};
-    // As in the kernel (kernel/src/domain/heap.rs): a per-core cache of
-    // free objects in front of the heap, which sits behind a spin lock;
-    // misses and overflows take the lock.
-    const OWNER: u32 = 1 << 16 | 1;
-    let heap = spin::Mutex::new(kcore::domheap::DomainHeap::new(
-        1 << 40,
-        (1 << 40) + (1 << 32),
-    ));
-    let mut cache = kcore::domheap::CoreCache::new();
-    cache.drain(OWNER, |_, _, _, _| {});
+    // As in the kernel (kernel/src/domain/heap.rs): per-core caches of free
+    // objects (one way per domain) in front of each domain's heap, which
+    // sits behind a spin lock; misses and overflows take the lock.
+    let heaps: Vec<spin::Mutex<kcore::domheap::DomainHeap>> = (0..owners.len() as u64)
+        .map(|i| {
+            let base = (1 << 40) + (i << 32);
+            spin::Mutex::new(kcore::domheap::DomainHeap::new(base, base + (1 << 32)))
+        })
+        .collect();
+    let mut cache = kcore::domheap::CoreCaches::new();
     // Warm: a slab exists and holds other live objects.
-    let keep: Vec<u64> = (0..100)
-        .map(|_| heap.lock().alloc(64, 8, &mut HostPages).unwrap())
+    let keep: Vec<u64> = heaps
+        .iter()
+        .flat_map(|heap| {
+            (0..100)
+                .map(|_| heap.lock().alloc(64, 8, &mut HostPages).unwrap())
+                .collect::<Vec<_>>()
+        })
         .collect();
     let measured = time(settings, || {
-        let address = match cache.alloc(OWNER, black_box(64), 8) {
-            Some(a) => a,
-            None => heap.lock().alloc(64, 8, &mut HostPages).unwrap(),
-        };
-        if !cache.free(OWNER, black_box(address), 64, 8) {
-            heap.lock().free(address, 64, 8).unwrap();
+        for (&owner, heap) in owners.iter().zip(&heaps) {
+            let address = match cache.alloc(owner, black_box(64), 8) {
+                Some(a) => a,
+                None => heap.lock().alloc(64, 8, &mut HostPages).unwrap(),
+            };
+            if !cache.free(owner, black_box(address), 64, 8, |_| true) {
+                heap.lock().free(address, 64, 8).unwrap();
+            }
         }
     });
     black_box(&keep);
     let layout = Layout::from_size_align(64, 8).unwrap();
     let baseline = time(settings, || {
-        // SAFETY: a valid, non-zero layout; the pointer is freed at once
-        // with the same layout.
-        unsafe {
-            let p = System.alloc(black_box(layout));
-            System.dealloc(black_box(p), layout);
+        for _ in owners {
+            // SAFETY: a valid, non-zero layout; the pointer is freed at
+            // once with the same layout.
+            unsafe {
+                let p = System.alloc(black_box(layout));
+                System.dealloc(black_box(p), layout);
+            }
         }
     });
+    let (name, workload) = if owners.len() == 1 {
+        (
+            "domain heap alloc+free 64 B",
+            "the kernel's path: per-core cache (kcore::domheap::CoreCaches), else the heap behind its spin lock; allocate then free 64 bytes",
+        )
+    } else {
+        (
+            "domain heap, 2 domains in turn",
+            "as above for two domains in turn on one core (each has a way of the cache); baseline: two glibc pairs",
+        )
+    };
     Measurement {
-        name: "domain heap alloc+free 64 B",
-        workload: "the kernel's path: per-core cache (kcore::domheap::CoreCache), else the heap behind its spin lock; allocate then free 64 bytes",
+        name,
+        workload,
         baseline_name: "system allocator (glibc)",
         measured,
         baseline,

@@ -33,7 +33,7 @@ pub struct PerCpu {
     pub online: AtomicBool,
     /// Free small objects of one domain, reused without the heap's lock
     /// (see `domain::heap`); touched only by this core, in kernel sections.
-    pub(crate) heap_cache: core::cell::UnsafeCell<kcore::domheap::CoreCache>,
+    pub(crate) heap_cache: core::cell::UnsafeCell<kcore::domheap::CoreCaches>,
     /// Free shared-heap objects, the same way (see `shared_heap`).
     pub(crate) shared_cache: core::cell::UnsafeCell<kcore::domheap::CoreCache>,
     /// Shared-heap bytes allocated minus freed on this core (only this
@@ -67,7 +67,7 @@ impl PerCpu {
             irq_depth: Cell::new(0),
             current_owner: Cell::new(0),
             kernel_section: Cell::new(0),
-            heap_cache: core::cell::UnsafeCell::new(kcore::domheap::CoreCache::new()),
+            heap_cache: core::cell::UnsafeCell::new(kcore::domheap::CoreCaches::new()),
             shared_cache: core::cell::UnsafeCell::new(kcore::domheap::CoreCache::new()),
             shared_bytes: core::sync::atomic::AtomicI64::new(0),
             ticks: AtomicU64::new(0),

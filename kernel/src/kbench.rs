@@ -120,6 +120,19 @@ fn async_call(callee: executor::OwnerId) {
         let direct = median_ticks_as(caller.owner(), || {
             black_box(poll_once(black_box(local).tick(black_box(7))));
         });
+        let domain_heap = median_ticks_as(caller.owner(), || {
+            drop(black_box(Box::new(black_box([0u8; 64]))));
+        });
+        let kernel_heap = median_ticks(|| {
+            drop(black_box(Box::new(black_box([0u8; 64]))));
+        });
+        report(
+            "domain heap alloc+free 64 B",
+            "Box::new + drop inside a domain: global allocator routing, kernel section, per-core cache",
+            domain_heap,
+            "kernel heap",
+            kernel_heap,
+        );
         report(
             "async call (ready)",
             "generated proxy, from a caller domain: start, poll and drop of the callee's future in one entry",

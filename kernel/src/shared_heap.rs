@@ -11,6 +11,13 @@
 //! allocator is not involved). The heap sits behind one lock, with a
 //! per-core cache of free small objects (`kcore::domheap::CoreCache`) in
 //! front of it, so the common allocate/free pair takes no lock.
+//!
+//! Each growth step is one physically contiguous allocation of frames, but
+//! consecutive steps are not contiguous with each other, so the heap is a
+//! `DomainHeap::new_contiguous`: freed page runs never merge across a step,
+//! and no object can span two (an object that did would have a device
+//! address valid for its first part only: a device would read or write
+//! someone else's memory past it).
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -56,7 +63,7 @@ impl PageSource for ContiguousMapper {
 }
 
 pub fn init() {
-    *HEAP.lock() = Some(DomainHeap::new(BASE, BASE + SIZE));
+    *HEAP.lock() = Some(DomainHeap::new_contiguous(BASE, BASE + SIZE));
     rrpc::install_backend(&RREF_BACKEND);
     rrpc::proxy::install_runtime(&PROXY_RUNTIME);
     domain_sdk::install(&crate::domain::images::SERVICES);

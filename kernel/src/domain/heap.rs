@@ -9,9 +9,10 @@
 //! return every frame. No destructor of the dead domain runs.
 //!
 //! Each heap has its own lock (no global lock on the allocation path), and
-//! each core keeps a small cache of free objects of one domain in front of
-//! it (`kcore::domheap::CoreCache`), so most allocations and frees take no
-//! lock at all. Cached objects count as in use in the heap's statistics. A
+//! each core keeps small caches of free objects in front of the heaps, one
+//! per domain for up to four domains at once (`kcore::domheap::CoreCaches`:
+//! a caller and its callee allocating in turn each keep theirs), so most
+//! allocations and frees take no lock at all. Cached objects count as in use in the heap's statistics. A
 //! heap is tagged with the incarnation that owns it, so objects cached for a
 //! dead incarnation are dropped, never freed into its successor's heap. The
 //! allocator's own bookkeeping runs as a kernel section (kernel heap, no
@@ -113,7 +114,7 @@ pub fn create(slot: usize, owner: u32) {
 
 /// This core's object cache. Only called inside kernel sections on this
 /// core (no interrupt handler allocates), so the reference is exclusive.
-fn with_cache<R>(f: impl FnOnce(&mut kcore::domheap::CoreCache) -> R) -> R {
+fn with_cache<R>(f: impl FnOnce(&mut kcore::domheap::CoreCaches) -> R) -> R {
     // SAFETY: see above: one user at a time, on its own core.
     f(unsafe { &mut *cpu::current().heap_cache.get() })
 }
@@ -162,21 +163,14 @@ pub fn free(address: u64, layout: Layout) {
         let Some(owner) = crate::domain::get(slot).map(|d| d.owner()) else {
             return;
         };
+        // A way of this core's cache for `owner`; an empty way, or one of
+        // a domain incarnation no longer alive, may be taken over.
         let cached = with_cache(|cache| {
-            if cache.owner() != owner {
-                // Take the cache over if it is empty or its owner is gone;
-                // otherwise leave it to its owner and free directly.
-                let previous = cache.owner();
-                let previous_alive =
-                    crate::domain::get((previous >> 16) as usize).is_some_and(|d| {
-                        d.owner() == previous && d.state() == crate::domain::State::Alive
-                    });
-                if cache.is_empty() || !previous_alive {
-                    // A dead owner's cached objects vanish with its heap.
-                    cache.drain(owner, |_, _, _, _| {});
-                }
-            }
-            cache.free(owner, address, size, align)
+            cache.free(owner, address, size, align, |holder| {
+                crate::domain::get((holder >> 16) as usize).is_some_and(|d| {
+                    d.owner() == holder && d.state() == crate::domain::State::Alive
+                })
+            })
         });
         if cached {
             return;

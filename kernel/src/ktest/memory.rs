@@ -257,6 +257,51 @@ fn shared_heap() -> TestResult {
     for (pointer, layout) in objects {
         shared_heap::free(pointer, layout);
     }
+    // Freed page runs of different growth steps (separate frame
+    // allocations) must not merge into one object: every large object of a
+    // churn of allocations and frees is still one piece of physical memory.
+    // A frame taken between allocations keeps consecutive growth steps
+    // apart in physical memory, as a long-running system's would be.
+    let mut spacers = Vec::new();
+    let mut live: Vec<(core::ptr::NonNull<u8>, Layout)> = Vec::new();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for round in 0..600 {
+        if let Some(frame) = crate::mem::frames::alloc() {
+            spacers.push(frame);
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if live.len() > 12 || (round % 3 == 2 && !live.is_empty()) {
+            let (pointer, layout) = live.swap_remove((x >> 8) as usize % live.len());
+            shared_heap::free(pointer, layout);
+            continue;
+        }
+        let size = ((x >> 16) % (20 * 4096) + 4096) as usize;
+        let layout = Layout::from_size_align(size, 4096).map_err(|e| alloc::format!("{e}"))?;
+        let pointer = shared_heap::alloc(layout).ok_or("shared heap exhausted")?;
+        let base = shared_heap::device_address(pointer.as_ptr()).ok_or("no device address")?;
+        for offset in (0..size).step_by(4096) {
+            // SAFETY: `offset` is within the allocation.
+            let here = shared_heap::device_address(unsafe { pointer.as_ptr().add(offset) })
+                .ok_or("unmapped")?;
+            if here != base + offset as u64 {
+                shared_heap::free(pointer, layout);
+                for (pointer, layout) in live {
+                    shared_heap::free(pointer, layout);
+                }
+                spacers.into_iter().for_each(crate::mem::frames::free);
+                return Err(alloc::format!(
+                    "round {round}: {size} bytes not contiguous at offset {offset}"
+                ));
+            }
+        }
+        live.push((pointer, layout));
+    }
+    for (pointer, layout) in live {
+        shared_heap::free(pointer, layout);
+    }
+    spacers.into_iter().for_each(crate::mem::frames::free);
     ensure!(
         shared_heap::usage().0 == bytes_before,
         "shared heap bytes not back: {:?}",

@@ -102,3 +102,103 @@ impl CoreCache {
         self.len() == 0
     }
 }
+
+/// Owners a core caches objects for at once.
+pub const WAYS: usize = 4;
+
+/// A core's caches for several owners at once ([`WAYS`] of
+/// [`CoreCache`]): domains that call each other on one core (a caller and
+/// its callee allocating in turn) each keep their own cache, where a single
+/// cache would stay with whichever owner filled it first and send the
+/// others to the heap's lock on every allocation.
+///
+/// Allocation uses the owner's way if it has one. A free without a way
+/// takes one over: never used, empty, or belonging to an owner that has
+/// died (whose objects vanished with its heap and are dropped, not freed).
+/// A live owner's objects are never evicted: with every way held by a live
+/// owner with objects, the free goes to the heap instead (the caller's
+/// fallback), as it would without a cache.
+pub struct CoreCaches {
+    owners: [u32; WAYS],
+    ways: [CoreCache; WAYS],
+}
+
+impl Default for CoreCaches {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CoreCaches {
+    /// Caches for nobody yet.
+    pub const fn new() -> CoreCaches {
+        CoreCaches {
+            owners: [0; WAYS],
+            ways: [const { CoreCache::new() }; WAYS],
+        }
+    }
+
+    #[inline]
+    fn way_of(&self, owner: u32) -> Option<usize> {
+        if owner == 0 {
+            return None;
+        }
+        self.owners.iter().position(|&o| o == owner)
+    }
+
+    /// A cached object for `owner`, if any.
+    #[inline]
+    pub fn alloc(&mut self, owner: u32, size: usize, align: usize) -> Option<u64> {
+        let way = self.way_of(owner)?;
+        self.ways[way].alloc(owner, size, align)
+    }
+
+    /// Keeps a freed object of `owner` if there is room (taking over a way
+    /// if `owner` has none: one that is unused, empty, or whose owner is
+    /// not `alive`); false if the caller must free it to the heap.
+    #[inline]
+    pub fn free(
+        &mut self,
+        owner: u32,
+        address: u64,
+        size: usize,
+        align: usize,
+        alive: impl Fn(u32) -> bool,
+    ) -> bool {
+        if owner == 0 {
+            return false;
+        }
+        let way = match self.way_of(owner) {
+            Some(way) => way,
+            None => match self.take_over(owner, alive) {
+                Some(way) => way,
+                None => return false,
+            },
+        };
+        self.ways[way].free(owner, address, size, align)
+    }
+
+    /// A way for `owner`: unused first, then empty, then a dead owner's.
+    #[cold]
+    fn take_over(&mut self, owner: u32, alive: impl Fn(u32) -> bool) -> Option<usize> {
+        let way = (0..WAYS)
+            .find(|&w| self.owners[w] == 0)
+            .or_else(|| (0..WAYS).find(|&w| self.ways[w].is_empty()))
+            .or_else(|| (0..WAYS).find(|&w| !alive(self.owners[w])))?;
+        // A dead owner's objects vanished with its heap: dropped, not
+        // freed (its slot may already hold a new incarnation's heap).
+        self.ways[way].drain(owner, |_, _, _, _| {});
+        self.owners[way] = owner;
+        Some(way)
+    }
+
+    /// The owners holding ways (0: unused).
+    pub fn owners(&self) -> [u32; WAYS] {
+        self.owners
+    }
+
+    /// Objects cached for `owner`.
+    pub fn len_of(&self, owner: u32) -> usize {
+        self.way_of(owner).map_or(0, |w| self.ways[w].len())
+    }
+}

@@ -27,7 +27,7 @@ mod cache;
 #[cfg(test)]
 mod tests;
 
-pub use cache::{CoreCache, DEPTH};
+pub use cache::{CoreCache, CoreCaches, DEPTH, WAYS};
 
 extern crate alloc;
 
@@ -118,6 +118,12 @@ pub struct DomainHeap {
     partial: [u32; CLASSES.len()],
     /// Free page runs: (first page index, length).
     runs: Vec<(usize, usize)>,
+    /// For a heap whose objects must each be one piece of memory behind
+    /// the window (the shared heap, where each growth step is a separate
+    /// physically contiguous allocation): the first page of every growth
+    /// step, ascending. Free runs never merge across a step boundary, so
+    /// no object spans two steps. `None`: runs merge freely.
+    steps: Option<Vec<usize>>,
     stats: HeapStats,
 }
 
@@ -187,8 +193,27 @@ impl DomainHeap {
             slabs: Vec::new(),
             partial: [NIL; CLASSES.len()],
             runs: Vec::new(),
+            steps: None,
             stats: HeapStats::default(),
         }
+    }
+
+    /// A heap whose every object lies within one growth step
+    /// ([`PageSource::map`] call): for memory where each step is mapped
+    /// onto its own physically contiguous frames, every object then has
+    /// one device address for all of it.
+    pub fn new_contiguous(base: u64, limit: u64) -> DomainHeap {
+        DomainHeap {
+            steps: Some(Vec::new()),
+            ..DomainHeap::new(base, limit)
+        }
+    }
+
+    /// The growth step holding page `page` (0 for a heap without steps).
+    fn step_of(&self, page: usize) -> usize {
+        self.steps
+            .as_ref()
+            .map_or(0, |steps| steps.partition_point(|&first| first <= page))
     }
 
     /// Current usage.
@@ -332,6 +357,9 @@ impl DomainHeap {
         }
         self.high_water = end;
         self.stats.mapped_pages += grow;
+        if let Some(steps) = self.steps.as_mut() {
+            steps.push(next);
+        }
         self.pages.resize(aligned + count, Page::Free);
         if aligned > next {
             for page in next..aligned {
@@ -398,12 +426,14 @@ impl DomainHeap {
         Ok(())
     }
 
-    /// Returns pages to the run list, merged with free neighbours.
+    /// Returns pages to the run list, merged with free neighbours (of the
+    /// same growth step, in a heap that keeps steps apart).
     fn release_run(&mut self, mut start: usize, mut length: usize) {
+        let step = self.step_of(start);
         let mut i = 0;
         while i < self.runs.len() {
             let (s, l) = self.runs[i];
-            if s + l == start || start + length == s {
+            if (s + l == start || start + length == s) && self.step_of(s) == step {
                 self.runs.swap_remove(i);
                 start = start.min(s);
                 length += l;

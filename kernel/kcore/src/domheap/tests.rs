@@ -286,3 +286,136 @@ fn core_cache_round_trips_and_drains_back() {
     assert_eq!(cache.owner(), 9);
     assert_eq!(heap.stats().live_allocations, 0, "every object went back");
 }
+
+#[test]
+fn core_caches_keep_several_owners_apart() {
+    let mut caches = CoreCaches::new();
+    let alive = |_: u32| true;
+    // A caller and a callee allocating in turn both stay cached.
+    assert!(caches.free(7, 0x1000, 64, 8, alive));
+    assert!(caches.free(8, 0x2000, 64, 8, alive));
+    assert_eq!(caches.alloc(7, 64, 8), Some(0x1000));
+    assert_eq!(caches.alloc(8, 64, 8), Some(0x2000));
+    assert_eq!(caches.alloc(7, 64, 8), None, "each owner gets its own");
+    assert_eq!(caches.alloc(0, 64, 8), None, "the kernel is never cached");
+    assert!(!caches.free(0, 0x3000, 64, 8, alive));
+}
+
+#[test]
+fn core_caches_never_evict_a_live_owners_objects() {
+    let mut caches = CoreCaches::new();
+    let alive = |_: u32| true;
+    for owner in 1..=WAYS as u32 {
+        assert!(caches.free(owner, u64::from(owner) * 0x1000, 64, 8, alive));
+    }
+    assert!(
+        !caches.free(99, 0x9000, 64, 8, alive),
+        "every way is a live owner's with objects: straight to the heap"
+    );
+    for owner in 1..=WAYS as u32 {
+        assert_eq!(caches.len_of(owner), 1, "owner {owner} kept its object");
+    }
+    // Once one of them is empty, its way can be taken over.
+    assert_eq!(caches.alloc(2, 64, 8), Some(0x2000));
+    assert!(caches.free(99, 0x9000, 64, 8, alive));
+    assert_eq!(caches.alloc(99, 64, 8), Some(0x9000));
+    assert!(!caches.owners().contains(&2));
+}
+
+#[test]
+fn core_caches_drop_a_dead_owners_objects_when_taking_its_way() {
+    let mut caches = CoreCaches::new();
+    for owner in 1..=WAYS as u32 {
+        assert!(caches.free(owner, u64::from(owner) * 0x1000, 64, 8, |_| true));
+    }
+    // Owner 3 died: its way is taken, and its object is not handed to the
+    // new owner (it belonged to a heap that is gone).
+    assert!(caches.free(42, 0x42000, 64, 8, |o| o != 3));
+    assert_eq!(caches.len_of(3), 0);
+    assert_eq!(caches.alloc(42, 64, 8), Some(0x42000));
+    assert_eq!(caches.alloc(42, 64, 8), None, "nothing of owner 3's");
+}
+
+/// Records each growth step (one `map` call) as a page range.
+#[derive(Default)]
+struct StepRecorder {
+    steps: Vec<(u64, u64)>,
+}
+
+impl PageSource for StepRecorder {
+    fn map(&mut self, at: u64, pages: usize) -> bool {
+        self.steps.push((at, at + pages as u64 * PAGE_SIZE));
+        true
+    }
+}
+
+impl StepRecorder {
+    fn within_one_step(&self, address: u64, size: usize) -> bool {
+        self.steps
+            .iter()
+            .any(|&(start, end)| start <= address && address + size as u64 <= end)
+    }
+}
+
+#[test]
+fn contiguous_heap_never_merges_runs_across_growth_steps() {
+    const BASE: u64 = 0x4000_0000;
+    let mut source = StepRecorder::default();
+    let mut heap = DomainHeap::new_contiguous(BASE, BASE + (1 << 30));
+    let size = 4 * PAGE_SIZE as usize;
+    let a = heap.alloc(size, 4096, &mut source).unwrap();
+    let b = heap.alloc(size, 4096, &mut source).unwrap();
+    assert_eq!(b, a + size as u64, "two steps, adjacent in the window");
+    heap.free(a, size, 4096).unwrap();
+    heap.free(b, size, 4096).unwrap();
+    let c = heap.alloc(2 * size, 4096, &mut source).unwrap();
+    assert!(
+        source.within_one_step(c, 2 * size),
+        "{c:#x} spans two steps"
+    );
+    // Each step's own pages are still reused.
+    assert_eq!(heap.alloc(size, 4096, &mut source), Some(a));
+    assert_eq!(heap.alloc(size, 4096, &mut source), Some(b));
+
+    // A heap that may merge does: the two runs become one.
+    let mut source = StepRecorder::default();
+    let mut heap = DomainHeap::new(BASE, BASE + (1 << 30));
+    let a = heap.alloc(size, 4096, &mut source).unwrap();
+    let b = heap.alloc(size, 4096, &mut source).unwrap();
+    heap.free(a, size, 4096).unwrap();
+    heap.free(b, size, 4096).unwrap();
+    assert_eq!(heap.alloc(2 * size, 4096, &mut source), Some(a));
+}
+
+#[test]
+fn contiguous_heap_keeps_every_object_in_one_step_under_random_load() {
+    const BASE: u64 = 0x8000_0000;
+    let mut source = StepRecorder::default();
+    let mut heap = DomainHeap::new_contiguous(BASE, BASE + (1 << 34));
+    let mut live: Vec<(u64, usize, usize)> = Vec::new();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if live.len() > 40 || (x.is_multiple_of(3) && !live.is_empty()) {
+            let (address, size, align) = live.swap_remove((x >> 8) as usize % live.len());
+            heap.free(address, size, align).unwrap();
+            continue;
+        }
+        // Mostly large objects (1..24 pages, some page-aligned beyond a
+        // page), some small ones (slabs are steps' pages too).
+        let (size, align) = match x % 5 {
+            0 => (((x >> 16) % 2048 + 1) as usize, 8),
+            1 => (((x >> 16) % 24 + 1) as usize * 4096, 16384),
+            _ => (((x >> 16) % (24 * 4096) + 2049) as usize, 4096),
+        };
+        let address = heap.alloc(size, align, &mut source).unwrap();
+        assert!(
+            source.within_one_step(address, size),
+            "{size} bytes at {address:#x} span a step boundary"
+        );
+        assert_eq!(address % align as u64, 0);
+        live.push((address, size, align));
+    }
+}
