@@ -28,7 +28,10 @@ pub type BoxedFuture<'a, T> = Pin<Box<dyn Future<Output = RpcResult<T>> + Send +
 /// started) is forgotten: never polled or dropped again (its memory went
 /// with the callee's heap). Dropping a proxied future that is still
 /// running drops the callee's part inside the callee.
+// `repr(C)`: an `RpcFuture` made by one separately built image is read by
+// another's copy of this crate, so its layout must not depend on the build.
 #[must_use = "futures do nothing unless you `.await` or poll them"]
+#[repr(C)]
 pub struct RpcFuture<'a, T> {
     /// The callee's future, once started and until it completes.
     future: Option<BoxedFuture<'a, T>>,
