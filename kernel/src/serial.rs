@@ -33,12 +33,15 @@ impl Uart {
             self.reg(0).write(0x01); // divisor 1 = 115200 baud
             self.reg(1).write(0x00);
             self.reg(3).write(0x03); // 8 bits, no parity, 1 stop
-            // A byte typed while the machine booted waits in the receive
-            // register; switching the FIFOs on would discard it.
-            if self.reg(5).read() & 1 != 0 {
-                EARLY.store(0x100 | u16::from(self.reg(0).read()), Ordering::Relaxed);
+            // Switching the FIFOs on discards what was received. If input
+            // is already waiting (typed or piped in while the machine
+            // booted), they stay off: reading the waiting byte first and
+            // then switching them on loses whatever arrives in between
+            // (the emulator hands over the next byte as soon as the
+            // receive register is empty).
+            if self.reg(5).read() & 1 == 0 {
+                self.reg(2).write(0xC7); // FIFO on, clear, 14-byte threshold
             }
-            self.reg(2).write(0xC7); // FIFO on, clear, 14-byte threshold
             self.reg(4).write(0x0B); // DTR, RTS, OUT2 (IRQ line enabled)
         }
     }
@@ -83,19 +86,9 @@ impl Write for Uart {
 static UART: Mutex<Uart> = Mutex::new(Uart { base: COM1 });
 static RX: Once<ArrayQueue<u8>> = Once::new();
 
-/// A byte received before the input queue existed (`0x100 | byte`).
-static EARLY: core::sync::atomic::AtomicU16 = core::sync::atomic::AtomicU16::new(0);
-
-/// The input queue, created on first use with any early byte first.
+/// The input queue, created on first use.
 fn rx_queue() -> &'static ArrayQueue<u8> {
-    RX.call_once(|| {
-        let queue = ArrayQueue::new(1024);
-        let early = EARLY.swap(0, Ordering::Relaxed);
-        if early & 0x100 != 0 {
-            let _ = queue.push(early as u8);
-        }
-        queue
-    })
+    RX.call_once(|| ArrayQueue::new(1024))
 }
 /// Log level threshold: messages with a level above it are dropped.
 static LOG_LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
