@@ -388,6 +388,9 @@ fn cmd_domains(args: &[&str]) -> Result<(), alloc::string::String> {
         if let Some(fault) = d.last_fault().filter(|_| d.state() != domain::State::Alive) {
             println!("     last: {fault}");
         }
+        if let Some(supervisor) = domain::supervisor_name(d) {
+            println!("     supervised by {supervisor} (restarts it after a crash)");
+        }
     }
     Ok(())
 }

@@ -201,6 +201,21 @@ def console_session(tally, kernel, smp, mem, timeout, checks=None, archive=None,
             ("uptime", lambda out: "16 blocks from block" in out and "compared: ok" in out),
             ("call nvme-shadow 0", lambda out: re.search(r"^[1-9]\d*$", out, re.M) is not None),
             ("blk check nvme-shadow 99999", lambda out: "BLOCKS must be 1 to 4096" in out),
+            ("domains", lambda out: "supervised by nvme-shadow" in out),
+            # Killed by the operator, the driver stays dead: its shadow
+            # restarts it only after a crash.
+            ("kill nvme", lambda out: "killed" in out),
+            ("@pause", None),
+            ("blk check nvme-shadow 4", lambda out: "running" in out),
+            ("@pause", None),
+            ("@pause", None),
+            ("domains", lambda out: re.search(r"nvme\s+dead\s+", out) is not None
+                and "blk check nvme-shadow: FAILED" in out),
+            ("restart nvme", lambda out: "restarted as generation" in out),
+            ("blk check nvme-shadow 4", lambda out: "running" in out),
+            ("@pause", None),
+            ("@pause", None),
+            ("uptime", lambda out: "4 blocks from block" in out and "compared: ok" in out),
         ]
     if booted:
         for line, check in checks:

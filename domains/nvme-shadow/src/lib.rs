@@ -28,7 +28,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 
 use domain_sdk::{
-    Exports, Kernel, Mutex, RRef, RRefDeque, RpcError, RpcFuture, RpcResult, log, lookup, sleep,
+    Exports, Kernel, Mutex, RRef, RRefDeque, RestartError, RpcError, RpcFuture, RpcResult, log,
+    lookup, sleep,
 };
 use interfaces::bdev::{BDev, BDevProxy, Batch, Extent, Geometry, Io, Statuses};
 use interfaces::control::Control;
@@ -62,19 +63,28 @@ impl Shadow {
     async fn recover(&self, error: RpcError) {
         let _ = error;
         *self.driver.lock() = None;
+        let kernel = domain_sdk::kernel();
+        // Normally claimed at start; the driver may have come later.
+        let _ = kernel.supervise(DRIVER);
         for _ in 0..2000 {
-            match domain_sdk::kernel().restart_domain(DRIVER) {
+            match kernel.restart_domain(DRIVER) {
                 Ok(()) => {
                     self.restarts.fetch_add(1, Ordering::Relaxed);
                     log("driver restarted");
                     return;
                 }
-                // Still being reclaimed, or someone else restarted it.
-                Err(_) => {
+                // Still being reclaimed, or the console restarted it.
+                Err(RestartError::StillRunning) => {
                     if lookup::<dyn BDev + Send + Sync>(&alloc::format!("{DRIVER}/bdev")).is_ok() {
                         return;
                     }
                     sleep(Duration::from_millis(1)).await;
+                }
+                // Killed by the operator, or not ours to restart: the
+                // callers get the error.
+                Err(e) => {
+                    log(&alloc::format!("not restarting the driver: {e}"));
+                    return;
                 }
             }
         }
@@ -246,7 +256,12 @@ impl Control for Shadow {
     }
 }
 
-pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {
+pub fn init(kernel: &'static dyn Kernel) -> Result<Exports, String> {
+    // The right to restart the driver after a crash; if it is not loaded
+    // yet, the first recovery claims it.
+    if let Err(e) = kernel.supervise(DRIVER) {
+        log(&alloc::format!("not supervising {DRIVER} yet: {e}"));
+    }
     let shadow = Arc::new(Shadow {
         driver: Mutex::new(None),
         restarts: AtomicU64::new(0),

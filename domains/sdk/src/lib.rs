@@ -126,14 +126,54 @@ pub trait Kernel: Send + Sync {
         class: (u8, u8, u8),
         index: usize,
     ) -> Result<Box<dyn Device>, DeviceError>;
-    /// Starts the next incarnation of the dead domain `name` (what a
-    /// shadow does for the domain it stands in front of). Fails if it is
-    /// not dead yet (a crashed domain is reclaimed first: retry) or does
-    /// not exist.
-    fn restart_domain(&self, name: &str) -> Result<(), String>;
+    /// Makes the running domain the supervisor of domain `name`: the one
+    /// domain allowed to restart it after it crashes (what a shadow does
+    /// for the domain it stands in front of). Fails if `name` does not
+    /// exist, is the caller, or already has a live supervisor.
+    fn supervise(&self, name: &str) -> Result<(), RestartError>;
+    /// Starts the next incarnation of the dead domain `name`. Only its
+    /// supervisor may, and only after a crash: a domain the operator killed
+    /// stays dead (the console's `restart` brings it back). Fails with
+    /// [`RestartError::StillRunning`] while a crashed domain is still being
+    /// reclaimed (retry).
+    fn restart_domain(&self, name: &str) -> Result<(), RestartError>;
     /// The calling core's index and the number of cores (drivers keep
     /// per-core queues).
     fn core(&self) -> (usize, usize);
+}
+
+/// Why [`Kernel::supervise`] or [`Kernel::restart_domain`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RestartError {
+    /// No domain has that name.
+    NoSuchDomain,
+    /// A domain cannot supervise itself.
+    IsCaller,
+    /// Another live domain supervises it.
+    Supervised,
+    /// The caller is not its supervisor.
+    NotSupervisor,
+    /// It was killed, not crashed: only the console restarts it.
+    Killed,
+    /// It is alive, or still being reclaimed after its death.
+    StillRunning,
+    /// The restart itself failed (its entry crashed or returned an error).
+    Failed,
+}
+
+impl core::fmt::Display for RestartError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            RestartError::NoSuchDomain => "no such domain",
+            RestartError::IsCaller => "a domain cannot supervise itself",
+            RestartError::Supervised => "another live domain supervises it",
+            RestartError::NotSupervisor => "only its supervisor may restart it",
+            RestartError::Killed => "it was killed, not crashed: only the console restarts it",
+            RestartError::StillRunning => "it is alive or still being reclaimed",
+            RestartError::Failed => "its new incarnation failed to start",
+        })
+    }
 }
 
 /// The calling core's index and the number of cores.

@@ -145,9 +145,14 @@ impl Kernel for Services {
         (crate::cpu::current().index, crate::cpu::count())
     }
 
-    fn restart_domain(&self, name: &str) -> Result<(), String> {
-        let domain = super::find(name).ok_or_else(|| alloc::format!("no domain named '{name}'"))?;
-        super::restart(domain)
+    fn supervise(&self, name: &str) -> Result<(), domain_sdk::RestartError> {
+        let domain = super::find(name).ok_or(domain_sdk::RestartError::NoSuchDomain)?;
+        super::supervise(domain, crate::cpu::current_owner())
+    }
+
+    fn restart_domain(&self, name: &str) -> Result<(), domain_sdk::RestartError> {
+        let domain = super::find(name).ok_or(domain_sdk::RestartError::NoSuchDomain)?;
+        super::restart_by(domain, crate::cpu::current_owner())
     }
 }
 

@@ -130,6 +130,12 @@ pub struct Domain {
     /// Executors that have not yet dropped this incarnation's tasks.
     pending_purges: AtomicU32,
     crashes: AtomicU32,
+    /// The domain incarnation allowed to restart this one after a crash
+    /// (0: none); see [`supervise`].
+    supervisor: AtomicU32,
+    /// Whether the last incarnation was killed rather than crashed (a
+    /// supervisor restarts only crashed ones).
+    killed: AtomicBool,
     last_fault: Mutex<Option<String>>,
     /// Tasks suspended on this domain (woken when it dies), as TaskId+1.
     waiters: [AtomicU64; WAITERS],
@@ -295,6 +301,8 @@ pub fn create_from(source: Source, name: &str) -> Result<&'static Domain, String
             gate: cont::Gate::new(owner_id(slot, 1)),
             pending_purges: AtomicU32::new(0),
             crashes: AtomicU32::new(0),
+            supervisor: AtomicU32::new(0),
+            killed: AtomicBool::new(false),
             last_fault: Mutex::new(None),
             waiters: [const { AtomicU64::new(0) }; WAITERS],
             waiters_overflowed: AtomicBool::new(false),
@@ -408,6 +416,8 @@ fn poison(domain: &'static Domain, owner: OwnerId, fault: Option<&Fault>, why: &
     if !domain.gate.close(owner) {
         return false;
     }
+    // Before anyone is woken by the death: a supervisor must see why.
+    domain.killed.store(fault.is_none(), Ordering::SeqCst);
     domain.state.store(State::Poisoned as u8, Ordering::SeqCst);
     cpu::kernel_section(|| {
         let message = match fault {
@@ -511,12 +521,77 @@ pub fn restart(domain: &'static Domain) -> Result<(), String> {
     cpu::kernel_section(|| {
         let _guard = MANAGER.lock();
         domain.pending_purges.store(0, Ordering::SeqCst);
+        domain.killed.store(false, Ordering::SeqCst);
         let generation = domain.generation.fetch_add(1, Ordering::SeqCst) + 1;
         heap::create(domain.slot, owner_id(domain.slot, generation));
         domain.state.store(State::Alive as u8, Ordering::SeqCst);
         domain.gate.open(owner_id(domain.slot, generation));
     });
     start(domain)
+}
+
+/// Whether `owner` is the alive incarnation of its domain.
+fn is_alive_owner(owner: OwnerId) -> bool {
+    get(slot_of(owner)).is_some_and(|d| d.owner() == owner && d.state() == State::Alive)
+}
+
+/// Makes domain incarnation `by` the supervisor of `domain`: the one that
+/// may restart it after a crash ([`restart_by`]). Refused for the kernel
+/// (it restarts anything from the console), for the domain itself, and
+/// while another live incarnation supervises it; a dead supervisor's claim
+/// lapses, so a restarted shadow claims its driver again.
+pub fn supervise(domain: &'static Domain, by: OwnerId) -> Result<(), domain_sdk::RestartError> {
+    use domain_sdk::RestartError;
+    if by == 0 || slot_of(by) == domain.slot {
+        return Err(RestartError::IsCaller);
+    }
+    let mut current = domain.supervisor.load(Ordering::SeqCst);
+    loop {
+        if current == by {
+            return Ok(());
+        }
+        if current != 0 && is_alive_owner(current) {
+            return Err(RestartError::Supervised);
+        }
+        match domain
+            .supervisor
+            .compare_exchange(current, by, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => return Ok(()),
+            Err(now) => current = now,
+        }
+    }
+}
+
+/// [`restart`] on behalf of domain incarnation `by`: only its supervisor,
+/// and only if the last incarnation crashed (one the operator killed stays
+/// dead).
+pub fn restart_by(domain: &'static Domain, by: OwnerId) -> Result<(), domain_sdk::RestartError> {
+    use domain_sdk::RestartError;
+    if by == 0 || domain.supervisor.load(Ordering::SeqCst) != by {
+        return Err(RestartError::NotSupervisor);
+    }
+    if domain.state() != State::Dead {
+        return Err(RestartError::StillRunning);
+    }
+    if domain.killed.load(Ordering::SeqCst) {
+        return Err(RestartError::Killed);
+    }
+    restart(domain).map_err(|e| {
+        crate::warn!(
+            "domain {}: restart by its supervisor failed: {e}",
+            domain.name
+        );
+        RestartError::Failed
+    })
+}
+
+/// The supervisor's name, if a live domain supervises `domain`.
+pub fn supervisor_name(domain: &Domain) -> Option<String> {
+    let owner = domain.supervisor.load(Ordering::SeqCst);
+    (owner != 0 && is_alive_owner(owner))
+        .then(|| get(slot_of(owner)).map(|d| d.name.clone()))
+        .flatten()
 }
 
 /// Sets the watchdog budget. Call after the TSC is calibrated.

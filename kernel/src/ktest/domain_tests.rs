@@ -83,6 +83,10 @@ pub static TESTS: &[KTest] = &[
         name: "domain_no_leak_over_1000_crash_cycles",
         run: TestFn::Async(no_leak_1000_cycles),
     },
+    KTest {
+        name: "domain_only_its_supervisor_restarts_it_and_only_after_a_crash",
+        run: TestFn::Async(supervision),
+    },
 ];
 
 const DEAD_WITHIN: Duration = Duration::from_secs(5);
@@ -958,5 +962,90 @@ fn async_proxy_crash() -> BoxedTest {
             "suspended async call gave {result:?}"
         );
         dead(d).await
+    })
+}
+
+/// `Kernel::supervise` / `Kernel::restart_domain` as domains call them:
+/// one supervisor per domain (a dead supervisor's claim lapses), nobody
+/// else may restart it, and a killed domain stays dead.
+fn supervision() -> BoxedTest {
+    Box::pin(async {
+        use domain_sdk::{Kernel, RestartError};
+        let kernel: &dyn Kernel = &images::SERVICES;
+        let target = fresh("idle")?;
+        let shadow = fresh("idle")?;
+        let other = fresh("idle")?;
+        let name = target.name.as_str();
+        let as_domain = |d: &'static domain::Domain, f: &dyn Fn() -> Result<(), RestartError>| {
+            domain::enter(d.owner(), f).map_err(|e| alloc::format!("enter {}: {e}", d.name))
+        };
+        ensure!(
+            as_domain(target, &|| kernel.supervise(name))? == Err(RestartError::IsCaller),
+            "a domain supervised itself"
+        );
+        ensure!(
+            as_domain(shadow, &|| kernel.supervise(name))? == Ok(()),
+            "first claim refused"
+        );
+        ensure!(
+            as_domain(shadow, &|| kernel.supervise(name))? == Ok(()),
+            "repeated claim refused"
+        );
+        ensure!(
+            as_domain(other, &|| kernel.supervise(name))? == Err(RestartError::Supervised),
+            "a second live supervisor was accepted"
+        );
+        ensure!(
+            as_domain(shadow, &|| kernel.restart_domain(name))? == Err(RestartError::StillRunning),
+            "restarted a live domain"
+        );
+        // A crash: only the supervisor may restart it.
+        let crash = domain::enter(target.owner(), || inject::trigger(Kind::Panic));
+        ensure!(crash == Err(EntryError::Crashed), "crash gave {crash:?}");
+        dead(target).await?;
+        ensure!(
+            as_domain(other, &|| kernel.restart_domain(name))? == Err(RestartError::NotSupervisor),
+            "a bystander restarted it"
+        );
+        ensure!(
+            as_domain(shadow, &|| kernel.restart_domain(name))? == Ok(()),
+            "the supervisor could not restart it after a crash"
+        );
+        ensure!(
+            target.state() == domain::State::Alive && target.generation() == 2,
+            "after the restart: {} generation {}",
+            target.state().name(),
+            target.generation()
+        );
+        // Killed by the operator: stays dead for the supervisor, not for
+        // the console.
+        domain::kill(target, "test");
+        dead(target).await?;
+        ensure!(
+            as_domain(shadow, &|| kernel.restart_domain(name))? == Err(RestartError::Killed),
+            "the supervisor restarted a killed domain"
+        );
+        domain::restart(target)?;
+        ensure!(
+            target.state() == domain::State::Alive,
+            "console restart failed"
+        );
+        // The supervisor dies: its claim lapses and another may take over.
+        domain::kill(shadow, "test");
+        dead(shadow).await?;
+        ensure!(
+            as_domain(other, &|| kernel.supervise(name))? == Ok(()),
+            "a dead supervisor's claim did not lapse"
+        );
+        ensure!(
+            domain::supervisor_name(target).as_deref() == Some(other.name.as_str()),
+            "supervisor shown as {:?}",
+            domain::supervisor_name(target)
+        );
+        for d in [target, other] {
+            domain::kill(d, "test");
+            dead(d).await?;
+        }
+        Ok(())
     })
 }
