@@ -1,6 +1,11 @@
 //! The interfaces between domains.
 //!
-//! Untrusted: `#![forbid(unsafe_code)]`; depends only on `rrpc`. Every trait
+//! Untrusted: no unsafe code is written here (a test checks), and it
+//! depends only on `rrpc`. It denies rather than forbids unsafe code
+//! because `#[interface]` generates one `unsafe impl rrpc::Interface` per
+//! trait (under its own `allow`): `Interface` is an unsafe trait so that
+//! domains, which forbid unsafe code, cannot implement it with a forged
+//! fingerprint or a proxy that misuses the entry capability. Every trait
 //! here carries `#[rrpc::interface]`: the IDL compiler checks that each
 //! argument and result can cross a domain boundary and generates
 //! `<Trait>Proxy`, the handle other domains call through (each call a
@@ -17,7 +22,7 @@
 //! - [`bdev::BDev`]: block devices (the NVMe driver, the RAM disk).
 
 #![no_std]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 extern crate alloc;
 

@@ -10,7 +10,7 @@ use alloc::sync::Arc;
 use core::hint::black_box;
 
 use interfaces::control::Control;
-use rrpc::{Interface, RRef, RpcResult};
+use rrpc::{RRef, RpcResult};
 
 use crate::arch::rdtsc;
 use crate::domain::{self, images};
@@ -111,7 +111,7 @@ fn async_call(callee: executor::OwnerId) {
         Arc::new(Tick) as Arc<dyn Ticker + Send + Sync>
     });
     if let (Ok(remote), Ok(local)) = (remote, local) {
-        let proxy = TickerProxy::new(remote, callee);
+        let proxy = TickerProxy::new(remote, crate::domain::images::entry_cap(callee));
         let proxy: &dyn Ticker = &proxy;
         let proxied = median_ticks_as(caller.owner(), || {
             black_box(poll_once(black_box(proxy).tick(black_box(7))));
@@ -178,12 +178,7 @@ pub async fn run() {
     });
     match domain::create(images::image("idle").expect("idle image"), "bench-idle") {
         Ok(d) => {
-            let mut proxy = None;
-            let _ = images::lookup("bench-idle/control", &mut |exports, name, owner| {
-                proxy = exports
-                    .get::<dyn Control + Send + Sync>(name)
-                    .map(|o| <dyn Control + Send + Sync as Interface>::proxy(o.clone(), owner));
-            });
+            let proxy = images::proxy::<dyn Control + Send + Sync>("bench-idle/control").ok();
             if let Some(proxy) = proxy {
                 let proxy_ticks = median_ticks(|| {
                     black_box(black_box(&proxy).control(2, black_box(7)).ok());
@@ -234,7 +229,7 @@ pub async fn run() {
             if let Ok(object) =
                 domain::enter(owner, || Arc::new(Bouncer) as Arc<dyn Bounce + Send + Sync>)
             {
-                let bounce = BounceProxy::new(object, owner);
+                let bounce = BounceProxy::new(object, crate::domain::images::entry_cap(owner));
                 let mut buffer = Some(RRef::new([7u8; 64]));
                 let bounce_ticks = median_ticks(|| {
                     if let Some(b) = buffer.take() {

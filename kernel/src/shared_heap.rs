@@ -93,7 +93,7 @@ impl rrpc::proxy::Runtime for ProxyRuntime {
         }
     }
 
-    fn enter(&self, callee: rrpc::Owner, f: &mut dyn FnMut()) -> Result<(), rrpc::RpcError> {
+    unsafe fn enter(&self, callee: rrpc::Owner, f: &mut dyn FnMut()) -> Result<(), rrpc::RpcError> {
         crate::domain::enter(callee, f).map_err(rrpc::RpcError::from)
     }
 

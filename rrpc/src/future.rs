@@ -103,7 +103,7 @@ impl<'a, T> RpcFuture<'a, T> {
         // callee is dead.
         let deferred = self.run.take().is_some();
         let (discard, words) = (self.discard, &mut self.words);
-        let _ = crate::proxy::call(self.callee, move || {
+        let _ = crate::proxy::call_as(self.callee, move || {
             drop(future);
             if deferred {
                 // SAFETY: the closure is still in `words` (not run) and is
@@ -185,7 +185,7 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
         // forgotten: the callee's future is in `slot` while it is polled,
         // and a failed entry abandons the closure's frame (with anything
         // it was building) without dropping anything.
-        let polled = crate::proxy::call(callee, || {
+        let polled = crate::proxy::call_as(callee, || {
             let future = match run.take() {
                 Some(run) => {
                     // SAFETY: the closure is in `words`; `run` was taken,
@@ -257,17 +257,19 @@ impl<T> Drop for RpcFuture<'_, T> {
     }
 }
 
-/// A proxied `async fn` call into `callee`: `method` calls the
-/// implementation's method (it runs inside `callee`, at the first poll).
+/// A proxied `async fn` call into the incarnation `entry` enters: `method`
+/// calls the implementation's method (it runs inside the callee, at the
+/// first poll).
 /// A `method` of at most a few words is kept inline; a larger one runs at
 /// once (one entry more), and its future is polled the same way.
 #[doc(hidden)]
 #[inline]
-pub fn start<'a, T, F>(callee: Owner, method: F) -> RpcFuture<'a, T>
+pub fn start<'a, T, F>(entry: &crate::proxy::EntryCap, method: F) -> RpcFuture<'a, T>
 where
     T: Exchangeable + 'a,
     F: FnOnce() -> RpcFuture<'a, T> + Send + 'a,
 {
+    let callee = entry.callee();
     const { assert!(align_of::<Words>() == align_of::<usize>()) };
     if size_of::<F>() <= size_of::<Words>() && align_of::<F>() <= align_of::<Words>() {
         unsafe fn run<'a, T, F: FnOnce() -> RpcFuture<'a, T>>(
@@ -293,7 +295,7 @@ where
         unsafe { (&raw mut future.words as *mut F).write(method) };
         return future;
     }
-    match crate::proxy::call(callee, move || {
+    match crate::proxy::call_as(callee, move || {
         let future = method();
         if future.callee != 0 && (future.future.is_some() || future.run.is_some()) {
             RpcFuture::new(future)

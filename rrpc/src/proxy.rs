@@ -11,7 +11,15 @@ pub trait Runtime: Sync {
     fn current(&self) -> Owner;
     /// Runs `f` as `callee`: `Err(DomainCrashed)` if it failed there,
     /// `Err(DomainNotAlive)` without running it if `callee` is not alive.
-    fn enter(&self, callee: Owner, f: &mut dyn FnMut()) -> Result<(), RpcError>;
+    ///
+    /// # Safety
+    /// Running code as another domain is what only generated proxies (and
+    /// the kernel) may do: `f` must be a proxy's call of `callee`'s own
+    /// object, or code the kernel trusts. (The runtime is reachable from
+    /// every domain, through `Kernel::rrpc_runtime`, so this must not be
+    /// safe to call: a domain could otherwise crash another or fill its
+    /// heap with code of its own.)
+    unsafe fn enter(&self, callee: Owner, f: &mut dyn FnMut()) -> Result<(), RpcError>;
     /// [`enter`](Self::enter) for a type-erased [`cont::RawCall`]: what
     /// generated proxies use (one indirect call fewer). The default runs it
     /// through `enter`; the kernel hands it to its gate directly.
@@ -21,7 +29,7 @@ pub trait Runtime: Sync {
     /// safe to call with it, valid for the whole call.
     unsafe fn enter_raw(&self, callee: Owner, call: *mut cont::RawCall) -> Result<(), RpcError> {
         // SAFETY: forwarded.
-        self.enter(callee, &mut || unsafe { ((*call).run)(call) })
+        unsafe { self.enter(callee, &mut || ((*call).run)(call)) }
     }
     /// A caller's task is suspended on a call into `callee`: wake it if
     /// `callee` dies (so it sees the error). Default: nothing.
@@ -33,7 +41,15 @@ pub trait Runtime: Sync {
 /// Implemented by `#[interface]` for `dyn Trait + Send + Sync`: how to wrap
 /// an exported object in the trait's generated proxy. The name service
 /// uses it to hand out proxies by type.
-pub trait Interface: Send + Sync + 'static {
+///
+/// # Safety
+/// Only the IDL compiler implements it. `FINGERPRINT` must identify the
+/// trait's definition (the name service turns an exported object back into
+/// `Arc<Self>` by fingerprint alone, so a forged one would be a type
+/// confusion), and `proxy` must only wrap the object with the capability
+/// in a generated proxy (one that enters the callee for nothing but calls
+/// of the object's own methods).
+pub unsafe trait Interface: Send + Sync + 'static {
     /// The generated proxy (`<Trait>Proxy`).
     type Proxy: Send + Sync;
     /// The trait's name (for messages).
@@ -44,8 +60,35 @@ pub trait Interface: Send + Sync + 'static {
     /// their definitions do, which is what makes an object exported by one
     /// usable through the other's proxy.
     const FINGERPRINT: u64;
-    /// Wraps `object`, exported by domain incarnation `callee`.
-    fn proxy(object: alloc::sync::Arc<Self>, callee: Owner) -> Self::Proxy;
+    /// Wraps `object`, exported by the incarnation `entry` enters.
+    fn proxy(object: alloc::sync::Arc<Self>, entry: EntryCap) -> Self::Proxy;
+}
+
+/// The right to run code as one domain incarnation, held by a generated
+/// proxy (in a private field) for the domain whose object it wraps. It is
+/// made only by the name service (`unsafe` to make), so code outside the
+/// trusted base never holds one: a domain cannot enter another except by
+/// calling an object that domain exported.
+pub struct EntryCap {
+    callee: Owner,
+}
+
+impl EntryCap {
+    /// The capability to enter `callee`.
+    ///
+    /// # Safety
+    /// Whoever holds it can run closures as `callee` ([`call`]): it must go
+    /// straight into the generated proxy of an object `callee` exported
+    /// (through [`Interface::proxy`]) and nowhere else.
+    pub const unsafe fn new(callee: Owner) -> EntryCap {
+        EntryCap { callee }
+    }
+
+    /// The incarnation it enters.
+    #[inline]
+    pub fn callee(&self) -> Owner {
+        self.callee
+    }
 }
 
 /// The callee's object inside a generated proxy: an `Arc` to it (in the
@@ -96,8 +139,16 @@ pub fn current() -> Owner {
     RUNTIME.get().map_or(0, |r| r.current())
 }
 
-/// Runs `f` as `callee` (see [`Runtime::enter`]).
-pub fn call<R, F: FnOnce() -> R>(callee: Owner, f: F) -> RpcResult<R> {
+/// Runs `f` as the incarnation `entry` enters: what a generated proxy
+/// does for each call (see [`Runtime::enter`]).
+#[inline]
+pub fn call<R, F: FnOnce() -> R>(entry: &EntryCap, f: F) -> RpcResult<R> {
+    call_as(entry.callee, f)
+}
+
+/// [`call`] for this crate's own code, which keeps the callee of a call a
+/// proxy started ([`crate::RpcFuture`]).
+pub(crate) fn call_as<R, F: FnOnce() -> R>(callee: Owner, f: F) -> RpcResult<R> {
     let runtime = RUNTIME.get().ok_or(RpcError::DomainNotAlive)?;
     // `MaybeUninit` rather than `Option` for the closure and the result:
     // see `cont::guarded` (enum tags written and re-read wider stall).

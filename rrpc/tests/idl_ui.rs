@@ -6,3 +6,13 @@ fn rejected_shapes() {
     let cases = trybuild::TestCases::new();
     cases.compile_fail("tests/ui/*.rs");
 }
+
+/// What code that forbids `unsafe` (every domain) cannot do with the proxy
+/// runtime: enter another domain with code of its own, make an entry
+/// capability, implement `Interface` (forged fingerprint, a proxy that
+/// keeps the capability), or define an interface outside `interfaces/`.
+#[test]
+fn untrusted_code_cannot_enter_other_domains() {
+    let cases = trybuild::TestCases::new();
+    cases.compile_fail("tests/boundary/*.rs");
+}

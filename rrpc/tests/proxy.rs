@@ -44,7 +44,7 @@ impl Runtime for HostRuntime {
     fn current(&self) -> Owner {
         CURRENT.with(|c| c.get())
     }
-    fn enter(&self, callee: Owner, f: &mut dyn FnMut()) -> Result<(), RpcError> {
+    unsafe fn enter(&self, callee: Owner, f: &mut dyn FnMut()) -> Result<(), RpcError> {
         let slot = (callee >> 16) as usize;
         if self.dead[slot].load(Ordering::SeqCst) {
             return Err(RpcError::DomainNotAlive);
@@ -65,6 +65,12 @@ static RUNTIME: HostRuntime = HostRuntime {
     entries: [const { AtomicU32::new(0) }; 64],
 };
 static HEAP: HostHeap = HostHeap;
+
+/// The capability to enter `callee` (what the kernel's name service makes).
+fn cap(callee: Owner) -> rrpc::proxy::EntryCap {
+    // SAFETY: it goes straight into a generated proxy for `callee`'s object.
+    unsafe { rrpc::proxy::EntryCap::new(callee) }
+}
 
 fn setup(caller: Owner) {
     install_backend(&HEAP);
@@ -125,7 +131,7 @@ fn device(slot: u32) -> (BlockProxy, Arc<Device>, Owner) {
         seen_owner: AtomicU32::new(0),
         seen_borrows: AtomicU32::new(0),
     });
-    (BlockProxy::new(inner.clone(), callee), inner, callee)
+    (BlockProxy::new(inner.clone(), cap(callee)), inner, callee)
 }
 
 #[test]
@@ -269,7 +275,7 @@ impl<F: Future + Unpin> AsMutPin for F {}
 fn async_call_returns_the_callees_rref_to_the_caller() {
     let caller = 9 << 16 | 1;
     setup(caller);
-    let proxy = StorageProxy::new(Arc::new(Disk), 10 << 16 | 1);
+    let proxy = StorageProxy::new(Arc::new(Disk), cap(10 << 16 | 1));
     let mut future = proxy.read(3);
     match poll_once(future.as_mut_pin()) {
         Poll::Ready(Ok(buffer)) => {
@@ -283,7 +289,7 @@ fn async_call_returns_the_callees_rref_to_the_caller() {
 #[test]
 fn suspended_async_call_completes_later() {
     setup(11 << 16 | 1);
-    let proxy = StorageProxy::new(Arc::new(Disk), 12 << 16 | 1);
+    let proxy = StorageProxy::new(Arc::new(Disk), cap(12 << 16 | 1));
     let mut future = proxy.wait();
     assert!(poll_once(future.as_mut_pin()).is_pending());
     RELEASE.store(true, Ordering::SeqCst);
@@ -293,7 +299,7 @@ fn suspended_async_call_completes_later() {
 #[test]
 fn a_crash_during_a_poll_fails_the_call_and_forgets_the_callee_future() {
     setup(13 << 16 | 1);
-    let proxy = StorageProxy::new(Arc::new(Disk), 14 << 16 | 1);
+    let proxy = StorageProxy::new(Arc::new(Disk), cap(14 << 16 | 1));
     let mut future = proxy.crash_on_second_poll();
     assert!(poll_once(future.as_mut_pin()).is_pending());
     assert_eq!(
@@ -333,7 +339,7 @@ impl Registry for RegistryImpl {
 fn interface_handles_cross_calls_as_proxies() {
     setup(15 << 16 | 1);
     let (device_proxy, _, device_owner) = device(16);
-    let registry = RegistryProxy::new(Arc::new(RegistryImpl), 17 << 16 | 1);
+    let registry = RegistryProxy::new(Arc::new(RegistryImpl), cap(17 << 16 | 1));
     assert_eq!(registry.probe(device_proxy), Ok(device_owner));
 }
 
@@ -364,7 +370,7 @@ fn async_calls_can_borrow_rrefs_and_a_crash_leaves_them_with_the_caller() {
     // Slots of its own: the crash below marks the callee's slot dead.
     let caller = 40 << 16 | 1;
     setup(caller);
-    let proxy = SummerProxy::new(Arc::new(SummerImpl), 41 << 16 | 1);
+    let proxy = SummerProxy::new(Arc::new(SummerImpl), cap(41 << 16 | 1));
     let data = RRef::new([3u8; 16]);
     let mut future = proxy.sum(&data);
     assert_eq!(poll_once(future.as_mut_pin()), Poll::Ready(Ok(48)));
@@ -433,7 +439,7 @@ impl Jobs for JobsImpl {
 fn jobs(slot: u32) -> (JobsProxy, Arc<JobsImpl>, Owner) {
     let callee = slot << 16 | 1;
     let inner = Arc::new(JobsImpl::default());
-    (JobsProxy::new(inner.clone(), callee), inner, callee)
+    (JobsProxy::new(inner.clone(), cap(callee)), inner, callee)
 }
 
 #[test]
@@ -550,8 +556,8 @@ impl Storage for Relay {
 fn a_forwarded_async_call_enters_each_domain_in_turn() {
     let caller = 60 << 16 | 1;
     setup(caller);
-    let disk = StorageProxy::new(Arc::new(Disk), 61 << 16 | 1);
-    let relay = StorageProxy::new(Arc::new(Relay(disk)), 62 << 16 | 1);
+    let disk = StorageProxy::new(Arc::new(Disk), cap(61 << 16 | 1));
+    let relay = StorageProxy::new(Arc::new(Relay(disk)), cap(62 << 16 | 1));
     let (disk_before, relay_before) = (
         RUNTIME.entries[61].load(Ordering::SeqCst),
         RUNTIME.entries[62].load(Ordering::SeqCst),

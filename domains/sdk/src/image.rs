@@ -38,10 +38,12 @@ pub struct Allocator;
 // exactly what it returned).
 unsafe impl GlobalAlloc for Allocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        crate::kernel().alloc(layout)
+        // SAFETY: forwarded with our caller's obligations.
+        unsafe { crate::kernel().alloc(layout) }
     }
     unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
-        crate::kernel().dealloc(pointer, layout)
+        // SAFETY: as above.
+        unsafe { crate::kernel().dealloc(pointer, layout) }
     }
 }
 

@@ -107,9 +107,20 @@ pub trait Kernel: Send + Sync {
     /// Allocates on the running domain's private heap (null if it is full:
     /// the caller crashes, contained). What a separately built image's
     /// global allocator calls.
-    fn alloc(&self, layout: Layout) -> *mut u8;
+    ///
+    /// # Safety
+    /// As for `GlobalAlloc::alloc` (`layout` has a non-zero size).
+    #[allow(unsafe_code)]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8;
     /// Frees what [`alloc`](Self::alloc) returned.
-    fn dealloc(&self, pointer: *mut u8, layout: Layout);
+    ///
+    /// # Safety
+    /// As for `GlobalAlloc::dealloc`: `pointer` came from `alloc` with
+    /// `layout` and is not used again. (A free goes to whichever heap holds
+    /// the address, so this must not be safe: a domain could free another
+    /// domain's memory.)
+    #[allow(unsafe_code)]
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout);
     /// Crashes the running domain with `message` (its panic handler).
     fn crash(&self, message: &core::fmt::Arguments<'_>) -> !;
     /// The kernel's RRef registry and shared heap, for an image's own
@@ -313,12 +324,21 @@ impl Exports {
     }
 
     /// The object exported as `name`, if it is an `I`.
+    ///
+    /// # Safety
+    /// The object belongs to the exporting domain: its methods must run only
+    /// inside that domain (its allocations on its heap, its crashes its
+    /// own), so the object may only be wrapped in `I`'s generated proxy
+    /// (`Interface::proxy`), never called or kept directly. The name service
+    /// hands out `Exports` to every domain's lookups; only trusted code
+    /// ([`lookup`], the kernel) may open them.
     #[allow(unsafe_code)]
-    pub fn get<I: ?Sized + Interface>(&self, name: &str) -> Option<&Arc<I>> {
+    pub unsafe fn get<I: ?Sized + Interface>(&self, name: &str) -> Option<&Arc<I>> {
         let export = self.entries.iter().find(|e| e.name == name)?;
         // SAFETY: the fingerprint identifies the interface the pointer was
-        // made from in `with` (same trait definition, same compiler, so the
-        // same `Arc<dyn Trait>` layout), and the box is never freed.
+        // made from in `with` (only the IDL compiler implements `Interface`:
+        // same trait definition, same compiler, so the same
+        // `Arc<dyn Trait>` layout), and the box is never freed.
         (export.fingerprint == I::FINGERPRINT)
             .then(|| unsafe { &*(export.object as *const Arc<I>) })
     }
@@ -343,12 +363,14 @@ impl Exports {
 /// let counter = domain_sdk::lookup::<dyn Counter + Send + Sync>("counter")?;
 /// let n = counter.increment()?;
 /// ```
+#[allow(unsafe_code)]
 pub fn lookup<I: ?Sized + Interface>(name: &str) -> RpcResult<I::Proxy> {
     let mut proxy = None;
     kernel().lookup(name, &mut |exports, export, owner| {
-        proxy = exports
-            .get::<I>(export)
-            .map(|object| I::proxy(object.clone(), owner));
+        // SAFETY: the object goes straight into its generated proxy, with
+        // the capability to enter the incarnation that exported it.
+        proxy = unsafe { exports.get::<I>(export) }
+            .map(|object| I::proxy(object.clone(), unsafe { rrpc::proxy::EntryCap::new(owner) }));
     })?;
     proxy.ok_or(RpcError::NoSuchInterface)
 }

@@ -76,13 +76,37 @@ fn untrusted_crates_forbid_unsafe_and_use_only_allowed_dependencies() {
         if roots.is_empty() {
             problems.push(format!("{name}: no src/lib.rs or src/main.rs"));
         }
+        // `interfaces/` denies unsafe code rather than forbidding it: the
+        // one unsafe item there is the `unsafe impl rrpc::Interface` that
+        // `#[interface]` generates, under its own `allow`. No unsafe code
+        // may be written by hand (checked below), and domains, which
+        // forbid it, can neither implement `Interface` nor define
+        // interfaces of their own.
+        let is_interfaces = dir.ends_with("interfaces");
+        let required = if is_interfaces {
+            "#![deny(unsafe_code)]"
+        } else {
+            "#![forbid(unsafe_code)]"
+        };
         for root in roots {
             let text = fs::read_to_string(&root).unwrap();
-            if !text.lines().any(|l| l.trim() == "#![forbid(unsafe_code)]") {
-                problems.push(format!(
-                    "{}: missing #![forbid(unsafe_code)]",
-                    root.display()
-                ));
+            if !text.lines().any(|l| l.trim() == required) {
+                problems.push(format!("{}: missing {required}", root.display()));
+            }
+        }
+        if is_interfaces {
+            for file in rust_files(&dir.join("src")) {
+                let text = fs::read_to_string(&file).unwrap();
+                for (number, line) in text.lines().enumerate() {
+                    let code = line.split("//").next().unwrap_or("");
+                    if has_word(code, "unsafe") || code.contains("allow(unsafe_code)") {
+                        problems.push(format!(
+                            "{}:{}: unsafe code written by hand",
+                            file.display(),
+                            number + 1
+                        ));
+                    }
+                }
             }
         }
         if dir.join("build.rs").exists() {
@@ -114,8 +138,39 @@ fn untrusted_crates_forbid_unsafe_and_use_only_allowed_dependencies() {
     );
 }
 
+/// Every `.rs` file under `dir`.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// Whether `word` occurs in `text` as a whole identifier.
+fn has_word(text: &str, word: &str) -> bool {
+    text.match_indices(word).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + word.len()..].chars().next();
+        let ident = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+        !ident(before) && !ident(after)
+    })
+}
+
 #[test]
 fn the_checker_catches_violations() {
+    assert!(has_word("unsafe { x }", "unsafe"));
+    assert!(has_word(
+        "#[allow(unsafe_code)] unsafe impl X for Y {}",
+        "unsafe"
+    ));
+    assert!(!has_word("fn not_unsafe_at_all() {}", "unsafe"));
+    assert!(!has_word("let unsafely = 1;", "unsafe"));
     let manifest = "[package]\nname = \"x\"\n[dependencies]\nspin = \"0.9\"\ndomain-sdk = { path = \"../sdk\" }\n";
     let deps = dependencies(manifest);
     assert_eq!(

@@ -103,14 +103,14 @@ impl Kernel for Services {
         alloc::boxed::Box::pin(DomainTimer(executor::sleep_until(deadline_ns)))
     }
 
-    fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
+    unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
         // The global allocator sends it to the running domain's heap.
         // SAFETY: `GlobalAlloc::alloc`'s contract is the caller's (the
         // image's global allocator forwards its own arguments).
         unsafe { alloc::alloc::alloc(layout) }
     }
 
-    fn dealloc(&self, pointer: *mut u8, layout: core::alloc::Layout) {
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: core::alloc::Layout) {
         // SAFETY: as above; the global allocator frees by address.
         unsafe { alloc::alloc::dealloc(pointer, layout) }
     }
@@ -251,14 +251,26 @@ pub fn export_names(domain: &Domain) -> String {
     })
 }
 
+/// The capability to enter `owner`, for the kernel's own proxies (the
+/// kernel is trusted to put it only into the proxy of an object `owner`
+/// exported).
+pub fn entry_cap(owner: Owner) -> rrpc::proxy::EntryCap {
+    // SAFETY: see above; every caller wraps an object of `owner` with it.
+    unsafe { rrpc::proxy::EntryCap::new(owner) }
+}
+
 /// A proxy for interface `I` exported as `name` (see [`lookup`]): what
 /// `domain_sdk::lookup` gives domains, for the kernel's own use.
 pub fn proxy<I: ?Sized + rrpc::Interface>(name: &str) -> RpcResult<I::Proxy> {
     let mut proxy = None;
     lookup(name, &mut |exports, export, owner| {
-        proxy = exports
-            .get::<I>(export)
-            .map(|object| I::proxy(Arc::clone(object), owner));
+        // SAFETY: the object goes straight into its generated proxy, with
+        // the capability to enter the incarnation that exported it.
+        proxy = unsafe { exports.get::<I>(export) }.map(|object| {
+            I::proxy(Arc::clone(object), unsafe {
+                rrpc::proxy::EntryCap::new(owner)
+            })
+        });
     })?;
     proxy.ok_or(RpcError::NoSuchInterface)
 }

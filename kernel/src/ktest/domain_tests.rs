@@ -885,7 +885,7 @@ fn generated_proxy() -> BoxedTest {
             alloc::sync::Arc::new(FillerImpl) as alloc::sync::Arc<dyn Filler + Send + Sync>
         })
         .map_err(|e| alloc::format!("enter: {e}"))?;
-        let proxy = FillerProxy::new(object, d.owner());
+        let proxy = FillerProxy::new(object, crate::domain::images::entry_cap(d.owner()));
         let filled = proxy
             .fill(RRef::new([0u8; 128]), 0xAB)
             .map_err(|e| alloc::format!("fill: {e}"))?;
@@ -941,7 +941,7 @@ fn async_proxy_crash() -> BoxedTest {
         })
         .map_err(|e| alloc::format!("enter: {e}"))?;
         let caller = sched::spawn(async move {
-            let proxy = WaiterProxy::new(object, owner);
+            let proxy = WaiterProxy::new(object, crate::domain::images::entry_cap(owner));
             proxy.wait().await
         })
         .map_err(|e| alloc::format!("spawn: {e:?}"))?;

@@ -275,7 +275,7 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
             .iter()
             .zip(&arg_types)
             .filter(|(_, ty)| !matches!(ty, Type::Reference(_)))
-            .map(|(n, _)| quote! { ::rrpc::Exchangeable::move_roots(&#n, callee); })
+            .map(|(n, _)| quote! { ::rrpc::Exchangeable::move_roots(&#n, self.entry.callee()); })
             .collect();
         let lends: Vec<_> = arg_names
             .iter()
@@ -303,16 +303,16 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
                     -> ::rrpc::RpcFuture<'rrpc, #result_type>
                 {
                     #( #checks )*
-                    let callee = self.callee;
                     #( #moves )*
                     let Some(inner) = self.inner.get() else {
                         return ::rrpc::RpcFuture::failed(::rrpc::RpcError::DomainNotAlive);
                     };
                     // Boxed in the caller, lazily: the call starts at the
                     // first poll, with the arguments lent until it ends.
+                    let entry = &self.entry;
                     ::rrpc::RpcFuture::new(async move {
                         #( #lends )*
-                        ::rrpc::start_async(callee, move || inner.#method_name(#( #arg_names ),*)).await
+                        ::rrpc::start_async(entry, move || inner.#method_name(#( #arg_names ),*)).await
                     })
                 }
             });
@@ -324,7 +324,6 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
                     -> ::rrpc::RpcFuture<'_, #result_type>
                 {
                     #( #checks )*
-                    let callee = self.callee;
                     #( #moves )*
                     if self.inner.get().is_none() {
                         return ::rrpc::RpcFuture::failed(::rrpc::RpcError::DomainNotAlive);
@@ -333,7 +332,7 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
                     // runs inside the callee at the first poll. It holds the
                     // proxy's object slot (one word) rather than the object.
                     let object = &self.inner;
-                    ::rrpc::start_async(callee, move || match object.get() {
+                    ::rrpc::start_async(&self.entry, move || match object.get() {
                         ::core::option::Option::Some(inner) => inner.#method_name(#( #arg_names ),*),
                         ::core::option::Option::None => ::rrpc::RpcFuture::failed(::rrpc::RpcError::DomainNotAlive),
                     })
@@ -344,12 +343,11 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
         methods.push(quote! {
             fn #method_name(&self, #( #arg_names: #arg_types ),*) #output {
                 #( #checks )*
-                let callee = self.callee;
                 #( #moves )*
                 // `&RRef` arguments are lent for the call (borrow count).
                 #( #lends )*
                 let inner = self.inner.get().ok_or(::rrpc::RpcError::DomainNotAlive)?;
-                let result = ::rrpc::proxy::call(callee, move || inner.#method_name(#( #arg_names ),*))??;
+                let result = ::rrpc::proxy::call(&self.entry, move || inner.#method_name(#( #arg_names ),*))??;
                 if !<#result_type as ::rrpc::Exchangeable>::PLAIN {
                     // Back in the caller (the entry restored it): the
                     // result's RRefs are the caller's.
@@ -413,13 +411,15 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
             /// The callee's object, in the callee's heap: used and dropped
             /// only inside the callee (never after it died).
             inner: ::rrpc::proxy::Object<dyn #name + Send + Sync>,
-            callee: ::rrpc::Owner,
+            /// The right to enter the exporting incarnation (made only by
+            /// the name service).
+            entry: ::rrpc::proxy::EntryCap,
         }
 
         impl #proxy {
-            /// Wraps `inner`, exported by domain incarnation `callee`.
-            pub fn new(inner: ::rrpc::alloc_reexport::sync::Arc<dyn #name + Send + Sync>, callee: ::rrpc::Owner) -> Self {
-                #proxy { inner: ::rrpc::proxy::Object::new(inner), callee }
+            /// Wraps `inner`, exported by the incarnation `entry` enters.
+            pub fn new(inner: ::rrpc::alloc_reexport::sync::Arc<dyn #name + Send + Sync>, entry: ::rrpc::proxy::EntryCap) -> Self {
+                #proxy { inner: ::rrpc::proxy::Object::new(inner), entry }
             }
         }
 
@@ -434,7 +434,7 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
                 if let ::core::option::Option::Some(inner) = self.inner.take() {
                     // Dropping it may run the callee's code: a domain entry.
                     // If the callee is dead, `call` forgets it instead.
-                    let _ = ::rrpc::proxy::call(self.callee, move || ::core::mem::drop(inner));
+                    let _ = ::rrpc::proxy::call(&self.entry, move || ::core::mem::drop(inner));
                 }
             }
         }
@@ -443,12 +443,15 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
             #( #methods )*
         }
 
-        impl ::rrpc::Interface for dyn #name + Send + Sync {
+        // SAFETY: the fingerprint is the IDL compiler's hash of this very
+        // trait, and `proxy` wraps the object in the generated proxy.
+        #[allow(unsafe_code)]
+        unsafe impl ::rrpc::Interface for dyn #name + Send + Sync {
             type Proxy = #proxy;
             const NAME: &'static str = ::core::stringify!(#name);
             const FINGERPRINT: u64 = #fingerprint;
-            fn proxy(object: ::rrpc::alloc_reexport::sync::Arc<Self>, callee: ::rrpc::Owner) -> #proxy {
-                #proxy::new(object, callee)
+            fn proxy(object: ::rrpc::alloc_reexport::sync::Arc<Self>, entry: ::rrpc::proxy::EntryCap) -> #proxy {
+                #proxy::new(object, entry)
             }
         }
     })

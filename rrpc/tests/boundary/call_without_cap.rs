@@ -1,0 +1,6 @@
+#![forbid(unsafe_code)]
+// A domain calls the proxy runtime with a bare domain id.
+
+fn main() {
+    let _ = rrpc::proxy::call(1 << 16 | 1, || panic!("as the victim"));
+}
