@@ -774,13 +774,13 @@ pub fn proxy_async(settings: Settings) -> Measurement {
     let plain: &dyn Probe = black_box(&*plain);
     let measured = time(settings, || {
         let mut cx = noop_context();
-        let mut future = proxy.ping_async(black_box(5));
-        let _ = black_box(Pin::new(&mut future).poll(&mut cx));
+        let future = std::pin::pin!(proxy.ping_async(black_box(5)));
+        let _ = black_box(future.poll(&mut cx));
     });
     let baseline = time(settings, || {
         let mut cx = noop_context();
-        let mut future = plain.ping_async(black_box(5));
-        let _ = black_box(Pin::new(&mut future).poll(&mut cx));
+        let future = std::pin::pin!(plain.ping_async(black_box(5)));
+        let _ = black_box(future.poll(&mut cx));
     });
     Measurement {
         name: "generated proxy: async call (ready)",
@@ -818,8 +818,8 @@ pub fn rpc_future(settings: Settings) -> Measurement {
     let plain: &dyn PlainAsync = black_box(&service);
     let measured = time(settings, || {
         let mut cx = noop_context();
-        let mut future = interface.ping_async(black_box(5));
-        let _ = black_box(Pin::new(&mut future).poll(&mut cx));
+        let future = std::pin::pin!(interface.ping_async(black_box(5)));
+        let _ = black_box(future.poll(&mut cx));
     });
     let baseline = time(settings, || {
         let mut cx = noop_context();

@@ -72,9 +72,9 @@ fn median_ticks_groups(group: &mut dyn FnMut()) -> f64 {
 }
 
 /// Polls a future once with a no-op waker.
-fn poll_once<F: core::future::Future + Unpin>(mut future: F) -> Option<F::Output> {
+fn poll_once<F: core::future::Future>(future: F) -> Option<F::Output> {
     let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
-    match core::pin::Pin::new(&mut future).poll(&mut cx) {
+    match core::pin::pin!(future).poll(&mut cx) {
         core::task::Poll::Ready(value) => Some(value),
         core::task::Poll::Pending => None,
     }

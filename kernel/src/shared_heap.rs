@@ -93,6 +93,14 @@ impl rrpc::proxy::Runtime for ProxyRuntime {
         }
     }
 
+    unsafe fn park(&self, parked: rrpc::proxy::Parked) {
+        crate::domain::park(parked);
+    }
+
+    unsafe fn unpark(&self, caller: rrpc::Owner, cell: *mut ()) {
+        crate::domain::unpark(caller, cell);
+    }
+
     unsafe fn enter(&self, callee: rrpc::Owner, f: &mut dyn FnMut()) -> Result<(), rrpc::RpcError> {
         crate::domain::enter(callee, f).map_err(rrpc::RpcError::from)
     }

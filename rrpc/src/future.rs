@@ -4,6 +4,7 @@
 
 use alloc::boxed::Box;
 use core::future::Future;
+use core::marker::PhantomPinned;
 use core::mem::{ManuallyDrop, MaybeUninit};
 use core::pin::Pin;
 use core::task::{Context, Poll};
@@ -39,7 +40,12 @@ pub struct RpcFuture<'a, T> {
     /// the domain incarnation every poll and the drop enter.
     callee: Owner,
     /// Why the call failed before it had a future (0: it did not).
-    error: u32,
+    error: u16,
+    /// Registered with the runtime as pending on behalf of its caller (the
+    /// caller's owner id is then in `words[0]`): see [`Runtime::park`].
+    ///
+    /// [`Runtime::park`]: crate::proxy::Runtime::park
+    parked: bool,
     /// A proxied call not started yet: moves the closure out of `words`
     /// and runs it. (Kept as separate fields, read in place: copying the
     /// future whole right after it was written field by field stalls
@@ -51,6 +57,8 @@ pub struct RpcFuture<'a, T> {
     /// type-erased `FnOnce() -> RpcFuture<'a, T>` (`Send`: [`start`] only
     /// stores `Send` closures, which is what makes `RpcFuture` `Send`).
     words: Words,
+    /// A proxied future's address is registered while it is pending.
+    _pinned: PhantomPinned,
 }
 
 /// Words of a deferred call (the callee's object and the arguments) kept
@@ -77,9 +85,11 @@ impl<'a, T> RpcFuture<'a, T> {
             future: None,
             callee: 0,
             error: encode(error),
+            parked: false,
             run: None,
             discard: nothing,
             words: EMPTY,
+            _pinned: PhantomPinned,
         }
     }
 
@@ -88,11 +98,31 @@ impl<'a, T> RpcFuture<'a, T> {
         self.callee
     }
 
+    /// Ends the registration [`park`](Self::park) made, if any.
+    #[inline]
+    fn unpark(&mut self) {
+        if self.parked {
+            self.unpark_slow();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn unpark_slow(&mut self) {
+        self.parked = false;
+        // SAFETY: `words[0]` holds the caller written by `park` (the
+        // deferred call had run before anything could be pending).
+        let caller = unsafe { self.words[0].assume_init() } as Owner;
+        // SAFETY: this is the registration `park` made.
+        unsafe { crate::proxy::unpark(caller, self as *mut Self as *mut ()) };
+    }
+
     /// The slow part of dropping: something is left, and it belongs to the
     /// callee.
     #[cold]
     #[inline(never)]
     fn drop_slow(&mut self) {
+        self.unpark();
         let future = self.future.take();
         if self.callee == 0 {
             drop(future); // an implementation's own future (never deferred)
@@ -121,14 +151,16 @@ impl<'a, T> From<BoxedFuture<'a, T>> for RpcFuture<'a, T> {
             future: Some(future),
             callee: 0,
             error: 0,
+            parked: false,
             run: None,
             discard: nothing,
             words: EMPTY,
+            _pinned: PhantomPinned,
         }
     }
 }
 
-const fn encode(error: RpcError) -> u32 {
+const fn encode(error: RpcError) -> u16 {
     match error {
         RpcError::DomainCrashed => 1,
         RpcError::DomainNotAlive => 2,
@@ -138,7 +170,7 @@ const fn encode(error: RpcError) -> u32 {
     }
 }
 
-fn decode(code: u32) -> RpcError {
+fn decode(code: u16) -> RpcError {
     match code {
         1 => RpcError::DomainCrashed,
         3 => RpcError::OutOfMemory,
@@ -154,9 +186,11 @@ impl<'a, T: Exchangeable + 'a> Future for RpcFuture<'a, T> {
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<RpcResult<T>> {
-        // `RpcFuture` is `Unpin`: the callee's future is pinned in its box
-        // and a deferred call is not polled in place.
-        let this = self.get_mut();
+        // SAFETY: nothing is moved out of the pinned value: the callee's
+        // future is pinned in its own box, and a deferred call is moved out
+        // of `words` (never pinned) to run. The address stays put while
+        // pinned, which is what `park` registers.
+        let this = unsafe { self.get_unchecked_mut() };
         if this.callee != 0 {
             return this.poll_proxied(cx);
         }
@@ -173,7 +207,10 @@ impl<'a, T: Exchangeable + 'a> Future for RpcFuture<'a, T> {
 
 impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
     /// One entry into the callee: start the call if it is deferred, poll
-    /// the callee's future and, if it is ready, drop it there too.
+    /// the callee's future and, if it is ready, drop it there too. (Out of
+    /// line: it keeps `poll`, whose direct path every implementation's own
+    /// future takes, small enough to inline.)
+    #[inline(never)]
     fn poll_proxied(&mut self, cx: &mut Context<'_>) -> Poll<RpcResult<T>> {
         if self.future.is_none() && self.run.is_none() {
             return Poll::Ready(Err(decode(self.error)));
@@ -213,6 +250,7 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
         });
         match polled {
             Ok(Some(result)) => {
+                self.unpark();
                 if let Ok(value) = &result
                     && !T::PLAIN
                 {
@@ -223,9 +261,13 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
             }
             Ok(None) => {
                 crate::proxy::suspended(callee, waker);
+                if !self.parked {
+                    self.park();
+                }
                 Poll::Pending
             }
             Err(error) => {
+                self.unpark();
                 // What is left belongs to a dead domain: never touch it.
                 core::mem::forget(self.future.take());
                 self.run = None;
@@ -233,6 +275,43 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
                 Poll::Ready(Err(error))
             }
         }
+    }
+
+    /// Registers this pending call with the runtime on behalf of the
+    /// running domain, so that if that domain dies (its tasks are then
+    /// never polled or dropped again) the kernel drops the callee's future
+    /// inside the callee instead of leaving whatever it holds held. The
+    /// kernel (owner 0) never dies and registers nothing.
+    #[cold]
+    #[inline(never)]
+    fn park(&mut self) {
+        let caller = crate::proxy::current();
+        if caller == 0 || self.future.is_none() {
+            return;
+        }
+        /// What the kernel runs inside the callee once the caller is dead.
+        ///
+        /// # Safety
+        /// `cell` is the parked `RpcFuture<'_, T>`, still in place (its
+        /// caller's memory is reclaimed only after this), and nothing else
+        /// uses it any more (the caller's tasks are gone).
+        unsafe fn drop_parked<T>(cell: *mut ()) {
+            // SAFETY: see above.
+            let future = unsafe { &mut *(cell as *mut RpcFuture<'_, T>) };
+            future.parked = false;
+            drop(future.future.take());
+        }
+        self.words[0] = MaybeUninit::new(caller as usize);
+        let parked = crate::proxy::Parked {
+            caller,
+            callee: self.callee,
+            cell: self as *mut Self as *mut (),
+            drop: drop_parked::<T>,
+        };
+        // SAFETY: the future is pinned (it does not move until dropped, and
+        // dropping it unparks it first), and `drop_parked` matches its type.
+        unsafe { crate::proxy::park(parked) };
+        self.parked = true;
     }
 }
 
@@ -287,9 +366,11 @@ where
             future: None,
             callee,
             error: 0,
+            parked: false,
             run: Some(run::<T, F>),
             discard: discard::<F>,
             words: EMPTY,
+            _pinned: PhantomPinned,
         };
         // SAFETY: `F` fits in `words` (size and alignment checked above).
         unsafe { (&raw mut future.words as *mut F).write(method) };

@@ -36,6 +36,67 @@ pub trait Runtime: Sync {
     fn suspended(&self, callee: Owner, waker: &core::task::Waker) {
         let _ = (callee, waker);
     }
+    /// A proxied call is pending in `parked.callee` on behalf of
+    /// `parked.caller`. If the caller dies before [`unpark`](Self::unpark),
+    /// the kernel must run `(parked.drop)(parked.cell)` inside the callee
+    /// once the caller's tasks are purged and before its memory and `RRef`s
+    /// are reclaimed: that drops the callee's future where it belongs
+    /// (otherwise whatever it holds, a driver's queue for one, stays held).
+    /// Default: nothing (a host runtime whose callers never die).
+    ///
+    /// # Safety
+    /// `parked.drop` must be safe to run on `parked.cell` inside the callee
+    /// once the caller is dead, until `unpark` is called with `cell`.
+    unsafe fn park(&self, parked: Parked) {
+        let _ = parked;
+    }
+    /// Ends a registration made by [`park`](Self::park).
+    ///
+    /// # Safety
+    /// `caller` and `cell` are those of a registration made by `park`.
+    unsafe fn unpark(&self, caller: Owner, cell: *mut ()) {
+        let _ = (caller, cell);
+    }
+}
+
+/// A pending proxied call, registered with the runtime ([`Runtime::park`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Parked {
+    /// The domain incarnation whose task holds the call's future.
+    pub caller: Owner,
+    /// The domain incarnation the call is in.
+    pub callee: Owner,
+    /// The proxied `RpcFuture`, pinned in the caller's memory.
+    pub cell: *mut (),
+    /// Drops the callee's part of `cell`; run inside the callee.
+    pub drop: unsafe fn(*mut ()),
+}
+
+// SAFETY: plain addresses and a function pointer, used by the kernel on
+// whichever core reclaims the caller (with the caller gone, nothing else
+// uses `cell`).
+unsafe impl Send for Parked {}
+
+/// See [`Runtime::park`].
+///
+/// # Safety
+/// As for [`Runtime::park`].
+pub(crate) unsafe fn park(parked: Parked) {
+    if let Some(runtime) = RUNTIME.get() {
+        // SAFETY: forwarded.
+        unsafe { runtime.park(parked) }
+    }
+}
+
+/// See [`Runtime::unpark`].
+///
+/// # Safety
+/// As for [`Runtime::unpark`].
+pub(crate) unsafe fn unpark(caller: Owner, cell: *mut ()) {
+    if let Some(runtime) = RUNTIME.get() {
+        // SAFETY: forwarded.
+        unsafe { runtime.unpark(caller, cell) }
+    }
 }
 
 /// Implemented by `#[interface]` for `dyn Trait + Send + Sync`: how to wrap

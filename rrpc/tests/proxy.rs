@@ -38,6 +38,8 @@ struct HostRuntime {
     dead: [AtomicBool; 64],
     /// Entries per callee slot (tests run in parallel, each with its own).
     entries: [AtomicU32; 64],
+    /// Pending proxied calls registered by `park`, as the kernel keeps them.
+    parked: std::sync::Mutex<Vec<rrpc::proxy::Parked>>,
 }
 
 impl Runtime for HostRuntime {
@@ -58,11 +60,49 @@ impl Runtime for HostRuntime {
             RpcError::DomainCrashed
         })
     }
+    unsafe fn park(&self, parked: rrpc::proxy::Parked) {
+        self.parked.lock().unwrap().push(parked);
+    }
+    unsafe fn unpark(&self, caller: Owner, cell: *mut ()) {
+        self.parked
+            .lock()
+            .unwrap()
+            .retain(|p| !(p.caller == caller && p.cell == cell));
+    }
+}
+
+impl HostRuntime {
+    /// The calls `caller` has pending.
+    fn parked_by(&self, caller: Owner) -> Vec<rrpc::proxy::Parked> {
+        let parked = self.parked.lock().unwrap();
+        parked
+            .iter()
+            .filter(|p| p.caller == caller)
+            .copied()
+            .collect()
+    }
+
+    /// What the kernel does once `caller` is dead and its tasks are gone:
+    /// drops each of its pending calls' callee futures inside the callee.
+    fn caller_died(&self, caller: Owner) {
+        let orphans = {
+            let mut parked = self.parked.lock().unwrap();
+            let (orphans, rest) = parked.drain(..).partition(|p| p.caller == caller);
+            *parked = rest;
+            orphans
+        };
+        for orphan in orphans {
+            // SAFETY: the registration's contract; nothing else uses the
+            // caller's future any more.
+            let _ = unsafe { self.enter(orphan.callee, &mut || (orphan.drop)(orphan.cell)) };
+        }
+    }
 }
 
 static RUNTIME: HostRuntime = HostRuntime {
     dead: [const { AtomicBool::new(false) }; 64],
     entries: [const { AtomicU32::new(0) }; 64],
+    parked: std::sync::Mutex::new(Vec::new()),
 };
 static HEAP: HostHeap = HostHeap;
 
@@ -263,21 +303,13 @@ fn poll_once<F: Future + ?Sized>(future: Pin<&mut F>) -> Poll<F::Output> {
     future.poll(&mut Context::from_waker(Waker::noop()))
 }
 
-/// `RpcFuture` is `Unpin`: tests poll it in place.
-trait AsMutPin: Future + Unpin + Sized {
-    fn as_mut_pin(&mut self) -> Pin<&mut Self> {
-        Pin::new(self)
-    }
-}
-impl<F: Future + Unpin> AsMutPin for F {}
-
 #[test]
 fn async_call_returns_the_callees_rref_to_the_caller() {
     let caller = 9 << 16 | 1;
     setup(caller);
     let proxy = StorageProxy::new(Arc::new(Disk), cap(10 << 16 | 1));
-    let mut future = proxy.read(3);
-    match poll_once(future.as_mut_pin()) {
+    let mut future = Box::pin(proxy.read(3));
+    match poll_once(future.as_mut()) {
         Poll::Ready(Ok(buffer)) => {
             assert_eq!(buffer.owner(), caller, "the result moved to the caller");
             assert!(buffer.iter().all(|&b| b == 3));
@@ -290,20 +322,20 @@ fn async_call_returns_the_callees_rref_to_the_caller() {
 fn suspended_async_call_completes_later() {
     setup(11 << 16 | 1);
     let proxy = StorageProxy::new(Arc::new(Disk), cap(12 << 16 | 1));
-    let mut future = proxy.wait();
-    assert!(poll_once(future.as_mut_pin()).is_pending());
+    let mut future = Box::pin(proxy.wait());
+    assert!(poll_once(future.as_mut()).is_pending());
     RELEASE.store(true, Ordering::SeqCst);
-    assert_eq!(poll_once(future.as_mut_pin()), Poll::Ready(Ok(5)));
+    assert_eq!(poll_once(future.as_mut()), Poll::Ready(Ok(5)));
 }
 
 #[test]
 fn a_crash_during_a_poll_fails_the_call_and_forgets_the_callee_future() {
     setup(13 << 16 | 1);
     let proxy = StorageProxy::new(Arc::new(Disk), cap(14 << 16 | 1));
-    let mut future = proxy.crash_on_second_poll();
-    assert!(poll_once(future.as_mut_pin()).is_pending());
+    let mut future = Box::pin(proxy.crash_on_second_poll());
+    assert!(poll_once(future.as_mut()).is_pending());
     assert_eq!(
-        poll_once(future.as_mut_pin()),
+        poll_once(future.as_mut()),
         Poll::Ready(Err(RpcError::DomainCrashed))
     );
     drop(future);
@@ -311,9 +343,9 @@ fn a_crash_during_a_poll_fails_the_call_and_forgets_the_callee_future() {
         !INNER_DROPPED.load(Ordering::SeqCst),
         "a crashed callee's future must be forgotten, not dropped"
     );
-    let mut next = proxy.read(1);
+    let mut next = Box::pin(proxy.read(1));
     assert!(matches!(
-        poll_once(next.as_mut_pin()),
+        poll_once(next.as_mut()),
         Poll::Ready(Err(RpcError::DomainNotAlive))
     ));
 }
@@ -372,14 +404,14 @@ fn async_calls_can_borrow_rrefs_and_a_crash_leaves_them_with_the_caller() {
     setup(caller);
     let proxy = SummerProxy::new(Arc::new(SummerImpl), cap(41 << 16 | 1));
     let data = RRef::new([3u8; 16]);
-    let mut future = proxy.sum(&data);
-    assert_eq!(poll_once(future.as_mut_pin()), Poll::Ready(Ok(48)));
+    let mut future = Box::pin(proxy.sum(&data));
+    assert_eq!(poll_once(future.as_mut()), Poll::Ready(Ok(48)));
     drop(future);
     assert_eq!(data.borrows(), 0, "the lend ended with the call");
     assert_eq!(data.owner(), caller, "a borrowed RRef never moves");
-    let mut future = proxy.crash_on(&data);
+    let mut future = Box::pin(proxy.crash_on(&data));
     assert_eq!(
-        poll_once(future.as_mut_pin()),
+        poll_once(future.as_mut()),
         Poll::Ready(Err(RpcError::DomainCrashed))
     );
     drop(future);
@@ -400,12 +432,15 @@ pub trait Jobs {
     async fn panic_at_start(&self) -> RpcResult<()>;
     /// Never completes; records who drops its future.
     async fn forever(&self) -> RpcResult<()>;
+    /// Pending until `release` is set.
+    async fn later(&self) -> RpcResult<u32>;
 }
 
 #[derive(Default)]
 struct JobsImpl {
     started: AtomicU32,
     dropped_as: Arc<AtomicU32>,
+    release: AtomicBool,
 }
 
 struct RecordDrop(Arc<AtomicU32>);
@@ -427,6 +462,15 @@ impl Jobs for JobsImpl {
     fn panic_at_start(&self) -> RpcFuture<'_, ()> {
         panic!("the method itself failed")
     }
+    fn later(&self) -> RpcFuture<'_, u32> {
+        RpcFuture::new(std::future::poll_fn(|_| {
+            if self.release.load(Ordering::SeqCst) {
+                Poll::Ready(Ok(9))
+            } else {
+                Poll::Pending
+            }
+        }))
+    }
     fn forever(&self) -> RpcFuture<'_, ()> {
         let guard = RecordDrop(self.dropped_as.clone());
         RpcFuture::new(std::future::poll_fn(move |_| {
@@ -447,11 +491,11 @@ fn a_small_async_call_starts_at_its_first_poll_and_costs_one_entry() {
     setup(50 << 16 | 1);
     let (proxy, jobs, callee) = jobs(51);
     let before = RUNTIME.entries[51].load(Ordering::SeqCst);
-    let mut future = proxy.take(RRef::new([7; 64]));
+    let mut future = Box::pin(proxy.take(RRef::new([7; 64])));
     assert_eq!(jobs.started.load(Ordering::SeqCst), 0, "lazy, like `async`");
     assert_eq!(RUNTIME.entries[51].load(Ordering::SeqCst), before);
     assert_eq!(future.callee(), callee);
-    assert_eq!(poll_once(future.as_mut_pin()), Poll::Ready(Ok(7)));
+    assert_eq!(poll_once(future.as_mut()), Poll::Ready(Ok(7)));
     assert_eq!(jobs.started.load(Ordering::SeqCst), 1);
     drop(future);
     assert_eq!(
@@ -460,7 +504,7 @@ fn a_small_async_call_starts_at_its_first_poll_and_costs_one_entry() {
         "start, poll and drop of the callee's future in one entry"
     );
     assert_eq!(
-        poll_once(proxy.take(RRef::new([9; 64])).as_mut_pin()),
+        poll_once(Box::pin(proxy.take(RRef::new([9; 64]))).as_mut()),
         Poll::Ready(Ok(9))
     );
 }
@@ -487,10 +531,10 @@ fn a_call_too_wide_to_keep_inline_starts_when_made() {
     setup(54 << 16 | 1);
     let (proxy, jobs, _) = jobs(55);
     let before = RUNTIME.entries[55].load(Ordering::SeqCst);
-    let mut future = proxy.wide(1, 2, 3);
+    let mut future = Box::pin(proxy.wide(1, 2, 3));
     assert_eq!(jobs.started.load(Ordering::SeqCst), 1);
     assert_eq!(RUNTIME.entries[55].load(Ordering::SeqCst), before + 1);
-    assert_eq!(poll_once(future.as_mut_pin()), Poll::Ready(Ok(6)));
+    assert_eq!(poll_once(future.as_mut()), Poll::Ready(Ok(6)));
     assert_eq!(RUNTIME.entries[55].load(Ordering::SeqCst), before + 2);
 }
 
@@ -498,21 +542,21 @@ fn a_call_too_wide_to_keep_inline_starts_when_made() {
 fn a_crash_while_a_call_starts_fails_it_and_the_callee_stays_dead() {
     setup(56 << 16 | 1);
     let (proxy, _, _) = jobs(57);
-    let mut future = proxy.panic_at_start();
+    let mut future = Box::pin(proxy.panic_at_start());
     assert_eq!(
-        poll_once(future.as_mut_pin()),
+        poll_once(future.as_mut()),
         Poll::Ready(Err(RpcError::DomainCrashed))
     );
     assert_eq!(
-        poll_once(future.as_mut_pin()),
+        poll_once(future.as_mut()),
         Poll::Ready(Err(RpcError::DomainCrashed)),
         "polled again: the same error"
     );
     drop(future);
     let before = RUNTIME.entries[57].load(Ordering::SeqCst);
-    let mut next = proxy.take(RRef::new([0; 64]));
+    let mut next = Box::pin(proxy.take(RRef::new([0; 64])));
     assert_eq!(
-        poll_once(next.as_mut_pin()),
+        poll_once(next.as_mut()),
         Poll::Ready(Err(RpcError::DomainNotAlive))
     );
     drop(next);
@@ -528,9 +572,9 @@ fn dropping_a_pending_call_drops_the_callees_future_inside_the_callee() {
     let caller = 58 << 16 | 1;
     setup(caller);
     let (proxy, jobs, callee) = jobs(59);
-    let mut future = proxy.forever();
-    assert!(poll_once(future.as_mut_pin()).is_pending());
-    assert!(poll_once(future.as_mut_pin()).is_pending());
+    let mut future = Box::pin(proxy.forever());
+    assert!(poll_once(future.as_mut()).is_pending());
+    assert!(poll_once(future.as_mut()).is_pending());
     assert_eq!(jobs.dropped_as.load(Ordering::SeqCst), 0);
     drop(future);
     assert_eq!(jobs.dropped_as.load(Ordering::SeqCst), callee);
@@ -562,8 +606,8 @@ fn a_forwarded_async_call_enters_each_domain_in_turn() {
         RUNTIME.entries[61].load(Ordering::SeqCst),
         RUNTIME.entries[62].load(Ordering::SeqCst),
     );
-    let mut future = relay.read(4);
-    match poll_once(future.as_mut_pin()) {
+    let mut future = Box::pin(relay.read(4));
+    match poll_once(future.as_mut()) {
         Poll::Ready(Ok(buffer)) => {
             assert!(buffer.iter().all(|&b| b == 5), "the disk's data");
             assert_eq!(buffer.owner(), caller, "moved back through both");
@@ -579,12 +623,61 @@ fn a_forwarded_async_call_enters_each_domain_in_turn() {
 fn an_implementations_own_future_is_polled_in_place() {
     setup(63 << 16 | 1);
     let direct = JobsImpl::default();
-    let mut future = direct.wide(4, 5, 6);
+    let mut future = Box::pin(direct.wide(4, 5, 6));
     assert_eq!(future.callee(), 0);
-    assert_eq!(poll_once(future.as_mut_pin()), Poll::Ready(Ok(15)));
-    let mut failed: RpcFuture<'_, u64> = RpcFuture::failed(RpcError::OutOfMemory);
+    assert_eq!(poll_once(future.as_mut()), Poll::Ready(Ok(15)));
+    let mut failed = Box::pin(RpcFuture::<'_, u64>::failed(RpcError::OutOfMemory));
     assert_eq!(
-        poll_once(failed.as_mut_pin()),
+        poll_once(failed.as_mut()),
         Poll::Ready(Err(RpcError::OutOfMemory))
     );
+}
+
+#[test]
+fn a_pending_call_is_registered_until_it_completes_or_is_dropped() {
+    let caller = 24 << 16 | 1;
+    setup(caller);
+    let (proxy, jobs, callee) = jobs(20);
+    let mut future = Box::pin(proxy.forever());
+    assert!(poll_once(future.as_mut()).is_pending());
+    assert!(poll_once(future.as_mut()).is_pending());
+    let parked = RUNTIME.parked_by(caller);
+    assert_eq!(parked.len(), 1, "registered once, however often polled");
+    assert_eq!((parked[0].caller, parked[0].callee), (caller, callee));
+    drop(future);
+    assert!(RUNTIME.parked_by(caller).is_empty(), "dropping unregisters");
+    // A call that completes after a pending poll unregisters too.
+    let mut later = Box::pin(proxy.later());
+    assert!(poll_once(later.as_mut()).is_pending());
+    assert_eq!(RUNTIME.parked_by(caller).len(), 1);
+    jobs.release.store(true, Ordering::SeqCst);
+    assert_eq!(poll_once(later.as_mut()), Poll::Ready(Ok(9)));
+    assert!(
+        RUNTIME.parked_by(caller).is_empty(),
+        "completion unregisters"
+    );
+    // The kernel never dies: its calls are not registered.
+    CURRENT.with(|c| c.set(0));
+    let mut kernel_call = Box::pin(proxy.forever());
+    assert!(poll_once(kernel_call.as_mut()).is_pending());
+    assert!(RUNTIME.parked_by(0).is_empty());
+}
+
+#[test]
+fn a_dead_callers_pending_call_is_dropped_inside_the_callee() {
+    let caller = 22 << 16 | 1;
+    setup(caller);
+    let (proxy, jobs, callee) = jobs(23);
+    let mut future = Box::pin(proxy.forever());
+    assert!(poll_once(future.as_mut()).is_pending());
+    // The caller dies: its task (here, `future`) is never polled or
+    // dropped again; the kernel drops the callee's part inside the callee.
+    RUNTIME.caller_died(caller);
+    assert_eq!(
+        jobs.dropped_as.load(Ordering::SeqCst),
+        callee,
+        "dropped inside the callee"
+    );
+    std::mem::forget(future);
+    assert!(RUNTIME.parked_by(caller).is_empty());
 }

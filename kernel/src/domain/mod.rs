@@ -460,6 +460,70 @@ pub fn purge_done(owner: OwnerId) {
     }
 }
 
+/// Pending proxied calls per caller slot (see `rrpc::proxy::Runtime::park`).
+static PARKED: [Mutex<Vec<rrpc::proxy::Parked>>; MAX_SLOTS] =
+    [const { Mutex::new(Vec::new()) }; MAX_SLOTS];
+
+/// Registers a pending proxied call of `parked.caller` (a domain).
+pub fn park(parked: rrpc::proxy::Parked) {
+    if let Some(list) = PARKED.get(slot_of(parked.caller)) {
+        cpu::kernel_section(|| list.lock().push(parked));
+    }
+}
+
+/// Ends a registration made by [`park`].
+pub fn unpark(caller: OwnerId, cell: *mut ()) {
+    if let Some(list) = PARKED.get(slot_of(caller)) {
+        cpu::kernel_section(|| {
+            let mut list = list.lock();
+            if let Some(at) = list
+                .iter()
+                .position(|p| p.caller == caller && p.cell == cell)
+            {
+                list.swap_remove(at);
+            }
+        });
+    }
+}
+
+/// Pending proxied calls `domain`'s current incarnation has registered.
+pub fn parked_calls(domain: &Domain) -> usize {
+    let owner = domain.owner();
+    cpu::kernel_section(|| {
+        PARKED[domain.slot]
+            .lock()
+            .iter()
+            .filter(|p| p.caller == owner)
+            .count()
+    })
+}
+
+/// The dead incarnation `owner` had calls pending in other domains: its
+/// tasks are gone (never polled or dropped again), so drop each callee's
+/// future inside its callee, which may hold a device queue, a lock or
+/// memory. Runs after the purge, before `owner`'s `RRef`s (one may be lent
+/// to such a call), heap and code (the drop function is its copy of
+/// `rrpc`'s) are reclaimed.
+fn drop_orphaned_calls(slot: usize, owner: OwnerId) {
+    let orphans: Vec<_> = cpu::kernel_section(|| {
+        let mut list = PARKED[slot].lock();
+        let orphans = list.iter().filter(|p| p.caller == owner).copied().collect();
+        // Entries of older incarnations are stale too: they died the same way.
+        list.clear();
+        orphans
+    });
+    for orphan in orphans {
+        // SAFETY: `park`'s contract: the caller is dead and purged, its
+        // memory still mapped, so the drop function may run on the cell
+        // inside the callee (an entry: refused if the callee is dead too,
+        // contained if it crashes).
+        let dropped = enter(orphan.callee, || unsafe { (orphan.drop)(orphan.cell) });
+        if let Err(e) = dropped {
+            crate::debug!("orphaned call into {:#x} not dropped: {e}", orphan.callee);
+        }
+    }
+}
+
 /// Poisoned and every executor done: reclaim, exactly once.
 fn maybe_reclaim(domain: &'static Domain) {
     // Every executor confirming the purge is also the grace period after
@@ -478,6 +542,7 @@ fn maybe_reclaim(domain: &'static Domain) {
         )
         .is_ok()
     {
+        drop_orphaned_calls(domain.slot, domain.owner());
         images::forget_export(domain.slot);
         // Devices first: no DMA may land in memory about to be reused.
         let devices = crate::pci::release(domain.owner());

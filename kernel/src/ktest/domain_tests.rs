@@ -87,6 +87,10 @@ pub static TESTS: &[KTest] = &[
         name: "domain_only_its_supervisor_restarts_it_and_only_after_a_crash",
         run: TestFn::Async(supervision),
     },
+    KTest {
+        name: "domain_a_dead_callers_pending_call_is_dropped_in_the_callee",
+        run: TestFn::Async(orphaned_call),
+    },
 ];
 
 const DEAD_WITHIN: Duration = Duration::from_secs(5);
@@ -1047,5 +1051,83 @@ fn supervision() -> BoxedTest {
             dead(d).await?;
         }
         Ok(())
+    })
+}
+
+/// Who dropped a `Holder` future (the owner current at the time), 0: none.
+static HOLDER_DROPPED_AS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// A call that never completes and notes who drops it (standing for a
+/// driver's future holding a queue).
+struct Holder;
+
+struct NoteDrop;
+
+impl Drop for NoteDrop {
+    fn drop(&mut self) {
+        HOLDER_DROPPED_AS.store(cpu::current_owner(), Ordering::SeqCst);
+    }
+}
+
+impl Waiter for Holder {
+    fn wait(&self) -> rrpc::RpcFuture<'_, u32> {
+        let note = NoteDrop;
+        rrpc::RpcFuture::new(poll_fn(move |_| {
+            let _ = &note;
+            Poll::Pending
+        }))
+    }
+}
+
+/// A domain's task awaits a call that stays pending in another domain,
+/// then the caller crashes: its task is never polled or dropped again, so
+/// the kernel drops the callee's future inside the callee before
+/// reclaiming the caller (without it, whatever that future holds would
+/// stay held).
+fn orphaned_call() -> BoxedTest {
+    Box::pin(async {
+        use domain_sdk::Kernel;
+        HOLDER_DROPPED_AS.store(0, Ordering::SeqCst);
+        let callee = fresh("idle")?;
+        let caller = fresh("idle")?;
+        let object = domain::enter(callee.owner(), || {
+            alloc::sync::Arc::new(Holder) as alloc::sync::Arc<dyn Waiter + Send + Sync>
+        })
+        .map_err(|e| alloc::format!("enter: {e}"))?;
+        let proxy = WaiterProxy::new(object, images::entry_cap(callee.owner()));
+        let spawned = domain::enter(caller.owner(), || {
+            images::SERVICES.spawn(Box::pin(async move {
+                let _ = proxy.wait().await;
+            }))
+        })
+        .map_err(|e| alloc::format!("enter: {e}"))?;
+        ensure!(spawned.is_ok(), "spawn as the caller: {spawned:?}");
+        for _ in 0..100 {
+            if domain::parked_calls(caller) == 1 {
+                break;
+            }
+            executor::sleep(Duration::from_millis(1)).await;
+        }
+        ensure!(
+            domain::parked_calls(caller) == 1,
+            "the pending call was not registered ({})",
+            domain::parked_calls(caller)
+        );
+        ensure!(
+            HOLDER_DROPPED_AS.load(Ordering::SeqCst) == 0,
+            "dropped while pending"
+        );
+        let crash = domain::enter(caller.owner(), || inject::trigger(Kind::Panic));
+        ensure!(crash == Err(EntryError::Crashed), "crash gave {crash:?}");
+        dead(caller).await?;
+        let dropped_as = HOLDER_DROPPED_AS.load(Ordering::SeqCst);
+        ensure!(
+            dropped_as == callee.owner(),
+            "the callee's future was dropped as {dropped_as:#x}, not inside the callee {:#x}",
+            callee.owner()
+        );
+        ensure!(callee.state() == State::Alive, "the callee suffered");
+        domain::kill(callee, "test");
+        dead(callee).await
     })
 }
