@@ -5,7 +5,7 @@
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use core::time::Duration;
 
 use domain_sdk::{Device, Mutex, RRef, now_ns, sleep, yield_now};
@@ -36,6 +36,9 @@ const ENTRIES: u16 = 64;
 const IO_TIMEOUT_NS: u64 = 5_000_000_000;
 /// How long an admin command may take.
 const ADMIN_TIMEOUT_NS: u64 = 5_000_000_000;
+/// How long a lane given up with commands in flight waits for them before
+/// it is released (well inside the watchdog's budget for one entry).
+const ABANDON_WAIT_NS: u64 = 50_000_000;
 
 /// A queue pair's memory.
 struct Queues {
@@ -101,7 +104,67 @@ impl Doorbells for Bells<'_> {
 struct Lane {
     qid: u16,
     busy: AtomicBool,
+    /// Counts the lane's uses; the high byte of each use's command ids, so
+    /// that completions of commands an earlier use left in flight (it timed
+    /// out, or its future was dropped) are recognised and ignored.
+    epoch: AtomicU8,
     state: Mutex<(QueuePair, Queues)>,
+}
+
+/// One use of a lane: exclusive until dropped. Dropped with commands still
+/// outstanding (the caller's future was dropped: for one, its caller died;
+/// or they timed out), it first waits a little for them, so that the device
+/// is done with their buffers before whoever owns those frees them, then
+/// releases the lane; later completions of them are ignored by epoch.
+struct LaneUse<'a> {
+    lane: &'a Lane,
+    bells: Bells<'a>,
+    epoch: u8,
+    /// Commands of this use submitted and not completed.
+    outstanding: usize,
+}
+
+impl LaneUse<'_> {
+    /// The command id of request `index` of this use.
+    fn cid(&self, index: u8) -> u16 {
+        u16::from(self.epoch) << 8 | u16::from(index)
+    }
+
+    /// Takes the lane's new completions; `f` gets those of this use (with
+    /// the request index), the others (left by earlier uses) are dropped.
+    fn reap(&mut self, mut f: impl FnMut(u8, Completion)) {
+        let epoch = self.epoch;
+        let mut mine = 0;
+        {
+            let (pair, queues) = &mut *self.lane.state.lock();
+            pair.reap(queues, &self.bells, |c: Completion| {
+                if (c.cid >> 8) as u8 == epoch {
+                    mine += 1;
+                    f(c.cid as u8, c);
+                }
+            });
+        }
+        self.outstanding = self.outstanding.saturating_sub(mine);
+    }
+}
+
+impl Drop for LaneUse<'_> {
+    fn drop(&mut self) {
+        if self.outstanding > 0 {
+            let deadline = now_ns() + ABANDON_WAIT_NS;
+            while self.outstanding > 0 && now_ns() < deadline {
+                self.reap(|_, _| {});
+                core::hint::spin_loop();
+            }
+            if self.outstanding > 0 {
+                domain_sdk::log(&format!(
+                    "queue {}: {} commands given up still in flight; their completions will be ignored",
+                    self.lane.qid, self.outstanding
+                ));
+            }
+        }
+        self.lane.busy.store(false, Ordering::Release);
+    }
 }
 
 /// A running controller.
@@ -275,6 +338,7 @@ impl Controller {
             lanes.push(Lane {
                 qid: qid as u16,
                 busy: AtomicBool::new(false),
+                epoch: AtomicU8::new(0),
                 state: Mutex::new((QueuePair::new(ENTRIES), io_queues)),
             });
         }
@@ -298,13 +362,22 @@ impl Controller {
     }
 
     /// The calling core's queue pair, once free.
-    async fn lane(&self) -> &Lane {
+    async fn lane(&self) -> LaneUse<'_> {
         let (core, _) = domain_sdk::core();
         let lane = &self.lanes[core % self.lanes.len()];
         while lane.busy.swap(true, Ordering::Acquire) {
             yield_now().await;
         }
-        lane
+        LaneUse {
+            lane,
+            bells: Bells {
+                device: &*self.device,
+                cap: self.cap,
+                qid: lane.qid,
+            },
+            epoch: lane.epoch.fetch_add(1, Ordering::Relaxed).wrapping_add(1),
+            outstanding: 0,
+        }
     }
 
     pub fn geometry(&self) -> Geometry {
@@ -320,17 +393,11 @@ impl Controller {
     /// caller owns; a write's data is only read.)
     pub async fn io(&self, batch: &Batch, write: bool) -> Statuses {
         // One batch at a time on the queue pair.
-        let lane = self.lane().await;
-        let bells = Bells {
-            device: &*self.device,
-            cap: self.cap,
-            qid: lane.qid,
-        };
+        let mut lane = self.lane().await;
         let per_block = (BLOCK as u32 / self.sector) as u16;
-        let mut pending = 0usize;
         let mut statuses: Statuses = [status::PENDING; BATCH];
         {
-            let (pair, queues) = &mut *lane.state.lock();
+            let (pair, queues) = &mut *lane.lane.state.lock();
             for (index, io) in batch.iter().enumerate() {
                 if io.block >= self.blocks {
                     statuses[index] = status::OUT_OF_RANGE;
@@ -346,35 +413,37 @@ impl Controller {
                     continue;
                 };
                 let lba = io.block * u64::from(per_block);
-                let command = Command::rw(write, index as u16, self.nsid, lba, per_block, prps);
+                let command = Command::rw(
+                    write,
+                    lane.cid(index as u8),
+                    self.nsid,
+                    lba,
+                    per_block,
+                    prps,
+                );
                 if pair.push(queues, &command).is_err() {
                     statuses[index] = status::DEVICE_ERROR;
                     continue;
                 }
-                pending += 1;
+                lane.outstanding += 1;
             }
-            pair.submit(&bells);
+            pair.submit(&lane.bells);
         }
         let deadline = now_ns() + IO_TIMEOUT_NS;
         let mut results = [status::PENDING; BATCH];
-        while pending > 0 {
-            {
-                let (pair, queues) = &mut *lane.state.lock();
-                pair.reap(queues, &bells, |c: Completion| {
-                    if let Some(slot) = results.get_mut(usize::from(c.cid)) {
-                        *slot = c.bdev_status();
-                        if c.status != 0 {
-                            let (kind, code) = c.describe();
-                            domain_sdk::log(&format!(
-                                "request {} failed: {kind} status {code:#x}",
-                                c.cid
-                            ));
-                        }
-                        pending -= 1;
+        while lane.outstanding > 0 {
+            lane.reap(|index, c| {
+                if let Some(slot) = results.get_mut(usize::from(index)) {
+                    *slot = c.bdev_status();
+                    if c.status != 0 {
+                        let (kind, code) = c.describe();
+                        domain_sdk::log(&format!(
+                            "request {index} failed: {kind} status {code:#x}"
+                        ));
                     }
-                });
-            }
-            if pending == 0 || now_ns() > deadline {
+                }
+            });
+            if lane.outstanding == 0 || now_ns() > deadline {
                 break;
             }
             yield_now().await;
@@ -387,7 +456,9 @@ impl Controller {
                 };
             }
         }
-        lane.busy.store(false, Ordering::Release);
+        // Dropping the lane releases it (after a last wait if requests
+        // timed out).
+        drop(lane);
         statuses
     }
 
@@ -441,40 +512,31 @@ impl Controller {
     }
 
     /// Runs one command on the calling core's queue pair and waits for it.
-    async fn single(&self, command: Command) -> Result<Completion, String> {
-        let lane = self.lane().await;
-        let bells = Bells {
-            device: &*self.device,
-            cap: self.cap,
-            qid: lane.qid,
-        };
+    async fn single(&self, mut command: Command) -> Result<Completion, String> {
+        let mut lane = self.lane().await;
+        command.cid = lane.cid(command.cid as u8);
         let pushed = {
-            let (pair, queues) = &mut *lane.state.lock();
+            let (pair, queues) = &mut *lane.lane.state.lock();
             let pushed = pair.push(queues, &command).is_ok();
-            pair.submit(&bells);
+            pair.submit(&lane.bells);
             pushed
         };
-        let mut outcome = if pushed {
-            Ok(None)
-        } else {
-            Err(String::from("queue full"))
-        };
-        let deadline = now_ns() + IO_TIMEOUT_NS;
-        while matches!(outcome, Ok(None)) {
-            {
-                let (pair, queues) = &mut *lane.state.lock();
-                pair.reap(queues, &bells, |c| outcome = Ok(Some(c)));
-            }
-            if matches!(outcome, Ok(None)) {
-                if now_ns() > deadline {
-                    outcome = Err(format!("command {:#x} timed out", command.opcode));
-                    break;
-                }
-                yield_now().await;
-            }
+        if !pushed {
+            return Err(String::from("queue full"));
         }
-        lane.busy.store(false, Ordering::Release);
-        outcome.and_then(|c| c.ok_or_else(|| String::from("completion lost")))
+        lane.outstanding = 1;
+        let deadline = now_ns() + IO_TIMEOUT_NS;
+        let mut outcome = None;
+        loop {
+            lane.reap(|_, c| outcome = Some(c));
+            if let Some(completion) = outcome {
+                return Ok(completion);
+            }
+            if now_ns() > deadline {
+                return Err(format!("command {:#x} timed out", command.opcode));
+            }
+            yield_now().await;
+        }
     }
 
     /// Flushes the volatile write cache.

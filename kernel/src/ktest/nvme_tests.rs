@@ -26,6 +26,10 @@ pub static TESTS: &[KTest] = &[
         name: "nvme_shadow_hides_repeated_driver_crashes",
         run: TestFn::Async(shadow_under_crashes),
     },
+    KTest {
+        name: "nvme_a_client_dying_mid_io_leaves_the_driver_usable",
+        run: TestFn::Async(client_dies_mid_io),
+    },
 ];
 
 /// Byte `i` of block `block`'s pattern in round `seed`.
@@ -357,4 +361,83 @@ async fn extents(bdev: &BDevProxy, device_blocks: u64) -> Result<(), String> {
         past.status
     );
     Ok(())
+}
+
+/// A client domain's task keeps reading through the driver; the client
+/// crashes while a batch is in flight. Its task is never polled again, so
+/// the kernel drops the driver's pending future inside the driver, which
+/// waits for the batch's completions and releases its queue pair: I/O on
+/// the same core then works, nothing the client had is left on the shared
+/// heap, and the driver is alive.
+fn client_dies_mid_io() -> BoxedTest {
+    Box::pin(async {
+        use domain_sdk::Kernel;
+        if crate::pci::functions()
+            .iter()
+            .all(|f| (f.header.class, f.header.subclass, f.header.prog_if) != driver_class())
+        {
+            return Err("no NVMe controller in this machine (make test attaches one)".into());
+        }
+        let (shared_before, _) = crate::shared_heap::usage();
+        let driver = domain::create_from(Source::Archive(String::from("nvme")), "t-nvme-c")?;
+        let bdev = images::proxy::<dyn BDev + Send + Sync>("t-nvme-c/bdev")
+            .map_err(|e| alloc::format!("lookup: {e}"))?;
+        let geometry = bdev
+            .geometry()
+            .await
+            .map_err(|e| alloc::format!("geometry: {e}"))?;
+        let client = domain::create(images::image("idle").ok_or("no idle image")?, "t-io-client")?;
+        let client_bdev = images::proxy::<dyn BDev + Send + Sync>("t-nvme-c/bdev")
+            .map_err(|e| alloc::format!("lookup: {e}"))?;
+        let spawned = domain::enter(client.owner(), || {
+            images::SERVICES.spawn(Box::pin(async move {
+                loop {
+                    let blocks: Vec<u64> = (0..BATCH as u64).collect();
+                    let _ = client_bdev.read(batch_of(&blocks, None)).await;
+                }
+            }))
+        })
+        .map_err(|e| alloc::format!("enter: {e}"))?;
+        ensure!(spawned.is_ok(), "spawn as the client: {spawned:?}");
+        // Until a read is pending in the driver.
+        let mut pending = false;
+        for _ in 0..2000 {
+            if domain::parked_calls(client) > 0 {
+                pending = true;
+                break;
+            }
+            executor::yield_now().await;
+        }
+        ensure!(pending, "the client's read never went pending");
+        let crash = domain::enter(client.owner(), || {
+            crate::inject::trigger(crate::inject::Kind::Panic)
+        });
+        ensure!(
+            crash == Err(domain::EntryError::Crashed),
+            "crash gave {crash:?}"
+        );
+        ensure!(
+            domain::wait_dead(client, Duration::from_secs(5)).await,
+            "client still {}",
+            client.state().name()
+        );
+        ensure!(driver.state() == domain::State::Alive, "the driver died");
+        // Same core, same queue pair: it must have been released.
+        let base = geometry.blocks - 64;
+        let blocks: Vec<u64> = (base..base + 32).collect();
+        round_trip(&bdev, &blocks, 77).await?;
+        drop(bdev);
+        domain::kill(driver, "test");
+        ensure!(
+            domain::wait_dead(driver, Duration::from_secs(5)).await,
+            "driver still {}",
+            driver.state().name()
+        );
+        let (shared_after, _) = crate::shared_heap::usage();
+        ensure!(
+            shared_after == shared_before,
+            "shared heap {shared_before} -> {shared_after} B"
+        );
+        Ok(())
+    })
 }
