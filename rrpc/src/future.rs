@@ -29,6 +29,14 @@ pub type BoxedFuture<'a, T> = Pin<Box<dyn Future<Output = RpcResult<T>> + Send +
 /// started) is forgotten: never polled or dropped again (its memory went
 /// with the callee's heap). Dropping a proxied future that is still
 /// running drops the callee's part inside the callee.
+///
+/// It is `!Unpin`: `.await` it, or pin it (`core::pin::pin!`, `Box::pin`)
+/// to poll it by hand. While a proxied call is pending, the future's
+/// address is registered with the runtime on behalf of the calling domain
+/// ([`Runtime::park`]), so that if that domain dies mid-call the kernel can
+/// still drop the callee's part inside the callee.
+///
+/// [`Runtime::park`]: crate::proxy::Runtime::park
 // `repr(C)`: an `RpcFuture` made by one separately built image is read by
 // another's copy of this crate, so its layout must not depend on the build.
 #[must_use = "futures do nothing unless you `.await` or poll them"]
