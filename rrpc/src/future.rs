@@ -59,8 +59,11 @@ pub struct RpcFuture<'a, T> {
     /// future whole right after it was written field by field stalls
     /// store-to-load forwarding.)
     run: Option<unsafe fn(*mut Words) -> RpcFuture<'a, T>>,
-    /// Moves the closure out of `words` and drops it (a no-op if none).
-    discard: unsafe fn(*mut Words),
+    /// Moves the closure out of `words` and gives it up: dropped (inside
+    /// the callee), or, if the callee died before the call started,
+    /// forgotten (its arguments are the dead callee's) with only memory of
+    /// the caller's freed. A no-op if nothing is deferred.
+    discard: unsafe fn(*mut Words, bool),
     /// The deferred call: the callee's object and the arguments, a
     /// type-erased `FnOnce() -> RpcFuture<'a, T>` (`Send`: [`start`] only
     /// stores `Send` closures, which is what makes `RpcFuture` `Send`).
@@ -70,7 +73,7 @@ pub struct RpcFuture<'a, T> {
 }
 
 /// Words of a deferred call (the callee's object and the arguments) kept
-/// inline; a larger call starts when it is made instead.
+/// inline; a larger call is boxed, and the box kept here.
 const INLINE: usize = 3;
 
 type Words = [MaybeUninit<usize>; INLINE];
@@ -78,7 +81,7 @@ type Words = [MaybeUninit<usize>; INLINE];
 const EMPTY: Words = [MaybeUninit::uninit(); INLINE];
 
 /// `discard` when nothing is deferred.
-unsafe fn nothing(_: *mut Words) {}
+unsafe fn nothing(_: *mut Words, _: bool) {}
 
 impl<'a, T> RpcFuture<'a, T> {
     /// Boxes `future` (on the running domain's heap).
@@ -141,14 +144,20 @@ impl<'a, T> RpcFuture<'a, T> {
         // callee is dead.
         let deferred = self.run.take().is_some();
         let (discard, words) = (self.discard, &mut self.words);
-        let _ = crate::proxy::call_as(self.callee, move || {
+        let dropped = crate::proxy::call_as(self.callee, || {
             drop(future);
             if deferred {
                 // SAFETY: the closure is still in `words` (not run) and is
                 // moved out once.
-                unsafe { discard(words) };
+                unsafe { discard(words, false) };
             }
         });
+        if deferred && dropped == Err(RpcError::DomainNotAlive) {
+            // Never entered: the call is still in `words`, holding the dead
+            // callee's arguments (forgotten) and perhaps a box of ours.
+            // SAFETY: as above.
+            unsafe { discard(words, true) };
+        }
     }
 }
 
@@ -278,7 +287,12 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
                 self.unpark();
                 // What is left belongs to a dead domain: never touch it.
                 core::mem::forget(self.future.take());
-                self.run = None;
+                if self.run.take().is_some() && error == RpcError::DomainNotAlive {
+                    // Never entered, never started: give up the call,
+                    // freeing only what is ours.
+                    // SAFETY: the call is still in `words`, moved out once.
+                    unsafe { (self.discard)(&raw mut self.words, true) };
+                }
                 self.error = encode(error);
                 Poll::Ready(Err(error))
             }
@@ -344,11 +358,61 @@ impl<T> Drop for RpcFuture<'_, T> {
     }
 }
 
+/// A call kept in an [`RpcFuture`] until its first poll.
+trait Deferred<'a, T>: Sized {
+    /// Runs it (inside the callee).
+    fn call(self) -> RpcFuture<'a, T>;
+    /// Gives it up: dropped (inside the callee), or if `dead` (the callee
+    /// died before it started) forgotten, freeing only the caller's memory.
+    fn discard(self, dead: bool);
+}
+
+/// A call small enough to keep in the future's words.
+struct Inline<F>(F);
+
+impl<'a, T, F: FnOnce() -> RpcFuture<'a, T>> Deferred<'a, T> for Inline<F> {
+    fn call(self) -> RpcFuture<'a, T> {
+        (self.0)()
+    }
+    fn discard(self, dead: bool) {
+        if dead {
+            core::mem::forget(self);
+        }
+    }
+}
+
+/// A larger call, boxed on the caller's heap (one allocation, so that every
+/// proxied call starts at its first poll whatever its arguments).
+struct Boxed<F>(Box<ManuallyDrop<F>>);
+
+impl<F> Boxed<F> {
+    /// Takes the call out, freeing the box first (before the call runs and
+    /// might crash with it still allocated).
+    fn take(self) -> F {
+        let Boxed(boxed) = self;
+        ManuallyDrop::into_inner(*boxed)
+    }
+}
+
+impl<'a, T, F: FnOnce() -> RpcFuture<'a, T>> Deferred<'a, T> for Boxed<F> {
+    fn call(self) -> RpcFuture<'a, T> {
+        self.take()()
+    }
+    fn discard(self, dead: bool) {
+        if dead {
+            // Frees the box without dropping the call in it.
+            drop(self.0);
+        } else {
+            drop(self.take());
+        }
+    }
+}
+
 /// A proxied `async fn` call into the incarnation `entry` enters: `method`
-/// calls the implementation's method (it runs inside the callee, at the
-/// first poll).
-/// A `method` of at most a few words is kept inline; a larger one runs at
-/// once (one entry more), and its future is polled the same way.
+/// calls the implementation's method, which runs inside the callee at the
+/// first poll, like an `async` block's body. A `method` of at most three
+/// words (the proxy's object slot and two words of arguments) is kept in the
+/// future; a larger one is boxed on the caller's heap.
 #[doc(hidden)]
 #[inline]
 pub fn start<'a, T, F>(entry: &crate::proxy::EntryCap, method: F) -> RpcFuture<'a, T>
@@ -356,48 +420,39 @@ where
     T: Exchangeable + 'a,
     F: FnOnce() -> RpcFuture<'a, T> + Send + 'a,
 {
-    let callee = entry.callee();
-    const { assert!(align_of::<Words>() == align_of::<usize>()) };
     if size_of::<F>() <= size_of::<Words>() && align_of::<F>() <= align_of::<Words>() {
-        unsafe fn run<'a, T, F: FnOnce() -> RpcFuture<'a, T>>(
-            words: *mut Words,
-        ) -> RpcFuture<'a, T> {
-            // SAFETY: `words` holds an `F` (written by `start`), moved out
-            // once by the caller's contract.
-            unsafe { (words as *mut F).read()() }
-        }
-        unsafe fn discard<F>(words: *mut Words) {
-            // SAFETY: as above.
-            drop(unsafe { (words as *mut F).read() });
-        }
-        let mut future = RpcFuture {
-            future: None,
-            callee,
-            error: 0,
-            parked: false,
-            run: Some(run::<T, F>),
-            discard: discard::<F>,
-            words: EMPTY,
-            _pinned: PhantomPinned,
-        };
-        // SAFETY: `F` fits in `words` (size and alignment checked above).
-        unsafe { (&raw mut future.words as *mut F).write(method) };
-        return future;
+        deferred(entry.callee(), Inline(method))
+    } else {
+        deferred(entry.callee(), Boxed(Box::new(ManuallyDrop::new(method))))
     }
-    match crate::proxy::call_as(callee, move || {
-        let future = method();
-        if future.callee != 0 && (future.future.is_some() || future.run.is_some()) {
-            RpcFuture::new(future)
-        } else {
-            future
-        }
-    }) {
-        Ok(mut future) => {
-            if future.future.is_some() {
-                future.callee = callee;
-            }
-            future
-        }
-        Err(error) => RpcFuture::failed(error),
+}
+
+#[inline]
+fn deferred<'a, T, D: Deferred<'a, T> + Send>(callee: Owner, call: D) -> RpcFuture<'a, T> {
+    const { assert!(align_of::<Words>() == align_of::<usize>()) };
+    // Checked at run time (folded away): `start` picks `Inline` only for
+    // calls that fit, but both of its branches are compiled for every call.
+    assert!(size_of::<D>() <= size_of::<Words>() && align_of::<D>() <= align_of::<Words>());
+    unsafe fn run<'a, T, D: Deferred<'a, T>>(words: *mut Words) -> RpcFuture<'a, T> {
+        // SAFETY: `words` holds a `D` (written by `deferred`), moved out
+        // once by the caller's contract.
+        unsafe { (words as *mut D).read() }.call()
     }
+    unsafe fn discard<'a, T, D: Deferred<'a, T>>(words: *mut Words, dead: bool) {
+        // SAFETY: as above.
+        unsafe { (words as *mut D).read() }.discard(dead);
+    }
+    let mut future = RpcFuture {
+        future: None,
+        callee,
+        error: 0,
+        parked: false,
+        run: Some(run::<T, D>),
+        discard: discard::<T, D>,
+        words: EMPTY,
+        _pinned: PhantomPinned,
+    };
+    // SAFETY: `D` fits in `words` (checked above).
+    unsafe { (&raw mut future.words as *mut D).write(call) };
+    future
 }

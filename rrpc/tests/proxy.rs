@@ -527,15 +527,51 @@ fn dropping_an_unstarted_call_drops_its_arguments_inside_the_callee() {
 }
 
 #[test]
-fn a_call_too_wide_to_keep_inline_starts_when_made() {
+fn a_call_too_wide_to_keep_inline_is_boxed_and_still_starts_at_its_first_poll() {
     setup(54 << 16 | 1);
     let (proxy, jobs, _) = jobs(55);
     let before = RUNTIME.entries[55].load(Ordering::SeqCst);
     let mut future = Box::pin(proxy.wide(1, 2, 3));
+    assert_eq!(
+        jobs.started.load(Ordering::SeqCst),
+        0,
+        "lazy, like the others"
+    );
+    assert_eq!(RUNTIME.entries[55].load(Ordering::SeqCst), before);
+    assert_eq!(poll_once(future.as_mut()), Poll::Ready(Ok(6)));
     assert_eq!(jobs.started.load(Ordering::SeqCst), 1);
     assert_eq!(RUNTIME.entries[55].load(Ordering::SeqCst), before + 1);
-    assert_eq!(poll_once(future.as_mut()), Poll::Ready(Ok(6)));
+    // Dropped before it started: its box is dropped inside the callee.
+    let unstarted = Box::pin(proxy.wide(4, 5, 6));
+    drop(unstarted);
     assert_eq!(RUNTIME.entries[55].load(Ordering::SeqCst), before + 2);
+    assert_eq!(jobs.started.load(Ordering::SeqCst), 1, "never started");
+}
+
+#[test]
+fn a_wide_call_to_a_dead_callee_fails_without_entering_it() {
+    setup(29 << 16 | 1);
+    let (proxy, jobs, _) = jobs(30);
+    let mut crash = Box::pin(proxy.panic_at_start());
+    assert_eq!(
+        poll_once(crash.as_mut()),
+        Poll::Ready(Err(RpcError::DomainCrashed))
+    );
+    let before = RUNTIME.entries[30].load(Ordering::SeqCst);
+    let mut polled = Box::pin(proxy.wide(1, 2, 3));
+    assert_eq!(
+        poll_once(polled.as_mut()),
+        Poll::Ready(Err(RpcError::DomainNotAlive))
+    );
+    let dropped = Box::pin(proxy.wide(4, 5, 6));
+    drop(dropped);
+    drop(polled);
+    assert_eq!(
+        RUNTIME.entries[30].load(Ordering::SeqCst),
+        before,
+        "never entered"
+    );
+    assert_eq!(jobs.started.load(Ordering::SeqCst), 0);
 }
 
 #[test]
