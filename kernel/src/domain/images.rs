@@ -187,10 +187,12 @@ impl core::future::Future for DomainTimer {
 
 /// The name service behind [`Kernel::lookup`]: `name` is `EXPORT` (the
 /// first alive domain, by slot, exporting it) or `DOMAIN/EXPORT`. `visit`
-/// sees the exports of that incarnation; it runs in a kernel section (it
-/// only wraps an object in a proxy), and the exports cannot go away
-/// meanwhile: reclaim waits for a grace period that this core, inside a
-/// task or the console, has not passed.
+/// sees the exports of that incarnation. It is the caller's code (a
+/// domain's, through `Kernel::lookup`), so it runs as the caller, outside
+/// the kernel section that finds the exports and without their lock: if it
+/// panics or runs away, that is the caller's crash, not the kernel's. The
+/// exports cannot go away meanwhile: reclaim waits for a grace period that
+/// this core, inside a task or the console, has not passed.
 pub fn lookup(name: &str, visit: &mut dyn FnMut(&Exports, &str, Owner)) -> RpcResult<()> {
     let (domain_name, export) = match name.split_once('/') {
         Some((domain, export)) => (Some(domain), export),
@@ -201,7 +203,7 @@ pub fn lookup(name: &str, visit: &mut dyn FnMut(&Exports, &str, Owner)) -> RpcRe
     {
         return Err(RpcError::NoSuchDomain);
     }
-    crate::cpu::kernel_section(|| {
+    let found = crate::cpu::kernel_section(|| {
         for domain in super::all() {
             if domain_name.is_some_and(|n| n != domain.name.as_str())
                 || domain.state() != State::Alive
@@ -212,16 +214,24 @@ pub fn lookup(name: &str, visit: &mut dyn FnMut(&Exports, &str, Owner)) -> RpcRe
             if let Some(exports) = exports.as_ref()
                 && exports.contains(export)
             {
-                visit(exports, export, domain.owner());
-                return Ok(());
+                return Some((exports as *const Exports, domain.owner()));
             }
         }
-        Err(if domain_name.is_some() {
+        None
+    });
+    let Some((exports, owner)) = found else {
+        return Err(if domain_name.is_some() {
             RpcError::DomainNotAlive
         } else {
             RpcError::NoSuchInterface
-        })
-    })
+        });
+    };
+    // SAFETY: an alive incarnation's exports stay in place until it is
+    // reclaimed (or restarted, which needs it reclaimed first), and reclaim
+    // waits for every core to pass the top of its executor loop, which this
+    // core does not do before `visit` returns.
+    visit(unsafe { &*exports }, export, owner);
+    Ok(())
 }
 
 /// Runs a domain's entry function (inside the domain) and keeps what it

@@ -91,6 +91,10 @@ pub static TESTS: &[KTest] = &[
         name: "domain_a_dead_callers_pending_call_is_dropped_in_the_callee",
         run: TestFn::Async(orphaned_call),
     },
+    KTest {
+        name: "domain_a_lookup_visitor_that_panics_crashes_only_its_domain",
+        run: TestFn::Async(lookup_visitor_panics),
+    },
 ];
 
 const DEAD_WITHIN: Duration = Duration::from_secs(5);
@@ -1129,5 +1133,30 @@ fn orphaned_call() -> BoxedTest {
         ensure!(callee.state() == State::Alive, "the callee suffered");
         domain::kill(callee, "test");
         dead(callee).await
+    })
+}
+
+/// `Kernel::lookup` runs the caller's visitor: one that panics (or runs
+/// away) is the calling domain's crash; the kernel and the exporting
+/// domain carry on, and the name service still works.
+fn lookup_visitor_panics() -> BoxedTest {
+    Box::pin(async {
+        use domain_sdk::Kernel;
+        let exporter = fresh("idle")?;
+        let caller = fresh("idle")?;
+        let name = alloc::format!("{}/control", exporter.name);
+        let crash = domain::enter(caller.owner(), || {
+            let _ = images::SERVICES.lookup(&name, &mut |_, _, _| panic!("visitor"));
+        });
+        ensure!(crash == Err(EntryError::Crashed), "lookup gave {crash:?}");
+        dead(caller).await?;
+        ensure!(exporter.state() == State::Alive, "the exporter suffered");
+        let proxy = images::proxy::<dyn interfaces::control::Control + Send + Sync>(&name)
+            .map_err(|e| alloc::format!("lookup after the crash: {e}"))?;
+        use interfaces::control::Control;
+        ensure!(proxy.control(2, 7).is_ok(), "the export no longer answers");
+        drop(proxy);
+        domain::kill(exporter, "test");
+        dead(exporter).await
     })
 }
