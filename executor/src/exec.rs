@@ -346,6 +346,15 @@ impl Executor {
         true
     }
 
+    /// Whether `id` is a task this executor still holds (not completed,
+    /// cancelled or purged).
+    pub(crate) fn is_live(&self, id: TaskId) -> bool {
+        self.slots.get(id.slot()).is_some_and(|slot| {
+            let state = slot.state.load(Ordering::Acquire);
+            generation_of(state) == id.generation() && state & ALLOCATED != 0
+        })
+    }
+
     pub(crate) fn wake(&self, id: TaskId) {
         self.mark(id, 0);
     }

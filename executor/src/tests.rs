@@ -726,3 +726,49 @@ fn refused_drop_abandons_and_purge_done_is_reported() {
         std::vec![(exec.id(), 7)]
     );
 }
+
+#[test]
+fn a_full_timer_wheel_sweeps_dead_tasks_then_lets_sleeps_poll_again() {
+    let (exec, platform) = new_exec(8);
+    // A domain's task holds as many timers as the wheel takes, then the
+    // domain dies: its task is purged, never polled or dropped again.
+    let hog = exec
+        .spawn(7, async {
+            let mut sleeps: Vec<_> = (0..MAX_TIMERS)
+                .map(|_| Box::pin(sleep(Duration::from_secs(3600))))
+                .collect();
+            poll_fn(|cx| {
+                for s in sleeps.iter_mut() {
+                    let _ = s.as_mut().poll(cx);
+                }
+                Poll::<()>::Pending
+            })
+            .await;
+        })
+        .unwrap();
+    run_until_idle(exec);
+    assert!(!hog.is_finished());
+    // A live task's sleep while the wheel is full: it still completes on
+    // time (polling again instead of taking a slot), never early.
+    let waiter = exec.spawn(1, sleep(Duration::from_millis(5))).unwrap();
+    let _ = exec.run(1);
+    assert!(!waiter.is_finished());
+    platform.advance(5_000_000);
+    run_until_idle(exec);
+    assert!(waiter.is_finished(), "a sleep that found the wheel full");
+    // The hog's owner dies: its timers are swept the next time the wheel
+    // is full, and a new sleep gets a slot again.
+    exec.purge_owner(7);
+    run_until_idle(exec);
+    let registered = exec.spawn(1, sleep(Duration::from_millis(5))).unwrap();
+    run_until_idle(exec);
+    assert!(!registered.is_finished());
+    assert!(
+        exec.next_timer_deadline()
+            .is_some_and(|d| d <= platform.now_ns() + 5_000_000),
+        "the new sleep holds a slot of the swept wheel"
+    );
+    platform.advance(5_000_000);
+    run_until_idle(exec);
+    assert!(registered.is_finished());
+}

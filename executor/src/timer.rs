@@ -20,6 +20,11 @@ pub fn now_ns() -> u64 {
         .now_ns()
 }
 
+/// Timers one executor's wheel holds at most (its memory is the kernel's,
+/// and domains create timers): past it, a [`Sleep`] polls again until its
+/// deadline instead of taking a slot.
+pub const MAX_TIMERS: usize = 16_384;
+
 /// Completes once `duration` has passed (never earlier).
 pub fn sleep(duration: Duration) -> Sleep {
     let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
@@ -90,12 +95,29 @@ impl Future for Sleep {
                 // first (on an empty wheel this is a jump, not a walk).
                 wheel.advance(now, |_| {});
             }
-            if let Some(target) = target.take() {
+            if wheel.len() >= MAX_TIMERS {
+                // Timers of tasks that are gone (a dead domain's: its tasks
+                // are never polled or dropped again) go first.
+                wheel.retain(|target| match target {
+                    TimerTarget::Task(id) => {
+                        crate::registry::get(id.executor()).is_none_or(|e| e.is_live(*id))
+                    }
+                    TimerTarget::Waker(_) => true,
+                });
+            }
+            if wheel.len() < MAX_TIMERS
+                && let Some(target) = target.take()
+            {
                 key = Some(wheel.insert(deadline, target));
             }
         });
-        let key = key.expect("run_as_kernel must run its closure");
-        self.key = Some((exec.id(), key));
+        match key {
+            Some(key) => self.key = Some((exec.id(), key)),
+            // The wheel is full: rather than let tasks grow the kernel's
+            // memory without bound, this one polls again until its deadline
+            // (never early, only costlier).
+            None => cx.waker().wake_by_ref(),
+        }
         Poll::Pending
     }
 }

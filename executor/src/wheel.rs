@@ -112,6 +112,25 @@ impl<T> TimerWheel<T> {
         self.release(key.index)
     }
 
+    /// Removes every entry whose payload `keep` rejects; returns how many.
+    /// O(entries): for sweeping out timers nobody waits for any more.
+    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) -> usize {
+        let mut removed = 0;
+        for index in 0..self.entries.len() as u32 {
+            let drop_it = self.entries[index as usize]
+                .payload
+                .as_ref()
+                .is_some_and(|payload| !keep(payload));
+            if drop_it {
+                self.unlink(index);
+                self.len -= 1;
+                self.release(index);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     /// Lower bound on the earliest pending deadline, in nanoseconds.
     pub fn next_deadline(&self) -> Option<u64> {
         if self.len == 0 {

@@ -126,3 +126,18 @@ fn next_deadline_is_a_lower_bound_for_overflow_entries() {
     );
     assert!(bound > ((1 << 18) - 1) * MS);
 }
+
+#[test]
+fn retain_removes_only_what_it_rejects() {
+    let mut wheel = TimerWheel::new(MS, 0);
+    for i in 0..200u32 {
+        wheel.insert(u64::from(i % 50 + 1) * MS * 100, i);
+    }
+    assert_eq!(wheel.retain(|&p| p % 3 != 0), 67);
+    assert_eq!(wheel.len(), 133);
+    let mut fired = fired_until(&mut wheel, 10_000 * MS);
+    fired.sort_unstable();
+    let expected: Vec<u32> = (0..200).filter(|p| p % 3 != 0).collect();
+    assert_eq!(fired, expected, "the rest still fire, once each");
+    assert!(wheel.is_empty());
+}

@@ -93,8 +93,8 @@ impl rrpc::proxy::Runtime for ProxyRuntime {
         }
     }
 
-    unsafe fn park(&self, parked: rrpc::proxy::Parked) {
-        crate::domain::park(parked);
+    unsafe fn park(&self, parked: rrpc::proxy::Parked) -> bool {
+        crate::domain::park(parked)
     }
 
     unsafe fn unpark(&self, caller: rrpc::Owner, cell: *mut ()) {

@@ -332,8 +332,7 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
         };
         // SAFETY: the future is pinned (it does not move until dropped, and
         // dropping it unparks it first), and `drop_parked` matches its type.
-        unsafe { crate::proxy::park(parked) };
-        self.parked = true;
+        self.parked = unsafe { crate::proxy::park(parked) };
     }
 }
 

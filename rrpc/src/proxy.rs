@@ -47,8 +47,11 @@ pub trait Runtime: Sync {
     /// # Safety
     /// `parked.drop` must be safe to run on `parked.cell` inside the callee
     /// once the caller is dead, until `unpark` is called with `cell`.
-    unsafe fn park(&self, parked: Parked) {
+    /// Returns false if the runtime keeps no more registrations for this
+    /// caller (it bounds them: the call then goes unregistered).
+    unsafe fn park(&self, parked: Parked) -> bool {
         let _ = parked;
+        false
     }
     /// Ends a registration made by [`park`](Self::park).
     ///
@@ -81,11 +84,11 @@ unsafe impl Send for Parked {}
 ///
 /// # Safety
 /// As for [`Runtime::park`].
-pub(crate) unsafe fn park(parked: Parked) {
-    if let Some(runtime) = RUNTIME.get() {
-        // SAFETY: forwarded.
-        unsafe { runtime.park(parked) }
-    }
+pub(crate) unsafe fn park(parked: Parked) -> bool {
+    // SAFETY: forwarded.
+    RUNTIME
+        .get()
+        .is_some_and(|runtime| unsafe { runtime.park(parked) })
 }
 
 /// See [`Runtime::unpark`].

@@ -60,8 +60,9 @@ impl Runtime for HostRuntime {
             RpcError::DomainCrashed
         })
     }
-    unsafe fn park(&self, parked: rrpc::proxy::Parked) {
+    unsafe fn park(&self, parked: rrpc::proxy::Parked) -> bool {
         self.parked.lock().unwrap().push(parked);
+        true
     }
     unsafe fn unpark(&self, caller: Owner, cell: *mut ()) {
         self.parked

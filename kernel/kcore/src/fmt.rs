@@ -145,8 +145,60 @@ impl<const N: usize> PartialEq for StackString<N> {
 
 impl<const N: usize> Eq for StackString<N> {}
 
+/// A line of untrusted text for the console: at most `max` bytes (cut at a
+/// character boundary, `" [...]"` added if anything was cut), every control
+/// character (escape sequences, line breaks, tabs) shown as `?`, so the
+/// text can neither rewrite the console nor hold it for long.
+#[derive(Debug, Clone, Copy)]
+pub struct Clipped<'a> {
+    text: &'a str,
+    cut: bool,
+}
+
+impl<'a> Clipped<'a> {
+    /// `text` clipped to `max` bytes.
+    pub fn new(text: &'a str, max: usize) -> Clipped<'a> {
+        let mut end = text.len().min(max);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        Clipped {
+            text: &text[..end],
+            cut: end < text.len(),
+        }
+    }
+}
+
+impl fmt::Display for Clipped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.text.chars() {
+            f.write_char(if c.is_control() { '?' } else { c })?;
+        }
+        if self.cut {
+            f.write_str(" [...]")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn clipped_text_is_short_and_printable() {
+        extern crate std;
+        use std::string::ToString;
+        assert_eq!(Clipped::new("hello", 512).to_string(), "hello");
+        assert_eq!(
+            Clipped::new("a\x1b[2Jb\nc\td", 512).to_string(),
+            "a?[2Jb?c?d"
+        );
+        assert_eq!(Clipped::new("abcdef", 3).to_string(), "abc [...]");
+        // Never cut inside a character.
+        assert_eq!(Clipped::new("aé", 2).to_string(), "a [...]");
+        let long = "x".repeat(1 << 20);
+        assert_eq!(Clipped::new(&long, 512).to_string().len(), 512 + 6);
+    }
+
     use super::*;
 
     fn show(n: u64) -> std::string::String {

@@ -90,7 +90,9 @@ impl Kernel for Services {
     fn log(&self, message: &str) {
         let owner = crate::cpu::current_owner();
         let name = super::get((owner >> 16) as usize).map_or("?", |d| d.name.as_str());
-        crate::info!("[{name}] {message}");
+        // The console is shared and printed with interrupts off: a line of
+        // at most `MAX_LOG` bytes, control characters shown as '?'.
+        crate::info!("[{name}] {}", kcore::fmt::Clipped::new(message, MAX_LOG));
     }
 
     fn now_ns(&self) -> u64 {
@@ -155,6 +157,9 @@ impl Kernel for Services {
         super::restart_by(domain, crate::cpu::current_owner())
     }
 }
+
+/// Longest line a domain may log, in bytes.
+pub const MAX_LOG: usize = 512;
 
 /// A timer handed to a domain. The executor's timer wheel keeps the waker
 /// it is polled with; a domain could poll it with a waker of its own making,

@@ -463,12 +463,41 @@ pub fn purge_done(owner: OwnerId) {
 /// Pending proxied calls per caller slot (see `rrpc::proxy::Runtime::park`).
 static PARKED: [Mutex<Vec<rrpc::proxy::Parked>>; MAX_SLOTS] =
     [const { Mutex::new(Vec::new()) }; MAX_SLOTS];
+/// Whether a slot's current incarnation was told it has too many.
+static PARKED_FULL_WARNED: [AtomicBool; MAX_SLOTS] = [const { AtomicBool::new(false) }; MAX_SLOTS];
 
-/// Registers a pending proxied call of `parked.caller` (a domain).
-pub fn park(parked: rrpc::proxy::Parked) {
-    if let Some(list) = PARKED.get(slot_of(parked.caller)) {
-        cpu::kernel_section(|| list.lock().push(parked));
+/// Pending calls registered per domain at most: the registrations are
+/// kernel memory, and a domain must not be able to exhaust it (256 domains
+/// at the limit take 2 MiB). Past it a call goes unregistered (if its
+/// caller then dies, the callee's future is left as it is) and the first
+/// refusal is logged.
+pub const MAX_PARKED: usize = 256;
+
+/// Registers a pending proxied call of `parked.caller` (a domain); false if
+/// it already has [`MAX_PARKED`].
+pub fn park(parked: rrpc::proxy::Parked) -> bool {
+    let Some(list) = PARKED.get(slot_of(parked.caller)) else {
+        return false;
+    };
+    let accepted = cpu::kernel_section(|| {
+        let mut list = list.lock();
+        let room = list.len() < MAX_PARKED;
+        if room {
+            list.push(parked);
+        }
+        room
+    });
+    let slot = slot_of(parked.caller);
+    if !accepted
+        && !PARKED_FULL_WARNED[slot].swap(true, Ordering::Relaxed)
+        && let Some(domain) = get(slot)
+    {
+        crate::warn!(
+            "domain {}: more than {MAX_PARKED} calls pending at once; the rest are not dropped in their callees if it dies",
+            domain.name
+        );
     }
+    accepted
 }
 
 /// Ends a registration made by [`park`].
@@ -512,6 +541,7 @@ fn drop_orphaned_calls(slot: usize, owner: OwnerId) {
         list.clear();
         orphans
     });
+    PARKED_FULL_WARNED[slot].store(false, Ordering::Relaxed);
     for orphan in orphans {
         // SAFETY: `park`'s contract: the caller is dead and purged, its
         // memory still mapped, so the drop function may run on the cell

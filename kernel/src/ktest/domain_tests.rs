@@ -95,6 +95,10 @@ pub static TESTS: &[KTest] = &[
         name: "domain_a_lookup_visitor_that_panics_crashes_only_its_domain",
         run: TestFn::Async(lookup_visitor_panics),
     },
+    KTest {
+        name: "domain_pending_call_registrations_are_bounded",
+        run: TestFn::Async(parked_bounded),
+    },
 ];
 
 const DEAD_WITHIN: Duration = Duration::from_secs(5);
@@ -1158,5 +1162,57 @@ fn lookup_visitor_panics() -> BoxedTest {
         drop(proxy);
         domain::kill(exporter, "test");
         dead(exporter).await
+    })
+}
+
+/// A domain with more calls pending than the kernel registers: the extra
+/// ones go unregistered (kernel memory stays bounded), the domain runs on,
+/// and when it dies the registered ones are dropped in the callee.
+fn parked_bounded() -> BoxedTest {
+    Box::pin(async {
+        use domain_sdk::Kernel;
+        const CALLS: usize = domain::MAX_PARKED + 44;
+        HOLDER_DROPPED_AS.store(0, Ordering::SeqCst);
+        let callee = fresh("idle")?;
+        let caller = fresh("idle")?;
+        let object = domain::enter(callee.owner(), || {
+            alloc::sync::Arc::new(Holder) as alloc::sync::Arc<dyn Waiter + Send + Sync>
+        })
+        .map_err(|e| alloc::format!("enter: {e}"))?;
+        let proxy = WaiterProxy::new(object, images::entry_cap(callee.owner()));
+        let spawned = domain::enter(caller.owner(), || {
+            images::SERVICES.spawn(Box::pin(async move {
+                let mut calls: Vec<_> = (0..CALLS).map(|_| Box::pin(proxy.wait())).collect();
+                poll_fn(|cx| {
+                    for call in calls.iter_mut() {
+                        let _ = call.as_mut().poll(cx);
+                    }
+                    Poll::<()>::Pending
+                })
+                .await;
+            }))
+        })
+        .map_err(|e| alloc::format!("enter: {e}"))?;
+        ensure!(spawned.is_ok(), "spawn as the caller: {spawned:?}");
+        for _ in 0..200 {
+            if domain::parked_calls(caller) == domain::MAX_PARKED {
+                break;
+            }
+            executor::sleep(Duration::from_millis(1)).await;
+        }
+        ensure!(
+            domain::parked_calls(caller) == domain::MAX_PARKED,
+            "{} registered of {CALLS}",
+            domain::parked_calls(caller)
+        );
+        ensure!(caller.state() == State::Alive, "the caller suffered");
+        domain::kill(caller, "test");
+        dead(caller).await?;
+        ensure!(
+            HOLDER_DROPPED_AS.load(Ordering::SeqCst) == callee.owner(),
+            "the registered calls were not dropped in the callee"
+        );
+        domain::kill(callee, "test");
+        dead(callee).await
     })
 }
