@@ -181,8 +181,48 @@ impl fmt::Display for Clipped<'_> {
     }
 }
 
+/// Writes untrusted names as a comma-separated list: at most `shown` of
+/// them, each [`Clipped`] to `max` bytes, then `" (+N more)"`.
+pub fn write_names<'a>(
+    out: &mut impl Write,
+    names: impl Iterator<Item = &'a str>,
+    shown: usize,
+    max: usize,
+) -> fmt::Result {
+    let mut count = 0;
+    for name in names {
+        if count < shown {
+            let comma = if count > 0 { "," } else { "" };
+            write!(out, "{comma}{}", Clipped::new(name, max))?;
+        }
+        count += 1;
+    }
+    if count > shown {
+        write!(out, " (+{} more)", count - shown)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn name_lists_are_bounded() {
+        extern crate std;
+        use std::string::String;
+        let mut out = String::new();
+        write_names(&mut out, ["bdev", "control"].into_iter(), 8, 32).unwrap();
+        assert_eq!(out, "bdev,control");
+        let many: std::vec::Vec<std::string::String> =
+            (0..1000).map(|i| std::format!("name{i}\x1b")).collect();
+        let mut out = String::new();
+        write_names(&mut out, many.iter().map(|s| s.as_str()), 3, 32).unwrap();
+        assert_eq!(out, "name0?,name1?,name2? (+997 more)");
+        let long = "y".repeat(100);
+        let mut out = String::new();
+        write_names(&mut out, [long.as_str()].into_iter(), 8, 4).unwrap();
+        assert_eq!(out, "yyyy [...]");
+    }
+
     #[test]
     fn clipped_text_is_short_and_printable() {
         extern crate std;

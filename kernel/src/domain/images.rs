@@ -256,13 +256,17 @@ pub fn forget_export(slot: usize) {
 }
 
 /// The names `domain` exports (for `domains`).
+/// The domain chose the names: at most 8 are shown, each clipped to 32
+/// bytes with control characters shown as '?'.
 pub fn export_names(domain: &Domain) -> String {
+    const SHOWN: usize = 8;
     crate::cpu::kernel_section(|| {
-        EXPORTS[domain.slot]
-            .lock()
-            .as_ref()
-            .map(|e| e.names().collect::<alloc::vec::Vec<_>>().join(","))
-            .unwrap_or_default()
+        let exports = EXPORTS[domain.slot].lock();
+        let mut line = String::new();
+        if let Some(exports) = exports.as_ref() {
+            let _ = kcore::fmt::write_names(&mut line, exports.names(), SHOWN, 32);
+        }
+        line
     })
 }
 
