@@ -196,9 +196,7 @@ def console_session(tally, kernel, smp, mem, timeout, checks=None, archive=None,
             ("@pause", None),
             ("crash nvme pagefault", lambda out: "domain crashed" in out),
             ("blk check nvme-shadow 16", lambda out: "running" in out),
-            ("@pause", None),
-            ("@pause", None),
-            ("uptime", lambda out: "16 blocks from block" in out and "compared: ok" in out),
+            ("@await blk check nvme-shadow: 16 blocks from block", None),
             ("call nvme-shadow 0", lambda out: re.search(r"^[1-9]\d*$", out, re.M) is not None),
             ("blk check nvme-shadow 99999", lambda out: "BLOCKS must be 1 to 4096" in out),
             ("domains", lambda out: "supervised by nvme-shadow" in out),
@@ -213,14 +211,20 @@ def console_session(tally, kernel, smp, mem, timeout, checks=None, archive=None,
                 and "blk check nvme-shadow: FAILED" in out),
             ("restart nvme", lambda out: "restarted as generation" in out),
             ("blk check nvme-shadow 4", lambda out: "running" in out),
-            ("@pause", None),
-            ("@pause", None),
-            ("uptime", lambda out: "4 blocks from block" in out and "compared: ok" in out),
+            ("@await blk check nvme-shadow: 4 blocks from block", None),
         ]
     if booted:
         for line, check in checks:
             if line == "@pause":
                 time.sleep(0.5)
+                continue
+            if line.startswith("@await "):
+                # Output printed later by a background task (a `blk check`):
+                # wait for it, up to 20 s.
+                text = line[len("@await "):]
+                seen = read_until(text.encode(), 20)
+                tally.record(f"{label}: eventually '{text[:40]}'", seen,
+                             buffer.decode("utf-8", "replace")[-400:])
                 continue
             ok, out = command(line)
             good = ok and check(out)
