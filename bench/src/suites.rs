@@ -560,6 +560,11 @@ pub fn rref_alloc_drop(settings: Settings) -> Measurement {
     }
 }
 
+// SAFETY: the benchmark moves what it gives, as a proxy does.
+const CALLEE_TRANSFER: rrpc::Transfer = unsafe { rrpc::Transfer::new(CALLEE) };
+// SAFETY: as above.
+const CALLER_TRANSFER: rrpc::Transfer = unsafe { rrpc::Transfer::new(CALLER) };
+
 /// A call moving one RRef into the callee and back: the entry plus the two
 /// ownership moves a proxy does, around a trait-object call that reads the
 /// buffer, against the bare trait-object call with a `&` to it.
@@ -584,10 +589,10 @@ pub fn rref_call_move(settings: Settings) -> Measurement {
     rrpc::registry::enter_batch(); // as inside a kernel task (see above)
     let buffer = rrpc::RRef::new([7u8; 64]);
     let measured = time(settings, || {
-        buffer.move_to(CALLEE);
+        buffer.move_to(&CALLEE_TRANSFER);
         let deadline = ticks.load(std::sync::atomic::Ordering::Relaxed) + 101;
         let result = gate.enter::<u64, _>(&core, CALLEE, deadline, || sink.take(&buffer));
-        buffer.move_to(CALLER);
+        buffer.move_to(&CALLER_TRANSFER);
         let _ = black_box(result);
     });
     rrpc::registry::leave_batch();

@@ -16,10 +16,46 @@ pub trait Exchangeable {
     const PLAIN: bool = false;
     /// Nests every `RRef` in the value (it is moving onto the shared heap).
     fn adopt(&self) {}
-    /// Gives every root `RRef` in the value to `owner` (it is crossing a
-    /// call).
-    fn move_roots(&self, owner: crate::Owner) {
-        let _ = owner;
+    /// Gives every root `RRef` in the value to the owner `to` names (it is
+    /// crossing a call).
+    fn move_roots(&self, to: &Transfer) {
+        let _ = to;
+    }
+}
+
+/// Whom [`Exchangeable::move_roots`] gives `RRef`s to. Giving one's own
+/// `RRef`s away while keeping them would let the receiver's death free
+/// memory the giver still uses, so only the running domain itself
+/// ([`Transfer::here`]) or a proxy's entry capability
+/// ([`EntryCap::transfer`](crate::proxy::EntryCap::transfer): the callee
+/// of a call the value is moving into) names a receiver.
+pub struct Transfer {
+    owner: crate::Owner,
+}
+
+impl Transfer {
+    /// To the running domain (results coming back from a call).
+    #[inline]
+    pub fn here() -> Transfer {
+        Transfer {
+            owner: crate::proxy::current(),
+        }
+    }
+
+    /// To `owner`.
+    ///
+    /// # Safety
+    /// The values moved with it must really be handed over: their holder
+    /// keeps no `RRef` it gives away (as a proxy moving its arguments).
+    #[inline]
+    pub const unsafe fn new(owner: crate::Owner) -> Transfer {
+        Transfer { owner }
+    }
+
+    /// The receiving domain incarnation.
+    #[inline]
+    pub fn owner(&self) -> crate::Owner {
+        self.owner
     }
 }
 
@@ -57,8 +93,8 @@ impl<T: Exchangeable, const N: usize> Exchangeable for [T; N] {
     fn adopt(&self) {
         self.iter().for_each(Exchangeable::adopt);
     }
-    fn move_roots(&self, owner: crate::Owner) {
-        self.iter().for_each(|v| v.move_roots(owner));
+    fn move_roots(&self, to: &Transfer) {
+        self.iter().for_each(|v| v.move_roots(to));
     }
 }
 
@@ -69,9 +105,9 @@ impl<T: Exchangeable> Exchangeable for Option<T> {
             value.adopt();
         }
     }
-    fn move_roots(&self, owner: crate::Owner) {
+    fn move_roots(&self, to: &Transfer) {
         if let Some(value) = self {
-            value.move_roots(owner);
+            value.move_roots(to);
         }
     }
 }
@@ -86,9 +122,9 @@ macro_rules! tuple {
                 $($name.adopt();)+
             }
             #[allow(non_snake_case)]
-            fn move_roots(&self, owner: crate::Owner) {
+            fn move_roots(&self, to: &Transfer) {
                 let ($($name,)+) = self;
-                $($name.move_roots(owner);)+
+                $($name.move_roots(to);)+
             }
         }
     };
@@ -103,7 +139,7 @@ impl<T: Exchangeable> Exchangeable for RRef<T> {
     fn adopt(&self) {
         self.make_nested();
     }
-    fn move_roots(&self, owner: crate::Owner) {
-        self.move_to(owner);
+    fn move_roots(&self, to: &Transfer) {
+        self.move_to(to);
     }
 }

@@ -272,7 +272,7 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
                     && !T::PLAIN
                 {
                     // Back in the caller: the result is the caller's.
-                    value.move_roots(crate::proxy::current());
+                    value.move_roots(&crate::Transfer::here());
                 }
                 Poll::Ready(result)
             }

@@ -42,7 +42,7 @@ mod tests;
 
 pub use deque::{RRefArray, RRefDeque};
 pub use error::{RpcError, RpcResult};
-pub use exchangeable::Exchangeable;
+pub use exchangeable::{Exchangeable, Transfer};
 #[doc(hidden)]
 pub use future::start as start_async;
 pub use future::{BoxedFuture, RpcFuture};

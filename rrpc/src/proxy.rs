@@ -153,6 +153,14 @@ impl EntryCap {
     pub fn callee(&self) -> Owner {
         self.callee
     }
+
+    /// Gives `RRef`s to the callee (the arguments of a call it makes).
+    #[inline]
+    pub fn transfer(&self) -> crate::Transfer {
+        // SAFETY: only proxies hold entry capabilities, and they move what
+        // they give: a call's arguments, passed by value.
+        unsafe { crate::Transfer::new(self.callee) }
+    }
 }
 
 /// The callee's object inside a generated proxy: an `Arc` to it (in the

@@ -103,14 +103,16 @@ impl<T: Exchangeable> RRef<T> {
         self.header().owner.load(Ordering::Acquire)
     }
 
-    /// Gives it to `owner`. Called by proxies when an `RRef` crosses a
-    /// call (into the callee, or back to the caller with a result).
+    /// Gives it to the owner `to` names. Called by proxies when an `RRef`
+    /// crosses a call (into the callee, or back to the caller with a
+    /// result); see [`Transfer`](crate::Transfer) for who may name an
+    /// owner.
     #[doc(hidden)]
     #[inline]
-    pub fn move_to(&self, owner: Owner) {
+    pub fn move_to(&self, to: &crate::Transfer) {
         // SAFETY: we hold it (a nested one is skipped: owned through its
         // root).
-        unsafe { registry::transfer(self.header, owner) };
+        unsafe { registry::transfer(self.header, to.owner()) };
     }
 
     pub(crate) fn make_nested(&self) {

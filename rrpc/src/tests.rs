@@ -11,6 +11,12 @@ use std::cell::Cell;
 use std::sync::Mutex;
 use std::vec::Vec;
 
+/// Hands over to `owner` (what a proxy does with a call's arguments).
+fn to(owner: crate::Owner) -> crate::Transfer {
+    // SAFETY: the tests move what they give.
+    unsafe { crate::Transfer::new(owner) }
+}
+
 use crate::registry::{self, NESTED};
 use crate::*;
 
@@ -78,12 +84,12 @@ fn moves_change_the_owner_list() {
     let (caller, callee) = (owner(11, 1), owner(12, 1));
     as_owner(caller);
     let mut r = RRef::new(5u64);
-    r.move_to(callee);
+    r.move_to(&to(callee));
     assert_eq!(r.owner(), callee);
     assert_eq!(registry::owned_by(caller).0, 0);
     assert_eq!(registry::owned_by(callee).0, 1);
     *r += 1; // the holder uses it
-    r.move_to(caller);
+    r.move_to(&to(caller));
     assert_eq!(registry::owned_by(callee).0, 0);
     assert_eq!(registry::owned_by(caller).0, 1);
     assert_eq!(r.into_inner(), 6);
@@ -98,7 +104,7 @@ fn reclaim_frees_exactly_the_dead_incarnations_objects() {
     let kept: Vec<RRef<Tracked>> = (0..10).map(|i| RRef::new(Tracked(&DROPS, i))).collect();
     // Given to another domain before the crash: not reclaimed with `dead`.
     let given = RRef::new(Tracked(&DROPS, 99));
-    given.move_to(survivor);
+    given.move_to(&to(survivor));
     as_owner(next_generation);
     let newer = RRef::new(Tracked(&DROPS, 100)); // same slot, next incarnation
     // The dead domain's handles vanish with it: never dropped.
@@ -134,7 +140,7 @@ fn nested_rrefs_move_with_their_root_and_die_with_it() {
         "children are owned through the root"
     );
     assert_eq!(root.0.owner(), NESTED);
-    root.move_to(b);
+    root.move_to(&to(b));
     assert_eq!(registry::owned_by(b).0, 1);
     assert_eq!(root.0.owner(), NESTED, "only the root's owner changes");
     // Reclaiming the root's owner frees the children too.
@@ -164,7 +170,7 @@ fn deque_nests_pushed_items_and_gives_popped_ones_to_the_popper() {
         1,
         "only the batch root is on the app's list"
     );
-    batch.move_to(driver);
+    batch.move_to(&to(driver));
     as_owner(driver);
     let first = batch.pop_front().expect("item");
     assert_eq!(first[0], 0);
@@ -204,7 +210,7 @@ fn concurrent_moves_keep_the_lists_consistent() {
                 for round in 0..200 {
                     for (i, object) in objects.iter().enumerate() {
                         if i % 4 == t {
-                            object.move_to(owners[(round + i) % 4]);
+                            object.move_to(&to(owners[(round + i) % 4]));
                         }
                     }
                 }
@@ -240,7 +246,7 @@ fn array_slots_nest_and_release() {
         1,
         "only the array root is on the list"
     );
-    array.move_to(b);
+    array.move_to(&to(b));
     as_owner(b);
     let taken = array.take(0).expect("item");
     assert_eq!(*taken, 10);
@@ -286,7 +292,7 @@ fn batches_keep_local_work_local_and_queue_remote_work() {
         registry::enter_batch();
         let mut objects = from_home.recv().unwrap();
         for object in &objects {
-            object.move_to(b);
+            object.move_to(&to(b));
         }
         let kept = objects.split_off(50);
         drop(objects); // values dropped here; memory freed by the home core
@@ -334,7 +340,7 @@ fn reclaim_applies_queued_requests_first() {
     let mut made = objects.recv().unwrap();
     let rescued = made.split_off(6);
     for object in &rescued {
-        object.move_to(survivor);
+        object.move_to(&to(survivor));
     }
     assert_eq!(queued(home), 4);
     core::mem::forget(made); // the dead domain's handles, never dropped
@@ -381,9 +387,9 @@ fn work_inside_a_batch_is_exact_once_the_batch_ends() {
         registry::enter_batch();
         let mut objects: Vec<_> = (0..200).map(|i| RRef::new(Tracked(&DROPS, i))).collect();
         for object in objects.iter().step_by(2) {
-            object.move_to(b); // and back and forth: only the last counts
-            object.move_to(a);
-            object.move_to(b);
+            object.move_to(&to(b)); // and back and forth: only the last counts
+            object.move_to(&to(a));
+            object.move_to(&to(b));
         }
         // Drop every third (some moved, some not; more than one flush's
         // worth, so some are freed mid-batch and some at its end).

@@ -684,7 +684,7 @@ fn rrefs_reclaimed() -> BoxedTest {
             core::mem::forget(batch);
             // Given to the kernel, as a call result would be.
             let gift = RRef::new([0x42u8; 64]);
-            gift.move_to(0);
+            gift.move_to(&unsafe { rrpc::Transfer::new(0) });
             gift
         })
         .map_err(|e| alloc::format!("enter: {e}"))?;
@@ -799,7 +799,7 @@ fn rrefs_cross_cores() -> BoxedTest {
         // Here: 200 go to the domain, 50 die, 50 stay the kernel's.
         let mut moved = made.split_off(100);
         for object in &moved {
-            object.move_to(owner);
+            object.move_to(&unsafe { rrpc::Transfer::new(owner) });
         }
         let kept = made.split_off(50);
         drop(made);
@@ -813,7 +813,7 @@ fn rrefs_cross_cores() -> BoxedTest {
         // Half of the domain's come back and are dropped on their home core.
         let returned = moved.split_off(100);
         for object in &returned {
-            object.move_to(0);
+            object.move_to(&unsafe { rrpc::Transfer::new(0) });
         }
         let back = spawn(Box::pin(async move {
             for (i, object) in returned.iter().enumerate() {

@@ -44,7 +44,7 @@ pub fn derive_exchangeable(input: TokenStream) -> TokenStream {
             }
             (
                 quote! { #( ::rrpc::Exchangeable::adopt(&self.#members); )* },
-                quote! { #( ::rrpc::Exchangeable::move_roots(&self.#members, owner); )* },
+                quote! { #( ::rrpc::Exchangeable::move_roots(&self.#members, to); )* },
             )
         }
         Data::Enum(data) => {
@@ -73,7 +73,7 @@ pub fn derive_exchangeable(input: TokenStream) -> TokenStream {
                 };
                 adopt_arms
                     .push(quote! { #pattern => { #( ::rrpc::Exchangeable::adopt(#bindings); )* } });
-                move_arms.push(quote! { #pattern => { #( ::rrpc::Exchangeable::move_roots(#bindings, owner); )* } });
+                move_arms.push(quote! { #pattern => { #( ::rrpc::Exchangeable::move_roots(#bindings, to); )* } });
             }
             (
                 quote! { match self { #( #adopt_arms )* } },
@@ -93,7 +93,8 @@ pub fn derive_exchangeable(input: TokenStream) -> TokenStream {
                 #( #checks )*
                 #adopt
             }
-            fn move_roots(&self, owner: ::rrpc::Owner) {
+            fn move_roots(&self, to: &::rrpc::Transfer) {
+                let _ = to;
                 #moves
             }
         }
@@ -275,7 +276,7 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
             .iter()
             .zip(&arg_types)
             .filter(|(_, ty)| !matches!(ty, Type::Reference(_)))
-            .map(|(n, _)| quote! { ::rrpc::Exchangeable::move_roots(&#n, self.entry.callee()); })
+            .map(|(n, _)| quote! { ::rrpc::Exchangeable::move_roots(&#n, &self.entry.transfer()); })
             .collect();
         let lends: Vec<_> = arg_names
             .iter()
@@ -351,7 +352,7 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
                 if !<#result_type as ::rrpc::Exchangeable>::PLAIN {
                     // Back in the caller (the entry restored it): the
                     // result's RRefs are the caller's.
-                    ::rrpc::Exchangeable::move_roots(&result, ::rrpc::proxy::current());
+                    ::rrpc::Exchangeable::move_roots(&result, &::rrpc::Transfer::here());
                 }
                 Ok(result)
             }
