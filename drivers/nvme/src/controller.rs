@@ -115,7 +115,9 @@ struct Lane {
 /// outstanding (the caller's future was dropped: for one, its caller died;
 /// or they timed out), it first waits a little for them, so that the device
 /// is done with their buffers before whoever owns those frees them, then
-/// releases the lane; later completions of them are ignored by epoch.
+/// releases the lane (completions of commands of earlier uses are ignored
+/// by epoch). If they still have not completed, it turns the device's bus
+/// mastering off and crashes the driver: a restart resets the controller.
 struct LaneUse<'a> {
     lane: &'a Lane,
     bells: Bells<'a>,
@@ -157,10 +159,15 @@ impl Drop for LaneUse<'_> {
                 core::hint::spin_loop();
             }
             if self.outstanding > 0 {
-                domain_sdk::log(&format!(
-                    "queue {}: {} commands given up still in flight; their completions will be ignored",
+                // The device still holds buffers their owners are about to
+                // free: stop all its DMA and fail, so that the driver is
+                // reclaimed and (by its supervisor) restarted, which resets
+                // the controller. Nothing else is safe.
+                self.bells.device.set_bus_master(false);
+                panic!(
+                    "queue {}: {} commands given up and still not completed; device stopped",
                     self.lane.qid, self.outstanding
-                ));
+                );
             }
         }
         self.lane.busy.store(false, Ordering::Release);
