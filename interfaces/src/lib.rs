@@ -145,7 +145,10 @@ pub mod bdev {
         pub const OUT_OF_RANGE: u16 = 2;
         /// The device reported an error.
         pub const DEVICE_ERROR: u16 = 3;
-        /// The device did not answer in time.
+        /// The device did not answer in time. (The NVMe driver does not
+        /// return it: a device that still holds a request's buffers after
+        /// its deadline is stopped and the driver crashes, so that a
+        /// restart resets it; see `docs/architecture.md`.)
         pub const TIMEOUT: u16 = 4;
         /// The medium could not be read or written (an unrecovered media
         /// error, a failed write): the data of that block is in doubt.
