@@ -1,7 +1,13 @@
 //! The trust boundary, enforced (DESIGN.md section 2): every crate under
-//! `interfaces/`, `drivers/`, `rv6/` and every domain under `domains/`
-//! (all but the trusted SDK) forbids unsafe code, has no build script, and
-//! depends only on an allow-list of crates.
+//! `drivers/`, `rv6/` and every domain under `domains/` (all but the trusted
+//! SDK) forbids unsafe code, has no build script, and depends only on an
+//! allow-list of crates. `interfaces/` is held to the same except that it
+//! *denies* unsafe code, with none written by hand (checked line by line):
+//! the only unsafe item there is the `unsafe impl rrpc::Interface` that
+//! `#[interface]` generates, because `Interface` must be an unsafe trait
+//! (a domain implementing it could forge a fingerprint and make the name
+//! service type-confuse another domain's exports). A deliberate deviation
+//! from DESIGN.md's `forbid`, which cannot admit generated unsafe code.
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -1087,6 +1087,27 @@ impl Waiter for Holder {
     }
 }
 
+/// A fresh callee exporting a [`Holder`] (whose drop is noted afresh), a
+/// fresh caller, and a proxy to the holder.
+fn holder_and_caller() -> Result<
+    (
+        &'static domain::Domain,
+        &'static domain::Domain,
+        WaiterProxy,
+    ),
+    alloc::string::String,
+> {
+    HOLDER_DROPPED_AS.store(0, Ordering::SeqCst);
+    let callee = fresh("idle")?;
+    let caller = fresh("idle")?;
+    let object = domain::enter(callee.owner(), || {
+        alloc::sync::Arc::new(Holder) as alloc::sync::Arc<dyn Waiter + Send + Sync>
+    })
+    .map_err(|e| alloc::format!("enter: {e}"))?;
+    let proxy = WaiterProxy::new(object, images::entry_cap(callee.owner()));
+    Ok((callee, caller, proxy))
+}
+
 /// A domain's task awaits a call that stays pending in another domain,
 /// then the caller crashes: its task is never polled or dropped again, so
 /// the kernel drops the callee's future inside the callee before
@@ -1095,14 +1116,7 @@ impl Waiter for Holder {
 fn orphaned_call() -> BoxedTest {
     Box::pin(async {
         use domain_sdk::Kernel;
-        HOLDER_DROPPED_AS.store(0, Ordering::SeqCst);
-        let callee = fresh("idle")?;
-        let caller = fresh("idle")?;
-        let object = domain::enter(callee.owner(), || {
-            alloc::sync::Arc::new(Holder) as alloc::sync::Arc<dyn Waiter + Send + Sync>
-        })
-        .map_err(|e| alloc::format!("enter: {e}"))?;
-        let proxy = WaiterProxy::new(object, images::entry_cap(callee.owner()));
+        let (callee, caller, proxy) = holder_and_caller()?;
         let spawned = domain::enter(caller.owner(), || {
             images::SERVICES.spawn(Box::pin(async move {
                 let _ = proxy.wait().await;
@@ -1172,14 +1186,7 @@ fn parked_bounded() -> BoxedTest {
     Box::pin(async {
         use domain_sdk::Kernel;
         const CALLS: usize = domain::MAX_PARKED + 44;
-        HOLDER_DROPPED_AS.store(0, Ordering::SeqCst);
-        let callee = fresh("idle")?;
-        let caller = fresh("idle")?;
-        let object = domain::enter(callee.owner(), || {
-            alloc::sync::Arc::new(Holder) as alloc::sync::Arc<dyn Waiter + Send + Sync>
-        })
-        .map_err(|e| alloc::format!("enter: {e}"))?;
-        let proxy = WaiterProxy::new(object, images::entry_cap(callee.owner()));
+        let (callee, caller, proxy) = holder_and_caller()?;
         let spawned = domain::enter(caller.owner(), || {
             images::SERVICES.spawn(Box::pin(async move {
                 let mut calls: Vec<_> = (0..CALLS).map(|_| Box::pin(proxy.wait())).collect();

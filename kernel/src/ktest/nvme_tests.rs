@@ -104,22 +104,39 @@ async fn round_trip(bdev: &BDevProxy, blocks: &[u64], seed: u64) -> Result<(), S
     Ok(())
 }
 
+/// Loads the NVMe driver as domain `name` and returns it with a proxy to
+/// its `BDev` and the device's geometry (an error if the machine has no
+/// NVMe controller).
+async fn start_driver(
+    name: &str,
+) -> Result<
+    (
+        &'static domain::Domain,
+        BDevProxy,
+        interfaces::bdev::Geometry,
+    ),
+    String,
+> {
+    if crate::pci::functions()
+        .iter()
+        .all(|f| (f.header.class, f.header.subclass, f.header.prog_if) != driver_class())
+    {
+        return Err("no NVMe controller in this machine (make test attaches one)".into());
+    }
+    let driver = domain::create_from(Source::Archive(String::from("nvme")), name)?;
+    let bdev = images::proxy::<dyn BDev + Send + Sync>(&alloc::format!("{name}/bdev"))
+        .map_err(|e| alloc::format!("lookup: {e}"))?;
+    let geometry = bdev
+        .geometry()
+        .await
+        .map_err(|e| alloc::format!("geometry: {e}"))?;
+    Ok((driver, bdev, geometry))
+}
+
 fn patterns() -> BoxedTest {
     Box::pin(async {
-        if crate::pci::functions()
-            .iter()
-            .all(|f| (f.header.class, f.header.subclass, f.header.prog_if) != driver_class())
-        {
-            return Err("no NVMe controller in this machine (make test attaches one)".into());
-        }
         let (shared_before, _) = crate::shared_heap::usage();
-        let d = domain::create_from(Source::Archive(String::from("nvme")), "t-nvme")?;
-        let bdev = images::proxy::<dyn BDev + Send + Sync>("t-nvme/bdev")
-            .map_err(|e| alloc::format!("lookup: {e}"))?;
-        let geometry = bdev
-            .geometry()
-            .await
-            .map_err(|e| alloc::format!("geometry: {e}"))?;
+        let (d, bdev, geometry) = start_driver("t-nvme").await?;
         ensure!(geometry.blocks >= 64, "a {}-block device", geometry.blocks);
         crate::println!(
             "    device: {} blocks of 4 KiB, {}-byte sectors",
@@ -372,20 +389,8 @@ async fn extents(bdev: &BDevProxy, device_blocks: u64) -> Result<(), String> {
 fn client_dies_mid_io() -> BoxedTest {
     Box::pin(async {
         use domain_sdk::Kernel;
-        if crate::pci::functions()
-            .iter()
-            .all(|f| (f.header.class, f.header.subclass, f.header.prog_if) != driver_class())
-        {
-            return Err("no NVMe controller in this machine (make test attaches one)".into());
-        }
         let (shared_before, _) = crate::shared_heap::usage();
-        let driver = domain::create_from(Source::Archive(String::from("nvme")), "t-nvme-c")?;
-        let bdev = images::proxy::<dyn BDev + Send + Sync>("t-nvme-c/bdev")
-            .map_err(|e| alloc::format!("lookup: {e}"))?;
-        let geometry = bdev
-            .geometry()
-            .await
-            .map_err(|e| alloc::format!("geometry: {e}"))?;
+        let (driver, bdev, geometry) = start_driver("t-nvme-c").await?;
         let client = domain::create(images::image("idle").ok_or("no idle image")?, "t-io-client")?;
         let client_bdev = images::proxy::<dyn BDev + Send + Sync>("t-nvme-c/bdev")
             .map_err(|e| alloc::format!("lookup: {e}"))?;
