@@ -485,7 +485,7 @@ std::thread_local! {
 const CACHE_TAG: u32 = 1;
 
 impl rrpc::Backend for SharedHeap {
-    fn alloc(&self, layout: std::alloc::Layout) -> Option<std::ptr::NonNull<u8>> {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> Option<std::ptr::NonNull<u8>> {
         let (size, align) = (layout.size().max(1), layout.align());
         let cached = SHARED_CACHE.with_borrow_mut(|cache| {
             if cache.owner() != CACHE_TAG {
@@ -510,11 +510,11 @@ impl rrpc::Backend for SharedHeap {
     fn current_owner(&self) -> rrpc::Owner {
         BENCH_CORE.with(cont::Core::owner)
     }
-    fn enter_critical(&self) -> usize {
+    unsafe fn enter_critical(&self) -> usize {
         CRITICAL.with(|c| c.set(c.get() + 1));
         0 // the core index (one thread: core 0)
     }
-    fn leave_critical(&self) {
+    unsafe fn leave_critical(&self) {
         CRITICAL.with(|c| c.set(c.get() - 1));
     }
 }

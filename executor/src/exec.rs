@@ -87,6 +87,9 @@ pub enum SpawnError {
     /// Every task slot of the executor is in use.
     Full,
     NoSuchExecutor,
+    /// The owner has as many tasks on this executor as it may
+    /// ([`Executor::spawn_within`]).
+    Quota,
 }
 
 impl fmt::Display for SpawnError {
@@ -94,8 +97,17 @@ impl fmt::Display for SpawnError {
         match self {
             SpawnError::Full => write!(f, "executor has no free task slot"),
             SpawnError::NoSuchExecutor => write!(f, "no such executor"),
+            SpawnError::Quota => write!(f, "the owner's task quota is used up"),
         }
     }
+}
+
+/// Owners are counted in this many groups for quotas: by `owner >> 16`
+/// (the kernel's domain slot), modulo this.
+pub const QUOTA_GROUPS: usize = 256;
+
+fn quota_group(owner: OwnerId) -> usize {
+    (owner >> 16) as usize % QUOTA_GROUPS
 }
 
 /// What one call to [`Executor::run`] did.
@@ -106,6 +118,8 @@ pub struct RunStats {
     pub cancelled: usize,
     pub purged: usize,
     pub timers_fired: usize,
+    /// Polls the platform deferred ([`PollOutcome::Deferred`]).
+    pub deferred: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +156,8 @@ pub struct Executor {
     /// TaskId + 1 of the task being polled, 0 if none.
     current: AtomicU64,
     tasks: AtomicUsize,
+    /// Live tasks per quota group (see [`quota_group`]).
+    group_tasks: Box<[AtomicU32]>,
     /// Touched only by the owning executor, never across a poll.
     timers: UnsafeCell<TimerWheel<TimerTarget>>,
 }
@@ -195,6 +211,7 @@ impl Executor {
             running: AtomicBool::new(false),
             current: AtomicU64::new(0),
             tasks: AtomicUsize::new(0),
+            group_tasks: (0..QUOTA_GROUPS).map(|_| AtomicU32::new(0)).collect(),
             timers: UnsafeCell::new(TimerWheel::new(TICK_NS, platform.now_ns())),
         }));
         registry::publish(id, exec);
@@ -227,6 +244,12 @@ impl Executor {
 
     pub fn capacity(&self) -> usize {
         self.slots.len()
+    }
+
+    /// Live tasks of every owner in `owner`'s quota group (for the kernel:
+    /// every incarnation of its domain slot).
+    pub fn group_task_count(&self, owner: OwnerId) -> usize {
+        self.group_tasks[quota_group(owner)].load(Ordering::Relaxed) as usize
     }
 
     pub fn task_count_of(&self, owner: OwnerId) -> usize {
@@ -270,7 +293,28 @@ impl Executor {
         owner: OwnerId,
         fut: impl Future<Output = T> + Send + 'static,
     ) -> Result<JoinHandle<T>, SpawnError> {
-        let index = self.free.pop().ok_or(SpawnError::Full)? as usize;
+        self.spawn_within(owner, fut, usize::MAX)
+    }
+
+    /// [`spawn`](Self::spawn), unless `owner`'s quota group already has
+    /// `limit` live tasks here ([`SpawnError::Quota`]): so that one owner
+    /// cannot take every slot and deny the others.
+    pub fn spawn_within<T: Send + 'static>(
+        &'static self,
+        owner: OwnerId,
+        fut: impl Future<Output = T> + Send + 'static,
+        limit: usize,
+    ) -> Result<JoinHandle<T>, SpawnError> {
+        let group = &self.group_tasks[quota_group(owner)];
+        if group.fetch_add(1, Ordering::AcqRel) as usize >= limit {
+            group.fetch_sub(1, Ordering::AcqRel);
+            return Err(SpawnError::Quota);
+        }
+        let Some(index) = self.free.pop() else {
+            group.fetch_sub(1, Ordering::AcqRel);
+            return Err(SpawnError::Full);
+        };
+        let index = index as usize;
         let slot = &self.slots[index];
         let generation = generation_of(slot.state.load(Ordering::Acquire));
         let id = TaskId::new(self.id, index, generation);
@@ -442,7 +486,7 @@ impl Executor {
         {
             self.platform.batch_begin();
             self.run_one(TaskId::from_u64(first), &mut stats);
-            while stats.polled < budget {
+            while stats.polled < budget && !self.platform.end_batch_early() {
                 let Some(raw) = self.ready.pop() else {
                     break;
                 };
@@ -500,6 +544,30 @@ impl Executor {
                 self.finish(index, JoinError::OwnerCrashed, false);
                 stats.purged += 1;
             }
+            PollOutcome::Deferred(at) => {
+                stats.deferred += 1;
+                self.poll_later(id, at);
+            }
+        }
+    }
+
+    /// Wakes `id` at `at` (a timer on the wheel); at once if the wheel is
+    /// full.
+    fn poll_later(&self, id: TaskId, at: u64) {
+        let mut queued = false;
+        self.platform.run_as_kernel(&mut || {
+            // SAFETY: owner-only access to the wheel, not across a poll.
+            let wheel = unsafe { &mut *self.timers.get() };
+            if wheel.len() < crate::timer::MAX_TIMERS {
+                if wheel.is_empty() {
+                    wheel.advance(self.platform.now_ns(), |_| {});
+                }
+                wheel.insert(at, TimerTarget::Task(id));
+                queued = true;
+            }
+        });
+        if !queued {
+            crate::waker::wake_task(id);
         }
     }
 
@@ -553,6 +621,8 @@ impl Executor {
             {
                 Ok(_) => {
                     self.tasks.fetch_sub(1, Ordering::Relaxed);
+                    let owner = slot.owner.load(Ordering::Relaxed);
+                    self.group_tasks[quota_group(owner)].fetch_sub(1, Ordering::AcqRel);
                     if new & ZOMBIE == 0 {
                         let _ = self.free.push(index as u32);
                     }

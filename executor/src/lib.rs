@@ -77,6 +77,11 @@ pub enum PollOutcome {
     Pending,
     /// The owner crashed during the poll: forget the task (never drop it).
     Crashed,
+    /// Not polled now: its owner has had more than its share of the core
+    /// (see the kernel's fair share). The executor polls it again at the
+    /// given time (nanoseconds, [`Platform::now_ns`]), or sooner if it is
+    /// woken.
+    Deferred(u64),
 }
 
 /// What the executor needs from its environment (the kernel, or a test).
@@ -124,6 +129,12 @@ pub trait Platform: Sync + 'static {
     fn batch_begin(&self) {}
     /// The batch started by [`batch_begin`](Self::batch_begin) is over.
     fn batch_end(&self) {}
+    /// Asked after each poll of a batch: true ends the batch early, so that
+    /// timers fire and purges apply before more tasks are polled (a batch
+    /// of long polls would otherwise hold every timer back). Default: never.
+    fn end_batch_early(&self) -> bool {
+        false
+    }
 }
 
 /// Spawns on the executor of the calling context.

@@ -18,6 +18,12 @@ struct Recording {
     now: AtomicU64,
     notified: Mutex<Vec<usize>>,
     crash_owner: AtomicU64,
+    /// Polls of this owner are deferred until the clock reaches
+    /// `defer_until` (a fair-share platform's answer).
+    defer_owner: AtomicU64,
+    defer_until: AtomicU64,
+    /// Ends every batch after its first poll.
+    short_batches: AtomicBool,
 }
 
 impl Recording {
@@ -26,6 +32,9 @@ impl Recording {
             now: AtomicU64::new(0),
             notified: Mutex::new(Vec::new()),
             crash_owner: AtomicU64::new(u64::MAX),
+            defer_owner: AtomicU64::new(u64::MAX),
+            defer_until: AtomicU64::new(0),
+            short_batches: AtomicBool::new(false),
         }))
     }
 
@@ -55,10 +64,18 @@ impl Platform for Recording {
         if u64::from(owner) == self.crash_owner.load(Ordering::SeqCst) {
             return PollOutcome::Crashed; // the "domain" dies on entry
         }
+        let until = self.defer_until.load(Ordering::SeqCst);
+        if u64::from(owner) == self.defer_owner.load(Ordering::SeqCst) && self.now_ns() < until {
+            return PollOutcome::Deferred(until);
+        }
         match poll() {
             Poll::Ready(()) => PollOutcome::Ready,
             Poll::Pending => PollOutcome::Pending,
         }
+    }
+
+    fn end_batch_early(&self) -> bool {
+        self.short_batches.load(Ordering::SeqCst)
     }
 }
 
@@ -771,4 +788,97 @@ fn a_full_timer_wheel_sweeps_dead_tasks_then_lets_sleeps_poll_again() {
     platform.advance(5_000_000);
     run_until_idle(exec);
     assert!(registered.is_finished());
+}
+
+#[test]
+fn spawn_within_refuses_past_the_owners_quota_and_counts_back_down() {
+    // Issue 10, item 10: one owner cannot take every task slot.
+    let (exec, _) = new_exec(64);
+    let flooder: OwnerId = 5 << 16 | 1;
+    let release = Arc::new(AtomicBool::new(false));
+    let mut spawned = 0;
+    loop {
+        let release = release.clone();
+        let task = poll_fn(move |_| {
+            if release.load(Ordering::SeqCst) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        });
+        match exec.spawn_within(flooder, task, 16) {
+            Ok(handle) => {
+                handle.detach();
+                spawned += 1;
+            }
+            Err(e) => {
+                assert_eq!(e, SpawnError::Quota);
+                break;
+            }
+        }
+    }
+    assert_eq!(spawned, 16);
+    assert_eq!(exec.group_task_count(flooder), 16);
+    // Another owner (and another incarnation of the same slot counts with
+    // it) still has room.
+    assert!(exec.spawn_within(7 << 16 | 1, async {}, 16).is_ok());
+    assert_eq!(
+        exec.spawn_within(5 << 16 | 2, async {}, 16).err(),
+        Some(SpawnError::Quota)
+    );
+    release.store(true, Ordering::SeqCst);
+    // The flooder's tasks were polled once already (pending); wake them by
+    // running everything spawned since: they complete when polled again.
+    for task in exec.snapshot() {
+        crate::waker::wake_task(task.id);
+    }
+    run_until_idle(exec);
+    assert_eq!(exec.group_task_count(flooder), 0);
+    assert!(exec.spawn_within(flooder, async {}, 16).is_ok());
+}
+
+#[test]
+fn a_deferred_poll_happens_when_its_time_comes() {
+    // Issue 10, item 13: the platform may defer a task's poll (its owner
+    // had more than its share); the executor polls it at that time.
+    let (exec, platform) = new_exec(16);
+    let owner: OwnerId = 9 << 16 | 1;
+    platform
+        .defer_owner
+        .store(u64::from(owner), Ordering::SeqCst);
+    platform.defer_until.store(5_000_000, Ordering::SeqCst);
+    let polls = Arc::new(AtomicUsize::new(0));
+    let counted = polls.clone();
+    exec.spawn(owner, async move {
+        counted.fetch_add(1, Ordering::SeqCst);
+    })
+    .unwrap()
+    .detach();
+    let stats = exec.run(10);
+    assert_eq!(stats.deferred, 1);
+    assert_eq!(polls.load(Ordering::SeqCst), 0, "deferred, not polled");
+    assert!(!exec.has_ready(), "waits on the wheel, not in the queue");
+    platform.advance(4_000_000);
+    exec.run(10);
+    assert_eq!(polls.load(Ordering::SeqCst), 0, "not before its time");
+    platform.advance(2_000_000);
+    exec.run(10); // fires the timer: ready again
+    run_until_idle(exec);
+    assert_eq!(polls.load(Ordering::SeqCst), 1);
+    assert_eq!(exec.task_count(), 0);
+}
+
+#[test]
+fn a_batch_ends_early_when_the_platform_says_so() {
+    // Timers fire between batches: a platform that sees a long poll ends
+    // the batch so that a batch of long polls cannot hold them back.
+    let (exec, platform) = new_exec(16);
+    platform.short_batches.store(true, Ordering::SeqCst);
+    for _ in 0..4 {
+        exec.spawn(0, async {}).unwrap().detach();
+    }
+    assert_eq!(exec.run(64).polled, 1);
+    assert_eq!(exec.run(64).polled, 1);
+    platform.short_batches.store(false, Ordering::SeqCst);
+    assert_eq!(exec.run(64).polled, 2);
 }

@@ -188,6 +188,28 @@ pub mod bdev {
         }
     }
 
+    /// One 4 KiB page of DMA memory, page-aligned, read and written as
+    /// 32-bit words (a device writes it concurrently): what a driver
+    /// keeps its queues in. Declared here because types that live in
+    /// `RRef`s are declared by the IDL (domains cannot implement
+    /// `Exchangeable`).
+    #[derive(rrpc::Exchangeable)]
+    #[repr(C, align(4096))]
+    pub struct DmaPage(pub [core::sync::atomic::AtomicU32; 1024]);
+
+    impl DmaPage {
+        /// A zeroed page.
+        pub const fn new() -> DmaPage {
+            DmaPage([const { core::sync::atomic::AtomicU32::new(0) }; 1024])
+        }
+    }
+
+    impl Default for DmaPage {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
     /// The device's shape.
     #[derive(rrpc::Exchangeable, Clone, Copy, Debug, PartialEq, Eq)]
     pub struct Geometry {

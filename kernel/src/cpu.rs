@@ -43,6 +43,10 @@ pub struct PerCpu {
     pub polls: AtomicU64,
     /// TSC ticks spent halted (for `cpus`).
     pub idle_tsc: AtomicU64,
+    /// `ticks` when the executor's current batch of polls began.
+    pub(crate) batch_tick: Cell<u64>,
+    /// Each domain's share of this core (see `share`).
+    pub(crate) shares: crate::share::Buckets,
 }
 
 // SAFETY: see the module doc: `Cell` fields are only used by the owning
@@ -74,6 +78,8 @@ impl PerCpu {
             online: AtomicBool::new(false),
             polls: AtomicU64::new(0),
             idle_tsc: AtomicU64::new(0),
+            batch_tick: Cell::new(0),
+            shares: crate::share::Buckets::new(),
         }
     }
 }
@@ -185,7 +191,11 @@ pub fn enter_critical() -> usize {
 #[inline]
 pub fn leave_critical() {
     let cpu = current();
-    cpu.kernel_section.set(cpu.kernel_section.get() - 1);
+    // Saturating: an unbalanced leave (a bug in trusted code; domains
+    // cannot call it) must not wrap the count and make every later domain
+    // fault look like a kernel one.
+    cpu.kernel_section
+        .set(cpu.kernel_section.get().saturating_sub(1));
 }
 
 /// The domain incarnation running on this core (0: the kernel).

@@ -41,6 +41,7 @@ mod pci;
 mod platform;
 mod power;
 mod sched;
+mod share;
 mod shared_heap;
 mod smp;
 mod time;

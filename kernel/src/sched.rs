@@ -39,13 +39,27 @@ impl Platform for KernelPlatform {
         Some(cpu::current().index)
     }
 
-    /// A poll of a domain's task is a domain entry.
+    /// A poll of a domain's task is a domain entry, charged to the
+    /// domain's share of the core (and deferred if it has had more than
+    /// that while others wait: see `share`).
     fn poll_task(&self, owner: OwnerId, poll: &mut dyn FnMut() -> Poll<()>) -> PollOutcome {
-        match crate::domain::enter(owner, poll) {
+        if owner == KERNEL {
+            return match poll() {
+                Poll::Ready(()) => PollOutcome::Ready,
+                Poll::Pending => PollOutcome::Pending,
+            };
+        }
+        let start = time::now_ns();
+        if let Some(until) = crate::share::defer(owner, start) {
+            return PollOutcome::Deferred(until);
+        }
+        let outcome = match crate::domain::enter(owner, poll) {
             Ok(Poll::Ready(())) => PollOutcome::Ready,
             Ok(Poll::Pending) => PollOutcome::Pending,
             Err(_) => PollOutcome::Crashed,
-        }
+        };
+        crate::share::charge(owner, start, time::now_ns());
+        outcome
     }
 
     fn run_as_kernel(&self, f: &mut dyn FnMut()) {
@@ -63,7 +77,17 @@ impl Platform for KernelPlatform {
     /// This core holds its RRef-registry shard while it polls tasks, so
     /// the RRef work of those tasks takes no lock (see `rrpc::registry`).
     fn batch_begin(&self) {
+        let cpu = cpu::current();
+        cpu.batch_tick
+            .set(cpu.ticks.load(core::sync::atomic::Ordering::Relaxed));
         rrpc::registry::enter_batch();
+    }
+
+    /// A batch that has run past a timer tick ends, so that timers fire
+    /// (a batch of long polls would hold them back for its whole length).
+    fn end_batch_early(&self) -> bool {
+        let cpu = cpu::current();
+        cpu.ticks.load(core::sync::atomic::Ordering::Relaxed) > cpu.batch_tick.get() + 1
     }
 
     fn batch_end(&self) {

@@ -84,6 +84,19 @@ impl rrpc::proxy::Runtime for ProxyRuntime {
         cpu::current_owner()
     }
 
+    fn callee_waker(&self, waker: &core::task::Waker) -> Option<core::task::Waker> {
+        // The kernel's own wakers (made while no domain runs) are trusted;
+        // a domain's caller may hand its callee only executor wakers.
+        if executor::task_id_of(waker).is_some() || cpu::current_owner() == 0 {
+            return None;
+        }
+        Some(match executor::current_task() {
+            Some(task) => executor::task_waker(task),
+            // Polled outside any task: nothing safe to wake later.
+            None => core::task::Waker::noop().clone(),
+        })
+    }
+
     fn suspended(&self, callee: rrpc::Owner, waker: &core::task::Waker) {
         if let (Some(task), Some(domain)) = (
             executor::task_id_of(waker),
@@ -121,7 +134,7 @@ struct RRefBackend;
 static RREF_BACKEND: RRefBackend = RRefBackend;
 
 impl rrpc::Backend for RRefBackend {
-    fn alloc(&self, layout: Layout) -> Option<NonNull<u8>> {
+    unsafe fn alloc(&self, layout: Layout) -> Option<NonNull<u8>> {
         alloc(layout)
     }
 
@@ -145,11 +158,11 @@ impl rrpc::Backend for RRefBackend {
         cpu::current().index
     }
 
-    fn enter_critical(&self) -> usize {
+    unsafe fn enter_critical(&self) -> usize {
         cpu::enter_critical()
     }
 
-    fn leave_critical(&self) {
+    unsafe fn leave_critical(&self) {
         cpu::leave_critical();
     }
 }

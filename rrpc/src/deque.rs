@@ -5,8 +5,8 @@ use crate::exchangeable::Exchangeable;
 use crate::rref::RRef;
 
 /// A ring of up to `N` `RRef<T>`s. Put it in an `RRef` to pass a batch
-/// between domains: items pushed into it are nested in its root (they move
-/// with it); items popped out belong to the domain that pops them.
+/// between domains: the items move with it (they are owned by whoever
+/// holds the deque, like everything nested in an `RRef`).
 pub struct RRefDeque<T: Exchangeable, const N: usize> {
     items: [Option<RRef<T>>; N],
     head: usize,
@@ -44,19 +44,17 @@ impl<T: Exchangeable, const N: usize> RRefDeque<T, N> {
         N
     }
 
-    /// Appends `item`; gives it back if the ring is full. The item becomes
-    /// nested (owned through whatever `RRef` holds the deque).
+    /// Appends `item`; gives it back if the ring is full.
     pub fn push_back(&mut self, item: RRef<T>) -> Result<(), RRef<T>> {
         if self.len == N {
             return Err(item);
         }
-        item.make_nested();
         self.items[(self.head + self.len) % N] = Some(item);
         self.len += 1;
         Ok(())
     }
 
-    /// Removes the oldest item, which now belongs to the running domain.
+    /// Removes the oldest item.
     pub fn pop_front(&mut self) -> Option<RRef<T>> {
         if self.len == 0 {
             return None;
@@ -64,9 +62,6 @@ impl<T: Exchangeable, const N: usize> RRefDeque<T, N> {
         let item = self.items[self.head].take();
         self.head = (self.head + 1) % N;
         self.len -= 1;
-        if let Some(item) = &item {
-            item.claim();
-        }
         item
     }
 
@@ -74,8 +69,7 @@ impl<T: Exchangeable, const N: usize> RRefDeque<T, N> {
         (0..self.len).filter_map(move |i| self.items[(self.head + i) % N].as_ref())
     }
 
-    /// The items, oldest first, to read and change in place (they stay
-    /// nested: only their values change).
+    /// The items, oldest first, to read and change in place.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut RRef<T>> {
         let (head, len) = (self.head, self.len);
         // Items in ring order: the run from `head`, then the wrapped run.
@@ -88,16 +82,15 @@ impl<T: Exchangeable, const N: usize> RRefDeque<T, N> {
     }
 }
 
-impl<T: Exchangeable, const N: usize> Exchangeable for RRefDeque<T, N> {
-    fn adopt(&self) {
-        self.iter().for_each(|item| item.make_nested());
+// SAFETY: every item is an `RRef` the deque holds, and each is moved.
+unsafe impl<T: Exchangeable, const N: usize> Exchangeable for RRefDeque<T, N> {
+    fn move_roots(&self, to: &crate::Transfer) {
+        self.iter().for_each(|item| item.move_to(to));
     }
 }
 
 /// A fixed array of up to `N` optional `RRef<T>`s (slots addressed by
-/// index). Like [`RRefDeque`], items stored in it are nested in whatever
-/// `RRef` holds it, and items taken out belong to the domain that takes
-/// them.
+/// index). Like [`RRefDeque`], its items move with it.
 pub struct RRefArray<T: Exchangeable, const N: usize> {
     items: [Option<RRef<T>>; N],
 }
@@ -129,29 +122,21 @@ impl<T: Exchangeable, const N: usize> RRefArray<T, N> {
         let Some(slot) = self.items.get_mut(index) else {
             return Err(item);
         };
-        item.make_nested();
-        let previous = slot.replace(item);
-        if let Some(previous) = &previous {
-            previous.claim();
-        }
-        Ok(previous)
+        Ok(slot.replace(item))
     }
 
-    /// Takes the item at `index`; it now belongs to the running domain.
+    /// Takes the item at `index`.
     pub fn take(&mut self, index: usize) -> Option<RRef<T>> {
-        let item = self.items.get_mut(index)?.take();
-        if let Some(item) = &item {
-            item.claim();
-        }
-        item
+        self.items.get_mut(index)?.take()
     }
 }
 
-impl<T: Exchangeable, const N: usize> Exchangeable for RRefArray<T, N> {
-    fn adopt(&self) {
+// SAFETY: every item is an `RRef` the array holds, and each is moved.
+unsafe impl<T: Exchangeable, const N: usize> Exchangeable for RRefArray<T, N> {
+    fn move_roots(&self, to: &crate::Transfer) {
         self.items
             .iter()
             .flatten()
-            .for_each(|item| item.make_nested());
+            .for_each(|item| item.move_to(to));
     }
 }

@@ -3,40 +3,60 @@
 use crate::rref::RRef;
 
 /// A type that may be passed between domains: plain data, `RRef`s, and
-/// compositions of them. It must hold no reference into any domain's
-/// private heap (no `Box`, `Vec`, `&T`...).
+/// compositions of them. It holds no reference into any domain's private
+/// heap or image (no `Box`, `Vec`, `&T`, `Cell`, function pointer...), so a
+/// value of it stays meaningful after the domain that made it is gone.
 ///
-/// `adopt` is called when a value becomes part of an `RRef` (it is moved
-/// onto the shared heap): every `RRef` inside it is then owned through the
-/// new root instead of by a domain. The derive macro (IDL compiler, to
-/// come) implements it field by field; plain data does nothing.
-pub trait Exchangeable {
+/// **Ownership.** Every `RRef` in a value is owned by the domain that holds
+/// the value (its tree: an `RRef` inside another `RRef`'s value is owned by
+/// the same domain as its root). Crossing a call moves the whole tree
+/// ([`move_roots`](Self::move_roots)), so whatever safe code does with
+/// `&mut` access inside its own trees (swapping `RRef`s in and out of
+/// them), every object it can reach is its own, and a dead domain's objects
+/// are exactly those on its list in the registry: freed without running any
+/// domain's code.
+///
+/// # Safety
+/// Only `#[derive(Exchangeable)]` (which checks every field) and this crate
+/// implement it: an implementation written by hand could claim a type holding
+/// references is exchangeable, or skip `RRef`s when they move, and either
+/// breaks isolation (memory of a dead domain reached through a survivor's
+/// value). Domain crates forbid unsafe code, so they cannot implement it.
+/// An implementation must make [`move_roots`](Self::move_roots) reach every
+/// `RRef` in the value, and set [`PLAIN`](Self::PLAIN) only if there are
+/// none.
+pub unsafe trait Exchangeable {
     /// True if no value of the type holds an `RRef` (crossing a call moves
     /// nothing): proxies then skip the ownership pass entirely.
     const PLAIN: bool = false;
-    /// Nests every `RRef` in the value (it is moving onto the shared heap).
-    fn adopt(&self) {}
-    /// Gives every root `RRef` in the value to the owner `to` names (it is
-    /// crossing a call).
+    /// Gives every `RRef` in the value (nested ones included) to the owner
+    /// `to` names (the value is crossing a call).
     fn move_roots(&self, to: &Transfer) {
         let _ = to;
     }
 }
 
-/// Whom [`Exchangeable::move_roots`] gives `RRef`s to. Giving one's own
-/// `RRef`s away while keeping them would let the receiver's death free
-/// memory the giver still uses, so only the running domain itself
-/// ([`Transfer::here`]) or a proxy's entry capability
-/// ([`EntryCap::transfer`](crate::proxy::EntryCap::transfer): the callee
-/// of a call the value is moving into) names a receiver.
+/// Whom [`Exchangeable::move_roots`] gives `RRef`s to. Giving `RRef`s away
+/// while keeping them (or taking ones that are only lent) would let one
+/// domain's death free memory another still uses, so no safe code makes
+/// one: a proxy's entry capability names the callee of the call its
+/// arguments move into ([`EntryCap::transfer`](crate::proxy::EntryCap::transfer)),
+/// and trusted code names the running domain or any owner (both `unsafe`).
 pub struct Transfer {
     owner: crate::Owner,
 }
 
 impl Transfer {
-    /// To the running domain (results coming back from a call).
+    /// To the running domain (results coming back from a call, arguments
+    /// arriving in a callee).
+    ///
+    /// # Safety
+    /// Every `RRef` moved with it is held *by value* by the code that moves
+    /// it (a call's arguments or result), never reached through a lent
+    /// `&RRef` (taking a lent one would let the taker's death free it under
+    /// its owner).
     #[inline]
-    pub fn here() -> Transfer {
+    pub unsafe fn here() -> Transfer {
         Transfer {
             owner: crate::proxy::current(),
         }
@@ -46,7 +66,8 @@ impl Transfer {
     ///
     /// # Safety
     /// The values moved with it must really be handed over: their holder
-    /// keeps no `RRef` it gives away (as a proxy moving its arguments).
+    /// keeps no `RRef` it gives away (as a proxy moving its arguments), and
+    /// holds them by value (see [`here`](Self::here)).
     #[inline]
     pub const unsafe fn new(owner: crate::Owner) -> Transfer {
         Transfer { owner }
@@ -60,7 +81,8 @@ impl Transfer {
 }
 
 macro_rules! plain {
-    ($($t:ty),*) => { $(impl Exchangeable for $t { const PLAIN: bool = true; })* };
+    // SAFETY (for each): plain data, no `RRef` and no reference inside.
+    ($($t:ty),*) => { $(unsafe impl Exchangeable for $t { const PLAIN: bool = true; })* };
 }
 
 plain!(
@@ -88,23 +110,19 @@ plain!(
     core::sync::atomic::AtomicBool
 );
 
-impl<T: Exchangeable, const N: usize> Exchangeable for [T; N] {
+// SAFETY: an array holds its elements and moves each.
+unsafe impl<T: Exchangeable, const N: usize> Exchangeable for [T; N] {
     const PLAIN: bool = T::PLAIN;
-    fn adopt(&self) {
-        self.iter().for_each(Exchangeable::adopt);
-    }
     fn move_roots(&self, to: &Transfer) {
-        self.iter().for_each(|v| v.move_roots(to));
+        if !T::PLAIN {
+            self.iter().for_each(|v| v.move_roots(to));
+        }
     }
 }
 
-impl<T: Exchangeable> Exchangeable for Option<T> {
+// SAFETY: holds at most one `T` and moves it.
+unsafe impl<T: Exchangeable> Exchangeable for Option<T> {
     const PLAIN: bool = T::PLAIN;
-    fn adopt(&self) {
-        if let Some(value) = self {
-            value.adopt();
-        }
-    }
     fn move_roots(&self, to: &Transfer) {
         if let Some(value) = self {
             value.move_roots(to);
@@ -114,13 +132,9 @@ impl<T: Exchangeable> Exchangeable for Option<T> {
 
 macro_rules! tuple {
     ($($name:ident),+) => {
-        impl<$($name: Exchangeable),+> Exchangeable for ($($name,)+) {
+        // SAFETY: a tuple holds its fields and moves each.
+        unsafe impl<$($name: Exchangeable),+> Exchangeable for ($($name,)+) {
             const PLAIN: bool = $($name::PLAIN &&)+ true;
-            #[allow(non_snake_case)]
-            fn adopt(&self) {
-                let ($($name,)+) = self;
-                $($name.adopt();)+
-            }
             #[allow(non_snake_case)]
             fn move_roots(&self, to: &Transfer) {
                 let ($($name,)+) = self;
@@ -135,10 +149,8 @@ tuple!(A, B);
 tuple!(A, B, C);
 tuple!(A, B, C, D);
 
-impl<T: Exchangeable> Exchangeable for RRef<T> {
-    fn adopt(&self) {
-        self.make_nested();
-    }
+// SAFETY: moves itself and, through `move_to`, everything in its value.
+unsafe impl<T: Exchangeable> Exchangeable for RRef<T> {
     fn move_roots(&self, to: &Transfer) {
         self.move_to(to);
     }

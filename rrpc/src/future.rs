@@ -59,11 +59,11 @@ pub struct RpcFuture<'a, T> {
     /// future whole right after it was written field by field stalls
     /// store-to-load forwarding.)
     run: Option<unsafe fn(*mut Words) -> RpcFuture<'a, T>>,
-    /// Moves the closure out of `words` and gives it up: dropped (inside
-    /// the callee), or, if the callee died before the call started,
-    /// forgotten (its arguments are the dead callee's) with only memory of
-    /// the caller's freed. A no-op if nothing is deferred.
-    discard: unsafe fn(*mut Words, bool),
+    /// Moves the closure out of `words` and drops it, in the caller: a
+    /// call that never started holds only the caller's arguments (they
+    /// move to the callee when it starts, inside the callee) and a
+    /// reference to the proxy. A no-op if nothing is deferred.
+    discard: unsafe fn(*mut Words),
     /// The deferred call: the callee's object and the arguments, a
     /// type-erased `FnOnce() -> RpcFuture<'a, T>` (`Send`: [`start`] only
     /// stores `Send` closures, which is what makes `RpcFuture` `Send`).
@@ -81,7 +81,7 @@ type Words = [MaybeUninit<usize>; INLINE];
 const EMPTY: Words = [MaybeUninit::uninit(); INLINE];
 
 /// `discard` when nothing is deferred.
-unsafe fn nothing(_: *mut Words, _: bool) {}
+unsafe fn nothing(_: *mut Words) {}
 
 impl<'a, T> RpcFuture<'a, T> {
     /// Boxes `future` (on the running domain's heap).
@@ -139,24 +139,16 @@ impl<'a, T> RpcFuture<'a, T> {
             drop(future); // an implementation's own future (never deferred)
             return;
         }
-        // Dropping the callee's future or the call's arguments (already the
-        // callee's) runs the callee's code: an entry, forgotten if the
-        // callee is dead.
-        let deferred = self.run.take().is_some();
-        let (discard, words) = (self.discard, &mut self.words);
-        let dropped = crate::proxy::call_as(self.callee, || {
-            drop(future);
-            if deferred {
-                // SAFETY: the closure is still in `words` (not run) and is
-                // moved out once.
-                unsafe { discard(words, false) };
-            }
-        });
-        if deferred && dropped == Err(RpcError::DomainNotAlive) {
-            // Never entered: the call is still in `words`, holding the dead
-            // callee's arguments (forgotten) and perhaps a box of ours.
-            // SAFETY: as above.
-            unsafe { discard(words, true) };
+        if self.run.take().is_some() {
+            // Never started: the arguments are still the caller's.
+            // SAFETY: the closure is still in `words` (not run) and is
+            // moved out once.
+            unsafe { (self.discard)(&raw mut self.words) };
+        }
+        // Dropping the callee's future runs the callee's code: an entry,
+        // forgotten if the callee is dead.
+        if future.is_some() {
+            let _ = crate::proxy::call_as(self.callee, || drop(future), false);
         }
     }
 }
@@ -233,38 +225,47 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
             return Poll::Ready(Err(decode(self.error)));
         }
         let callee = self.callee;
-        let waker = cx.waker();
+        // Only wakers the runtime vouches for reach the callee (see
+        // `Runtime::callee_waker`).
+        let replaced = crate::proxy::callee_waker(cx.waker());
+        let waker = replaced.as_ref().unwrap_or(cx.waker());
         let (slot, run, words) = (&mut self.future, &mut self.run, &mut self.words);
         // What belongs to the callee stays where a crash leaves it to be
         // forgotten: the callee's future is in `slot` while it is polled,
         // and a failed entry abandons the closure's frame (with anything
         // it was building) without dropping anything.
-        let polled = crate::proxy::call_as(callee, || {
-            let future = match run.take() {
-                Some(run) => {
-                    // SAFETY: the closure is in `words`; `run` was taken,
-                    // so it is moved out once.
-                    let mut started = ManuallyDrop::new(unsafe { run(words) });
-                    if started.callee != 0 && (started.future.is_some() || started.run.is_some()) {
-                        started = forwarded(started);
+        let polled = crate::proxy::call_as(
+            callee,
+            || {
+                let future = match run.take() {
+                    Some(run) => {
+                        // SAFETY: the closure is in `words`; `run` was taken,
+                        // so it is moved out once.
+                        let mut started = ManuallyDrop::new(unsafe { run(words) });
+                        if started.callee != 0
+                            && (started.future.is_some() || started.run.is_some())
+                        {
+                            started = forwarded(started);
+                        }
+                        // Only `future` can be left in `started` (it is polled
+                        // in place), so it needs no drop.
+                        match started.future.take() {
+                            Some(future) => slot.insert(future),
+                            None => return Some(Err(decode(started.error))),
+                        }
                     }
-                    // Only `future` can be left in `started` (it is polled
-                    // in place), so it needs no drop.
-                    match started.future.take() {
-                        Some(future) => slot.insert(future),
-                        None => return Some(Err(decode(started.error))),
+                    None => slot.as_mut()?,
+                };
+                match future.as_mut().poll(&mut Context::from_waker(waker)) {
+                    Poll::Ready(result) => {
+                        *slot = None;
+                        Some(result)
                     }
+                    Poll::Pending => None,
                 }
-                None => slot.as_mut()?,
-            };
-            match future.as_mut().poll(&mut Context::from_waker(waker)) {
-                Poll::Ready(result) => {
-                    *slot = None;
-                    Some(result)
-                }
-                Poll::Pending => None,
-            }
-        });
+            },
+            false,
+        );
         match polled {
             Ok(Some(result)) => {
                 self.unpark();
@@ -272,7 +273,8 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
                     && !T::PLAIN
                 {
                     // Back in the caller: the result is the caller's.
-                    value.move_roots(&crate::Transfer::here());
+                    // SAFETY: the future holds the result by value.
+                    value.move_roots(&unsafe { crate::Transfer::here() });
                 }
                 Poll::Ready(result)
             }
@@ -287,11 +289,11 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
                 self.unpark();
                 // What is left belongs to a dead domain: never touch it.
                 core::mem::forget(self.future.take());
-                if self.run.take().is_some() && error == RpcError::DomainNotAlive {
-                    // Never entered, never started: give up the call,
-                    // freeing only what is ours.
+                if self.run.take().is_some() {
+                    // Never started (the entry takes `run` first): the
+                    // call, and its arguments, are still the caller's.
                     // SAFETY: the call is still in `words`, moved out once.
-                    unsafe { (self.discard)(&raw mut self.words, true) };
+                    unsafe { (self.discard)(&raw mut self.words) };
                 }
                 self.error = encode(error);
                 Poll::Ready(Err(error))
@@ -361,9 +363,6 @@ impl<T> Drop for RpcFuture<'_, T> {
 trait Deferred<'a, T>: Sized {
     /// Runs it (inside the callee).
     fn call(self) -> RpcFuture<'a, T>;
-    /// Gives it up: dropped (inside the callee), or if `dead` (the callee
-    /// died before it started) forgotten, freeing only the caller's memory.
-    fn discard(self, dead: bool);
 }
 
 /// A call small enough to keep in the future's words.
@@ -373,37 +372,18 @@ impl<'a, T, F: FnOnce() -> RpcFuture<'a, T>> Deferred<'a, T> for Inline<F> {
     fn call(self) -> RpcFuture<'a, T> {
         (self.0)()
     }
-    fn discard(self, dead: bool) {
-        if dead {
-            core::mem::forget(self);
-        }
-    }
 }
 
 /// A larger call, boxed on the caller's heap (one allocation, so that every
 /// proxied call starts at its first poll whatever its arguments).
-struct Boxed<F>(Box<ManuallyDrop<F>>);
-
-impl<F> Boxed<F> {
-    /// Takes the call out, freeing the box first (before the call runs and
-    /// might crash with it still allocated).
-    fn take(self) -> F {
-        let Boxed(boxed) = self;
-        ManuallyDrop::into_inner(*boxed)
-    }
-}
+struct Boxed<F>(Box<F>);
 
 impl<'a, T, F: FnOnce() -> RpcFuture<'a, T>> Deferred<'a, T> for Boxed<F> {
     fn call(self) -> RpcFuture<'a, T> {
-        self.take()()
-    }
-    fn discard(self, dead: bool) {
-        if dead {
-            // Frees the box without dropping the call in it.
-            drop(self.0);
-        } else {
-            drop(self.take());
-        }
+        // The box is freed before the call runs (and might crash with it
+        // still allocated).
+        let call = *self.0;
+        call()
     }
 }
 
@@ -422,7 +402,7 @@ where
     if size_of::<F>() <= size_of::<Words>() && align_of::<F>() <= align_of::<Words>() {
         deferred(entry.callee(), Inline(method))
     } else {
-        deferred(entry.callee(), Boxed(Box::new(ManuallyDrop::new(method))))
+        deferred(entry.callee(), Boxed(Box::new(method)))
     }
 }
 
@@ -437,9 +417,9 @@ fn deferred<'a, T, D: Deferred<'a, T> + Send>(callee: Owner, call: D) -> RpcFutu
         // once by the caller's contract.
         unsafe { (words as *mut D).read() }.call()
     }
-    unsafe fn discard<'a, T, D: Deferred<'a, T>>(words: *mut Words, dead: bool) {
+    unsafe fn discard<D>(words: *mut Words) {
         // SAFETY: as above.
-        unsafe { (words as *mut D).read() }.discard(dead);
+        drop(unsafe { (words as *mut D).read() });
     }
     let mut future = RpcFuture {
         future: None,
@@ -447,7 +427,7 @@ fn deferred<'a, T, D: Deferred<'a, T> + Send>(callee: Owner, call: D) -> RpcFutu
         error: 0,
         parked: false,
         run: Some(run::<T, D>),
-        discard: discard::<T, D>,
+        discard: discard::<D>,
         words: EMPTY,
         _pinned: PhantomPinned,
     };

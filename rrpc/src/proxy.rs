@@ -31,6 +31,18 @@ pub trait Runtime: Sync {
         // SAFETY: forwarded.
         unsafe { self.enter(callee, &mut || ((*call).run)(call)) }
     }
+    /// The waker to poll a callee's future with, if not `waker` itself
+    /// (`None`: it is fine as it is). A callee may keep the waker it is
+    /// polled with and wake it later: a waker the calling domain made (a
+    /// `Wake` of its own, code in its image) would then run the caller's
+    /// code inside the callee, or, once the caller is dead and unloaded,
+    /// code that is gone. The kernel hands callees only wakers of its own
+    /// executor (plain task ids): it replaces any other with the waker of
+    /// the task being polled. Default: `None` (a host runtime).
+    fn callee_waker(&self, waker: &core::task::Waker) -> Option<core::task::Waker> {
+        let _ = waker;
+        None
+    }
     /// A caller's task is suspended on a call into `callee`: wake it if
     /// `callee` dies (so it sees the error). Default: nothing.
     fn suspended(&self, callee: Owner, waker: &core::task::Waker) {
@@ -212,15 +224,44 @@ pub fn current() -> Owner {
 }
 
 /// Runs `f` as the incarnation `entry` enters: what a generated proxy
-/// does for each call (see [`Runtime::enter`]).
+/// does to drop the callee's object (see [`Runtime::enter`]). If `f` does
+/// not run (the callee is dead), it is forgotten, not dropped: what it
+/// holds is the callee's.
 #[inline]
 pub fn call<R, F: FnOnce() -> R>(entry: &EntryCap, f: F) -> RpcResult<R> {
-    call_as(entry.callee, f)
+    call_as(entry.callee, f, false)
+}
+
+/// Runs the method call `f` as the incarnation `entry` enters: what a
+/// generated proxy does for each synchronous method. `f` holds the caller's
+/// arguments (they move to the callee inside it, once the callee is
+/// entered), so if it does not start, it is dropped here, in the caller:
+/// nothing is given to a dead callee.
+#[inline]
+pub fn call_method<R, F: FnOnce() -> R>(entry: &EntryCap, f: F) -> RpcResult<R> {
+    call_as(entry.callee, f, true)
+}
+
+/// Gives every `RRef` in `value` to the running domain: what a proxy does
+/// with a call's arguments once inside the callee, and with its result
+/// once back in the caller. Requires the proxy's entry capability (no
+/// other code holds one), since re-owning what one holds only by reference
+/// would let one's death free it under its owner.
+#[inline]
+pub fn receive<T: crate::Exchangeable + ?Sized>(entry: &EntryCap, value: &T) {
+    let _ = entry;
+    if !T::PLAIN {
+        // SAFETY: proxies move what they hold by value: a call's arguments
+        // (moved into the closure that runs in the callee) or its result.
+        value.move_roots(&unsafe { crate::Transfer::here() });
+    }
 }
 
 /// [`call`] for this crate's own code, which keeps the callee of a call a
-/// proxy started ([`crate::RpcFuture`]).
-pub(crate) fn call_as<R, F: FnOnce() -> R>(callee: Owner, f: F) -> RpcResult<R> {
+/// proxy started ([`crate::RpcFuture`]). With `drop_unrun`, a closure that
+/// never started is dropped here (it holds only the caller's values);
+/// otherwise it is forgotten.
+pub(crate) fn call_as<R, F: FnOnce() -> R>(callee: Owner, f: F, drop_unrun: bool) -> RpcResult<R> {
     let runtime = RUNTIME.get().ok_or(RpcError::DomainNotAlive)?;
     // `MaybeUninit` rather than `Option` for the closure and the result:
     // see `cont::guarded` (enum tags written and re-read wider stall).
@@ -253,15 +294,29 @@ pub(crate) fn call_as<R, F: FnOnce() -> R>(callee: Owner, f: F) -> RpcResult<R> 
     // SAFETY: the slot starts with its `RawCall`, lives across the call,
     // and `run` matches its types.
     let entered = unsafe { runtime.enter_raw(callee, &raw mut slot.raw) };
-    match entered {
+    let result = match entered {
         // SAFETY: `ran` says the closure ran to completion and wrote it.
-        Ok(()) if slot.ran => Ok(unsafe { slot.result.assume_init_read() }),
-        // The closure (and whatever it built) may hold the callee's
-        // objects, a dead domain's memory: it is never dropped, not even
-        // if it did not run (`MaybeUninit` does not drop).
+        Ok(()) if slot.ran => return Ok(unsafe { slot.result.assume_init_read() }),
         Ok(()) => Err(RpcError::DomainCrashed),
         Err(error) => Err(error),
+    };
+    // Once started, the closure (and whatever it built) may hold the
+    // callee's objects, a dead domain's memory: it is never dropped
+    // (`MaybeUninit` does not drop). One that never started (`ran` is set
+    // before it is moved out) is intact.
+    if drop_unrun && !slot.ran {
+        // SAFETY: not moved out (see above), dropped once.
+        unsafe { slot.f.assume_init_drop() };
     }
+    result
+}
+
+/// See [`Runtime::callee_waker`].
+#[inline]
+pub(crate) fn callee_waker(waker: &core::task::Waker) -> Option<core::task::Waker> {
+    RUNTIME
+        .get()
+        .and_then(|runtime| runtime.callee_waker(waker))
 }
 
 /// Tells the runtime that the running task is suspended on a call into

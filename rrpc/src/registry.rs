@@ -1,11 +1,14 @@
 //! The shared-heap registry: which domain owns each `RRef`.
 //!
 //! Every `RRef` allocation starts with a [`Header`] (owner, borrow count,
-//! drop glue, list links, home shard). A root object sits on the list of
-//! its owner's slot (`owner >> 16`) in its *home shard*, so everything one
-//! domain owns is found without scanning the heap: walk that slot's list in
-//! every shard. Objects nested inside another `RRef` are on no list (owner
-//! [`NESTED`]): they belong to their root.
+//! list links, home shard). Every object, whether a root or nested inside
+//! another `RRef`'s value, sits on the list of its owner's slot
+//! (`owner >> 16`) in its *home shard*, so everything one domain owns is
+//! found without scanning the heap: walk that slot's list in every shard.
+//! Nested objects have their root's owner (a call moves a whole tree, see
+//! `Exchangeable`), so a dead domain's objects are freed by walking its
+//! list, as memory: no drop glue, no code of any domain, runs in
+//! [`reclaim`], and no header keeps a pointer into any image.
 //!
 //! **Shards belong to cores.** An object's home shard is the core that
 //! allocated it. A core's executor holds its own shard's lock for the
@@ -29,14 +32,12 @@
 use core::alloc::Layout;
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU16, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU16, AtomicU32, Ordering};
 
 use spin::Once;
 
 use crate::Owner;
 
-/// The owner of an object that lives inside another `RRef`.
-pub const NESTED: Owner = u32::MAX;
 const SLOTS: usize = 256;
 /// The largest `RRef` allocation (header and value).
 pub const MAX_OBJECT: usize = u32::MAX as usize;
@@ -47,8 +48,19 @@ pub const SHARDS: usize = 64;
 /// Where shared-heap memory comes from (the kernel's shared heap; on the
 /// host, the system allocator), and what the registry needs from the
 /// machine.
+///
+/// Every method that could leave memory untracked or stop the kernel from
+/// unwinding a domain is `unsafe`: the kernel hands its backend to every
+/// domain image (through `Kernel::rrpc_registry`), and only this crate,
+/// trusted, may call them.
 pub trait Backend: Sync {
-    fn alloc(&self, layout: Layout) -> Option<NonNull<u8>>;
+    /// Memory for one object.
+    ///
+    /// # Safety
+    /// The caller links what it gets to an owner's list before the running
+    /// domain can be unwound (inside one critical section), or frees it: an
+    /// allocation the registry does not know would outlive every domain.
+    unsafe fn alloc(&self, layout: Layout) -> Option<NonNull<u8>>;
     /// # Safety
     /// `pointer` came from `alloc` with this `layout` and is not used after.
     unsafe fn free(&self, pointer: NonNull<u8>, layout: Layout);
@@ -80,11 +92,19 @@ pub trait Backend: Sync {
     /// unwound asynchronously (the registry is updating its lists). Nests.
     /// Returns [`core_index`](Self::core_index) (which the kernel has at
     /// hand here, saving a second call).
-    fn enter_critical(&self) -> usize {
+    ///
+    /// # Safety
+    /// The caller leaves the section soon, on the same core, with
+    /// [`leave_critical`](Self::leave_critical), and neither panics nor
+    /// loops inside it (a fault in a critical section is the kernel's).
+    unsafe fn enter_critical(&self) -> usize {
         self.core_index()
     }
     /// Ends a section started by [`enter_critical`](Self::enter_critical).
-    fn leave_critical(&self) {}
+    ///
+    /// # Safety
+    /// Pairs with an earlier `enter_critical` on this core.
+    unsafe fn leave_critical(&self) {}
 }
 
 static BACKEND: Once<&'static dyn Backend> = Once::new();
@@ -127,8 +147,9 @@ pub struct Local;
 pub static LOCAL: Local = Local;
 
 impl Backend for Local {
-    fn alloc(&self, layout: Layout) -> Option<NonNull<u8>> {
-        backend().alloc(layout)
+    unsafe fn alloc(&self, layout: Layout) -> Option<NonNull<u8>> {
+        // SAFETY: forwarded.
+        unsafe { backend().alloc(layout) }
     }
     unsafe fn free(&self, pointer: NonNull<u8>, layout: Layout) {
         // SAFETY: forwarded.
@@ -143,11 +164,13 @@ impl Backend for Local {
     fn core_index(&self) -> usize {
         backend().core_index()
     }
-    fn enter_critical(&self) -> usize {
-        backend().enter_critical()
+    unsafe fn enter_critical(&self) -> usize {
+        // SAFETY: forwarded.
+        unsafe { backend().enter_critical() }
     }
-    fn leave_critical(&self) {
-        backend().leave_critical()
+    unsafe fn leave_critical(&self) {
+        // SAFETY: forwarded.
+        unsafe { backend().leave_critical() }
     }
 }
 
@@ -179,7 +202,9 @@ impl Critical {
     #[inline]
     pub(crate) fn enter() -> Critical {
         let backend = backend();
-        let core = backend.enter_critical();
+        // SAFETY: left when the guard drops, on this core (guards live on
+        // the stack of registry code that neither panics nor loops).
+        let core = unsafe { backend.enter_critical() };
         Critical { backend, core }
     }
 }
@@ -187,7 +212,8 @@ impl Critical {
 impl Drop for Critical {
     #[inline]
     fn drop(&mut self) {
-        self.backend.leave_critical();
+        // SAFETY: pairs with `enter`.
+        unsafe { self.backend.leave_critical() };
     }
 }
 
@@ -198,8 +224,6 @@ pub(crate) struct Header {
     pub(crate) borrows: AtomicU32,
     /// [`PENDING`] / [`FREE`]: requests on the home shard's queue.
     requests: AtomicU16,
-    /// [`DROPPING`] once its holder started dropping the value.
-    state: AtomicU8,
     /// The shard whose lists hold it (fixed at allocation).
     home: u8,
     /// Links on a list of the home shard, and which slot's list
@@ -217,13 +241,10 @@ pub(crate) struct Header {
     /// The allocation's size and alignment.
     size: u32,
     align: u32,
-    /// Drops the value in place (not the memory).
-    drop_value: unsafe fn(NonNull<Header>),
 }
 
 const PENDING: u16 = 1;
 const FREE: u16 = 2;
-const DROPPING: u8 = 1;
 const UNLISTED: u16 = u16::MAX;
 const CLEAN: u8 = 0;
 const DIRTY: u8 = 1;
@@ -237,17 +258,11 @@ impl Header {
     /// A header for an object owned by `owner`, homed on core `core`, on
     /// no list yet (see [`relink`]). The caller checked that `layout`'s
     /// size fits in 32 bits ([`MAX_OBJECT`]).
-    pub(crate) fn new(
-        owner: Owner,
-        layout: Layout,
-        drop_value: unsafe fn(NonNull<Header>),
-        core: usize,
-    ) -> Header {
+    pub(crate) fn new(owner: Owner, layout: Layout, core: usize) -> Header {
         Header {
             owner: AtomicU32::new(owner),
             borrows: AtomicU32::new(0),
             requests: AtomicU16::new(0),
-            state: AtomicU8::new(0),
             home: (core % SHARDS) as u8,
             listed: UnsafeCell::new(UNLISTED),
             links: UnsafeCell::new((ptr::null_mut(), ptr::null_mut())),
@@ -256,7 +271,6 @@ impl Header {
             queued_next: AtomicPtr::new(ptr::null_mut()),
             size: layout.size() as u32,
             align: layout.align() as u32,
-            drop_value,
         }
     }
 }
@@ -474,12 +488,7 @@ impl Shard {
         // SAFETY: per the contract.
         unsafe {
             let object = header.as_ref();
-            let owner = object.owner.load(Ordering::Acquire);
-            let want = if owner == NESTED {
-                UNLISTED
-            } else {
-                slot(owner) as u16
-            };
+            let want = slot(object.owner.load(Ordering::Acquire)) as u16;
             let listed = &mut *object.listed.get();
             if *listed == want {
                 return;
@@ -520,15 +529,9 @@ fn slot(owner: Owner) -> usize {
 /// # Safety
 /// Nobody references `header` any more; its value is dropped or moved out.
 unsafe fn free_memory(header: NonNull<Header>) {
-    // While a reclaim destroys values, the objects nested in them are
-    // freed through here: in bulk too.
-    let reclaimed = RECLAIMING.load(Ordering::Relaxed) != 0;
     // SAFETY: forwarded.
-    unsafe { free_memory_with(header, reclaimed) }
+    unsafe { free_memory_with(header, false) }
 }
-
-/// Reclaims destroying values right now (see [`free_memory`]).
-static RECLAIMING: AtomicU32 = AtomicU32::new(0);
 
 /// [`free_memory`], as part of a reclaim if `reclaimed`.
 ///
@@ -561,7 +564,7 @@ fn holds(core: usize, home: usize) -> bool {
 enum Op {
     /// Put a new object on its owner's list.
     Link,
-    /// Make its list position match its owner word.
+    /// Make its list position match its owner word (it just changed).
     Sync,
     /// Take it off its list and free its memory (the value is gone).
     Free,
@@ -676,47 +679,18 @@ pub(crate) unsafe fn link(header: NonNull<Header>) {
     unsafe { apply(header, Op::Link) }
 }
 
-/// Puts `header` on the list of its (just changed) owner, or off every
-/// list if it is now nested.
-///
-/// # Safety
-/// The caller holds the object; `header` is live.
-#[inline]
-pub(crate) unsafe fn relink(header: NonNull<Header>) {
-    // SAFETY: forwarded.
-    unsafe { apply(header, Op::Sync) }
-}
-
-/// Drops the value and frees the object.
+/// Takes the object off its list and frees its memory: its value is
+/// already dropped or moved out.
 ///
 /// # Safety
 /// The caller holds the object's only handle and gives it up.
-pub(crate) unsafe fn destroy(header: NonNull<Header>) {
-    // SAFETY: the caller gives up the object. Marked first: if the domain
-    // dies inside the value's drop glue, reclaim frees the memory without
-    // dropping the value again.
-    unsafe {
-        let object = header.as_ref();
-        object.state.store(DROPPING, Ordering::Release);
-        (object.drop_value)(header);
-        apply(header, Op::Free);
-    }
-}
-
-/// Frees the object whose value the caller has moved out.
-///
-/// # Safety
-/// As for [`destroy`], with the value already gone.
-pub(crate) unsafe fn release(header: NonNull<Header>) {
+pub(crate) unsafe fn free(header: NonNull<Header>) {
     // SAFETY: forwarded.
-    unsafe {
-        header.as_ref().state.store(DROPPING, Ordering::Release);
-        apply(header, Op::Free);
-    }
+    unsafe { apply(header, Op::Free) }
 }
 
-/// Gives `header` to `owner` (nothing if it is nested: it moves with its
-/// root).
+/// Gives `header` to `owner` (the caller moves the objects nested in its
+/// value too).
 ///
 /// # Safety
 /// `header` is a live header the caller holds.
@@ -725,13 +699,13 @@ pub(crate) unsafe fn transfer(header: NonNull<Header>, owner: Owner) {
     // SAFETY: `header` is live.
     let object = unsafe { header.as_ref() };
     let current = object.owner.load(Ordering::Acquire);
-    if current == owner || current == NESTED {
-        return; // nothing to do, or owned through its root
+    if current == owner {
+        return;
     }
     object.owner.store(owner, Ordering::Release);
-    if owner == NESTED || slot(current) != slot(owner) {
+    if slot(current) != slot(owner) {
         // SAFETY: forwarded. (Incarnations of one slot share a list.)
-        unsafe { relink(header) };
+        unsafe { apply(header, Op::Sync) };
     }
 }
 
@@ -841,49 +815,34 @@ pub fn owned_by(owner: Owner) -> (usize, usize) {
     (count, bytes)
 }
 
-/// Frees every `RRef` root owned by the dead incarnation `owner` (and
-/// everything nested in them). Returns (roots, bytes) freed. The caller
-/// guarantees no code of `owner` runs any more (the kernel calls this after
-/// the domain's grace period). Waits for every core's current batch to end.
+/// Frees every `RRef` object listed for `owner`'s slot (the dead
+/// incarnation `owner`, and any older incarnation of the slot that still
+/// had objects): memory only, with no drop glue, since no domain's code may
+/// run on behalf of a dead one and exchangeable values need none (every
+/// `RRef` nested in a value is listed under the same owner, so it is freed
+/// here too). Returns (objects, bytes) freed. The caller guarantees that no
+/// incarnation of the slot is alive and none of its code runs any more (the
+/// kernel calls this after the domain's grace period, before a restart).
+/// Waits for every core's current batch to end.
 pub fn reclaim(owner: Owner) -> (usize, usize) {
-    let mut doomed: *mut Header = ptr::null_mut();
-    let (mut roots, mut bytes) = (0, 0);
+    let (mut objects, mut bytes) = (0, 0);
     each_shard(|shard| {
-        // SAFETY: `each_shard` holds the lock, so list members are live.
+        // SAFETY: `each_shard` holds the lock, so list members are live;
+        // their owner is dead, so nobody else reaches them, and no request
+        // is queued for them (the queue was drained, and only their dead
+        // holder could queue one).
         unsafe {
             let list = &mut shard.lists()[slot(owner)];
             let mut cursor = list.head;
-            while !cursor.is_null() {
-                let next = (*(*cursor).links.get()).1;
-                if (*cursor).owner.load(Ordering::Acquire) == owner {
-                    list.detach(cursor);
-                    *(*cursor).listed.get() = UNLISTED;
-                    roots += 1;
-                    bytes += (*cursor).size as usize;
-                    // Chain the doomed through their `next` link.
-                    *(*cursor).links.get() = (ptr::null_mut(), doomed);
-                    doomed = cursor;
-                }
-                cursor = next;
+            while let Some(header) = NonNull::new(cursor) {
+                cursor = (*header.as_ref().links.get()).1;
+                list.detach(header.as_ptr());
+                *header.as_ref().listed.get() = UNLISTED;
+                objects += 1;
+                bytes += header.as_ref().size as usize;
+                free_memory_with(header, true);
             }
         }
     });
-    // Destroy outside the locks: dropping a value frees its nested RRefs.
-    while let Some(header) = NonNull::new(doomed) {
-        // SAFETY: unlisted above and its owner is dead, so nobody else
-        // reaches it; no request is queued for it (the queues were drained
-        // and only its dead owner could queue one).
-        unsafe {
-            let object = header.as_ref();
-            doomed = (*object.links.get()).1;
-            object.owner.store(NESTED, Ordering::Release);
-            if object.state.load(Ordering::Acquire) != DROPPING {
-                RECLAIMING.fetch_add(1, Ordering::Relaxed);
-                (object.drop_value)(header);
-                RECLAIMING.fetch_sub(1, Ordering::Relaxed);
-            }
-            free_memory_with(header, true);
-        }
-    }
-    (roots, bytes)
+    (objects, bytes)
 }

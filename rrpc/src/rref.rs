@@ -8,13 +8,20 @@ use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
 
 use crate::exchangeable::Exchangeable;
-use crate::registry::{self, Header, NESTED};
+use crate::registry::{self, Header};
 use crate::{Owner, RpcError};
 
-/// A value on the shared heap, owned by one domain (or nested inside
-/// another `RRef`). Only its holder can reach the value, as with a `Box`;
-/// unlike a `Box`, the kernel knows who holds it, so it survives its
-/// allocator's death and is reclaimed with its owner's.
+/// A value on the shared heap, owned by one domain. Only its holder can
+/// reach the value, as with a `Box`; unlike a `Box`, the kernel knows who
+/// holds it, so it survives its allocator's death and is reclaimed with its
+/// owner's. An `RRef` inside another `RRef`'s value is owned by the same
+/// domain as that root (see [`Exchangeable`]).
+///
+/// No code of any domain runs on an `RRef`'s behalf but its holder's: the
+/// value is dropped by the code of the domain that drops it (its own copy
+/// of `drop_in_place::<T>`), and a dead domain's objects are freed as
+/// memory, with no drop code at all (exchangeable values need none: they
+/// hold plain data and `RRef`s, which the registry finds by owner).
 pub struct RRef<T: Exchangeable> {
     header: NonNull<Header>,
     _value: PhantomData<T>,
@@ -33,35 +40,21 @@ fn layout_of<T>() -> (Layout, usize) {
     (layout.pad_to_align(), offset)
 }
 
-/// Drop glue for the value of an `RRef<T>` allocation (the memory is the
-/// registry's to free).
-///
-/// # Safety
-/// `header` heads a live `RRef<T>` allocation whose value nobody uses.
-unsafe fn drop_value<T>(header: NonNull<Header>) {
-    let (_, offset) = layout_of::<T>();
-    // SAFETY: the value lives at `offset` in this allocation and is dropped
-    // once.
-    unsafe {
-        let value = header.as_ptr().cast::<u8>().add(offset).cast::<T>();
-        core::ptr::drop_in_place(value);
-    }
-}
-
 impl<T: Exchangeable> RRef<T> {
-    /// Moves `value` to the shared heap, owned by the running domain. Any
-    /// `RRef` inside `value` becomes nested in the new one.
+    /// Moves `value` to the shared heap, owned by the running domain (as
+    /// every `RRef` inside `value` already is).
     pub fn try_new(value: T) -> Result<RRef<T>, RpcError> {
         let backend = registry::backend();
         let (layout, offset) = layout_of::<T>();
-        value.adopt();
         // From allocation to link the object is nobody's: the domain must
         // not be unwound in between (the memory would leak).
         if layout.size() > registry::MAX_OBJECT {
             return Err(RpcError::OutOfMemory);
         }
         let critical = registry::Critical::enter();
-        let memory = backend.alloc(layout).ok_or(RpcError::OutOfMemory)?;
+        // SAFETY: the memory is linked to its owner below, inside the same
+        // critical section, so it is never untracked when a domain can die.
+        let memory = unsafe { backend.alloc(layout) }.ok_or(RpcError::OutOfMemory)?;
         let owner = backend.current_owner();
         let header = memory.cast::<Header>();
         // SAFETY: fresh memory of `layout`: the header at 0, the value at
@@ -70,7 +63,7 @@ impl<T: Exchangeable> RRef<T> {
         unsafe {
             header
                 .as_ptr()
-                .write(Header::new(owner, layout, drop_value::<T>, critical.core));
+                .write(Header::new(owner, layout, critical.core));
             memory.as_ptr().add(offset).cast::<T>().write(value);
             registry::link(header);
         }
@@ -97,40 +90,22 @@ impl<T: Exchangeable> RRef<T> {
         unsafe { self.header.as_ptr().cast::<u8>().add(offset).cast::<T>() }
     }
 
-    /// The domain incarnation that owns it ([`registry::NESTED`] if it lives
-    /// inside another `RRef`).
+    /// The domain incarnation that owns it.
     pub fn owner(&self) -> Owner {
         self.header().owner.load(Ordering::Acquire)
     }
 
-    /// Gives it to the owner `to` names. Called by proxies when an `RRef`
-    /// crosses a call (into the callee, or back to the caller with a
-    /// result); see [`Transfer`](crate::Transfer) for who may name an
-    /// owner.
+    /// Gives it, and every `RRef` in its value, to the owner `to` names.
+    /// Called by proxies when an `RRef` crosses a call (into the callee, or
+    /// back to the caller with a result); see [`Transfer`](crate::Transfer)
+    /// for who may name an owner (no safe code can).
     #[doc(hidden)]
     #[inline]
     pub fn move_to(&self, to: &crate::Transfer) {
-        // SAFETY: we hold it (a nested one is skipped: owned through its
-        // root).
+        // SAFETY: we hold it.
         unsafe { registry::transfer(self.header, to.owner()) };
-    }
-
-    pub(crate) fn make_nested(&self) {
-        if self.owner() != NESTED {
-            self.header().owner.store(NESTED, Ordering::Release);
-            // SAFETY: we hold it; the registry takes it off its list.
-            unsafe { registry::relink(self.header) };
-        }
-    }
-
-    /// Makes a nested `RRef` taken out of its root a root again, owned by
-    /// the running domain.
-    pub fn claim(&self) {
-        if self.owner() == NESTED {
-            let owner = registry::backend().current_owner();
-            self.header().owner.store(owner, Ordering::Release);
-            // SAFETY: we hold it; the registry lists it for `owner`.
-            unsafe { registry::relink(self.header) };
+        if !T::PLAIN {
+            (**self).move_roots(to);
         }
     }
 
@@ -152,14 +127,15 @@ impl<T: Exchangeable> RRef<T> {
         registry::backend().device_address(self.value_ptr() as *const u8)
     }
 
-    /// Moves the value back off the shared heap.
+    /// Moves the value back off the shared heap (any `RRef` in it is
+    /// already the running domain's).
     pub fn into_inner(self) -> T {
         let this = core::mem::ManuallyDrop::new(self);
         // SAFETY: we own the handle; the value is read out once, then the
         // registry frees the memory without dropping it again.
         unsafe {
             let value = this.value_ptr().read();
-            registry::release(this.header);
+            registry::free(this.header);
             value
         }
     }
@@ -182,8 +158,13 @@ impl<T: Exchangeable> DerefMut for RRef<T> {
 
 impl<T: Exchangeable> Drop for RRef<T> {
     fn drop(&mut self) {
-        // SAFETY: the handle is unique and given up here.
-        unsafe { registry::destroy(self.header) };
+        // SAFETY: the handle is unique and given up here: the value is
+        // dropped in place by this domain's own code (if it dies inside,
+        // the memory is still on its list and reclaimed), then freed.
+        unsafe {
+            core::ptr::drop_in_place(self.value_ptr());
+            registry::free(self.header);
+        }
     }
 }
 

@@ -20,7 +20,7 @@ thread_local! {
 struct HostHeap;
 
 impl Backend for HostHeap {
-    fn alloc(&self, layout: Layout) -> Option<NonNull<u8>> {
+    unsafe fn alloc(&self, layout: Layout) -> Option<NonNull<u8>> {
         // SAFETY: every RRef allocation has a non-zero size.
         NonNull::new(unsafe { std::alloc::alloc(layout) })
     }
@@ -139,6 +139,7 @@ pub trait Block {
 struct Device {
     seen_owner: AtomicU32,
     seen_borrows: AtomicU32,
+    seen_nested: AtomicU32,
 }
 
 impl Block for Device {
@@ -159,6 +160,8 @@ impl Block for Device {
     }
     fn packet(&self, packet: RRef<Packet>) -> RpcResult<u16> {
         self.seen_owner.store(packet.owner(), Ordering::SeqCst);
+        self.seen_nested
+            .store(packet.payload.owner(), Ordering::SeqCst);
         Ok(packet.length + u16::from(packet.payload[0]))
     }
     fn crash(&self) -> RpcResult<()> {
@@ -171,6 +174,7 @@ fn device(slot: u32) -> (BlockProxy, Arc<Device>, Owner) {
     let inner = Arc::new(Device {
         seen_owner: AtomicU32::new(0),
         seen_borrows: AtomicU32::new(0),
+        seen_nested: AtomicU32::new(0),
     });
     (BlockProxy::new(inner.clone(), cap(callee)), inner, callee)
 }
@@ -225,11 +229,45 @@ fn derived_structs_cross_with_their_nested_rrefs() {
     });
     assert_eq!(
         packet.payload.owner(),
-        rrpc::registry::NESTED,
-        "the payload is owned through the packet"
+        caller,
+        "the payload is owned like the packet"
     );
     assert_eq!(proxy.packet(packet), Ok(17));
     assert_eq!(device.seen_owner.load(Ordering::SeqCst), callee);
+    assert_eq!(
+        device.seen_nested.load(Ordering::SeqCst),
+        callee,
+        "the nested payload moved with the packet"
+    );
+}
+
+#[test]
+fn a_call_into_a_dead_callee_gives_it_nothing() {
+    // Issue 10, item 9: arguments move inside the callee, so a call that
+    // is refused (the callee died) drops them in the caller instead of
+    // leaving them owned by a dead incarnation forever.
+    let caller = 18 << 16 | 1;
+    setup(caller);
+    let (proxy, _, callee) = device(19);
+    assert_eq!(proxy.crash(), Err(RpcError::DomainCrashed));
+    let entries = RUNTIME.entries[19].load(Ordering::SeqCst);
+    for _ in 0..3 {
+        assert_eq!(
+            proxy.fill(RRef::new([1; 64]), 2).map(|_| ()),
+            Err(RpcError::DomainNotAlive)
+        );
+    }
+    assert_eq!(RUNTIME.entries[19].load(Ordering::SeqCst), entries);
+    assert_eq!(
+        rrpc::registry::owned_by(callee).0,
+        0,
+        "nothing given to the dead"
+    );
+    assert_eq!(
+        rrpc::registry::owned_by(caller).0,
+        0,
+        "dropped in the caller"
+    );
 }
 
 #[test]
@@ -258,6 +296,7 @@ pub trait Storage {
     async fn read(&self, block: u64) -> RpcResult<RRef<[u8; 64]>>;
     async fn wait(&self) -> RpcResult<u32>;
     async fn crash_on_second_poll(&self) -> RpcResult<()>;
+    async fn keep(&self, data: RRef<[u8; 64]>) -> RpcResult<u64>;
 }
 
 static RELEASE: AtomicBool = AtomicBool::new(false);
@@ -297,6 +336,10 @@ impl Storage for Disk {
             }
             Poll::Pending
         }))
+    }
+    fn keep(&self, data: RRef<[u8; 64]>) -> RpcFuture<'_, u64> {
+        let owner = data.owner();
+        RpcFuture::new(async move { Ok(u64::from(owner)) })
     }
 }
 
@@ -511,19 +554,28 @@ fn a_small_async_call_starts_at_its_first_poll_and_costs_one_entry() {
 }
 
 #[test]
-fn dropping_an_unstarted_call_drops_its_arguments_inside_the_callee() {
-    setup(52 << 16 | 1);
+fn dropping_an_unstarted_call_drops_its_arguments_in_the_caller() {
+    // Arguments move to the callee when the call starts, inside it: until
+    // then they are the caller's, and a call dropped unstarted frees them
+    // without entering the callee.
+    let caller = 52 << 16 | 1;
+    setup(caller);
     let (proxy, jobs, callee) = jobs(53);
     let future = proxy.take(RRef::new([1; 64]));
-    assert_eq!(rrpc::registry::owned_by(callee).0, 1, "the buffer moved");
+    assert_eq!(rrpc::registry::owned_by(callee).0, 0, "not moved yet");
+    assert_eq!(rrpc::registry::owned_by(caller).0, 1);
     let before = RUNTIME.entries[53].load(Ordering::SeqCst);
     drop(future);
-    assert_eq!(RUNTIME.entries[53].load(Ordering::SeqCst), before + 1);
+    assert_eq!(
+        RUNTIME.entries[53].load(Ordering::SeqCst),
+        before,
+        "no entry"
+    );
     assert_eq!(jobs.started.load(Ordering::SeqCst), 0, "never started");
     assert_eq!(
-        rrpc::registry::owned_by(callee).0,
+        rrpc::registry::owned_by(caller).0,
         0,
-        "dropped by the callee"
+        "dropped by the caller"
     );
 }
 
@@ -542,10 +594,10 @@ fn a_call_too_wide_to_keep_inline_is_boxed_and_still_starts_at_its_first_poll() 
     assert_eq!(poll_once(future.as_mut()), Poll::Ready(Ok(6)));
     assert_eq!(jobs.started.load(Ordering::SeqCst), 1);
     assert_eq!(RUNTIME.entries[55].load(Ordering::SeqCst), before + 1);
-    // Dropped before it started: its box is dropped inside the callee.
+    // Dropped before it started: its box (the caller's) is dropped here.
     let unstarted = Box::pin(proxy.wide(4, 5, 6));
     drop(unstarted);
-    assert_eq!(RUNTIME.entries[55].load(Ordering::SeqCst), before + 2);
+    assert_eq!(RUNTIME.entries[55].load(Ordering::SeqCst), before + 1);
     assert_eq!(jobs.started.load(Ordering::SeqCst), 1, "never started");
 }
 
@@ -630,6 +682,9 @@ impl Storage for Relay {
     }
     fn crash_on_second_poll(&self) -> RpcFuture<'_, ()> {
         self.0.crash_on_second_poll()
+    }
+    fn keep(&self, data: RRef<[u8; 64]>) -> RpcFuture<'_, u64> {
+        self.0.keep(data)
     }
 }
 
@@ -717,4 +772,59 @@ fn a_dead_callers_pending_call_is_dropped_inside_the_callee() {
     );
     std::mem::forget(future);
     assert!(RUNTIME.parked_by(caller).is_empty());
+}
+
+#[test]
+fn async_arguments_move_when_the_call_starts_inside_the_callee() {
+    let caller = 40 << 16 | 1;
+    let callee = 41 << 16 | 1;
+    setup(caller);
+    let proxy = StorageProxy::new(Arc::new(Disk), cap(callee));
+    // Made but not started: the argument is still the caller's, and
+    // dropping the call drops it here without entering the callee.
+    let entries = RUNTIME.entries[41].load(Ordering::SeqCst);
+    let unstarted = proxy.keep(RRef::new([1; 64]));
+    assert_eq!(rrpc::registry::owned_by(caller).0, 1);
+    drop(unstarted);
+    assert_eq!(rrpc::registry::owned_by(caller).0, 0);
+    assert_eq!(RUNTIME.entries[41].load(Ordering::SeqCst), entries);
+    // Started: the callee saw it as its own.
+    let mut call = Box::pin(proxy.keep(RRef::new([2; 64])));
+    assert_eq!(poll_once(call.as_mut()), Poll::Ready(Ok(u64::from(callee))));
+    assert_eq!(
+        rrpc::registry::owned_by(callee).0,
+        0,
+        "dropped by the callee"
+    );
+}
+
+#[test]
+fn an_async_call_into_a_dead_callee_gives_it_nothing() {
+    let caller = 42 << 16 | 1;
+    let callee = 43 << 16 | 1;
+    setup(caller);
+    let proxy = StorageProxy::new(Arc::new(Disk), cap(callee));
+    let mut crash = Box::pin(proxy.crash_on_second_poll());
+    assert!(poll_once(crash.as_mut()).is_pending());
+    assert_eq!(
+        poll_once(crash.as_mut()),
+        Poll::Ready(Err(RpcError::DomainCrashed))
+    );
+    for _ in 0..3 {
+        let mut call = Box::pin(proxy.keep(RRef::new([3; 64])));
+        assert_eq!(
+            poll_once(call.as_mut()),
+            Poll::Ready(Err(RpcError::DomainNotAlive))
+        );
+    }
+    assert_eq!(
+        rrpc::registry::owned_by(callee).0,
+        0,
+        "nothing given to the dead"
+    );
+    assert_eq!(
+        rrpc::registry::owned_by(caller).0,
+        0,
+        "dropped in the caller"
+    );
 }

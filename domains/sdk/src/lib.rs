@@ -85,6 +85,19 @@ pub enum SpawnError {
     Full,
     /// Only a domain's own running code may spawn its tasks.
     NotInDomain,
+    /// The domain has as many tasks on this core as one domain may have
+    /// (so that no domain can take every slot from the others).
+    Quota,
+}
+
+impl core::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            SpawnError::Full => "the core's executor has no free task slot",
+            SpawnError::NotInDomain => "only a domain's own running code may spawn its tasks",
+            SpawnError::Quota => "the domain's task quota on this core is used up",
+        })
+    }
 }
 
 /// Kernel services, as seen by domains. The same object serves domains

@@ -5,24 +5,20 @@
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use core::time::Duration;
 
 use domain_sdk::{Device, Mutex, RRef, now_ns, sleep, yield_now};
 use interfaces::bdev::{BATCH, BLOCK, Batch, EXTENT_BLOCKS, Extent, Geometry, Statuses, status};
-use rrpc::Exchangeable;
 
 use crate::queue::{Doorbells, QueuePair, Ring};
 use crate::spec::{self, Capabilities, Command, Completion, admin, reg};
 
-/// One 4 KiB page of DMA memory, page-aligned, read and written as 32-bit
-/// words (the device writes it concurrently).
-#[derive(Exchangeable)]
-#[repr(C, align(4096))]
-pub struct Page(pub [AtomicU32; 1024]);
+/// One 4 KiB page of DMA memory (the queues' and identify data's).
+pub use interfaces::bdev::DmaPage as Page;
 
 fn page() -> RRef<Page> {
-    RRef::new(Page([const { AtomicU32::new(0) }; 1024]))
+    RRef::new(Page::new())
 }
 
 fn address(page: &RRef<Page>) -> Result<u64, String> {

@@ -78,9 +78,12 @@ impl Kernel for Services {
             return Err(SpawnError::NotInDomain);
         }
         crate::sched::this_executor()
-            .spawn(owner, task)
+            .spawn_within(owner, task, MAX_TASKS)
             .map(|h| h.detach())
-            .map_err(|_| SpawnError::Full)
+            .map_err(|e| match e {
+                executor::SpawnError::Quota => SpawnError::Quota,
+                _ => SpawnError::Full,
+            })
     }
 
     fn lookup(&self, name: &str, visit: &mut dyn FnMut(&Exports, &str, Owner)) -> RpcResult<()> {
@@ -157,6 +160,11 @@ impl Kernel for Services {
         super::restart_by(domain, crate::cpu::current_owner())
     }
 }
+
+/// Most tasks one domain may have on one core (a quarter of the core's
+/// slots: a domain that spawns without end is refused, and the others, the
+/// kernel included, still find free slots).
+pub const MAX_TASKS: usize = crate::sched::TASKS_PER_CPU / 4;
 
 /// Longest line a domain may log, in bytes.
 pub const MAX_LOG: usize = 512;

@@ -3,7 +3,12 @@
 //!
 //! - `#[derive(Exchangeable)]`: a struct or enum may cross domains if every
 //!   field may; the error for a field that may not names its type at its
-//!   span. The derived `adopt` and `move_roots` visit every field.
+//!   span. The derived `move_roots` visits every field. `Exchangeable` is
+//!   an `unsafe` trait (a hand-written implementation could lie), so the
+//!   derive emits an `unsafe impl` under `#[allow(unsafe_code)]`: it works
+//!   in trusted crates and in `interfaces/` (which denies unsafe code), and
+//!   fails in domain crates, which forbid it: types that cross domains are
+//!   declared in `interfaces/`.
 //! - `#[interface]` on a trait: every method takes `&self` and returns
 //!   `RpcResult<T>`; every argument and result type must be exchangeable:
 //!   `&mut T`, `&T` (other than `&RRef<T>`), raw pointers, `Box`, `Vec`,
@@ -35,20 +40,16 @@ pub fn derive_exchangeable(input: TokenStream) -> TokenStream {
     let (impl_generics, type_generics, where_clause) = input.generics.split_for_impl();
     let mut checks = Vec::new();
     let mut field_types = Vec::new();
-    let (adopt, moves) = match &input.data {
+    let moves = match &input.data {
         Data::Struct(data) => {
             let members: Vec<_> = data.fields.members().collect();
             for field in &data.fields {
                 checks.push(assert_exchangeable(&field.ty));
                 field_types.push(field.ty.clone());
             }
-            (
-                quote! { #( ::rrpc::Exchangeable::adopt(&self.#members); )* },
-                quote! { #( ::rrpc::Exchangeable::move_roots(&self.#members, to); )* },
-            )
+            quote! { #( ::rrpc::Exchangeable::move_roots(&self.#members, to); )* }
         }
         Data::Enum(data) => {
-            let mut adopt_arms = Vec::new();
             let mut move_arms = Vec::new();
             for variant in &data.variants {
                 let v = &variant.ident;
@@ -71,14 +72,9 @@ pub fn derive_exchangeable(input: TokenStream) -> TokenStream {
                     Fields::Unnamed(_) => quote! { Self::#v( #( #bindings ),* ) },
                     Fields::Unit => quote! { Self::#v },
                 };
-                adopt_arms
-                    .push(quote! { #pattern => { #( ::rrpc::Exchangeable::adopt(#bindings); )* } });
                 move_arms.push(quote! { #pattern => { #( ::rrpc::Exchangeable::move_roots(#bindings, to); )* } });
             }
-            (
-                quote! { match self { #( #adopt_arms )* } },
-                quote! { match self { #( #move_arms )* } },
-            )
+            quote! { match self { #( #move_arms )* } }
         }
         Data::Union(u) => {
             return Error::new(u.union_token.span, "unions cannot be Exchangeable")
@@ -87,13 +83,13 @@ pub fn derive_exchangeable(input: TokenStream) -> TokenStream {
         }
     };
     quote! {
-        impl #impl_generics ::rrpc::Exchangeable for #name #type_generics #where_clause {
+        // SAFETY: every field is checked to be exchangeable (below) and
+        // moved by `move_roots`; `PLAIN` only if every field is.
+        #[allow(unsafe_code)]
+        unsafe impl #impl_generics ::rrpc::Exchangeable for #name #type_generics #where_clause {
             const PLAIN: bool = #( <#field_types as ::rrpc::Exchangeable>::PLAIN && )* true;
-            fn adopt(&self) {
-                #( #checks )*
-                #adopt
-            }
             fn move_roots(&self, to: &::rrpc::Transfer) {
+                #( #checks )*
                 let _ = to;
                 #moves
             }
@@ -272,11 +268,14 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
         let method_name = &sig.ident;
         let output = &sig.output;
         let result_type = result.expect("checked above");
+        // Arguments move to the callee inside it (so nothing is given to a
+        // callee that turns out to be dead: a call that never starts drops
+        // them in the caller).
         let moves: Vec<_> = arg_names
             .iter()
             .zip(&arg_types)
             .filter(|(_, ty)| !matches!(ty, Type::Reference(_)))
-            .map(|(n, _)| quote! { ::rrpc::Exchangeable::move_roots(&#n, &self.entry.transfer()); })
+            .map(|(n, _)| quote! { ::rrpc::proxy::receive(&proxy.entry, &#n); })
             .collect();
         let lends: Vec<_> = arg_names
             .iter()
@@ -304,16 +303,18 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
                     -> ::rrpc::RpcFuture<'rrpc, #result_type>
                 {
                     #( #checks )*
-                    #( #moves )*
                     let Some(inner) = self.inner.get() else {
                         return ::rrpc::RpcFuture::failed(::rrpc::RpcError::DomainNotAlive);
                     };
                     // Boxed in the caller, lazily: the call starts at the
                     // first poll, with the arguments lent until it ends.
-                    let entry = &self.entry;
+                    let proxy = self;
                     ::rrpc::RpcFuture::new(async move {
                         #( #lends )*
-                        ::rrpc::start_async(entry, move || inner.#method_name(#( #arg_names ),*)).await
+                        ::rrpc::start_async(&proxy.entry, move || {
+                            #( #moves )*
+                            inner.#method_name(#( #arg_names ),*)
+                        }).await
                     })
                 }
             });
@@ -325,17 +326,19 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
                     -> ::rrpc::RpcFuture<'_, #result_type>
                 {
                     #( #checks )*
-                    #( #moves )*
                     if self.inner.get().is_none() {
                         return ::rrpc::RpcFuture::failed(::rrpc::RpcError::DomainNotAlive);
                     }
                     // The call is kept in the future (no box of our own) and
                     // runs inside the callee at the first poll. It holds the
-                    // proxy's object slot (one word) rather than the object.
-                    let object = &self.inner;
-                    ::rrpc::start_async(&self.entry, move || match object.get() {
-                        ::core::option::Option::Some(inner) => inner.#method_name(#( #arg_names ),*),
-                        ::core::option::Option::None => ::rrpc::RpcFuture::failed(::rrpc::RpcError::DomainNotAlive),
+                    // proxy (one word) rather than the object.
+                    let proxy = self;
+                    ::rrpc::start_async(&self.entry, move || {
+                        #( #moves )*
+                        match proxy.inner.get() {
+                            ::core::option::Option::Some(inner) => inner.#method_name(#( #arg_names ),*),
+                            ::core::option::Option::None => ::rrpc::RpcFuture::failed(::rrpc::RpcError::DomainNotAlive),
+                        }
                     })
                 }
             });
@@ -344,16 +347,17 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
         methods.push(quote! {
             fn #method_name(&self, #( #arg_names: #arg_types ),*) #output {
                 #( #checks )*
-                #( #moves )*
                 // `&RRef` arguments are lent for the call (borrow count).
                 #( #lends )*
                 let inner = self.inner.get().ok_or(::rrpc::RpcError::DomainNotAlive)?;
-                let result = ::rrpc::proxy::call(&self.entry, move || inner.#method_name(#( #arg_names ),*))??;
-                if !<#result_type as ::rrpc::Exchangeable>::PLAIN {
-                    // Back in the caller (the entry restored it): the
-                    // result's RRefs are the caller's.
-                    ::rrpc::Exchangeable::move_roots(&result, &::rrpc::Transfer::here());
-                }
+                let proxy = self;
+                let result = ::rrpc::proxy::call_method(&self.entry, move || {
+                    #( #moves )*
+                    inner.#method_name(#( #arg_names ),*)
+                })??;
+                // Back in the caller (the entry restored it): the result's
+                // RRefs are the caller's.
+                ::rrpc::proxy::receive(&proxy.entry, &result);
                 Ok(result)
             }
         });
@@ -426,7 +430,11 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
 
         // A proxy may itself cross an interface: it is a handle that enters
         // the exporting domain on every call, whoever holds it.
-        impl ::rrpc::Exchangeable for #proxy {
+        // SAFETY: it holds no `RRef`, and nothing of the holder's: its
+        // object lives in the exporter's heap and is only reached through
+        // entries into the exporter (refused once the exporter is dead).
+        #[allow(unsafe_code)]
+        unsafe impl ::rrpc::Exchangeable for #proxy {
             const PLAIN: bool = true;
         }
 
