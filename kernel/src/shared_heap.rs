@@ -32,6 +32,14 @@ pub const BASE: u64 = 0xFFFF_C800_0000_0000;
 pub const SIZE: u64 = 64 << 30;
 
 static HEAP: Mutex<Option<DomainHeap>> = Mutex::new(None);
+/// Frees the heap refused (double frees, foreign addresses): always 0
+/// unless the registry has a bug (the isolation tests check it).
+static BAD_FREES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Frees refused since boot (see [`BAD_FREES`]).
+pub fn bad_frees() -> u64 {
+    BAD_FREES.load(core::sync::atomic::Ordering::Relaxed)
+}
 
 /// Maps physically contiguous frames for each growth step.
 struct ContiguousMapper;
@@ -215,6 +223,7 @@ pub fn free(pointer: NonNull<u8>, layout: Layout) {
     let address = pointer.as_ptr() as u64;
     cpu::kernel_section(|| {
         if !(BASE..BASE + SIZE).contains(&address) {
+            BAD_FREES.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
             crate::warn!("shared heap: free of {address:#x} outside the heap");
             return;
         }
@@ -226,7 +235,10 @@ pub fn free(pointer: NonNull<u8>, layout: Layout) {
         if let Some(heap) = heap.as_mut() {
             match heap.free(address, size, align) {
                 Ok(()) => account(-(size as i64)),
-                Err(e) => crate::warn!("shared heap: bad free of {address:#x}: {e}"),
+                Err(e) => {
+                    BAD_FREES.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                    crate::warn!("shared heap: bad free of {address:#x}: {e}")
+                }
             }
         }
     });
@@ -243,7 +255,10 @@ pub fn free_to_heap(pointer: NonNull<u8>, layout: Layout) {
         if let Some(heap) = heap.as_mut() {
             match heap.free(address, size, align) {
                 Ok(()) => account(-(size as i64)),
-                Err(e) => crate::warn!("shared heap: bad free of {address:#x}: {e}"),
+                Err(e) => {
+                    BAD_FREES.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                    crate::warn!("shared heap: bad free of {address:#x}: {e}")
+                }
             }
         }
     });

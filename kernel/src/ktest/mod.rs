@@ -8,6 +8,7 @@
 //! Async tests also have a time limit, so a hang fails the test instead of
 //! the whole run.
 
+mod attack_tests;
 mod domain_tests;
 mod faults;
 mod image_tests;
@@ -61,6 +62,7 @@ fn all_tests() -> Vec<&'static KTest> {
         .chain(domain_tests::TESTS)
         .chain(image_tests::TESTS)
         .chain(nvme_tests::TESTS)
+        .chain(attack_tests::TESTS)
         .collect()
 }
 

@@ -1,0 +1,206 @@
+//! `attack`: a hostile domain for the isolation tests (issue 10). It is an
+//! ordinary domain (`#![forbid(unsafe_code)]`, only the SDK and the
+//! interfaces), so whatever it does is what any domain author can do. The
+//! in-QEMU tests (`kernel/src/ktest/attack_tests.rs`) load it twice or
+//! more, one instance named "keeper" serving [`Probe`], others attacking
+//! through [`Control`] (`call NAME OP ARG` from the console):
+//!
+//! | op | attack |
+//! |---:|---|
+//! | 1 | spawn tasks until refused; returns `count | reason << 32` (1 full, 2 quota) |
+//! | 2 | spawn 4 tasks that each spin 90 ms (under the watchdog's budget), yield, and spin again, forever |
+//! | 3 | push 8 buffers into a batch, forget the batch, panic |
+//! | 4 | move ARG buffers into "keeper" (which keeps them) |
+//! | 5 | poll keeper's `hold_waker` once with a waker of its own whose `wake` panics, and abandon the call |
+//! | 6 | lend keeper a buffer it crashes on; returns the buffer's sum if it is intact and still ours |
+//! | 7 | panic |
+//!
+//! The [`Probe`] it serves keeps what it is given (see the interface).
+
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::task::Wake;
+use alloc::vec::Vec;
+use core::future::Future;
+use core::sync::atomic::{AtomicU64, Ordering};
+use core::task::{Context, Poll, Waker};
+
+use domain_sdk::{
+    Exports, Kernel, Mutex, RRef, RRefDeque, RpcFuture, RpcResult, SpawnError, now_ns, yield_now,
+};
+use interfaces::control::Control;
+use interfaces::probe::{Buffer, Probe};
+
+/// What the keeper holds.
+#[derive(Default)]
+struct Keeper {
+    kept: Mutex<Vec<RRef<Buffer>>>,
+    wakers: Mutex<Vec<Waker>>,
+    wakes: AtomicU64,
+}
+
+struct Service(Arc<Keeper>);
+
+impl Probe for Service {
+    fn keep(&self, buffer: RRef<Buffer>) -> RpcResult<u64> {
+        let mut kept = self.0.kept.lock();
+        kept.push(buffer);
+        Ok(kept.len() as u64)
+    }
+
+    fn release(&self) -> RpcResult<u64> {
+        let kept = core::mem::take(&mut *self.0.kept.lock());
+        let sum = kept.iter().map(|b| u64::from(b[0])).sum();
+        drop(kept);
+        Ok(sum)
+    }
+
+    fn inspect(&self, buffer: &RRef<Buffer>, crash: bool) -> RpcResult<u64> {
+        let sum = buffer.iter().map(|&b| u64::from(b)).sum();
+        if crash {
+            panic!("keeper: crashing with a lent buffer in hand");
+        }
+        Ok(sum)
+    }
+
+    fn hold_waker(&self) -> RpcFuture<'_, u64> {
+        let keeper = self.0.clone();
+        let mut kept = false;
+        RpcFuture::new(core::future::poll_fn(move |cx| {
+            if kept {
+                return Poll::Ready(Ok(keeper.wakes.load(Ordering::Relaxed)));
+            }
+            kept = true;
+            keeper.wakers.lock().push(cx.waker().clone());
+            Poll::Pending
+        }))
+    }
+
+    fn wake_all(&self) -> RpcResult<u64> {
+        let wakers = core::mem::take(&mut *self.0.wakers.lock());
+        let count = wakers.len() as u64;
+        for waker in wakers {
+            waker.wake();
+        }
+        self.0.wakes.fetch_add(count, Ordering::Relaxed);
+        Ok(count)
+    }
+}
+
+/// A waker whose code is this domain's: run by whoever wakes it.
+struct Trap;
+
+impl Wake for Trap {
+    fn wake(self: Arc<Self>) {
+        panic!("attack: my waker ran");
+    }
+}
+
+struct Attacker;
+
+impl Attacker {
+    fn spawn_flood(&self) -> u64 {
+        let mut count = 0u64;
+        loop {
+            match domain_sdk::spawn(core::future::pending::<()>()) {
+                Ok(()) => count += 1,
+                Err(e) => {
+                    let reason = match e {
+                        SpawnError::Full => 1,
+                        SpawnError::Quota => 2,
+                        SpawnError::NotInDomain => 3,
+                    };
+                    return count | reason << 32;
+                }
+            }
+        }
+    }
+
+    fn hog(&self) -> u64 {
+        for _ in 0..4 {
+            let _ = domain_sdk::spawn(async {
+                loop {
+                    let end = now_ns() + 90_000_000;
+                    while now_ns() < end {
+                        core::hint::spin_loop();
+                    }
+                    yield_now().await;
+                }
+            });
+        }
+        4
+    }
+
+    fn forget_batch_and_panic(&self) -> ! {
+        let mut batch = RRef::new(RRefDeque::<Buffer, 8>::new());
+        for i in 0..8u8 {
+            let _ = batch.push_back(RRef::new([i; 256]));
+        }
+        core::mem::forget(batch);
+        panic!("attack: crashing with a forgotten batch");
+    }
+
+    fn give(&self, count: u64) -> RpcResult<u64> {
+        let keeper = domain_sdk::lookup::<dyn Probe + Send + Sync>("keeper/probe")?;
+        let mut kept = 0;
+        for i in 0..count {
+            kept = keeper.keep(RRef::new([i as u8 + 1; 256]))?;
+        }
+        Ok(kept)
+    }
+
+    fn foreign_waker(&self) -> RpcResult<u64> {
+        let keeper = domain_sdk::lookup::<dyn Probe + Send + Sync>("keeper/probe")?;
+        let keeper: &'static _ = Box::leak(Box::new(keeper));
+        let waker = Waker::from(Arc::new(Trap));
+        let mut call = Box::pin(keeper.hold_waker());
+        let polled = call.as_mut().poll(&mut Context::from_waker(&waker));
+        // Abandoned while pending: the keeper keeps whatever waker it got.
+        core::mem::forget(call);
+        Ok(u64::from(polled.is_pending()))
+    }
+
+    fn lend_and_crash_keeper(&self) -> RpcResult<u64> {
+        let keeper = domain_sdk::lookup::<dyn Probe + Send + Sync>("keeper/probe")?;
+        let buffer = RRef::new([3u8; 256]);
+        let crashed = keeper.inspect(&buffer, true);
+        let intact = buffer.iter().all(|&b| b == 3);
+        let ours = buffer.owner() == buffer_owner_probe();
+        Ok(match (crashed, intact && ours) {
+            (Err(_), true) => buffer.iter().map(|&b| u64::from(b)).sum(),
+            _ => 0,
+        })
+    }
+}
+
+/// The running incarnation (a fresh buffer is always the allocator's).
+fn buffer_owner_probe() -> domain_sdk::Owner {
+    RRef::new(0u8).owner()
+}
+
+impl Control for Attacker {
+    fn control(&self, op: u32, arg: u64) -> RpcResult<u64> {
+        match op {
+            1 => Ok(self.spawn_flood()),
+            2 => Ok(self.hog()),
+            3 => self.forget_batch_and_panic(),
+            4 => self.give(arg),
+            5 => self.foreign_waker(),
+            6 => self.lend_and_crash_keeper(),
+            7 => panic!("attack: asked to crash"),
+            _ => Ok(arg),
+        }
+    }
+}
+
+pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {
+    Ok(Exports::new()
+        .with::<dyn Control + Send + Sync>("control", Arc::new(Attacker))
+        .with::<dyn Probe + Send + Sync>("probe", Arc::new(Service(Arc::default()))))
+}
