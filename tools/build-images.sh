@@ -7,11 +7,13 @@
 # Each domain crate's binary target (its `src/main.rs`, one line:
 # `domain_sdk::image!(...)`) is compiled for x86_64-unknown-none as a static
 # position-independent executable whose ELF entry point is `domain_entry`.
-# Then `pack` (tools/pack) writes OUT_DIR/domains.cpio: the images, a
-# manifest of their sizes and SHA-256 digests, and the manifest's Ed25519
-# signature. KEY_FILE is the build's signing key; it is generated if
-# missing, and its public half (OUT_DIR/keys/domain.pub) is what the kernel
-# embeds.
+# Before that, `vet` (tools/vet) screens each crate's sources (and those of
+# `interfaces/`, linked into every image) for known compiler soundness-hole
+# patterns; any finding aborts the build. Then `pack` (tools/pack) writes
+# OUT_DIR/domains.cpio: the images, a manifest of their sizes and SHA-256
+# digests, and the manifest's Ed25519 signature. KEY_FILE is the build's
+# signing key; it is generated if missing, and its public half
+# (OUT_DIR/keys/domain.pub) is what the kernel embeds.
 set -euo pipefail
 out=${1:?out dir}
 key=${2:?key file}
@@ -21,6 +23,7 @@ cd "$root"
 # Images: every crate with a binary target under domains/ (package
 # domain-NAME) and drivers/ (package driver-NAME).
 domains=()
+dirs=(interfaces)
 packages=()
 features=()
 for dir in domains/*/ drivers/*/; do
@@ -32,9 +35,19 @@ for dir in domains/*/ drivers/*/; do
         *) package="driver-$name" ;;
     esac
     domains+=("$name")
+    dirs+=("${dir%/}")
     packages+=(-p "$package")
     features+=("$package/image")
 done
+
+# Before anything is built or signed: screen every crate packed here (and
+# interfaces/, compiled into each image) for the code shapes through which
+# known compiler soundness bugs let safe code break isolation (tools/vet,
+# docs/architecture.md). A finding aborts the build.
+if ! cargo run --release --quiet -p vet -- "${dirs[@]}"; then
+    echo "build-images: vet rejected the domain sources above; no image is built or signed" >&2
+    exit 1
+fi
 
 # The workspace's .cargo/config.toml makes bare-metal code non-PIC for the
 # kernel; images need the opposite, so RUSTFLAGS (which replaces those
