@@ -537,13 +537,15 @@ pub fn rref_alloc_drop(settings: Settings) -> Measurement {
     shared_heap();
     // As inside a kernel task: the executor holds this core's registry
     // shard for the batch of polls.
-    rrpc::registry::enter_batch();
+    // SAFETY: this thread plays one core's executor, pairing the two.
+    unsafe { rrpc::registry::enter_batch() };
     let measured = time(settings, || {
         let r = rrpc::RRef::new(black_box([0u8; 64]));
         black_box(&r);
         drop(r);
     });
-    rrpc::registry::leave_batch();
+    // SAFETY: ends the batch begun above.
+    unsafe { rrpc::registry::leave_batch() };
     let baseline = time(settings, || {
         let b = Box::new(black_box([0u8; 64]));
         black_box(&b);
@@ -586,7 +588,8 @@ pub fn rref_call_move(settings: Settings) -> Measurement {
     let core = HostCore::new(CALLER);
     let gate = cont::Gate::new(CALLEE);
     let ticks = std::sync::atomic::AtomicU64::new(1000);
-    rrpc::registry::enter_batch(); // as inside a kernel task (see above)
+    // SAFETY: this thread plays one core's executor, pairing the two.
+    unsafe { rrpc::registry::enter_batch() }; // as inside a kernel task (see above)
     let buffer = rrpc::RRef::new([7u8; 64]);
     let measured = time(settings, || {
         buffer.move_to(&CALLEE_TRANSFER);
@@ -595,7 +598,8 @@ pub fn rref_call_move(settings: Settings) -> Measurement {
         buffer.move_to(&CALLER_TRANSFER);
         let _ = black_box(result);
     });
-    rrpc::registry::leave_batch();
+    // SAFETY: ends the batch begun above.
+    unsafe { rrpc::registry::leave_batch() };
     let baseline = time(settings, || {
         black_box(sink.take(&buffer));
     });
@@ -744,7 +748,8 @@ pub fn proxy_rref(settings: Settings) -> Measurement {
     let (proxy, plain) = bench_objects();
     let proxy: &dyn Probe = black_box(&proxy);
     let plain: &dyn Probe = black_box(&*plain);
-    rrpc::registry::enter_batch();
+    // SAFETY: this thread plays one core's executor, pairing the two.
+    unsafe { rrpc::registry::enter_batch() };
     let mut buffer = Some(rrpc::RRef::new([7u8; 64]));
     let measured = time(settings, || {
         let b = buffer.take().expect("buffer");
@@ -756,7 +761,8 @@ pub fn proxy_rref(settings: Settings) -> Measurement {
         buffer = Some(plain.bounce(b).expect("bounce"));
     });
     drop(buffer);
-    rrpc::registry::leave_batch();
+    // SAFETY: ends the batch begun above.
+    unsafe { rrpc::registry::leave_batch() };
     Measurement {
         name: "generated proxy: RRef in and back",
         workload: "#[interface] proxy moving an RRef<[u8; 64]> to the callee and the result back",

@@ -80,7 +80,8 @@ impl Platform for KernelPlatform {
         let cpu = cpu::current();
         cpu.batch_tick
             .set(cpu.ticks.load(core::sync::atomic::Ordering::Relaxed));
-        rrpc::registry::enter_batch();
+        // SAFETY: the executor's loop, at the start of a batch.
+        unsafe { rrpc::registry::enter_batch() };
     }
 
     /// A batch that has run past a timer tick ends, so that timers fire
@@ -91,7 +92,8 @@ impl Platform for KernelPlatform {
     }
 
     fn batch_end(&self) {
-        rrpc::registry::leave_batch();
+        // SAFETY: the end of the batch `batch_begin` started.
+        unsafe { rrpc::registry::leave_batch() };
     }
 }
 

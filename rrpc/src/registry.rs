@@ -243,6 +243,10 @@ pub(crate) struct Header {
     align: u32,
 }
 
+// One cache line: the value that follows starts 64-byte aligned in a
+// 64-byte-aligned allocation (what the docs promise drivers).
+const _: () = assert!(core::mem::size_of::<Header>() == 64);
+
 const PENDING: u16 = 1;
 const FREE: u16 = 2;
 const UNLISTED: u16 = u16::MAX;
@@ -713,7 +717,13 @@ pub(crate) unsafe fn transfer(header: NonNull<Header>, owner: Owner) {
 /// [`leave_batch`], registry work on objects homed here takes no lock.
 /// Applies what other cores queued meanwhile. Nothing for cores beyond
 /// [`SHARDS`].
-pub fn enter_batch() {
+///
+/// # Safety
+/// Only the executor's loop may call it, at the start of a batch of task
+/// polls on this core, pairing it with [`leave_batch`] (a domain that let
+/// go of its core's shard in the middle of a batch would leave the batch's
+/// unlocked registry work racing other cores).
+pub unsafe fn enter_batch() {
     let Some(backend) = BACKEND.get() else {
         return; // no shared heap yet: nothing to hold
     };
@@ -730,7 +740,10 @@ pub fn enter_batch() {
 }
 
 /// Ends the running core's batch (see [`enter_batch`]).
-pub fn leave_batch() {
+///
+/// # Safety
+/// As for [`enter_batch`], at the end of the batch.
+pub unsafe fn leave_batch() {
     let Some(backend) = BACKEND.get() else {
         return;
     };
@@ -772,7 +785,8 @@ fn each_shard(mut f: impl FnMut(&Shard)) {
     let core = backend().core_index();
     let was_held = core < SHARDS && holds(core, core);
     if was_held {
-        leave_batch();
+        // SAFETY: taken again below, before returning to the batch.
+        unsafe { leave_batch() };
     }
     for shard in &SHARD {
         let _critical = Critical::enter();
@@ -783,7 +797,8 @@ fn each_shard(mut f: impl FnMut(&Shard)) {
         shard.unlock();
     }
     if was_held {
-        enter_batch();
+        // SAFETY: given up above: the batch goes on holding its shard.
+        unsafe { enter_batch() };
     }
 }
 
@@ -824,7 +839,12 @@ pub fn owned_by(owner: Owner) -> (usize, usize) {
 /// incarnation of the slot is alive and none of its code runs any more (the
 /// kernel calls this after the domain's grace period, before a restart).
 /// Waits for every core's current batch to end.
-pub fn reclaim(owner: Owner) -> (usize, usize) {
+///
+/// # Safety
+/// No incarnation of `owner`'s slot is alive or runs code any more, and
+/// nobody else holds an `RRef` listed under it (domains hold only their
+/// own): every object listed under the slot is freed.
+pub unsafe fn reclaim(owner: Owner) -> (usize, usize) {
     let (mut objects, mut bytes) = (0, 0);
     each_shard(|shard| {
         // SAFETY: `each_shard` holds the lock, so list members are live;

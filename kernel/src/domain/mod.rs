@@ -581,7 +581,10 @@ fn maybe_reclaim(domain: &'static Domain) {
         }
         // Its RRefs first (their values may hold nested RRefs, nothing of
         // its private heap), then the heap.
-        let (rrefs, _) = cpu::kernel_section(|| rrpc::registry::reclaim(domain.owner()));
+        // SAFETY: the slot has no live incarnation (this one is poisoned
+        // and past its grace period; restarts wait for `Dead`), and only
+        // its own incarnations held what is listed under it.
+        let (rrefs, _) = cpu::kernel_section(|| unsafe { rrpc::registry::reclaim(domain.owner()) });
         let pages = heap::reclaim(domain.slot);
         // Its code last: nothing of it can run any more.
         let image_pages = loaded::unload(domain.slot);
