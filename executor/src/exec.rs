@@ -141,6 +141,13 @@ pub(crate) enum TimerTarget {
     Waker(Waker),
 }
 
+/// A timer on the wheel: what it wakes, and the quota group of the task
+/// that registered it (see [`Executor::timer_room`]).
+pub(crate) struct Timer {
+    pub(crate) target: TimerTarget,
+    pub(crate) group: u16,
+}
+
 pub struct Executor {
     id: usize,
     platform: &'static dyn Platform,
@@ -159,7 +166,9 @@ pub struct Executor {
     /// Live tasks per quota group (see [`quota_group`]).
     group_tasks: Box<[AtomicU32]>,
     /// Touched only by the owning executor, never across a poll.
-    timers: UnsafeCell<TimerWheel<TimerTarget>>,
+    timers: UnsafeCell<TimerWheel<Timer>>,
+    /// Timers on the wheel per quota group (owner-only, like the wheel).
+    group_timers: Box<[AtomicU32]>,
 }
 
 // SAFETY: the `UnsafeCell`s are confined as documented on `Slot::task` and
@@ -212,6 +221,7 @@ impl Executor {
             current: AtomicU64::new(0),
             tasks: AtomicUsize::new(0),
             group_tasks: (0..QUOTA_GROUPS).map(|_| AtomicU32::new(0)).collect(),
+            group_timers: (0..QUOTA_GROUPS).map(|_| AtomicU32::new(0)).collect(),
             timers: UnsafeCell::new(TimerWheel::new(TICK_NS, platform.now_ns())),
         }));
         registry::publish(id, exec);
@@ -447,8 +457,40 @@ impl Executor {
         self.asleep.store(false, Ordering::SeqCst);
     }
 
-    pub(crate) fn timers(&self) -> *mut TimerWheel<TimerTarget> {
+    pub(crate) fn timers(&self) -> *mut TimerWheel<Timer> {
         self.timers.get()
+    }
+
+    /// The quota group of the task being polled (0 outside a task).
+    pub(crate) fn current_group(&self) -> u16 {
+        self.current_task().map_or(0, |id| {
+            quota_group(self.slots[id.slot()].owner.load(Ordering::Relaxed)) as u16
+        })
+    }
+
+    /// Whether quota group `group` may put one more timer on the wheel:
+    /// every group but the kernel's (0) holds at most
+    /// [`MAX_TIMERS_PER_GROUP`](crate::timer::MAX_TIMERS_PER_GROUP), so no
+    /// domain can fill the wheel and leave the others polling.
+    pub(crate) fn timer_room(&self, group: u16) -> bool {
+        group == 0
+            || (self.group_timers[group as usize].load(Ordering::Relaxed) as usize)
+                < crate::timer::MAX_TIMERS_PER_GROUP
+    }
+
+    /// Accounts a timer put on (`added`) or taken off the wheel.
+    pub(crate) fn count_timer(&self, group: u16, added: bool) {
+        let count = &self.group_timers[group as usize];
+        if added {
+            count.fetch_add(1, Ordering::Relaxed);
+        } else {
+            count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Timers quota group `group` (see [`quota_group`]) has on the wheel.
+    pub fn group_timer_count(&self, owner: OwnerId) -> usize {
+        self.group_timers[quota_group(owner)].load(Ordering::Relaxed) as usize
     }
 
     /// Applies purges, fires due timers, then polls up to `budget` ready
@@ -473,9 +515,10 @@ impl Executor {
         // Reading the clock is the costliest step of an idle-wheel run.
         if !timers.is_empty() {
             let now = self.platform.now_ns();
-            timers.advance(now, |target| {
+            timers.advance(now, |timer| {
                 stats.timers_fired += 1;
-                match target {
+                self.count_timer(timer.group, false);
+                match timer.target {
                     TimerTarget::Task(id) => crate::waker::wake_task(id),
                     TimerTarget::Waker(waker) => waker.wake(),
                 }
@@ -558,11 +601,19 @@ impl Executor {
         self.platform.run_as_kernel(&mut || {
             // SAFETY: owner-only access to the wheel, not across a poll.
             let wheel = unsafe { &mut *self.timers.get() };
-            if wheel.len() < crate::timer::MAX_TIMERS {
+            let group = quota_group(self.slots[id.slot()].owner.load(Ordering::Relaxed)) as u16;
+            if wheel.len() < crate::timer::MAX_TIMERS && self.timer_room(group) {
                 if wheel.is_empty() {
                     wheel.advance(self.platform.now_ns(), |_| {});
                 }
-                wheel.insert(at, TimerTarget::Task(id));
+                wheel.insert(
+                    at,
+                    Timer {
+                        target: TimerTarget::Task(id),
+                        group,
+                    },
+                );
+                self.count_timer(group, true);
                 queued = true;
             }
         });

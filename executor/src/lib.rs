@@ -56,7 +56,8 @@ pub use exec::{Executor, RunStats, SpawnError, TaskInfo, TaskState};
 pub use id::TaskId;
 pub use join::{JoinError, JoinHandle};
 pub use timer::{
-    Interval, MAX_TIMERS, Sleep, YieldNow, interval, now_ns, sleep, sleep_until, yield_now,
+    Interval, MAX_TIMERS, MAX_TIMERS_PER_GROUP, Sleep, YieldNow, interval, now_ns, sleep,
+    sleep_until, yield_now,
 };
 pub use waker::{WakeSlot, current_task, task_id_of, task_waker, wake_task};
 pub use wheel::{TimerKey, TimerWheel};

@@ -882,3 +882,61 @@ fn a_batch_ends_early_when_the_platform_says_so() {
     platform.short_batches.store(false, Ordering::SeqCst);
     assert_eq!(exec.run(64).polled, 2);
 }
+
+#[test]
+fn one_groups_timers_are_bounded_and_the_others_still_register() {
+    // Issue 10, item 10: one domain cannot fill the wheel.
+    let (exec, platform) = new_exec(8);
+    let hog_owner: OwnerId = 3 << 16 | 1;
+    let hog = exec
+        .spawn(hog_owner, async {
+            let mut sleeps: Vec<_> = (0..MAX_TIMERS_PER_GROUP + 100)
+                .map(|_| Box::pin(sleep(Duration::from_secs(3600))))
+                .collect();
+            poll_fn(|cx| {
+                for s in sleeps.iter_mut() {
+                    let _ = s.as_mut().poll(cx);
+                }
+                Poll::<()>::Pending
+            })
+            .await;
+        })
+        .unwrap();
+    let _ = exec.run(1);
+    assert_eq!(exec.group_timer_count(hog_owner), MAX_TIMERS_PER_GROUP);
+    // Another domain's sleep takes a slot (its deadline is the wheel's
+    // next one), and fires on time.
+    let other: OwnerId = 4 << 16 | 1;
+    let waiter = exec.spawn(other, sleep(Duration::from_millis(5))).unwrap();
+    // (The hog's unregistered sleeps keep re-queueing it: run past it.)
+    let _ = exec.run(8);
+    assert_eq!(exec.group_timer_count(other), 1);
+    platform.advance(5_000_000);
+    let _ = exec.run(8);
+    let _ = exec.run(8);
+    assert!(waiter.is_finished());
+    assert_eq!(
+        exec.group_timer_count(other),
+        0,
+        "fired timers are counted off"
+    );
+    // The hog dies; its restarted successor (same slot, same group) finds
+    // the dead one's timers swept when it needs room.
+    exec.purge_owner(hog_owner);
+    let _ = exec.run(1);
+    drop(hog);
+    let successor: OwnerId = 3 << 16 | 2;
+    let next = exec
+        .spawn(successor, sleep(Duration::from_millis(5)))
+        .unwrap();
+    let _ = exec.run(1);
+    assert_eq!(
+        exec.group_timer_count(successor),
+        1,
+        "the dead incarnation's timers were swept"
+    );
+    platform.advance(5_000_000);
+    let _ = exec.run(8);
+    let _ = exec.run(8);
+    assert!(next.is_finished());
+}

@@ -5,7 +5,7 @@ use core::pin::Pin;
 use core::task::{Context, Poll};
 use core::time::Duration;
 
-use crate::exec::{Executor, TimerTarget};
+use crate::exec::{Executor, Timer, TimerTarget};
 use crate::waker::task_id_of;
 use crate::wheel::TimerKey;
 
@@ -24,6 +24,11 @@ pub fn now_ns() -> u64 {
 /// and domains create timers): past it, a [`Sleep`] polls again until its
 /// deadline instead of taking a slot.
 pub const MAX_TIMERS: usize = 16_384;
+
+/// Timers the tasks of one quota group (one domain, for the kernel) may
+/// hold on one executor's wheel: a quarter of it. Past it, that group's
+/// sleeps poll again until their deadline, and the others' still register.
+pub const MAX_TIMERS_PER_GROUP: usize = MAX_TIMERS / 4;
 
 /// Completes once `duration` has passed (never earlier).
 pub fn sleep(duration: Duration) -> Sleep {
@@ -61,7 +66,9 @@ impl Sleep {
                 // SAFETY: we run on the wheel's executor, inside a poll or a
                 // drop, where no other reference to the wheel is live.
                 exec.platform().run_as_kernel(&mut || {
-                    unsafe { (*exec.timers()).cancel(key) };
+                    if let Some(timer) = unsafe { (*exec.timers()).cancel(key) } {
+                        exec.count_timer(timer.group, false);
+                    }
                 });
             }
         }
@@ -86,6 +93,7 @@ impl Future for Sleep {
         };
         let mut key = None;
         let mut target = Some(target);
+        let group = exec.current_group();
         // The wheel may grow: that memory is the kernel's, not the domain's.
         exec.platform().run_as_kernel(&mut || {
             // SAFETY: as in `unregister`.
@@ -95,20 +103,30 @@ impl Future for Sleep {
                 // first (on an empty wheel this is a jump, not a walk).
                 wheel.advance(now, |_| {});
             }
-            if wheel.len() >= MAX_TIMERS {
+            if wheel.len() >= MAX_TIMERS || !exec.timer_room(group) {
                 // Timers of tasks that are gone (a dead domain's: its tasks
-                // are never polled or dropped again) go first.
-                wheel.retain(|target| match target {
-                    TimerTarget::Task(id) => {
-                        crate::registry::get(id.executor()).is_none_or(|e| e.is_live(*id))
+                // are never polled or dropped again) go first: they count
+                // against their group until then (a restarted domain
+                // shares its predecessor's).
+                wheel.retain(|timer| {
+                    let keep = match &timer.target {
+                        TimerTarget::Task(id) => {
+                            crate::registry::get(id.executor()).is_none_or(|e| e.is_live(*id))
+                        }
+                        TimerTarget::Waker(_) => true,
+                    };
+                    if !keep {
+                        exec.count_timer(timer.group, false);
                     }
-                    TimerTarget::Waker(_) => true,
+                    keep
                 });
             }
             if wheel.len() < MAX_TIMERS
+                && exec.timer_room(group)
                 && let Some(target) = target.take()
             {
-                key = Some(wheel.insert(deadline, target));
+                key = Some(wheel.insert(deadline, Timer { target, group }));
+                exec.count_timer(group, true);
             }
         });
         match key {
