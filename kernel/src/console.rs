@@ -450,6 +450,14 @@ fn cmd_blk(args: &[&str]) -> Result<(), alloc::string::String> {
 
 fn cmd_pci(args: &[&str]) -> Result<(), alloc::string::String> {
     no_args(args)?;
+    println!(
+        "iommu: {}",
+        if crate::iommu::enabled() {
+            "on: a claimed device's DMA reaches only the shared heap, an unclaimed one's nothing"
+        } else {
+            "none: device DMA is not confined (drivers are limited by their device grants only)"
+        }
+    );
     let functions = crate::pci::functions();
     if functions.is_empty() {
         println!("no PCI functions found");

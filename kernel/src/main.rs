@@ -34,6 +34,7 @@ mod cpu;
 mod domain;
 mod fatal;
 mod inject;
+mod iommu;
 mod kbench;
 mod ktest;
 mod mem;
@@ -141,6 +142,8 @@ extern "C" fn continue_boot(boot: u64, summary: u64) -> ! {
     domain::loaded::init(boot);
     let platform = platform::discover(boot, summary.highest_address);
     pci::init(&platform.ecam);
+    // Before any driver runs: no device DMA except into the shared heap.
+    iommu::init(&platform.dmar);
     apic::disable_legacy_pic();
     apic::set_addresses(platform.lapic_address, platform.ioapic);
     apic::init_local();

@@ -264,6 +264,21 @@ pub fn claim(
         if holder_alive && holder != owner {
             return Err(domain_sdk::DeviceError::Busy);
         }
+        if !holder_alive {
+            // A new holder: its device may DMA into the shared heap (only).
+            let f = &functions()[position];
+            match crate::iommu::attach(f.bus, f.device, f.function) {
+                Ok(true) => {}
+                Ok(false) => crate::debug!(
+                    "pci {}: its DMA is not confined (no IOMMU covers it)",
+                    f.address()
+                ),
+                Err(e) => {
+                    crate::warn!("pci {}: cannot give it to the IOMMU: {e}", f.address());
+                    return Err(domain_sdk::DeviceError::NoDevice);
+                }
+            }
+        }
         claims[position] = owner;
         Ok(Claimed {
             index: position,
@@ -280,7 +295,10 @@ pub fn release(owner: u32) -> usize {
         let mut released = 0;
         for (position, holder) in claims.iter_mut().enumerate() {
             if *holder == owner {
-                set_bus_master(&functions()[position], false);
+                let f = &functions()[position];
+                set_bus_master(f, false);
+                // And whatever the device still does, it reaches nothing.
+                crate::iommu::detach(f.bus, f.device, f.function);
                 *holder = 0;
                 released += 1;
             }

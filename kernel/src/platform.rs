@@ -19,6 +19,8 @@ pub struct Platform {
     pub com1: (u32, bool, bool),
     /// PCI ECAM windows: (physical base, first bus, last bus).
     pub ecam: Vec<(u64, u8, u8)>,
+    /// DMA-remapping (IOMMU) units, if the firmware describes any.
+    pub dmar: Vec<kcore::acpi::DmarUnit>,
 }
 
 pub fn discover(boot: &BootInfo, highest: u64) -> Platform {
@@ -28,6 +30,7 @@ pub fn discover(boot: &BootInfo, highest: u64) -> Platform {
         cpu_apic_ids: Vec::new(),
         com1: (4, false, false),
         ecam: Vec::new(),
+        dmar: Vec::new(),
     };
     let phys = mem::KernelPhys {
         limit: highest.max(4 << 30),
@@ -67,6 +70,10 @@ pub fn discover(boot: &BootInfo, highest: u64) -> Platform {
                 .collect();
         }
         Err(e) => crate::warn!("acpi: no MCFG ({e}); no PCI devices"),
+    }
+    match acpi.dmar() {
+        Ok(dmar) => platform.dmar = dmar.units().to_vec(),
+        Err(e) => crate::info!("acpi: no DMAR ({e}): no IOMMU; device DMA is not confined"),
     }
     match acpi.poweroff() {
         Ok(off) => power::set_acpi_poweroff(off),

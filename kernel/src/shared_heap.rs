@@ -59,6 +59,15 @@ impl PageSource for ContiguousMapper {
             }
             Ok::<(), paging::MapError>(())
         });
+        // Devices reach the shared heap through the IOMMU (if there is
+        // one): its new frames must be mapped there too.
+        let mapped = mapped.and_then(|()| {
+            if crate::iommu::shared_heap_grew(first, pages) {
+                Ok(())
+            } else {
+                Err(paging::MapError::OutOfFrames)
+            }
+        });
         if mapped.is_err() {
             for i in 0..pages as u64 {
                 let _ = paging::with_kernel(|pt| pt.unmap_4k(at + i * PAGE_SIZE));

@@ -61,11 +61,16 @@ class Tally:
         sys.stdout.flush()
 
 
-def run_suite(tally, kernel, smp, mem, timeout, selection):
-    label = f"smp={smp} mem={mem}"
+# QEMU's Intel VT-d model (before every other PCI device on the line).
+IOMMU = ("-device", "intel-iommu,intremap=off")
+
+
+def run_suite(tally, kernel, smp, mem, timeout, selection, iommu=False):
+    label = f"smp={smp} mem={mem}" + (" iommu" if iommu else "")
     print(f"== in-QEMU tests ({label})")
     sys.stdout.flush()
-    cmd = qemu_command(kernel, smp, mem, f"test={selection} log=warn")
+    cmd = qemu_command(kernel, smp, mem, f"test={selection} log=warn",
+                       extra=IOMMU if iommu else ())
     start = time.monotonic()
     try:
         proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -412,8 +417,8 @@ def archive_sessions(tally, kernel, archive, key):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("kernel")
-    parser.add_argument("--configs", default="4:512M,1:128M,2:4G",
-                        help="comma-separated SMP:MEMORY boots of the suite")
+    parser.add_argument("--configs", default="4:512M:iommu,1:128M,2:4G",
+                        help="comma-separated SMP:MEMORY[:iommu] boots of the suite")
     parser.add_argument("--tests", default="all")
     parser.add_argument("--archive", help="the signed boot archive of domain images")
     parser.add_argument("--disk", help="the NVMe scratch disk image")
@@ -426,8 +431,9 @@ def main():
     DISK = args.disk
     tally = Tally()
     for config in args.configs.split(","):
-        smp, mem = config.split(":")
-        run_suite(tally, args.kernel, int(smp), mem, args.timeout, args.tests)
+        smp, mem, *flags = config.split(":")
+        run_suite(tally, args.kernel, int(smp), mem, args.timeout, args.tests,
+                  iommu="iommu" in flags)
     fatal_paths(tally, args.kernel, 60)
     console_session(tally, args.kernel, 2, "256M", 120)
     typed_during_boot(tally, args.kernel)

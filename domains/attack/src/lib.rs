@@ -14,6 +14,8 @@
 //! | 5 | poll keeper's `hold_waker` once with a waker of its own whose `wake` panics, and abandon the call |
 //! | 6 | lend keeper a buffer it crashes on; returns the buffer's sum if it is intact and still ours |
 //! | 7 | panic |
+//! | 8 | claim the NVMe controller (as its driver would) and point its admin queues at physical address ARG, then ring: the device reads a command there and writes its completion over it |
+//! | 9 | turn that controller off again; returns its status register |
 //!
 //! The [`Probe`] it serves keeps what it is given (see the interface).
 
@@ -32,7 +34,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use core::task::{Context, Poll, Waker};
 
 use domain_sdk::{
-    Exports, Kernel, Mutex, RRef, RRefDeque, RpcFuture, RpcResult, SpawnError, now_ns, yield_now,
+    Device, Exports, Kernel, Mutex, RRef, RRefDeque, RpcError, RpcFuture, RpcResult, SpawnError,
+    now_ns, yield_now,
 };
 use interfaces::control::Control;
 use interfaces::probe::{Buffer, Probe};
@@ -102,9 +105,65 @@ impl Wake for Trap {
     }
 }
 
-struct Attacker;
+#[derive(Default)]
+struct Attacker {
+    /// The NVMe controller, once op 8 claimed it.
+    device: Mutex<Option<Box<dyn Device>>>,
+}
+
+// NVMe controller registers (BAR 0).
+const CC: u64 = 0x14;
+const CSTS: u64 = 0x1C;
+const AQA: u64 = 0x24;
+const ASQ: u64 = 0x28;
+const ACQ: u64 = 0x30;
+const SQ0_TAIL: u64 = 0x1000;
+
+/// Spins until `done` or 50 ms (well inside the watchdog's budget).
+fn spin_until(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = now_ns() + 50_000_000;
+    while !done() {
+        if now_ns() > deadline {
+            return false;
+        }
+        core::hint::spin_loop();
+    }
+    true
+}
 
 impl Attacker {
+    /// Issue 10, item 3: DMA anywhere. A driver writes device addresses as
+    /// plain numbers; this one writes a kernel address.
+    fn dma_to(&self, target: u64) -> RpcResult<u64> {
+        let device =
+            domain_sdk::claim_device((1, 8, 2), 0).map_err(|_| RpcError::NoSuchInterface)?;
+        device.set_bus_master(true);
+        let csts = |d: &dyn Device| d.read32(0, CSTS).unwrap_or(u32::MAX);
+        let _ = device.write32(0, CC, 0);
+        spin_until(|| csts(&*device) & 1 == 0);
+        let _ = device.write32(0, AQA, 1 << 16 | 1);
+        let _ = device.write64(0, ASQ, target);
+        let _ = device.write64(0, ACQ, target);
+        let _ = device.write32(0, CC, 1 | 6 << 16 | 4 << 20);
+        let ready = spin_until(|| csts(&*device) & 1 == 1);
+        if ready {
+            // The device fetches the "command" at ASQ and posts its
+            // completion at ACQ: a read and a write of the target page.
+            let _ = device.write32(0, SQ0_TAIL, 1);
+        }
+        *self.device.lock() = Some(device);
+        Ok(u64::from(ready))
+    }
+
+    fn dma_stop(&self) -> u64 {
+        match self.device.lock().take() {
+            Some(device) => {
+                let _ = device.write32(0, CC, 0);
+                u64::from(device.read32(0, CSTS).unwrap_or(u32::MAX))
+            }
+            None => u64::MAX,
+        }
+    }
     fn spawn_flood(&self) -> u64 {
         let mut count = 0u64;
         loop {
@@ -194,6 +253,8 @@ impl Control for Attacker {
             5 => self.foreign_waker(),
             6 => self.lend_and_crash_keeper(),
             7 => panic!("attack: asked to crash"),
+            8 => self.dma_to(arg),
+            9 => Ok(self.dma_stop()),
             _ => Ok(arg),
         }
     }
@@ -201,6 +262,6 @@ impl Control for Attacker {
 
 pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {
     Ok(Exports::new()
-        .with::<dyn Control + Send + Sync>("control", Arc::new(Attacker))
+        .with::<dyn Control + Send + Sync>("control", Arc::new(Attacker::default()))
         .with::<dyn Probe + Send + Sync>("probe", Arc::new(Service(Arc::default()))))
 }

@@ -42,6 +42,14 @@ pub struct KTest {
     pub run: TestFn,
 }
 
+/// What a test returns when the machine lacks what it needs (an IOMMU,
+/// say): reported as skipped, counted neither way.
+pub fn skip(reason: &str) -> TestResult {
+    Err(alloc::format!("{SKIPPED}{reason}"))
+}
+
+const SKIPPED: &str = "\u{0}skipped: ";
+
 /// Fails the enclosing test with a message unless `cond` holds.
 #[macro_export]
 macro_rules! ensure {
@@ -148,6 +156,13 @@ pub async fn run(selection: String) {
             Ok(()) => {
                 passed += 1;
                 println!("ktest: {} ... ok ({ms} ms)", test.name);
+            }
+            Err(message) if message.starts_with(SKIPPED) => {
+                println!(
+                    "ktest: {} ... skipped ({})",
+                    test.name,
+                    &message[SKIPPED.len()..]
+                );
             }
             Err(message) => {
                 failed += 1;

@@ -9,6 +9,7 @@
 //! accessor returns the error that table had.
 
 mod aml;
+mod dmar;
 mod fadt;
 mod madt;
 mod mcfg;
@@ -22,6 +23,7 @@ mod tests;
 use core::fmt;
 
 pub use aml::SleepType;
+pub use dmar::{Dmar, DmarUnit, MAX_DMAR_ENDPOINTS, MAX_DMAR_UNITS};
 pub use fadt::{
     AcpiPowerOff, FADT_HW_REDUCED_ACPI, FADT_RESET_REG_SUP, Fadt, GenericAddress, SCI_EN, SLP_EN,
 };
@@ -55,6 +57,8 @@ impl Signature {
     pub const FADT: Signature = Signature(*b"FACP");
     /// PCI Express memory-mapped configuration table.
     pub const MCFG: Signature = Signature(*b"MCFG");
+    /// DMA remapping table (Intel VT-d IOMMU).
+    pub const DMAR: Signature = Signature(*b"DMAR");
     /// Differentiated System Description Table (AML).
     pub const DSDT: Signature = Signature(*b"DSDT");
     /// Extended (64-bit) root table.
@@ -277,6 +281,7 @@ pub struct Acpi {
     fadt: Result<Fadt, AcpiError>,
     madt: Result<Madt, AcpiError>,
     mcfg: Result<Mcfg, AcpiError>,
+    dmar: Result<Dmar, AcpiError>,
     s5: Result<SleepType, AcpiError>,
 }
 
@@ -339,6 +344,7 @@ impl Acpi {
             fadt: Err(AcpiError::MissingTable(Signature::FADT)),
             madt: Err(AcpiError::MissingTable(Signature::MADT)),
             mcfg: Err(AcpiError::MissingTable(Signature::MCFG)),
+            dmar: Err(AcpiError::MissingTable(Signature::DMAR)),
             s5: Err(AcpiError::MissingTable(Signature::DSDT)),
         };
         for i in 0..count {
@@ -373,6 +379,9 @@ impl Acpi {
         acpi.mcfg = acpi
             .find_table(Signature::MCFG)
             .and_then(|t| Mcfg::parse(mem, &t));
+        acpi.dmar = acpi
+            .find_table(Signature::DMAR)
+            .and_then(|t| Dmar::parse(mem, &t));
         acpi.s5 = match &acpi.fadt {
             Ok(fadt) if fadt.dsdt != 0 => Sdt::validate(mem, fadt.dsdt, Some(Signature::DSDT))
                 .and_then(|t| aml::find_s5(mem, &t)),
@@ -427,6 +436,11 @@ impl Acpi {
     /// The MCFG: PCI Express configuration-space windows.
     pub fn mcfg(&self) -> Result<&Mcfg, AcpiError> {
         self.mcfg.as_ref().map_err(|e| *e)
+    }
+
+    /// The DMAR: DMA-remapping (IOMMU) units, if the machine has one.
+    pub fn dmar(&self) -> Result<&Dmar, AcpiError> {
+        self.dmar.as_ref().map_err(|e| *e)
     }
 
     /// The sleep type values for S5 (soft off), from the DSDT.

@@ -1,4 +1,5 @@
-//! Tests of the individual table parsers: MADT, FADT (and power-off), MCFG.
+//! Tests of the individual table parsers: MADT, FADT (and power-off), MCFG,
+//! DMAR.
 
 use super::testfw::*;
 use super::*;
@@ -287,4 +288,153 @@ fn mcfg_errors() {
         length: 40,
     };
     assert_eq!(parse(table(b"MCFG", 1, &[0; 4])).unwrap_err(), err);
+}
+
+/// A QEMU-like machine whose XSDT also lists a DMAR made of `bytes`.
+fn with_dmar(bytes: &[u8]) -> Result<Dmar, AcpiError> {
+    let mut fw = Firmware::qemu_like();
+    fw.put(XSDT, &xsdt(&[FADT, MADT, MCFG, DMAR]));
+    fw.put(DMAR, bytes);
+    fw.parse().unwrap().dmar().cloned()
+}
+
+#[test]
+fn dmar_units_are_found_and_other_structures_skipped() {
+    let rmrr = {
+        let mut s = vec![1, 0, 24, 0];
+        s.extend_from_slice(&[0; 20]);
+        s
+    };
+    let dmar = with_dmar(&dmar(
+        38,
+        &[
+            drhd(1, 0, 0xfed9_0000, 0),
+            rmrr,
+            drhd(0, 1, 0x1_0000_0000, 0),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(dmar.host_address_width, 39);
+    assert_eq!(
+        dmar.units(),
+        [
+            DmarUnit::new(0xfed9_0000, 0, true),
+            DmarUnit::new(0x1_0000_0000, 1, false),
+        ]
+    );
+    assert!(
+        dmar.units()[0].covers(3, 4, 0),
+        "include-all covers anything"
+    );
+    assert!(
+        !dmar.units()[1].covers(0, 4, 0),
+        "an empty scope covers nothing"
+    );
+    // No DMAR: no IOMMU (not an error of the other tables).
+    let fw = Firmware::qemu_like();
+    assert_eq!(
+        fw.parse().unwrap().dmar().unwrap_err(),
+        AcpiError::MissingTable(Signature::DMAR)
+    );
+}
+
+/// A device scope entry: type, start bus, (device, function) path.
+fn scope(kind: u8, bus: u8, path: &[(u8, u8)]) -> Vec<u8> {
+    let mut s = vec![kind, (6 + 2 * path.len()) as u8, 0, 0, 0, bus];
+    for &(d, f) in path {
+        s.extend_from_slice(&[d, f]);
+    }
+    s
+}
+
+#[test]
+fn dmar_device_scopes_name_the_covered_endpoints() {
+    // What QEMU's intel-iommu describes: no include-all flag, an I/O APIC
+    // and each endpoint of bus 0 in the device scope.
+    let mut unit = drhd(0, 0, 0xfed9_0000, 0);
+    for entry in [
+        scope(3, 0xff, &[(0, 0)]),
+        scope(1, 0, &[(0, 0)]),
+        scope(1, 0, &[(4, 0)]),
+        scope(1, 0, &[(0x1f, 2)]),
+        scope(1, 0, &[(1, 0), (0, 0)]), // behind a bridge: not resolved
+    ] {
+        unit.extend_from_slice(&entry);
+    }
+    let length = unit.len() as u16;
+    unit[2..4].copy_from_slice(&length.to_le_bytes());
+    let parsed = with_dmar(&dmar(38, &[unit.clone()])).unwrap();
+    let found = parsed.units()[0];
+    assert!(!found.include_all);
+    assert_eq!(found.endpoints(), [0x0000, 0x0020, 0x00fa]);
+    assert!(found.covers(0, 4, 0));
+    assert!(found.covers(0, 0x1f, 2));
+    assert!(!found.covers(0, 5, 0));
+    assert!(
+        !found.covers(1, 0, 0),
+        "behind a bridge: unknown, not covered"
+    );
+    assert!(found.scope_incomplete);
+    // A scope entry that runs past its unit, or is too short.
+    let mut long = unit.clone();
+    long[16 + 1] = 200;
+    assert_eq!(
+        with_dmar(&dmar(38, &[long])).map(|d| d.units().to_vec()),
+        Err(AcpiError::BadEntry {
+            table: Signature::DMAR,
+            offset: 48 + 16,
+        })
+    );
+    let mut short = unit;
+    short[16 + 1] = 2;
+    assert_eq!(
+        with_dmar(&dmar(38, &[short])).map(|d| d.units().to_vec()),
+        Err(AcpiError::BadEntry {
+            table: Signature::DMAR,
+            offset: 48 + 16,
+        })
+    );
+}
+
+#[test]
+fn dmar_errors() {
+    let bad = |offset| {
+        Err::<Vec<DmarUnit>, _>(AcpiError::BadEntry {
+            table: Signature::DMAR,
+            offset,
+        })
+    };
+    let units = |bytes: Vec<u8>| with_dmar(&bytes).map(|d| d.units().to_vec());
+    // A structure of length 0 would never end the walk.
+    assert_eq!(units(dmar(38, &[vec![1, 0, 0, 0]])), bad(48));
+    // One that runs past the end of the table.
+    let mut long = drhd(1, 0, 0xfed9_0000, 0);
+    long[2] = 200;
+    assert_eq!(units(dmar(38, &[long])), bad(48));
+    // A DRHD shorter than its fixed part.
+    assert_eq!(units(dmar(38, &[vec![0, 0, 8, 0, 1, 0, 0, 0]])), bad(48));
+    // Three trailing bytes that cannot hold a structure header.
+    assert_eq!(
+        units(dmar(38, &[drhd(1, 0, 0xfed9_0000, 0), vec![0, 0, 0]])),
+        bad(64)
+    );
+    // Too short to hold the fixed fields.
+    assert_eq!(
+        with_dmar(&table(b"DMAR", 1, &[0; 4])).map(|d| d.units().to_vec()),
+        Err(AcpiError::BadLength {
+            signature: Signature::DMAR,
+            length: 40,
+        })
+    );
+    // More units than kept.
+    let many: Vec<Vec<u8>> = (0..=MAX_DMAR_UNITS)
+        .map(|i| drhd(0, 0, 0x1000 * i as u64, 0))
+        .collect();
+    assert_eq!(
+        units(dmar(38, &many)),
+        Err(AcpiError::TooManyEntries {
+            table: Signature::DMAR,
+            what: "remapping units",
+        })
+    );
 }

@@ -13,6 +13,7 @@ pub const RSDT: u64 = 0x1800;
 pub const FADT: u64 = 0x2000;
 pub const MADT: u64 = 0x3000;
 pub const MCFG: u64 = 0x4000;
+pub const DMAR: u64 = 0x5000;
 pub const DSDT: u64 = 0x8000;
 
 pub struct Firmware {
@@ -165,6 +166,30 @@ pub fn mcfg(entries: &[(u64, u16, u8, u8)]) -> Vec<u8> {
         body.extend_from_slice(&[start, end, 0, 0, 0, 0]);
     }
     table(b"MCFG", 1, &body)
+}
+
+/// A DMAR with host address width `width` (as stored: bits - 1) and the
+/// given remapping structures (whole, from their type field on).
+pub fn dmar(width: u8, structures: &[Vec<u8>]) -> Vec<u8> {
+    let mut body = vec![width, 0];
+    body.extend_from_slice(&[0; 10]);
+    for s in structures {
+        body.extend_from_slice(s);
+    }
+    table(b"DMAR", 1, &body)
+}
+
+/// A DRHD structure: flags, segment, register base, `scope` bytes of
+/// device scope after it.
+pub fn drhd(flags: u8, segment: u16, base: u64, scope: usize) -> Vec<u8> {
+    let mut s = Vec::new();
+    s.extend_from_slice(&0u16.to_le_bytes());
+    s.extend_from_slice(&((16 + scope) as u16).to_le_bytes());
+    s.extend_from_slice(&[flags, 0]);
+    s.extend_from_slice(&segment.to_le_bytes());
+    s.extend_from_slice(&base.to_le_bytes());
+    s.extend_from_slice(&vec![0u8; scope]);
+    s
 }
 
 /// AML for `Name(\_S5_, Package(4){a, b, 0, 0})` with `a`, `b` encoded as given.
