@@ -595,14 +595,16 @@ impl Executor {
     }
 
     /// Wakes `id` at `at` (a timer on the wheel); at once if the wheel is
-    /// full.
+    /// full. The timer is the executor's (group 0), not counted against the
+    /// task's domain: a domain that used up its own timers would otherwise
+    /// turn its deferrals into a busy loop of re-queues.
     fn poll_later(&self, id: TaskId, at: u64) {
         let mut queued = false;
         self.platform.run_as_kernel(&mut || {
             // SAFETY: owner-only access to the wheel, not across a poll.
             let wheel = unsafe { &mut *self.timers.get() };
-            let group = quota_group(self.slots[id.slot()].owner.load(Ordering::Relaxed)) as u16;
-            if wheel.len() < crate::timer::MAX_TIMERS && self.timer_room(group) {
+            let group = 0;
+            if wheel.len() < crate::timer::MAX_TIMERS {
                 if wheel.is_empty() {
                     wheel.advance(self.platform.now_ns(), |_| {});
                 }

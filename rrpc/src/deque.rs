@@ -87,6 +87,9 @@ unsafe impl<T: Exchangeable, const N: usize> Exchangeable for RRefDeque<T, N> {
     fn move_roots(&self, to: &crate::Transfer) {
         self.iter().for_each(|item| item.move_to(to));
     }
+    fn any_lent(&self) -> bool {
+        self.iter().any(Exchangeable::any_lent)
+    }
 }
 
 /// A fixed array of up to `N` optional `RRef<T>`s (slots addressed by
@@ -138,5 +141,8 @@ unsafe impl<T: Exchangeable, const N: usize> Exchangeable for RRefArray<T, N> {
             .iter()
             .flatten()
             .for_each(|item| item.move_to(to));
+    }
+    fn any_lent(&self) -> bool {
+        self.items.iter().flatten().any(Exchangeable::any_lent)
     }
 }

@@ -21,6 +21,10 @@ pub enum RpcError {
     NoSuchDomain,
     /// No alive domain exports an interface of that name and type.
     NoSuchInterface,
+    /// An `RRef` to be moved (an argument or a result) is lent to a call
+    /// its lender abandoned (forgot while pending): it stays where it is
+    /// until its owner dies, and no call may move it.
+    Lent,
 }
 
 impl fmt::Display for RpcError {
@@ -31,6 +35,7 @@ impl fmt::Display for RpcError {
             RpcError::OutOfMemory => write!(f, "the shared heap is full"),
             RpcError::NoSuchDomain => write!(f, "no such domain"),
             RpcError::NoSuchInterface => write!(f, "no such interface"),
+            RpcError::Lent => write!(f, "an RRef to move is lent to an abandoned call"),
         }
     }
 }

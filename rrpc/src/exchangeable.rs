@@ -34,6 +34,11 @@ pub unsafe trait Exchangeable {
     fn move_roots(&self, to: &Transfer) {
         let _ = to;
     }
+    /// Whether some `RRef` in the value is lent ([`RRef::is_lent`]): such
+    /// a value must not move (a proxy refuses the call).
+    fn any_lent(&self) -> bool {
+        false
+    }
 }
 
 /// Whom [`Exchangeable::move_roots`] gives `RRef`s to. Giving `RRef`s away
@@ -118,6 +123,9 @@ unsafe impl<T: Exchangeable, const N: usize> Exchangeable for [T; N] {
             self.iter().for_each(|v| v.move_roots(to));
         }
     }
+    fn any_lent(&self) -> bool {
+        !T::PLAIN && self.iter().any(Exchangeable::any_lent)
+    }
 }
 
 // SAFETY: holds at most one `T` and moves it.
@@ -127,6 +135,9 @@ unsafe impl<T: Exchangeable> Exchangeable for Option<T> {
         if let Some(value) = self {
             value.move_roots(to);
         }
+    }
+    fn any_lent(&self) -> bool {
+        self.as_ref().is_some_and(Exchangeable::any_lent)
     }
 }
 
@@ -139,6 +150,11 @@ macro_rules! tuple {
             fn move_roots(&self, to: &Transfer) {
                 let ($($name,)+) = self;
                 $($name.move_roots(to);)+
+            }
+            #[allow(non_snake_case)]
+            fn any_lent(&self) -> bool {
+                let ($($name,)+) = self;
+                false $(|| $name.any_lent())+
             }
         }
     };
@@ -153,5 +169,8 @@ tuple!(A, B, C, D);
 unsafe impl<T: Exchangeable> Exchangeable for RRef<T> {
     fn move_roots(&self, to: &Transfer) {
         self.move_to(to);
+    }
+    fn any_lent(&self) -> bool {
+        self.is_lent() || (!T::PLAIN && (**self).any_lent())
     }
 }

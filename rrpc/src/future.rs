@@ -31,10 +31,14 @@ pub type BoxedFuture<'a, T> = Pin<Box<dyn Future<Output = RpcResult<T>> + Send +
 /// running drops the callee's part inside the callee.
 ///
 /// It is `!Unpin`: `.await` it, or pin it (`core::pin::pin!`, `Box::pin`)
-/// to poll it by hand. While a proxied call is pending, the future's
-/// address is registered with the runtime on behalf of the calling domain
+/// to poll it by hand. The first time a proxied call is left pending, the
+/// callee's future moves into a *cell* on the callee's heap, and the cell
+/// is registered with the runtime on behalf of the calling domain
 /// ([`Runtime::park`]), so that if that domain dies mid-call the kernel can
-/// still drop the callee's part inside the callee.
+/// still drop the callee's future inside the callee. The registration names
+/// only callee memory: whatever the caller does with its own memory
+/// (forget the future, pin it on a stack it then abandons by crashing),
+/// the kernel never touches it on the caller's behalf.
 ///
 /// [`Runtime::park`]: crate::proxy::Runtime::park
 // `repr(C)`: an `RpcFuture` made by one separately built image is read by
@@ -49,11 +53,13 @@ pub struct RpcFuture<'a, T> {
     callee: Owner,
     /// Why the call failed before it had a future (0: it did not).
     error: u16,
-    /// Registered with the runtime as pending on behalf of its caller (the
-    /// caller's owner id is then in `words[0]`): see [`Runtime::park`].
+    /// [`IN_CELL`]: the callee's future lives in a cell on the callee's
+    /// heap (its address in `words[1]`), not in `future`; [`REGISTERED`]:
+    /// the cell is registered with the runtime (the caller's owner id in
+    /// `words[0]`), see [`Runtime::park`].
     ///
     /// [`Runtime::park`]: crate::proxy::Runtime::park
-    parked: bool,
+    cell: u8,
     /// A proxied call not started yet: moves the closure out of `words`
     /// and runs it. (Kept as separate fields, read in place: copying the
     /// future whole right after it was written field by field stalls
@@ -80,6 +86,15 @@ type Words = [MaybeUninit<usize>; INLINE];
 
 const EMPTY: Words = [MaybeUninit::uninit(); INLINE];
 
+/// See [`RpcFuture::cell`].
+const IN_CELL: u8 = 1;
+const REGISTERED: u8 = 2;
+/// Registration was tried (the runtime may refuse it: its bound).
+const TRIED: u8 = 4;
+
+/// Where a parked callee future lives: on the callee's heap.
+type Cell<'a, T> = BoxedFuture<'a, T>;
+
 /// `discard` when nothing is deferred.
 unsafe fn nothing(_: *mut Words) {}
 
@@ -96,7 +111,7 @@ impl<'a, T> RpcFuture<'a, T> {
             future: None,
             callee: 0,
             error: encode(error),
-            parked: false,
+            cell: 0,
             run: None,
             discard: nothing,
             words: EMPTY,
@@ -109,23 +124,22 @@ impl<'a, T> RpcFuture<'a, T> {
         self.callee
     }
 
-    /// Ends the registration [`park`](Self::park) made, if any.
-    #[inline]
-    fn unpark(&mut self) {
-        if self.parked {
-            self.unpark_slow();
-        }
+    /// The cell's address (see [`cell`](Self::cell)).
+    fn cell_ptr(&self) -> *mut Cell<'a, T> {
+        // SAFETY: written when the cell was made (`IN_CELL` is set).
+        unsafe { self.words[1].assume_init() as *mut Cell<'a, T> }
     }
 
-    #[cold]
-    #[inline(never)]
-    fn unpark_slow(&mut self) {
-        self.parked = false;
-        // SAFETY: `words[0]` holds the caller written by `park` (the
-        // deferred call had run before anything could be pending).
-        let caller = unsafe { self.words[0].assume_init() } as Owner;
-        // SAFETY: this is the registration `park` made.
-        unsafe { crate::proxy::unpark(caller, self as *mut Self as *mut ()) };
+    /// Ends the cell's registration, if any (from any domain's context: it
+    /// names the caller and the cell).
+    fn unregister(&mut self) {
+        if self.cell & REGISTERED != 0 {
+            self.cell &= !REGISTERED;
+            // SAFETY: `words[0]` holds the caller written at registration.
+            let caller = unsafe { self.words[0].assume_init() } as Owner;
+            // SAFETY: this is the registration `register` made.
+            unsafe { crate::proxy::unpark(caller, self.cell_ptr() as *mut ()) };
+        }
     }
 
     /// The slow part of dropping: something is left, and it belongs to the
@@ -133,7 +147,6 @@ impl<'a, T> RpcFuture<'a, T> {
     #[cold]
     #[inline(never)]
     fn drop_slow(&mut self) {
-        self.unpark();
         let future = self.future.take();
         if self.callee == 0 {
             drop(future); // an implementation's own future (never deferred)
@@ -146,9 +159,31 @@ impl<'a, T> RpcFuture<'a, T> {
             unsafe { (self.discard)(&raw mut self.words) };
         }
         // Dropping the callee's future runs the callee's code: an entry,
-        // forgotten if the callee is dead.
-        if future.is_some() {
-            let _ = crate::proxy::call_as(self.callee, || drop(future), false);
+        // forgotten if the callee is dead. A cell is unregistered inside
+        // the entry before it is freed, so that a death of the caller
+        // after the entry never leaves the kernel a freed cell to drop.
+        let in_cell = self.cell & IN_CELL != 0;
+        if future.is_some() || in_cell {
+            let this = &mut *self;
+            let entered = crate::proxy::call_as(
+                this.callee,
+                || {
+                    drop(future);
+                    if in_cell {
+                        this.unregister();
+                        // SAFETY: the cell is on the callee's heap (we are
+                        // inside it) and freed once (`IN_CELL` cleared).
+                        drop(unsafe { Box::from_raw(this.cell_ptr()) });
+                        this.cell = 0;
+                    }
+                },
+                false,
+            );
+            if entered.is_err() {
+                // The callee is dead: its memory went with it.
+                self.unregister();
+                self.cell = 0;
+            }
         }
     }
 }
@@ -160,7 +195,7 @@ impl<'a, T> From<BoxedFuture<'a, T>> for RpcFuture<'a, T> {
             future: Some(future),
             callee: 0,
             error: 0,
-            parked: false,
+            cell: 0,
             run: None,
             discard: nothing,
             words: EMPTY,
@@ -176,6 +211,7 @@ const fn encode(error: RpcError) -> u16 {
         RpcError::OutOfMemory => 3,
         RpcError::NoSuchDomain => 4,
         RpcError::NoSuchInterface => 5,
+        RpcError::Lent => 6,
     }
 }
 
@@ -185,6 +221,7 @@ fn decode(code: u16) -> RpcError {
         3 => RpcError::OutOfMemory,
         4 => RpcError::NoSuchDomain,
         5 => RpcError::NoSuchInterface,
+        6 => RpcError::Lent,
         // Not alive, or polled again after it completed.
         _ => RpcError::DomainNotAlive,
     }
@@ -221,7 +258,7 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
     /// future takes, small enough to inline.)
     #[inline(never)]
     fn poll_proxied(&mut self, cx: &mut Context<'_>) -> Poll<RpcResult<T>> {
-        if self.future.is_none() && self.run.is_none() {
+        if self.future.is_none() && self.run.is_none() && self.cell & IN_CELL == 0 {
             return Poll::Ready(Err(decode(self.error)));
         }
         let callee = self.callee;
@@ -229,49 +266,81 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
         // `Runtime::callee_waker`).
         let replaced = crate::proxy::callee_waker(cx.waker());
         let waker = replaced.as_ref().unwrap_or(cx.waker());
-        let (slot, run, words) = (&mut self.future, &mut self.run, &mut self.words);
+        let this = &mut *self;
         // What belongs to the callee stays where a crash leaves it to be
-        // forgotten: the callee's future is in `slot` while it is polled,
-        // and a failed entry abandons the closure's frame (with anything
-        // it was building) without dropping anything.
+        // forgotten: the callee's future is in `future` or its cell while
+        // it is polled, and a failed entry abandons the closure's frame
+        // (with anything it was building) without dropping anything.
         let polled = crate::proxy::call_as(
             callee,
             || {
-                let future = match run.take() {
-                    Some(run) => {
-                        // SAFETY: the closure is in `words`; `run` was taken,
-                        // so it is moved out once.
-                        let mut started = ManuallyDrop::new(unsafe { run(words) });
-                        if started.callee != 0
-                            && (started.future.is_some() || started.run.is_some())
-                        {
-                            started = forwarded(started);
+                let in_cell = this.cell & IN_CELL != 0;
+                let future = if in_cell {
+                    // SAFETY: the cell is on the callee's heap, and we are
+                    // inside the (alive) callee.
+                    unsafe { &mut *this.cell_ptr() }
+                } else {
+                    match this.run.take() {
+                        Some(run) => {
+                            // SAFETY: the closure is in `words`; `run` was
+                            // taken, so it is moved out once.
+                            let mut started = ManuallyDrop::new(unsafe { run(&mut this.words) });
+                            if started.callee != 0
+                                && (started.future.is_some() || started.run.is_some())
+                            {
+                                started = forwarded(started);
+                            }
+                            // Only `future` can be left in `started` (it is
+                            // polled in place), so it needs no drop.
+                            match started.future.take() {
+                                Some(future) => this.future.insert(future),
+                                None => return Some(Err(decode(started.error))),
+                            }
                         }
-                        // Only `future` can be left in `started` (it is polled
-                        // in place), so it needs no drop.
-                        match started.future.take() {
-                            Some(future) => slot.insert(future),
-                            None => return Some(Err(decode(started.error))),
-                        }
+                        None => this.future.as_mut()?,
                     }
-                    None => slot.as_mut()?,
                 };
                 match future.as_mut().poll(&mut Context::from_waker(waker)) {
                     Poll::Ready(result) => {
-                        *slot = None;
+                        if in_cell {
+                            // Unregistered before it is freed (see
+                            // `drop_slow`).
+                            this.unregister();
+                            // SAFETY: freed once, inside the callee.
+                            drop(unsafe { Box::from_raw(this.cell_ptr()) });
+                            this.cell = 0;
+                        } else {
+                            this.future = None;
+                        }
                         Some(result)
                     }
-                    Poll::Pending => None,
+                    Poll::Pending => {
+                        if !in_cell && let Some(future) = this.future.take() {
+                            // Left pending for the first time: the future
+                            // moves to a cell on the callee's heap (we are
+                            // inside it), which is what gets registered.
+                            let cell = Box::into_raw(Box::new(future));
+                            this.words[1] = MaybeUninit::new(cell as usize);
+                            this.cell = IN_CELL;
+                        }
+                        None
+                    }
                 }
             },
             false,
         );
         match polled {
             Ok(Some(result)) => {
-                self.unpark();
                 if let Ok(value) = &result
                     && !T::PLAIN
                 {
+                    if value.any_lent() {
+                        // Lent to a call the callee abandoned: it stays
+                        // the callee's (see `proxy::movable`).
+                        core::mem::forget(result);
+                        self.error = encode(RpcError::Lent);
+                        return Poll::Ready(Err(RpcError::Lent));
+                    }
                     // Back in the caller: the result is the caller's.
                     // SAFETY: the future holds the result by value.
                     value.move_roots(&unsafe { crate::Transfer::here() });
@@ -280,15 +349,16 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
             }
             Ok(None) => {
                 crate::proxy::suspended(callee, waker);
-                if !self.parked {
-                    self.park();
+                if self.cell & (IN_CELL | TRIED) == IN_CELL {
+                    self.register();
                 }
                 Poll::Pending
             }
             Err(error) => {
-                self.unpark();
+                self.unregister();
                 // What is left belongs to a dead domain: never touch it.
                 core::mem::forget(self.future.take());
+                self.cell = 0;
                 if self.run.take().is_some() {
                     // Never started (the entry takes `run` first): the
                     // call, and its arguments, are still the caller's.
@@ -301,40 +371,43 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
         }
     }
 
-    /// Registers this pending call with the runtime on behalf of the
-    /// running domain, so that if that domain dies (its tasks are then
-    /// never polled or dropped again) the kernel drops the callee's future
-    /// inside the callee instead of leaving whatever it holds held. The
-    /// kernel (owner 0) never dies and registers nothing.
+    /// Registers the cell of this pending call with the runtime on behalf
+    /// of the running domain, so that if that domain dies (its tasks are
+    /// then never polled or dropped again) the kernel drops the callee's
+    /// future inside the callee instead of leaving whatever it holds held.
+    /// The registration names the cell, on the callee's heap, never the
+    /// caller's memory. The kernel (owner 0) never dies and registers
+    /// nothing. Tried once per call.
     #[cold]
     #[inline(never)]
-    fn park(&mut self) {
+    fn register(&mut self) {
+        self.cell |= TRIED;
         let caller = crate::proxy::current();
-        if caller == 0 || self.future.is_none() {
+        if caller == 0 {
             return;
         }
         /// What the kernel runs inside the callee once the caller is dead.
         ///
         /// # Safety
-        /// `cell` is the parked `RpcFuture<'_, T>`, still in place (its
-        /// caller's memory is reclaimed only after this), and nothing else
-        /// uses it any more (the caller's tasks are gone).
-        unsafe fn drop_parked<T>(cell: *mut ()) {
+        /// `cell` is a registered cell (a `Box<Cell<'_, T>>` on the callee's
+        /// heap), not freed yet (it is unregistered before it is freed).
+        unsafe fn drop_cell<T>(cell: *mut ()) {
             // SAFETY: see above.
-            let future = unsafe { &mut *(cell as *mut RpcFuture<'_, T>) };
-            future.parked = false;
-            drop(future.future.take());
+            drop(unsafe { Box::from_raw(cell as *mut Cell<'_, T>) });
         }
         self.words[0] = MaybeUninit::new(caller as usize);
         let parked = crate::proxy::Parked {
             caller,
             callee: self.callee,
-            cell: self as *mut Self as *mut (),
-            drop: drop_parked::<T>,
+            cell: self.cell_ptr() as *mut (),
+            drop: drop_cell::<T>,
         };
-        // SAFETY: the future is pinned (it does not move until dropped, and
-        // dropping it unparks it first), and `drop_parked` matches its type.
-        self.parked = unsafe { crate::proxy::park(parked) };
+        // SAFETY: the cell stays allocated until it is unregistered (every
+        // path that frees it unregisters it first), and `drop_cell`
+        // matches its type.
+        if unsafe { crate::proxy::park(parked) } {
+            self.cell |= REGISTERED;
+        }
     }
 }
 
@@ -353,7 +426,7 @@ fn forwarded<'a, T: Exchangeable + 'a>(
 impl<T> Drop for RpcFuture<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        if self.future.is_some() || self.run.is_some() {
+        if self.future.is_some() || self.run.is_some() || self.cell != 0 {
             self.drop_slow();
         }
     }
@@ -425,7 +498,7 @@ fn deferred<'a, T, D: Deferred<'a, T> + Send>(callee: Owner, call: D) -> RpcFutu
         future: None,
         callee,
         error: 0,
-        parked: false,
+        cell: 0,
         run: Some(run::<T, D>),
         discard: discard::<D>,
         words: EMPTY,

@@ -246,7 +246,8 @@ pub fn call_method<R, F: FnOnce() -> R>(entry: &EntryCap, f: F) -> RpcResult<R> 
 /// with a call's arguments once inside the callee, and with its result
 /// once back in the caller. Requires the proxy's entry capability (no
 /// other code holds one), since re-owning what one holds only by reference
-/// would let one's death free it under its owner.
+/// would let one's death free it under its owner. The proxy checked
+/// [`movable`] first.
 #[inline]
 pub fn receive<T: crate::Exchangeable + ?Sized>(entry: &EntryCap, value: &T) {
     let _ = entry;
@@ -255,6 +256,17 @@ pub fn receive<T: crate::Exchangeable + ?Sized>(entry: &EntryCap, value: &T) {
         // (moved into the closure that runs in the callee) or its result.
         value.move_roots(&unsafe { crate::Transfer::here() });
     }
+}
+
+/// `Err(RpcError::Lent)` if some `RRef` in `value` is lent (to a call its
+/// lender abandoned): such a value must not change hands, since the owner
+/// it would get could free it while that call's callee still reads it.
+#[inline]
+pub fn movable<T: crate::Exchangeable + ?Sized>(value: &T) -> RpcResult<()> {
+    if !T::PLAIN && value.any_lent() {
+        return Err(RpcError::Lent);
+    }
+    Ok(())
 }
 
 /// [`call`] for this crate's own code, which keeps the callee of a call a

@@ -111,6 +111,13 @@ impl<T: Exchangeable> RRef<T> {
 
     /// Marks the value lent for the duration of a call (`&RRef<T>`
     /// arguments): the callee can read it but neither move nor drop it.
+    ///
+    /// While lent, the value is *frozen* even for its holder, should the
+    /// holder get at it again by forgetting the call (`mem::forget` ends
+    /// the borrow, but the callee's future still reads the value, and the
+    /// kernel drops that future inside the callee when the holder dies):
+    /// changing it panics, dropping it leaves it to be freed when its
+    /// owner dies, and no call may move it ([`RpcError::Lent`]).
     pub fn lend(&self) -> Lent<'_, T> {
         self.header().borrows.fetch_add(1, Ordering::AcqRel);
         Lent { rref: self }
@@ -121,6 +128,27 @@ impl<T: Exchangeable> RRef<T> {
         self.header().borrows.load(Ordering::Acquire)
     }
 
+    /// Whether it is lent to a call (see [`lend`](Self::lend)).
+    #[inline]
+    pub fn is_lent(&self) -> bool {
+        self.header().borrows.load(Ordering::Relaxed) != 0
+    }
+
+    /// A second handle to the same object, for a proxy lending it: the
+    /// callee gets a reference to this copy, kept with the call (never in
+    /// memory the caller can reuse), and it is never dropped.
+    ///
+    /// # Safety
+    /// The copy is only read through `&`, never dropped, moved or given
+    /// away, and lives no longer than the lend (`lend`) it goes with.
+    #[doc(hidden)]
+    pub unsafe fn alias(&self) -> core::mem::ManuallyDrop<RRef<T>> {
+        core::mem::ManuallyDrop::new(RRef {
+            header: self.header,
+            _value: PhantomData,
+        })
+    }
+
     /// The address a device uses for the value, if the shared heap gives
     /// one (the kernel's does).
     pub fn device_address(&self) -> Option<u64> {
@@ -129,7 +157,14 @@ impl<T: Exchangeable> RRef<T> {
 
     /// Moves the value back off the shared heap (any `RRef` in it is
     /// already the running domain's).
+    ///
+    /// # Panics
+    /// If it is lent ([`is_lent`](Self::is_lent)): a callee may still read
+    /// it.
     pub fn into_inner(self) -> T {
+        if self.is_lent() {
+            lent_panic("moved out of");
+        }
         let this = core::mem::ManuallyDrop::new(self);
         // SAFETY: we own the handle; the value is read out once, then the
         // registry frees the memory without dropping it again.
@@ -150,7 +185,13 @@ impl<T: Exchangeable> Deref for RRef<T> {
 }
 
 impl<T: Exchangeable> DerefMut for RRef<T> {
+    /// # Panics
+    /// If it is lent ([`RRef::is_lent`]): a callee may still read it.
+    #[inline]
     fn deref_mut(&mut self) -> &mut T {
+        if self.is_lent() {
+            lent_panic("changed");
+        }
         // SAFETY: as above, and `&mut self` makes the access exclusive.
         unsafe { &mut *self.value_ptr() }
     }
@@ -158,6 +199,13 @@ impl<T: Exchangeable> DerefMut for RRef<T> {
 
 impl<T: Exchangeable> Drop for RRef<T> {
     fn drop(&mut self) {
+        if self.is_lent() {
+            // Lent to a call its holder abandoned: a callee may still read
+            // it (and everything in it), so it stays, listed under its
+            // owner, and goes when the owner dies (after the kernel has
+            // dropped the owner's abandoned calls).
+            return;
+        }
         // SAFETY: the handle is unique and given up here: the value is
         // dropped in place by this domain's own code (if it dies inside,
         // the memory is still on its list and reclaimed), then freed.
@@ -175,6 +223,12 @@ impl<T: Exchangeable + fmt::Debug> fmt::Debug for RRef<T> {
             .field("value", &**self)
             .finish()
     }
+}
+
+#[cold]
+#[inline(never)]
+fn lent_panic(what: &str) -> ! {
+    panic!("an RRef lent to a call cannot be {what} until the call ends")
 }
 
 /// A lent `RRef` (see [`RRef::lend`]).

@@ -828,3 +828,123 @@ fn an_async_call_into_a_dead_callee_gives_it_nothing() {
         "dropped in the caller"
     );
 }
+
+// ---- abandoned calls: what the kernel may touch after the caller died ----
+
+#[interface]
+pub trait Lender {
+    async fn hold(&self, data: &RRef<[u8; 64]>) -> RpcResult<u32>;
+}
+
+static PEEKED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Reads the lent buffer when the callee's future is dropped (a driver
+/// cancelling I/O on it would, and so would a hostile callee).
+struct Peek<'a>(&'a RRef<[u8; 64]>);
+impl Drop for Peek<'_> {
+    fn drop(&mut self) {
+        PEEKED.store(u64::from(self.0[0]) | 0x100, Ordering::SeqCst);
+    }
+}
+
+struct LenderImpl;
+impl Lender for LenderImpl {
+    fn hold<'a>(&'a self, data: &'a RRef<[u8; 64]>) -> RpcFuture<'a, u32> {
+        RpcFuture::new(async move {
+            let _peek = Peek(data);
+            core::future::pending::<()>().await;
+            Ok(0)
+        })
+    }
+}
+
+#[test]
+fn an_abandoned_lending_call_reads_only_the_real_object_when_dropped() {
+    // Found by review: the caller forgets a pending call that borrows its
+    // RRef (safe: the borrow ends), frees the handle's memory and reuses
+    // it with a forged header pointer, then dies; the kernel drops the
+    // callee's future, which read through the forged pointer. Now the
+    // callee's reference is to a copy of the handle kept in the call's own
+    // (leaked) state, and a lent object is frozen: dropping it leaves it
+    // alive until its owner dies.
+    let caller = 25 << 16 | 1;
+    setup(caller);
+    let proxy = LenderProxy::new(Arc::new(LenderImpl), cap(26 << 16 | 1));
+    let fake: &'static [u8; 128] = Box::leak(Box::new([0x5Au8; 128]));
+    let data = Box::new(RRef::new([7u8; 64]));
+    let mut future = Box::pin(proxy.hold(&data));
+    assert!(poll_once(future.as_mut()).is_pending());
+    assert_eq!(RUNTIME.parked_by(caller).len(), 1, "registered");
+    std::mem::forget(future);
+    assert!(
+        data.is_lent(),
+        "still lent: the call was abandoned, not ended"
+    );
+    drop(data); // the handle's box is freed; the object is not
+    assert_eq!(rrpc::registry::owned_by(caller).0, 1, "the object stays");
+    let forged: Box<usize> = Box::new(fake.as_ptr() as usize);
+    RUNTIME.caller_died(caller);
+    assert_eq!(
+        PEEKED.load(Ordering::SeqCst),
+        0x100 | 7,
+        "the callee read the real object, not the forged one"
+    );
+    drop(forged);
+    // The owner's death frees it (after its abandoned calls were dropped).
+    // SAFETY: test-only: `caller` is "dead" and holds nothing.
+    assert_eq!(unsafe { rrpc::registry::reclaim(caller) }.0, 1);
+}
+
+#[test]
+fn a_lent_rref_cannot_be_changed_moved_or_given_away() {
+    let caller = 27 << 16 | 1;
+    setup(caller);
+    let lender = LenderProxy::new(Arc::new(LenderImpl), cap(28 << 16 | 1));
+    let (device, _, device_owner) = device(31);
+    let mut data = RRef::new([1u8; 64]);
+    let mut call = Box::pin(lender.hold(&data));
+    assert!(poll_once(call.as_mut()).is_pending());
+    std::mem::forget(call);
+    // Changing it (a callee may still read it) crashes the holder.
+    let changed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| data[0] = 2));
+    assert!(changed.is_err(), "a lent RRef was changed");
+    // Giving it to another domain is refused (its new owner could free it).
+    let mut packet = RRef::new([0u8; 64]);
+    core::mem::swap(&mut packet, &mut data); // `data` is now a fresh one
+    let refused = device.fill(packet, 3);
+    assert_eq!(refused.map(|_| ()), Err(RpcError::Lent));
+    assert_eq!(rrpc::registry::owned_by(device_owner).0, 0, "nothing moved");
+    // Moving it out of the shared heap is refused too.
+    let lent = RRef::new([9u8; 64]);
+    let mut again = Box::pin(lender.hold(&lent));
+    assert!(poll_once(again.as_mut()).is_pending());
+    std::mem::forget(again);
+    let moved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lent.into_inner()));
+    assert!(moved.is_err(), "a lent RRef was moved out");
+}
+
+#[test]
+fn the_kernel_drops_an_abandoned_call_without_touching_the_callers_memory() {
+    // Found by review: the registration named the caller's `RpcFuture`,
+    // which a caller can pin on its stack and abandon by crashing (the
+    // stack is then reused); the kernel wrote into that memory. Now it
+    // names a cell on the callee's heap.
+    let caller = 32 << 16 | 1;
+    setup(caller);
+    let (proxy, jobs, callee) = jobs(33);
+    let layout = std::alloc::Layout::new::<RpcFuture<'static, ()>>();
+    // SAFETY: test-only: a place for the future that the test then
+    // scribbles over, as a reused stack would be.
+    let place = unsafe { std::alloc::alloc(layout) } as *mut RpcFuture<'_, ()>;
+    unsafe { place.write(proxy.forever()) };
+    let pinned = unsafe { Pin::new_unchecked(&mut *place) };
+    assert!(poll_once(pinned).is_pending());
+    unsafe { std::ptr::write_bytes(place as *mut u8, 0xAB, layout.size()) };
+    RUNTIME.caller_died(caller);
+    assert_eq!(
+        jobs.dropped_as.load(Ordering::SeqCst),
+        callee,
+        "the callee's future was dropped inside the callee"
+    );
+    unsafe { std::alloc::dealloc(place as *mut u8, layout) };
+}

@@ -442,9 +442,16 @@ fn poison(domain: &'static Domain, owner: OwnerId, fault: Option<&Fault>, why: &
     domain
         .pending_purges
         .store(executors.len() as u32, Ordering::SeqCst);
-    for exec in executors {
-        exec.purge_owner(owner);
-    }
+    // As the kernel: a purge request may allocate (the executor's queue
+    // grows by blocks), and a crash poisons its domain in the context of
+    // whoever called it: an allocation there would land on the caller's
+    // heap and vanish with the caller, under the executor's feet (seen as
+    // a kernel page fault inside `SegQueue::push`).
+    cpu::kernel_section(|| {
+        for exec in executors {
+            exec.purge_owner(owner);
+        }
+    });
     domain.wake_waiters();
     maybe_reclaim(domain);
     true
@@ -527,34 +534,45 @@ pub fn parked_calls(domain: &Domain) -> usize {
     })
 }
 
-/// The dead incarnation `owner` had calls pending in other domains: its
-/// tasks are gone (never polled or dropped again), so drop each callee's
-/// future inside its callee, which may hold a device queue, a lock or
-/// memory. Runs after the purge, before `owner`'s `RRef`s (one may be lent
-/// to such a call), heap and code (the drop function is its copy of
-/// `rrpc`'s) are reclaimed.
-fn drop_orphaned_calls(slot: usize, owner: OwnerId) {
-    let orphans: Vec<_> = cpu::kernel_section(|| {
+/// The next call the dead incarnation `owner` left pending in another
+/// domain (registrations of older incarnations of the slot are stale and
+/// skipped: they were handled when those died).
+fn next_orphan(slot: usize, owner: OwnerId) -> Option<rrpc::proxy::Parked> {
+    cpu::kernel_section(|| {
         let mut list = PARKED[slot].lock();
-        let orphans = list.iter().filter(|p| p.caller == owner).copied().collect();
-        // Entries of older incarnations are stale too: they died the same way.
-        list.clear();
-        orphans
-    });
-    PARKED_FULL_WARNED[slot].store(false, Ordering::Relaxed);
-    for orphan in orphans {
-        // SAFETY: `park`'s contract: the caller is dead and purged, its
-        // memory still mapped, so the drop function may run on the cell
-        // inside the callee (an entry: refused if the callee is dead too,
-        // contained if it crashes).
-        let dropped = enter(orphan.callee, || unsafe { (orphan.drop)(orphan.cell) });
-        if let Err(e) = dropped {
-            crate::debug!("orphaned call into {:#x} not dropped: {e}", orphan.callee);
+        while let Some(parked) = list.pop() {
+            if parked.caller == owner {
+                return Some(parked);
+            }
         }
+        None
+    })
+}
+
+/// Drops one call the dead caller left pending: its callee's future,
+/// which may hold a device queue, a lock or memory, is dropped inside the
+/// callee (an entry: refused if the callee is dead too, contained if it
+/// crashes), on the callee's share of the core.
+fn drop_orphan(orphan: rrpc::proxy::Parked) {
+    let start = time::now_ns();
+    // SAFETY: `park`'s contract: the caller is dead and purged, and the
+    // cell (on the callee's heap) has not been unregistered, so the drop
+    // function may run on it inside the callee. What the callee's future
+    // may read of the caller's (lent `RRef`s, kept alive while lent, and
+    // the copies of their handles in the caller's heap) is still there:
+    // the caller's `RRef`s and heap are reclaimed only after this.
+    let dropped = enter(orphan.callee, || unsafe { (orphan.drop)(orphan.cell) });
+    crate::share::charge(orphan.callee, start, time::now_ns());
+    if let Err(e) = dropped {
+        crate::debug!("orphaned call into {:#x} not dropped: {e}", orphan.callee);
     }
 }
 
-/// Poisoned and every executor done: reclaim, exactly once.
+/// Poisoned and every executor done: reclaim, exactly once. Devices are
+/// stopped at once; the calls the dead domain left pending in others are
+/// dropped by a kernel task that yields between them (each may take up to
+/// the watchdog's budget, and there may be `MAX_PARKED`: done inline, they
+/// would hold this core for seconds); then its memory and code go.
 fn maybe_reclaim(domain: &'static Domain) {
     // Every executor confirming the purge is also the grace period after
     // which no core is inside the closed incarnation: each confirms at the
@@ -570,33 +588,68 @@ fn maybe_reclaim(domain: &'static Domain) {
             Ordering::SeqCst,
             Ordering::SeqCst,
         )
-        .is_ok()
+        .is_err()
     {
-        drop_orphaned_calls(domain.slot, domain.owner());
-        images::forget_export(domain.slot);
-        // Devices first: no DMA may land in memory about to be reused.
-        let devices = crate::pci::release(domain.owner());
-        if devices > 0 {
-            crate::debug!("domain {}: released {devices} devices", domain.name);
-        }
-        // Its RRefs first (their values may hold nested RRefs, nothing of
-        // its private heap), then the heap.
-        // SAFETY: the slot has no live incarnation (this one is poisoned
-        // and past its grace period; restarts wait for `Dead`), and only
-        // its own incarnations held what is listed under it.
-        let (rrefs, _) = cpu::kernel_section(|| unsafe { rrpc::registry::reclaim(domain.owner()) });
-        let pages = heap::reclaim(domain.slot);
-        // Its code last: nothing of it can run any more.
-        let image_pages = loaded::unload(domain.slot);
-        if image_pages > 0 {
-            crate::debug!("domain {}: unmapped {image_pages} image pages", domain.name);
-        }
-        crate::debug!("domain {}: reclaimed {rrefs} RRefs", domain.name);
-        crate::debug!("domain {}: reclaimed {pages} heap pages", domain.name);
-        // Only now: `Dead` promises the memory is back (tests and `restart`
-        // rely on it).
-        domain.state.store(State::Dead as u8, Ordering::SeqCst);
+        return;
     }
+    // Devices first: no DMA may land in memory about to be reused.
+    let devices = crate::pci::release(domain.owner());
+    if devices > 0 {
+        crate::debug!("domain {}: released {devices} devices", domain.name);
+    }
+    let (slot, owner) = (domain.slot, domain.owner());
+    PARKED_FULL_WARNED[slot].store(false, Ordering::Relaxed);
+    let has_orphans = cpu::kernel_section(|| !PARKED[slot].lock().is_empty());
+    if has_orphans {
+        let exec = sched::this_executor();
+        // Leave the kernel room: if the core's table is (nearly) full,
+        // do it here (the orphans wait in `PARKED`, so nothing is lost
+        // if the spawn fails).
+        // (The task is the kernel's memory, whoever runs this.)
+        if exec.task_count() + 16 < exec.capacity()
+            && cpu::kernel_section(|| {
+                sched::spawn(async move {
+                    while let Some(orphan) = next_orphan(slot, owner) {
+                        drop_orphan(orphan);
+                        executor::yield_now().await;
+                    }
+                    finish_reclaim(domain);
+                })
+                .map(|h| h.detach())
+                .is_ok()
+            })
+        {
+            return;
+        }
+        while let Some(orphan) = next_orphan(slot, owner) {
+            drop_orphan(orphan);
+        }
+    }
+    finish_reclaim(domain);
+}
+
+/// The rest of [`maybe_reclaim`], once the dead domain's pending calls are
+/// dropped.
+fn finish_reclaim(domain: &'static Domain) {
+    cpu::kernel_section(|| PARKED[domain.slot].lock().clear());
+    images::forget_export(domain.slot);
+    // Its RRefs first (their values may hold nested RRefs, nothing of its
+    // private heap), then the heap.
+    // SAFETY: the slot has no live incarnation (this one is poisoned and
+    // past its grace period; restarts wait for `Dead`), and only its own
+    // incarnations held what is listed under it.
+    let (rrefs, _) = cpu::kernel_section(|| unsafe { rrpc::registry::reclaim(domain.owner()) });
+    let pages = heap::reclaim(domain.slot);
+    // Its code last: nothing of it can run any more.
+    let image_pages = loaded::unload(domain.slot);
+    if image_pages > 0 {
+        crate::debug!("domain {}: unmapped {image_pages} image pages", domain.name);
+    }
+    crate::debug!("domain {}: reclaimed {rrefs} RRefs", domain.name);
+    crate::debug!("domain {}: reclaimed {pages} heap pages", domain.name);
+    // Only now: `Dead` promises the memory is back (tests and `restart`
+    // rely on it).
+    domain.state.store(State::Dead as u8, Ordering::SeqCst);
 }
 
 /// Stops a domain on request (no fault). Its callers get errors from now on.

@@ -51,6 +51,10 @@ pub static TESTS: &[KTest] = &[
         run: TestFn::Async(|| Box::pin(dma_outside_the_shared_heap_is_blocked())),
     },
     KTest {
+        name: "attack_nested_crashes_leave_no_kernel_state_in_the_caller",
+        run: TestFn::Async(|| Box::pin(nested_crashes_leave_no_kernel_state_in_the_caller())),
+    },
+    KTest {
         name: "attack_all_in_turn",
         run: TestFn::Async(all_in_turn),
     },
@@ -318,6 +322,36 @@ async fn dma_outside_the_shared_heap_is_blocked() -> TestResult {
     Ok(())
 }
 
+/// Found while running these tests: a callee that crashes inside a call
+/// from another domain is poisoned in that caller's context, and the
+/// executor's purge queue grew by a block allocated on the caller's heap;
+/// once the caller died, the next purge wrote into its reclaimed heap (a
+/// kernel page fault). Forty nested crashes fill more than one block of the
+/// queue from the caller's side; then the caller dies and forty more crashes
+/// go through the same queue.
+async fn nested_crashes_leave_no_kernel_state_in_the_caller() -> TestResult {
+    let keeper_domain = load("keeper")?;
+    let lender = load("lender")?;
+    for round in 0..40 {
+        ensure!(
+            control("lender", 6, 0)? == Ok(3 * 256),
+            "round {round}: the nested crash went wrong"
+        );
+        dead(keeper_domain).await?;
+        domain::restart(keeper_domain)?;
+    }
+    kill(lender).await?;
+    for round in 0..40 {
+        ensure!(
+            control("keeper", 7, 0)? == Err(rrpc::RpcError::DomainCrashed),
+            "round {round}: the keeper did not crash"
+        );
+        dead(keeper_domain).await?;
+        domain::restart(keeper_domain)?;
+    }
+    kill(keeper_domain).await
+}
+
 fn all_in_turn() -> BoxedTest {
     Box::pin(async {
         let before = shared();
@@ -328,6 +362,7 @@ fn all_in_turn() -> BoxedTest {
         spawn_flood_is_bounded().await?;
         foreign_waker_never_runs_in_the_callee().await?;
         hog_keeps_its_share_only().await?;
+        nested_crashes_leave_no_kernel_state_in_the_caller().await?;
         if crate::iommu::enabled() {
             dma_outside_the_shared_heap_is_blocked().await?;
         }

@@ -40,17 +40,21 @@ pub fn derive_exchangeable(input: TokenStream) -> TokenStream {
     let (impl_generics, type_generics, where_clause) = input.generics.split_for_impl();
     let mut checks = Vec::new();
     let mut field_types = Vec::new();
-    let moves = match &input.data {
+    let (moves, lent) = match &input.data {
         Data::Struct(data) => {
             let members: Vec<_> = data.fields.members().collect();
             for field in &data.fields {
                 checks.push(assert_exchangeable(&field.ty));
                 field_types.push(field.ty.clone());
             }
-            quote! { #( ::rrpc::Exchangeable::move_roots(&self.#members, to); )* }
+            (
+                quote! { #( ::rrpc::Exchangeable::move_roots(&self.#members, to); )* },
+                quote! { false #( || ::rrpc::Exchangeable::any_lent(&self.#members) )* },
+            )
         }
         Data::Enum(data) => {
             let mut move_arms = Vec::new();
+            let mut lent_arms = Vec::new();
             for variant in &data.variants {
                 let v = &variant.ident;
                 let bindings: Vec<_> = (0..variant.fields.len())
@@ -73,8 +77,12 @@ pub fn derive_exchangeable(input: TokenStream) -> TokenStream {
                     Fields::Unit => quote! { Self::#v },
                 };
                 move_arms.push(quote! { #pattern => { #( ::rrpc::Exchangeable::move_roots(#bindings, to); )* } });
+                lent_arms.push(quote! { #pattern => { false #( || ::rrpc::Exchangeable::any_lent(#bindings) )* } });
             }
-            quote! { match self { #( #move_arms )* } }
+            (
+                quote! { match self { #( #move_arms )* } },
+                quote! { match self { #( #lent_arms )* } },
+            )
         }
         Data::Union(u) => {
             return Error::new(u.union_token.span, "unions cannot be Exchangeable")
@@ -92,6 +100,10 @@ pub fn derive_exchangeable(input: TokenStream) -> TokenStream {
                 #( #checks )*
                 let _ = to;
                 #moves
+            }
+            #[allow(unused_variables)]
+            fn any_lent(&self) -> bool {
+                #lent
             }
         }
     }
@@ -277,6 +289,14 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
             .filter(|(_, ty)| !matches!(ty, Type::Reference(_)))
             .map(|(n, _)| quote! { ::rrpc::proxy::receive(&proxy.entry, &#n); })
             .collect();
+        // An argument that holds a lent `RRef` (lent to a call its caller
+        // abandoned) must not change hands: the call is refused.
+        let movables: Vec<_> = arg_names
+            .iter()
+            .zip(&arg_types)
+            .filter(|(_, ty)| !matches!(ty, Type::Reference(_)))
+            .map(|(n, _)| quote! { ::rrpc::proxy::movable(&#n) })
+            .collect();
         let lends: Vec<_> = arg_names
             .iter()
             .zip(&arg_types)
@@ -284,6 +304,24 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
             .map(|(n, _)| {
                 let guard = format_ident!("__lent_{}", n);
                 quote! { let #guard = #n.lend(); }
+            })
+            .collect();
+        // For async calls, the callee gets a reference to a copy of each
+        // lent handle kept in the call's own (boxed) state: memory the
+        // caller cannot reuse even if it abandons the call, which the
+        // kernel may still drop inside the callee when the caller dies.
+        let copies: Vec<_> = arg_names
+            .iter()
+            .zip(&arg_types)
+            .filter(|(_, ty)| matches!(ty, Type::Reference(_)))
+            .map(|(n, _)| {
+                let copy = format_ident!("__copy_{}", n);
+                // SAFETY (in the generated code): only read through `&`,
+                // never dropped, and alive as long as the lend above.
+                quote! {
+                    let #copy = unsafe { #n.alias() };
+                    let #n = &*#copy;
+                }
             })
             .collect();
         let checks: Vec<_> = arg_types
@@ -306,11 +344,15 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
                     let Some(inner) = self.inner.get() else {
                         return ::rrpc::RpcFuture::failed(::rrpc::RpcError::DomainNotAlive);
                     };
+                    #( if let Err(e) = #movables {
+                        return ::rrpc::RpcFuture::failed(e);
+                    } )*
                     // Boxed in the caller, lazily: the call starts at the
                     // first poll, with the arguments lent until it ends.
                     let proxy = self;
                     ::rrpc::RpcFuture::new(async move {
                         #( #lends )*
+                        #( #copies )*
                         ::rrpc::start_async(&proxy.entry, move || {
                             #( #moves )*
                             inner.#method_name(#( #arg_names ),*)
@@ -329,6 +371,9 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
                     if self.inner.get().is_none() {
                         return ::rrpc::RpcFuture::failed(::rrpc::RpcError::DomainNotAlive);
                     }
+                    #( if let Err(e) = #movables {
+                        return ::rrpc::RpcFuture::failed(e);
+                    } )*
                     // The call is kept in the future (no box of our own) and
                     // runs inside the callee at the first poll. It holds the
                     // proxy (one word) rather than the object.
@@ -350,13 +395,19 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
                 // `&RRef` arguments are lent for the call (borrow count).
                 #( #lends )*
                 let inner = self.inner.get().ok_or(::rrpc::RpcError::DomainNotAlive)?;
+                #( #movables?; )*
                 let proxy = self;
                 let result = ::rrpc::proxy::call_method(&self.entry, move || {
                     #( #moves )*
                     inner.#method_name(#( #arg_names ),*)
                 })??;
                 // Back in the caller (the entry restored it): the result's
-                // RRefs are the caller's.
+                // RRefs are the caller's, unless one is lent (the callee
+                // abandoned a call lending it): then it stays the callee's.
+                if let Err(e) = ::rrpc::proxy::movable(&result) {
+                    ::core::mem::forget(result);
+                    return Err(e);
+                }
                 ::rrpc::proxy::receive(&proxy.entry, &result);
                 Ok(result)
             }
@@ -448,6 +499,8 @@ fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Error> {
             }
         }
 
+        // (`unsafe` only for `RRef::alias`, the lent handles' copies.)
+        #[allow(unsafe_code)]
         impl #name for #proxy {
             #( #methods )*
         }
