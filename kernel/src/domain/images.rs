@@ -139,7 +139,30 @@ impl Kernel for Services {
         if owner == 0 {
             return Err(domain_sdk::DeviceError::NoDevice);
         }
-        let claimed = crate::pci::claim(class, index, owner)?;
+        // The signed manifest says which image may drive which device:
+        // the class first, then (the function found) its vendor.
+        let refused = |vendor: Option<u16>| {
+            let name = super::get((owner >> 16) as usize).map_or("?", |d| d.name.as_str());
+            let (c, s, p) = class;
+            let vendor = vendor
+                .map(|v| alloc::format!(" vendor {v:04x}"))
+                .unwrap_or_default();
+            crate::warn!(
+                "domain {name} (image {}): claim of PCI {c:02x}:{s:02x}:{p:02x}{vendor} refused: not granted by the signed manifest",
+                super::policy::image_of(owner)
+            );
+            domain_sdk::DeviceError::NotPermitted
+        };
+        if !super::policy::may_claim_class(owner, class) {
+            return Err(refused(None));
+        }
+        let claimed = crate::pci::claim(class, index, owner, &|vendor| {
+            super::policy::may_claim(owner, class, vendor)
+        })
+        .map_err(|e| match e {
+            crate::pci::ClaimError::NotPermitted(vendor) => refused(Some(vendor)),
+            crate::pci::ClaimError::Device(e) => e,
+        })?;
         Ok(alloc::boxed::Box::new(claimed))
     }
 
@@ -241,9 +264,22 @@ pub fn lookup(name: &str, visit: &mut dyn FnMut(&Exports, &str, Owner)) -> RpcRe
 
 /// Runs a domain's entry function (inside the domain) and keeps what it
 /// exports.
+///
+/// A domain of an archive image may only publish the export names the
+/// signed manifest grants its image (see `policy`): otherwise its
+/// initialisation fails, naming the export, before anything of it is
+/// published (so an unqualified lookup only ever finds a legitimate
+/// exporter).
 pub fn run_entry(owner: OwnerId, entry: Entry) -> Result<(), String> {
     let slot = (owner >> 16) as usize;
     let exports = entry(&SERVICES)?;
+    if let Some(why) = super::policy::refuse_exports(owner, &exports) {
+        // Forgotten like any export: it lives in the domain's heap.
+        core::mem::forget(exports);
+        let name = super::get(slot).map_or("?", |d| d.name.as_str());
+        crate::warn!("domain {name}: {why}");
+        return Err(why);
+    }
     let previous = crate::cpu::kernel_section(|| EXPORTS[slot].lock().replace(exports));
     // A previous incarnation's exports belong to its (reclaimed) heap.
     core::mem::forget(previous);
