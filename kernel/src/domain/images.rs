@@ -141,26 +141,25 @@ impl Kernel for Services {
         }
         // The signed manifest says which image may drive which device:
         // the class first, then (the function found) its vendor.
-        let refused = |vendor: Option<u16>| {
-            let name = super::get((owner >> 16) as usize).map_or("?", |d| d.name.as_str());
-            let (c, s, p) = class;
-            let vendor = vendor
-                .map(|v| alloc::format!(" vendor {v:04x}"))
-                .unwrap_or_default();
-            crate::warn!(
-                "domain {name} (image {}): claim of PCI {c:02x}:{s:02x}:{p:02x}{vendor} refused: not granted by the signed manifest",
-                super::policy::image_of(owner)
-            );
-            domain_sdk::DeviceError::NotPermitted
-        };
+        let (c, s, p) = class;
         if !super::policy::may_claim_class(owner, class) {
-            return Err(refused(None));
+            super::policy::log_refusal(
+                owner,
+                format_args!("claim of PCI class {c:02x}:{s:02x}:{p:02x}"),
+            );
+            return Err(domain_sdk::DeviceError::NotPermitted);
         }
         let claimed = crate::pci::claim(class, index, owner, &|vendor| {
             super::policy::may_claim(owner, class, vendor)
         })
         .map_err(|e| match e {
-            crate::pci::ClaimError::NotPermitted(vendor) => refused(Some(vendor)),
+            crate::pci::ClaimError::NotPermitted(vendor) => {
+                super::policy::log_refusal(
+                    owner,
+                    format_args!("claim of PCI {c:02x}:{s:02x}:{p:02x} vendor {vendor:04x}"),
+                );
+                domain_sdk::DeviceError::NotPermitted
+            }
             crate::pci::ClaimError::Device(e) => e,
         })?;
         Ok(alloc::boxed::Box::new(claimed))
@@ -273,11 +272,15 @@ pub fn lookup(name: &str, visit: &mut dyn FnMut(&Exports, &str, Owner)) -> RpcRe
 pub fn run_entry(owner: OwnerId, entry: Entry) -> Result<(), String> {
     let slot = (owner >> 16) as usize;
     let exports = entry(&SERVICES)?;
-    if let Some(why) = super::policy::refuse_exports(owner, &exports) {
+    if let Some(name) = super::policy::refused_export(owner, &exports) {
+        // The domain chose the name: clipped, control characters shown.
+        let name = kcore::fmt::Clipped::new(name, 32);
+        super::policy::log_refusal(owner, format_args!("export '{name}'"));
+        // On the domain's heap, like the errors its entry returns.
+        let why =
+            alloc::format!("export '{name}' is not granted to its image by the signed manifest");
         // Forgotten like any export: it lives in the domain's heap.
         core::mem::forget(exports);
-        let name = super::get(slot).map_or("?", |d| d.name.as_str());
-        crate::warn!("domain {name}: {why}");
         return Err(why);
     }
     let previous = crate::cpu::kernel_section(|| EXPORTS[slot].lock().replace(exports));

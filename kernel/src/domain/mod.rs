@@ -644,13 +644,7 @@ pub fn supervise(domain: &'static Domain, by: OwnerId) -> Result<(), domain_sdk:
         return Err(RestartError::IsCaller);
     }
     if !policy::may_supervise(by, domain) {
-        let caller = get(slot_of(by)).map_or("?", |d| d.name.as_str());
-        crate::warn!(
-            "domain {caller} (image {}): supervising {} (image {}) refused: not granted by the signed manifest",
-            policy::image_of(by),
-            domain.name,
-            domain.image_name()
-        );
+        policy::log_refusal(by, format_args!("supervising {}", domain.name));
         return Err(RestartError::NotPermitted);
     }
     let mut current = domain.supervisor.load(Ordering::SeqCst);
