@@ -10,10 +10,13 @@
 # Before that, `vet` (tools/vet) screens each crate's sources (and those of
 # `interfaces/`, linked into every image) for known compiler soundness-hole
 # patterns; any finding aborts the build. Then `pack` (tools/pack) writes
-# OUT_DIR/domains.cpio: the images, a manifest of their sizes and SHA-256
-# digests, and the manifest's Ed25519 signature. KEY_FILE is the build's
-# signing key; it is generated if missing, and its public half
-# (OUT_DIR/keys/domain.pub) is what the kernel embeds.
+# OUT_DIR/domains.cpio: the images, a manifest of their sizes, SHA-256
+# digests and grants, and the manifest's Ed25519 signature. The grants (what
+# each image may export, which PCI devices it may claim, which images it may
+# supervise) are read by pack from `cargo metadata`: each crate's
+# `[package.metadata.domain]`. KEY_FILE is the build's signing key; it is
+# generated if missing, and its public half (OUT_DIR/keys/domain.pub) is
+# what the kernel embeds.
 set -euo pipefail
 out=${1:?out dir}
 key=${2:?key file}
@@ -62,7 +65,10 @@ for name in "${domains[@]}"; do
     cp "target/images/x86_64-unknown-none/release/$name" "$out/images/$name.elf"
     args+=("$name=$out/images/$name.elf")
 done
+# Each crate's policy, as declared in its Cargo.toml (no dependencies are
+# resolved: only the workspace's own packages).
+cargo metadata --format-version 1 --no-deps --offline >"$out/metadata.json"
 # START (e.g. "counter checksum client"): the domains the kernel starts at
 # boot, written into the signed manifest.
 cargo run --release --quiet -p pack -- --key "$key" --public "$out/keys/domain.pub" \
-    --out "$out/domains.cpio" --start "${START:-}" "${args[@]}"
+    --out "$out/domains.cpio" --start "${START:-}" --metadata "$out/metadata.json" "${args[@]}"

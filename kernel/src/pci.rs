@@ -239,19 +239,38 @@ fn set_bus_master(function: &Function, on: bool) {
     );
 }
 
+/// Why [`claim`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimError {
+    Device(domain_sdk::DeviceError),
+    /// `permitted` refused the function's vendor (given).
+    NotPermitted(u16),
+}
+
+impl From<domain_sdk::DeviceError> for ClaimError {
+    fn from(error: domain_sdk::DeviceError) -> ClaimError {
+        ClaimError::Device(error)
+    }
+}
+
 /// Claims the `index`th function of `class` for domain incarnation
-/// `owner` (a live holder keeps it; a dead holder's claim lapses).
+/// `owner` (a live holder keeps it; a dead holder's claim lapses), if
+/// `permitted` allows the function's vendor (the owner's grants).
 pub fn claim(
     class: (u8, u8, u8),
     index: usize,
     owner: u32,
-) -> Result<Claimed, domain_sdk::DeviceError> {
-    let (position, _) = functions()
+    permitted: &dyn Fn(u16) -> bool,
+) -> Result<Claimed, ClaimError> {
+    let (position, function) = functions()
         .iter()
         .enumerate()
         .filter(|(_, f)| (f.header.class, f.header.subclass, f.header.prog_if) == class)
         .nth(index)
         .ok_or(domain_sdk::DeviceError::NoDevice)?;
+    if !permitted(function.header.vendor) {
+        return Err(ClaimError::NotPermitted(function.header.vendor));
+    }
     crate::cpu::kernel_section(|| {
         let mut claims = CLAIMS.lock();
         if claims.len() < functions().len() {
@@ -262,7 +281,7 @@ pub fn claim(
             && crate::domain::get((holder >> 16) as usize)
                 .is_some_and(|d| d.owner() == holder && d.state() == crate::domain::State::Alive);
         if holder_alive && holder != owner {
-            return Err(domain_sdk::DeviceError::Busy);
+            return Err(domain_sdk::DeviceError::Busy.into());
         }
         if !holder_alive {
             // A new holder: its device may DMA into the shared heap (only).
@@ -275,7 +294,7 @@ pub fn claim(
                 ),
                 Err(e) => {
                     crate::warn!("pci {}: cannot give it to the IOMMU: {e}", f.address());
-                    return Err(domain_sdk::DeviceError::NoDevice);
+                    return Err(domain_sdk::DeviceError::NoDevice.into());
                 }
             }
         }

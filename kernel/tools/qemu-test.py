@@ -390,14 +390,17 @@ def archive_sessions(tally, kernel, archive, key):
     for n, b in entries:
         if n.endswith(".elf"):
             open(os.path.join(work, n), "wb").write(b)
+    # The images' grants, from their crates (as tools/build-images.sh does).
+    metadata = os.path.join(os.path.dirname(archive), "metadata.json")
+    policy = ["--metadata", metadata] if os.path.exists(metadata) else []
     subprocess.run(["cargo", "run", "--release", "--quiet", "-p", "pack", "--", "--key", key,
-                    "--public", os.path.join(work, "unused.pub"), "--out", partial, *images],
+                    "--public", os.path.join(work, "unused.pub"), "--out", partial, *policy, *images],
                    check=True, stdout=subprocess.DEVNULL)
     # The initial domain graph: the signed manifest's `start` lines.
     booting = os.path.join(work, "start.cpio")
     subprocess.run(["cargo", "run", "--release", "--quiet", "-p", "pack", "--", "--key", key,
                     "--public", os.path.join(work, "unused.pub"), "--out", booting,
-                    "--start", "counter,checksum,client:my-client", *images],
+                    "--start", "counter,checksum,client:my-client", *policy, *images],
                    check=True, stdout=subprocess.DEVNULL)
     console_session(tally, kernel, 2, "256M", 120, archive=booting, label="boot domain graph",
                     boot_check=lambda log: "started my-client (client)" in log, checks=[

@@ -143,8 +143,10 @@ pub trait Kernel: Send + Sync {
     fn rrpc_runtime(&self) -> &'static dyn rrpc::proxy::Runtime;
     /// Claims the `index`th PCI function of class `class` (base class,
     /// subclass, programming interface) for the running domain: the only
-    /// way a driver reaches hardware. Fails if there is none, or another
-    /// live domain holds it.
+    /// way a driver reaches hardware. Fails if there is none, another
+    /// live domain holds it, or the signed manifest does not grant the
+    /// domain's image that class (and the function's vendor):
+    /// [`DeviceError::NotPermitted`].
     fn claim_device(
         &self,
         class: (u8, u8, u8),
@@ -153,7 +155,9 @@ pub trait Kernel: Send + Sync {
     /// Makes the running domain the supervisor of domain `name`: the one
     /// domain allowed to restart it after it crashes (what a shadow does
     /// for the domain it stands in front of). Fails if `name` does not
-    /// exist, is the caller, or already has a live supervisor.
+    /// exist, is the caller, already has a live supervisor, or the signed
+    /// manifest does not let the caller's image supervise `name`'s image
+    /// ([`RestartError::NotPermitted`]).
     fn supervise(&self, name: &str) -> Result<(), RestartError>;
     /// Starts the next incarnation of the dead domain `name`. Only its
     /// supervisor may, and only after a crash: a domain the operator killed
@@ -184,6 +188,9 @@ pub enum RestartError {
     StillRunning,
     /// The restart itself failed (its entry crashed or returned an error).
     Failed,
+    /// The signed manifest does not let the caller's image supervise the
+    /// domain's image.
+    NotPermitted,
 }
 
 impl core::fmt::Display for RestartError {
@@ -196,6 +203,9 @@ impl core::fmt::Display for RestartError {
             RestartError::Killed => "it was killed, not crashed: only the console restarts it",
             RestartError::StillRunning => "it is alive or still being reclaimed",
             RestartError::Failed => "its new incarnation failed to start",
+            RestartError::NotPermitted => {
+                "the manifest does not let this domain's image supervise that domain's image"
+            }
         })
     }
 }
@@ -240,6 +250,9 @@ pub enum DeviceError {
     OutOfBounds,
     /// The claim lapsed (the domain that made it is dead).
     Revoked,
+    /// The signed manifest does not grant the running domain's image this
+    /// device (its class, or its vendor).
+    NotPermitted,
 }
 
 impl core::fmt::Display for DeviceError {
@@ -249,6 +262,9 @@ impl core::fmt::Display for DeviceError {
             DeviceError::Busy => "the device is claimed by another domain",
             DeviceError::OutOfBounds => "register access out of bounds or misaligned",
             DeviceError::Revoked => "the device claim was revoked",
+            DeviceError::NotPermitted => {
+                "the manifest does not grant this domain's image that device"
+            }
         })
     }
 }

@@ -133,6 +133,11 @@ impl<'a> Catalog<'a> {
         Ok(Catalog { archive, manifest })
     }
 
+    /// The signed manifest (its grants are the images' policy).
+    pub fn manifest(&self) -> &Manifest<'a> {
+        &self.manifest
+    }
+
     /// The names of the images the manifest lists.
     pub fn names(&self) -> impl Iterator<Item = &'a str> + '_ {
         self.manifest.images().map(|i| i.name)

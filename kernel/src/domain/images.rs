@@ -142,7 +142,29 @@ impl Kernel for Services {
         if owner == 0 {
             return Err(domain_sdk::DeviceError::NoDevice);
         }
-        let claimed = crate::pci::claim(class, index, owner)?;
+        // The signed manifest says which image may drive which device:
+        // the class first, then (the function found) its vendor.
+        let (c, s, p) = class;
+        if !super::policy::may_claim_class(owner, class) {
+            super::policy::log_refusal(
+                owner,
+                format_args!("claim of PCI class {c:02x}:{s:02x}:{p:02x}"),
+            );
+            return Err(domain_sdk::DeviceError::NotPermitted);
+        }
+        let claimed = crate::pci::claim(class, index, owner, &|vendor| {
+            super::policy::may_claim(owner, class, vendor)
+        })
+        .map_err(|e| match e {
+            crate::pci::ClaimError::NotPermitted(vendor) => {
+                super::policy::log_refusal(
+                    owner,
+                    format_args!("claim of PCI {c:02x}:{s:02x}:{p:02x} vendor {vendor:04x}"),
+                );
+                domain_sdk::DeviceError::NotPermitted
+            }
+            crate::pci::ClaimError::Device(e) => e,
+        })?;
         Ok(alloc::boxed::Box::new(claimed))
     }
 
@@ -249,9 +271,26 @@ pub fn lookup(name: &str, visit: &mut dyn FnMut(&Exports, &str, Owner)) -> RpcRe
 
 /// Runs a domain's entry function (inside the domain) and keeps what it
 /// exports.
+///
+/// A domain of an archive image may only publish the export names the
+/// signed manifest grants its image (see `policy`): otherwise its
+/// initialisation fails, naming the export, before anything of it is
+/// published (so an unqualified lookup only ever finds a legitimate
+/// exporter).
 pub fn run_entry(owner: OwnerId, entry: Entry) -> Result<(), String> {
     let slot = (owner >> 16) as usize;
     let exports = entry(&SERVICES)?;
+    if let Some(name) = super::policy::refused_export(owner, &exports) {
+        // The domain chose the name: clipped, control characters shown.
+        let name = kcore::fmt::Clipped::new(name, 32);
+        super::policy::log_refusal(owner, format_args!("export '{name}'"));
+        // On the domain's heap, like the errors its entry returns.
+        let why =
+            alloc::format!("export '{name}' is not granted to its image by the signed manifest");
+        // Forgotten like any export: it lives in the domain's heap.
+        core::mem::forget(exports);
+        return Err(why);
+    }
     let previous = crate::cpu::kernel_section(|| EXPORTS[slot].lock().replace(exports));
     // A previous incarnation's exports belong to its (reclaimed) heap.
     core::mem::forget(previous);

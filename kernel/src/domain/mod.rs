@@ -26,6 +26,7 @@
 pub mod heap;
 pub mod images;
 pub mod loaded;
+pub mod policy;
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -690,11 +691,17 @@ fn is_alive_owner(owner: OwnerId) -> bool {
 /// may restart it after a crash ([`restart_by`]). Refused for the kernel
 /// (it restarts anything from the console), for the domain itself, and
 /// while another live incarnation supervises it; a dead supervisor's claim
-/// lapses, so a restarted shadow claims its driver again.
+/// lapses, so a restarted shadow claims its driver again. And refused
+/// unless the signed manifest lets `by`'s image supervise `domain`'s
+/// (`policy`): no other domain can take the right before the shadow does.
 pub fn supervise(domain: &'static Domain, by: OwnerId) -> Result<(), domain_sdk::RestartError> {
     use domain_sdk::RestartError;
     if by == 0 || slot_of(by) == domain.slot {
         return Err(RestartError::IsCaller);
+    }
+    if !policy::may_supervise(by, domain) {
+        policy::log_refusal(by, format_args!("supervising {}", domain.name));
+        return Err(RestartError::NotPermitted);
     }
     let mut current = domain.supervisor.load(Ordering::SeqCst);
     loop {
@@ -721,6 +728,11 @@ pub fn restart_by(domain: &'static Domain, by: OwnerId) -> Result<(), domain_sdk
     use domain_sdk::RestartError;
     if by == 0 || domain.supervisor.load(Ordering::SeqCst) != by {
         return Err(RestartError::NotSupervisor);
+    }
+    // The image may have changed since `supervise` (a dead domain loaded
+    // again from another image): the grant must still hold.
+    if !policy::may_supervise(by, domain) {
+        return Err(RestartError::NotPermitted);
     }
     if domain.state() != State::Dead {
         return Err(RestartError::StillRunning);

@@ -15,6 +15,7 @@ mod image_tests;
 mod memory;
 mod nvme_tests;
 pub use nvme_tests::check_blocks;
+mod policy_tests;
 mod sched_tests;
 
 use alloc::boxed::Box;
@@ -70,6 +71,7 @@ fn all_tests() -> Vec<&'static KTest> {
         .chain(domain_tests::TESTS)
         .chain(image_tests::TESTS)
         .chain(nvme_tests::TESTS)
+        .chain(policy_tests::TESTS)
         .chain(attack_tests::TESTS)
         .collect()
 }

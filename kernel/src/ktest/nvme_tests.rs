@@ -107,7 +107,7 @@ async fn round_trip(bdev: &BDevProxy, blocks: &[u64], seed: u64) -> Result<(), S
 /// Loads the NVMe driver as domain `name` and returns it with a proxy to
 /// its `BDev` and the device's geometry (an error if the machine has no
 /// NVMe controller).
-async fn start_driver(
+pub(super) async fn start_driver(
     name: &str,
 ) -> Result<
     (

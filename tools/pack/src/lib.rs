@@ -1,9 +1,22 @@
 //! Packs domain images into the boot archive the kernel loads them from
 //! (see `kernel/src/domain/loaded.rs` and `kernel/loader`): a cpio newc
-//! archive holding `manifest` (each image's name, size and SHA-256),
-//! `manifest.sig` (the manifest's Ed25519 signature with the build key) and
-//! `NAME.elf` for each image. Deterministic: the same inputs and key give
-//! the same bytes.
+//! archive holding `manifest` (each image's name, size and SHA-256, its
+//! grants, the boot domains), `manifest.sig` (the manifest's Ed25519
+//! signature with the build key) and `NAME.elf` for each image.
+//! Deterministic: the same inputs and key give the same bytes.
+//!
+//! The grants (`export`, `device`, `supervise` lines: see
+//! `kcore::manifest`) come from each image's crate, which declares them in
+//! its `Cargo.toml`:
+//!
+//! ```toml
+//! [package.metadata.domain]
+//! exports = ["checksum", "control"]   # export names it may publish
+//! devices = ["01:08:02"]              # PCI class:subclass:progif[:vendor]
+//! supervises = ["nvme"]               # images whose domains it may restart
+//! ```
+//!
+//! [`policies_from_metadata`] reads them from `cargo metadata` output.
 
 use std::fs;
 use std::io::Write;
@@ -102,8 +115,87 @@ pub fn signing_key(key: &Path, public: &Path) -> Result<SigningKey, String> {
     Ok(signing)
 }
 
+/// What one image is granted (its crate's `[package.metadata.domain]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Export names it may publish.
+    pub exports: Vec<String>,
+    /// PCI functions it may claim: `CC:SS:PP` or `CC:SS:PP:VVVV`.
+    pub devices: Vec<String>,
+    /// Images whose domains it may supervise.
+    pub supervises: Vec<String>,
+}
+
+/// The keys `[package.metadata.domain]` may have.
+const POLICY_KEYS: [&str; 3] = ["exports", "devices", "supervises"];
+
+/// The policy of each image in `images` (in that order), from the JSON of
+/// `cargo metadata --format-version 1 --no-deps`: the package with a
+/// binary target of the image's name and an `image` feature (a domain
+/// crate) must have a `[package.metadata.domain]` table with only the keys
+/// `exports`, `devices` and `supervises`, each a list of strings (missing:
+/// empty). Strict, so a typo is an error, not a missing right.
+pub fn policies_from_metadata(json: &str, images: &[String]) -> Result<Vec<Policy>, String> {
+    let metadata: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("cargo metadata: {e}"))?;
+    let packages = metadata["packages"]
+        .as_array()
+        .ok_or("cargo metadata: no 'packages' list")?;
+    let mut policies = Vec::new();
+    for image in images {
+        let is_image_crate = |p: &&serde_json::Value| {
+            p["features"].get("image").is_some()
+                && p["targets"].as_array().is_some_and(|targets| {
+                    targets.iter().any(|t| {
+                        t["name"] == image.as_str()
+                            && t["kind"]
+                                .as_array()
+                                .is_some_and(|k| k.iter().any(|k| k == "bin"))
+                    })
+                })
+        };
+        let mut found = packages.iter().filter(is_image_crate);
+        let (Some(package), None) = (found.next(), found.next()) else {
+            return Err(format!(
+                "image '{image}': not exactly one crate with an 'image' feature and a binary target '{image}'"
+            ));
+        };
+        let crate_name = package["name"].as_str().unwrap_or("?");
+        let table = package["metadata"]["domain"].as_object().ok_or(format!(
+            "image '{image}' (crate {crate_name}): its Cargo.toml has no [package.metadata.domain] table (declare at least its exports)"
+        ))?;
+        if let Some(key) = table.keys().find(|k| !POLICY_KEYS.contains(&k.as_str())) {
+            return Err(format!(
+                "image '{image}' (crate {crate_name}): unknown key '{key}' in [package.metadata.domain] (known: {POLICY_KEYS:?})"
+            ));
+        }
+        let list = |key: &str| -> Result<Vec<String>, String> {
+            let Some(value) = table.get(key) else {
+                return Ok(Vec::new());
+            };
+            value
+                .as_array()
+                .and_then(|items| {
+                    items
+                        .iter()
+                        .map(|i| i.as_str().map(String::from))
+                        .collect::<Option<Vec<_>>>()
+                })
+                .ok_or(format!(
+                    "image '{image}' (crate {crate_name}): [package.metadata.domain] {key} is not a list of strings"
+                ))
+        };
+        policies.push(Policy {
+            exports: list("exports")?,
+            devices: list("devices")?,
+            supervises: list("supervises")?,
+        });
+    }
+    Ok(policies)
+}
+
 /// Writes the signed archive `out` of `images` (name, file), signed with
-/// the key at `key` (see [`signing_key`]).
+/// the key at `key` (see [`signing_key`]). The images are granted nothing.
 pub fn pack(
     key: &Path,
     public: &Path,
@@ -122,6 +214,23 @@ pub fn pack_with_starts(
     images: &[(String, PathBuf)],
     starts: &[(String, String)],
 ) -> Result<Vec<Summary>, String> {
+    pack_with_policies(key, public, out, images, &[], starts)
+}
+
+/// [`pack_with_starts`], plus each image's grants: `policies[i]` is
+/// `images[i]`'s (missing ones grant nothing). Written after the image
+/// lines, image by image, each list in its given order.
+pub fn pack_with_policies(
+    key: &Path,
+    public: &Path,
+    out: &Path,
+    images: &[(String, PathBuf)],
+    policies: &[Policy],
+    starts: &[(String, String)],
+) -> Result<Vec<Summary>, String> {
+    if policies.len() > images.len() {
+        return Err("more policies than images".into());
+    }
     let signing = signing_key(key, public)?;
     let mut manifest = String::from(kcore::manifest::HEADER);
     manifest.push('\n');
@@ -151,6 +260,21 @@ pub fn pack_with_starts(
             sha256,
         });
         files.push((format!("{name}.elf"), bytes));
+    }
+    for ((image, _), policy) in images.iter().zip(policies) {
+        let lines = [
+            ("export", &policy.exports),
+            ("device", &policy.devices),
+            ("supervise", &policy.supervises),
+        ];
+        for (keyword, values) in lines {
+            for value in values {
+                if value.is_empty() || value.contains(char::is_whitespace) {
+                    return Err(format!("image '{image}': bad {keyword} '{value}'"));
+                }
+                manifest += &format!("{keyword} {image} {value}\n");
+            }
+        }
     }
     for (image, domain) in starts {
         if !summaries.iter().any(|s| &s.name == image) {

@@ -1,4 +1,8 @@
-//! `pack --key KEY --public PUB --out ARCHIVE NAME=PATH...`: see the library.
+//! `pack --key KEY --public PUB --out ARCHIVE [--start ...] [--metadata
+//! JSON] NAME=PATH...`: see the library. With `--metadata` (the output of
+//! `cargo metadata --format-version 1 --no-deps`, as a file), each image's
+//! grants come from its crate's `[package.metadata.domain]`; without it the
+//! images are granted nothing.
 
 use std::path::PathBuf;
 use std::process::exit;
@@ -6,7 +10,7 @@ use std::process::exit;
 fn usage(message: &str) -> ! {
     eprintln!("pack: {message}");
     eprintln!(
-        "usage: pack --key KEYFILE --public PUBFILE --out ARCHIVE [--start IMAGE[:DOMAIN],...] NAME=PATH [NAME=PATH ...]"
+        "usage: pack --key KEYFILE --public PUBFILE --out ARCHIVE [--start IMAGE[:DOMAIN],...] [--metadata CARGO_METADATA_JSON] NAME=PATH [NAME=PATH ...]"
     );
     exit(2)
 }
@@ -15,6 +19,7 @@ fn main() {
     let (mut key, mut public, mut out) = (None, None, None);
     let mut images = Vec::new();
     let mut starts = Vec::new();
+    let mut metadata = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |flag: &str| {
@@ -26,6 +31,7 @@ fn main() {
             "--key" => key = Some(value("--key")),
             "--public" => public = Some(value("--public")),
             "--out" => out = Some(value("--out")),
+            "--metadata" => metadata = Some(value("--metadata")),
             "--start" => {
                 let start = value("--start").display().to_string();
                 for one in start.split([',', ' ']).filter(|s| !s.is_empty()) {
@@ -48,7 +54,21 @@ fn main() {
     if images.is_empty() {
         usage("no images given");
     }
-    match pack::pack_with_starts(&key, &public, &out, &images, &starts) {
+    let policies = match metadata {
+        None => Vec::new(),
+        Some(path) => {
+            let names: Vec<String> = images.iter().map(|(name, _)| name.clone()).collect();
+            let json = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+                eprintln!("pack: {}: {e}", path.display());
+                exit(1)
+            });
+            pack::policies_from_metadata(&json, &names).unwrap_or_else(|e| {
+                eprintln!("pack: {e}");
+                exit(1)
+            })
+        }
+    };
+    match pack::pack_with_policies(&key, &public, &out, &images, &policies, &starts) {
         Ok(summaries) => {
             for s in summaries {
                 let digest: String = s.sha256[..8].iter().map(|b| format!("{b:02x}")).collect();
