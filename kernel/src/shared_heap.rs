@@ -152,6 +152,16 @@ static RREF_BACKEND: RRefBackend = RRefBackend;
 
 impl rrpc::Backend for RRefBackend {
     unsafe fn alloc(&self, layout: Layout) -> Option<NonNull<u8>> {
+        // A domain may own at most its quota of the shared heap (the same
+        // as its private heap's): past it, its allocations fail
+        // (`RpcError::OutOfMemory`), and the others still get theirs.
+        let owner = cpu::current_owner();
+        if owner != 0
+            && rrpc::registry::owned_bytes(owner).saturating_add(layout.size())
+                > crate::domain::heap::quota() as usize
+        {
+            return None;
+        }
         alloc(layout)
     }
 

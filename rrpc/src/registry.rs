@@ -32,7 +32,7 @@
 use core::alloc::Layout;
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU16, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU16, AtomicU32, AtomicUsize, Ordering};
 
 use spin::Once;
 
@@ -351,6 +351,14 @@ struct Shard {
 // atomic.
 unsafe impl Sync for Shard {}
 
+/// Bytes on each slot's list of each shard, published by the shard's lock
+/// holder after every change (plain stores: it is the only writer), so that
+/// [`owned_bytes`] can sum them without taking any lock.
+static PUBLISHED: [[AtomicUsize; SLOTS]; SHARDS] =
+    [const { [const { AtomicUsize::new(0) }; SLOTS] }; SHARDS];
+/// Shards that have held an object (one past the highest index).
+static SHARDS_USED: AtomicUsize = AtomicUsize::new(0);
+
 static SHARD: [Shard; SHARDS] = [const {
     Shard {
         locked: AtomicBool::new(false),
@@ -362,6 +370,26 @@ static SHARD: [Shard; SHARDS] = [const {
 }; SHARDS];
 
 impl Shard {
+    /// This shard's index in [`SHARD`].
+    fn index(&self) -> usize {
+        (self as *const Shard as usize - SHARD.as_ptr() as usize) / core::mem::size_of::<Shard>()
+    }
+
+    /// Publishes the byte count of list `slot` (see [`PUBLISHED`]).
+    ///
+    /// # Safety
+    /// The caller holds the lock.
+    unsafe fn publish(&self, slot: usize) {
+        // SAFETY: per the contract.
+        let bytes = unsafe { self.lists()[slot].bytes };
+        let index = self.index();
+        // (In the copy that owns the registry: an image's copy forwards.)
+        if SHARDS_USED.load(Ordering::Relaxed) <= index {
+            SHARDS_USED.fetch_max(index + 1, Ordering::Relaxed);
+        }
+        PUBLISHED[index][slot].store(bytes, Ordering::Relaxed);
+    }
+
     fn try_lock(&self) -> bool {
         !self.locked.load(Ordering::Relaxed)
             && self
@@ -500,9 +528,11 @@ impl Shard {
             let lists = self.lists();
             if *listed != UNLISTED {
                 lists[*listed as usize].detach(header.as_ptr());
+                self.publish(*listed as usize);
             }
             if want != UNLISTED {
                 lists[want as usize].attach(header.as_ptr());
+                self.publish(want as usize);
             }
             *listed = want;
         }
@@ -518,6 +548,7 @@ impl Shard {
             let listed = &mut *header.as_ref().listed.get();
             if *listed != UNLISTED {
                 self.lists()[*listed as usize].detach(header.as_ptr());
+                self.publish(*listed as usize);
                 *listed = UNLISTED;
             }
         }
@@ -862,7 +893,20 @@ pub unsafe fn reclaim(owner: Owner) -> (usize, usize) {
                 bytes += header.as_ref().size as usize;
                 free_memory_with(header, true);
             }
+            shard.publish(slot(owner));
         }
     });
     (objects, bytes)
+}
+
+/// Bytes of `RRef` objects listed under `owner`'s slot, summed over every
+/// shard without locks: what the kernel holds a domain's shared-heap quota
+/// to. It lags behind moves still pending in a core's batch (at most a
+/// few dozen objects per core) and is exact once every batch has ended.
+pub fn owned_bytes(owner: Owner) -> usize {
+    let used = SHARDS_USED.load(Ordering::Relaxed).min(SHARDS);
+    PUBLISHED[..used]
+        .iter()
+        .map(|shard| shard[slot(owner)].load(Ordering::Relaxed))
+        .sum()
 }

@@ -489,3 +489,25 @@ fn deque_iter_mut_visits_in_order_across_the_wrap() {
     let values: Vec<u64> = deque.iter().map(|r| **r).collect();
     assert_eq!(values, [20, 30, 40, 50]);
 }
+
+#[test]
+fn owned_bytes_follow_allocation_moves_and_frees_without_locks() {
+    // What the kernel holds each domain's shared-heap quota to.
+    let (a, b) = (owner(52, 1), owner(53, 1));
+    as_owner(a);
+    assert_eq!(registry::owned_bytes(a), 0);
+    let one = RRef::new([0u8; 1000]);
+    let per_object = registry::owned_bytes(a);
+    assert!(per_object >= 1000, "header and value: {per_object}");
+    let batch = RRef::new((RRef::new([0u8; 1000]), RRef::new([0u8; 1000])));
+    assert!(registry::owned_bytes(a) >= 3 * per_object);
+    batch.move_to(&to(b));
+    assert_eq!(registry::owned_bytes(a), per_object, "the tree moved");
+    assert!(registry::owned_bytes(b) >= 2 * per_object);
+    drop(one);
+    assert_eq!(registry::owned_bytes(a), 0);
+    core::mem::forget(batch);
+    // SAFETY: test-only: `b` is "dead" and nobody holds its objects.
+    unsafe { registry::reclaim(b) };
+    assert_eq!(registry::owned_bytes(b), 0);
+}

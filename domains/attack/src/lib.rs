@@ -16,6 +16,8 @@
 //! | 7 | panic |
 //! | 8 | claim the NVMe controller (as its driver would) and point its admin queues at physical address ARG, then ring: the device reads a command there and writes its completion over it |
 //! | 9 | turn that controller off again; returns its status register |
+//! | 10 | keep 4 KiB `RRef`s (in a task, a MiB at a time) until refused, or until ARG MiB if ARG is not 0 |
+//! | 11 | MiB kept so far, with bit 63 set once the keeping is over |
 //!
 //! The [`Probe`] it serves keeps what it is given (see the interface).
 
@@ -109,6 +111,14 @@ impl Wake for Trap {
 struct Attacker {
     /// The NVMe controller, once op 8 claimed it.
     device: Mutex<Option<Box<dyn Device>>>,
+    /// What op 10 keeps.
+    hoard: Arc<Hoard>,
+}
+
+#[derive(Default)]
+struct Hoard {
+    blocks: Mutex<Vec<RRef<[u8; 4096]>>>,
+    done: core::sync::atomic::AtomicBool,
 }
 
 // NVMe controller registers (BAR 0).
@@ -153,6 +163,35 @@ impl Attacker {
         }
         *self.device.lock() = Some(device);
         Ok(u64::from(ready))
+    }
+
+    /// Issue 10, item 10 (found in review): the shared heap has no per-
+    /// domain bound unless the kernel sets one.
+    fn hoard(&self, mib: u64) -> u64 {
+        let hoard = self.hoard.clone();
+        let limit = if mib == 0 {
+            usize::MAX
+        } else {
+            mib as usize * 256
+        };
+        let started = domain_sdk::spawn(async move {
+            'keeping: while hoard.blocks.lock().len() < limit {
+                for _ in 0..256 {
+                    match RRef::try_new([0u8; 4096]) {
+                        Ok(block) => hoard.blocks.lock().push(block),
+                        Err(_) => break 'keeping,
+                    }
+                }
+                yield_now().await;
+            }
+            hoard.done.store(true, Ordering::Release);
+        });
+        u64::from(started.is_ok())
+    }
+
+    fn hoarded(&self) -> u64 {
+        let mib = self.hoard.blocks.lock().len() as u64 / 256;
+        mib | u64::from(self.hoard.done.load(Ordering::Acquire)) << 63
     }
 
     fn dma_stop(&self) -> u64 {
@@ -255,6 +294,8 @@ impl Control for Attacker {
             7 => panic!("attack: asked to crash"),
             8 => self.dma_to(arg),
             9 => Ok(self.dma_stop()),
+            10 => Ok(self.hoard(arg)),
+            11 => Ok(self.hoarded()),
             _ => Ok(arg),
         }
     }

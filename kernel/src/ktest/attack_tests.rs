@@ -55,6 +55,10 @@ pub static TESTS: &[KTest] = &[
         run: TestFn::Async(|| Box::pin(nested_crashes_leave_no_kernel_state_in_the_caller())),
     },
     KTest {
+        name: "attack_shared_heap_hoard_stops_at_the_quota",
+        run: TestFn::Async(|| Box::pin(shared_heap_hoard_stops_at_the_quota())),
+    },
+    KTest {
         name: "attack_all_in_turn",
         run: TestFn::Async(all_in_turn),
     },
@@ -352,6 +356,54 @@ async fn nested_crashes_leave_no_kernel_state_in_the_caller() -> TestResult {
     kill(keeper_domain).await
 }
 
+/// Found in review: one domain could allocate `RRef`s until the shared heap
+/// was exhausted. Each domain may own at most its quota (the private
+/// heap's, lowered to 16 MiB for this test); the hoarder is refused there
+/// and another domain still allocates.
+async fn shared_heap_hoard_stops_at_the_quota() -> TestResult {
+    const QUOTA_MIB: u64 = 16;
+    let before = shared();
+    let saved = crate::domain::heap::quota();
+    crate::domain::heap::set_quota(QUOTA_MIB << 20);
+    let result = hoard_against_the_quota(QUOTA_MIB).await;
+    crate::domain::heap::set_quota(saved);
+    result?;
+    same_shared(before, "after the hoarders died")
+}
+
+async fn hoard_against_the_quota(quota_mib: u64) -> TestResult {
+    let wait_done = |name: &'static str| async move {
+        for _ in 0..300 {
+            match control(name, 11, 0)? {
+                Ok(state) if state >> 63 == 1 => return Ok(state & 0xFFFF),
+                Ok(_) => executor::sleep(Duration::from_millis(100)).await,
+                Err(e) => return Err(alloc::format!("{name}: {e}")),
+            }
+        }
+        Err(alloc::format!("{name} still hoarding after 30 s"))
+    };
+    let hoarder = load("hoarder")?;
+    ensure!(
+        control("hoarder", 10, 0)? == Ok(1),
+        "the hoard did not start"
+    );
+    let held = wait_done("hoarder").await?;
+    // Each 4 KiB block takes a little more (its header), so a MiB short.
+    ensure!(
+        held + 1 >= quota_mib && held <= quota_mib,
+        "the hoarder kept {held} MiB with a quota of {quota_mib} MiB"
+    );
+    let other = load("other")?;
+    ensure!(control("other", 10, 4)? == Ok(1), "the other did not start");
+    let got = wait_done("other").await?;
+    ensure!(
+        got == 4,
+        "another domain got {got} MiB of 4 beside the hoarder"
+    );
+    kill(hoarder).await?;
+    kill(other).await
+}
+
 fn all_in_turn() -> BoxedTest {
     Box::pin(async {
         let before = shared();
@@ -363,6 +415,7 @@ fn all_in_turn() -> BoxedTest {
         foreign_waker_never_runs_in_the_callee().await?;
         hog_keeps_its_share_only().await?;
         nested_crashes_leave_no_kernel_state_in_the_caller().await?;
+        shared_heap_hoard_stops_at_the_quota().await?;
         if crate::iommu::enabled() {
             dma_outside_the_shared_heap_is_blocked().await?;
         }
