@@ -744,25 +744,26 @@ fn refused_drop_abandons_and_purge_done_is_reported() {
     );
 }
 
+/// A task that polls `count` hour-long sleeps and never completes.
+async fn hold_sleeps(count: usize) {
+    let mut sleeps: Vec<_> = (0..count)
+        .map(|_| Box::pin(sleep(Duration::from_secs(3600))))
+        .collect();
+    poll_fn(|cx| {
+        for s in sleeps.iter_mut() {
+            let _ = s.as_mut().poll(cx);
+        }
+        Poll::<()>::Pending
+    })
+    .await;
+}
+
 #[test]
 fn a_full_timer_wheel_sweeps_dead_tasks_then_lets_sleeps_poll_again() {
     let (exec, platform) = new_exec(8);
     // A domain's task holds as many timers as the wheel takes, then the
     // domain dies: its task is purged, never polled or dropped again.
-    let hog = exec
-        .spawn(7, async {
-            let mut sleeps: Vec<_> = (0..MAX_TIMERS)
-                .map(|_| Box::pin(sleep(Duration::from_secs(3600))))
-                .collect();
-            poll_fn(|cx| {
-                for s in sleeps.iter_mut() {
-                    let _ = s.as_mut().poll(cx);
-                }
-                Poll::<()>::Pending
-            })
-            .await;
-        })
-        .unwrap();
+    let hog = exec.spawn(7, hold_sleeps(MAX_TIMERS)).unwrap();
     run_until_idle(exec);
     assert!(!hog.is_finished());
     // A live task's sleep while the wheel is full: it still completes on
@@ -889,18 +890,7 @@ fn one_groups_timers_are_bounded_and_the_others_still_register() {
     let (exec, platform) = new_exec(8);
     let hog_owner: OwnerId = 3 << 16 | 1;
     let hog = exec
-        .spawn(hog_owner, async {
-            let mut sleeps: Vec<_> = (0..MAX_TIMERS_PER_GROUP + 100)
-                .map(|_| Box::pin(sleep(Duration::from_secs(3600))))
-                .collect();
-            poll_fn(|cx| {
-                for s in sleeps.iter_mut() {
-                    let _ = s.as_mut().poll(cx);
-                }
-                Poll::<()>::Pending
-            })
-            .await;
-        })
+        .spawn(hog_owner, hold_sleeps(MAX_TIMERS_PER_GROUP + 100))
         .unwrap();
     let _ = exec.run(1);
     assert_eq!(exec.group_timer_count(hog_owner), MAX_TIMERS_PER_GROUP);

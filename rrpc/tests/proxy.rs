@@ -241,6 +241,17 @@ fn derived_structs_cross_with_their_nested_rrefs() {
     );
 }
 
+/// After refused calls into the dead `callee`: it was given none of the
+/// arguments, and the caller dropped them.
+fn nothing_given_to_the_dead(caller: Owner, callee: Owner) {
+    assert_eq!(rrpc::registry::owned_by(callee).0, 0, "given to the dead");
+    assert_eq!(
+        rrpc::registry::owned_by(caller).0,
+        0,
+        "not dropped by the caller"
+    );
+}
+
 #[test]
 fn a_call_into_a_dead_callee_gives_it_nothing() {
     // Issue 10, item 9: arguments move inside the callee, so a call that
@@ -258,16 +269,7 @@ fn a_call_into_a_dead_callee_gives_it_nothing() {
         );
     }
     assert_eq!(RUNTIME.entries[19].load(Ordering::SeqCst), entries);
-    assert_eq!(
-        rrpc::registry::owned_by(callee).0,
-        0,
-        "nothing given to the dead"
-    );
-    assert_eq!(
-        rrpc::registry::owned_by(caller).0,
-        0,
-        "dropped in the caller"
-    );
+    nothing_given_to_the_dead(caller, callee);
 }
 
 #[test]
@@ -817,16 +819,7 @@ fn an_async_call_into_a_dead_callee_gives_it_nothing() {
             Poll::Ready(Err(RpcError::DomainNotAlive))
         );
     }
-    assert_eq!(
-        rrpc::registry::owned_by(callee).0,
-        0,
-        "nothing given to the dead"
-    );
-    assert_eq!(
-        rrpc::registry::owned_by(caller).0,
-        0,
-        "dropped in the caller"
-    );
+    nothing_given_to_the_dead(caller, callee);
 }
 
 // ---- abandoned calls: what the kernel may touch after the caller died ----

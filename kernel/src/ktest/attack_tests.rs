@@ -10,6 +10,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use core::time::Duration;
 
+use super::domain_tests::dead;
 use super::{BoxedTest, KTest, TestFn, TestResult};
 use crate::domain::{self, Source, State, images};
 use crate::ensure;
@@ -64,22 +65,10 @@ pub static TESTS: &[KTest] = &[
     },
 ];
 
-const DEAD_WITHIN: Duration = Duration::from_secs(5);
-
 /// Loads (or reloads, if a dead one has the name) an `attack` instance.
 fn load(name: &str) -> Result<&'static domain::Domain, String> {
     domain::create_from(Source::Archive(String::from("attack")), name)
         .map_err(|e| alloc::format!("load attack as {name}: {e}"))
-}
-
-async fn dead(d: &'static domain::Domain) -> TestResult {
-    ensure!(
-        domain::wait_dead(d, DEAD_WITHIN).await,
-        "{} still {} after 5 s",
-        d.name,
-        d.state().name()
-    );
-    Ok(())
 }
 
 async fn kill(d: &'static domain::Domain) -> TestResult {

@@ -110,7 +110,8 @@ fn fresh(image: &str) -> Result<&'static domain::Domain, alloc::string::String> 
     domain::create(images::image(image).ok_or("no such image")?, &name)
 }
 
-async fn dead(d: &'static domain::Domain) -> TestResult {
+/// Waits (up to 5 s) until `d` is reclaimed.
+pub(super) async fn dead(d: &'static domain::Domain) -> TestResult {
     ensure!(
         domain::wait_dead(d, DEAD_WITHIN).await,
         "{} still {} after 5 s",
