@@ -110,8 +110,13 @@ pub fn signing_key(key: &Path, public: &Path) -> Result<SigningKey, String> {
     if let Some(dir) = public.parent() {
         fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    fs::write(public, signing.verifying_key().to_bytes())
-        .map_err(|e| format!("{}: {e}", public.display()))?;
+    // Written only when it changes: the kernel's build embeds this file
+    // and rebuilds when its timestamp moves, so rewriting the same bytes
+    // on every `make` would recompile the kernel for nothing.
+    let bytes = signing.verifying_key().to_bytes();
+    if fs::read(public).ok().as_deref() != Some(&bytes[..]) {
+        fs::write(public, bytes).map_err(|e| format!("{}: {e}", public.display()))?;
+    }
     Ok(signing)
 }
 
