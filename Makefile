@@ -8,6 +8,11 @@ PROFILE    ?= release
 BUILD      := build
 KERNEL_ELF := target/$(TARGET)/$(PROFILE)/kernel
 KERNEL     := $(BUILD)/kernel.elf
+# The test kernel: the same kernel with its in-QEMU tests, benchmarks and
+# built-in test images (the `ktest` feature), in a target directory of its
+# own so that the two never rebuild each other.
+TEST_KERNEL_ELF := target/ktest/$(TARGET)/$(PROFILE)/kernel
+TEST_KERNEL := $(BUILD)/kernel-test.elf
 # The signed boot archive of domain images (`make images`), and the key it
 # is signed with: generated on first use unless you supply your own.
 ARCHIVE    ?= $(BUILD)/domains.cpio
@@ -41,7 +46,7 @@ QEMU_BASE := -machine q35 -cpu max -display none -no-reboot -nic none \
 
 CARGO_PROFILE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: all setup images disk build run test host-test qemu-test lint bench clean
+.PHONY: all setup images disk build test-kernel run test host-test qemu-test lint bench clean
 
 all: build
 
@@ -75,6 +80,11 @@ build: setup images
 	@mkdir -p $(BUILD)
 	@cp $(KERNEL_ELF) $(KERNEL)
 
+test-kernel: setup images
+	DOMAIN_PUBKEY=$(abspath $(BUILD)/keys/domain.pub) cargo build -p kernel --target $(TARGET) $(CARGO_PROFILE_FLAG) --features ktest --target-dir target/ktest
+	@mkdir -p $(BUILD)
+	@cp $(TEST_KERNEL_ELF) $(TEST_KERNEL)
+
 # Serial console on this terminal. Leave with `shutdown`, or Ctrl-A then X.
 # `shutdown` powers off through ACPI (status 0); if ACPI is unavailable the
 # kernel uses the debug-exit device, whose status 33 we report as 0 too.
@@ -87,23 +97,24 @@ run: build disk
 host-test: setup
 	cargo test --workspace --exclude kernel 2>&1 | tee $(BUILD)/host-tests.log
 
-qemu-test: build disk
-	python3 kernel/tools/qemu-test.py $(KERNEL) --archive $(ARCHIVE) --key $(DOMAIN_KEY) --disk $(DISK) --configs $(TEST_CONFIGS) 2>&1 | tee $(BUILD)/qemu-tests.log
+qemu-test: build test-kernel disk
+	python3 kernel/tools/qemu-test.py $(KERNEL) --test-kernel $(TEST_KERNEL) --archive $(ARCHIVE) --key $(DOMAIN_KEY) --disk $(DISK) --configs $(TEST_CONFIGS) 2>&1 | tee $(BUILD)/qemu-tests.log
 
 lint: setup
 	cargo fmt --all --check
 	cargo clippy --workspace --exclude kernel --all-targets -- -D warnings
 	cargo clippy -p kernel --target $(TARGET) -- -D warnings
+	cargo clippy -p kernel --target $(TARGET) --features ktest --target-dir target/ktest -- -D warnings
 
 # Host tests, lint, then the in-QEMU suites; ends with `N passed, N failed`.
 test: setup disk
 	@mkdir -p $(BUILD)
 	@bash kernel/tools/test-all.sh "$(KERNEL)" "$(TEST_CONFIGS)" "$(CARGO_PROFILE_FLAG)" "$(ARCHIVE)" "$(DOMAIN_KEY)" "$(DISK)"
 
-bench: build disk
+bench: test-kernel disk
 	@mkdir -p bench/results
 	cargo run -p bench --release -- --out bench/results/host.json
-	python3 bench/qemu-bench.py $(KERNEL) bench/results/qemu.json $(ARCHIVE) $(DISK)
+	python3 bench/qemu-bench.py $(TEST_KERNEL) bench/results/qemu.json $(ARCHIVE) $(DISK)
 
 clean:
 	cargo clean

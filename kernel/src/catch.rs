@@ -169,6 +169,7 @@ fn top() -> *mut Continuation {
 // failure path must not allocate, since the code that failed may hold the
 // heap lock. Faults are rare, so the size costs nothing on the success path.
 #[allow(clippy::result_large_err)]
+#[cfg(feature = "ktest")]
 pub fn catch<R, F: FnOnce() -> R>(f: F) -> Result<R, Fault> {
     catch_with_deadline(0, f)
 }
@@ -179,6 +180,7 @@ pub fn catch<R, F: FnOnce() -> R>(f: F) -> Result<R, Fault> {
 /// check runs in the timer interrupt. Ticks rather than the TSC because
 /// reading the TSC on every domain entry is costly.
 #[allow(clippy::result_large_err)] // see `catch`
+#[cfg(feature = "ktest")]
 pub fn catch_with_deadline<R, F: FnOnce() -> R>(deadline_tick: u64, f: F) -> Result<R, Fault> {
     cont::guarded(&ThisCore, deadline_tick, f)
 }

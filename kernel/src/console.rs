@@ -85,7 +85,7 @@ const COMMANDS: &[Command] = &[
     Command {
         name: "load",
         usage: "load IMAGE [NAME]",
-        help: "start a domain from the signed boot archive's IMAGE ('builtin:IMAGE' for one linked into the kernel; no IMAGE: list them)",
+        help: "start a domain from the signed boot archive's IMAGE (no IMAGE: list them)",
         run: cmd_load,
     },
     Command {
@@ -432,7 +432,7 @@ fn cmd_blk(args: &[&str]) -> Result<(), alloc::string::String> {
             let label = alloc::string::String::from(*name);
             crate::sched::spawn(async move {
                 let name = label;
-                match crate::ktest::check_blocks(&bdev, blocks).await {
+                match crate::blk::check_blocks(&bdev, blocks).await {
                     Ok(first) => println!(
                         "blk check {name}: {blocks} blocks from block {first} written, read back and compared: ok"
                     ),
@@ -516,9 +516,12 @@ fn cmd_load(args: &[&str]) -> Result<(), alloc::string::String> {
                 }
                 Err(e) => println!("boot archive: {e}"),
             }
-            println!("built in (linked into the kernel; 'load builtin:NAME'):");
-            for image in domain::images::IMAGES {
-                println!("  {:<10} {}", image.name, image.description);
+            #[cfg(feature = "ktest")]
+            {
+                println!("built in (test kernel only; 'load builtin:NAME'):");
+                for image in domain::images::IMAGES {
+                    println!("  {:<10} {}", image.name, image.description);
+                }
             }
             return Ok(());
         }
@@ -538,11 +541,19 @@ fn cmd_load(args: &[&str]) -> Result<(), alloc::string::String> {
     }
     // The boot archive's image unless `builtin:` asks for the linked one.
     let (source, label) = match image.strip_prefix("builtin:") {
+        #[cfg(feature = "ktest")]
         Some(builtin) => {
             let image = domain::images::image(builtin).ok_or_else(|| {
                 alloc::format!("no built-in image named '{builtin}' (try 'load')")
             })?;
             (domain::Source::BuiltIn(image), "built-in image")
+        }
+        #[cfg(not(feature = "ktest"))]
+        Some(_) => {
+            return Err(
+                "no images are built into this kernel (the test kernel has some); 'load' lists the archive's"
+                    .into(),
+            );
         }
         None => {
             if !domain::loaded::has_image(image) {

@@ -2,7 +2,9 @@
 //! Each is a real CPU event (not a simulated error), raised in whatever
 //! context calls it; a continuation must be active to survive it.
 
-use core::arch::{asm, naked_asm};
+use core::arch::asm;
+#[cfg(feature = "ktest")]
+use core::arch::naked_asm;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -31,6 +33,7 @@ impl Kind {
         })
     }
 
+    #[cfg(feature = "ktest")]
     pub const ALL: [Kind; 7] = [
         Kind::Panic,
         Kind::PageFault,
@@ -81,6 +84,7 @@ pub fn read_u64(address: u64) -> u64 {
 }
 
 #[inline(never)]
+#[cfg(feature = "ktest")]
 pub fn write_u64(address: u64, value: u64) {
     // SAFETY: as in `read_u64`.
     unsafe { asm!("mov [{a}], {v}", a = in(reg) address, v = in(reg) value, options(nostack)) };
@@ -113,6 +117,7 @@ pub fn recurse(depth: u64) -> u64 {
 /// `top` must be the top of a mapped stack nothing else uses, and a
 /// continuation must be active if `f` may fail.
 #[unsafe(naked)]
+#[cfg(feature = "ktest")]
 pub unsafe extern "C" fn call_on_stack(top: u64, f: extern "C" fn()) {
     naked_asm!(
         "push rbp",

@@ -39,6 +39,7 @@ const GCMD: usize = 0x18;
 const GSTS: usize = 0x1C;
 const RTADDR: usize = 0x20;
 const CCMD: usize = 0x28;
+#[cfg(feature = "ktest")]
 const FSTS: usize = 0x34;
 
 // Global command / status bits.
@@ -355,6 +356,7 @@ pub fn detach(bus: u8, device: u8, function: u8) {
 
 /// Whether the unit has recorded DMA faults (blocked accesses) since boot
 /// (the fault status register's primary pending / overflow bits).
+#[cfg(feature = "ktest")]
 pub fn faults_recorded() -> bool {
     UNIT.lock()
         .as_ref()

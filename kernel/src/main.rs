@@ -3,9 +3,11 @@
 //! What it is for: booting the machine (PVH), owning memory (frames, page
 //! tables, heap, guarded stacks), interrupts, the local APIC timer and
 //! IPIs, bringing up every core with its own async executor, the serial
-//! console and its monitor shell, and an in-QEMU test runner. Later: the
-//! domain manager, loader and crash containment, which build on
-//! [`catch`].
+//! console and its monitor shell; the domain manager, loader and crash
+//! containment (built on [`catch`]), the shared heap and the IOMMU. The
+//! in-QEMU tests and benchmarks are compiled only into the test kernel
+//! (the `ktest` feature, `build/kernel-test.elf`): the production kernel
+//! holds none of their code.
 //!
 //! What it must never do: crash because a domain or a user did something
 //! wrong (bad console input gets a message; a fault under a continuation is
@@ -23,10 +25,22 @@
 
 extern crate alloc;
 
+/// Fails the enclosing function (returning `Result<_, String>`) with a
+/// message unless `cond` holds.
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)*) => {
+        if !$cond {
+            return Err(alloc::format!($($fmt)*));
+        }
+    };
+}
+
 #[macro_use]
 mod serial;
 mod apic;
 mod arch;
+mod blk;
 mod boot;
 mod catch;
 mod console;
@@ -35,7 +49,9 @@ mod domain;
 mod fatal;
 mod inject;
 mod iommu;
+#[cfg(feature = "ktest")]
 mod kbench;
+#[cfg(feature = "ktest")]
 mod ktest;
 mod mem;
 mod pci;
@@ -218,6 +234,7 @@ extern "C" fn continue_boot(boot: u64, summary: u64) -> ! {
         }
     }
 
+    #[cfg(feature = "ktest")]
     if args.has("bench") {
         sched::spawn(kbench::run())
             .expect("spawn benchmarks")
@@ -226,11 +243,23 @@ extern "C" fn continue_boot(boot: u64, summary: u64) -> ! {
     }
 
     match args.get("test") {
+        #[cfg(feature = "ktest")]
         Some(selection) => {
             let selection = alloc::string::String::from(selection);
             sched::spawn(ktest::run(selection))
                 .expect("spawn test runner")
                 .detach();
+        }
+        #[cfg(not(feature = "ktest"))]
+        Some(_) => {
+            println!(
+                "kernel: this kernel has no in-QEMU tests or benchmarks: they are in the test kernel (build/kernel-test.elf, made by make test and make bench)"
+            );
+            power::exit_qemu(power::EXIT_TESTS_FAILED)
+        }
+        None if args.has("bench") => {
+            println!("kernel: this kernel has no benchmarks: see build/kernel-test.elf");
+            power::exit_qemu(power::EXIT_TESTS_FAILED)
         }
         None => {
             // The initial domain graph (the signed manifest's `start`

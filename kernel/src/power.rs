@@ -20,6 +20,7 @@ pub const EXIT_TESTS_FAILED: u32 = 0x11;
 /// QEMU status 37: fatal kernel error.
 pub const EXIT_FATAL: u32 = 0x12;
 /// QEMU status 39: the in-QEMU test suite ran and everything passed.
+#[cfg(feature = "ktest")]
 pub const EXIT_TESTS_PASSED: u32 = 0x13;
 
 static ACPI_OFF: Once<AcpiPowerOff> = Once::new();

@@ -37,6 +37,7 @@ static HEAP: Mutex<Option<DomainHeap>> = Mutex::new(None);
 static BAD_FREES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 /// Frees refused since boot (see [`BAD_FREES`]).
+#[cfg(feature = "ktest")]
 pub fn bad_frees() -> u64 {
     BAD_FREES.load(core::sync::atomic::Ordering::Relaxed)
 }

@@ -4,6 +4,9 @@
 # run (build error, lint error) counts as one failure.
 set -u
 kernel="$1"; configs="$2"; profile_flag="$3"; archive="$4"; key="$5"; disk="$6"
+# The test kernel (the `ktest` feature: in-QEMU tests and built-in images)
+# is built next to the production kernel, in a target directory of its own.
+test_kernel="${kernel%.elf}-test.elf"
 profile_dir=debug; [ "$profile_flag" = "--release" ] && profile_dir=release
 build=build
 mkdir -p "$build"
@@ -25,7 +28,8 @@ passed=$((passed + hp)); failed=$((failed + hf))
 
 echo "== lint (rustfmt, clippy -D warnings)"
 if cargo fmt --all --check >/dev/null 2>&1 && cargo clippy --workspace --exclude kernel --all-targets -q -- -D warnings \
-   && cargo clippy -p kernel --target x86_64-unknown-none -q -- -D warnings; then
+   && cargo clippy -p kernel --target x86_64-unknown-none -q -- -D warnings \
+   && cargo clippy -p kernel --target x86_64-unknown-none --features ktest --target-dir target/ktest -q -- -D warnings; then
     passed=$((passed + 1)); echo "  ok      lint"
 else
     failed=$((failed + 1)); echo "  FAILED  lint (run 'make lint')"
@@ -33,8 +37,11 @@ fi
 
 echo "== kernel build"
 if DOMAIN_PUBKEY="$(pwd)/$build/keys/domain.pub" cargo build -p kernel --target x86_64-unknown-none $profile_flag \
-   && mkdir -p "$build" && cp "target/x86_64-unknown-none/$profile_dir/kernel" "$kernel"; then
-    python3 kernel/tools/qemu-test.py "$kernel" --archive "$archive" --key "$key" --disk "$disk" --configs "$configs" 2>&1 | tee "$build/qemu-tests.log"
+   && mkdir -p "$build" && cp "target/x86_64-unknown-none/$profile_dir/kernel" "$kernel" \
+   && DOMAIN_PUBKEY="$(pwd)/$build/keys/domain.pub" cargo build -p kernel --target x86_64-unknown-none $profile_flag \
+        --features ktest --target-dir target/ktest \
+   && cp "target/ktest/x86_64-unknown-none/$profile_dir/kernel" "$test_kernel"; then
+    python3 kernel/tools/qemu-test.py "$kernel" --test-kernel "$test_kernel" --archive "$archive" --key "$key" --disk "$disk" --configs "$configs" 2>&1 | tee "$build/qemu-tests.log"
     read -r qp qf < <(sed -n 's/^qemu: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$build/qemu-tests.log" | tail -1)
     if [ -z "${qp:-}" ]; then failed=$((failed + 1)); else passed=$((passed + qp)); failed=$((failed + qf)); fi
 else

@@ -32,6 +32,17 @@ pub fn set_irq_handler(gsi: u8, handler: fn()) {
     IRQ_HANDLERS[usize::from(gsi)].store(handler as *mut (), Ordering::Release);
 }
 
+/// What the `TEST` vector runs (nothing until a test registers it: the
+/// in-QEMU tests of interrupt delivery, in the test kernel only).
+static TEST_HANDLER: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Installs the `TEST` vector's handler (same rules as
+/// [`set_irq_handler`]).
+#[cfg_attr(not(feature = "ktest"), allow(dead_code))]
+pub fn set_test_handler(handler: fn()) {
+    TEST_HANDLER.store(handler as *mut (), Ordering::Release);
+}
+
 pub(super) extern "C" fn dispatch(frame: &mut TrapFrame) {
     let vector = frame.vector as u8;
     if vector < 32 {
@@ -51,7 +62,12 @@ pub(super) extern "C" fn dispatch(frame: &mut TrapFrame) {
             apic::eoi();
         }
         vectors::TEST => {
-            crate::ktest::on_test_interrupt();
+            let handler = TEST_HANDLER.load(Ordering::Acquire);
+            if !handler.is_null() {
+                // SAFETY: only `set_test_handler` stores here, always a `fn()`.
+                let handler: fn() = unsafe { core::mem::transmute(handler) };
+                handler();
+            }
             apic::eoi();
         }
         vectors::STOP => loop {

@@ -20,12 +20,14 @@ use spin::Mutex;
 
 use super::{Domain, EntryError, State};
 
+#[cfg(feature = "ktest")]
 pub struct Image {
     pub name: &'static str,
     pub description: &'static str,
     pub entry: Entry,
 }
 
+#[cfg(feature = "ktest")]
 pub static IMAGES: &[Image] = &[
     Image {
         name: "counter",
@@ -54,6 +56,7 @@ pub static IMAGES: &[Image] = &[
     },
 ];
 
+#[cfg(feature = "ktest")]
 pub fn image(name: &str) -> Option<&'static Image> {
     IMAGES.iter().find(|i| i.name == name)
 }
@@ -320,6 +323,7 @@ pub fn export_names(domain: &Domain) -> String {
 /// The capability to enter `owner`, for the kernel's own proxies (the
 /// kernel is trusted to put it only into the proxy of an object `owner`
 /// exported).
+#[cfg(feature = "ktest")]
 pub fn entry_cap(owner: Owner) -> rrpc::proxy::EntryCap {
     // SAFETY: see above; every caller wraps an object of `owner` with it.
     unsafe { rrpc::proxy::EntryCap::new(owner) }

@@ -113,6 +113,7 @@ impl From<EntryError> for rrpc::RpcError {
 /// Where a domain's code comes from.
 pub enum Source {
     /// Linked into the kernel image.
+    #[cfg(feature = "ktest")]
     BuiltIn(&'static images::Image),
     /// An image in the signed boot archive, mapped into the domain's
     /// window for each incarnation (a restart maps it afresh).
@@ -174,6 +175,7 @@ impl Domain {
     /// The name of the image it runs.
     pub fn image_name(&self) -> String {
         cpu::kernel_section(|| match &*self.source.lock() {
+            #[cfg(feature = "ktest")]
             Source::BuiltIn(image) => String::from(image.name),
             Source::Archive(name) => name.clone(),
         })
@@ -262,6 +264,7 @@ impl Domain {
 /// Creates a domain from a built-in image and runs its initialisation
 /// (contained like any entry). A crash during initialisation leaves the
 /// domain poisoned (then dead), not the kernel.
+#[cfg(feature = "ktest")]
 pub fn create(image: &'static images::Image, name: &str) -> Result<&'static Domain, String> {
     create_from(Source::BuiltIn(image), name)
 }
@@ -271,6 +274,7 @@ pub fn create(image: &'static images::Image, name: &str) -> Result<&'static Doma
 /// next generation runs `source`.
 pub fn create_from(source: Source, name: &str) -> Result<&'static Domain, String> {
     // A bad image is refused before anything is created for it.
+    #[cfg_attr(not(feature = "ktest"), allow(irrefutable_let_patterns))]
     if let Source::Archive(image) = &source {
         loaded::check(image)?;
     }
@@ -319,6 +323,7 @@ pub fn create_from(source: Source, name: &str) -> Result<&'static Domain, String
 fn start(domain: &'static Domain) -> Result<(), String> {
     let owner = domain.owner();
     let source = cpu::kernel_section(|| match &*domain.source.lock() {
+        #[cfg(feature = "ktest")]
         Source::BuiltIn(image) => Ok(image.entry),
         Source::Archive(image) => Err(image.clone()),
     });
@@ -524,6 +529,7 @@ pub fn unpark(caller: OwnerId, cell: *mut ()) {
 }
 
 /// Pending proxied calls `domain`'s current incarnation has registered.
+#[cfg(feature = "ktest")]
 pub fn parked_calls(domain: &Domain) -> usize {
     let owner = domain.owner();
     cpu::kernel_section(|| {

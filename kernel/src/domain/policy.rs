@@ -33,6 +33,7 @@ fn restricted(owner: OwnerId) -> Option<String> {
     };
     match &*domain.source.lock() {
         Source::Archive(image) => Some(image.clone()),
+        #[cfg(feature = "ktest")]
         Source::BuiltIn(_) => None,
     }
 }

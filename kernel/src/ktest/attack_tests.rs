@@ -13,7 +13,6 @@ use core::time::Duration;
 use super::domain_tests::dead;
 use super::{BoxedTest, KTest, TestFn, TestResult};
 use crate::domain::{self, Source, State, images};
-use crate::ensure;
 use interfaces::control::Control;
 use interfaces::counter::Counter;
 use interfaces::probe::Probe;

@@ -11,7 +11,7 @@ use core::time::Duration;
 use super::{BoxedTest, KTest, TestFn, TestResult};
 use crate::domain::{self, EntryError, State, images};
 use crate::inject::{self, Kind};
-use crate::{cpu, ensure, mem, sched};
+use crate::{cpu, mem, sched};
 use interfaces::counter::Counter;
 
 pub static TESTS: &[KTest] = &[

@@ -4,7 +4,6 @@ use core::arch::asm;
 
 use super::{KTest, TestFn, TestResult};
 use crate::catch::{FaultKind, catch, catch_with_deadline};
-use crate::ensure;
 use crate::mem::stacks;
 
 pub static TESTS: &[KTest] = &[

@@ -9,7 +9,7 @@ use core::time::Duration;
 
 use super::{BoxedTest, KTest, TestFn, TestResult};
 use crate::domain::{self, Source, State, images, loaded};
-use crate::{ensure, mem};
+use crate::mem;
 use interfaces::control::Control;
 use interfaces::counter::Counter;
 

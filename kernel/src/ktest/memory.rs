@@ -6,7 +6,6 @@ use alloc::vec::Vec;
 
 use super::{KTest, TestFn, TestResult};
 use crate::catch::{FaultKind, catch};
-use crate::ensure;
 use crate::mem::{PAGE_SIZE, frames, heap, paging, phys_to_virt};
 
 pub static TESTS: &[KTest] = &[

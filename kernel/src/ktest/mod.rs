@@ -14,7 +14,6 @@ mod faults;
 mod image_tests;
 mod memory;
 mod nvme_tests;
-pub use nvme_tests::check_blocks;
 mod policy_tests;
 mod sched_tests;
 
@@ -27,8 +26,6 @@ use core::task::{Context, Poll};
 use core::time::Duration;
 
 use crate::{catch, power, time};
-
-pub use sched_tests::on_test_interrupt;
 
 pub type TestResult = Result<(), String>;
 pub type BoxedTest = Pin<Box<dyn Future<Output = TestResult> + Send>>;
@@ -50,16 +47,6 @@ pub fn skip(reason: &str) -> TestResult {
 }
 
 const SKIPPED: &str = "\u{0}skipped: ";
-
-/// Fails the enclosing test with a message unless `cond` holds.
-#[macro_export]
-macro_rules! ensure {
-    ($cond:expr, $($fmt:tt)*) => {
-        if !$cond {
-            return Err(alloc::format!($($fmt)*));
-        }
-    };
-}
 
 const TIME_LIMIT: Duration = Duration::from_secs(30);
 
@@ -116,6 +103,7 @@ impl Future for Guarded {
 }
 
 pub async fn run(selection: String) {
+    crate::arch::trap::set_test_handler(sched_tests::on_test_interrupt);
     let tests = all_tests();
     let mut selected: Vec<&KTest> = Vec::new();
     let mut failed = 0usize;

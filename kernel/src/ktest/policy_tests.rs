@@ -16,10 +16,10 @@ use interfaces::bdev::BDev;
 use interfaces::checksum::{self, Block, Checksum};
 use rrpc::RRef;
 
-use super::nvme_tests::{check_blocks, start_driver};
+use super::nvme_tests::start_driver;
 use super::{BoxedTest, KTest, TestFn, TestResult};
+use crate::blk::check_blocks;
 use crate::domain::{self, Source, State, images, loaded};
-use crate::ensure;
 
 pub static TESTS: &[KTest] = &[
     KTest {

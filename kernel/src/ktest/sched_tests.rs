@@ -13,7 +13,7 @@ use executor::{JoinError, WakeSlot};
 
 use super::{BoxedTest, KTest, TestFn};
 use crate::arch::trap::vectors;
-use crate::{apic, cpu, ensure, sched, time};
+use crate::{apic, cpu, sched, time};
 
 pub static TESTS: &[KTest] = &[
     KTest {

@@ -18,6 +18,7 @@ pub struct Stack {
 }
 
 impl Stack {
+    #[cfg(feature = "ktest")]
     pub fn guard_page(&self) -> u64 {
         self.bottom - PAGE_SIZE
     }
