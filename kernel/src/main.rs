@@ -93,7 +93,7 @@ pub extern "C" fn kmain_bsp(start_info: u64) -> ! {
     };
     let summary = mem::init::init(&boot);
     // The heap exists; move off the unguarded boot stack.
-    let stack = mem::stacks::alloc(64 * 1024).expect("no memory for the BSP stack");
+    let stack = mem::stacks::alloc(smp::CPU_STACK_SIZE).expect("no memory for the BSP stack");
     let boot = alloc::boxed::Box::leak(alloc::boxed::Box::new(boot));
     let summary = alloc::boxed::Box::leak(alloc::boxed::Box::new(summary));
     // SAFETY: the new stack is mapped and unused; `continue_boot` never

@@ -13,7 +13,13 @@ use crate::mem::{PAGE_SIZE, paging, phys_to_virt, stacks};
 use crate::{apic, cpu, time};
 
 const TRAMPOLINE: u64 = 0x8000;
-const AP_STACK_SIZE: u64 = 64 * 1024;
+/// Each core's stack: its executor, and every domain entry made from it,
+/// run on it (a task's poll migrates into callee after callee), so domain
+/// code with big by-value locals (a 4 KiB DMA page, page-aligned) runs
+/// here too. 64 KiB was found too tight for the NVMe driver's extent path
+/// under the test harness; a guard page below it turns an overflow into a
+/// contained crash of the domain running.
+pub const CPU_STACK_SIZE: u64 = 256 * 1024;
 
 global_asm!(
     r#"
@@ -138,7 +144,7 @@ pub fn start_aps(apic_ids: &[u32]) -> usize {
             crate::warn!("smp: more than {} cpus, ignoring the rest", cpu::MAX_CPUS);
             break;
         }
-        let stack = stacks::alloc(AP_STACK_SIZE).expect("no memory for a cpu stack");
+        let stack = stacks::alloc(CPU_STACK_SIZE).expect("no memory for a cpu stack");
         // SAFETY: as above; no AP is running the trampoline now (we wait
         // for each to finish with it before starting the next).
         unsafe {
