@@ -14,7 +14,7 @@
 //! | 5 | poll keeper's `hold_waker` once with a waker of its own whose `wake` panics, and abandon the call |
 //! | 6 | lend keeper a buffer it crashes on; returns the buffer's sum if it is intact and still ours |
 //! | 7 | panic |
-//! | 8 | claim the NVMe controller (as its driver would) and point its admin queues at physical address ARG, then ring: the device reads a command there and writes its completion over it |
+//! | 8 | claim the NVMe controller (as its driver would) and point its admin queues at physical address ARG, then ring: the device reads a command there and writes its completion over it; returns 1 if armed, 0 if the controller did not start, 2 if the claim was refused |
 //! | 9 | turn that controller off again; returns its status register |
 //! | 10 | keep 4 KiB `RRef`s (in a task, a MiB at a time) until refused, or until ARG MiB if ARG is not 0 |
 //! | 11 | MiB kept so far, with bit 63 set once the keeping is over |
@@ -36,8 +36,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use core::task::{Context, Poll, Waker};
 
 use domain_sdk::{
-    Device, Exports, Kernel, Mutex, RRef, RRefDeque, RpcError, RpcFuture, RpcResult, SpawnError,
-    now_ns, yield_now,
+    Device, Exports, Kernel, Mutex, RRef, RRefDeque, RpcFuture, RpcResult, SpawnError, now_ns,
+    yield_now,
 };
 use interfaces::control::Control;
 use interfaces::probe::{Buffer, Probe};
@@ -145,8 +145,9 @@ impl Attacker {
     /// Issue 10, item 3: DMA anywhere. A driver writes device addresses as
     /// plain numbers; this one writes a kernel address.
     fn dma_to(&self, target: u64) -> RpcResult<u64> {
-        let device =
-            domain_sdk::claim_device((1, 8, 2), 0).map_err(|_| RpcError::NoSuchInterface)?;
+        let Ok(device) = domain_sdk::claim_device((1, 8, 2), 0) else {
+            return Ok(2); // refused (another driver holds it, or no grant)
+        };
         device.set_bus_master(true);
         let csts = |d: &dyn Device| d.read32(0, CSTS).unwrap_or(u32::MAX);
         let _ = device.write32(0, CC, 0);

@@ -346,15 +346,18 @@ pub fn proxy<I: ?Sized + rrpc::Interface>(name: &str) -> RpcResult<I::Proxy> {
 }
 
 /// Calls `domain`'s "control" export (what `call NAME OP [ARG]` does)
-/// through its generated proxy: a contained domain entry.
+/// through its generated proxy: a contained domain entry. An error the
+/// domain's method itself returned comes back as `Refused`.
 pub fn call(domain: &'static Domain, op: u32, arg: u64) -> Result<u64, EntryError> {
     let name = alloc::format!("{}/control", domain.name);
     let control = proxy::<dyn Control + Send + Sync>(&name).map_err(|e| match e {
         RpcError::NoSuchDomain => EntryError::NoSuchDomain,
+        RpcError::NoSuchInterface => EntryError::Refused(e),
         _ => EntryError::NotAlive,
     })?;
     control.control(op, arg).map_err(|e| match e {
         RpcError::DomainCrashed => EntryError::Crashed,
-        _ => EntryError::NotAlive,
+        RpcError::DomainNotAlive => EntryError::NotAlive,
+        other => EntryError::Refused(other),
     })
 }

@@ -88,6 +88,9 @@ pub enum EntryError {
     /// The incarnation was already poisoned or dead, or restarted since.
     NotAlive,
     NoSuchDomain,
+    /// The domain answered with an error of its own (or exports no
+    /// control interface).
+    Refused(rrpc::RpcError),
 }
 
 impl fmt::Display for EntryError {
@@ -96,6 +99,7 @@ impl fmt::Display for EntryError {
             EntryError::Crashed => write!(f, "domain crashed"),
             EntryError::NotAlive => write!(f, "domain is not alive"),
             EntryError::NoSuchDomain => write!(f, "no such domain"),
+            EntryError::Refused(e) => write!(f, "the domain answered: {e}"),
         }
     }
 }
@@ -106,6 +110,7 @@ impl From<EntryError> for rrpc::RpcError {
             EntryError::Crashed => rrpc::RpcError::DomainCrashed,
             EntryError::NotAlive => rrpc::RpcError::DomainNotAlive,
             EntryError::NoSuchDomain => rrpc::RpcError::NoSuchDomain,
+            EntryError::Refused(e) => e,
         }
     }
 }
