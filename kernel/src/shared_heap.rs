@@ -1,6 +1,6 @@
 //! The shared heap: memory that belongs to no domain's private heap.
 //!
-//! It is where `RRef` objects will live (passed between domains without
+//! It is where `RRef` objects live (passed between domains without
 //! copying, with ownership tracked by the RRef registry) and where drivers
 //! find buffers a device can reach: every allocation has a device
 //! (physical) address. Slabs and page runs are backed by physically
