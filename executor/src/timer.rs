@@ -63,9 +63,10 @@ impl Sleep {
             // Only the owning executor touches its wheel; a Sleep is always
             // polled and dropped by the task that owns it, on that executor.
             if let Some(exec) = Executor::current().filter(|e| e.id() == executor) {
-                // SAFETY: we run on the wheel's executor, inside a poll or a
-                // drop, where no other reference to the wheel is live.
                 exec.platform().run_as_kernel(&mut || {
+                    // SAFETY: we run on the wheel's executor, inside a poll
+                    // or a drop, where no other reference to the wheel is
+                    // live.
                     if let Some(timer) = unsafe { (*exec.timers()).cancel(key) } {
                         exec.count_timer(timer.group, false);
                     }

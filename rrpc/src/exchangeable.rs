@@ -86,8 +86,10 @@ impl Transfer {
 }
 
 macro_rules! plain {
-    // SAFETY (for each): plain data, no `RRef` and no reference inside.
-    ($($t:ty),*) => { $(unsafe impl Exchangeable for $t { const PLAIN: bool = true; })* };
+    ($($t:ty),*) => { $(
+        // SAFETY: plain data, no `RRef` and no reference inside.
+        unsafe impl Exchangeable for $t { const PLAIN: bool = true; }
+    )* };
 }
 
 plain!(

@@ -54,6 +54,26 @@ fn as_owner(owner: Owner) {
     CURRENT.with(|c| c.set(owner));
 }
 
+/// The kernel's reclaim of a dead incarnation, as the tests use it.
+fn reclaim(owner: Owner) -> (usize, usize) {
+    // SAFETY: each test uses slots of its own and calls this only for an
+    // owner whose objects it no longer uses (the "dead" domain's handles
+    // are forgotten).
+    unsafe { registry::reclaim(owner) }
+}
+
+/// The executor's batch, as the tests play it on a thread of their own.
+fn enter_batch() {
+    // SAFETY: paired with `leave_batch` on the same thread, which plays
+    // one core and is the only one using its index.
+    unsafe { registry::enter_batch() }
+}
+
+fn leave_batch() {
+    // SAFETY: see `enter_batch`.
+    unsafe { registry::leave_batch() }
+}
+
 fn owner(slot: u32, generation: u32) -> Owner {
     slot << 16 | generation
 }
@@ -110,7 +130,7 @@ fn reclaim_frees_exactly_the_dead_slots_objects_without_running_drop_code() {
     given.move_to(&to(survivor));
     // The dead domain's handles vanish with it: never dropped.
     core::mem::forget(kept);
-    let (objects, bytes) = unsafe { registry::reclaim(dead) };
+    let (objects, bytes) = reclaim(dead);
     assert_eq!(objects, 10);
     assert!(bytes >= 10 * core::mem::size_of::<Tracked>());
     assert_eq!(
@@ -119,11 +139,7 @@ fn reclaim_frees_exactly_the_dead_slots_objects_without_running_drop_code() {
         "reclaim runs no drop code (it would be the dead domain's)"
     );
     assert_eq!(registry::owned_by(survivor).0, 1);
-    assert_eq!(
-        unsafe { registry::reclaim(dead) },
-        (0, 0),
-        "reclaim is idempotent"
-    );
+    assert_eq!(reclaim(dead), (0, 0), "reclaim is idempotent");
     // The slot's next incarnation starts with nothing.
     as_owner(next_generation);
     let newer = RRef::new(Tracked(&DROPS, 100));
@@ -144,7 +160,7 @@ fn reclaim_also_frees_what_older_incarnations_of_the_slot_left() {
     core::mem::forget(RRef::new([1u8; 32]));
     as_owner(newer);
     core::mem::forget(RRef::new([2u8; 32]));
-    assert_eq!(unsafe { registry::reclaim(newer) }.0, 2);
+    assert_eq!(reclaim(newer).0, 2);
     assert_eq!(registry::owned_by(old).0, 0);
 }
 
@@ -166,7 +182,7 @@ fn nested_rrefs_are_owned_like_their_root_and_move_with_it() {
     assert_eq!(root.1.as_ref().unwrap().owner(), b);
     // Reclaiming the owner frees the children too, each once.
     core::mem::forget(root);
-    assert_eq!(unsafe { registry::reclaim(b) }.0, 3);
+    assert_eq!(reclaim(b).0, 3);
     assert_eq!(DROPS.load(Ordering::SeqCst), 0, "memory only, no drop code");
 }
 
@@ -187,7 +203,7 @@ fn swapping_rrefs_in_and_out_of_a_tree_keeps_ownership_whole() {
     assert_eq!(registry::owned_by(a).0, 1);
     // `b` dies holding the tree: all three objects go, `taken` stays.
     core::mem::forget(root);
-    assert_eq!(unsafe { registry::reclaim(b) }.0, 3);
+    assert_eq!(reclaim(b).0, 3);
     assert_eq!(*taken, 1);
     drop(taken);
     assert_eq!(registry::owned_by(a).0, 0);
@@ -208,8 +224,8 @@ fn a_forgotten_deque_of_items_is_reclaimed_once_each() {
         assert_eq!(item.owner(), a);
     }
     core::mem::forget(deque);
-    assert_eq!(unsafe { registry::reclaim(a) }.0, 9);
-    assert_eq!(unsafe { registry::reclaim(a) }.0, 0);
+    assert_eq!(reclaim(a).0, 9);
+    assert_eq!(reclaim(a).0, 0);
 }
 
 #[test]
@@ -326,7 +342,7 @@ fn batches_keep_local_work_local_and_queue_remote_work() {
     let home_thread = std::thread::spawn(move || {
         as_owner(a);
         CORE.with(|c| c.set(home));
-        unsafe { registry::enter_batch() };
+        enter_batch();
         let objects: Vec<_> = (0..100).map(|i| RRef::new(Tracked(&DROPS, i))).collect();
         // Local work inside the batch is applied at once.
         assert_eq!(queued(home), 0);
@@ -338,12 +354,12 @@ fn batches_keep_local_work_local_and_queue_remote_work() {
             100,
             "50 moves and 50 frees wait for the home core"
         );
-        unsafe { registry::leave_batch() };
+        leave_batch();
     });
     let remote_thread = std::thread::spawn(move || {
         as_owner(b);
         CORE.with(|c| c.set(remote));
-        unsafe { registry::enter_batch() };
+        enter_batch();
         let mut objects = from_home.recv().unwrap();
         for object in &objects {
             object.move_to(&to(b));
@@ -351,7 +367,7 @@ fn batches_keep_local_work_local_and_queue_remote_work() {
         let kept = objects.split_off(50);
         drop(objects); // values dropped here; memory freed by the home core
         assert_eq!(DROPS.load(Ordering::SeqCst), 50);
-        unsafe { registry::leave_batch() };
+        leave_batch();
         done.send(()).unwrap();
         kept
     });
@@ -383,11 +399,11 @@ fn reclaim_applies_queued_requests_first() {
     let home_thread = std::thread::spawn(move || {
         as_owner(dead);
         CORE.with(|c| c.set(home));
-        unsafe { registry::enter_batch() };
+        enter_batch();
         let made: Vec<_> = (0..10).map(|i| RRef::new(Tracked(&DROPS, i))).collect();
         to_main.send(made).unwrap();
         wait_release.recv().unwrap();
-        unsafe { registry::leave_batch() };
+        leave_batch();
     });
     // This thread is core 0 (no batch): the home shard is busy, so its
     // moves are queued.
@@ -400,11 +416,7 @@ fn reclaim_applies_queued_requests_first() {
     core::mem::forget(made); // the dead domain's handles, never dropped
     release.send(()).unwrap();
     home_thread.join().unwrap();
-    assert_eq!(
-        unsafe { registry::reclaim(dead) }.0,
-        6,
-        "the rescued four moved away"
-    );
+    assert_eq!(reclaim(dead).0, 6, "the rescued four moved away");
     assert_eq!(DROPS.load(Ordering::SeqCst), 0, "reclaim runs no drop code");
     assert_eq!(registry::owned_by(survivor).0, 4);
     drop(rescued);
@@ -433,7 +445,7 @@ fn a_crash_inside_drop_glue_does_not_drop_twice() {
     assert_eq!(DROPS.load(Ordering::SeqCst), 1);
     // The domain is dead: the half-dropped object is still its own, and
     // reclaim frees its memory without running the drop glue again.
-    assert_eq!(unsafe { registry::reclaim(a) }.0, 1);
+    assert_eq!(reclaim(a).0, 1);
     assert_eq!(DROPS.load(Ordering::SeqCst), 1);
 }
 
@@ -445,7 +457,7 @@ fn work_inside_a_batch_is_exact_once_the_batch_ends() {
     std::thread::spawn(move || {
         as_owner(a);
         CORE.with(|c| c.set(9));
-        unsafe { registry::enter_batch() };
+        enter_batch();
         let mut objects: Vec<_> = (0..200).map(|i| RRef::new(Tracked(&DROPS, i))).collect();
         for object in objects.iter().step_by(2) {
             object.move_to(&to(b)); // and back and forth: only the last counts
@@ -460,7 +472,7 @@ fn work_inside_a_batch_is_exact_once_the_batch_ends() {
             index % 3 != 0
         });
         assert_eq!(DROPS.load(Ordering::SeqCst), 66);
-        unsafe { registry::leave_batch() };
+        leave_batch();
         let moved = objects.iter().filter(|o| o.owner() == b).count();
         assert_eq!(registry::owned_by(b).0, moved);
         assert_eq!(registry::owned_by(a).0, objects.len() - moved);
@@ -507,7 +519,6 @@ fn owned_bytes_follow_allocation_moves_and_frees_without_locks() {
     drop(one);
     assert_eq!(registry::owned_bytes(a), 0);
     core::mem::forget(batch);
-    // SAFETY: test-only: `b` is "dead" and nobody holds its objects.
-    unsafe { registry::reclaim(b) };
+    reclaim(b);
     assert_eq!(registry::owned_bytes(b), 0);
 }

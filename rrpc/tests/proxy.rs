@@ -929,9 +929,13 @@ fn the_kernel_drops_an_abandoned_call_without_touching_the_callers_memory() {
     // SAFETY: test-only: a place for the future that the test then
     // scribbles over, as a reused stack would be.
     let place = unsafe { std::alloc::alloc(layout) } as *mut RpcFuture<'_, ()>;
+    // SAFETY: `place` is fresh memory of the future's layout.
     unsafe { place.write(proxy.forever()) };
+    // SAFETY: the future stays at `place` until the test scribbles over it
+    // (it is never used as a future again, nor dropped).
     let pinned = unsafe { Pin::new_unchecked(&mut *place) };
     assert!(poll_once(pinned).is_pending());
+    // SAFETY: the memory is ours; the future in it is given up.
     unsafe { std::ptr::write_bytes(place as *mut u8, 0xAB, layout.size()) };
     RUNTIME.caller_died(caller);
     assert_eq!(
@@ -939,5 +943,6 @@ fn the_kernel_drops_an_abandoned_call_without_touching_the_callers_memory() {
         callee,
         "the callee's future was dropped inside the callee"
     );
+    // SAFETY: allocated above with this layout.
     unsafe { std::alloc::dealloc(place as *mut u8, layout) };
 }

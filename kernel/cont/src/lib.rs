@@ -186,6 +186,7 @@ pub fn guarded<P, R, F: FnOnce() -> R>(core: &impl Core, deadline: u64, f: F) ->
         // SAFETY: `arg` is the `Slot` on `guarded`'s frame, alive for the
         // call, which runs the trampoline once: `f` is read once.
         let slot = unsafe { &mut *(arg as *mut Slot<F, R>) };
+        // SAFETY: `guarded` wrote `f` before the call, and it is read once.
         let f = unsafe { slot.f.assume_init_read() };
         slot.result.write(f());
         // Only this core's own timer interrupt reads the deadline, and an

@@ -337,9 +337,10 @@ pub fn proxy<I: ?Sized + rrpc::Interface>(name: &str) -> RpcResult<I::Proxy> {
         // SAFETY: the object goes straight into its generated proxy, with
         // the capability to enter the incarnation that exported it.
         proxy = unsafe { exports.get::<I>(export) }.map(|object| {
-            I::proxy(Arc::clone(object), unsafe {
-                rrpc::proxy::EntryCap::new(owner)
-            })
+            // SAFETY: the capability goes into the proxy of an object
+            // `owner` exported, and nowhere else.
+            let entry = unsafe { rrpc::proxy::EntryCap::new(owner) };
+            I::proxy(Arc::clone(object), entry)
         });
     })?;
     proxy.ok_or(RpcError::NoSuchInterface)

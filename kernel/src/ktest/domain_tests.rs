@@ -687,6 +687,7 @@ fn rrefs_reclaimed() -> BoxedTest {
             core::mem::forget(batch);
             // Given to the kernel, as a call result would be.
             let gift = RRef::new([0x42u8; 64]);
+            // SAFETY: the domain gives it away for good (the test keeps it).
             gift.move_to(&unsafe { rrpc::Transfer::new(0) });
             gift
         })
@@ -804,6 +805,8 @@ fn rrefs_cross_cores() -> BoxedTest {
         // Here: 200 go to the domain, 50 die, 50 stay the kernel's.
         let mut moved = made.split_off(100);
         for object in &moved {
+            // SAFETY: given to the domain; the test reads them only after
+            // they come back (below).
             object.move_to(&unsafe { rrpc::Transfer::new(owner) });
         }
         let kept = made.split_off(50);
@@ -818,6 +821,7 @@ fn rrefs_cross_cores() -> BoxedTest {
         // Half of the domain's come back and are dropped on their home core.
         let returned = moved.split_off(100);
         for object in &returned {
+            // SAFETY: back to the kernel, which holds them.
             object.move_to(&unsafe { rrpc::Transfer::new(0) });
         }
         let back = spawn(Box::pin(async move {
