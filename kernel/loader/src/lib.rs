@@ -61,8 +61,8 @@ pub enum LoadError {
     DigestMismatch,
     /// The ELF could not be parsed.
     Elf(&'static str),
-    /// The ELF parsed but is not something we load; the message says why.
-    Refused(alloc::string::String),
+    /// The ELF parsed but is not something we load.
+    Refused(Refusal),
 }
 
 impl fmt::Display for LoadError {
@@ -102,8 +102,146 @@ impl fmt::Display for LoadError {
     }
 }
 
-fn refuse(why: impl fmt::Display) -> LoadError {
-    LoadError::Refused(alloc::format!("{why}"))
+/// Why a well-formed ELF is not an image we load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Not64Bit,
+    /// The `e_machine` it is for.
+    Machine(u16),
+    /// Not a position-independent executable (ELF type DYN).
+    NotPie,
+    NoProgramHeaders,
+    TooManyProgramHeaders,
+    /// More loadable segments than the limit (given).
+    TooManySegments(usize),
+    /// The segment at this address is writable and executable.
+    WritableAndExecutable(u64),
+    NotReadable(u64),
+    /// A segment aligned to less than a page.
+    Misaligned {
+        vaddr: u64,
+        align: u64,
+    },
+    /// File offset and address disagree modulo the page size.
+    OffsetMismatch(u64),
+    FileSizeExceedsMemory(u64),
+    PastEndOfFile(u64),
+    /// A segment larger than the image limit (MiB).
+    TooLarge {
+        vaddr: u64,
+        size: u64,
+        limit_mib: u64,
+    },
+    Interpreter,
+    ThreadLocalStorage,
+    /// An address computation overflowed (what).
+    Overflow(&'static str),
+    NoLoadableSegments,
+    /// Two segments that overlap or share a page.
+    SharedPage(u64, u64),
+    EntryNotExecutable(u64),
+    RelroOutsideWritable,
+    BufferTooSmall,
+    SegmentOutsideFile,
+    DynamicOutsideFile,
+    NeedsSharedLibrary,
+    RelRelocations,
+    PltRelocations,
+    TextRelocations,
+    /// RELA entries of this many bytes (not 24).
+    RelaEntrySize(u64),
+    RelocationTableSize,
+    RelocationTableNotLoaded,
+    RelocationTableOutsideFile,
+    /// A relocation of a type other than `R_X86_64_RELATIVE`.
+    RelocationType {
+        kind: u32,
+        offset: u64,
+    },
+    RelocationOutsideSegments(u64),
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Refusal::Not64Bit => write!(f, "not a 64-bit image"),
+            Refusal::Machine(m) => write!(f, "machine {m} is not x86-64"),
+            Refusal::NotPie => write!(
+                f,
+                "not a position-independent executable (ELF type must be DYN; build with relocation-model=pie)"
+            ),
+            Refusal::NoProgramHeaders => write!(f, "no program headers"),
+            Refusal::TooManyProgramHeaders => write!(f, "too many program headers"),
+            Refusal::TooManySegments(n) => write!(f, "more than {n} loadable segments"),
+            Refusal::WritableAndExecutable(v) => {
+                write!(f, "segment at {v:#x} is both writable and executable")
+            }
+            Refusal::NotReadable(v) => write!(f, "segment at {v:#x} is not readable"),
+            Refusal::Misaligned { vaddr, align } => {
+                write!(
+                    f,
+                    "segment at {vaddr:#x} is aligned to {align:#x}, not to pages"
+                )
+            }
+            Refusal::OffsetMismatch(v) => write!(
+                f,
+                "segment at {v:#x}: file offset and address disagree modulo the page size"
+            ),
+            Refusal::FileSizeExceedsMemory(v) => {
+                write!(f, "segment at {v:#x}: file size exceeds memory size")
+            }
+            Refusal::PastEndOfFile(v) => {
+                write!(f, "segment at {v:#x} extends past the end of the file")
+            }
+            Refusal::TooLarge {
+                vaddr,
+                size,
+                limit_mib,
+            } => write!(
+                f,
+                "segment at {vaddr:#x} (size {size:#x}) exceeds the {limit_mib} MiB image limit"
+            ),
+            Refusal::Interpreter => write!(f, "asks for an interpreter"),
+            Refusal::ThreadLocalStorage => write!(f, "uses thread-local storage"),
+            Refusal::Overflow(what) => write!(f, "{what} overflows"),
+            Refusal::NoLoadableSegments => write!(f, "no loadable segments"),
+            Refusal::SharedPage(a, b) => {
+                write!(f, "segments at {a:#x} and {b:#x} overlap or share a page")
+            }
+            Refusal::EntryNotExecutable(e) => {
+                write!(f, "entry point {e:#x} is not in an executable segment")
+            }
+            Refusal::RelroOutsideWritable => {
+                write!(f, "RELRO range is not inside one writable segment")
+            }
+            Refusal::BufferTooSmall => write!(f, "load buffer smaller than the image"),
+            Refusal::SegmentOutsideFile => write!(f, "segment outside the file"),
+            Refusal::DynamicOutsideFile => write!(f, "dynamic section outside the file"),
+            Refusal::NeedsSharedLibrary => write!(f, "needs a shared library"),
+            Refusal::RelRelocations => write!(f, "uses REL relocations (only RELA)"),
+            Refusal::PltRelocations => write!(f, "has PLT relocations (symbols to resolve)"),
+            Refusal::TextRelocations => write!(f, "has text relocations"),
+            Refusal::RelaEntrySize(n) => write!(f, "relocation entries of {n} bytes, not 24"),
+            Refusal::RelocationTableSize => write!(f, "bad relocation table size"),
+            Refusal::RelocationTableNotLoaded => {
+                write!(f, "relocation table outside the loaded file")
+            }
+            Refusal::RelocationTableOutsideFile => write!(f, "relocation table outside the file"),
+            Refusal::RelocationType { kind, offset } => write!(
+                f,
+                "relocation type {kind} at {offset:#x} is not supported (only R_X86_64_RELATIVE)"
+            ),
+            Refusal::RelocationOutsideSegments(o) => {
+                write!(f, "relocation at {o:#x} is outside every segment")
+            }
+        }
+    }
+}
+
+impl From<Refusal> for LoadError {
+    fn from(refusal: Refusal) -> LoadError {
+        LoadError::Refused(refusal)
+    }
 }
 
 /// A verified boot archive: its manifest's signature checked.
@@ -255,24 +393,19 @@ impl Plan {
         })?;
         let header = &file.ehdr;
         if header.class != elf::file::Class::ELF64 {
-            return Err(refuse("not a 64-bit image"));
+            return Err(Refusal::Not64Bit.into());
         }
         if header.e_machine != abi::EM_X86_64 {
-            return Err(refuse(alloc::format!(
-                "machine {} is not x86-64",
-                header.e_machine
-            )));
+            return Err(Refusal::Machine(header.e_machine).into());
         }
         if header.e_type != abi::ET_DYN {
-            return Err(refuse(
-                "not a position-independent executable (ELF type must be DYN; build with relocation-model=pie)",
-            ));
+            return Err(Refusal::NotPie.into());
         }
         let segments_table = file
             .segments()
-            .ok_or_else(|| refuse("no program headers"))?;
+            .ok_or(LoadError::Refused(Refusal::NoProgramHeaders))?;
         if segments_table.len() > 64 {
-            return Err(refuse("too many program headers"));
+            return Err(Refusal::TooManyProgramHeaders.into());
         }
         let mut segments = Vec::new();
         let mut dynamic = None;
@@ -281,10 +414,7 @@ impl Plan {
             match ph.p_type {
                 abi::PT_LOAD => {
                     if segments.len() == limits.max_segments {
-                        return Err(refuse(alloc::format!(
-                            "more than {} loadable segments",
-                            limits.max_segments
-                        )));
+                        return Err(Refusal::TooManySegments(limits.max_segments).into());
                     }
                     let (read, write, execute) = (
                         ph.p_flags & abi::PF_R != 0,
@@ -292,58 +422,40 @@ impl Plan {
                         ph.p_flags & abi::PF_X != 0,
                     );
                     if write && execute {
-                        return Err(refuse(alloc::format!(
-                            "segment at {:#x} is both writable and executable",
-                            ph.p_vaddr
-                        )));
+                        return Err(Refusal::WritableAndExecutable(ph.p_vaddr).into());
                     }
                     if !read && ph.p_memsz != 0 {
-                        return Err(refuse(alloc::format!(
-                            "segment at {:#x} is not readable",
-                            ph.p_vaddr
-                        )));
+                        return Err(Refusal::NotReadable(ph.p_vaddr).into());
                     }
                     if ph.p_align < PAGE || !ph.p_align.is_power_of_two() {
-                        return Err(refuse(alloc::format!(
-                            "segment at {:#x} is aligned to {:#x}, not to pages",
-                            ph.p_vaddr,
-                            ph.p_align
-                        )));
+                        return Err(Refusal::Misaligned {
+                            vaddr: ph.p_vaddr,
+                            align: ph.p_align,
+                        }
+                        .into());
                     }
                     if ph.p_offset % PAGE != ph.p_vaddr % PAGE {
-                        return Err(refuse(alloc::format!(
-                            "segment at {:#x}: file offset and address disagree modulo the page size",
-                            ph.p_vaddr
-                        )));
+                        return Err(Refusal::OffsetMismatch(ph.p_vaddr).into());
                     }
                     if ph.p_filesz > ph.p_memsz {
-                        return Err(refuse(alloc::format!(
-                            "segment at {:#x}: file size exceeds memory size",
-                            ph.p_vaddr
-                        )));
+                        return Err(Refusal::FileSizeExceedsMemory(ph.p_vaddr).into());
                     }
                     let file_end = ph
                         .p_offset
                         .checked_add(ph.p_filesz)
                         .filter(|&end| end <= image.len() as u64)
-                        .ok_or_else(|| {
-                            refuse(alloc::format!(
-                                "segment at {:#x} extends past the end of the file",
-                                ph.p_vaddr
-                            ))
-                        })?;
+                        .ok_or_else(|| Refusal::PastEndOfFile(ph.p_vaddr))?;
                     let _ = file_end;
                     let mem_end = ph
                         .p_vaddr
                         .checked_add(ph.p_memsz)
                         .filter(|&end| end <= limits.max_span)
                         .ok_or_else(|| {
-                            refuse(alloc::format!(
-                                "segment at {:#x} (size {:#x}) exceeds the {} MiB image limit",
-                                ph.p_vaddr,
-                                ph.p_memsz,
-                                limits.max_span >> 20
-                            ))
+                            LoadError::Refused(Refusal::TooLarge {
+                                vaddr: ph.p_vaddr,
+                                size: ph.p_memsz,
+                                limit_mib: limits.max_span >> 20,
+                            })
                         })?;
                     let _ = mem_end;
                     if ph.p_memsz == 0 {
@@ -357,13 +469,14 @@ impl Plan {
                         perms: Perms { write, execute },
                     });
                 }
-                abi::PT_INTERP => return Err(refuse("asks for an interpreter")),
-                abi::PT_TLS => return Err(refuse("uses thread-local storage")),
+                abi::PT_INTERP => return Err(Refusal::Interpreter.into()),
+                abi::PT_TLS => return Err(Refusal::ThreadLocalStorage.into()),
                 abi::PT_DYNAMIC => dynamic = Some((ph.p_offset, ph.p_filesz)),
                 abi::PT_GNU_RELRO => {
                     // Whole pages only (the tail page may hold writable
                     // data). Must lie in one writable segment, checked below.
-                    let start = page_up(ph.p_vaddr).ok_or_else(|| refuse("RELRO overflows"))?;
+                    let start = page_up(ph.p_vaddr)
+                        .ok_or(LoadError::Refused(Refusal::Overflow("RELRO")))?;
                     let end = page_down(ph.p_vaddr.saturating_add(ph.p_memsz));
                     if end > start {
                         relro = Some((start, end - start));
@@ -373,32 +486,27 @@ impl Plan {
             }
         }
         if segments.is_empty() {
-            return Err(refuse("no loadable segments"));
+            return Err(Refusal::NoLoadableSegments.into());
         }
         segments.sort_by_key(|s| s.vaddr);
         // No two segments may share a page: each page gets exactly one
         // segment's permissions.
         for pair in segments.windows(2) {
             let first_end = page_up(pair[0].vaddr + pair[0].mem_size)
-                .ok_or_else(|| refuse("segment end overflows"))?;
+                .ok_or(LoadError::Refused(Refusal::Overflow("segment end")))?;
             if page_down(pair[1].vaddr) < first_end {
-                return Err(refuse(alloc::format!(
-                    "segments at {:#x} and {:#x} overlap or share a page",
-                    pair[0].vaddr,
-                    pair[1].vaddr
-                )));
+                return Err(Refusal::SharedPage(pair[0].vaddr, pair[1].vaddr).into());
             }
         }
         let last = segments[segments.len() - 1];
-        let span = page_up(last.vaddr + last.mem_size).ok_or_else(|| refuse("span overflows"))?;
+        let span = page_up(last.vaddr + last.mem_size)
+            .ok_or(LoadError::Refused(Refusal::Overflow("span")))?;
         let entry = header.e_entry;
         if !segments
             .iter()
             .any(|s| s.perms.execute && (s.vaddr..s.vaddr + s.mem_size).contains(&entry))
         {
-            return Err(refuse(alloc::format!(
-                "entry point {entry:#x} is not in an executable segment"
-            )));
+            return Err(Refusal::EntryNotExecutable(entry).into());
         }
         if let Some((start, length)) = relro
             && !segments.iter().any(|s| {
@@ -407,7 +515,7 @@ impl Plan {
                     && start + length <= s.vaddr + s.mem_size
             })
         {
-            return Err(refuse("RELRO range is not inside one writable segment"));
+            return Err(Refusal::RelroOutsideWritable.into());
         }
         let relocations = match dynamic {
             Some((offset, size)) => relocations(image, offset, size, &segments, limits)?,
@@ -452,12 +560,12 @@ impl Plan {
     /// relocations as if `memory` were mapped at `base`.
     pub fn load_into(&self, image: &[u8], memory: &mut [u8], base: u64) -> Result<(), LoadError> {
         if (memory.len() as u64) < self.span {
-            return Err(refuse("load buffer smaller than the image"));
+            return Err(Refusal::BufferTooSmall.into());
         }
         for s in &self.segments {
             let source = image
                 .get(s.file_offset as usize..(s.file_offset + s.file_size) as usize)
-                .ok_or_else(|| refuse("segment outside the file"))?;
+                .ok_or(LoadError::Refused(Refusal::SegmentOutsideFile))?;
             memory[s.vaddr as usize..(s.vaddr + s.file_size) as usize].copy_from_slice(source);
         }
         for &(offset, addend) in &self.relocations {
@@ -487,7 +595,7 @@ fn relocations(
 ) -> Result<Vec<(u64, i64)>, LoadError> {
     let table = image
         .get(offset as usize..offset.saturating_add(size) as usize)
-        .ok_or_else(|| refuse("dynamic section outside the file"))?;
+        .ok_or(LoadError::Refused(Refusal::DynamicOutsideFile))?;
     let (mut rela, mut rela_size, mut rela_entry) = (None, 0u64, 24u64);
     for entry in table.chunks_exact(16) {
         let tag = i64::from_le_bytes(entry[..8].try_into().expect("8 bytes"));
@@ -497,12 +605,12 @@ fn relocations(
             abi::DT_RELA => rela = Some(value),
             abi::DT_RELASZ => rela_size = value,
             abi::DT_RELAENT => rela_entry = value,
-            abi::DT_NEEDED => return Err(refuse("needs a shared library")),
-            abi::DT_REL | abi::DT_RELSZ => return Err(refuse("uses REL relocations (only RELA)")),
+            abi::DT_NEEDED => return Err(Refusal::NeedsSharedLibrary.into()),
+            abi::DT_REL | abi::DT_RELSZ => return Err(Refusal::RelRelocations.into()),
             abi::DT_JMPREL | abi::DT_PLTRELSZ if value != 0 => {
-                return Err(refuse("has PLT relocations (symbols to resolve)"));
+                return Err(Refusal::PltRelocations.into());
             }
-            abi::DT_TEXTREL => return Err(refuse("has text relocations")),
+            abi::DT_TEXTREL => return Err(Refusal::TextRelocations.into()),
             _ => {}
         }
     }
@@ -510,18 +618,16 @@ fn relocations(
         return Ok(Vec::new());
     };
     if rela_entry != 24 {
-        return Err(refuse(alloc::format!(
-            "relocation entries of {rela_entry} bytes, not 24"
-        )));
+        return Err(Refusal::RelaEntrySize(rela_entry).into());
     }
     if rela_size % 24 != 0 || rela_size / 24 > limits.max_relocations as u64 {
-        return Err(refuse("bad relocation table size"));
+        return Err(Refusal::RelocationTableSize.into());
     }
     let (start, length) = file_range(segments, rela, rela_size)
-        .ok_or_else(|| refuse("relocation table outside the loaded file"))?;
+        .ok_or(LoadError::Refused(Refusal::RelocationTableNotLoaded))?;
     let bytes = image
         .get(start as usize..(start + length) as usize)
-        .ok_or_else(|| refuse("relocation table outside the file"))?;
+        .ok_or(LoadError::Refused(Refusal::RelocationTableOutsideFile))?;
     let mut out = Vec::with_capacity(bytes.len() / 24);
     for entry in bytes.chunks_exact(24) {
         let r_offset = u64::from_le_bytes(entry[..8].try_into().expect("8 bytes"));
@@ -531,9 +637,11 @@ fn relocations(
             abi::R_X86_64_NONE => continue,
             abi::R_X86_64_RELATIVE => {}
             other => {
-                return Err(refuse(alloc::format!(
-                    "relocation type {other} at {r_offset:#x} is not supported (only R_X86_64_RELATIVE)"
-                )));
+                return Err(Refusal::RelocationType {
+                    kind: other,
+                    offset: r_offset,
+                }
+                .into());
             }
         }
         let inside = r_offset.checked_add(8).is_some_and(|end| {
@@ -542,9 +650,7 @@ fn relocations(
                 .any(|s| r_offset >= s.vaddr && end <= s.vaddr + s.mem_size)
         });
         if !inside {
-            return Err(refuse(alloc::format!(
-                "relocation at {r_offset:#x} is outside every segment"
-            )));
+            return Err(Refusal::RelocationOutsideSegments(r_offset).into());
         }
         out.push((r_offset, r_addend));
     }
