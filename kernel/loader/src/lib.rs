@@ -444,13 +444,13 @@ impl Plan {
                         .p_offset
                         .checked_add(ph.p_filesz)
                         .filter(|&end| end <= image.len() as u64)
-                        .ok_or_else(|| Refusal::PastEndOfFile(ph.p_vaddr))?;
+                        .ok_or(Refusal::PastEndOfFile(ph.p_vaddr))?;
                     let _ = file_end;
                     let mem_end = ph
                         .p_vaddr
                         .checked_add(ph.p_memsz)
                         .filter(|&end| end <= limits.max_span)
-                        .ok_or_else(|| {
+                        .ok_or({
                             LoadError::Refused(Refusal::TooLarge {
                                 vaddr: ph.p_vaddr,
                                 size: ph.p_memsz,
