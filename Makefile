@@ -98,7 +98,7 @@ host-test: setup
 	cargo test --workspace --exclude kernel 2>&1 | tee $(BUILD)/host-tests.log
 
 qemu-test: build test-kernel disk
-	python3 kernel/tools/qemu-test.py $(KERNEL) --test-kernel $(TEST_KERNEL) --archive $(ARCHIVE) --key $(DOMAIN_KEY) --disk $(DISK) --configs $(TEST_CONFIGS) 2>&1 | tee $(BUILD)/qemu-tests.log
+	python3 tools/qemu-test.py $(KERNEL) --test-kernel $(TEST_KERNEL) --archive $(ARCHIVE) --key $(DOMAIN_KEY) --disk $(DISK) --configs $(TEST_CONFIGS) 2>&1 | tee $(BUILD)/qemu-tests.log
 
 lint: setup
 	cargo fmt --all --check
@@ -109,12 +109,12 @@ lint: setup
 # Host tests, lint, then the in-QEMU suites; ends with `N passed, N failed`.
 test: setup disk
 	@mkdir -p $(BUILD)
-	@bash kernel/tools/test-all.sh "$(KERNEL)" "$(TEST_CONFIGS)" "$(CARGO_PROFILE_FLAG)" "$(ARCHIVE)" "$(DOMAIN_KEY)" "$(DISK)"
+	@bash tools/test-all.sh "$(KERNEL)" "$(TEST_CONFIGS)" "$(CARGO_PROFILE_FLAG)" "$(ARCHIVE)" "$(DOMAIN_KEY)" "$(DISK)"
 
 bench: test-kernel disk
 	@mkdir -p bench/results
 	cargo run -p bench --release -- --out bench/results/host.json
-	python3 bench/qemu-bench.py $(TEST_KERNEL) bench/results/qemu.json $(ARCHIVE) $(DISK)
+	python3 tools/qemu-bench.py $(TEST_KERNEL) bench/results/qemu.json $(ARCHIVE) $(DISK)
 
 clean:
 	cargo clean

@@ -2,7 +2,7 @@
 //! `file=PATH` must be that file (or, for `interfaces/src/lib.rs`, a part
 //! of it) character for character. `make test` then builds those domains
 //! as images and runs the guide's console session in QEMU
-//! (`kernel/tools/qemu-test.py`, which reads the commands from the guide).
+//! (`tools/qemu-test.py`, which reads the commands from the guide).
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -311,7 +311,7 @@ def cpio_write(entries):
 def guide_session(tally, kernel):
     """Runs the console session of docs/authoring-domains.md, command for
     command as the guide lists them, on the guide's example domains."""
-    guide = open(os.path.join(os.path.dirname(__file__), "../../docs/authoring-domains.md")).read()
+    guide = open(os.path.join(os.path.dirname(__file__), "../docs/authoring-domains.md")).read()
     block = guide.split("```console\n", 1)[1].split("```", 1)[0]
     commands = [line[len("monitor> "):] for line in block.splitlines() if line.startswith("monitor> ")]
     seen = {}

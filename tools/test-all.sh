@@ -41,7 +41,7 @@ if DOMAIN_PUBKEY="$(pwd)/$build/keys/domain.pub" cargo build -p kernel --target 
    && DOMAIN_PUBKEY="$(pwd)/$build/keys/domain.pub" cargo build -p kernel --target x86_64-unknown-none $profile_flag \
         --features ktest --target-dir target/ktest \
    && cp "target/ktest/x86_64-unknown-none/$profile_dir/kernel" "$test_kernel"; then
-    python3 kernel/tools/qemu-test.py "$kernel" --test-kernel "$test_kernel" --archive "$archive" --key "$key" --disk "$disk" --configs "$configs" 2>&1 | tee "$build/qemu-tests.log"
+    python3 tools/qemu-test.py "$kernel" --test-kernel "$test_kernel" --archive "$archive" --key "$key" --disk "$disk" --configs "$configs" 2>&1 | tee "$build/qemu-tests.log"
     read -r qp qf < <(sed -n 's/^qemu: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$build/qemu-tests.log" | tail -1)
     if [ -z "${qp:-}" ]; then failed=$((failed + 1)); else passed=$((passed + qp)); failed=$((failed + qf)); fi
 else
