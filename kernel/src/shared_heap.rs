@@ -83,67 +83,8 @@ impl PageSource for ContiguousMapper {
 pub fn init() {
     *HEAP.lock() = Some(DomainHeap::new_contiguous(BASE, BASE + SIZE));
     rrpc::install_backend(&RREF_BACKEND);
-    rrpc::proxy::install_runtime(&PROXY_RUNTIME);
-    domain_sdk::install(&crate::domain::images::SERVICES);
-}
-
-/// The runtime generated proxies use (handed to domain images too).
-pub fn proxy_runtime() -> &'static dyn rrpc::proxy::Runtime {
-    &PROXY_RUNTIME
-}
-
-/// What generated proxies call: a domain entry.
-struct ProxyRuntime;
-
-static PROXY_RUNTIME: ProxyRuntime = ProxyRuntime;
-
-impl rrpc::proxy::Runtime for ProxyRuntime {
-    fn current(&self) -> rrpc::Owner {
-        cpu::current_owner()
-    }
-
-    fn callee_waker(&self, waker: &core::task::Waker) -> Option<core::task::Waker> {
-        // The kernel's own wakers (made while no domain runs) are trusted;
-        // a domain's caller may hand its callee only executor wakers.
-        if executor::task_id_of(waker).is_some() || cpu::current_owner() == 0 {
-            return None;
-        }
-        Some(match executor::current_task() {
-            Some(task) => executor::task_waker(task),
-            // Polled outside any task: nothing safe to wake later.
-            None => core::task::Waker::noop().clone(),
-        })
-    }
-
-    fn suspended(&self, callee: rrpc::Owner, waker: &core::task::Waker) {
-        if let (Some(task), Some(domain)) = (
-            executor::task_id_of(waker),
-            crate::domain::get((callee >> 16) as usize),
-        ) {
-            domain.add_waiter(task);
-        }
-    }
-
-    unsafe fn park(&self, parked: rrpc::proxy::Parked) -> bool {
-        crate::domain::park(parked)
-    }
-
-    unsafe fn unpark(&self, caller: rrpc::Owner, cell: *mut ()) {
-        crate::domain::unpark(caller, cell);
-    }
-
-    unsafe fn enter(&self, callee: rrpc::Owner, f: &mut dyn FnMut()) -> Result<(), rrpc::RpcError> {
-        crate::domain::enter(callee, f).map_err(rrpc::RpcError::from)
-    }
-
-    unsafe fn enter_raw(
-        &self,
-        callee: rrpc::Owner,
-        call: *mut cont::RawCall,
-    ) -> Result<(), rrpc::RpcError> {
-        // SAFETY: forwarded.
-        unsafe { crate::domain::enter_raw(callee, call) }.map_err(rrpc::RpcError::from)
-    }
+    rrpc::proxy::install_runtime(crate::domain::proxy_runtime());
+    domain_sdk::install(&crate::domain::SERVICES);
 }
 
 /// `RRef`s live here.
