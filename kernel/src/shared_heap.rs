@@ -26,10 +26,8 @@ use kcore::domheap::{DomainHeap, PageSource};
 use spin::Mutex;
 
 use crate::cpu;
+use crate::mem::layout::SHARED_HEAP;
 use crate::mem::{PAGE_SIZE, frames, paging};
-
-pub const BASE: u64 = 0xFFFF_C800_0000_0000;
-pub const SIZE: u64 = 64 << 30;
 
 static HEAP: Mutex<Option<DomainHeap>> = Mutex::new(None);
 /// Frees the heap refused (double frees, foreign addresses): always 0
@@ -81,7 +79,10 @@ impl PageSource for ContiguousMapper {
 }
 
 pub fn init() {
-    *HEAP.lock() = Some(DomainHeap::new_contiguous(BASE, BASE + SIZE));
+    *HEAP.lock() = Some(DomainHeap::new_contiguous(
+        SHARED_HEAP.start,
+        SHARED_HEAP.end(),
+    ));
     rrpc::install_backend(&RREF_BACKEND);
     rrpc::proxy::install_runtime(crate::domain::proxy_runtime());
     domain_sdk::install(&crate::domain::SERVICES);
@@ -183,7 +184,7 @@ pub fn free(pointer: NonNull<u8>, layout: Layout) {
     let (size, align) = (layout.size().max(1), layout.align());
     let address = pointer.as_ptr() as u64;
     cpu::kernel_section(|| {
-        if !(BASE..BASE + SIZE).contains(&address) {
+        if !SHARED_HEAP.contains(address) {
             BAD_FREES.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
             crate::warn!("shared heap: free of {address:#x} outside the heap");
             return;
@@ -229,7 +230,7 @@ pub fn free_to_heap(pointer: NonNull<u8>, layout: Layout) {
 /// is in the shared heap.
 pub fn device_address(pointer: *const u8) -> Option<u64> {
     let address = pointer as u64;
-    if !(BASE..BASE + SIZE).contains(&address) {
+    if !SHARED_HEAP.contains(address) {
         return None;
     }
     paging::translate(address).map(|(physical, _)| physical)

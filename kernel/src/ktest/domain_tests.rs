@@ -602,7 +602,8 @@ fn heap_reuse_and_isolation() -> BoxedTest {
                 address
             })
             .map_err(|e| alloc::format!("b: {e}"))?;
-            let window = |addr: u64| (addr - domain::heap::REGION_BASE) / domain::heap::SLOT_SIZE;
+            let heaps = mem::layout::DOMAIN_HEAPS.start;
+            let window = |addr: u64| (addr - heaps) / mem::layout::DOMAIN_HEAP_SIZE;
             ensure!(
                 window(in_a) == a.slot as u64,
                 "A's object at {in_a:#x} outside A's window"
