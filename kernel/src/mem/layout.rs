@@ -4,16 +4,16 @@
 //! region below is a constant here; the code that maps it uses that
 //! constant, and a compile-time check refuses regions that overlap.
 //!
-//! | region          | start                   | size                        | what                                               |
-//! |-----------------|-------------------------|-----------------------------|----------------------------------------------------|
-//! | (kernel image)  | `0x0000_0000_0010_0000` | to `__kernel_end`           | kernel image, identity mapped, W^X (`linker.ld`)   |
-//! | [`PHYS_MAP`]    | `0xFFFF_8000_0000_0000` | 16 TiB                      | all physical memory (2 MiB pages, NX; 3-4 GiB uncached for device registers) |
-//! | [`KERNEL_HEAP`] | `0xFFFF_9000_0000_0000` | 16 TiB (mapped: boot size)  | kernel heap (4 KiB pages)                          |
-//! | [`STACKS`]      | `0xFFFF_A000_0000_0000` | 16 TiB (bump allocated)     | kernel stacks, each above an unmapped guard page   |
-//! | [`DOMAIN_HEAPS`]| `0xFFFF_B000_0000_0000` | 1 TiB: 256 slots × 4 GiB    | private domain heaps, one window per slot (`domain::heap`) |
-//! | [`TEST_PAGE`]   | `0xFFFF_C000_0000_0000` | 4 KiB                       | the page the paging test maps and unmaps (test kernel) |
-//! | [`SHARED_HEAP`] | `0xFFFF_C800_0000_0000` | 64 GiB                      | shared heap: `RRef`s and DMA buffers (`shared_heap`) |
-//! | [`IMAGE_WINDOWS`]| `0xFFFF_D000_0000_0000`| 16 GiB: 256 slots × 64 MiB  | domain images from the boot archive (`domain::loaded`) |
+//! | region            | start                   | size                       | what                                                    |
+//! |-------------------|-------------------------|----------------------------|---------------------------------------------------------|
+//! | (kernel image)    | `0x0000_0000_0010_0000` | to `__kernel_end`          | kernel image, identity mapped, W^X (`linker.ld`)        |
+//! | [`PHYS_MAP`]      | `0xFFFF_8000_0000_0000` | 16 TiB                     | all physical memory (2 MiB pages, NX; 3-4 GiB uncached) |
+//! | [`KERNEL_HEAP`]   | `0xFFFF_9000_0000_0000` | 16 TiB (mapped: boot size) | kernel heap (4 KiB pages)                               |
+//! | [`STACKS`]        | `0xFFFF_A000_0000_0000` | 16 TiB (bump allocated)    | kernel stacks, each above an unmapped guard page        |
+//! | [`DOMAIN_HEAPS`]  | `0xFFFF_B000_0000_0000` | 1 TiB: 256 slots × 4 GiB   | private domain heaps (`domain::heap`)                   |
+//! | [`TEST_PAGE`]     | `0xFFFF_C000_0000_0000` | 4 KiB                      | a page the paging test maps and unmaps (test kernel)    |
+//! | [`SHARED_HEAP`]   | `0xFFFF_C800_0000_0000` | 64 GiB                     | `RRef`s and DMA buffers (`shared_heap`)                 |
+//! | [`IMAGE_WINDOWS`] | `0xFFFF_D000_0000_0000` | 16 GiB: 256 slots × 64 MiB | archive images, one window per slot (`domain::loaded`)  |
 //!
 //! Page 0 and the rest of the low 1 MiB are left unmapped so that null and
 //! near-null dereferences fault.
