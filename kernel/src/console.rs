@@ -383,7 +383,7 @@ fn cmd_domains(args: &[&str]) -> Result<(), alloc::string::String> {
             d.rrefs(),
             d.task_count(),
             d.crashes(),
-            domain::images::export_names(d)
+            domain::export_names(d)
         );
         if let Some(fault) = d.last_fault().filter(|_| d.state() != domain::State::Alive) {
             println!("     last: {fault}");
@@ -401,10 +401,7 @@ fn cmd_blk(args: &[&str]) -> Result<(), alloc::string::String> {
         [] => {
             let mut any = false;
             for d in domain::all().filter(|d| d.state() == domain::State::Alive) {
-                if domain::images::export_names(d)
-                    .split(',')
-                    .any(|e| e == "bdev")
-                {
+                if domain::export_names(d).split(',').any(|e| e == "bdev") {
                     println!("{:<12} bdev ({})", d.name, d.image_name());
                     any = true;
                 }
@@ -426,9 +423,8 @@ fn cmd_blk(args: &[&str]) -> Result<(), alloc::string::String> {
                     .ok_or_else(|| alloc::format!("BLOCKS must be 1 to 4096, not '{n}'"))?,
                 _ => return Err("too many arguments".into()),
             };
-            let bdev =
-                domain::images::proxy::<dyn BDev + Send + Sync>(&alloc::format!("{name}/bdev"))
-                    .map_err(|e| alloc::format!("{name}: {e}"))?;
+            let bdev = domain::proxy::<dyn BDev + Send + Sync>(&alloc::format!("{name}/bdev"))
+                .map_err(|e| alloc::format!("{name}: {e}"))?;
             let label = alloc::string::String::from(*name);
             crate::sched::spawn(async move {
                 let name = label;
@@ -653,7 +649,7 @@ fn cmd_call(args: &[&str]) -> Result<(), alloc::string::String> {
         .ok_or("OP must be a number")?;
     let arg = kcore::cmdline::parse_u64(arg).map_err(|e| alloc::format!("ARG: {e}"))?;
     let d = find_domain(name)?;
-    match domain::images::call(d, op, arg) {
+    match domain::call(d, op, arg) {
         Ok(value) => println!("{value}"),
         Err(e) => println!("error: {e}"),
     }

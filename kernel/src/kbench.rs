@@ -111,7 +111,7 @@ fn async_call(callee: executor::OwnerId) {
         Arc::new(Tick) as Arc<dyn Ticker + Send + Sync>
     });
     if let (Ok(remote), Ok(local)) = (remote, local) {
-        let proxy = TickerProxy::new(remote, crate::domain::images::entry_cap(callee));
+        let proxy = TickerProxy::new(remote, crate::domain::entry_cap(callee));
         let proxy: &dyn Ticker = &proxy;
         let proxied = median_ticks_as(caller.owner(), || {
             black_box(poll_once(black_box(proxy).tick(black_box(7))));
@@ -178,7 +178,7 @@ pub async fn run() {
     });
     match domain::create(images::image("idle").expect("idle image"), "bench-idle") {
         Ok(d) => {
-            let proxy = images::proxy::<dyn Control + Send + Sync>("bench-idle/control").ok();
+            let proxy = domain::proxy::<dyn Control + Send + Sync>("bench-idle/control").ok();
             if let Some(proxy) = proxy {
                 let proxy_ticks = median_ticks(|| {
                     black_box(black_box(&proxy).control(2, black_box(7)).ok());
@@ -229,7 +229,7 @@ pub async fn run() {
             if let Ok(object) =
                 domain::enter(owner, || Arc::new(Bouncer) as Arc<dyn Bounce + Send + Sync>)
             {
-                let bounce = BounceProxy::new(object, crate::domain::images::entry_cap(owner));
+                let bounce = BounceProxy::new(object, crate::domain::entry_cap(owner));
                 let mut buffer = Some(RRef::new([7u8; 64]));
                 let bounce_ticks = median_ticks(|| {
                     if let Some(b) = buffer.take() {
@@ -282,7 +282,7 @@ async fn load_cycle(
         };
         let loaded = rdtsc();
         let control =
-            images::proxy::<dyn Control + Send + Sync>(&alloc::format!("{name}/control")).ok()?;
+            domain::proxy::<dyn Control + Send + Sync>(&alloc::format!("{name}/control")).ok()?;
         black_box(control.control(2, 1).ok());
         let called = rdtsc();
         drop(control);
@@ -478,10 +478,10 @@ async fn block_io() {
         return;
     };
     let proxies = (
-        images::proxy::<dyn BDev + Send + Sync>("nvme/bdev"),
-        images::proxy::<dyn BDev + Send + Sync>("nvme-shadow/bdev"),
-        images::proxy::<dyn BDev + Send + Sync>("bench-ram/bdev"),
-        images::proxy::<dyn Exerciser + Send + Sync>("nvme/exerciser"),
+        domain::proxy::<dyn BDev + Send + Sync>("nvme/bdev"),
+        domain::proxy::<dyn BDev + Send + Sync>("nvme-shadow/bdev"),
+        domain::proxy::<dyn BDev + Send + Sync>("bench-ram/bdev"),
+        domain::proxy::<dyn Exerciser + Send + Sync>("nvme/exerciser"),
     );
     let (Ok(direct_bdev), Ok(shadow_bdev), Ok(ram_bdev), Ok(exerciser)) = proxies else {
         println!("kbench: block domains export nothing");

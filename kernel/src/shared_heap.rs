@@ -26,10 +26,8 @@ use kcore::domheap::{DomainHeap, PageSource};
 use spin::Mutex;
 
 use crate::cpu;
+use crate::mem::layout::SHARED_HEAP;
 use crate::mem::{PAGE_SIZE, frames, paging};
-
-pub const BASE: u64 = 0xFFFF_C800_0000_0000;
-pub const SIZE: u64 = 64 << 30;
 
 static HEAP: Mutex<Option<DomainHeap>> = Mutex::new(None);
 /// Frees the heap refused (double frees, foreign addresses): always 0
@@ -81,69 +79,13 @@ impl PageSource for ContiguousMapper {
 }
 
 pub fn init() {
-    *HEAP.lock() = Some(DomainHeap::new_contiguous(BASE, BASE + SIZE));
+    *HEAP.lock() = Some(DomainHeap::new_contiguous(
+        SHARED_HEAP.start,
+        SHARED_HEAP.end(),
+    ));
     rrpc::install_backend(&RREF_BACKEND);
-    rrpc::proxy::install_runtime(&PROXY_RUNTIME);
-    domain_sdk::install(&crate::domain::images::SERVICES);
-}
-
-/// The runtime generated proxies use (handed to domain images too).
-pub fn proxy_runtime() -> &'static dyn rrpc::proxy::Runtime {
-    &PROXY_RUNTIME
-}
-
-/// What generated proxies call: a domain entry.
-struct ProxyRuntime;
-
-static PROXY_RUNTIME: ProxyRuntime = ProxyRuntime;
-
-impl rrpc::proxy::Runtime for ProxyRuntime {
-    fn current(&self) -> rrpc::Owner {
-        cpu::current_owner()
-    }
-
-    fn callee_waker(&self, waker: &core::task::Waker) -> Option<core::task::Waker> {
-        // The kernel's own wakers (made while no domain runs) are trusted;
-        // a domain's caller may hand its callee only executor wakers.
-        if executor::task_id_of(waker).is_some() || cpu::current_owner() == 0 {
-            return None;
-        }
-        Some(match executor::current_task() {
-            Some(task) => executor::task_waker(task),
-            // Polled outside any task: nothing safe to wake later.
-            None => core::task::Waker::noop().clone(),
-        })
-    }
-
-    fn suspended(&self, callee: rrpc::Owner, waker: &core::task::Waker) {
-        if let (Some(task), Some(domain)) = (
-            executor::task_id_of(waker),
-            crate::domain::get((callee >> 16) as usize),
-        ) {
-            domain.add_waiter(task);
-        }
-    }
-
-    unsafe fn park(&self, parked: rrpc::proxy::Parked) -> bool {
-        crate::domain::park(parked)
-    }
-
-    unsafe fn unpark(&self, caller: rrpc::Owner, cell: *mut ()) {
-        crate::domain::unpark(caller, cell);
-    }
-
-    unsafe fn enter(&self, callee: rrpc::Owner, f: &mut dyn FnMut()) -> Result<(), rrpc::RpcError> {
-        crate::domain::enter(callee, f).map_err(rrpc::RpcError::from)
-    }
-
-    unsafe fn enter_raw(
-        &self,
-        callee: rrpc::Owner,
-        call: *mut cont::RawCall,
-    ) -> Result<(), rrpc::RpcError> {
-        // SAFETY: forwarded.
-        unsafe { crate::domain::enter_raw(callee, call) }.map_err(rrpc::RpcError::from)
-    }
+    rrpc::proxy::install_runtime(crate::domain::proxy_runtime());
+    domain_sdk::install(&crate::domain::SERVICES);
 }
 
 /// `RRef`s live here.
@@ -242,7 +184,7 @@ pub fn free(pointer: NonNull<u8>, layout: Layout) {
     let (size, align) = (layout.size().max(1), layout.align());
     let address = pointer.as_ptr() as u64;
     cpu::kernel_section(|| {
-        if !(BASE..BASE + SIZE).contains(&address) {
+        if !SHARED_HEAP.contains(address) {
             BAD_FREES.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
             crate::warn!("shared heap: free of {address:#x} outside the heap");
             return;
@@ -288,7 +230,7 @@ pub fn free_to_heap(pointer: NonNull<u8>, layout: Layout) {
 /// is in the shared heap.
 pub fn device_address(pointer: *const u8) -> Option<u64> {
     let address = pointer as u64;
-    if !(BASE..BASE + SIZE).contains(&address) {
+    if !SHARED_HEAP.contains(address) {
         return None;
     }
     paging::translate(address).map(|(physical, _)| physical)

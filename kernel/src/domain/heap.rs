@@ -1,7 +1,7 @@
 //! Private domain heaps.
 //!
 //! Every domain slot owns a 4 GiB window of virtual address space at
-//! `REGION_BASE + slot * SLOT_SIZE`. Its heap is a size-class slab
+//! `DOMAIN_HEAPS.start + slot * DOMAIN_HEAP_SIZE` (see `mem::layout`). Its heap is a size-class slab
 //! allocator (`kcore::slab`) that grows by mapping fresh, zeroed frames at
 //! the end of the window. An address therefore tells which heap it belongs
 //! to, so a free goes back to the right heap whoever does it, and reclaiming
@@ -24,10 +24,9 @@ use kcore::domheap::{DomainHeap, PageSource};
 use spin::Mutex;
 
 use crate::cpu;
+use crate::mem::layout::{DOMAIN_HEAP_SIZE, DOMAIN_HEAPS};
 use crate::mem::{PAGE_SIZE, frames, paging};
 
-pub const REGION_BASE: u64 = 0xFFFF_B000_0000_0000;
-pub const SLOT_SIZE: u64 = 1 << 32;
 pub const MAX_SLOTS: usize = 256;
 
 /// Each slot's heap and the incarnation (owner id) it belongs to.
@@ -51,22 +50,22 @@ pub fn set_quota(bytes: u64) {
 /// The per-domain heap quota in bytes.
 pub fn quota() -> u64 {
     match QUOTA.load(core::sync::atomic::Ordering::Relaxed) {
-        0 => SLOT_SIZE,
+        0 => DOMAIN_HEAP_SIZE,
         q => q,
     }
 }
 
 pub fn in_region(address: u64) -> bool {
-    (REGION_BASE..REGION_BASE + SLOT_SIZE * MAX_SLOTS as u64).contains(&address)
+    DOMAIN_HEAPS.contains(address)
 }
 
 fn slot_of(address: u64) -> usize {
-    ((address - REGION_BASE) / SLOT_SIZE) as usize
+    ((address - DOMAIN_HEAPS.start) / DOMAIN_HEAP_SIZE) as usize
 }
 
 fn window(slot: usize) -> (u64, u64) {
-    let base = REGION_BASE + slot as u64 * SLOT_SIZE;
-    (base, base + SLOT_SIZE)
+    let base = DOMAIN_HEAPS.start + slot as u64 * DOMAIN_HEAP_SIZE;
+    (base, base + DOMAIN_HEAP_SIZE)
 }
 
 /// Maps zeroed frames for a heap (zeroed so no data leaks between domains).

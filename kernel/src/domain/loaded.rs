@@ -23,11 +23,8 @@ use kcore::pvh::BootInfo;
 use loader::{Catalog, Limits, LoadError, Perms, Plan};
 use spin::{Mutex, Once};
 
+use crate::mem::layout::{IMAGE_WINDOW_SIZE, IMAGE_WINDOWS};
 use crate::mem::{PAGE_SIZE, frames, paging, phys_to_virt};
-
-/// Where images are mapped: one window per domain slot.
-pub const WINDOW_BASE: u64 = 0xFFFF_D000_0000_0000;
-pub const WINDOW_SIZE: u64 = 64 << 20;
 
 /// The public half of the build's signing key (all zeroes if the kernel
 /// was built without one).
@@ -90,7 +87,7 @@ pub fn check(name: &str) -> Result<(), String> {
     crate::cpu::kernel_section(|| {
         let image = verified_image(name)?;
         let limits = Limits {
-            max_span: WINDOW_SIZE,
+            max_span: IMAGE_WINDOW_SIZE,
             ..Limits::default()
         };
         Plan::new(image, &limits)
@@ -157,12 +154,12 @@ fn load_locked(slot: usize, name: &str) -> Result<domain_sdk::Entry, String> {
     }
     let image = verified_image(name)?;
     let limits = Limits {
-        max_span: WINDOW_SIZE,
+        max_span: IMAGE_WINDOW_SIZE,
         ..Limits::default()
     };
     let plan = Plan::new(image, &limits).map_err(|e| alloc::format!("{name}: {e}"))?;
     let pages = (plan.span / PAGE_SIZE) as usize;
-    let base = WINDOW_BASE + slot as u64 * WINDOW_SIZE;
+    let base = IMAGE_WINDOWS.start + slot as u64 * IMAGE_WINDOW_SIZE;
     // Lay the image out (segments, zeroed bss and gaps, relocations) in a
     // buffer, then copy it page by page into single frames: no contiguous
     // allocation to search for.

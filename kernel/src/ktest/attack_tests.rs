@@ -12,7 +12,7 @@ use core::time::Duration;
 
 use super::domain_tests::dead;
 use super::{BoxedTest, KTest, TestFn, TestResult};
-use crate::domain::{self, Source, State, images};
+use crate::domain::{self, Source, State};
 use interfaces::control::Control;
 use interfaces::counter::Counter;
 use interfaces::probe::Probe;
@@ -78,13 +78,13 @@ async fn kill(d: &'static domain::Domain) -> TestResult {
 }
 
 fn control(name: &str, op: u32, arg: u64) -> Result<rrpc::RpcResult<u64>, String> {
-    let control = images::proxy::<dyn Control + Send + Sync>(&alloc::format!("{name}/control"))
+    let control = domain::proxy::<dyn Control + Send + Sync>(&alloc::format!("{name}/control"))
         .map_err(|e| alloc::format!("lookup {name}/control: {e}"))?;
     Ok(control.control(op, arg))
 }
 
 fn keeper() -> Result<interfaces::probe::ProbeProxy, String> {
-    images::proxy::<dyn Probe + Send + Sync>("keeper/probe")
+    domain::proxy::<dyn Probe + Send + Sync>("keeper/probe")
         .map_err(|e| alloc::format!("lookup keeper/probe: {e}"))
 }
 
@@ -211,7 +211,7 @@ async fn spawn_flood_is_bounded() -> TestResult {
     let result = control("flooder", 1, 0)?.map_err(|e| alloc::format!("flood: {e}"))?;
     let (count, reason) = (result & 0xFFFF_FFFF, result >> 32);
     ensure!(
-        reason == 2 && count as usize == images::MAX_TASKS,
+        reason == 2 && count as usize == domain::MAX_TASKS,
         "the flood stopped after {count} tasks with reason {reason} (2 = quota)"
     );
     // Another domain still starts its task on this core.
@@ -254,7 +254,7 @@ async fn foreign_waker_never_runs_in_the_callee() -> TestResult {
 async fn hog_keeps_its_share_only() -> TestResult {
     let counter = domain::create_from(Source::Archive(String::from("counter")), "hog-victim")
         .map_err(|e| alloc::format!("load counter: {e}"))?;
-    let victim = images::proxy::<dyn Counter + Send + Sync>("hog-victim/counter")
+    let victim = domain::proxy::<dyn Counter + Send + Sync>("hog-victim/counter")
         .map_err(|e| alloc::format!("lookup: {e}"))?;
     let ticks = |what: &str| victim.ticks().map_err(|e| alloc::format!("{what}: {e}"));
     let start = ticks("before")?;

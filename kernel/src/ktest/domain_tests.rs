@@ -214,7 +214,7 @@ fn every_fault_kind_contained() -> BoxedTest {
                 "{kind:?}: a dead domain's code ran"
             );
             ensure!(
-                images::call(d, 2, 9) == Err(EntryError::NotAlive),
+                domain::call(d, 2, 9) == Err(EntryError::NotAlive),
                 "{kind:?}: call after crash did not fail"
             );
             dead(d).await?;
@@ -251,7 +251,7 @@ fn nested_crash() -> BoxedTest {
         );
         ensure!(a.state() == State::Alive, "A was poisoned by B's crash");
         ensure!(b.state() != State::Alive, "B survived");
-        ensure!(images::call(a, 2, 5) == Ok(5), "A no longer answers");
+        ensure!(domain::call(a, 2, 5) == Ok(5), "A no longer answers");
         ensure!(
             cpu::current_owner() == 0,
             "kernel is not current after the calls"
@@ -267,7 +267,7 @@ fn tasks_purged() -> BoxedTest {
         let d = fresh("counter")?;
         ensure!(d.task_count() == 1, "counter has {} tasks", d.task_count());
         executor::sleep(Duration::from_millis(50)).await;
-        let ticks = images::call(d, 1, 0).map_err(|e| alloc::format!("call: {e}"))?;
+        let ticks = domain::call(d, 1, 0).map_err(|e| alloc::format!("call: {e}"))?;
         ensure!(ticks > 0, "counter task never ran");
         let result = domain::enter(d.owner(), || inject::trigger(Kind::PageFault));
         ensure!(result == Err(EntryError::Crashed), "crash gave {result:?}");
@@ -392,15 +392,15 @@ fn restart_client_survives() -> BoxedTest {
         }
         let client = fresh("client")?;
         executor::sleep(Duration::from_millis(150)).await;
-        let ok_before = images::call(client, 0, 0).map_err(|e| alloc::format!("client: {e}"))?;
+        let ok_before = domain::call(client, 0, 0).map_err(|e| alloc::format!("client: {e}"))?;
         ensure!(ok_before > 0, "client made no successful calls");
-        let verified = images::call(client, 2, 0).map_err(|e| alloc::format!("client: {e}"))?;
+        let verified = domain::call(client, 2, 0).map_err(|e| alloc::format!("client: {e}"))?;
         ensure!(verified > 0, "client verified no RRef buffers");
         let generation = counter.generation();
         let crash = domain::enter(counter.owner(), || inject::trigger(Kind::GeneralProtection));
         ensure!(crash == Err(EntryError::Crashed), "crash gave {crash:?}");
         executor::sleep(Duration::from_millis(60)).await;
-        let errors = images::call(client, 1, 0).map_err(|e| alloc::format!("client: {e}"))?;
+        let errors = domain::call(client, 1, 0).map_err(|e| alloc::format!("client: {e}"))?;
         ensure!(errors > 0, "client saw no errors while counter was dead");
         dead(counter).await?;
         domain::restart(counter)?;
@@ -408,15 +408,15 @@ fn restart_client_survives() -> BoxedTest {
             counter.generation() == generation + 1,
             "generation did not advance"
         );
-        let ok_mid = images::call(client, 0, 0).map_err(|e| alloc::format!("client: {e}"))?;
+        let ok_mid = domain::call(client, 0, 0).map_err(|e| alloc::format!("client: {e}"))?;
         executor::sleep(Duration::from_millis(100)).await;
-        let ok_after = images::call(client, 0, 0).map_err(|e| alloc::format!("client: {e}"))?;
+        let ok_after = domain::call(client, 0, 0).map_err(|e| alloc::format!("client: {e}"))?;
         ensure!(
             ok_after > ok_mid,
             "client did not recover after restart ({ok_mid} -> {ok_after})"
         );
         ensure!(client.state() == State::Alive, "client died");
-        let mismatches = images::call(client, 3, 0).map_err(|e| alloc::format!("client: {e}"))?;
+        let mismatches = domain::call(client, 3, 0).map_err(|e| alloc::format!("client: {e}"))?;
         ensure!(mismatches == 0, "{mismatches} digest mismatches");
         domain::kill(client, "test");
         dead(client).await
@@ -434,7 +434,7 @@ fn no_leak_1000_cycles() -> BoxedTest {
         // Use: a call through the name service's proxy, and shared objects
         // the domain then owns when it dies.
         let use_it = |cycle: u32| -> TestResult {
-            let counter = images::proxy::<dyn Counter + Send + Sync>(&counter_name)
+            let counter = domain::proxy::<dyn Counter + Send + Sync>(&counter_name)
                 .map_err(|e| alloc::format!("cycle {cycle}: lookup: {e}"))?;
             ensure!(
                 counter.increment() == Ok(1),
@@ -602,7 +602,8 @@ fn heap_reuse_and_isolation() -> BoxedTest {
                 address
             })
             .map_err(|e| alloc::format!("b: {e}"))?;
-            let window = |addr: u64| (addr - domain::heap::REGION_BASE) / domain::heap::SLOT_SIZE;
+            let heaps = mem::layout::DOMAIN_HEAPS.start;
+            let window = |addr: u64| (addr - heaps) / mem::layout::DOMAIN_HEAP_SIZE;
             ensure!(
                 window(in_a) == a.slot as u64,
                 "A's object at {in_a:#x} outside A's window"
@@ -740,7 +741,7 @@ fn timer_keeps_no_domain_waker() -> BoxedTest {
         domain::enter(d.owner(), || {
             let own = alloc::sync::Arc::new(Own(AtomicUsize::new(0)));
             let waker = core::task::Waker::from(own);
-            let mut timer = images::SERVICES.sleep_until(deadline);
+            let mut timer = domain::SERVICES.sleep_until(deadline);
             let pending = timer
                 .as_mut()
                 .poll(&mut core::task::Context::from_waker(&waker))
@@ -906,7 +907,7 @@ fn generated_proxy() -> BoxedTest {
             alloc::sync::Arc::new(FillerImpl) as alloc::sync::Arc<dyn Filler + Send + Sync>
         })
         .map_err(|e| alloc::format!("enter: {e}"))?;
-        let proxy = FillerProxy::new(object, crate::domain::images::entry_cap(d.owner()));
+        let proxy = FillerProxy::new(object, crate::domain::entry_cap(d.owner()));
         let filled = proxy
             .fill(RRef::new([0u8; 128]), 0xAB)
             .map_err(|e| alloc::format!("fill: {e}"))?;
@@ -962,7 +963,7 @@ fn async_proxy_crash() -> BoxedTest {
         })
         .map_err(|e| alloc::format!("enter: {e}"))?;
         let caller = sched::spawn(async move {
-            let proxy = WaiterProxy::new(object, crate::domain::images::entry_cap(owner));
+            let proxy = WaiterProxy::new(object, crate::domain::entry_cap(owner));
             proxy.wait().await
         })
         .map_err(|e| alloc::format!("spawn: {e:?}"))?;
@@ -992,7 +993,7 @@ fn async_proxy_crash() -> BoxedTest {
 fn supervision() -> BoxedTest {
     Box::pin(async {
         use domain_sdk::{Kernel, RestartError};
-        let kernel: &dyn Kernel = &images::SERVICES;
+        let kernel: &dyn Kernel = &domain::SERVICES;
         let target = fresh("idle")?;
         let shadow = fresh("idle")?;
         let other = fresh("idle")?;
@@ -1113,7 +1114,7 @@ fn holder_and_caller() -> Result<
         alloc::sync::Arc::new(Holder) as alloc::sync::Arc<dyn Waiter + Send + Sync>
     })
     .map_err(|e| alloc::format!("enter: {e}"))?;
-    let proxy = WaiterProxy::new(object, images::entry_cap(callee.owner()));
+    let proxy = WaiterProxy::new(object, domain::entry_cap(callee.owner()));
     Ok((callee, caller, proxy))
 }
 
@@ -1127,7 +1128,7 @@ fn orphaned_call() -> BoxedTest {
         use domain_sdk::Kernel;
         let (callee, caller, proxy) = holder_and_caller()?;
         let spawned = domain::enter(caller.owner(), || {
-            images::SERVICES.spawn(Box::pin(async move {
+            domain::SERVICES.spawn(Box::pin(async move {
                 let _ = proxy.wait().await;
             }))
         })
@@ -1173,12 +1174,12 @@ fn lookup_visitor_panics() -> BoxedTest {
         let caller = fresh("idle")?;
         let name = alloc::format!("{}/control", exporter.name);
         let crash = domain::enter(caller.owner(), || {
-            let _ = images::SERVICES.lookup(&name, &mut |_, _, _| panic!("visitor"));
+            let _ = domain::SERVICES.lookup(&name, &mut |_, _, _| panic!("visitor"));
         });
         ensure!(crash == Err(EntryError::Crashed), "lookup gave {crash:?}");
         dead(caller).await?;
         ensure!(exporter.state() == State::Alive, "the exporter suffered");
-        let proxy = images::proxy::<dyn interfaces::control::Control + Send + Sync>(&name)
+        let proxy = domain::proxy::<dyn interfaces::control::Control + Send + Sync>(&name)
             .map_err(|e| alloc::format!("lookup after the crash: {e}"))?;
         use interfaces::control::Control;
         ensure!(proxy.control(2, 7).is_ok(), "the export no longer answers");
@@ -1197,7 +1198,7 @@ fn parked_bounded() -> BoxedTest {
         const CALLS: usize = domain::MAX_PARKED + 44;
         let (callee, caller, proxy) = holder_and_caller()?;
         let spawned = domain::enter(caller.owner(), || {
-            images::SERVICES.spawn(Box::pin(async move {
+            domain::SERVICES.spawn(Box::pin(async move {
                 let mut calls: Vec<_> = (0..CALLS).map(|_| Box::pin(proxy.wait())).collect();
                 poll_fn(|cx| {
                     for call in calls.iter_mut() {

@@ -8,7 +8,7 @@ use alloc::string::String;
 use core::time::Duration;
 
 use super::{BoxedTest, KTest, TestFn, TestResult};
-use crate::domain::{self, Source, State, images, loaded};
+use crate::domain::{self, Source, State, loaded};
 use crate::mem;
 use interfaces::control::Control;
 use interfaces::counter::Counter;
@@ -56,7 +56,7 @@ async fn cycle(round: u32) -> TestResult {
         loaded::image_bytes(d.slot) > 0,
         "round {round}: no image mapped"
     );
-    let control = images::proxy::<dyn Control + Send + Sync>("img-cycle/control")
+    let control = domain::proxy::<dyn Control + Send + Sync>("img-cycle/control")
         .map_err(|e| alloc::format!("round {round}: lookup: {e}"))?;
     ensure!(
         control.control(2, u64::from(round)) == Ok(u64::from(round)),
@@ -106,9 +106,9 @@ fn two_instances() -> BoxedTest {
         let a = load("counter", "img-count-a")?;
         let b = load("counter", "img-count-b")?;
         ensure!(a.slot != b.slot, "one slot for two domains");
-        let pa = images::proxy::<dyn Counter + Send + Sync>("img-count-a/counter")
+        let pa = domain::proxy::<dyn Counter + Send + Sync>("img-count-a/counter")
             .map_err(|e| alloc::format!("lookup a: {e}"))?;
-        let pb = images::proxy::<dyn Counter + Send + Sync>("img-count-b/counter")
+        let pb = domain::proxy::<dyn Counter + Send + Sync>("img-count-b/counter")
             .map_err(|e| alloc::format!("lookup b: {e}"))?;
         ensure!(pa.increment() == Ok(1), "a: first call");
         ensure!(pa.increment() == Ok(2), "a: second call");

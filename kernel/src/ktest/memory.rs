@@ -35,8 +35,8 @@ pub static TESTS: &[KTest] = &[
     },
 ];
 
-/// A virtual page nobody else uses.
-const TEST_PAGE: u64 = 0xFFFF_C000_0000_0000;
+/// A virtual page nobody else uses (see `mem::layout`).
+const TEST_PAGE: u64 = crate::mem::layout::TEST_PAGE.start;
 
 fn map_translate_unmap() -> TestResult {
     let frame = frames::alloc_zeroed().ok_or("out of frames")?;
@@ -94,7 +94,8 @@ fn kernel_image_w_xor_x() -> TestResult {
         flags & paging::WRITABLE != 0 && flags & paging::NO_EXECUTE != 0,
         "data flags {flags:#x}"
     );
-    let (_, flags) = paging::translate(crate::mem::PHYS_OFFSET).ok_or("physical map missing")?;
+    let (_, flags) =
+        paging::translate(crate::mem::layout::PHYS_MAP.start).ok_or("physical map missing")?;
     ensure!(
         flags & paging::NO_EXECUTE != 0,
         "physical map is executable"

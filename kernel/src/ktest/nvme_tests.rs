@@ -54,7 +54,7 @@ pub(super) async fn start_driver(
         return Err("no NVMe controller in this machine (make test attaches one)".into());
     }
     let driver = domain::create_from(Source::Archive(String::from("nvme")), name)?;
-    let bdev = images::proxy::<dyn BDev + Send + Sync>(&alloc::format!("{name}/bdev"))
+    let bdev = domain::proxy::<dyn BDev + Send + Sync>(&alloc::format!("{name}/bdev"))
         .map_err(|e| alloc::format!("lookup: {e}"))?;
     let geometry = bdev
         .geometry()
@@ -116,7 +116,7 @@ fn patterns() -> BoxedTest {
                 .map(|i| 200 + core as u64 * 1000 + i * 3)
                 .collect();
             let handle = sched::spawn_on(core, async move {
-                let bdev = images::proxy::<dyn BDev + Send + Sync>("t-nvme/bdev")
+                let bdev = domain::proxy::<dyn BDev + Send + Sync>("t-nvme/bdev")
                     .map_err(|e| alloc::format!("lookup: {e}"))?;
                 round_trip(&bdev, &region, 10 + core as u64).await
             })
@@ -166,7 +166,7 @@ fn shadow_under_crashes() -> BoxedTest {
         let driver = domain::create_from(Source::Archive(String::from("nvme")), "nvme")?;
         let shadow =
             domain::create_from(Source::Archive(String::from("nvme-shadow")), "nvme-shadow")?;
-        let bdev = images::proxy::<dyn BDev + Send + Sync>("nvme-shadow/bdev")
+        let bdev = domain::proxy::<dyn BDev + Send + Sync>("nvme-shadow/bdev")
             .map_err(|e| alloc::format!("lookup: {e}"))?;
         let geometry = bdev
             .geometry()
@@ -208,8 +208,8 @@ fn shadow_under_crashes() -> BoxedTest {
             .await
             .map_err(|e| alloc::format!("crasher: {e:?}"))?;
         let crashes = CRASHES.load(Ordering::SeqCst);
-        let restarts = images::call(shadow, 0, 0).map_err(|e| alloc::format!("shadow: {e}"))?;
-        let reissued = images::call(shadow, 1, 0).map_err(|e| alloc::format!("shadow: {e}"))?;
+        let restarts = domain::call(shadow, 0, 0).map_err(|e| alloc::format!("shadow: {e}"))?;
+        let reissued = domain::call(shadow, 1, 0).map_err(|e| alloc::format!("shadow: {e}"))?;
         crate::println!(
             "    {rounds} verified rounds; driver crashed {crashes} times, restarted {restarts} times by the shadow, {reissued} batches re-issued"
         );
@@ -304,10 +304,10 @@ fn client_dies_mid_io() -> BoxedTest {
         let (shared_before, _) = crate::shared_heap::usage();
         let (driver, bdev, geometry) = start_driver("t-nvme-c").await?;
         let client = domain::create(images::image("idle").ok_or("no idle image")?, "t-io-client")?;
-        let client_bdev = images::proxy::<dyn BDev + Send + Sync>("t-nvme-c/bdev")
+        let client_bdev = domain::proxy::<dyn BDev + Send + Sync>("t-nvme-c/bdev")
             .map_err(|e| alloc::format!("lookup: {e}"))?;
         let spawned = domain::enter(client.owner(), || {
-            images::SERVICES.spawn(Box::pin(async move {
+            domain::SERVICES.spawn(Box::pin(async move {
                 loop {
                     let blocks: Vec<u64> = (0..BATCH as u64).collect();
                     let _ = client_bdev.read(batch_of(&blocks, None)).await;

@@ -19,7 +19,7 @@ use rrpc::RRef;
 use super::nvme_tests::start_driver;
 use super::{BoxedTest, KTest, TestFn, TestResult};
 use crate::blk::check_blocks;
-use crate::domain::{self, Source, State, images, loaded};
+use crate::domain::{self, Source, State, loaded};
 
 pub static TESTS: &[KTest] = &[
     KTest {
@@ -64,7 +64,7 @@ async fn kill_all(domains: &[&'static domain::Domain]) -> TestResult {
 
 /// One attempt by the attacker (its control op), as a domain entry.
 fn attempt(attacker: &'static domain::Domain, op: u32, arg: u64) -> Result<u64, String> {
-    images::call(attacker, op, arg).map_err(|e| alloc::format!("attacker op {op}: {e}"))
+    domain::call(attacker, op, arg).map_err(|e| alloc::format!("attacker op {op}: {e}"))
 }
 
 fn device_claims() -> BoxedTest {
@@ -139,7 +139,7 @@ fn supervision() -> BoxedTest {
             );
             // The shadow, granted supervision, restarts a crashed driver:
             // I/O through it works across the crash.
-            let bdev = images::proxy::<dyn BDev + Send + Sync>("nvme-shadow/bdev")
+            let bdev = domain::proxy::<dyn BDev + Send + Sync>("nvme-shadow/bdev")
                 .map_err(|e| alloc::format!("lookup: {e}"))?;
             check_blocks(&bdev, 8)
                 .await
@@ -151,7 +151,7 @@ fn supervision() -> BoxedTest {
             check_blocks(&bdev, 8)
                 .await
                 .map_err(|e| alloc::format!("after the crash: {e}"))?;
-            let restarts = images::call(shadow, 0, 0).map_err(|e| alloc::format!("shadow: {e}"))?;
+            let restarts = domain::call(shadow, 0, 0).map_err(|e| alloc::format!("shadow: {e}"))?;
             ensure!(restarts >= 1, "the shadow never restarted the driver");
             ensure!(driver.state() == State::Alive, "the driver is not back");
             Ok(())
@@ -171,7 +171,7 @@ fn supervision() -> BoxedTest {
 /// The owner of the domain an unqualified lookup of "checksum" finds.
 fn checksum_exporter() -> Option<u32> {
     let mut found = None;
-    let _ = images::lookup("checksum", &mut |_, _, owner| found = Some(owner));
+    let _ = domain::lookup("checksum", &mut |_, _, owner| found = Some(owner));
     found
 }
 
@@ -218,7 +218,7 @@ fn impersonation() -> BoxedTest {
             }
             let expected = checksum::digest(&block[..]);
             for name in ["checksum", "t-checksum/checksum", "t-checksum-2/checksum"] {
-                let service = images::proxy::<dyn Checksum + Send + Sync>(name)
+                let service = domain::proxy::<dyn Checksum + Send + Sync>(name)
                     .map_err(|e| alloc::format!("lookup {name}: {e}"))?;
                 let digest = service
                     .digest(&block)

@@ -2,15 +2,17 @@
 //! whose code is running (see `domain::heap`), or to the kernel heap.
 //!
 //! The kernel heap is a linked-list allocator over pages mapped at
-//! `HEAP_BASE`; it serves the kernel's own bookkeeping and is not on a hot
-//! path (domains have their own slab heaps, the executor preallocates).
+//! `layout::KERNEL_HEAP`; it serves the kernel's own bookkeeping and is
+//! not on a hot path (domains have their own slab heaps, the executor
+//! preallocates).
 //! A free goes to the heap that owns the address, whoever frees it.
 
 use core::alloc::{GlobalAlloc, Layout};
 
 use linked_list_allocator::LockedHeap;
 
-use super::{HEAP_BASE, PAGE_SIZE, frames, paging};
+use super::layout;
+use super::{PAGE_SIZE, frames, paging};
 use crate::{cpu, domain};
 
 static KERNEL_HEAP: LockedHeap = LockedHeap::empty();
@@ -46,14 +48,14 @@ unsafe impl GlobalAlloc for Router {
 
 static SIZE: spin::Once<u64> = spin::Once::new();
 
-/// Maps `size` bytes at `HEAP_BASE` and hands them to the kernel heap.
+/// Maps `size` bytes at `layout::KERNEL_HEAP` and hands them to the kernel heap.
 pub fn init(size: u64) {
     let pages = size / PAGE_SIZE;
     paging::with_kernel(|pt| {
         for i in 0..pages {
             let frame = frames::alloc().expect("no memory for the kernel heap");
             pt.map_4k(
-                HEAP_BASE + i * PAGE_SIZE,
+                layout::KERNEL_HEAP.start + i * PAGE_SIZE,
                 frame,
                 paging::WRITABLE | paging::NO_EXECUTE | paging::GLOBAL,
             )
@@ -64,9 +66,10 @@ pub fn init(size: u64) {
         // SAFETY: the range was just mapped, is used by nothing else, and
         // `init` runs once (guarded by `SIZE`).
         unsafe {
-            KERNEL_HEAP
-                .lock()
-                .init(HEAP_BASE as *mut u8, (pages * PAGE_SIZE) as usize)
+            KERNEL_HEAP.lock().init(
+                layout::KERNEL_HEAP.start as *mut u8,
+                (pages * PAGE_SIZE) as usize,
+            )
         };
         pages * PAGE_SIZE
     });

@@ -4,10 +4,9 @@
 use kcore::frames::FrameAllocator;
 use kcore::pvh::BootInfo;
 
+use super::layout::PHYS_MAP;
 use super::paging::{self, GLOBAL, NO_CACHE, NO_EXECUTE, PageTables, WRITABLE, WRITE_THROUGH};
-use super::{
-    PAGE_SIZE, PHYS_OFFSET, align_down, align_up, frames, heap, phys_to_virt, set_phys_base,
-};
+use super::{PAGE_SIZE, align_down, align_up, frames, heap, phys_to_virt, set_phys_base};
 
 unsafe extern "C" {
     static __kernel_start: u8;
@@ -122,7 +121,7 @@ fn build_kernel_tables(highest: u64, bitmap: (u64, u64)) {
     map_range(data, end, WRITABLE | NO_EXECUTE);
     map_range(bitmap.0, bitmap.1, WRITABLE | NO_EXECUTE);
 
-    // All physical memory (and the 32-bit MMIO hole) at PHYS_OFFSET.
+    // All physical memory (and the 32-bit MMIO hole) at `PHYS_MAP`.
     let limit = align_up(highest.max(4 * GIB), 2 * MIB);
     let mut phys = 0;
     while phys < limit {
@@ -130,7 +129,7 @@ fn build_kernel_tables(highest: u64, bitmap: (u64, u64)) {
         if (3 * GIB..4 * GIB).contains(&phys) {
             flags |= NO_CACHE | WRITE_THROUGH; // device registers live here
         }
-        pt.map_2m(PHYS_OFFSET + phys, phys, flags)
+        pt.map_2m(PHYS_MAP.start + phys, phys, flags)
             .expect("physical map");
         phys += 2 * MIB;
     }
@@ -138,7 +137,7 @@ fn build_kernel_tables(highest: u64, bitmap: (u64, u64)) {
     let root = pt.root();
     *paging::KERNEL.lock() = Some(pt);
     load(root);
-    set_phys_base(PHYS_OFFSET);
+    set_phys_base(PHYS_MAP.start);
     let _ = phys_to_virt(0);
 }
 

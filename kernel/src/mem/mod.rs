@@ -1,34 +1,22 @@
 //! Memory: physical frames, the kernel's own 4-level page tables, the
 //! kernel heap and guarded stacks.
 //!
-//! Virtual layout (one address space shared by every core and domain):
-//!
-//! | range                          | what                                     |
-//! |--------------------------------|------------------------------------------|
-//! | `0x0010_0000..__kernel_end`    | kernel image, identity mapped, W^X       |
-//! | `PHYS_OFFSET + p`              | all physical memory (2 MiB pages, NX)    |
-//! | `HEAP_BASE..`                  | kernel heap (4 KiB pages)                |
-//! | `STACKS_BASE..`                | stacks, each above an unmapped guard page |
-//!
-//! Page 0 and the rest of the low 1 MiB are left unmapped so that null and
-//! near-null dereferences fault.
+//! The virtual layout (one address space shared by every core and domain)
+//! is one table, in [`layout`].
 
 pub mod frames;
 pub mod heap;
 pub mod init;
+pub mod layout;
 pub mod paging;
 pub mod stacks;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
 pub const PAGE_SIZE: u64 = 4096;
-/// Where all physical memory is mapped once the kernel's page tables are live.
-pub const PHYS_OFFSET: u64 = 0xFFFF_8000_0000_0000;
-pub const HEAP_BASE: u64 = 0xFFFF_9000_0000_0000;
-pub const STACKS_BASE: u64 = 0xFFFF_A000_0000_0000;
 
 /// Offset to add to a physical address to reach it: 0 while the boot
-/// identity map is active, `PHYS_OFFSET` afterwards.
+/// identity map is active, `layout::PHYS_MAP.start` afterwards.
 static PHYS_BASE: AtomicU64 = AtomicU64::new(0);
 
 /// Virtual address through which physical address `phys` can be accessed.

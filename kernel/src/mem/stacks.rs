@@ -3,11 +3,12 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::{PAGE_SIZE, STACKS_BASE, frames, paging};
+use super::layout::STACKS;
+use super::{PAGE_SIZE, frames, paging};
 
 /// Next free virtual address in the stacks region (bump; virtual space is
 /// plentiful, frames are what gets returned).
-static NEXT: AtomicU64 = AtomicU64::new(STACKS_BASE);
+static NEXT: AtomicU64 = AtomicU64::new(STACKS.start);
 
 #[derive(Debug)]
 pub struct Stack {
@@ -70,6 +71,6 @@ pub fn free(stack: Stack) {
 /// True if `addr` is in the stacks region but not mapped (a guard page or
 /// beyond): a fault there is a stack overflow.
 pub fn is_guard_hit(addr: u64) -> bool {
-    (STACKS_BASE..NEXT.load(Ordering::Relaxed)).contains(&addr)
+    (STACKS.start..NEXT.load(Ordering::Relaxed)).contains(&addr)
         && paging::translate_current(addr).is_none()
 }

@@ -1,0 +1,189 @@
+//! Domain entry: the one path by which domain code runs, and the proxy
+//! runtime that generated proxies drive it through.
+//!
+//! [`enter`] (a closure) and [`enter_raw`] (a type-erased `cont::RawCall`,
+//! what generated proxies use) share one core, [`through_gate`]: it finds
+//! the domain, computes the watchdog deadline, lets the domain's
+//! `cont::Gate` run the code as the incarnation, and turns a refusal or a
+//! failure into an [`EntryError`], poisoning the incarnation on failure.
+
+use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use executor::OwnerId;
+
+use super::lifecycle::{self, get, slot_of};
+use crate::catch::{self, Fault};
+use crate::{cpu, time};
+
+/// Default watchdog budget for one domain entry.
+pub const DEFAULT_BUDGET_NS: u64 = 100_000_000;
+static BUDGET_NS: AtomicU64 = AtomicU64::new(DEFAULT_BUDGET_NS);
+/// The same budget in timer ticks (0 until `set_budget_ns` runs, once the
+/// timer is calibrated).
+static BUDGET_TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// Sets the watchdog budget. Call after the TSC is calibrated.
+pub fn set_budget_ns(ns: u64) {
+    BUDGET_NS.store(ns, Ordering::Relaxed);
+    // +1: the next tick may come at once, so n+1 ticks last at least n
+    // tick periods.
+    BUDGET_TICKS.store(time::ns_to_ticks(ns) + 1, Ordering::Relaxed);
+}
+
+pub fn budget_ns() -> u64 {
+    BUDGET_NS.load(Ordering::Relaxed)
+}
+
+/// Why an entry into a domain did not return a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryError {
+    /// The domain crashed during this entry (it is now poisoned).
+    Crashed,
+    /// The incarnation was already poisoned or dead, or restarted since.
+    NotAlive,
+    NoSuchDomain,
+    /// The domain answered with an error of its own (or exports no
+    /// control interface).
+    Refused(rrpc::RpcError),
+}
+
+impl fmt::Display for EntryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EntryError::Crashed => write!(f, "domain crashed"),
+            EntryError::NotAlive => write!(f, "domain is not alive"),
+            EntryError::NoSuchDomain => write!(f, "no such domain"),
+            EntryError::Refused(e) => write!(f, "the domain answered: {e}"),
+        }
+    }
+}
+
+impl From<EntryError> for rrpc::RpcError {
+    fn from(error: EntryError) -> rrpc::RpcError {
+        match error {
+            EntryError::Crashed => rrpc::RpcError::DomainCrashed,
+            EntryError::NotAlive => rrpc::RpcError::DomainNotAlive,
+            EntryError::NoSuchDomain => rrpc::RpcError::NoSuchDomain,
+            EntryError::Refused(e) => e,
+        }
+    }
+}
+
+/// What both forms of entry share, for a domain incarnation `owner` (not
+/// the kernel): finds its domain, computes the watchdog deadline (0, none,
+/// until the timer is calibrated), has `run` pass the code through the
+/// domain's gate with it, and maps the outcome: a refused entry is
+/// `NotAlive`; a failed one (panic, CPU exception, overrun) poisons the
+/// incarnation and is `Crashed`.
+#[inline(always)]
+fn through_gate<R>(
+    owner: OwnerId,
+    run: impl FnOnce(&cont::Gate, u64) -> Result<R, cont::Refused<Fault>>,
+) -> Result<R, EntryError> {
+    let domain = get(slot_of(owner)).ok_or(EntryError::NoSuchDomain)?;
+    let budget = BUDGET_TICKS.load(Ordering::Relaxed);
+    let deadline = if budget == 0 {
+        0
+    } else {
+        cpu::current().ticks.load(Ordering::Relaxed) + budget
+    };
+    match run(&domain.gate, deadline) {
+        Ok(value) => Ok(value),
+        Err(cont::Refused::NotAlive) => Err(EntryError::NotAlive),
+        Err(cont::Refused::Failed(fault)) => {
+            lifecycle::poison(domain, owner, Some(&fault), "crashed");
+            Err(EntryError::Crashed)
+        }
+    }
+}
+
+/// Runs `f` as domain incarnation `owner` (see the module doc of
+/// `domain`); the kernel (owner 0) runs it directly. The fast path is
+/// `cont::Gate::enter`, the same code the host benchmarks time.
+#[inline]
+#[allow(clippy::result_large_err)] // a `Fault` is large on purpose: see `catch`
+pub fn enter<R>(owner: OwnerId, f: impl FnOnce() -> R) -> Result<R, EntryError> {
+    if owner == 0 {
+        return Ok(f());
+    }
+    through_gate(owner, |gate, deadline| {
+        gate.enter::<Fault, R>(&catch::ThisCore, owner, deadline, f)
+    })
+}
+
+/// [`enter`] for a type-erased [`cont::RawCall`] (what generated proxies
+/// use through `rrpc::proxy::Runtime::enter_raw`).
+///
+/// # Safety
+/// As for `cont::guarded_raw`.
+#[inline]
+#[allow(clippy::result_large_err)] // see `enter`
+pub unsafe fn enter_raw(owner: OwnerId, call: *mut cont::RawCall) -> Result<(), EntryError> {
+    if owner == 0 {
+        // SAFETY: forwarded; the kernel needs no entry.
+        unsafe { ((*call).run)(call) };
+        return Ok(());
+    }
+    through_gate(owner, |gate, deadline| {
+        // SAFETY: forwarded.
+        unsafe { gate.enter_raw::<Fault>(&catch::ThisCore, owner, deadline, call) }
+    })
+}
+
+/// The runtime generated proxies use (installed at boot, handed to domain
+/// images too).
+pub fn proxy_runtime() -> &'static dyn rrpc::proxy::Runtime {
+    &PROXY_RUNTIME
+}
+
+/// What generated proxies call: a domain entry.
+struct ProxyRuntime;
+
+static PROXY_RUNTIME: ProxyRuntime = ProxyRuntime;
+
+impl rrpc::proxy::Runtime for ProxyRuntime {
+    fn current(&self) -> rrpc::Owner {
+        cpu::current_owner()
+    }
+
+    fn callee_waker(&self, waker: &core::task::Waker) -> Option<core::task::Waker> {
+        // The kernel's own wakers (made while no domain runs) are trusted;
+        // a domain's caller may hand its callee only executor wakers.
+        if executor::task_id_of(waker).is_some() || cpu::current_owner() == 0 {
+            return None;
+        }
+        Some(match executor::current_task() {
+            Some(task) => executor::task_waker(task),
+            // Polled outside any task: nothing safe to wake later.
+            None => core::task::Waker::noop().clone(),
+        })
+    }
+
+    fn suspended(&self, callee: rrpc::Owner, waker: &core::task::Waker) {
+        if let (Some(task), Some(domain)) = (executor::task_id_of(waker), get(slot_of(callee))) {
+            domain.add_waiter(task);
+        }
+    }
+
+    unsafe fn park(&self, parked: rrpc::proxy::Parked) -> bool {
+        super::parking::park(parked)
+    }
+
+    unsafe fn unpark(&self, caller: rrpc::Owner, cell: *mut ()) {
+        super::parking::unpark(caller, cell);
+    }
+
+    unsafe fn enter(&self, callee: rrpc::Owner, f: &mut dyn FnMut()) -> Result<(), rrpc::RpcError> {
+        enter(callee, f).map_err(rrpc::RpcError::from)
+    }
+
+    unsafe fn enter_raw(
+        &self,
+        callee: rrpc::Owner,
+        call: *mut cont::RawCall,
+    ) -> Result<(), rrpc::RpcError> {
+        // SAFETY: forwarded.
+        unsafe { enter_raw(callee, call) }.map_err(rrpc::RpcError::from)
+    }
+}

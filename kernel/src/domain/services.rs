@@ -1,0 +1,164 @@
+//! The kernel services a domain sees: the SDK's [`Kernel`] handle (spawn,
+//! lookup, log, time, timers, memory, device claims, supervision), the one
+//! object every domain is given, with the limits it enforces.
+
+use domain_sdk::{Exports, Kernel, Owner, RpcResult, SpawnError, Task};
+
+use super::lifecycle::{find, get, is_alive_owner, slot_of};
+use super::{entry, names, policy, supervision};
+
+/// Kernel services for domains (the SDK's [`Kernel`]): one object for
+/// all of them; every call acts for the domain running on the calling core.
+pub struct Services;
+
+pub static SERVICES: Services = Services;
+
+impl Kernel for Services {
+    fn spawn(&self, task: Task) -> Result<(), SpawnError> {
+        let owner = crate::cpu::current_owner();
+        if owner == 0 || !is_alive_owner(owner) {
+            // Only a domain's own running code may spawn as that domain.
+            return Err(SpawnError::NotInDomain);
+        }
+        crate::sched::this_executor()
+            .spawn_within(owner, task, MAX_TASKS)
+            .map(|h| h.detach())
+            .map_err(|e| match e {
+                executor::SpawnError::Quota => SpawnError::Quota,
+                _ => SpawnError::Full,
+            })
+    }
+
+    fn lookup(&self, name: &str, visit: &mut dyn FnMut(&Exports, &str, Owner)) -> RpcResult<()> {
+        names::lookup(name, visit)
+    }
+
+    fn log(&self, message: &str) {
+        let owner = crate::cpu::current_owner();
+        let name = get(slot_of(owner)).map_or("?", |d| d.name.as_str());
+        // The console is shared and printed with interrupts off: a line of
+        // at most `MAX_LOG` bytes, control characters shown as '?'.
+        crate::info!("[{name}] {}", kcore::fmt::Clipped::new(message, MAX_LOG));
+    }
+
+    fn now_ns(&self) -> u64 {
+        crate::time::now_ns()
+    }
+
+    fn sleep_until(&self, deadline_ns: u64) -> domain_sdk::Timer {
+        // Allocated on the running domain's heap; polled and dropped by its
+        // task (the timer wheel itself is the executor's).
+        alloc::boxed::Box::pin(DomainTimer(executor::sleep_until(deadline_ns)))
+    }
+
+    unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
+        // The global allocator sends it to the running domain's heap.
+        // SAFETY: `GlobalAlloc::alloc`'s contract is the caller's (the
+        // image's global allocator forwards its own arguments).
+        unsafe { alloc::alloc::alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: core::alloc::Layout) {
+        // SAFETY: as above; the global allocator frees by address.
+        unsafe { alloc::alloc::dealloc(pointer, layout) }
+    }
+
+    fn crash(&self, message: &core::fmt::Arguments<'_>) -> ! {
+        // A panic while a domain is current crashes that domain only.
+        panic!("{message}")
+    }
+
+    fn rrpc_registry(&self) -> &'static dyn rrpc::registry::Remote {
+        &rrpc::registry::LOCAL
+    }
+
+    fn rrpc_runtime(&self) -> &'static dyn rrpc::proxy::Runtime {
+        entry::proxy_runtime()
+    }
+
+    fn claim_device(
+        &self,
+        class: (u8, u8, u8),
+        index: usize,
+    ) -> Result<alloc::boxed::Box<dyn domain_sdk::Device>, domain_sdk::DeviceError> {
+        let owner = crate::cpu::current_owner();
+        if owner == 0 {
+            return Err(domain_sdk::DeviceError::NoDevice);
+        }
+        // The signed manifest says which image may drive which device:
+        // the class first, then (the function found) its vendor.
+        let (c, s, p) = class;
+        if !policy::may_claim_class(owner, class) {
+            policy::log_refusal(
+                owner,
+                format_args!("claim of PCI class {c:02x}:{s:02x}:{p:02x}"),
+            );
+            return Err(domain_sdk::DeviceError::NotPermitted);
+        }
+        let claimed = crate::pci::claim(class, index, owner, &|vendor| {
+            policy::may_claim(owner, class, vendor)
+        })
+        .map_err(|e| match e {
+            crate::pci::ClaimError::NotPermitted(vendor) => {
+                policy::log_refusal(
+                    owner,
+                    format_args!("claim of PCI {c:02x}:{s:02x}:{p:02x} vendor {vendor:04x}"),
+                );
+                domain_sdk::DeviceError::NotPermitted
+            }
+            crate::pci::ClaimError::Device(e) => e,
+        })?;
+        Ok(alloc::boxed::Box::new(claimed))
+    }
+
+    fn core(&self) -> (usize, usize) {
+        (crate::cpu::current().index, crate::cpu::count())
+    }
+
+    fn supervise(&self, name: &str) -> Result<(), domain_sdk::RestartError> {
+        let domain = find(name).ok_or(domain_sdk::RestartError::NoSuchDomain)?;
+        supervision::supervise(domain, crate::cpu::current_owner())
+    }
+
+    fn restart_domain(&self, name: &str) -> Result<(), domain_sdk::RestartError> {
+        let domain = find(name).ok_or(domain_sdk::RestartError::NoSuchDomain)?;
+        supervision::restart_by(domain, crate::cpu::current_owner())
+    }
+}
+
+/// Most tasks one domain may have on one core (a quarter of the core's
+/// slots: a domain that spawns without end is refused, and the others, the
+/// kernel included, still find free slots).
+pub const MAX_TASKS: usize = crate::sched::TASKS_PER_CPU / 4;
+
+/// Longest line a domain may log, in bytes.
+pub const MAX_LOG: usize = 512;
+
+/// A timer handed to a domain. The executor's timer wheel keeps the waker
+/// it is polled with; a domain could poll it with a waker of its own making,
+/// whose code and data die with the domain while the wheel still holds it.
+/// So the wheel only ever gets executor wakers: a foreign waker is replaced
+/// by the waker of the task being polled (which re-polls whatever waits).
+struct DomainTimer(executor::Sleep);
+
+impl core::future::Future for DomainTimer {
+    type Output = ();
+
+    fn poll(
+        mut self: core::pin::Pin<&mut Self>,
+        cx: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<()> {
+        let sleep = core::pin::Pin::new(&mut self.0);
+        if executor::task_id_of(cx.waker()).is_some() {
+            return sleep.poll(cx);
+        }
+        match executor::current_task() {
+            Some(task) => {
+                let waker = executor::task_waker(task);
+                sleep.poll(&mut core::task::Context::from_waker(&waker))
+            }
+            // Polled outside any task: nothing safe to wake later.
+            None => core::task::Poll::Ready(()),
+        }
+    }
+}
