@@ -14,6 +14,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, 
 use executor::{OwnerId, TaskId};
 use spin::Mutex;
 
+use super::error::DomainError;
 use super::{MAX_SLOTS, entry, heap, loaded, names, parking};
 use crate::catch::Fault;
 use crate::{cpu, sched, time};
@@ -213,14 +214,17 @@ impl Domain {
 /// (contained like any entry). A crash during initialisation leaves the
 /// domain poisoned (then dead), not the kernel.
 #[cfg(feature = "ktest")]
-pub fn create(image: &'static super::images::Image, name: &str) -> Result<&'static Domain, String> {
+pub fn create(
+    image: &'static super::images::Image,
+    name: &str,
+) -> Result<&'static Domain, DomainError> {
     create_from(Source::BuiltIn(image), name)
 }
 
 /// Creates and starts a domain from `source` (see [`create`]).
 /// A dead domain of the same name is loaded again in place: its slot's
 /// next generation runs `source`.
-pub fn create_from(source: Source, name: &str) -> Result<&'static Domain, String> {
+pub fn create_from(source: Source, name: &str) -> Result<&'static Domain, DomainError> {
     // A bad image is refused before anything is created for it.
     #[cfg_attr(not(feature = "ktest"), allow(irrefutable_let_patterns))]
     if let Source::Archive(image) = &source {
@@ -228,10 +232,10 @@ pub fn create_from(source: Source, name: &str) -> Result<&'static Domain, String
     }
     if let Some(existing) = find(name) {
         if existing.state() != State::Dead {
-            return Err(alloc::format!(
-                "a domain named '{name}' exists ({}; 'kill' it first)",
-                existing.state().name()
-            ));
+            return Err(DomainError::Exists {
+                name: String::from(name),
+                state: existing.state(),
+            });
         }
         cpu::kernel_section(|| *existing.source.lock() = source);
         restart(existing)?;
@@ -239,12 +243,15 @@ pub fn create_from(source: Source, name: &str) -> Result<&'static Domain, String
     }
     let domain = cpu::kernel_section(|| {
         let _guard = MANAGER.lock();
-        if find(name).is_some() {
-            return Err(alloc::format!("a domain named '{name}' exists"));
+        if let Some(existing) = find(name) {
+            return Err(DomainError::Exists {
+                name: String::from(name),
+                state: existing.state(),
+            });
         }
         let slot = (1..MAX_SLOTS)
             .find(|&s| get(s).is_none())
-            .ok_or("no free domain slot")?;
+            .ok_or(DomainError::NoFreeSlot)?;
         let domain = alloc::boxed::Box::leak(alloc::boxed::Box::new(Domain {
             slot,
             name: String::from(name),
@@ -262,7 +269,7 @@ pub fn create_from(source: Source, name: &str) -> Result<&'static Domain, String
         }));
         heap::create(slot, owner_id(slot, 1));
         TABLE[slot].store(domain, Ordering::Release);
-        Ok::<_, String>(&*domain)
+        Ok::<_, DomainError>(&*domain)
     })?;
     start(domain)?;
     Ok(domain)
@@ -270,7 +277,7 @@ pub fn create_from(source: Source, name: &str) -> Result<&'static Domain, String
 
 /// Maps the current incarnation's code (if it comes from the archive) and
 /// runs its entry function inside it.
-fn start(domain: &'static Domain) -> Result<(), String> {
+fn start(domain: &'static Domain) -> Result<(), DomainError> {
     let owner = domain.owner();
     let source = cpu::kernel_section(|| match &*domain.source.lock() {
         #[cfg(feature = "ktest")]
@@ -284,24 +291,23 @@ fn start(domain: &'static Domain) -> Result<(), String> {
             Err(e) => {
                 // Nothing of it ran: tear the incarnation down at once.
                 kill(domain, "image refused");
-                return Err(e);
+                return Err(e.into());
             }
         },
     };
     match entry::enter(owner, || names::run_entry(owner, entry)) {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => {
+        Ok(Err(why)) => {
             kill(domain, "initialisation failed");
-            Err(alloc::format!(
-                "{}: initialisation failed: {e}",
-                domain.name
-            ))
+            Err(DomainError::InitFailed {
+                name: domain.name.clone(),
+                why,
+            })
         }
-        Err(e) => Err(alloc::format!(
-            "{}: {e} during initialisation: {}",
-            domain.name,
-            domain.last_fault().unwrap_or_default()
-        )),
+        Err(_) => Err(DomainError::InitCrashed {
+            name: domain.name.clone(),
+            fault: domain.last_fault().unwrap_or_default(),
+        }),
     }
 }
 
@@ -430,13 +436,12 @@ pub fn kill(domain: &'static Domain, why: &str) -> bool {
 /// becomes dead once every core has dropped its tasks, which needs the
 /// executors to run: callers wait for `State::Dead` asynchronously, see
 /// [`wait_dead`].)
-pub fn restart(domain: &'static Domain) -> Result<(), String> {
+pub fn restart(domain: &'static Domain) -> Result<(), DomainError> {
     if domain.state() != State::Dead {
-        return Err(alloc::format!(
-            "{} is still {}",
-            domain.name,
-            domain.state().name()
-        ));
+        return Err(DomainError::StillRunning {
+            name: domain.name.clone(),
+            state: domain.state(),
+        });
     }
     cpu::kernel_section(|| {
         let _guard = MANAGER.lock();

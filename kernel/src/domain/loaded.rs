@@ -19,6 +19,8 @@
 
 use alloc::string::String;
 
+use super::ImageError;
+
 use kcore::pvh::BootInfo;
 use loader::{Catalog, Limits, LoadError, Perms, Plan};
 use spin::{Mutex, Once};
@@ -59,12 +61,12 @@ pub fn init(boot: &BootInfo) {
 }
 
 /// The verified boot archive.
-pub fn catalog() -> Result<&'static Catalog<'static>, String> {
-    let archive = *ARCHIVE.get().ok_or("no boot archive")?;
+pub fn catalog() -> Result<&'static Catalog<'static>, ImageError> {
+    let archive = *ARCHIVE.get().ok_or(ImageError::NoArchive)?;
     CATALOG
         .call_once(|| crate::cpu::kernel_section(|| Catalog::open(archive, &PUBLIC_KEY)))
         .as_ref()
-        .map_err(|e| alloc::format!("{e}"))
+        .map_err(|e| ImageError::Archive(e.clone()))
 }
 
 /// Starts the boot archive's initial domains (its manifest's `start`
@@ -83,7 +85,7 @@ pub fn start_boot_domains() {
 
 /// Checks image `name` without loading it: listed in the signed manifest,
 /// digest matching, ELF acceptable.
-pub fn check(name: &str) -> Result<(), String> {
+pub fn check(name: &str) -> Result<(), ImageError> {
     crate::cpu::kernel_section(|| {
         let image = verified_image(name)?;
         let limits = Limits {
@@ -92,7 +94,7 @@ pub fn check(name: &str) -> Result<(), String> {
         };
         Plan::new(image, &limits)
             .map(|_| ())
-            .map_err(|e| alloc::format!("{name}: {e}"))
+            .map_err(|error| refused(name, error))
     })
 }
 
@@ -110,13 +112,21 @@ static VERIFIED: Mutex<alloc::vec::Vec<(String, &'static [u8])>> =
 
 /// Image `name`'s bytes, its size and digest checked against the signed
 /// manifest (once).
-fn verified_image(name: &str) -> Result<&'static [u8], String> {
+/// `name`'s image refused for `error`.
+fn refused(name: &str, error: loader::LoadError) -> ImageError {
+    ImageError::Image {
+        name: String::from(name),
+        error,
+    }
+}
+
+fn verified_image(name: &str) -> Result<&'static [u8], ImageError> {
     if let Some((_, bytes)) = VERIFIED.lock().iter().find(|(n, _)| n == name) {
         return Ok(bytes);
     }
     let image = catalog()?
         .image(name)
-        .map_err(|e| alloc::format!("{name}: {e}"))?;
+        .map_err(|error| refused(name, error))?;
     VERIFIED.lock().push((String::from(name), image));
     Ok(image)
 }
@@ -143,21 +153,21 @@ fn flags(perms: Perms) -> u64 {
 
 /// Maps image `name` into `slot`'s window (see the module doc) and returns
 /// its entry point.
-pub fn load(slot: usize, name: &str) -> Result<domain_sdk::Entry, String> {
+pub fn load(slot: usize, name: &str) -> Result<domain_sdk::Entry, ImageError> {
     crate::cpu::kernel_section(|| load_locked(slot, name))
 }
 
-fn load_locked(slot: usize, name: &str) -> Result<domain_sdk::Entry, String> {
+fn load_locked(slot: usize, name: &str) -> Result<domain_sdk::Entry, ImageError> {
     let mut loaded = LOADED[slot].lock();
     if loaded.is_some() {
-        return Err(alloc::format!("slot {slot} still has an image mapped"));
+        return Err(ImageError::SlotBusy(slot));
     }
     let image = verified_image(name)?;
     let limits = Limits {
         max_span: IMAGE_WINDOW_SIZE,
         ..Limits::default()
     };
-    let plan = Plan::new(image, &limits).map_err(|e| alloc::format!("{name}: {e}"))?;
+    let plan = Plan::new(image, &limits).map_err(|error| refused(name, error))?;
     let pages = (plan.span / PAGE_SIZE) as usize;
     let base = IMAGE_WINDOWS.start + slot as u64 * IMAGE_WINDOW_SIZE;
     // Lay the image out (segments, zeroed bss and gaps, relocations) in a
@@ -165,13 +175,16 @@ fn load_locked(slot: usize, name: &str) -> Result<domain_sdk::Entry, String> {
     // allocation to search for.
     let mut buffer = alloc::vec![0u8; plan.span as usize];
     plan.load_into(image, &mut buffer, base)
-        .map_err(|e| alloc::format!("{name}: {e}"))?;
+        .map_err(|error| refused(name, error))?;
     let mut frames_taken: alloc::vec::Vec<u64> = alloc::vec::Vec::with_capacity(pages);
     let free_all = |taken: &[u64]| taken.iter().for_each(|&f| frames::free(f));
     for page in buffer.chunks_exact(PAGE_SIZE as usize) {
         let Some(frame) = frames::alloc() else {
             free_all(&frames_taken);
-            return Err(alloc::format!("{name}: no memory for {pages} pages"));
+            return Err(ImageError::NoMemory {
+                name: String::from(name),
+                pages,
+            });
         };
         // SAFETY: a fresh frame we own, reached through the direct map;
         // the page is fully overwritten.
@@ -200,7 +213,10 @@ fn load_locked(slot: usize, name: &str) -> Result<domain_sdk::Entry, String> {
         });
         crate::apic::flush_tlb_everywhere();
         free_all(&frames_taken);
-        return Err(alloc::format!("{name}: mapping failed: {e:?}"));
+        return Err(ImageError::MapFailed {
+            name: String::from(name),
+            error: e,
+        });
     }
     *loaded = Some(Loaded {
         base,

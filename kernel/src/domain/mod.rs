@@ -39,6 +39,7 @@
 //! The rest of the kernel uses the items re-exported here.
 
 mod entry;
+mod error;
 pub mod heap;
 #[cfg(feature = "ktest")]
 pub mod images;
@@ -53,6 +54,8 @@ mod supervision;
 #[cfg(feature = "ktest")]
 pub use entry::EntryError;
 pub use entry::{DEFAULT_BUDGET_NS, budget_ns, enter, proxy_runtime, set_budget_ns};
+#[cfg_attr(not(feature = "ktest"), allow(unused_imports))]
+pub use error::{DomainError, ImageError, InitError};
 pub use heap::MAX_SLOTS;
 #[cfg(feature = "ktest")]
 pub use lifecycle::create;

@@ -17,6 +17,7 @@ use interfaces::control::Control;
 use spin::Mutex;
 
 use super::entry::EntryError;
+use super::error::InitError;
 use super::lifecycle::{Domain, State, all, find, slot_of};
 use super::policy;
 use super::services::SERVICES;
@@ -82,19 +83,27 @@ pub fn lookup(name: &str, visit: &mut dyn FnMut(&Exports, &str, Owner)) -> RpcRe
 /// initialisation fails, naming the export, before anything of it is
 /// published (so an unqualified lookup only ever finds a legitimate
 /// exporter).
-pub fn run_entry(owner: OwnerId, entry: Entry) -> Result<(), String> {
+pub fn run_entry(owner: OwnerId, entry: Entry) -> Result<(), InitError> {
     let slot = slot_of(owner);
-    let exports = entry(&SERVICES)?;
+    let exports = match entry(&SERVICES) {
+        Ok(exports) => exports,
+        // The message is on the domain's heap, which goes with it: copied
+        // to the kernel's (the original is freed on the domain's).
+        Err(why) => {
+            return Err(InitError::Entry(cpu::kernel_section(|| {
+                String::from(why.as_str())
+            })));
+        }
+    };
     if let Some(name) = policy::refused_export(owner, &exports) {
         // The domain chose the name: clipped, control characters shown.
         let name = kcore::fmt::Clipped::new(name, 32);
         policy::log_refusal(owner, format_args!("export '{name}'"));
-        // On the domain's heap, like the errors its entry returns.
-        let why =
-            alloc::format!("export '{name}' is not granted to its image by the signed manifest");
+        // On the kernel's heap: the domain's goes with it.
+        let export = cpu::kernel_section(|| alloc::format!("{name}"));
         // Forgotten like any export: it lives in the domain's heap.
         core::mem::forget(exports);
-        return Err(why);
+        return Err(InitError::ExportNotGranted(export));
     }
     let previous = cpu::kernel_section(|| EXPORTS[slot].lock().replace(exports));
     // A previous incarnation's exports belong to its (reclaimed) heap.

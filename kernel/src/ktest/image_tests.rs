@@ -34,7 +34,7 @@ fn archive_ready() -> TestResult {
         .map_err(|e| alloc::format!("boot archive: {e}"))
 }
 
-fn load(image: &str, name: &str) -> Result<&'static domain::Domain, String> {
+fn load(image: &str, name: &str) -> Result<&'static domain::Domain, domain::DomainError> {
     domain::create_from(Source::Archive(String::from(image)), name)
 }
 
@@ -135,12 +135,12 @@ fn entry_panic() -> BoxedTest {
         archive_ready()?;
         let frames_before = mem::frames::free_count();
         let result = load("broken", "img-broken");
-        let Err(message) = result else {
+        let Err(error) = result else {
             return Err("the broken image initialised".into());
         };
         ensure!(
-            message.contains("during initialisation") && message.contains("index out of bounds"),
-            "message: {message}"
+            matches!(&error, domain::DomainError::InitCrashed { fault, .. } if fault.contains("index out of bounds")),
+            "error: {error}"
         );
         let d = domain::find("img-broken").ok_or("no domain record")?;
         dead(d).await?;

@@ -40,8 +40,8 @@ pub static TESTS: &[KTest] = &[
 const SUCCEEDED: u64 = 0;
 const NOT_PERMITTED: u64 = 1;
 
-fn load(image: &str, name: &str) -> Result<&'static domain::Domain, String> {
-    loaded::catalog().map_err(|e| alloc::format!("boot archive: {e}"))?;
+fn load(image: &str, name: &str) -> Result<&'static domain::Domain, domain::DomainError> {
+    loaded::catalog()?;
     domain::create_from(Source::Archive(String::from(image)), name)
 }
 
@@ -190,7 +190,9 @@ fn impersonation() -> BoxedTest {
             match &refused {
                 Ok(_) => return Err("the impersonator started".into()),
                 Err(e) => ensure!(
-                    e.contains("'checksum'") && e.contains("not granted"),
+                    matches!(e, domain::DomainError::InitFailed {
+                        why: domain::InitError::ExportNotGranted(export), ..
+                    } if export == "checksum"),
                     "refused, but not for its export: {e}"
                 ),
             }
