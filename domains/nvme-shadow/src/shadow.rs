@@ -116,10 +116,16 @@ impl<L: Link> Shadow<L> {
     /// failure (the driver crashed, is dead, or cannot be found) restarts
     /// the driver and tries again; after [`MAX_ATTEMPTS`] failures the last
     /// error is returned.
+    ///
+    /// With `hold`, an attempt that failed keeps its proxy to the failed
+    /// driver until the recovery is over (so the proxy is dropped after
+    /// the restart, not during it), as queries always have; without, it is
+    /// dropped before the recovery starts.
     async fn retry<A, T, F>(
         &self,
         mut request: impl FnMut(u32) -> RpcResult<A>,
         send: impl Fn(Arc<BDevProxy>, A) -> F,
+        hold: bool,
     ) -> RpcResult<T>
     where
         F: Future<Output = RpcResult<T>>,
@@ -127,15 +133,19 @@ impl<L: Link> Shadow<L> {
         let mut last = RpcError::DomainNotAlive;
         for attempt in 0..MAX_ATTEMPTS {
             let request = request(attempt)?;
-            let result = match self.driver() {
-                Ok(driver) => send(driver, request).await,
-                Err(e) => Err(e),
+            let (result, held) = match self.driver() {
+                Ok(driver) => {
+                    let held = hold.then(|| driver.clone());
+                    (send(driver, request).await, held)
+                }
+                Err(e) => (Err(e), None),
             };
             match result {
                 Ok(done) => return Ok(done),
                 Err(e) => {
                     last = e;
                     self.recover(e).await;
+                    drop(held);
                 }
             }
         }
@@ -200,6 +210,7 @@ impl<L: Link> BDev for Shadow<L> {
             self.retry(
                 Self::query,
                 |driver, ()| async move { driver.geometry().await },
+                true,
             )
             .await
             // Giving up on a query reports the driver dead, whatever
@@ -215,6 +226,7 @@ impl<L: Link> BDev for Shadow<L> {
             self.retry(
                 request,
                 |driver, batch| async move { driver.read(batch).await },
+                false,
             )
             .await
         })
@@ -222,9 +234,11 @@ impl<L: Link> BDev for Shadow<L> {
 
     fn write<'a>(&'a self, batch: &'a RRef<Batch>) -> RpcFuture<'a, Statuses> {
         RpcFuture::new(async move {
-            self.retry(self.lent(), |driver, ()| async move {
-                driver.write(batch).await
-            })
+            self.retry(
+                self.lent(),
+                |driver, ()| async move { driver.write(batch).await },
+                false,
+            )
             .await
         })
     }
@@ -233,18 +247,22 @@ impl<L: Link> BDev for Shadow<L> {
         RpcFuture::new(async move {
             let block = extent.block;
             let request = self.moved(extent, move || RRef::try_new(Extent::new(block)));
-            self.retry(request, |driver, extent| async move {
-                driver.read_extent(extent).await
-            })
+            self.retry(
+                request,
+                |driver, extent| async move { driver.read_extent(extent).await },
+                false,
+            )
             .await
         })
     }
 
     fn write_extent<'a>(&'a self, extent: &'a RRef<Extent>) -> RpcFuture<'a, u16> {
         RpcFuture::new(async move {
-            self.retry(self.lent(), |driver, ()| async move {
-                driver.write_extent(extent).await
-            })
+            self.retry(
+                self.lent(),
+                |driver, ()| async move { driver.write_extent(extent).await },
+                false,
+            )
             .await
         })
     }
@@ -254,6 +272,7 @@ impl<L: Link> BDev for Shadow<L> {
             self.retry(
                 Self::query,
                 |driver, ()| async move { driver.flush().await },
+                true,
             )
             .await
             // As for `geometry`.
