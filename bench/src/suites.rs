@@ -465,7 +465,10 @@ pub fn domain_entry_async(settings: Settings) -> Measurement {
 
 // ---- RRefs -------------------------------------------------------------------
 
-/// The kernel's shared heap, modelled the way the kernel builds it: a
+/// The kernel's shared heap, modelled the way the kernel builds it (not
+/// `rrpc::host_kit`'s heap over the system allocator, nor its runtime,
+/// which catches panics: the timings must include what the kernel's
+/// allocator and domain entry cost): a
 /// `kcore::domheap` behind a spin lock with a per-core (here: per-thread)
 /// `CoreCache` in front, and the registry's critical-section hooks as a
 /// per-core counter (the kernel's is one GS-relative increment).

@@ -19,7 +19,7 @@
 //! it must never hand out a reference to an `RRef` whose memory another
 //! domain may free, and never free an object twice. The memory itself comes
 //! from a [`Backend`] the kernel installs (the host tests install one over
-//! the system allocator).
+//! the system allocator: `host_kit`, with the `host-kit` feature).
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -34,6 +34,8 @@ mod deque;
 mod error;
 mod exchangeable;
 mod future;
+#[cfg(any(test, feature = "host-kit"))]
+pub mod host_kit;
 pub mod proxy;
 pub mod registry;
 mod rref;

@@ -4,10 +4,7 @@
 
 extern crate std;
 
-use core::alloc::Layout;
-use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
-use std::cell::Cell;
 use std::sync::Mutex;
 use std::vec::Vec;
 
@@ -17,41 +14,15 @@ fn to(owner: crate::Owner) -> crate::Transfer {
     unsafe { crate::Transfer::new(owner) }
 }
 
+use crate::host_kit::{HEAP, owner, set_core};
 use crate::registry;
 use crate::*;
 
-struct HostHeap;
-
-std::thread_local! {
-    static CURRENT: Cell<Owner> = const { Cell::new(0) };
-    /// The "core" this thread plays (0 unless a test picks one; tests that
-    /// hold batches pick indices no other test uses).
-    static CORE: Cell<usize> = const { Cell::new(0) };
-}
-
-impl Backend for HostHeap {
-    unsafe fn alloc(&self, layout: Layout) -> Option<NonNull<u8>> {
-        // SAFETY: non-zero size (every RRef has a header).
-        NonNull::new(unsafe { std::alloc::alloc(layout) })
-    }
-    unsafe fn free(&self, pointer: NonNull<u8>, layout: Layout) {
-        // SAFETY: forwarded from the caller.
-        unsafe { std::alloc::dealloc(pointer.as_ptr(), layout) }
-    }
-    fn current_owner(&self) -> Owner {
-        CURRENT.with(|c| c.get())
-    }
-    fn core_index(&self) -> usize {
-        CORE.with(|c| c.get())
-    }
-}
-
-static HEAP: HostHeap = HostHeap;
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn as_owner(owner: Owner) {
     install_backend(&HEAP);
-    CURRENT.with(|c| c.set(owner));
+    crate::host_kit::set_current(owner);
 }
 
 /// The kernel's reclaim of a dead incarnation, as the tests use it.
@@ -72,10 +43,6 @@ fn enter_batch() {
 fn leave_batch() {
     // SAFETY: see `enter_batch`.
     unsafe { registry::leave_batch() }
-}
-
-fn owner(slot: u32, generation: u32) -> Owner {
-    slot << 16 | generation
 }
 
 /// A value whose drops are counted (and which carries a payload).
@@ -341,7 +308,7 @@ fn batches_keep_local_work_local_and_queue_remote_work() {
     let (done, wait_done) = std::sync::mpsc::channel::<()>();
     let home_thread = std::thread::spawn(move || {
         as_owner(a);
-        CORE.with(|c| c.set(home));
+        set_core(home);
         enter_batch();
         let objects: Vec<_> = (0..100).map(|i| RRef::new(Tracked(&DROPS, i))).collect();
         // Local work inside the batch is applied at once.
@@ -358,7 +325,7 @@ fn batches_keep_local_work_local_and_queue_remote_work() {
     });
     let remote_thread = std::thread::spawn(move || {
         as_owner(b);
-        CORE.with(|c| c.set(remote));
+        set_core(remote);
         enter_batch();
         let mut objects = from_home.recv().unwrap();
         for object in &objects {
@@ -398,7 +365,7 @@ fn reclaim_applies_queued_requests_first() {
     let (release, wait_release) = std::sync::mpsc::channel::<()>();
     let home_thread = std::thread::spawn(move || {
         as_owner(dead);
-        CORE.with(|c| c.set(home));
+        set_core(home);
         enter_batch();
         let made: Vec<_> = (0..10).map(|i| RRef::new(Tracked(&DROPS, i))).collect();
         to_main.send(made).unwrap();
@@ -456,7 +423,7 @@ fn work_inside_a_batch_is_exact_once_the_batch_ends() {
     // A thread of its own playing core 9, so no other test shares it.
     std::thread::spawn(move || {
         as_owner(a);
-        CORE.with(|c| c.set(9));
+        set_core(9);
         enter_batch();
         let mut objects: Vec<_> = (0..200).map(|i| RRef::new(Tracked(&DROPS, i))).collect();
         for object in objects.iter().step_by(2) {

@@ -2,121 +2,15 @@
 //! the kernel contains crashes (the callee is marked dead; later calls fail
 //! without running it).
 
-use std::alloc::Layout;
-use std::cell::Cell;
-use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use rrpc::proxy::{Runtime, install_runtime};
-use rrpc::{
-    Backend, Exchangeable, Owner, RRef, RpcError, RpcFuture, RpcResult, install_backend, interface,
-};
+use rrpc::host_kit::{RUNTIME, cap, poll_once, set_current};
+use rrpc::{Exchangeable, Owner, RRef, RpcError, RpcFuture, RpcResult, interface};
 
-thread_local! {
-    static CURRENT: Cell<Owner> = const { Cell::new(0) };
-}
-
-struct HostHeap;
-
-impl Backend for HostHeap {
-    unsafe fn alloc(&self, layout: Layout) -> Option<NonNull<u8>> {
-        // SAFETY: every RRef allocation has a non-zero size.
-        NonNull::new(unsafe { std::alloc::alloc(layout) })
-    }
-    unsafe fn free(&self, pointer: NonNull<u8>, layout: Layout) {
-        // SAFETY: forwarded.
-        unsafe { std::alloc::dealloc(pointer.as_ptr(), layout) }
-    }
-    fn current_owner(&self) -> Owner {
-        CURRENT.with(|c| c.get())
-    }
-}
-
-/// Each test uses its own callee; a panic inside marks it dead.
-struct HostRuntime {
-    dead: [AtomicBool; 64],
-    /// Entries per callee slot (tests run in parallel, each with its own).
-    entries: [AtomicU32; 64],
-    /// Pending proxied calls registered by `park`, as the kernel keeps them.
-    parked: std::sync::Mutex<Vec<rrpc::proxy::Parked>>,
-}
-
-impl Runtime for HostRuntime {
-    fn current(&self) -> Owner {
-        CURRENT.with(|c| c.get())
-    }
-    unsafe fn enter(&self, callee: Owner, f: &mut dyn FnMut()) -> Result<(), RpcError> {
-        let slot = (callee >> 16) as usize;
-        if self.dead[slot].load(Ordering::SeqCst) {
-            return Err(RpcError::DomainNotAlive);
-        }
-        self.entries[slot].fetch_add(1, Ordering::SeqCst);
-        let previous = CURRENT.with(|c| c.replace(callee));
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-        CURRENT.with(|c| c.set(previous));
-        result.map_err(|_| {
-            self.dead[slot].store(true, Ordering::SeqCst);
-            RpcError::DomainCrashed
-        })
-    }
-    unsafe fn park(&self, parked: rrpc::proxy::Parked) -> bool {
-        self.parked.lock().unwrap().push(parked);
-        true
-    }
-    unsafe fn unpark(&self, caller: Owner, cell: *mut ()) {
-        self.parked
-            .lock()
-            .unwrap()
-            .retain(|p| !(p.caller == caller && p.cell == cell));
-    }
-}
-
-impl HostRuntime {
-    /// The calls `caller` has pending.
-    fn parked_by(&self, caller: Owner) -> Vec<rrpc::proxy::Parked> {
-        let parked = self.parked.lock().unwrap();
-        parked
-            .iter()
-            .filter(|p| p.caller == caller)
-            .copied()
-            .collect()
-    }
-
-    /// What the kernel does once `caller` is dead and its tasks are gone:
-    /// drops each of its pending calls' callee futures inside the callee.
-    fn caller_died(&self, caller: Owner) {
-        let orphans = {
-            let mut parked = self.parked.lock().unwrap();
-            let (orphans, rest) = parked.drain(..).partition(|p| p.caller == caller);
-            *parked = rest;
-            orphans
-        };
-        for orphan in orphans {
-            // SAFETY: the registration's contract; nothing else uses the
-            // caller's future any more.
-            let _ = unsafe { self.enter(orphan.callee, &mut || (orphan.drop)(orphan.cell)) };
-        }
-    }
-}
-
-static RUNTIME: HostRuntime = HostRuntime {
-    dead: [const { AtomicBool::new(false) }; 64],
-    entries: [const { AtomicU32::new(0) }; 64],
-    parked: std::sync::Mutex::new(Vec::new()),
-};
-static HEAP: HostHeap = HostHeap;
-
-/// The capability to enter `callee` (what the kernel's name service makes).
-fn cap(callee: Owner) -> rrpc::proxy::EntryCap {
-    // SAFETY: it goes straight into a generated proxy for `callee`'s object.
-    unsafe { rrpc::proxy::EntryCap::new(callee) }
-}
-
+/// Installs the host kit's heap and runtime; this thread runs as `caller`.
 fn setup(caller: Owner) {
-    install_backend(&HEAP);
-    install_runtime(&RUNTIME);
-    CURRENT.with(|c| c.set(caller));
+    rrpc::host_kit::install(caller);
 }
 
 #[derive(Exchangeable)]
@@ -261,14 +155,14 @@ fn a_call_into_a_dead_callee_gives_it_nothing() {
     setup(caller);
     let (proxy, _, callee) = device(19);
     assert_eq!(proxy.crash(), Err(RpcError::DomainCrashed));
-    let entries = RUNTIME.entries[19].load(Ordering::SeqCst);
+    let entries = RUNTIME.entries(19);
     for _ in 0..3 {
         assert_eq!(
             proxy.fill(RRef::new([1; 64]), 2).map(|_| ()),
             Err(RpcError::DomainNotAlive)
         );
     }
-    assert_eq!(RUNTIME.entries[19].load(Ordering::SeqCst), entries);
+    assert_eq!(RUNTIME.entries(19), entries);
     nothing_given_to_the_dead(caller, callee);
 }
 
@@ -278,20 +172,15 @@ fn a_crash_is_an_error_and_later_calls_fail_without_entering() {
     let (proxy, _, _) = device(8);
     assert_eq!(proxy.echo(1), Ok(1));
     assert_eq!(proxy.crash(), Err(RpcError::DomainCrashed));
-    let before = RUNTIME.entries[8].load(Ordering::SeqCst);
+    let before = RUNTIME.entries(8);
     assert_eq!(proxy.echo(2), Err(RpcError::DomainNotAlive));
-    assert_eq!(
-        RUNTIME.entries[8].load(Ordering::SeqCst),
-        before,
-        "a dead callee is not entered"
-    );
+    assert_eq!(RUNTIME.entries(8), before, "a dead callee is not entered");
 }
 
 // ---- async methods -------------------------------------------------------
 
-use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 
 #[interface]
 pub trait Storage {
@@ -343,10 +232,6 @@ impl Storage for Disk {
         let owner = data.owner();
         RpcFuture::new(async move { Ok(u64::from(owner)) })
     }
-}
-
-fn poll_once<F: Future + ?Sized>(future: Pin<&mut F>) -> Poll<F::Output> {
-    future.poll(&mut Context::from_waker(Waker::noop()))
 }
 
 #[test]
@@ -536,16 +421,16 @@ fn jobs(slot: u32) -> (JobsProxy, Arc<JobsImpl>, Owner) {
 fn a_small_async_call_starts_at_its_first_poll_and_costs_one_entry() {
     setup(50 << 16 | 1);
     let (proxy, jobs, callee) = jobs(51);
-    let before = RUNTIME.entries[51].load(Ordering::SeqCst);
+    let before = RUNTIME.entries(51);
     let mut future = Box::pin(proxy.take(RRef::new([7; 64])));
     assert_eq!(jobs.started.load(Ordering::SeqCst), 0, "lazy, like `async`");
-    assert_eq!(RUNTIME.entries[51].load(Ordering::SeqCst), before);
+    assert_eq!(RUNTIME.entries(51), before);
     assert_eq!(future.callee(), callee);
     assert_eq!(poll_once(future.as_mut()), Poll::Ready(Ok(7)));
     assert_eq!(jobs.started.load(Ordering::SeqCst), 1);
     drop(future);
     assert_eq!(
-        RUNTIME.entries[51].load(Ordering::SeqCst),
+        RUNTIME.entries(51),
         before + 1,
         "start, poll and drop of the callee's future in one entry"
     );
@@ -566,13 +451,9 @@ fn dropping_an_unstarted_call_drops_its_arguments_in_the_caller() {
     let future = proxy.take(RRef::new([1; 64]));
     assert_eq!(rrpc::registry::owned_by(callee).0, 0, "not moved yet");
     assert_eq!(rrpc::registry::owned_by(caller).0, 1);
-    let before = RUNTIME.entries[53].load(Ordering::SeqCst);
+    let before = RUNTIME.entries(53);
     drop(future);
-    assert_eq!(
-        RUNTIME.entries[53].load(Ordering::SeqCst),
-        before,
-        "no entry"
-    );
+    assert_eq!(RUNTIME.entries(53), before, "no entry");
     assert_eq!(jobs.started.load(Ordering::SeqCst), 0, "never started");
     assert_eq!(
         rrpc::registry::owned_by(caller).0,
@@ -585,21 +466,21 @@ fn dropping_an_unstarted_call_drops_its_arguments_in_the_caller() {
 fn a_call_too_wide_to_keep_inline_is_boxed_and_still_starts_at_its_first_poll() {
     setup(54 << 16 | 1);
     let (proxy, jobs, _) = jobs(55);
-    let before = RUNTIME.entries[55].load(Ordering::SeqCst);
+    let before = RUNTIME.entries(55);
     let mut future = Box::pin(proxy.wide(1, 2, 3));
     assert_eq!(
         jobs.started.load(Ordering::SeqCst),
         0,
         "lazy, like the others"
     );
-    assert_eq!(RUNTIME.entries[55].load(Ordering::SeqCst), before);
+    assert_eq!(RUNTIME.entries(55), before);
     assert_eq!(poll_once(future.as_mut()), Poll::Ready(Ok(6)));
     assert_eq!(jobs.started.load(Ordering::SeqCst), 1);
-    assert_eq!(RUNTIME.entries[55].load(Ordering::SeqCst), before + 1);
+    assert_eq!(RUNTIME.entries(55), before + 1);
     // Dropped before it started: its box (the caller's) is dropped here.
     let unstarted = Box::pin(proxy.wide(4, 5, 6));
     drop(unstarted);
-    assert_eq!(RUNTIME.entries[55].load(Ordering::SeqCst), before + 1);
+    assert_eq!(RUNTIME.entries(55), before + 1);
     assert_eq!(jobs.started.load(Ordering::SeqCst), 1, "never started");
 }
 
@@ -612,7 +493,7 @@ fn a_wide_call_to_a_dead_callee_fails_without_entering_it() {
         poll_once(crash.as_mut()),
         Poll::Ready(Err(RpcError::DomainCrashed))
     );
-    let before = RUNTIME.entries[30].load(Ordering::SeqCst);
+    let before = RUNTIME.entries(30);
     let mut polled = Box::pin(proxy.wide(1, 2, 3));
     assert_eq!(
         poll_once(polled.as_mut()),
@@ -621,11 +502,7 @@ fn a_wide_call_to_a_dead_callee_fails_without_entering_it() {
     let dropped = Box::pin(proxy.wide(4, 5, 6));
     drop(dropped);
     drop(polled);
-    assert_eq!(
-        RUNTIME.entries[30].load(Ordering::SeqCst),
-        before,
-        "never entered"
-    );
+    assert_eq!(RUNTIME.entries(30), before, "never entered");
     assert_eq!(jobs.started.load(Ordering::SeqCst), 0);
 }
 
@@ -644,7 +521,7 @@ fn a_crash_while_a_call_starts_fails_it_and_the_callee_stays_dead() {
         "polled again: the same error"
     );
     drop(future);
-    let before = RUNTIME.entries[57].load(Ordering::SeqCst);
+    let before = RUNTIME.entries(57);
     let mut next = Box::pin(proxy.take(RRef::new([0; 64])));
     assert_eq!(
         poll_once(next.as_mut()),
@@ -652,7 +529,7 @@ fn a_crash_while_a_call_starts_fails_it_and_the_callee_stays_dead() {
     );
     drop(next);
     assert_eq!(
-        RUNTIME.entries[57].load(Ordering::SeqCst),
+        RUNTIME.entries(57),
         before,
         "a dead callee is not entered, not even to drop the arguments"
     );
@@ -696,10 +573,7 @@ fn a_forwarded_async_call_enters_each_domain_in_turn() {
     setup(caller);
     let disk = StorageProxy::new(Arc::new(Disk), cap(61 << 16 | 1));
     let relay = StorageProxy::new(Arc::new(Relay(disk)), cap(62 << 16 | 1));
-    let (disk_before, relay_before) = (
-        RUNTIME.entries[61].load(Ordering::SeqCst),
-        RUNTIME.entries[62].load(Ordering::SeqCst),
-    );
+    let (disk_before, relay_before) = (RUNTIME.entries(61), RUNTIME.entries(62));
     let mut future = Box::pin(relay.read(4));
     match poll_once(future.as_mut()) {
         Poll::Ready(Ok(buffer)) => {
@@ -709,8 +583,8 @@ fn a_forwarded_async_call_enters_each_domain_in_turn() {
         other => panic!("read gave {:?}", other.map(|r| r.map(|_| ()))),
     }
     drop(future);
-    assert_eq!(RUNTIME.entries[62].load(Ordering::SeqCst), relay_before + 1);
-    assert_eq!(RUNTIME.entries[61].load(Ordering::SeqCst), disk_before + 1);
+    assert_eq!(RUNTIME.entries(62), relay_before + 1);
+    assert_eq!(RUNTIME.entries(61), disk_before + 1);
 }
 
 #[test]
@@ -751,7 +625,7 @@ fn a_pending_call_is_registered_until_it_completes_or_is_dropped() {
         "completion unregisters"
     );
     // The kernel never dies: its calls are not registered.
-    CURRENT.with(|c| c.set(0));
+    set_current(0);
     let mut kernel_call = Box::pin(proxy.forever());
     assert!(poll_once(kernel_call.as_mut()).is_pending());
     assert!(RUNTIME.parked_by(0).is_empty());
@@ -784,12 +658,12 @@ fn async_arguments_move_when_the_call_starts_inside_the_callee() {
     let proxy = StorageProxy::new(Arc::new(Disk), cap(callee));
     // Made but not started: the argument is still the caller's, and
     // dropping the call drops it here without entering the callee.
-    let entries = RUNTIME.entries[41].load(Ordering::SeqCst);
+    let entries = RUNTIME.entries(41);
     let unstarted = proxy.keep(RRef::new([1; 64]));
     assert_eq!(rrpc::registry::owned_by(caller).0, 1);
     drop(unstarted);
     assert_eq!(rrpc::registry::owned_by(caller).0, 0);
-    assert_eq!(RUNTIME.entries[41].load(Ordering::SeqCst), entries);
+    assert_eq!(RUNTIME.entries(41), entries);
     // Started: the callee saw it as its own.
     let mut call = Box::pin(proxy.keep(RRef::new([2; 64])));
     assert_eq!(poll_once(call.as_mut()), Poll::Ready(Ok(u64::from(callee))));

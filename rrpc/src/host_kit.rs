@@ -1,0 +1,221 @@
+//! The host test kit: what the kernel provides `rrpc` (a [`Backend`] for
+//! the shared heap, a proxy [`Runtime`] for domain entries), modelled on
+//! the host for tests of `rrpc` and of the crates that use it.
+//!
+//! - [`HostHeap`]: the shared heap over the system allocator; the running
+//!   domain and core are per-thread ([`set_current`], [`set_core`]).
+//! - [`HostRuntime`]: domain entry that contains panics the way the kernel
+//!   contains crashes: a panic inside a callee marks that incarnation dead
+//!   ([`RpcError::DomainCrashed`]), and later calls into it fail with
+//!   [`RpcError::DomainNotAlive`] without running it. It counts entries
+//!   per slot and keeps pending calls as the kernel does ([`Runtime::park`]).
+//! - [`install`]: installs both (and makes this thread run as `caller`);
+//!   [`cap`] makes the entry capability a generated proxy needs;
+//!   [`block_on`] / [`poll_once`] drive `RpcFuture`s.
+//!
+//! Compiled for `rrpc`'s own tests and with the `host-kit` feature, which
+//! only tests and host tools enable (as a dev-dependency): it needs `std`
+//! and it forges entry capabilities ([`cap`]), which only the kernel's name
+//! service may do in a real system.
+//!
+//! The registry is global: tests that run in parallel use their own owner
+//! slots (an owner is `slot << 16 | generation`, see [`owner`]).
+
+extern crate std;
+
+use core::alloc::Layout;
+use core::future::Future;
+use core::pin::Pin;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU32, Ordering};
+use core::task::{Context, Poll, Waker};
+use std::boxed::Box;
+use std::cell::Cell;
+use std::sync::Mutex;
+use std::vec::Vec;
+
+use crate::proxy::{EntryCap, Parked, Runtime, install_runtime};
+use crate::{Backend, Owner, RpcError, install_backend};
+
+std::thread_local! {
+    static CURRENT: Cell<Owner> = const { Cell::new(0) };
+    /// The "core" this thread plays (0 unless a test picks one; tests that
+    /// hold batches pick indices no other test uses).
+    static CORE: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Owner slots the runtime counts entries for.
+pub const SLOTS: usize = 64;
+
+/// The owner id of incarnation `generation` of slot `slot`.
+pub const fn owner(slot: u32, generation: u32) -> Owner {
+    slot << 16 | generation
+}
+
+/// The domain this thread runs as.
+pub fn current() -> Owner {
+    CURRENT.with(|c| c.get())
+}
+
+/// Makes this thread run as `owner` (what a domain entry does).
+pub fn set_current(owner: Owner) {
+    CURRENT.with(|c| c.set(owner));
+}
+
+/// Makes this thread play core `core` (for the registry's per-core batches).
+pub fn set_core(core: usize) {
+    CORE.with(|c| c.set(core));
+}
+
+/// The shared heap over the system allocator.
+pub struct HostHeap;
+
+impl Backend for HostHeap {
+    unsafe fn alloc(&self, layout: Layout) -> Option<NonNull<u8>> {
+        // SAFETY: non-zero size (every RRef has a header).
+        NonNull::new(unsafe { std::alloc::alloc(layout) })
+    }
+    unsafe fn free(&self, pointer: NonNull<u8>, layout: Layout) {
+        // SAFETY: forwarded from the caller.
+        unsafe { std::alloc::dealloc(pointer.as_ptr(), layout) }
+    }
+    fn current_owner(&self) -> Owner {
+        current()
+    }
+    fn core_index(&self) -> usize {
+        CORE.with(|c| c.get())
+    }
+}
+
+/// Domain entry on the host: runs the call as the callee on this thread and
+/// contains its panics.
+pub struct HostRuntime {
+    /// Incarnations that crashed (or were killed).
+    dead: Mutex<Vec<Owner>>,
+    /// Entries per callee slot (tests run in parallel, each with its own).
+    entries: [AtomicU32; SLOTS],
+    /// Pending proxied calls registered by `park`, as the kernel keeps them.
+    parked: Mutex<Vec<Parked>>,
+}
+
+impl HostRuntime {
+    const fn new() -> HostRuntime {
+        HostRuntime {
+            dead: Mutex::new(Vec::new()),
+            entries: [const { AtomicU32::new(0) }; SLOTS],
+            parked: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Entries into any incarnation of `slot` so far.
+    pub fn entries(&self, slot: u32) -> u32 {
+        self.entries[slot as usize].load(Ordering::SeqCst)
+    }
+
+    /// Whether `owner` crashed or was killed.
+    pub fn is_dead(&self, owner: Owner) -> bool {
+        self.dead.lock().unwrap().contains(&owner)
+    }
+
+    /// Marks `owner` dead (what killing a domain does): later calls into
+    /// it fail without running it.
+    pub fn kill(&self, owner: Owner) {
+        let mut dead = self.dead.lock().unwrap();
+        if !dead.contains(&owner) {
+            dead.push(owner);
+        }
+    }
+
+    /// The calls `caller` has pending.
+    pub fn parked_by(&self, caller: Owner) -> Vec<Parked> {
+        let parked = self.parked.lock().unwrap();
+        parked
+            .iter()
+            .filter(|p| p.caller == caller)
+            .copied()
+            .collect()
+    }
+
+    /// What the kernel does once `caller` is dead and its tasks are gone:
+    /// drops each of its pending calls' callee futures inside the callee.
+    pub fn caller_died(&self, caller: Owner) {
+        let orphans = {
+            let mut parked = self.parked.lock().unwrap();
+            let (orphans, rest) = parked.drain(..).partition(|p| p.caller == caller);
+            *parked = rest;
+            orphans
+        };
+        for orphan in orphans {
+            // SAFETY: the registration's contract; nothing else uses the
+            // caller's future any more.
+            let _ = unsafe { self.enter(orphan.callee, &mut || (orphan.drop)(orphan.cell)) };
+        }
+    }
+}
+
+impl Runtime for HostRuntime {
+    fn current(&self) -> Owner {
+        current()
+    }
+    unsafe fn enter(&self, callee: Owner, f: &mut dyn FnMut()) -> Result<(), RpcError> {
+        if self.is_dead(callee) {
+            return Err(RpcError::DomainNotAlive);
+        }
+        self.entries[(callee >> 16) as usize % SLOTS].fetch_add(1, Ordering::SeqCst);
+        let previous = CURRENT.with(|c| c.replace(callee));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        CURRENT.with(|c| c.set(previous));
+        result.map_err(|_| {
+            self.kill(callee);
+            RpcError::DomainCrashed
+        })
+    }
+    unsafe fn park(&self, parked: Parked) -> bool {
+        self.parked.lock().unwrap().push(parked);
+        true
+    }
+    unsafe fn unpark(&self, caller: Owner, cell: *mut ()) {
+        self.parked
+            .lock()
+            .unwrap()
+            .retain(|p| !(p.caller == caller && p.cell == cell));
+    }
+}
+
+/// The heap [`install`] installs.
+pub static HEAP: HostHeap = HostHeap;
+/// The runtime [`install`] installs.
+pub static RUNTIME: HostRuntime = HostRuntime::new();
+
+/// Installs [`HEAP`] and [`RUNTIME`] (once per process; later calls only
+/// set the thread's domain) and makes this thread run as `caller`.
+pub fn install(caller: Owner) {
+    install_backend(&HEAP);
+    install_runtime(&RUNTIME);
+    set_current(caller);
+}
+
+/// The capability to enter `callee` (what the kernel's name service makes),
+/// for a generated proxy's `new`.
+pub fn cap(callee: Owner) -> EntryCap {
+    // SAFETY: host tests only (this module is not built for domains): the
+    // capability goes into a proxy for `callee`'s object, entered through
+    // `RUNTIME`, which checks that `callee` is alive.
+    unsafe { EntryCap::new(callee) }
+}
+
+/// Polls `future` once with a waker that does nothing.
+pub fn poll_once<F: Future + ?Sized>(future: Pin<&mut F>) -> Poll<F::Output> {
+    future.poll(&mut Context::from_waker(Waker::noop()))
+}
+
+/// Polls `future` until it completes (at most `polls` times; panics after).
+pub fn block_on<F: Future>(future: F, polls: usize) -> F::Output {
+    let mut future = Box::pin(future);
+    for _ in 0..polls {
+        if let Poll::Ready(output) = poll_once(future.as_mut()) {
+            return output;
+        }
+    }
+    panic!("the future did not complete in {polls} polls");
+}
