@@ -1,7 +1,9 @@
 //! `nvme`: the NVMe driver domain. It claims the first NVMe controller
 //! (PCI class 01.08.02) through the kernel's device capability, brings it
-//! up in a task of its own (reset, admin queue, identify, an I/O queue
-//! pair), and exports [`BDev`] as "nvme": batches of up to 32 block
+//! up in a task of its own (reset, admin queue, identify, one I/O queue
+//! pair per core, as many as the controller grants), and exports [`BDev`]
+//! as "bdev" (with [`Exerciser`] as "exerciser" and `Control` as
+//! "control"): batches of up to 32 block
 //! requests, one doorbell per batch, completions polled by phase bit, the
 //! data moving between the caller's `RRef` buffers and the device by DMA
 //! with no copy. `call nvme 0` gives the capacity in 4 KiB blocks (0 until
