@@ -4,7 +4,7 @@
 //! with the attackers dead, the kernel up and the shared heap back where it
 //! started. `attack_all_in_turn` runs them one after another in one boot.
 //! (Attacks that no longer compile are compile-fail tests:
-//! `rrpc/tests/boundary/`, `domains/sdk/tests/boundary/`.)
+//! `rrpc/tests/boundary/`, `sdk/tests/boundary/`.)
 
 use alloc::boxed::Box;
 use alloc::string::String;

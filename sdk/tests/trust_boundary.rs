@@ -32,7 +32,7 @@ use serde_json::Value;
 /// allowed, so a registry or git crate of the same name does not pass.
 const ALLOWED: &[(&str, &str)] = &[
     ("interfaces", "interfaces"),
-    ("domain-sdk", "domains/sdk"),
+    ("domain-sdk", "sdk"),
     ("rrpc", "rrpc"),
 ];
 
@@ -72,7 +72,7 @@ impl Files for Disk {
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
+        .join("..")
         .canonicalize()
         .unwrap()
 }
@@ -146,7 +146,7 @@ fn check(metadata: &Value, files: &dyn Files) -> Vec<String> {
             .components()
             .next()
             .is_some_and(|c| UNTRUSTED.iter().any(|u| c.as_os_str() == *u));
-        if !untrusted || rel == Path::new("domains/sdk") {
+        if !untrusted || rel == Path::new("sdk") {
             continue;
         }
         checked += 1;
@@ -415,9 +415,9 @@ const FORBID: &str = "#![no_std]\n#![forbid(unsafe_code)]\n";
 /// The allowed packages, each with a lib target, as `cargo metadata`
 /// lists them.
 const ALLOWED_PACKAGES: &str = r#"
-{"name": "domain-sdk", "id": "path+file:///ws/domains/sdk#domain-sdk@0.1.0", "source": null,
- "manifest_path": "/ws/domains/sdk/Cargo.toml", "dependencies": [],
- "targets": [{"kind": ["lib"], "name": "domain_sdk", "src_path": "/ws/domains/sdk/src/lib.rs"}]},
+{"name": "domain-sdk", "id": "path+file:///ws/sdk#domain-sdk@0.1.0", "source": null,
+ "manifest_path": "/ws/sdk/Cargo.toml", "dependencies": [],
+ "targets": [{"kind": ["lib"], "name": "domain_sdk", "src_path": "/ws/sdk/src/lib.rs"}]},
 {"name": "interfaces", "id": "path+file:///ws/interfaces#0.1.0", "source": null,
  "manifest_path": "/ws/interfaces/Cargo.toml", "dependencies": [],
  "targets": [{"kind": ["lib"], "name": "interfaces", "src_path": "/ws/interfaces/src/lib.rs"}]},
@@ -431,7 +431,7 @@ const ALLOWED_PACKAGES: &str = r#"
 "#;
 
 const ALLOWED_NODES: &str = r#"
-{"id": "path+file:///ws/domains/sdk#domain-sdk@0.1.0", "deps": []},
+{"id": "path+file:///ws/sdk#domain-sdk@0.1.0", "deps": []},
 {"id": "path+file:///ws/interfaces#0.1.0", "deps": []},
 {"id": "path+file:///ws/rrpc#0.1.0", "deps": []},
 {"id": "registry+https://github.com/rust-lang/crates.io-index#x86_64@0.15.5", "deps": []}
@@ -475,8 +475,8 @@ fn files(extra: &[(&str, &str)]) -> Fixture {
 }
 
 const SDK_DEP: &str = r#"{"name": "domain-sdk", "source": null, "kind": null, "rename": null,
-  "target": null, "path": "/ws/domains/sdk"}"#;
-const SDK_NODE: &str = r#"{"name": "domain_sdk", "pkg": "path+file:///ws/domains/sdk#domain-sdk@0.1.0",
+  "target": null, "path": "/ws/sdk"}"#;
+const SDK_NODE: &str = r#"{"name": "domain_sdk", "pkg": "path+file:///ws/sdk#domain-sdk@0.1.0",
   "dep_kinds": [{"kind": null, "target": null}]}"#;
 const LIB: &str =
     r#"{"kind": ["lib"], "name": "domain_evil", "src_path": "/ws/domains/evil/src/lib.rs"}"#;
