@@ -381,7 +381,7 @@ def archive_sessions(tally, kernel, archive, key):
                     label="tampered manifest",
                     boot_check=lambda log: "manifest signature does not verify" in log, checks=[
         ("load idle", lambda out: "signature does not verify" in out),
-        # The production kernel has no built-in images to fall back on.
+        # No kernel has built-in images to fall back on.
         ("load builtin:idle", lambda out: "no images are built into this kernel" in out),
     ])
     # A validly signed manifest that leaves `broken` out, with broken.elf

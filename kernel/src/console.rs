@@ -512,16 +512,9 @@ fn cmd_load(args: &[&str]) -> Result<(), alloc::string::String> {
                 }
                 Err(e) => println!("boot archive: {e}"),
             }
-            #[cfg(feature = "ktest")]
-            {
-                println!("built in (test kernel only; 'load builtin:NAME'):");
-                for image in domain::images::IMAGES {
-                    println!("  {:<10} {}", image.name, image.description);
-                }
-            }
             return Ok(());
         }
-        [image] => (*image, image.strip_prefix("builtin:").unwrap_or(image)),
+        [image] => (*image, *image),
         [image, name] => (*image, *name),
         _ => return Err("too many arguments".into()),
     };
@@ -535,41 +528,19 @@ fn cmd_load(args: &[&str]) -> Result<(), alloc::string::String> {
             "bad domain name '{name}' (1-32 of [A-Za-z0-9_-])"
         ));
     }
-    // The boot archive's image unless `builtin:` asks for the linked one.
-    let (source, label) = match image.strip_prefix("builtin:") {
-        #[cfg(feature = "ktest")]
-        Some(builtin) => {
-            let image = domain::images::image(builtin).ok_or_else(|| {
-                alloc::format!("no built-in image named '{builtin}' (try 'load')")
-            })?;
-            (domain::Source::BuiltIn(image), "built-in image")
-        }
-        #[cfg(not(feature = "ktest"))]
-        Some(_) => {
-            return Err(
-                "no images are built into this kernel (the test kernel has some); 'load' lists the archive's"
-                    .into(),
-            );
-        }
-        None => {
-            if !domain::loaded::has_image(image) {
-                return Err(match domain::loaded::catalog() {
-                    Ok(_) => {
-                        alloc::format!("no image named '{image}' in the boot archive (try 'load')")
-                    }
-                    Err(e) => alloc::format!("cannot load '{image}': {e}"),
-                });
-            }
-            (
-                domain::Source::Archive(alloc::string::String::from(image)),
-                "image",
-            )
-        }
-    };
+    if image.starts_with("builtin:") {
+        return Err("no images are built into this kernel: 'load' lists the boot archive's".into());
+    }
+    if !domain::loaded::has_image(image) {
+        return Err(match domain::loaded::catalog() {
+            Ok(_) => alloc::format!("no image named '{image}' in the boot archive (try 'load')"),
+            Err(e) => alloc::format!("cannot load '{image}': {e}"),
+        });
+    }
+    let source = domain::Source::Archive(alloc::string::String::from(image));
     let d = domain::create_from(source, name)?;
-    let image = image.strip_prefix("builtin:").unwrap_or(image);
     println!(
-        "loaded {label} {image} as domain {} '{}' (generation {})",
+        "loaded image {image} as domain {} '{}' (generation {})",
         d.slot,
         d.name,
         d.generation()

@@ -13,7 +13,7 @@ use interfaces::control::Control;
 use rrpc::{RRef, RpcResult};
 
 use crate::arch::rdtsc;
-use crate::domain::{self, images};
+use crate::domain;
 
 const ITERATIONS: u64 = 20_000;
 const SAMPLES: usize = 11;
@@ -95,11 +95,16 @@ impl Ticker for Tick {
     }
 }
 
+/// The archive's `idle` image (every benchmark domain comes from it).
+fn archive_idle() -> domain::Source {
+    domain::Source::Archive(alloc::string::String::from("idle"))
+}
+
 /// An async call from one domain into another whose future is ready at
 /// once, against the same call on a local object; both run inside a caller
 /// domain, so both futures come from domain heaps.
 fn async_call(callee: executor::OwnerId) {
-    let caller = match domain::create(images::image("idle").expect("idle image"), "bench-caller") {
+    let caller = match domain::create_from(archive_idle(), "bench-caller") {
         Ok(d) => d,
         Err(e) => {
             println!("kbench: cannot create the caller domain: {e}");
@@ -176,7 +181,7 @@ pub async fn run() {
     let plain_ticks = median_ticks(|| {
         black_box(black_box(&plain).control(2, black_box(7)).ok());
     });
-    match domain::create(images::image("idle").expect("idle image"), "bench-idle") {
+    match domain::create_from(archive_idle(), "bench-idle") {
         Ok(d) => {
             let proxy = domain::proxy::<dyn Control + Send + Sync>("bench-idle/control").ok();
             if let Some(proxy) = proxy {
@@ -309,8 +314,8 @@ async fn load_cycle(
 /// Loading images from the signed boot archive (verify the digest, check
 /// and plan the ELF, copy, relocate, map W^X, run the entry), the first call
 /// through the name service, and kill + reclaim (unmap, TLB shootdown,
-/// free): each image against the smallest one (`idle`), and the archive's
-/// `idle` against the same domain linked into the kernel.
+/// free): each image against the smallest one (`idle`). (No kernel links
+/// domains any more, so there is no "linked in" baseline.)
 async fn image_loading() {
     const RUNS: usize = 9;
     let Ok(catalog) = domain::loaded::catalog() else {
@@ -322,18 +327,6 @@ async fn image_loading() {
     let Some(null) = load_cycle(archive("idle"), "bench-null", RUNS).await else {
         return;
     };
-    let builtin = images::image("idle").expect("idle image");
-    if let Some(linked) =
-        load_cycle(|| domain::Source::BuiltIn(builtin), "bench-linked", RUNS).await
-    {
-        report(
-            "load idle from archive",
-            "create + verify + map + relocate + init, vs the same domain linked into the kernel",
-            null.0,
-            "load idle built in",
-            linked.0,
-        );
-    }
     for image in ["counter", "checksum", "client"] {
         let Ok(bytes) = catalog.image(image) else {
             continue;

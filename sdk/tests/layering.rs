@@ -5,7 +5,7 @@
 //!
 //! | crate | may depend on (workspace crates) |
 //! |---|---|
-//! | `kernel` | the shared trusted crates (`kcore`, `cont`, `loader`), `executor`, `rrpc`, the SDK (it implements its `Kernel` trait) and `interfaces` (the console speaks `Control` and `BDev`); domain crates only as optional dependencies of its `ktest` feature (the test kernel) |
+//! | `kernel` | the shared trusted crates (`kcore`, `cont`, `loader`), `executor`, `rrpc`, the SDK (it implements its `Kernel` trait) and `interfaces` (the console speaks `Control` and `BDev`); never a domain or driver (every domain runs from its signed image) |
 //! | `executor` | nothing of ours: never the kernel, never `rrpc` |
 //! | `rrpc` | `cont`, `rrpc-idl`: never the kernel, never `executor` |
 //! | `interfaces` | `rrpc` only |
@@ -94,8 +94,6 @@ fn check(edges: &Edges, places: &BTreeMap<String, String>) -> Vec<String> {
             let to_layer = layer(to, &places[to]);
             let allowed = match (from_layer, to_layer) {
                 ("kernel", "shared" | "executor" | "rrpc" | "sdk" | "interfaces") => true,
-                // The test kernel's built-in images (feature `ktest`).
-                ("kernel", "domain") => *optional,
                 ("executor", _) => false,
                 ("rrpc", "shared") => to == "cont" || to == "rrpc-idl",
                 ("interfaces", "rrpc") => true,
@@ -163,10 +161,7 @@ fn the_layering_check_catches_each_kind_of_violation() {
     .collect();
     let edge = |to: &str, optional: bool| (to.to_string(), optional);
     let mut edges = Edges::new();
-    edges.insert(
-        "kernel".into(),
-        vec![edge("rrpc", false), edge("domain-idle", true)],
-    );
+    edges.insert("kernel".into(), vec![edge("rrpc", false)]);
     edges.insert("rrpc".into(), vec![edge("cont", false)]);
     edges.insert("domain-idle".into(), vec![edge("domain-sdk", false)]);
     assert!(check(&edges, &places).is_empty(), "an honest graph passes");
@@ -176,6 +171,7 @@ fn the_layering_check_catches_each_kind_of_violation() {
         ("rrpc", "kernel", false),
         ("interfaces", "domain-sdk", false),
         ("kernel", "domain-idle", false),
+        ("kernel", "domain-idle", true),
         ("driver-a", "driver-b", false),
         ("domain-idle", "kernel", false),
     ] {

@@ -53,11 +53,9 @@ impl State {
     }
 }
 
-/// Where a domain's code comes from.
+/// Where a domain's code comes from (one kind today; rv6 will add images
+/// from its file system).
 pub enum Source {
-    /// Linked into the kernel image.
-    #[cfg(feature = "ktest")]
-    BuiltIn(&'static super::images::Image),
     /// An image in the signed boot archive, mapped into the domain's
     /// window for each incarnation (a restart maps it afresh).
     Archive(String),
@@ -124,8 +122,6 @@ impl Domain {
     /// The name of the image it runs.
     pub fn image_name(&self) -> String {
         cpu::kernel_section(|| match &*self.source.lock() {
-            #[cfg(feature = "ktest")]
-            Source::BuiltIn(image) => String::from(image.name),
             Source::Archive(name) => name.clone(),
         })
     }
@@ -210,26 +206,15 @@ impl Domain {
     }
 }
 
-/// Creates a domain from a built-in image and runs its initialisation
-/// (contained like any entry). A crash during initialisation leaves the
-/// domain poisoned (then dead), not the kernel.
-#[cfg(feature = "ktest")]
-pub fn create(
-    image: &'static super::images::Image,
-    name: &str,
-) -> Result<&'static Domain, DomainError> {
-    create_from(Source::BuiltIn(image), name)
-}
-
-/// Creates and starts a domain from `source` (see [`create`]).
+/// Creates and starts a domain from `source`; its initialisation runs
+/// contained like any entry (a crash there leaves the domain poisoned,
+/// then dead, not the kernel).
 /// A dead domain of the same name is loaded again in place: its slot's
 /// next generation runs `source`.
 pub fn create_from(source: Source, name: &str) -> Result<&'static Domain, DomainError> {
     // A bad image is refused before anything is created for it.
-    #[cfg_attr(not(feature = "ktest"), allow(irrefutable_let_patterns))]
-    if let Source::Archive(image) = &source {
-        loaded::check(image)?;
-    }
+    let Source::Archive(image) = &source;
+    loaded::check(image)?;
     if let Some(existing) = find(name) {
         if existing.state() != State::Dead {
             return Err(DomainError::Exists {
@@ -275,25 +260,20 @@ pub fn create_from(source: Source, name: &str) -> Result<&'static Domain, Domain
     Ok(domain)
 }
 
-/// Maps the current incarnation's code (if it comes from the archive) and
-/// runs its entry function inside it.
+/// Maps the current incarnation's image and runs its entry function
+/// inside it.
 fn start(domain: &'static Domain) -> Result<(), DomainError> {
     let owner = domain.owner();
-    let source = cpu::kernel_section(|| match &*domain.source.lock() {
-        #[cfg(feature = "ktest")]
-        Source::BuiltIn(image) => Ok(image.entry),
-        Source::Archive(image) => Err(image.clone()),
+    let image = cpu::kernel_section(|| match &*domain.source.lock() {
+        Source::Archive(image) => image.clone(),
     });
-    let entry = match source {
+    let entry = match loaded::load(domain.slot, &image) {
         Ok(entry) => entry,
-        Err(image) => match loaded::load(domain.slot, &image) {
-            Ok(entry) => entry,
-            Err(e) => {
-                // Nothing of it ran: tear the incarnation down at once.
-                kill(domain, "image refused");
-                return Err(e.into());
-            }
-        },
+        Err(e) => {
+            // Nothing of it ran: tear the incarnation down at once.
+            kill(domain, "image refused");
+            return Err(e.into());
+        }
     };
     match entry::enter(owner, || names::run_entry(owner, entry)) {
         Ok(Ok(())) => Ok(()),

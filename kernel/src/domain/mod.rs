@@ -34,15 +34,12 @@
 //! | `heap`        | private domain heaps                                        |
 //! | `loaded`      | images from the signed boot archive, mapped per slot        |
 //! | `policy`      | what the signed manifest grants each image                  |
-//! | `images`      | built-in images (test kernel only)                          |
 //!
 //! The rest of the kernel uses the items re-exported here.
 
 mod entry;
 mod error;
 pub mod heap;
-#[cfg(feature = "ktest")]
-pub mod images;
 mod lifecycle;
 pub mod loaded;
 mod names;
@@ -57,8 +54,6 @@ pub use entry::{DEFAULT_BUDGET_NS, budget_ns, enter, proxy_runtime, set_budget_n
 #[cfg_attr(not(feature = "ktest"), allow(unused_imports))]
 pub use error::{DomainError, ImageError, InitError};
 pub use heap::MAX_SLOTS;
-#[cfg(feature = "ktest")]
-pub use lifecycle::create;
 use lifecycle::slot_of;
 pub use lifecycle::{
     Domain, Source, State, all, create_from, find, get, kill, purge_done, restart, wait_dead,

@@ -4,9 +4,8 @@
 //!
 //! It binds domains loaded from the boot archive: such a domain may only
 //! publish the export names, claim the PCI functions and supervise the
-//! images its image is granted. Domains of built-in images (linked into
-//! the kernel, for tests) are trusted kernel code for now and unrestricted;
-//! so is the kernel itself (the console).
+//! images its image is granted. Every domain runs an archive image; only
+//! the kernel itself (the console) is unrestricted.
 //!
 //! These checks run on behalf of the calling domain: each runs whole in a
 //! kernel section (the kernel heap, the domain's source lock), and what
@@ -22,7 +21,7 @@ use super::{Domain, Source, loaded};
 use crate::cpu;
 
 /// Whose rules bind incarnation `owner`: `None` if it is unrestricted (the
-/// kernel, a built-in image), else its archive image's name (empty, so
+/// kernel), else its archive image's name (empty, so
 /// granted nothing, if there is no such domain). Call in a kernel section.
 fn restricted(owner: OwnerId) -> Option<String> {
     if owner == 0 {
@@ -33,8 +32,6 @@ fn restricted(owner: OwnerId) -> Option<String> {
     };
     match &*domain.source.lock() {
         Source::Archive(image) => Some(image.clone()),
-        #[cfg(feature = "ktest")]
-        Source::BuiltIn(_) => None,
     }
 }
 
@@ -53,7 +50,7 @@ fn allowed(owner: OwnerId, check: impl FnOnce(&Manifest<'_>, &str) -> bool) -> b
 pub fn log_refusal(owner: OwnerId, what: core::fmt::Arguments<'_>) {
     cpu::kernel_section(|| {
         let name = super::get(super::slot_of(owner)).map_or("?", |d| d.name.as_str());
-        let image = restricted(owner).unwrap_or_else(|| String::from("built-in"));
+        let image = restricted(owner).unwrap_or_else(|| String::from("kernel"));
         crate::warn!(
             "domain {name} (image {image}): {what} refused: not granted by the signed manifest"
         );

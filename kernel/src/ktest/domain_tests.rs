@@ -9,7 +9,7 @@ use core::task::Poll;
 use core::time::Duration;
 
 use super::{BoxedTest, KTest, TestFn, TestResult};
-use crate::domain::{self, EntryError, State, images};
+use crate::domain::{self, EntryError, Source, State};
 use crate::inject::{self, Kind};
 use crate::{cpu, mem, sched};
 use interfaces::counter::Counter;
@@ -107,8 +107,7 @@ const DEAD_WITHIN: Duration = Duration::from_secs(5);
 fn fresh(image: &str) -> Result<&'static domain::Domain, domain::DomainError> {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let name = alloc::format!("t{}-{image}", NEXT.fetch_add(1, Ordering::Relaxed));
-    let image = images::image(image).expect("a built-in image the tests name");
-    domain::create(image, &name)
+    domain::create_from(Source::Archive(alloc::string::String::from(image)), &name)
 }
 
 /// Waits (up to 5 s) until `d` is reclaimed.
@@ -384,12 +383,13 @@ fn init_crash_contained() -> BoxedTest {
 
 fn restart_client_survives() -> BoxedTest {
     Box::pin(async {
-        let counter = domain::find("counter").map_or_else(
-            || domain::create(images::image("counter").unwrap(), "counter"),
-            Ok,
-        )?;
-        if domain::find("checksum").is_none() {
-            domain::create(images::image("checksum").unwrap(), "checksum")?;
+        let archive = |image: &str| Source::Archive(alloc::string::String::from(image));
+        let counter = match domain::find("counter") {
+            Some(d) if d.state() == State::Alive => d,
+            _ => domain::create_from(archive("counter"), "counter")?,
+        };
+        if domain::find("checksum").is_none_or(|d| d.state() != State::Alive) {
+            domain::create_from(archive("checksum"), "checksum")?;
         }
         let client = fresh("client")?;
         executor::sleep(Duration::from_millis(150)).await;
@@ -995,9 +995,11 @@ fn supervision() -> BoxedTest {
     Box::pin(async {
         use domain_sdk::{Kernel, RestartError};
         let kernel: &dyn Kernel = &domain::SERVICES;
+        // The supervisors run the `attack` image, which the manifest
+        // grants `supervise attack idle` (a policy the test relies on).
         let target = fresh("idle")?;
-        let shadow = fresh("idle")?;
-        let other = fresh("idle")?;
+        let shadow = fresh("attack")?;
+        let other = fresh("attack")?;
         let name = target.name.as_str();
         let as_domain = |d: &'static domain::Domain, f: &dyn Fn() -> Result<(), RestartError>| {
             domain::enter(d.owner(), f).map_err(|e| alloc::format!("enter {}: {e}", d.name))

@@ -227,8 +227,8 @@ fn shared_heap() -> TestResult {
         "kernel stack has a device address"
     );
     // Allocated inside a domain, still shared; survives the domain.
-    let d = crate::domain::create(
-        crate::domain::images::image("idle").ok_or("image")?,
+    let d = crate::domain::create_from(
+        crate::domain::Source::Archive(alloc::string::String::from("idle")),
         "shared-test",
     )
     .map_err(|e| alloc::format!("create: {e}"))?;

@@ -16,7 +16,7 @@ use rrpc::{RRef, RRefDeque};
 use crate::blk::{batch_of, pattern, round_trip};
 
 use super::{BoxedTest, KTest, TestFn};
-use crate::domain::{self, Source, images};
+use crate::domain::{self, Source};
 use crate::{cpu, sched};
 
 pub static TESTS: &[KTest] = &[
@@ -303,7 +303,7 @@ fn client_dies_mid_io() -> BoxedTest {
         use domain_sdk::Kernel;
         let (shared_before, _) = crate::shared_heap::usage();
         let (driver, bdev, geometry) = start_driver("t-nvme-c").await?;
-        let client = domain::create(images::image("idle").ok_or("no idle image")?, "t-io-client")?;
+        let client = domain::create_from(Source::Archive(String::from("idle")), "t-io-client")?;
         let client_bdev = domain::proxy::<dyn BDev + Send + Sync>("t-nvme-c/bdev")
             .map_err(|e| alloc::format!("lookup: {e}"))?;
         let spawned = domain::enter(client.owner(), || {

@@ -177,7 +177,7 @@ fn checksum_exporter() -> Option<u32> {
 
 fn impersonation() -> BoxedTest {
     Box::pin(async {
-        // Earlier tests may leave a (built-in) checksum domain alive; then
+        // Earlier tests may leave a checksum domain alive; then
         // an unqualified lookup finds that one, and the test checks the
         // impersonator is not found instead of the new service.
         let earlier = checksum_exporter();
