@@ -17,6 +17,15 @@ pub const IST_DOUBLE_FAULT: u8 = 1;
 pub const IST_NMI: u8 = 2;
 pub const IST_MACHINE_CHECK: u8 = 3;
 pub const IST_PAGE_FAULT: u8 = 4;
+/// Every hardware interrupt and IPI (vectors 32 and up) runs here, never
+/// on the stack it interrupted: a domain that has all but exhausted its
+/// core's stack (deep recursion, about to hit the guard page) must not
+/// make the interrupt's own frame overflow it. That overflow happens in
+/// the delivery, before the handler could account for it, so it was taken
+/// for the domain's crash and the interrupt was never acknowledged: the
+/// core's timer went deaf and the core slept for good. Handlers never
+/// re-enable interrupts, so they cannot nest on this stack.
+pub const IST_INTERRUPTS: u8 = 5;
 const IST_STACK_SIZE: u64 = 16 * 1024;
 
 pub const KERNEL_CS: u16 = 0x08;
@@ -25,7 +34,13 @@ pub const KERNEL_DS: u16 = 0x10;
 /// Builds and loads this core's GDT and TSS. Called once per core.
 pub fn init_this_cpu() {
     let mut tss = Box::new(TaskStateSegment::new());
-    for ist in [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK, IST_PAGE_FAULT] {
+    for ist in [
+        IST_DOUBLE_FAULT,
+        IST_NMI,
+        IST_MACHINE_CHECK,
+        IST_PAGE_FAULT,
+        IST_INTERRUPTS,
+    ] {
         let stack = stacks::alloc(IST_STACK_SIZE).expect("no memory for IST stacks");
         tss.interrupt_stack_table[usize::from(ist - 1)] = VirtAddr::new(stack.top);
     }

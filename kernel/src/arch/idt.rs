@@ -174,6 +174,7 @@ pub fn load() {
                 8 => gdt::IST_DOUBLE_FAULT,
                 14 => gdt::IST_PAGE_FAULT,
                 18 => gdt::IST_MACHINE_CHECK,
+                32.. => gdt::IST_INTERRUPTS,
                 _ => 0,
             };
             // SAFETY: written once, before any core loads the table.

@@ -151,7 +151,15 @@ static IRQ_SIGNAL: Signal = Signal::new();
 /// Handler for `vectors::TEST`: wakes the waiting task from interrupt
 /// context (no allocation, no lock).
 pub fn on_test_interrupt() {
+    TEST_INTERRUPTS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     IRQ_SIGNAL.raise();
+}
+
+static TEST_INTERRUPTS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// `TEST` interrupts handled since boot.
+pub fn test_interrupts() -> u64 {
+    TEST_INTERRUPTS.load(core::sync::atomic::Ordering::Relaxed)
 }
 
 fn interrupt_wakes_task() -> BoxedTest {
