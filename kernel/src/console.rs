@@ -518,6 +518,9 @@ fn cmd_load(args: &[&str]) -> Result<(), alloc::string::String> {
         [image, name] => (*image, *name),
         _ => return Err("too many arguments".into()),
     };
+    if image.starts_with("builtin:") {
+        return Err("no images are built into this kernel: 'load' lists the boot archive's".into());
+    }
     if name.is_empty()
         || name.len() > 32
         || !name
@@ -527,9 +530,6 @@ fn cmd_load(args: &[&str]) -> Result<(), alloc::string::String> {
         return Err(alloc::format!(
             "bad domain name '{name}' (1-32 of [A-Za-z0-9_-])"
         ));
-    }
-    if image.starts_with("builtin:") {
-        return Err("no images are built into this kernel: 'load' lists the boot archive's".into());
     }
     if !domain::loaded::has_image(image) {
         return Err(match domain::loaded::catalog() {
