@@ -100,7 +100,7 @@ impl Platform for HostPlatform {
 }
 
 static HOST: HostPlatform = HostPlatform;
-const OWNER: OwnerId = 0;
+const OWNER: OwnerId = OwnerId::KERNEL;
 
 fn executor() -> &'static Executor {
     static EXEC: std::sync::OnceLock<&'static Executor> = std::sync::OnceLock::new();
@@ -342,11 +342,11 @@ pub fn continuation(settings: Settings) -> Measurement {
 /// the same two fields through GS).
 struct HostCore {
     top: std::cell::Cell<*mut ()>,
-    owner: std::cell::Cell<u32>,
+    owner: std::cell::Cell<OwnerId>,
 }
 
 impl HostCore {
-    const fn new(owner: u32) -> HostCore {
+    const fn new(owner: OwnerId) -> HostCore {
         HostCore {
             top: std::cell::Cell::new(std::ptr::null_mut()),
             owner: std::cell::Cell::new(owner),
@@ -364,11 +364,11 @@ impl cont::Core for HostCore {
         self.top.set(frame)
     }
     #[inline]
-    fn owner(&self) -> u32 {
+    fn owner(&self) -> OwnerId {
         self.owner.get()
     }
     #[inline]
-    fn set_owner(&self, owner: u32) {
+    fn set_owner(&self, owner: OwnerId) {
         self.owner.set(owner)
     }
 }
@@ -379,10 +379,10 @@ impl cont::Core for HostCore {
 /// trait-object call, against the bare trait-object call. The kernel adds
 /// the domain-table lookup (an array index) and reading GS.
 pub fn domain_entry(settings: Settings) -> Measurement {
-    const OWNER: u32 = 1 << 16 | 1;
+    const OWNER: OwnerId = OwnerId::new(1, 1);
     let adder = Adder(3);
     let object: &dyn Service = black_box(&adder);
-    let core = HostCore::new(0);
+    let core = HostCore::new(OwnerId::KERNEL);
     let gate = cont::Gate::new(OWNER);
     // The kernel's deadline: this core's timer-tick count plus the budget.
     let ticks = std::sync::atomic::AtomicU64::new(1000);
@@ -421,10 +421,10 @@ pub fn domain_entry_async(settings: Settings) -> Measurement {
             Box::pin(async move { x.wrapping_add(self.0) })
         }
     }
-    const OWNER: u32 = 1 << 16 | 1;
+    const OWNER: OwnerId = OwnerId::new(1, 1);
     let adder = Adder(3);
     let object: &dyn AsyncService = black_box(&adder);
-    let core = HostCore::new(0);
+    let core = HostCore::new(OwnerId::KERNEL);
     let gate = cont::Gate::new(OWNER);
     let ticks = std::sync::atomic::AtomicU64::new(1000);
     let budget = black_box(101u64);
@@ -585,8 +585,8 @@ pub fn rref_call_move(settings: Settings) -> Measurement {
             buffer[black_box(3)]
         }
     }
-    const CALLER: u32 = 1 << 16 | 1;
-    const CALLEE: u32 = 2 << 16 | 1;
+    const CALLER: OwnerId = OwnerId::new(1, 1);
+    const CALLEE: OwnerId = OwnerId::new(2, 1);
     let sink: &dyn Sink = black_box(&Reader);
     let core = HostCore::new(CALLER);
     let gate = cont::Gate::new(CALLEE);
@@ -619,8 +619,8 @@ pub fn rref_call_move(settings: Settings) -> Measurement {
 
 // ---- generated proxies ---------------------------------------------------------
 
-const CALLER: u32 = 1 << 16 | 1;
-const CALLEE: u32 = 2 << 16 | 1;
+const CALLER: OwnerId = OwnerId::new(1, 1);
+const CALLEE: OwnerId = OwnerId::new(2, 1);
 
 std::thread_local! {
     /// This thread's stand-in for the kernel's per-core record, shared by

@@ -74,7 +74,7 @@ struct TaskEntry {
 
 struct Slot {
     state: AtomicU64,
-    owner: AtomicU32,
+    owner: owner::AtomicOwnerId,
     /// Written by a spawner that popped this slot from the free list (so has
     /// it exclusively) before publishing `ALLOCATED`; afterwards read and
     /// cleared only by the owning executor.
@@ -102,12 +102,12 @@ impl fmt::Display for SpawnError {
     }
 }
 
-/// Owners are counted in this many groups for quotas: by `owner >> 16`
+/// Owners are counted in this many groups for quotas: by the owner's
 /// (the kernel's domain slot), modulo this.
 pub const QUOTA_GROUPS: usize = 256;
 
 fn quota_group(owner: OwnerId) -> usize {
-    (owner >> 16) as usize % QUOTA_GROUPS
+    owner.slot() % QUOTA_GROUPS
 }
 
 /// What one call to [`Executor::run`] did.
@@ -201,7 +201,7 @@ impl Executor {
         let slots: Vec<Slot> = (0..capacity)
             .map(|_| Slot {
                 state: AtomicU64::new(0),
-                owner: AtomicU32::new(0),
+                owner: owner::AtomicOwnerId::new(OwnerId::KERNEL),
                 task: UnsafeCell::new(None),
             })
             .collect();

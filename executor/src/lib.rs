@@ -65,8 +65,9 @@ pub use wheel::{TimerKey, TimerWheel};
 use core::future::Future;
 use core::task::Poll;
 
-/// The domain that owns a task (0 = the kernel).
-pub type OwnerId = u32;
+/// The domain that owns a task ([`OwnerId::KERNEL`] for the kernel): the
+/// owner type `rrpc` and the kernel use too.
+pub use owner::{AtomicOwnerId, OwnerId};
 
 /// Most executors that can exist at once (one per core in the kernel).
 pub const MAX_EXECUTORS: usize = 256;

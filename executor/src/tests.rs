@@ -61,11 +61,13 @@ impl Platform for Recording {
     }
 
     fn poll_task(&self, owner: OwnerId, poll: &mut dyn FnMut() -> Poll<()>) -> PollOutcome {
-        if u64::from(owner) == self.crash_owner.load(Ordering::SeqCst) {
+        if u64::from(owner.to_bits()) == self.crash_owner.load(Ordering::SeqCst) {
             return PollOutcome::Crashed; // the "domain" dies on entry
         }
         let until = self.defer_until.load(Ordering::SeqCst);
-        if u64::from(owner) == self.defer_owner.load(Ordering::SeqCst) && self.now_ns() < until {
+        if u64::from(owner.to_bits()) == self.defer_owner.load(Ordering::SeqCst)
+            && self.now_ns() < until
+        {
             return PollOutcome::Deferred(until);
         }
         match poll() {
@@ -140,7 +142,7 @@ fn gate(
 #[test]
 fn spawn_runs_and_join_yields_output() {
     let (exec, _) = new_exec(16);
-    let handle = exec.spawn(0, async { 40 + 2 }).unwrap();
+    let handle = exec.spawn(OwnerId::KERNEL, async { 40 + 2 }).unwrap();
     assert!(!handle.is_finished());
     let stats = run_until_idle(exec);
     assert_eq!(stats.completed, 1);
@@ -154,7 +156,9 @@ fn task_is_queued_at_most_once() {
     let (exec, _) = new_exec(16);
     let polls = Arc::new(AtomicUsize::new(0));
     let release = Arc::new(AtomicBool::new(false));
-    let handle = exec.spawn(0, gate(polls.clone(), release.clone())).unwrap();
+    let handle = exec
+        .spawn(OwnerId::KERNEL, gate(polls.clone(), release.clone()))
+        .unwrap();
     run_until_idle(exec);
     assert_eq!(polls.load(Ordering::SeqCst), 1);
     for _ in 0..100 {
@@ -171,10 +175,10 @@ fn task_is_queued_at_most_once() {
 #[test]
 fn stale_wakes_are_ignored_and_slots_reused_with_new_generation() {
     let (exec, _) = new_exec(1);
-    let first = exec.spawn(0, async {}).unwrap();
+    let first = exec.spawn(OwnerId::KERNEL, async {}).unwrap();
     let first_id = first.id();
     run_until_idle(exec);
-    let second = exec.spawn(0, async { 1 }).unwrap();
+    let second = exec.spawn(OwnerId::KERNEL, async { 1 }).unwrap();
     assert_eq!(second.id().slot(), first_id.slot());
     assert_ne!(second.id().generation(), first_id.generation());
     wake_task(first_id); // stale: must not disturb the new task
@@ -187,18 +191,21 @@ fn capacity_exhaustion_is_an_error_not_a_panic() {
     let (exec, _) = new_exec(2);
     let release = Arc::new(AtomicBool::new(false));
     let a = exec
-        .spawn(0, gate(Arc::default(), release.clone()))
+        .spawn(OwnerId::KERNEL, gate(Arc::default(), release.clone()))
         .unwrap();
     let b = exec
-        .spawn(0, gate(Arc::default(), release.clone()))
+        .spawn(OwnerId::KERNEL, gate(Arc::default(), release.clone()))
         .unwrap();
-    assert!(matches!(exec.spawn(0, async {}), Err(SpawnError::Full)));
+    assert!(matches!(
+        exec.spawn(OwnerId::KERNEL, async {}),
+        Err(SpawnError::Full)
+    ));
     release.store(true, Ordering::SeqCst);
     wake_task(a.id());
     wake_task(b.id());
     run_until_idle(exec);
     assert!(
-        exec.spawn(0, async {}).is_ok(),
+        exec.spawn(OwnerId::KERNEL, async {}).is_ok(),
         "slots come back after tasks finish"
     );
 }
@@ -211,7 +218,7 @@ fn abort_drops_without_polling_again() {
     let flag = DropFlag(dropped.clone());
     let p = polls.clone();
     let handle = exec
-        .spawn(0, async move {
+        .spawn(OwnerId::KERNEL, async move {
             let _flag = flag;
             gate(p, Arc::default()).await
         })
@@ -232,7 +239,9 @@ fn abort_drops_without_polling_again() {
 fn abort_from_another_thread() {
     let (exec, _) = new_exec(8);
     let polls = Arc::new(AtomicUsize::new(0));
-    let handle = exec.spawn(0, gate(polls.clone(), Arc::default())).unwrap();
+    let handle = exec
+        .spawn(OwnerId::KERNEL, gate(polls.clone(), Arc::default()))
+        .unwrap();
     run_until_idle(exec);
     let id = handle.id();
     std::thread::spawn(move || {
@@ -260,18 +269,18 @@ fn purge_forgets_tasks_of_one_owner_only() {
     let dropped = Arc::new(AtomicBool::new(false));
     let flag = DropFlag(dropped.clone());
     let victim = exec
-        .spawn(5, async move {
+        .spawn(OwnerId::from_bits(5), async move {
             let _flag = flag;
             gate(Arc::default(), Arc::default()).await
         })
         .unwrap();
     let release = Arc::new(AtomicBool::new(false));
     let survivor = exec
-        .spawn(6, gate(Arc::default(), release.clone()))
+        .spawn(OwnerId::from_bits(6), gate(Arc::default(), release.clone()))
         .unwrap();
     run_until_idle(exec);
     wake_task(victim.id()); // queued when the purge arrives
-    exec.purge_owner(5);
+    exec.purge_owner(OwnerId::from_bits(5));
     let stats = run_until_idle(exec);
     assert_eq!(stats.purged, 1);
     assert!(
@@ -279,15 +288,15 @@ fn purge_forgets_tasks_of_one_owner_only() {
         "a purged future must be forgotten, not dropped"
     );
     assert_eq!(block_on(victim), Err(JoinError::OwnerCrashed));
-    assert_eq!(exec.task_count_of(5), 0);
-    assert_eq!(exec.task_count_of(6), 1);
+    assert_eq!(exec.task_count_of(OwnerId::from_bits(5)), 0);
+    assert_eq!(exec.task_count_of(OwnerId::from_bits(6)), 1);
     release.store(true, Ordering::SeqCst);
     wake_task(survivor.id());
     run_until_idle(exec);
     assert_eq!(block_on(survivor), Ok(7));
     // The zombie slot (purged while queued) went back to the free list.
     for _ in 0..16 {
-        exec.spawn(0, async {}).unwrap().detach();
+        exec.spawn(OwnerId::KERNEL, async {}).unwrap().detach();
     }
 }
 
@@ -297,7 +306,9 @@ fn crashed_poll_forgets_the_task() {
     platform.crash_owner.store(9, Ordering::SeqCst);
     let dropped = Arc::new(AtomicBool::new(false));
     let flag = DropFlag(dropped.clone());
-    let handle = exec.spawn(9, async move { drop(flag) }).unwrap();
+    let handle = exec
+        .spawn(OwnerId::from_bits(9), async move { drop(flag) })
+        .unwrap();
     run_until_idle(exec);
     assert_eq!(block_on(handle), Err(JoinError::OwnerCrashed));
     assert!(!dropped.load(Ordering::SeqCst));
@@ -311,7 +322,7 @@ fn wake_slot_fired_from_another_thread() {
     static FIRED: AtomicBool = AtomicBool::new(false);
     let handle = exec
         .spawn(
-            0,
+            OwnerId::KERNEL,
             poll_fn(|cx| {
                 if FIRED.load(Ordering::SeqCst) {
                     return Poll::Ready(());
@@ -341,7 +352,9 @@ fn wake_slot_fired_from_another_thread() {
 #[test]
 fn sleeping_executor_is_notified_exactly_once_per_wake() {
     let (exec, platform) = new_exec(4);
-    let handle = exec.spawn(0, gate(Arc::default(), Arc::default())).unwrap();
+    let handle = exec
+        .spawn(OwnerId::KERNEL, gate(Arc::default(), Arc::default()))
+        .unwrap();
     run_until_idle(exec);
     assert!(exec.prepare_to_sleep(), "nothing to do: may sleep");
     let id = handle.id();
@@ -363,7 +376,7 @@ fn sleeping_executor_is_notified_exactly_once_per_wake() {
 #[test]
 fn prepare_to_sleep_refuses_when_a_timer_is_due() {
     let (exec, platform) = new_exec(4);
-    exec.spawn(0, sleep(Duration::from_millis(5)))
+    exec.spawn(OwnerId::KERNEL, sleep(Duration::from_millis(5)))
         .unwrap()
         .detach();
     run_until_idle(exec);
@@ -376,7 +389,9 @@ fn prepare_to_sleep_refuses_when_a_timer_is_due() {
 #[test]
 fn sleep_never_completes_early() {
     let (exec, platform) = new_exec(4);
-    let handle = exec.spawn(0, sleep(Duration::from_millis(10))).unwrap();
+    let handle = exec
+        .spawn(OwnerId::KERNEL, sleep(Duration::from_millis(10)))
+        .unwrap();
     run_until_idle(exec);
     for _ in 0..9 {
         platform.advance(1_000_000);
@@ -393,7 +408,7 @@ fn sleep_never_completes_early() {
 fn dropping_a_pending_sleep_cancels_its_timer() {
     let (exec, platform) = new_exec(4);
     let handle = exec
-        .spawn(0, async {
+        .spawn(OwnerId::KERNEL, async {
             let mut s = core::pin::pin!(sleep(Duration::from_secs(3600)));
             // Poll once to register, then drop it.
             poll_fn(|cx| {
@@ -419,7 +434,7 @@ fn interval_ticks_at_its_period() {
     let (exec, platform) = new_exec(4);
     let ticks = Arc::new(AtomicUsize::new(0));
     let t = ticks.clone();
-    exec.spawn(0, async move {
+    exec.spawn(OwnerId::KERNEL, async move {
         let mut iv = interval(Duration::from_millis(5));
         loop {
             iv.tick().await;
@@ -443,7 +458,7 @@ fn yield_now_lets_others_run() {
     let order = Arc::new(Mutex::new(Vec::new()));
     for name in [1, 2] {
         let order = order.clone();
-        exec.spawn(0, async move {
+        exec.spawn(OwnerId::KERNEL, async move {
             for step in 0..3 {
                 order.lock().unwrap().push((name, step));
                 yield_now().await;
@@ -467,7 +482,7 @@ fn waker_is_the_task_id() {
     let s = seen.clone();
     let handle = exec
         .spawn(
-            0,
+            OwnerId::KERNEL,
             poll_fn(move |cx| {
                 let id = task_id_of(cx.waker()).unwrap();
                 assert_eq!(Some(id), current_task());
@@ -506,7 +521,7 @@ fn cross_thread_ring_of_wakes() {
     let execs: Vec<&'static Executor> = (0..EXECUTORS).map(|_| new_exec(8).0).collect();
     for (i, exec) in execs.iter().copied().enumerate() {
         let counters = counters.clone();
-        exec.spawn(0, async move {
+        exec.spawn(OwnerId::KERNEL, async move {
             let next = (i + 1) % EXECUTORS;
             loop {
                 poll_fn(|cx| {
@@ -564,14 +579,15 @@ fn cross_thread_ring_of_wakes() {
 fn spawn_on_another_executor_from_a_thread() {
     let (exec, _) = new_exec(4);
     let id = exec.id();
-    let handle = std::thread::spawn(move || spawn_on(id, 3, async { 5 }).unwrap())
-        .join()
-        .unwrap();
-    assert_eq!(exec.task_count_of(3), 1);
+    let handle =
+        std::thread::spawn(move || spawn_on(id, OwnerId::from_bits(3), async { 5 }).unwrap())
+            .join()
+            .unwrap();
+    assert_eq!(exec.task_count_of(OwnerId::from_bits(3)), 1);
     run_until_idle(exec);
     assert_eq!(block_on(handle), Ok(5));
     assert!(matches!(
-        spawn_on(MAX_EXECUTORS + 1, 0, async {}),
+        spawn_on(MAX_EXECUTORS + 1, OwnerId::KERNEL, async {}),
         Err(SpawnError::NoSuchExecutor)
     ));
 }
@@ -597,7 +613,7 @@ fn abort_result_is_published_after_the_drop() {
     let cell: &'static Mutex<Option<JoinHandle<()>>> = Box::leak(Box::new(Mutex::new(None)));
     let guard = CheckOnDrop(dropped.clone(), cell);
     let handle = exec
-        .spawn(0, async move {
+        .spawn(OwnerId::KERNEL, async move {
             let _guard = guard;
             gate(Arc::default(), Arc::default()).await;
         })
@@ -619,7 +635,7 @@ fn reentrant_run_is_refused() {
     static MAX_DEPTH: AtomicUsize = AtomicUsize::new(0);
     let (exec, _) = new_exec(4);
     exec.spawn(
-        0,
+        OwnerId::KERNEL,
         poll_fn(move |cx| {
             let depth = DEPTH.fetch_add(1, Ordering::SeqCst) + 1;
             MAX_DEPTH.fetch_max(depth, Ordering::SeqCst);
@@ -675,9 +691,11 @@ fn wake_slot_accepts_foreign_wakers() {
 #[test]
 fn purge_does_not_leak_the_join_state() {
     let (exec, _) = new_exec(4);
-    let handle = exec.spawn(9, poll_fn(|_| Poll::<u8>::Pending)).unwrap();
+    let handle = exec
+        .spawn(OwnerId::from_bits(9), poll_fn(|_| Poll::<u8>::Pending))
+        .unwrap();
     exec.run(10);
-    exec.purge_owner(9);
+    exec.purge_owner(OwnerId::from_bits(9));
     exec.run(10);
     assert!(handle.is_finished());
     assert_eq!(
@@ -707,7 +725,7 @@ fn refused_drop_abandons_and_purge_done_is_reported() {
             None
         }
         fn drop_task(&self, owner: OwnerId, drop: &mut dyn FnMut()) {
-            if owner != 4 {
+            if owner != OwnerId::from_bits(4) {
                 drop();
             }
         }
@@ -723,7 +741,7 @@ fn refused_drop_abandons_and_purge_done_is_reported() {
     let dropped = Arc::new(AtomicBool::new(false));
     let flag = DropFlag(dropped.clone());
     let handle = exec
-        .spawn(4, async move {
+        .spawn(OwnerId::from_bits(4), async move {
             let _flag = flag;
             gate(Arc::default(), Arc::default()).await
         })
@@ -736,11 +754,11 @@ fn refused_drop_abandons_and_purge_done_is_reported() {
         "a refused drop must not run destructors"
     );
     assert_eq!(block_on(handle), Err(JoinError::OwnerCrashed));
-    exec.purge_owner(7);
+    exec.purge_owner(OwnerId::from_bits(7));
     run_until_idle(exec);
     assert_eq!(
         platform.purges.lock().unwrap().clone(),
-        std::vec![(exec.id(), 7)]
+        std::vec![(exec.id(), OwnerId::from_bits(7))]
     );
 }
 
@@ -763,12 +781,16 @@ fn a_full_timer_wheel_sweeps_dead_tasks_then_lets_sleeps_poll_again() {
     let (exec, platform) = new_exec(8);
     // A domain's task holds as many timers as the wheel takes, then the
     // domain dies: its task is purged, never polled or dropped again.
-    let hog = exec.spawn(7, hold_sleeps(MAX_TIMERS)).unwrap();
+    let hog = exec
+        .spawn(OwnerId::from_bits(7), hold_sleeps(MAX_TIMERS))
+        .unwrap();
     run_until_idle(exec);
     assert!(!hog.is_finished());
     // A live task's sleep while the wheel is full: it still completes on
     // time (polling again instead of taking a slot), never early.
-    let waiter = exec.spawn(1, sleep(Duration::from_millis(5))).unwrap();
+    let waiter = exec
+        .spawn(OwnerId::from_bits(1), sleep(Duration::from_millis(5)))
+        .unwrap();
     let _ = exec.run(1);
     assert!(!waiter.is_finished());
     platform.advance(5_000_000);
@@ -776,9 +798,11 @@ fn a_full_timer_wheel_sweeps_dead_tasks_then_lets_sleeps_poll_again() {
     assert!(waiter.is_finished(), "a sleep that found the wheel full");
     // The hog's owner dies: its timers are swept the next time the wheel
     // is full, and a new sleep gets a slot again.
-    exec.purge_owner(7);
+    exec.purge_owner(OwnerId::from_bits(7));
     run_until_idle(exec);
-    let registered = exec.spawn(1, sleep(Duration::from_millis(5))).unwrap();
+    let registered = exec
+        .spawn(OwnerId::from_bits(1), sleep(Duration::from_millis(5)))
+        .unwrap();
     run_until_idle(exec);
     assert!(!registered.is_finished());
     assert!(
@@ -795,7 +819,7 @@ fn a_full_timer_wheel_sweeps_dead_tasks_then_lets_sleeps_poll_again() {
 fn spawn_within_refuses_past_the_owners_quota_and_counts_back_down() {
     // Issue 10, item 10: one owner cannot take every task slot.
     let (exec, _) = new_exec(64);
-    let flooder: OwnerId = 5 << 16 | 1;
+    let flooder: OwnerId = OwnerId::new(5, 1);
     let release = Arc::new(AtomicBool::new(false));
     let mut spawned = 0;
     loop {
@@ -822,9 +846,9 @@ fn spawn_within_refuses_past_the_owners_quota_and_counts_back_down() {
     assert_eq!(exec.group_task_count(flooder), 16);
     // Another owner (and another incarnation of the same slot counts with
     // it) still has room.
-    assert!(exec.spawn_within(7 << 16 | 1, async {}, 16).is_ok());
+    assert!(exec.spawn_within(OwnerId::new(7, 1), async {}, 16).is_ok());
     assert_eq!(
-        exec.spawn_within(5 << 16 | 2, async {}, 16).err(),
+        exec.spawn_within(OwnerId::new(5, 2), async {}, 16).err(),
         Some(SpawnError::Quota)
     );
     release.store(true, Ordering::SeqCst);
@@ -843,10 +867,10 @@ fn a_deferred_poll_happens_when_its_time_comes() {
     // Issue 10, item 13: the platform may defer a task's poll (its owner
     // had more than its share); the executor polls it at that time.
     let (exec, platform) = new_exec(16);
-    let owner: OwnerId = 9 << 16 | 1;
+    let owner: OwnerId = OwnerId::new(9, 1);
     platform
         .defer_owner
-        .store(u64::from(owner), Ordering::SeqCst);
+        .store(u64::from(owner.to_bits()), Ordering::SeqCst);
     platform.defer_until.store(5_000_000, Ordering::SeqCst);
     let polls = Arc::new(AtomicUsize::new(0));
     let counted = polls.clone();
@@ -876,7 +900,7 @@ fn a_batch_ends_early_when_the_platform_says_so() {
     let (exec, platform) = new_exec(16);
     platform.short_batches.store(true, Ordering::SeqCst);
     for _ in 0..4 {
-        exec.spawn(0, async {}).unwrap().detach();
+        exec.spawn(OwnerId::KERNEL, async {}).unwrap().detach();
     }
     assert_eq!(exec.run(64).polled, 1);
     assert_eq!(exec.run(64).polled, 1);
@@ -888,7 +912,7 @@ fn a_batch_ends_early_when_the_platform_says_so() {
 fn one_groups_timers_are_bounded_and_the_others_still_register() {
     // Issue 10, item 10: one domain cannot fill the wheel.
     let (exec, platform) = new_exec(8);
-    let hog_owner: OwnerId = 3 << 16 | 1;
+    let hog_owner: OwnerId = OwnerId::new(3, 1);
     let hog = exec
         .spawn(hog_owner, hold_sleeps(MAX_TIMERS_PER_GROUP + 100))
         .unwrap();
@@ -896,7 +920,7 @@ fn one_groups_timers_are_bounded_and_the_others_still_register() {
     assert_eq!(exec.group_timer_count(hog_owner), MAX_TIMERS_PER_GROUP);
     // Another domain's sleep takes a slot (its deadline is the wheel's
     // next one), and fires on time.
-    let other: OwnerId = 4 << 16 | 1;
+    let other: OwnerId = OwnerId::new(4, 1);
     let waiter = exec.spawn(other, sleep(Duration::from_millis(5))).unwrap();
     // (The hog's unregistered sleeps keep re-queueing it: run past it.)
     let _ = exec.run(8);
@@ -915,7 +939,7 @@ fn one_groups_timers_are_bounded_and_the_others_still_register() {
     exec.purge_owner(hog_owner);
     let _ = exec.run(1);
     drop(hog);
-    let successor: OwnerId = 3 << 16 | 2;
+    let successor: OwnerId = OwnerId::new(3, 2);
     let next = exec
         .spawn(successor, sleep(Duration::from_millis(5)))
         .unwrap();

@@ -152,11 +152,11 @@ impl cont::Core for ThisCore {
         cpu::current().catch_top.set(frame)
     }
     #[inline]
-    fn owner(&self) -> u32 {
+    fn owner(&self) -> executor::OwnerId {
         cpu::current().current_owner.get()
     }
     #[inline]
-    fn set_owner(&self, owner: u32) {
+    fn set_owner(&self, owner: executor::OwnerId) {
         cpu::current().current_owner.set(owner)
     }
 }

@@ -307,13 +307,13 @@ fn cmd_tasks(args: &[&str]) -> Result<(), alloc::string::String> {
         if let Some(exec) = sched::executor(c.index) {
             for task in exec.snapshot() {
                 let owner = match task.owner {
-                    0 => alloc::string::String::from("kernel"),
-                    owner => match domain::get((owner >> 16) as usize) {
+                    executor::OwnerId::KERNEL => alloc::string::String::from("kernel"),
+                    owner => match domain::get(owner.slot()) {
                         Some(d) if d.owner() == owner => {
                             alloc::format!("{} (gen {})", d.name, d.generation())
                         }
-                        Some(d) => alloc::format!("{} (old gen {})", d.name, owner & 0xFFFF),
-                        None => alloc::format!("{owner:#x}"),
+                        Some(d) => alloc::format!("{} (old gen {})", d.name, owner.generation()),
+                        None => alloc::format!("{owner}"),
                     },
                 };
                 println!(
@@ -460,8 +460,12 @@ fn cmd_pci(args: &[&str]) -> Result<(), alloc::string::String> {
     }
     for (position, f) in functions.iter().enumerate() {
         let holder = crate::pci::holder(position);
-        let claimed = domain::get((holder >> 16) as usize)
-            .filter(|d| holder != 0 && d.owner() == holder && d.state() == domain::State::Alive)
+        let claimed = domain::get(holder.slot())
+            .filter(|d| {
+                holder != executor::OwnerId::KERNEL
+                    && d.owner() == holder
+                    && d.state() == domain::State::Alive
+            })
             .map(|d| alloc::format!("  [claimed by {}]", d.name))
             .unwrap_or_default();
         println!(

@@ -24,7 +24,7 @@ pub struct PerCpu {
     pub(crate) irq_depth: Cell<u32>,
     /// The domain incarnation whose code runs now (0: the kernel). Decides
     /// which heap an allocation comes from.
-    pub(crate) current_owner: Cell<u32>,
+    pub(crate) current_owner: Cell<executor::OwnerId>,
     /// Nesting depth of kernel services entered from a domain (heap growth,
     /// page-table updates): a fault there is the kernel's, and the watchdog
     /// waits until it is over.
@@ -69,7 +69,7 @@ impl PerCpu {
             apic_id,
             catch_top: Cell::new(core::ptr::null_mut()),
             irq_depth: Cell::new(0),
-            current_owner: Cell::new(0),
+            current_owner: Cell::new(executor::OwnerId::KERNEL),
             kernel_section: Cell::new(0),
             heap_cache: core::cell::UnsafeCell::new(kcore::domheap::CoreCaches::new()),
             shared_cache: core::cell::UnsafeCell::new(kcore::domheap::CoreCache::new()),
@@ -167,7 +167,7 @@ pub fn all() -> impl Iterator<Item = &'static PerCpu> {
 /// hold kernel locks), and the watchdog waits until it is over.
 pub fn kernel_section<R>(f: impl FnOnce() -> R) -> R {
     let cpu = current();
-    let owner = cpu.current_owner.replace(0);
+    let owner = cpu.current_owner.replace(executor::OwnerId::KERNEL);
     cpu.kernel_section.set(cpu.kernel_section.get() + 1);
     let result = f();
     cpu.kernel_section.set(cpu.kernel_section.get() - 1);
@@ -199,6 +199,6 @@ pub fn leave_critical() {
 }
 
 /// The domain incarnation running on this core (0: the kernel).
-pub fn current_owner() -> u32 {
+pub fn current_owner() -> executor::OwnerId {
     current().current_owner.get()
 }

@@ -11,6 +11,7 @@ use kcore::pci::{Bar, ConfigSpace, Header};
 use spin::Once;
 
 use crate::mem::phys_to_virt;
+use executor::OwnerId;
 
 /// One PCI function.
 #[derive(Debug, Clone)]
@@ -118,14 +119,14 @@ pub fn functions() -> &'static [Function] {
 
 /// Which domain incarnation holds each function (by index in
 /// [`functions`]); 0: nobody.
-static CLAIMS: spin::Mutex<Vec<u32>> = spin::Mutex::new(Vec::new());
+static CLAIMS: spin::Mutex<Vec<OwnerId>> = spin::Mutex::new(Vec::new());
 
 /// A claimed function, as a driver domain sees it (`domain_sdk::Device`).
 /// Every access checks that the claim is still its owner's and that the
 /// register lies inside the BAR.
 pub struct Claimed {
     index: usize,
-    owner: u32,
+    owner: OwnerId,
 }
 
 impl Claimed {
@@ -259,7 +260,7 @@ impl From<domain_sdk::DeviceError> for ClaimError {
 pub fn claim(
     class: (u8, u8, u8),
     index: usize,
-    owner: u32,
+    owner: OwnerId,
     permitted: &dyn Fn(u16) -> bool,
 ) -> Result<Claimed, ClaimError> {
     let (position, function) = functions()
@@ -274,11 +275,11 @@ pub fn claim(
     crate::cpu::kernel_section(|| {
         let mut claims = CLAIMS.lock();
         if claims.len() < functions().len() {
-            claims.resize(functions().len(), 0);
+            claims.resize(functions().len(), OwnerId::KERNEL);
         }
         let holder = claims[position];
-        let holder_alive = holder != 0
-            && crate::domain::get((holder >> 16) as usize)
+        let holder_alive = holder != OwnerId::KERNEL
+            && crate::domain::get(holder.slot())
                 .is_some_and(|d| d.owner() == holder && d.state() == crate::domain::State::Alive);
         if holder_alive && holder != owner {
             return Err(domain_sdk::DeviceError::Busy.into());
@@ -308,7 +309,7 @@ pub fn claim(
 
 /// A domain incarnation died: its devices stop DMA (bus mastering off)
 /// before its memory is reclaimed, and its claims lapse. Returns how many.
-pub fn release(owner: u32) -> usize {
+pub fn release(owner: OwnerId) -> usize {
     crate::cpu::kernel_section(|| {
         let mut claims = CLAIMS.lock();
         let mut released = 0;
@@ -318,7 +319,7 @@ pub fn release(owner: u32) -> usize {
                 set_bus_master(f, false);
                 // And whatever the device still does, it reaches nothing.
                 crate::iommu::detach(f.bus, f.device, f.function);
-                *holder = 0;
+                *holder = OwnerId::KERNEL;
                 released += 1;
             }
         }
@@ -327,6 +328,12 @@ pub fn release(owner: u32) -> usize {
 }
 
 /// The holder of each claimed function, for `pci`.
-pub fn holder(position: usize) -> u32 {
-    crate::cpu::kernel_section(|| CLAIMS.lock().get(position).copied().unwrap_or(0))
+pub fn holder(position: usize) -> OwnerId {
+    crate::cpu::kernel_section(|| {
+        CLAIMS
+            .lock()
+            .get(position)
+            .copied()
+            .unwrap_or(OwnerId::KERNEL)
+    })
 }

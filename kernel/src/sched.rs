@@ -20,7 +20,7 @@ use crate::{apic, time};
 /// Task slots per core.
 pub const TASKS_PER_CPU: usize = 4096;
 /// The kernel's own owner id.
-pub const KERNEL: OwnerId = 0;
+pub const KERNEL: OwnerId = OwnerId::KERNEL;
 
 struct KernelPlatform;
 

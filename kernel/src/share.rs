@@ -19,6 +19,7 @@ use core::cell::Cell;
 
 use crate::cpu;
 use crate::domain::MAX_SLOTS;
+use executor::OwnerId;
 
 /// A domain's share of a contended core: half.
 pub const SHARE_NUM: u64 = 1;
@@ -35,7 +36,7 @@ pub struct Bucket {
     /// When `tokens` was last brought up to date.
     stamp: Cell<u64>,
     /// The incarnation the bucket is for (a new one starts full).
-    owner: Cell<u32>,
+    owner: Cell<OwnerId>,
 }
 
 /// A core's buckets.
@@ -48,19 +49,19 @@ impl Buckets {
                 Bucket {
                     tokens: Cell::new(BURST_NS),
                     stamp: Cell::new(0),
-                    owner: Cell::new(0),
+                    owner: Cell::new(OwnerId::KERNEL),
                 }
             }; MAX_SLOTS],
         )
     }
 }
 
-fn bucket(owner: u32) -> &'static Bucket {
-    &cpu::current().shares.0[(owner >> 16) as usize % MAX_SLOTS]
+fn bucket(owner: OwnerId) -> &'static Bucket {
+    &cpu::current().shares.0[owner.slot() % MAX_SLOTS]
 }
 
 /// Brings `owner`'s bucket up to `now` and returns its tokens.
-fn refill(bucket: &Bucket, owner: u32, now: u64) -> i64 {
+fn refill(bucket: &Bucket, owner: OwnerId, now: u64) -> i64 {
     if bucket.owner.get() != owner {
         bucket.owner.set(owner);
         bucket.tokens.set(BURST_NS);
@@ -79,7 +80,7 @@ fn refill(bucket: &Bucket, owner: u32, now: u64) -> i64 {
 
 /// Whether a poll of `owner`'s task should wait, and until when: its
 /// bucket is empty and something else wants this core.
-pub fn defer(owner: u32, now: u64) -> Option<u64> {
+pub fn defer(owner: OwnerId, now: u64) -> Option<u64> {
     let tokens = refill(bucket(owner), owner, now);
     if tokens >= 0 {
         return None;
@@ -93,7 +94,7 @@ pub fn defer(owner: u32, now: u64) -> Option<u64> {
 }
 
 /// `owner`'s task was polled from `start` to `end`.
-pub fn charge(owner: u32, start: u64, end: u64) {
+pub fn charge(owner: OwnerId, start: u64, end: u64) {
     let bucket = bucket(owner);
     let spent = end.saturating_sub(start).min(i64::MAX as u64) as i64;
     bucket.tokens.set(bucket.tokens.get().saturating_sub(spent));

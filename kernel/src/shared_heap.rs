@@ -99,7 +99,7 @@ impl rrpc::Backend for RRefBackend {
         // as its private heap's): past it, its allocations fail
         // (`RpcError::OutOfMemory`), and the others still get theirs.
         let owner = cpu::current_owner();
-        if owner != 0
+        if owner != rrpc::Owner::KERNEL
             && rrpc::registry::owned_bytes(owner).saturating_add(layout.size())
                 > crate::domain::heap::quota() as usize
         {

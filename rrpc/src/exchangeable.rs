@@ -114,7 +114,9 @@ plain!(
     core::sync::atomic::AtomicU16,
     core::sync::atomic::AtomicU32,
     core::sync::atomic::AtomicU64,
-    core::sync::atomic::AtomicBool
+    core::sync::atomic::AtomicBool,
+    crate::Owner,
+    owner::AtomicOwnerId
 );
 
 // SAFETY: an array holds its elements and moves each.

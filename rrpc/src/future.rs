@@ -109,7 +109,7 @@ impl<'a, T> RpcFuture<'a, T> {
     pub const fn failed(error: RpcError) -> Self {
         RpcFuture {
             future: None,
-            callee: 0,
+            callee: Owner::KERNEL,
             error: encode(error),
             cell: 0,
             run: None,
@@ -136,7 +136,7 @@ impl<'a, T> RpcFuture<'a, T> {
         if self.cell & REGISTERED != 0 {
             self.cell &= !REGISTERED;
             // SAFETY: `words[0]` holds the caller written at registration.
-            let caller = unsafe { self.words[0].assume_init() } as Owner;
+            let caller = Owner::from_bits(unsafe { self.words[0].assume_init() } as u32);
             // SAFETY: this is the registration `register` made.
             unsafe { crate::proxy::unpark(caller, self.cell_ptr() as *mut ()) };
         }
@@ -148,7 +148,7 @@ impl<'a, T> RpcFuture<'a, T> {
     #[inline(never)]
     fn drop_slow(&mut self) {
         let future = self.future.take();
-        if self.callee == 0 {
+        if self.callee == Owner::KERNEL {
             drop(future); // an implementation's own future (never deferred)
             return;
         }
@@ -193,7 +193,7 @@ impl<'a, T> From<BoxedFuture<'a, T>> for RpcFuture<'a, T> {
     fn from(future: BoxedFuture<'a, T>) -> Self {
         RpcFuture {
             future: Some(future),
-            callee: 0,
+            callee: Owner::KERNEL,
             error: 0,
             cell: 0,
             run: None,
@@ -237,7 +237,7 @@ impl<'a, T: Exchangeable + 'a> Future for RpcFuture<'a, T> {
         // of `words` (never pinned) to run. The address stays put while
         // pinned, which is what `park` registers.
         let this = unsafe { self.get_unchecked_mut() };
-        if this.callee != 0 {
+        if this.callee != Owner::KERNEL {
             return this.poll_proxied(cx);
         }
         let Some(future) = this.future.as_mut() else {
@@ -285,7 +285,7 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
                             // SAFETY: the closure is in `words`; `run` was
                             // taken, so it is moved out once.
                             let mut started = ManuallyDrop::new(unsafe { run(&mut this.words) });
-                            if started.callee != 0
+                            if started.callee != Owner::KERNEL
                                 && (started.future.is_some() || started.run.is_some())
                             {
                                 started = forwarded(started);
@@ -383,7 +383,7 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
     fn register(&mut self) {
         self.cell |= TRIED;
         let caller = crate::proxy::current();
-        if caller == 0 {
+        if caller == Owner::KERNEL {
             return;
         }
         /// What the kernel runs inside the callee once the caller is dead.
@@ -395,7 +395,7 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
             // SAFETY: see above.
             drop(unsafe { Box::from_raw(cell as *mut Cell<'_, T>) });
         }
-        self.words[0] = MaybeUninit::new(caller as usize);
+        self.words[0] = MaybeUninit::new(caller.to_bits() as usize);
         let parked = crate::proxy::Parked {
             caller,
             callee: self.callee,

@@ -19,7 +19,7 @@
 //! service may do in a real system.
 //!
 //! The registry is global: tests that run in parallel use their own owner
-//! slots (an owner is `slot << 16 | generation`, see [`owner`]).
+//! slots (see [`owner`]).
 
 extern crate std;
 
@@ -38,7 +38,7 @@ use crate::proxy::{EntryCap, Parked, Runtime, install_runtime};
 use crate::{Backend, Owner, RpcError, install_backend};
 
 std::thread_local! {
-    static CURRENT: Cell<Owner> = const { Cell::new(0) };
+    static CURRENT: Cell<Owner> = const { Cell::new(Owner::KERNEL) };
     /// The "core" this thread plays (0 unless a test picks one; tests that
     /// hold batches pick indices no other test uses).
     static CORE: Cell<usize> = const { Cell::new(0) };
@@ -49,7 +49,7 @@ pub const SLOTS: usize = 64;
 
 /// The owner id of incarnation `generation` of slot `slot`.
 pub const fn owner(slot: u32, generation: u32) -> Owner {
-    slot << 16 | generation
+    Owner::new(slot as usize, generation)
 }
 
 /// The domain this thread runs as.
@@ -161,7 +161,7 @@ impl Runtime for HostRuntime {
         if self.is_dead(callee) {
             return Err(RpcError::DomainNotAlive);
         }
-        self.entries[(callee >> 16) as usize % SLOTS].fetch_add(1, Ordering::SeqCst);
+        self.entries[callee.slot() % SLOTS].fetch_add(1, Ordering::SeqCst);
         let previous = CURRENT.with(|c| c.replace(callee));
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         CURRENT.with(|c| c.set(previous));

@@ -54,5 +54,6 @@ pub use rref::RRef;
 /// The IDL compiler: `#[interface]` on a trait, `#[derive(Exchangeable)]`.
 pub use rrpc_idl::{Exchangeable, interface};
 
-/// A domain incarnation (the kernel's owner id; 0 is the kernel).
-pub type Owner = u32;
+/// A domain incarnation: slot and generation ([`Owner::KERNEL`] is the
+/// kernel). The same type as `executor::OwnerId`.
+pub use owner::OwnerId as Owner;

@@ -220,7 +220,7 @@ pub fn install_runtime(runtime: &'static dyn Runtime) {
 
 /// The running domain (0 without a runtime).
 pub fn current() -> Owner {
-    RUNTIME.get().map_or(0, |r| r.current())
+    RUNTIME.get().map_or(Owner::KERNEL, |r| r.current())
 }
 
 /// Runs `f` as the incarnation `entry` enters: what a generated proxy

@@ -3,7 +3,7 @@
 //! Every `RRef` allocation starts with a [`Header`] (owner, borrow count,
 //! list links, home shard). Every object, whether a root or nested inside
 //! another `RRef`'s value, sits on the list of its owner's slot
-//! (`owner >> 16`) in its *home shard*, so everything one domain owns is
+//! (`owner.slot()`) in its *home shard*, so everything one domain owns is
 //! found without scanning the heap: walk that slot's list in every shard.
 //! Nested objects have their root's owner (a call moves a whole tree, see
 //! `Exchangeable`), so a dead domain's objects are freed by walking its
@@ -37,6 +37,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU16, AtomicU32, AtomicUsiz
 use spin::Once;
 
 use crate::Owner;
+use owner::AtomicOwnerId;
 
 const SLOTS: usize = 256;
 /// The largest `RRef` allocation (header and value).
@@ -220,7 +221,7 @@ impl Drop for Critical {
 /// Precedes every `RRef` value in its allocation.
 #[repr(C)]
 pub(crate) struct Header {
-    pub(crate) owner: AtomicU32,
+    pub(crate) owner: AtomicOwnerId,
     pub(crate) borrows: AtomicU32,
     /// [`PENDING`] / [`FREE`]: requests on the home shard's queue.
     requests: AtomicU16,
@@ -264,7 +265,7 @@ impl Header {
     /// size fits in 32 bits ([`MAX_OBJECT`]).
     pub(crate) fn new(owner: Owner, layout: Layout, core: usize) -> Header {
         Header {
-            owner: AtomicU32::new(owner),
+            owner: AtomicOwnerId::new(owner),
             borrows: AtomicU32::new(0),
             requests: AtomicU16::new(0),
             home: (core % SHARDS) as u8,
@@ -556,7 +557,7 @@ impl Shard {
 }
 
 fn slot(owner: Owner) -> usize {
-    (owner >> 16) as usize % SLOTS
+    owner.slot() % SLOTS
 }
 
 /// Returns an object's memory to the backend.

@@ -31,7 +31,7 @@ pub trait Block {
 }
 
 struct Device {
-    seen_owner: AtomicU32,
+    seen_owner: owner::AtomicOwnerId,
     seen_borrows: AtomicU32,
     seen_nested: AtomicU32,
 }
@@ -55,7 +55,7 @@ impl Block for Device {
     fn packet(&self, packet: RRef<Packet>) -> RpcResult<u16> {
         self.seen_owner.store(packet.owner(), Ordering::SeqCst);
         self.seen_nested
-            .store(packet.payload.owner(), Ordering::SeqCst);
+            .store(packet.payload.owner().to_bits(), Ordering::SeqCst);
         Ok(packet.length + u16::from(packet.payload[0]))
     }
     fn crash(&self) -> RpcResult<()> {
@@ -64,9 +64,9 @@ impl Block for Device {
 }
 
 fn device(slot: u32) -> (BlockProxy, Arc<Device>, Owner) {
-    let callee = slot << 16 | 1;
+    let callee = Owner::new(slot as usize, 1);
     let inner = Arc::new(Device {
-        seen_owner: AtomicU32::new(0),
+        seen_owner: owner::AtomicOwnerId::new(Owner::KERNEL),
         seen_borrows: AtomicU32::new(0),
         seen_nested: AtomicU32::new(0),
     });
@@ -75,7 +75,7 @@ fn device(slot: u32) -> (BlockProxy, Arc<Device>, Owner) {
 
 #[test]
 fn calls_run_as_the_callee_and_return_values() {
-    let caller = 1 << 16 | 1;
+    let caller = Owner::new(1, 1);
     setup(caller);
     let (proxy, _, callee) = device(2);
     assert_eq!(proxy.echo(41), Ok(41));
@@ -89,7 +89,7 @@ fn calls_run_as_the_callee_and_return_values() {
 
 #[test]
 fn rrefs_move_to_the_callee_and_back() {
-    let caller = 3 << 16 | 1;
+    let caller = Owner::new(3, 1);
     setup(caller);
     let (proxy, device, callee) = device(4);
     let buffer = RRef::new([0u8; 64]);
@@ -113,7 +113,7 @@ fn rrefs_move_to_the_callee_and_back() {
 
 #[test]
 fn derived_structs_cross_with_their_nested_rrefs() {
-    let caller = 5 << 16 | 1;
+    let caller = Owner::new(5, 1);
     setup(caller);
     let (proxy, device, callee) = device(6);
     let packet = RRef::new(Packet {
@@ -130,7 +130,7 @@ fn derived_structs_cross_with_their_nested_rrefs() {
     assert_eq!(device.seen_owner.load(Ordering::SeqCst), callee);
     assert_eq!(
         device.seen_nested.load(Ordering::SeqCst),
-        callee,
+        callee.to_bits(),
         "the nested payload moved with the packet"
     );
 }
@@ -151,7 +151,7 @@ fn a_call_into_a_dead_callee_gives_it_nothing() {
     // Issue 10, item 9: arguments move inside the callee, so a call that
     // is refused (the callee died) drops them in the caller instead of
     // leaving them owned by a dead incarnation forever.
-    let caller = 18 << 16 | 1;
+    let caller = Owner::new(18, 1);
     setup(caller);
     let (proxy, _, callee) = device(19);
     assert_eq!(proxy.crash(), Err(RpcError::DomainCrashed));
@@ -168,7 +168,7 @@ fn a_call_into_a_dead_callee_gives_it_nothing() {
 
 #[test]
 fn a_crash_is_an_error_and_later_calls_fail_without_entering() {
-    setup(7 << 16 | 1);
+    setup(Owner::new(7, 1));
     let (proxy, _, _) = device(8);
     assert_eq!(proxy.echo(1), Ok(1));
     assert_eq!(proxy.crash(), Err(RpcError::DomainCrashed));
@@ -230,15 +230,15 @@ impl Storage for Disk {
     }
     fn keep(&self, data: RRef<[u8; 64]>) -> RpcFuture<'_, u64> {
         let owner = data.owner();
-        RpcFuture::new(async move { Ok(u64::from(owner)) })
+        RpcFuture::new(async move { Ok(u64::from(owner.to_bits())) })
     }
 }
 
 #[test]
 fn async_call_returns_the_callees_rref_to_the_caller() {
-    let caller = 9 << 16 | 1;
+    let caller = Owner::new(9, 1);
     setup(caller);
-    let proxy = StorageProxy::new(Arc::new(Disk), cap(10 << 16 | 1));
+    let proxy = StorageProxy::new(Arc::new(Disk), cap(Owner::new(10, 1)));
     let mut future = Box::pin(proxy.read(3));
     match poll_once(future.as_mut()) {
         Poll::Ready(Ok(buffer)) => {
@@ -251,8 +251,8 @@ fn async_call_returns_the_callees_rref_to_the_caller() {
 
 #[test]
 fn suspended_async_call_completes_later() {
-    setup(11 << 16 | 1);
-    let proxy = StorageProxy::new(Arc::new(Disk), cap(12 << 16 | 1));
+    setup(Owner::new(11, 1));
+    let proxy = StorageProxy::new(Arc::new(Disk), cap(Owner::new(12, 1)));
     let mut future = Box::pin(proxy.wait());
     assert!(poll_once(future.as_mut()).is_pending());
     RELEASE.store(true, Ordering::SeqCst);
@@ -261,8 +261,8 @@ fn suspended_async_call_completes_later() {
 
 #[test]
 fn a_crash_during_a_poll_fails_the_call_and_forgets_the_callee_future() {
-    setup(13 << 16 | 1);
-    let proxy = StorageProxy::new(Arc::new(Disk), cap(14 << 16 | 1));
+    setup(Owner::new(13, 1));
+    let proxy = StorageProxy::new(Arc::new(Disk), cap(Owner::new(14, 1)));
     let mut future = Box::pin(proxy.crash_on_second_poll());
     assert!(poll_once(future.as_mut()).is_pending());
     assert_eq!(
@@ -300,9 +300,9 @@ impl Registry for RegistryImpl {
 
 #[test]
 fn interface_handles_cross_calls_as_proxies() {
-    setup(15 << 16 | 1);
+    setup(Owner::new(15, 1));
     let (device_proxy, _, device_owner) = device(16);
-    let registry = RegistryProxy::new(Arc::new(RegistryImpl), cap(17 << 16 | 1));
+    let registry = RegistryProxy::new(Arc::new(RegistryImpl), cap(Owner::new(17, 1)));
     assert_eq!(registry.probe(device_proxy), Ok(device_owner));
 }
 
@@ -331,9 +331,9 @@ impl Summer for SummerImpl {
 #[test]
 fn async_calls_can_borrow_rrefs_and_a_crash_leaves_them_with_the_caller() {
     // Slots of its own: the crash below marks the callee's slot dead.
-    let caller = 40 << 16 | 1;
+    let caller = Owner::new(40, 1);
     setup(caller);
-    let proxy = SummerProxy::new(Arc::new(SummerImpl), cap(41 << 16 | 1));
+    let proxy = SummerProxy::new(Arc::new(SummerImpl), cap(Owner::new(41, 1)));
     let data = RRef::new([3u8; 16]);
     let mut future = Box::pin(proxy.sum(&data));
     assert_eq!(poll_once(future.as_mut()), Poll::Ready(Ok(48)));
@@ -377,7 +377,8 @@ struct JobsImpl {
 struct RecordDrop(Arc<AtomicU32>);
 impl Drop for RecordDrop {
     fn drop(&mut self) {
-        self.0.store(rrpc::proxy::current(), Ordering::SeqCst);
+        self.0
+            .store(rrpc::proxy::current().to_bits(), Ordering::SeqCst);
     }
 }
 
@@ -412,14 +413,14 @@ impl Jobs for JobsImpl {
 }
 
 fn jobs(slot: u32) -> (JobsProxy, Arc<JobsImpl>, Owner) {
-    let callee = slot << 16 | 1;
+    let callee = Owner::new(slot as usize, 1);
     let inner = Arc::new(JobsImpl::default());
     (JobsProxy::new(inner.clone(), cap(callee)), inner, callee)
 }
 
 #[test]
 fn a_small_async_call_starts_at_its_first_poll_and_costs_one_entry() {
-    setup(50 << 16 | 1);
+    setup(Owner::new(50, 1));
     let (proxy, jobs, callee) = jobs(51);
     let before = RUNTIME.entries(51);
     let mut future = Box::pin(proxy.take(RRef::new([7; 64])));
@@ -445,7 +446,7 @@ fn dropping_an_unstarted_call_drops_its_arguments_in_the_caller() {
     // Arguments move to the callee when the call starts, inside it: until
     // then they are the caller's, and a call dropped unstarted frees them
     // without entering the callee.
-    let caller = 52 << 16 | 1;
+    let caller = Owner::new(52, 1);
     setup(caller);
     let (proxy, jobs, callee) = jobs(53);
     let future = proxy.take(RRef::new([1; 64]));
@@ -464,7 +465,7 @@ fn dropping_an_unstarted_call_drops_its_arguments_in_the_caller() {
 
 #[test]
 fn a_call_too_wide_to_keep_inline_is_boxed_and_still_starts_at_its_first_poll() {
-    setup(54 << 16 | 1);
+    setup(Owner::new(54, 1));
     let (proxy, jobs, _) = jobs(55);
     let before = RUNTIME.entries(55);
     let mut future = Box::pin(proxy.wide(1, 2, 3));
@@ -486,7 +487,7 @@ fn a_call_too_wide_to_keep_inline_is_boxed_and_still_starts_at_its_first_poll() 
 
 #[test]
 fn a_wide_call_to_a_dead_callee_fails_without_entering_it() {
-    setup(29 << 16 | 1);
+    setup(Owner::new(29, 1));
     let (proxy, jobs, _) = jobs(30);
     let mut crash = Box::pin(proxy.panic_at_start());
     assert_eq!(
@@ -508,7 +509,7 @@ fn a_wide_call_to_a_dead_callee_fails_without_entering_it() {
 
 #[test]
 fn a_crash_while_a_call_starts_fails_it_and_the_callee_stays_dead() {
-    setup(56 << 16 | 1);
+    setup(Owner::new(56, 1));
     let (proxy, _, _) = jobs(57);
     let mut future = Box::pin(proxy.panic_at_start());
     assert_eq!(
@@ -537,7 +538,7 @@ fn a_crash_while_a_call_starts_fails_it_and_the_callee_stays_dead() {
 
 #[test]
 fn dropping_a_pending_call_drops_the_callees_future_inside_the_callee() {
-    let caller = 58 << 16 | 1;
+    let caller = Owner::new(58, 1);
     setup(caller);
     let (proxy, jobs, callee) = jobs(59);
     let mut future = Box::pin(proxy.forever());
@@ -545,7 +546,7 @@ fn dropping_a_pending_call_drops_the_callees_future_inside_the_callee() {
     assert!(poll_once(future.as_mut()).is_pending());
     assert_eq!(jobs.dropped_as.load(Ordering::SeqCst), 0);
     drop(future);
-    assert_eq!(jobs.dropped_as.load(Ordering::SeqCst), callee);
+    assert_eq!(jobs.dropped_as.load(Ordering::SeqCst), callee.to_bits());
     assert_eq!(rrpc::proxy::current(), caller);
 }
 
@@ -569,10 +570,10 @@ impl Storage for Relay {
 
 #[test]
 fn a_forwarded_async_call_enters_each_domain_in_turn() {
-    let caller = 60 << 16 | 1;
+    let caller = Owner::new(60, 1);
     setup(caller);
-    let disk = StorageProxy::new(Arc::new(Disk), cap(61 << 16 | 1));
-    let relay = StorageProxy::new(Arc::new(Relay(disk)), cap(62 << 16 | 1));
+    let disk = StorageProxy::new(Arc::new(Disk), cap(Owner::new(61, 1)));
+    let relay = StorageProxy::new(Arc::new(Relay(disk)), cap(Owner::new(62, 1)));
     let (disk_before, relay_before) = (RUNTIME.entries(61), RUNTIME.entries(62));
     let mut future = Box::pin(relay.read(4));
     match poll_once(future.as_mut()) {
@@ -589,10 +590,10 @@ fn a_forwarded_async_call_enters_each_domain_in_turn() {
 
 #[test]
 fn an_implementations_own_future_is_polled_in_place() {
-    setup(63 << 16 | 1);
+    setup(Owner::new(63, 1));
     let direct = JobsImpl::default();
     let mut future = Box::pin(direct.wide(4, 5, 6));
-    assert_eq!(future.callee(), 0);
+    assert_eq!(future.callee(), Owner::KERNEL);
     assert_eq!(poll_once(future.as_mut()), Poll::Ready(Ok(15)));
     let mut failed = Box::pin(RpcFuture::<'_, u64>::failed(RpcError::OutOfMemory));
     assert_eq!(
@@ -603,7 +604,7 @@ fn an_implementations_own_future_is_polled_in_place() {
 
 #[test]
 fn a_pending_call_is_registered_until_it_completes_or_is_dropped() {
-    let caller = 24 << 16 | 1;
+    let caller = Owner::new(24, 1);
     setup(caller);
     let (proxy, jobs, callee) = jobs(20);
     let mut future = Box::pin(proxy.forever());
@@ -625,15 +626,15 @@ fn a_pending_call_is_registered_until_it_completes_or_is_dropped() {
         "completion unregisters"
     );
     // The kernel never dies: its calls are not registered.
-    set_current(0);
+    set_current(Owner::KERNEL);
     let mut kernel_call = Box::pin(proxy.forever());
     assert!(poll_once(kernel_call.as_mut()).is_pending());
-    assert!(RUNTIME.parked_by(0).is_empty());
+    assert!(RUNTIME.parked_by(Owner::KERNEL).is_empty());
 }
 
 #[test]
 fn a_dead_callers_pending_call_is_dropped_inside_the_callee() {
-    let caller = 22 << 16 | 1;
+    let caller = Owner::new(22, 1);
     setup(caller);
     let (proxy, jobs, callee) = jobs(23);
     let mut future = Box::pin(proxy.forever());
@@ -643,7 +644,7 @@ fn a_dead_callers_pending_call_is_dropped_inside_the_callee() {
     RUNTIME.caller_died(caller);
     assert_eq!(
         jobs.dropped_as.load(Ordering::SeqCst),
-        callee,
+        callee.to_bits(),
         "dropped inside the callee"
     );
     std::mem::forget(future);
@@ -652,21 +653,24 @@ fn a_dead_callers_pending_call_is_dropped_inside_the_callee() {
 
 #[test]
 fn async_arguments_move_when_the_call_starts_inside_the_callee() {
-    let caller = 40 << 16 | 1;
-    let callee = 41 << 16 | 1;
+    let caller = Owner::new(44, 1);
+    let callee = Owner::new(45, 1);
     setup(caller);
     let proxy = StorageProxy::new(Arc::new(Disk), cap(callee));
     // Made but not started: the argument is still the caller's, and
     // dropping the call drops it here without entering the callee.
-    let entries = RUNTIME.entries(41);
+    let entries = RUNTIME.entries(45);
     let unstarted = proxy.keep(RRef::new([1; 64]));
     assert_eq!(rrpc::registry::owned_by(caller).0, 1);
     drop(unstarted);
     assert_eq!(rrpc::registry::owned_by(caller).0, 0);
-    assert_eq!(RUNTIME.entries(41), entries);
+    assert_eq!(RUNTIME.entries(45), entries);
     // Started: the callee saw it as its own.
     let mut call = Box::pin(proxy.keep(RRef::new([2; 64])));
-    assert_eq!(poll_once(call.as_mut()), Poll::Ready(Ok(u64::from(callee))));
+    assert_eq!(
+        poll_once(call.as_mut()),
+        Poll::Ready(Ok(u64::from(callee.to_bits())))
+    );
     assert_eq!(
         rrpc::registry::owned_by(callee).0,
         0,
@@ -676,8 +680,8 @@ fn async_arguments_move_when_the_call_starts_inside_the_callee() {
 
 #[test]
 fn an_async_call_into_a_dead_callee_gives_it_nothing() {
-    let caller = 42 << 16 | 1;
-    let callee = 43 << 16 | 1;
+    let caller = Owner::new(42, 1);
+    let callee = Owner::new(43, 1);
     setup(caller);
     let proxy = StorageProxy::new(Arc::new(Disk), cap(callee));
     let mut crash = Box::pin(proxy.crash_on_second_poll());
@@ -734,9 +738,9 @@ fn an_abandoned_lending_call_reads_only_the_real_object_when_dropped() {
     // callee's reference is to a copy of the handle kept in the call's own
     // (leaked) state, and a lent object is frozen: dropping it leaves it
     // alive until its owner dies.
-    let caller = 25 << 16 | 1;
+    let caller = Owner::new(25, 1);
     setup(caller);
-    let proxy = LenderProxy::new(Arc::new(LenderImpl), cap(26 << 16 | 1));
+    let proxy = LenderProxy::new(Arc::new(LenderImpl), cap(Owner::new(26, 1)));
     let fake: &'static [u8; 128] = Box::leak(Box::new([0x5Au8; 128]));
     let data = Box::new(RRef::new([7u8; 64]));
     let mut future = Box::pin(proxy.hold(&data));
@@ -764,9 +768,9 @@ fn an_abandoned_lending_call_reads_only_the_real_object_when_dropped() {
 
 #[test]
 fn a_lent_rref_cannot_be_changed_moved_or_given_away() {
-    let caller = 27 << 16 | 1;
+    let caller = Owner::new(27, 1);
     setup(caller);
-    let lender = LenderProxy::new(Arc::new(LenderImpl), cap(28 << 16 | 1));
+    let lender = LenderProxy::new(Arc::new(LenderImpl), cap(Owner::new(28, 1)));
     let (device, _, device_owner) = device(31);
     let mut data = RRef::new([1u8; 64]);
     let mut call = Box::pin(lender.hold(&data));
@@ -796,7 +800,7 @@ fn the_kernel_drops_an_abandoned_call_without_touching_the_callers_memory() {
     // which a caller can pin on its stack and abandon by crashing (the
     // stack is then reused); the kernel wrote into that memory. Now it
     // names a cell on the callee's heap.
-    let caller = 32 << 16 | 1;
+    let caller = Owner::new(32, 1);
     setup(caller);
     let (proxy, jobs, callee) = jobs(33);
     let layout = std::alloc::Layout::new::<RpcFuture<'static, ()>>();
@@ -814,7 +818,7 @@ fn the_kernel_drops_an_abandoned_call_without_touching_the_callers_memory() {
     RUNTIME.caller_died(caller);
     assert_eq!(
         jobs.dropped_as.load(Ordering::SeqCst),
-        callee,
+        callee.to_bits(),
         "the callee's future was dropped inside the callee"
     );
     // SAFETY: allocated above with this layout.

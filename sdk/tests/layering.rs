@@ -5,13 +5,14 @@
 //!
 //! | crate | may depend on (workspace crates) |
 //! |---|---|
-//! | `kernel` | the shared trusted crates (`kcore`, `cont`, `loader`), `executor`, `rrpc`, the SDK (it implements its `Kernel` trait) and `interfaces` (the console speaks `Control` and `BDev`); never a domain or driver (every domain runs from its signed image) |
-//! | `executor` | nothing of ours: never the kernel, never `rrpc` |
-//! | `rrpc` | `cont`, `rrpc-idl`: never the kernel, never `executor` |
+//! | `kernel` | the shared trusted crates (`kcore`, `cont`, `owner`, `loader`), `executor`, `rrpc`, the SDK (it implements its `Kernel` trait) and `interfaces` (the console speaks `Control` and `BDev`); never a domain or driver (every domain runs from its signed image) |
+//! | `executor` | `owner` only: never the kernel, never `rrpc` |
+//! | `rrpc` | `cont`, `owner`, `rrpc-idl`: never the kernel, never `executor` |
 //! | `interfaces` | `rrpc` only |
 //! | `domain-sdk` | `rrpc`, `interfaces` |
 //! | domains, drivers, rv6 | the SDK, `interfaces`, `rrpc`; no driver uses another |
-//! | `kcore`, `cont`, `rrpc-idl` | nothing of ours |
+//! | `kcore`, `owner`, `rrpc-idl` | nothing of ours |
+//! | `cont` | `owner` |
 //! | `loader` | `kcore` |
 //! | host tools (`pack`, `vet`, `bench`) | trusted crates, never the kernel or a domain |
 
@@ -77,7 +78,7 @@ fn layer(name: &str, manifest: &str) -> &'static str {
         "rrpc" => "rrpc",
         "interfaces" => "interfaces",
         "domain-sdk" => "sdk",
-        "kcore" | "cont" | "rrpc-idl" | "loader" => "shared",
+        "kcore" | "cont" | "owner" | "rrpc-idl" | "loader" => "shared",
         "pack" | "vet" | "bench" => "tool",
         _ if under("drivers") => "driver",
         _ if under("domains") || under("rv6") => "domain",
@@ -94,12 +95,15 @@ fn check(edges: &Edges, places: &BTreeMap<String, String>) -> Vec<String> {
             let to_layer = layer(to, &places[to]);
             let allowed = match (from_layer, to_layer) {
                 ("kernel", "shared" | "executor" | "rrpc" | "sdk" | "interfaces") => true,
+                ("executor", "shared") => to == "owner",
                 ("executor", _) => false,
-                ("rrpc", "shared") => to == "cont" || to == "rrpc-idl",
+                ("rrpc", "shared") => matches!(to.as_str(), "cont" | "owner" | "rrpc-idl"),
                 ("interfaces", "rrpc") => true,
                 ("sdk", "rrpc" | "interfaces") => true,
                 ("domain" | "driver", "sdk" | "interfaces" | "rrpc") => true,
-                ("shared", "shared") => from == "loader" && to == "kcore",
+                ("shared", "shared") => {
+                    (from == "loader" && to == "kcore") || (from == "cont" && to == "owner")
+                }
                 ("tool", "shared" | "executor" | "rrpc") => true,
                 _ => false,
             };
@@ -152,6 +156,7 @@ fn the_layering_check_catches_each_kind_of_violation() {
         ("interfaces", "/ws/interfaces/Cargo.toml"),
         ("domain-sdk", "/ws/sdk/Cargo.toml"),
         ("cont", "/ws/lib/cont/Cargo.toml"),
+        ("owner", "/ws/lib/owner/Cargo.toml"),
         ("domain-idle", "/ws/domains/idle/Cargo.toml"),
         ("driver-a", "/ws/drivers/a/Cargo.toml"),
         ("driver-b", "/ws/drivers/b/Cargo.toml"),
@@ -162,11 +167,18 @@ fn the_layering_check_catches_each_kind_of_violation() {
     let edge = |to: &str, optional: bool| (to.to_string(), optional);
     let mut edges = Edges::new();
     edges.insert("kernel".into(), vec![edge("rrpc", false)]);
-    edges.insert("rrpc".into(), vec![edge("cont", false)]);
+    edges.insert(
+        "rrpc".into(),
+        vec![edge("cont", false), edge("owner", false)],
+    );
+    edges.insert("executor".into(), vec![edge("owner", false)]);
+    edges.insert("cont".into(), vec![edge("owner", false)]);
     edges.insert("domain-idle".into(), vec![edge("domain-sdk", false)]);
     assert!(check(&edges, &places).is_empty(), "an honest graph passes");
     for (from, to, optional) in [
         ("executor", "rrpc", false),
+        ("executor", "cont", false),
+        ("owner", "cont", false),
         ("rrpc", "executor", false),
         ("rrpc", "kernel", false),
         ("interfaces", "domain-sdk", false),

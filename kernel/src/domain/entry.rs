@@ -104,7 +104,7 @@ fn through_gate<R>(
 #[inline]
 #[allow(clippy::result_large_err)] // a `Fault` is large on purpose: see `catch`
 pub fn enter<R>(owner: OwnerId, f: impl FnOnce() -> R) -> Result<R, EntryError> {
-    if owner == 0 {
+    if owner == executor::OwnerId::KERNEL {
         return Ok(f());
     }
     through_gate(owner, |gate, deadline| {
@@ -120,7 +120,7 @@ pub fn enter<R>(owner: OwnerId, f: impl FnOnce() -> R) -> Result<R, EntryError> 
 #[inline]
 #[allow(clippy::result_large_err)] // see `enter`
 pub unsafe fn enter_raw(owner: OwnerId, call: *mut cont::RawCall) -> Result<(), EntryError> {
-    if owner == 0 {
+    if owner == executor::OwnerId::KERNEL {
         // SAFETY: forwarded; the kernel needs no entry.
         unsafe { ((*call).run)(call) };
         return Ok(());
@@ -150,7 +150,9 @@ impl rrpc::proxy::Runtime for ProxyRuntime {
     fn callee_waker(&self, waker: &core::task::Waker) -> Option<core::task::Waker> {
         // The kernel's own wakers (made while no domain runs) are trusted;
         // a domain's caller may hand its callee only executor wakers.
-        if executor::task_id_of(waker).is_some() || cpu::current_owner() == 0 {
+        if executor::task_id_of(waker).is_some()
+            || cpu::current_owner() == executor::OwnerId::KERNEL
+        {
             return None;
         }
         Some(match executor::current_task() {

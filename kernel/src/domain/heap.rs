@@ -20,6 +20,7 @@
 
 use core::alloc::Layout;
 
+use executor::OwnerId;
 use kcore::domheap::{DomainHeap, PageSource};
 use spin::Mutex;
 
@@ -30,7 +31,7 @@ use crate::mem::{PAGE_SIZE, frames, paging};
 pub const MAX_SLOTS: usize = 256;
 
 /// Each slot's heap and the incarnation (owner id) it belongs to.
-static HEAPS: [Mutex<Option<(u32, DomainHeap)>>; MAX_SLOTS] =
+static HEAPS: [Mutex<Option<(OwnerId, DomainHeap)>>; MAX_SLOTS] =
     [const { Mutex::new(None) }; MAX_SLOTS];
 
 /// The most heap one domain incarnation may map (`domain_heap=` on the
@@ -101,7 +102,7 @@ impl PageSource for FrameMapper {
 
 /// Creates an empty heap for `slot`, owned by incarnation `owner`
 /// (replacing nothing: the slot must have been reclaimed).
-pub fn create(slot: usize, owner: u32) {
+pub fn create(slot: usize, owner: OwnerId) {
     let (base, window_end) = window(slot);
     let limit = base + quota().min(window_end - base);
     cpu::kernel_section(|| {
@@ -121,7 +122,7 @@ fn with_cache<R>(f: impl FnOnce(&mut kcore::domheap::CoreCaches) -> R) -> R {
 /// Frees to `owner`'s heap under its lock; false if that heap is gone or
 /// belongs to another incarnation (the object died with its owner).
 fn free_locked(
-    owner: u32,
+    owner: OwnerId,
     address: u64,
     size: usize,
     align: usize,
@@ -129,20 +130,21 @@ fn free_locked(
     let slot = slot_of(address);
     let mut guard = HEAPS[slot].lock();
     match guard.as_mut() {
-        Some((heap_owner, heap)) if *heap_owner == owner || owner == 0 => heap
-            .free(address, size, align)
-            .map(|()| true)
-            .map_err(|e| alloc::string::ToString::to_string(&e)),
+        Some((heap_owner, heap)) if *heap_owner == owner || owner == executor::OwnerId::KERNEL => {
+            heap.free(address, size, align)
+                .map(|()| true)
+                .map_err(|e| alloc::string::ToString::to_string(&e))
+        }
         _ => Ok(false),
     }
 }
 
 /// Allocation on behalf of domain incarnation `owner`.
-pub fn alloc(owner: u32, layout: Layout) -> *mut u8 {
-    let slot = (owner >> 16) as usize;
+pub fn alloc(owner: OwnerId, layout: Layout) -> *mut u8 {
+    let slot = owner.slot();
     let (size, align) = (layout.size().max(1), layout.align());
     cpu::kernel_section(|| {
-        if let Some(address) = with_cache(|cache| cache.alloc(owner, size, align)) {
+        if let Some(address) = with_cache(|cache| cache.alloc(owner.to_bits(), size, align)) {
             return address as *mut u8;
         }
         let mut guard = HEAPS.get(slot).map(|h| h.lock());
@@ -165,8 +167,10 @@ pub fn free(address: u64, layout: Layout) {
         // A way of this core's cache for `owner`; an empty way, or one of
         // a domain incarnation no longer alive, may be taken over.
         let cached = with_cache(|cache| {
-            cache.free(owner, address, size, align, |holder| {
-                crate::domain::get((holder >> 16) as usize).is_some_and(|d| {
+            // The cache (in `kcore`) keeps owners in their packed form.
+            cache.free(owner.to_bits(), address, size, align, |holder| {
+                let holder = OwnerId::from_bits(holder);
+                crate::domain::get(holder.slot()).is_some_and(|d| {
                     d.owner() == holder && d.state() == crate::domain::State::Alive
                 })
             })

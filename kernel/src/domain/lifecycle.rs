@@ -75,7 +75,7 @@ pub struct Domain {
     crashes: AtomicU32,
     /// The domain incarnation allowed to restart this one after a crash
     /// (0: none); see `supervision`.
-    pub(super) supervisor: AtomicU32,
+    pub(super) supervisor: executor::AtomicOwnerId,
     /// Whether the last incarnation was killed rather than crashed (a
     /// supervisor restarts only crashed ones).
     pub(super) killed: AtomicBool,
@@ -91,11 +91,11 @@ static TABLE: [AtomicPtr<Domain>; MAX_SLOTS] =
 static MANAGER: Mutex<()> = Mutex::new(());
 
 pub fn owner_id(slot: usize, generation: u32) -> OwnerId {
-    ((slot as u32) << 16) | (generation & 0xFFFF)
+    OwnerId::new(slot, generation)
 }
 
 pub(super) fn slot_of(owner: OwnerId) -> usize {
-    (owner >> 16) as usize
+    owner.slot()
 }
 
 pub fn get(slot: usize) -> Option<&'static Domain> {
@@ -246,7 +246,7 @@ pub fn create_from(source: Source, name: &str) -> Result<&'static Domain, Domain
             gate: cont::Gate::new(owner_id(slot, 1)),
             pending_purges: AtomicU32::new(0),
             crashes: AtomicU32::new(0),
-            supervisor: AtomicU32::new(0),
+            supervisor: executor::AtomicOwnerId::new(OwnerId::KERNEL),
             killed: AtomicBool::new(false),
             last_fault: Mutex::new(None),
             waiters: [const { AtomicU64::new(0) }; WAITERS],

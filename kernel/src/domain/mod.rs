@@ -3,7 +3,8 @@
 //!
 //! A domain is a named slot (1..MAX_SLOTS) with a private heap and a
 //! generation. Each *incarnation* (a start or restart) is identified by an
-//! owner id `slot << 16 | generation & 0xFFFF`: tasks, heap allocations and
+//! owner id (`executor::OwnerId`: slot and generation, the type the executor
+//! and `rrpc` share): tasks, heap allocations and
 //! entries carry it, so nothing of an old incarnation can be confused with
 //! the new one after a restart.
 //!

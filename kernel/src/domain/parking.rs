@@ -118,7 +118,7 @@ fn drop_orphan(orphan: rrpc::proxy::Parked) {
     let dropped = enter(orphan.callee, || unsafe { (orphan.drop)(orphan.cell) });
     crate::share::charge(orphan.callee, start, time::now_ns());
     if let Err(e) = dropped {
-        crate::debug!("orphaned call into {:#x} not dropped: {e}", orphan.callee);
+        crate::debug!("orphaned call into {} not dropped: {e}", orphan.callee);
     }
 }
 

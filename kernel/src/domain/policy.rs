@@ -24,7 +24,7 @@ use crate::cpu;
 /// kernel), else its archive image's name (empty, so
 /// granted nothing, if there is no such domain). Call in a kernel section.
 fn restricted(owner: OwnerId) -> Option<String> {
-    if owner == 0 {
+    if owner == executor::OwnerId::KERNEL {
         return None;
     }
     let Some(domain) = super::get(super::slot_of(owner)) else {

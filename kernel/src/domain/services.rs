@@ -16,7 +16,7 @@ pub static SERVICES: Services = Services;
 impl Kernel for Services {
     fn spawn(&self, task: Task) -> Result<(), SpawnError> {
         let owner = crate::cpu::current_owner();
-        if owner == 0 || !is_alive_owner(owner) {
+        if owner == executor::OwnerId::KERNEL || !is_alive_owner(owner) {
             // Only a domain's own running code may spawn as that domain.
             return Err(SpawnError::NotInDomain);
         }
@@ -82,7 +82,7 @@ impl Kernel for Services {
         index: usize,
     ) -> Result<alloc::boxed::Box<dyn domain_sdk::Device>, domain_sdk::DeviceError> {
         let owner = crate::cpu::current_owner();
-        if owner == 0 {
+        if owner == executor::OwnerId::KERNEL {
             return Err(domain_sdk::DeviceError::NoDevice);
         }
         // The signed manifest says which image may drive which device:

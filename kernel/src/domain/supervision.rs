@@ -18,7 +18,7 @@ use super::policy;
 /// unless the signed manifest lets `by`'s image supervise `domain`'s
 /// (`policy`): no other domain can take the right before the shadow does.
 pub fn supervise(domain: &'static Domain, by: OwnerId) -> Result<(), RestartError> {
-    if by == 0 || slot_of(by) == domain.slot {
+    if by == executor::OwnerId::KERNEL || slot_of(by) == domain.slot {
         return Err(RestartError::IsCaller);
     }
     if !policy::may_supervise(by, domain) {
@@ -30,7 +30,7 @@ pub fn supervise(domain: &'static Domain, by: OwnerId) -> Result<(), RestartErro
         if current == by {
             return Ok(());
         }
-        if current != 0 && is_alive_owner(current) {
+        if current != executor::OwnerId::KERNEL && is_alive_owner(current) {
             return Err(RestartError::Supervised);
         }
         match domain
@@ -47,7 +47,7 @@ pub fn supervise(domain: &'static Domain, by: OwnerId) -> Result<(), RestartErro
 /// and only if the last incarnation crashed (one the operator killed stays
 /// dead).
 pub fn restart_by(domain: &'static Domain, by: OwnerId) -> Result<(), RestartError> {
-    if by == 0 || domain.supervisor.load(Ordering::SeqCst) != by {
+    if by == executor::OwnerId::KERNEL || domain.supervisor.load(Ordering::SeqCst) != by {
         return Err(RestartError::NotSupervisor);
     }
     // The image may have changed since `supervise` (a dead domain loaded
@@ -73,7 +73,7 @@ pub fn restart_by(domain: &'static Domain, by: OwnerId) -> Result<(), RestartErr
 /// The supervisor's name, if a live domain supervises `domain`.
 pub fn supervisor_name(domain: &Domain) -> Option<String> {
     let owner = domain.supervisor.load(Ordering::SeqCst);
-    (owner != 0 && is_alive_owner(owner))
+    (owner != executor::OwnerId::KERNEL && is_alive_owner(owner))
         .then(|| get(slot_of(owner)).map(|d| d.name.clone()))
         .flatten()
 }

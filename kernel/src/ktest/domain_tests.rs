@@ -253,7 +253,7 @@ fn nested_crash() -> BoxedTest {
         ensure!(b.state() != State::Alive, "B survived");
         ensure!(domain::call(a, 2, 5) == Ok(5), "A no longer answers");
         ensure!(
-            cpu::current_owner() == 0,
+            cpu::current_owner() == executor::OwnerId::KERNEL,
             "kernel is not current after the calls"
         );
         domain::kill(a, "test");
@@ -690,7 +690,7 @@ fn rrefs_reclaimed() -> BoxedTest {
             // Given to the kernel, as a call result would be.
             let gift = RRef::new([0x42u8; 64]);
             // SAFETY: the domain gives it away for good (the test keeps it).
-            gift.move_to(&unsafe { rrpc::Transfer::new(0) });
+            gift.move_to(&unsafe { rrpc::Transfer::new(rrpc::Owner::KERNEL) });
             gift
         })
         .map_err(|e| alloc::format!("enter: {e}"))?;
@@ -701,7 +701,10 @@ fn rrefs_reclaimed() -> BoxedTest {
             "domain owns {} RRefs, expected 29",
             d.rrefs()
         );
-        ensure!(given.owner() == 0, "the gift is not the kernel's");
+        ensure!(
+            given.owner() == executor::OwnerId::KERNEL,
+            "the gift is not the kernel's"
+        );
         ensure!(
             given.device_address().is_some(),
             "shared object without a device address"
@@ -824,7 +827,7 @@ fn rrefs_cross_cores() -> BoxedTest {
         let returned = moved.split_off(100);
         for object in &returned {
             // SAFETY: back to the kernel, which holds them.
-            object.move_to(&unsafe { rrpc::Transfer::new(0) });
+            object.move_to(&unsafe { rrpc::Transfer::new(rrpc::Owner::KERNEL) });
         }
         let back = spawn(Box::pin(async move {
             for (i, object) in returned.iter().enumerate() {
@@ -844,7 +847,7 @@ fn rrefs_cross_cores() -> BoxedTest {
         ensure!(
             kept.iter()
                 .enumerate()
-                .all(|(i, o)| o.owner() == 0 && o[15] == 50 + i as u32),
+                .all(|(i, o)| o.owner() == executor::OwnerId::KERNEL && o[15] == 50 + i as u32),
             "the kernel's RRefs changed"
         );
         // The domain dies holding its 100 (their handles are its memory).
@@ -913,8 +916,8 @@ fn generated_proxy() -> BoxedTest {
             .fill(RRef::new([0u8; 128]), 0xAB)
             .map_err(|e| alloc::format!("fill: {e}"))?;
         ensure!(
-            filled.owner() == 0,
-            "result owned by {:#x}, not the caller",
+            filled.owner() == executor::OwnerId::KERNEL,
+            "result owned by {}, not the caller",
             filled.owner()
         );
         ensure!(filled.iter().all(|&b| b == 0xAB), "callee's writes missing");
@@ -1076,7 +1079,8 @@ fn supervision() -> BoxedTest {
 }
 
 /// Who dropped a `Holder` future (the owner current at the time), 0: none.
-static HOLDER_DROPPED_AS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+static HOLDER_DROPPED_AS: executor::AtomicOwnerId =
+    executor::AtomicOwnerId::new(executor::OwnerId::KERNEL);
 
 /// A call that never completes and notes who drops it (standing for a
 /// driver's future holding a queue).
@@ -1110,7 +1114,7 @@ fn holder_and_caller() -> Result<
     ),
     alloc::string::String,
 > {
-    HOLDER_DROPPED_AS.store(0, Ordering::SeqCst);
+    HOLDER_DROPPED_AS.store(executor::OwnerId::KERNEL, Ordering::SeqCst);
     let callee = fresh("idle")?;
     let caller = fresh("idle")?;
     let object = domain::enter(callee.owner(), || {
@@ -1149,7 +1153,7 @@ fn orphaned_call() -> BoxedTest {
             domain::parked_calls(caller)
         );
         ensure!(
-            HOLDER_DROPPED_AS.load(Ordering::SeqCst) == 0,
+            HOLDER_DROPPED_AS.load(Ordering::SeqCst) == executor::OwnerId::KERNEL,
             "dropped while pending"
         );
         let crash = domain::enter(caller.owner(), || inject::trigger(Kind::Panic));
@@ -1158,7 +1162,7 @@ fn orphaned_call() -> BoxedTest {
         let dropped_as = HOLDER_DROPPED_AS.load(Ordering::SeqCst);
         ensure!(
             dropped_as == callee.owner(),
-            "the callee's future was dropped as {dropped_as:#x}, not inside the callee {:#x}",
+            "the callee's future was dropped as {dropped_as}, not inside the callee {}",
             callee.owner()
         );
         ensure!(callee.state() == State::Alive, "the callee suffered");

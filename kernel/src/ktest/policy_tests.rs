@@ -169,7 +169,7 @@ fn supervision() -> BoxedTest {
 }
 
 /// The owner of the domain an unqualified lookup of "checksum" finds.
-fn checksum_exporter() -> Option<u32> {
+fn checksum_exporter() -> Option<executor::OwnerId> {
     let mut found = None;
     let _ = domain::lookup("checksum", &mut |_, _, owner| found = Some(owner));
     found
@@ -211,7 +211,7 @@ fn impersonation() -> BoxedTest {
             let expected_owner = earlier.unwrap_or(real.owner());
             ensure!(
                 found == Some(expected_owner) && found != Some(impostor.owner()),
-                "\"checksum\" is exported by {found:?}, not {expected_owner:#x} (impostor {:#x})",
+                "\"checksum\" is exported by {found:?}, not {expected_owner} (impostor {})",
                 impostor.owner()
             );
             let mut block: RRef<Block> = RRef::new([0u8; 4096]);

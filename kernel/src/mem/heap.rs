@@ -28,7 +28,7 @@ static ROUTER: Router = Router;
 unsafe impl GlobalAlloc for Router {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         match cpu::current_owner() {
-            0 => {
+            executor::OwnerId::KERNEL => {
                 // SAFETY: forwarded with the caller's obligations.
                 unsafe { KERNEL_HEAP.alloc(layout) }
             }

@@ -22,7 +22,9 @@
 use core::arch::naked_asm;
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+pub use owner::{AtomicOwnerId, OwnerId};
 
 /// Saved state to resume at: rbx, rbp, r12-r15, rsp, rip, rflags, in that
 /// order (the layout the assembly below uses). Interior-mutable, because the
@@ -150,8 +152,8 @@ pub trait Core {
     fn top(&self) -> *mut ();
     fn set_top(&self, frame: *mut ());
     /// The domain incarnation whose code runs (0: the kernel).
-    fn owner(&self) -> u32;
-    fn set_owner(&self, owner: u32);
+    fn owner(&self) -> OwnerId;
+    fn set_owner(&self, owner: OwnerId);
 }
 
 /// A continuation as the kernel links them: registers first (so a pointer
@@ -306,35 +308,35 @@ pub enum Refused<P> {
 /// kernel uses the top of its executor loop), and any entry that began
 /// before the close has ended by then.
 pub struct Gate {
-    owner: AtomicU32,
+    owner: AtomicOwnerId,
     alive: AtomicBool,
 }
 
 impl Gate {
-    pub const fn new(owner: u32) -> Gate {
+    pub const fn new(owner: OwnerId) -> Gate {
         Gate {
-            owner: AtomicU32::new(owner),
+            owner: AtomicOwnerId::new(owner),
             alive: AtomicBool::new(true),
         }
     }
 
-    pub fn owner(&self) -> u32 {
+    pub fn owner(&self) -> OwnerId {
         self.owner.load(Ordering::Acquire)
     }
 
     #[inline]
-    pub fn is_alive_as(&self, owner: u32) -> bool {
+    pub fn is_alive_as(&self, owner: OwnerId) -> bool {
         self.alive.load(Ordering::Acquire) && self.owner.load(Ordering::Acquire) == owner
     }
 
     /// Closes incarnation `owner` (once): new entries are refused; entries
     /// already inside finish or fail on their own.
-    pub fn close(&self, owner: u32) -> bool {
+    pub fn close(&self, owner: OwnerId) -> bool {
         self.owner() == owner && self.alive.swap(false, Ordering::SeqCst)
     }
 
     /// Opens the gate for a new incarnation.
-    pub fn open(&self, owner: u32) {
+    pub fn open(&self, owner: OwnerId) {
         self.owner.store(owner, Ordering::SeqCst);
         self.alive.store(true, Ordering::SeqCst);
     }
@@ -346,7 +348,7 @@ impl Gate {
     pub fn enter<P, R>(
         &self,
         core: &impl Core,
-        owner: u32,
+        owner: OwnerId,
         deadline: u64,
         f: impl FnOnce() -> R,
     ) -> Result<R, Refused<P>> {
@@ -368,7 +370,7 @@ impl Gate {
     pub unsafe fn enter_raw<P>(
         &self,
         core: &impl Core,
-        owner: u32,
+        owner: OwnerId,
         deadline: u64,
         call: *mut RawCall,
     ) -> Result<(), Refused<P>> {
@@ -455,7 +457,7 @@ mod tests {
 
     struct TestCore {
         top: core::cell::Cell<*mut ()>,
-        owner: core::cell::Cell<u32>,
+        owner: core::cell::Cell<OwnerId>,
     }
 
     impl Core for TestCore {
@@ -465,10 +467,10 @@ mod tests {
         fn set_top(&self, frame: *mut ()) {
             self.top.set(frame)
         }
-        fn owner(&self) -> u32 {
+        fn owner(&self) -> OwnerId {
             self.owner.get()
         }
-        fn set_owner(&self, owner: u32) {
+        fn set_owner(&self, owner: OwnerId) {
             self.owner.set(owner)
         }
     }
@@ -476,7 +478,7 @@ mod tests {
     fn test_core() -> TestCore {
         TestCore {
             top: core::cell::Cell::new(core::ptr::null_mut()),
-            owner: core::cell::Cell::new(0),
+            owner: core::cell::Cell::new(OwnerId::KERNEL),
         }
     }
 
@@ -494,49 +496,57 @@ mod tests {
     #[test]
     fn gate_runs_as_the_owner_and_restores() {
         let core = test_core();
-        let gate = Gate::new(0x10001);
-        let result = gate.enter::<u32, _>(&core, 0x10001, 0, || core.owner());
-        assert!(matches!(result, Ok(0x10001)));
-        assert_eq!(core.owner(), 0);
+        let gate = Gate::new(OwnerId::new(1, 1));
+        let result = gate.enter::<u32, _>(&core, OwnerId::new(1, 1), 0, || core.owner());
+        assert_eq!(result.ok(), Some(OwnerId::new(1, 1)));
+        assert_eq!(core.owner(), OwnerId::KERNEL);
         assert!(core.top().is_null());
     }
 
     #[test]
     fn gate_failure_returns_the_payload_and_unlinks() {
         let core = test_core();
-        let gate = Gate::new(0x20001);
-        let result = gate.enter::<u32, ()>(&core, 0x20001, 0, || fail(&core, 9));
+        let gate = Gate::new(OwnerId::new(2, 1));
+        let result = gate.enter::<u32, ()>(&core, OwnerId::new(2, 1), 0, || fail(&core, 9));
         assert!(matches!(result, Err(Refused::Failed(9))));
-        assert_eq!(core.owner(), 0, "owner restored after a failure");
+        assert_eq!(
+            core.owner(),
+            OwnerId::KERNEL,
+            "owner restored after a failure"
+        );
         assert!(core.top().is_null(), "frame unlinked after a failure");
     }
 
     #[test]
     fn closed_or_stale_incarnations_are_refused_without_running() {
         let core = test_core();
-        let gate = Gate::new(0x30001);
+        let gate = Gate::new(OwnerId::new(3, 1));
         let ran = core::cell::Cell::new(false);
-        let stale = gate.enter::<u32, _>(&core, 0x30002, 0, || ran.set(true));
+        let stale = gate.enter::<u32, _>(&core, OwnerId::new(3, 2), 0, || ran.set(true));
         assert!(matches!(stale, Err(Refused::NotAlive)));
-        assert!(gate.close(0x30001));
-        assert!(!gate.close(0x30001), "close happens once");
-        let closed = gate.enter::<u32, _>(&core, 0x30001, 0, || ran.set(true));
+        assert!(gate.close(OwnerId::new(3, 1)));
+        assert!(!gate.close(OwnerId::new(3, 1)), "close happens once");
+        let closed = gate.enter::<u32, _>(&core, OwnerId::new(3, 1), 0, || ran.set(true));
         assert!(matches!(closed, Err(Refused::NotAlive)));
         assert!(!ran.get());
-        gate.open(0x30002);
-        let reopened = gate.enter::<u32, _>(&core, 0x30002, 0, || 5);
+        gate.open(OwnerId::new(3, 2));
+        let reopened = gate.enter::<u32, _>(&core, OwnerId::new(3, 2), 0, || 5);
         assert!(matches!(reopened, Ok(5)));
     }
 
     #[test]
     fn nested_gates_fail_inner_only() {
         let core = test_core();
-        let a = Gate::new(0x40001);
-        let b = Gate::new(0x50001);
-        let outer = a.enter::<u32, _>(&core, 0x40001, 0, || {
-            let inner = b.enter::<u32, ()>(&core, 0x50001, 0, || fail(&core, 3));
+        let a = Gate::new(OwnerId::new(4, 1));
+        let b = Gate::new(OwnerId::new(5, 1));
+        let outer = a.enter::<u32, _>(&core, OwnerId::new(4, 1), 0, || {
+            let inner = b.enter::<u32, ()>(&core, OwnerId::new(5, 1), 0, || fail(&core, 3));
             assert!(matches!(inner, Err(Refused::Failed(3))));
-            assert_eq!(core.owner(), 0x40001, "A is current again after B failed");
+            assert_eq!(
+                core.owner(),
+                OwnerId::new(4, 1),
+                "A is current again after B failed"
+            );
             11
         });
         assert!(matches!(outer, Ok(11)));

@@ -2,5 +2,5 @@
 // A domain calls the proxy runtime with a bare domain id.
 
 fn main() {
-    let _ = rrpc::proxy::call(1 << 16 | 1, || panic!("as the victim"));
+    let _ = rrpc::proxy::call(rrpc::Owner::new(1, 1), || panic!("as the victim"));
 }

@@ -3,7 +3,7 @@
 // run code of its own as another domain.
 
 fn attack(runtime: &dyn rrpc::proxy::Runtime) {
-    let _ = runtime.enter(1 << 16 | 1, &mut || panic!("as the victim"));
+    let _ = runtime.enter(rrpc::Owner::new(1, 1), &mut || panic!("as the victim"));
 }
 
 fn main() {

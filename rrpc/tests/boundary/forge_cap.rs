@@ -2,5 +2,5 @@
 // A domain makes itself the capability to enter another domain.
 
 fn main() {
-    let _cap = rrpc::proxy::EntryCap::new(1 << 16 | 1);
+    let _cap = rrpc::proxy::EntryCap::new(rrpc::Owner::new(1, 1));
 }

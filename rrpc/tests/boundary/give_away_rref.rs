@@ -3,7 +3,7 @@
 // domain dies, the RRef is freed under the giver's feet.
 
 fn attack(buffer: &rrpc::RRef<[u8; 64]>) {
-    buffer.move_to(&rrpc::Transfer::new(1 << 16 | 1));
+    buffer.move_to(&rrpc::Transfer::new(rrpc::Owner::new(1, 1)));
 }
 
 fn main() {

@@ -9,7 +9,7 @@ fn attack(registry: &'static dyn rrpc::registry::Remote) {
     registry.enter_critical();
     registry.leave_critical();
     let _ = registry.alloc(core::alloc::Layout::new::<[u8; 4096]>());
-    rrpc::registry::reclaim(1 << 16 | 1);
+    rrpc::registry::reclaim(rrpc::Owner::new(1, 1));
     rrpc::registry::leave_batch();
 }
 
