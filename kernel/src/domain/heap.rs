@@ -126,14 +126,12 @@ fn free_locked(
     address: u64,
     size: usize,
     align: usize,
-) -> Result<bool, alloc::string::String> {
+) -> Result<bool, kcore::domheap::HeapError> {
     let slot = slot_of(address);
     let mut guard = HEAPS[slot].lock();
     match guard.as_mut() {
-        Some((heap_owner, heap)) if *heap_owner == owner || owner == executor::OwnerId::KERNEL => {
-            heap.free(address, size, align)
-                .map(|()| true)
-                .map_err(|e| alloc::string::ToString::to_string(&e))
+        Some((heap_owner, heap)) if *heap_owner == owner || owner == OwnerId::KERNEL => {
+            heap.free(address, size, align).map(|()| true)
         }
         _ => Ok(false),
     }
