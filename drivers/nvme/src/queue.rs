@@ -81,6 +81,11 @@ impl QueuePair {
     /// Takes every new completion (phase bit matches), hands each to `f`,
     /// and rings the completion doorbell once if there were any. Returns
     /// how many.
+    ///
+    /// Never takes more completions than commands are in flight: a device
+    /// that posts completions for nothing, or keeps flipping phase bits,
+    /// cannot make the driver loop, nor make it believe submission slots
+    /// are free that the device has not consumed.
     pub fn reap(
         &mut self,
         ring: &impl Ring,
@@ -88,7 +93,7 @@ impl QueuePair {
         mut f: impl FnMut(Completion),
     ) -> usize {
         let mut taken = 0;
-        loop {
+        while self.in_flight > 0 {
             let completion = Completion::decode(ring.read_cq(self.cq_head));
             if completion.phase != self.phase {
                 break;
@@ -98,7 +103,7 @@ impl QueuePair {
                 self.cq_head = 0;
                 self.phase = !self.phase;
             }
-            self.in_flight = self.in_flight.saturating_sub(1);
+            self.in_flight -= 1;
             taken += 1;
             f(completion);
         }
@@ -106,6 +111,41 @@ impl QueuePair {
             bells.cq_head(self.cq_head);
         }
         taken
+    }
+}
+
+/// The requests of one use of a queue pair still waiting for their
+/// completion, by request index (the low byte of the command id).
+///
+/// A completion counts only if its index is waiting: a device that
+/// completes a command twice, or one that was never submitted, cannot make
+/// the driver think it is done while a command (and the buffer it DMAs
+/// into) is still in flight.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pending([u64; 4]);
+
+impl Pending {
+    /// Request `index` was submitted.
+    pub fn insert(&mut self, index: u8) {
+        self.0[usize::from(index / 64)] |= 1 << (index % 64);
+    }
+
+    /// Request `index` completed: true if it was waiting (and no longer
+    /// is), false for a completion nobody waits for.
+    pub fn take(&mut self, index: u8) -> bool {
+        let (word, bit) = (usize::from(index / 64), 1u64 << (index % 64));
+        let waiting = self.0[word] & bit != 0;
+        self.0[word] &= !bit;
+        waiting
+    }
+
+    /// How many requests are waiting.
+    pub fn len(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == [0; 4]
     }
 }
 
@@ -254,5 +294,75 @@ mod tests {
         sim.process(3);
         assert_eq!(qp.reap(&sim, &sim, |_| {}), 3);
         assert_eq!(qp.free(), 3);
+    }
+
+    // ---- a hostile device ------------------------------------------------
+
+    /// A completion entry as a lying device writes it.
+    fn forged(cid: u16, phase: bool) -> [u32; 4] {
+        [0, 0, 0, u32::from(cid) | (u32::from(phase) << 16)]
+    }
+
+    #[test]
+    fn completions_for_nothing_in_flight_are_not_taken() {
+        let sim = Sim::new(8);
+        let mut qp = QueuePair::new(8);
+        // The device fills the whole completion queue with entries that
+        // look new although nothing was submitted.
+        for i in 0..8 {
+            sim.cq.borrow_mut()[i] = forged(i as u16, true);
+        }
+        assert_eq!(qp.reap(&sim, &sim, |_| panic!("nothing was submitted")), 0);
+        assert_eq!(qp.free(), 7, "no slot counts as freed");
+        assert_eq!(sim.cq_rings.get(), 0);
+    }
+
+    #[test]
+    fn a_phase_flipping_device_cannot_make_reap_loop_or_overfill_the_queue() {
+        let sim = Sim::new(4);
+        let mut qp = QueuePair::new(4);
+        qp.push(&sim, &cmd(1)).unwrap();
+        qp.push(&sim, &cmd(2)).unwrap();
+        qp.submit(&sim);
+        // Every entry claims both phases over time: the driver wraps and
+        // would see "new" entries forever if it trusted them.
+        for i in 0..4 {
+            sim.cq.borrow_mut()[i] = forged(9, true);
+        }
+        let mut seen = 0;
+        assert_eq!(
+            qp.reap(&sim, &sim, |_| seen += 1),
+            2,
+            "at most what is in flight"
+        );
+        assert_eq!(seen, 2);
+        for i in 0..4 {
+            sim.cq.borrow_mut()[i] = forged(9, false);
+        }
+        assert_eq!(qp.reap(&sim, &sim, |_| panic!("nothing in flight")), 0);
+        assert_eq!(qp.free(), 3);
+        // The queue still works for commands the driver pushes next.
+        for cid in 3..6 {
+            qp.push(&sim, &cmd(cid)).unwrap();
+        }
+        assert_eq!(qp.push(&sim, &cmd(6)), Err(Full));
+    }
+
+    #[test]
+    fn pending_counts_each_submitted_request_once() {
+        let mut pending = Pending::default();
+        for index in [0u8, 31, 64, 255] {
+            pending.insert(index);
+        }
+        assert_eq!(pending.len(), 4);
+        assert!(pending.take(31));
+        assert!(
+            !pending.take(31),
+            "a second completion of one request is a lie"
+        );
+        assert!(!pending.take(7), "a request never submitted");
+        assert_eq!(pending.len(), 3);
+        assert!(pending.take(0) && pending.take(64) && pending.take(255));
+        assert!(pending.is_empty());
     }
 }

@@ -279,4 +279,29 @@ mod tests {
         assert_eq!(got, Some((0x10_0040, 0xFEED_0000)));
         assert_eq!(seen, [0x10_1000, 0x10_2000, 0x10_3000]);
     }
+
+    #[test]
+    fn every_status_a_device_can_send_maps_to_a_block_status() {
+        use interfaces::bdev::status;
+        let known = [
+            status::OK,
+            status::OUT_OF_RANGE,
+            status::INVALID,
+            status::MEDIA_ERROR,
+            status::DEVICE_ERROR,
+        ];
+        for field in 0..=0x7FFFu32 {
+            let c = Completion::decode([0, 0, 0, (field << 17) | (1 << 16)]);
+            let mapped = c.bdev_status();
+            assert!(known.contains(&mapped), "status {field:#x} -> {mapped}");
+            // Success is status code type 0 and code 0; the bits above
+            // (retry delay, more, do not retry) only qualify a status.
+            assert_eq!(
+                mapped == status::OK,
+                field & 0x7FF == 0,
+                "status {field:#x}"
+            );
+            let _ = c.describe();
+        }
+    }
 }

@@ -135,7 +135,8 @@ impl Controller {
             return Err("namespace 1 is empty or absent".into());
         }
         let sector = 1u32 << lbads;
-        let blocks = size * u64::from(sector) / BLOCK as u64;
+        let blocks = namespace_blocks(size, sector)
+            .ok_or_else(|| format!("namespace 1 claims an absurd size of {size} sectors"))?;
         // One I/O queue pair per core, as many as the controller grants.
         let (_, cores) = domain_sdk::core();
         let wanted = cores.clamp(1, 64) as u32;
@@ -199,7 +200,13 @@ async fn admin_command(
     let deadline = now_ns() + ADMIN_TIMEOUT_NS;
     let mut result = None;
     loop {
-        pair.reap(queues, bells, |c| result = Some(c));
+        // Only this command's completion counts: one with another id is a
+        // stale or invented one (the device is lying), and is dropped.
+        pair.reap(queues, bells, |c| {
+            if c.cid == command.cid {
+                result = Some(c);
+            }
+        });
         if let Some(c) = result {
             if c.status != 0 {
                 let (kind, code) = c.describe();
@@ -217,6 +224,13 @@ async fn admin_command(
     }
 }
 
+/// How many `BLOCK`-byte blocks a namespace of `size` sectors of `sector`
+/// bytes holds; `None` if the identify data is absurd (more than 2^64
+/// bytes).
+pub fn namespace_blocks(size: u64, sector: u32) -> Option<u64> {
+    Some(size.checked_mul(u64::from(sector))? / BLOCK as u64)
+}
+
 fn word(page: &RRef<Page>, offset: usize) -> u32 {
     page.0[offset / 4].load(Ordering::Acquire)
 }
@@ -229,4 +243,17 @@ fn byte(page: &RRef<Page>, offset: usize) -> u8 {
 fn text(page: &RRef<Page>, offset: usize, len: usize) -> String {
     let bytes: alloc::vec::Vec<u8> = (offset..offset + len).map(|i| byte(page, i)).collect();
     String::from_utf8_lossy(&bytes).trim().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::namespace_blocks;
+
+    #[test]
+    fn absurd_namespace_sizes_are_refused_not_overflowed() {
+        assert_eq!(namespace_blocks(2048, 512), Some(2048 * 512 / 4096));
+        assert_eq!(namespace_blocks(u64::MAX, 4096), None);
+        assert_eq!(namespace_blocks(1 << 53, 4096), None);
+        assert_eq!(namespace_blocks(u64::MAX, 1), Some(u64::MAX / 4096));
+    }
 }

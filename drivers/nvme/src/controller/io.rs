@@ -53,13 +53,13 @@ impl Controller {
                     statuses[index] = status::DEVICE_ERROR;
                     continue;
                 }
-                lane.outstanding += 1;
+                lane.submitted(index as u8);
             }
             pair.submit(&lane.bells);
         }
         let deadline = now_ns() + IO_TIMEOUT_NS;
         let mut results = [status::PENDING; BATCH];
-        while lane.outstanding > 0 {
+        while !lane.outstanding.is_empty() {
             lane.reap(|index, c| {
                 if let Some(slot) = results.get_mut(usize::from(index)) {
                     *slot = c.bdev_status();
@@ -71,7 +71,7 @@ impl Controller {
                     }
                 }
             });
-            if lane.outstanding == 0 || now_ns() > deadline {
+            if lane.outstanding.is_empty() || now_ns() > deadline {
                 break;
             }
             yield_now().await;
@@ -152,7 +152,7 @@ impl Controller {
         if !pushed {
             return Err(String::from("queue full"));
         }
-        lane.outstanding = 1;
+        lane.submitted(command.cid as u8);
         let deadline = now_ns() + IO_TIMEOUT_NS;
         let mut outcome = None;
         loop {

@@ -6,7 +6,7 @@ use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use domain_sdk::{Device, Mutex, RRef, now_ns, yield_now};
 
 use super::{Controller, ENTRIES, Page, page};
-use crate::queue::{Doorbells, QueuePair, Ring};
+use crate::queue::{Doorbells, Pending, QueuePair, Ring};
 use crate::spec::{Capabilities, Completion};
 
 /// How long a lane given up with commands in flight waits for them before
@@ -107,8 +107,8 @@ pub(super) struct LaneUse<'a> {
     pub(super) lane: &'a Lane,
     pub(super) bells: Bells<'a>,
     epoch: u8,
-    /// Commands of this use submitted and not completed.
-    pub(super) outstanding: usize,
+    /// Requests of this use submitted and not completed.
+    pub(super) outstanding: Pending,
 }
 
 impl LaneUse<'_> {
@@ -117,33 +117,36 @@ impl LaneUse<'_> {
         u16::from(self.epoch) << 8 | u16::from(index)
     }
 
-    /// Takes the lane's new completions; `f` gets those of this use (with
-    /// the request index), the others (left by earlier uses) are dropped.
+    /// Request `index` of this use was submitted.
+    pub(super) fn submitted(&mut self, index: u8) {
+        self.outstanding.insert(index);
+    }
+
+    /// Takes the lane's new completions; `f` gets those of this use's
+    /// waiting requests (with the request index). The others are dropped:
+    /// left by earlier uses (another epoch), or lies (an index nobody
+    /// waits for, or a second completion of one request).
     pub(super) fn reap(&mut self, mut f: impl FnMut(u8, Completion)) {
         let epoch = self.epoch;
-        let mut mine = 0;
-        {
-            let (pair, queues) = &mut *self.lane.state.lock();
-            pair.reap(queues, &self.bells, |c: Completion| {
-                if (c.cid >> 8) as u8 == epoch {
-                    mine += 1;
-                    f(c.cid as u8, c);
-                }
-            });
-        }
-        self.outstanding = self.outstanding.saturating_sub(mine);
+        let outstanding = &mut self.outstanding;
+        let (pair, queues) = &mut *self.lane.state.lock();
+        pair.reap(queues, &self.bells, |c: Completion| {
+            if (c.cid >> 8) as u8 == epoch && outstanding.take(c.cid as u8) {
+                f(c.cid as u8, c);
+            }
+        });
     }
 }
 
 impl Drop for LaneUse<'_> {
     fn drop(&mut self) {
-        if self.outstanding > 0 {
+        if !self.outstanding.is_empty() {
             let deadline = now_ns() + ABANDON_WAIT_NS;
-            while self.outstanding > 0 && now_ns() < deadline {
+            while !self.outstanding.is_empty() && now_ns() < deadline {
                 self.reap(|_, _| {});
                 core::hint::spin_loop();
             }
-            if self.outstanding > 0 {
+            if !self.outstanding.is_empty() {
                 // The device still holds buffers their owners are about to
                 // free: stop all its DMA and fail, so that the driver is
                 // reclaimed and (by its supervisor) restarted, which resets
@@ -151,7 +154,8 @@ impl Drop for LaneUse<'_> {
                 self.bells.device.set_bus_master(false);
                 panic!(
                     "queue {}: {} commands given up and still not completed; device stopped",
-                    self.lane.qid, self.outstanding
+                    self.lane.qid,
+                    self.outstanding.len()
                 );
             }
         }
@@ -175,7 +179,7 @@ impl Controller {
                 qid: lane.qid,
             },
             epoch: lane.epoch.fetch_add(1, Ordering::Relaxed).wrapping_add(1),
-            outstanding: 0,
+            outstanding: Pending::default(),
         }
     }
 }
