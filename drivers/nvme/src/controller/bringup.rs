@@ -203,9 +203,11 @@ async fn admin_command(
         // Only this command's completion counts: one with another id is a
         // stale or invented one (the device is lying), and is dropped.
         pair.reap(queues, bells, |c| {
-            if c.cid == command.cid {
+            let ours = c.cid == command.cid && result.is_none();
+            if ours {
                 result = Some(c);
             }
+            ours
         });
         if let Some(c) = result {
             if c.status != 0 {
