@@ -26,12 +26,12 @@ use std::sync::{Arc, Mutex};
 use core::alloc::Layout;
 
 use domain_sdk::{
-    Device, DeviceError, Exports, Kernel, Owner, RRef, RRefDeque, RestartError, RpcError,
+    Device, DeviceError, Kernel, LookupVisitor, Owner, RRef, RRefDeque, RestartError, RpcError,
     RpcResult, SpawnError, Task, Timer,
 };
 use driver_nvme::controller::Controller;
 use driver_nvme::spec::{admin, io, reg};
-use interfaces::bdev::{BLOCK, Batch, Io, status};
+use interfaces::bdev::{BLOCK, Batch, Extent, Io, status};
 use rrpc::Backend;
 use rrpc::host_kit::{HEAP, RUNTIME, block_on, install, owner};
 
@@ -110,7 +110,7 @@ impl Kernel for HostKernel {
     fn spawn(&self, _task: Task) -> Result<(), SpawnError> {
         Err(SpawnError::NotInDomain)
     }
-    fn lookup(&self, _name: &str, _visit: &mut dyn FnMut(&Exports, &str, Owner)) -> RpcResult<()> {
+    fn lookup(&self, _name: &str, _visit: &mut LookupVisitor<'_>) -> RpcResult<()> {
         Err(RpcError::NoSuchInterface)
     }
     fn log(&self, message: &str) {
@@ -924,6 +924,41 @@ fn completions_for_nothing_in_flight_and_flipped_phases_are_never_taken() {
         assert_data(&read);
     }
     assert_eq!(shared.state().io_commands, 40 * 6);
+    assert_no_faults(&shared);
+}
+
+#[test]
+fn extents_and_flushes_complete_through_lies() {
+    let (controller, shared) = start(49, HONEST).unwrap();
+    let lies = [
+        Lie::UnknownCid,
+        Lie::StaleEpoch,
+        Lie::Duplicate,
+        Lie::Garbage,
+    ];
+    for (i, lie) in lies.into_iter().enumerate() {
+        shared.set_lie(lie);
+        let first = 64 * i as u64;
+        let mut written = RRef::new(Extent::new(first));
+        for (j, block) in written.data.chunks_mut(BLOCK).enumerate() {
+            block.fill(pattern(first + j as u64));
+        }
+        assert_eq!(
+            run(controller.extent(&written, true)),
+            status::OK,
+            "{lie:?}"
+        );
+        let read = RRef::new(Extent::new(first));
+        assert_eq!(run(controller.extent(&read, false)), status::OK, "{lie:?}");
+        for (j, block) in read.data.chunks(BLOCK).enumerate() {
+            assert!(
+                block.iter().all(|&b| b == pattern(first + j as u64)),
+                "{lie:?}: block {j} of the extent"
+            );
+        }
+        assert_eq!(run(controller.flush()), Ok(()), "{lie:?}");
+    }
+    assert_eq!(shared.state().io_commands, 4 * 3);
     assert_no_faults(&shared);
 }
 
