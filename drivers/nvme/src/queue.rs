@@ -402,6 +402,7 @@ mod tests {
             assert_eq!(
                 qp.reap(&sim, &sim, |_| {
                     looked += 1;
+                    assert!(looked <= 4, "reap loops over lies");
                     false
                 }),
                 0

@@ -191,6 +191,10 @@ enum Lie {
     Late(u64),
     /// I/O commands are never completed.
     Silent,
+    /// I/O commands are never completed, and on every clock tick every
+    /// free completion slot is refilled with entries for nothing, of both
+    /// phases.
+    Flood,
 }
 
 /// What identify namespace says.
@@ -265,6 +269,11 @@ struct State {
     lie: Lie,
     /// I/O commands the device has seen.
     io_commands: usize,
+    /// Completion entries the driver consumed on the I/O queues (by its
+    /// head doorbells).
+    io_consumed: usize,
+    /// Times the completion queue was filled with garbage.
+    floods: u16,
 }
 
 /// The device's state, shared by the driver's handle, the clock and the
@@ -294,6 +303,8 @@ impl Shared {
             namespace,
             lie: Lie::None,
             io_commands: 0,
+            io_consumed: 0,
+            floods: 0,
         })))
     }
 
@@ -312,6 +323,12 @@ impl Shared {
         state.delayed = later;
         for (_, done) in due {
             state.post(done);
+        }
+        if state.lie == Lie::Flood {
+            let queues: Vec<u16> = state.cqs.keys().copied().filter(|&q| q != 0).collect();
+            for qid in queues {
+                state.garbage(qid, true);
+            }
         }
     }
 }
@@ -486,18 +503,32 @@ impl State {
         self.cqs.insert(done.cq, cq);
     }
 
-    /// Fills every completion slot the driver has not yet been given with
-    /// entries of both phases for request indexes nobody uses.
-    fn garbage(&mut self, qid: u16) {
+    /// Fills every completion slot the driver has not yet been given (or,
+    /// with `all`, every slot) with entries of both phases for request
+    /// indexes nobody uses.
+    fn garbage(&mut self, qid: u16, all: bool) {
         let Some(cq) = self.cqs.get(&qid).copied() else {
             return;
         };
-        let mut slot = cq.tail;
-        while (slot + 1) % cq.size != cq.head {
+        // Alternate phases by slot, and flip them all from one call to
+        // the next: whatever phase the driver expects, some look new.
+        self.floods = self.floods.wrapping_add(1);
+        let slots: Vec<u16> = if all {
+            (0..cq.size).collect()
+        } else {
+            let mut free = Vec::new();
+            let mut slot = cq.tail;
+            while (slot + 1) % cq.size != cq.head {
+                free.push(slot);
+                slot = (slot + 1) % cq.size;
+            }
+            free
+        };
+        for slot in slots {
             let entry = cq.base + 16 * u64::from(slot);
             let cid = 0x00A0 | (slot & 0x1F) | (slot << 8);
-            self.store32(entry + 12, u32::from(cid) | u32::from(slot % 2) << 16);
-            slot = (slot + 1) % cq.size;
+            let phase = (slot + self.floods) % 2;
+            self.store32(entry + 12, u32::from(cid) | u32::from(phase) << 16);
         }
     }
 
@@ -544,7 +575,12 @@ impl State {
                 self.fault(format!("head {value} of a {size}-entry queue"));
                 return;
             }
+            let size = cq.size;
+            let consumed = (value as u16 + size - cq.head) % size;
             cq.head = value as u16;
+            if qid != 0 {
+                self.io_consumed += usize::from(consumed);
+            }
             return;
         }
         let Some(sq) = self.sqs.get(&qid).copied() else {
@@ -566,7 +602,7 @@ impl State {
             first = false;
         }
         if qid != 0 && self.lie == Lie::Garbage {
-            self.garbage(sq.cq);
+            self.garbage(sq.cq, false);
         }
     }
 
@@ -684,7 +720,7 @@ impl State {
                 ..done
             }),
             Lie::Late(ns) => self.delayed.push((now + ns, done)),
-            Lie::Silent => {}
+            Lie::Silent | Lie::Flood => {}
         }
     }
 }
@@ -1040,6 +1076,38 @@ fn a_device_that_never_completes_is_stopped_and_the_driver_crashes() {
         "{message}"
     );
     assert!(clock() - before >= IO_TIMEOUT_NS, "not before the timeout");
+    assert!(!shared.state().bus_master, "bus mastering turned off");
+    assert!(shared.state().faults.is_empty());
+}
+
+#[test]
+fn a_flood_of_completions_for_nothing_cannot_make_the_driver_loop() {
+    let (controller, shared) = start(50, HONEST).unwrap();
+    shared.set_lie(Lie::Flood);
+    let read = batch(&[1], |_| 0);
+    let before = clock();
+    // Bounded work per poll, then the timeout, then the deliberate crash
+    // (a loop would end in `block_on`'s own panic, or never).
+    let crashed = catch_unwind(AssertUnwindSafe(|| run(controller.io(&read, false))));
+    let message = crashed.expect_err("the driver must crash");
+    let message = message
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        message.contains("1 commands given up and still not completed"),
+        "{message}"
+    );
+    let took = clock() - before;
+    assert!(
+        (IO_TIMEOUT_NS..IO_TIMEOUT_NS + 100_000_000).contains(&took),
+        "gave up after {took} ns"
+    );
+    assert!(
+        shared.state().io_consumed > 10_000,
+        "the driver did read the flood ({} entries) and refused it",
+        shared.state().io_consumed
+    );
     assert!(!shared.state().bus_master, "bus mastering turned off");
     assert!(shared.state().faults.is_empty());
 }
