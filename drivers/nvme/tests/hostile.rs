@@ -274,6 +274,15 @@ struct State {
     io_consumed: usize,
     /// Times the completion queue was filled with garbage.
     floods: u16,
+    /// How the device lies on the admin queue (`None`, `UnknownCid` or
+    /// `Silent`).
+    admin_lie: Lie,
+    /// What CAP says.
+    cap: u64,
+    /// CSTS after enabling: ready (honest), never ready, or fatal.
+    enabled_csts: u32,
+    /// CSTS stays ready when the driver disables the controller.
+    stuck_ready: bool,
 }
 
 /// The device's state, shared by the driver's handle, the clock and the
@@ -305,6 +314,10 @@ impl Shared {
             io_commands: 0,
             io_consumed: 0,
             floods: 0,
+            admin_lie: Lie::None,
+            cap: CAP,
+            enabled_csts: 1,
+            stuck_ready: false,
         })))
     }
 
@@ -555,7 +568,7 @@ impl State {
                 phase: true,
             },
         );
-        self.csts = 1;
+        self.csts = self.enabled_csts;
     }
 
     fn doorbell(&mut self, offset: u64, value: u32) {
@@ -662,7 +675,18 @@ impl State {
                 }
                 _ => done.status = 0x01, // invalid opcode
             }
-            self.post(done);
+            match self.admin_lie {
+                Lie::Silent => {}
+                Lie::UnknownCid => {
+                    let lie = Done {
+                        cid: done.cid.wrapping_add(0x1000),
+                        ..done
+                    };
+                    self.post(lie);
+                    self.post(done);
+                }
+                _ => self.post(done),
+            }
             return;
         }
         self.io_commands += 1;
@@ -761,7 +785,9 @@ impl Device for Sim {
             (0, reg::CC) => {
                 state.cc = value;
                 if value & 1 == 0 {
-                    state.csts = 0;
+                    if !state.stuck_ready {
+                        state.csts = 0;
+                    }
                     state.sqs.clear();
                     state.cqs.clear();
                 } else {
@@ -778,7 +804,7 @@ impl Device for Sim {
         Sim::check(offset, 8)?;
         let state = self.0.state();
         Ok(match (bar, offset) {
-            (0, reg::CAP) => CAP,
+            (0, reg::CAP) => state.cap,
             (0, reg::ASQ) => state.asq,
             (0, reg::ACQ) => state.acq,
             _ => 0,
@@ -826,7 +852,44 @@ fn setup(slot: u32, namespace: Namespace) -> Arc<Shared> {
 }
 
 fn start(slot: u32, namespace: Namespace) -> Result<(Controller, Arc<Shared>), String> {
+    start_with(slot, namespace, BringUp::Honest)
+}
+
+/// How the device lies during bring-up.
+#[derive(Debug, Clone, Copy)]
+enum BringUp {
+    Honest,
+    AdminUnknownCid,
+    AdminSilent,
+    NeverReady,
+    Fatal,
+    StuckReady,
+    Cap(u64),
+}
+
+/// Starts a controller on a device that lies as `lie` says.
+fn start_with(
+    slot: u32,
+    namespace: Namespace,
+    lie: BringUp,
+) -> Result<(Controller, Arc<Shared>), String> {
     let shared = setup(slot, namespace);
+    {
+        let mut state = shared.state();
+        match lie {
+            BringUp::Honest => {}
+            BringUp::AdminUnknownCid => state.admin_lie = Lie::UnknownCid,
+            BringUp::AdminSilent => state.admin_lie = Lie::Silent,
+            BringUp::NeverReady => state.enabled_csts = 0,
+            BringUp::Fatal => state.enabled_csts = 3,
+            BringUp::StuckReady => {
+                // Left running by an earlier incarnation, and it stays so.
+                state.csts = 1;
+                state.stuck_ready = true;
+            }
+            BringUp::Cap(cap) => state.cap = cap,
+        }
+    }
     let controller = run(Controller::start(Box::new(Sim(shared.clone()))))?;
     Ok((controller, shared))
 }
@@ -1174,5 +1237,37 @@ fn identify_with_absurd_sizes_is_refused() {
             ),
             Err(e) => assert!(e.contains(expected), "{namespace:?}: {e}"),
         }
+    }
+}
+
+#[test]
+fn bring_up_ignores_admin_completions_with_unknown_ids() {
+    let (controller, shared) = start_with(51, HONEST, BringUp::AdminUnknownCid).unwrap();
+    assert_eq!(controller.model, "SIMULATED LIAR");
+    let (w, r, read) = write_then_read(&controller, &[2, 3]);
+    assert_eq!(w, [status::OK; 2]);
+    assert_eq!(r, [status::OK; 2]);
+    assert_data(&read);
+    assert_no_faults(&shared);
+}
+
+#[test]
+fn bring_up_refuses_a_lying_or_silent_controller_with_a_clear_error() {
+    // (how the device lies, what the error says)
+    let cases = [
+        (BringUp::AdminSilent, "admin command 0x6 timed out"),
+        (BringUp::NeverReady, "enabling: timed out"),
+        (BringUp::Fatal, "fatal status while enabling"),
+        (BringUp::StuckReady, "disabling: timed out"),
+        (BringUp::Cap(CAP & !0xFFFF | 15), "hold only 16 entries"),
+        (BringUp::Cap(CAP & !(1 << 37)), "NVM command set"),
+        (BringUp::Cap(CAP | 1 << 48), "pages of 8192 bytes"),
+    ];
+    for (lie, expected) in cases {
+        match start_with(52, HONEST, lie) {
+            Ok(_) => panic!("{lie:?} started"),
+            Err(e) => assert!(e.contains(expected), "{lie:?}: {e}"),
+        }
+        assert!(clock() < 10_000_000_000, "{lie:?}: gave up in time");
     }
 }
