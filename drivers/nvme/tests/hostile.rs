@@ -174,10 +174,11 @@ static KERNEL: HostKernel = HostKernel;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lie {
     None,
-    /// Before each real completion, one for a request index nobody waits for.
+    /// At once, a completion for a request index nobody waits for; the
+    /// real one (and a read's data) a millisecond later.
     UnknownCid,
-    /// Before each real completion, one with the same index and the
-    /// previous epoch (a stale one).
+    /// At once, a completion with the same index and the previous epoch
+    /// (a stale one); the real one (and a read's data) a millisecond later.
     StaleEpoch,
     /// The first request of each doorbell is completed twice at once; the
     /// others only a millisecond later.
@@ -719,7 +720,7 @@ impl State {
                     ..done
                 };
                 self.post(lie);
-                self.post(done);
+                self.delayed.push((now + 1_000_000, done));
             }
             Lie::StaleEpoch => {
                 let lie = Done {
@@ -728,7 +729,7 @@ impl State {
                     ..done
                 };
                 self.post(lie);
-                self.post(done);
+                self.delayed.push((now + 1_000_000, done));
             }
             Lie::Duplicate if first => {
                 self.post(done);
@@ -981,8 +982,9 @@ fn stale_completions_from_another_epoch_are_ignored() {
     assert_eq!(r, [status::OK; 2]);
     assert_data(&read);
     shared.set_lie(Lie::None);
-    let (w, r, _) = write_then_read(&controller, &[7]);
+    let (w, r, read) = write_then_read(&controller, &[7]);
     assert_eq!((w[0], r[0]), (status::OK, status::OK));
+    assert_data(&read);
     assert_no_faults(&shared);
 }
 
