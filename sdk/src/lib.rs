@@ -100,6 +100,12 @@ impl core::fmt::Display for SpawnError {
     }
 }
 
+/// What [`Kernel::lookup`] shows an export to, by name: a host test that
+/// implements [`Kernel`] inside a vetted crate's tree (whose sources may
+/// not spell an `FnMut` taking references; see `tools/vet`) names the
+/// type through this.
+pub type LookupVisitor<'a> = dyn FnMut(&Exports, &str, Owner) + 'a;
+
 /// Kernel services, as seen by domains. The same object serves domains
 /// linked into the kernel and domains loaded from their own images: every
 /// call acts for the domain running on the calling core.

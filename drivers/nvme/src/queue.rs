@@ -79,21 +79,27 @@ impl QueuePair {
     }
 
     /// Takes every new completion (phase bit matches), hands each to `f`,
-    /// and rings the completion doorbell once if there were any. Returns
-    /// how many.
+    /// and rings the completion doorbell once if there were any. `f` says
+    /// whether the completion was one of the driver's commands in flight;
+    /// only those count as completed. Returns how many did.
     ///
-    /// Never takes more completions than commands are in flight: a device
-    /// that posts completions for nothing, or keeps flipping phase bits,
-    /// cannot make the driver loop, nor make it believe submission slots
-    /// are free that the device has not consumed.
+    /// A completion `f` refuses (an id nobody waits for, a stale or a
+    /// second one: the device is lying) is consumed but frees nothing, so
+    /// that it cannot stand in for the real completion behind it, which is
+    /// still taken. Never looks at more than one queue's worth of entries
+    /// per call, and only while commands are in flight: a device that
+    /// posts completions for nothing, or keeps flipping phase bits, cannot
+    /// make the driver loop, nor make it believe submission slots are free
+    /// that the device has not consumed.
     pub fn reap(
         &mut self,
         ring: &impl Ring,
         bells: &impl Doorbells,
-        mut f: impl FnMut(Completion),
+        mut f: impl FnMut(Completion) -> bool,
     ) -> usize {
         let mut taken = 0;
-        while self.in_flight > 0 {
+        let mut consumed = 0;
+        while self.in_flight > 0 && consumed < self.entries {
             let completion = Completion::decode(ring.read_cq(self.cq_head));
             if completion.phase != self.phase {
                 break;
@@ -103,11 +109,13 @@ impl QueuePair {
                 self.cq_head = 0;
                 self.phase = !self.phase;
             }
-            self.in_flight -= 1;
-            taken += 1;
-            f(completion);
+            consumed += 1;
+            if f(completion) {
+                self.in_flight -= 1;
+                taken += 1;
+            }
         }
-        if taken > 0 {
+        if consumed > 0 {
             bells.cq_head(self.cq_head);
         }
         taken
@@ -268,9 +276,15 @@ mod tests {
             assert_eq!(sim.sq_rings.get(), rings + 1, "one doorbell per batch");
             // The device completes in two steps; the driver reaps each.
             sim.process(batch / 2);
-            qp.reap(&sim, &sim, |c| done.push(c.cid));
+            qp.reap(&sim, &sim, |c| {
+                done.push(c.cid);
+                true
+            });
             sim.process(batch);
-            qp.reap(&sim, &sim, |c| done.push(c.cid));
+            qp.reap(&sim, &sim, |c| {
+                done.push(c.cid);
+                true
+            });
             assert_eq!(qp.in_flight(), 0);
         }
         let expected: Vec<u16> = (0..next_cid).collect();
@@ -292,7 +306,7 @@ mod tests {
         qp.submit(&sim);
         assert_eq!(sim.sq_rings.get(), 1, "nothing new: no second doorbell");
         sim.process(3);
-        assert_eq!(qp.reap(&sim, &sim, |_| {}), 3);
+        assert_eq!(qp.reap(&sim, &sim, |_| true), 3);
         assert_eq!(qp.free(), 3);
     }
 
@@ -331,7 +345,10 @@ mod tests {
         }
         let mut seen = 0;
         assert_eq!(
-            qp.reap(&sim, &sim, |_| seen += 1),
+            qp.reap(&sim, &sim, |_| {
+                seen += 1;
+                true
+            }),
             2,
             "at most what is in flight"
         );
@@ -346,6 +363,53 @@ mod tests {
             qp.push(&sim, &cmd(cid)).unwrap();
         }
         assert_eq!(qp.push(&sim, &cmd(6)), Err(Full));
+    }
+
+    #[test]
+    fn refused_completions_free_nothing_and_the_real_one_behind_is_taken() {
+        let sim = Sim::new(8);
+        let mut qp = QueuePair::new(8);
+        qp.push(&sim, &cmd(1)).unwrap();
+        qp.submit(&sim);
+        // A lie (cid 7) ahead of the real completion (cid 1).
+        sim.cq.borrow_mut()[0] = forged(7, true);
+        sim.cq.borrow_mut()[1] = forged(1, true);
+        let mut seen = Vec::new();
+        assert_eq!(
+            qp.reap(&sim, &sim, |c| {
+                seen.push(c.cid);
+                c.cid == 1
+            }),
+            1
+        );
+        assert_eq!(seen, [7, 1], "the lie is consumed, the real one taken");
+        assert_eq!(qp.in_flight(), 0);
+        assert_eq!(sim.cq_doorbell.get(), 2);
+    }
+
+    #[test]
+    fn a_queue_full_of_refused_lies_is_read_at_most_once_around_per_call() {
+        let sim = Sim::new(4);
+        let mut qp = QueuePair::new(4);
+        qp.push(&sim, &cmd(1)).unwrap();
+        qp.submit(&sim);
+        for round in 0..3 {
+            // Every entry looks new in whichever phase the driver expects.
+            for i in 0..4 {
+                sim.cq.borrow_mut()[i] = forged(9, round % 2 == 0);
+            }
+            let mut looked = 0;
+            assert_eq!(
+                qp.reap(&sim, &sim, |_| {
+                    looked += 1;
+                    assert!(looked <= 4, "reap loops over lies");
+                    false
+                }),
+                0
+            );
+            assert_eq!(looked, 4, "round {round}: one queue's worth, no loop");
+            assert_eq!(qp.in_flight(), 1, "a lie frees no slot");
+        }
     }
 
     #[test]

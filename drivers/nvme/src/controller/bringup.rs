@@ -137,6 +137,12 @@ impl Controller {
         let sector = 1u32 << lbads;
         let blocks = namespace_blocks(size, sector)
             .ok_or_else(|| format!("namespace 1 claims an absurd size of {size} sectors"))?;
+        if blocks == 0 {
+            // Zero blocks would also read as "not ready" to `control`.
+            return Err(format!(
+                "namespace 1 holds less than one {BLOCK}-byte block ({size} sectors)"
+            ));
+        }
         // One I/O queue pair per core, as many as the controller grants.
         let (_, cores) = domain_sdk::core();
         let wanted = cores.clamp(1, 64) as u32;
@@ -203,9 +209,11 @@ async fn admin_command(
         // Only this command's completion counts: one with another id is a
         // stale or invented one (the device is lying), and is dropped.
         pair.reap(queues, bells, |c| {
-            if c.cid == command.cid {
+            let ours = c.cid == command.cid && result.is_none();
+            if ours {
                 result = Some(c);
             }
+            ours
         });
         if let Some(c) = result {
             if c.status != 0 {

@@ -123,17 +123,20 @@ impl LaneUse<'_> {
     }
 
     /// Takes the lane's new completions; `f` gets those of this use's
-    /// waiting requests (with the request index). The others are dropped:
-    /// left by earlier uses (another epoch), or lies (an index nobody
-    /// waits for, or a second completion of one request).
+    /// waiting requests (with the request index). The others are dropped
+    /// and free no queue slot (so the real completion behind one is still
+    /// taken): left by earlier uses (another epoch), or lies (an index
+    /// nobody waits for, or a second completion of one request).
     pub(super) fn reap(&mut self, mut f: impl FnMut(u8, Completion)) {
         let epoch = self.epoch;
         let outstanding = &mut self.outstanding;
         let (pair, queues) = &mut *self.lane.state.lock();
         pair.reap(queues, &self.bells, |c: Completion| {
-            if (c.cid >> 8) as u8 == epoch && outstanding.take(c.cid as u8) {
+            let ours = (c.cid >> 8) as u8 == epoch && outstanding.take(c.cid as u8);
+            if ours {
                 f(c.cid as u8, c);
             }
+            ours
         });
     }
 }
