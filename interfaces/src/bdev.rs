@@ -42,9 +42,10 @@ pub mod status {
     pub const OUT_OF_RANGE: u16 = 2;
     /// The device reported an error.
     pub const DEVICE_ERROR: u16 = 3;
-    /// The device did not answer in time. (The NVMe driver does not
-    /// return it: a device that still holds a request's buffers after
-    /// its deadline is stopped and the driver crashes, so that a
+    /// The device did not answer in time. (The NVMe driver returns it
+    /// only if the device completes the request within its last short
+    /// wait after the deadline; a device that still holds a request's
+    /// buffers after that is stopped and the driver crashes, so that a
     /// restart resets it; see `docs/architecture.md`.)
     pub const TIMEOUT: u16 = 4;
     /// The medium could not be read or written (an unrecovered media
