@@ -46,7 +46,7 @@ QEMU_BASE := -machine q35 -cpu max -display none -no-reboot -nic none \
 
 CARGO_PROFILE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: all setup images disk build test-kernel run test host-test qemu-test lint bench clean
+.PHONY: all setup images disk build test-kernel run test host-test qemu-test lint bench fuzz clean
 
 all: build
 
@@ -110,6 +110,11 @@ lint: setup
 test: setup disk
 	@mkdir -p $(BUILD)
 	@bash tools/test-all.sh "$(KERNEL)" "$(TEST_CONFIGS)" "$(CARGO_PROFILE_FLAG)" "$(ARCHIVE)" "$(DOMAIN_KEY)" "$(DISK)"
+
+# Coverage-guided fuzzing on the stable toolchain (AFL++ via cargo-afl,
+# installed on first use): each target for FUZZ_SECONDS (default 60).
+fuzz: setup
+	bash tools/fuzz.sh
 
 bench: test-kernel disk
 	@mkdir -p bench/results
