@@ -1,11 +1,18 @@
 //! The interfaces between domains.
 //!
-//! Untrusted: no unsafe code is written here (a test checks), and it
-//! depends only on `rrpc`. It denies rather than forbids unsafe code
-//! because `#[interface]` generates one `unsafe impl rrpc::Interface` per
-//! trait (under its own `allow`): `Interface` is an unsafe trait so that
-//! domains, which forbid unsafe code, cannot implement it with a forged
-//! fingerprint or a proxy that misuses the entry capability. Every trait
+//! Untrusted: no unsafe code is written here (a test checks, line by
+//! line), and it depends only on `rrpc`. It denies rather than forbids
+//! unsafe code because the trusted IDL compiler generates two kinds of
+//! `unsafe impl` here, each under its own `allow`: `#[interface]` one
+//! `unsafe impl rrpc::Interface` per trait, and `#[derive(Exchangeable)]`
+//! one `unsafe impl rrpc::Exchangeable` per data type. Both traits are
+//! unsafe so that domains, which forbid unsafe code, cannot implement them
+//! by hand: a forged fingerprint or a proxy that misuses the entry
+//! capability (`Interface`), or a type whose `RRef`s would not move with
+//! it across a call (`Exchangeable`). Their soundness rests on the
+//! generator (trusted), not on what is written in this crate; that is why
+//! the types domains exchange are declared here, where the derive works,
+//! and not in the domains (where `forbid` refuses it). Every trait
 //! here carries `#[rrpc::interface]`: the IDL compiler checks that each
 //! argument and result can cross a domain boundary and generates
 //! `<Trait>Proxy`, the handle other domains call through (each call a

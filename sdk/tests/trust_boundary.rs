@@ -3,10 +3,13 @@
 //! SDK) forbids unsafe code, has no build script or proc-macro, and
 //! depends only on an allow-list of crates. `interfaces/` is held to the
 //! same except that it *denies* unsafe code, with none written by hand
-//! (checked line by line): the only unsafe item there is the `unsafe impl
-//! rrpc::Interface` that `#[interface]` generates, because `Interface` must
-//! be an unsafe trait (a domain implementing it could forge a fingerprint
-//! and make the name service type-confuse another domain's exports). A
+//! (checked line by line): the only unsafe items there are the `unsafe impl
+//! rrpc::Interface` that `#[interface]` generates and the `unsafe impl
+//! rrpc::Exchangeable` that `#[derive(Exchangeable)]` generates, because
+//! both traits must be unsafe (a domain implementing `Interface` could
+//! forge a fingerprint and make the name service type-confuse another
+//! domain's exports; one implementing `Exchangeable` could keep `RRef`s
+//! from moving with their root). A
 //! deliberate deviation from DESIGN.md's `forbid`, which cannot admit
 //! generated unsafe code.
 //!
@@ -255,9 +258,10 @@ fn check(metadata: &Value, files: &dyn Files) -> Vec<String> {
             problems.push(format!("{name}: no lib or bin target"));
         }
 
-        // `interfaces/` denies rather than forbids unsafe code: the one
-        // unsafe item there is the `unsafe impl rrpc::Interface` that
-        // `#[interface]` generates, under its own `allow`. No unsafe code
+        // `interfaces/` denies rather than forbids unsafe code: the only
+        // unsafe items there are the `unsafe impl`s that `#[interface]`
+        // and `#[derive(Exchangeable)]` generate, each under its own
+        // `allow`. No unsafe code
         // may be written by hand, and domains, which forbid it, can
         // neither implement `Interface` nor define interfaces of their own.
         if is_interfaces {
