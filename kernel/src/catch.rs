@@ -261,5 +261,9 @@ pub(crate) fn check_deadline(frame: &mut TrapFrame, now_tick: u64) {
         let mut fault = Fault::new(FaultKind::Watchdog);
         fault.rip = frame.rip;
         redirect_trap(frame, fault);
+        return;
     }
+    // The same moment is where a fault campaign may strike: code of a
+    // domain, under its continuation, outside any kernel service.
+    crate::storm::on_tick(frame, cpu.current_owner.get());
 }

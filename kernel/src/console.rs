@@ -95,6 +95,12 @@ const COMMANDS: &[Command] = &[
         run: cmd_crash,
     },
     Command {
+        name: "storm",
+        usage: "storm [FAULTS] [DOMAIN...] [seed=N]",
+        help: "fault campaign: FAULTS (default 100) random faults of every kind into counter, checksum, client, ramdisk and nvme (or the DOMAINs named) at random moments, with verifying workloads on every core; then kills every domain and checks nothing leaked",
+        run: cmd_storm,
+    },
+    Command {
         name: "kill",
         usage: "kill NAME",
         help: "stop a domain; its callers get errors",
@@ -169,6 +175,7 @@ pub async fn shell() {
                 let line = alloc::string::String::from(line);
                 execute(&line);
                 finish_restart().await;
+                finish_storm().await;
                 print!("{PROMPT}");
             }
             Event::Cancelled => print!("{PROMPT}"),
@@ -609,6 +616,64 @@ async fn finish_restart() {
     match domain::restart(d) {
         Ok(()) => println!("{}: restarted as generation {}", d.name, d.generation()),
         Err(e) => println!("restart: {e}"),
+    }
+}
+
+/// Parses a campaign; the shell runs it after the command line (it takes
+/// seconds to minutes, and needs this core's executor).
+fn cmd_storm(args: &[&str]) -> Result<(), alloc::string::String> {
+    use crate::storm::{Plan, Target};
+    let mut plan = Plan {
+        faults: 100,
+        targets: Vec::new(),
+        seed: time::now_ns() ^ 0x5EED,
+    };
+    for (i, arg) in args.iter().enumerate() {
+        if let Some(seed) = arg.strip_prefix("seed=") {
+            plan.seed = kcore::cmdline::parse_u64(seed).map_err(|e| alloc::format!("seed: {e}"))?;
+        } else if i == 0 && arg.bytes().all(|b| b.is_ascii_digit()) {
+            plan.faults = arg
+                .parse()
+                .ok()
+                .filter(|n| (1..=1_000_000).contains(n))
+                .ok_or_else(|| alloc::format!("FAULTS must be 1 to 1000000, not '{arg}'"))?;
+        } else {
+            let target = Target::parse(arg).ok_or_else(|| {
+                alloc::format!(
+                    "'{arg}' is not a storm target (counter, checksum, client, ramdisk, nvme)"
+                )
+            })?;
+            if !plan.targets.contains(&target) {
+                plan.targets.push(target);
+            }
+        }
+    }
+    if plan.targets.is_empty() {
+        plan.targets = Target::ALL.to_vec();
+    }
+    println!(
+        "storm: {} faults into {} (seed {:#x}); warming up",
+        plan.faults,
+        plan.targets
+            .iter()
+            .map(|t| t.name())
+            .collect::<Vec<_>>()
+            .join(", "),
+        plan.seed
+    );
+    STORM.lock().replace(plan);
+    Ok(())
+}
+
+static STORM: spin::Mutex<Option<crate::storm::Plan>> = spin::Mutex::new(None);
+
+async fn finish_storm() {
+    let Some(plan) = STORM.lock().take() else {
+        return;
+    };
+    match crate::storm::run(plan).await {
+        Ok(report) => report.print(),
+        Err(e) => println!("storm: {e}"),
     }
 }
 

@@ -2,9 +2,7 @@
 //! Each is a real CPU event (not a simulated error), raised in whatever
 //! context calls it; a continuation must be active to survive it.
 
-use core::arch::asm;
-#[cfg(feature = "ktest")]
-use core::arch::naked_asm;
+use core::arch::{asm, naked_asm};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -33,7 +31,6 @@ impl Kind {
         })
     }
 
-    #[cfg(feature = "ktest")]
     pub const ALL: [Kind; 7] = [
         Kind::Panic,
         Kind::PageFault,
@@ -43,6 +40,43 @@ impl Kind {
         Kind::StackOverflow,
         Kind::Loop,
     ];
+
+    pub fn index(self) -> usize {
+        Kind::ALL.iter().position(|&k| k == self).unwrap_or(0)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Panic => "panic",
+            Kind::PageFault => "pagefault",
+            Kind::GeneralProtection => "gpf",
+            Kind::DivideByZero => "divzero",
+            Kind::InvalidOpcode => "invalid",
+            Kind::StackOverflow => "overflow",
+            Kind::Loop => "loop",
+        }
+    }
+}
+
+/// Where an interrupt handler sends the code it interrupted to make it
+/// fault there (see `storm`): entered by `iretq` with the interrupted
+/// stack pointer and `rdi` = the kind's index in [`Kind::ALL`]. The
+/// interrupted code is abandoned (the fault resumes its continuation), so
+/// its registers need no saving; the stack only needs realigning (there is
+/// no red zone on this target, so nothing below the stack pointer is live).
+#[unsafe(naked)]
+pub extern "C" fn fault_trampoline() {
+    naked_asm!(
+        "and rsp, -16",
+        "call {raise}",
+        "ud2",
+        raise = sym raise_from_trampoline,
+    )
+}
+
+extern "C" fn raise_from_trampoline(kind: u64) {
+    let kind = Kind::ALL.get(kind as usize).copied().unwrap_or(Kind::Panic);
+    trigger(kind);
 }
 
 /// Raises the fault. Returns only for `Loop` if nothing stops it (never).

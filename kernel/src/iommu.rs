@@ -183,7 +183,7 @@ impl Unit {
                 table = if value & READ != 0 {
                     value & ADDRESS
                 } else {
-                    let next = frames::alloc_zeroed().ok_or("no memory for IOMMU tables")?;
+                    let next = frames::alloc_table().ok_or("no memory for IOMMU tables")?;
                     // SAFETY: as above.
                     unsafe { entry.write_volatile(next | READ | WRITE) };
                     self.flush(table + index as u64 * 8, 8);
@@ -205,7 +205,7 @@ impl Unit {
             if !present {
                 return Ok(());
             }
-            context = frames::alloc_zeroed().ok_or("no memory for IOMMU tables")?;
+            context = frames::alloc_table().ok_or("no memory for IOMMU tables")?;
             self.contexts[usize::from(bus)] = context;
             // Root entry: the context table, present.
             // SAFETY: the root table frame is ours; entry `bus` is 16 bytes.
@@ -293,8 +293,8 @@ fn bring_up(scope: &DmarUnit) -> Result<u32, &'static str> {
     } else {
         return Err("no supported page-table depth (SAGAW)");
     };
-    let root = frames::alloc_zeroed().ok_or("no memory for IOMMU tables")?;
-    let table = frames::alloc_zeroed().ok_or("no memory for IOMMU tables")?;
+    let root = frames::alloc_table().ok_or("no memory for IOMMU tables")?;
+    let table = frames::alloc_table().ok_or("no memory for IOMMU tables")?;
     let mut unit = Unit {
         levels,
         aw,

@@ -61,6 +61,7 @@ mod sched;
 mod share;
 mod shared_heap;
 mod smp;
+mod storm;
 mod time;
 
 use core::arch::naked_asm;

@@ -125,7 +125,6 @@ pub fn spawn<T: Send + 'static>(
 }
 
 /// Spawns a kernel task on core `index`.
-#[cfg(feature = "ktest")]
 pub fn spawn_on<T: Send + 'static>(
     index: usize,
     fut: impl Future<Output = T> + Send + 'static,

@@ -341,7 +341,9 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
                         self.error = encode(RpcError::Lent);
                         return Poll::Ready(Err(RpcError::Lent));
                     }
-                    // Back in the caller: the result is the caller's.
+                    // Back in the caller: the result is the caller's,
+                    // the whole tree at once (see `proxy::receive`).
+                    let _critical = crate::registry::Critical::enter();
                     // SAFETY: the future holds the result by value.
                     value.move_roots(&unsafe { crate::Transfer::here() });
                 }

@@ -42,6 +42,14 @@ std::thread_local! {
     /// The "core" this thread plays (0 unless a test picks one; tests that
     /// hold batches pick indices no other test uses).
     static CORE: Cell<usize> = const { Cell::new(0) };
+    /// Depth of the registry's critical sections on this thread (the
+    /// kernel's: no asynchronous unwinding inside).
+    static CRITICAL: Cell<usize> = const { Cell::new(0) };
+}
+
+/// How deep in critical sections this thread is now.
+pub fn critical_depth() -> usize {
+    CRITICAL.with(|c| c.get())
 }
 
 /// Owner slots the runtime counts entries for.
@@ -84,6 +92,13 @@ impl Backend for HostHeap {
     }
     fn core_index(&self) -> usize {
         CORE.with(|c| c.get())
+    }
+    unsafe fn enter_critical(&self) -> usize {
+        CRITICAL.with(|c| c.set(c.get() + 1));
+        self.core_index()
+    }
+    unsafe fn leave_critical(&self) {
+        CRITICAL.with(|c| c.set(c.get().saturating_sub(1)));
     }
 }
 

@@ -252,6 +252,17 @@ pub fn call_method<R, F: FnOnce() -> R>(entry: &EntryCap, f: F) -> RpcResult<R> 
 pub fn receive<T: crate::Exchangeable + ?Sized>(entry: &EntryCap, value: &T) {
     let _ = entry;
     if !T::PLAIN {
+        // The whole tree in one critical section: unwound half-way (the
+        // watchdog, or any fault the kernel raises in the running domain
+        // at a timer tick), a move would leave part of the tree with its
+        // old owner. A root given to a callee that then dies would free
+        // the root and strand the nested objects still listed under the
+        // caller (a leak); a result half given back would leave nested
+        // objects listed under the dead callee, freed by its reclaim
+        // while the caller's root still points at them. The section is
+        // bounded by the value's type (no `Exchangeable` type is
+        // recursive) and the kernel resumes unwinding right after it.
+        let _critical = crate::registry::Critical::enter();
         // SAFETY: proxies move what they hold by value: a call's arguments
         // (moved into the closure that runs in the callee) or its result.
         value.move_roots(&unsafe { crate::Transfer::here() });

@@ -489,3 +489,33 @@ fn owned_bytes_follow_allocation_moves_and_frees_without_locks() {
     reclaim(b);
     assert_eq!(registry::owned_bytes(b), 0);
 }
+
+/// A value with nested `RRef`s that notes whether its move ran inside a
+/// critical section.
+struct MoveProbe(&'static AtomicUsize);
+// SAFETY: test-only; it holds no `RRef`, it only watches its own move.
+unsafe impl Exchangeable for MoveProbe {
+    const PLAIN: bool = false;
+    fn move_roots(&self, _to: &Transfer) {
+        self.0
+            .store(crate::host_kit::critical_depth(), Ordering::SeqCst);
+    }
+}
+
+/// A proxy moves a whole tree inside one critical section, so the kernel
+/// never unwinds a domain half-way through a move (found by the fault
+/// campaign: a watchdog stop between a root and its nested objects left a
+/// nested page listed under the caller after the callee that held its
+/// root died, leaked; the other way round, freed under a live root).
+#[test]
+fn a_proxy_moves_a_whole_tree_inside_one_critical_section() {
+    static DEPTH: AtomicUsize = AtomicUsize::new(usize::MAX);
+    as_owner(owner(61, 1));
+    let probe = (MoveProbe(&DEPTH), 7u64);
+    crate::proxy::receive(&crate::host_kit::cap(owner(62, 1)), &probe);
+    assert!(
+        DEPTH.load(Ordering::SeqCst) >= 1,
+        "moved outside any critical section"
+    );
+    assert_eq!(crate::host_kit::critical_depth(), 0, "section left open");
+}

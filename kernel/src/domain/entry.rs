@@ -165,6 +165,16 @@ impl rrpc::proxy::Runtime for ProxyRuntime {
     fn suspended(&self, callee: rrpc::Owner, waker: &core::task::Waker) {
         if let (Some(task), Some(domain)) = (executor::task_id_of(waker), get(slot_of(callee))) {
             domain.add_waiter(task);
+            // The callee may have died since the poll that left the call
+            // pending: its death woke the tasks listed then, not this one,
+            // which would sleep for ever (found by the fault campaign: a
+            // workload left hanging in a call to a killed shadow). The
+            // fence pairs with the one in `wake_waiters`: either the death
+            // sees this registration, or this sees the death.
+            core::sync::atomic::fence(Ordering::SeqCst);
+            if domain.owner() != callee || domain.state() != lifecycle::State::Alive {
+                executor::wake_task(task);
+            }
         }
     }
 

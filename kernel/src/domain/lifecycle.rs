@@ -188,6 +188,9 @@ impl Domain {
     }
 
     fn wake_waiters(&self) {
+        // Pairs with the fence in `ProxyRuntime::suspended` (the state
+        // change that makes this death is stored before).
+        core::sync::atomic::fence(Ordering::SeqCst);
         for slot in &self.waiters {
             let raw = slot.swap(0, Ordering::AcqRel);
             if raw != 0 {

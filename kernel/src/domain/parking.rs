@@ -162,5 +162,7 @@ pub(super) fn drop_orphans(domain: &'static Domain, then: fn(&'static Domain)) {
 
 /// Forgets every registration left under `slot` (at the end of reclaim).
 pub(super) fn forget(slot: usize) {
-    cpu::kernel_section(|| PARKED[slot].lock().clear());
+    // Its capacity too: a dead domain keeps nothing on the kernel heap
+    // (the fault campaign checks the heap to the byte).
+    cpu::kernel_section(|| *PARKED[slot].lock() = Vec::new());
 }

@@ -99,6 +99,10 @@ pub static TESTS: &[KTest] = &[
         name: "domain_pending_call_registrations_are_bounded",
         run: TestFn::Async(parked_bounded),
     },
+    KTest {
+        name: "domain_a_call_left_pending_as_its_callee_died_is_woken",
+        run: TestFn::Async(suspended_after_death),
+    },
 ];
 
 const DEAD_WITHIN: Duration = Duration::from_secs(5);
@@ -1238,5 +1242,42 @@ fn parked_bounded() -> BoxedTest {
         );
         domain::kill(callee, "test");
         dead(callee).await
+    })
+}
+
+/// A call into a domain that returned "pending" just before the domain
+/// died registers its task with the domain after the death has woken the
+/// tasks listed then: it must be woken all the same (found by the fault
+/// campaign: a workload left for ever in a call to a killed shadow).
+fn suspended_after_death() -> BoxedTest {
+    Box::pin(async {
+        let d = fresh("counter")?;
+        let old = d.owner();
+        domain::kill(d, "test");
+        dead(d).await?;
+        let handle = sched::spawn(async move {
+            let mut polls = 0;
+            poll_fn(|cx| {
+                polls += 1;
+                if polls == 1 {
+                    // What a proxy does after an entry that left the call
+                    // pending; here the callee is already dead.
+                    domain::proxy_runtime().suspended(old, cx.waker());
+                    Poll::Pending
+                } else {
+                    Poll::Ready(())
+                }
+            })
+            .await;
+        })
+        .map_err(|e| alloc::format!("spawn: {e:?}"))?;
+        for _ in 0..1000 {
+            if handle.is_finished() {
+                return Ok(());
+            }
+            executor::sleep(Duration::from_millis(1)).await;
+        }
+        handle.detach();
+        Err("the task was never woken".into())
     })
 }

@@ -42,6 +42,23 @@ pub fn free(frame: u64) {
     }
 }
 
+/// Frames holding page tables (the CPU's and the IOMMU's), which are
+/// never freed: kept so that an exact account of memory can tell them
+/// from a leak (see `storm`).
+static TABLE_FRAMES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// A zeroed frame for a page table (counted in [`table_count`]).
+pub fn alloc_table() -> Option<u64> {
+    let frame = alloc_zeroed()?;
+    TABLE_FRAMES.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    Some(frame)
+}
+
+/// Frames given out by [`alloc_table`] so far.
+pub fn table_count() -> u64 {
+    TABLE_FRAMES.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 pub fn free_count() -> u64 {
     with(|a| a.free_count() as u64)
 }

@@ -60,7 +60,7 @@ fn index(virt: u64, level: u32) -> usize {
 impl PageTables {
     pub fn new() -> Result<PageTables, MapError> {
         Ok(PageTables {
-            pml4: frames::alloc_zeroed().ok_or(MapError::OutOfFrames)?,
+            pml4: frames::alloc_table().ok_or(MapError::OutOfFrames)?,
         })
     }
 
@@ -75,7 +75,7 @@ impl PageTables {
         for l in (level + 1..=4).rev() {
             let entry = &mut table(current)[index(virt, l)];
             if *entry & PRESENT == 0 {
-                let frame = frames::alloc_zeroed().ok_or(MapError::OutOfFrames)?;
+                let frame = frames::alloc_table().ok_or(MapError::OutOfFrames)?;
                 // Intermediate entries are permissive; leaf entries decide.
                 *entry = frame | PRESENT | WRITABLE;
             } else if *entry & HUGE != 0 {
