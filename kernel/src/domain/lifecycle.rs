@@ -420,21 +420,30 @@ pub fn kill(domain: &'static Domain, why: &str) -> bool {
 /// executors to run: callers wait for `State::Dead` asynchronously, see
 /// [`wait_dead`].)
 pub fn restart(domain: &'static Domain) -> Result<(), DomainError> {
+    let still_running = || DomainError::StillRunning {
+        name: domain.name.clone(),
+        state: domain.state(),
+    };
     if domain.state() != State::Dead {
-        return Err(DomainError::StillRunning {
-            name: domain.name.clone(),
-            state: domain.state(),
-        });
+        return Err(still_running());
     }
     cpu::kernel_section(|| {
         let _guard = MANAGER.lock();
+        // Checked again under the lock: two restarts racing (a supervisor
+        // and the operator, say) both saw `Dead` above; only the first may
+        // make the next incarnation (the second would find its heap slot
+        // taken: found by the fault campaign as a kernel panic).
+        if domain.state() != State::Dead {
+            return Err(still_running());
+        }
         domain.pending_purges.store(0, Ordering::SeqCst);
         domain.killed.store(false, Ordering::SeqCst);
         let generation = domain.generation.fetch_add(1, Ordering::SeqCst) + 1;
         heap::create(domain.slot, owner_id(domain.slot, generation));
         domain.state.store(State::Alive as u8, Ordering::SeqCst);
         domain.gate.open(owner_id(domain.slot, generation));
-    });
+        Ok(())
+    })?;
     start(domain)
 }
 

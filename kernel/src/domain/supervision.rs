@@ -47,7 +47,12 @@ pub fn supervise(domain: &'static Domain, by: OwnerId) -> Result<(), RestartErro
 /// and only if the last incarnation crashed (one the operator killed stays
 /// dead).
 pub fn restart_by(domain: &'static Domain, by: OwnerId) -> Result<(), RestartError> {
-    if by == executor::OwnerId::KERNEL || domain.supervisor.load(Ordering::SeqCst) != by {
+    // A supervisor that has just been killed may still be running on
+    // another core until the grace period ends: it restarts nothing more.
+    if by == executor::OwnerId::KERNEL
+        || domain.supervisor.load(Ordering::SeqCst) != by
+        || !is_alive_owner(by)
+    {
         return Err(RestartError::NotSupervisor);
     }
     // The image may have changed since `supervise` (a dead domain loaded

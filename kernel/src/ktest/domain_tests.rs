@@ -103,6 +103,10 @@ pub static TESTS: &[KTest] = &[
         name: "domain_a_call_left_pending_as_its_callee_died_is_woken",
         run: TestFn::Async(suspended_after_death),
     },
+    KTest {
+        name: "domain_racing_restarts_make_one_incarnation",
+        run: TestFn::Async(racing_restarts),
+    },
 ];
 
 const DEAD_WITHIN: Duration = Duration::from_secs(5);
@@ -1279,5 +1283,61 @@ fn suspended_after_death() -> BoxedTest {
         }
         handle.detach();
         Err("the task was never woken".into())
+    })
+}
+
+/// Restarts of one dead domain from every core at the same moment: exactly
+/// one makes the next incarnation, the others are refused (a second one
+/// used to pass the "dead?" check too and then find the heap slot taken:
+/// a kernel panic, found by the fault campaign).
+fn racing_restarts() -> BoxedTest {
+    Box::pin(async {
+        use core::sync::atomic::AtomicU32;
+        static ARRIVED: AtomicUsize = AtomicUsize::new(0);
+        static WON: AtomicU32 = AtomicU32::new(0);
+        let cores = cpu::count();
+        if cores < 2 {
+            return super::skip("needs two cores");
+        }
+        let d = fresh("counter")?;
+        for round in 0..100u32 {
+            domain::kill(d, "test");
+            dead(d).await?;
+            ARRIVED.store(0, Ordering::SeqCst);
+            WON.store(0, Ordering::SeqCst);
+            let generation = d.generation();
+            let mut handles = Vec::new();
+            for core in 0..cores {
+                let handle = sched::spawn_on(core, async move {
+                    // Meet the others, then restart at once.
+                    ARRIVED.fetch_add(1, Ordering::SeqCst);
+                    while ARRIVED.load(Ordering::SeqCst) < cores {
+                        core::hint::spin_loop();
+                    }
+                    if domain::restart(d).is_ok() {
+                        WON.fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+                .map_err(|e| alloc::format!("spawn: {e:?}"))?;
+                handles.push(handle);
+            }
+            for handle in handles {
+                handle.await.map_err(|e| alloc::format!("join: {e:?}"))?;
+            }
+            ensure!(
+                WON.load(Ordering::SeqCst) == 1,
+                "round {round}: {} restarts succeeded",
+                WON.load(Ordering::SeqCst)
+            );
+            ensure!(
+                d.generation() == generation + 1 && d.state() == State::Alive,
+                "round {round}: generation {} -> {}, {}",
+                generation,
+                d.generation(),
+                d.state().name()
+            );
+        }
+        domain::kill(d, "test");
+        dead(d).await
     })
 }
