@@ -320,30 +320,43 @@ impl Executor {
             group.fetch_sub(1, Ordering::AcqRel);
             return Err(SpawnError::Quota);
         }
-        let Some(index) = self.free.pop() else {
-            group.fetch_sub(1, Ordering::AcqRel);
-            return Err(SpawnError::Full);
-        };
-        let index = index as usize;
-        let slot = &self.slots[index];
-        let generation = generation_of(slot.state.load(Ordering::Acquire));
-        let id = TaskId::new(self.id, index, generation);
-        let join = JoinState::new(id);
-        let task = TaskEntry {
-            future: Box::pin(fut),
-            join: join.clone(),
-        };
-        // SAFETY: popping `index` from the free list gave us the slot
-        // exclusively; nobody reads `task` until `ALLOCATED` is published.
-        unsafe { *slot.task.get() = Some(task) };
-        slot.owner.store(owner, Ordering::Relaxed);
-        slot.state.store(
-            (u64::from(generation) << 32) | ALLOCATED | QUEUED,
-            Ordering::Release,
-        );
-        self.tasks.fetch_add(1, Ordering::Relaxed);
-        self.enqueue(id);
-        Ok(JoinHandle::new(join))
+        // Allocated before the slot is taken: the rest must not be
+        // abandoned half-way (see `Platform::critical`).
+        let mut future: Option<BoxedTask> = Some(Box::pin(fut));
+        let mut spawned = None;
+        self.platform.critical(&mut || {
+            let Some(index) = self.free.pop() else {
+                return;
+            };
+            let index = index as usize;
+            let slot = &self.slots[index];
+            let generation = generation_of(slot.state.load(Ordering::Acquire));
+            let id = TaskId::new(self.id, index, generation);
+            let join = JoinState::new(id);
+            let task = TaskEntry {
+                future: future.take().expect("spawned once"),
+                join: join.clone(),
+            };
+            // SAFETY: popping `index` from the free list gave us the slot
+            // exclusively; nobody reads `task` until `ALLOCATED` is
+            // published.
+            unsafe { *slot.task.get() = Some(task) };
+            slot.owner.store(owner, Ordering::Relaxed);
+            slot.state.store(
+                (u64::from(generation) << 32) | ALLOCATED | QUEUED,
+                Ordering::Release,
+            );
+            self.tasks.fetch_add(1, Ordering::Relaxed);
+            self.enqueue(id);
+            spawned = Some(join);
+        });
+        match spawned {
+            Some(join) => Ok(JoinHandle::new(join)),
+            None => {
+                group.fetch_sub(1, Ordering::AcqRel);
+                Err(SpawnError::Full)
+            }
+        }
     }
 
     fn enqueue(&self, id: TaskId) {
@@ -410,11 +423,15 @@ impl Executor {
     }
 
     pub(crate) fn wake(&self, id: TaskId) {
-        self.mark(id, 0);
+        self.platform.critical(&mut || {
+            self.mark(id, 0);
+        });
     }
 
     pub(crate) fn abort(&self, id: TaskId) {
-        self.mark(id, CANCEL);
+        self.platform.critical(&mut || {
+            self.mark(id, CANCEL);
+        });
     }
 
     /// Removes every task of `owner` without polling or dropping it (their

@@ -110,6 +110,16 @@ pub trait Platform: Sync + 'static {
     fn run_as_kernel(&self, f: &mut dyn FnMut()) {
         f();
     }
+    /// Runs a short update of the executor's shared state (a wake-up's
+    /// mark and enqueue, a spawn's slot) that must not be abandoned
+    /// half-way: the kernel may unwind the running domain at any
+    /// instruction outside such a section (its watchdog), and a queue slot
+    /// reserved but never written would stall every later pop, a task
+    /// marked queued but never enqueued would never run again.
+    /// Allocations still belong to the running context. Default: just run.
+    fn critical(&self, f: &mut dyn FnMut()) {
+        f();
+    }
     /// Dropping an aborted task runs its owner's destructors: the kernel
     /// makes this a domain entry too. If `drop` is not called (the owner is
     /// dead), the task is abandoned. Default: just drop.

@@ -24,6 +24,11 @@ struct Recording {
     defer_until: AtomicU64,
     /// Ends every batch after its first poll.
     short_batches: AtomicBool,
+    /// `critical` sections run, and whether one is running now.
+    criticals: AtomicUsize,
+    in_critical: AtomicBool,
+    /// Ready-queue pushes seen outside a critical section.
+    notified_outside: AtomicUsize,
 }
 
 impl Recording {
@@ -35,6 +40,9 @@ impl Recording {
             defer_owner: AtomicU64::new(u64::MAX),
             defer_until: AtomicU64::new(0),
             short_batches: AtomicBool::new(false),
+            criticals: AtomicUsize::new(0),
+            in_critical: AtomicBool::new(false),
+            notified_outside: AtomicUsize::new(0),
         }))
     }
 
@@ -53,7 +61,17 @@ impl Platform for Recording {
     }
 
     fn notify(&self, executor_id: usize) {
+        if !self.in_critical.load(Ordering::SeqCst) {
+            self.notified_outside.fetch_add(1, Ordering::SeqCst);
+        }
         self.notified.lock().unwrap().push(executor_id);
+    }
+
+    fn critical(&self, f: &mut dyn FnMut()) {
+        self.criticals.fetch_add(1, Ordering::SeqCst);
+        let outer = self.in_critical.swap(true, Ordering::SeqCst);
+        f();
+        self.in_critical.store(outer, Ordering::SeqCst);
     }
 
     fn current_executor(&self) -> Option<usize> {
@@ -953,4 +971,37 @@ fn one_groups_timers_are_bounded_and_the_others_still_register() {
     let _ = exec.run(8);
     let _ = exec.run(8);
     assert!(next.is_finished());
+}
+
+/// A wake-up and a spawn update the executor's queues inside the
+/// platform's critical section, where the kernel never unwinds the running
+/// domain (found by the fault campaign: a domain stopped half-way through
+/// a wake-up left a task marked queued but never queued, and a ready-queue
+/// slot reserved but never written, on which its core then spun for ever).
+#[test]
+fn wake_and_spawn_update_the_queues_inside_a_critical_section() {
+    let (exec, platform) = new_exec(8);
+    // Not the running executor (`current_executor` is None), asleep: every
+    // enqueue notifies, so each one is seen.
+    assert!(exec.prepare_to_sleep());
+    let handle = exec.spawn(OwnerId::KERNEL, async {}).unwrap();
+    let after_spawn = platform.criticals.load(Ordering::SeqCst);
+    assert!(after_spawn >= 1, "spawn ran outside any critical section");
+    run_until_idle(exec);
+    let id = exec
+        .spawn(OwnerId::KERNEL, core::future::pending::<()>())
+        .unwrap();
+    run_until_idle(exec);
+    assert!(exec.prepare_to_sleep());
+    crate::waker::wake_task(id.id());
+    assert!(
+        platform.criticals.load(Ordering::SeqCst) > after_spawn + 1,
+        "a wake-up ran outside any critical section"
+    );
+    assert_eq!(
+        platform.notified_outside.load(Ordering::SeqCst),
+        0,
+        "a queue was updated outside a critical section"
+    );
+    drop(handle);
 }

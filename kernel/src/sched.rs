@@ -66,6 +66,13 @@ impl Platform for KernelPlatform {
         cpu::kernel_section(f);
     }
 
+    #[inline]
+    fn critical(&self, f: &mut dyn FnMut()) {
+        cpu::enter_critical();
+        f();
+        cpu::leave_critical();
+    }
+
     fn drop_task(&self, owner: OwnerId, drop: &mut dyn FnMut()) {
         let _ = crate::domain::enter(owner, drop);
     }

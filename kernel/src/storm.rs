@@ -974,6 +974,21 @@ async fn injector(index: usize, target: Target, d: &'static Domain, total: u64, 
             phase(7);
             let recorded = time::now_ns();
             if !domain::wait_dead(d, RECOVERY_LIMIT).await {
+                println!(
+                    "storm: {} not reclaimed after {} s: {}, {} executors yet to drop its tasks",
+                    d.name,
+                    RECOVERY_LIMIT.as_secs(),
+                    d.state().name(),
+                    d.pending_purges()
+                );
+                for c in cpu::all() {
+                    println!(
+                        "storm:   cpu {}: ticks {}, polls {}",
+                        c.index,
+                        c.ticks.load(Ordering::Relaxed),
+                        c.polls.load(Ordering::Relaxed),
+                    );
+                }
                 abort("a crashed domain was not reclaimed");
                 break;
             }

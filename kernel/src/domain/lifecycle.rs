@@ -157,6 +157,12 @@ impl Domain {
         heap::usage(self.slot)
     }
 
+    /// Executors that have not yet dropped a poisoned incarnation's tasks
+    /// (for reports on a reclaim that takes long).
+    pub fn pending_purges(&self) -> u32 {
+        self.pending_purges.load(Ordering::SeqCst)
+    }
+
     /// Tasks of the current incarnation on every core.
     pub fn task_count(&self) -> usize {
         let owner = self.owner();
