@@ -265,5 +265,7 @@ pub(crate) fn check_deadline(frame: &mut TrapFrame, now_tick: u64) {
     }
     // The same moment is where a fault campaign may strike: code of a
     // domain, under its continuation, outside any kernel service.
-    crate::storm::on_tick(frame, cpu.current_owner.get());
+    // SAFETY: as above.
+    let frame_owner = unsafe { core::ptr::read_volatile(&raw const (*cont).owner) };
+    crate::storm::on_tick(frame, cpu.current_owner.get(), frame_owner);
 }

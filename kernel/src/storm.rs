@@ -333,11 +333,16 @@ static FIRED_AT: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
 static ANY_ARMED: AtomicUsize = AtomicUsize::new(0);
 
 /// From the timer interrupt (see `catch::check_deadline`), when it
-/// interrupted `owner`'s code under its continuation outside any kernel
-/// service: if a fault is armed for `owner`, make the interrupted code
-/// raise it as soon as the interrupt returns.
-pub(crate) fn on_tick(frame: &mut TrapFrame, owner: OwnerId) {
-    if ANY_ARMED.load(Ordering::Relaxed) == 0 || owner == OwnerId::KERNEL {
+/// interrupted `owner`'s code under its continuation (pushed by
+/// `frame_owner`) outside any kernel service: if a fault is armed for
+/// `owner`, make the interrupted code raise it as soon as the interrupt
+/// returns.
+pub(crate) fn on_tick(frame: &mut TrapFrame, owner: OwnerId, frame_owner: OwnerId) {
+    // Only inside the incarnation's own frame: just before its entry
+    // pushes the frame, or just after it pops it, the current owner is
+    // already (or still) the callee while a failure would resume the
+    // caller's frame and be charged to the caller.
+    if ANY_ARMED.load(Ordering::Relaxed) == 0 || owner == OwnerId::KERNEL || frame_owner != owner {
         return;
     }
     let bits = u64::from(owner.to_bits()) << 8;
@@ -364,6 +369,20 @@ fn arm(index: usize, owner: OwnerId, kind: Kind) {
         u64::from(owner.to_bits()) << 8 | (kind.index() as u64 + 1),
         Ordering::Release,
     );
+}
+
+/// Arms `kind` for `owner` in the last slot (no storm uses it) until the
+/// guard drops: for the test of [`on_tick`].
+#[cfg(feature = "ktest")]
+pub fn arm_for_test(owner: OwnerId, kind: Kind) -> impl Drop {
+    struct Disarm;
+    impl Drop for Disarm {
+        fn drop(&mut self) {
+            disarm(ARMED.len() - 1);
+        }
+    }
+    arm(ARMED.len() - 1, owner, kind);
+    Disarm
 }
 
 /// Takes the fault back unless it already fired; returns when it fired.

@@ -8,6 +8,10 @@ use crate::mem::stacks;
 
 pub static TESTS: &[KTest] = &[
     KTest {
+        name: "fault_an_armed_fault_fires_only_in_its_incarnations_own_frame",
+        run: TestFn::Sync(armed_fault_needs_its_own_frame),
+    },
+    KTest {
         name: "fault_page_fault_reported",
         run: TestFn::Sync(page_fault_reported),
     },
@@ -293,6 +297,38 @@ fn watchdog_stops_runaway_loop() -> TestResult {
     ensure!(
         matches!(value, Ok(42)),
         "in-time closure did not return its value"
+    );
+    Ok(())
+}
+
+/// The fault campaign's tick hook fires an armed fault only when both the
+/// current owner and the innermost continuation's owner are the armed
+/// incarnation: just before an entry pushes its frame (or just after it
+/// pops it) the owner is already (still) the callee while a failure would
+/// resume the caller's frame (seen in a campaign as a fault armed for the
+/// NVMe driver crashing its shadow).
+fn armed_fault_needs_its_own_frame() -> TestResult {
+    use crate::arch::idt::TrapFrame;
+    use executor::OwnerId;
+    // Slots no domain can have: no real tick fires this.
+    let callee = OwnerId::new(0xFFF0, 3);
+    let caller = OwnerId::new(0xFFF1, 1);
+    let fresh = || {
+        // SAFETY: a plain-integer struct; all zeroes is a valid value.
+        let mut frame: TrapFrame = unsafe { core::mem::zeroed() };
+        frame.rip = 0x1234;
+        frame
+    };
+    let _armed = crate::storm::arm_for_test(callee, crate::inject::Kind::Panic);
+    let mut frame = fresh();
+    crate::storm::on_tick(&mut frame, callee, caller);
+    ensure!(frame.rip == 0x1234, "fired inside the caller's frame");
+    crate::storm::on_tick(&mut frame, caller, caller);
+    ensure!(frame.rip == 0x1234, "fired for another incarnation");
+    crate::storm::on_tick(&mut frame, callee, callee);
+    ensure!(
+        frame.rip == crate::inject::fault_trampoline as extern "C" fn() as usize as u64,
+        "did not fire inside the callee's own frame"
     );
     Ok(())
 }

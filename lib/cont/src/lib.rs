@@ -169,6 +169,13 @@ pub struct Frame<P> {
     /// closure; 0: never. Cleared as soon as the closure returns, so the
     /// watchdog can never fire after the fact.
     pub deadline: AtomicU64,
+    /// The incarnation current when the frame was pushed (a gate makes
+    /// its incarnation current first): whose code a failure resuming this
+    /// frame abandons. Read by interrupt handlers that act on one
+    /// incarnation only (the kernel's fault campaign), since the current
+    /// owner alone is off by one frame just before a push and just after
+    /// a pop.
+    pub owner: OwnerId,
     pub payload: MaybeUninit<P>,
 }
 
@@ -200,6 +207,7 @@ pub fn guarded<P, R, F: FnOnce() -> R>(core: &impl Core, deadline: u64, f: F) ->
         regs: Registers::new(),
         prev: core.top(),
         deadline: AtomicU64::new(deadline),
+        owner: core.owner(),
         payload: MaybeUninit::uninit(),
     };
     let mut slot = Slot {
@@ -266,6 +274,7 @@ pub unsafe fn guarded_raw<P>(core: &impl Core, deadline: u64, call: *mut RawCall
         regs: Registers::new(),
         prev: core.top(),
         deadline: AtomicU64::new(deadline),
+        owner: core.owner(),
         payload: MaybeUninit::uninit(),
     };
     // SAFETY: per the contract; the frame outlives the call.
