@@ -10,6 +10,7 @@ Prints every result line and ends with `qemu: N passed, N failed`; the exit
 status is 0 only if nothing failed.
 """
 import argparse
+import json
 import os
 import re
 import select
@@ -246,6 +247,102 @@ def console_session(tally, kernel, smp, mem, timeout, checks=None, archive=None,
     tally.record(f"{label}: shutdown exits QEMU with status 0", booted and status == 0, f"(status {status})")
 
 
+STORM_SUMMARY = re.compile(
+    r"storm: summary faults=(\d+) contained=(\d+) data_errors=(\d+) leaked_bytes=(\d+) "
+    r"unexpected_crashes=(\d+) stuck=(\d+) recovery_median_us=(\d+) recovery_p99_us=(\d+) result=(\w+)")
+
+
+def storm_session(tally, kernel, faults, smp=4, mem="512M", log=None):
+    """The fault campaign (issue 12): boots the production kernel on `smp`
+    cores with the NVMe disk and the IOMMU, runs the console's `storm
+    FAULTS`, and checks its summary: every fault injected and contained,
+    no data error, no byte leaked, no task stuck; then that the kernel
+    still answers and shuts down cleanly (a kernel crash would end the
+    boot with the fatal status instead). Returns the summary's fields."""
+    label = f"storm {faults} (smp={smp})"
+    print(f"== fault campaign: {label}")
+    sys.stdout.flush()
+    proc = subprocess.Popen(qemu_command(kernel, smp, mem, "log=info", extra=IOMMU),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    buffer = b""
+
+    def read_until(marker, limit):
+        nonlocal buffer
+        end = time.monotonic() + limit
+        while marker not in buffer:
+            remaining = end - time.monotonic()
+            if remaining <= 0 or proc.poll() is not None:
+                return False
+            ready, _, _ = select.select([proc.stdout], [], [], remaining)
+            if ready:
+                chunk = os.read(proc.stdout.fileno(), 4096)
+                if not chunk:
+                    return False
+                buffer += chunk
+                if log:
+                    log.write(chunk.decode("utf-8", "replace"))
+                    log.flush()
+        return True
+
+    booted = read_until(b"monitor> ", 60)
+    tally.record(f"{label}: prompt reached", booted)
+    result = None
+    kernel_crashes = 0
+    if booted:
+        buffer = b""
+        start = time.monotonic()
+        proc.stdin.write(f"storm {faults}\r".encode())
+        proc.stdin.flush()
+        # Generous: about 0.5 s per fault under TCG, plus the warm-up.
+        done = read_until(b"storm: summary", 180 + faults) and read_until(b"monitor> ", 30)
+        elapsed = time.monotonic() - start
+        out = buffer.decode("utf-8", "replace").replace("\r", "")
+        for line in out.splitlines():
+            if line.startswith("storm:"):
+                print(f"    {line}")
+        if "KERNEL PANIC" in out or "FATAL" in out:
+            kernel_crashes = 1
+        m = STORM_SUMMARY.search(out)
+        if m:
+            (n, contained, data_errors, leaked, unexpected, stuck, median, p99,
+             verdict) = m.groups()
+            result = {"faults": int(n), "contained": int(contained), "data_errors": int(data_errors),
+                      "leaked_bytes": int(leaked), "unexpected_crashes": int(unexpected),
+                      "stuck": int(stuck), "recovery_median_us": int(median),
+                      "recovery_p99_us": int(p99), "seconds": round(elapsed, 1)}
+            tally.record(f"{label}: {n} faults injected, {contained} contained", int(n) == faults
+                         and int(contained) == faults and int(unexpected) == 0)
+            tally.record(f"{label}: 0 data errors", int(data_errors) == 0, f"({data_errors})")
+            tally.record(f"{label}: 0 bytes leaked after every domain was killed", int(leaked) == 0,
+                         f"({leaked} B)")
+            tally.record(f"{label}: no task stuck, summary says ok", int(stuck) == 0 and verdict == "ok",
+                         f"(stuck {stuck}, result {verdict})")
+        else:
+            tally.record(f"{label}: summary printed", False, "(none: hang or crash)" if done else "(timed out)")
+            print(out[-3000:])
+        if done:
+            buffer = b""
+            proc.stdin.write(b"mem\r")
+            proc.stdin.flush()
+            answered = read_until(b"monitor> ", 30)
+            tally.record(f"{label}: the kernel still answers afterwards", answered)
+            proc.stdin.write(b"shutdown\r")
+            proc.stdin.flush()
+    try:
+        status = proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        status = None
+    if status == FATAL_STATUS:
+        kernel_crashes = 1
+    tally.record(f"{label}: 0 kernel crashes, shutdown exits QEMU with status 0",
+                 kernel_crashes == 0 and status == 0, f"(status {status})")
+    if result is not None:
+        result["kernel_crashes"] = kernel_crashes
+        print(f"   storm result: {json.dumps(result)}")
+    return result
+
+
 def typed_during_boot(tally, kernel):
     """A command typed before the monitor is up is not lost: all at once
     when QEMU starts, and one key at a time across the whole boot (the
@@ -431,11 +528,21 @@ def main():
     parser.add_argument("--key", default="build/keys/domain.key",
                         help="the signing key (to make a validly signed partial archive)")
     parser.add_argument("--timeout", type=int, default=300)
+    parser.add_argument("--storm", type=int, default=1000,
+                        help="faults in the fault campaign (0: none)")
+    parser.add_argument("--soak", type=int, metavar="FAULTS",
+                        help="run only the fault campaign, with FAULTS faults (make soak)")
+    parser.add_argument("--storm-log", help="where to write the campaign's serial output")
     args = parser.parse_args()
     global ARCHIVE, DISK
     ARCHIVE = args.archive
     DISK = args.disk
     tally = Tally()
+    if args.soak:
+        with open(args.storm_log or os.devnull, "w") as log:
+            storm_session(tally, args.kernel, args.soak, log=log)
+        print(f"qemu: {tally.passed} passed, {tally.failed} failed")
+        sys.exit(0 if tally.failed == 0 else 1)
     for config in args.configs.split(","):
         smp, mem, *flags = config.split(":")
         run_suite(tally, args.test_kernel or args.kernel, int(smp), mem, args.timeout, args.tests,
@@ -446,6 +553,8 @@ def main():
     if args.archive:
         guide_session(tally, args.kernel)
         archive_sessions(tally, args.kernel, args.archive, args.key)
+        if args.storm:
+            storm_session(tally, args.kernel, args.storm)
     print(f"qemu: {tally.passed} passed, {tally.failed} failed")
     sys.exit(0 if tally.failed == 0 else 1)
 

@@ -264,7 +264,13 @@ pub(crate) fn check_deadline(frame: &mut TrapFrame, now_tick: u64) {
         return;
     }
     // The same moment is where a fault campaign may strike: code of a
-    // domain, under its continuation, outside any kernel service.
+    // domain, under its continuation, outside any kernel service, while
+    // the entry's work runs (a cleared deadline means it has returned and
+    // the entry's own epilogue runs: a runaway loop raised there could
+    // never be stopped).
+    if deadline == 0 {
+        return;
+    }
     // SAFETY: as above.
     let frame_owner = unsafe { core::ptr::read_volatile(&raw const (*cont).owner) };
     crate::storm::on_tick(frame, cpu.current_owner.get(), frame_owner);

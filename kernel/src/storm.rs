@@ -451,6 +451,42 @@ fn print_unfinished() {
     }
 }
 
+// ---- stalled cores (for the report on a storm that hangs) ----
+
+/// Per core: polls seen at the last tick, the tick they last changed, and
+/// where the core was when it had gone a second without a poll.
+static SEEN_POLLS: [AtomicU64; cpu::MAX_CPUS] = [const { AtomicU64::new(0) }; cpu::MAX_CPUS];
+static SEEN_AT: [AtomicU64; cpu::MAX_CPUS] = [const { AtomicU64::new(0) }; cpu::MAX_CPUS];
+static STALL_RIP: [AtomicU64; cpu::MAX_CPUS] = [const { AtomicU64::new(0) }; cpu::MAX_CPUS];
+
+/// From every timer tick while a storm runs: notes where a core is that
+/// has polled nothing for a second (a task spinning, say).
+pub(crate) fn watch_stall(frame: &TrapFrame, ticks: u64) {
+    if !RUNNING.load(Ordering::Relaxed) {
+        return;
+    }
+    let cpu = cpu::current();
+    let polls = cpu.polls.load(Ordering::Relaxed);
+    let i = cpu.index;
+    if SEEN_POLLS[i].swap(polls, Ordering::Relaxed) != polls {
+        SEEN_AT[i].store(ticks, Ordering::Relaxed);
+    } else if ticks.saturating_sub(SEEN_AT[i].load(Ordering::Relaxed)) > time::tick_hz() {
+        STALL_RIP[i].store(frame.rip, Ordering::Relaxed);
+    }
+}
+
+fn print_stalls() {
+    for c in cpu::all() {
+        let rip = STALL_RIP[c.index].swap(0, Ordering::Relaxed);
+        if rip != 0 {
+            println!(
+                "storm:   cpu {} went a second without a poll, at rip {rip:#x}",
+                c.index
+            );
+        }
+    }
+}
+
 // ---- shared counters (one storm at a time) ----
 
 static RUNNING: AtomicBool = AtomicBool::new(false);
@@ -1008,6 +1044,7 @@ async fn injector(index: usize, target: Target, d: &'static Domain, total: u64, 
                         c.polls.load(Ordering::Relaxed),
                     );
                 }
+                print_stalls();
                 abort("a crashed domain was not reclaimed");
                 break;
             }
@@ -1180,6 +1217,7 @@ async fn pass(
         } else if now - last_change > STALL_LIMIT.as_nanos() as u64 {
             println!("storm: no progress for {} s:", STALL_LIMIT.as_secs());
             print_unfinished();
+            print_stalls();
             abort("no progress (a storm task hangs: see above)");
             break;
         }
@@ -1188,6 +1226,7 @@ async fn pass(
     if stuck > 0 {
         println!("storm: {stuck} tasks did not finish:");
         print_unfinished();
+        print_stalls();
     }
     Ok(stuck)
 }

@@ -101,6 +101,7 @@ pub fn start_tick(hz: u64) {
 /// overran its deadline (see `catch::catch_with_deadline`).
 pub fn on_tick(frame: &mut TrapFrame) {
     let ticks = crate::cpu::current().ticks.load(Ordering::Relaxed);
+    crate::storm::watch_stall(frame, ticks);
     crate::catch::check_deadline(frame, ticks);
 }
 
