@@ -96,8 +96,8 @@ const COMMANDS: &[Command] = &[
     },
     Command {
         name: "storm",
-        usage: "storm [FAULTS] [DOMAIN...] [seed=N]",
-        help: "fault campaign: FAULTS (default 100) random faults of every kind into counter, checksum, client, ramdisk and nvme (or the DOMAINs named) at random moments, with verifying workloads on every core; then kills every domain and checks nothing leaked",
+        usage: "storm [FAULTS] [DOMAIN...] [entry] [seed=N]",
+        help: "fault campaign: FAULTS (default 100) random faults of every kind into counter, checksum, client, ramdisk and nvme (or the DOMAINs named) at random moments, with verifying workloads on every core; then kills every domain and checks nothing leaked; 'entry' raises every fault at a domain entry instead of mid-code",
         run: cmd_storm,
     },
     Command {
@@ -627,9 +627,12 @@ fn cmd_storm(args: &[&str]) -> Result<(), alloc::string::String> {
         faults: 100,
         targets: Vec::new(),
         seed: time::now_ns() ^ 0x5EED,
+        mid_code: true,
     };
     for (i, arg) in args.iter().enumerate() {
-        if let Some(seed) = arg.strip_prefix("seed=") {
+        if *arg == "entry" {
+            plan.mid_code = false;
+        } else if let Some(seed) = arg.strip_prefix("seed=") {
             plan.seed = kcore::cmdline::parse_u64(seed).map_err(|e| alloc::format!("seed: {e}"))?;
         } else if i == 0 && arg.bytes().all(|b| b.is_ascii_digit()) {
             plan.faults = arg

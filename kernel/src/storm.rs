@@ -129,6 +129,9 @@ pub struct Plan {
     pub faults: u64,
     pub targets: Vec<Target>,
     pub seed: u64,
+    /// Arm faults for the timer tick (mid-code) before falling back to
+    /// raising them at entry; false: at entry only.
+    pub mid_code: bool,
 }
 
 /// What a storm found. Counts are since its start.
@@ -163,6 +166,9 @@ pub struct Report {
     pub frames: (u64, u64),
     pub heap: (u64, u64),
     pub heap_size: (u64, u64),
+    /// Kernel-heap size classes whose live count changed: (class, before,
+    /// after).
+    pub heap_classes: Vec<(usize, i64, i64)>,
     pub shared: (u64, u64),
     pub shared_pages: (u64, u64),
     /// Page-table frames (CPU and IOMMU; never freed, grow with mappings).
@@ -295,6 +301,13 @@ impl Report {
             self.first_load.2,
             self.shared.1
         );
+        for &(class, before, after) in &self.heap_classes {
+            println!(
+                "storm:   kernel-heap objects of {}..{} B: {before} -> {after}",
+                class * 16,
+                class * 16 + 15
+            );
+        }
         if let Some(why) = self.aborted {
             println!("storm: ABORTED: {why}");
         }
@@ -951,7 +964,14 @@ async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     true
 }
 
-async fn injector(index: usize, target: Target, d: &'static Domain, total: u64, seed: u64) {
+async fn injector(
+    index: usize,
+    target: Target,
+    d: &'static Domain,
+    total: u64,
+    seed: u64,
+    mid_code: bool,
+) {
     let mut rng = Rng(seed | 1);
     let phase = |p: usize| injector_at(index, p);
     loop {
@@ -969,10 +989,15 @@ async fn injector(index: usize, target: Target, d: &'static Domain, total: u64, 
         let owner = d.owner();
         let kind = Kind::ALL[(rng.next() % 7) as usize];
         let crashes = d.crashes();
-        phase(3);
-        arm(index, owner, kind);
-        wait_until(ARM_WAIT, || ARMED[index].load(Ordering::Acquire) == 0).await;
-        let crash_at = match disarm(index) {
+        let fired = if mid_code {
+            phase(3);
+            arm(index, owner, kind);
+            wait_until(ARM_WAIT, || ARMED[index].load(Ordering::Acquire) == 0).await;
+            disarm(index)
+        } else {
+            None
+        };
+        let crash_at = match fired {
             Some(at) => {
                 C.mid_code.fetch_add(1, Ordering::Relaxed);
                 at
@@ -1120,6 +1145,7 @@ async fn wind_down(domains: &[&'static Domain]) -> usize {
 }
 
 struct Snapshot {
+    classes: [i64; mem::heap::CLASSES],
     frames: u64,
     tables: u64,
     heap: (u64, u64),
@@ -1128,6 +1154,7 @@ struct Snapshot {
 
 fn snapshot() -> Snapshot {
     Snapshot {
+        classes: core::array::from_fn(|i| mem::heap::LIVE_BY_SIZE[i].load(Ordering::Relaxed)),
         frames: mem::frames::free_count(),
         tables: mem::frames::table_count(),
         heap: mem::heap::usage(),
@@ -1194,7 +1221,7 @@ async fn pass(
             .wrapping_add((i as u64 + 1) * 0x9E37_79B9_7F4A_7C15);
         spawn(
             (i + 1) % cores,
-            alloc::boxed::Box::pin(injector(i, target, d, faults, seed)),
+            alloc::boxed::Box::pin(injector(i, target, d, faults, seed, plan.mid_code)),
         );
     }
     // Injectors end when every fault is done; the calm pass just waits.
@@ -1318,6 +1345,10 @@ async fn campaign(plan: Plan) -> Result<Report, alloc::string::String> {
         frames: (before.frames, after.frames),
         heap: (before.heap.0, after.heap.0),
         heap_size: (before.heap.1, after.heap.1),
+        heap_classes: (0..mem::heap::CLASSES)
+            .filter(|&i| before.classes[i] != after.classes[i])
+            .map(|i| (i, before.classes[i], after.classes[i]))
+            .collect(),
         shared: (before.shared.0, after.shared.0),
         shared_pages: (before.shared.1, after.shared.1),
         tables: (before.tables, after.tables),
