@@ -119,6 +119,51 @@ def fatal_paths(tally, kernel, timeout):
             print(out[-3000:])
 
 
+class Serial:
+    """What a QEMU booted with `-serial stdio` has printed so far, read
+    until a marker (or a time limit, or QEMU's exit); optionally copied to
+    `log` as it arrives."""
+
+    def __init__(self, proc, log=None, deadline=None):
+        self.proc, self.log, self.deadline = proc, log, deadline
+        self.buffer = b""
+
+    def read_until(self, marker, limit):
+        end = time.monotonic() + limit
+        if self.deadline is not None:
+            end = min(end, self.deadline)
+        while marker not in self.buffer:
+            remaining = end - time.monotonic()
+            if remaining <= 0 or self.proc.poll() is not None:
+                return False
+            ready, _, _ = select.select([self.proc.stdout], [], [], remaining)
+            if ready:
+                chunk = os.read(self.proc.stdout.fileno(), 4096)
+                if not chunk:
+                    return False
+                self.buffer += chunk
+                if self.log:
+                    self.log.write(chunk.decode("utf-8", "replace"))
+                    self.log.flush()
+        return True
+
+    def text(self):
+        return self.buffer.decode("utf-8", "replace").replace("\r", "")
+
+
+def shut_down(proc, send=True):
+    """Types `shutdown` (if `send`) and waits for QEMU to exit; its exit
+    status, or None if it had to be killed."""
+    if send:
+        proc.stdin.write(b"shutdown\r")
+        proc.stdin.flush()
+    try:
+        return proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return None
+
+
 def console_session(tally, kernel, smp, mem, timeout, checks=None, archive=None, label="console",
                     boot_check=None, disk=True):
     """Boots to the monitor prompt, types commands, checks replies and that
@@ -126,37 +171,21 @@ def console_session(tally, kernel, smp, mem, timeout, checks=None, archive=None,
     print(f"== {label} end-to-end (smp={smp} mem={mem})")
     proc = subprocess.Popen(qemu_command(kernel, smp, mem, "log=info", archive=archive, disk=disk),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    buffer = b""
-    deadline = time.monotonic() + timeout
-
-    def read_until(marker, limit):
-        nonlocal buffer
-        end = min(deadline, time.monotonic() + limit)
-        while marker not in buffer:
-            remaining = end - time.monotonic()
-            if remaining <= 0 or proc.poll() is not None:
-                return False
-            ready, _, _ = select.select([proc.stdout], [], [], remaining)
-            if ready:
-                chunk = os.read(proc.stdout.fileno(), 4096)
-                if not chunk:
-                    return False
-                buffer += chunk
-        return True
+    serial = Serial(proc, deadline=time.monotonic() + timeout)
+    read_until = serial.read_until
 
     def command(line):
-        nonlocal buffer
-        buffer = b""
+        serial.buffer = b""
         proc.stdin.write(line.encode() + b"\r")
         proc.stdin.flush()
         ok = read_until(b"monitor> ", 30)
-        return ok, buffer.decode("utf-8", "replace").replace("\r", "")
+        return ok, serial.text()
 
     boot_start = time.monotonic()
     booted = read_until(b"monitor> ", 60)
     tally.record(f"{label}: prompt reached ({time.monotonic() - boot_start:.2f} s)", booted)
     if booted and boot_check is not None:
-        boot_log = buffer.decode("utf-8", "replace")
+        boot_log = serial.text()
         tally.record(f"{label}: boot log", boot_check(boot_log), boot_log[-600:])
     if checks is None:
         checks = [
@@ -229,21 +258,14 @@ def console_session(tally, kernel, smp, mem, timeout, checks=None, archive=None,
                 # wait for it, up to 20 s.
                 text = line[len("@await "):]
                 seen = read_until(text.encode(), 20)
-                tally.record(f"{label}: eventually '{text[:40]}'", seen,
-                             buffer.decode("utf-8", "replace")[-400:])
+                tally.record(f"{label}: eventually '{text[:40]}'", seen, serial.text()[-400:])
                 continue
             ok, out = command(line)
             good = ok and check(out)
             tally.record(f"{label}: '{line[:30]}'", good, "" if ok else "(no prompt after it)")
             if not good:
                 print(out[-2000:])
-        proc.stdin.write(b"shutdown\r")
-        proc.stdin.flush()
-    try:
-        status = proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        status = None
+    status = shut_down(proc, send=booted)
     tally.record(f"{label}: shutdown exits QEMU with status 0", booted and status == 0, f"(status {status})")
 
 
@@ -265,39 +287,22 @@ def storm_session(tally, kernel, faults, smp=4, mem="512M", log=None, mode="entr
     sys.stdout.flush()
     proc = subprocess.Popen(qemu_command(kernel, smp, mem, "log=info", extra=IOMMU),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    buffer = b""
-
-    def read_until(marker, limit):
-        nonlocal buffer
-        end = time.monotonic() + limit
-        while marker not in buffer:
-            remaining = end - time.monotonic()
-            if remaining <= 0 or proc.poll() is not None:
-                return False
-            ready, _, _ = select.select([proc.stdout], [], [], remaining)
-            if ready:
-                chunk = os.read(proc.stdout.fileno(), 4096)
-                if not chunk:
-                    return False
-                buffer += chunk
-                if log:
-                    log.write(chunk.decode("utf-8", "replace"))
-                    log.flush()
-        return True
+    serial = Serial(proc, log=log)
+    read_until = serial.read_until
 
     booted = read_until(b"monitor> ", 60)
     tally.record(f"{label}: prompt reached", booted)
     result = None
     kernel_crashes = 0
     if booted:
-        buffer = b""
+        serial.buffer = b""
         start = time.monotonic()
         proc.stdin.write(f"{words}\r".encode())
         proc.stdin.flush()
         # Generous: about 0.5 s per fault under TCG, plus the warm-up.
         done = read_until(b"storm: summary", 180 + faults) and read_until(b"monitor> ", 30)
         elapsed = time.monotonic() - start
-        out = buffer.decode("utf-8", "replace").replace("\r", "")
+        out = serial.text()
         for line in out.splitlines():
             if line.startswith("storm:"):
                 print(f"    {line}")
@@ -322,18 +327,12 @@ def storm_session(tally, kernel, faults, smp=4, mem="512M", log=None, mode="entr
             tally.record(f"{label}: summary printed", False, "(none: hang or crash)" if done else "(timed out)")
             print(out[-3000:])
         if done:
-            buffer = b""
+            serial.buffer = b""
             proc.stdin.write(b"mem\r")
             proc.stdin.flush()
             answered = read_until(b"monitor> ", 30)
             tally.record(f"{label}: the kernel still answers afterwards", answered)
-            proc.stdin.write(b"shutdown\r")
-            proc.stdin.flush()
-    try:
-        status = proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        status = None
+    status = shut_down(proc, send=booted and done)
     if status == FATAL_STATUS:
         kernel_crashes = 1
     tally.record(f"{label}: 0 kernel crashes, shutdown exits QEMU with status 0",

@@ -941,18 +941,6 @@ async fn watch_client() {
 
 // ---- injectors ----
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
 async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = time::now_ns() + limit.as_nanos() as u64;
     while !done() {
@@ -972,7 +960,7 @@ async fn injector(
     seed: u64,
     mid_code: bool,
 ) {
-    let mut rng = Rng(seed | 1);
+    let mut rng = kcore::rng::Rng::new(seed);
     let phase = |p: usize| injector_at(index, p);
     loop {
         if STOP.load(Ordering::Relaxed) || C.claimed.fetch_add(1, Ordering::SeqCst) >= total {

@@ -254,26 +254,14 @@ fn unsupported_relocations_are_refused_by_type() {
     });
 }
 
-/// A tiny deterministic PRNG (xorshift64*).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use kcore::rng::Rng;
 
 #[test]
 fn random_mutations_never_panic_and_plans_stay_in_bounds() {
     let Some(good) = real_image("idle") else {
         return;
     };
-    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut rng = Rng::new(0x5eed_1234_abcd_0001);
     let mut accepted = 0;
     for case in 0..3000 {
         let mut bytes = good.clone();

@@ -48,6 +48,7 @@ pub mod manifest;
 pub mod pci;
 mod phys;
 pub mod pvh;
+pub mod rng;
 
 pub use phys::{MemError, PhysMemory, SliceMemory};
 
