@@ -48,12 +48,20 @@ pub struct TimerWheel<T> {
 impl<T> TimerWheel<T> {
     /// A wheel whose ticks are `granularity_ns` long, starting at `now_ns`.
     pub fn new(granularity_ns: u64, now_ns: u64) -> TimerWheel<T> {
+        TimerWheel::with_capacity(granularity_ns, now_ns, 0)
+    }
+
+    /// [`new`](Self::new) with room for `timers` timers before the wheel
+    /// allocates again (an executor's wheel starts with room for what its
+    /// core usually holds, so that its memory does not creep up with the
+    /// highest number of timers ever pending at once).
+    pub fn with_capacity(granularity_ns: u64, now_ns: u64, timers: usize) -> TimerWheel<T> {
         let granularity_ns = granularity_ns.max(1);
         TimerWheel {
             granularity_ns,
             current: now_ns / granularity_ns,
-            entries: Vec::new(),
-            free: Vec::new(),
+            entries: Vec::with_capacity(timers),
+            free: Vec::with_capacity(timers),
             heads: [NIL; LISTS],
             occupied: [0; LEVELS],
             len: 0,
@@ -62,6 +70,11 @@ impl<T> TimerWheel<T> {
 
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Timers it holds room for without allocating.
+    pub fn capacity(&self) -> usize {
+        self.entries.capacity().min(self.free.capacity())
     }
 
     pub fn is_empty(&self) -> bool {

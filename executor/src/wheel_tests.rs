@@ -141,3 +141,21 @@ fn retain_removes_only_what_it_rejects() {
     assert_eq!(fired, expected, "the rest still fire, once each");
     assert!(wheel.is_empty());
 }
+
+/// A wheel made with room for N timers holds N at once without allocating
+/// (so an executor's memory does not creep with its record of pending
+/// timers: the fault campaign's exact account of the kernel heap).
+#[test]
+fn a_reserved_wheel_holds_its_capacity_without_growing() {
+    let mut wheel: TimerWheel<u32> = TimerWheel::with_capacity(MS, 0, 256);
+    let reserved = wheel.capacity();
+    assert!(reserved >= 256);
+    let keys: Vec<_> = (0..256)
+        .map(|i| wheel.insert(MS * (1 + i as u64), i))
+        .collect();
+    assert_eq!(wheel.capacity(), reserved);
+    for key in keys {
+        assert!(wheel.cancel(key).is_some());
+    }
+    assert_eq!(wheel.capacity(), reserved);
+}
