@@ -973,9 +973,9 @@ async fn injector(
             break;
         }
         phase(2);
-        executor::sleep(Duration::from_micros(rng.next() % 4000)).await;
+        executor::sleep(Duration::from_micros(rng.next_u64() % 4000)).await;
         let owner = d.owner();
-        let kind = Kind::ALL[(rng.next() % 7) as usize];
+        let kind = Kind::ALL[(rng.next_u64() % 7) as usize];
         let crashes = d.crashes();
         let fired = if mid_code {
             phase(3);

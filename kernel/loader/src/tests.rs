@@ -279,11 +279,11 @@ fn random_mutations_never_panic_and_plans_stay_in_bounds() {
                 }
                 1 => {
                     let i = rng.below(region);
-                    bytes[i] = rng.next() as u8;
+                    bytes[i] = rng.next_u64() as u8;
                 }
                 2 => {
                     let i = rng.below(region.saturating_sub(8).max(1));
-                    let value = [0, u64::MAX, 1 << 40, rng.next()][rng.below(4)];
+                    let value = [0, u64::MAX, 1 << 40, rng.next_u64()][rng.below(4)];
                     if i + 8 <= bytes.len() {
                         put_u64(&mut bytes, i, value);
                     }

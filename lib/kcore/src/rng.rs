@@ -16,7 +16,7 @@ impl Rng {
     }
 
     /// The next value of the sequence.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -25,7 +25,7 @@ impl Rng {
 
     /// A value in `0..n` (`n` > 0; slightly biased for huge `n`).
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        (self.next_u64() % n as u64) as usize
     }
 }
 
@@ -37,10 +37,10 @@ mod tests {
     fn same_seed_same_sequence_and_never_stuck_at_zero() {
         let (mut a, mut b) = (Rng::new(42), Rng::new(42));
         for _ in 0..100 {
-            assert_eq!(a.next(), b.next());
+            assert_eq!(a.next_u64(), b.next_u64());
         }
         let mut z = Rng::new(0);
-        assert_ne!(z.next(), 0);
+        assert_ne!(z.next_u64(), 0);
         assert!((0..1000).all(|_| z.below(7) < 7));
     }
 }
