@@ -247,6 +247,13 @@ def console_session(tally, kernel, smp, mem, timeout, checks=None, archive=None,
             ("restart nvme", lambda out: "restarted as generation" in out),
             ("blk check nvme-shadow 4", lambda out: "running" in out),
             ("@await blk check nvme-shadow: 4 blocks from block", None),
+            # The fault campaign refuses bad arguments, and domains it would
+            # load that are already alive (it must own their whole life).
+            ("storm 0", lambda out: "FAULTS must be 1 to 1000000" in out),
+            ("storm 99999999999", lambda out: "FAULTS must be 1 to 1000000" in out),
+            ("storm 5 frobnicate", lambda out: "'frobnicate' is not a storm target" in out),
+            ("storm 5 seed=zz", lambda out: "seed:" in out),
+            ("storm 5 counter", lambda out: "domain 'counter' is alive" in out),
         ]
     if booted:
         for line, check in checks:

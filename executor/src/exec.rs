@@ -331,8 +331,11 @@ impl Executor {
             return Err(SpawnError::Quota);
         }
         // Allocated before the slot is taken: the rest must not be
-        // abandoned half-way (see `Platform::critical`).
+        // abandoned half-way (see `Platform::critical`), and nothing in it
+        // may allocate (a domain out of heap panics there, where its
+        // failure would be the kernel's).
         let mut future: Option<BoxedTask> = Some(Box::pin(fut));
+        let join = JoinState::new(TaskId::from_u64(0));
         let mut spawned = None;
         self.platform.critical(&mut || {
             let Some(index) = self.free.pop() else {
@@ -342,7 +345,7 @@ impl Executor {
             let slot = &self.slots[index];
             let generation = generation_of(slot.state.load(Ordering::Acquire));
             let id = TaskId::new(self.id, index, generation);
-            let join = JoinState::new(id);
+            join.set_task(id);
             let task = TaskEntry {
                 future: future.take().expect("spawned once"),
                 join: join.clone(),
@@ -358,10 +361,10 @@ impl Executor {
             );
             self.tasks.fetch_add(1, Ordering::Relaxed);
             self.enqueue(id);
-            spawned = Some(join);
+            spawned = Some(());
         });
         match spawned {
-            Some(join) => Ok(JoinHandle::new(join)),
+            Some(()) => Ok(JoinHandle::new(join)),
             None => {
                 group.fetch_sub(1, Ordering::AcqRel);
                 Err(SpawnError::Full)

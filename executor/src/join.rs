@@ -53,6 +53,12 @@ impl<T> JoinState<T> {
         })
     }
 
+    /// Names the task once its slot is known (it is made before, so that
+    /// nothing allocates inside the spawn's critical section).
+    pub(crate) fn set_task(&self, task: TaskId) {
+        self.task.store(task.to_u64(), Ordering::Relaxed);
+    }
+
     /// Records the outcome (first call wins) and wakes the joiner.
     pub(crate) fn finish(&self, result: Result<T, JoinError>) {
         let waker = {
