@@ -257,6 +257,14 @@ pub(crate) fn check_deadline(frame: &mut TrapFrame, now_tick: u64) {
     }
     // SAFETY: a linked continuation is live (see `redirect_trap`).
     let deadline = unsafe { (*cont).deadline.load(core::sync::atomic::Ordering::SeqCst) };
+    // A frame is linked a few instructions before `cont::call` saves the
+    // registers into it: resuming it then would load zeroes (a campaign
+    // caught a core spinning in faults at stack pointer 0 with interrupts
+    // off, the other cores waiting for it in a TLB shootdown).
+    // SAFETY: as above.
+    if !unsafe { (*cont).regs.saved() } {
+        return;
+    }
     if deadline != 0 && now_tick >= deadline {
         let mut fault = Fault::new(FaultKind::Watchdog);
         fault.rip = frame.rip;

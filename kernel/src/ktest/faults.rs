@@ -8,6 +8,10 @@ use crate::mem::stacks;
 
 pub static TESTS: &[KTest] = &[
     KTest {
+        name: "fault_a_tick_before_the_registers_are_saved_resumes_nothing",
+        run: TestFn::Sync(tick_before_registers_saved),
+    },
+    KTest {
         name: "fault_an_armed_fault_fires_only_in_its_incarnations_own_frame",
         run: TestFn::Sync(armed_fault_needs_its_own_frame),
     },
@@ -329,6 +333,42 @@ fn armed_fault_needs_its_own_frame() -> TestResult {
     ensure!(
         frame.rip == crate::inject::fault_trampoline as extern "C" fn() as usize as u64,
         "did not fire inside the callee's own frame"
+    );
+    Ok(())
+}
+
+/// A timer tick that lands after an entry linked its continuation but
+/// before `cont::call` saved the registers into it must not resume it: the
+/// block is still zeroed. (A mid-code campaign caught a core that had
+/// resumed such a frame spinning in faults at stack pointer 0 with
+/// interrupts off, while the other cores waited for it in a TLB
+/// shootdown.)
+fn tick_before_registers_saved() -> TestResult {
+    use crate::arch::idt::TrapFrame;
+    use core::sync::atomic::AtomicU64;
+    let cpu = crate::cpu::current();
+    let frame = crate::catch::Continuation {
+        regs: cont::Registers::new(),
+        prev: cpu.catch_top.get(),
+        deadline: AtomicU64::new(1),
+        owner: cpu.current_owner.get(),
+        payload: core::mem::MaybeUninit::uninit(),
+    };
+    // SAFETY: a plain-integer struct; all zeroes is a valid value.
+    let mut trap: TrapFrame = unsafe { core::mem::zeroed() };
+    trap.rip = 0x1234;
+    // Interrupts off: a real tick must not find this frame linked.
+    let rip = x86_64::instructions::interrupts::without_interrupts(|| {
+        let top = cpu.catch_top.replace(&raw const frame as *mut ());
+        let depth = cpu.irq_depth.replace(1);
+        crate::catch::check_deadline(&mut trap, u64::MAX);
+        cpu.irq_depth.set(depth);
+        cpu.catch_top.set(top);
+        trap.rip
+    });
+    ensure!(
+        rip == 0x1234,
+        "the watchdog redirected the tick into a continuation whose registers were never saved"
     );
     Ok(())
 }

@@ -22,7 +22,7 @@
 use core::arch::naked_asm;
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering, compiler_fence};
 
 pub use owner::{AtomicOwnerId, OwnerId};
 
@@ -46,6 +46,18 @@ impl Registers {
     pub fn stack_pointer(&self) -> u64 {
         // SAFETY: a plain read of a word `call` wrote before running `f`.
         unsafe { (*self.0.get())[6] }
+    }
+
+    /// True once [`call`] has saved the registers here, so that [`resume`]
+    /// may load them. A block starts zeroed and `call` writes the flags
+    /// last (bit 1 of RFLAGS always reads 1): an interrupt on this core
+    /// that finds a frame linked but not yet saved (the few instructions
+    /// between [`guarded`] linking it and `call` running) must leave it
+    /// alone, since resuming it would load a stack pointer of 0.
+    pub fn saved(&self) -> bool {
+        // SAFETY: a read of a word only this core writes; volatile because
+        // the writer is the code the interrupt stopped.
+        unsafe { core::ptr::read_volatile(&raw const (*self.0.get())[8]) != 0 }
     }
 }
 
@@ -215,6 +227,10 @@ pub fn guarded<P, R, F: FnOnce() -> R>(core: &impl Core, deadline: u64, f: F) ->
         result: MaybeUninit::uninit(),
         deadline: &frame.deadline,
     };
+    // An interrupt on this core may read the frame as soon as it is
+    // linked: its zeroed registers must be in memory first (see
+    // `Registers::saved`).
+    compiler_fence(Ordering::SeqCst);
     core.set_top(&raw mut frame as *mut ());
     // SAFETY: `frame` and `slot` outlive the call; the trampoline matches the
     // slot's types. A failure path resumes `frame.regs` on this core while
@@ -279,6 +295,8 @@ pub unsafe fn guarded_raw<P>(core: &impl Core, deadline: u64, call: *mut RawCall
     };
     // SAFETY: per the contract; the frame outlives the call.
     unsafe { (*call).deadline = &frame.deadline };
+    // As in `guarded`.
+    compiler_fence(Ordering::SeqCst);
     core.set_top(&raw const frame as *mut ());
     // SAFETY: `run` has the C ABI `call` expects (one pointer argument; it
     // is declared "C-unwind" so host runtimes may contain panics by
@@ -399,6 +417,12 @@ impl Gate {
 mod tests {
     extern crate std;
     use super::*;
+
+    #[test]
+    fn a_block_reads_saved_only_once_call_has_filled_it() {
+        assert!(!Registers::new().saved());
+        assert_eq!(run(|regs| regs.saved()), Ok(true));
+    }
 
     #[test]
     fn normal_return_gives_the_value() {
