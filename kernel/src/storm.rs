@@ -507,7 +507,6 @@ static STOP: AtomicBool = AtomicBool::new(false);
 static ACTIVE: AtomicUsize = AtomicUsize::new(0);
 
 struct Counters {
-    claimed: AtomicU64,
     faults: AtomicU64,
     mid_code: AtomicU64,
     at_entry: AtomicU64,
@@ -541,7 +540,6 @@ struct Counters {
 }
 
 static C: Counters = Counters {
-    claimed: AtomicU64::new(0),
     faults: AtomicU64::new(0),
     mid_code: AtomicU64::new(0),
     at_entry: AtomicU64::new(0),
@@ -570,7 +568,6 @@ static C: Counters = Counters {
 
 fn reset() {
     let all = [
-        &C.claimed,
         &C.faults,
         &C.mid_code,
         &C.at_entry,
@@ -941,6 +938,17 @@ async fn watch_client() {
 
 // ---- injectors ----
 
+fn print_cores() {
+    for c in cpu::all() {
+        println!(
+            "storm:   cpu {}: ticks {}, polls {}",
+            c.index,
+            c.ticks.load(Ordering::Relaxed),
+            c.polls.load(Ordering::Relaxed),
+        );
+    }
+}
+
 async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = time::now_ns() + limit.as_nanos() as u64;
     while !done() {
@@ -956,14 +964,16 @@ async fn injector(
     index: usize,
     target: Target,
     d: &'static Domain,
+    share: u64,
     total: u64,
     seed: u64,
     mid_code: bool,
 ) {
     let mut rng = kcore::rng::Rng::new(seed);
     let phase = |p: usize| injector_at(index, p);
+    let mut done = 0;
     loop {
-        if STOP.load(Ordering::Relaxed) || C.claimed.fetch_add(1, Ordering::SeqCst) >= total {
+        if STOP.load(Ordering::Relaxed) || done >= share {
             break;
         }
         // The shadow restarts the driver; the others were restarted below.
@@ -998,7 +1008,6 @@ async fn injector(
                     Err(_) if d.crashes() == crashes && d.owner() != owner => {
                         // Gone already (cannot happen to a target only
                         // this injector faults): try again.
-                        C.claimed.fetch_sub(1, Ordering::SeqCst);
                         continue;
                     }
                     Err(_) => {}
@@ -1008,6 +1017,7 @@ async fn injector(
             }
         };
         C.faults.fetch_add(1, Ordering::Relaxed);
+        done += 1;
         C.by_kind[kind.index()].fetch_add(1, Ordering::Relaxed);
         C.by_target[Target::ALL.iter().position(|&t| t == target).unwrap_or(0)]
             .fetch_add(1, Ordering::Relaxed);
@@ -1035,6 +1045,15 @@ async fn injector(
             })
             .await
             {
+                println!(
+                    "storm: the shadow served no request for {} s after an nvme crash: driver {}, {} executors yet to drop its tasks",
+                    RECOVERY_LIMIT.as_secs(),
+                    d.state().name(),
+                    d.pending_purges()
+                );
+                print_cores();
+                print_unfinished();
+                print_stalls();
                 abort("the shadow did not bring the NVMe driver back");
                 break;
             }
@@ -1049,14 +1068,7 @@ async fn injector(
                     d.state().name(),
                     d.pending_purges()
                 );
-                for c in cpu::all() {
-                    println!(
-                        "storm:   cpu {}: ticks {}, polls {}",
-                        c.index,
-                        c.ticks.load(Ordering::Relaxed),
-                        c.polls.load(Ordering::Relaxed),
-                    );
-                }
+                print_cores();
                 print_stalls();
                 abort("a crashed domain was not reclaimed");
                 break;
@@ -1070,10 +1082,10 @@ async fn injector(
             C.phases[2].fetch_add(time::now_ns() - dead, Ordering::Relaxed);
             push_sample(&C.restart, &C.restart_count, time::now_ns() - crash_at);
         }
-        let done = C.faults.load(Ordering::Relaxed);
-        if done.is_multiple_of(500) {
+        let all = C.faults.load(Ordering::Relaxed);
+        if all.is_multiple_of(500) {
             println!(
-                "storm: {done}/{total} faults, {} verified rounds",
+                "storm: {all}/{total} faults, {} verified rounds",
                 C.rounds.load(Ordering::Relaxed)
             );
         }
@@ -1171,7 +1183,6 @@ async fn pass(
     } else {
         &[Workload::Checksum, Workload::Counter, Workload::Ramdisk]
     };
-    C.claimed.store(0, Ordering::SeqCst);
     STOP.store(false, Ordering::SeqCst);
     let spawn = |core: usize,
                  fut: core::pin::Pin<
@@ -1199,7 +1210,13 @@ async fn pass(
         .copied()
         .filter(|&t| nvme || t != Target::Nvme)
         .collect();
-    for &target in &targets {
+    // Each target gets its share of the faults: with one pool, an
+    // injector whose target recovers slowly (the NVMe driver waits for
+    // the shadow's next request) or whose core is busier got a fraction
+    // of the others' turns.
+    let n = targets.len().max(1) as u64;
+    for (k, &target) in targets.iter().enumerate() {
+        let share = faults / n + u64::from((k as u64) < faults % n);
         let i = Target::ALL.iter().position(|&t| t == target).unwrap_or(0);
         let Some(d) = domains.iter().copied().find(|d| d.name == target.name()) else {
             continue;
@@ -1213,7 +1230,7 @@ async fn pass(
         let core = if cores > 1 { 1 + i % (cores - 1) } else { 0 };
         spawn(
             core,
-            alloc::boxed::Box::pin(injector(i, target, d, faults, seed, plan.mid_code)),
+            alloc::boxed::Box::pin(injector(i, target, d, share, faults, seed, plan.mid_code)),
         );
     }
     // Injectors end when every fault is done; the calm pass just waits.
@@ -1296,6 +1313,8 @@ async fn campaign(plan: Plan) -> Result<Report, alloc::string::String> {
         });
     };
     let crashes_before: u64 = domain::all().map(|d| u64::from(d.crashes())).sum();
+    let each_before: Vec<(&'static Domain, u32)> =
+        domain::all().map(|d| (d, d.crashes())).collect();
     reset();
     let before = snapshot();
     let start = time::now_ns();
@@ -1306,6 +1325,22 @@ async fn campaign(plan: Plan) -> Result<Report, alloc::string::String> {
     let stuck = stuck?;
     let crashes_after: u64 = domain::all().map(|d| u64::from(d.crashes())).sum();
     let contained = C.contained.load(Ordering::SeqCst);
+    // Name whoever crashed more often than it was faulted (a domain no
+    // injector targets, such as the shadow, should never crash).
+    for &(d, before) in &each_before {
+        let injected = Target::ALL
+            .iter()
+            .position(|t| t.name() == d.name)
+            .map_or(0, |i| C.by_target[i].load(Ordering::SeqCst));
+        let extra = u64::from(d.crashes() - before).saturating_sub(injected);
+        if extra > 0 {
+            println!(
+                "storm: {} crashed {extra} times more than it was faulted; last: {}",
+                d.name,
+                d.last_fault().unwrap_or_default()
+            );
+        }
+    }
     let load = |c: &AtomicU64| c.load(Ordering::SeqCst);
     Ok(Report {
         faults: load(&C.faults),
