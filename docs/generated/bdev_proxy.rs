@@ -70,7 +70,8 @@ impl BDev for BDevProxy {
         let proxy = self;
         ::rrpc::start_async(
             &self.entry,
-            move || {
+            move |moved| {
+                moved.receive_all(true, || {});
                 match proxy.inner.get() {
                     ::core::option::Option::Some(inner) => inner.geometry(),
                     ::core::option::Option::None => {
@@ -94,8 +95,14 @@ impl BDev for BDevProxy {
         let proxy = self;
         ::rrpc::start_async(
             &self.entry,
-            move || {
-                ::rrpc::proxy::receive(&proxy.entry, &batch);
+            move |moved| {
+                moved
+                    .receive_all(
+                        true && <RRef<Batch> as ::rrpc::Exchangeable>::PLAIN,
+                        || {
+                            ::rrpc::proxy::receive(&proxy.entry, &batch);
+                        },
+                    );
                 match proxy.inner.get() {
                     ::core::option::Option::Some(inner) => inner.read(batch),
                     ::core::option::Option::None => {
@@ -117,7 +124,14 @@ impl BDev for BDevProxy {
             let __lent_batch = batch.lend();
             let __copy_batch = unsafe { batch.alias() };
             let batch = &*__copy_batch;
-            ::rrpc::start_async(&proxy.entry, move || { inner.write(batch) }).await
+            ::rrpc::start_async(
+                    &proxy.entry,
+                    move |moved| {
+                        moved.receive_all(true, || {});
+                        inner.write(batch)
+                    },
+                )
+                .await
         })
     }
     fn flush(&self) -> ::rrpc::RpcFuture<'_, ()> {
@@ -127,7 +141,8 @@ impl BDev for BDevProxy {
         let proxy = self;
         ::rrpc::start_async(
             &self.entry,
-            move || {
+            move |moved| {
+                moved.receive_all(true, || {});
                 match proxy.inner.get() {
                     ::core::option::Option::Some(inner) => inner.flush(),
                     ::core::option::Option::None => {
@@ -151,8 +166,14 @@ impl BDev for BDevProxy {
         let proxy = self;
         ::rrpc::start_async(
             &self.entry,
-            move || {
-                ::rrpc::proxy::receive(&proxy.entry, &extent);
+            move |moved| {
+                moved
+                    .receive_all(
+                        true && <RRef<Extent> as ::rrpc::Exchangeable>::PLAIN,
+                        || {
+                            ::rrpc::proxy::receive(&proxy.entry, &extent);
+                        },
+                    );
                 match proxy.inner.get() {
                     ::core::option::Option::Some(inner) => inner.read_extent(extent),
                     ::core::option::Option::None => {
@@ -174,7 +195,13 @@ impl BDev for BDevProxy {
             let __lent_extent = extent.lend();
             let __copy_extent = unsafe { extent.alias() };
             let extent = &*__copy_extent;
-            ::rrpc::start_async(&proxy.entry, move || { inner.write_extent(extent) })
+            ::rrpc::start_async(
+                    &proxy.entry,
+                    move |moved| {
+                        moved.receive_all(true, || {});
+                        inner.write_extent(extent)
+                    },
+                )
                 .await
         })
     }

@@ -1051,6 +1051,14 @@ async fn injector(
                     d.state().name(),
                     d.pending_purges()
                 );
+                if let Some(shadow) = domain::all().find(|x| x.name == "nvme-shadow") {
+                    println!(
+                        "storm:   nvme-shadow: {}, {} crashes, last: {}",
+                        shadow.state().name(),
+                        shadow.crashes(),
+                        shadow.last_fault().unwrap_or_default()
+                    );
+                }
                 print_cores();
                 print_unfinished();
                 print_stalls();

@@ -64,7 +64,7 @@ pub struct RpcFuture<'a, T> {
     /// and runs it. (Kept as separate fields, read in place: copying the
     /// future whole right after it was written field by field stalls
     /// store-to-load forwarding.)
-    run: Option<unsafe fn(*mut Words) -> RpcFuture<'a, T>>,
+    run: Option<unsafe fn(*mut Words, crate::proxy::Moved<'_>) -> RpcFuture<'a, T>>,
     /// Moves the closure out of `words` and drops it, in the caller: a
     /// call that never started holds only the caller's arguments (they
     /// move to the callee when it starts, inside the callee) and a
@@ -267,6 +267,11 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
         let replaced = crate::proxy::callee_waker(cx.waker());
         let waker = replaced.as_ref().unwrap_or(cx.waker());
         let this = &mut *self;
+        // Set (in one critical section with the moves) once the deferred
+        // call's arguments are the callee's; until then a failed entry
+        // leaves them to the caller, in `words`.
+        let moved = core::cell::Cell::new(false);
+        let moved = &moved;
         // What belongs to the callee stays where a crash leaves it to be
         // forgotten: the callee's future is in `future` or its cell while
         // it is polled, and a failed entry abandons the closure's frame
@@ -280,11 +285,16 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
                     // inside the (alive) callee.
                     unsafe { &mut *this.cell_ptr() }
                 } else {
-                    match this.run.take() {
+                    match this.run {
                         Some(run) => {
-                            // SAFETY: the closure is in `words`; `run` was
-                            // taken, so it is moved out once.
-                            let mut started = ManuallyDrop::new(unsafe { run(&mut this.words) });
+                            // SAFETY: the closure is in `words`, moved out
+                            // once: `run` is cleared as soon as it returns,
+                            // and a failure before leaves the closure (if
+                            // it did not move the arguments) to `discard`.
+                            let started =
+                                unsafe { run(&mut this.words, crate::proxy::Moved::new(moved)) };
+                            this.run = None;
+                            let mut started = ManuallyDrop::new(started);
                             if started.callee != Owner::KERNEL
                                 && (started.future.is_some() || started.run.is_some())
                             {
@@ -361,9 +371,11 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
                 // What is left belongs to a dead domain: never touch it.
                 core::mem::forget(self.future.take());
                 self.cell = 0;
-                if self.run.take().is_some() {
-                    // Never started (the entry takes `run` first): the
-                    // call, and its arguments, are still the caller's.
+                if self.run.take().is_some() && !moved.get() {
+                    // Never started, or failed before its arguments were
+                    // moved (the copy it read was abandoned without
+                    // drops): the call, and its arguments, are still the
+                    // caller's.
                     // SAFETY: the call is still in `words`, moved out once.
                     unsafe { (self.discard)(&raw mut self.words) };
                 }
@@ -436,16 +448,17 @@ impl<T> Drop for RpcFuture<'_, T> {
 
 /// A call kept in an [`RpcFuture`] until its first poll.
 trait Deferred<'a, T>: Sized {
-    /// Runs it (inside the callee).
-    fn call(self) -> RpcFuture<'a, T>;
+    /// Runs it (inside the callee); it reports through `moved` when its
+    /// arguments became the callee's.
+    fn call(self, moved: crate::proxy::Moved<'_>) -> RpcFuture<'a, T>;
 }
 
 /// A call small enough to keep in the future's words.
 struct Inline<F>(F);
 
-impl<'a, T, F: FnOnce() -> RpcFuture<'a, T>> Deferred<'a, T> for Inline<F> {
-    fn call(self) -> RpcFuture<'a, T> {
-        (self.0)()
+impl<'a, T, F: FnOnce(crate::proxy::Moved<'_>) -> RpcFuture<'a, T>> Deferred<'a, T> for Inline<F> {
+    fn call(self, moved: crate::proxy::Moved<'_>) -> RpcFuture<'a, T> {
+        (self.0)(moved)
     }
 }
 
@@ -453,12 +466,12 @@ impl<'a, T, F: FnOnce() -> RpcFuture<'a, T>> Deferred<'a, T> for Inline<F> {
 /// proxied call starts at its first poll whatever its arguments).
 struct Boxed<F>(Box<F>);
 
-impl<'a, T, F: FnOnce() -> RpcFuture<'a, T>> Deferred<'a, T> for Boxed<F> {
-    fn call(self) -> RpcFuture<'a, T> {
+impl<'a, T, F: FnOnce(crate::proxy::Moved<'_>) -> RpcFuture<'a, T>> Deferred<'a, T> for Boxed<F> {
+    fn call(self, moved: crate::proxy::Moved<'_>) -> RpcFuture<'a, T> {
         // The box is freed before the call runs (and might crash with it
         // still allocated).
         let call = *self.0;
-        call()
+        call(moved)
     }
 }
 
@@ -472,7 +485,7 @@ impl<'a, T, F: FnOnce() -> RpcFuture<'a, T>> Deferred<'a, T> for Boxed<F> {
 pub fn start<'a, T, F>(entry: &crate::proxy::EntryCap, method: F) -> RpcFuture<'a, T>
 where
     T: Exchangeable + 'a,
-    F: FnOnce() -> RpcFuture<'a, T> + Send + 'a,
+    F: FnOnce(crate::proxy::Moved<'_>) -> RpcFuture<'a, T> + Send + 'a,
 {
     if size_of::<F>() <= size_of::<Words>() && align_of::<F>() <= align_of::<Words>() {
         deferred(entry.callee(), Inline(method))
@@ -487,10 +500,13 @@ fn deferred<'a, T, D: Deferred<'a, T> + Send>(callee: Owner, call: D) -> RpcFutu
     // Checked at run time (folded away): `start` picks `Inline` only for
     // calls that fit, but both of its branches are compiled for every call.
     assert!(size_of::<D>() <= size_of::<Words>() && align_of::<D>() <= align_of::<Words>());
-    unsafe fn run<'a, T, D: Deferred<'a, T>>(words: *mut Words) -> RpcFuture<'a, T> {
+    unsafe fn run<'a, T, D: Deferred<'a, T>>(
+        words: *mut Words,
+        moved: crate::proxy::Moved<'_>,
+    ) -> RpcFuture<'a, T> {
         // SAFETY: `words` holds a `D` (written by `deferred`), moved out
         // once by the caller's contract.
-        unsafe { (words as *mut D).read() }.call()
+        unsafe { (words as *mut D).read() }.call(moved)
     }
     unsafe fn discard<D>(words: *mut Words) {
         // SAFETY: as above.

@@ -234,12 +234,40 @@ pub fn call<R, F: FnOnce() -> R>(entry: &EntryCap, f: F) -> RpcResult<R> {
 
 /// Runs the method call `f` as the incarnation `entry` enters: what a
 /// generated proxy does for each synchronous method. `f` holds the caller's
-/// arguments (they move to the callee inside it, once the callee is
-/// entered), so if it does not start, it is dropped here, in the caller:
-/// nothing is given to a dead callee.
+/// arguments and moves them to the callee inside it, through the [`Moved`]
+/// it is given, before anything else. Until then they are the caller's:
+/// if the entry fails before (the callee is dead, or a fault strikes in
+/// the few instructions between the entry and the move), `f` is dropped
+/// here, in the caller, and nothing is given to a dead callee or lost.
 #[inline]
-pub fn call_method<R, F: FnOnce() -> R>(entry: &EntryCap, f: F) -> RpcResult<R> {
-    call_as(entry.callee, f, true)
+pub fn call_method<R, F: FnOnce(Moved<'_>) -> R>(entry: &EntryCap, f: F) -> RpcResult<R> {
+    call_as_moving(entry.callee, f)
+}
+
+/// Given to a proxied call's closure: [`Moved::receive_all`] moves its
+/// arguments to the callee and records, in the same critical section
+/// (which no fault the kernel raises at a timer tick can interrupt), that
+/// they are no longer the caller's to drop.
+pub struct Moved<'a>(&'a core::cell::Cell<bool>);
+
+impl<'a> Moved<'a> {
+    pub(crate) fn new(flag: &'a core::cell::Cell<bool>) -> Moved<'a> {
+        Moved(flag)
+    }
+
+    /// Runs `moves` (the `receive` of every argument) and marks the
+    /// arguments moved, all in one critical section. With `plain` (no
+    /// argument can hold an `RRef`: nothing to move), only marks them.
+    #[inline]
+    pub fn receive_all(self, plain: bool, moves: impl FnOnce()) {
+        if plain {
+            self.0.set(true);
+            return;
+        }
+        let _critical = crate::registry::Critical::enter();
+        moves();
+        self.0.set(true);
+    }
 }
 
 /// Gives every `RRef` in `value` to the running domain: what a proxy does
@@ -278,6 +306,34 @@ pub fn movable<T: crate::Exchangeable + ?Sized>(value: &T) -> RpcResult<()> {
         return Err(RpcError::Lent);
     }
     Ok(())
+}
+
+/// [`call_method`]'s body: `f` reports through [`Moved`] when its
+/// arguments became the callee's; if the entry fails before, `f` (still
+/// holding them: its copy on the abandoned stack was never dropped) is
+/// dropped here.
+fn call_as_moving<R, F: FnOnce(Moved<'_>) -> R>(callee: Owner, f: F) -> RpcResult<R> {
+    let moved = core::cell::Cell::new(false);
+    let mut f = core::mem::ManuallyDrop::new(f);
+    let f_ptr: *mut F = &raw mut *f;
+    let result = call_as(
+        callee,
+        || {
+            // SAFETY: read once, here; on failure the caller below drops
+            // the original only if this copy never moved the arguments.
+            let f = unsafe { f_ptr.read() };
+            f(Moved::new(&moved))
+        },
+        false,
+    );
+    if result.is_err() && !moved.get() {
+        // The arguments are still the caller's. If the closure never ran,
+        // its copy was never made; if it ran, the copy was abandoned on a
+        // stack the failure discarded, without drops.
+        // SAFETY: `f` is intact (see above) and dropped once.
+        unsafe { core::mem::ManuallyDrop::drop(&mut f) };
+    }
+    result
 }
 
 /// [`call`] for this crate's own code, which keeps the callee of a call a

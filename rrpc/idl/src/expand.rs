@@ -212,6 +212,14 @@ pub fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Erro
                 }
             })
             .collect();
+        // Whether no by-value argument can hold an `RRef` (nothing to move;
+        // folded at compile time).
+        let plain_args: Vec<_> = arg_types
+            .iter()
+            .filter(|ty| !matches!(ty, Type::Reference(_)))
+            .map(|ty| quote! { <#ty as ::rrpc::Exchangeable>::PLAIN })
+            .collect();
+        let plain = quote! { true #( && #plain_args )* };
         let checks: Vec<_> = arg_types
             .iter()
             .filter(|ty| !matches!(ty, Type::Reference(_)))
@@ -241,8 +249,8 @@ pub fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Erro
                     ::rrpc::RpcFuture::new(async move {
                         #( #lends )*
                         #( #copies )*
-                        ::rrpc::start_async(&proxy.entry, move || {
-                            #( #moves )*
+                        ::rrpc::start_async(&proxy.entry, move |moved| {
+                            moved.receive_all(#plain, || { #( #moves )* });
                             inner.#method_name(#( #arg_names ),*)
                         }).await
                     })
@@ -266,8 +274,8 @@ pub fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Erro
                     // runs inside the callee at the first poll. It holds the
                     // proxy (one word) rather than the object.
                     let proxy = self;
-                    ::rrpc::start_async(&self.entry, move || {
-                        #( #moves )*
+                    ::rrpc::start_async(&self.entry, move |moved| {
+                        moved.receive_all(#plain, || { #( #moves )* });
                         match proxy.inner.get() {
                             ::core::option::Option::Some(inner) => inner.#method_name(#( #arg_names ),*),
                             ::core::option::Option::None => ::rrpc::RpcFuture::failed(::rrpc::RpcError::DomainNotAlive),
@@ -285,8 +293,8 @@ pub fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Erro
                 let inner = self.inner.get().ok_or(::rrpc::RpcError::DomainNotAlive)?;
                 #( #movables?; )*
                 let proxy = self;
-                let result = ::rrpc::proxy::call_method(&self.entry, move || {
-                    #( #moves )*
+                let result = ::rrpc::proxy::call_method(&self.entry, move |moved| {
+                    moved.receive_all(#plain, || { #( #moves )* });
                     inner.#method_name(#( #arg_names ),*)
                 })??;
                 // Back in the caller (the entry restored it): the result's
