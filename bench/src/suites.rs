@@ -375,7 +375,7 @@ impl cont::Core for HostCore {
 
 /// A call into a domain through the kernel's entry path
 /// (`cont::Gate::enter`: alive check, owner switch,
-/// continuation with a watchdog deadline from the tick count), around a
+/// continuation with the watchdog budget), around a
 /// trait-object call, against the bare trait-object call. The kernel adds
 /// the domain-table lookup (an array index) and reading GS.
 pub fn domain_entry(settings: Settings) -> Measurement {
@@ -384,11 +384,10 @@ pub fn domain_entry(settings: Settings) -> Measurement {
     let object: &dyn Service = black_box(&adder);
     let core = HostCore::new(OwnerId::KERNEL);
     let gate = cont::Gate::new(OWNER);
-    // The kernel's deadline: this core's timer-tick count plus the budget.
-    let ticks = std::sync::atomic::AtomicU64::new(1000);
-    let budget = black_box(101u64);
+    // The kernel's watchdog budget (a global the entry reads).
+    let budget_ticks = std::sync::atomic::AtomicU64::new(101);
     let measured = time(settings, || {
-        let deadline = ticks.load(std::sync::atomic::Ordering::Relaxed) + budget;
+        let deadline = budget_ticks.load(std::sync::atomic::Ordering::Relaxed);
         let result = gate.enter::<u64, _>(&core, OWNER, deadline, || object.call(black_box(5)));
         let _ = black_box(result);
     });
@@ -426,14 +425,13 @@ pub fn domain_entry_async(settings: Settings) -> Measurement {
     let object: &dyn AsyncService = black_box(&adder);
     let core = HostCore::new(OwnerId::KERNEL);
     let gate = cont::Gate::new(OWNER);
-    let ticks = std::sync::atomic::AtomicU64::new(1000);
-    let budget = black_box(101u64);
+    let budget_ticks = std::sync::atomic::AtomicU64::new(101);
     let measured = time(settings, || {
         let mut cx = noop_context();
         // One entry calls the method and polls the new future (ready at
         // once here), as a proxy does on the first poll; dropping the
         // callee's future is a second entry (it may run the callee's code).
-        let deadline = ticks.load(std::sync::atomic::Ordering::Relaxed) + budget;
+        let deadline = budget_ticks.load(std::sync::atomic::Ordering::Relaxed);
         let (future, polled) = gate
             .enter::<u64, _>(&core, OWNER, deadline, || {
                 let mut future = object.call(black_box(5));
@@ -443,7 +441,7 @@ pub fn domain_entry_async(settings: Settings) -> Measurement {
             .ok()
             .unwrap();
         let _ = black_box(polled);
-        let deadline = ticks.load(std::sync::atomic::Ordering::Relaxed) + budget;
+        let deadline = budget_ticks.load(std::sync::atomic::Ordering::Relaxed);
         let _ = gate.enter::<u64, _>(&core, OWNER, deadline, move || drop(future));
     });
     let baseline = time(settings, || {
@@ -590,13 +588,13 @@ pub fn rref_call_move(settings: Settings) -> Measurement {
     let sink: &dyn Sink = black_box(&Reader);
     let core = HostCore::new(CALLER);
     let gate = cont::Gate::new(CALLEE);
-    let ticks = std::sync::atomic::AtomicU64::new(1000);
+    let budget_ticks = std::sync::atomic::AtomicU64::new(101);
     // SAFETY: this thread plays one core's executor, pairing the two.
     unsafe { rrpc::registry::enter_batch() }; // as inside a kernel task (see above)
     let buffer = rrpc::RRef::new([7u8; 64]);
     let measured = time(settings, || {
         buffer.move_to(&CALLEE_TRANSFER);
-        let deadline = ticks.load(std::sync::atomic::Ordering::Relaxed) + 101;
+        let deadline = budget_ticks.load(std::sync::atomic::Ordering::Relaxed);
         let result = gate.enter::<u64, _>(&core, CALLEE, deadline, || sink.take(&buffer));
         buffer.move_to(&CALLER_TRANSFER);
         let _ = black_box(result);
@@ -633,7 +631,7 @@ std::thread_local! {
 /// (`cont::Gate::enter` with a watchdog deadline), for one callee domain.
 struct HostRuntime {
     gate: cont::Gate,
-    ticks: std::sync::atomic::AtomicU64,
+    budget_ticks: std::sync::atomic::AtomicU64,
 }
 
 impl rrpc::proxy::Runtime for HostRuntime {
@@ -649,7 +647,7 @@ impl rrpc::proxy::Runtime for HostRuntime {
         if callee != CALLEE {
             return Err(rrpc::RpcError::NoSuchDomain);
         }
-        let deadline = self.ticks.load(std::sync::atomic::Ordering::Relaxed) + 101;
+        let deadline = self.budget_ticks.load(std::sync::atomic::Ordering::Relaxed);
         BENCH_CORE.with(|core| {
             // SAFETY: forwarded.
             unsafe { self.gate.enter_raw::<u64>(core, callee, deadline, call) }
@@ -661,7 +659,7 @@ impl rrpc::proxy::Runtime for HostRuntime {
         if callee != CALLEE {
             return Err(rrpc::RpcError::NoSuchDomain);
         }
-        let deadline = self.ticks.load(std::sync::atomic::Ordering::Relaxed) + 101;
+        let deadline = self.budget_ticks.load(std::sync::atomic::Ordering::Relaxed);
         BENCH_CORE.with(|core| {
             self.gate
                 .enter::<u64, _>(core, callee, deadline, f)
@@ -674,7 +672,7 @@ fn proxy_runtime() {
     static RUNTIME: std::sync::OnceLock<HostRuntime> = std::sync::OnceLock::new();
     let runtime = RUNTIME.get_or_init(|| HostRuntime {
         gate: cont::Gate::new(CALLEE),
-        ticks: std::sync::atomic::AtomicU64::new(1000),
+        budget_ticks: std::sync::atomic::AtomicU64::new(101),
     });
     rrpc::proxy::install_runtime(runtime);
     shared_heap();

@@ -171,18 +171,19 @@ fn top() -> *mut Continuation {
 #[allow(clippy::result_large_err)]
 #[cfg(feature = "ktest")]
 pub fn catch<R, F: FnOnce() -> R>(f: F) -> Result<R, Fault> {
-    catch_with_deadline(0, f)
+    catch_with_budget(0, f)
 }
 
 /// Like [`catch`], but the closure is also stopped (with
-/// [`FaultKind::Watchdog`]) if it is still running when this core's timer
-/// tick count (`PerCpu::ticks`) reaches `deadline_tick` (0: no limit). The
-/// check runs in the timer interrupt. Ticks rather than the TSC because
-/// reading the TSC on every domain entry is costly.
+/// [`FaultKind::Watchdog`]) on the `budget_ticks`-th timer tick that lands
+/// in its own code (0: no limit): ticks that land in a kernel service it
+/// called, or in another domain it entered (charged to that entry), do not
+/// count. The check runs in the timer interrupt. Ticks rather than the TSC
+/// because reading the TSC on every domain entry is costly.
 #[allow(clippy::result_large_err)] // see `catch`
 #[cfg(feature = "ktest")]
-pub fn catch_with_deadline<R, F: FnOnce() -> R>(deadline_tick: u64, f: F) -> Result<R, Fault> {
-    cont::guarded(&ThisCore, deadline_tick, f)
+pub fn catch_with_budget<R, F: FnOnce() -> R>(budget_ticks: u64, f: F) -> Result<R, Fault> {
+    cont::guarded(&ThisCore, budget_ticks, f)
 }
 
 /// True if a continuation is active on this core and we are not inside an
@@ -242,9 +243,10 @@ pub(crate) fn exception_fault(vector: u8, frame: &TrapFrame, address: u64) -> Fa
     fault
 }
 
-/// From the timer interrupt: if the code it interrupted runs under a
-/// continuation whose deadline has passed, redirect it there.
-pub(crate) fn check_deadline(frame: &mut TrapFrame, now_tick: u64) {
+/// From the timer interrupt: charges the tick to the continuation whose
+/// own code it interrupted, and redirects that code there once the
+/// continuation's budget is spent.
+pub(crate) fn check_budget(frame: &mut TrapFrame) {
     let cpu = cpu::current();
     // Only when the tick interrupted the closure itself, not another
     // handler or a kernel service it called (which may hold locks).
@@ -256,7 +258,7 @@ pub(crate) fn check_deadline(frame: &mut TrapFrame, now_tick: u64) {
         return;
     }
     // SAFETY: a linked continuation is live (see `redirect_trap`).
-    let deadline = unsafe { (*cont).deadline.load(core::sync::atomic::Ordering::SeqCst) };
+    let budget = unsafe { (*cont).budget.load(core::sync::atomic::Ordering::SeqCst) };
     // A frame is linked a few instructions before `cont::call` saves the
     // registers into it: resuming it then would load zeroes (a campaign
     // caught a core spinning in faults at stack pointer 0 with interrupts
@@ -265,20 +267,28 @@ pub(crate) fn check_deadline(frame: &mut TrapFrame, now_tick: u64) {
     if !unsafe { (*cont).regs.saved() } {
         return;
     }
-    if deadline != 0 && now_tick >= deadline {
+    // 0: no limit, or the entry's work has returned and its own epilogue
+    // runs (where neither the watchdog nor the campaign may strike: a
+    // runaway loop raised there could never be stopped).
+    if budget == 0 {
+        return;
+    }
+    if budget == 1 {
         let mut fault = Fault::new(FaultKind::Watchdog);
         fault.rip = frame.rip;
         redirect_trap(frame, fault);
         return;
     }
+    // SAFETY: as above; only this core writes it, and the code that
+    // clears it is the code this interrupt stopped.
+    unsafe {
+        (*cont)
+            .budget
+            .store(budget - 1, core::sync::atomic::Ordering::SeqCst)
+    };
     // The same moment is where a fault campaign may strike: code of a
     // domain, under its continuation, outside any kernel service, while
-    // the entry's work runs (a cleared deadline means it has returned and
-    // the entry's own epilogue runs: a runaway loop raised there could
-    // never be stopped).
-    if deadline == 0 {
-        return;
-    }
+    // the entry's work runs.
     // SAFETY: as above.
     let frame_owner = unsafe { core::ptr::read_volatile(&raw const (*cont).owner) };
     crate::storm::on_tick(frame, cpu.current_owner.get(), frame_owner);

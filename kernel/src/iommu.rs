@@ -321,6 +321,12 @@ fn bring_up(scope: &DmarUnit) -> Result<u32, &'static str> {
 /// them.
 /// Returns false if the unit could not map them (no memory for its
 /// tables): the growth must then fail, or devices would fault on it.
+/// Kernel-heap bytes the record of the shared heap's growth steps holds
+/// (grows with the shared heap's pool, and is kept with it).
+pub fn bookkeeping_bytes() -> usize {
+    SHARED.lock().capacity() * core::mem::size_of::<(u64, usize)>()
+}
+
 pub fn shared_heap_grew(phys: u64, pages: usize) -> bool {
     let mut unit = UNIT.lock();
     if let Some(unit) = unit.as_mut()

@@ -241,6 +241,20 @@ pub fn device_address(pointer: *const u8) -> Option<u64> {
 /// mapped.
 /// Frees that other cores queued for a busy core are applied first, so
 /// the numbers are exact (this waits for every core's current batch).
+/// Kernel-heap bytes that the shared heap's pool bookkeeping holds (its
+/// page and slab tables, and the IOMMU's record of its growth steps):
+/// like the pool's pages, they grow with the most the pool ever held and
+/// are kept for reuse.
+pub fn bookkeeping_bytes() -> u64 {
+    cpu::kernel_section(|| {
+        let heap = HEAP
+            .lock()
+            .as_ref()
+            .map_or(0, DomainHeap::bookkeeping_bytes);
+        (heap + crate::iommu::bookkeeping_bytes()) as u64
+    })
+}
+
 pub fn usage() -> (u64, u64) {
     rrpc::registry::quiesce();
     let bytes: i64 = cpu::all()

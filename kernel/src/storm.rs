@@ -165,6 +165,9 @@ pub struct Report {
     pub stuck_workloads: usize,
     pub frames: (u64, u64),
     pub heap: (u64, u64),
+    /// Of the kernel heap in use: the shared heap's pool bookkeeping
+    /// (grows with the pool, kept with it).
+    pub pool_bookkeeping: (u64, u64),
     pub heap_size: (u64, u64),
     /// Kernel-heap size classes whose live count changed: (class, before,
     /// after).
@@ -194,7 +197,8 @@ impl Report {
     }
 
     pub fn bytes_leaked(&self) -> u64 {
-        (self.heap.1 as i64 - self.heap.0 as i64).unsigned_abs()
+        let pool = self.pool_bookkeeping.1 as i64 - self.pool_bookkeeping.0 as i64;
+        (self.heap.1 as i64 - self.heap.0 as i64 - pool).unsigned_abs()
             + (self.shared.1 as i64 - self.shared.0 as i64).unsigned_abs()
             + self.frames_unaccounted().unsigned_abs() * mem::PAGE_SIZE
     }
@@ -278,7 +282,7 @@ impl Report {
             self.phase_mean_ns[2] / 1000
         );
         println!(
-            "storm: memory after every domain was killed: free frames {} -> {} (shared-heap pool {} -> {} pages, page tables {} -> {} frames, kernel heap {} -> {} B mapped), kernel heap {} -> {} B in use, shared heap {} -> {} B in use",
+            "storm: memory after every domain was killed: free frames {} -> {} (shared-heap pool {} -> {} pages, page tables {} -> {} frames, kernel heap {} -> {} B mapped), kernel heap {} -> {} B in use (the pool's bookkeeping {} -> {} B of it), shared heap {} -> {} B in use",
             self.frames.0,
             self.frames.1,
             self.shared_pages.0,
@@ -289,6 +293,8 @@ impl Report {
             self.heap_size.1,
             self.heap.0,
             self.heap.1,
+            self.pool_bookkeeping.0,
+            self.pool_bookkeeping.1,
             self.shared.0,
             self.shared.1
         );
@@ -345,7 +351,7 @@ static ARMED: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
 static FIRED_AT: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
 static ANY_ARMED: AtomicUsize = AtomicUsize::new(0);
 
-/// From the timer interrupt (see `catch::check_deadline`), when it
+/// From the timer interrupt (see `catch::check_budget`), when it
 /// interrupted `owner`'s code under its continuation (pushed by
 /// `frame_owner`) outside any kernel service: if a fault is armed for
 /// `owner`, make the interrupted code raise it as soon as the interrupt
@@ -938,6 +944,21 @@ async fn watch_client() {
 
 // ---- injectors ----
 
+/// The first crashes of domains no injector targets (the shadow), as
+/// they happened: a wind-down's kill would overwrite the last fault.
+static OTHER_CRASHES: spin::Mutex<Vec<alloc::string::String>> = spin::Mutex::new(Vec::new());
+
+/// Called (as the kernel) whenever an incarnation crashes.
+pub fn on_crash(name: &str, message: &str) {
+    if !RUNNING.load(Ordering::Relaxed) || Target::ALL.iter().any(|t| t.name() == name) {
+        return;
+    }
+    let mut crashes = OTHER_CRASHES.lock();
+    if crashes.len() < 4 {
+        crashes.push(alloc::format!("{name}: {message}"));
+    }
+}
+
 fn print_cores() {
     for c in cpu::all() {
         println!(
@@ -1157,6 +1178,7 @@ struct Snapshot {
     frames: u64,
     tables: u64,
     heap: (u64, u64),
+    pool_bookkeeping: u64,
     shared: (u64, u64),
 }
 
@@ -1166,6 +1188,7 @@ fn snapshot() -> Snapshot {
         frames: mem::frames::free_count(),
         tables: mem::frames::table_count(),
         heap: mem::heap::usage(),
+        pool_bookkeeping: crate::shared_heap::bookkeeping_bytes(),
         shared: crate::shared_heap::usage(),
     }
 }
@@ -1333,6 +1356,9 @@ async fn campaign(plan: Plan) -> Result<Report, alloc::string::String> {
     let stuck = stuck?;
     let crashes_after: u64 = domain::all().map(|d| u64::from(d.crashes())).sum();
     let contained = C.contained.load(Ordering::SeqCst);
+    for crash in core::mem::take(&mut *OTHER_CRASHES.lock()) {
+        println!("storm: unexpected crash of {crash}");
+    }
     // Name whoever crashed more often than it was faulted (a domain no
     // injector targets, such as the shadow, should never crash).
     for &(d, before) in &each_before {
@@ -1379,6 +1405,7 @@ async fn campaign(plan: Plan) -> Result<Report, alloc::string::String> {
         stuck_workloads: stuck,
         frames: (before.frames, after.frames),
         heap: (before.heap.0, after.heap.0),
+        pool_bookkeeping: (before.pool_bookkeeping, after.pool_bookkeeping),
         heap_size: (before.heap.1, after.heap.1),
         heap_classes: (0..mem::heap::CLASSES)
             .filter(|&i| before.classes[i] != after.classes[i])

@@ -98,11 +98,11 @@ pub fn start_tick(hz: u64) {
 }
 
 /// Called from the timer interrupt on every core: stops a closure that
-/// overran its deadline (see `catch::catch_with_deadline`).
+/// spent its watchdog budget (see `catch::catch_with_budget`).
 pub fn on_tick(frame: &mut TrapFrame) {
     let ticks = crate::cpu::current().ticks.load(Ordering::Relaxed);
     crate::storm::watch_stall(frame, ticks);
-    crate::catch::check_deadline(frame, ticks);
+    crate::catch::check_budget(frame);
 }
 
 /// Timer ticks in `ns` nanoseconds (at least 1).

@@ -82,13 +82,12 @@ fn through_gate<R>(
     run: impl FnOnce(&cont::Gate, u64) -> Result<R, cont::Refused<Fault>>,
 ) -> Result<R, EntryError> {
     let domain = get(slot_of(owner)).ok_or(EntryError::NoSuchDomain)?;
+    // Ticks of the domain's own code the entry may run (0, none, until the
+    // timer is calibrated): a budget, not a point in time, so that what
+    // the domain waits for in kernel services or in other domains it
+    // calls is not charged to it.
     let budget = BUDGET_TICKS.load(Ordering::Relaxed);
-    let deadline = if budget == 0 {
-        0
-    } else {
-        cpu::current().ticks.load(Ordering::Relaxed) + budget
-    };
-    match run(&domain.gate, deadline) {
+    match run(&domain.gate, budget) {
         Ok(value) => Ok(value),
         Err(cont::Refused::NotAlive) => Err(EntryError::NotAlive),
         Err(cont::Refused::Failed(fault)) => {

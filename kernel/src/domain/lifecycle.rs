@@ -324,6 +324,9 @@ pub(super) fn poison(
             domain.name,
             domain.generation()
         );
+        if fault.is_some() {
+            crate::storm::on_crash(&domain.name, &message);
+        }
         *domain.last_fault.lock() = Some(message);
     });
     if fault.is_some() {

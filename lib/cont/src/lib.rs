@@ -170,17 +170,20 @@ pub trait Core {
 
 /// A continuation as the kernel links them: registers first (so a pointer
 /// to the frame is a pointer to its registers), the enclosing frame, the
-/// watchdog deadline and room for what went wrong (`P`, written by the
+/// watchdog budget and room for what went wrong (`P`, written by the
 /// failure path before it resumes).
 #[repr(C)]
 pub struct Frame<P> {
     pub regs: Registers,
     pub prev: *mut (),
-    /// Point in time (in whatever unit the watchdog uses: the kernel uses its
-    /// per-core timer-tick count) after which the watchdog may stop the
-    /// closure; 0: never. Cleared as soon as the closure returns, so the
-    /// watchdog can never fire after the fact.
-    pub deadline: AtomicU64,
+    /// What the watchdog may still let the closure run, in whatever unit
+    /// it counts (the kernel: timer ticks that land in the closure's own
+    /// code, not in a kernel service it called nor in an entry it made
+    /// into another domain, whose own frame is charged); the watchdog
+    /// stops the closure when it would reach 0. 0: no limit. Cleared as
+    /// soon as the closure returns, so the watchdog can never fire after
+    /// the fact.
+    pub budget: AtomicU64,
     /// The incarnation current when the frame was pushed (a gate makes
     /// its incarnation current first): whose code a failure resuming this
     /// frame abandons. Read by interrupt handlers that act on one
@@ -193,7 +196,7 @@ pub struct Frame<P> {
 
 /// Runs `f` under a new innermost frame on `core`. `Ok` if it returns;
 /// `Err` with the payload the failure path wrote if it was resumed.
-pub fn guarded<P, R, F: FnOnce() -> R>(core: &impl Core, deadline: u64, f: F) -> Result<R, P> {
+pub fn guarded<P, R, F: FnOnce() -> R>(core: &impl Core, budget: u64, f: F) -> Result<R, P> {
     // The result goes to a `MaybeUninit` (not an `Option`): writing an
     // enum's tag byte and then reading the whole value back with a wider
     // load defeats store-to-load forwarding, which cost more than the rest
@@ -201,7 +204,7 @@ pub fn guarded<P, R, F: FnOnce() -> R>(core: &impl Core, deadline: u64, f: F) ->
     struct Slot<F, R> {
         f: MaybeUninit<F>,
         result: MaybeUninit<R>,
-        deadline: *const AtomicU64,
+        budget: *const AtomicU64,
     }
     extern "C" fn trampoline<F: FnOnce() -> R, R>(arg: *mut u8) {
         // SAFETY: `arg` is the `Slot` on `guarded`'s frame, alive for the
@@ -210,22 +213,22 @@ pub fn guarded<P, R, F: FnOnce() -> R>(core: &impl Core, deadline: u64, f: F) ->
         // SAFETY: `guarded` wrote `f` before the call, and it is read once.
         let f = unsafe { slot.f.assume_init_read() };
         slot.result.write(f());
-        // Only this core's own timer interrupt reads the deadline, and an
+        // Only this core's own timer interrupt reads the budget, and an
         // interrupt sees this core's earlier stores, so no fence is needed.
-        // SAFETY: `deadline` points into the frame on `guarded`'s stack.
-        unsafe { (*slot.deadline).store(0, Ordering::Relaxed) };
+        // SAFETY: `budget` points into the frame on `guarded`'s stack.
+        unsafe { (*slot.budget).store(0, Ordering::Relaxed) };
     }
     let mut frame = Frame::<P> {
         regs: Registers::new(),
         prev: core.top(),
-        deadline: AtomicU64::new(deadline),
+        budget: AtomicU64::new(budget),
         owner: core.owner(),
         payload: MaybeUninit::uninit(),
     };
     let mut slot = Slot {
         f: MaybeUninit::new(f),
         result: MaybeUninit::uninit(),
-        deadline: &frame.deadline,
+        budget: &frame.budget,
     };
     // An interrupt on this core may read the frame as soon as it is
     // linked: its zeroed registers must be in memory first (see
@@ -256,14 +259,14 @@ pub fn guarded<P, R, F: FnOnce() -> R>(core: &impl Core, deadline: u64, f: F) ->
 pub struct RawCall {
     /// Runs the call; receives the `RawCall` (the start of the slot).
     pub run: unsafe extern "C-unwind" fn(*mut RawCall),
-    deadline: *const AtomicU64,
+    budget: *const AtomicU64,
 }
 
 impl RawCall {
     pub const fn new(run: unsafe extern "C-unwind" fn(*mut RawCall)) -> RawCall {
         RawCall {
             run,
-            deadline: core::ptr::null(),
+            budget: core::ptr::null(),
         }
     }
 
@@ -271,10 +274,10 @@ impl RawCall {
     /// calls this as soon as its work returns.
     #[inline]
     pub fn done(&self) {
-        if !self.deadline.is_null() {
-            // SAFETY: set by `guarded_raw` to its frame's deadline, which
+        if !self.budget.is_null() {
+            // SAFETY: set by `guarded_raw` to its frame's budget, which
             // outlives the call; only this core's interrupt reads it.
-            unsafe { (*self.deadline).store(0, Ordering::Relaxed) };
+            unsafe { (*self.budget).store(0, Ordering::Relaxed) };
         }
     }
 }
@@ -285,16 +288,16 @@ impl RawCall {
 /// # Safety
 /// `call` points to a live `RawCall` at the start of its slot, valid for
 /// the whole call, whose `run` is safe to call with it.
-pub unsafe fn guarded_raw<P>(core: &impl Core, deadline: u64, call: *mut RawCall) -> Result<(), P> {
+pub unsafe fn guarded_raw<P>(core: &impl Core, budget: u64, call: *mut RawCall) -> Result<(), P> {
     let frame = Frame::<P> {
         regs: Registers::new(),
         prev: core.top(),
-        deadline: AtomicU64::new(deadline),
+        budget: AtomicU64::new(budget),
         owner: core.owner(),
         payload: MaybeUninit::uninit(),
     };
     // SAFETY: per the contract; the frame outlives the call.
-    unsafe { (*call).deadline = &frame.deadline };
+    unsafe { (*call).budget = &frame.budget };
     // As in `guarded`.
     compiler_fence(Ordering::SeqCst);
     core.set_top(&raw const frame as *mut ());
@@ -370,13 +373,13 @@ impl Gate {
 
     /// Runs `f` as incarnation `owner` on `core`: checks it is the open
     /// incarnation, makes `owner` current, runs `f` guarded with the
-    /// watchdog deadline, and restores the previous owner.
+    /// watchdog budget, and restores the previous owner.
     #[inline]
     pub fn enter<P, R>(
         &self,
         core: &impl Core,
         owner: OwnerId,
-        deadline: u64,
+        budget: u64,
         f: impl FnOnce() -> R,
     ) -> Result<R, Refused<P>> {
         if !self.is_alive_as(owner) {
@@ -384,7 +387,7 @@ impl Gate {
         }
         let previous = core.owner();
         core.set_owner(owner);
-        let result = guarded(core, deadline, f).map_err(Refused::Failed);
+        let result = guarded(core, budget, f).map_err(Refused::Failed);
         core.set_owner(previous);
         result
     }
@@ -398,7 +401,7 @@ impl Gate {
         &self,
         core: &impl Core,
         owner: OwnerId,
-        deadline: u64,
+        budget: u64,
         call: *mut RawCall,
     ) -> Result<(), Refused<P>> {
         if !self.is_alive_as(owner) {
@@ -407,7 +410,7 @@ impl Gate {
         let previous = core.owner();
         core.set_owner(owner);
         // SAFETY: forwarded.
-        let result = unsafe { guarded_raw(core, deadline, call) }.map_err(Refused::Failed);
+        let result = unsafe { guarded_raw(core, budget, call) }.map_err(Refused::Failed);
         core.set_owner(previous);
         result
     }

@@ -221,6 +221,19 @@ impl DomainHeap {
         self.stats
     }
 
+    /// Bytes the heap's own bookkeeping holds on the allocator it lives in
+    /// (its vectors' capacity): grows with the pages ever mapped, like the
+    /// pool itself, and is kept with it.
+    pub fn bookkeeping_bytes(&self) -> usize {
+        self.pages.capacity() * core::mem::size_of::<Page>()
+            + self.slabs.capacity() * core::mem::size_of::<Slab>()
+            + self.runs.capacity() * core::mem::size_of::<(usize, usize)>()
+            + self
+                .steps
+                .as_ref()
+                .map_or(0, |s| s.capacity() * core::mem::size_of::<usize>())
+    }
+
     /// `[base, high_water)`: everything ever mapped.
     pub fn mapped_range(&self) -> (u64, u64) {
         (self.base, self.high_water)

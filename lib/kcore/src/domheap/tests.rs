@@ -419,3 +419,22 @@ fn contiguous_heap_keeps_every_object_in_one_step_under_random_load() {
         live.push((address, size, align));
     }
 }
+
+/// The bookkeeping the heap reports grows with the pages it maps (what the
+/// kernel's fault campaign subtracts as the pool's, not a leak) and stays
+/// when they are freed (kept for reuse).
+#[test]
+fn bookkeeping_grows_with_the_pool_and_is_kept() {
+    let mut heap = DomainHeap::new(BASE, BASE + (1 << 30));
+    let mut pages = FakePages::new(1 << 16);
+    let empty = heap.bookkeeping_bytes();
+    let size = 256 * PAGE_SIZE as usize;
+    let address = heap.alloc(size, 8, &mut pages).expect("room for 256 pages");
+    let grown = heap.bookkeeping_bytes();
+    assert!(
+        grown >= empty + 256 * core::mem::size_of::<Page>(),
+        "{empty} -> {grown} B for 256 pages"
+    );
+    heap.free(address, size, 8).expect("free");
+    assert!(heap.bookkeeping_bytes() >= grown, "the bookkeeping shrank");
+}
