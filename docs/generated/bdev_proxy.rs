@@ -71,7 +71,7 @@ impl BDev for BDevProxy {
         ::rrpc::start_async(
             &self.entry,
             move |moved| {
-                moved.receive_all(true, || {});
+                moved.receive_all(true, |critical| {});
                 match proxy.inner.get() {
                     ::core::option::Option::Some(inner) => inner.geometry(),
                     ::core::option::Option::None => {
@@ -99,8 +99,8 @@ impl BDev for BDevProxy {
                 moved
                     .receive_all(
                         true && <RRef<Batch> as ::rrpc::Exchangeable>::PLAIN,
-                        || {
-                            ::rrpc::proxy::receive(&proxy.entry, &batch);
+                        |critical| {
+                            ::rrpc::proxy::receive_in(critical, &proxy.entry, &batch);
                         },
                     );
                 match proxy.inner.get() {
@@ -127,7 +127,7 @@ impl BDev for BDevProxy {
             ::rrpc::start_async(
                     &proxy.entry,
                     move |moved| {
-                        moved.receive_all(true, || {});
+                        moved.receive_all(true, |critical| {});
                         inner.write(batch)
                     },
                 )
@@ -142,7 +142,7 @@ impl BDev for BDevProxy {
         ::rrpc::start_async(
             &self.entry,
             move |moved| {
-                moved.receive_all(true, || {});
+                moved.receive_all(true, |critical| {});
                 match proxy.inner.get() {
                     ::core::option::Option::Some(inner) => inner.flush(),
                     ::core::option::Option::None => {
@@ -170,8 +170,8 @@ impl BDev for BDevProxy {
                 moved
                     .receive_all(
                         true && <RRef<Extent> as ::rrpc::Exchangeable>::PLAIN,
-                        || {
-                            ::rrpc::proxy::receive(&proxy.entry, &extent);
+                        |critical| {
+                            ::rrpc::proxy::receive_in(critical, &proxy.entry, &extent);
                         },
                     );
                 match proxy.inner.get() {
@@ -198,7 +198,7 @@ impl BDev for BDevProxy {
             ::rrpc::start_async(
                     &proxy.entry,
                     move |moved| {
-                        moved.receive_all(true, || {});
+                        moved.receive_all(true, |critical| {});
                         inner.write_extent(extent)
                     },
                 )

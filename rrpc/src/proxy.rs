@@ -255,18 +255,32 @@ impl<'a> Moved<'a> {
         Moved(flag)
     }
 
-    /// Runs `moves` (the `receive` of every argument) and marks the
+    /// Runs `moves` (a [`receive_in`] of every argument) and marks the
     /// arguments moved, all in one critical section. With `plain` (no
     /// argument can hold an `RRef`: nothing to move), only marks them.
     #[inline]
-    pub fn receive_all(self, plain: bool, moves: impl FnOnce()) {
+    pub fn receive_all(self, plain: bool, moves: impl FnOnce(&InCritical)) {
         if plain {
             self.0.set(true);
             return;
         }
-        let _critical = crate::registry::Critical::enter();
-        moves();
+        let critical = crate::registry::Critical::enter();
+        moves(&InCritical(critical));
         self.0.set(true);
+    }
+}
+
+/// Proof of a registry critical section, for [`receive_in`].
+pub struct InCritical(#[allow(dead_code)] crate::registry::Critical);
+
+/// [`receive`] inside a critical section already entered (by
+/// [`Moved::receive_all`], for all of a call's arguments at once).
+#[inline]
+pub fn receive_in<T: crate::Exchangeable + ?Sized>(_: &InCritical, entry: &EntryCap, value: &T) {
+    let _ = entry;
+    if !T::PLAIN {
+        // SAFETY: as in `receive`.
+        value.move_roots(&unsafe { crate::Transfer::here() });
     }
 }
 
@@ -313,26 +327,55 @@ pub fn movable<T: crate::Exchangeable + ?Sized>(value: &T) -> RpcResult<()> {
 /// holding them: its copy on the abandoned stack was never dropped) is
 /// dropped here.
 fn call_as_moving<R, F: FnOnce(Moved<'_>) -> R>(callee: Owner, f: F) -> RpcResult<R> {
-    let moved = core::cell::Cell::new(false);
-    let mut f = core::mem::ManuallyDrop::new(f);
-    let f_ptr: *mut F = &raw mut *f;
-    let result = call_as(
-        callee,
-        || {
-            // SAFETY: read once, here; on failure the caller below drops
-            // the original only if this copy never moved the arguments.
-            let f = unsafe { f_ptr.read() };
-            f(Moved::new(&moved))
-        },
-        false,
-    );
-    if result.is_err() && !moved.get() {
-        // The arguments are still the caller's. If the closure never ran,
-        // its copy was never made; if it ran, the copy was abandoned on a
-        // stack the failure discarded, without drops.
-        // SAFETY: `f` is intact (see above) and dropped once.
-        unsafe { core::mem::ManuallyDrop::drop(&mut f) };
+    let runtime = RUNTIME.get().ok_or(RpcError::DomainNotAlive)?;
+    // As in `call_as`, with the flag the closure sets once its arguments
+    // are the callee's.
+    #[repr(C)]
+    struct Slot<F, R> {
+        raw: cont::RawCall,
+        f: core::mem::MaybeUninit<F>,
+        result: core::mem::MaybeUninit<R>,
+        ran: bool,
+        moved: core::cell::Cell<bool>,
     }
+    unsafe extern "C-unwind" fn run<F: FnOnce(Moved<'_>) -> R, R>(raw: *mut cont::RawCall) {
+        // SAFETY: `raw` is the start of a `Slot<F, R>` (`repr(C)`), live
+        // for the call, run at most once (`ran`).
+        unsafe {
+            let slot = &mut *(raw as *mut Slot<F, R>);
+            if !slot.ran {
+                slot.ran = true;
+                let f = slot.f.assume_init_read();
+                slot.result.write(f(Moved::new(&slot.moved)));
+            }
+            slot.raw.done();
+        }
+    }
+    let mut slot = Slot::<F, R> {
+        raw: cont::RawCall::new(run::<F, R>),
+        f: core::mem::MaybeUninit::new(f),
+        result: core::mem::MaybeUninit::uninit(),
+        ran: false,
+        moved: core::cell::Cell::new(false),
+    };
+    // SAFETY: the slot starts with its `RawCall`, lives across the call,
+    // and `run` matches its types.
+    let entered = unsafe { runtime.enter_raw(callee, &raw mut slot.raw) };
+    let result = match entered {
+        // SAFETY: `ran` says the closure ran to completion and wrote it.
+        Ok(()) if slot.ran => return Ok(unsafe { slot.result.assume_init_read() }),
+        Ok(()) => Err(RpcError::DomainCrashed),
+        Err(error) => Err(error),
+    };
+    if !slot.moved.get() {
+        // The arguments are still the caller's: the closure never ran, or
+        // its copy was abandoned, without drops, on a stack the failure
+        // discarded before it moved them.
+        // SAFETY: intact (see above), dropped once.
+        unsafe { slot.f.assume_init_drop() };
+    }
+    // Otherwise the closure (and whatever it built) may hold the callee's
+    // objects, a dead domain's memory: it is never dropped.
     result
 }
 

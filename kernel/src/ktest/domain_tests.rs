@@ -968,7 +968,7 @@ fn failed_before_the_moves() -> BoxedTest {
         let buffer = RRef::new([7u8; 256]);
         let result = rrpc::proxy::call_method(&cap, move |moved: rrpc::proxy::Moved<'_>| {
             inject::trigger(Kind::Panic);
-            moved.receive_all(true, || {});
+            moved.receive_all(true, |_| {});
             drop(buffer);
         });
         ensure!(

@@ -175,7 +175,7 @@ pub fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Erro
             .iter()
             .zip(&arg_types)
             .filter(|(_, ty)| !matches!(ty, Type::Reference(_)))
-            .map(|(n, _)| quote! { ::rrpc::proxy::receive(&proxy.entry, &#n); })
+            .map(|(n, _)| quote! { ::rrpc::proxy::receive_in(critical, &proxy.entry, &#n); })
             .collect();
         // An argument that holds a lent `RRef` (lent to a call its caller
         // abandoned) must not change hands: the call is refused.
@@ -250,7 +250,7 @@ pub fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Erro
                         #( #lends )*
                         #( #copies )*
                         ::rrpc::start_async(&proxy.entry, move |moved| {
-                            moved.receive_all(#plain, || { #( #moves )* });
+                            moved.receive_all(#plain, |critical| { #( #moves )* });
                             inner.#method_name(#( #arg_names ),*)
                         }).await
                     })
@@ -275,7 +275,7 @@ pub fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Erro
                     // proxy (one word) rather than the object.
                     let proxy = self;
                     ::rrpc::start_async(&self.entry, move |moved| {
-                        moved.receive_all(#plain, || { #( #moves )* });
+                        moved.receive_all(#plain, |critical| { #( #moves )* });
                         match proxy.inner.get() {
                             ::core::option::Option::Some(inner) => inner.#method_name(#( #arg_names ),*),
                             ::core::option::Option::None => ::rrpc::RpcFuture::failed(::rrpc::RpcError::DomainNotAlive),
@@ -294,7 +294,7 @@ pub fn interface_impl(item: &ItemTrait) -> Result<proc_macro2::TokenStream, Erro
                 #( #movables?; )*
                 let proxy = self;
                 let result = ::rrpc::proxy::call_method(&self.entry, move |moved| {
-                    moved.receive_all(#plain, || { #( #moves )* });
+                    moved.receive_all(#plain, |critical| { #( #moves )* });
                     inner.#method_name(#( #arg_names ),*)
                 })??;
                 // Back in the caller (the entry restored it): the result's
