@@ -1,41 +1,119 @@
 #!/usr/bin/env python3
-"""Boots the kernel with `bench=1` under QEMU (TCG), collects its `kbench:`
-lines, prints them as a table and writes bench/results/qemu.json.
+"""Boots the kernel with `bench=1` under QEMU (TCG) REPEAT times, collects
+its `kbench:` lines, prints them as a table and writes
+bench/results/qemu.json.
 
 Under TCG absolute ticks mean little: read the ratio column, which compares
-each benchmark with its baseline measured in the same boot.
+each benchmark with its baseline measured in the same boot. Rows measured
+in alternating rounds report the median of the per-round ratios with their
+minimum and maximum; across the boots, each row's ratios are listed with
+their spread ((max - min) / 2, relative to the median of the boots), which
+is what "stable to within 3 %" is judged on.
+
+Usage: qemu-bench.py KERNEL OUT.json [ARCHIVE [DISK]] [--repeat N]
+QEMU runs pinned to one host core (the last) when `taskset` is available.
 """
 import json
+import os
+import shutil
+import statistics
 import subprocess
 import sys
 
-kernel, out = sys.argv[1], sys.argv[2]
-archive = sys.argv[3] if len(sys.argv) > 3 else None
-disk = sys.argv[4] if len(sys.argv) > 4 else None
+args = [a for a in sys.argv[1:] if not a.startswith("--repeat")]
+repeat = 3
+for i, a in enumerate(sys.argv):
+    if a.startswith("--repeat"):
+        value = a.split("=", 1)[1] if "=" in a else sys.argv[i + 1]
+        repeat = int(value)
+        if value in args:
+            args.remove(value)
+kernel, out = args[0], args[1]
+archive = args[2] if len(args) > 2 else None
+disk = args[3] if len(args) > 3 else None
 cmd = ["qemu-system-x86_64", "-machine", "q35", "-cpu", "max", "-smp", "2", "-m", "512M",
        "-kernel", kernel, *(["-initrd", archive] if archive else []),
-       *(["-drive", f"file={disk},if=none,id=nvm,format=raw", "-device", "nvme,serial=nvme0,drive=nvm"] if disk else []), "-append", "bench=1 log=error", "-display", "none", "-serial", "stdio",
+       *(["-drive", f"file={disk},if=none,id=nvm,format=raw", "-device", "nvme,serial=nvme0,drive=nvm"] if disk else []),
+       "-append", "bench=1 log=error", "-display", "none", "-serial", "stdio",
        "-monitor", "none", "-no-reboot", "-nic", "none",
        "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
+cores = os.cpu_count() or 1
+pinned = None
+if shutil.which("taskset") and cores > 1:
+    pinned = cores - 1
+    cmd = ["taskset", "-c", str(pinned)] + cmd
+
+
+def boot():
+    try:
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=600)
+    except subprocess.TimeoutExpired:
+        sys.exit("qemu-bench: the benchmark boot timed out")
+    text = proc.stdout.decode("utf-8", "replace").replace("\r", "")
+    lines = [l[len("kbench: "):] for l in text.splitlines() if l.startswith("kbench: ")]
+    if "done" not in lines:
+        sys.exit("qemu-bench: the kernel did not finish its benchmarks:\n" + text[-3000:])
+    rows = []
+    for line in lines[1:]:
+        parts = [p.strip() for p in line.split("|")]
+        if len(parts) == 6:
+            name, workload, ticks, baseline, baseline_ticks, ratio = parts
+            rows.append({"name": name, "workload": workload, "median": float(ticks),
+                         "baseline": baseline, "baseline_median": float(baseline_ticks),
+                         "ratio": float(ratio)})
+        elif len(parts) == 9:
+            name, workload, ticks, baseline, baseline_ticks, ratio, lo, hi, rounds = parts
+            rows.append({"name": name, "workload": workload, "median": float(ticks),
+                         "baseline": baseline, "baseline_median": float(baseline_ticks),
+                         "ratio": float(ratio), "ratio_min": float(lo), "ratio_max": float(hi),
+                         "rounds": int(rounds)})
+    return rows
+
+
+boots = []
+for i in range(repeat):
+    boots.append(boot())
+    print(f"qemu-bench: boot {i + 1} of {repeat} done", file=sys.stderr)
+
+# Rows by name, in the first boot's order.
+names = [r["name"] for r in boots[0]]
+merged = []
+for name in names:
+    per_boot = [next((r for r in b if r["name"] == name), None) for b in boots]
+    per_boot = [r for r in per_boot if r is not None]
+    ratios = [r["ratio"] for r in per_boot]
+    middle = statistics.median(ratios)
+    spread = (max(ratios) - min(ratios)) / 2 / middle * 100 if middle else 0.0
+    row = dict(per_boot[0])
+    row["ratio"] = middle
+    row["median"] = statistics.median(r["median"] for r in per_boot)
+    row["baseline_median"] = statistics.median(r["baseline_median"] for r in per_boot)
+    row["ratios_per_boot"] = ratios
+    row["spread_percent"] = round(spread, 2)
+    if "rounds" in row:
+        row["ratio_min"] = min(r["ratio_min"] for r in per_boot)
+        row["ratio_max"] = max(r["ratio_max"] for r in per_boot)
+    merged.append(row)
+
+print(f"{'in QEMU (TCG)':<28} {'ticks':>9}   {'baseline':<20} {'ticks':>9} {'ratio':>7} {'rounds min..max':>15}  {'per boot':<22} {'spread':>7}")
+print("-" * 130)
+for r in merged:
+    rounds = f"{r['ratio_min']:.2f}..{r['ratio_max']:.2f}" if "rounds" in r else "-"
+    boots_text = " ".join(f"{x:.3f}" for x in r["ratios_per_boot"])
+    print(f"{r['name']:<28} {r['median']:>9.1f}   {r['baseline']:<20} {r['baseline_median']:>9.1f} {r['ratio']:>6.3f}x {rounds:>15}  {boots_text:<22} {r['spread_percent']:>6.1f}%")
+print(f"(median over {repeat} boots of each boot's ratio; rounds: per-round ratios within the boots; "
+      f"spread: half the range of the boots' ratios over their median; QEMU pinned to host core {pinned})")
+cpu = "unknown"
 try:
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
-except subprocess.TimeoutExpired:
-    sys.exit("qemu-bench: the benchmark boot timed out")
-lines = [l[len("kbench: "):] for l in proc.stdout.decode("utf-8", "replace").replace("\r", "").splitlines()
-         if l.startswith("kbench: ")]
-if "done" not in lines:
-    sys.exit("qemu-bench: the kernel did not finish its benchmarks:\n" + proc.stdout.decode("utf-8", "replace")[-3000:])
-rows = []
-for line in lines[1:]:
-    parts = [p.strip() for p in line.split("|")]
-    if len(parts) == 6:
-        name, workload, ticks, baseline, baseline_ticks, ratio = parts
-        rows.append({"name": name, "workload": workload, "median": float(ticks), "baseline": baseline,
-                     "baseline_median": float(baseline_ticks), "ratio": float(ratio)})
-print(f"{'in QEMU (TCG)':<24} {'ticks':>8}   {'baseline':<20} {'ticks':>8} {'ratio':>7}")
-print("-" * 74)
-for r in rows:
-    print(f"{r['name']:<24} {r['median']:>8.1f}   {r['baseline']:<20} {r['baseline_median']:>8.1f} {r['ratio']:>6.2f}x")
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+except OSError:
+    pass
 with open(out, "w") as f:
-    json.dump({"unit": "tsc_ticks_per_operation_under_tcg", "benchmarks": rows}, f, indent=2)
+    json.dump({"unit": "tsc_ticks_per_operation_under_tcg", "cpu": cpu, "boots": repeat,
+               "pinned_core": pinned, "benchmarks": merged}, f, indent=2)
 print(f"results written to {out}")

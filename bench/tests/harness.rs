@@ -47,3 +47,69 @@ fn unknown_arguments_are_refused() {
         .unwrap();
     assert_eq!(status.code(), Some(2));
 }
+
+#[test]
+fn callgrind_dumps_are_read_per_label() {
+    let dir = std::env::temp_dir().join(format!("bench-dumps-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dump = |name: &str, label: &str, total: u64| {
+        std::fs::write(
+            dir.join(name),
+            format!("version: 1\ncreator: callgrind-3.19.0\ndesc: Trigger: Client Request: {label}\nevents: Ir\nsummary: {total}\n\nfn=(1) x\n0 {total}\ntotals: {total}\n"),
+        )
+        .unwrap();
+    };
+    dump("cg.out.1", "proxy-call#0", 1_230_000);
+    dump("cg.out.2", "proxy-call#1", 120_000);
+    std::fs::write(
+        dir.join("cg.out"),
+        "desc: Trigger: Program termination\nsummary: 99\n",
+    )
+    .unwrap();
+    let counts = bench::harness::count::parse_dumps(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(counts.len(), 2, "{counts:?}");
+    let per_op = bench::harness::count::COUNT_ITERATIONS as f64;
+    assert_eq!(counts["proxy-call#0"], 1_230_000.0 / per_op);
+    assert_eq!(counts["proxy-call#1"], 120_000.0 / per_op);
+}
+
+/// With valgrind installed (`make bench` installs it), `--instructions`
+/// adds deterministic counts to every row: a trait-object call through a
+/// `black_box` is a handful of instructions more than a direct call.
+#[test]
+fn instruction_counts_reach_the_json_when_valgrind_is_there() {
+    if std::process::Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("valgrind not installed: `make bench` installs it; not checked here");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("bench-instr-{}", std::process::id()));
+    let out = dir.join("host.json");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args([
+            "--quick",
+            "--instructions",
+            "--only",
+            "trait-object-call",
+            "--out",
+        ])
+        .arg(&out)
+        .status()
+        .expect("run bench");
+    assert!(status.success());
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+    assert!(json["cpu"].as_str().is_some_and(|c| !c.is_empty()));
+    let row = &json["benchmarks"][0];
+    let measured = row["instructions"].as_f64().expect("instructions counted");
+    let baseline = row["baseline_instructions"]
+        .as_f64()
+        .expect("baseline counted");
+    assert!(measured > 3.0 && baseline > 3.0, "{row}");
+    assert!(measured < 100.0 && baseline < 100.0, "{row}");
+}

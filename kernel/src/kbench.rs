@@ -1,9 +1,14 @@
 //! In-QEMU micro-benchmarks (`bench=1` on the kernel command line).
 //!
 //! Under TCG absolute times mean little, so each benchmark is reported next
-//! to its baseline measured in the same boot, as a ratio. Output lines start
-//! with `kbench:` and the run ends with `kbench: done`; `make bench` collects
-//! them into `bench/results/qemu.json`.
+//! to its baseline measured in the same boot, as a ratio. Variant and
+//! baseline are measured in alternating rounds (the order flipping each
+//! round, after an untimed warm-up of both), and each row gives the median
+//! of the per-round ratios with their minimum, maximum and count: a ratio
+//! taken from two measurements seconds apart moves with whatever the host
+//! did in between. Output lines start with `kbench:` and the run ends with
+//! `kbench: done`; `make bench` collects them into
+//! `bench/results/qemu.json`.
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -18,20 +23,57 @@ use crate::domain;
 const ITERATIONS: u64 = 20_000;
 const SAMPLES: usize = 11;
 
-fn median_ticks(mut f: impl FnMut()) -> f64 {
-    for _ in 0..1000 {
+/// Ticks per call of one sample of `ITERATIONS` calls of `f`.
+fn sample(f: &mut dyn FnMut()) -> f64 {
+    let start = rdtsc();
+    for _ in 0..ITERATIONS {
         f();
     }
-    let mut samples = [0f64; SAMPLES];
-    for sample in samples.iter_mut() {
-        let start = rdtsc();
-        for _ in 0..ITERATIONS {
-            f();
-        }
-        *sample = (rdtsc() - start) as f64 / ITERATIONS as f64;
+    (rdtsc() - start) as f64 / ITERATIONS as f64
+}
+
+/// `SAMPLES` rounds, each timing one sample of `measured` and one of
+/// `baseline` (in flipping order), after a warm-up of both.
+fn rounds(mut measured: impl FnMut(), mut baseline: impl FnMut()) -> Rounds {
+    for _ in 0..1000 {
+        measured();
+        baseline();
     }
-    samples.sort_by(|a, b| a.partial_cmp(b).unwrap_or(core::cmp::Ordering::Equal));
-    samples[SAMPLES / 2]
+    let mut out = Rounds::default();
+    for round in 0..SAMPLES {
+        let (m, b) = if round % 2 == 0 {
+            let m = sample(&mut measured);
+            (m, sample(&mut baseline))
+        } else {
+            let b = sample(&mut baseline);
+            (sample(&mut measured), b)
+        };
+        out.push(m, b);
+    }
+    out
+}
+
+/// Like [`rounds`], with every group of `INNER` calls made inside one
+/// entry into `owner` (as code of that domain would run them); ticks per
+/// call.
+fn rounds_as(
+    owner: executor::OwnerId,
+    mut measured: impl FnMut(),
+    mut baseline: impl FnMut(),
+) -> Rounds {
+    const INNER: u64 = 10;
+    let group = |f: &mut dyn FnMut()| {
+        let _ = domain::enter(owner, || {
+            for _ in 0..INNER {
+                f();
+            }
+        });
+    };
+    let mut r = rounds(|| group(&mut measured), || group(&mut baseline));
+    for v in r.measured.iter_mut().chain(r.baseline.iter_mut()) {
+        *v /= INNER as f64;
+    }
+    r
 }
 
 fn report(name: &str, workload: &str, measured: f64, baseline_name: &str, baseline: f64) {
@@ -41,34 +83,45 @@ fn report(name: &str, workload: &str, measured: f64, baseline_name: &str, baseli
     );
 }
 
-/// Like [`median_ticks`], with every group of `INNER` calls of `f` made
-/// inside one entry into `owner` (as code of that domain would run them).
-fn median_ticks_as(owner: executor::OwnerId, mut f: impl FnMut()) -> f64 {
-    const INNER: u64 = 10;
-    let mut group = || {
-        let _ = domain::enter(owner, || {
-            for _ in 0..INNER {
-                f();
-            }
-        });
-    };
-    median_ticks_groups(&mut group) / INNER as f64
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(core::cmp::Ordering::Equal));
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-fn median_ticks_groups(group: &mut dyn FnMut()) -> f64 {
-    for _ in 0..100 {
-        group();
+/// Per-round values of a variant and of its baseline, measured in the
+/// same rounds.
+#[derive(Default)]
+struct Rounds {
+    measured: alloc::vec::Vec<f64>,
+    baseline: alloc::vec::Vec<f64>,
+}
+
+impl Rounds {
+    fn push(&mut self, measured: f64, baseline: f64) {
+        self.measured.push(measured);
+        self.baseline.push(baseline);
     }
-    let mut samples = [0f64; SAMPLES];
-    for sample in samples.iter_mut() {
-        let start = rdtsc();
-        for _ in 0..ITERATIONS / 10 {
-            group();
-        }
-        *sample = (rdtsc() - start) as f64 / (ITERATIONS / 10) as f64;
+
+    /// Prints the row: medians of both sides, then the median, minimum and
+    /// maximum of the per-round ratios and the number of rounds.
+    fn report(&self, name: &str, workload: &str, baseline_name: &str) {
+        let ratios: alloc::vec::Vec<f64> = self
+            .measured
+            .iter()
+            .zip(&self.baseline)
+            .map(|(m, b)| m / b.max(f64::MIN_POSITIVE))
+            .collect();
+        let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        println!(
+            "kbench: {name} | {workload} | {:.1} | {baseline_name} | {:.1} | {:.3} | {min:.3} | {max:.3} | {}",
+            median(&self.measured),
+            median(&self.baseline),
+            median(&ratios),
+            ratios.len()
+        );
     }
-    samples.sort_by(|a, b| a.partial_cmp(b).unwrap_or(core::cmp::Ordering::Equal));
-    samples[SAMPLES / 2]
 }
 
 /// Polls a future once with a no-op waker.
@@ -118,32 +171,45 @@ fn async_call(callee: executor::OwnerId) {
     if let (Ok(remote), Ok(local)) = (remote, local) {
         let proxy = TickerProxy::new(remote, crate::domain::entry_cap(callee));
         let proxy: &dyn Ticker = &proxy;
-        let proxied = median_ticks_as(caller.owner(), || {
-            black_box(poll_once(black_box(proxy).tick(black_box(7))));
-        });
         let local: &dyn Ticker = &*local;
-        let direct = median_ticks_as(caller.owner(), || {
-            black_box(poll_once(black_box(local).tick(black_box(7))));
-        });
-        let domain_heap = median_ticks_as(caller.owner(), || {
-            drop(black_box(Box::new(black_box([0u8; 64]))));
-        });
-        let kernel_heap = median_ticks(|| {
-            drop(black_box(Box::new(black_box([0u8; 64]))));
-        });
-        report(
-            "domain heap alloc+free 64 B",
-            "Box::new + drop inside a domain: global allocator routing, kernel section, per-core cache",
-            domain_heap,
-            "kernel heap",
-            kernel_heap,
-        );
-        report(
+        rounds_as(
+            caller.owner(),
+            || {
+                black_box(poll_once(black_box(proxy).tick(black_box(7))));
+            },
+            || {
+                black_box(poll_once(black_box(local).tick(black_box(7))));
+            },
+        )
+        .report(
             "async call (ready)",
             "generated proxy, from a caller domain: start, poll and drop of the callee's future in one entry",
-            proxied,
             "same future, no proxy",
-            direct,
+        );
+        // The domain heap from inside the domain (groups of ten in one
+        // entry), the kernel heap from the kernel (the same groups).
+        let owner = caller.owner();
+        let mut heap = rounds(
+            || {
+                let _ = domain::enter(owner, || {
+                    for _ in 0..10 {
+                        drop(black_box(Box::new(black_box([0u8; 64]))));
+                    }
+                });
+            },
+            || {
+                for _ in 0..10 {
+                    drop(black_box(Box::new(black_box([0u8; 64]))));
+                }
+            },
+        );
+        for v in heap.measured.iter_mut().chain(heap.baseline.iter_mut()) {
+            *v /= 10.0;
+        }
+        heap.report(
+            "domain heap alloc+free 64 B",
+            "Box::new + drop inside a domain: global allocator routing, kernel section, per-core cache",
+            "kernel heap",
         );
     }
     domain::kill(caller, "bench done");
@@ -178,83 +244,82 @@ pub async fn run() {
     // A call into the `idle` domain's control interface through its
     // generated proxy, versus the same call through a plain trait object.
     let plain: Arc<dyn Control + Send + Sync> = Arc::new(Plain);
-    let plain_ticks = median_ticks(|| {
+    let plain_call = || {
         black_box(black_box(&plain).control(2, black_box(7)).ok());
-    });
+    };
     match domain::create_from(archive_idle(), "bench-idle") {
         Ok(d) => {
             let proxy = domain::proxy::<dyn Control + Send + Sync>("bench-idle/control").ok();
             if let Some(proxy) = proxy {
-                let proxy_ticks = median_ticks(|| {
-                    black_box(black_box(&proxy).control(2, black_box(7)).ok());
-                });
-                report(
+                rounds(
+                    || {
+                        black_box(black_box(&proxy).control(2, black_box(7)).ok());
+                    },
+                    plain_call,
+                )
+                .report(
                     "domain call",
                     "generated proxy call into a domain: alive check, owner switch, continuation, watchdog deadline",
-                    proxy_ticks,
                     "trait-object call",
-                    plain_ticks,
                 );
             }
             let owner = d.owner();
-            let catch_ticks = median_ticks(|| {
-                black_box(crate::catch::catch(|| black_box(7u64)).ok());
-            });
-            report(
+            rounds(
+                || {
+                    black_box(crate::catch::catch(|| black_box(7u64)).ok());
+                },
+                plain_call,
+            )
+            .report(
                 "continuation only",
                 "catch() of a closure returning a value: save and discard a continuation",
-                catch_ticks,
                 "trait-object call",
-                plain_ticks,
             );
-            let enter_ticks = median_ticks(|| {
-                black_box(domain::enter(owner, || black_box(7u64)).ok());
-            });
-            report(
+            rounds(
+                || {
+                    black_box(domain::enter(owner, || black_box(7u64)).ok());
+                },
+                plain_call,
+            )
+            .report(
                 "domain entry (empty)",
                 "domain::enter with an empty closure",
-                enter_ticks,
                 "trait-object call",
-                plain_ticks,
             );
             // RRefs: allocation, and a call moving one in and back.
-            let rref_ticks = median_ticks(|| {
-                drop(black_box(RRef::new(black_box([0u8; 64]))));
-            });
-            let box_ticks = median_ticks(|| {
-                drop(black_box(Box::new(black_box([0u8; 64]))));
-            });
-            report(
+            rounds(
+                || drop(black_box(RRef::new(black_box([0u8; 64])))),
+                || drop(black_box(Box::new(black_box([0u8; 64])))),
+            )
+            .report(
                 "RRef<[u8; 64]> alloc+drop",
                 "RRef::new then drop (shared heap, registry)",
-                rref_ticks,
                 "Box (kernel heap)",
-                box_ticks,
             );
             if let Ok(object) =
                 domain::enter(owner, || Arc::new(Bouncer) as Arc<dyn Bounce + Send + Sync>)
             {
                 let bounce = BounceProxy::new(object, crate::domain::entry_cap(owner));
                 let mut buffer = Some(RRef::new([7u8; 64]));
-                let bounce_ticks = median_ticks(|| {
-                    if let Some(b) = buffer.take() {
-                        buffer = bounce.bounce(b).ok();
-                    }
-                });
                 let local = Bouncer;
                 let local: &dyn Bounce = black_box(&local);
-                let mut buffer = Some(RRef::new([7u8; 64]));
-                let local_ticks = median_ticks(|| {
-                    if let Some(b) = buffer.take() {
-                        buffer = local.bounce(b).ok();
-                    }
-                });
-                report(
+                let mut local_buffer = Some(RRef::new([7u8; 64]));
+                rounds(
+                    || {
+                        if let Some(b) = buffer.take() {
+                            buffer = bounce.bounce(b).ok();
+                        }
+                    },
+                    || {
+                        if let Some(b) = local_buffer.take() {
+                            local_buffer = local.bounce(b).ok();
+                        }
+                    },
+                )
+                .report(
                     "call moving an RRef in and back",
                     "generated proxy: RRef argument to the callee, result back to the caller",
-                    bounce_ticks,
                     "trait-object call",
-                    local_ticks,
                 );
             }
             async_call(owner);
@@ -383,9 +448,9 @@ fn random_batch(size: usize, blocks: u64, x: &mut u64) -> RRef<Batch> {
 }
 
 /// TSC ticks per 4 KiB request for `ops` requests in batches of `size`
-/// through `bdev` (median of three runs); `None` if any request failed.
-/// Like the driver's own loop, one batch is made up front and reused: it
-/// moves to the callee and back with each call.
+/// through `bdev` (one pass); `None` if any request failed. Like the
+/// driver's own loop, one batch is made up front and reused: it moves to
+/// the callee and back with each call. The same blocks in every pass.
 async fn ticks_per_io(
     bdev: &BDevProxy,
     write: bool,
@@ -393,34 +458,29 @@ async fn ticks_per_io(
     ops: usize,
     blocks: u64,
 ) -> Option<f64> {
-    let mut runs = alloc::vec::Vec::new();
     let mut x = 0x9E37_79B9_7F4A_7C15u64;
     let mut batch = random_batch(size, blocks, &mut x);
-    for _ in 0..3 {
-        let start = rdtsc();
-        for _ in 0..ops / size {
-            for io in batch.iter_mut() {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                io.block = x % blocks;
+    let start = rdtsc();
+    for _ in 0..ops / size {
+        for io in batch.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            io.block = x % blocks;
+        }
+        if write {
+            let statuses = bdev.write(&batch).await.ok()?;
+            if statuses[..batch.len()].iter().any(|&s| s != status::OK) {
+                return None;
             }
-            if write {
-                let statuses = bdev.write(&batch).await.ok()?;
-                if statuses[..batch.len()].iter().any(|&s| s != status::OK) {
-                    return None;
-                }
-            } else {
-                batch = bdev.read(batch).await.ok()?;
-                if batch.iter().any(|io| io.status != status::OK) {
-                    return None;
-                }
+        } else {
+            batch = bdev.read(batch).await.ok()?;
+            if batch.iter().any(|io| io.status != status::OK) {
+                return None;
             }
         }
-        runs.push((rdtsc() - start) as f64 / ops as f64);
     }
-    runs.sort_by(|a, b| a.partial_cmp(b).unwrap_or(core::cmp::Ordering::Equal));
-    Some(runs[1])
+    Some((rdtsc() - start) as f64 / ops as f64)
 }
 
 /// The same from inside the driver domain (no crossing per batch).
@@ -430,26 +490,44 @@ async fn ticks_direct(
     size: usize,
     ops: usize,
 ) -> Option<f64> {
-    let mut runs = alloc::vec::Vec::new();
-    for seed in 0..3u64 {
-        let start = rdtsc();
-        let ok = exerciser
-            .run((ops / size) as u32, size as u32, write, 0x1234_5678 + seed)
-            .await
-            .ok()?;
-        if ok != (ops / size * size) as u64 {
-            return None;
-        }
-        runs.push((rdtsc() - start) as f64 / ops as f64);
+    let start = rdtsc();
+    let ok = exerciser
+        .run((ops / size) as u32, size as u32, write, 0x1234_5678)
+        .await
+        .ok()?;
+    if ok != (ops / size * size) as u64 {
+        return None;
     }
-    runs.sort_by(|a, b| a.partial_cmp(b).unwrap_or(core::cmp::Ordering::Equal));
-    Some(runs[1])
+    Some((rdtsc() - start) as f64 / ops as f64)
 }
+
+/// Writes every block of the disk once, so that every variant meets the
+/// same device state (a sparse image file allocates on first write).
+async fn fill(bdev: &BDevProxy, blocks: u64) -> bool {
+    let mut next = 0;
+    while next < blocks {
+        let mut batch = RRef::new(rrpc::RRefDeque::new());
+        for block in next..(next + 32).min(blocks) {
+            let _ = batch.push_back(RRef::new(Io::new(block)));
+        }
+        next += 32;
+        match bdev.write(&batch).await {
+            Ok(statuses) if statuses[..batch.len()].iter().all(|&s| s == status::OK) => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Rounds of each block-I/O comparison (each round measures every
+/// variant once; the order flips every round).
+const IO_ROUNDS: usize = 9;
 
 /// 4 KiB random reads and writes at batch 1 and 32: from inside the
 /// driver domain (direct), through one domain crossing, through the
-/// shadow (two), and the RAM disk through one; then the shadow's
-/// throughput while the driver is crashed once per second.
+/// shadow (two), and the RAM disk through one, all in the same rounds;
+/// then the shadow's throughput while the driver is crashed once per
+/// second, against windows without crashes in between.
 async fn block_io() {
     use alloc::string::String;
     if !crate::pci::functions()
@@ -484,40 +562,64 @@ async fn block_io() {
         println!("kbench: the NVMe driver did not start");
         return;
     };
-    const OPS: usize = 512;
+    if !fill(&direct_bdev, geometry.blocks).await || !fill(&ram_bdev, ram_blocks()).await {
+        println!("kbench: could not write the disks before measuring");
+        return;
+    }
     for write in [false, true] {
         let kind = if write { "write" } else { "read" };
         for size in [1usize, 32] {
-            let direct = ticks_direct(&exerciser, write, size, OPS).await;
-            let crossing = ticks_per_io(&direct_bdev, write, size, OPS, geometry.blocks).await;
-            let shadowed = ticks_per_io(&shadow_bdev, write, size, OPS, geometry.blocks).await;
-            let ramdisk = ticks_per_io(&ram_bdev, write, size, OPS, ram_blocks()).await;
-            let (Some(direct), Some(crossing), Some(shadowed), Some(ramdisk)) =
-                (direct, crossing, shadowed, ramdisk)
-            else {
+            let ops = if size == 1 { 256 } else { 2048 };
+            let (mut crossing, mut shadowed, mut ramdisk) =
+                (Rounds::default(), Rounds::default(), Rounds::default());
+            let mut failed = false;
+            // Round 0 is the untimed warm-up of every variant.
+            for round in 0..=IO_ROUNDS {
+                let mut t = [0f64; 4];
+                let order = if round % 2 == 0 {
+                    [0, 1, 2, 3]
+                } else {
+                    [3, 2, 1, 0]
+                };
+                for v in order {
+                    let ticks = match v {
+                        0 => ticks_direct(&exerciser, write, size, ops).await,
+                        1 => ticks_per_io(&direct_bdev, write, size, ops, geometry.blocks).await,
+                        2 => ticks_per_io(&shadow_bdev, write, size, ops, geometry.blocks).await,
+                        _ => ticks_per_io(&ram_bdev, write, size, ops, ram_blocks()).await,
+                    };
+                    match ticks {
+                        Some(ticks) => t[v] = ticks,
+                        None => failed = true,
+                    }
+                }
+                if failed {
+                    break;
+                }
+                if round > 0 {
+                    crossing.push(t[1], t[0]);
+                    shadowed.push(t[2], t[0]);
+                    ramdisk.push(t[3], t[1]);
+                }
+            }
+            if failed {
                 println!("kbench: a {kind} request failed at batch {size}");
                 continue;
-            };
-            report(
+            }
+            crossing.report(
                 &alloc::format!("nvme {kind} b{size}: crossing"),
                 "4 KiB random, ticks per request: one domain crossing per batch",
-                crossing,
                 "inside the driver",
-                direct,
             );
-            report(
+            shadowed.report(
                 &alloc::format!("nvme {kind} b{size}: shadow"),
                 "4 KiB random, ticks per request: through the shadow (two crossings)",
-                shadowed,
                 "inside the driver",
-                direct,
             );
-            report(
+            ramdisk.report(
                 &alloc::format!("ramdisk {kind} b{size}"),
                 "4 KiB random, ticks per request: RAM disk, one crossing (upper bound)",
-                ramdisk,
                 "nvme, one crossing",
-                crossing,
             );
         }
     }
@@ -531,46 +633,69 @@ fn ram_blocks() -> u64 {
     4096
 }
 
-/// Requests per second of the shadow's verified-free read/write mix over
-/// `window_ms`, with and without the driver crashed once per second.
+/// Requests per second of the shadow's read/write mix with the driver
+/// crashed once per second, against the same mix without crashes, in
+/// alternating windows.
 async fn crash_throughput(bdev: &BDevProxy, driver: &'static domain::Domain, blocks: u64) {
     use core::sync::atomic::{AtomicBool, Ordering};
     static STOP: AtomicBool = AtomicBool::new(false);
-    const WINDOW_MS: u64 = 3000;
-    let (calm, calm_errors) = mix(bdev, blocks, WINDOW_MS).await;
-    STOP.store(false, Ordering::SeqCst);
-    let crasher = crate::sched::spawn(async move {
-        let mut crashes = 0;
-        while !STOP.load(Ordering::SeqCst) {
-            executor::sleep(core::time::Duration::from_millis(1000)).await;
-            if STOP.load(Ordering::SeqCst) {
-                break;
+    const WINDOW_MS: u64 = 2000;
+    const ROUNDS: usize = 5;
+    let per_second = |ops: u64| ops as f64 * 1000.0 / WINDOW_MS as f64;
+    let mut rounds = Rounds::default();
+    let (mut crashes, mut stormy_errors, mut calm_errors) = (0, 0, 0);
+    for round in 0..ROUNDS {
+        let mut calm = 0.0;
+        let mut stormy = 0.0;
+        for stormy_first in [round % 2 == 1, round % 2 == 0] {
+            if !stormy_first {
+                let (ops, errors) = mix(bdev, blocks, WINDOW_MS).await;
+                calm = per_second(ops);
+                calm_errors += errors;
+                continue;
             }
-            if domain::enter(driver.owner(), || {
-                crate::inject::trigger(crate::inject::Kind::Panic)
-            })
-            .is_err()
-            {
-                crashes += 1;
+            STOP.store(false, Ordering::SeqCst);
+            let crasher = crate::sched::spawn(async move {
+                let mut crashes = 0;
+                loop {
+                    executor::sleep(core::time::Duration::from_millis(1000)).await;
+                    if STOP.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    if domain::enter(driver.owner(), || {
+                        crate::inject::trigger(crate::inject::Kind::Panic)
+                    })
+                    .is_err()
+                    {
+                        crashes += 1;
+                    }
+                }
+                crashes
+            });
+            let (ops, errors) = mix(bdev, blocks, WINDOW_MS).await;
+            STOP.store(true, Ordering::SeqCst);
+            crashes += match crasher {
+                Ok(handle) => handle.await.unwrap_or(0),
+                Err(_) => 0,
+            };
+            stormy = per_second(ops);
+            stormy_errors += errors;
+            // The next window starts with the driver back (the shadow
+            // restarts it on the next request).
+            let _ = mix(bdev, blocks, 200).await;
+            let until = crate::time::now_ns() + 5_000_000_000;
+            while driver.state() != domain::State::Alive && crate::time::now_ns() < until {
+                executor::sleep(core::time::Duration::from_millis(1)).await;
             }
         }
-        crashes
-    });
-    let (stormy, stormy_errors) = mix(bdev, blocks, WINDOW_MS).await;
-    STOP.store(true, Ordering::SeqCst);
-    let crashes = match crasher {
-        Ok(handle) => handle.await.unwrap_or(0),
-        Err(_) => 0,
-    };
-    let per_second = |ops: u64| ops as f64 * 1000.0 / WINDOW_MS as f64;
-    report(
+        rounds.push(stormy, calm);
+    }
+    rounds.report(
         "shadow, crash every 1 s",
         &alloc::format!(
-            "requests/s of a 32-batch read/write mix while the driver crashes ({crashes} crashes; client errors {stormy_errors}, {calm_errors} without)"
+            "requests/s of a 32-batch read/write mix while the driver crashes ({crashes} crashes in {ROUNDS} windows of {WINDOW_MS} ms; client errors {stormy_errors}, {calm_errors} without)"
         ),
-        per_second(stormy),
         "no crashes",
-        per_second(calm),
     );
 }
 
