@@ -340,6 +340,9 @@ struct Shard {
     /// Set (by its own core only) while that core holds the lock for a
     /// batch of task polls.
     batch: AtomicBool,
+    /// Cores waiting in [`Shard::lock`]: the shard's own core lets them
+    /// go first before its next batch.
+    waiting: AtomicU32,
     /// Requests from other cores (a stack through `queued_next`).
     queue: AtomicPtr<Header>,
     lists: UnsafeCell<[List; SLOTS]>,
@@ -364,6 +367,7 @@ static SHARD: [Shard; SHARDS] = [const {
     Shard {
         locked: AtomicBool::new(false),
         batch: AtomicBool::new(false),
+        waiting: AtomicU32::new(0),
         queue: AtomicPtr::new(ptr::null_mut()),
         lists: UnsafeCell::new([List::EMPTY; SLOTS]),
         dirty: UnsafeCell::new((ptr::null_mut(), 0)),
@@ -399,10 +403,21 @@ impl Shard {
                 .is_ok()
     }
 
+    /// Waits for the lock. A waiter is counted, so that the shard's own
+    /// core, which takes the lock again a few instructions after letting
+    /// go at the end of each batch, lets it have its turn first: without
+    /// that, a core reclaiming a dead domain waited for another core's
+    /// shard for minutes (under TCG, where the two virtual CPUs run as
+    /// host threads that are rarely both running).
     fn lock(&self) {
+        if self.try_lock() {
+            return;
+        }
+        self.waiting.fetch_add(1, Ordering::AcqRel);
         while !self.try_lock() {
             core::hint::spin_loop();
         }
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Lets go of the lock, then applies whatever was queued by cores
@@ -765,10 +780,31 @@ pub unsafe fn enter_batch() {
     }
     let shard = &SHARD[core];
     let _critical = Critical::enter();
+    // Cores waiting for this shard go first (see `Shard::lock`).
+    while shard.waiting.load(Ordering::Acquire) != 0 {
+        core::hint::spin_loop();
+    }
     shard.lock();
     // SAFETY: locked.
     unsafe { shard.drain() };
     shard.batch.store(true, Ordering::Relaxed);
+}
+
+/// Counts (or, with `false`, uncounts) a waiter for `core`'s shard, as
+/// [`Shard::lock`] does (tests).
+#[cfg(test)]
+pub(crate) fn count_waiter(core: usize, waiting: bool) {
+    if waiting {
+        SHARD[core].waiting.fetch_add(1, Ordering::AcqRel);
+    } else {
+        SHARD[core].waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Whether `core` is in a batch (tests).
+#[cfg(test)]
+pub(crate) fn in_batch(core: usize) -> bool {
+    SHARD[core].batch.load(Ordering::Acquire)
 }
 
 /// Ends the running core's batch (see [`enter_batch`]).

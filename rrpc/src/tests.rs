@@ -519,3 +519,32 @@ fn a_proxy_moves_a_whole_tree_inside_one_critical_section() {
     );
     assert_eq!(crate::host_kit::critical_depth(), 0, "section left open");
 }
+
+/// A core about to start a batch lets a core waiting for its shard go
+/// first: the batch's own core takes its lock back a few instructions after
+/// each batch, and a core reclaiming a dead domain (which locks every
+/// shard in turn) waited for one for minutes in a fault campaign.
+#[test]
+fn a_batch_waits_for_the_cores_waiting_for_its_shard() {
+    const CORE: usize = 41; // a shard no other test's thread uses
+    as_owner(owner(40, 1));
+    registry::count_waiter(CORE, true);
+    let started = std::sync::Arc::new(core::sync::atomic::AtomicBool::new(false));
+    let flag = started.clone();
+    let batch = std::thread::spawn(move || {
+        as_owner(owner(40, 1));
+        set_core(CORE);
+        enter_batch();
+        flag.store(true, Ordering::SeqCst);
+        leave_batch();
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let early = started.load(Ordering::SeqCst) || registry::in_batch(CORE);
+    registry::count_waiter(CORE, false);
+    batch.join().unwrap();
+    assert!(
+        !early,
+        "the batch took the shard while a core waited for it"
+    );
+    assert!(started.load(Ordering::SeqCst), "the batch never started");
+}
