@@ -29,6 +29,8 @@ pub const ALL: &[(&str, Bench)] = &[
     ("proxy-rref", proxy_rref),
     ("proxy-async", proxy_async),
     ("rpc-future", rpc_future),
+    ("exp-cont-call", crate::experiments::call_full),
+    ("exp-cont-call-no-flags", crate::experiments::call_no_flags),
 ];
 
 // ---- trait-object call ---------------------------------------------------

@@ -165,20 +165,16 @@ impl<'a, T> RpcFuture<'a, T> {
         let in_cell = self.cell & IN_CELL != 0;
         if future.is_some() || in_cell {
             let this = &mut *self;
-            let entered = crate::proxy::call_as(
-                this.callee,
-                || {
-                    drop(future);
-                    if in_cell {
-                        this.unregister();
-                        // SAFETY: the cell is on the callee's heap (we are
-                        // inside it) and freed once (`IN_CELL` cleared).
-                        drop(unsafe { Box::from_raw(this.cell_ptr()) });
-                        this.cell = 0;
-                    }
-                },
-                false,
-            );
+            let entered = crate::proxy::call_as(this.callee, || {
+                drop(future);
+                if in_cell {
+                    this.unregister();
+                    // SAFETY: the cell is on the callee's heap (we are
+                    // inside it) and freed once (`IN_CELL` cleared).
+                    drop(unsafe { Box::from_raw(this.cell_ptr()) });
+                    this.cell = 0;
+                }
+            });
             if entered.is_err() {
                 // The callee is dead: its memory went with it.
                 self.unregister();
@@ -276,69 +272,65 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
         // forgotten: the callee's future is in `future` or its cell while
         // it is polled, and a failed entry abandons the closure's frame
         // (with anything it was building) without dropping anything.
-        let polled = crate::proxy::call_as(
-            callee,
-            || {
-                let in_cell = this.cell & IN_CELL != 0;
-                let future = if in_cell {
-                    // SAFETY: the cell is on the callee's heap, and we are
-                    // inside the (alive) callee.
-                    unsafe { &mut *this.cell_ptr() }
-                } else {
-                    match this.run {
-                        Some(run) => {
-                            // SAFETY: the closure is in `words`, moved out
-                            // once: `run` is cleared as soon as it returns,
-                            // and a failure before leaves the closure (if
-                            // it did not move the arguments) to `discard`.
-                            let started =
-                                unsafe { run(&mut this.words, crate::proxy::Moved::new(moved)) };
-                            this.run = None;
-                            let mut started = ManuallyDrop::new(started);
-                            if started.callee != Owner::KERNEL
-                                && (started.future.is_some() || started.run.is_some())
-                            {
-                                started = forwarded(started);
-                            }
-                            // Only `future` can be left in `started` (it is
-                            // polled in place), so it needs no drop.
-                            match started.future.take() {
-                                Some(future) => this.future.insert(future),
-                                None => return Some(Err(decode(started.error))),
-                            }
+        let polled = crate::proxy::call_as(callee, || {
+            let in_cell = this.cell & IN_CELL != 0;
+            let future = if in_cell {
+                // SAFETY: the cell is on the callee's heap, and we are
+                // inside the (alive) callee.
+                unsafe { &mut *this.cell_ptr() }
+            } else {
+                match this.run {
+                    Some(run) => {
+                        // SAFETY: the closure is in `words`, moved out
+                        // once: `run` is cleared as soon as it returns,
+                        // and a failure before leaves the closure (if
+                        // it did not move the arguments) to `discard`.
+                        let started =
+                            unsafe { run(&mut this.words, crate::proxy::Moved::new(moved)) };
+                        this.run = None;
+                        let mut started = ManuallyDrop::new(started);
+                        if started.callee != Owner::KERNEL
+                            && (started.future.is_some() || started.run.is_some())
+                        {
+                            started = forwarded(started);
                         }
-                        None => this.future.as_mut()?,
-                    }
-                };
-                match future.as_mut().poll(&mut Context::from_waker(waker)) {
-                    Poll::Ready(result) => {
-                        if in_cell {
-                            // Unregistered before it is freed (see
-                            // `drop_slow`).
-                            this.unregister();
-                            // SAFETY: freed once, inside the callee.
-                            drop(unsafe { Box::from_raw(this.cell_ptr()) });
-                            this.cell = 0;
-                        } else {
-                            this.future = None;
+                        // Only `future` can be left in `started` (it is
+                        // polled in place), so it needs no drop.
+                        match started.future.take() {
+                            Some(future) => this.future.insert(future),
+                            None => return Some(Err(decode(started.error))),
                         }
-                        Some(result)
                     }
-                    Poll::Pending => {
-                        if !in_cell && let Some(future) = this.future.take() {
-                            // Left pending for the first time: the future
-                            // moves to a cell on the callee's heap (we are
-                            // inside it), which is what gets registered.
-                            let cell = Box::into_raw(Box::new(future));
-                            this.words[1] = MaybeUninit::new(cell as usize);
-                            this.cell = IN_CELL;
-                        }
-                        None
-                    }
+                    None => this.future.as_mut()?,
                 }
-            },
-            false,
-        );
+            };
+            match future.as_mut().poll(&mut Context::from_waker(waker)) {
+                Poll::Ready(result) => {
+                    if in_cell {
+                        // Unregistered before it is freed (see
+                        // `drop_slow`).
+                        this.unregister();
+                        // SAFETY: freed once, inside the callee.
+                        drop(unsafe { Box::from_raw(this.cell_ptr()) });
+                        this.cell = 0;
+                    } else {
+                        this.future = None;
+                    }
+                    Some(result)
+                }
+                Poll::Pending => {
+                    if !in_cell && let Some(future) = this.future.take() {
+                        // Left pending for the first time: the future
+                        // moves to a cell on the callee's heap (we are
+                        // inside it), which is what gets registered.
+                        let cell = Box::into_raw(Box::new(future));
+                        this.words[1] = MaybeUninit::new(cell as usize);
+                        this.cell = IN_CELL;
+                    }
+                    None
+                }
+            }
+        });
         match polled {
             Ok(Some(result)) => {
                 if let Ok(value) = &result

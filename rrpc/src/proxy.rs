@@ -229,7 +229,7 @@ pub fn current() -> Owner {
 /// holds is the callee's.
 #[inline]
 pub fn call<R, F: FnOnce() -> R>(entry: &EntryCap, f: F) -> RpcResult<R> {
-    call_as(entry.callee, f, false)
+    call_as(entry.callee, f)
 }
 
 /// Runs the method call `f` as the incarnation `entry` enters: what a
@@ -241,7 +241,7 @@ pub fn call<R, F: FnOnce() -> R>(entry: &EntryCap, f: F) -> RpcResult<R> {
 /// here, in the caller, and nothing is given to a dead callee or lost.
 #[inline]
 pub fn call_method<R, F: FnOnce(Moved<'_>) -> R>(entry: &EntryCap, f: F) -> RpcResult<R> {
-    call_as_moving(entry.callee, f)
+    call_in(entry.callee, f, true)
 }
 
 /// Given to a proxied call's closure: [`Moved::receive_all`] moves its
@@ -322,11 +322,13 @@ pub fn movable<T: crate::Exchangeable + ?Sized>(value: &T) -> RpcResult<()> {
     Ok(())
 }
 
-/// [`call_method`]'s body: `f` reports through [`Moved`] when its
-/// arguments became the callee's; if the entry fails before, `f` (still
-/// holding them: its copy on the abandoned stack was never dropped) is
-/// dropped here.
-fn call_as_moving<R, F: FnOnce(Moved<'_>) -> R>(callee: Owner, f: F) -> RpcResult<R> {
+/// The one body of every entry a proxy makes: runs `f` as `callee` from a
+/// `cont::RawCall` slot. `f` reports through [`Moved`] when its arguments
+/// became the callee's; with `drop_unmoved`, if the entry fails before
+/// that, `f` (still holding them: its copy on the abandoned stack was
+/// never dropped) is dropped here, in the caller. Otherwise, and always
+/// once moved, it is never dropped: it may hold a dead callee's memory.
+fn call_in<R, F: FnOnce(Moved<'_>) -> R>(callee: Owner, f: F, drop_unmoved: bool) -> RpcResult<R> {
     let runtime = RUNTIME.get().ok_or(RpcError::DomainNotAlive)?;
     // As in `call_as`, with the flag the closure sets once its arguments
     // are the callee's.
@@ -367,7 +369,7 @@ fn call_as_moving<R, F: FnOnce(Moved<'_>) -> R>(callee: Owner, f: F) -> RpcResul
         Ok(()) => Err(RpcError::DomainCrashed),
         Err(error) => Err(error),
     };
-    if !slot.moved.get() {
+    if drop_unmoved && !slot.moved.get() {
         // The arguments are still the caller's: the closure never ran, or
         // its copy was abandoned, without drops, on a stack the failure
         // discarded before it moved them.
@@ -380,57 +382,11 @@ fn call_as_moving<R, F: FnOnce(Moved<'_>) -> R>(callee: Owner, f: F) -> RpcResul
 }
 
 /// [`call`] for this crate's own code, which keeps the callee of a call a
-/// proxy started ([`crate::RpcFuture`]). With `drop_unrun`, a closure that
-/// never started is dropped here (it holds only the caller's values);
-/// otherwise it is forgotten.
-pub(crate) fn call_as<R, F: FnOnce() -> R>(callee: Owner, f: F, drop_unrun: bool) -> RpcResult<R> {
-    let runtime = RUNTIME.get().ok_or(RpcError::DomainNotAlive)?;
-    // `MaybeUninit` rather than `Option` for the closure and the result:
-    // see `cont::guarded` (enum tags written and re-read wider stall).
-    #[repr(C)]
-    struct Slot<F, R> {
-        raw: cont::RawCall,
-        f: core::mem::MaybeUninit<F>,
-        result: core::mem::MaybeUninit<R>,
-        ran: bool,
-    }
-    unsafe extern "C-unwind" fn run<F: FnOnce() -> R, R>(raw: *mut cont::RawCall) {
-        // SAFETY: `raw` is the start of a `Slot<F, R>` (`repr(C)`), live
-        // for the call, run at most once (`ran`).
-        unsafe {
-            let slot = &mut *(raw as *mut Slot<F, R>);
-            if !slot.ran {
-                slot.ran = true;
-                let f = slot.f.assume_init_read();
-                slot.result.write(f());
-            }
-            slot.raw.done();
-        }
-    }
-    let mut slot = Slot::<F, R> {
-        raw: cont::RawCall::new(run::<F, R>),
-        f: core::mem::MaybeUninit::new(f),
-        result: core::mem::MaybeUninit::uninit(),
-        ran: false,
-    };
-    // SAFETY: the slot starts with its `RawCall`, lives across the call,
-    // and `run` matches its types.
-    let entered = unsafe { runtime.enter_raw(callee, &raw mut slot.raw) };
-    let result = match entered {
-        // SAFETY: `ran` says the closure ran to completion and wrote it.
-        Ok(()) if slot.ran => return Ok(unsafe { slot.result.assume_init_read() }),
-        Ok(()) => Err(RpcError::DomainCrashed),
-        Err(error) => Err(error),
-    };
-    // Once started, the closure (and whatever it built) may hold the
-    // callee's objects, a dead domain's memory: it is never dropped
-    // (`MaybeUninit` does not drop). One that never started (`ran` is set
-    // before it is moved out) is intact.
-    if drop_unrun && !slot.ran {
-        // SAFETY: not moved out (see above), dropped once.
-        unsafe { slot.f.assume_init_drop() };
-    }
-    result
+/// proxy started ([`crate::RpcFuture`]). The closure is never dropped
+/// here, whether it ran or not (it may hold the callee's objects).
+#[inline]
+pub(crate) fn call_as<R, F: FnOnce() -> R>(callee: Owner, f: F) -> RpcResult<R> {
+    call_in(callee, move |_| f(), false)
 }
 
 /// See [`Runtime::callee_waker`].
