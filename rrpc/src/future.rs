@@ -285,10 +285,13 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
                         // once: `run` is cleared as soon as it returns,
                         // and a failure before leaves the closure (if
                         // it did not move the arguments) to `discard`.
-                        let started =
-                            unsafe { run(&mut this.words, crate::proxy::Moved::new(moved)) };
+                        // Built in place: a copy of the returned future
+                        // would read wide what was just written narrow (a
+                        // store-to-load forwarding stall).
+                        let mut started = ManuallyDrop::new(unsafe {
+                            run(&mut this.words, crate::proxy::Moved::new(moved))
+                        });
                         this.run = None;
-                        let mut started = ManuallyDrop::new(started);
                         if started.callee != Owner::KERNEL
                             && (started.future.is_some() || started.run.is_some())
                         {

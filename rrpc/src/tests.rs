@@ -548,3 +548,22 @@ fn a_batch_waits_for_the_cores_waiting_for_its_shard() {
     );
     assert!(started.load(Ordering::SeqCst), "the batch never started");
 }
+
+/// The word-by-word read of a call's result gives back the same value,
+/// whatever its size and alignment.
+#[test]
+fn a_result_read_by_words_is_the_value_written() {
+    fn check<T: PartialEq + core::fmt::Debug + Clone>(value: T) {
+        let copy = value.clone();
+        // SAFETY: reads a live, initialised `T` once; `value` is forgotten.
+        let read = unsafe { crate::proxy::read_by_words(&raw const value) };
+        core::mem::forget(value);
+        assert_eq!(read, copy);
+    }
+    check::<RpcResult<u64>>(Ok(0x1234_5678_9abc_def0));
+    check::<RpcResult<u64>>(Err(RpcError::DomainCrashed));
+    check::<(u64, u64, u64)>((1, 2, 3));
+    check::<[u8; 24]>([7; 24]);
+    check::<[u64; 9]>([9; 9]);
+    check::<Option<u32>>(Some(5));
+}
