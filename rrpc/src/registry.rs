@@ -644,6 +644,16 @@ unsafe fn apply(header: NonNull<Header>, op: Op) {
 #[inline]
 unsafe fn apply_here(header: NonNull<Header>, op: Op) {
     let critical = Critical::enter();
+    // SAFETY: forwarded.
+    unsafe { apply_within(&critical, header, op) }
+}
+
+/// [`apply_here`] inside a critical section the caller entered.
+///
+/// # Safety
+/// As for [`apply`].
+#[inline]
+unsafe fn apply_within(critical: &Critical, header: NonNull<Header>, op: Op) {
     // SAFETY: `header` is live.
     let object = unsafe { header.as_ref() };
     let home = &SHARD[object.home as usize];
@@ -720,14 +730,19 @@ unsafe fn apply_here(header: NonNull<Header>, op: Op) {
     }
 }
 
-/// Puts the new object `header` on its owner's list.
+/// Puts the new object `header` on its owner's list, inside the critical
+/// section the allocation entered (one section for both).
 ///
 /// # Safety
 /// The caller holds the object; `header` is live and on no list.
 #[inline]
-pub(crate) unsafe fn link(header: NonNull<Header>) {
+pub(crate) unsafe fn link_within(critical: &Critical, header: NonNull<Header>) {
+    if let Some(remote) = REMOTE.get() {
+        // SAFETY: forwarded to the copy that owns the registry.
+        return unsafe { remote.apply(header.cast(), Op::Link as u8) };
+    }
     // SAFETY: forwarded.
-    unsafe { apply(header, Op::Link) }
+    unsafe { apply_within(critical, header, Op::Link) }
 }
 
 /// Takes the object off its list and frees its memory: its value is

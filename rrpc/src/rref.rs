@@ -65,7 +65,7 @@ impl<T: Exchangeable> RRef<T> {
                 .as_ptr()
                 .write(Header::new(owner, layout, critical.core));
             memory.as_ptr().add(offset).cast::<T>().write(value);
-            registry::link(header);
+            registry::link_within(&critical, header);
         }
         Ok(RRef {
             header,
