@@ -405,11 +405,13 @@ pub(crate) unsafe fn read_by_words<T>(src: *const T) -> T {
     let mut out = core::mem::MaybeUninit::<T>::uninit();
     let words = size_of::<T>() / 8;
     for i in 0..words {
-        // SAFETY: within `T`, which is initialised and 8-byte aligned; a
-        // `u64` may hold any bits (copying padding as bytes is fine).
+        // SAFETY: within `T`, 8-byte aligned. Words are copied as
+        // `MaybeUninit<u64>`, which may hold any bytes, padding included
+        // (a plain `u64` read of padding would be undefined).
         unsafe {
-            let word = core::ptr::read_volatile((src as *const u64).add(i));
-            (out.as_mut_ptr() as *mut u64).add(i).write(word);
+            type Word = core::mem::MaybeUninit<u64>;
+            let word = core::ptr::read_volatile((src as *const Word).add(i));
+            (out.as_mut_ptr() as *mut Word).add(i).write(word);
         }
     }
     // SAFETY: every byte was copied from a valid `T`.
