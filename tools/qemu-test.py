@@ -281,6 +281,56 @@ STORM_SUMMARY = re.compile(
     r"unexpected_crashes=(\d+) stuck=(\d+) recovery_median_us=(\d+) recovery_p99_us=(\d+) result=(\w+)")
 
 
+STALL_MARKS = ("did not finish", "not reclaimed", "served no request", "without a poll")
+
+
+def print_cpu_registers(monitor, kernel):
+    """Every virtual CPU's instruction pointer, stack pointer and flags,
+    read from QEMU's monitor, with the code each is in (`addr2line`)."""
+    import socket
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(5)
+        sock.connect(monitor)
+        sock.sendall(b"info registers -a\n")
+        data = b""
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            data += chunk
+            if data.count(b"EFER=") >= 1 and data.rstrip().endswith(b"(qemu)"):
+                break
+        sock.close()
+    except OSError as e:
+        print(f"    (no registers from QEMU's monitor: {e})")
+        return
+    text = data.decode("utf-8", "replace")
+    for block in re.split(r"(?=CPU#\d+)", text):
+        cpu = re.match(r"CPU#(\d+)", block)
+        rip = re.search(r"RIP=([0-9a-f]+)", block)
+        rsp = re.search(r"RSP=([0-9a-f]+)", block)
+        rfl = re.search(r"RFL=([0-9a-f]+)", block)
+        hlt = re.search(r"HLT=(\d)", block)
+        if not (cpu and rip):
+            continue
+        flags = int(rfl.group(1), 16) if rfl else 0
+        where = ""
+        try:
+            out = subprocess.run(["addr2line", "-f", "-C", "-e", kernel, "0x" + rip.group(1)],
+                                 capture_output=True, text=True, timeout=10).stdout.split("\n")
+            where = out[0] if out else ""
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        print(f"    cpu {cpu.group(1)}: rip {rip.group(1)} rsp {rsp.group(1) if rsp else '?'} "
+              f"interrupts {'on' if flags & 0x200 else 'OFF'}{' halted' if hlt and hlt.group(1) == '1' else ''}"
+              f" in {where}")
+
+
 def storm_session(tally, kernel, faults, smp=4, mem="512M", log=None, mode="entry"):
     """The fault campaign (issue 12): boots the production kernel on `smp`
     cores with the NVMe disk and the IOMMU, runs the console's `storm
@@ -292,8 +342,14 @@ def storm_session(tally, kernel, faults, smp=4, mem="512M", log=None, mode="entr
     label = f"{words} (smp={smp})"
     print(f"== fault campaign: {label}")
     sys.stdout.flush()
-    proc = subprocess.Popen(qemu_command(kernel, smp, mem, "log=info", extra=IOMMU),
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # QEMU's monitor on a socket: if the campaign reports a stall, every
+    # virtual CPU's registers are read from it (a core stuck with
+    # interrupts off cannot report itself).
+    monitor = f"/tmp/storm-monitor-{os.getpid()}.sock"
+    command = qemu_command(kernel, smp, mem, "log=info", extra=IOMMU)
+    command[command.index("-monitor") + 1] = f"unix:{monitor},server,nowait"
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
     serial = Serial(proc, log=log)
     read_until = serial.read_until
 
@@ -313,6 +369,8 @@ def storm_session(tally, kernel, faults, smp=4, mem="512M", log=None, mode="entr
         for line in out.splitlines():
             if line.startswith("storm:"):
                 print(f"    {line}")
+        if any(mark in out for mark in STALL_MARKS):
+            print_cpu_registers(monitor, kernel)
         if "KERNEL PANIC" in out or "FATAL" in out:
             kernel_crashes = 1
         m = STORM_SUMMARY.search(out)
@@ -340,6 +398,10 @@ def storm_session(tally, kernel, faults, smp=4, mem="512M", log=None, mode="entr
             answered = read_until(b"monitor> ", 30)
             tally.record(f"{label}: the kernel still answers afterwards", answered)
     status = shut_down(proc, send=booted and done)
+    try:
+        os.unlink(monitor)
+    except OSError:
+        pass
     if status == FATAL_STATUS:
         kernel_crashes = 1
     tally.record(f"{label}: 0 kernel crashes, shutdown exits QEMU with status 0",
