@@ -113,3 +113,30 @@ fn instruction_counts_reach_the_json_when_valgrind_is_there() {
     assert!(measured > 3.0 && baseline > 3.0, "{row}");
     assert!(measured < 100.0 && baseline < 100.0, "{row}");
 }
+
+#[test]
+fn bad_run_counts_are_refused() {
+    for runs in ["0", "21", "three", ""] {
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_bench"))
+            .args(["--runs", runs])
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(2), "--runs {runs:?}");
+    }
+}
+
+#[test]
+fn malformed_callgrind_dumps_are_skipped() {
+    let dir = std::env::temp_dir().join(format!("bench-bad-dumps-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("cg.out.1"),
+        "desc: Trigger: Client Request: x#0\nsummary: lots\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("cg.out.2"), [0xffu8, 0xfe, 0x00]).unwrap();
+    std::fs::write(dir.join("cg.out.3"), "summary: 10\n").unwrap();
+    let counts = bench::harness::count::parse_dumps(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(counts.is_empty(), "{counts:?}");
+}
