@@ -15,6 +15,7 @@ With QEMU_BENCH_PIN=1, QEMU runs pinned to one host core (the last). It is
 not by default: pinned, QEMU's I/O thread shares that core with the virtual
 CPUs, and the NVMe rows' spread between boots grew from 2-5 % to 5-12 %.
 """
+import argparse
 import json
 import os
 import shutil
@@ -22,17 +23,17 @@ import statistics
 import subprocess
 import sys
 
-args = [a for a in sys.argv[1:] if not a.startswith("--repeat")]
-repeat = 3
-for i, a in enumerate(sys.argv):
-    if a.startswith("--repeat"):
-        value = a.split("=", 1)[1] if "=" in a else sys.argv[i + 1]
-        repeat = int(value)
-        if value in args:
-            args.remove(value)
-kernel, out = args[0], args[1]
-archive = args[2] if len(args) > 2 else None
-disk = args[3] if len(args) > 3 else None
+parser = argparse.ArgumentParser(description="In-QEMU benchmarks (make bench)")
+parser.add_argument("kernel")
+parser.add_argument("out")
+parser.add_argument("archive", nargs="?")
+parser.add_argument("disk", nargs="?")
+parser.add_argument("--repeat", type=int, default=3, help="boots (default 3)")
+options = parser.parse_args()
+if not 1 <= options.repeat <= 20:
+    parser.error("--repeat takes 1 to 20 boots")
+kernel, out, archive, disk, repeat = (options.kernel, options.out, options.archive,
+                                      options.disk, options.repeat)
 cmd = ["qemu-system-x86_64", "-machine", "q35", "-cpu", "max", "-smp", "2", "-m", "512M",
        "-kernel", kernel, *(["-initrd", archive] if archive else []),
        *(["-drive", f"file={disk},if=none,id=nvm,format=raw", "-device", "nvme,serial=nvme0,drive=nvm"] if disk else []),
