@@ -49,7 +49,14 @@ pub unsafe trait Exchangeable {
 /// and trusted code names the running domain or any owner (both `unsafe`).
 pub struct Transfer {
     owner: crate::Owner,
+    /// The core of the registry critical section the transfer is made in
+    /// ([`Transfer::here_in`]), or [`NOT_IN_CRITICAL`]: moves made with it
+    /// then skip entering a section of their own.
+    pub(crate) critical_core: usize,
 }
+
+/// [`Transfer::critical_core`] outside any critical section.
+pub(crate) const NOT_IN_CRITICAL: usize = usize::MAX;
 
 impl Transfer {
     /// To the running domain (results coming back from a call, arguments
@@ -64,6 +71,31 @@ impl Transfer {
     pub unsafe fn here() -> Transfer {
         Transfer {
             owner: crate::proxy::current(),
+            critical_core: NOT_IN_CRITICAL,
+        }
+    }
+
+    /// [`here`](Self::here), inside the critical section `critical`: the
+    /// transfer must not outlive it (it is used for the moves made in it).
+    ///
+    /// # Safety
+    /// As for [`here`](Self::here).
+    #[inline]
+    pub(crate) unsafe fn here_in(critical: &crate::proxy::InCritical) -> Transfer {
+        // SAFETY: forwarded; `current` is the running domain.
+        unsafe { Self::within(crate::proxy::current(), critical) }
+    }
+
+    /// [`new`](Self::new), inside the critical section `critical`: the
+    /// transfer must not outlive it.
+    ///
+    /// # Safety
+    /// As for [`new`](Self::new).
+    #[inline]
+    pub(crate) unsafe fn within(owner: crate::Owner, critical: &crate::proxy::InCritical) -> Transfer {
+        Transfer {
+            owner,
+            critical_core: critical.core(),
         }
     }
 
@@ -75,7 +107,10 @@ impl Transfer {
     /// holds them by value (see [`here`](Self::here)).
     #[inline]
     pub const unsafe fn new(owner: crate::Owner) -> Transfer {
-        Transfer { owner }
+        Transfer {
+            owner,
+            critical_core: NOT_IN_CRITICAL,
+        }
     }
 
     /// The receiving domain incarnation.

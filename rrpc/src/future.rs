@@ -348,9 +348,9 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
                     }
                     // Back in the caller: the result is the caller's,
                     // the whole tree at once (see `proxy::receive`).
-                    let _critical = crate::registry::Critical::enter();
+                    let critical = crate::proxy::InCritical::enter();
                     // SAFETY: the future holds the result by value.
-                    value.move_roots(&unsafe { crate::Transfer::here() });
+                    value.move_roots(&unsafe { crate::Transfer::here_in(&critical) });
                 }
                 Poll::Ready(result)
             }

@@ -241,7 +241,9 @@ pub fn call<R, F: FnOnce() -> R>(entry: &EntryCap, f: F) -> RpcResult<R> {
 /// here, in the caller, and nothing is given to a dead callee or lost.
 #[inline]
 pub fn call_method<R, F: FnOnce(Moved<'_>) -> R>(entry: &EntryCap, f: F) -> RpcResult<R> {
-    call_in(entry.callee, f, true)
+    let mut f = core::mem::ManuallyDrop::new(f);
+    // SAFETY: `f` is live and given up to `call_in`.
+    unsafe { call_in(entry.callee, &mut f, true) }
 }
 
 /// Given to a proxied call's closure: [`Moved::receive_all`] moves its
@@ -264,23 +266,43 @@ impl<'a> Moved<'a> {
             self.0.set(true);
             return;
         }
-        let critical = crate::registry::Critical::enter();
-        moves(&InCritical(critical));
+        let critical = InCritical::enter();
+        moves(&critical);
         self.0.set(true);
     }
 }
 
 /// Proof of a registry critical section, for [`receive_in`].
-pub struct InCritical(#[allow(dead_code)] crate::registry::Critical);
+pub struct InCritical(crate::registry::Critical);
+
+impl InCritical {
+    /// Enters a critical section.
+    #[inline]
+    pub(crate) fn enter() -> InCritical {
+        InCritical(crate::registry::Critical::enter())
+    }
+
+    /// The core it runs on.
+    #[inline]
+    pub(crate) fn core(&self) -> usize {
+        self.0.core
+    }
+}
 
 /// [`receive`] inside a critical section already entered (by
 /// [`Moved::receive_all`], for all of a call's arguments at once).
 #[inline]
-pub fn receive_in<T: crate::Exchangeable + ?Sized>(_: &InCritical, entry: &EntryCap, value: &T) {
-    let _ = entry;
+pub fn receive_in<T: crate::Exchangeable + ?Sized>(
+    critical: &InCritical,
+    entry: &EntryCap,
+    value: &T,
+) {
     if !T::PLAIN {
-        // SAFETY: as in `receive`.
-        value.move_roots(&unsafe { crate::Transfer::here() });
+        // SAFETY: as in `receive`; `receive_in` runs inside the callee
+        // (`Moved` is only handed to the closure running there), which is
+        // what `entry` enters, and the transfer lives only for this move,
+        // inside `critical`.
+        value.move_roots(&unsafe { crate::Transfer::within(entry.callee, critical) });
     }
 }
 
@@ -304,10 +326,11 @@ pub fn receive<T: crate::Exchangeable + ?Sized>(entry: &EntryCap, value: &T) {
         // while the caller's root still points at them. The section is
         // bounded by the value's type (no `Exchangeable` type is
         // recursive) and the kernel resumes unwinding right after it.
-        let _critical = crate::registry::Critical::enter();
+        let critical = InCritical::enter();
         // SAFETY: proxies move what they hold by value: a call's arguments
-        // (moved into the closure that runs in the callee) or its result.
-        value.move_roots(&unsafe { crate::Transfer::here() });
+        // (moved into the closure that runs in the callee) or its result;
+        // the transfer lives only for these moves, inside `critical`.
+        value.move_roots(&unsafe { crate::Transfer::here_in(&critical) });
     }
 }
 
@@ -328,7 +351,20 @@ pub fn movable<T: crate::Exchangeable + ?Sized>(value: &T) -> RpcResult<()> {
 /// that, `f` (still holding them: its copy on the abandoned stack was
 /// never dropped) is dropped here, in the caller. Otherwise, and always
 /// once moved, it is never dropped: it may hold a dead callee's memory.
-fn call_in<R, F: FnOnce(Moved<'_>) -> R>(callee: Owner, f: F, drop_unmoved: bool) -> RpcResult<R> {
+///
+/// The closure stays where the caller built it (taken by reference, not
+/// by value: a by-value closure of this non-inlined function was copied
+/// with 16-byte loads of what the caller had just written with 8-byte
+/// stores, a store-to-load forwarding stall on every call), and is read
+/// once, word by word, where it runs.
+///
+/// # Safety
+/// `f` is live; the caller gives it up (never uses or drops it after).
+unsafe fn call_in<R, F: FnOnce(Moved<'_>) -> R>(
+    callee: Owner,
+    f: &mut core::mem::ManuallyDrop<F>,
+    drop_unmoved: bool,
+) -> RpcResult<R> {
     let runtime = RUNTIME.get().ok_or(RpcError::DomainNotAlive)?;
     // As in `call_as`, with the flag the closure sets once its arguments
     // are the callee's.
@@ -351,16 +387,15 @@ fn call_in<R, F: FnOnce(Moved<'_>) -> R>(callee: Owner, f: F, drop_unmoved: bool
             let slot = &mut *(raw as *mut Slot<F, R>);
             if !slot.ran {
                 slot.ran = true;
-                let f = slot.f.read();
+                let f = read_by_words(slot.f);
                 slot.result.write(f(Moved::new(&slot.moved)));
             }
             slot.raw.done();
         }
     }
-    let mut f = core::mem::ManuallyDrop::new(f);
     let mut slot = Slot::<F, R> {
         raw: cont::RawCall::new(run::<F, R>),
-        f: &raw mut *f,
+        f: &raw mut **f,
         result: core::mem::MaybeUninit::uninit(),
         ran: false,
         moved: core::cell::Cell::new(false),
@@ -378,8 +413,8 @@ fn call_in<R, F: FnOnce(Moved<'_>) -> R>(callee: Owner, f: F, drop_unmoved: bool
         // The arguments are still the caller's: the closure never ran, or
         // its copy was abandoned, without drops, on a stack the failure
         // discarded before it moved them.
-        // SAFETY: intact (see above), dropped once.
-        unsafe { core::mem::ManuallyDrop::drop(&mut f) };
+        // SAFETY: intact (see above), dropped once (the caller gave it up).
+        unsafe { core::mem::ManuallyDrop::drop(f) };
     }
     // Otherwise the closure (and whatever it built) may hold the callee's
     // objects, a dead domain's memory: it is never dropped.
@@ -423,7 +458,10 @@ pub(crate) unsafe fn read_by_words<T>(src: *const T) -> T {
 /// here, whether it ran or not (it may hold the callee's objects).
 #[inline]
 pub(crate) fn call_as<R, F: FnOnce() -> R>(callee: Owner, f: F) -> RpcResult<R> {
-    call_in(callee, move |_| f(), false)
+    let mut f = core::mem::ManuallyDrop::new(move |_: Moved<'_>| f());
+    // SAFETY: `f` is live and given up to `call_in` (which never drops it
+    // without `drop_unmoved`).
+    unsafe { call_in(callee, &mut f, false) }
 }
 
 /// See [`Runtime::callee_waker`].

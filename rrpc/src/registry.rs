@@ -36,6 +36,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU16, AtomicU32, AtomicUsiz
 
 use spin::Once;
 
+use crate::exchangeable::NOT_IN_CRITICAL;
 use crate::Owner;
 use owner::AtomicOwnerId;
 
@@ -644,20 +645,46 @@ unsafe fn apply(header: NonNull<Header>, op: Op) {
 #[inline]
 unsafe fn apply_here(header: NonNull<Header>, op: Op) {
     let critical = Critical::enter();
-    // SAFETY: forwarded.
-    unsafe { apply_within(&critical, header, op) }
+    // SAFETY: forwarded; inside `critical`.
+    unsafe { apply_within(critical.core, header, op) }
 }
 
-/// [`apply_here`] inside a critical section the caller entered.
+/// [`apply_here`] inside a critical section the caller entered on core
+/// `core`. The common case inline: a move (`Sync`) of an object homed on
+/// the running core's shard while it holds it for a batch, which only
+/// notes the object dirty (once per batch); the rest out of line.
 ///
 /// # Safety
-/// As for [`apply`].
-#[inline]
-unsafe fn apply_within(critical: &Critical, header: NonNull<Header>, op: Op) {
+/// As for [`apply`]; the caller is in a critical section on core `core`.
+#[inline(always)]
+unsafe fn apply_within(core: usize, header: NonNull<Header>, op: Op) {
+    // SAFETY: `header` is live.
+    let object = unsafe { header.as_ref() };
+    if op == Op::Sync && holds(core, object.home as usize) {
+        // SAFETY: we hold the shard for the batch; the holder of an object
+        // it moves never sees it freed (`DIRTY_FREE`), so noting it dirty
+        // again is all there is to do if it already is.
+        unsafe {
+            if *object.dirty.get() != DIRTY {
+                SHARD[object.home as usize].mark_dirty(header, false);
+            }
+        }
+        return;
+    }
+    // SAFETY: forwarded.
+    unsafe { apply_slow(core, header, op) }
+}
+
+/// [`apply_within`] for everything but a move in the running core's batch.
+///
+/// # Safety
+/// As for [`apply_within`].
+#[inline(never)]
+unsafe fn apply_slow(core: usize, header: NonNull<Header>, op: Op) {
     // SAFETY: `header` is live.
     let object = unsafe { header.as_ref() };
     let home = &SHARD[object.home as usize];
-    let held = holds(critical.core, object.home as usize);
+    let held = holds(core, object.home as usize);
     if held {
         // Our own batch: nobody else looks at this shard's lists before we
         // flush (at the end of the batch at the latest), so only note it.
@@ -741,8 +768,8 @@ pub(crate) unsafe fn link_within(critical: &Critical, header: NonNull<Header>) {
         // SAFETY: forwarded to the copy that owns the registry.
         return unsafe { remote.apply(header.cast(), Op::Link as u8) };
     }
-    // SAFETY: forwarded.
-    unsafe { apply_within(critical, header, Op::Link) }
+    // SAFETY: forwarded; inside `critical`.
+    unsafe { apply_within(critical.core, header, Op::Link) }
 }
 
 /// Takes the object off its list and frees its memory: its value is
@@ -756,12 +783,14 @@ pub(crate) unsafe fn free(header: NonNull<Header>) {
 }
 
 /// Gives `header` to `owner` (the caller moves the objects nested in its
-/// value too).
+/// value too). `critical_core` is the core of the registry critical
+/// section the caller is in, or [`NOT_IN_CRITICAL`] (one is entered).
 ///
 /// # Safety
-/// `header` is a live header the caller holds.
+/// `header` is a live header the caller holds; a `critical_core` other
+/// than `NOT_IN_CRITICAL` is that of a section the caller is in.
 #[inline]
-pub(crate) unsafe fn transfer(header: NonNull<Header>, owner: Owner) {
+pub(crate) unsafe fn transfer(header: NonNull<Header>, owner: Owner, critical_core: usize) {
     // SAFETY: `header` is live.
     let object = unsafe { header.as_ref() };
     let current = object.owner.load(Ordering::Acquire);
@@ -769,10 +798,19 @@ pub(crate) unsafe fn transfer(header: NonNull<Header>, owner: Owner) {
         return;
     }
     object.owner.store(owner, Ordering::Release);
-    if slot(current) != slot(owner) {
-        // SAFETY: forwarded. (Incarnations of one slot share a list.)
-        unsafe { apply(header, Op::Sync) };
+    if slot(current) == slot(owner) {
+        return; // incarnations of one slot share a list
     }
+    if critical_core == NOT_IN_CRITICAL {
+        // SAFETY: forwarded.
+        return unsafe { apply(header, Op::Sync) };
+    }
+    if let Some(remote) = REMOTE.get() {
+        // SAFETY: forwarded to the copy that owns the registry.
+        return unsafe { remote.apply(header.cast(), Op::Sync as u8) };
+    }
+    // SAFETY: forwarded; the caller is in a section on `critical_core`.
+    unsafe { apply_within(critical_core, header, Op::Sync) }
 }
 
 /// The running core takes its shard for a batch of task polls: until

@@ -103,7 +103,7 @@ impl<T: Exchangeable> RRef<T> {
     #[inline]
     pub fn move_to(&self, to: &crate::Transfer) {
         // SAFETY: we hold it.
-        unsafe { registry::transfer(self.header, to.owner()) };
+        unsafe { registry::transfer(self.header, to.owner(), to.critical_core) };
         if !T::PLAIN {
             (**self).move_roots(to);
         }

@@ -567,3 +567,51 @@ fn a_result_read_by_words_is_the_value_written() {
     check::<[u64; 9]>([9; 9]);
     check::<Option<u32>>(Some(5));
 }
+
+/// Moves made inside a critical section the proxy already holds (a call's
+/// result received, a tree's nested objects) take the registry's short
+/// path for objects homed on the running core while it holds its shard
+/// for a batch, and the full path otherwise (another core's shard, or no
+/// batch): both leave the lists exact once the batch ends.
+#[test]
+fn moves_inside_a_proxy_critical_section_keep_the_lists_exact() {
+    let (a, b) = (owner(47, 1), owner(48, 1));
+    std::thread::spawn(move || {
+        crate::host_kit::install(a); // the runtime says who runs
+        set_core(12);
+        let here: Vec<_> = (0..80u64).map(|i| RRef::new((i, 0u64))).collect();
+        set_core(13);
+        let away: Vec<_> = (0..80u64).map(|i| RRef::new((i, 1u64))).collect();
+        let tree = RRef::new(Some(RRef::new(3u64)));
+        set_core(12);
+        enter_batch();
+        crate::host_kit::set_current(b);
+        let cap = crate::host_kit::cap(b);
+        // Received by `b` (the result of a call it made): home shard held
+        // (more than a flush's worth), another core's shard, a tree.
+        for object in &here {
+            crate::proxy::receive(&cap, object);
+        }
+        for object in &away {
+            crate::proxy::receive(&cap, object);
+        }
+        crate::proxy::receive(&cap, &tree);
+        // And back to `a` for every other one, still in the batch.
+        crate::host_kit::set_current(a);
+        let cap = crate::host_kit::cap(a);
+        for object in here.iter().step_by(2) {
+            crate::proxy::receive(&cap, object);
+        }
+        leave_batch();
+        assert!(here.iter().step_by(2).all(|o| o.owner() == a));
+        assert!(here.iter().skip(1).step_by(2).all(|o| o.owner() == b));
+        assert!(away.iter().all(|o| o.owner() == b));
+        assert_eq!(registry::owned_by(a).0, 40);
+        assert_eq!(registry::owned_by(b).0, 40 + 80 + 2);
+        assert_eq!(crate::host_kit::critical_depth(), 0, "section left open");
+        drop((here, away, tree));
+        assert_eq!(registry::owned_by(a).0 + registry::owned_by(b).0, 0);
+    })
+    .join()
+    .unwrap();
+}
