@@ -517,6 +517,11 @@ impl rrpc::Backend for SharedHeap {
         CRITICAL.with(|c| c.set(c.get() + 1));
         0 // the core index (one thread: core 0)
     }
+    unsafe fn enter_critical_as(&self) -> (usize, rrpc::Owner) {
+        // As the kernel's: one look at the per-core state for both.
+        CRITICAL.with(|c| c.set(c.get() + 1));
+        (0, BENCH_CORE.with(cont::Core::owner))
+    }
     unsafe fn leave_critical(&self) {
         CRITICAL.with(|c| c.set(c.get() - 1));
     }

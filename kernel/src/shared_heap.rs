@@ -132,6 +132,10 @@ impl rrpc::Backend for RRefBackend {
         cpu::enter_critical()
     }
 
+    unsafe fn enter_critical_as(&self) -> (usize, rrpc::Owner) {
+        (cpu::enter_critical(), cpu::current_owner())
+    }
+
     unsafe fn leave_critical(&self) {
         cpu::leave_critical();
     }

@@ -102,6 +102,16 @@ pub trait Backend: Sync {
     unsafe fn enter_critical(&self) -> usize {
         self.core_index()
     }
+    /// [`enter_critical`](Self::enter_critical), also returning
+    /// [`current_owner`](Self::current_owner): what an allocation needs,
+    /// in one call.
+    ///
+    /// # Safety
+    /// As for `enter_critical`.
+    unsafe fn enter_critical_as(&self) -> (usize, Owner) {
+        // SAFETY: forwarded.
+        (unsafe { self.enter_critical() }, self.current_owner())
+    }
     /// Ends a section started by [`enter_critical`](Self::enter_critical).
     ///
     /// # Safety
@@ -170,6 +180,10 @@ impl Backend for Local {
         // SAFETY: forwarded.
         unsafe { backend().enter_critical() }
     }
+    unsafe fn enter_critical_as(&self) -> (usize, Owner) {
+        // SAFETY: forwarded.
+        unsafe { backend().enter_critical_as() }
+    }
     unsafe fn leave_critical(&self) {
         // SAFETY: forwarded.
         unsafe { backend().leave_critical() }
@@ -208,6 +222,15 @@ impl Critical {
         // the stack of registry code that neither panics nor loops).
         let core = unsafe { backend.enter_critical() };
         Critical { backend, core }
+    }
+
+    /// [`enter`](Self::enter) on `backend`, also returning the running
+    /// domain (see [`Backend::enter_critical_as`]).
+    #[inline]
+    pub(crate) fn enter_as(backend: &'static dyn Backend) -> (Critical, Owner) {
+        // SAFETY: as in `enter`.
+        let (core, owner) = unsafe { backend.enter_critical_as() };
+        (Critical { backend, core }, owner)
     }
 }
 
@@ -281,17 +304,23 @@ impl Header {
     }
 }
 
+/// `count` and `bytes` are kept apart (`repr(C)`, `head` between them):
+/// adjacent, the compiler updated both with one 16-byte load and store in
+/// `detach`, which store-to-load forwarding cannot serve from the two
+/// 8-byte stores `attach` had just made (an object allocated and freed in
+/// one batch paid that stall every time).
 #[derive(Clone, Copy)]
+#[repr(C)]
 struct List {
-    head: *mut Header,
     count: usize,
+    head: *mut Header,
     bytes: usize,
 }
 
 impl List {
     const EMPTY: List = List {
-        head: ptr::null_mut(),
         count: 0,
+        head: ptr::null_mut(),
         bytes: 0,
     };
 
@@ -386,9 +415,19 @@ impl Shard {
     /// # Safety
     /// The caller holds the lock.
     unsafe fn publish(&self, slot: usize) {
+        // SAFETY: forwarded.
+        unsafe { self.publish_as(self.index(), slot) }
+    }
+
+    /// [`publish`](Self::publish), given this shard's index (known to
+    /// callers from an object's `home`, which saves computing it).
+    ///
+    /// # Safety
+    /// The caller holds the lock; `index` is this shard's.
+    #[inline]
+    unsafe fn publish_as(&self, index: usize, slot: usize) {
         // SAFETY: per the contract.
         let bytes = unsafe { self.lists()[slot].bytes };
-        let index = self.index();
         // (In the copy that owns the registry: an image's copy forwards.)
         if SHARDS_USED.load(Ordering::Relaxed) <= index {
             SHARDS_USED.fetch_max(index + 1, Ordering::Relaxed);
@@ -543,13 +582,14 @@ impl Shard {
                 return;
             }
             let lists = self.lists();
+            let home = object.home as usize; // this shard's index
             if *listed != UNLISTED {
                 lists[*listed as usize].detach(header.as_ptr());
-                self.publish(*listed as usize);
+                self.publish_as(home, *listed as usize);
             }
             if want != UNLISTED {
                 lists[want as usize].attach(header.as_ptr());
-                self.publish(want as usize);
+                self.publish_as(home, want as usize);
             }
             *listed = want;
         }
@@ -559,13 +599,15 @@ impl Shard {
     ///
     /// # Safety
     /// As for [`sync`](Self::sync).
+    #[inline(always)]
     unsafe fn unlist(&self, header: NonNull<Header>) {
         // SAFETY: per the contract.
         unsafe {
             let listed = &mut *header.as_ref().listed.get();
             if *listed != UNLISTED {
                 self.lists()[*listed as usize].detach(header.as_ptr());
-                self.publish(*listed as usize);
+                // (`home` is this shard's index.)
+                self.publish_as(header.as_ref().home as usize, *listed as usize);
                 *listed = UNLISTED;
             }
         }
@@ -580,6 +622,7 @@ fn slot(owner: Owner) -> usize {
 ///
 /// # Safety
 /// Nobody references `header` any more; its value is dropped or moved out.
+#[inline]
 unsafe fn free_memory(header: NonNull<Header>) {
     // SAFETY: forwarded.
     unsafe { free_memory_with(header, false) }
@@ -589,6 +632,7 @@ unsafe fn free_memory(header: NonNull<Header>) {
 ///
 /// # Safety
 /// As for [`free_memory`].
+#[inline]
 unsafe fn free_memory_with(header: NonNull<Header>, reclaimed: bool) {
     // SAFETY: per the contract; the memory came from the backend with this
     // layout.
@@ -660,16 +704,31 @@ unsafe fn apply_here(header: NonNull<Header>, op: Op) {
 unsafe fn apply_within(core: usize, header: NonNull<Header>, op: Op) {
     // SAFETY: `header` is live.
     let object = unsafe { header.as_ref() };
-    if op == Op::Sync && holds(core, object.home as usize) {
-        // SAFETY: we hold the shard for the batch; the holder of an object
-        // it moves never sees it freed (`DIRTY_FREE`), so noting it dirty
-        // again is all there is to do if it already is.
+    if holds(core, object.home as usize) {
+        let home = &SHARD[object.home as usize];
+        // SAFETY: we hold the shard for the batch (see `apply_slow`).
         unsafe {
-            if *object.dirty.get() != DIRTY {
-                SHARD[object.home as usize].mark_dirty(header, false);
+            match op {
+                // The holder of an object it moves never sees it freed
+                // (`DIRTY_FREE`), so noting it dirty again is all there is
+                // to do if it already is.
+                Op::Sync => {
+                    if *object.dirty.get() != DIRTY {
+                        home.mark_dirty(header, false);
+                    }
+                    return;
+                }
+                Op::Link => return home.sync(header),
+                Op::Free
+                    if *object.dirty.get() == CLEAN
+                        && object.requests.load(Ordering::Acquire) == 0 =>
+                {
+                    home.unlist(header);
+                    return free_memory(header);
+                }
+                Op::Free => {}
             }
         }
-        return;
     }
     // SAFETY: forwarded.
     unsafe { apply_slow(core, header, op) }
@@ -767,6 +826,21 @@ pub(crate) unsafe fn link_within(critical: &Critical, header: NonNull<Header>) {
     if let Some(remote) = REMOTE.get() {
         // SAFETY: forwarded to the copy that owns the registry.
         return unsafe { remote.apply(header.cast(), Op::Link as u8) };
+    }
+    // SAFETY: `header` is live.
+    let object = unsafe { header.as_ref() };
+    let home = object.home as usize;
+    if holds(critical.core, home) {
+        // The common case, inline: a new object (on no list) homed on the
+        // shard this core holds for its batch goes on its owner's list.
+        let want = slot(object.owner.load(Ordering::Relaxed));
+        // SAFETY: we hold the shard; the object is new, on no list.
+        unsafe {
+            SHARD[home].lists()[want].attach(header.as_ptr());
+            *object.listed.get() = want as u16;
+            SHARD[home].publish_as(home, want);
+        }
+        return;
     }
     // SAFETY: forwarded; inside `critical`.
     unsafe { apply_within(critical.core, header, Op::Link) }

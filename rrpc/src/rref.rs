@@ -51,11 +51,10 @@ impl<T: Exchangeable> RRef<T> {
         if layout.size() > registry::MAX_OBJECT {
             return Err(RpcError::OutOfMemory);
         }
-        let critical = registry::Critical::enter();
+        let (critical, owner) = registry::Critical::enter_as(backend);
         // SAFETY: the memory is linked to its owner below, inside the same
         // critical section, so it is never untracked when a domain can die.
         let memory = unsafe { backend.alloc(layout) }.ok_or(RpcError::OutOfMemory)?;
-        let owner = backend.current_owner();
         let header = memory.cast::<Header>();
         // SAFETY: fresh memory of `layout`: the header at 0, the value at
         // `offset`, both properly aligned by `Layout::extend`; then the
