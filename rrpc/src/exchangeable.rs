@@ -50,7 +50,7 @@ pub unsafe trait Exchangeable {
 pub struct Transfer {
     owner: crate::Owner,
     /// The core of the registry critical section the transfer is made in
-    /// ([`Transfer::here_in`]), or [`NOT_IN_CRITICAL`]: moves made with it
+    /// ([`Transfer::within`]), or [`NOT_IN_CRITICAL`]: moves made with it
     /// then skip entering a section of their own.
     pub(crate) critical_core: usize,
 }
@@ -73,17 +73,6 @@ impl Transfer {
             owner: crate::proxy::current(),
             critical_core: NOT_IN_CRITICAL,
         }
-    }
-
-    /// [`here`](Self::here), inside the critical section `critical`: the
-    /// transfer must not outlive it (it is used for the moves made in it).
-    ///
-    /// # Safety
-    /// As for [`here`](Self::here).
-    #[inline]
-    pub(crate) unsafe fn here_in(critical: &crate::proxy::InCritical) -> Transfer {
-        // SAFETY: forwarded; `current` is the running domain.
-        unsafe { Self::within(crate::proxy::current(), critical) }
     }
 
     /// [`new`](Self::new), inside the critical section `critical`: the

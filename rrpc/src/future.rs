@@ -348,9 +348,9 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
                     }
                     // Back in the caller: the result is the caller's,
                     // the whole tree at once (see `proxy::receive`).
-                    let critical = crate::proxy::InCritical::enter();
+                    let (critical, here) = crate::proxy::InCritical::enter_here();
                     // SAFETY: the future holds the result by value.
-                    value.move_roots(&unsafe { crate::Transfer::here_in(&critical) });
+                    value.move_roots(&unsafe { crate::Transfer::within(here, &critical) });
                 }
                 Poll::Ready(result)
             }

@@ -26,7 +26,8 @@ pub trait Runtime: Sync {
     ///
     /// # Safety
     /// `call` is a live `RawCall` at the start of its slot whose `run` is
-    /// safe to call with it, valid for the whole call.
+    /// safe to call with it, valid for the whole call. An implementation
+    /// calls `run` at most once (it consumes the call's closure).
     unsafe fn enter_raw(&self, callee: Owner, call: *mut cont::RawCall) -> Result<(), RpcError> {
         // SAFETY: forwarded.
         unsafe { self.enter(callee, &mut || ((*call).run)(call)) }
@@ -282,6 +283,14 @@ impl InCritical {
         InCritical(crate::registry::Critical::enter())
     }
 
+    /// [`enter`](Self::enter), also returning the running domain (one
+    /// call into the backend for both).
+    #[inline]
+    pub(crate) fn enter_here() -> (InCritical, Owner) {
+        let (critical, owner) = crate::registry::Critical::enter_as(crate::registry::backend());
+        (InCritical(critical), owner)
+    }
+
     /// The core it runs on.
     #[inline]
     pub(crate) fn core(&self) -> usize {
@@ -326,11 +335,11 @@ pub fn receive<T: crate::Exchangeable + ?Sized>(entry: &EntryCap, value: &T) {
         // while the caller's root still points at them. The section is
         // bounded by the value's type (no `Exchangeable` type is
         // recursive) and the kernel resumes unwinding right after it.
-        let critical = InCritical::enter();
+        let (critical, here) = InCritical::enter_here();
         // SAFETY: proxies move what they hold by value: a call's arguments
         // (moved into the closure that runs in the callee) or its result;
         // the transfer lives only for these moves, inside `critical`.
-        value.move_roots(&unsafe { crate::Transfer::here_in(&critical) });
+        value.move_roots(&unsafe { crate::Transfer::within(here, &critical) });
     }
 }
 
@@ -376,20 +385,19 @@ unsafe fn call_in<R, F: FnOnce(Moved<'_>) -> R>(
         // store-to-load forwarding stall).
         f: *mut F,
         result: core::mem::MaybeUninit<R>,
+        /// Set once the closure returned and `result` holds its value.
         ran: bool,
         moved: core::cell::Cell<bool>,
     }
     unsafe extern "C-unwind" fn run<F: FnOnce(Moved<'_>) -> R, R>(raw: *mut cont::RawCall) {
         // SAFETY: `raw` is the start of a `Slot<F, R>` (`repr(C)`), live
-        // for the call, run at most once (`ran`); `f` points to the
-        // closure, read once.
+        // for the call, run at most once (the runtime's contract, see
+        // `Runtime::enter_raw`); `f` points to the closure, read once.
         unsafe {
             let slot = &mut *(raw as *mut Slot<F, R>);
-            if !slot.ran {
-                slot.ran = true;
-                let f = read_by_words(slot.f);
-                slot.result.write(f(Moved::new(&slot.moved)));
-            }
+            let f = read_by_words(slot.f);
+            slot.result.write(f(Moved::new(&slot.moved)));
+            slot.ran = true;
             slot.raw.done();
         }
     }

@@ -863,7 +863,7 @@ pub(crate) unsafe fn free(header: NonNull<Header>) {
 /// # Safety
 /// `header` is a live header the caller holds; a `critical_core` other
 /// than `NOT_IN_CRITICAL` is that of a section the caller is in.
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn transfer(header: NonNull<Header>, owner: Owner, critical_core: usize) {
     // SAFETY: `header` is live.
     let object = unsafe { header.as_ref() };

@@ -99,7 +99,7 @@ impl<T: Exchangeable> RRef<T> {
     /// back to the caller with a result); see [`Transfer`](crate::Transfer)
     /// for who may name an owner (no safe code can).
     #[doc(hidden)]
-    #[inline]
+    #[inline(always)]
     pub fn move_to(&self, to: &crate::Transfer) {
         // SAFETY: we hold it.
         unsafe { registry::transfer(self.header, to.owner(), to.critical_core) };
