@@ -46,7 +46,7 @@ QEMU_BASE := -machine q35 -cpu max -display none -no-reboot -nic none \
 
 CARGO_PROFILE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: all setup images disk build test-kernel run test host-test qemu-test lint bench fuzz soak clean
+.PHONY: all setup images disk build test-kernel run test host-test qemu-test lint bench fuzz soak clean new-domain
 
 all: build
 
@@ -69,6 +69,11 @@ setup:
 # Every domain as its own image, packed with a signed manifest.
 images: setup
 	bash tools/build-images.sh $(BUILD) $(DOMAIN_KEY)
+
+# A new domain from a working skeleton (see docs/authoring-domains.md):
+#   make new-domain NAME=x [CLIENT=1] [INTERFACE=1]
+new-domain:
+	@python3 tools/new-domain.py "$(NAME)" $(if $(CLIENT),--client) $(if $(INTERFACE),--interface)
 
 disk:
 	@mkdir -p $(BUILD)

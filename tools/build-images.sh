@@ -22,26 +22,37 @@ out=${1:?out dir}
 key=${2:?key file}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# Where the images are compiled (IMAGES_TARGET_DIR overrides: the test of
+# `make new-domain` builds a copy of the tree without recompiling it all).
+images_target=${IMAGES_TARGET_DIR:-target/images}
 
-# Images: every crate with a binary target under domains/ (package
-# domain-NAME) and drivers/ (package driver-NAME).
+# Images: every crate under domains/ and drivers/ with a binary target,
+# found in `cargo metadata` (so the names come from the crates: the image
+# is named after its binary target, whatever the package and directory are
+# called). tools/image-crates.py says what it expects when a crate is off
+# (no `image` feature, two binaries, a name the kernel would refuse).
+mkdir -p "$out"
+cargo metadata --format-version 1 --no-deps --offline >"$out/metadata.json.tmp" 2>"$out/metadata.err" || {
+    cat "$out/metadata.err" >&2
+    echo "build-images: cargo metadata failed (a Cargo.toml above is malformed)" >&2
+    exit 1
+}
+listing=$(python3 tools/image-crates.py "$root" "$out/metadata.json.tmp") || exit 1
 domains=()
 dirs=(interfaces)
 packages=()
 features=()
-for dir in domains/*/ drivers/*/; do
-    name=$(basename "$dir")
-    [ "$name" = sdk ] && continue
-    [ -f "$dir/src/main.rs" ] || continue
-    case "$dir" in
-        domains/*) package="domain-$name" ;;
-        *) package="driver-$name" ;;
-    esac
+while read -r name dir package; do
+    [ -n "$name" ] || continue
     domains+=("$name")
-    dirs+=("${dir%/}")
+    dirs+=("$dir")
     packages+=(-p "$package")
     features+=("$package/image")
-done
+done <<<"$listing"
+if [ ${#domains[@]} -eq 0 ]; then
+    echo "build-images: no image crates found under domains/ or drivers/" >&2
+    exit 1
+fi
 
 # Before anything is built or signed: screen every crate packed here (and
 # interfaces/, compiled into each image) for the code shapes through which
@@ -56,18 +67,18 @@ fi
 # kernel; images need the opposite, so RUSTFLAGS (which replaces those
 # flags) says so, in a target directory of their own.
 RUSTFLAGS="-C relocation-model=pie -C link-arg=--entry=domain_entry -C link-arg=-zmax-page-size=4096 -C link-arg=-zseparate-code -C strip=debuginfo -C force-frame-pointers=yes" \
-    cargo build --release --quiet --target x86_64-unknown-none --target-dir target/images \
+    cargo build --release --quiet --target x86_64-unknown-none --target-dir "$images_target" \
     "${packages[@]}" --features "$(IFS=,; echo "${features[*]}")" --bins
 
 mkdir -p "$out/images" "$out/keys"
 args=()
 for name in "${domains[@]}"; do
-    cp "target/images/x86_64-unknown-none/release/$name" "$out/images/$name.elf"
+    cp "$images_target/x86_64-unknown-none/release/$name" "$out/images/$name.elf"
     args+=("$name=$out/images/$name.elf")
 done
 # Each crate's policy, as declared in its Cargo.toml (no dependencies are
 # resolved: only the workspace's own packages).
-cargo metadata --format-version 1 --no-deps --offline >"$out/metadata.json"
+mv "$out/metadata.json.tmp" "$out/metadata.json"; rm -f "$out/metadata.err"
 # START (e.g. "counter checksum client"): the domains the kernel starts at
 # boot, written into the signed manifest.
 cargo run --release --quiet -p pack -- --key "$key" --public "$out/keys/domain.pub" \

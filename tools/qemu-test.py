@@ -10,6 +10,7 @@ Prints every result line and ends with `qemu: N passed, N failed`; the exit
 status is 0 only if nothing failed.
 """
 import argparse
+import glob
 import json
 import os
 import re
@@ -514,6 +515,69 @@ def guide_session(tally, kernel):
     console_session(tally, kernel, 2, "256M", 120, checks=checks, label="authoring guide")
 
 
+def parse_session(text, origin="session"):
+    """The checks of a `session.console` file (see tools/new-domain.py):
+    `monitor> COMMAND` lines, each followed by the regular expressions its
+    reply must contain (`!` in front: must not), `@pause` and `@await TEXT`.
+    Returns (checks, problems): a malformed file is reported, not run."""
+    checks, problems = [], []
+    command, patterns = None, []
+
+    def close():
+        if command is None:
+            return
+        compiled = []
+        for pattern in patterns:
+            negate = pattern.startswith("!")
+            try:
+                compiled.append((negate, re.compile(pattern[1:] if negate else pattern, re.M)))
+            except re.error as e:
+                problems.append(f"{origin}: bad pattern {pattern!r} after '{command}': {e}")
+
+        def check(out, compiled=compiled):
+            return all((regex.search(out) is None) == negate for negate, regex in compiled)
+        checks.append((command, check))
+
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.rstrip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("monitor> "):
+            close()
+            command, patterns = line[len("monitor> "):].strip(), []
+            if not command:
+                problems.append(f"{origin}:{number}: an empty command")
+        elif line == "@pause" or line.startswith("@await "):
+            close()
+            command, patterns = None, []
+            checks.append((line, None))
+        elif command is None:
+            problems.append(f"{origin}:{number}: a reply pattern before any `monitor>` command")
+        else:
+            patterns.append(line)
+    close()
+    if not any(check for _, check in checks):
+        problems.append(f"{origin}: no `monitor>` command")
+    return checks, problems
+
+
+def domain_sessions(tally, kernel, root=None):
+    """Every `session.console` next to a domain (ROOT/domains/*/,
+    ROOT/drivers/*/; ROOT is this repository unless given): the console
+    session its author wrote (or `make new-domain` did), each on a boot of
+    its own with the archive given by --archive."""
+    root = root or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    files = sorted(glob.glob(os.path.join(root, "domains", "*", "session.console"))
+                   + glob.glob(os.path.join(root, "drivers", "*", "session.console")))
+    for path in files:
+        where = os.path.relpath(path, root)
+        checks, problems = parse_session(open(path).read(), where)
+        tally.record(f"{where}: well-formed", not problems, "; ".join(problems))
+        if problems:
+            continue
+        console_session(tally, kernel, 2, "256M", 120, checks=checks, label=where)
+
+
 def archive_sessions(tally, kernel, archive, key):
     """Bad archives: a tampered image, a tampered manifest, an image the
     signed manifest does not list. Each is refused with a clear message and
@@ -605,11 +669,18 @@ def main():
     parser.add_argument("--storm-mode", choices=["entry", "mid"], default="entry",
                         help="entry: every fault raised at a domain entry; mid: armed for the "
                              "timer tick first (mid-code), see docs/reliability.md")
+    parser.add_argument("--sessions", metavar="ROOT",
+                        help="run only the session.console files of ROOT's domains "
+                             "(tools/test-new-domain.py)")
     args = parser.parse_args()
     global ARCHIVE, DISK
     ARCHIVE = args.archive
     DISK = args.disk
     tally = Tally()
+    if args.sessions:
+        domain_sessions(tally, args.kernel, args.sessions)
+        print(f"qemu: {tally.passed} passed, {tally.failed} failed")
+        sys.exit(0 if tally.failed == 0 else 1)
     if args.soak:
         with open(args.storm_log or os.devnull, "w") as log:
             storm_session(tally, args.kernel, args.soak, log=log, mode=args.storm_mode)
@@ -624,6 +695,7 @@ def main():
     typed_during_boot(tally, args.kernel)
     if args.archive:
         guide_session(tally, args.kernel)
+        domain_sessions(tally, args.kernel)
         archive_sessions(tally, args.kernel, args.archive, args.key)
         if args.storm:
             storm_session(tally, args.kernel, args.storm, mode=args.storm_mode)

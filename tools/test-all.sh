@@ -44,6 +44,11 @@ if DOMAIN_PUBKEY="$(pwd)/$build/keys/domain.pub" cargo build -p kernel --target 
     python3 tools/qemu-test.py "$kernel" --test-kernel "$test_kernel" --archive "$archive" --key "$key" --disk "$disk" --configs "$configs" 2>&1 | tee "$build/qemu-tests.log"
     read -r qp qf < <(sed -n 's/^qemu: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$build/qemu-tests.log" | tail -1)
     if [ -z "${qp:-}" ]; then failed=$((failed + 1)); else passed=$((passed + qp)); failed=$((failed + qf)); fi
+    # The authoring path end to end: `make new-domain` on a copy of the
+    # tree, its host tests, its images, its sessions on this kernel.
+    python3 tools/test-new-domain.py "$kernel" "$key" 2>&1 | tee "$build/new-domain-test.log"
+    read -r np nf < <(sed -n 's/^qemu: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$build/new-domain-test.log" | tail -1)
+    if [ -z "${np:-}" ]; then failed=$((failed + 1)); else passed=$((passed + np)); failed=$((failed + nf)); fi
 else
     echo "kernel build failed"; failed=$((failed + 1))
 fi

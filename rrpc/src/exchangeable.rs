@@ -81,7 +81,10 @@ impl Transfer {
     /// # Safety
     /// As for [`new`](Self::new).
     #[inline]
-    pub(crate) unsafe fn within(owner: crate::Owner, critical: &crate::proxy::InCritical) -> Transfer {
+    pub(crate) unsafe fn within(
+        owner: crate::Owner,
+        critical: &crate::proxy::InCritical,
+    ) -> Transfer {
         Transfer {
             owner,
             critical_core: critical.core(),

@@ -36,8 +36,8 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU16, AtomicU32, AtomicUsiz
 
 use spin::Once;
 
-use crate::exchangeable::NOT_IN_CRITICAL;
 use crate::Owner;
+use crate::exchangeable::NOT_IN_CRITICAL;
 use owner::AtomicOwnerId;
 
 const SLOTS: usize = 256;
