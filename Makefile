@@ -8,9 +8,9 @@ PROFILE    ?= release
 BUILD      := build
 KERNEL_ELF := target/$(TARGET)/$(PROFILE)/kernel
 KERNEL     := $(BUILD)/kernel.elf
-# The test kernel: the same kernel with its in-QEMU tests, benchmarks and
-# built-in test images (the `ktest` feature), in a target directory of its
-# own so that the two never rebuild each other.
+# The test kernel: the same kernel with its in-QEMU tests and benchmarks
+# (the `ktest` feature), in a target directory of its own so that the two
+# never rebuild each other.
 TEST_KERNEL_ELF := target/ktest/$(TARGET)/$(PROFILE)/kernel
 TEST_KERNEL := $(BUILD)/kernel-test.elf
 # The signed boot archive of domain images (`make images`), and the key it
@@ -136,7 +136,7 @@ fuzz: setup
 
 # Host rows: three runs pinned to the last core (best of three per row,
 # with the range), instruction counts from callgrind; QEMU rows: three
-# boots, QEMU pinned to the same core (see docs/benchmarks.md).
+# boots (QEMU unpinned; QEMU_BENCH_PIN=1 pins it: see docs/benchmarks.md).
 BENCH_CORE := $(shell echo $$(( $$(nproc) - 1 )))
 bench: test-kernel disk
 	@if ! command -v valgrind >/dev/null 2>&1; then \

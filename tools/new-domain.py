@@ -30,6 +30,7 @@ message, before anything is written.
 import argparse
 import os
 import re
+import subprocess
 import sys
 
 KEYWORDS = {
@@ -67,8 +68,10 @@ def camel(name):
     return "".join(part.capitalize() for part in name.split("-"))
 
 
-def cargo_toml(name, description, exports):
+def cargo_toml(name, description, exports, dev_service=None):
     quoted = ", ".join(f'"{e}"' for e in exports)
+    service_dev = (f'\n# The service, loaded next to this client in its host tests.\n'
+                   f'domain-{dev_service} = {{ path = "../{dev_service}" }}') if dev_service else ""
     return f'''[package]
 name = "domain-{name}"
 description = "{description} Untrusted: no unsafe code."
@@ -84,6 +87,10 @@ exports = [{quoted}]
 [dependencies]
 domain-sdk = {{ path = "../../sdk" }}
 interfaces = {{ path = "../../interfaces" }}
+
+[dev-dependencies]
+# The host test kit (a kernel model: `cargo test -p domain-{name}`).
+domain-sdk = {{ path = "../../sdk", features = ["testing"] }}{service_dev}
 
 [features]
 # Set by tools/build-images.sh when it builds the image binary.
@@ -328,6 +335,89 @@ pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {{
 '''
 
 
+def service_test(name, snake, trait, with_interface):
+    domain = f"{name}-test"
+    if with_interface:
+        body = f'''    let service = lookup::<dyn {trait} + Send + Sync>("{domain}/{name}").expect("lookup");
+    assert_eq!(service.add(5), Ok(5));
+    // A block moves to the service and back without a copy.
+    let (sum, block) = service.sum(RRef::new([2u8; 64])).expect("sum");
+    assert_eq!(sum, 128);
+    assert_eq!(block[0], 2);
+    // An `async fn`: its timer runs on the kit's virtual clock.
+    let total = kernel.block_on(service.total_after(1000), Duration::from_secs(5));
+    assert_eq!(total, Some(Ok(5)));
+
+    // A crash is contained: the proxy's calls fail, a restart starts afresh.
+    kernel.crash("{domain}").expect("crash");
+    assert_eq!(service.add(1), Err(RpcError::DomainNotAlive));
+    kernel.restart("{domain}").expect("restart");
+    let service = lookup::<dyn {trait} + Send + Sync>("{domain}/{name}").expect("lookup again");
+    assert_eq!(service.add(1), Ok(1));'''
+        imports = f'''use core::time::Duration;
+use domain_sdk::{{RRef, RpcError, lookup, testing}};
+use interfaces::{snake}::{trait};'''
+    else:
+        body = f'''    let control = lookup::<dyn Control + Send + Sync>("{domain}/control").expect("lookup");
+    assert_eq!(control.control(1, 5), Ok(5));
+    assert_eq!(control.control(0, 0), Ok(5));
+
+    // A crash is contained: the proxy's calls fail, a restart starts afresh.
+    kernel.crash("{domain}").expect("crash");
+    assert_eq!(control.control(0, 0), Err(RpcError::DomainNotAlive));
+    kernel.restart("{domain}").expect("restart");
+    let control = lookup::<dyn Control + Send + Sync>("{domain}/control").expect("lookup again");
+    assert_eq!(control.control(0, 0), Ok(0));'''
+        imports = '''use domain_sdk::{RpcError, lookup, testing};
+use interfaces::control::Control;'''
+    return f'''//! `{name}` as a domain on the host (`domain_sdk::testing`, a model of the
+//! kernel): loaded from its entry, called through the generated proxy
+//! (each call a contained entry), crashed and restarted.
+
+{imports}
+
+#[test]
+fn calls_go_through_the_proxy_and_a_crash_is_contained() {{
+    let kernel = testing::kernel();
+    kernel.load("{domain}", domain_{snake}::init).expect("load");
+{body}
+}}
+'''
+
+
+def client_test(name, snake):
+    client = f"{name}-client"
+    csnake = client.replace("-", "_")
+    return f'''//! `{client}` and `{name}` as domains on the host (`domain_sdk::testing`):
+//! the client's task and its timers run on the kit's virtual clock, so a
+//! second of its life takes no time.
+
+use core::time::Duration;
+use domain_sdk::{{lookup, testing}};
+use interfaces::control::Control;
+
+#[test]
+fn the_client_keeps_calling_across_a_crash_of_the_service() {{
+    let kernel = testing::kernel();
+    kernel.load("{name}", domain_{snake}::init).expect("load the service");
+    kernel.load("{client}", domain_{csnake}::init).expect("load the client");
+    let stats = lookup::<dyn Control + Send + Sync>("{client}/control").expect("lookup");
+
+    kernel.run_for(Duration::from_secs(1));
+    let ok = stats.control(0, 0).expect("ok count");
+    assert!(ok >= 40, "{{ok}} calls in a second of 20 ms rounds");
+
+    kernel.crash("{name}").expect("crash");
+    kernel.run_for(Duration::from_millis(100));
+    assert!(stats.control(1, 0).expect("failed count") >= 1);
+
+    kernel.restart("{name}").expect("restart");
+    kernel.run_for(Duration::from_secs(1));
+    assert!(stats.control(0, 0).expect("ok count") >= ok + 40, "calls resumed");
+}}
+'''
+
+
 SESSION_HEADER = """# The console session `make test` runs for this domain in QEMU
 # (tools/qemu-test.py finds every domains/*/session.console). A line
 # `monitor> COMMAND` is typed at the prompt; each line after it, up to the
@@ -429,6 +519,7 @@ def main():
     write(os.path.join(service_dir, "src", "lib.rs"), service_rs(name, snake, trait, args.interface), written)
     write(os.path.join(service_dir, "src", "main.rs"), main_rs(snake), written)
     write(os.path.join(service_dir, "session.console"), service_session(name), written)
+    write(os.path.join(service_dir, "tests", "host.rs"), service_test(name, snake, trait, args.interface), written)
     if args.interface:
         write(module, interface_rs(name, trait), written)
         add_module(os.path.join(root, "interfaces", "src", "lib.rs"), snake)
@@ -437,11 +528,21 @@ def main():
         client = f"{name}-client"
         csnake = client.replace("-", "_")
         write(os.path.join(client_dir, "Cargo.toml"),
-              cargo_toml(client, f"Calls the {name} service (written by make new-domain).", ["control"]),
+              cargo_toml(client, f"Calls the {name} service (written by make new-domain).", ["control"],
+                         dev_service=name),
               written)
+        write(os.path.join(client_dir, "tests", "host.rs"), client_test(name, snake), written)
         write(os.path.join(client_dir, "src", "lib.rs"), client_rs(name, snake, trait, args.interface), written)
         write(os.path.join(client_dir, "src", "main.rs"), main_rs(csnake), written)
         write(os.path.join(client_dir, "session.console"), client_session(name), written)
+
+    # The project's formatting (how rustfmt wraps a line depends on the
+    # names), so the new crates pass `cargo fmt --check` from the start.
+    sources = [p for p in written if os.path.isabs(p) and p.endswith(".rs")]
+    try:
+        subprocess.run(["rustfmt", "--edition", "2024", *sources], cwd=root, check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        print(f"new-domain: note: rustfmt did not run ({e}); run `cargo fmt`", file=sys.stderr)
 
     print("new-domain: wrote")
     for path in written:

@@ -80,9 +80,10 @@ def main():
         record("refuses to write over a domain that exists", status != 0 and "exists already" in out, out)
 
         env = {"CARGO_TARGET_DIR": os.path.join(ROOT, "target", "new-domain")}
-        status, out = run(["cargo", "test", "-q", "-p", f"domain-{NAME}"], tmp, env)
-        record(f"cargo test -p domain-{NAME} (the service's logic on the host)",
-               status == 0 and "test result: ok" in out, out)
+        status, out = run(["cargo", "test", "-p", f"domain-{NAME}", "-p", f"domain-{NAME}-client"], tmp, env)
+        record(f"cargo test -p domain-{NAME} -p domain-{NAME}-client (on the host test kit)",
+               status == 0 and "calls_go_through_the_proxy_and_a_crash_is_contained ... ok" in out
+               and "the_client_keeps_calling_across_a_crash_of_the_service ... ok" in out, out)
         status, out = run(["cargo", "clippy", "-q", "-p", f"domain-{NAME}", "-p", f"domain-{NAME}-client",
                            "-p", "interfaces", "--all-targets", "--", "-D", "warnings"], tmp, env)
         record("the generated crates are clippy-clean (-D warnings)", status == 0, out)

@@ -71,6 +71,12 @@ pub use time::{Interval, interval, now_ns, sleep, sleep_until, yield_now};
 #[doc(hidden)]
 pub mod image;
 
+#[cfg(all(feature = "testing", target_os = "none"))]
+compile_error!("domain-sdk's `testing` feature is for host tests only (a dev-dependency)");
+#[cfg(feature = "testing")]
+#[allow(unsafe_code)] // the kit implements `Kernel`'s two unsafe methods
+pub mod testing;
+
 /// A task a domain spawns: owned by the domain, removed (never polled or
 /// dropped again) if the domain crashes.
 pub type Task = Pin<Box<dyn Future<Output = ()> + Send>>;

@@ -1,4 +1,4 @@
-//! The trust boundary, enforced (DESIGN.md section 2): every crate under
+//! The trust boundary, enforced (docs/design.md, section 2): every crate under
 //! `drivers/`, `rv6/` and every domain under `domains/` (all but the trusted
 //! SDK) forbids unsafe code, has no build script or proc-macro, and
 //! depends only on an allow-list of crates. `interfaces/` is held to the
@@ -10,7 +10,7 @@
 //! forge a fingerprint and make the name service type-confuse another
 //! domain's exports; one implementing `Exchangeable` could keep `RRef`s
 //! from moving with their root). A
-//! deliberate deviation from DESIGN.md's `forbid`, which cannot admit
+//! deliberate deviation from a plain `forbid`, which cannot admit
 //! generated unsafe code.
 //!
 //! The facts come from Cargo, not from reading manifests: `cargo metadata`
