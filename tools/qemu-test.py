@@ -128,12 +128,63 @@ class Serial:
     def __init__(self, proc, log=None, deadline=None):
         self.proc, self.log, self.deadline = proc, log, deadline
         self.buffer = b""
+        # Where the output of interest starts (see `start_here`): searches
+        # and `text` look from here, while what came before stays
+        # available to tell a redraw of the input line from a prompt.
+        self.mark = 0
+
+    def start_here(self):
+        """What is read from now on is the output of interest."""
+        self.mark = len(self.buffer)
+
+    def reset(self):
+        self.buffer, self.mark = b"", 0
 
     def read_until(self, marker, limit):
         end = time.monotonic() + limit
         if self.deadline is not None:
             end = min(end, self.deadline)
-        while marker not in self.buffer:
+        while self.buffer.find(marker, self.mark) < 0:
+            remaining = end - time.monotonic()
+            if remaining <= 0 or self.proc.poll() is not None:
+                return False
+            ready, _, _ = select.select([self.proc.stdout], [], [], remaining)
+            if ready:
+                chunk = os.read(self.proc.stdout.fileno(), 4096)
+                if not chunk:
+                    return False
+                self.buffer += chunk
+                if self.log:
+                    self.log.write(chunk.decode("utf-8", "replace"))
+                    self.log.flush()
+        return True
+
+    def prompt_after_command(self):
+        """Where the console's prompt after a command starts, or -1. The
+        console draws its input line again after output that arrives while
+        a command is being typed (a line it first clears with ESC [K), so a
+        `monitor> ` that follows such a line is a redraw, not the prompt a
+        finished command prints; the latter starts a line after the Enter
+        was echoed."""
+        start = self.mark
+        while True:
+            at = self.buffer.find(b"monitor> ", start)
+            if at < 0:
+                return -1
+            # The prompt starts a line; the line before it says what it is.
+            line_end = self.buffer.rfind(b"\n", 0, at)
+            line_start = self.buffer.rfind(b"\n", 0, max(line_end, 0)) + 1
+            if line_end >= 0 and b"\x1b[K" not in self.buffer[line_start:line_end]:
+                return at
+            start = at + 1
+
+    def read_prompt(self, limit):
+        """Reads until the prompt after a command (see
+        `prompt_after_command`)."""
+        end = time.monotonic() + limit
+        if self.deadline is not None:
+            end = min(end, self.deadline)
+        while self.prompt_after_command() < 0:
             remaining = end - time.monotonic()
             if remaining <= 0 or self.proc.poll() is not None:
                 return False
@@ -149,7 +200,7 @@ class Serial:
         return True
 
     def text(self):
-        return self.buffer.decode("utf-8", "replace").replace("\r", "")
+        return self.buffer[self.mark:].decode("utf-8", "replace").replace("\r", "")
 
 
 def shut_down(proc, send=True):
@@ -176,10 +227,10 @@ def console_session(tally, kernel, smp, mem, timeout, checks=None, archive=None,
     read_until = serial.read_until
 
     def command(line):
-        serial.buffer = b""
+        serial.start_here()
         proc.stdin.write(line.encode() + b"\r")
         proc.stdin.flush()
-        ok = read_until(b"monitor> ", 30)
+        ok = serial.read_prompt(30)
         return ok, serial.text()
 
     boot_start = time.monotonic()
@@ -217,6 +268,17 @@ def console_session(tally, kernel, smp, mem, timeout, checks=None, archive=None,
             ("call client 0", lambda out: re.search(r"^[1-9]\d*$", out, re.M) is not None),  # successful calls
             ("call client 1", lambda out: re.search(r"^[1-9]\d*$", out, re.M) is not None),  # errors seen, still running
             ("restart counter", lambda out: "restarted as generation 2" in out),
+            # Per-domain log levels and recent lines (the client logged its
+            # failed calls while counter was dead).
+            ("log counter debug", lambda out: "counter: log level debug" in out),
+            ("log", lambda out: re.search(r"^\s+counter\s+debug$", out, re.M) is not None),
+            ("log show client", lambda out: re.search(r"\d+\.\d{3} \[ info\] call failed", out) is not None),
+            ("log show client 1", lambda out: len(re.findall(r"^\s*\d+\.\d{3} \[", out, re.M)) == 1),
+            ("log show client 0", lambda out: "LINES must be a positive number" in out),
+            ("log show nosuch", lambda out: "no domain named 'nosuch'" in out),
+            ("log counter loud", lambda out: "unknown level 'loud'" in out),
+            ("log counter", lambda out: "set which level for 'counter'" in out),
+            ("log counter default", lambda out: "counter: log level default" in out),
             ("crash client loop", lambda out: "watchdog" in out),
             ("crash counter frobnicate", lambda out: "unknown fault 'frobnicate'" in out),
             ("load broken", lambda out: "during initialisation" in out and "index out of bounds" in out),
@@ -233,6 +295,14 @@ def console_session(tally, kernel, smp, mem, timeout, checks=None, archive=None,
             ("crash nvme pagefault", lambda out: "domain crashed" in out),
             ("blk check nvme-shadow 16", lambda out: "running" in out),
             ("@await blk check nvme-shadow: 16 blocks from block", None),
+            # Output from a background task while a command is half typed:
+            # the line is cleared, the output printed, the prompt and the
+            # typed text drawn again, and typing goes on where it was.
+            ("blk check nvme-shadow 8", lambda out: "running" in out),
+            ("@type dom", None),
+            ("@await blk check nvme-shadow: 8 blocks from block", None),
+            ("@redrawn monitor> dom", None),
+            ("ains", lambda out: re.search(r"nvme-shadow\s+alive", out) is not None),
             ("call nvme-shadow 0", lambda out: re.search(r"^[1-9]\d*$", out, re.M) is not None),
             ("blk check nvme-shadow 99999", lambda out: "BLOCKS must be 1 to 4096" in out),
             ("domains", lambda out: "supervised by nvme-shadow" in out),
@@ -260,6 +330,20 @@ def console_session(tally, kernel, smp, mem, timeout, checks=None, archive=None,
         for line, check in checks:
             if line == "@pause":
                 time.sleep(0.5)
+                continue
+            if line.startswith("@type "):
+                # Typed without Enter (the next command line continues it).
+                serial.start_here()
+                proc.stdin.write(line[len("@type "):].encode())
+                proc.stdin.flush()
+                continue
+            if line.startswith("@redrawn "):
+                # After asynchronous output: the input line was cleared
+                # (ANSI erase-in-line) and is drawn again below it.
+                text = line[len("@redrawn "):]
+                seen = read_until(b"\n" + text.encode(), 10) and b"\x1b[K" in serial.buffer[serial.mark:]
+                tally.record(f"{label}: '{text}' drawn again after asynchronous output", seen,
+                             repr(serial.buffer[-400:]))
                 continue
             if line.startswith("@await "):
                 # Output printed later by a background task (a `blk check`):
@@ -359,7 +443,7 @@ def storm_session(tally, kernel, faults, smp=4, mem="512M", log=None, mode="entr
     result = None
     kernel_crashes = 0
     if booted:
-        serial.buffer = b""
+        serial.reset()
         start = time.monotonic()
         proc.stdin.write(f"{words}\r".encode())
         proc.stdin.flush()
@@ -393,7 +477,7 @@ def storm_session(tally, kernel, faults, smp=4, mem="512M", log=None, mode="entr
             tally.record(f"{label}: summary printed", False, "(none: hang or crash)" if done else "(timed out)")
             print(out[-3000:])
         if done:
-            serial.buffer = b""
+            serial.reset()
             proc.stdin.write(b"mem\r")
             proc.stdin.flush()
             answered = read_until(b"monitor> ", 30)

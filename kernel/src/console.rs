@@ -60,8 +60,8 @@ const COMMANDS: &[Command] = &[
     },
     Command {
         name: "log",
-        usage: "log [error|warn|info|debug|trace]",
-        help: "show or set the log level",
+        usage: "log [LEVEL] | log NAME LEVEL|default | log show NAME [LINES]",
+        help: "show or set the log level (error, warn, info, debug, trace) of the kernel or of one domain; 'show' prints a domain's recent lines (kept whatever the console showed)",
         run: cmd_log,
     },
     Command {
@@ -154,36 +154,50 @@ async fn next_byte() -> u8 {
     }
 }
 
-struct Echo;
+/// Collects what the line editor writes (its echo), to be written with
+/// the input line's new state in one go (see `serial::console_write`).
+struct Echo(Vec<u8>);
 
 impl kcore::lineedit::Sink for Echo {
     fn write(&mut self, bytes: &[u8]) {
-        if let Ok(s) = core::str::from_utf8(bytes) {
-            print!("{s}");
-        }
+        self.0.extend_from_slice(bytes);
     }
+}
+
+/// The bytes that draw the input line again: prompt, text, cursor moves.
+fn redraw_bytes(editor: &LineEditor) -> Vec<u8> {
+    let mut out = Echo(Vec::from(PROMPT.as_bytes()));
+    editor.redraw(&mut out);
+    out.0
 }
 
 pub async fn shell() {
     println!("Type 'help' for commands.");
-    print!("{PROMPT}");
+    serial::console_write(PROMPT.as_bytes(), Some(PROMPT.as_bytes()));
     let mut editor = LineEditor::new();
     loop {
         let byte = next_byte().await;
-        match editor.feed(byte, &mut Echo) {
+        let mut echo = Echo(Vec::new());
+        match editor.feed(byte, &mut echo) {
             Event::Line(line) => {
                 let line = alloc::string::String::from(line);
+                // A command runs: its output is not interleaved.
+                serial::console_write(&echo.0, None);
                 execute(&line);
                 finish_restart().await;
                 finish_storm().await;
-                print!("{PROMPT}");
+                serial::console_write(PROMPT.as_bytes(), Some(PROMPT.as_bytes()));
             }
-            Event::Cancelled => print!("{PROMPT}"),
+            Event::Cancelled => {
+                echo.0.extend_from_slice(PROMPT.as_bytes());
+                serial::console_write(&echo.0, Some(PROMPT.as_bytes()));
+            }
             Event::ClearedScreen => {
-                print!("{PROMPT}");
-                editor.redraw(&mut Echo);
+                let redraw = redraw_bytes(&editor);
+                echo.0.extend_from_slice(&redraw);
+                serial::console_write(&echo.0, Some(&redraw));
             }
-            Event::None => {}
+            Event::None => serial::console_write(&echo.0, Some(&redraw_bytes(&editor))),
         }
     }
 }
@@ -347,6 +361,43 @@ fn cmd_log(args: &[&str]) -> Result<(), alloc::string::String> {
     match args {
         [] => {
             println!("log level: {}", serial::level().name());
+            for d in domain::all() {
+                if let Some(level) = domain::logs::level(d.slot) {
+                    println!("  {:<12} {}", d.name, level.name());
+                }
+            }
+            Ok(())
+        }
+        ["show", rest @ ..] => {
+            let (name, lines) = match rest {
+                [name] => (*name, usize::MAX),
+                [name, lines] => match lines.parse::<usize>() {
+                    Ok(n) if n > 0 => (*name, n),
+                    _ => {
+                        return Err(alloc::format!(
+                            "LINES must be a positive number, not '{lines}'"
+                        ));
+                    }
+                },
+                [] => return Err("which domain? (log show NAME)".into()),
+                _ => return Err("too many arguments".into()),
+            };
+            let d = find_domain(name)?;
+            let dropped = domain::logs::show(d.slot, lines, |at, level, text| {
+                let ms = at / 1_000_000;
+                println!(
+                    "{:>6}.{:03} [{:>5}] {}",
+                    ms / 1000,
+                    ms % 1000,
+                    level.name(),
+                    text
+                );
+            });
+            match dropped {
+                None => println!("{name} has logged nothing"),
+                Some(0) => {}
+                Some(n) => println!("({n} older lines dropped)"),
+            }
             Ok(())
         }
         [level] => match serial::Level::parse(level) {
@@ -354,8 +405,27 @@ fn cmd_log(args: &[&str]) -> Result<(), alloc::string::String> {
                 serial::set_level(level);
                 Ok(())
             }
+            None if domain::find(level).is_some() => Err(alloc::format!(
+                "set which level for '{level}'? (log {level} LEVEL|default)"
+            )),
             None => Err(alloc::format!("unknown level '{level}'")),
         },
+        [name, level] => {
+            let d = find_domain(name)?;
+            let level = match *level {
+                "default" => None,
+                other => Some(
+                    serial::Level::parse(other)
+                        .ok_or_else(|| alloc::format!("unknown level '{other}'"))?,
+                ),
+            };
+            domain::logs::set_level(d.slot, level);
+            println!(
+                "{name}: log level {}",
+                level.map_or("default (the kernel's)", |l| l.name())
+            );
+            Ok(())
+        }
         _ => Err("too many arguments".into()),
     }
 }

@@ -84,6 +84,45 @@ impl Write for Uart {
 }
 
 static UART: Mutex<Uart> = Mutex::new(Uart { base: COM1 });
+
+/// The console's input line while it waits for a command: the bytes that
+/// draw it again (prompt, typed text, cursor moves back). Output from
+/// anywhere else clears the line first and draws it again after itself,
+/// so a log line never lands in the middle of what is being typed. Only
+/// touched with `UART` held.
+struct InputLine {
+    active: bool,
+    len: usize,
+    bytes: [u8; INPUT_LINE_BYTES],
+}
+
+/// Room for the prompt, a full line and as many cursor moves.
+const INPUT_LINE_BYTES: usize = 16 + 2 * kcore::lineedit::MAX_LINE;
+
+static INPUT_LINE: Mutex<InputLine> = Mutex::new(InputLine {
+    active: false,
+    len: 0,
+    bytes: [0; INPUT_LINE_BYTES],
+});
+
+/// "Erase the whole line, cursor to its start" (carriage return, then
+/// ANSI erase-in-line).
+const CLEAR_LINE: &str = "\r\x1b[K";
+
+/// Counts what it writes and remembers the last byte.
+struct Tracking<'a> {
+    uart: &'a mut Uart,
+    last: u8,
+}
+
+impl Write for Tracking<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if let Some(&last) = s.as_bytes().last() {
+            self.last = last;
+        }
+        self.uart.write_str(s)
+    }
+}
 static RX: Once<ArrayQueue<u8>> = Once::new();
 
 /// The input queue, created on first use.
@@ -112,6 +151,18 @@ impl Level {
             "info" => Level::Info,
             "debug" => Level::Debug,
             "trace" => Level::Trace,
+            _ => return None,
+        })
+    }
+
+    /// The level numbered `bits` (1 error .. 5 trace).
+    pub fn from_u8(bits: u8) -> Option<Level> {
+        Some(match bits {
+            1 => Level::Error,
+            2 => Level::Warn,
+            3 => Level::Info,
+            4 => Level::Debug,
+            5 => Level::Trace,
             _ => return None,
         })
     }
@@ -162,7 +213,52 @@ pub fn enabled(level: Level) -> bool {
 #[doc(hidden)]
 pub fn _print(args: fmt::Arguments) {
     x86_64::instructions::interrupts::without_interrupts(|| {
-        let _ = UART.lock().write_fmt(args);
+        let mut uart = UART.lock();
+        let line = INPUT_LINE.lock();
+        if !line.active {
+            let _ = uart.write_fmt(args);
+            return;
+        }
+        // Asynchronous output while a command is being typed: clear the
+        // input line, print, then draw the input line again below.
+        let _ = uart.write_str(CLEAR_LINE);
+        let mut out = Tracking {
+            uart: &mut uart,
+            last: b'\n',
+        };
+        let _ = out.write_fmt(args);
+        if out.last != b'\n' {
+            let _ = uart.write_str("\n");
+        }
+        for &byte in &line.bytes[..line.len] {
+            uart.write_byte(byte);
+        }
+    });
+}
+
+/// The console's own output (its echo, its prompt): written as it is, and
+/// then `redraw` (the bytes that draw the input line again) becomes what
+/// other output restores after itself, or, with `None`, the console is not
+/// waiting for input (a command runs; its output is not interleaved).
+pub fn console_write(bytes: &[u8], redraw: Option<&[u8]>) {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let uart = UART.lock();
+        let mut line = INPUT_LINE.lock();
+        for &byte in bytes {
+            if byte == b'\n' {
+                uart.write_byte(b'\r');
+            }
+            uart.write_byte(byte);
+        }
+        match redraw {
+            Some(redraw) => {
+                let len = redraw.len().min(INPUT_LINE_BYTES);
+                line.bytes[..len].copy_from_slice(&redraw[..len]);
+                line.len = len;
+                line.active = true;
+            }
+            None => line.active = false,
+        }
     });
 }
 
@@ -218,15 +314,17 @@ macro_rules! println {
     ($($arg:tt)*) => ($crate::serial::_print(format_args!("{}\n", format_args!($($arg)*))));
 }
 
+/// Prints one log line at `level` (whatever the threshold: the caller
+/// decided), in the format of the `log!` macros.
+pub fn log_line(level: Level, args: fmt::Arguments) {
+    _print(format_args!("[{:>5}] {}\n", level.name(), args));
+}
+
 #[macro_export]
 macro_rules! log {
     ($lvl:expr, $($arg:tt)*) => {
         if $crate::serial::enabled($lvl) {
-            $crate::serial::_print(format_args!(
-                "[{:>5}] {}\n",
-                $lvl.name(),
-                format_args!($($arg)*)
-            ));
+            $crate::serial::log_line($lvl, format_args!($($arg)*));
         }
     };
 }

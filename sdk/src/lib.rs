@@ -125,6 +125,11 @@ pub trait Kernel: Send + Sync {
     fn lookup(&self, name: &str, visit: &mut dyn FnMut(&Exports, &str, Owner)) -> RpcResult<()>;
     /// Writes a line to the kernel log, prefixed with the domain's name.
     fn log(&self, message: &str);
+    /// [`log`](Self::log) at `level` (default: as `log`, whatever the level).
+    fn log_at(&self, level: LogLevel, message: &str) {
+        let _ = level;
+        self.log(message)
+    }
     /// Nanoseconds since boot on the kernel's clock.
     fn now_ns(&self) -> u64;
     /// A future that completes at or after `deadline_ns` ([`now_ns`]).
@@ -312,9 +317,29 @@ pub fn spawn(task: impl Future<Output = ()> + Send + 'static) -> Result<(), Spaw
     kernel().spawn(Box::pin(task))
 }
 
-/// Writes a line to the kernel log, prefixed with the domain's name.
+/// Writes a line to the kernel log at level `Info`, prefixed with the
+/// domain's name (see [`log_at`]).
 pub fn log(message: &str) {
     kernel().log(message)
+}
+
+/// Writes a line to the kernel log at `level`. The console shows it if
+/// the domain's level lets it through (`log NAME LEVEL` at the console; the
+/// kernel's level by default), and the domain's recent lines are kept for
+/// `log show NAME`.
+pub fn log_at(level: LogLevel, message: &str) {
+    kernel().log_at(level, message)
+}
+
+/// Log levels, most severe first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum LogLevel {
+    Error = 1,
+    Warn = 2,
+    Info = 3,
+    Debug = 4,
+    Trace = 5,
 }
 
 /// What a domain exports: named objects implementing `#[interface]`

@@ -43,6 +43,7 @@ mod error;
 pub mod heap;
 mod lifecycle;
 pub mod loaded;
+pub mod logs;
 mod names;
 mod parking;
 pub mod policy;

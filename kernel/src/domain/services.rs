@@ -34,11 +34,18 @@ impl Kernel for Services {
     }
 
     fn log(&self, message: &str) {
+        self.log_at(domain_sdk::LogLevel::Info, message)
+    }
+
+    fn log_at(&self, level: domain_sdk::LogLevel, message: &str) {
         let owner = crate::cpu::current_owner();
-        let name = get(slot_of(owner)).map_or("?", |d| d.name.as_str());
+        let slot = slot_of(owner);
+        let name = get(slot).map_or("?", |d| d.name.as_str());
         // The console is shared and printed with interrupts off: a line of
         // at most `MAX_LOG` bytes, control characters shown as '?'.
-        crate::info!("[{name}] {}", kcore::fmt::Clipped::new(message, MAX_LOG));
+        let level =
+            crate::serial::Level::from_u8(level as u8).unwrap_or(crate::serial::Level::Info);
+        super::logs::record(slot, name, level, message);
     }
 
     fn now_ns(&self) -> u64 {

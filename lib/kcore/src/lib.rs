@@ -44,6 +44,7 @@ pub mod fmt;
 pub mod frames;
 mod le;
 pub mod lineedit;
+pub mod logring;
 pub mod manifest;
 pub mod pci;
 mod phys;
