@@ -46,7 +46,7 @@ QEMU_BASE := -machine q35 -cpu max -display none -no-reboot -nic none \
 
 CARGO_PROFILE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: all setup images disk build test-kernel run test host-test qemu-test lint bench fuzz soak clean new-domain
+.PHONY: all setup images disk build test-kernel run test host-test qemu-test lint bench fuzz soak clean new-domain push
 
 all: build
 
@@ -69,6 +69,13 @@ setup:
 # Every domain as its own image, packed with a signed manifest.
 images: setup
 	bash tools/build-images.sh $(BUILD) $(DOMAIN_KEY)
+
+# A rebuilt archive of domain images into the kernel `make run` started
+# (over its second serial port, the socket below): `load`/`restart` then
+# use the new images, no reboot (see docs/authoring-domains.md).
+PUSH_SOCK := $(BUILD)/push.sock
+push: images
+	@python3 tools/push.py $(ARCHIVE) $(PUSH_SOCK)
 
 # A new domain from a working skeleton (see docs/authoring-domains.md):
 #   make new-domain NAME=x [CLIENT=1] [INTERFACE=1]
@@ -95,7 +102,9 @@ test-kernel: setup images
 # kernel uses the debug-exit device, whose status 33 we report as 0 too.
 run: build disk
 	@echo "Booting ($(SMP) cpus, $(MEM)). Type 'help'; leave with 'shutdown' or Ctrl-A X."
-	@$(QEMU) $(QEMU_BASE) $(IOMMU_OPTS) -smp $(SMP) -m $(MEM) -serial mon:stdio -kernel $(KERNEL) \
+	@rm -f $(PUSH_SOCK)
+	@$(QEMU) $(QEMU_BASE) $(IOMMU_OPTS) -smp $(SMP) -m $(MEM) -serial mon:stdio \
+		-serial unix:$(PUSH_SOCK),server=on,wait=off -kernel $(KERNEL) \
 		-initrd $(ARCHIVE) $(NVME_OPTS) -append "$(CMDLINE)" $(QEMU_OPTS); status=$$?; \
 		if [ $$status -eq 33 ]; then status=0; fi; exit $$status
 

@@ -16,7 +16,9 @@ import os
 import re
 import select
 import subprocess
+import shutil
 import sys
+import tempfile
 import time
 
 PASSED_STATUS = (0x13 << 1) | 1   # power::EXIT_TESTS_PASSED
@@ -217,11 +219,12 @@ def shut_down(proc, send=True):
 
 
 def console_session(tally, kernel, smp, mem, timeout, checks=None, archive=None, label="console",
-                    boot_check=None, disk=True):
+                    boot_check=None, disk=True, extra=()):
     """Boots to the monitor prompt, types commands, checks replies and that
     `shutdown` makes QEMU exit with status 0."""
     print(f"== {label} end-to-end (smp={smp} mem={mem})")
-    proc = subprocess.Popen(qemu_command(kernel, smp, mem, "log=info", archive=archive, disk=disk),
+    proc = subprocess.Popen(qemu_command(kernel, smp, mem, "log=info", archive=archive, disk=disk,
+                                         extra=extra),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     serial = Serial(proc, deadline=time.monotonic() + timeout)
     read_until = serial.read_until
@@ -330,6 +333,12 @@ def console_session(tally, kernel, smp, mem, timeout, checks=None, archive=None,
         for line, check in checks:
             if line == "@pause":
                 time.sleep(0.5)
+                continue
+            if line == "@run":
+                # A step on the host (`check` returns whether it worked and
+                # what to show if not).
+                ok, detail = check()
+                tally.record(f"{label}: {detail if ok else 'host step'}", ok, "" if ok else detail)
                 continue
             if line.startswith("@type "):
                 # Typed without Enter (the next command line continues it).
@@ -662,6 +671,62 @@ def domain_sessions(tally, kernel, root=None):
         console_session(tally, kernel, 2, "256M", 120, checks=checks, label=where)
 
 
+def push_session(tally, kernel, base_archive, pushed_archive, name):
+    """`make push`: boots `kernel` with `base_archive`, which lacks image
+    `name`, pushes `pushed_archive` (which has it, signed with the same
+    key) over COM2, and loads `name` without a reboot; a tampered archive
+    and a bad length pushed on top are refused and change nothing."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import importlib
+    push = importlib.import_module("push")
+    sock = os.path.join(tempfile.mkdtemp(prefix="push-test."), "push.sock")
+    good = open(pushed_archive, "rb").read()
+    tampered = bytearray(good)
+    # Flip a bit of the manifest's signature (file `manifest.sig`: a 110-byte
+    # cpio header, the name and its NUL padded to 4 bytes, then the data).
+    sig = tampered.find(b"manifest.sig\x00")
+    data = (sig + len(b"manifest.sig\x00") + 3) & ~3
+    tampered[data + 10] ^= 0x01
+
+    def send(data, expect):
+        def step():
+            ok, line = push.push(bytes(data), sock, 120)
+            return (ok == (expect == "ok") and line.startswith(f"push: {expect}"),
+                    f"push ({len(data)} bytes): {line}")
+        return step
+
+    def bad_length():
+        import socket
+        import struct
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(sock)
+            conn.settimeout(30)
+            conn.sendall(b"noise" + push.MAGIC + struct.pack("<I", 0xFFFFFFFF))
+            reply = b""
+            while b"\n" not in reply:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+            reply = reply.decode("utf-8", "replace")
+        return "push: refused: length 4294967295" in reply, f"bad length: {reply.strip()}"
+
+    checks = [
+        (f"load {name}", lambda out: f"no image named '{name}'" in out),
+        ("@run", send(good, "ok")),
+        (f"load {name}", lambda out: f"loaded image {name} as domain" in out),
+        (f"call {name} 1 5", lambda out: re.search(r"^5$", out, re.M) is not None),
+        ("@run", send(tampered, "refused")),
+        ("@run", bad_length),
+        (f"restart {name}", lambda out: "restarted as generation 2" in out),
+        (f"call {name} 0", lambda out: re.search(r"^0$", out, re.M) is not None),
+        ("load counter", lambda out: "loaded image counter as domain" in out),
+    ]
+    console_session(tally, kernel, 2, "256M", 300, checks=checks, archive=base_archive,
+                    label="make push", extra=("-serial", f"unix:{sock},server=on,wait=off"))
+    shutil.rmtree(os.path.dirname(sock), ignore_errors=True)
+
+
 def archive_sessions(tally, kernel, archive, key):
     """Bad archives: a tampered image, a tampered manifest, an image the
     signed manifest does not list. Each is refused with a clear message and
@@ -753,6 +818,9 @@ def main():
     parser.add_argument("--storm-mode", choices=["entry", "mid"], default="entry",
                         help="entry: every fault raised at a domain entry; mid: armed for the "
                              "timer tick first (mid-code), see docs/reliability.md")
+    parser.add_argument("--push", nargs=2, metavar=("ARCHIVE", "IMAGE"),
+                        help="run only the test of `make push`: boot with --archive, push ARCHIVE, "
+                             "load IMAGE (tools/test-new-domain.py)")
     parser.add_argument("--sessions", metavar="ROOT",
                         help="run only the session.console files of ROOT's domains "
                              "(tools/test-new-domain.py)")
@@ -761,6 +829,10 @@ def main():
     ARCHIVE = args.archive
     DISK = args.disk
     tally = Tally()
+    if args.push:
+        push_session(tally, args.kernel, args.archive, *args.push)
+        print(f"qemu: {tally.passed} passed, {tally.failed} failed")
+        sys.exit(0 if tally.failed == 0 else 1)
     if args.sessions:
         domain_sessions(tally, args.kernel, args.sessions)
         print(f"qemu: {tally.passed} passed, {tally.failed} failed")

@@ -97,6 +97,20 @@ def main():
                       and f"{NAME}-client" in out, out):
             return passed, failed
 
+        # `make push`: the kernel booted with this tree's archive (no
+        # e2e-notes in it) takes the copy's, and loads the new domain
+        # without a reboot.
+        status, out = run(["python3", os.path.join(ROOT, "tools", "qemu-test.py"), kernel,
+                           "--archive", os.path.join(ROOT, "build", "domains.cpio"),
+                           "--push", os.path.join(tmp, "build", "domains.cpio"), NAME], ROOT, timeout=600)
+        print(out)
+        tail = [line for line in out.splitlines() if line.startswith("qemu: ")]
+        if tail:
+            p, f = tail[-1][len("qemu: "):].replace(" passed,", "").replace(" failed", "").split()
+            passed, failed = passed + int(p), failed + int(f)
+        else:
+            record("the push test reports a result", False, out)
+
         status, out = run(["python3", os.path.join(ROOT, "tools", "qemu-test.py"), kernel,
                            "--archive", os.path.join(tmp, "build", "domains.cpio"), "--sessions", tmp], ROOT,
                           timeout=600)

@@ -85,7 +85,7 @@ const COMMANDS: &[Command] = &[
     Command {
         name: "load",
         usage: "load IMAGE [NAME]",
-        help: "start a domain from the signed boot archive's IMAGE (no IMAGE: list them)",
+        help: "start a domain from IMAGE of the signed archive in use (the boot archive, or the last one pushed: make push); no IMAGE: list them",
         run: cmd_load,
     },
     Command {
@@ -582,7 +582,7 @@ fn cmd_load(args: &[&str]) -> Result<(), alloc::string::String> {
         [] => {
             match domain::loaded::catalog() {
                 Ok(catalog) => {
-                    println!("boot archive (signed):");
+                    println!("archive in use (signed):");
                     for name in catalog.names() {
                         let size = catalog.image(name).map_or_else(
                             |e| alloc::format!("refused: {e}"),
@@ -591,7 +591,7 @@ fn cmd_load(args: &[&str]) -> Result<(), alloc::string::String> {
                         println!("  {name:<10} {size}");
                     }
                 }
-                Err(e) => println!("boot archive: {e}"),
+                Err(e) => println!("archive: {e}"),
             }
             return Ok(());
         }
@@ -614,7 +614,7 @@ fn cmd_load(args: &[&str]) -> Result<(), alloc::string::String> {
     }
     if !domain::loaded::has_image(image) {
         return Err(match domain::loaded::catalog() {
-            Ok(_) => alloc::format!("no image named '{image}' in the boot archive (try 'load')"),
+            Ok(_) => alloc::format!("no image named '{image}' in the archive in use (try 'load')"),
             Err(e) => alloc::format!("cannot load '{image}': {e}"),
         });
     }

@@ -57,6 +57,7 @@ mod mem;
 mod pci;
 mod platform;
 mod power;
+mod push;
 mod sched;
 mod share;
 mod shared_heap;
@@ -270,6 +271,10 @@ extern "C" fn continue_boot(boot: u64, summary: u64) -> ! {
                 .detach();
             sched::spawn(console::shell())
                 .expect("spawn console")
+                .detach();
+            // Archives pushed over COM2 (`make push`), if there is one.
+            sched::spawn(push::receiver())
+                .expect("spawn push receiver")
                 .detach()
         }
     }

@@ -17,6 +17,8 @@ pub struct Platform {
     pub cpu_apic_ids: Vec<u32>,
     /// GSI and polarity/trigger of ISA IRQ 4 (COM1).
     pub com1: (u32, bool, bool),
+    /// The same for ISA IRQ 3 (COM2, where `make push` sends archives).
+    pub com2: (u32, bool, bool),
     /// PCI ECAM windows: (physical base, first bus, last bus).
     pub ecam: Vec<(u64, u8, u8)>,
     /// DMA-remapping (IOMMU) units, if the firmware describes any.
@@ -29,6 +31,7 @@ pub fn discover(boot: &BootInfo, highest: u64) -> Platform {
         ioapic: None,
         cpu_apic_ids: Vec::new(),
         com1: (4, false, false),
+        com2: (3, false, false),
         ecam: Vec::new(),
         dmar: Vec::new(),
     };
@@ -56,6 +59,9 @@ pub fn discover(boot: &BootInfo, highest: u64) -> Platform {
                 .map(|io| (u64::from(io.address), io.gsi_base));
             if let Some(iso) = madt.overrides().find(|o| o.bus == 0 && o.source_irq == 4) {
                 platform.com1 = (iso.gsi, iso.active_low(), iso.level_triggered());
+            }
+            if let Some(iso) = madt.overrides().find(|o| o.bus == 0 && o.source_irq == 3) {
+                platform.com2 = (iso.gsi, iso.active_low(), iso.level_triggered());
             }
         }
         Err(e) => crate::warn!("acpi: no usable MADT ({e}); assuming one cpu and no IOAPIC"),
@@ -100,5 +106,12 @@ pub fn route_interrupts(platform: &Platform) {
     trap::set_irq_handler(gsi as u8, com1_interrupt);
     if apic::ioapic_route(gsi, crate::cpu::current().apic_id, active_low, level) {
         serial::enable_input_interrupts();
+    }
+    if crate::push::init() {
+        let (gsi, active_low, level) = platform.com2;
+        trap::set_irq_handler(gsi as u8, crate::push::irq);
+        if apic::ioapic_route(gsi, crate::cpu::current().apic_id, active_low, level) {
+            crate::push::enable_interrupts();
+        }
     }
 }

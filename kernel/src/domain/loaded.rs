@@ -34,6 +34,14 @@ static PUBLIC_KEY: [u8; 32] = *include_bytes!(concat!(env!("OUT_DIR"), "/domain.
 
 static ARCHIVE: Once<&'static [u8]> = Once::new();
 static CATALOG: Once<Result<Catalog<'static>, LoadError>> = Once::new();
+/// An archive pushed since boot (`make push`, see `crate::push`), which
+/// replaces the boot archive for every later load. Archives are kept for
+/// the kernel's lifetime (a `&'static Catalog` may be in use on another
+/// core while the next one arrives), so their number is bounded.
+static PUSHED: Mutex<Option<&'static Catalog<'static>>> = Mutex::new(None);
+static PUSHES: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+/// Most archives pushed in one boot (each stays on the kernel heap).
+pub const MAX_PUSHES: usize = 16;
 
 /// Remembers the boot archive: the boot module whose command line is
 /// `domains`, else the first module.
@@ -60,13 +68,43 @@ pub fn init(boot: &BootInfo) {
     }
 }
 
-/// The verified boot archive.
+/// The verified archive in use: the last one pushed, else the boot
+/// archive.
 pub fn catalog() -> Result<&'static Catalog<'static>, ImageError> {
+    if let Some(pushed) = *PUSHED.lock() {
+        return Ok(pushed);
+    }
     let archive = *ARCHIVE.get().ok_or(ImageError::NoArchive)?;
     CATALOG
         .call_once(|| crate::cpu::kernel_section(|| Catalog::open(archive, &PUBLIC_KEY)))
         .as_ref()
         .map_err(|e| ImageError::Archive(e.clone()))
+}
+
+/// Checks `archive` as the boot archive is checked (its manifest's
+/// signature with the kernel's key) and makes it the archive every later
+/// `load` and `restart` uses; returns how many images it signs. Refused
+/// (and the current archive kept) if it fails, or after [`MAX_PUSHES`].
+pub fn replace_archive(archive: alloc::vec::Vec<u8>) -> Result<usize, String> {
+    if PUSHES.load(core::sync::atomic::Ordering::Relaxed) >= MAX_PUSHES {
+        return Err(alloc::format!(
+            "{MAX_PUSHES} archives pushed since boot already (each stays in memory); reboot to push more"
+        ));
+    }
+    crate::cpu::kernel_section(|| {
+        // Checked before it is kept (a refused archive is freed).
+        Catalog::open(&archive, &PUBLIC_KEY).map_err(|e| alloc::format!("{e}"))?;
+        let bytes: &'static [u8] = alloc::boxed::Box::leak(archive.into_boxed_slice());
+        let catalog = Catalog::open(bytes, &PUBLIC_KEY).map_err(|e| alloc::format!("{e}"))?;
+        let images = catalog.names().count();
+        let catalog: &'static Catalog<'static> =
+            alloc::boxed::Box::leak(alloc::boxed::Box::new(catalog));
+        // Digests were checked against the previous manifest: forget them.
+        VERIFIED.lock().clear();
+        *PUSHED.lock() = Some(catalog);
+        PUSHES.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        Ok(images)
+    })
 }
 
 /// Starts the boot archive's initial domains (its manifest's `start`
