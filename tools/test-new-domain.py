@@ -78,6 +78,14 @@ def main():
         record("writes the service, the client, the interface and both sessions", not missing, f"missing {missing}")
         status, out = run(["make", "-s", "new-domain", f"NAME={NAME}"], tmp)
         record("refuses to write over a domain that exists", status != 0 and "exists already" in out, out)
+        # The guide shows (an excerpt of) the session the tool writes.
+        guide = open(os.path.join(ROOT, "docs", "authoring-domains.md")).read()
+        blocks = guide.split("```console\n")
+        example = [b.split("```", 1)[0] for b in blocks[1:] if "monitor> load notes" in b]
+        written = open(os.path.join(tmp, "domains", NAME, "session.console")).read()
+        missing = [line for line in (example[0].splitlines() if example else ["(no example in the guide)"])
+                   if line.replace("notes", NAME) not in written.splitlines()]
+        record("the guide's example session is what the tool writes", not missing, f"not written: {missing}")
 
         env = {"CARGO_TARGET_DIR": os.path.join(ROOT, "target", "new-domain")}
         status, out = run(["cargo", "test", "-p", f"domain-{NAME}", "-p", f"domain-{NAME}-client"], tmp, env)
