@@ -144,14 +144,5 @@ pub trait Exerciser {
     /// `batches` batches of `size` requests (4 KiB blocks at
     /// pseudo-random positions from `seed`), reads or writes; returns
     /// the requests that completed with status OK.
-    // One parameter a line, trailing comma included: the fingerprint hashes
-    // the trait's tokens as written, and this layout is how it was first
-    // written (the comment after `seed` keeps rustfmt from joining them).
-    async fn run(
-        &self,
-        batches: u32,
-        size: u32,
-        write: bool,
-        seed: u64, // (see above)
-    ) -> rrpc::RpcResult<u64>;
+    async fn run(&self, batches: u32, size: u32, write: bool, seed: u64) -> rrpc::RpcResult<u64>;
 }

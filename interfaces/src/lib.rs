@@ -20,9 +20,10 @@
 //! objects implementing these traits under names; others look them up by
 //! name and receive proxies (see `domain_sdk::lookup`).
 //!
-//! One file per interface module. Moving a trait between files keeps its
-//! fingerprint only if its tokens stay the same (doc comments and trailing
-//! commas included; whitespace does not count).
+//! One file per interface module. A trait's fingerprint (its identity
+//! between the kernel and separately built images) covers its name and
+//! its methods' names, `async`, argument and result types, in order:
+//! comments, doc comments and layout do not change it.
 //!
 //! The example interfaces:
 //! - [`control::Control`]: what the console's `call NAME OP [ARG]` calls.

@@ -83,6 +83,7 @@ impl<T: Exchangeable, const N: usize> RRefDeque<T, N> {
 }
 
 // SAFETY: every item is an `RRef` the deque holds, and each is moved.
+#[diagnostic::do_not_recommend]
 unsafe impl<T: Exchangeable, const N: usize> Exchangeable for RRefDeque<T, N> {
     fn move_roots(&self, to: &crate::Transfer) {
         self.iter().for_each(|item| item.move_to(to));
@@ -135,6 +136,7 @@ impl<T: Exchangeable, const N: usize> RRefArray<T, N> {
 }
 
 // SAFETY: every item is an `RRef` the array holds, and each is moved.
+#[diagnostic::do_not_recommend]
 unsafe impl<T: Exchangeable, const N: usize> Exchangeable for RRefArray<T, N> {
     fn move_roots(&self, to: &crate::Transfer) {
         self.items

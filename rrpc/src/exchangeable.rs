@@ -25,6 +25,14 @@ use crate::rref::RRef;
 /// An implementation must make [`move_roots`](Self::move_roots) reach every
 /// `RRef` in the value, and set [`PLAIN`](Self::PLAIN) only if there are
 /// none.
+// The error for a type that is not exchangeable says what is, and how to
+// make a type of one's own exchangeable (rustc's list of a few of the
+// implementations below says neither).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot cross a domain boundary",
+    label = "not `Exchangeable`",
+    note = "plain data, `RRef<T>`, arrays, tuples and `Option` of those, and types with `#[derive(rrpc::Exchangeable)]` (declared in `interfaces/`) can cross; a value on a domain's private heap (`Box`, `Vec`, `String`) or a reference into it cannot: use `RRef<T>` (a whole argument may also be a lent `&RRef<T>`)"
+)]
 pub unsafe trait Exchangeable {
     /// True if no value of the type holds an `RRef` (crossing a call moves
     /// nothing): proxies then skip the ownership pass entirely.
@@ -115,6 +123,7 @@ impl Transfer {
 macro_rules! plain {
     ($($t:ty),*) => { $(
         // SAFETY: plain data, no `RRef` and no reference inside.
+        #[diagnostic::do_not_recommend]
         unsafe impl Exchangeable for $t { const PLAIN: bool = true; }
     )* };
 }
@@ -147,6 +156,7 @@ plain!(
 );
 
 // SAFETY: an array holds its elements and moves each.
+#[diagnostic::do_not_recommend]
 unsafe impl<T: Exchangeable, const N: usize> Exchangeable for [T; N] {
     const PLAIN: bool = T::PLAIN;
     fn move_roots(&self, to: &Transfer) {
@@ -160,6 +170,7 @@ unsafe impl<T: Exchangeable, const N: usize> Exchangeable for [T; N] {
 }
 
 // SAFETY: holds at most one `T` and moves it.
+#[diagnostic::do_not_recommend]
 unsafe impl<T: Exchangeable> Exchangeable for Option<T> {
     const PLAIN: bool = T::PLAIN;
     fn move_roots(&self, to: &Transfer) {
@@ -175,6 +186,7 @@ unsafe impl<T: Exchangeable> Exchangeable for Option<T> {
 macro_rules! tuple {
     ($($name:ident),+) => {
         // SAFETY: a tuple holds its fields and moves each.
+        #[diagnostic::do_not_recommend]
         unsafe impl<$($name: Exchangeable),+> Exchangeable for ($($name,)+) {
             const PLAIN: bool = $($name::PLAIN &&)+ true;
             #[allow(non_snake_case)]
@@ -197,6 +209,7 @@ tuple!(A, B, C);
 tuple!(A, B, C, D);
 
 // SAFETY: moves itself and, through `move_to`, everything in its value.
+#[diagnostic::do_not_recommend]
 unsafe impl<T: Exchangeable> Exchangeable for RRef<T> {
     fn move_roots(&self, to: &Transfer) {
         self.move_to(to);

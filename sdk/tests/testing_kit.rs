@@ -66,7 +66,11 @@ fn timers_run_on_a_virtual_clock_that_moves_only_when_asked() {
     let start = kernel.now_ns();
     assert_eq!(ticker.control(0, 0), Ok(0));
     kernel.run_for(Duration::from_secs(1));
-    assert_eq!(ticker.control(0, 0), Ok(100), "one tick per 10 ms of virtual time");
+    assert_eq!(
+        ticker.control(0, 0),
+        Ok(100),
+        "one tick per 10 ms of virtual time"
+    );
     assert_eq!(kernel.now_ns() - start, 1_000_000_000);
     assert_eq!(kernel.logs("kit-clock"), ["ticking"]);
 }
@@ -90,7 +94,11 @@ fn a_panic_in_a_call_or_in_a_task_crashes_only_that_domain() {
     kernel.restart("kit-task").unwrap();
     let task = lookup::<dyn Control + Send + Sync>("kit-task/control").unwrap();
     kernel.run_for(Duration::from_millis(100));
-    assert_eq!(task.control(0, 0), Ok(10), "a fresh incarnation, ticking from 0");
+    assert_eq!(
+        task.control(0, 0),
+        Ok(10),
+        "a fresh incarnation, ticking from 0"
+    );
 }
 
 #[test]
@@ -106,7 +114,12 @@ fn loads_that_fail_and_lookups_that_find_nothing_say_why() {
     );
     assert!(!kernel.is_alive("kit-panics"));
     kernel.load("kit-twice", ticker).unwrap();
-    assert!(kernel.load("kit-twice", ticker).unwrap_err().contains("alive already"));
+    assert!(
+        kernel
+            .load("kit-twice", ticker)
+            .unwrap_err()
+            .contains("alive already")
+    );
     assert_eq!(
         lookup::<dyn Control + Send + Sync>("kit-nobody/control").err(),
         Some(RpcError::NoSuchDomain)

@@ -9,7 +9,9 @@ use interfaces::control::Control;
 #[test]
 fn the_client_keeps_greeting_across_a_crash_of_the_greeter() {
     let kernel = testing::kernel();
-    kernel.load("greeter", domain_greeter::init).expect("load greeter");
+    kernel
+        .load("greeter", domain_greeter::init)
+        .expect("load greeter");
     kernel
         .load("greeter-client", domain_greeter_client::init)
         .expect("load the client");

@@ -1,0 +1,12 @@
+use rrpc::{RpcResult, interface};
+
+pub struct Reply {
+    pub value: u64,
+}
+
+#[interface]
+pub trait Service {
+    fn get(&self) -> RpcResult<Reply>;
+}
+
+fn main() {}
