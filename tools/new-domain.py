@@ -145,7 +145,7 @@ def service_rs(name, snake, trait, with_interface):
 use core::sync::atomic::{{AtomicU64, Ordering}};
 use core::time::Duration;
 use domain_sdk::{{Exports, Kernel, RRef, RpcFuture, RpcResult, sleep}};
-use interfaces::control::Control;
+use interfaces::control::{{Control, HELP, Text}};
 use interfaces::{snake}::{{Block, {trait}}};'''
         interface_impl = f'''
 impl {trait} for Service {{
@@ -187,8 +187,8 @@ impl {trait} for Service {{
     else:
         imports = '''use alloc::{string::String, sync::Arc};
 use core::sync::atomic::{AtomicU64, Ordering};
-use domain_sdk::{Exports, Kernel, RpcResult};
-use interfaces::control::Control;'''
+use domain_sdk::{Exports, Kernel, RRef, RpcResult};
+use interfaces::control::{Control, HELP, Text};'''
         interface_impl = ""
         exports = '''    Ok(Exports::new().with::<dyn Control + Send + Sync>("control", service))'''
         tests_extra = ""
@@ -218,7 +218,8 @@ impl Service {{
 {sum_helper}}}
 {interface_impl}
 /// The console's `call {name} OP [ARG]`: 0 shows the total, 1 adds ARG
-/// (and shows the new total); any other OP answers `u64::MAX`.
+/// (and shows the new total), 2 describes the service in text; any other
+/// OP answers `u64::MAX`. `call {name} help` lists them.
 impl Control for Service {{
     fn control(&self, op: u32, arg: u64) -> RpcResult<u64> {{
         Ok(match op {{
@@ -226,6 +227,17 @@ impl Control for Service {{
             1 => self.add_to_total(arg),
             _ => u64::MAX,
         }})
+    }}
+
+    fn control_text(&self, op: u32, _arg: u64) -> RpcResult<Option<RRef<Text>>> {{
+        match op {{
+            HELP => Text::answer("0: the total\\n1 N: adds N, shows the new total\\n2: the service, in words"),
+            2 => Text::answer(&alloc::format!(
+                "{name}: a total of {{}}",
+                self.total.load(Ordering::Relaxed)
+            )),
+            _ => Ok(None),
+        }}
     }}
 }}
 
@@ -260,7 +272,7 @@ def client_rs(name, snake, trait, with_interface):
 use core::sync::atomic::{{AtomicU64, Ordering}};
 use core::time::Duration;
 use domain_sdk::{{Exports, Kernel, RRef, RpcResult, log, lookup, sleep, spawn}};
-use interfaces::control::Control;
+use interfaces::control::{{Control, HELP, Text}};
 use interfaces::{snake}::{trait};'''
         lookup_call = f'lookup::<dyn {trait} + Send + Sync>("{name}").ok()'
         work = '''            // One call with a plain argument, one moving a buffer in and
@@ -276,8 +288,8 @@ use interfaces::{snake}::{trait};'''
         imports = '''use alloc::{string::String, sync::Arc};
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
-use domain_sdk::{Exports, Kernel, RpcResult, log, lookup, sleep, spawn};
-use interfaces::control::Control;'''
+use domain_sdk::{Exports, Kernel, RRef, RpcResult, log, lookup, sleep, spawn};
+use interfaces::control::{Control, HELP, Text};'''
         lookup_call = f'lookup::<dyn Control + Send + Sync>("{name}/control").ok()'
         work = '''            let result = match &service {
                 Some(s) => s.control(1, 1),
@@ -302,6 +314,13 @@ struct Stats {{
 impl Control for Stats {{
     fn control(&self, op: u32, _arg: u64) -> RpcResult<u64> {{
         Ok(if op == 0 {{ &self.ok }} else {{ &self.failed }}.load(Ordering::Relaxed))
+    }}
+
+    fn control_text(&self, op: u32, _arg: u64) -> RpcResult<Option<RRef<Text>>> {{
+        match op {{
+            HELP => Text::answer("0: calls that worked\\n1: calls that failed"),
+            _ => Ok(None),
+        }}
     }}
 }}
 
@@ -436,6 +455,11 @@ monitor> call {name} 1 2
 ^7$
 monitor> call {name} 0
 ^7$
+monitor> call {name} help
+^0: the total$
+^1 N: adds N
+monitor> call {name} 2
+^{name}: a total of 7$
 monitor> crash {name} panic
 domain crashed
 monitor> call {name} 0

@@ -262,6 +262,13 @@ def console_session(tally, kernel, smp, mem, timeout, checks=None, archive=None,
             ("domains", lambda out: re.search(r"counter\s+alive\s+1\s", out) is not None
                 and re.search(r"checksum\s+alive.*checksum,control", out) is not None),
             ("call client 2", lambda out: re.search(r"^[1-9]\d*$", out, re.M) is not None),  # RRef blocks verified
+            # What a domain says about its operations, and a text answer.
+            ("call client help", lambda out: "2: blocks verified" in out and "4: all of them, as text" in out),
+            ("call client 4", lambda out: re.search(r"^rounds ok \d+, calls failed \d+, blocks verified [1-9]", out,
+                                                    re.M) is not None),
+            ("call counter help", lambda out: "0: calls of `counter` so far" in out),
+            ("call counter helpme", lambda out: "OP must be a number" in out),
+            ("call counter 4294967295", lambda out: "OP must be a number below 4294967295" in out),
             ("call client 3", lambda out: re.search(r"^0$", out, re.M) is not None),  # digest mismatches
             ("crash counter pagefault", lambda out: "domain crashed" in out and "page fault" in out),
             ("domains", lambda out: re.search(r"counter\s+(dead|reclaiming|poisoned)\s+1\s", out) is not None

@@ -114,8 +114,8 @@ const COMMANDS: &[Command] = &[
     },
     Command {
         name: "call",
-        usage: "call NAME OP [ARG]",
-        help: "call a domain's service (a domain entry) and print the result",
+        usage: "call NAME OP [ARG] | call NAME help",
+        help: "call a domain's control interface (a domain entry) and print its answer (a number, or text); 'help' lists the operations the domain describes",
         run: cmd_call,
     },
     Command {
@@ -754,16 +754,33 @@ fn cmd_call(args: &[&str]) -> Result<(), alloc::string::String> {
     let (name, op, arg) = match args {
         [name, op] => (*name, *op, "0"),
         [name, op, arg] => (*name, *op, *arg),
-        _ => return Err("expected NAME OP [ARG]".into()),
+        _ => return Err("expected NAME OP [ARG] or NAME help".into()),
     };
-    let op = kcore::cmdline::parse_u64(op)
-        .ok()
-        .and_then(|v| u32::try_from(v).ok())
-        .ok_or("OP must be a number")?;
+    let help = op == "help";
+    let op = if help {
+        interfaces::control::HELP
+    } else {
+        kcore::cmdline::parse_u64(op)
+            .ok()
+            .and_then(|v| u32::try_from(v).ok())
+            .filter(|&v| v != interfaces::control::HELP)
+            .ok_or("OP must be a number below 4294967295, or 'help'")?
+    };
     let arg = kcore::cmdline::parse_u64(arg).map_err(|e| alloc::format!("ARG: {e}"))?;
     let d = find_domain(name)?;
-    match domain::call(d, op, arg) {
-        Ok(value) => println!("{value}"),
+    // A text answer if the domain gives one for this operation, else its
+    // number.
+    match domain::call_text(d, op, arg) {
+        Ok(Some(text)) => {
+            for line in text.lines() {
+                println!("{}", kcore::fmt::Clipped::new(line, 256));
+            }
+        }
+        Ok(None) if help => println!("{name} describes no operations (see its documentation)"),
+        Ok(None) => match domain::call(d, op, arg) {
+            Ok(value) => println!("{value}"),
+            Err(e) => println!("error: {e}"),
+        },
         Err(e) => println!("error: {e}"),
     }
     Ok(())

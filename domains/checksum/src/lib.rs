@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use domain_sdk::{Exports, Kernel, RRef, RpcFuture, RpcResult, yield_now};
 use interfaces::checksum::{self, Batch, Block, Checksum};
-use interfaces::control::Control;
+use interfaces::control::{Control, HELP, Text};
 
 #[derive(Default)]
 struct Service {
@@ -63,6 +63,13 @@ impl Control for Service {
             1 => self.digested.load(Ordering::Relaxed),
             _ => arg,
         })
+    }
+
+    fn control_text(&self, op: u32, _arg: u64) -> RpcResult<Option<RRef<Text>>> {
+        match op {
+            HELP => Text::answer("0: blocks filled\n1: blocks digested\nany other OP: echoes ARG"),
+            _ => Ok(None),
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use core::time::Duration;
 
 use domain_sdk::{Exports, Kernel, RRef, RRefDeque, RpcError, RpcResult, lookup, sleep};
 use interfaces::checksum::{self, Checksum, ChecksumProxy};
-use interfaces::control::Control;
+use interfaces::control::{Control, HELP, Text};
 use interfaces::counter::{Counter, CounterProxy};
 
 #[derive(Default)]
@@ -44,6 +44,22 @@ impl Control for Client {
             _ => &self.0.mismatches,
         };
         Ok(counter.load(Ordering::Relaxed))
+    }
+
+    fn control_text(&self, op: u32, _arg: u64) -> RpcResult<Option<RRef<Text>>> {
+        match op {
+            HELP => Text::answer(
+                "0: rounds that succeeded\n1: calls that failed\n2: blocks verified\n3: digest mismatches (must stay 0)\n4: all of them, as text",
+            ),
+            4 => Text::answer(&alloc::format!(
+                "rounds ok {}, calls failed {}, blocks verified {}, digest mismatches {}",
+                self.0.ok.load(Ordering::Relaxed),
+                self.0.errors.load(Ordering::Relaxed),
+                self.0.verified.load(Ordering::Relaxed),
+                self.0.mismatches.load(Ordering::Relaxed)
+            )),
+            _ => Ok(None),
+        }
     }
 }
 

@@ -14,8 +14,8 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 
-use domain_sdk::{Exports, Kernel, RpcFuture, RpcResult, interval, sleep};
-use interfaces::control::Control;
+use domain_sdk::{Exports, Kernel, RRef, RpcFuture, RpcResult, interval, sleep};
+use interfaces::control::{Control, HELP, Text};
 use interfaces::counter::Counter;
 
 #[derive(Default)]
@@ -56,6 +56,15 @@ impl Control for Service {
             1 => self.0.ticks.load(Ordering::Relaxed),
             _ => arg,
         })
+    }
+
+    fn control_text(&self, op: u32, _arg: u64) -> RpcResult<Option<RRef<Text>>> {
+        match op {
+            HELP => Text::answer(
+                "0: calls of `counter` so far\n1: ticks of its background task (every 10 ms)\nany other OP: echoes ARG",
+            ),
+            _ => Ok(None),
+        }
     }
 }
 

@@ -7,8 +7,9 @@ extern crate alloc;
 use alloc::{string::String, sync::Arc};
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
-use domain_sdk::{Exports, Kernel, RpcResult, log, lookup, sleep, spawn};
-use interfaces::{control::Control, greeter::Greeter};
+use domain_sdk::{Exports, Kernel, RRef, RpcResult, log, lookup, sleep, spawn};
+use interfaces::control::{Control, HELP, Text};
+use interfaces::greeter::Greeter;
 
 #[derive(Default)]
 struct Stats {
@@ -19,6 +20,13 @@ struct Stats {
 impl Control for Stats {
     fn control(&self, op: u32, _arg: u64) -> RpcResult<u64> {
         Ok(if op == 0 { &self.ok } else { &self.failed }.load(Ordering::Relaxed))
+    }
+
+    fn control_text(&self, op: u32, _arg: u64) -> RpcResult<Option<RRef<Text>>> {
+        match op {
+            HELP => Text::answer("0: greetings so far\n1: calls that failed"),
+            _ => Ok(None),
+        }
     }
 }
 

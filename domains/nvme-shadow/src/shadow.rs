@@ -10,7 +10,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use domain_sdk::{Mutex, RRef, RRefDeque, RestartError, RpcError, RpcFuture, RpcResult};
 use interfaces::bdev::{BDev, BDevProxy, Batch, Extent, Geometry, Io, Statuses};
-use interfaces::control::Control;
+use interfaces::control::{Control, HELP, Text};
 
 /// Consecutive failed attempts before the shadow reports an error.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -287,5 +287,14 @@ impl<L: Link> Control for Shadow<L> {
             0 => self.restarts(),
             _ => self.reissued(),
         })
+    }
+
+    fn control_text(&self, op: u32, _arg: u64) -> RpcResult<Option<RRef<Text>>> {
+        match op {
+            HELP => Text::answer(
+                "0: restarts of the driver so far\n1: requests re-issued after a driver crash",
+            ),
+            _ => Ok(None),
+        }
     }
 }

@@ -25,7 +25,7 @@ use core::time::Duration;
 
 use domain_sdk::{Exports, Kernel, RRef, RpcError, RpcFuture, RpcResult, log, sleep, spawn};
 use interfaces::bdev::{BDev, Batch, Exerciser, Extent, Geometry, Io, Statuses, status};
-use interfaces::control::Control;
+use interfaces::control::{Control, HELP, Text};
 
 use controller::Controller;
 
@@ -131,6 +131,15 @@ impl Control for Driver {
             (1, Some(Err(_))) => 1,
             _ => 0,
         })
+    }
+
+    fn control_text(&self, op: u32, _arg: u64) -> RpcResult<Option<RRef<Text>>> {
+        match op {
+            HELP => Text::answer(
+                "0: capacity in 4 KiB blocks (0 until the controller is ready)\n1: 1 if the controller failed to start",
+            ),
+            _ => Ok(None),
+        }
     }
 }
 

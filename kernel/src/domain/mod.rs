@@ -60,7 +60,7 @@ use lifecycle::slot_of;
 pub use lifecycle::{
     Domain, Source, State, all, create_from, find, get, kill, purge_done, restart, wait_dead,
 };
-pub use names::{call, export_names, proxy};
+pub use names::{call, call_text, export_names, proxy};
 #[cfg(feature = "ktest")]
 pub use names::{entry_cap, lookup};
 #[cfg(feature = "ktest")]

@@ -160,15 +160,37 @@ pub fn proxy<I: ?Sized + rrpc::Interface>(name: &str) -> RpcResult<I::Proxy> {
 /// through its generated proxy: a contained domain entry. An error the
 /// domain's method itself returned comes back as `Refused`.
 pub fn call(domain: &'static Domain, op: u32, arg: u64) -> Result<u64, EntryError> {
+    control_of(domain)?.control(op, arg).map_err(entry_error)
+}
+
+/// [`call`]'s text form: what the domain's `Control::control_text`
+/// answers (`None`: that operation answers with a number).
+pub fn call_text(
+    domain: &'static Domain,
+    op: u32,
+    arg: u64,
+) -> Result<Option<alloc::string::String>, EntryError> {
+    let text = control_of(domain)?
+        .control_text(op, arg)
+        .map_err(entry_error)?;
+    // The text moved to the kernel with the result; copied out, it is
+    // freed here.
+    Ok(text.map(|text| alloc::string::String::from(text.as_str())))
+}
+
+fn control_of(domain: &'static Domain) -> Result<interfaces::control::ControlProxy, EntryError> {
     let name = alloc::format!("{}/control", domain.name);
-    let control = proxy::<dyn Control + Send + Sync>(&name).map_err(|e| match e {
+    proxy::<dyn Control + Send + Sync>(&name).map_err(|e| match e {
         RpcError::NoSuchDomain => EntryError::NoSuchDomain,
         RpcError::NoSuchInterface => EntryError::Refused(e),
         _ => EntryError::NotAlive,
-    })?;
-    control.control(op, arg).map_err(|e| match e {
+    })
+}
+
+fn entry_error(e: RpcError) -> EntryError {
+    match e {
         RpcError::DomainCrashed => EntryError::Crashed,
         RpcError::DomainNotAlive => EntryError::NotAlive,
         other => EntryError::Refused(other),
-    })
+    }
 }
