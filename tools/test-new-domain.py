@@ -100,6 +100,20 @@ def main():
         record("the generated crates are rustfmt-clean", status == 0, out)
 
         env["IMAGES_TARGET_DIR"] = os.path.join(ROOT, "target", "new-domain-images")
+        # The image builder says what it expects of a crate that is off
+        # (here: a binary without the `image` feature), before building.
+        broken = os.path.join(tmp, "domains", "offbeat")
+        os.makedirs(os.path.join(broken, "src"))
+        with open(os.path.join(broken, "Cargo.toml"), "w") as f:
+            f.write('[package]\nname = "domain-offbeat"\nedition = "2024"\nversion = "0.1.0"\n\n'
+                    '[[bin]]\nname = "offbeat"\npath = "src/main.rs"\n')
+        for source in ("main.rs", "lib.rs"):
+            with open(os.path.join(broken, "src", source), "w") as f:
+                f.write("fn main() {}\n" if source == "main.rs" else "")
+        status, out = run(["bash", "tools/build-images.sh", "build", key], tmp, env)
+        record("the image builder names what an image crate lacks",
+               status != 0 and "domains/offbeat (domain-offbeat): no `image` feature" in out, out)
+        shutil.rmtree(broken)
         status, out = run(["bash", "tools/build-images.sh", "build", key], tmp, env)
         if not record("tools/build-images.sh builds and signs the new images", status == 0
                       and f"{NAME}-client" in out, out):
