@@ -799,7 +799,7 @@ def archive_sessions(tally, kernel, archive, key):
     extra = cpio_read(open(partial, "rb").read()) + [(n, b) for n, b in entries if n == "broken.elf"]
     console_session(tally, kernel, 1, "256M", 120, archive=write("unlisted-image.cpio", extra),
                     label="image not in manifest", checks=[
-        ("load broken", lambda out: "no image named 'broken' in the boot archive" in out),
+        ("load broken", lambda out: "no image named 'broken' in the archive in use" in out),
         ("load idle", lambda out: "loaded image idle" in out),
     ])
 
