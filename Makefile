@@ -51,11 +51,7 @@ CARGO_PROFILE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
 all: build
 
 setup:
-	@if ! command -v $(QEMU) >/dev/null 2>&1; then \
-		echo "setup: installing qemu-system-x86 (Debian)"; \
-		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq qemu-system-x86 >/dev/null; \
-	fi
+	@QEMU=$(QEMU) bash tools/setup-qemu.sh
 	@if ! rustup run 1.95.0 rustc --version >/dev/null 2>&1; then \
 		echo "setup: installing the pinned Rust toolchain"; rustup toolchain install; \
 	fi

@@ -159,7 +159,7 @@ extern "C" fn continue_boot(boot: u64, summary: u64) -> ! {
     shared_heap::init();
     domain::loaded::init(boot);
     let platform = platform::discover(boot, summary.highest_address);
-    pci::init(&platform.ecam);
+    pci::init(&platform.ecam, summary.highest_address);
     // Before any driver runs: no device DMA except into the shared heap.
     iommu::init(&platform.dmar);
     apic::disable_legacy_pic();

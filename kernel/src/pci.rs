@@ -2,8 +2,11 @@
 //! configuration windows) at boot, BAR decoding (`kcore::pci`), and the
 //! record of which domain has claimed which device.
 //!
-//! Configuration space and device registers of the 32-bit MMIO hole are
-//! reached through the kernel's direct map, which maps that hole uncached.
+//! Configuration space and device registers are reached through the
+//! kernel's direct map: the 32-bit MMIO hole is mapped uncached at boot,
+//! and device memory the firmware placed above RAM (64-bit BARs, often
+//! far above 4 GiB on machines with much memory) is mapped uncached at
+//! enumeration, where the direct map would put it.
 
 use alloc::vec::Vec;
 
@@ -21,6 +24,10 @@ pub struct Function {
     pub function: u8,
     pub header: Header,
     pub bars: [Bar; 6],
+    /// Which memory BARs the kernel reaches (uncached, through the direct
+    /// map): those in the 32-bit MMIO hole, and those the firmware placed
+    /// above the memory the direct map covers, mapped at enumeration.
+    pub reachable: [bool; 6],
     /// Physical address of its 4 KiB configuration space.
     pub config: u64,
 }
@@ -61,13 +68,37 @@ impl ConfigSpace for Ecam {
 
 static FUNCTIONS: Once<Vec<Function>> = Once::new();
 
+/// Where device memory at `address..address + size` is reachable: in the
+/// 32-bit hole (mapped uncached at boot), or above the direct map's
+/// boot-time part (`limit`), mapped now. Device memory between 4 GiB and
+/// `limit` would sit inside the cacheable map of RAM: not used.
+fn reach(address: u64, size: u64, limit: u64) -> bool {
+    const GIB: u64 = 1 << 30;
+    let Some(end) = address.checked_add(size) else {
+        return false;
+    };
+    if (3 * GIB..=4 * GIB).contains(&address) && end <= 4 * GIB {
+        return true;
+    }
+    address >= limit && crate::mem::paging::map_device_memory(address, size)
+}
+
 /// Enumerates every function the MCFG's windows cover (physical
-/// addresses of the windows: `(base, first bus, last bus)`).
-pub fn init(windows: &[(u64, u8, u8)]) {
+/// addresses of the windows: `(base, first bus, last bus)`). `highest` is
+/// the highest physical address of RAM (what the direct map covers).
+pub fn init(windows: &[(u64, u8, u8)], highest: u64) {
+    let limit = crate::mem::paging::direct_map_limit(highest);
     let mut found = Vec::new();
     for &(base, first, last) in windows {
-        if base >= 4 << 30 {
-            crate::warn!("pci: ECAM window at {base:#x} is above 4 GiB; not mapped, skipped");
+        let size = (u64::from(last) - u64::from(first) + 1) << 20;
+        // Below 4 GiB the direct map covers a window already (q35 puts it
+        // at 0xB000_0000); above, it is mapped like a high BAR.
+        let mapped = base.checked_add(size).is_some_and(|end| end <= 4 << 30);
+        if !mapped && !reach(base, size, limit) {
+            crate::warn!(
+                "pci: ECAM window at {base:#x} ({} MiB) cannot be mapped; skipped",
+                size >> 20
+            );
             continue;
         }
         for bus in first..=last {
@@ -91,12 +122,24 @@ pub fn init(windows: &[(u64, u8, u8)]) {
                     } else {
                         [Bar::None; 6]
                     };
+                    let mut reachable = [false; 6];
+                    for (index, bar) in bars.iter().enumerate() {
+                        if let Bar::Memory { address, size, .. } = *bar {
+                            reachable[index] = reach(address, size, limit);
+                            if !reachable[index] {
+                                crate::warn!(
+                                    "pci: {bus:02x}:{device:02x}.{function} BAR {index} at {address:#x} ({size:#x} bytes) cannot be mapped"
+                                );
+                            }
+                        }
+                    }
                     found.push(Function {
                         bus,
                         device,
                         function,
                         header,
                         bars,
+                        reachable,
                         config,
                     });
                     if function == 0 && !header.multifunction {
@@ -144,7 +187,7 @@ impl Claimed {
     }
 
     /// The register's virtual address, if `offset..offset + width` lies in
-    /// memory BAR `bar` (mapped uncached by the direct map: the 32-bit hole)
+    /// memory BAR `bar` (one the kernel reaches: see `Function::reachable`)
     /// and is aligned.
     fn register(
         &self,
@@ -161,8 +204,7 @@ impl Claimed {
             .ok_or(domain_sdk::DeviceError::OutOfBounds)?;
         if end > size
             || !offset.is_multiple_of(width)
-            || address + size > 4 << 30
-            || address < 3 << 30
+            || !self.function().reachable.get(bar).copied().unwrap_or(false)
         {
             return Err(domain_sdk::DeviceError::OutOfBounds);
         }

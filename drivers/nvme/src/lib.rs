@@ -146,6 +146,12 @@ impl Control for Driver {
 pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {
     let device =
         domain_sdk::claim_device(CLASS, 0).map_err(|e| format!("no NVMe controller: {e}"))?;
+    // A controller whose registers cannot be reached never starts: the
+    // load fails now, saying why, instead of exporting a block device
+    // that answers nothing.
+    if let Err(e) = device.read64(0, spec::reg::CAP) {
+        return Err(format!("controller did not start: register access: {e}"));
+    }
     let driver = Arc::new(Driver {
         controller: domain_sdk::Once::new(),
     });

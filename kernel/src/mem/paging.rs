@@ -179,3 +179,40 @@ pub fn translate_current(virt: u64) -> Option<(u64, u64)> {
     let (frame, _) = x86_64::registers::control::Cr3::read();
     walk(frame.start_address().as_u64(), virt)
 }
+
+/// The end of the direct map's boot-time part: physical memory below it
+/// (RAM, and the 32-bit MMIO hole, uncached) is mapped at boot.
+pub fn direct_map_limit(highest: u64) -> u64 {
+    const GIB: u64 = 1 << 30;
+    (highest.max(4 * GIB)).next_multiple_of(HUGE_2M)
+}
+
+/// Maps device memory `phys..phys + size` that lies above the boot-time
+/// direct map (a 64-bit BAR the firmware placed high, a configuration
+/// window) into the direct map at its usual place (`phys_to_virt(phys)`),
+/// uncached and not executable, with 2 MiB pages where the range allows
+/// and 4 KiB pages at its edges. Parts already mapped are left as they
+/// are. Returns false (and maps nothing more) if a page table could not
+/// be allocated.
+pub fn map_device_memory(phys: u64, size: u64) -> bool {
+    let flags = WRITABLE | NO_EXECUTE | GLOBAL | NO_CACHE | WRITE_THROUGH;
+    let start = phys & !(PAGE_SIZE - 1);
+    let end = phys.saturating_add(size).next_multiple_of(PAGE_SIZE);
+    with_kernel(|pt| {
+        let mut at = start;
+        while at < end {
+            let virt = super::layout::PHYS_MAP.start + at;
+            let (step, result) = if at.is_multiple_of(HUGE_2M) && end - at >= HUGE_2M {
+                (HUGE_2M, pt.map_2m(virt, at, flags))
+            } else {
+                (PAGE_SIZE, pt.map_4k(virt, at, flags))
+            };
+            match result {
+                Ok(()) | Err(MapError::AlreadyMapped(_)) | Err(MapError::InsideHugePage(_)) => {}
+                Err(_) => return false,
+            }
+            at += step;
+        }
+        true
+    })
+}
