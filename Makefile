@@ -70,6 +70,12 @@ images: setup
 # (over its second serial port, the socket below): `load`/`restart` then
 # use the new images, no reboot (see docs/authoring-domains.md).
 PUSH_SOCK := $(BUILD)/push.sock
+# NIC=igb attaches QEMU's Intel 82576 to UDP sockets on 127.0.0.1 (one
+# datagram per Ethernet frame): the guest's NIC takes frames on NIC_PORT
+# and sends its own to NIC_PORT + 1 (tools/frames.py is that other end).
+NIC ?=
+NIC_PORT ?= 5600
+NIC_OPTS := $(if $(filter igb,$(NIC)),-netdev dgram$(comma)id=n0$(comma)local.type=inet$(comma)local.host=127.0.0.1$(comma)local.port=$(NIC_PORT)$(comma)remote.type=inet$(comma)remote.host=127.0.0.1$(comma)remote.port=$(shell echo $$(($(NIC_PORT) + 1))) -device igb$(comma)netdev=n0,)
 push: images
 	@python3 tools/push.py $(ARCHIVE) $(PUSH_SOCK)
 
@@ -99,8 +105,9 @@ test-kernel: setup images
 run: build disk
 	@echo "Booting ($(SMP) cpus, $(MEM)). Type 'help'; leave with 'shutdown' or Ctrl-A X."
 	@rm -f $(PUSH_SOCK)
+	@if [ -n "$(NIC)" ]; then echo "NIC: $(NIC) on UDP 127.0.0.1:$(NIC_PORT) (frames from the guest to port $$(($(NIC_PORT) + 1)): tools/frames.py)"; fi
 	@$(QEMU) $(QEMU_BASE) $(IOMMU_OPTS) -smp $(SMP) -m $(MEM) -serial mon:stdio \
-		-serial unix:$(PUSH_SOCK),server=on,wait=off -kernel $(KERNEL) \
+		-serial unix:$(PUSH_SOCK),server=on,wait=off $(NIC_OPTS) -kernel $(KERNEL) \
 		-initrd $(ARCHIVE) $(NVME_OPTS) -append "$(CMDLINE)" $(QEMU_OPTS); status=$$?; \
 		if [ $$status -eq 33 ]; then status=0; fi; exit $$status
 

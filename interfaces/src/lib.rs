@@ -32,6 +32,7 @@
 //!   buffers (moved, lent, and in batches).
 //! - [`greeter::Greeter`]: the example of `docs/authoring-domains.md`.
 //! - [`bdev::BDev`]: block devices (the NVMe driver, the RAM disk).
+//! - [`net::Net`]: network interfaces (the igb driver).
 //! - [`probe::Probe`]: the isolation tests' service (`domains/attack`).
 
 #![no_std]
@@ -46,4 +47,5 @@ pub mod checksum;
 pub mod control;
 pub mod counter;
 pub mod greeter;
+pub mod net;
 pub mod probe;

@@ -77,6 +77,12 @@ const COMMANDS: &[Command] = &[
         run: cmd_blk,
     },
     Command {
+        name: "net",
+        usage: "net",
+        help: "network interfaces (domains exporting 'net'): MAC, link, queue pairs, and per-queue frame, byte and drop counters",
+        run: cmd_net,
+    },
+    Command {
         name: "pci",
         usage: "pci",
         help: "list PCI functions: address, vendor:device, class, BARs",
@@ -468,6 +474,60 @@ fn cmd_domains(args: &[&str]) -> Result<(), alloc::string::String> {
         if let Some(supervisor) = domain::supervisor_name(d) {
             println!("     supervised by {supervisor} (restarts it after a crash)");
         }
+    }
+    Ok(())
+}
+
+fn cmd_net(args: &[&str]) -> Result<(), alloc::string::String> {
+    use interfaces::net::Net;
+    no_args(args)?;
+    let mut any = false;
+    for d in domain::all().filter(|d| d.state() == domain::State::Alive) {
+        if !domain::export_names(d).split(',').any(|e| e == "net") {
+            continue;
+        }
+        any = true;
+        let net = domain::proxy::<dyn Net + Send + Sync>(&alloc::format!("{}/net", d.name))
+            .map_err(|e| alloc::format!("{}: {e}", d.name))?;
+        match net.info() {
+            Ok(info) => {
+                let m = info.mac;
+                println!(
+                    "{:<12} {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}  link {}  {} queue pair(s)",
+                    d.name,
+                    m[0],
+                    m[1],
+                    m[2],
+                    m[3],
+                    m[4],
+                    m[5],
+                    if info.link_up {
+                        alloc::format!("up, {} Mb/s", info.speed)
+                    } else {
+                        alloc::string::String::from("down")
+                    },
+                    info.queues
+                );
+                for queue in 0..info.queues {
+                    match net.counters(queue) {
+                        Ok(c) => println!(
+                            "  queue {queue}: rx {} frames {} B ({} refused), tx {} frames {} B ({} refused)",
+                            c.rx_packets,
+                            c.rx_bytes,
+                            c.rx_dropped,
+                            c.tx_packets,
+                            c.tx_bytes,
+                            c.tx_dropped
+                        ),
+                        Err(e) => println!("  queue {queue}: error: {e}"),
+                    }
+                }
+            }
+            Err(e) => println!("{:<12} error: {e}", d.name),
+        }
+    }
+    if !any {
+        println!("no network interfaces (try 'load igb')");
     }
     Ok(())
 }

@@ -314,11 +314,17 @@ impl<B> TxRing<B> {
         }
     }
 
-    /// Gives back the buffers of sent frames, oldest first (a frame is
-    /// sent when the device marked its descriptor done). Returns how many.
-    pub fn clean(&mut self, memory: &impl Descriptors, mut sent: impl FnMut(B)) -> usize {
+    /// Gives back the buffers of up to `max` sent frames, oldest first (a
+    /// frame is sent when the device marked its descriptor done). Returns
+    /// how many.
+    pub fn clean(
+        &mut self,
+        memory: &impl Descriptors,
+        max: usize,
+        mut sent: impl FnMut(B),
+    ) -> usize {
         let mut done = 0;
-        while self.queued > 0 {
+        while self.queued > 0 && done < max {
             let index = self.clean;
             let [_, status] = memory.read(index);
             if status & TX_DD == 0 {

@@ -182,7 +182,7 @@ fn transmit_batches_cleans_in_order_and_wraps() {
         assert_eq!(sent.len(), 5);
         assert_eq!(sent[4], (0x10_0000 + round * 10 + 4, 64));
         let mut cleaned = Vec::new();
-        assert_eq!(ring.clean(&device, |b| cleaned.push(b)), 5);
+        assert_eq!(ring.clean(&device, usize::MAX, |b| cleaned.push(b)), 5);
         let want: Vec<u32> = (0..5).map(|i| (round * 10 + i) as u32).collect();
         assert_eq!(cleaned, want);
     }
@@ -197,12 +197,27 @@ fn transmit_batches_cleans_in_order_and_wraps() {
 }
 
 #[test]
+fn clean_stops_at_its_budget() {
+    let device = Device::new(8);
+    let mut ring = TxRing::new(8).unwrap();
+    for id in 0..5 {
+        ring.push(&device, id, 0, 60).unwrap();
+    }
+    ring.flush(&device);
+    device.send();
+    let mut cleaned = Vec::new();
+    assert_eq!(ring.clean(&device, 3, |b| cleaned.push(b)), 3);
+    assert_eq!(ring.clean(&device, 3, |b| cleaned.push(b)), 2);
+    assert_eq!(cleaned, [0, 1, 2, 3, 4]);
+}
+
+#[test]
 fn nothing_is_cleaned_before_the_device_says_done() {
     let device = Device::new(8);
     let mut ring = TxRing::new(8).unwrap();
     ring.push(&device, 1, 0, 60).unwrap();
     ring.flush(&device);
-    assert_eq!(ring.clean(&device, |_| panic!("not sent yet")), 0);
+    assert_eq!(ring.clean(&device, 32, |_| panic!("not sent yet")), 0);
     let mut drained = Vec::new();
     ring.drain(|b| drained.push(b));
     assert_eq!((drained, ring.queued()), (vec![1], 0));
