@@ -70,12 +70,14 @@ images: setup
 # (over its second serial port, the socket below): `load`/`restart` then
 # use the new images, no reboot (see docs/authoring-domains.md).
 PUSH_SOCK := $(BUILD)/push.sock
-# NIC=igb attaches QEMU's Intel 82576 to UDP sockets on 127.0.0.1 (one
-# datagram per Ethernet frame): the guest's NIC takes frames on NIC_PORT
-# and sends its own to NIC_PORT + 1 (tools/frames.py is that other end).
+# NIC=igb (QEMU's Intel 82576) or NIC=virtio (virtio-net, modern only)
+# attaches a NIC to UDP sockets on 127.0.0.1 (one datagram per Ethernet
+# frame): the guest's NIC takes frames on NIC_PORT and sends its own to
+# NIC_PORT + 1 (tools/frames.py is that other end).
 NIC ?=
 NIC_PORT ?= 5600
-NIC_OPTS := $(if $(filter igb,$(NIC)),-netdev dgram$(comma)id=n0$(comma)local.type=inet$(comma)local.host=127.0.0.1$(comma)local.port=$(NIC_PORT)$(comma)remote.type=inet$(comma)remote.host=127.0.0.1$(comma)remote.port=$(shell echo $$(($(NIC_PORT) + 1))) -device igb$(comma)netdev=n0,)
+NIC_NETDEV := -netdev dgram$(comma)id=n0$(comma)local.type=inet$(comma)local.host=127.0.0.1$(comma)local.port=$(NIC_PORT)$(comma)remote.type=inet$(comma)remote.host=127.0.0.1$(comma)remote.port=$(shell echo $$(($(NIC_PORT) + 1)))
+NIC_OPTS := $(if $(filter igb,$(NIC)),$(NIC_NETDEV) -device igb$(comma)netdev=n0,)$(if $(filter virtio,$(NIC)),$(NIC_NETDEV) -device virtio-net-pci$(comma)disable-legacy=on$(comma)netdev=n0,)
 push: images
 	@python3 tools/push.py $(ARCHIVE) $(PUSH_SOCK)
 

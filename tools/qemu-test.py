@@ -685,10 +685,21 @@ def free_udp_port():
         return probe.getsockname()[1]
 
 
-def net_session(tally, kernel):
-    """The igb driver end to end, below any IP stack: QEMU's 82576 joined
-    to a UDP socket on this host's loopback (`-netdev dgram`: one datagram
-    per Ethernet frame), the `l2echo` domain turning every frame around.
+NICS = {
+    # name: (QEMU device, driver image, its "call DRIVER 5" text, its `net` line)
+    "igb": ("igb,netdev=n0", "igb", r"^82576 52:54:00:[0-9a-f:]+, link up at 1000 Mb/s",
+            r"^igb\s+52:54:00:[0-9a-f:]+\s+link up, 1000 Mb/s\s+1 queue pair"),
+    "virtio": ("virtio-net-pci,disable-legacy=on,netdev=n0", "virtio-net",
+               r"^virtio-net 52:54:00:[0-9a-f:]+, up, 1 queue pair",
+               r"^virtio-net\s+52:54:00:[0-9a-f:]+\s+link up\s+1 queue pair"),
+}
+
+
+def net_session(tally, kernel, nic="igb"):
+    """A NIC driver end to end, below any IP stack: QEMU's 82576 (`igb`)
+    or virtio-net device joined to a UDP socket on this host's loopback
+    (`-netdev dgram`: one datagram per Ethernet frame), the `l2echo`
+    domain turning every frame around.
     Frames of every size are sent in windows and each echo is checked byte
     for byte; malformed frames crash nothing; a crashed driver is restarted
     and echoing resumes. Traffic stays on 127.0.0.1."""
@@ -777,32 +788,32 @@ def net_session(tally, kernel):
 
     netdev = (f"dgram,id=n0,local.type=inet,local.host=127.0.0.1,local.port={guest_port},"
               f"remote.type=inet,remote.host=127.0.0.1,remote.port={host_port}")
+    device, driver, text, line = NICS[nic]
     checks = [
         ("net", lambda out: "no network interfaces" in out),
-        ("load igb", lambda out: "loaded image igb as domain" in out),
-        ("@await link up, 255 receive buffers posted", None),
-        ("call igb 0", lambda out: re.search(r"^1$", out, re.M) is not None),
-        ("call igb 5", lambda out: re.search(r"^82576 52:54:00:[0-9a-f:]+, link up at 1000 Mb/s", out, re.M)
-            is not None),
+        (f"load {driver}", lambda out: f"loaded image {driver} as domain" in out),
+        ("@await receive buffers posted", None),
+        (f"call {driver} 0", lambda out: re.search(r"^1$", out, re.M) is not None),
+        (f"call {driver} 5", lambda out: re.search(text, out, re.M) is not None),
         ("load l2echo", lambda out: "loaded image l2echo as domain" in out),
         ("@run", echo_step(2000, "2,000 frames of 60 to 1,514 bytes")),
         ("@run", garbage),
         ("call l2echo 0", lambda out: (lambda n: n is not None and int(n.group(1)) >= 2050)(
             re.search(r"^(\d+)$", out, re.M))),
-        ("call igb 1", lambda out: (lambda n: n is not None and int(n.group(1)) >= 2050)(
+        (f"call {driver} 1", lambda out: (lambda n: n is not None and int(n.group(1)) >= 2050)(
             re.search(r"^(\d+)$", out, re.M))),
-        ("net", lambda out: re.search(r"^igb\s+52:54:00:[0-9a-f:]+\s+link up, 1000 Mb/s\s+1 queue pair", out, re.M)
-            is not None and re.search(r"queue 0: rx \d{4,} frames \d+ B \(\d+ refused\), tx \d{4,} frames", out)
+        ("net", lambda out: re.search(line, out, re.M) is not None
+            and re.search(r"queue 0: rx \d{4,} frames \d+ B \(\d+ refused\), tx \d{4,} frames", out)
             is not None),
-        ("crash igb pagefault", lambda out: "domain crashed" in out),
-        ("restart igb", lambda out: "restarted as generation 2" in out),
-        ("@await link up, 255 receive buffers posted", None),
+        (f"crash {driver} pagefault", lambda out: "domain crashed" in out),
+        (f"restart {driver}", lambda out: "restarted as generation 2" in out),
+        ("@await receive buffers posted", None),
         ("@run", echo_step(200, "after the driver crashed and restarted")),
         ("call l2echo 2", lambda out: re.search(r"^[1-9]\d*$", out, re.M) is not None),
         ("@run", frames_tool),
     ]
-    console_session(tally, kernel, 2, "256M", 300, checks=checks, label="igb (82576) echo",
-                    disk=False, extra=("-netdev", netdev, "-device", "igb,netdev=n0"))
+    console_session(tally, kernel, 2, "256M", 300, checks=checks, label=f"{nic} echo",
+                    disk=False, extra=("-netdev", netdev, "-device", device))
     try:
         host.close()
     except OSError:
@@ -968,7 +979,7 @@ def main():
     parser.add_argument("--push", nargs=2, metavar=("ARCHIVE", "IMAGE"),
                         help="run only the test of `make push`: boot with --archive, push ARCHIVE, "
                              "load IMAGE (tools/test-new-domain.py)")
-    parser.add_argument("--net", action="store_true", help="run only the igb echo session")
+    parser.add_argument("--net", choices=sorted(NICS), help="run only the echo session on this NIC")
     parser.add_argument("--sessions", metavar="ROOT",
                         help="run only the session.console files of ROOT's domains "
                              "(tools/test-new-domain.py)")
@@ -978,7 +989,7 @@ def main():
     DISK = args.disk
     tally = Tally()
     if args.net:
-        net_session(tally, args.kernel)
+        net_session(tally, args.kernel, args.net)
         print(f"qemu: {tally.passed} passed, {tally.failed} failed")
         sys.exit(0 if tally.failed == 0 else 1)
     if args.push:
@@ -1005,7 +1016,8 @@ def main():
         guide_session(tally, args.kernel)
         domain_sessions(tally, args.kernel)
         if qemu_has_igb():
-            net_session(tally, args.kernel)
+            net_session(tally, args.kernel, "igb")
+            net_session(tally, args.kernel, "virtio")
         else:
             tally.record("igb echo: this QEMU has no igb model (make setup installs QEMU 10)", False)
         archive_sessions(tally, args.kernel, args.archive, args.key)

@@ -501,8 +501,10 @@ fn cmd_net(args: &[&str]) -> Result<(), alloc::string::String> {
                     m[3],
                     m[4],
                     m[5],
-                    if info.link_up {
+                    if info.link_up && info.speed > 0 {
                         alloc::format!("up, {} Mb/s", info.speed)
+                    } else if info.link_up {
+                        alloc::string::String::from("up")
                     } else {
                         alloc::string::String::from("down")
                     },

@@ -252,6 +252,32 @@ impl domain_sdk::Device for Claimed {
         Ok(())
     }
 
+    fn read8(&self, bar: usize, offset: u64) -> Result<u8, domain_sdk::DeviceError> {
+        let at = self.register(bar, offset, 1)?;
+        // SAFETY: as in `read32`.
+        Ok(unsafe { core::ptr::read_volatile(at as *const u8) })
+    }
+
+    fn write8(&self, bar: usize, offset: u64, value: u8) -> Result<(), domain_sdk::DeviceError> {
+        let at = self.register(bar, offset, 1)?;
+        // SAFETY: as in `read32`.
+        unsafe { core::ptr::write_volatile(at as *mut u8, value) };
+        Ok(())
+    }
+
+    fn read16(&self, bar: usize, offset: u64) -> Result<u16, domain_sdk::DeviceError> {
+        let at = self.register(bar, offset, 2)?;
+        // SAFETY: as in `read32`.
+        Ok(unsafe { core::ptr::read_volatile(at as *const u16) })
+    }
+
+    fn write16(&self, bar: usize, offset: u64, value: u16) -> Result<(), domain_sdk::DeviceError> {
+        let at = self.register(bar, offset, 2)?;
+        // SAFETY: as in `read32`.
+        unsafe { core::ptr::write_volatile(at as *mut u16, value) };
+        Ok(())
+    }
+
     fn config_read32(&self, offset: u16) -> Result<u32, domain_sdk::DeviceError> {
         self.valid()?;
         if offset >= 4096 || !offset.is_multiple_of(4) {

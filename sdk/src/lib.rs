@@ -249,6 +249,28 @@ pub trait Device: Send + Sync {
     fn read64(&self, bar: usize, offset: u64) -> Result<u64, DeviceError>;
     /// Writes the 64-bit register at `offset` of memory BAR `bar`.
     fn write64(&self, bar: usize, offset: u64, value: u64) -> Result<(), DeviceError>;
+    /// Reads the 8-bit register at `offset` of memory BAR `bar` (devices
+    /// such as virtio's configuration structures have byte and 16-bit
+    /// fields that must be accessed at their own width). Default: refused.
+    fn read8(&self, bar: usize, offset: u64) -> Result<u8, DeviceError> {
+        let _ = (bar, offset);
+        Err(DeviceError::OutOfBounds)
+    }
+    /// Writes the 8-bit register at `offset` of memory BAR `bar`.
+    fn write8(&self, bar: usize, offset: u64, value: u8) -> Result<(), DeviceError> {
+        let _ = (bar, offset, value);
+        Err(DeviceError::OutOfBounds)
+    }
+    /// Reads the 16-bit register at `offset` of memory BAR `bar`.
+    fn read16(&self, bar: usize, offset: u64) -> Result<u16, DeviceError> {
+        let _ = (bar, offset);
+        Err(DeviceError::OutOfBounds)
+    }
+    /// Writes the 16-bit register at `offset` of memory BAR `bar`.
+    fn write16(&self, bar: usize, offset: u64, value: u16) -> Result<(), DeviceError> {
+        let _ = (bar, offset, value);
+        Err(DeviceError::OutOfBounds)
+    }
     /// Reads the configuration-space register at `offset`.
     fn config_read32(&self, offset: u16) -> Result<u32, DeviceError>;
     /// Turns memory decoding and bus mastering (DMA) on or off.

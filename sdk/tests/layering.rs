@@ -10,7 +10,8 @@
 //! | `rrpc` | `cont`, `owner`, `rrpc-idl`: never the kernel, never `executor` |
 //! | `interfaces` | `rrpc` only |
 //! | `domain-sdk` | `rrpc`, `interfaces` |
-//! | domains, drivers, rv6 | the SDK, `interfaces`, `rrpc`; no driver uses another |
+//! | domains, drivers, rv6 | the SDK, `interfaces`, `rrpc`; no driver uses another; drivers also the driver libraries |
+//! | driver libraries (`nic-ring`: code two drivers share) | the SDK, `interfaces`, `rrpc` |
 //! | `kcore`, `owner`, `rrpc-idl` | nothing of ours |
 //! | `cont` | `owner` |
 //! | `loader` | `kcore` |
@@ -80,6 +81,7 @@ fn layer(name: &str, manifest: &str) -> &'static str {
         "domain-sdk" => "sdk",
         "kcore" | "cont" | "owner" | "rrpc-idl" | "loader" => "shared",
         "pack" | "vet" | "bench" => "tool",
+        "nic-ring" => "driver-lib",
         _ if under("drivers") => "driver",
         _ if under("domains") || under("rv6") => "domain",
         _ => "unknown",
@@ -100,7 +102,8 @@ fn check(edges: &Edges, places: &BTreeMap<String, String>) -> Vec<String> {
                 ("rrpc", "shared") => matches!(to.as_str(), "cont" | "owner" | "rrpc-idl"),
                 ("interfaces", "rrpc") => true,
                 ("sdk", "rrpc" | "interfaces") => true,
-                ("domain" | "driver", "sdk" | "interfaces" | "rrpc") => true,
+                ("domain" | "driver" | "driver-lib", "sdk" | "interfaces" | "rrpc") => true,
+                ("driver", "driver-lib") => true,
                 ("shared", "shared") => {
                     (from == "loader" && to == "kcore") || (from == "cont" && to == "owner")
                 }
