@@ -695,7 +695,7 @@ NICS = {
 }
 
 
-def net_session(tally, kernel, nic="igb"):
+def net_session(tally, kernel, nic="igb", shadow=False):
     """A NIC driver end to end, below any IP stack: QEMU's 82576 (`igb`)
     or virtio-net device joined to a UDP socket on this host's loopback
     (`-netdev dgram`: one datagram per Ethernet frame), the `l2echo`
@@ -789,6 +789,59 @@ def net_session(tally, kernel, nic="igb"):
     netdev = (f"dgram,id=n0,local.type=inet,local.host=127.0.0.1,local.port={guest_port},"
               f"remote.type=inet,remote.host=127.0.0.1,remote.port={host_port}")
     device, driver, text, line = NICS[nic]
+    if shadow:
+        import threading
+        stream = {}
+
+        def start_stream():
+            # Frames all along while the driver crashes under the shadow:
+            # each echo must be intact; frames that arrive while the driver
+            # is down are lost (counted, not failed).
+            def run():
+                back = bad = sent = 0
+                end = time.monotonic() + 12
+                while time.monotonic() < end:
+                    b, x = echo(64, window=8)
+                    back, bad, sent = back + b, bad + x, sent + 64
+                stream.update(back=back, bad=bad, sent=sent)
+            thread = threading.Thread(target=run)
+            thread.start()
+            stream["thread"] = thread
+            return True, "frames streaming while the driver crashes"
+
+        def end_stream():
+            stream["thread"].join(timeout=60)
+            back, bad, sent = stream.get("back", 0), stream.get("bad", 1), stream.get("sent", 0)
+            return (back > sent // 2 and bad == 0,
+                    f"through 3 driver crashes: {back} of {sent} frames echoed intact, {bad} altered, "
+                    f"{sent - back - bad} lost while the driver was down")
+
+        checks = [
+            (f"load {driver}", lambda out: f"loaded image {driver} as domain" in out),
+            ("@await receive buffers posted", None),
+            ("load nic-shadow", lambda out: "loaded image nic-shadow as domain" in out),
+            ("load l2echo", lambda out: "loaded image l2echo as domain" in out),
+            ("@run", echo_step(500, "through the shadow")),
+            ("@run", start_stream),
+            ("@pause", None), ("@pause", None),
+            (f"crash {driver} pagefault", lambda out: "domain crashed" in out),
+            ("@pause", None), ("@pause", None), ("@pause", None), ("@pause", None),
+            (f"crash {driver} panic", lambda out: "domain crashed" in out),
+            ("@pause", None), ("@pause", None), ("@pause", None), ("@pause", None),
+            (f"crash {driver} gpf", lambda out: "domain crashed" in out),
+            ("@run", end_stream),
+            ("@run", echo_step(300, "after the crashes, through the restarted driver")),
+            ("call nic-shadow 0", lambda out: (lambda n: n is not None and int(n.group(1)) >= 3)(
+                re.search(r"^(\d+)$", out, re.M))),
+            ("call nic-shadow help", lambda out: "0: driver restarts" in out),
+            ("domains", lambda out: f"supervised by nic-shadow" in out),
+        ]
+        netdev = (f"dgram,id=n0,local.type=inet,local.host=127.0.0.1,local.port={guest_port},"
+                  f"remote.type=inet,remote.host=127.0.0.1,remote.port={host_port}")
+        console_session(tally, kernel, 2, "256M", 300, checks=checks, label=f"{nic} echo through nic-shadow",
+                        disk=False, extra=("-netdev", netdev, "-device", device))
+        host.close()
+        return
     checks = [
         ("net", lambda out: "no network interfaces" in out),
         (f"load {driver}", lambda out: f"loaded image {driver} as domain" in out),
@@ -980,6 +1033,7 @@ def main():
                         help="run only the test of `make push`: boot with --archive, push ARCHIVE, "
                              "load IMAGE (tools/test-new-domain.py)")
     parser.add_argument("--net", choices=sorted(NICS), help="run only the echo session on this NIC")
+    parser.add_argument("--shadow", action="store_true", help="with --net: through nic-shadow")
     parser.add_argument("--sessions", metavar="ROOT",
                         help="run only the session.console files of ROOT's domains "
                              "(tools/test-new-domain.py)")
@@ -989,7 +1043,7 @@ def main():
     DISK = args.disk
     tally = Tally()
     if args.net:
-        net_session(tally, args.kernel, args.net)
+        net_session(tally, args.kernel, args.net, shadow=args.shadow)
         print(f"qemu: {tally.passed} passed, {tally.failed} failed")
         sys.exit(0 if tally.failed == 0 else 1)
     if args.push:
@@ -1018,6 +1072,8 @@ def main():
         if qemu_has_igb():
             net_session(tally, args.kernel, "igb")
             net_session(tally, args.kernel, "virtio")
+            net_session(tally, args.kernel, "igb", shadow=True)
+            net_session(tally, args.kernel, "virtio", shadow=True)
         else:
             tally.record("igb echo: this QEMU has no igb model (make setup installs QEMU 10)", False)
         archive_sessions(tally, args.kernel, args.archive, args.key)

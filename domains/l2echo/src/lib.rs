@@ -1,5 +1,6 @@
-//! `l2echo`: sends every Ethernet frame that arrives on the NIC (the
-//! domain exporting "net") back where it came from: destination and
+//! `l2echo`: sends every Ethernet frame that arrives on the NIC (through
+//! `nic-shadow` if it is loaded, else the domain exporting "net") back
+//! where it came from: destination and
 //! source addresses swapped (the source becomes the NIC's own address),
 //! the rest as it was. Frames move as batches of `RRef` buffers between
 //! this domain and the driver, never copied: a received batch is turned
@@ -77,7 +78,10 @@ async fn serve(stats: Arc<Stats>) {
     let mut idle_ms = 1;
     loop {
         if net.is_none() {
-            net = lookup::<dyn Net + Send + Sync>("net").ok();
+            // Through the NIC shadow if there is one, else the driver.
+            net = lookup::<dyn Net + Send + Sync>("nic-shadow/net")
+                .or_else(|_| lookup::<dyn Net + Send + Sync>("net"))
+                .ok();
             if net.is_none() {
                 sleep(Duration::from_millis(50)).await;
                 continue;
