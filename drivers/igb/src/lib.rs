@@ -33,74 +33,21 @@ use core::time::Duration;
 use domain_sdk::{
     Device, Exports, Kernel, Mutex, Once, RRef, RpcResult, log, now_ns, sleep, spawn,
 };
-use interfaces::bdev::DmaPage;
 use interfaces::control::{Control, HELP, Text};
-use interfaces::net::{BATCH, FRAME, Net, NetCounters, NetInfo, Packet, Packets};
-use nic_ring::{Descriptors, RxRing, Tail, TxRing};
+use interfaces::net::{FRAME, Net, NetCounters, NetInfo, Packets};
+use nic_ring::queue::{ENTRIES, QueuePair, QueueRegisters, page_address};
 
 /// PCI class of an Ethernet controller, and the 82576's ids.
 const CLASS: (u8, u8, u8) = (0x02, 0x00, 0x00);
 const IDS: (u16, u16) = (0x8086, 0x10c9);
-/// Descriptors per ring: one 4 KiB page of 16-byte descriptors.
-const ENTRIES: u16 = 256;
 /// How long the link may take to come up.
 const LINK_WAIT_NS: u64 = 5_000_000_000;
-
-/// A ring's descriptor memory: one DMA page, descriptor `i` its words
-/// `4i..4i + 3` (little endian, as the device reads them).
-struct Memory<'a>(&'a DmaPage);
-
-impl Descriptors for Memory<'_> {
-    fn read(&self, index: u16) -> [u64; 2] {
-        let base = usize::from(index) * 4;
-        let words = &self.0.0;
-        // The status word the device writes back is read first (acquire),
-        // so the rest is seen as the device left it.
-        let status = u64::from(words[base + 2].load(Ordering::Acquire))
-            | u64::from(words[base + 3].load(Ordering::Acquire)) << 32;
-        let address = u64::from(words[base].load(Ordering::Relaxed))
-            | u64::from(words[base + 1].load(Ordering::Relaxed)) << 32;
-        [address, status]
-    }
-
-    fn write(&self, index: u16, descriptor: [u64; 2]) {
-        let base = usize::from(index) * 4;
-        let words = &self.0.0;
-        words[base].store(descriptor[0] as u32, Ordering::Relaxed);
-        words[base + 1].store((descriptor[0] >> 32) as u32, Ordering::Relaxed);
-        words[base + 2].store(descriptor[1] as u32, Ordering::Relaxed);
-        words[base + 3].store((descriptor[1] >> 32) as u32, Ordering::Release);
-    }
-}
-
-/// A tail register.
-struct TailRegister<'a> {
-    device: &'a dyn Device,
-    offset: u64,
-}
-
-impl Tail for TailRegister<'_> {
-    fn write(&self, value: u32) {
-        // A failing write means the claim was revoked (the domain is going
-        // away): nothing to do.
-        let _ = self.device.write32(0, self.offset, value);
-    }
-}
-
-/// Queue pair 0, once the device is up.
-struct Queue {
-    rx: RxRing<RRef<Packet>>,
-    tx: TxRing<RRef<Packet>>,
-    rx_memory: RRef<DmaPage>,
-    tx_memory: RRef<DmaPage>,
-    counters: NetCounters,
-}
 
 struct Driver {
     device: Box<dyn Device>,
     mac: Once<[u8; 6]>,
     failed: Once<String>,
-    queue: Mutex<Option<Queue>>,
+    queue: Mutex<Option<QueuePair>>,
     ready: AtomicBool,
 }
 
@@ -140,7 +87,7 @@ impl Driver {
 
     /// Reset, link, MAC, rings: the datasheet's initialisation (section
     /// 4.5) as far as QEMU's model and this driver need it.
-    async fn start(&self) -> Result<([u8; 6], Queue), String> {
+    async fn start(&self) -> Result<([u8; 6], QueuePair), String> {
         use regs::*;
         self.write(IMC, u32::MAX)?;
         self.write(CTRL, self.read(CTRL)? | CTRL_RST)?;
@@ -178,14 +125,9 @@ impl Driver {
         let mac = [a, b, c, d, e, f];
 
         // Rings and their buffers.
-        let rx_memory = RRef::try_new(DmaPage::new()).map_err(|e| format!("rx ring: {e}"))?;
-        let tx_memory = RRef::try_new(DmaPage::new()).map_err(|e| format!("tx ring: {e}"))?;
-        let rx_address = rx_memory
-            .device_address()
-            .ok_or("the shared heap gave no device address")?;
-        let tx_address = tx_memory
-            .device_address()
-            .ok_or("the shared heap gave no device address")?;
+        let mut queue = QueuePair::new(QueueRegisters { rdt: RDT, tdt: TDT })?;
+        let rx_address = page_address(&queue.rx_memory)?;
+        let tx_address = page_address(&queue.tx_memory)?;
         self.device.set_bus_master(true);
         self.write(RDBAL, rx_address as u32)?;
         self.write(RDBAH, (rx_address >> 32) as u32)?;
@@ -200,31 +142,8 @@ impl Driver {
         self.write(TDH, 0)?;
         self.write(TDT, 0)?;
         self.write(TXDCTL, self.read(TXDCTL)? | QUEUE_ENABLE)?;
-        let mut queue = Queue {
-            rx: RxRing::new(ENTRIES).map_err(|e| format!("ring size {}", e.0))?,
-            tx: TxRing::new(ENTRIES).map_err(|e| format!("ring size {}", e.0))?,
-            rx_memory,
-            tx_memory,
-            counters: NetCounters::default(),
-        };
         // Every receive slot gets a buffer of the driver's own to start.
-        while queue.rx.room() > 0 {
-            let buffer = RRef::try_new(Packet::empty()).map_err(|e| format!("rx buffers: {e}"))?;
-            let address = buffer
-                .device_address()
-                .ok_or("the shared heap gave no device address")?;
-            if queue
-                .rx
-                .post(&Memory(&queue.rx_memory), buffer, address, FRAME as u16)
-                .is_err()
-            {
-                break;
-            }
-        }
-        queue.rx.flush(&TailRegister {
-            device: &*self.device,
-            offset: RDT,
-        });
+        queue.fill(&*self.device)?;
         // Receive everything (promiscuous, broadcast), CRC stripped; send.
         self.write(RCTL, RCTL_EN | RCTL_UPE | RCTL_MPE | RCTL_BAM | RCTL_SECRC)?;
         self.write(TCTL, TCTL_EN | TCTL_PSP)?;
@@ -248,19 +167,6 @@ impl Driver {
             _ => (false, 0),
         }
     }
-
-    fn tails(&self) -> (TailRegister<'_>, TailRegister<'_>) {
-        (
-            TailRegister {
-                device: &*self.device,
-                offset: regs::RDT,
-            },
-            TailRegister {
-                device: &*self.device,
-                offset: regs::TDT,
-            },
-        )
-    }
 }
 
 impl Net for Driver {
@@ -278,101 +184,20 @@ impl Net for Driver {
         })
     }
 
-    fn receive(&self, queue: u16, mut buffers: RRef<Packets>) -> RpcResult<RRef<Packets>> {
+    fn receive(&self, queue: u16, buffers: RRef<Packets>) -> RpcResult<RRef<Packets>> {
         let mut guard = self.queue.lock();
-        let Some(q) = guard.as_mut().filter(|_| queue == 0) else {
-            return Ok(buffers); // not up (or no such queue): nothing arrived
-        };
-        let (rx_tail, _) = self.tails();
-        let memory = Memory(&q.rx_memory);
-        let mut out = Packets::new();
-        // What arrived first (a batch at most). Each frame frees a ring
-        // slot, so the caller's buffers that follow find room for at least
-        // as many: frames and leftover buffers never exceed one batch.
-        let mut refused = alloc::vec::Vec::new();
-        let counters = &mut q.counters;
-        q.rx.harvest(&memory, BATCH, |mut buffer, result| match result {
-            Ok(len) => {
-                buffer.len = len;
-                counters.rx_packets += 1;
-                counters.rx_bytes += u64::from(len);
-                let _ = out.push_back(buffer);
-            }
-            Err(_fault) => {
-                counters.rx_dropped += 1;
-                refused.push(buffer);
-            }
-        });
-        // A refused frame's buffer goes straight back on the ring (its slot
-        // was just freed), then the caller's buffers as room allows.
-        let mut leftover = Packets::new();
-        for buffer in refused {
-            let address = buffer.device_address().unwrap_or(0);
-            if let Err(buffer) = q.rx.post(&memory, buffer, address, FRAME as u16) {
-                let _ = leftover.push_back(buffer);
-            }
+        match guard.as_mut().filter(|_| queue == 0) {
+            Some(q) => Ok(q.receive(&*self.device, buffers)),
+            None => Ok(buffers), // not up (or no such queue): nothing arrived
         }
-        while let Some(mut buffer) = buffers.pop_front() {
-            buffer.len = 0;
-            let Some(address) = buffer.device_address() else {
-                let _ = leftover.push_back(buffer);
-                continue;
-            };
-            if let Err(buffer) = q.rx.post(&memory, buffer, address, FRAME as u16) {
-                let _ = leftover.push_back(buffer);
-            }
-        }
-        q.rx.flush(&rx_tail);
-        while let Some(buffer) = leftover.pop_front() {
-            let _ = out.push_back(buffer);
-        }
-        // The caller's batch (now empty) comes back with the frames in it.
-        *buffers = out;
-        Ok(buffers)
     }
 
-    fn transmit(&self, queue: u16, mut packets: RRef<Packets>) -> RpcResult<RRef<Packets>> {
+    fn transmit(&self, queue: u16, packets: RRef<Packets>) -> RpcResult<RRef<Packets>> {
         let mut guard = self.queue.lock();
-        let Some(q) = guard.as_mut().filter(|_| queue == 0) else {
-            return Ok(packets); // not up: nothing sent, all given back
-        };
-        let (_, tx_tail) = self.tails();
-        let memory = Memory(&q.tx_memory);
-        let mut out = Packets::new();
-        let mut unsent = Packets::new();
-        while let Some(packet) = packets.pop_front() {
-            let len = packet.len;
-            let address = packet.device_address();
-            match address {
-                Some(address) if len > 0 && usize::from(len) <= FRAME => {
-                    match q.tx.push(&memory, packet, address, len) {
-                        Ok(()) => {
-                            q.counters.tx_packets += 1;
-                            q.counters.tx_bytes += u64::from(len);
-                        }
-                        Err(packet) => {
-                            let _ = unsent.push_back(packet);
-                        }
-                    }
-                }
-                _ => {
-                    q.counters.tx_dropped += 1;
-                    let _ = unsent.push_back(packet);
-                }
-            }
+        match guard.as_mut().filter(|_| queue == 0) {
+            Some(q) => Ok(q.transmit(&*self.device, packets)),
+            None => Ok(packets), // not up: nothing sent, all given back
         }
-        q.tx.flush(&tx_tail);
-        // Buffers of sent frames (these or earlier ones), as room allows.
-        let room = BATCH - unsent.len();
-        q.tx.clean(&memory, room, |mut buffer| {
-            buffer.len = 0;
-            let _ = out.push_back(buffer);
-        });
-        while let Some(packet) = unsent.pop_front() {
-            let _ = out.push_back(packet);
-        }
-        *packets = out;
-        Ok(packets)
     }
 
     fn counters(&self, queue: u16) -> RpcResult<NetCounters> {

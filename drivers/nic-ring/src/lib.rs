@@ -24,6 +24,8 @@
 
 extern crate alloc;
 
+pub mod queue;
+
 use alloc::vec::Vec;
 
 /// The descriptor memory of one ring (shared with the device): 16 bytes
