@@ -295,11 +295,25 @@ fn the_workspace_crates_declare_their_policies() {
             .contains(&"checksum".to_string())
     );
     assert!(of("attack-policy").supervises.is_empty());
-    // Only the NVMe driver and the attackers ask for devices (`attack`
-    // is a driver gone bad: granted the controller, it aims its DMA at
-    // the kernel).
+    // The NIC drivers ask for Ethernet controllers of their vendor only.
+    assert_eq!(of("igb").devices, ["02:00:00:8086"]);
+    assert_eq!(of("ixgbe").devices, ["02:00:00:8086"]);
+    assert_eq!(of("virtio-net").devices, ["02:00:00:1af4"]);
+    assert_eq!(of("nic-shadow").supervises, ["igb", "virtio-net"]);
+    // Only the drivers and the attackers ask for devices (`attack` is a
+    // driver gone bad: granted the controller, it aims its DMA at the
+    // kernel).
     for (image, policy) in images.iter().zip(&policies) {
-        if !["nvme", "attack-policy", "attack"].contains(&image.as_str()) {
+        if ![
+            "nvme",
+            "igb",
+            "ixgbe",
+            "virtio-net",
+            "attack-policy",
+            "attack",
+        ]
+        .contains(&image.as_str())
+        {
             assert!(policy.devices.is_empty(), "{image}: {policy:?}");
         }
     }
