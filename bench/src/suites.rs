@@ -29,6 +29,7 @@ pub const ALL: &[(&str, Bench)] = &[
     ("proxy-rref", proxy_rref),
     ("proxy-async", proxy_async),
     ("rpc-future", rpc_future),
+    ("nullnet", nullnet),
     ("exp-cont-call", crate::experiments::call_full),
     ("exp-cont-call-no-flags", crate::experiments::call_no_flags),
 ];
@@ -849,6 +850,113 @@ pub fn rpc_future(settings: Settings) -> Measurement {
         name: "RpcFuture, no proxy (ready)",
         workload: "an implementation's async method through &dyn Trait returning RpcFuture: create, poll (ready), drop",
         baseline_name: "Pin<Box<dyn Future>>",
+        measured,
+        baseline,
+        iterations: settings.iterations,
+        samples: settings.samples,
+    }
+}
+
+// ---- nullnet: the Net interface's batched path against a null device ------
+
+/// A frame buffer as `interfaces::net::Packet` has it (the bench may not
+/// depend on `interfaces`, so the same shape is declared here).
+#[derive(rrpc::Exchangeable)]
+#[repr(C)]
+pub struct NullPacket {
+    pub data: [u8; 2048],
+    pub len: u16,
+}
+
+/// A batch, as `interfaces::net::Packets`.
+pub type NullPackets = rrpc::RRefDeque<NullPacket, 32>;
+
+/// The receive and transmit methods of `interfaces::net::Net`.
+#[rrpc::interface]
+pub trait NullNet {
+    fn receive(
+        &self,
+        queue: u16,
+        buffers: rrpc::RRef<NullPackets>,
+    ) -> rrpc::RpcResult<rrpc::RRef<NullPackets>>;
+    fn transmit(
+        &self,
+        queue: u16,
+        packets: rrpc::RRef<NullPackets>,
+    ) -> rrpc::RpcResult<rrpc::RRef<NullPackets>>;
+}
+
+/// RedLeaf's "nullnet": a device that receives a 64-byte frame into every
+/// buffer it is given and sends every frame at once.
+struct NullDevice;
+
+impl NullNet for NullDevice {
+    #[inline(never)]
+    fn receive(
+        &self,
+        _queue: u16,
+        mut buffers: rrpc::RRef<NullPackets>,
+    ) -> rrpc::RpcResult<rrpc::RRef<NullPackets>> {
+        for packet in buffers.iter_mut() {
+            packet.len = 64;
+        }
+        Ok(buffers)
+    }
+    #[inline(never)]
+    fn transmit(
+        &self,
+        _queue: u16,
+        mut packets: rrpc::RRef<NullPackets>,
+    ) -> rrpc::RpcResult<rrpc::RRef<NullPackets>> {
+        for packet in packets.iter_mut() {
+            packet.len = 0;
+        }
+        Ok(packets)
+    }
+}
+
+/// One receive and one transmit of a batch of 32 through the generated
+/// proxy (two domain crossings, the batch's 33 `RRef`s moving in and back
+/// each time), against the same calls on the null device directly.
+pub fn nullnet(settings: Settings) -> Measurement {
+    proxy_runtime();
+    let device: std::sync::Arc<dyn NullNet + Send + Sync> = std::sync::Arc::new(NullDevice);
+    // SAFETY: the capability goes straight into the proxy of `CALLEE`'s object.
+    let proxy = NullNetProxy::new(device.clone(), unsafe {
+        rrpc::proxy::EntryCap::new(CALLEE)
+    });
+    let proxy: &dyn NullNet = black_box(&proxy);
+    let plain: &dyn NullNet = black_box(&*device);
+    // SAFETY: this thread plays one core's executor, pairing the two.
+    unsafe { rrpc::registry::enter_batch() };
+    let batch = || {
+        let mut packets = NullPackets::new();
+        for _ in 0..32 {
+            let _ = packets.push_back(rrpc::RRef::new(NullPacket {
+                data: [0; 2048],
+                len: 0,
+            }));
+        }
+        Some(rrpc::RRef::new(packets))
+    };
+    let mut buffers = batch();
+    let measured = time(settings, || {
+        let b = buffers.take().expect("batch");
+        let frames = proxy.receive(0, b).expect("receive");
+        buffers = Some(proxy.transmit(0, frames).expect("transmit"));
+    });
+    let baseline = time(settings, || {
+        let b = buffers.take().expect("batch");
+        let frames = plain.receive(0, b).expect("receive");
+        buffers = Some(plain.transmit(0, frames).expect("transmit"));
+    });
+    drop(buffers);
+    // SAFETY: ends the batch begun above.
+    unsafe { rrpc::registry::leave_batch() };
+    Measurement {
+        name: "nullnet: rx+tx batch of 32 via proxy",
+        workload: "Net-shaped receive then transmit of a batch of 32 packet RRefs on a null device (RedLeaf's nullnet), through the generated proxy (two crossings, 33 RRefs moved in and back each)",
+        baseline_name: "same calls on the null device",
         measured,
         baseline,
         iterations: settings.iterations,

@@ -279,8 +279,11 @@ const CLEAN: u8 = 0;
 const DIRTY: u8 = 1;
 /// Dirty, and freed by its holder: the flush frees the memory.
 const DIRTY_FREE: u8 = 2;
-/// Dirty objects a shard keeps before it flushes in the middle of a batch
-/// (bounds both the flush and the memory a freed dirty object holds).
+/// Freed dirty objects a shard keeps before it flushes in the middle of a
+/// batch (bounds the memory they hold). Objects that only moved do not
+/// count: their flush is at the batch's end, once each, however often
+/// they moved (a batch of 32 packets moved to a driver and back was
+/// flushed every two calls when they counted).
 const DIRTY_MAX: usize = 64;
 
 impl Header {
@@ -376,8 +379,9 @@ struct Shard {
     /// Requests from other cores (a stack through `queued_next`).
     queue: AtomicPtr<Header>,
     lists: UnsafeCell<[List; SLOTS]>,
-    /// Objects whose list position lags behind their owner word (head and
-    /// length); only the lock holder touches it. See [`Shard::flush`].
+    /// Objects whose list position lags behind their owner word (head, and
+    /// how many of them are freed); only the lock holder touches it. See
+    /// [`Shard::flush`].
     dirty: UnsafeCell<(*mut Header, usize)>,
 }
 
@@ -530,10 +534,13 @@ impl Shard {
         unsafe {
             let object = header.as_ref();
             let dirty = &mut *self.dirty.get();
-            if *object.dirty.get() == CLEAN {
+            let state = *object.dirty.get();
+            if state == CLEAN {
                 *object.dirty_next.get() = dirty.0;
                 dirty.0 = header.as_ptr();
-                dirty.1 += 1;
+            }
+            if free && state != DIRTY_FREE {
+                dirty.1 += 1; // freed objects on the chain
             }
             *object.dirty.get() = if free { DIRTY_FREE } else { DIRTY };
             if dirty.1 > DIRTY_MAX {
