@@ -6,8 +6,9 @@ use alloc::format;
 use alloc::string::String;
 use core::time::Duration;
 
-use domain_sdk::{Device, DeviceError, now_ns, sleep};
+use domain_sdk::{Device, now_ns, sleep};
 use interfaces::net::FRAME;
+use nic_ring::nic::{read, write};
 use nic_ring::queue::{ENTRIES, QueuePair, QueueRegisters, page_address};
 
 use crate::regs::*;
@@ -26,18 +27,6 @@ pub const EEPROM_WAIT_NS: u64 = 500_000_000;
 pub const DMA_WAIT_NS: u64 = 500_000_000;
 pub const LINK_WAIT_NS: u64 = 5_000_000_000;
 pub const QUEUE_WAIT_NS: u64 = 100_000_000;
-
-fn register(e: DeviceError) -> String {
-    format!("register access: {e}")
-}
-
-fn read(device: &dyn Device, offset: u64) -> Result<u32, String> {
-    device.read32(0, offset).map_err(register)
-}
-
-fn write(device: &dyn Device, offset: u64, value: u32) -> Result<(), String> {
-    device.write32(0, offset, value).map_err(register)
-}
 
 fn set(device: &dyn Device, offset: u64, bits: u32) -> Result<(), String> {
     write(device, offset, read(device, offset)? | bits)

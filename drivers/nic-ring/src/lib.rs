@@ -24,6 +24,7 @@
 
 extern crate alloc;
 
+pub mod nic;
 pub mod queue;
 
 use alloc::vec::Vec;
