@@ -219,15 +219,22 @@ def shut_down(proc, send=True):
 
 
 def console_session(tally, kernel, smp, mem, timeout, checks=None, archive=None, label="console",
-                    boot_check=None, disk=True, extra=()):
+                    boot_check=None, disk=True, extra=(), handle=None):
     """Boots to the monitor prompt, types commands, checks replies and that
-    `shutdown` makes QEMU exit with status 0."""
+    `shutdown` makes QEMU exit with status 0. If `handle` is a dict,
+    `handle["type"](line)` types a command from another thread (during a
+    `@run` step; its output is read with the next command's)."""
     print(f"== {label} end-to-end (smp={smp} mem={mem})")
     proc = subprocess.Popen(qemu_command(kernel, smp, mem, "log=info", archive=archive, disk=disk,
                                          extra=extra),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     serial = Serial(proc, deadline=time.monotonic() + timeout)
     read_until = serial.read_until
+    if handle is not None:
+        def type_line(line):
+            proc.stdin.write(line.encode() + b"\r")
+            proc.stdin.flush()
+        handle["type"] = type_line
 
     def command(line):
         serial.start_here()
@@ -873,6 +880,217 @@ def net_session(tally, kernel, nic="igb", shadow=False):
         pass
 
 
+def free_tcp_port():
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def stack_session(tally, kernel, nic="igb", shadow=False, megabytes=10):
+    """The TCP/IP domain (`netstack`, smoltcp) end to end: QEMU's user
+    network with host forwards on 127.0.0.1 (TCP and UDP to the guest's
+    port 7, as `make run` sets them up), the driver (`nic`), optionally
+    `nic-shadow`, and `netstack` serving echo. From this host: a TCP echo
+    of MEGABYTES MiB verified byte for byte; sequential connections;
+    concurrent ones; UDP datagrams (losses counted); with the shadow, the
+    driver crashed five times during a transfer that must arrive whole
+    on the same connection; the stack crashed and restarted. Traffic goes
+    only to 127.0.0.1."""
+    import random
+    import socket
+    import threading
+    tcp_port = free_tcp_port()
+    udp_port = free_udp_port()
+    rng = random.Random(11)
+
+    def connect():
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                conn = socket.create_connection(("127.0.0.1", tcp_port), timeout=20)
+                conn.settimeout(30)
+                return conn
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def bulk(size, during=None):
+        """Sends `size` random bytes on one connection while reading the echo;
+        returns (bytes echoed intact, total, seconds, detail)."""
+        data = rng.randbytes(size)
+        conn = connect()
+        got = bytearray()
+        errors = []
+
+        def reader():
+            try:
+                while len(got) < size:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    got.extend(chunk)
+            except OSError as e:
+                errors.append(f"receive: {e}")
+
+        thread = threading.Thread(target=reader)
+        start = time.monotonic()
+        thread.start()
+        if during is not None:
+            during.start()
+        try:
+            view = memoryview(data)
+            for at in range(0, size, 16384):
+                conn.sendall(view[at:at + 16384])
+        except OSError as e:
+            errors.append(f"send: {e}")
+        thread.join(timeout=300)
+        seconds = time.monotonic() - start
+        conn.close()
+        if during is not None:
+            during.join(timeout=60)
+        same = bytes(got) == data
+        return same, len(got), seconds, "; ".join(errors)
+
+    def bulk_step(size, label, during=None):
+        def step():
+            same, got, seconds, errors = bulk(size, during() if during else None)
+            rate = got / seconds / 1e6 if seconds else 0
+            return same, (f"{label}: {got} of {size} bytes echoed, "
+                          f"{'intact' if same else 'DIFFERENT'}, {seconds:.1f} s ({rate:.2f} MB/s)"
+                          f"{', ' + errors if errors else ''}")
+        return step
+
+    def sequential(count):
+        def step():
+            good = 0
+            start = time.monotonic()
+            for i in range(count):
+                try:
+                    with connect() as conn:
+                        message = f"connection {i}\n".encode()
+                        conn.sendall(message)
+                        back = b""
+                        while len(back) < len(message):
+                            chunk = conn.recv(100)
+                            if not chunk:
+                                break
+                            back += chunk
+                        good += back == message
+                except OSError:
+                    pass
+            seconds = time.monotonic() - start
+            return good == count, f"{good} of {count} sequential connections echoed ({seconds:.1f} s)"
+        return step
+
+    def concurrent(count):
+        def step():
+            conns = []
+            try:
+                for _ in range(count):
+                    conns.append(connect())
+                for i, conn in enumerate(conns):
+                    conn.sendall(f"concurrent {i}\n".encode())
+                good = 0
+                for i, conn in enumerate(conns):
+                    want = f"concurrent {i}\n".encode()
+                    back = b""
+                    while len(back) < len(want):
+                        chunk = conn.recv(100)
+                        if not chunk:
+                            break
+                        back += chunk
+                    good += back == want
+            except OSError as e:
+                return False, f"{len(conns)} of {count} concurrent connections opened: {e}"
+            finally:
+                for conn in conns:
+                    conn.close()
+            return good == count, f"{good} of {count} concurrent connections echoed, all open at once"
+        return step
+
+    def udp_echo(count):
+        def step():
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.settimeout(0.5)
+            sent, back, bad = {}, 0, 0
+            seq = 0
+            deadline = time.monotonic() + 60
+            while (seq < count or sent) and time.monotonic() < deadline:
+                while seq < count and len(sent) < 16:
+                    body = seq.to_bytes(4, "big") + rng.randbytes(rng.randint(0, 1000))
+                    sent[seq] = body
+                    sock.sendto(body, ("127.0.0.1", udp_port))
+                    seq += 1
+                try:
+                    got, _ = sock.recvfrom(4096)
+                except socket.timeout:
+                    if seq >= count:
+                        break
+                    sent.clear()  # lost: move on
+                    continue
+                want = sent.pop(int.from_bytes(got[:4], "big"), None)
+                if want is None:
+                    continue
+                back += got == want
+                bad += got != want
+            sock.close()
+            lost = count - back - bad
+            return (bad == 0 and back >= count * 0.95,
+                    f"UDP: {back} of {count} datagrams echoed intact, {bad} altered, {lost} lost")
+        return step
+
+    device, driver, _, _ = NICS[nic]
+    netdev = (f"user,id=n0,net=10.0.2.0/24,"
+              f"hostfwd=tcp:127.0.0.1:{tcp_port}-:7,hostfwd=udp:127.0.0.1:{udp_port}-:7")
+    up = r"up: 10.0.2.15/24"
+    checks = [
+        (f"load {driver}", lambda out: f"loaded image {driver} as domain" in out),
+        ("@await receive buffers posted", None),
+    ]
+    if shadow:
+        def crashes():
+            # Five driver crashes while the transfer runs, spread over it.
+            def run():
+                for kind in ("pagefault", "panic", "gpf", "panic", "pagefault"):
+                    time.sleep(1.5)
+                    handle["type"](f"crash {driver} {kind}")
+            return threading.Thread(target=run)
+
+        checks += [
+            ("load nic-shadow", lambda out: "loaded image nic-shadow as domain" in out),
+            ("load netstack", lambda out: "loaded image netstack as domain" in out),
+            (f"@await {up}", None),
+            ("@run", bulk_step(megabytes << 20,
+                               f"TCP echo through nic-shadow, the driver crashed 5 times", crashes)),
+            ("call nic-shadow 0", lambda out: (lambda n: n is not None and int(n.group(1)) >= 5)(
+                re.search(r"^(\d+)$", out, re.M))),
+            ("@run", bulk_step(1 << 20, "TCP echo after the crashes")),
+        ]
+    else:
+        checks += [
+            ("load netstack", lambda out: "loaded image netstack as domain" in out),
+            (f"@await {up}", None),
+            ("@run", bulk_step(megabytes << 20, f"TCP echo on {nic}")),
+            ("@run", sequential(1000)),
+            ("@run", concurrent(100)),
+            ("@run", udp_echo(10000)),
+            ("call netstack 2", lambda out: (lambda n: n is not None and int(n.group(1)) >= 9500)(
+                re.search(r"^(\d+)$", out, re.M))),
+            ("call netstack 0", lambda out: (lambda n: n is not None and int(n.group(1)) >= 1101)(
+                re.search(r"^(\d+)$", out, re.M))),
+            ("crash netstack panic", lambda out: "domain crashed" in out),
+            ("restart netstack", lambda out: "restarted as generation 2" in out),
+            (f"@await {up}", None),
+            ("@run", bulk_step(1 << 20, "TCP echo after the stack restarted")),
+        ]
+    handle = {}
+    console_session(tally, kernel, 2, "256M", 900, checks=checks,
+                    label=f"{nic} TCP/IP{' through nic-shadow' if shadow else ''}",
+                    disk=False, extra=("-netdev", netdev, "-device", device), handle=handle)
+
+
 def qemu_has_igb():
     try:
         out = subprocess.run(["qemu-system-x86_64", "-device", "help"], capture_output=True, text=True,
@@ -1034,6 +1252,9 @@ def main():
                              "load IMAGE (tools/test-new-domain.py)")
     parser.add_argument("--net", choices=sorted(NICS), help="run only the echo session on this NIC")
     parser.add_argument("--shadow", action="store_true", help="with --net: through nic-shadow")
+    parser.add_argument("--stack", action="store_true",
+                        help="with --net: the TCP/IP session (netstack) instead of the frame echo")
+    parser.add_argument("--megabytes", type=int, default=10, help="with --stack: size of the TCP echo")
     parser.add_argument("--sessions", metavar="ROOT",
                         help="run only the session.console files of ROOT's domains "
                              "(tools/test-new-domain.py)")
@@ -1043,7 +1264,10 @@ def main():
     DISK = args.disk
     tally = Tally()
     if args.net:
-        net_session(tally, args.kernel, args.net, shadow=args.shadow)
+        if args.stack:
+            stack_session(tally, args.kernel, args.net, shadow=args.shadow, megabytes=args.megabytes)
+        else:
+            net_session(tally, args.kernel, args.net, shadow=args.shadow)
         print(f"qemu: {tally.passed} passed, {tally.failed} failed")
         sys.exit(0 if tally.failed == 0 else 1)
     if args.push:

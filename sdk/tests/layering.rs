@@ -12,6 +12,7 @@
 //! | `domain-sdk` | `rrpc`, `interfaces` |
 //! | domains, drivers, rv6 | the SDK, `interfaces`, `rrpc`; no driver uses another; drivers also the driver libraries |
 //! | driver libraries (`nic-ring`: code two drivers share) | the SDK, `interfaces`, `rrpc` |
+//! | domain libraries (`netwire`: smoltcp's device adapter, trusted) | nothing of ours |
 //! | `kcore`, `owner`, `rrpc-idl` | nothing of ours |
 //! | `cont` | `owner` |
 //! | `loader` | `kcore` |
@@ -82,6 +83,7 @@ fn layer(name: &str, manifest: &str) -> &'static str {
         "kcore" | "cont" | "owner" | "rrpc-idl" | "loader" => "shared",
         "pack" | "vet" | "bench" => "tool",
         "nic-ring" => "driver-lib",
+        "netwire" => "domain-lib",
         _ if under("drivers") => "driver",
         _ if under("domains") || under("rv6") => "domain",
         _ => "unknown",
@@ -104,6 +106,7 @@ fn check(edges: &Edges, places: &BTreeMap<String, String>) -> Vec<String> {
                 ("sdk", "rrpc" | "interfaces") => true,
                 ("domain" | "driver" | "driver-lib", "sdk" | "interfaces" | "rrpc") => true,
                 ("driver", "driver-lib") => true,
+                ("domain", "domain-lib") => true,
                 ("shared", "shared") => {
                     (from == "loader" && to == "kcore") || (from == "cont" && to == "owner")
                 }

@@ -1,0 +1,301 @@
+//! The stack glue on the host: `Stack` (smoltcp over a `Wire` of shared-heap
+//! packet buffers, and the echo services) against a second smoltcp
+//! interface playing the client, frames carried between them by the test
+//! like a cable. The domain itself is loaded on the host test kernel too.
+
+use domain_netstack::stack::{Addressing, Buf, ECHO_PORT, Stack};
+use domain_sdk::{RRef, lookup, testing};
+use interfaces::control::Control;
+use interfaces::net::Packet;
+use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::socket::{icmp, tcp, udp};
+use smoltcp::time::Instant;
+use smoltcp::wire::{
+    EthernetAddress, HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, Ipv4Address,
+};
+
+const SERVER: Ipv4Address = Ipv4Address::new(10, 0, 2, 15);
+const CLIENT: Ipv4Address = Ipv4Address::new(10, 0, 2, 2);
+
+/// The client's side of the cable: frames as byte vectors.
+type Cable = netwire::Wire<Vec<u8>>;
+
+struct World {
+    stack: Stack,
+    cable: Cable,
+    client: Interface,
+    sockets: SocketSet<'static>,
+    now_us: i64,
+    /// Drop every n-th frame towards the server (0: none).
+    lose_every: usize,
+    carried: usize,
+}
+
+impl World {
+    fn new() -> World {
+        // RRefs need the shared heap of the host kernel model.
+        let _kernel = testing::kernel();
+        let stack = Stack::new([2, 0, 0, 0, 0, 1], Addressing::QEMU_USER, 0, 1);
+        let mut cable = Cable::new(1514, 32);
+        let config = Config::new(HardwareAddress::Ethernet(EthernetAddress([2, 0, 0, 0, 0, 2])));
+        let mut client = Interface::new(config, &mut cable, Instant::from_micros(0));
+        client.update_ip_addrs(|addrs| {
+            addrs.push(IpCidr::new(IpAddress::Ipv4(CLIENT), 24)).unwrap();
+        });
+        World {
+            stack,
+            cable,
+            client,
+            sockets: SocketSet::new(Vec::new()),
+            now_us: 0,
+            lose_every: 0,
+            carried: 0,
+        }
+    }
+
+    /// One round: the client polls, its frames cross to the server (as
+    /// shared-heap packets, as the driver would hand them over), the
+    /// server polls, its frames cross back. Time advances 1 ms.
+    fn step(&mut self) {
+        self.now_us += 1000;
+        let now = Instant::from_micros(self.now_us);
+        self.client.poll(now, &mut self.cable, &mut self.sockets);
+        while let Some(frame) = self.cable.next_outgoing() {
+            self.carried += 1;
+            if self.lose_every != 0 && self.carried % self.lose_every == 0 {
+                continue;
+            }
+            let mut packet = Packet::empty();
+            packet.data[..frame.len()].copy_from_slice(&frame);
+            packet.len = frame.len() as u16;
+            self.stack.wire.deliver(Buf(RRef::try_new(packet).unwrap()));
+            self.cable.recycle(frame);
+        }
+        self.stack.poll(self.now_us);
+        while let Some(Buf(packet)) = self.stack.wire.next_outgoing() {
+            self.cable.deliver(packet.frame().to_vec());
+            self.stack.wire.recycle(Buf(packet));
+        }
+    }
+}
+
+fn tcp_client() -> tcp::Socket<'static> {
+    tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; 64 * 1024]),
+        tcp::SocketBuffer::new(vec![0; 64 * 1024]),
+    )
+}
+
+/// Sends `data` over a new connection and reads the echo back, within
+/// `rounds` steps.
+fn echo_over_tcp(world: &mut World, data: &[u8], port: u16, rounds: usize) -> Vec<u8> {
+    let handle = world.sockets.add(tcp_client());
+    world
+        .sockets
+        .get_mut::<tcp::Socket>(handle)
+        .connect(
+            world.client.context(),
+            (IpAddress::Ipv4(SERVER), ECHO_PORT),
+            port,
+        )
+        .unwrap();
+    let (mut sent, mut back) = (0, Vec::new());
+    for _ in 0..rounds {
+        world.step();
+        let socket = world.sockets.get_mut::<tcp::Socket>(handle);
+        if socket.can_send() && sent < data.len() {
+            sent += socket.send_slice(&data[sent..]).unwrap();
+        }
+        while socket.can_recv() {
+            socket
+                .recv(|buf| {
+                    back.extend_from_slice(buf);
+                    (buf.len(), ())
+                })
+                .unwrap();
+        }
+        if back.len() == data.len() {
+            socket.close();
+        }
+        if back.len() == data.len() && socket.state() == tcp::State::TimeWait {
+            break;
+        }
+    }
+    world.sockets.remove(handle);
+    back
+}
+
+fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn tcp_echo_returns_every_byte_in_order() {
+    let mut world = World::new();
+    let data = pattern(1 << 20, 7);
+    let back = echo_over_tcp(&mut world, &data, 40000, 20_000);
+    assert_eq!(back.len(), data.len(), "echoed {} of {} bytes", back.len(), data.len());
+    assert!(back == data, "the echo differs from what was sent");
+    assert_eq!(world.stack.counters.accepted, 1);
+    assert_eq!(world.stack.counters.tcp_bytes, 1 << 20);
+}
+
+#[test]
+fn tcp_echo_survives_lost_frames() {
+    // Every 7th frame towards the server is lost (as while a driver is
+    // restarted): TCP sends again and the stream arrives whole.
+    let mut world = World::new();
+    world.lose_every = 7;
+    let data = pattern(256 * 1024, 11);
+    let back = echo_over_tcp(&mut world, &data, 40001, 200_000);
+    assert!(back == data, "echoed {} of {} bytes", back.len(), data.len());
+}
+
+#[test]
+fn many_connections_at_once_and_closed_ones_are_reclaimed() {
+    let mut world = World::new();
+    let count = 200;
+    let handles: Vec<_> = (0..count)
+        .map(|i| {
+            let handle = world.sockets.add(tcp_client());
+            world
+                .sockets
+                .get_mut::<tcp::Socket>(handle)
+                .connect(
+                    world.client.context(),
+                    (IpAddress::Ipv4(SERVER), ECHO_PORT),
+                    41000 + i as u16,
+                )
+                .unwrap();
+            handle
+        })
+        .collect();
+    let mut echoed = vec![Vec::new(); count];
+    let mut sent = vec![false; count];
+    for _ in 0..5000 {
+        world.step();
+        for (i, handle) in handles.iter().enumerate() {
+            let socket = world.sockets.get_mut::<tcp::Socket>(*handle);
+            let message = format!("connection {i}");
+            if socket.can_send() && !sent[i] {
+                socket.send_slice(message.as_bytes()).unwrap();
+                sent[i] = true;
+            }
+            while socket.can_recv() {
+                socket
+                    .recv(|buf| {
+                        echoed[i].extend_from_slice(buf);
+                        (buf.len(), ())
+                    })
+                    .unwrap();
+            }
+        }
+        if echoed.iter().enumerate().all(|(i, e)| *e == format!("connection {i}").as_bytes()) {
+            break;
+        }
+    }
+    for (i, e) in echoed.iter().enumerate() {
+        assert_eq!(e, format!("connection {i}").as_bytes(), "connection {i}");
+    }
+    assert_eq!(world.stack.counters.accepted, count as u64);
+    assert_eq!(world.stack.counters.open, count as u64);
+    // All close; the server's sockets go once closed.
+    for handle in &handles {
+        world.sockets.get_mut::<tcp::Socket>(*handle).close();
+    }
+    for _ in 0..2000 {
+        world.step();
+        if world.stack.counters.open == 0 {
+            break;
+        }
+    }
+    assert_eq!(world.stack.counters.open, 0, "server sockets left open");
+}
+
+#[test]
+fn udp_echo_and_ping_are_answered() {
+    let mut world = World::new();
+    let udp = world.sockets.add(udp::Socket::new(
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 64], vec![0; 65536]),
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 64], vec![0; 65536]),
+    ));
+    world.sockets.get_mut::<udp::Socket>(udp).bind(5000).unwrap();
+    let icmp = world.sockets.add(icmp::Socket::new(
+        icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 1024]),
+        icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 1024]),
+    ));
+    world
+        .sockets
+        .get_mut::<icmp::Socket>(icmp)
+        .bind(icmp::Endpoint::Ident(0x1234))
+        .unwrap();
+    let datagrams: Vec<Vec<u8>> = (0..40).map(|i| pattern(1 + i * 30, i as u32)).collect();
+    let mut next = 0;
+    let mut back = Vec::new();
+    let mut pinged = false;
+    let mut pong = false;
+    for _ in 0..2000 {
+        world.step();
+        let socket = world.sockets.get_mut::<udp::Socket>(udp);
+        while next < datagrams.len() && socket.can_send() {
+            socket
+                .send_slice(&datagrams[next], (IpAddress::Ipv4(SERVER), ECHO_PORT))
+                .unwrap();
+            next += 1;
+        }
+        while let Ok((data, meta)) = socket.recv() {
+            assert_eq!(meta.endpoint.port, ECHO_PORT);
+            back.push(data.to_vec());
+        }
+        let socket = world.sockets.get_mut::<icmp::Socket>(icmp);
+        if !pinged && socket.can_send() {
+            let repr = Icmpv4Repr::EchoRequest {
+                ident: 0x1234,
+                seq_no: 1,
+                data: b"ping",
+            };
+            let buffer = socket
+                .send(repr.buffer_len(), IpAddress::Ipv4(SERVER))
+                .unwrap();
+            repr.emit(
+                &mut Icmpv4Packet::new_unchecked(buffer),
+                &smoltcp::phy::ChecksumCapabilities::default(),
+            );
+            pinged = true;
+        }
+        if let Ok((data, _)) = socket.recv() {
+            let packet = Icmpv4Packet::new_checked(data).unwrap();
+            let repr =
+                Icmpv4Repr::parse(&packet, &smoltcp::phy::ChecksumCapabilities::default()).unwrap();
+            pong |= matches!(repr, Icmpv4Repr::EchoReply { seq_no: 1, data: b"ping", .. });
+        }
+        if back.len() == datagrams.len() && pong {
+            break;
+        }
+    }
+    assert_eq!(back, datagrams);
+    assert!(pong, "no echo reply to the ping");
+    assert_eq!(world.stack.counters.udp_datagrams, datagrams.len() as u64);
+}
+
+#[test]
+fn the_domain_waits_for_a_nic_and_answers_its_counters() {
+    let kernel = testing::kernel();
+    kernel.load("netstack-test", domain_netstack::init).expect("load");
+    let control = lookup::<dyn Control + Send + Sync>("netstack-test/control").expect("lookup");
+    kernel.run_for(std::time::Duration::from_millis(200));
+    // No NIC: nothing accepted, nothing sent, and no failed calls either.
+    assert_eq!(control.control(0, 0), Ok(0));
+    assert_eq!(control.control(6, 0), Ok(0));
+    assert_eq!(control.control(7, 0), Ok(0));
+    let help = control.control_text(interfaces::control::HELP, 0).unwrap().unwrap();
+    assert!(help.as_str().contains("echo on TCP and UDP port 7"));
+}
