@@ -70,13 +70,23 @@ images: setup
 # (over its second serial port, the socket below): `load`/`restart` then
 # use the new images, no reboot (see docs/authoring-domains.md).
 PUSH_SOCK := $(BUILD)/push.sock
-# NIC=igb (QEMU's Intel 82576) or NIC=virtio (virtio-net, modern only)
-# attaches a NIC to UDP sockets on 127.0.0.1 (one datagram per Ethernet
-# frame): the guest's NIC takes frames on NIC_PORT and sends its own to
-# NIC_PORT + 1 (tools/frames.py is that other end).
-NIC ?=
+# The NIC: NIC=igb (QEMU's Intel 82576, the default) or NIC=virtio
+# (virtio-net, modern only); NIC=none for no NIC. NET=user (the default)
+# joins it to QEMU's user network with forwards from this host's
+# 127.0.0.1 into the guest (10.0.2.15): TCP and UDP ECHO_PORT -> 7 (the
+# netstack domain's echo), HTTP_PORT -> 80, KV_PORT -> 11211. NET=frames
+# joins it instead to UDP sockets on 127.0.0.1, one datagram per Ethernet
+# frame: the guest's NIC takes frames on NIC_PORT and sends its own to
+# NIC_PORT + 1 (tools/frames.py is that other end, for l2echo).
+NIC ?= igb
+NET ?= user
+ECHO_PORT ?= 5555
+HTTP_PORT ?= 8080
+KV_PORT ?= 11211
 NIC_PORT ?= 5600
-NIC_NETDEV := -netdev dgram$(comma)id=n0$(comma)local.type=inet$(comma)local.host=127.0.0.1$(comma)local.port=$(NIC_PORT)$(comma)remote.type=inet$(comma)remote.host=127.0.0.1$(comma)remote.port=$(shell echo $$(($(NIC_PORT) + 1)))
+NIC_FRAMES := -netdev dgram$(comma)id=n0$(comma)local.type=inet$(comma)local.host=127.0.0.1$(comma)local.port=$(NIC_PORT)$(comma)remote.type=inet$(comma)remote.host=127.0.0.1$(comma)remote.port=$(shell echo $$(($(NIC_PORT) + 1)))
+NIC_USER := -netdev user$(comma)id=n0$(comma)net=10.0.2.0/24$(comma)hostfwd=tcp:127.0.0.1:$(ECHO_PORT)-:7$(comma)hostfwd=udp:127.0.0.1:$(ECHO_PORT)-:7$(comma)hostfwd=tcp:127.0.0.1:$(HTTP_PORT)-:80$(comma)hostfwd=tcp:127.0.0.1:$(KV_PORT)-:11211$(comma)hostfwd=udp:127.0.0.1:$(KV_PORT)-:11211
+NIC_NETDEV := $(if $(filter frames,$(NET)),$(NIC_FRAMES),$(NIC_USER))
 NIC_OPTS := $(if $(filter igb,$(NIC)),$(NIC_NETDEV) -device igb$(comma)netdev=n0,)$(if $(filter virtio,$(NIC)),$(NIC_NETDEV) -device virtio-net-pci$(comma)disable-legacy=on$(comma)netdev=n0,)
 push: images
 	@python3 tools/push.py $(ARCHIVE) $(PUSH_SOCK)
@@ -107,7 +117,8 @@ test-kernel: setup images
 run: build disk
 	@echo "Booting ($(SMP) cpus, $(MEM)). Type 'help'; leave with 'shutdown' or Ctrl-A X."
 	@rm -f $(PUSH_SOCK)
-	@if [ -n "$(NIC)" ]; then echo "NIC: $(NIC) on UDP 127.0.0.1:$(NIC_PORT) (frames from the guest to port $$(($(NIC_PORT) + 1)): tools/frames.py)"; fi
+	@if [ -n "$(NIC_OPTS)" ] && [ "$(NET)" = frames ]; then echo "NIC: $(NIC) on UDP 127.0.0.1:$(NIC_PORT) (frames from the guest to port $$(($(NIC_PORT) + 1)): tools/frames.py)"; fi
+	@if [ -n "$(NIC_OPTS)" ] && [ "$(NET)" != frames ]; then echo "NIC: $(NIC), user network; 127.0.0.1:$(ECHO_PORT) -> echo (TCP, UDP), :$(HTTP_PORT) -> 80, :$(KV_PORT) -> 11211. Type: load $(if $(filter virtio,$(NIC)),virtio-net,igb), then load netstack"; fi
 	@$(QEMU) $(QEMU_BASE) $(IOMMU_OPTS) -smp $(SMP) -m $(MEM) -serial mon:stdio \
 		-serial unix:$(PUSH_SOCK),server=on,wait=off $(NIC_OPTS) -kernel $(KERNEL) \
 		-initrd $(ARCHIVE) $(NVME_OPTS) -append "$(CMDLINE)" $(QEMU_OPTS); status=$$?; \

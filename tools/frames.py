@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Sends Ethernet frames to the NIC of `make run NIC=igb` and counts the
+"""Sends Ethernet frames to the NIC of `make run NET=frames` and counts the
 ones that come back (the `l2echo` domain turns every frame around):
 
     python3 tools/frames.py [--count N] [--port P]
 
-`make run NIC=igb` joins QEMU's 82576 to UDP port P (default 5600) on
+`make run NET=frames` joins QEMU's 82576 to UDP port P (default 5600) on
 127.0.0.1, one datagram per frame, and listens for the guest's frames on
 P + 1, which this binds. Every echo is checked byte for byte. Traffic
 stays on 127.0.0.1; at most N frames are sent, 16 in flight, for at most

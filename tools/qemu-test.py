@@ -348,6 +348,18 @@ def console_session(tally, kernel, smp, mem, timeout, checks=None, archive=None,
             if line == "@pause":
                 time.sleep(0.5)
                 continue
+            if line == "@drain":
+                # Reads what commands typed from another thread printed
+                # (until 1 s of quiet, at most 10 s), so that the next
+                # command's reply is its own.
+                quiet_until = time.monotonic() + 10
+                while time.monotonic() < quiet_until:
+                    before = len(serial.buffer)
+                    serial.read_until(b"\x00never\x00", 1)
+                    if len(serial.buffer) == before:
+                        break
+                serial.start_here()
+                continue
             if line == "@run":
                 # A step on the host (`check` returns whether it worked and
                 # what to show if not).
@@ -903,6 +915,7 @@ def stack_session(tally, kernel, nic="igb", shadow=False, megabytes=10):
     tcp_port = free_tcp_port()
     udp_port = free_udp_port()
     rng = random.Random(11)
+    handle = {}
 
     def connect():
         deadline = time.monotonic() + 20
@@ -916,9 +929,10 @@ def stack_session(tally, kernel, nic="igb", shadow=False, megabytes=10):
                     raise
                 time.sleep(0.2)
 
-    def bulk(size, during=None):
-        """Sends `size` random bytes on one connection while reading the echo;
-        returns (bytes echoed intact, total, seconds, detail)."""
+    def bulk(size, during=None, pace=0):
+        """Sends `size` random bytes on one connection while reading the echo
+        (spread over at least `pace` seconds); returns (whether all came back
+        intact, bytes back, seconds, errors)."""
         data = rng.randbytes(size)
         conn = connect()
         got = bytearray()
@@ -943,19 +957,25 @@ def stack_session(tally, kernel, nic="igb", shadow=False, megabytes=10):
             view = memoryview(data)
             for at in range(0, size, 16384):
                 conn.sendall(view[at:at + 16384])
+                ahead = start + pace * at / size - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
         except OSError as e:
             errors.append(f"send: {e}")
         thread.join(timeout=300)
-        seconds = time.monotonic() - start
+        end = time.monotonic()
+        seconds = end - start
         conn.close()
         if during is not None:
             during.join(timeout=60)
-        same = bytes(got) == data
+            if handle.get("last crash", end + 1) > end:
+                errors.append("the transfer ended before the last crash")
+        same = bytes(got) == data and not errors
         return same, len(got), seconds, "; ".join(errors)
 
-    def bulk_step(size, label, during=None):
+    def bulk_step(size, label, during=None, pace=0):
         def step():
-            same, got, seconds, errors = bulk(size, during() if during else None)
+            same, got, seconds, errors = bulk(size, during() if during else None, pace)
             rate = got / seconds / 1e6 if seconds else 0
             return same, (f"{label}: {got} of {size} bytes echoed, "
                           f"{'intact' if same else 'DIFFERENT'}, {seconds:.1f} s ({rate:.2f} MB/s)"
@@ -1051,11 +1071,13 @@ def stack_session(tally, kernel, nic="igb", shadow=False, megabytes=10):
     ]
     if shadow:
         def crashes():
-            # Five driver crashes while the transfer runs, spread over it.
+            # Five driver crashes while the transfer runs, spread over it
+            # (each after the shadow has had time to restart the last one).
             def run():
                 for kind in ("pagefault", "panic", "gpf", "panic", "pagefault"):
-                    time.sleep(1.5)
+                    time.sleep(1.6)
                     handle["type"](f"crash {driver} {kind}")
+                handle["last crash"] = time.monotonic()
             return threading.Thread(target=run)
 
         checks += [
@@ -1063,7 +1085,9 @@ def stack_session(tally, kernel, nic="igb", shadow=False, megabytes=10):
             ("load netstack", lambda out: "loaded image netstack as domain" in out),
             (f"@await {up}", None),
             ("@run", bulk_step(megabytes << 20,
-                               f"TCP echo through nic-shadow, the driver crashed 5 times", crashes)),
+                               f"TCP echo through nic-shadow, the driver crashed 5 times", crashes,
+                               pace=10)),
+            ("@drain", None),
             ("call nic-shadow 0", lambda out: (lambda n: n is not None and int(n.group(1)) >= 5)(
                 re.search(r"^(\d+)$", out, re.M))),
             ("@run", bulk_step(1 << 20, "TCP echo after the crashes")),
@@ -1085,7 +1109,6 @@ def stack_session(tally, kernel, nic="igb", shadow=False, megabytes=10):
             (f"@await {up}", None),
             ("@run", bulk_step(1 << 20, "TCP echo after the stack restarted")),
         ]
-    handle = {}
     console_session(tally, kernel, 2, "256M", 900, checks=checks,
                     label=f"{nic} TCP/IP{' through nic-shadow' if shadow else ''}",
                     disk=False, extra=("-netdev", netdev, "-device", device), handle=handle)
@@ -1298,6 +1321,10 @@ def main():
             net_session(tally, args.kernel, "virtio")
             net_session(tally, args.kernel, "igb", shadow=True)
             net_session(tally, args.kernel, "virtio", shadow=True)
+            stack_session(tally, args.kernel, "igb")
+            stack_session(tally, args.kernel, "virtio")
+            stack_session(tally, args.kernel, "igb", shadow=True)
+            stack_session(tally, args.kernel, "virtio", shadow=True)
         else:
             tally.record("igb echo: this QEMU has no igb model (make setup installs QEMU 10)", False)
         archive_sessions(tally, args.kernel, args.archive, args.key)

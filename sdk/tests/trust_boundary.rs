@@ -73,9 +73,9 @@ fn admitted(dir: &Path, package: &Value, root: &Path) -> bool {
     });
     admitted_local
         || text(package, "source") == CRATES_IO
-        && ADMITTED.iter().any(|(d, n, v)| {
-            Path::new(d) == dir && text(package, "name") == *n && text(package, "version") == *v
-        })
+            && ADMITTED.iter().any(|(d, n, v)| {
+                Path::new(d) == dir && text(package, "name") == *n && text(package, "version") == *v
+            })
 }
 
 /// Whether the declared dependency `dep` of the crate at `dir` asks for an
@@ -90,9 +90,11 @@ fn admitted_dependency(dir: &Path, dep: &Value, root: &Path) -> bool {
         });
     admitted_local
         || text(dep, "source") == CRATES_IO
-        && ADMITTED.iter().any(|(d, n, v)| {
-            Path::new(d) == dir && text(dep, "name") == *n && text(dep, "req") == format!("={v}")
-        })
+            && ADMITTED.iter().any(|(d, n, v)| {
+                Path::new(d) == dir
+                    && text(dep, "name") == *n
+                    && text(dep, "req") == format!("={v}")
+            })
 }
 
 /// Top-level folders whose crates are untrusted.
@@ -225,9 +227,9 @@ fn check(metadata: &Value, files: &dyn Files) -> Vec<String> {
                 .and_then(|p| Path::new(p).strip_prefix(&root).ok().map(Path::to_path_buf));
             let ok = admitted_dependency(&rel, dep, &root)
                 || dep["source"].is_null()
-                && ALLOWED
-                    .iter()
-                    .any(|(n, d)| *n == real && place.as_deref() == Some(Path::new(d)));
+                    && ALLOWED
+                        .iter()
+                        .any(|(n, d)| *n == real && place.as_deref() == Some(Path::new(d)));
             if !ok {
                 problems.push(format!(
                     "{name}: declares a dependency on {real}{} ({}) that is not on the allow-list {ALLOWED:?}",

@@ -56,7 +56,8 @@ impl Stats {
         self.tcp_bytes.store(counters.tcp_bytes, Ordering::Relaxed);
         self.udp_datagrams
             .store(counters.udp_datagrams, Ordering::Relaxed);
-        self.udp_dropped.store(counters.udp_dropped, Ordering::Relaxed);
+        self.udp_dropped
+            .store(counters.udp_dropped, Ordering::Relaxed);
         self.open.store(counters.open, Ordering::Relaxed);
     }
 }
@@ -173,21 +174,33 @@ async fn serve(stats: Arc<Stats>) {
             let mac = match net.info() {
                 Ok(info) => info.mac,
                 Err(e) => {
-                    log(&alloc::format!("the driver failed: {e}; looking it up again"));
+                    log(&alloc::format!(
+                        "the driver failed: {e}; looking it up again"
+                    ));
                     stats.failed_calls.fetch_add(1, Ordering::Relaxed);
                     driver = None;
                     continue;
                 }
             };
-            let seed = now_ns() ^ u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0]);
+            let seed = now_ns()
+                ^ u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0]);
             let addressing = Addressing::QEMU_USER;
             stack = Some(Stack::new(mac, addressing, now_us(), seed));
             log(&alloc::format!(
                 "up: {}/{} gateway 10.0.2.2, MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}; echo on TCP and UDP port 7",
-                addressing.address, addressing.prefix, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]
+                addressing.address,
+                addressing.prefix,
+                mac[0],
+                mac[1],
+                mac[2],
+                mac[3],
+                mac[4],
+                mac[5]
             ));
         }
-        let Some(stack) = stack.as_mut() else { continue };
+        let Some(stack) = stack.as_mut() else {
+            continue;
+        };
 
         // Receive a batch.
         let Some(buffers) = receive_buffers(stack) else {
@@ -197,7 +210,9 @@ async fn serve(stats: Arc<Stats>) {
         let mut received = match net.receive(0, buffers) {
             Ok(received) => received,
             Err(e) => {
-                log(&alloc::format!("receive failed: {e}; looking the driver up again"));
+                log(&alloc::format!(
+                    "receive failed: {e}; looking the driver up again"
+                ));
                 stats.failed_calls.fetch_add(1, Ordering::Relaxed);
                 driver = None;
                 continue;
@@ -230,7 +245,10 @@ async fn serve(stats: Arc<Stats>) {
         // Idle: until smoltcp's next deadline, at most `idle_ms`.
         let limit = now_ns() + idle_ms * 1_000_000;
         let deadline = match stack.poll_at(now_us()) {
-            Some(at) => u64::try_from(at).unwrap_or(0).saturating_mul(1000).min(limit),
+            Some(at) => u64::try_from(at)
+                .unwrap_or(0)
+                .saturating_mul(1000)
+                .min(limit),
             None => limit,
         };
         sleep_until(deadline).await;

@@ -125,14 +125,8 @@ impl Stack {
         }
         let mut sockets = SocketSet::new(Vec::new());
         let udp = sockets.add(udp::Socket::new(
-            udp::PacketBuffer::new(
-                vec![udp::PacketMetadata::EMPTY; 256],
-                vec![0; 256 * 1024],
-            ),
-            udp::PacketBuffer::new(
-                vec![udp::PacketMetadata::EMPTY; 256],
-                vec![0; 256 * 1024],
-            ),
+            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 256], vec![0; 256 * 1024]),
+            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 256], vec![0; 256 * 1024]),
         ));
         let _ = sockets.get_mut::<udp::Socket>(udp).bind(ECHO_PORT);
         let mut stack = Stack {
@@ -186,7 +180,8 @@ impl Stack {
         }
         busy |= self.serve();
         // Send what the services wrote.
-        self.iface.poll_egress(now, &mut self.wire, &mut self.sockets);
+        self.iface
+            .poll_egress(now, &mut self.wire, &mut self.sockets);
         busy | (self.wire.outgoing() > 0)
     }
 
@@ -246,7 +241,9 @@ impl Stack {
                 busy = true;
             }
             // The peer closed its side and everything was echoed: close ours.
-            if !socket.may_recv() && socket.send_queue() == 0 && socket.state() == tcp::State::CloseWait
+            if !socket.may_recv()
+                && socket.send_queue() == 0
+                && socket.state() == tcp::State::CloseWait
             {
                 socket.close();
                 busy = true;

@@ -37,10 +37,14 @@ impl World {
         let _kernel = testing::kernel();
         let stack = Stack::new([2, 0, 0, 0, 0, 1], Addressing::QEMU_USER, 0, 1);
         let mut cable = Cable::new(1514, 32);
-        let config = Config::new(HardwareAddress::Ethernet(EthernetAddress([2, 0, 0, 0, 0, 2])));
+        let config = Config::new(HardwareAddress::Ethernet(EthernetAddress([
+            2, 0, 0, 0, 0, 2,
+        ])));
         let mut client = Interface::new(config, &mut cable, Instant::from_micros(0));
         client.update_ip_addrs(|addrs| {
-            addrs.push(IpCidr::new(IpAddress::Ipv4(CLIENT), 24)).unwrap();
+            addrs
+                .push(IpCidr::new(IpAddress::Ipv4(CLIENT), 24))
+                .unwrap();
         });
         World {
             stack,
@@ -62,7 +66,7 @@ impl World {
         self.client.poll(now, &mut self.cable, &mut self.sockets);
         while let Some(frame) = self.cable.next_outgoing() {
             self.carried += 1;
-            if self.lose_every != 0 && self.carried % self.lose_every == 0 {
+            if self.lose_every != 0 && self.carried.is_multiple_of(self.lose_every) {
                 continue;
             }
             let mut packet = Packet::empty();
@@ -142,7 +146,13 @@ fn tcp_echo_returns_every_byte_in_order() {
     let mut world = World::new();
     let data = pattern(1 << 20, 7);
     let back = echo_over_tcp(&mut world, &data, 40000, 20_000);
-    assert_eq!(back.len(), data.len(), "echoed {} of {} bytes", back.len(), data.len());
+    assert_eq!(
+        back.len(),
+        data.len(),
+        "echoed {} of {} bytes",
+        back.len(),
+        data.len()
+    );
     assert!(back == data, "the echo differs from what was sent");
     assert_eq!(world.stack.counters.accepted, 1);
     assert_eq!(world.stack.counters.tcp_bytes, 1 << 20);
@@ -156,7 +166,12 @@ fn tcp_echo_survives_lost_frames() {
     world.lose_every = 7;
     let data = pattern(256 * 1024, 11);
     let back = echo_over_tcp(&mut world, &data, 40001, 200_000);
-    assert!(back == data, "echoed {} of {} bytes", back.len(), data.len());
+    assert!(
+        back == data,
+        "echoed {} of {} bytes",
+        back.len(),
+        data.len()
+    );
 }
 
 #[test]
@@ -198,7 +213,11 @@ fn many_connections_at_once_and_closed_ones_are_reclaimed() {
                     .unwrap();
             }
         }
-        if echoed.iter().enumerate().all(|(i, e)| *e == format!("connection {i}").as_bytes()) {
+        if echoed
+            .iter()
+            .enumerate()
+            .all(|(i, e)| *e == format!("connection {i}").as_bytes())
+        {
             break;
         }
     }
@@ -227,7 +246,11 @@ fn udp_echo_and_ping_are_answered() {
         udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 64], vec![0; 65536]),
         udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 64], vec![0; 65536]),
     ));
-    world.sockets.get_mut::<udp::Socket>(udp).bind(5000).unwrap();
+    world
+        .sockets
+        .get_mut::<udp::Socket>(udp)
+        .bind(5000)
+        .unwrap();
     let icmp = world.sockets.add(icmp::Socket::new(
         icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 1024]),
         icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 1024]),
@@ -275,7 +298,14 @@ fn udp_echo_and_ping_are_answered() {
             let packet = Icmpv4Packet::new_checked(data).unwrap();
             let repr =
                 Icmpv4Repr::parse(&packet, &smoltcp::phy::ChecksumCapabilities::default()).unwrap();
-            pong |= matches!(repr, Icmpv4Repr::EchoReply { seq_no: 1, data: b"ping", .. });
+            pong |= matches!(
+                repr,
+                Icmpv4Repr::EchoReply {
+                    seq_no: 1,
+                    data: b"ping",
+                    ..
+                }
+            );
         }
         if back.len() == datagrams.len() && pong {
             break;
@@ -289,13 +319,18 @@ fn udp_echo_and_ping_are_answered() {
 #[test]
 fn the_domain_waits_for_a_nic_and_answers_its_counters() {
     let kernel = testing::kernel();
-    kernel.load("netstack-test", domain_netstack::init).expect("load");
+    kernel
+        .load("netstack-test", domain_netstack::init)
+        .expect("load");
     let control = lookup::<dyn Control + Send + Sync>("netstack-test/control").expect("lookup");
     kernel.run_for(std::time::Duration::from_millis(200));
     // No NIC: nothing accepted, nothing sent, and no failed calls either.
     assert_eq!(control.control(0, 0), Ok(0));
     assert_eq!(control.control(6, 0), Ok(0));
     assert_eq!(control.control(7, 0), Ok(0));
-    let help = control.control_text(interfaces::control::HELP, 0).unwrap().unwrap();
+    let help = control
+        .control_text(interfaces::control::HELP, 0)
+        .unwrap()
+        .unwrap();
     assert!(help.as_str().contains("echo on TCP and UDP port 7"));
 }
