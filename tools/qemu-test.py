@@ -1064,7 +1064,7 @@ def stack_session(tally, kernel, nic="igb", shadow=False, megabytes=10):
     device, driver, _, _ = NICS[nic]
     netdev = (f"user,id=n0,net=10.0.2.0/24,"
               f"hostfwd=tcp:127.0.0.1:{tcp_port}-:7,hostfwd=udp:127.0.0.1:{udp_port}-:7")
-    up = r"up: 10.0.2.15/24"
+    up = r"TCP: listening on port 7"
     checks = [
         (f"load {driver}", lambda out: f"loaded image {driver} as domain" in out),
         ("@await receive buffers posted", None),
@@ -1083,6 +1083,7 @@ def stack_session(tally, kernel, nic="igb", shadow=False, megabytes=10):
         checks += [
             ("load nic-shadow", lambda out: "loaded image nic-shadow as domain" in out),
             ("load netstack", lambda out: "loaded image netstack as domain" in out),
+            ("load echo", lambda out: "loaded image echo as domain" in out),
             (f"@await {up}", None),
             ("@run", bulk_step(megabytes << 20,
                                f"TCP echo through nic-shadow, the driver crashed 5 times", crashes,
@@ -1095,18 +1096,21 @@ def stack_session(tally, kernel, nic="igb", shadow=False, megabytes=10):
     else:
         checks += [
             ("load netstack", lambda out: "loaded image netstack as domain" in out),
+            ("load echo", lambda out: "loaded image echo as domain" in out),
             (f"@await {up}", None),
             ("@run", bulk_step(megabytes << 20, f"TCP echo on {nic}")),
             ("@run", sequential(1000)),
             ("@run", concurrent(100)),
             ("@run", udp_echo(10000)),
-            ("call netstack 2", lambda out: (lambda n: n is not None and int(n.group(1)) >= 9500)(
+            ("call echo 2", lambda out: (lambda n: n is not None and int(n.group(1)) >= 9500)(
                 re.search(r"^(\d+)$", out, re.M))),
             ("call netstack 0", lambda out: (lambda n: n is not None and int(n.group(1)) >= 1101)(
                 re.search(r"^(\d+)$", out, re.M))),
             ("crash netstack panic", lambda out: "domain crashed" in out),
             ("restart netstack", lambda out: "restarted as generation 2" in out),
             (f"@await {up}", None),
+            ("call echo 3", lambda out: (lambda n: n is not None and int(n.group(1)) >= 1)(
+                re.search(r"^(\d+)$", out, re.M))),
             ("@run", bulk_step(1 << 20, "TCP echo after the stack restarted")),
         ]
     console_session(tally, kernel, 2, "256M", 900, checks=checks,

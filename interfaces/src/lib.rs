@@ -49,3 +49,4 @@ pub mod counter;
 pub mod greeter;
 pub mod net;
 pub mod probe;
+pub mod socket;

@@ -1,20 +1,25 @@
-//! `netstack`: a TCP/IP stack domain. smoltcp (0.14, `no_std` + `alloc`)
-//! runs over the `Net` interface of the NIC (through `nic-shadow` if it is
+//! `netstack`: the TCP/IP domain. smoltcp (0.14, `no_std` + `alloc`) runs
+//! over the `Net` interface of the NIC (through `nic-shadow` if it is
 //! loaded, else the domain exporting "net"), with a static IPv4 address
 //! (10.0.2.15/24, gateway 10.0.2.2: QEMU's user network). It answers ARP
-//! and ICMP echo (ping), and serves the echo protocol (RFC 862) on port 7
-//! over TCP (16 sockets listening as a backlog, up to 1,100 connections)
-//! and UDP.
+//! and ICMP echo (ping) itself and exports sockets to other domains:
+//! "tcp" (`interfaces::socket::Tcp`: listen with a backlog, accept, read,
+//! write, shutdown, close) and "udp" (`Udp`: bind, send_to, recv_from,
+//! close), payloads in `RRef` buffers. A call that has to wait registers
+//! its task's waker with the socket and completes when the stack has
+//! processed what it waits for.
 //!
-//! The stack's state (connections, ARP cache) lives here, not in the
-//! driver: when the driver crashes, this domain looks it up again (or the
-//! shadow restarts it underneath), frames lost meanwhile are sent again by
-//! TCP, and connections carry on.
+//! The connections live here, not in the driver: when the driver crashes,
+//! this domain looks it up again (or the shadow restarts it underneath),
+//! frames lost meanwhile are sent again by TCP, and connections carry on.
+//! When this domain crashes its clients' calls fail with `DomainCrashed`;
+//! restarted, it serves new sockets.
 //!
 //! Frames move between this domain and the driver as batches of `RRef`
 //! packet buffers; the buffers of sent frames come back as receive
 //! buffers. The task polls the driver while there is traffic, and when
-//! idle sleeps until smoltcp's next deadline (`poll_at`) or at most 8 ms.
+//! idle sleeps until smoltcp's next deadline, at most 8 ms, or until a
+//! client's call queued something to send.
 //!
 //! `call netstack help` lists the counters.
 #![no_std]
@@ -24,52 +29,93 @@ extern crate alloc;
 
 pub mod stack;
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::future::{Future, poll_fn};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::task::{Poll, Waker};
 use core::time::Duration;
 
 use domain_sdk::{
-    Exports, Kernel, RRef, RpcResult, log, lookup, now_ns, sleep, sleep_until, spawn, yield_now,
+    Exports, Kernel, Mutex, RRef, RpcFuture, RpcResult, log, lookup, now_ns, sleep, sleep_until,
+    spawn, yield_now,
 };
 use interfaces::control::{Control, HELP, Text};
 use interfaces::net::{BATCH, Net, NetProxy, Packets};
+use interfaces::socket::{DATAGRAM, Datagram, Opened, PAYLOAD, Payload, Status, Tcp, Udp};
 
-use stack::{Addressing, Buf, Counters, Stack};
+use stack::{Addressing, Buf, Read, Stack};
 
-/// Counters shared between the task and `call`.
+/// Wakes the stack's task early: a client queued bytes to send.
 #[derive(Default)]
-struct Stats {
-    accepted: AtomicU64,
-    tcp_bytes: AtomicU64,
-    udp_datagrams: AtomicU64,
-    udp_dropped: AtomicU64,
-    open: AtomicU64,
+struct Kick {
+    flag: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Kick {
+    fn kick(&self) {
+        self.flag.store(true, Ordering::Release);
+        if let Some(waker) = self.waker.lock().take() {
+            waker.wake();
+        }
+    }
+
+    /// Waits until kicked or until `deadline_ns`.
+    async fn wait(&self, deadline_ns: u64) {
+        let mut timer = Box::pin(sleep_until(deadline_ns));
+        poll_fn(|cx| {
+            if self.flag.swap(false, Ordering::AcqRel) {
+                return Poll::Ready(());
+            }
+            *self.waker.lock() = Some(cx.waker().clone());
+            if self.flag.swap(false, Ordering::AcqRel) {
+                return Poll::Ready(());
+            }
+            timer.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
+/// What the task and the exported interfaces share.
+#[derive(Default)]
+struct Shared {
+    stack: Mutex<Option<Stack>>,
+    kick: Kick,
     frames_in: AtomicU64,
     frames_out: AtomicU64,
     failed_calls: AtomicU64,
 }
 
-impl Stats {
-    fn update(&self, counters: &Counters) {
-        self.accepted.store(counters.accepted, Ordering::Relaxed);
-        self.tcp_bytes.store(counters.tcp_bytes, Ordering::Relaxed);
-        self.udp_datagrams
-            .store(counters.udp_datagrams, Ordering::Relaxed);
-        self.udp_dropped
-            .store(counters.udp_dropped, Ordering::Relaxed);
-        self.open.store(counters.open, Ordering::Relaxed);
+fn now_us() -> i64 {
+    i64::try_from(now_ns() / 1000).unwrap_or(i64::MAX)
+}
+
+impl Shared {
+    /// Waits until the stack is up (it comes up when the NIC answers).
+    async fn up(&self) {
+        while self.stack.lock().is_none() {
+            sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 
-impl Control for Stats {
+impl Control for Shared {
     fn control(&self, op: u32, _arg: u64) -> RpcResult<u64> {
+        let counters = self
+            .stack
+            .lock()
+            .as_ref()
+            .map(|s| s.counters)
+            .unwrap_or_default();
         Ok(match op {
-            0 => self.accepted.load(Ordering::Relaxed),
-            1 => self.tcp_bytes.load(Ordering::Relaxed),
-            2 => self.udp_datagrams.load(Ordering::Relaxed),
-            3 => self.udp_dropped.load(Ordering::Relaxed),
-            4 => self.open.load(Ordering::Relaxed),
+            0 => counters.accepted,
+            1 => counters.open,
+            2 => counters.listeners,
+            3 => counters.udp_sockets,
+            4 => counters.backlog_full,
             5 => self.frames_in.load(Ordering::Relaxed),
             6 => self.frames_out.load(Ordering::Relaxed),
             _ => self.failed_calls.load(Ordering::Relaxed),
@@ -79,9 +125,9 @@ impl Control for Stats {
     fn control_text(&self, op: u32, _arg: u64) -> RpcResult<Option<RRef<Text>>> {
         match op {
             HELP => Text::answer(
-                "address 10.0.2.15/24, gateway 10.0.2.2; echo on TCP and UDP port 7\n\
-                 0: TCP connections accepted\n1: TCP bytes echoed\n2: UDP datagrams echoed\n\
-                 3: UDP datagrams dropped (send buffer full)\n4: TCP connections open\n\
+                "address 10.0.2.15/24, gateway 10.0.2.2; sockets exported as netstack/tcp and netstack/udp\n\
+                 0: TCP connections accepted\n1: TCP connections open\n2: TCP listeners\n\
+                 3: UDP sockets\n4: connections refused (backlog full)\n\
                  5: frames received\n6: frames sent\n7: calls to the driver that failed",
             ),
             _ => Ok(None),
@@ -89,8 +135,224 @@ impl Control for Stats {
     }
 }
 
-fn now_us() -> i64 {
-    i64::try_from(now_ns() / 1000).unwrap_or(i64::MAX)
+fn opened(result: Result<u32, Status>) -> Opened {
+    match result {
+        Ok(socket) => Opened {
+            socket,
+            status: Status::Ok,
+        },
+        Err(status) => Opened { socket: 0, status },
+    }
+}
+
+impl Tcp for Shared {
+    fn listen(&self, port: u16, backlog: u16) -> RpcFuture<'_, Opened> {
+        RpcFuture::new(async move {
+            Ok(opened({
+                self.up().await;
+                self.stack
+                    .lock()
+                    .as_mut()
+                    .map(|s| s.tcp_listen(port, backlog))
+                    .unwrap_or(Err(Status::NoSuchSocket))
+            }))
+        })
+    }
+
+    fn accept(&self, listener: u32) -> RpcFuture<'_, Opened> {
+        RpcFuture::new(async move {
+            self.up().await;
+            let result = poll_fn(|cx| {
+                let mut guard = self.stack.lock();
+                let Some(stack) = guard.as_mut() else {
+                    return Poll::Ready(Err(Status::NoSuchSocket));
+                };
+                match stack.tcp_accept(listener, Some(cx.waker())) {
+                    Ok(Some(id)) => Poll::Ready(Ok(id)),
+                    Ok(None) => Poll::Pending,
+                    Err(status) => Poll::Ready(Err(status)),
+                }
+            })
+            .await;
+            Ok(opened(result))
+        })
+    }
+
+    fn read(&self, connection: u32, mut buffer: RRef<Payload>) -> RpcFuture<'_, RRef<Payload>> {
+        RpcFuture::new(async move {
+            let outcome = poll_fn(|cx| {
+                let mut guard = self.stack.lock();
+                let Some(stack) = guard.as_mut() else {
+                    return Poll::Ready(Read::Failed(Status::NoSuchSocket));
+                };
+                match stack.tcp_read(connection, &mut buffer.data, Some(cx.waker())) {
+                    Read::Wait => Poll::Pending,
+                    other => Poll::Ready(other),
+                }
+            })
+            .await;
+            let (len, status) = match outcome {
+                Read::Data(len) => (len, Status::Ok),
+                Read::End | Read::Wait => (0, Status::Ok),
+                Read::Failed(status) => (0, status),
+            };
+            buffer.len = len as u32;
+            buffer.status = status;
+            // The window opened: let the stack tell the peer.
+            if len > 0 {
+                self.kick.kick();
+            }
+            Ok(buffer)
+        })
+    }
+
+    fn write(&self, connection: u32, mut buffer: RRef<Payload>) -> RpcFuture<'_, RRef<Payload>> {
+        RpcFuture::new(async move {
+            let len = (buffer.len as usize).min(PAYLOAD);
+            if buffer.len as usize > PAYLOAD {
+                buffer.status = Status::Invalid;
+                return Ok(buffer);
+            }
+            let mut done = 0;
+            let status = poll_fn(|cx| {
+                loop {
+                    let mut guard = self.stack.lock();
+                    let Some(stack) = guard.as_mut() else {
+                        return Poll::Ready(Status::NoSuchSocket);
+                    };
+                    if done >= len {
+                        return Poll::Ready(Status::Ok);
+                    }
+                    match stack.tcp_write(connection, &buffer.data[done..len], Some(cx.waker())) {
+                        Ok(0) => return Poll::Pending,
+                        Ok(n) => {
+                            done += n;
+                            drop(guard);
+                            self.kick.kick();
+                        }
+                        Err(status) => return Poll::Ready(status),
+                    }
+                }
+            })
+            .await;
+            if status != Status::Ok {
+                buffer.len = done as u32;
+            }
+            buffer.status = status;
+            Ok(buffer)
+        })
+    }
+
+    fn shutdown(&self, connection: u32) -> RpcFuture<'_, Status> {
+        RpcFuture::new(async move {
+            let status = {
+                self.up().await;
+                self.stack
+                    .lock()
+                    .as_mut()
+                    .map(|s| s.tcp_shutdown(connection))
+                    .unwrap_or(Status::NoSuchSocket)
+            };
+            self.kick.kick();
+            Ok(status)
+        })
+    }
+
+    fn close(&self, socket: u32) -> RpcFuture<'_, Status> {
+        RpcFuture::new(async move {
+            let status = {
+                self.up().await;
+                self.stack
+                    .lock()
+                    .as_mut()
+                    .map(|s| s.tcp_close(socket))
+                    .unwrap_or(Status::NoSuchSocket)
+            };
+            self.kick.kick();
+            Ok(status)
+        })
+    }
+}
+
+impl Udp for Shared {
+    fn bind(&self, port: u16) -> RpcFuture<'_, Opened> {
+        RpcFuture::new(async move {
+            Ok(opened({
+                self.up().await;
+                self.stack
+                    .lock()
+                    .as_mut()
+                    .map(|s| s.udp_bind(port))
+                    .unwrap_or(Err(Status::NoSuchSocket))
+            }))
+        })
+    }
+
+    fn send_to(&self, socket: u32, mut datagram: RRef<Datagram>) -> RpcFuture<'_, RRef<Datagram>> {
+        RpcFuture::new(async move {
+            let status = if datagram.len as usize > DATAGRAM {
+                Status::Invalid
+            } else {
+                let to = (datagram.addr, datagram.port);
+                let status = {
+                    self.up().await;
+                    self.stack
+                        .lock()
+                        .as_mut()
+                        .map(|s| s.udp_send(socket, datagram.bytes(), to))
+                        .unwrap_or(Status::NoSuchSocket)
+                };
+                self.kick.kick();
+                status
+            };
+            datagram.status = status;
+            Ok(datagram)
+        })
+    }
+
+    fn recv_from(&self, socket: u32, mut buffer: RRef<Datagram>) -> RpcFuture<'_, RRef<Datagram>> {
+        RpcFuture::new(async move {
+            self.up().await;
+            let result = poll_fn(|cx| {
+                let mut guard = self.stack.lock();
+                let Some(stack) = guard.as_mut() else {
+                    return Poll::Ready(Err(Status::NoSuchSocket));
+                };
+                match stack.udp_recv(socket, &mut buffer.data, Some(cx.waker())) {
+                    Ok(Some(got)) => Poll::Ready(Ok(got)),
+                    Ok(None) => Poll::Pending,
+                    Err(status) => Poll::Ready(Err(status)),
+                }
+            })
+            .await;
+            match result {
+                Ok((len, addr, port)) => {
+                    buffer.len = len as u32;
+                    buffer.addr = addr;
+                    buffer.port = port;
+                    buffer.status = Status::Ok;
+                }
+                Err(status) => {
+                    buffer.len = 0;
+                    buffer.status = status;
+                }
+            }
+            Ok(buffer)
+        })
+    }
+
+    fn close(&self, socket: u32) -> RpcFuture<'_, Status> {
+        RpcFuture::new(async move {
+            Ok({
+                self.up().await;
+                self.stack
+                    .lock()
+                    .as_mut()
+                    .map(|s| s.udp_close(socket))
+                    .unwrap_or(Status::NoSuchSocket)
+            })
+        })
+    }
 }
 
 fn find_driver() -> Option<NetProxy> {
@@ -113,8 +375,8 @@ fn receive_buffers(stack: &Stack) -> Option<RRef<Packets>> {
 }
 
 /// Sends what the stack queued, in batches. Frames the driver had no room
-/// for stay queued. Err if a call failed.
-fn transmit(driver: &NetProxy, stack: &Stack, stats: &Stats) -> Result<(), ()> {
+/// for stay queued, first in line. Err if a call failed.
+fn transmit(driver: &NetProxy, stack: &Stack, shared: &Shared) -> Result<(), ()> {
     loop {
         if stack.wire.outgoing() == 0 {
             return Ok(());
@@ -133,7 +395,6 @@ fn transmit(driver: &NetProxy, stack: &Stack, stats: &Stats) -> Result<(), ()> {
         let mut back = driver.transmit(0, batch).map_err(|e| {
             log(&alloc::format!("transmit failed: {e}"));
         })?;
-        // Frames it had no room for go first next time, in order.
         let mut unsent = alloc::vec::Vec::new();
         while let Some(packet) = back.pop_front() {
             if packet.len == 0 {
@@ -146,20 +407,18 @@ fn transmit(driver: &NetProxy, stack: &Stack, stats: &Stats) -> Result<(), ()> {
         for packet in unsent.into_iter().rev() {
             stack.wire.retry_outgoing(Buf(packet));
         }
-        let unsent = unsent_count;
-        stats
+        shared
             .frames_out
-            .fetch_add((count - unsent) as u64, Ordering::Relaxed);
-        if unsent > 0 {
+            .fetch_add((count - unsent_count) as u64, Ordering::Relaxed);
+        if unsent_count > 0 {
             // The ring is full: the rest waits for the next round.
             return Ok(());
         }
     }
 }
 
-async fn serve(stats: Arc<Stats>) {
+async fn serve(shared: Arc<Shared>) {
     let mut driver: Option<NetProxy> = None;
-    let mut stack: Option<Stack> = None;
     let mut idle_ms = 1;
     loop {
         if driver.is_none() {
@@ -170,14 +429,14 @@ async fn serve(stats: Arc<Stats>) {
             }
         }
         let Some(net) = &driver else { continue };
-        if stack.is_none() {
+        if shared.stack.lock().is_none() {
             let mac = match net.info() {
                 Ok(info) => info.mac,
                 Err(e) => {
                     log(&alloc::format!(
                         "the driver failed: {e}; looking it up again"
                     ));
-                    stats.failed_calls.fetch_add(1, Ordering::Relaxed);
+                    shared.failed_calls.fetch_add(1, Ordering::Relaxed);
                     driver = None;
                     continue;
                 }
@@ -185,9 +444,9 @@ async fn serve(stats: Arc<Stats>) {
             let seed = now_ns()
                 ^ u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0]);
             let addressing = Addressing::QEMU_USER;
-            stack = Some(Stack::new(mac, addressing, now_us(), seed));
+            *shared.stack.lock() = Some(Stack::new(mac, addressing, now_us(), seed));
             log(&alloc::format!(
-                "up: {}/{} gateway 10.0.2.2, MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}; echo on TCP and UDP port 7",
+                "up: {}/{} gateway 10.0.2.2, MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
                 addressing.address,
                 addressing.prefix,
                 mac[0],
@@ -198,66 +457,79 @@ async fn serve(stats: Arc<Stats>) {
                 mac[5]
             ));
         }
-        let Some(stack) = stack.as_mut() else {
-            continue;
-        };
 
-        // Receive a batch.
-        let Some(buffers) = receive_buffers(stack) else {
-            sleep(Duration::from_millis(10)).await;
-            continue;
-        };
-        let mut received = match net.receive(0, buffers) {
-            Ok(received) => received,
-            Err(e) => {
-                log(&alloc::format!(
-                    "receive failed: {e}; looking the driver up again"
-                ));
-                stats.failed_calls.fetch_add(1, Ordering::Relaxed);
-                driver = None;
+        // One round under the lock: receive a batch, let the stack
+        // process it, send what it queued.
+        let round = {
+            let mut guard = shared.stack.lock();
+            let Some(stack) = guard.as_mut() else {
                 continue;
-            }
+            };
+            round(net, stack, &shared)
         };
-        let mut frames = 0;
-        while let Some(packet) = received.pop_front() {
-            if packet.len == 0 {
-                stack.wire.recycle(Buf(packet));
-            } else {
-                frames += 1;
-                stack.wire.deliver(Buf(packet));
-            }
-        }
-        stats.frames_in.fetch_add(frames, Ordering::Relaxed);
-
-        let busy = stack.poll(now_us());
-        stats.update(&stack.counters);
-        if transmit(net, stack, &stats).is_err() {
-            stats.failed_calls.fetch_add(1, Ordering::Relaxed);
+        let Some((busy, deadline_us)) = round else {
+            shared.failed_calls.fetch_add(1, Ordering::Relaxed);
             driver = None;
             continue;
-        }
-
-        if busy || frames > 0 {
+        };
+        if busy {
             idle_ms = 1;
             yield_now().await;
             continue;
         }
-        // Idle: until smoltcp's next deadline, at most `idle_ms`.
+        // Idle: until smoltcp's next deadline, a client's kick, or at
+        // most `idle_ms`.
         let limit = now_ns() + idle_ms * 1_000_000;
-        let deadline = match stack.poll_at(now_us()) {
+        let deadline = match deadline_us {
             Some(at) => u64::try_from(at)
                 .unwrap_or(0)
                 .saturating_mul(1000)
                 .min(limit),
             None => limit,
         };
-        sleep_until(deadline).await;
+        shared.kick.wait(deadline).await;
         idle_ms = (idle_ms * 2).min(8);
     }
 }
 
+/// Receive, process, transmit. None if a driver call failed; else whether
+/// anything happened and smoltcp's next deadline.
+fn round(net: &NetProxy, stack: &mut Stack, shared: &Shared) -> Option<(bool, Option<i64>)> {
+    let Some(buffers) = receive_buffers(stack) else {
+        // The shared heap is short: process what is queued, receive later.
+        let busy = stack.poll(now_us());
+        return Some((busy, stack.poll_at(now_us())));
+    };
+    let mut received = match net.receive(0, buffers) {
+        Ok(received) => received,
+        Err(e) => {
+            log(&alloc::format!(
+                "receive failed: {e}; looking the driver up again"
+            ));
+            return None;
+        }
+    };
+    let mut frames = 0;
+    while let Some(packet) = received.pop_front() {
+        if packet.len == 0 {
+            stack.wire.recycle(Buf(packet));
+        } else {
+            frames += 1;
+            stack.wire.deliver(Buf(packet));
+        }
+    }
+    shared.frames_in.fetch_add(frames, Ordering::Relaxed);
+    let now = now_us();
+    let busy = stack.poll(now);
+    transmit(net, stack, shared).ok()?;
+    Some((busy || frames > 0, stack.poll_at(now_us())))
+}
+
 pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {
-    let stats = Arc::new(Stats::default());
-    spawn(serve(stats.clone())).map_err(|e| alloc::format!("spawn: {e:?}"))?;
-    Ok(Exports::new().with::<dyn Control + Send + Sync>("control", stats))
+    let shared = Arc::new(Shared::default());
+    spawn(serve(shared.clone())).map_err(|e| alloc::format!("spawn: {e:?}"))?;
+    Ok(Exports::new()
+        .with::<dyn Tcp + Send + Sync>("tcp", shared.clone())
+        .with::<dyn Udp + Send + Sync>("udp", shared.clone())
+        .with::<dyn Control + Send + Sync>("control", shared))
 }

@@ -1,27 +1,34 @@
 //! The stack proper, apart from the driver calls: smoltcp's interface and
-//! sockets over a [`Wire`] of `Packet` buffers, and the echo services on
-//! port 7. The domain's task ([`crate::serve`]) moves frames between the
-//! wire and the NIC; host tests move them between the wire and a second
-//! smoltcp interface playing the client.
+//! sockets over a [`Wire`] of `Packet` buffers, and the socket operations
+//! the `Tcp` and `Udp` interfaces are made of (numbered sockets; each
+//! operation that would wait registers the caller's waker instead). The
+//! domain's task moves frames between the wire and the NIC; host tests
+//! move them between the wire and a second smoltcp interface playing the
+//! client.
 
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec;
 use alloc::vec::Vec;
+use core::task::Waker;
 
 use domain_sdk::RRef;
 use interfaces::net::{BATCH, FRAME, Packet};
+use interfaces::socket::Status;
 use netwire::Frame;
 use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Instant;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
+use smoltcp::wire::{
+    EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address, Ipv4Cidr,
+};
 
-/// The echo port (RFC 862), TCP and UDP.
-pub const ECHO_PORT: u16 = 7;
-/// Sockets kept listening on the echo port: connections that can arrive
-/// at once before the stack has seen them (a listen backlog).
-pub const BACKLOG: usize = 16;
 /// At most this many TCP sockets (listening and connected) at once.
 pub const MAX_TCP: usize = 1100;
+/// At most this many UDP sockets.
+pub const MAX_UDP: usize = 64;
+/// Sockets listening ahead on each listener, at most: connections that
+/// can arrive within one frame's processing.
+pub const AHEAD: usize = 16;
 /// Receive and send buffer of each TCP socket.
 pub const TCP_BUFFER: usize = 16 * 1024;
 /// Ethernet MTU plus header (no jumbo frames).
@@ -75,24 +82,48 @@ pub type Wire = netwire::Wire<Buf>;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     pub accepted: u64,
-    pub tcp_bytes: u64,
-    pub udp_datagrams: u64,
-    pub udp_dropped: u64,
     pub open: u64,
-    pub refused_backlog: u64,
+    pub listeners: u64,
+    pub udp_sockets: u64,
+    /// Connections that arrived while a listener's backlog was full
+    /// (left to the peer to retry).
+    pub backlog_full: u64,
 }
 
-/// The interface, its sockets and the echo services.
+/// What a read came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Read {
+    /// This many bytes.
+    Data(usize),
+    /// Nothing yet (the waker, if any, is registered).
+    Wait,
+    /// The peer closed its side and everything was read.
+    End,
+    Failed(Status),
+}
+
+struct Listener {
+    port: u16,
+    backlog: usize,
+    listening: Vec<SocketHandle>,
+    /// Established, waiting for `accept`.
+    ready: VecDeque<SocketHandle>,
+    waker: Option<Waker>,
+}
+
+/// The interface and its sockets, numbered for the interfaces.
 pub struct Stack {
     pub wire: Wire,
     iface: Interface,
     sockets: SocketSet<'static>,
-    listening: Vec<SocketHandle>,
-    connected: Vec<SocketHandle>,
-    udp: SocketHandle,
+    listeners: BTreeMap<u32, Listener>,
+    connections: BTreeMap<u32, SocketHandle>,
+    /// Connections closed by their owner, going once smoltcp is done.
+    closing: Vec<SocketHandle>,
+    udp: BTreeMap<u32, SocketHandle>,
+    next_id: u32,
     pub counters: Counters,
     pub addressing: Addressing,
-    scratch: Vec<u8>,
 }
 
 fn tcp_socket() -> tcp::Socket<'static> {
@@ -100,8 +131,8 @@ fn tcp_socket() -> tcp::Socket<'static> {
         tcp::SocketBuffer::new(vec![0; TCP_BUFFER]),
         tcp::SocketBuffer::new(vec![0; TCP_BUFFER]),
     );
-    // smoltcp's defaults (Nagle on, 10 ms delayed ACK) cost an echo
-    // service most of its rate: each small reply would wait.
+    // smoltcp's defaults (Nagle on, 10 ms delayed ACK) make each small
+    // request-reply exchange wait.
     socket.set_nagle_enabled(false);
     socket.set_ack_delay(None);
     socket
@@ -123,51 +154,44 @@ impl Stack {
         if let Some(gateway) = addressing.gateway {
             let _ = iface.routes_mut().add_default_ipv4_route(gateway);
         }
-        let mut sockets = SocketSet::new(Vec::new());
-        let udp = sockets.add(udp::Socket::new(
-            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 256], vec![0; 256 * 1024]),
-            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 256], vec![0; 256 * 1024]),
-        ));
-        let _ = sockets.get_mut::<udp::Socket>(udp).bind(ECHO_PORT);
-        let mut stack = Stack {
+        Stack {
             wire,
             iface,
-            sockets,
-            listening: Vec::new(),
-            connected: Vec::new(),
-            udp,
+            sockets: SocketSet::new(Vec::new()),
+            listeners: BTreeMap::new(),
+            connections: BTreeMap::new(),
+            closing: Vec::new(),
+            udp: BTreeMap::new(),
+            next_id: 1,
             counters: Counters::default(),
             addressing,
-            scratch: vec![0; 4096],
-        };
-        stack.fill_backlog();
-        stack
-    }
-
-    /// Keeps [`BACKLOG`] sockets listening, within [`MAX_TCP`].
-    fn fill_backlog(&mut self) {
-        while self.listening.len() < BACKLOG
-            && self.listening.len() + self.connected.len() < MAX_TCP
-        {
-            let mut socket = tcp_socket();
-            if socket.listen(ECHO_PORT).is_err() {
-                break;
-            }
-            let handle = self.sockets.add(socket);
-            self.listening.push(handle);
         }
     }
 
-    /// Processes what arrived, serves the echo services, and queues what
-    /// is to be sent in `wire.outgoing`. Returns whether anything
-    /// happened.
+    fn id(&mut self) -> u32 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        id
+    }
+
+    fn tcp_count(&self) -> usize {
+        self.connections.len()
+            + self.closing.len()
+            + self
+                .listeners
+                .values()
+                .map(|l| l.listening.len() + l.ready.len())
+                .sum::<usize>()
+    }
+
+    /// Processes what arrived and queues what is to be sent in the wire.
+    /// Returns whether anything happened.
     pub fn poll(&mut self, now_us: i64) -> bool {
         let now = Instant::from_micros(now_us);
         let mut busy = self.wire.waiting() > 0;
         self.iface.poll_maintenance(now);
-        // One frame at a time, so that a socket that took a connection is
-        // replaced by a fresh listener before the next SYN: the backlog is
-        // how many connections may arrive within one frame, not one batch.
+        // One frame at a time, so that a listening socket that took a
+        // connection is replaced before the next SYN is processed.
         loop {
             match self
                 .iface
@@ -175,99 +199,311 @@ impl Stack {
             {
                 PollIngressSingleResult::None => break,
                 PollIngressSingleResult::PacketProcessed => {}
-                PollIngressSingleResult::SocketStateChanged => busy |= self.accept(),
+                PollIngressSingleResult::SocketStateChanged => {
+                    busy = true;
+                    self.sort_listeners();
+                }
             }
         }
-        busy |= self.serve();
-        // Send what the services wrote.
+        self.sort_listeners();
+        self.reap();
         self.iface
             .poll_egress(now, &mut self.wire, &mut self.sockets);
         busy | (self.wire.outgoing() > 0)
     }
 
     /// When smoltcp next needs a poll without new frames (retransmission,
-    /// delayed ACK, TIME-WAIT), in microseconds, if ever.
+    /// TIME-WAIT), in microseconds, if ever.
     pub fn poll_at(&mut self, now_us: i64) -> Option<i64> {
         self.iface
             .poll_at(Instant::from_micros(now_us), &self.sockets)
             .map(|at| at.total_micros())
     }
 
-    /// Listening sockets that got a connection become connected ones;
-    /// fresh ones listen in their place.
-    fn accept(&mut self) -> bool {
-        let mut busy = false;
-        let mut index = 0;
-        while index < self.listening.len() {
-            let handle = self.listening[index];
-            let socket = self.sockets.get_mut::<tcp::Socket>(handle);
-            if socket.is_listening() {
-                index += 1;
-                continue;
+    /// Listening sockets that got a connection join their listener's
+    /// ready queue (or are dropped, if it is full); fresh ones listen in
+    /// their place.
+    fn sort_listeners(&mut self) {
+        let mut total = self.tcp_count();
+        for listener in self.listeners.values_mut() {
+            let mut index = 0;
+            while index < listener.listening.len() {
+                let handle = listener.listening[index];
+                let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+                if socket.is_listening() {
+                    index += 1;
+                    continue;
+                }
+                listener.listening.swap_remove(index);
+                if listener.ready.len() >= listener.backlog {
+                    // Full: the peer sees a reset and may try again.
+                    socket.abort();
+                    self.closing.push(handle);
+                    self.counters.backlog_full += 1;
+                } else {
+                    listener.ready.push_back(handle);
+                    if let Some(waker) = listener.waker.take() {
+                        waker.wake();
+                    }
+                }
             }
-            self.listening.swap_remove(index);
-            self.connected.push(handle);
-            self.counters.accepted += 1;
-            busy = true;
+            let ahead = AHEAD.min(listener.backlog.max(1));
+            while listener.listening.len() < ahead && total < MAX_TCP {
+                let mut socket = tcp_socket();
+                if socket.listen(listener.port).is_err() {
+                    break;
+                }
+                listener.listening.push(self.sockets.add(socket));
+                total += 1;
+            }
         }
-        if self.listening.is_empty() {
-            self.counters.refused_backlog += 1;
-        }
-        self.fill_backlog();
-        busy
     }
 
-    fn serve(&mut self) -> bool {
-        let mut busy = self.accept();
-        // Echo on every connection; closed ones go.
+    /// Sockets closed by their owner go once smoltcp is done with them.
+    fn reap(&mut self) {
         let mut index = 0;
-        while index < self.connected.len() {
-            let handle = self.connected[index];
-            let socket = self.sockets.get_mut::<tcp::Socket>(handle);
-            while socket.can_recv() {
-                let room = socket.send_capacity() - socket.send_queue();
-                let room = room.min(self.scratch.len());
-                if room == 0 {
-                    break;
-                }
-                let Ok(got) = socket.recv_slice(&mut self.scratch[..room]) else {
-                    break;
-                };
-                if got == 0 {
-                    break;
-                }
-                let sent = socket.send_slice(&self.scratch[..got]).unwrap_or(0);
-                self.counters.tcp_bytes += sent as u64;
-                busy = true;
-            }
-            // The peer closed its side and everything was echoed: close ours.
-            if !socket.may_recv()
-                && socket.send_queue() == 0
-                && socket.state() == tcp::State::CloseWait
-            {
-                socket.close();
-                busy = true;
-            }
-            if socket.state() == tcp::State::Closed {
+        while index < self.closing.len() {
+            let handle = self.closing[index];
+            if self.sockets.get_mut::<tcp::Socket>(handle).state() == tcp::State::Closed {
                 self.sockets.remove(handle);
-                self.connected.swap_remove(index);
-                busy = true;
-                continue;
+                self.closing.swap_remove(index);
+            } else {
+                index += 1;
             }
-            index += 1;
         }
-        self.counters.open = self.connected.len() as u64;
+        self.counters.open = self.connections.len() as u64;
+    }
 
-        // UDP echo: each datagram back to its sender.
-        let socket = self.sockets.get_mut::<udp::Socket>(self.udp);
-        let mut datagram = [0u8; MAX_FRAME];
-        while let Ok((got, meta)) = socket.recv_slice(&mut datagram) {
-            busy = true;
-            match socket.send_slice(&datagram[..got], meta.endpoint) {
-                Ok(()) => self.counters.udp_datagrams += 1,
-                Err(_) => self.counters.udp_dropped += 1,
+    pub fn tcp_listen(&mut self, port: u16, backlog: u16) -> Result<u32, Status> {
+        if port == 0 || backlog == 0 {
+            return Err(Status::Invalid);
+        }
+        if self.listeners.values().any(|l| l.port == port) {
+            return Err(Status::InUse);
+        }
+        if self.tcp_count() >= MAX_TCP {
+            return Err(Status::TooMany);
+        }
+        let id = self.id();
+        self.listeners.insert(
+            id,
+            Listener {
+                port,
+                backlog: usize::from(backlog),
+                listening: Vec::new(),
+                ready: VecDeque::new(),
+                waker: None,
+            },
+        );
+        self.sort_listeners();
+        self.counters.listeners = self.listeners.len() as u64;
+        Ok(id)
+    }
+
+    /// A connection waiting on `listener`, if any (else `waker` is woken
+    /// when one arrives).
+    pub fn tcp_accept(
+        &mut self,
+        listener: u32,
+        waker: Option<&Waker>,
+    ) -> Result<Option<u32>, Status> {
+        let Some(entry) = self.listeners.get_mut(&listener) else {
+            return Err(Status::NoSuchSocket);
+        };
+        let Some(handle) = entry.ready.pop_front() else {
+            entry.waker = waker.cloned();
+            return Ok(None);
+        };
+        let id = self.id();
+        self.connections.insert(id, handle);
+        self.counters.accepted += 1;
+        self.counters.open = self.connections.len() as u64;
+        Ok(Some(id))
+    }
+
+    pub fn tcp_read(&mut self, connection: u32, into: &mut [u8], waker: Option<&Waker>) -> Read {
+        let Some(&handle) = self.connections.get(&connection) else {
+            return Read::Failed(Status::NoSuchSocket);
+        };
+        let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+        if matches!(
+            socket.state(),
+            tcp::State::SynReceived | tcp::State::SynSent
+        ) {
+            // Accepted while the handshake completes.
+            if let Some(waker) = waker {
+                socket.register_recv_waker(waker);
+            }
+            return Read::Wait;
+        }
+        if socket.can_recv() {
+            return match socket.recv_slice(into) {
+                Ok(got) => Read::Data(got),
+                Err(_) => Read::End,
+            };
+        }
+        if !socket.may_recv() {
+            // FIN seen and all read: end of stream; never connected or
+            // reset: a failure.
+            return match socket.state() {
+                tcp::State::Closed => Read::Failed(Status::Reset),
+                _ => Read::End,
+            };
+        }
+        if let Some(waker) = waker {
+            socket.register_recv_waker(waker);
+        }
+        Read::Wait
+    }
+
+    /// Queues what fits of `bytes`: Ok(n) (0: the send buffer is full and
+    /// `waker` is registered).
+    pub fn tcp_write(
+        &mut self,
+        connection: u32,
+        bytes: &[u8],
+        waker: Option<&Waker>,
+    ) -> Result<usize, Status> {
+        let Some(&handle) = self.connections.get(&connection) else {
+            return Err(Status::NoSuchSocket);
+        };
+        let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+        if matches!(
+            socket.state(),
+            tcp::State::SynReceived | tcp::State::SynSent
+        ) {
+            if let Some(waker) = waker {
+                socket.register_send_waker(waker);
+            }
+            return Ok(0);
+        }
+        if !socket.may_send() {
+            return Err(match socket.state() {
+                tcp::State::Closed => Status::Reset,
+                _ => Status::Closed,
+            });
+        }
+        let sent = socket.send_slice(bytes).map_err(|_| Status::Closed)?;
+        if let (0, Some(waker)) = (sent, waker) {
+            socket.register_send_waker(waker);
+        }
+        Ok(sent)
+    }
+
+    pub fn tcp_shutdown(&mut self, connection: u32) -> Status {
+        match self.connections.get(&connection) {
+            Some(&handle) => {
+                self.sockets.get_mut::<tcp::Socket>(handle).close();
+                Status::Ok
+            }
+            None => Status::NoSuchSocket,
+        }
+    }
+
+    /// Closes a connection (what is queued is still sent) or a listener
+    /// (its sockets waiting to be accepted are reset).
+    pub fn tcp_close(&mut self, socket: u32) -> Status {
+        if let Some(handle) = self.connections.remove(&socket) {
+            self.sockets.get_mut::<tcp::Socket>(handle).close();
+            self.closing.push(handle);
+            self.counters.open = self.connections.len() as u64;
+            return Status::Ok;
+        }
+        if let Some(listener) = self.listeners.remove(&socket) {
+            for handle in listener.listening.into_iter().chain(listener.ready) {
+                self.sockets.get_mut::<tcp::Socket>(handle).abort();
+                self.closing.push(handle);
+            }
+            if let Some(waker) = listener.waker {
+                waker.wake();
+            }
+            self.counters.listeners = self.listeners.len() as u64;
+            return Status::Ok;
+        }
+        Status::NoSuchSocket
+    }
+
+    pub fn udp_bind(&mut self, port: u16) -> Result<u32, Status> {
+        if port == 0 {
+            return Err(Status::Invalid);
+        }
+        if self.udp.len() >= MAX_UDP {
+            return Err(Status::TooMany);
+        }
+        let mut socket = udp::Socket::new(
+            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 256], vec![0; 128 * 1024]),
+            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 256], vec![0; 128 * 1024]),
+        );
+        let taken = self
+            .udp
+            .values()
+            .any(|h| self.sockets.get::<udp::Socket>(*h).endpoint().port == port);
+        if taken || socket.bind(port).is_err() {
+            return Err(Status::InUse);
+        }
+        let id = self.id();
+        let handle = self.sockets.add(socket);
+        self.udp.insert(id, handle);
+        self.counters.udp_sockets = self.udp.len() as u64;
+        Ok(id)
+    }
+
+    /// Queues a datagram to `to` (dropped if the send buffer is full: UDP
+    /// promises nothing).
+    pub fn udp_send(&mut self, socket: u32, bytes: &[u8], to: ([u8; 4], u16)) -> Status {
+        let Some(&handle) = self.udp.get(&socket) else {
+            return Status::NoSuchSocket;
+        };
+        if to.1 == 0 {
+            return Status::Invalid;
+        }
+        let endpoint = IpEndpoint::new(IpAddress::Ipv4(Ipv4Address::from_octets(to.0)), to.1);
+        match self
+            .sockets
+            .get_mut::<udp::Socket>(handle)
+            .send_slice(bytes, endpoint)
+        {
+            Ok(()) => Status::Ok,
+            Err(udp::SendError::BufferFull) => Status::Ok,
+            Err(_) => Status::Invalid,
+        }
+    }
+
+    /// A datagram, if one is waiting: its length and sender (else `waker`
+    /// is registered).
+    pub fn udp_recv(
+        &mut self,
+        socket: u32,
+        into: &mut [u8],
+        waker: Option<&Waker>,
+    ) -> Result<Option<(usize, [u8; 4], u16)>, Status> {
+        let Some(&handle) = self.udp.get(&socket) else {
+            return Err(Status::NoSuchSocket);
+        };
+        let socket = self.sockets.get_mut::<udp::Socket>(handle);
+        match socket.recv_slice(into) {
+            Ok((len, meta)) => {
+                let IpAddress::Ipv4(from) = meta.endpoint.addr;
+                Ok(Some((len, from.octets(), meta.endpoint.port)))
+            }
+            Err(udp::RecvError::Truncated) => Ok(Some((into.len(), [0; 4], 0))),
+            Err(udp::RecvError::Exhausted) => {
+                if let Some(waker) = waker {
+                    socket.register_recv_waker(waker);
+                }
+                Ok(None)
             }
         }
-        busy
+    }
+
+    pub fn udp_close(&mut self, socket: u32) -> Status {
+        match self.udp.remove(&socket) {
+            Some(handle) => {
+                self.sockets.remove(handle);
+                self.counters.udp_sockets = self.udp.len() as u64;
+                Status::Ok
+            }
+            None => Status::NoSuchSocket,
+        }
     }
 }

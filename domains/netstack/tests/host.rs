@@ -1,12 +1,18 @@
 //! The stack glue on the host: `Stack` (smoltcp over a `Wire` of shared-heap
-//! packet buffers, and the echo services) against a second smoltcp
-//! interface playing the client, frames carried between them by the test
-//! like a cable. The domain itself is loaded on the host test kernel too.
+//! packet buffers, and the socket operations the `Tcp` and `Udp`
+//! interfaces are made of) against a second smoltcp interface playing the
+//! client, frames carried between them by the test like a cable. An echo
+//! server on port 7 is written here over the socket operations, as the
+//! `echo` domain is over the interfaces. The domain itself is loaded on the
+//! host test kernel too.
 
-use domain_netstack::stack::{Addressing, Buf, ECHO_PORT, Stack};
+use std::collections::HashMap;
+
+use domain_netstack::stack::{Addressing, Buf, Read, Stack};
 use domain_sdk::{RRef, lookup, testing};
 use interfaces::control::Control;
 use interfaces::net::Packet;
+use interfaces::socket::Status;
 use smoltcp::iface::{Config, Interface, SocketSet};
 use smoltcp::socket::{icmp, tcp, udp};
 use smoltcp::time::Instant;
@@ -16,12 +22,75 @@ use smoltcp::wire::{
 
 const SERVER: Ipv4Address = Ipv4Address::new(10, 0, 2, 15);
 const CLIENT: Ipv4Address = Ipv4Address::new(10, 0, 2, 2);
+const ECHO_PORT: u16 = 7;
+
+/// An echo server over the stack's socket operations.
+struct Echo {
+    listener: u32,
+    udp: u32,
+    /// Bytes read and not yet written back, per connection.
+    pending: HashMap<u32, Vec<u8>>,
+    tcp_bytes: u64,
+    udp_datagrams: u64,
+}
+
+impl Echo {
+    fn new(stack: &mut Stack, backlog: u16) -> Echo {
+        Echo {
+            listener: stack.tcp_listen(ECHO_PORT, backlog).unwrap(),
+            udp: stack.udp_bind(ECHO_PORT).unwrap(),
+            pending: HashMap::new(),
+            tcp_bytes: 0,
+            udp_datagrams: 0,
+        }
+    }
+
+    fn serve(&mut self, stack: &mut Stack) {
+        while let Some(connection) = stack.tcp_accept(self.listener, None).unwrap() {
+            self.pending.insert(connection, Vec::new());
+        }
+        let mut buffer = vec![0u8; 8192];
+        let mut finished = Vec::new();
+        for (&connection, pending) in self.pending.iter_mut() {
+            loop {
+                if !pending.is_empty() {
+                    let sent = stack.tcp_write(connection, pending, None).unwrap();
+                    pending.drain(..sent);
+                    self.tcp_bytes += sent as u64;
+                    if !pending.is_empty() {
+                        break;
+                    }
+                }
+                match stack.tcp_read(connection, &mut buffer, None) {
+                    Read::Data(n) => pending.extend_from_slice(&buffer[..n]),
+                    Read::Wait => break,
+                    Read::End | Read::Failed(_) => {
+                        finished.push(connection);
+                        break;
+                    }
+                }
+            }
+        }
+        for connection in finished {
+            self.pending.remove(&connection);
+            assert_eq!(stack.tcp_close(connection), Status::Ok);
+        }
+        while let Some((len, addr, port)) = stack.udp_recv(self.udp, &mut buffer, None).unwrap() {
+            assert_eq!(
+                stack.udp_send(self.udp, &buffer[..len], (addr, port)),
+                Status::Ok
+            );
+            self.udp_datagrams += 1;
+        }
+    }
+}
 
 /// The client's side of the cable: frames as byte vectors.
 type Cable = netwire::Wire<Vec<u8>>;
 
 struct World {
     stack: Stack,
+    echo: Echo,
     cable: Cable,
     client: Interface,
     sockets: SocketSet<'static>,
@@ -35,7 +104,8 @@ impl World {
     fn new() -> World {
         // RRefs need the shared heap of the host kernel model.
         let _kernel = testing::kernel();
-        let stack = Stack::new([2, 0, 0, 0, 0, 1], Addressing::QEMU_USER, 0, 1);
+        let mut stack = Stack::new([2, 0, 0, 0, 0, 1], Addressing::QEMU_USER, 0, 1);
+        let echo = Echo::new(&mut stack, 256);
         let mut cable = Cable::new(1514, 32);
         let config = Config::new(HardwareAddress::Ethernet(EthernetAddress([
             2, 0, 0, 0, 0, 2,
@@ -48,6 +118,7 @@ impl World {
         });
         World {
             stack,
+            echo,
             cable,
             client,
             sockets: SocketSet::new(Vec::new()),
@@ -75,6 +146,8 @@ impl World {
             self.stack.wire.deliver(Buf(RRef::try_new(packet).unwrap()));
             self.cable.recycle(frame);
         }
+        self.stack.poll(self.now_us);
+        self.echo.serve(&mut self.stack);
         self.stack.poll(self.now_us);
         while let Some(Buf(packet)) = self.stack.wire.next_outgoing() {
             self.cable.deliver(packet.frame().to_vec());
@@ -155,7 +228,7 @@ fn tcp_echo_returns_every_byte_in_order() {
     );
     assert!(back == data, "the echo differs from what was sent");
     assert_eq!(world.stack.counters.accepted, 1);
-    assert_eq!(world.stack.counters.tcp_bytes, 1 << 20);
+    assert_eq!(world.echo.tcp_bytes, 1 << 20);
 }
 
 #[test]
@@ -313,7 +386,7 @@ fn udp_echo_and_ping_are_answered() {
     }
     assert_eq!(back, datagrams);
     assert!(pong, "no echo reply to the ping");
-    assert_eq!(world.stack.counters.udp_datagrams, datagrams.len() as u64);
+    assert_eq!(world.echo.udp_datagrams, datagrams.len() as u64);
 }
 
 #[test]
@@ -332,5 +405,72 @@ fn the_domain_waits_for_a_nic_and_answers_its_counters() {
         .control_text(interfaces::control::HELP, 0)
         .unwrap()
         .unwrap();
-    assert!(help.as_str().contains("echo on TCP and UDP port 7"));
+    assert!(
+        help.as_str()
+            .contains("sockets exported as netstack/tcp and netstack/udp")
+    );
+}
+
+#[test]
+fn socket_operations_refuse_what_they_cannot_do() {
+    let mut world = World::new();
+    let stack = &mut world.stack;
+    // Port 7 is the echo server's.
+    assert_eq!(stack.tcp_listen(ECHO_PORT, 4), Err(Status::InUse));
+    assert_eq!(stack.udp_bind(ECHO_PORT), Err(Status::InUse));
+    assert_eq!(stack.tcp_listen(0, 4), Err(Status::Invalid));
+    assert_eq!(stack.tcp_listen(80, 0), Err(Status::Invalid));
+    assert_eq!(stack.tcp_accept(999, None), Err(Status::NoSuchSocket));
+    let mut buffer = [0u8; 16];
+    assert_eq!(
+        stack.tcp_read(999, &mut buffer, None),
+        Read::Failed(Status::NoSuchSocket)
+    );
+    assert_eq!(stack.tcp_write(999, b"x", None), Err(Status::NoSuchSocket));
+    assert_eq!(stack.tcp_close(999), Status::NoSuchSocket);
+    assert_eq!(
+        stack.udp_send(999, b"x", ([10, 0, 2, 2], 9)),
+        Status::NoSuchSocket
+    );
+    // A second listener on another port works; closed, it is gone.
+    let http = stack.tcp_listen(80, 8).unwrap();
+    assert_eq!(stack.tcp_accept(http, None), Ok(None));
+    assert_eq!(stack.tcp_close(http), Status::Ok);
+    assert_eq!(stack.tcp_accept(http, None), Err(Status::NoSuchSocket));
+    assert_eq!(stack.tcp_listen(80, 8).map(|_| ()), Ok(()));
+}
+
+#[test]
+fn a_full_backlog_turns_connections_away_and_counts_them() {
+    // A listener with a backlog of 2 that nobody accepts from: 2 wait,
+    // the rest are reset and counted.
+    let mut world = World::new();
+    let listener = world.stack.tcp_listen(9000, 2).unwrap();
+    let handles: Vec<_> = (0..5)
+        .map(|i| {
+            let handle = world.sockets.add(tcp_client());
+            world
+                .sockets
+                .get_mut::<tcp::Socket>(handle)
+                .connect(
+                    world.client.context(),
+                    (IpAddress::Ipv4(SERVER), 9000),
+                    42000 + i,
+                )
+                .unwrap();
+            handle
+        })
+        .collect();
+    for _ in 0..50 {
+        world.step();
+    }
+    assert_eq!(world.stack.counters.backlog_full, 3);
+    let established = handles
+        .iter()
+        .filter(|h| world.sockets.get_mut::<tcp::Socket>(**h).state() == tcp::State::Established)
+        .count();
+    assert_eq!(established, 2);
+    assert!(world.stack.tcp_accept(listener, None).unwrap().is_some());
+    assert!(world.stack.tcp_accept(listener, None).unwrap().is_some());
+    assert_eq!(world.stack.tcp_accept(listener, None), Ok(None));
 }
