@@ -163,7 +163,7 @@ fuzz: setup
 # with the range), instruction counts from callgrind; QEMU rows: three
 # boots (QEMU unpinned; QEMU_BENCH_PIN=1 pins it: see docs/benchmarks.md).
 BENCH_CORE := $(shell echo $$(( $$(nproc) - 1 )))
-bench: test-kernel disk
+bench: build test-kernel disk
 	@if ! command -v valgrind >/dev/null 2>&1; then \
 		echo "bench: installing valgrind (instruction counts)"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -173,6 +173,7 @@ bench: test-kernel disk
 	cargo build -p bench --release
 	taskset -c $(BENCH_CORE) target/release/bench --runs 3 --instructions --out bench/results/host.json
 	python3 tools/qemu-bench.py $(TEST_KERNEL) bench/results/qemu.json $(ARCHIVE) $(DISK) --repeat 3
+	python3 tools/net-bench.py $(KERNEL) $(ARCHIVE) bench/results/net.json --rounds 3
 
 clean:
 	cargo clean

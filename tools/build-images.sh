@@ -54,6 +54,17 @@ if [ ${#domains[@]} -eq 0 ]; then
     exit 1
 fi
 
+# Untrusted libraries images link (drivers/nic-ring) are screened too:
+# every crate under domains/, drivers/ and rv6/, not only the image crates.
+for lib in "$root"/domains/*/ "$root"/drivers/*/ "$root"/rv6/*/; do
+    [ -f "$lib/Cargo.toml" ] || continue
+    lib=${lib%/}
+    case " ${dirs[*]} " in
+        *" $lib "*|*" ${lib#"$root"/} "*) ;;
+        *) dirs+=("$lib") ;;
+    esac
+done
+
 # Before anything is built or signed: screen every crate packed here (and
 # interfaces/, compiled into each image) for the code shapes through which
 # known compiler soundness bugs let safe code break isolation (tools/vet,

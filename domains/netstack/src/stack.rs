@@ -30,7 +30,7 @@ pub const MAX_UDP: usize = 64;
 /// can arrive within one frame's processing.
 pub const AHEAD: usize = 16;
 /// Receive and send buffer of each TCP socket.
-pub const TCP_BUFFER: usize = 16 * 1024;
+pub const TCP_BUFFER: usize = 64 * 1024;
 /// Ethernet MTU plus header (no jumbo frames).
 pub const MAX_FRAME: usize = 1514;
 

@@ -146,7 +146,7 @@ pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {
     device
         .read32(0, regs::STATUS)
         .map_err(|e| format!("the NIC did not start: {}", register_error(e)))?;
-    let nic = Arc::new(Nic::new(device, "82576", link));
+    let nic = Arc::new(Nic::new(device, "82576", alloc::boxed::Box::new(Link)));
     let starting = nic.clone();
     spawn(async move {
         let result = start(starting.device()).await;
@@ -156,4 +156,13 @@ pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {
     Ok(Exports::new()
         .with::<dyn Net + Send + Sync>("net", nic.clone())
         .with::<dyn Control + Send + Sync>("control", nic))
+}
+
+/// The 82576's link, for the shared `Nic`.
+struct Link;
+
+impl nic_ring::nic::LinkReader for Link {
+    fn link(&self, device: &dyn Device) -> Result<(bool, u32), String> {
+        link(device)
+    }
 }

@@ -42,7 +42,7 @@ pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {
             "the first Ethernet controller is {vendor:04x}:{id:04x}, not an Intel 82599"
         ));
     }
-    let nic = Arc::new(Nic::new(device, "82599", bringup::link));
+    let nic = Arc::new(Nic::new(device, "82599", alloc::boxed::Box::new(Link)));
     let starting = nic.clone();
     spawn(async move {
         let result = bringup::start(starting.device()).await.map(|up| Started {
@@ -55,4 +55,13 @@ pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {
     Ok(Exports::new()
         .with::<dyn Net + Send + Sync>("net", nic.clone())
         .with::<dyn Control + Send + Sync>("control", nic))
+}
+
+/// The 82599's link, for the shared `Nic`.
+struct Link;
+
+impl nic_ring::nic::LinkReader for Link {
+    fn link(&self, device: &dyn domain_sdk::Device) -> Result<(bool, u32), String> {
+        bringup::link(device)
+    }
 }

@@ -1,0 +1,263 @@
+#!/usr/bin/env python3
+"""Network benchmarks in QEMU (part of `make bench`): the TCP/IP domain
+(`netstack`) and the `echo` domain over each NIC driver on QEMU's user
+network, driven from this host through forwards on 127.0.0.1 (no other
+traffic). For each NIC, in one boot per configuration:
+
+- TCP echo throughput: MiB sent and echoed back on one connection, through
+  the driver directly and through `nic-shadow` (ratio in the same run);
+- the same through `nic-shadow` with the driver crashed every second,
+  against none (the issue's target: at least 0.95 of it);
+- UDP echo rate: 64-byte datagrams, 32 in flight;
+- TCP connections per second: connect, one line echoed, close.
+
+Each figure is the median of ROUNDS runs. Under TCG the absolute numbers
+are QEMU's, and much of the TCP figure is QEMU's user-network stack
+(slirp) on this host; the ratios are what compares our configurations.
+
+Usage: net-bench.py KERNEL ARCHIVE OUT.json [--rounds N] [--megabytes M]
+"""
+import argparse
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+NICS = {
+    "igb": ("igb,netdev=n0", "igb"),
+    "virtio": ("virtio-net-pci,disable-legacy=on,netdev=n0", "virtio-net"),
+}
+
+
+def free_port(kind):
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Guest:
+    """A booted kernel with a NIC on the user network; its serial output
+    is read by a thread (kept in `self.output`)."""
+
+    def __init__(self, kernel, archive, nic):
+        self.tcp_port, self.udp_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
+        device, self.driver = NICS[nic]
+        netdev = (f"user,id=n0,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:{self.tcp_port}-:7,"
+                  f"hostfwd=udp:127.0.0.1:{self.udp_port}-:7")
+        cmd = ["qemu-system-x86_64", "-machine", "q35", "-cpu", "max", "-smp", "2", "-m", "256M",
+               "-kernel", kernel, "-initrd", archive, "-append", "log=info", "-display", "none",
+               "-serial", "stdio", "-monitor", "none", "-no-reboot", "-nic", "none",
+               "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+               "-netdev", netdev, "-device", device]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT)
+        self.output = b""
+        self.lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        while True:
+            chunk = os.read(self.proc.stdout.fileno(), 4096)
+            if not chunk:
+                return
+            with self.lock:
+                self.output += chunk
+
+    def wait_for(self, text, limit=60):
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            with self.lock:
+                if text.encode() in self.output:
+                    return True
+            time.sleep(0.05)
+        return False
+
+    def type(self, line):
+        self.proc.stdin.write(line.encode() + b"\r")
+        self.proc.stdin.flush()
+
+    def start(self, shadow):
+        if not self.wait_for("monitor> "):
+            raise RuntimeError("no prompt")
+        self.type(f"load {self.driver}")
+        if not self.wait_for("receive buffers posted"):
+            raise RuntimeError("the driver did not come up")
+        if shadow:
+            self.type("load nic-shadow")
+        self.type("load netstack")
+        self.type("load echo")
+        if not self.wait_for("TCP: listening on port 7"):
+            raise RuntimeError("echo is not listening:\n" + self.output.decode(errors="replace")[-2000:])
+
+    def stop(self):
+        try:
+            self.type("shutdown")
+            self.proc.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+
+
+def tcp_echo(port, size):
+    """Seconds to send `size` bytes on one connection and read them back
+    (verified); None if they did not come back intact."""
+    data = random.Random(size).randbytes(size)
+    conn = socket.create_connection(("127.0.0.1", port), timeout=30)
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    got = bytearray()
+
+    def reader():
+        while len(got) < size:
+            chunk = conn.recv(262144)
+            if not chunk:
+                return
+            got.extend(chunk)
+
+    thread = threading.Thread(target=reader)
+    start = time.monotonic()
+    thread.start()
+    conn.sendall(data)
+    thread.join(timeout=300)
+    seconds = time.monotonic() - start
+    conn.close()
+    return seconds if bytes(got) == data else None
+
+
+def udp_rate(port, seconds=3.0, window=32):
+    """64-byte datagrams echoed per second, `window` in flight; and the
+    share lost."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(0.2)
+    payload = b"x" * 64
+    sent = back = 0
+    end = time.monotonic() + seconds
+    start = time.monotonic()
+    in_flight = 0
+    while time.monotonic() < end:
+        while in_flight < window:
+            sock.sendto(payload, ("127.0.0.1", port))
+            sent += 1
+            in_flight += 1
+        try:
+            sock.recvfrom(2048)
+            back += 1
+            in_flight -= 1
+        except socket.timeout:
+            in_flight = 0  # lost: refill the window
+    elapsed = time.monotonic() - start
+    sock.close()
+    return back / elapsed, (sent - back) / sent if sent else 0.0
+
+
+def connection_rate(port, count=200):
+    start = time.monotonic()
+    for i in range(count):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            line = f"{i}\n".encode()
+            conn.sendall(line)
+            back = b""
+            while len(back) < len(line):
+                chunk = conn.recv(64)
+                if not chunk:
+                    raise RuntimeError("connection closed early")
+                back += chunk
+    return count / (time.monotonic() - start)
+
+
+def crasher(guest, stop):
+    crashes = 0
+    kinds = ("pagefault", "panic", "gpf")
+    while not stop.wait(1.0):
+        guest.type(f"crash {guest.driver} {kinds[crashes % 3]}")
+        crashes += 1
+    return crashes
+
+
+def measure(kernel, archive, nic, rounds, megabytes):
+    size = megabytes << 20
+    rows = {}
+    for shadow in (False, True):
+        guest = Guest(kernel, archive, nic)
+        try:
+            guest.start(shadow)
+            tcp_echo(guest.tcp_port, 1 << 20)  # warm-up
+            label = "shadow" if shadow else "direct"
+            times = [tcp_echo(guest.tcp_port, size) for _ in range(rounds)]
+            if None in times:
+                raise RuntimeError(f"{nic} {label}: an echo came back altered or short")
+            rows[f"tcp_mib_s_{label}"] = statistics.median(size / t / (1 << 20) for t in times)
+            if shadow:
+                crashed = []
+                counts = []
+                for _ in range(rounds):
+                    stop = threading.Event()
+                    result = {}
+                    thread = threading.Thread(target=lambda: result.update(n=crasher(guest, stop)))
+                    thread.start()
+                    seconds = tcp_echo(guest.tcp_port, size)
+                    stop.set()
+                    thread.join()
+                    time.sleep(1.5)  # let the last restart finish
+                    if seconds is None:
+                        raise RuntimeError(f"{nic}: the echo under crashes came back altered or short")
+                    crashed.append(size / seconds / (1 << 20))
+                    counts.append(result.get("n", 0))
+                rows["tcp_mib_s_shadow_crash_every_s"] = statistics.median(crashed)
+                rows["crashes_per_transfer"] = statistics.median(counts)
+            else:
+                rates = [udp_rate(guest.udp_port) for _ in range(rounds)]
+                rows["udp_echo_per_s"] = statistics.median(r[0] for r in rates)
+                rows["udp_lost_share"] = statistics.median(r[1] for r in rates)
+                rows["tcp_connections_per_s"] = statistics.median(
+                    connection_rate(guest.tcp_port) for _ in range(rounds))
+        finally:
+            guest.stop()
+    rows["shadow_over_direct"] = rows["tcp_mib_s_shadow"] / rows["tcp_mib_s_direct"]
+    rows["crash_every_s_over_none"] = rows["tcp_mib_s_shadow_crash_every_s"] / rows["tcp_mib_s_shadow"]
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("kernel")
+    parser.add_argument("archive")
+    parser.add_argument("out")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--megabytes", type=int, default=16)
+    parser.add_argument("--nics", default="igb,virtio")
+    args = parser.parse_args()
+    if not 1 <= args.rounds <= 20 or not 1 <= args.megabytes <= 256:
+        parser.error("--rounds takes 1 to 20, --megabytes 1 to 256")
+    results = {}
+    for nic in args.nics.split(","):
+        print(f"net-bench: {nic} ...", file=sys.stderr)
+        results[nic] = measure(args.kernel, args.archive, nic, args.rounds, args.megabytes)
+    print(f"{'network in QEMU (TCG)':<24} {'TCP MiB/s':>10} {'shadow':>8} {'ratio':>7} "
+          f"{'crash/s':>8} {'ratio':>7} {'UDP echo/s':>11} {'lost':>6} {'conn/s':>7}")
+    print("-" * 96)
+    for nic, r in results.items():
+        print(f"{nic:<24} {r['tcp_mib_s_direct']:>10.2f} {r['tcp_mib_s_shadow']:>8.2f} "
+              f"{r['shadow_over_direct']:>6.3f}x {r['tcp_mib_s_shadow_crash_every_s']:>8.2f} "
+              f"{r['crash_every_s_over_none']:>6.3f}x {r['udp_echo_per_s']:>11.0f} "
+              f"{r['udp_lost_share'] * 100:>5.1f}% {r['tcp_connections_per_s']:>7.1f}")
+    print(f"(TCP: {args.megabytes} MiB echoed on one connection, median of {args.rounds}; "
+          f"shadow: through nic-shadow; crash/s: through nic-shadow with the driver crashed every "
+          f"second, ratio against no crashes; UDP: 64-byte datagrams, 32 in flight)")
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu)
+    except OSError:
+        pass
+    with open(args.out, "w") as f:
+        json.dump({"cpu": cpu, "rounds": args.rounds, "megabytes": args.megabytes, "nics": results},
+                  f, indent=2)
+    print(f"results written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
