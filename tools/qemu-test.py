@@ -219,13 +219,13 @@ def shut_down(proc, send=True):
 
 
 def console_session(tally, kernel, smp, mem, timeout, checks=None, archive=None, label="console",
-                    boot_check=None, disk=True, extra=(), handle=None):
+                    boot_check=None, disk=True, extra=(), handle=None, append="log=info"):
     """Boots to the monitor prompt, types commands, checks replies and that
     `shutdown` makes QEMU exit with status 0. If `handle` is a dict,
     `handle["type"](line)` types a command from another thread (during a
     `@run` step; its output is read with the next command's)."""
     print(f"== {label} end-to-end (smp={smp} mem={mem})")
-    proc = subprocess.Popen(qemu_command(kernel, smp, mem, "log=info", archive=archive, disk=disk,
+    proc = subprocess.Popen(qemu_command(kernel, smp, mem, append, archive=archive, disk=disk,
                                          extra=extra),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     serial = Serial(proc, deadline=time.monotonic() + timeout)
@@ -899,7 +899,7 @@ def free_tcp_port():
         return probe.getsockname()[1]
 
 
-def stack_session(tally, kernel, nic="igb", shadow=False, megabytes=10):
+def stack_session(tally, kernel, nic="igb", shadow=False, megabytes=10, static=False):
     """The TCP/IP domain (`netstack`, smoltcp) end to end: QEMU's user
     network with host forwards on 127.0.0.1 (TCP and UDP to the guest's
     port 7, as `make run` sets them up), the driver (`nic`), optionally
@@ -907,8 +907,10 @@ def stack_session(tally, kernel, nic="igb", shadow=False, megabytes=10):
     of MEGABYTES MiB verified byte for byte; sequential connections;
     concurrent ones; UDP datagrams (losses counted); with the shadow, the
     driver crashed five times during a transfer that must arrive whole
-    on the same connection; the stack crashed and restarted. Traffic goes
-    only to 127.0.0.1."""
+    on the same connection; the stack crashed and restarted. The address
+    comes from QEMU's DHCP server (10.0.2.15), or with `static`, from
+    `net=` on the kernel command line on another subnet (10.0.3.0/24, where
+    DHCP's default would not do). Traffic goes only to 127.0.0.1."""
     import random
     import socket
     import threading
@@ -1062,9 +1064,27 @@ def stack_session(tally, kernel, nic="igb", shadow=False, megabytes=10):
         return step
 
     device, driver, _, _ = NICS[nic]
-    netdev = (f"user,id=n0,net=10.0.2.0/24,"
-              f"hostfwd=tcp:127.0.0.1:{tcp_port}-:7,hostfwd=udp:127.0.0.1:{udp_port}-:7")
+    subnet = "10.0.3" if static else "10.0.2"
+    netdev = (f"user,id=n0,net={subnet}.0/24,dhcpstart={subnet}.15,"
+              f"hostfwd=tcp:127.0.0.1:{tcp_port}-{subnet}.15:7,"
+              f"hostfwd=udp:127.0.0.1:{udp_port}-{subnet}.15:7")
+    append = f"log=info net={subnet}.15/24,gw={subnet}.2" if static else "log=info"
     up = r"TCP: listening on port 7"
+    address = f"address {subnet}.15/24, gateway {subnet}.2"
+    if static:
+        checks = [
+            (f"load {driver}", lambda out: f"loaded image {driver} as domain" in out),
+            ("@await receive buffers posted", None),
+            ("load netstack", lambda out: "loaded image netstack as domain" in out),
+            ("load echo", lambda out: "loaded image echo as domain" in out),
+            (f"@await {address}", None),
+            ("@run", bulk_step(1 << 20, f"TCP echo on {nic}, address from net= on the command line")),
+            ("@run", udp_echo(1000)),
+        ]
+        console_session(tally, kernel, 2, "256M", 300, checks=checks,
+                        label=f"{nic} TCP/IP, static address", disk=False,
+                        extra=("-netdev", netdev, "-device", device), append=append)
+        return
     checks = [
         (f"load {driver}", lambda out: f"loaded image {driver} as domain" in out),
         ("@await receive buffers posted", None),
@@ -1098,6 +1118,8 @@ def stack_session(tally, kernel, nic="igb", shadow=False, megabytes=10):
             ("load netstack", lambda out: "loaded image netstack as domain" in out),
             ("load echo", lambda out: "loaded image echo as domain" in out),
             (f"@await {up}", None),
+            (f"@await {address}", None),
+            ("call netstack help", lambda out: f"{address}; sockets exported" in out),
             ("@run", bulk_step(megabytes << 20, f"TCP echo on {nic}")),
             ("@run", sequential(1000)),
             ("@run", concurrent(100)),
@@ -1282,6 +1304,8 @@ def main():
     parser.add_argument("--stack", action="store_true",
                         help="with --net: the TCP/IP session (netstack) instead of the frame echo")
     parser.add_argument("--megabytes", type=int, default=10, help="with --stack: size of the TCP echo")
+    parser.add_argument("--static", action="store_true",
+                        help="with --stack: the address from net= on the command line")
     parser.add_argument("--sessions", metavar="ROOT",
                         help="run only the session.console files of ROOT's domains "
                              "(tools/test-new-domain.py)")
@@ -1292,7 +1316,8 @@ def main():
     tally = Tally()
     if args.net:
         if args.stack:
-            stack_session(tally, args.kernel, args.net, shadow=args.shadow, megabytes=args.megabytes)
+            stack_session(tally, args.kernel, args.net, shadow=args.shadow, megabytes=args.megabytes,
+                          static=args.static)
         else:
             net_session(tally, args.kernel, args.net, shadow=args.shadow)
         print(f"qemu: {tally.passed} passed, {tally.failed} failed")
@@ -1329,6 +1354,7 @@ def main():
             stack_session(tally, args.kernel, "virtio")
             stack_session(tally, args.kernel, "igb", shadow=True)
             stack_session(tally, args.kernel, "virtio", shadow=True)
+            stack_session(tally, args.kernel, "igb", static=True)
         else:
             tally.record("igb echo: this QEMU has no igb model (make setup installs QEMU 10)", False)
         archive_sessions(tally, args.kernel, args.archive, args.key)

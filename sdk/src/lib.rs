@@ -185,6 +185,25 @@ pub trait Kernel: Send + Sync {
     /// The calling core's index and the number of cores (drivers keep
     /// per-core queues).
     fn core(&self) -> (usize, usize);
+    /// Copies the value of `key=VALUE` on the kernel command line into
+    /// `into` and returns its length, if given and if it fits (the command
+    /// line is not secret: any domain may read it). Use [`boot_option`].
+    /// (A buffer the caller owns: memory the kernel allocated must not be
+    /// freed by a domain.)
+    fn boot_option(&self, key: &str, into: &mut [u8]) -> Option<usize> {
+        let _ = (key, into);
+        None
+    }
+}
+
+/// The value of `key=VALUE` on the kernel command line (up to 256 bytes),
+/// if given. `netstack` takes its address from `net=`.
+pub fn boot_option(key: &str) -> Option<String> {
+    let mut buffer = [0u8; 256];
+    let len = kernel().boot_option(key, &mut buffer)?;
+    core::str::from_utf8(buffer.get(..len)?)
+        .ok()
+        .map(String::from)
 }
 
 /// Why [`Kernel::supervise`] or [`Kernel::restart_domain`] refused.

@@ -1,7 +1,8 @@
 //! `netstack`: the TCP/IP domain. smoltcp (0.14, `no_std` + `alloc`) runs
 //! over the `Net` interface of the NIC (through `nic-shadow` if it is
-//! loaded, else the domain exporting "net"), with a static IPv4 address
-//! (10.0.2.15/24, gateway 10.0.2.2: QEMU's user network). It answers ARP
+//! loaded, else the domain exporting "net"). Its IPv4 address comes from
+//! DHCP, or from `net=ADDRESS/PREFIX[,gw=GATEWAY]` on the kernel command
+//! line (`net=dhcp` says DHCP explicitly). It answers ARP
 //! and ICMP echo (ping) itself and exports sockets to other domains:
 //! "tcp" (`interfaces::socket::Tcp`: listen with a backlog, accept, read,
 //! write, shutdown, close) and "udp" (`Udp`: bind, send_to, recv_from,
@@ -45,7 +46,20 @@ use interfaces::control::{Control, HELP, Text};
 use interfaces::net::{BATCH, Net, NetProxy, Packets};
 use interfaces::socket::{DATAGRAM, Datagram, Opened, PAYLOAD, Payload, Status, Tcp, Udp};
 
-use stack::{Addressing, Buf, Read, Stack};
+use stack::{Addressing, Buf, Read, Setup, Stack};
+
+/// "address A/P, gateway G" or "no address".
+fn describe(addressing: Option<Addressing>) -> String {
+    match addressing {
+        Some(a) => match a.gateway {
+            Some(gateway) => {
+                alloc::format!("address {}/{}, gateway {gateway}", a.address, a.prefix)
+            }
+            None => alloc::format!("address {}/{}, no gateway", a.address, a.prefix),
+        },
+        None => String::from("no address"),
+    }
+}
 
 /// Wakes the stack's task early: a client queued bytes to send.
 #[derive(Default)]
@@ -80,8 +94,8 @@ impl Kick {
 }
 
 /// What the task and the exported interfaces share.
-#[derive(Default)]
 struct Shared {
+    setup: Setup,
     stack: Mutex<Option<Stack>>,
     kick: Kick,
     frames_in: AtomicU64,
@@ -124,12 +138,13 @@ impl Control for Shared {
 
     fn control_text(&self, op: u32, _arg: u64) -> RpcResult<Option<RRef<Text>>> {
         match op {
-            HELP => Text::answer(
-                "address 10.0.2.15/24, gateway 10.0.2.2; sockets exported as netstack/tcp and netstack/udp\n\
+            HELP => Text::answer(&alloc::format!(
+                "{}; sockets exported as netstack/tcp and netstack/udp\n\
                  0: TCP connections accepted\n1: TCP connections open\n2: TCP listeners\n\
                  3: UDP sockets\n4: connections refused (backlog full)\n\
                  5: frames received\n6: frames sent\n7: calls to the driver that failed",
-            ),
+                describe(self.stack.lock().as_ref().and_then(|s| s.addressing))
+            )),
             _ => Ok(None),
         }
     }
@@ -443,19 +458,24 @@ async fn serve(shared: Arc<Shared>) {
             };
             let seed = now_ns()
                 ^ u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0]);
-            let addressing = Addressing::QEMU_USER;
-            *shared.stack.lock() = Some(Stack::new(mac, addressing, now_us(), seed));
+            *shared.stack.lock() = Some(Stack::new(mac, shared.setup, now_us(), seed));
             log(&alloc::format!(
-                "up: {}/{} gateway 10.0.2.2, MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-                addressing.address,
-                addressing.prefix,
+                "up: MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, {}",
                 mac[0],
                 mac[1],
                 mac[2],
                 mac[3],
                 mac[4],
-                mac[5]
+                mac[5],
+                match shared.setup {
+                    Setup::Dhcp => "asking DHCP for an address",
+                    Setup::Static(_) => "static address (net= on the command line)",
+                }
             ));
+        }
+        if let Some(stack) = shared.stack.lock().as_mut().filter(|s| s.address_changed) {
+            stack.address_changed = false;
+            log(&describe(stack.addressing));
         }
 
         // One round under the lock: receive a batch, let the stack
@@ -526,7 +546,20 @@ fn round(net: &NetProxy, stack: &mut Stack, shared: &Shared) -> Option<(bool, Op
 }
 
 pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {
-    let shared = Arc::new(Shared::default());
+    // `net=ADDRESS/PREFIX[,gw=GATEWAY]` or `net=dhcp` on the kernel command
+    // line; DHCP without it. A malformed value fails the load, saying why.
+    let setup = match domain_sdk::boot_option("net") {
+        Some(text) => Setup::parse(&text).map_err(|e| alloc::format!("net={text}: {e}"))?,
+        None => Setup::Dhcp,
+    };
+    let shared = Arc::new(Shared {
+        setup,
+        stack: Mutex::new(None),
+        kick: Kick::default(),
+        frames_in: AtomicU64::new(0),
+        frames_out: AtomicU64::new(0),
+        failed_calls: AtomicU64::new(0),
+    });
     spawn(serve(shared.clone())).map_err(|e| alloc::format!("spawn: {e:?}"))?;
     Ok(Exports::new()
         .with::<dyn Tcp + Send + Sync>("tcp", shared.clone())

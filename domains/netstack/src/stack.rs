@@ -16,7 +16,7 @@ use interfaces::net::{BATCH, FRAME, Packet};
 use interfaces::socket::Status;
 use netwire::Frame;
 use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
-use smoltcp::socket::{tcp, udp};
+use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{
     EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address, Ipv4Cidr,
@@ -34,7 +34,53 @@ pub const TCP_BUFFER: usize = 64 * 1024;
 /// Ethernet MTU plus header (no jumbo frames).
 pub const MAX_FRAME: usize = 1514;
 
-/// Static configuration of the interface.
+/// How the interface gets its address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Setup {
+    Static(Addressing),
+    Dhcp,
+}
+
+impl Setup {
+    /// Parses the kernel command line's `net=` value: `dhcp`, or
+    /// `ADDRESS/PREFIX` optionally followed by `,gw=GATEWAY`.
+    pub fn parse(text: &str) -> Result<Setup, alloc::string::String> {
+        if text == "dhcp" {
+            return Ok(Setup::Dhcp);
+        }
+        let mut parts = text.split(',');
+        let cidr = parts.next().unwrap_or("");
+        let (address, prefix) = cidr
+            .split_once('/')
+            .ok_or_else(|| alloc::format!("'{cidr}': expected ADDRESS/PREFIX or dhcp"))?;
+        let address: Ipv4Address = address
+            .parse()
+            .map_err(|_| alloc::format!("'{address}' is not an IPv4 address"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| (1..=32).contains(p))
+            .ok_or_else(|| alloc::format!("prefix '{prefix}' must be 1 to 32"))?;
+        let mut gateway = None;
+        for part in parts {
+            let Some(value) = part.strip_prefix("gw=") else {
+                return Err(alloc::format!("'{part}': expected gw=ADDRESS"));
+            };
+            gateway = Some(
+                value
+                    .parse()
+                    .map_err(|_| alloc::format!("gateway '{value}' is not an IPv4 address"))?,
+            );
+        }
+        Ok(Setup::Static(Addressing {
+            address,
+            prefix,
+            gateway,
+        }))
+    }
+}
+
+/// The interface's address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Addressing {
     pub address: Ipv4Address,
@@ -123,7 +169,11 @@ pub struct Stack {
     udp: BTreeMap<u32, SocketHandle>,
     next_id: u32,
     pub counters: Counters,
-    pub addressing: Addressing,
+    /// The address in use (None while DHCP has none).
+    pub addressing: Option<Addressing>,
+    dhcp: Option<SocketHandle>,
+    /// Set when the address changed (the task logs it and clears this).
+    pub address_changed: bool,
 }
 
 fn tcp_socket() -> tcp::Socket<'static> {
@@ -139,33 +189,66 @@ fn tcp_socket() -> tcp::Socket<'static> {
 }
 
 impl Stack {
-    pub fn new(mac: [u8; 6], addressing: Addressing, now_us: i64, seed: u64) -> Stack {
+    pub fn new(mac: [u8; 6], setup: Setup, now_us: i64, seed: u64) -> Stack {
         let mut wire = Wire::new(MAX_FRAME, BATCH);
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         config.random_seed = seed;
         let now = Instant::from_micros(now_us);
-        let mut iface = Interface::new(config, &mut wire, now);
-        iface.update_ip_addrs(|addrs| {
-            let _ = addrs.push(IpCidr::Ipv4(Ipv4Cidr::new(
-                addressing.address,
-                addressing.prefix,
-            )));
-        });
-        if let Some(gateway) = addressing.gateway {
-            let _ = iface.routes_mut().add_default_ipv4_route(gateway);
-        }
-        Stack {
+        let iface = Interface::new(config, &mut wire, now);
+        let mut sockets = SocketSet::new(Vec::new());
+        let dhcp = match setup {
+            Setup::Dhcp => Some(sockets.add(dhcpv4::Socket::new())),
+            Setup::Static(_) => None,
+        };
+        let mut stack = Stack {
             wire,
             iface,
-            sockets: SocketSet::new(Vec::new()),
+            sockets,
             listeners: BTreeMap::new(),
             connections: BTreeMap::new(),
             closing: Vec::new(),
             udp: BTreeMap::new(),
             next_id: 1,
             counters: Counters::default(),
-            addressing,
+            addressing: None,
+            dhcp,
+            address_changed: false,
+        };
+        if let Setup::Static(addressing) = setup {
+            stack.set_address(Some(addressing));
         }
+        stack
+    }
+
+    fn set_address(&mut self, addressing: Option<Addressing>) {
+        self.iface.update_ip_addrs(|addrs| {
+            addrs.clear();
+            if let Some(a) = addressing {
+                let _ = addrs.push(IpCidr::Ipv4(Ipv4Cidr::new(a.address, a.prefix)));
+            }
+        });
+        let routes = self.iface.routes_mut();
+        routes.remove_default_ipv4_route();
+        if let Some(gateway) = addressing.and_then(|a| a.gateway) {
+            let _ = routes.add_default_ipv4_route(gateway);
+        }
+        self.addressing = addressing;
+        self.address_changed = true;
+    }
+
+    /// What the DHCP client learnt, applied.
+    fn dhcp_events(&mut self) {
+        let Some(handle) = self.dhcp else { return };
+        let learnt = match self.sockets.get_mut::<dhcpv4::Socket>(handle).poll() {
+            None => return,
+            Some(dhcpv4::Event::Configured(config)) => Some(Addressing {
+                address: config.address.address(),
+                prefix: config.address.prefix_len(),
+                gateway: config.router,
+            }),
+            Some(dhcpv4::Event::Deconfigured) => None,
+        };
+        self.set_address(learnt);
     }
 
     fn id(&mut self) -> u32 {
@@ -206,9 +289,12 @@ impl Stack {
             }
         }
         self.sort_listeners();
+        self.dhcp_events();
         self.reap();
         self.iface
             .poll_egress(now, &mut self.wire, &mut self.sockets);
+        // A lease that ran out is dropped on the way out.
+        self.dhcp_events();
         busy | (self.wire.outgoing() > 0)
     }
 

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use domain_netstack::stack::{Addressing, Buf, Read, Stack};
+use domain_netstack::stack::{Addressing, Buf, Read, Setup, Stack};
 use domain_sdk::{RRef, lookup, testing};
 use interfaces::control::Control;
 use interfaces::net::Packet;
@@ -104,7 +104,12 @@ impl World {
     fn new() -> World {
         // RRefs need the shared heap of the host kernel model.
         let _kernel = testing::kernel();
-        let mut stack = Stack::new([2, 0, 0, 0, 0, 1], Addressing::QEMU_USER, 0, 1);
+        let mut stack = Stack::new(
+            [2, 0, 0, 0, 0, 1],
+            Setup::Static(Addressing::QEMU_USER),
+            0,
+            1,
+        );
         let echo = Echo::new(&mut stack, 256);
         let mut cable = Cable::new(1514, 32);
         let config = Config::new(HardwareAddress::Ethernet(EthernetAddress([
@@ -473,4 +478,93 @@ fn a_full_backlog_turns_connections_away_and_counts_them() {
     assert!(world.stack.tcp_accept(listener, None).unwrap().is_some());
     assert!(world.stack.tcp_accept(listener, None).unwrap().is_some());
     assert_eq!(world.stack.tcp_accept(listener, None), Ok(None));
+}
+
+#[test]
+fn the_command_line_setting_is_parsed_or_refused_with_a_reason() {
+    assert_eq!(Setup::parse("dhcp"), Ok(Setup::Dhcp));
+    assert_eq!(
+        Setup::parse("10.0.2.15/24,gw=10.0.2.2"),
+        Ok(Setup::Static(Addressing::QEMU_USER))
+    );
+    assert_eq!(
+        Setup::parse("192.168.1.9/16"),
+        Ok(Setup::Static(Addressing {
+            address: Ipv4Address::new(192, 168, 1, 9),
+            prefix: 16,
+            gateway: None,
+        }))
+    );
+    for (text, says) in [
+        ("10.0.2.15", "expected ADDRESS/PREFIX or dhcp"),
+        ("10.0.2/24", "is not an IPv4 address"),
+        ("10.0.2.15/33", "prefix '33' must be 1 to 32"),
+        ("10.0.2.15/24,gateway=1.2.3.4", "expected gw=ADDRESS"),
+        ("10.0.2.15/24,gw=x", "gateway 'x' is not an IPv4 address"),
+    ] {
+        let error = Setup::parse(text).unwrap_err();
+        assert!(error.contains(says), "{text}: {error}");
+    }
+}
+
+#[test]
+fn with_dhcp_it_starts_without_an_address_and_broadcasts_a_discover() {
+    // smoltcp has no DHCP server to answer it here; the lease itself is
+    // tested in QEMU, against the user network's DHCP server.
+    let _kernel = testing::kernel();
+    let mut stack = Stack::new([2, 0, 0, 0, 0, 1], Setup::Dhcp, 0, 1);
+    assert_eq!(stack.addressing, None);
+    stack.poll(1_000);
+    let discover = stack.wire.next_outgoing().expect("a DHCP DISCOVER");
+    let frame = discover.0.frame();
+    // Ethernet broadcast, IPv4, UDP from port 68 to 67.
+    assert_eq!(&frame[0..6], &[0xff; 6]);
+    assert_eq!(&frame[12..14], &[0x08, 0x00]);
+    assert_eq!(frame[23], 17);
+    assert_eq!(&frame[34..38], &[0, 68, 0, 67]);
+}
+
+/// Frames of `tests/dhcp-qemu.pcap` (QEMU's user network answering a
+/// DHCP client: DISCOVER, OFFER, REQUEST, ACK; captured with
+/// `-object filter-dump`).
+fn captured_frames() -> Vec<Vec<u8>> {
+    let data = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dhcp-qemu.pcap")).unwrap();
+    let mut frames = Vec::new();
+    let mut at = 24;
+    while at + 16 <= data.len() {
+        let len = u32::from_le_bytes(data[at + 8..at + 12].try_into().unwrap()) as usize;
+        frames.push(data[at + 16..at + 16 + len].to_vec());
+        at += 16 + len;
+    }
+    frames
+}
+
+#[test]
+fn dhcp_takes_the_address_qemus_server_offers() {
+    // The server's OFFER and ACK as QEMU sent them, with the transaction
+    // id set to this client's (and the UDP checksum to "none").
+    let _kernel = testing::kernel();
+    let frames = captured_frames();
+    assert_eq!(frames.len(), 4);
+    let mut stack = Stack::new([0x52, 0x54, 0, 0x12, 0x34, 0x56], Setup::Dhcp, 0, 1);
+    let mut now = 1000;
+    for reply in [1usize, 3] {
+        stack.poll(now);
+        let sent = stack
+            .wire
+            .next_outgoing()
+            .expect("a DHCP DISCOVER or REQUEST")
+            .0;
+        let mut frame = frames[reply].clone();
+        frame[46..50].copy_from_slice(&sent.frame()[46..50]);
+        frame[40..42].copy_from_slice(&[0, 0]);
+        let mut packet = Packet::empty();
+        packet.data[..frame.len()].copy_from_slice(&frame);
+        packet.len = frame.len() as u16;
+        stack.wire.deliver(Buf(RRef::try_new(packet).unwrap()));
+        now += 1000;
+        stack.poll(now);
+    }
+    assert_eq!(stack.addressing, Some(Addressing::QEMU_USER));
+    assert!(stack.address_changed);
 }

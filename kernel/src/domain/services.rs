@@ -122,6 +122,14 @@ impl Kernel for Services {
         (crate::cpu::current().index, crate::cpu::count())
     }
 
+    fn boot_option(&self, key: &str, into: &mut [u8]) -> Option<usize> {
+        let boot = crate::BOOT.get()?;
+        let args = kcore::cmdline::CmdLine::parse(&boot.cmdline).ok()?;
+        let value = args.get(key)?.as_bytes();
+        into.get_mut(..value.len())?.copy_from_slice(value);
+        Some(value.len())
+    }
+
     fn supervise(&self, name: &str) -> Result<(), domain_sdk::RestartError> {
         let domain = find(name).ok_or(domain_sdk::RestartError::NoSuchDomain)?;
         supervision::supervise(domain, crate::cpu::current_owner())
