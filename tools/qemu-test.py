@@ -984,6 +984,16 @@ def stack_session(tally, kernel, nic="igb", shadow=False, megabytes=10, static=F
                           f"{', ' + errors if errors else ''}")
         return step
 
+    def read_back(conn, size):
+        """Up to `size` bytes from `conn` (fewer if it closes)."""
+        back = b""
+        while len(back) < size:
+            chunk = conn.recv(size - len(back))
+            if not chunk:
+                break
+            back += chunk
+        return back
+
     def sequential(count):
         def step():
             good = 0
@@ -993,13 +1003,7 @@ def stack_session(tally, kernel, nic="igb", shadow=False, megabytes=10, static=F
                     with connect() as conn:
                         message = f"connection {i}\n".encode()
                         conn.sendall(message)
-                        back = b""
-                        while len(back) < len(message):
-                            chunk = conn.recv(100)
-                            if not chunk:
-                                break
-                            back += chunk
-                        good += back == message
+                        good += read_back(conn, len(message)) == message
                 except OSError:
                     pass
             seconds = time.monotonic() - start
@@ -1017,13 +1021,7 @@ def stack_session(tally, kernel, nic="igb", shadow=False, megabytes=10, static=F
                 good = 0
                 for i, conn in enumerate(conns):
                     want = f"concurrent {i}\n".encode()
-                    back = b""
-                    while len(back) < len(want):
-                        chunk = conn.recv(100)
-                        if not chunk:
-                            break
-                        back += chunk
-                    good += back == want
+                    good += read_back(conn, len(want)) == want
             except OSError as e:
                 return False, f"{len(conns)} of {count} concurrent connections opened: {e}"
             finally:

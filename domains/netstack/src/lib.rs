@@ -114,6 +114,12 @@ impl Shared {
             sleep(Duration::from_millis(10)).await;
         }
     }
+
+    /// The stack once it is up, locked (None only if it went away since).
+    async fn locked(&self) -> impl core::ops::DerefMut<Target = Option<Stack>> + '_ {
+        self.up().await;
+        self.stack.lock()
+    }
 }
 
 impl Control for Shared {
@@ -163,14 +169,13 @@ fn opened(result: Result<u32, Status>) -> Opened {
 impl Tcp for Shared {
     fn listen(&self, port: u16, backlog: u16) -> RpcFuture<'_, Opened> {
         RpcFuture::new(async move {
-            Ok(opened({
-                self.up().await;
-                self.stack
-                    .lock()
+            Ok(opened(
+                self.locked()
+                    .await
                     .as_mut()
                     .map(|s| s.tcp_listen(port, backlog))
-                    .unwrap_or(Err(Status::NoSuchSocket))
-            }))
+                    .unwrap_or(Err(Status::NoSuchSocket)),
+            ))
         })
     }
 
@@ -260,14 +265,12 @@ impl Tcp for Shared {
 
     fn shutdown(&self, connection: u32) -> RpcFuture<'_, Status> {
         RpcFuture::new(async move {
-            let status = {
-                self.up().await;
-                self.stack
-                    .lock()
-                    .as_mut()
-                    .map(|s| s.tcp_shutdown(connection))
-                    .unwrap_or(Status::NoSuchSocket)
-            };
+            let status = self
+                .locked()
+                .await
+                .as_mut()
+                .map(|s| s.tcp_shutdown(connection))
+                .unwrap_or(Status::NoSuchSocket);
             self.kick.kick();
             Ok(status)
         })
@@ -275,14 +278,12 @@ impl Tcp for Shared {
 
     fn close(&self, socket: u32) -> RpcFuture<'_, Status> {
         RpcFuture::new(async move {
-            let status = {
-                self.up().await;
-                self.stack
-                    .lock()
-                    .as_mut()
-                    .map(|s| s.tcp_close(socket))
-                    .unwrap_or(Status::NoSuchSocket)
-            };
+            let status = self
+                .locked()
+                .await
+                .as_mut()
+                .map(|s| s.tcp_close(socket))
+                .unwrap_or(Status::NoSuchSocket);
             self.kick.kick();
             Ok(status)
         })
@@ -292,14 +293,13 @@ impl Tcp for Shared {
 impl Udp for Shared {
     fn bind(&self, port: u16) -> RpcFuture<'_, Opened> {
         RpcFuture::new(async move {
-            Ok(opened({
-                self.up().await;
-                self.stack
-                    .lock()
+            Ok(opened(
+                self.locked()
+                    .await
                     .as_mut()
                     .map(|s| s.udp_bind(port))
-                    .unwrap_or(Err(Status::NoSuchSocket))
-            }))
+                    .unwrap_or(Err(Status::NoSuchSocket)),
+            ))
         })
     }
 
@@ -309,14 +309,12 @@ impl Udp for Shared {
                 Status::Invalid
             } else {
                 let to = (datagram.addr, datagram.port);
-                let status = {
-                    self.up().await;
-                    self.stack
-                        .lock()
-                        .as_mut()
-                        .map(|s| s.udp_send(socket, datagram.bytes(), to))
-                        .unwrap_or(Status::NoSuchSocket)
-                };
+                let status = self
+                    .locked()
+                    .await
+                    .as_mut()
+                    .map(|s| s.udp_send(socket, datagram.bytes(), to))
+                    .unwrap_or(Status::NoSuchSocket);
                 self.kick.kick();
                 status
             };
@@ -358,14 +356,12 @@ impl Udp for Shared {
 
     fn close(&self, socket: u32) -> RpcFuture<'_, Status> {
         RpcFuture::new(async move {
-            Ok({
-                self.up().await;
-                self.stack
-                    .lock()
-                    .as_mut()
-                    .map(|s| s.udp_close(socket))
-                    .unwrap_or(Status::NoSuchSocket)
-            })
+            Ok(self
+                .locked()
+                .await
+                .as_mut()
+                .map(|s| s.udp_close(socket))
+                .unwrap_or(Status::NoSuchSocket))
         })
     }
 }
