@@ -105,6 +105,8 @@ async fn tcp_server(stats: Arc<Stats>) {
                         }
                         Ok(accepted) => {
                             log(&alloc::format!("TCP: accept: {:?}", accepted.status));
+                            // Give the port back before listening again.
+                            let _ = tcp.close(opened.socket).await;
                             break;
                         }
                         Err(e) => {

@@ -420,7 +420,7 @@ fn transmit(driver: &NetProxy, stack: &Stack, shared: &Shared) -> Result<(), ()>
         }
         shared
             .frames_out
-            .fetch_add((count - unsent_count) as u64, Ordering::Relaxed);
+            .fetch_add(count.saturating_sub(unsent_count) as u64, Ordering::Relaxed);
         if unsent_count > 0 {
             // The ring is full: the rest waits for the next round.
             return Ok(());

@@ -24,6 +24,10 @@ use smoltcp::wire::{
 
 /// At most this many TCP sockets (listening and connected) at once.
 pub const MAX_TCP: usize = 1100;
+/// A connection whose peer has not answered for this long is dropped.
+pub const TIMEOUT_S: u64 = 60;
+/// Idle connections are probed this often (so a vanished peer is noticed).
+pub const KEEP_ALIVE_S: u64 = 20;
 /// At most this many UDP sockets.
 pub const MAX_UDP: usize = 64;
 /// Sockets listening ahead on each listener, at most: connections that
@@ -151,10 +155,20 @@ pub enum Read {
 struct Listener {
     port: u16,
     backlog: usize,
+    /// Listening, or in the middle of a handshake (SYN received).
     listening: Vec<SocketHandle>,
     /// Established, waiting for `accept`.
     ready: VecDeque<SocketHandle>,
-    waker: Option<Waker>,
+    /// Tasks waiting in `accept` (all woken when one arrives).
+    wakers: Vec<Waker>,
+}
+
+impl Listener {
+    fn wake(&mut self) {
+        for waker in self.wakers.drain(..) {
+            waker.wake();
+        }
+    }
 }
 
 /// The interface and its sockets, numbered for the interfaces.
@@ -185,6 +199,11 @@ fn tcp_socket() -> tcp::Socket<'static> {
     // request-reply exchange wait.
     socket.set_nagle_enabled(false);
     socket.set_ack_delay(None);
+    // smoltcp's defaults are no timeout and no keep-alive: a half-open
+    // handshake (a SYN flood), a peer that vanished or a FIN-WAIT-2 that
+    // never ends would hold its socket, and its buffers, for good.
+    socket.set_timeout(Some(smoltcp::time::Duration::from_secs(TIMEOUT_S)));
+    socket.set_keep_alive(Some(smoltcp::time::Duration::from_secs(KEEP_ALIVE_S)));
     socket
 }
 
@@ -290,11 +309,12 @@ impl Stack {
         }
         self.sort_listeners();
         self.dhcp_events();
-        self.reap();
         self.iface
             .poll_egress(now, &mut self.wire, &mut self.sockets);
         // A lease that ran out is dropped on the way out.
         self.dhcp_events();
+        // After the way out: an aborted socket's reset has been sent.
+        self.reap();
         busy | (self.wire.outgoing() > 0)
     }
 
@@ -313,33 +333,47 @@ impl Stack {
         let mut total = self.tcp_count();
         for listener in self.listeners.values_mut() {
             let mut index = 0;
+            let mut listening = 0;
             while index < listener.listening.len() {
                 let handle = listener.listening[index];
                 let socket = self.sockets.get_mut::<tcp::Socket>(handle);
-                if socket.is_listening() {
-                    index += 1;
-                    continue;
+                match socket.state() {
+                    // Still listening (also after a reset mid-handshake,
+                    // which smoltcp turns back into listening).
+                    tcp::State::Listen => {
+                        listening += 1;
+                        index += 1;
+                        continue;
+                    }
+                    // The handshake is not over: not a connection yet.
+                    tcp::State::SynReceived | tcp::State::SynSent => {
+                        index += 1;
+                        continue;
+                    }
+                    _ => {}
                 }
                 listener.listening.swap_remove(index);
-                if listener.ready.len() >= listener.backlog {
+                if socket.state() == tcp::State::Closed {
+                    // The handshake timed out.
+                    self.closing.push(handle);
+                } else if listener.ready.len() >= listener.backlog {
                     // Full: the peer sees a reset and may try again.
                     socket.abort();
                     self.closing.push(handle);
                     self.counters.backlog_full += 1;
                 } else {
                     listener.ready.push_back(handle);
-                    if let Some(waker) = listener.waker.take() {
-                        waker.wake();
-                    }
+                    listener.wake();
                 }
             }
             let ahead = AHEAD.min(listener.backlog.max(1));
-            while listener.listening.len() < ahead && total < MAX_TCP {
+            while listening < ahead && total < MAX_TCP {
                 let mut socket = tcp_socket();
                 if socket.listen(listener.port).is_err() {
                     break;
                 }
                 listener.listening.push(self.sockets.add(socket));
+                listening += 1;
                 total += 1;
             }
         }
@@ -378,7 +412,7 @@ impl Stack {
                 backlog: usize::from(backlog),
                 listening: Vec::new(),
                 ready: VecDeque::new(),
-                waker: None,
+                wakers: Vec::new(),
             },
         );
         self.sort_listeners();
@@ -397,7 +431,11 @@ impl Stack {
             return Err(Status::NoSuchSocket);
         };
         let Some(handle) = entry.ready.pop_front() else {
-            entry.waker = waker.cloned();
+            if let Some(waker) = waker
+                && !entry.wakers.iter().any(|w| w.will_wake(waker))
+            {
+                entry.wakers.push(waker.clone());
+            }
             return Ok(None);
         };
         let id = self.id();
@@ -495,13 +533,11 @@ impl Stack {
             self.counters.open = self.connections.len() as u64;
             return Status::Ok;
         }
-        if let Some(listener) = self.listeners.remove(&socket) {
+        if let Some(mut listener) = self.listeners.remove(&socket) {
+            listener.wake();
             for handle in listener.listening.into_iter().chain(listener.ready) {
                 self.sockets.get_mut::<tcp::Socket>(handle).abort();
                 self.closing.push(handle);
-            }
-            if let Some(waker) = listener.waker {
-                waker.wake();
             }
             self.counters.listeners = self.listeners.len() as u64;
             return Status::Ok;
@@ -572,7 +608,8 @@ impl Stack {
                 let IpAddress::Ipv4(from) = meta.endpoint.addr;
                 Ok(Some((len, from.octets(), meta.endpoint.port)))
             }
-            Err(udp::RecvError::Truncated) => Ok(Some((into.len(), [0; 4], 0))),
+            // Larger than the client's buffer (smoltcp drops it).
+            Err(udp::RecvError::Truncated) => Err(Status::Invalid),
             Err(udp::RecvError::Exhausted) => {
                 if let Some(waker) = waker {
                     socket.register_recv_waker(waker);

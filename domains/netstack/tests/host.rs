@@ -475,6 +475,13 @@ fn a_full_backlog_turns_connections_away_and_counts_them() {
         .filter(|h| world.sockets.get_mut::<tcp::Socket>(**h).state() == tcp::State::Established)
         .count();
     assert_eq!(established, 2);
+    // The three turned away were reset (the reset is sent before the
+    // socket goes), not left waiting.
+    let reset = handles
+        .iter()
+        .filter(|h| world.sockets.get_mut::<tcp::Socket>(**h).state() == tcp::State::Closed)
+        .count();
+    assert_eq!(reset, 3);
     assert!(world.stack.tcp_accept(listener, None).unwrap().is_some());
     assert!(world.stack.tcp_accept(listener, None).unwrap().is_some());
     assert_eq!(world.stack.tcp_accept(listener, None), Ok(None));
@@ -567,4 +574,43 @@ fn dhcp_takes_the_address_qemus_server_offers() {
     }
     assert_eq!(stack.addressing, Some(Addressing::QEMU_USER));
     assert!(stack.address_changed);
+}
+
+/// Counts its wakes.
+struct Wakes(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for Wakes {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn every_task_waiting_in_accept_is_woken() {
+    let mut world = World::new();
+    let listener = world.stack.tcp_listen(9100, 4).unwrap();
+    let first = std::sync::Arc::new(Wakes(Default::default()));
+    let second = std::sync::Arc::new(Wakes(Default::default()));
+    let (a, b) = (
+        std::task::Waker::from(first.clone()),
+        std::task::Waker::from(second.clone()),
+    );
+    assert_eq!(world.stack.tcp_accept(listener, Some(&a)), Ok(None));
+    assert_eq!(world.stack.tcp_accept(listener, Some(&b)), Ok(None));
+    let handle = world.sockets.add(tcp_client());
+    world
+        .sockets
+        .get_mut::<tcp::Socket>(handle)
+        .connect(
+            world.client.context(),
+            (IpAddress::Ipv4(SERVER), 9100),
+            43000,
+        )
+        .unwrap();
+    for _ in 0..20 {
+        world.step();
+    }
+    let woken = |w: &Wakes| w.0.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!((woken(&first), woken(&second)), (1, 1));
+    assert!(world.stack.tcp_accept(listener, None).unwrap().is_some());
 }
