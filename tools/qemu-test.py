@@ -47,6 +47,9 @@ def qemu_command(kernel, smp, mem, append, extra=(), archive=None, disk=True):
         "-append", append, "-display", "none", "-serial", "stdio",
         "-monitor", "none", "-no-reboot", "-nic", "none",
         "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", *extra,
+        # Extra options for debugging a session (for example a packet
+        # capture: -object filter-dump,id=f0,netdev=n0,file=x.pcap).
+        *os.environ.get("QEMU_EXTRA", "").split(),
     ]
 
 

@@ -179,6 +179,15 @@ impl QueuePair {
     /// it had no room for or refused, as they were.
     pub fn transmit(&mut self, device: &dyn Device, mut packets: RRef<Packets>) -> RRef<Packets> {
         let memory = Memory(&self.tx_memory);
+        // Sent buffers come off the ring first: with the ring full and a
+        // whole batch refused, cleaning afterwards (only as many as the
+        // reply has room for) would clean none, and the queue would stall
+        // for good.
+        let mut sent = alloc::vec::Vec::new();
+        self.tx.clean(&memory, BATCH, |mut buffer| {
+            buffer.len = 0;
+            sent.push(buffer);
+        });
         let mut unsent = Packets::new();
         while let Some(packet) = packets.pop_front() {
             let len = packet.len;
@@ -204,12 +213,13 @@ impl QueuePair {
             device,
             offset: self.registers.tdt,
         });
+        // The reply: the sent buffers it has room for (the rest are freed),
+        // then the refused frames.
         let mut out = Packets::new();
         let room = BATCH - unsent.len();
-        self.tx.clean(&memory, room, |mut buffer| {
-            buffer.len = 0;
+        for buffer in sent.into_iter().take(room) {
             let _ = out.push_back(buffer);
-        });
+        }
         while let Some(packet) = unsent.pop_front() {
             let _ = out.push_back(packet);
         }

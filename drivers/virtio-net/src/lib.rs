@@ -413,6 +413,19 @@ impl Net for Driver {
         let Some(q) = guard.as_mut().filter(|_| queue == 0) else {
             return Ok(packets);
         };
+        // Sent buffers come off the ring first: with the ring full and a
+        // whole batch refused, reaping afterwards (only as many as the
+        // reply has room for) would reap none, and the queue would stall
+        // for good.
+        let mut sent = alloc::vec::Vec::new();
+        let reaped = q.tx.reap(&q.tx_pages, BATCH, |mut buffer, _| {
+            buffer.len = 0;
+            sent.push(buffer);
+        });
+        if let Err(fault) = reaped {
+            drop(guard);
+            self.distrust(fault);
+        }
         let mut unsent = Packets::new();
         while let Some(packet) = packets.pop_front() {
             let len = packet.len;
@@ -437,15 +450,12 @@ impl Net for Driver {
         if q.tx.flush(&q.tx_pages) {
             self.notify(q.tx_notify, TX);
         }
+        // The reply: the sent buffers it has room for (the rest are freed),
+        // then the refused frames.
         let mut out = Packets::new();
         let room = BATCH - unsent.len();
-        let reaped = q.tx.reap(&q.tx_pages, room, |mut buffer, _| {
-            buffer.len = 0;
+        for buffer in sent.into_iter().take(room) {
             let _ = out.push_back(buffer);
-        });
-        if let Err(fault) = reaped {
-            drop(guard);
-            self.distrust(fault);
         }
         while let Some(packet) = unsent.pop_front() {
             let _ = out.push_back(packet);
