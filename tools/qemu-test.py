@@ -1077,8 +1077,10 @@ def stack_session(tally, kernel, nic="igb", shadow=False, megabytes=10, static=F
             (f"load {driver}", lambda out: f"loaded image {driver} as domain" in out),
             ("@await receive buffers posted", None),
             ("load netstack", lambda out: "loaded image netstack as domain" in out),
-            ("load echo", lambda out: "loaded image echo as domain" in out),
+            # Awaited before the next command: the line may come at once.
             (f"@await {address}", None),
+            ("load echo", lambda out: "loaded image echo as domain" in out),
+            (f"@await {up}", None),
             ("@run", bulk_step(1 << 20, f"TCP echo on {nic}, address from net= on the command line")),
             ("@run", udp_echo(1000)),
         ]
@@ -1117,9 +1119,10 @@ def stack_session(tally, kernel, nic="igb", shadow=False, megabytes=10, static=F
     else:
         checks += [
             ("load netstack", lambda out: "loaded image netstack as domain" in out),
+            # Awaited before the next command: the lease can come at once.
+            (f"@await {address}", None),
             ("load echo", lambda out: "loaded image echo as domain" in out),
             (f"@await {up}", None),
-            (f"@await {address}", None),
             ("call netstack help", lambda out: f"{address}; sockets exported" in out),
             ("@run", bulk_step(megabytes << 20, f"TCP echo on {nic}")),
             ("@run", sequential(1000)),
