@@ -13,7 +13,7 @@ use domain_sdk::{RRef, lookup, testing};
 use interfaces::control::Control;
 use interfaces::net::Packet;
 use interfaces::socket::Status;
-use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{icmp, tcp, udp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{
@@ -161,6 +161,22 @@ impl World {
     }
 }
 
+impl World {
+    /// A client socket connecting from `local_port` to the server's `port`.
+    fn connect(&mut self, port: u16, local_port: u16) -> SocketHandle {
+        let handle = self.sockets.add(tcp_client());
+        self.sockets
+            .get_mut::<tcp::Socket>(handle)
+            .connect(
+                self.client.context(),
+                (IpAddress::Ipv4(SERVER), port),
+                local_port,
+            )
+            .unwrap();
+        handle
+    }
+}
+
 fn tcp_client() -> tcp::Socket<'static> {
     tcp::Socket::new(
         tcp::SocketBuffer::new(vec![0; 64 * 1024]),
@@ -171,16 +187,7 @@ fn tcp_client() -> tcp::Socket<'static> {
 /// Sends `data` over a new connection and reads the echo back, within
 /// `rounds` steps.
 fn echo_over_tcp(world: &mut World, data: &[u8], port: u16, rounds: usize) -> Vec<u8> {
-    let handle = world.sockets.add(tcp_client());
-    world
-        .sockets
-        .get_mut::<tcp::Socket>(handle)
-        .connect(
-            world.client.context(),
-            (IpAddress::Ipv4(SERVER), ECHO_PORT),
-            port,
-        )
-        .unwrap();
+    let handle = world.connect(ECHO_PORT, port);
     let (mut sent, mut back) = (0, Vec::new());
     for _ in 0..rounds {
         world.step();
@@ -257,19 +264,7 @@ fn many_connections_at_once_and_closed_ones_are_reclaimed() {
     let mut world = World::new();
     let count = 200;
     let handles: Vec<_> = (0..count)
-        .map(|i| {
-            let handle = world.sockets.add(tcp_client());
-            world
-                .sockets
-                .get_mut::<tcp::Socket>(handle)
-                .connect(
-                    world.client.context(),
-                    (IpAddress::Ipv4(SERVER), ECHO_PORT),
-                    41000 + i as u16,
-                )
-                .unwrap();
-            handle
-        })
+        .map(|i| world.connect(ECHO_PORT, 41000 + i as u16))
         .collect();
     let mut echoed = vec![Vec::new(); count];
     let mut sent = vec![false; count];
@@ -451,21 +446,7 @@ fn a_full_backlog_turns_connections_away_and_counts_them() {
     // the rest are reset and counted.
     let mut world = World::new();
     let listener = world.stack.tcp_listen(9000, 2).unwrap();
-    let handles: Vec<_> = (0..5)
-        .map(|i| {
-            let handle = world.sockets.add(tcp_client());
-            world
-                .sockets
-                .get_mut::<tcp::Socket>(handle)
-                .connect(
-                    world.client.context(),
-                    (IpAddress::Ipv4(SERVER), 9000),
-                    42000 + i,
-                )
-                .unwrap();
-            handle
-        })
-        .collect();
+    let handles: Vec<_> = (0..5).map(|i| world.connect(9000, 42000 + i)).collect();
     for _ in 0..50 {
         world.step();
     }
@@ -597,16 +578,7 @@ fn every_task_waiting_in_accept_is_woken() {
     );
     assert_eq!(world.stack.tcp_accept(listener, Some(&a)), Ok(None));
     assert_eq!(world.stack.tcp_accept(listener, Some(&b)), Ok(None));
-    let handle = world.sockets.add(tcp_client());
-    world
-        .sockets
-        .get_mut::<tcp::Socket>(handle)
-        .connect(
-            world.client.context(),
-            (IpAddress::Ipv4(SERVER), 9100),
-            43000,
-        )
-        .unwrap();
+    world.connect(9100, 43000);
     for _ in 0..20 {
         world.step();
     }
