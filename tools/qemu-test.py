@@ -1132,6 +1132,16 @@ def stack_session(tally, kernel, nic="igb", shadow=False, megabytes=10, static=F
                 re.search(r"^(\d+)$", out, re.M))),
             ("call netstack 0", lambda out: (lambda n: n is not None and int(n.group(1)) >= 1101)(
                 re.search(r"^(\d+)$", out, re.M))),
+            # A client that dies leaves no socket behind: the stack closes
+            # what its dead incarnation held, so the port is free for the
+            # restarted one (which could not listen on 7 otherwise).
+            ("crash echo panic", lambda out: "domain crashed" in out),
+            ("@await sockets of clients that are gone", None),
+            ("restart echo", lambda out: "restarted as generation 2" in out),
+            (f"@await {up}", None),
+            ("@run", bulk_step(1 << 20, "TCP echo after the echo domain restarted")),
+            ("call netstack 8", lambda out: (lambda n: n is not None and int(n.group(1)) >= 2)(
+                re.search(r"^(\d+)$", out, re.M))),
             ("crash netstack panic", lambda out: "domain crashed" in out),
             ("restart netstack", lambda out: "restarted as generation 2" in out),
             (f"@await {up}", None),

@@ -647,6 +647,15 @@ impl rrpc::proxy::Runtime for HostRuntime {
         BENCH_CORE.with(cont::Core::owner)
     }
 
+    fn caller(&self) -> rrpc::Owner {
+        // SAFETY: the frames linked on this thread's core are `guarded`'s.
+        BENCH_CORE.with(|core| unsafe { cont::caller(core) })
+    }
+
+    fn is_alive(&self, owner: rrpc::Owner) -> bool {
+        owner == CALLEE || owner == CALLER
+    }
+
     unsafe fn enter_raw(
         &self,
         callee: rrpc::Owner,

@@ -39,6 +39,8 @@ use crate::{Backend, Owner, RpcError, install_backend};
 
 std::thread_local! {
     static CURRENT: Cell<Owner> = const { Cell::new(Owner::KERNEL) };
+    /// Who entered the domain this thread runs as (the innermost entry).
+    static CALLER: Cell<Owner> = const { Cell::new(Owner::KERNEL) };
     /// The "core" this thread plays (0 unless a test picks one; tests that
     /// hold batches pick indices no other test uses).
     static CORE: Cell<usize> = const { Cell::new(0) };
@@ -63,6 +65,11 @@ pub const fn owner(slot: u32, generation: u32) -> Owner {
 /// The domain this thread runs as.
 pub fn current() -> Owner {
     CURRENT.with(|c| c.get())
+}
+
+/// Who entered the domain this thread runs as (see `Runtime::caller`).
+pub fn caller() -> Owner {
+    CALLER.with(|c| c.get())
 }
 
 /// Makes this thread run as `owner` (what a domain entry does).
@@ -177,13 +184,21 @@ impl Runtime for HostRuntime {
     fn current(&self) -> Owner {
         current()
     }
+    fn caller(&self) -> Owner {
+        caller()
+    }
+    fn is_alive(&self, owner: Owner) -> bool {
+        !self.is_dead(owner)
+    }
     unsafe fn enter(&self, callee: Owner, f: &mut dyn FnMut()) -> Result<(), RpcError> {
         if self.is_dead(callee) {
             return Err(RpcError::DomainNotAlive);
         }
         self.entries[callee.slot() % SLOTS].fetch_add(1, Ordering::SeqCst);
         let previous = CURRENT.with(|c| c.replace(callee));
+        let previous_caller = CALLER.with(|c| c.replace(previous));
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        CALLER.with(|c| c.set(previous_caller));
         CURRENT.with(|c| c.set(previous));
         result.map_err(|_| {
             self.kill(callee);

@@ -9,6 +9,17 @@ use crate::{Owner, RpcError, RpcResult};
 pub trait Runtime: Sync {
     /// The domain incarnation running now.
     fn current(&self) -> Owner;
+    /// The incarnation whose entry into the running domain is the
+    /// innermost one: who called the method running now (the kernel, 0,
+    /// for a task of the domain's own or a call from the kernel). Taken
+    /// from what the entry recorded, not from anything the caller says,
+    /// so a callee may rely on it to tell its clients apart (a socket
+    /// belongs to the domain that opened it).
+    fn caller(&self) -> Owner;
+    /// Whether `owner` is the live incarnation of its domain (false once
+    /// it crashed, was killed or restarted: what a callee checks before
+    /// keeping resources for a client that may be gone).
+    fn is_alive(&self, owner: Owner) -> bool;
     /// Runs `f` as `callee`: `Err(DomainCrashed)` if it failed there,
     /// `Err(DomainNotAlive)` without running it if `callee` is not alive.
     ///
@@ -222,6 +233,18 @@ pub fn install_runtime(runtime: &'static dyn Runtime) {
 /// The running domain (0 without a runtime).
 pub fn current() -> Owner {
     RUNTIME.get().map_or(Owner::KERNEL, |r| r.current())
+}
+
+/// Who called the method running now (see [`Runtime::caller`]; 0, the
+/// kernel, without a runtime).
+pub fn caller() -> Owner {
+    RUNTIME.get().map_or(Owner::KERNEL, |r| r.caller())
+}
+
+/// Whether `owner` is a live incarnation (see [`Runtime::is_alive`]; the
+/// kernel always is).
+pub fn is_alive(owner: Owner) -> bool {
+    owner == Owner::KERNEL || RUNTIME.get().is_some_and(|r| r.is_alive(owner))
 }
 
 /// Runs `f` as the incarnation `entry` enters: what a generated proxy

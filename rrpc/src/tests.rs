@@ -615,3 +615,28 @@ fn moves_inside_a_proxy_critical_section_keep_the_lists_exact() {
     .join()
     .unwrap();
 }
+
+/// A callee learns who entered it from the runtime, however deep the
+/// calls nest, and the caller is the running domain again afterwards.
+#[test]
+fn the_runtime_names_the_caller_of_each_entry() {
+    let (a, b, c) = (owner(44, 1), owner(45, 1), owner(46, 1));
+    std::thread::spawn(move || {
+        crate::host_kit::install(a);
+        assert_eq!(crate::proxy::caller(), Owner::KERNEL);
+        let seen = crate::proxy::call(&crate::host_kit::cap(b), || {
+            let in_b = (crate::proxy::current(), crate::proxy::caller());
+            let in_c = crate::proxy::call(&crate::host_kit::cap(c), || {
+                (crate::proxy::current(), crate::proxy::caller())
+            });
+            (in_b, in_c, crate::proxy::caller())
+        });
+        assert_eq!(seen, Ok(((b, a), Ok((c, b)), a)));
+        assert_eq!(crate::proxy::caller(), Owner::KERNEL);
+        assert!(crate::proxy::is_alive(b));
+        crate::host_kit::RUNTIME.kill(b);
+        assert!(!crate::proxy::is_alive(b));
+    })
+    .join()
+    .unwrap();
+}

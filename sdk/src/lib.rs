@@ -68,6 +68,23 @@ pub use spin::Once;
 mod time;
 pub use time::{Interval, interval, now_ns, sleep, sleep_until, yield_now};
 
+/// Who called the method running now: the incarnation of the domain whose
+/// code made the call (the kernel, `Owner::KERNEL`, for a task of this
+/// domain's own or a console call). The kernel takes it from the entry it
+/// made, so a service may rely on it to keep each client's resources
+/// apart (see `netstack`'s sockets). In an `async` method, read it while
+/// the method runs: each poll is an entry by the same caller.
+pub fn caller() -> Owner {
+    rrpc::proxy::caller()
+}
+
+/// Whether `owner` is still the live incarnation of its domain: false once
+/// it crashed, was killed or restarted (a service closes what a client
+/// that is gone left open).
+pub fn is_alive(owner: Owner) -> bool {
+    rrpc::proxy::is_alive(owner)
+}
+
 #[doc(hidden)]
 pub mod image;
 

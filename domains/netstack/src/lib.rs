@@ -39,14 +39,20 @@ use core::task::{Poll, Waker};
 use core::time::Duration;
 
 use domain_sdk::{
-    Exports, Kernel, Mutex, RRef, RpcFuture, RpcResult, log, lookup, now_ns, sleep, sleep_until,
-    spawn, yield_now,
+    Exports, Kernel, Mutex, Owner, RRef, RpcFuture, RpcResult, caller, is_alive, log, lookup,
+    now_ns, sleep, sleep_until, spawn, yield_now,
 };
 use interfaces::control::{Control, HELP, Text};
 use interfaces::net::{BATCH, Net, NetProxy, Packets};
 use interfaces::socket::{DATAGRAM, Datagram, Opened, PAYLOAD, Payload, Status, Tcp, Udp};
 
-use stack::{Addressing, Buf, Read, Setup, Stack};
+use stack::{Addressing, Buf, OwnerBits, Read, Setup, Stack};
+
+/// The calling domain's incarnation: each socket belongs to the domain
+/// that opened it (see `stack::OwnerBits`).
+fn me() -> OwnerBits {
+    caller().to_bits()
+}
 
 /// "address A/P, gateway G" or "no address".
 fn describe(addressing: Option<Addressing>) -> String {
@@ -101,6 +107,8 @@ struct Shared {
     frames_in: AtomicU64,
     frames_out: AtomicU64,
     failed_calls: AtomicU64,
+    /// Sockets closed because their owner died.
+    swept: AtomicU64,
 }
 
 fn now_us() -> i64 {
@@ -138,7 +146,8 @@ impl Control for Shared {
             4 => counters.backlog_full,
             5 => self.frames_in.load(Ordering::Relaxed),
             6 => self.frames_out.load(Ordering::Relaxed),
-            _ => self.failed_calls.load(Ordering::Relaxed),
+            7 => self.failed_calls.load(Ordering::Relaxed),
+            _ => self.swept.load(Ordering::Relaxed),
         })
     }
 
@@ -148,7 +157,8 @@ impl Control for Shared {
                 "{}; sockets exported as netstack/tcp and netstack/udp\n\
                  0: TCP connections accepted\n1: TCP connections open\n2: TCP listeners\n\
                  3: UDP sockets\n4: connections refused (backlog full)\n\
-                 5: frames received\n6: frames sent\n7: calls to the driver that failed",
+                 5: frames received\n6: frames sent\n7: calls to the driver that failed\n\
+                 8: sockets closed because their owner died",
                 describe(self.stack.lock().as_ref().and_then(|s| s.addressing))
             )),
             _ => Ok(None),
@@ -169,11 +179,12 @@ fn opened(result: Result<u32, Status>) -> Opened {
 impl Tcp for Shared {
     fn listen(&self, port: u16, backlog: u16) -> RpcFuture<'_, Opened> {
         RpcFuture::new(async move {
+            let owner = me();
             Ok(opened(
                 self.locked()
                     .await
                     .as_mut()
-                    .map(|s| s.tcp_listen(port, backlog))
+                    .map(|s| s.tcp_listen(owner, port, backlog))
                     .unwrap_or(Err(Status::NoSuchSocket)),
             ))
         })
@@ -181,13 +192,14 @@ impl Tcp for Shared {
 
     fn accept(&self, listener: u32) -> RpcFuture<'_, Opened> {
         RpcFuture::new(async move {
+            let owner = me();
             self.up().await;
             let result = poll_fn(|cx| {
                 let mut guard = self.stack.lock();
                 let Some(stack) = guard.as_mut() else {
                     return Poll::Ready(Err(Status::NoSuchSocket));
                 };
-                match stack.tcp_accept(listener, Some(cx.waker())) {
+                match stack.tcp_accept(owner, listener, Some(cx.waker())) {
                     Ok(Some(id)) => Poll::Ready(Ok(id)),
                     Ok(None) => Poll::Pending,
                     Err(status) => Poll::Ready(Err(status)),
@@ -200,12 +212,13 @@ impl Tcp for Shared {
 
     fn read(&self, connection: u32, mut buffer: RRef<Payload>) -> RpcFuture<'_, RRef<Payload>> {
         RpcFuture::new(async move {
+            let owner = me();
             let outcome = poll_fn(|cx| {
                 let mut guard = self.stack.lock();
                 let Some(stack) = guard.as_mut() else {
                     return Poll::Ready(Read::Failed(Status::NoSuchSocket));
                 };
-                match stack.tcp_read(connection, &mut buffer.data, Some(cx.waker())) {
+                match stack.tcp_read(owner, connection, &mut buffer.data, Some(cx.waker())) {
                     Read::Wait => Poll::Pending,
                     other => Poll::Ready(other),
                 }
@@ -228,6 +241,7 @@ impl Tcp for Shared {
 
     fn write(&self, connection: u32, mut buffer: RRef<Payload>) -> RpcFuture<'_, RRef<Payload>> {
         RpcFuture::new(async move {
+            let owner = me();
             let len = (buffer.len as usize).min(PAYLOAD);
             if buffer.len as usize > PAYLOAD {
                 buffer.status = Status::Invalid;
@@ -243,7 +257,12 @@ impl Tcp for Shared {
                     if done >= len {
                         return Poll::Ready(Status::Ok);
                     }
-                    match stack.tcp_write(connection, &buffer.data[done..len], Some(cx.waker())) {
+                    match stack.tcp_write(
+                        owner,
+                        connection,
+                        &buffer.data[done..len],
+                        Some(cx.waker()),
+                    ) {
                         Ok(0) => return Poll::Pending,
                         Ok(n) => {
                             done += n;
@@ -265,11 +284,12 @@ impl Tcp for Shared {
 
     fn shutdown(&self, connection: u32) -> RpcFuture<'_, Status> {
         RpcFuture::new(async move {
+            let owner = me();
             let status = self
                 .locked()
                 .await
                 .as_mut()
-                .map(|s| s.tcp_shutdown(connection))
+                .map(|s| s.tcp_shutdown(owner, connection))
                 .unwrap_or(Status::NoSuchSocket);
             self.kick.kick();
             Ok(status)
@@ -278,11 +298,12 @@ impl Tcp for Shared {
 
     fn close(&self, socket: u32) -> RpcFuture<'_, Status> {
         RpcFuture::new(async move {
+            let owner = me();
             let status = self
                 .locked()
                 .await
                 .as_mut()
-                .map(|s| s.tcp_close(socket))
+                .map(|s| s.tcp_close(owner, socket))
                 .unwrap_or(Status::NoSuchSocket);
             self.kick.kick();
             Ok(status)
@@ -293,11 +314,12 @@ impl Tcp for Shared {
 impl Udp for Shared {
     fn bind(&self, port: u16) -> RpcFuture<'_, Opened> {
         RpcFuture::new(async move {
+            let owner = me();
             Ok(opened(
                 self.locked()
                     .await
                     .as_mut()
-                    .map(|s| s.udp_bind(port))
+                    .map(|s| s.udp_bind(owner, port))
                     .unwrap_or(Err(Status::NoSuchSocket)),
             ))
         })
@@ -305,6 +327,7 @@ impl Udp for Shared {
 
     fn send_to(&self, socket: u32, mut datagram: RRef<Datagram>) -> RpcFuture<'_, RRef<Datagram>> {
         RpcFuture::new(async move {
+            let owner = me();
             let status = if datagram.len as usize > DATAGRAM {
                 Status::Invalid
             } else {
@@ -313,7 +336,7 @@ impl Udp for Shared {
                     .locked()
                     .await
                     .as_mut()
-                    .map(|s| s.udp_send(socket, datagram.bytes(), to))
+                    .map(|s| s.udp_send(owner, socket, datagram.bytes(), to))
                     .unwrap_or(Status::NoSuchSocket);
                 self.kick.kick();
                 status
@@ -325,13 +348,14 @@ impl Udp for Shared {
 
     fn recv_from(&self, socket: u32, mut buffer: RRef<Datagram>) -> RpcFuture<'_, RRef<Datagram>> {
         RpcFuture::new(async move {
+            let owner = me();
             self.up().await;
             let result = poll_fn(|cx| {
                 let mut guard = self.stack.lock();
                 let Some(stack) = guard.as_mut() else {
                     return Poll::Ready(Err(Status::NoSuchSocket));
                 };
-                match stack.udp_recv(socket, &mut buffer.data, Some(cx.waker())) {
+                match stack.udp_recv(owner, socket, &mut buffer.data, Some(cx.waker())) {
                     Ok(Some(got)) => Poll::Ready(Ok(got)),
                     Ok(None) => Poll::Pending,
                     Err(status) => Poll::Ready(Err(status)),
@@ -356,11 +380,12 @@ impl Udp for Shared {
 
     fn close(&self, socket: u32) -> RpcFuture<'_, Status> {
         RpcFuture::new(async move {
+            let owner = me();
             Ok(self
                 .locked()
                 .await
                 .as_mut()
-                .map(|s| s.udp_close(socket))
+                .map(|s| s.udp_close(owner, socket))
                 .unwrap_or(Status::NoSuchSocket))
         })
     }
@@ -386,26 +411,42 @@ fn receive_buffers(stack: &Stack) -> Option<RRef<Packets>> {
 }
 
 /// Sends what the stack queued, in batches. Frames the driver had no room
-/// for stay queued, first in line. Err if a call failed.
-fn transmit(driver: &NetProxy, stack: &Stack, shared: &Shared) -> Result<(), ()> {
+/// for stay queued, first in line. Err if a call failed. The stack is
+/// locked only to take frames out and put refused ones back, never
+/// across the call into the driver (which may be restarting under its
+/// shadow): clients' socket calls on other cores go on meanwhile.
+fn transmit(driver: &NetProxy, shared: &Shared) -> Result<(), ()> {
     loop {
-        if stack.wire.outgoing() == 0 {
-            return Ok(());
-        }
-        let mut batch = Packets::new();
-        while !batch.is_full() {
-            let Some(Buf(packet)) = stack.wire.next_outgoing() else {
-                break;
+        let (batch, count) = {
+            let guard = shared.stack.lock();
+            let Some(stack) = guard.as_ref() else {
+                return Ok(());
             };
-            let _ = batch.push_back(packet);
-        }
-        let count = batch.len();
-        let Ok(batch) = RRef::try_new(batch) else {
-            return Ok(());
+            if stack.wire.outgoing() == 0 {
+                return Ok(());
+            }
+            let mut batch = Packets::new();
+            while !batch.is_full() {
+                let Some(Buf(packet)) = stack.wire.next_outgoing() else {
+                    break;
+                };
+                let _ = batch.push_back(packet);
+            }
+            let count = batch.len();
+            match RRef::try_new(batch) {
+                Ok(batch) => (batch, count),
+                // The shared heap is short: the frames were dropped with
+                // the batch; TCP sends them again.
+                Err(_) => return Ok(()),
+            }
         };
         let mut back = driver.transmit(0, batch).map_err(|e| {
             log(&alloc::format!("transmit failed: {e}"));
         })?;
+        let guard = shared.stack.lock();
+        let Some(stack) = guard.as_ref() else {
+            return Ok(());
+        };
         let mut unsent = alloc::vec::Vec::new();
         while let Some(packet) = back.pop_front() {
             if packet.len == 0 {
@@ -431,6 +472,7 @@ fn transmit(driver: &NetProxy, stack: &Stack, shared: &Shared) -> Result<(), ()>
 async fn serve(shared: Arc<Shared>) {
     let mut driver: Option<NetProxy> = None;
     let mut idle_ms = 1;
+    let mut next_sweep = 0;
     loop {
         if driver.is_none() {
             driver = find_driver();
@@ -469,21 +511,28 @@ async fn serve(shared: Arc<Shared>) {
                 }
             ));
         }
+        // Sockets of clients that died (crashed, killed, restarted) are
+        // closed once a second: nobody else may use them.
+        if now_ns() >= next_sweep {
+            next_sweep = now_ns() + 1_000_000_000;
+            if let Some(stack) = shared.stack.lock().as_mut() {
+                let closed = stack.sweep(|owner| is_alive(Owner::from_bits(owner)));
+                if closed > 0 {
+                    shared.swept.fetch_add(closed as u64, Ordering::Relaxed);
+                    log(&alloc::format!(
+                        "closed {closed} sockets of clients that are gone"
+                    ));
+                }
+            }
+        }
         if let Some(stack) = shared.stack.lock().as_mut().filter(|s| s.address_changed) {
             stack.address_changed = false;
             log(&describe(stack.addressing));
         }
 
-        // One round under the lock: receive a batch, let the stack
-        // process it, send what it queued.
-        let round = {
-            let mut guard = shared.stack.lock();
-            let Some(stack) = guard.as_mut() else {
-                continue;
-            };
-            round(net, stack, &shared)
-        };
-        let Some((busy, deadline_us)) = round else {
+        // One round: receive a batch, let the stack process it, send what
+        // it queued.
+        let Some((busy, deadline_us)) = round(net, &shared) else {
             shared.failed_calls.fetch_add(1, Ordering::Relaxed);
             driver = None;
             continue;
@@ -509,13 +558,21 @@ async fn serve(shared: Arc<Shared>) {
 }
 
 /// Receive, process, transmit. None if a driver call failed; else whether
-/// anything happened and smoltcp's next deadline.
-fn round(net: &NetProxy, stack: &mut Stack, shared: &Shared) -> Option<(bool, Option<i64>)> {
-    let Some(buffers) = receive_buffers(stack) else {
-        // The shared heap is short: process what is queued, receive later.
-        let busy = stack.poll(now_us());
-        return Some((busy, stack.poll_at(now_us())));
-    };
+/// anything happened and smoltcp's next deadline. The stack is locked
+/// between the driver calls, not across them.
+fn round(net: &NetProxy, shared: &Shared) -> Option<(bool, Option<i64>)> {
+    let buffers = {
+        let mut guard = shared.stack.lock();
+        let stack = guard.as_mut()?;
+        let buffers = receive_buffers(stack);
+        if buffers.is_none() {
+            // The shared heap is short: process what is queued, receive
+            // later.
+            let busy = stack.poll(now_us());
+            return Some((busy, stack.poll_at(now_us())));
+        }
+        buffers
+    }?;
     let mut received = match net.receive(0, buffers) {
         Ok(received) => received,
         Err(e) => {
@@ -525,20 +582,24 @@ fn round(net: &NetProxy, stack: &mut Stack, shared: &Shared) -> Option<(bool, Op
             return None;
         }
     };
-    let mut frames = 0;
-    while let Some(packet) = received.pop_front() {
-        if packet.len == 0 {
-            stack.wire.recycle(Buf(packet));
-        } else {
-            frames += 1;
-            stack.wire.deliver(Buf(packet));
+    let (busy, frames) = {
+        let mut guard = shared.stack.lock();
+        let stack = guard.as_mut()?;
+        let mut frames = 0;
+        while let Some(packet) = received.pop_front() {
+            if packet.len == 0 {
+                stack.wire.recycle(Buf(packet));
+            } else {
+                frames += 1;
+                stack.wire.deliver(Buf(packet));
+            }
         }
-    }
+        (stack.poll(now_us()), frames)
+    };
     shared.frames_in.fetch_add(frames, Ordering::Relaxed);
-    let now = now_us();
-    let busy = stack.poll(now);
-    transmit(net, stack, shared).ok()?;
-    Some((busy || frames > 0, stack.poll_at(now_us())))
+    transmit(net, shared).ok()?;
+    let deadline = shared.stack.lock().as_mut()?.poll_at(now_us());
+    Some((busy || frames > 0, deadline))
 }
 
 pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {
@@ -555,6 +616,7 @@ pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {
         frames_in: AtomicU64::new(0),
         frames_out: AtomicU64::new(0),
         failed_calls: AtomicU64::new(0),
+        swept: AtomicU64::new(0),
     });
     spawn(serve(shared.clone())).map_err(|e| alloc::format!("spawn: {e:?}"))?;
     Ok(Exports::new()

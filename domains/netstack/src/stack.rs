@@ -152,7 +152,14 @@ pub enum Read {
     Failed(Status),
 }
 
+/// Who opened a socket: the caller's incarnation (`Owner` bits), as the
+/// kernel recorded its entry. Only the owner may use a socket; another
+/// domain naming its number is told there is no such socket, and the
+/// sockets of an owner that died are closed by [`Stack::sweep`].
+pub type OwnerBits = u32;
+
 struct Listener {
+    owner: OwnerBits,
     port: u16,
     backlog: usize,
     /// Listening, or in the middle of a handshake (SYN received).
@@ -177,10 +184,10 @@ pub struct Stack {
     iface: Interface,
     sockets: SocketSet<'static>,
     listeners: BTreeMap<u32, Listener>,
-    connections: BTreeMap<u32, SocketHandle>,
+    connections: BTreeMap<u32, (SocketHandle, OwnerBits)>,
     /// Connections closed by their owner, going once smoltcp is done.
     closing: Vec<SocketHandle>,
-    udp: BTreeMap<u32, SocketHandle>,
+    udp: BTreeMap<u32, (SocketHandle, OwnerBits)>,
     next_id: u32,
     pub counters: Counters,
     /// The address in use (None while DHCP has none).
@@ -394,7 +401,64 @@ impl Stack {
         self.counters.open = self.connections.len() as u64;
     }
 
-    pub fn tcp_listen(&mut self, port: u16, backlog: u16) -> Result<u32, Status> {
+    /// `owner`'s connection `id`.
+    fn connection(&self, id: u32, owner: OwnerBits) -> Option<SocketHandle> {
+        self.connections
+            .get(&id)
+            .filter(|(_, o)| *o == owner)
+            .map(|(handle, _)| *handle)
+    }
+
+    /// `owner`'s UDP socket `id`.
+    fn udp_socket(&self, id: u32, owner: OwnerBits) -> Option<SocketHandle> {
+        self.udp
+            .get(&id)
+            .filter(|(_, o)| *o == owner)
+            .map(|(handle, _)| *handle)
+    }
+
+    /// Closes every socket whose owner `alive` says is gone (crashed,
+    /// killed or restarted): connections are reset, listeners stop, UDP
+    /// sockets go. Returns how many it closed.
+    pub fn sweep(&mut self, alive: impl Fn(OwnerBits) -> bool) -> usize {
+        let mut dead: Vec<(u32, OwnerBits)> = Vec::new();
+        dead.extend(
+            self.connections
+                .iter()
+                .filter(|(_, (_, owner))| !alive(*owner))
+                .map(|(id, (_, owner))| (*id, *owner)),
+        );
+        dead.extend(
+            self.listeners
+                .iter()
+                .filter(|(_, l)| !alive(l.owner))
+                .map(|(id, l)| (*id, l.owner)),
+        );
+        let mut closed = 0;
+        for (id, owner) in dead {
+            if let Some(&(handle, _)) = self.connections.get(&id) {
+                // Nobody will read what is queued: reset, not close.
+                self.sockets.get_mut::<tcp::Socket>(handle).abort();
+            }
+            if self.tcp_close(owner, id) == Status::Ok {
+                closed += 1;
+            }
+        }
+        let dead_udp: Vec<(u32, OwnerBits)> = self
+            .udp
+            .iter()
+            .filter(|(_, (_, owner))| !alive(*owner))
+            .map(|(id, (_, owner))| (*id, *owner))
+            .collect();
+        for (id, owner) in dead_udp {
+            if self.udp_close(owner, id) == Status::Ok {
+                closed += 1;
+            }
+        }
+        closed
+    }
+
+    pub fn tcp_listen(&mut self, owner: OwnerBits, port: u16, backlog: u16) -> Result<u32, Status> {
         if port == 0 || backlog == 0 {
             return Err(Status::Invalid);
         }
@@ -408,6 +472,7 @@ impl Stack {
         self.listeners.insert(
             id,
             Listener {
+                owner,
                 port,
                 backlog: usize::from(backlog),
                 listening: Vec::new(),
@@ -424,10 +489,15 @@ impl Stack {
     /// when one arrives).
     pub fn tcp_accept(
         &mut self,
+        owner: OwnerBits,
         listener: u32,
         waker: Option<&Waker>,
     ) -> Result<Option<u32>, Status> {
-        let Some(entry) = self.listeners.get_mut(&listener) else {
+        let Some(entry) = self
+            .listeners
+            .get_mut(&listener)
+            .filter(|l| l.owner == owner)
+        else {
             return Err(Status::NoSuchSocket);
         };
         let Some(handle) = entry.ready.pop_front() else {
@@ -439,14 +509,20 @@ impl Stack {
             return Ok(None);
         };
         let id = self.id();
-        self.connections.insert(id, handle);
+        self.connections.insert(id, (handle, owner));
         self.counters.accepted += 1;
         self.counters.open = self.connections.len() as u64;
         Ok(Some(id))
     }
 
-    pub fn tcp_read(&mut self, connection: u32, into: &mut [u8], waker: Option<&Waker>) -> Read {
-        let Some(&handle) = self.connections.get(&connection) else {
+    pub fn tcp_read(
+        &mut self,
+        owner: OwnerBits,
+        connection: u32,
+        into: &mut [u8],
+        waker: Option<&Waker>,
+    ) -> Read {
+        let Some(handle) = self.connection(connection, owner) else {
             return Read::Failed(Status::NoSuchSocket);
         };
         let socket = self.sockets.get_mut::<tcp::Socket>(handle);
@@ -484,11 +560,12 @@ impl Stack {
     /// `waker` is registered).
     pub fn tcp_write(
         &mut self,
+        owner: OwnerBits,
         connection: u32,
         bytes: &[u8],
         waker: Option<&Waker>,
     ) -> Result<usize, Status> {
-        let Some(&handle) = self.connections.get(&connection) else {
+        let Some(handle) = self.connection(connection, owner) else {
             return Err(Status::NoSuchSocket);
         };
         let socket = self.sockets.get_mut::<tcp::Socket>(handle);
@@ -514,9 +591,9 @@ impl Stack {
         Ok(sent)
     }
 
-    pub fn tcp_shutdown(&mut self, connection: u32) -> Status {
-        match self.connections.get(&connection) {
-            Some(&handle) => {
+    pub fn tcp_shutdown(&mut self, owner: OwnerBits, connection: u32) -> Status {
+        match self.connection(connection, owner) {
+            Some(handle) => {
                 self.sockets.get_mut::<tcp::Socket>(handle).close();
                 Status::Ok
             }
@@ -526,14 +603,20 @@ impl Stack {
 
     /// Closes a connection (what is queued is still sent) or a listener
     /// (its sockets waiting to be accepted are reset).
-    pub fn tcp_close(&mut self, socket: u32) -> Status {
-        if let Some(handle) = self.connections.remove(&socket) {
+    pub fn tcp_close(&mut self, owner: OwnerBits, socket: u32) -> Status {
+        if let Some(handle) = self.connection(socket, owner) {
+            self.connections.remove(&socket);
             self.sockets.get_mut::<tcp::Socket>(handle).close();
             self.closing.push(handle);
             self.counters.open = self.connections.len() as u64;
             return Status::Ok;
         }
-        if let Some(mut listener) = self.listeners.remove(&socket) {
+        if self
+            .listeners
+            .get(&socket)
+            .is_some_and(|l| l.owner == owner)
+            && let Some(mut listener) = self.listeners.remove(&socket)
+        {
             listener.wake();
             for handle in listener.listening.into_iter().chain(listener.ready) {
                 self.sockets.get_mut::<tcp::Socket>(handle).abort();
@@ -545,7 +628,7 @@ impl Stack {
         Status::NoSuchSocket
     }
 
-    pub fn udp_bind(&mut self, port: u16) -> Result<u32, Status> {
+    pub fn udp_bind(&mut self, owner: OwnerBits, port: u16) -> Result<u32, Status> {
         if port == 0 {
             return Err(Status::Invalid);
         }
@@ -559,21 +642,27 @@ impl Stack {
         let taken = self
             .udp
             .values()
-            .any(|h| self.sockets.get::<udp::Socket>(*h).endpoint().port == port);
+            .any(|(h, _)| self.sockets.get::<udp::Socket>(*h).endpoint().port == port);
         if taken || socket.bind(port).is_err() {
             return Err(Status::InUse);
         }
         let id = self.id();
         let handle = self.sockets.add(socket);
-        self.udp.insert(id, handle);
+        self.udp.insert(id, (handle, owner));
         self.counters.udp_sockets = self.udp.len() as u64;
         Ok(id)
     }
 
     /// Queues a datagram to `to` (dropped if the send buffer is full: UDP
     /// promises nothing).
-    pub fn udp_send(&mut self, socket: u32, bytes: &[u8], to: ([u8; 4], u16)) -> Status {
-        let Some(&handle) = self.udp.get(&socket) else {
+    pub fn udp_send(
+        &mut self,
+        owner: OwnerBits,
+        socket: u32,
+        bytes: &[u8],
+        to: ([u8; 4], u16),
+    ) -> Status {
+        let Some(handle) = self.udp_socket(socket, owner) else {
             return Status::NoSuchSocket;
         };
         if to.1 == 0 {
@@ -595,11 +684,12 @@ impl Stack {
     /// is registered).
     pub fn udp_recv(
         &mut self,
+        owner: OwnerBits,
         socket: u32,
         into: &mut [u8],
         waker: Option<&Waker>,
     ) -> Result<Option<(usize, [u8; 4], u16)>, Status> {
-        let Some(&handle) = self.udp.get(&socket) else {
+        let Some(handle) = self.udp_socket(socket, owner) else {
             return Err(Status::NoSuchSocket);
         };
         let socket = self.sockets.get_mut::<udp::Socket>(handle);
@@ -619,9 +709,10 @@ impl Stack {
         }
     }
 
-    pub fn udp_close(&mut self, socket: u32) -> Status {
-        match self.udp.remove(&socket) {
+    pub fn udp_close(&mut self, owner: OwnerBits, socket: u32) -> Status {
+        match self.udp_socket(socket, owner) {
             Some(handle) => {
+                self.udp.remove(&socket);
                 self.sockets.remove(handle);
                 self.counters.udp_sockets = self.udp.len() as u64;
                 Status::Ok

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use domain_netstack::stack::{Addressing, Buf, Read, Setup, Stack};
+use domain_netstack::stack::{Addressing, Buf, OwnerBits, Read, Setup, Stack};
 use domain_sdk::{RRef, lookup, testing};
 use interfaces::control::Control;
 use interfaces::net::Packet;
@@ -23,6 +23,10 @@ use smoltcp::wire::{
 const SERVER: Ipv4Address = Ipv4Address::new(10, 0, 2, 15);
 const CLIENT: Ipv4Address = Ipv4Address::new(10, 0, 2, 2);
 const ECHO_PORT: u16 = 7;
+/// The echo server's domain incarnation (owner bits).
+const OWNER: OwnerBits = 0x0001_0003;
+/// Another client domain.
+const OTHER: OwnerBits = 0x0001_0004;
 
 /// An echo server over the stack's socket operations.
 struct Echo {
@@ -32,21 +36,27 @@ struct Echo {
     pending: HashMap<u32, Vec<u8>>,
     tcp_bytes: u64,
     udp_datagrams: u64,
+    /// Its domain died: it serves nothing any more.
+    dead: bool,
 }
 
 impl Echo {
     fn new(stack: &mut Stack, backlog: u16) -> Echo {
         Echo {
-            listener: stack.tcp_listen(ECHO_PORT, backlog).unwrap(),
-            udp: stack.udp_bind(ECHO_PORT).unwrap(),
+            listener: stack.tcp_listen(OWNER, ECHO_PORT, backlog).unwrap(),
+            udp: stack.udp_bind(OWNER, ECHO_PORT).unwrap(),
             pending: HashMap::new(),
             tcp_bytes: 0,
             udp_datagrams: 0,
+            dead: false,
         }
     }
 
     fn serve(&mut self, stack: &mut Stack) {
-        while let Some(connection) = stack.tcp_accept(self.listener, None).unwrap() {
+        if self.dead {
+            return;
+        }
+        while let Some(connection) = stack.tcp_accept(OWNER, self.listener, None).unwrap() {
             self.pending.insert(connection, Vec::new());
         }
         let mut buffer = vec![0u8; 8192];
@@ -54,14 +64,14 @@ impl Echo {
         for (&connection, pending) in self.pending.iter_mut() {
             loop {
                 if !pending.is_empty() {
-                    let sent = stack.tcp_write(connection, pending, None).unwrap();
+                    let sent = stack.tcp_write(OWNER, connection, pending, None).unwrap();
                     pending.drain(..sent);
                     self.tcp_bytes += sent as u64;
                     if !pending.is_empty() {
                         break;
                     }
                 }
-                match stack.tcp_read(connection, &mut buffer, None) {
+                match stack.tcp_read(OWNER, connection, &mut buffer, None) {
                     Read::Data(n) => pending.extend_from_slice(&buffer[..n]),
                     Read::Wait => break,
                     Read::End | Read::Failed(_) => {
@@ -73,11 +83,13 @@ impl Echo {
         }
         for connection in finished {
             self.pending.remove(&connection);
-            assert_eq!(stack.tcp_close(connection), Status::Ok);
+            assert_eq!(stack.tcp_close(OWNER, connection), Status::Ok);
         }
-        while let Some((len, addr, port)) = stack.udp_recv(self.udp, &mut buffer, None).unwrap() {
+        while let Some((len, addr, port)) =
+            stack.udp_recv(OWNER, self.udp, &mut buffer, None).unwrap()
+        {
             assert_eq!(
-                stack.udp_send(self.udp, &buffer[..len], (addr, port)),
+                stack.udp_send(OWNER, self.udp, &buffer[..len], (addr, port)),
                 Status::Ok
             );
             self.udp_datagrams += 1;
@@ -188,6 +200,16 @@ fn tcp_client() -> tcp::Socket<'static> {
 /// `rounds` steps.
 fn echo_over_tcp(world: &mut World, data: &[u8], port: u16, rounds: usize) -> Vec<u8> {
     let handle = world.connect(ECHO_PORT, port);
+    echo_over_tcp_on(world, handle, data, rounds)
+}
+
+/// [`echo_over_tcp`] on a connection already made; closes it.
+fn echo_over_tcp_on(
+    world: &mut World,
+    handle: SocketHandle,
+    data: &[u8],
+    rounds: usize,
+) -> Vec<u8> {
     let (mut sent, mut back) = (0, Vec::new());
     for _ in 0..rounds {
         world.step();
@@ -416,28 +438,37 @@ fn socket_operations_refuse_what_they_cannot_do() {
     let mut world = World::new();
     let stack = &mut world.stack;
     // Port 7 is the echo server's.
-    assert_eq!(stack.tcp_listen(ECHO_PORT, 4), Err(Status::InUse));
-    assert_eq!(stack.udp_bind(ECHO_PORT), Err(Status::InUse));
-    assert_eq!(stack.tcp_listen(0, 4), Err(Status::Invalid));
-    assert_eq!(stack.tcp_listen(80, 0), Err(Status::Invalid));
-    assert_eq!(stack.tcp_accept(999, None), Err(Status::NoSuchSocket));
+    assert_eq!(stack.tcp_listen(OWNER, ECHO_PORT, 4), Err(Status::InUse));
+    assert_eq!(stack.udp_bind(OWNER, ECHO_PORT), Err(Status::InUse));
+    assert_eq!(stack.tcp_listen(OWNER, 0, 4), Err(Status::Invalid));
+    assert_eq!(stack.tcp_listen(OWNER, 80, 0), Err(Status::Invalid));
+    assert_eq!(
+        stack.tcp_accept(OWNER, 999, None),
+        Err(Status::NoSuchSocket)
+    );
     let mut buffer = [0u8; 16];
     assert_eq!(
-        stack.tcp_read(999, &mut buffer, None),
+        stack.tcp_read(OWNER, 999, &mut buffer, None),
         Read::Failed(Status::NoSuchSocket)
     );
-    assert_eq!(stack.tcp_write(999, b"x", None), Err(Status::NoSuchSocket));
-    assert_eq!(stack.tcp_close(999), Status::NoSuchSocket);
     assert_eq!(
-        stack.udp_send(999, b"x", ([10, 0, 2, 2], 9)),
+        stack.tcp_write(OWNER, 999, b"x", None),
+        Err(Status::NoSuchSocket)
+    );
+    assert_eq!(stack.tcp_close(OWNER, 999), Status::NoSuchSocket);
+    assert_eq!(
+        stack.udp_send(OWNER, 999, b"x", ([10, 0, 2, 2], 9)),
         Status::NoSuchSocket
     );
     // A second listener on another port works; closed, it is gone.
-    let http = stack.tcp_listen(80, 8).unwrap();
-    assert_eq!(stack.tcp_accept(http, None), Ok(None));
-    assert_eq!(stack.tcp_close(http), Status::Ok);
-    assert_eq!(stack.tcp_accept(http, None), Err(Status::NoSuchSocket));
-    assert_eq!(stack.tcp_listen(80, 8).map(|_| ()), Ok(()));
+    let http = stack.tcp_listen(OWNER, 80, 8).unwrap();
+    assert_eq!(stack.tcp_accept(OWNER, http, None), Ok(None));
+    assert_eq!(stack.tcp_close(OWNER, http), Status::Ok);
+    assert_eq!(
+        stack.tcp_accept(OWNER, http, None),
+        Err(Status::NoSuchSocket)
+    );
+    assert_eq!(stack.tcp_listen(OWNER, 80, 8).map(|_| ()), Ok(()));
 }
 
 #[test]
@@ -445,7 +476,7 @@ fn a_full_backlog_turns_connections_away_and_counts_them() {
     // A listener with a backlog of 2 that nobody accepts from: 2 wait,
     // the rest are reset and counted.
     let mut world = World::new();
-    let listener = world.stack.tcp_listen(9000, 2).unwrap();
+    let listener = world.stack.tcp_listen(OWNER, 9000, 2).unwrap();
     let handles: Vec<_> = (0..5).map(|i| world.connect(9000, 42000 + i)).collect();
     for _ in 0..50 {
         world.step();
@@ -463,9 +494,21 @@ fn a_full_backlog_turns_connections_away_and_counts_them() {
         .filter(|h| world.sockets.get_mut::<tcp::Socket>(**h).state() == tcp::State::Closed)
         .count();
     assert_eq!(reset, 3);
-    assert!(world.stack.tcp_accept(listener, None).unwrap().is_some());
-    assert!(world.stack.tcp_accept(listener, None).unwrap().is_some());
-    assert_eq!(world.stack.tcp_accept(listener, None), Ok(None));
+    assert!(
+        world
+            .stack
+            .tcp_accept(OWNER, listener, None)
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        world
+            .stack
+            .tcp_accept(OWNER, listener, None)
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(world.stack.tcp_accept(OWNER, listener, None), Ok(None));
 }
 
 #[test]
@@ -569,20 +612,105 @@ impl std::task::Wake for Wakes {
 #[test]
 fn every_task_waiting_in_accept_is_woken() {
     let mut world = World::new();
-    let listener = world.stack.tcp_listen(9100, 4).unwrap();
+    let listener = world.stack.tcp_listen(OWNER, 9100, 4).unwrap();
     let first = std::sync::Arc::new(Wakes(Default::default()));
     let second = std::sync::Arc::new(Wakes(Default::default()));
     let (a, b) = (
         std::task::Waker::from(first.clone()),
         std::task::Waker::from(second.clone()),
     );
-    assert_eq!(world.stack.tcp_accept(listener, Some(&a)), Ok(None));
-    assert_eq!(world.stack.tcp_accept(listener, Some(&b)), Ok(None));
+    assert_eq!(world.stack.tcp_accept(OWNER, listener, Some(&a)), Ok(None));
+    assert_eq!(world.stack.tcp_accept(OWNER, listener, Some(&b)), Ok(None));
     world.connect(9100, 43000);
     for _ in 0..20 {
         world.step();
     }
     let woken = |w: &Wakes| w.0.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!((woken(&first), woken(&second)), (1, 1));
-    assert!(world.stack.tcp_accept(listener, None).unwrap().is_some());
+    assert!(
+        world
+            .stack
+            .tcp_accept(OWNER, listener, None)
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[test]
+fn a_socket_answers_only_the_domain_that_opened_it() {
+    let mut world = World::new();
+    let handle = world.connect(ECHO_PORT, 43000);
+    for _ in 0..20 {
+        world.step();
+    }
+    let Some((&connection, _)) = world.echo.pending.iter().next() else {
+        panic!("the echo server accepted nothing");
+    };
+    let (listener, udp) = (world.echo.listener, world.echo.udp);
+    let stack = &mut world.stack;
+    let mut buffer = [0u8; 16];
+    // Another domain naming the echo server's sockets: no such socket,
+    // and nothing changes for the owner.
+    assert_eq!(
+        stack.tcp_accept(OTHER, listener, None),
+        Err(Status::NoSuchSocket)
+    );
+    assert_eq!(
+        stack.tcp_read(OTHER, connection, &mut buffer, None),
+        Read::Failed(Status::NoSuchSocket)
+    );
+    assert_eq!(
+        stack.tcp_write(OTHER, connection, b"x", None),
+        Err(Status::NoSuchSocket)
+    );
+    assert_eq!(stack.tcp_shutdown(OTHER, connection), Status::NoSuchSocket);
+    assert_eq!(stack.tcp_close(OTHER, connection), Status::NoSuchSocket);
+    assert_eq!(stack.tcp_close(OTHER, listener), Status::NoSuchSocket);
+    assert_eq!(
+        stack.udp_send(OTHER, udp, b"x", ([10, 0, 2, 2], 9)),
+        Status::NoSuchSocket
+    );
+    assert_eq!(
+        stack.udp_recv(OTHER, udp, &mut buffer, None),
+        Err(Status::NoSuchSocket)
+    );
+    assert_eq!(stack.udp_close(OTHER, udp), Status::NoSuchSocket);
+    // The owner's connection still echoes.
+    let echoed = echo_over_tcp_on(&mut world, handle, b"still mine", 50);
+    assert_eq!(echoed, b"still mine");
+}
+
+#[test]
+fn the_sockets_of_a_domain_that_died_are_closed_and_its_peers_reset() {
+    let mut world = World::new();
+    let handle = world.connect(ECHO_PORT, 43100);
+    for _ in 0..20 {
+        world.step();
+    }
+    assert_eq!(world.stack.counters.open, 1);
+    // A second client domain's UDP socket stays.
+    let theirs = world.stack.udp_bind(OTHER, 9999).unwrap();
+    assert_eq!(
+        world.stack.sweep(|_| true),
+        0,
+        "everyone alive: nothing goes"
+    );
+    // The echo server's domain died: its listener, connection and UDP
+    // socket go.
+    world.echo.dead = true;
+    assert_eq!(world.stack.sweep(|owner| owner != OWNER), 3);
+    for _ in 0..20 {
+        world.step();
+    }
+    assert_eq!(world.stack.counters.open, 0);
+    assert_eq!(world.stack.counters.listeners, 0);
+    assert_eq!(world.stack.counters.udp_sockets, 1);
+    assert_eq!(
+        world.sockets.get_mut::<tcp::Socket>(handle).state(),
+        tcp::State::Closed,
+        "the peer was reset"
+    );
+    // The port is free for whoever listens next.
+    assert!(world.stack.tcp_listen(OTHER, ECHO_PORT, 4).is_ok());
+    assert_eq!(world.stack.udp_close(OTHER, theirs), Status::Ok);
 }

@@ -146,6 +146,17 @@ impl rrpc::proxy::Runtime for ProxyRuntime {
         cpu::current_owner()
     }
 
+    fn caller(&self) -> rrpc::Owner {
+        // SAFETY: this core's frames are the continuations `catch` links,
+        // each live while linked.
+        unsafe { cont::caller(&catch::ThisCore) }
+    }
+
+    fn is_alive(&self, owner: rrpc::Owner) -> bool {
+        get(slot_of(owner))
+            .is_some_and(|d| d.owner() == owner && d.state() == lifecycle::State::Alive)
+    }
+
     fn callee_waker(&self, waker: &core::task::Waker) -> Option<core::task::Waker> {
         // The kernel's own wakers (made while no domain runs) are trusted;
         // a domain's caller may hand its callee only executor wakers.

@@ -218,6 +218,29 @@ pub struct Frame<P> {
     pub payload: MaybeUninit<P>,
 }
 
+/// The incarnation that made the innermost entry on `core`: the owner
+/// of the frame enclosing the innermost one (the kernel, 0, if there is
+/// none). A gate pushes each frame as its incarnation, so the enclosing
+/// frame's owner is whose code made the call that runs now.
+///
+/// # Safety
+/// Every frame linked on `core` (from `top` through `prev`) is a live
+/// [`Frame`] (of any payload type: the fields read come before it).
+pub unsafe fn caller(core: &impl Core) -> OwnerId {
+    let top = core.top() as *const Frame<()>;
+    if top.is_null() {
+        return OwnerId::KERNEL;
+    }
+    // SAFETY: per the contract; `prev` and `owner` lie before the payload,
+    // at the same offsets whatever its type.
+    let prev = unsafe { (*top).prev } as *const Frame<()>;
+    if prev.is_null() {
+        return OwnerId::KERNEL;
+    }
+    // SAFETY: as above.
+    unsafe { (*prev).owner }
+}
+
 /// Runs `f` under a new innermost frame on `core`. `Ok` if it returns;
 /// `Err` with the payload the failure path wrote if it was resumed.
 pub fn guarded<P, R, F: FnOnce() -> R>(core: &impl Core, budget: u64, f: F) -> Result<R, P> {
@@ -561,6 +584,24 @@ mod tests {
         assert_eq!(result.ok(), Some(OwnerId::new(1, 1)));
         assert_eq!(core.owner(), OwnerId::KERNEL);
         assert!(core.top().is_null());
+    }
+
+    #[test]
+    fn the_caller_is_whoever_entered_the_running_domain() {
+        let core = test_core();
+        let (a, b) = (OwnerId::new(3, 1), OwnerId::new(4, 1));
+        let (gate_a, gate_b) = (Gate::new(a), Gate::new(b));
+        // SAFETY: the frames linked on `core` are `guarded`'s, live while
+        // linked.
+        let caller_now = || unsafe { caller(&core) };
+        assert_eq!(caller_now(), OwnerId::KERNEL);
+        let seen = gate_a.enter::<u32, _>(&core, a, 0, || {
+            let from_kernel = caller_now();
+            let from_a = gate_b.enter::<u32, _>(&core, b, 0, caller_now).ok();
+            // Back in `a` after the call: the kernel entered it.
+            (from_kernel, from_a, caller_now())
+        });
+        assert_eq!(seen.ok(), Some((OwnerId::KERNEL, Some(a), OwnerId::KERNEL)));
     }
 
     #[test]
