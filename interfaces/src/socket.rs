@@ -32,6 +32,10 @@ pub enum Status {
     Closed,
     /// An argument out of range (port 0, length beyond the buffer).
     Invalid,
+    /// No answer in the time allowed (a ping).
+    TimedOut,
+    /// The stack has no address yet (DHCP has not answered).
+    Unreachable,
 }
 
 /// A buffer of TCP bytes: `data[..len]`.
@@ -140,4 +144,31 @@ pub trait Udp {
     async fn recv_from(&self, socket: u32, buffer: RRef<Datagram>) -> RpcResult<RRef<Datagram>>;
     /// Closes the socket.
     async fn close(&self, socket: u32) -> RpcResult<Status>;
+}
+
+/// What one echo request came to.
+#[derive(rrpc::Exchangeable, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PingReply {
+    /// `Ok`: the reply came back after `rtt_us`; `TimedOut`: none came in
+    /// the time allowed; `Unreachable`: the stack has no address yet.
+    pub status: Status,
+    pub rtt_us: u32,
+    /// Bytes of the reply's ICMP message (header and payload).
+    pub bytes: u16,
+}
+
+/// ICMP echo from the stack (the console's `ping`).
+#[rrpc::interface]
+pub trait Icmp {
+    /// Sends one echo request with `size` bytes of payload (at most
+    /// [`DATAGRAM`] - 8) and sequence number `seq` to the IPv4 address
+    /// `address` (most significant byte first), and waits up to
+    /// `timeout_ms` (at most 10,000) for its reply.
+    async fn ping(
+        &self,
+        address: u32,
+        seq: u16,
+        size: u16,
+        timeout_ms: u32,
+    ) -> RpcResult<PingReply>;
 }

@@ -83,6 +83,12 @@ const COMMANDS: &[Command] = &[
         run: cmd_net,
     },
     Command {
+        name: "ping",
+        usage: "ping ADDRESS [COUNT]",
+        help: "send COUNT (default 4, at most 100) ICMP echo requests, one a second, to an IPv4 ADDRESS through the TCP/IP domain (netstack/icmp) and print each reply's round trip, in the background",
+        run: cmd_ping,
+    },
+    Command {
         name: "pci",
         usage: "pci",
         help: "list PCI functions: address, vendor:device, class, BARs",
@@ -532,6 +538,100 @@ fn cmd_net(args: &[&str]) -> Result<(), alloc::string::String> {
         println!("no network interfaces (try 'load igb')");
     }
     Ok(())
+}
+
+fn cmd_ping(args: &[&str]) -> Result<(), alloc::string::String> {
+    use interfaces::socket::{Icmp, Status};
+    let (address, count) = match args {
+        [address] => (*address, 4u16),
+        [address, count] => (
+            *address,
+            count
+                .parse()
+                .ok()
+                .filter(|n| (1..=100).contains(n))
+                .ok_or_else(|| alloc::format!("COUNT must be 1 to 100, not '{count}'"))?,
+        ),
+        [] => return Err("which address?".into()),
+        _ => return Err("too many arguments".into()),
+    };
+    let octets = parse_ipv4(address).ok_or_else(|| {
+        alloc::format!("'{address}' is not an IPv4 address (a.b.c.d; there is no DNS)")
+    })?;
+    let icmp = domain::proxy::<dyn Icmp + Send + Sync>("netstack/icmp")
+        .map_err(|e| alloc::format!("netstack/icmp: {e} (try 'load netstack')"))?;
+    let target = alloc::format!("{}.{}.{}.{}", octets[0], octets[1], octets[2], octets[3]);
+    /// Payload bytes per request (as ping's default: 64 with the header).
+    const SIZE: u16 = 56;
+    println!("PING {target}: {SIZE} data bytes, {count} requests");
+    crate::sched::spawn(async move {
+        let mut rtts = Vec::new();
+        for seq in 0..count {
+            let started = time::now_ns();
+            match icmp.ping(u32::from_be_bytes(octets), seq, SIZE, 1000).await {
+                Ok(reply) if reply.status == Status::Ok => {
+                    rtts.push(reply.rtt_us);
+                    println!(
+                        "{} bytes from {target}: icmp_seq={seq} time={}.{:03} ms",
+                        reply.bytes,
+                        reply.rtt_us / 1000,
+                        reply.rtt_us % 1000
+                    );
+                }
+                Ok(reply) => println!(
+                    "no reply from {target}: icmp_seq={seq} ({})",
+                    match reply.status {
+                        Status::TimedOut => "timed out after 1 s",
+                        Status::Unreachable => "the stack has no address yet",
+                        Status::TooMany => "too many pings in flight",
+                        _ => "refused",
+                    }
+                ),
+                Err(e) => {
+                    println!("ping {target}: the TCP/IP domain failed: {e}");
+                    break;
+                }
+            }
+            if seq + 1 < count {
+                executor::sleep_until(started + 1_000_000_000).await;
+            }
+        }
+        let received = rtts.len();
+        let sent = usize::from(count);
+        let loss = (sent - received) * 100 / sent;
+        match (rtts.iter().min(), rtts.iter().max()) {
+            (Some(min), Some(max)) => {
+                let avg = rtts.iter().map(|&r| u64::from(r)).sum::<u64>() / received as u64;
+                println!(
+                    "--- {target} ping: {sent} sent, {received} received, {loss}% loss, rtt min/avg/max {}.{:03}/{}.{:03}/{}.{:03} ms",
+                    min / 1000,
+                    min % 1000,
+                    avg / 1000,
+                    avg % 1000,
+                    max / 1000,
+                    max % 1000
+                );
+            }
+            _ => println!("--- {target} ping: {sent} sent, 0 received, 100% loss"),
+        }
+    })
+    .map_err(|e| alloc::format!("spawn: {e:?}"))?
+    .detach();
+    Ok(())
+}
+
+/// `a.b.c.d` as four octets.
+fn parse_ipv4(text: &str) -> Option<[u8; 4]> {
+    let mut octets = [0u8; 4];
+    let mut parts = text.split('.');
+    for octet in &mut octets {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        *octet = part.parse().ok()?;
+    }
+    parts.next().is_none().then_some(octets)
 }
 
 fn cmd_blk(args: &[&str]) -> Result<(), alloc::string::String> {

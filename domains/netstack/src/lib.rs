@@ -5,8 +5,9 @@
 //! line (`net=dhcp` says DHCP explicitly). It answers ARP
 //! and ICMP echo (ping) itself and exports sockets to other domains:
 //! "tcp" (`interfaces::socket::Tcp`: listen with a backlog, accept, read,
-//! write, shutdown, close) and "udp" (`Udp`: bind, send_to, recv_from,
-//! close), payloads in `RRef` buffers. A call that has to wait registers
+//! write, shutdown, close), "udp" (`Udp`: bind, send_to, recv_from,
+//! close), payloads in `RRef` buffers, and "icmp" (`Icmp`: one echo
+//! request and its reply, what the console's `ping` uses). A call that has to wait registers
 //! its task's waker with the socket and completes when the stack has
 //! processed what it waits for.
 //!
@@ -44,9 +45,11 @@ use domain_sdk::{
 };
 use interfaces::control::{Control, HELP, Text};
 use interfaces::net::{BATCH, Net, NetProxy, Packets};
-use interfaces::socket::{DATAGRAM, Datagram, Opened, PAYLOAD, Payload, Status, Tcp, Udp};
+use interfaces::socket::{
+    DATAGRAM, Datagram, Icmp, Opened, PAYLOAD, Payload, PingReply, Status, Tcp, Udp,
+};
 
-use stack::{Addressing, Buf, OwnerBits, Read, Setup, Stack};
+use stack::{Addressing, Buf, OwnerBits, Pong, Read, Setup, Stack};
 
 /// The calling domain's incarnation: each socket belongs to the domain
 /// that opened it (see `stack::OwnerBits`).
@@ -391,6 +394,67 @@ impl Udp for Shared {
     }
 }
 
+impl Icmp for Shared {
+    fn ping(&self, address: u32, seq: u16, size: u16, timeout_ms: u32) -> RpcFuture<'_, PingReply> {
+        RpcFuture::new(async move {
+            let timeout_us = i64::from(timeout_ms.clamp(1, 10_000)) * 1000;
+            let failed = |status| PingReply {
+                status,
+                rtt_us: 0,
+                bytes: 0,
+            };
+            self.up().await;
+            let started = now_us();
+            let sent = self.stack.lock().as_mut().map(|s| {
+                s.ping_send(
+                    address.to_be_bytes(),
+                    seq,
+                    usize::from(size),
+                    started,
+                    timeout_us,
+                )
+            });
+            let id = match sent {
+                Some(Ok(id)) => id,
+                Some(Err(status)) => return Ok(failed(status)),
+                None => return Ok(failed(Status::Unreachable)),
+            };
+            self.kick.kick();
+            let deadline_ns = u64::try_from(started + timeout_us).unwrap_or(0) * 1000;
+            let mut timer = Box::pin(sleep_until(deadline_ns));
+            let pong = poll_fn(|cx| {
+                loop {
+                    let pong = match self.stack.lock().as_mut() {
+                        Some(stack) => stack.ping_poll(id, now_us(), Some(cx.waker())),
+                        None => Pong::Failed(Status::NoSuchSocket),
+                    };
+                    if pong != Pong::Wait {
+                        return Poll::Ready(pong);
+                    }
+                    if timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    // The deadline passed: the next look says so (or
+                    // finds the reply that came just in time).
+                }
+            })
+            .await;
+            if let Some(stack) = self.stack.lock().as_mut() {
+                stack.ping_end(id);
+            }
+            Ok(match pong {
+                Pong::Reply { rtt_us, bytes } => PingReply {
+                    status: Status::Ok,
+                    rtt_us,
+                    bytes,
+                },
+                Pong::Wait => failed(Status::TimedOut),
+                Pong::Failed(status) => failed(status),
+            })
+        })
+    }
+}
+
 fn find_driver() -> Option<NetProxy> {
     lookup::<dyn Net + Send + Sync>("nic-shadow/net")
         .or_else(|_| lookup::<dyn Net + Send + Sync>("net"))
@@ -516,6 +580,7 @@ async fn serve(shared: Arc<Shared>) {
         if now_ns() >= next_sweep {
             next_sweep = now_ns() + 1_000_000_000;
             if let Some(stack) = shared.stack.lock().as_mut() {
+                stack.expire_pings(now_us());
                 let closed = stack.sweep(|owner| is_alive(Owner::from_bits(owner)));
                 if closed > 0 {
                     shared.swept.fetch_add(closed as u64, Ordering::Relaxed);
@@ -622,5 +687,6 @@ pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {
     Ok(Exports::new()
         .with::<dyn Tcp + Send + Sync>("tcp", shared.clone())
         .with::<dyn Udp + Send + Sync>("udp", shared.clone())
+        .with::<dyn Icmp + Send + Sync>("icmp", shared.clone())
         .with::<dyn Control + Send + Sync>("control", shared))
 }

@@ -16,10 +16,12 @@ use interfaces::net::{BATCH, FRAME, Packet};
 use interfaces::socket::Status;
 use netwire::Frame;
 use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
-use smoltcp::socket::{dhcpv4, tcp, udp};
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::socket::{dhcpv4, icmp, tcp, udp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{
-    EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address, Ipv4Cidr,
+    EthernetAddress, HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, IpEndpoint,
+    Ipv4Address, Ipv4Cidr,
 };
 
 /// At most this many TCP sockets (listening and connected) at once.
@@ -35,6 +37,11 @@ pub const MAX_UDP: usize = 64;
 pub const AHEAD: usize = 16;
 /// Receive and send buffer of each TCP socket.
 pub const TCP_BUFFER: usize = 64 * 1024;
+/// Echo requests in flight at once (each has its own ICMP socket).
+pub const MAX_PINGS: usize = 16;
+/// Largest echo request payload: a datagram less the ICMP header.
+pub const MAX_PING_PAYLOAD: usize = 1472 - 8;
+
 /// Ethernet MTU plus header (no jumbo frames).
 pub const MAX_FRAME: usize = 1514;
 
@@ -178,6 +185,28 @@ impl Listener {
     }
 }
 
+/// An echo request in flight.
+struct Ping {
+    handle: SocketHandle,
+    ident: u16,
+    seq: u16,
+    sent_us: i64,
+    deadline_us: i64,
+}
+
+/// What waiting for an echo reply came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pong {
+    /// The reply, after this many microseconds, of this many bytes.
+    Reply {
+        rtt_us: u32,
+        bytes: u16,
+    },
+    /// Not yet (the waker, if any, is registered).
+    Wait,
+    Failed(Status),
+}
+
 /// The interface and its sockets, numbered for the interfaces.
 pub struct Stack {
     pub wire: Wire,
@@ -188,6 +217,8 @@ pub struct Stack {
     /// Connections closed by their owner, going once smoltcp is done.
     closing: Vec<SocketHandle>,
     udp: BTreeMap<u32, (SocketHandle, OwnerBits)>,
+    pings: BTreeMap<u32, Ping>,
+    next_ident: u16,
     next_id: u32,
     pub counters: Counters,
     /// The address in use (None while DHCP has none).
@@ -234,6 +265,8 @@ impl Stack {
             connections: BTreeMap::new(),
             closing: Vec::new(),
             udp: BTreeMap::new(),
+            pings: BTreeMap::new(),
+            next_ident: (seed as u16) | 1,
             next_id: 1,
             counters: Counters::default(),
             addressing: None,
@@ -626,6 +659,116 @@ impl Stack {
             return Status::Ok;
         }
         Status::NoSuchSocket
+    }
+
+    /// Sends an echo request of `size` payload bytes to `to`; the number
+    /// of the ping to wait on with [`ping_poll`](Self::ping_poll), which
+    /// fails with `TimedOut` once `timeout_us` has passed.
+    pub fn ping_send(
+        &mut self,
+        to: [u8; 4],
+        seq: u16,
+        size: usize,
+        now_us: i64,
+        timeout_us: i64,
+    ) -> Result<u32, Status> {
+        if self.addressing.is_none() {
+            return Err(Status::Unreachable);
+        }
+        let to = Ipv4Address::from_octets(to);
+        if size > MAX_PING_PAYLOAD || to.is_unspecified() || to.is_broadcast() {
+            return Err(Status::Invalid);
+        }
+        if self.pings.len() >= MAX_PINGS {
+            return Err(Status::TooMany);
+        }
+        let ident = self.next_ident;
+        self.next_ident = self.next_ident.wrapping_add(1).max(1);
+        let room = 2 * (size + 8);
+        let mut socket = icmp::Socket::new(
+            icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 2], vec![0; room]),
+            icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 2], vec![0; room]),
+        );
+        socket
+            .bind(icmp::Endpoint::Ident(ident))
+            .map_err(|_| Status::InUse)?;
+        let data: Vec<u8> = (0..size).map(|i| i as u8).collect();
+        let request = Icmpv4Repr::EchoRequest {
+            ident,
+            seq_no: seq,
+            data: &data,
+        };
+        let room = socket
+            .send(request.buffer_len(), IpAddress::Ipv4(to))
+            .map_err(|_| Status::Invalid)?;
+        request.emit(
+            &mut Icmpv4Packet::new_unchecked(room),
+            &ChecksumCapabilities::default(),
+        );
+        let handle = self.sockets.add(socket);
+        let id = self.id();
+        self.pings.insert(
+            id,
+            Ping {
+                handle,
+                ident,
+                seq,
+                sent_us: now_us,
+                deadline_us: now_us.saturating_add(timeout_us),
+            },
+        );
+        Ok(id)
+    }
+
+    /// Whether ping `id` got its reply.
+    pub fn ping_poll(&mut self, id: u32, now_us: i64, waker: Option<&Waker>) -> Pong {
+        let Some(ping) = self.pings.get(&id) else {
+            return Pong::Failed(Status::NoSuchSocket);
+        };
+        let socket = self.sockets.get_mut::<icmp::Socket>(ping.handle);
+        while let Ok((payload, _from)) = socket.recv() {
+            let Ok(packet) = Icmpv4Packet::new_checked(payload) else {
+                continue;
+            };
+            if let Ok(Icmpv4Repr::EchoReply { ident, seq_no, .. }) =
+                Icmpv4Repr::parse(&packet, &ChecksumCapabilities::default())
+                && ident == ping.ident
+                && seq_no == ping.seq
+            {
+                return Pong::Reply {
+                    rtt_us: u32::try_from(now_us.saturating_sub(ping.sent_us)).unwrap_or(u32::MAX),
+                    bytes: payload.len() as u16,
+                };
+            }
+        }
+        if now_us >= ping.deadline_us {
+            return Pong::Failed(Status::TimedOut);
+        }
+        if let Some(waker) = waker {
+            socket.register_recv_waker(waker);
+        }
+        Pong::Wait
+    }
+
+    /// Ends ping `id` (answered or not).
+    pub fn ping_end(&mut self, id: u32) {
+        if let Some(ping) = self.pings.remove(&id) {
+            self.sockets.remove(ping.handle);
+        }
+    }
+
+    /// Pings whose caller went away without ending them (a second past
+    /// their deadline) go.
+    pub fn expire_pings(&mut self, now_us: i64) {
+        let stale: Vec<u32> = self
+            .pings
+            .iter()
+            .filter(|(_, p)| now_us > p.deadline_us.saturating_add(1_000_000))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            self.ping_end(id);
+        }
     }
 
     pub fn udp_bind(&mut self, owner: OwnerBits, port: u16) -> Result<u32, Status> {

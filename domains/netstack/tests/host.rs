@@ -714,3 +714,64 @@ fn the_sockets_of_a_domain_that_died_are_closed_and_its_peers_reset() {
     assert!(world.stack.tcp_listen(OTHER, ECHO_PORT, 4).is_ok());
     assert_eq!(world.stack.udp_close(OTHER, theirs), Status::Ok);
 }
+
+#[test]
+fn the_stack_pings_and_times_out_where_nobody_answers() {
+    use domain_netstack::stack::Pong;
+    let mut world = World::new();
+    // The client's interface answers echo requests itself.
+    let id = world
+        .stack
+        .ping_send(CLIENT.octets(), 7, 56, world.now_us, 1_000_000)
+        .unwrap();
+    let mut pong = Pong::Wait;
+    for _ in 0..50 {
+        world.step();
+        pong = world.stack.ping_poll(id, world.now_us, None);
+        if pong != Pong::Wait {
+            break;
+        }
+    }
+    let Pong::Reply { rtt_us, bytes } = pong else {
+        panic!("no reply: {pong:?}");
+    };
+    assert_eq!(bytes, 64, "8 bytes of header and 56 of payload");
+    assert!((1000..=50_000).contains(&rtt_us), "{rtt_us} µs");
+    world.stack.ping_end(id);
+    assert_eq!(
+        world.stack.ping_poll(id, world.now_us, None),
+        Pong::Failed(Status::NoSuchSocket)
+    );
+    // Nobody holds 10.0.2.99: no ARP answer, no reply, a time-out.
+    let id = world
+        .stack
+        .ping_send([10, 0, 2, 99], 8, 56, world.now_us, 100_000)
+        .unwrap();
+    for _ in 0..150 {
+        world.step();
+        pong = world.stack.ping_poll(id, world.now_us, None);
+        if pong != Pong::Wait {
+            break;
+        }
+    }
+    assert_eq!(pong, Pong::Failed(Status::TimedOut));
+    // A ping its caller abandoned goes a second after its deadline.
+    world.stack.expire_pings(world.now_us + 2_000_000);
+    assert_eq!(
+        world.stack.ping_poll(id, world.now_us, None),
+        Pong::Failed(Status::NoSuchSocket)
+    );
+    // Refused: too large, unspecified or broadcast.
+    assert_eq!(
+        world.stack.ping_send(CLIENT.octets(), 1, 1465, 0, 1000),
+        Err(Status::Invalid)
+    );
+    assert_eq!(
+        world.stack.ping_send([0; 4], 1, 8, 0, 1000),
+        Err(Status::Invalid)
+    );
+    assert_eq!(
+        world.stack.ping_send([255; 4], 1, 8, 0, 1000),
+        Err(Status::Invalid)
+    );
+}
