@@ -46,7 +46,7 @@ QEMU_BASE := -machine q35 -cpu max -display none -no-reboot -nic none \
 
 CARGO_PROFILE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: all setup images disk build test-kernel run test host-test qemu-test lint bench fuzz soak clean new-domain push
+.PHONY: all setup images disk build test-kernel run test host-test qemu-test lint bench fuzz soak clean new-domain push netns-down
 
 all: build
 
@@ -77,7 +77,11 @@ PUSH_SOCK := $(BUILD)/push.sock
 # netstack domain's echo), HTTP_PORT -> 80, KV_PORT -> 11211. NET=frames
 # joins it instead to UDP sockets on 127.0.0.1, one datagram per Ethernet
 # frame: the guest's NIC takes frames on NIC_PORT and sends its own to
-# NIC_PORT + 1 (tools/frames.py is that other end, for l2echo).
+# NIC_PORT + 1 (tools/frames.py is that other end, for l2echo). NET=tap
+# puts QEMU, with a tap device, inside a network namespace of our own
+# (NETNS, made by tools/netns.sh: tap TAP at 10.0.4.1/24; the guest takes
+# 10.0.4.15 unless CMDLINE says net=): run load generators in it with
+# `tools/netns.sh exec CMD` (as root); `make netns-down` removes it.
 NIC ?= igb
 NET ?= user
 ECHO_PORT ?= 5555
@@ -86,8 +90,17 @@ KV_PORT ?= 11211
 NIC_PORT ?= 5600
 NIC_FRAMES := -netdev dgram$(comma)id=n0$(comma)local.type=inet$(comma)local.host=127.0.0.1$(comma)local.port=$(NIC_PORT)$(comma)remote.type=inet$(comma)remote.host=127.0.0.1$(comma)remote.port=$(shell echo $$(($(NIC_PORT) + 1)))
 NIC_USER := -netdev user$(comma)id=n0$(comma)net=10.0.2.0/24$(comma)hostfwd=tcp:127.0.0.1:$(ECHO_PORT)-:7$(comma)hostfwd=udp:127.0.0.1:$(ECHO_PORT)-:7$(comma)hostfwd=tcp:127.0.0.1:$(HTTP_PORT)-:80$(comma)hostfwd=tcp:127.0.0.1:$(KV_PORT)-:11211$(comma)hostfwd=udp:127.0.0.1:$(KV_PORT)-:11211
-NIC_NETDEV := $(if $(filter frames,$(NET)),$(NIC_FRAMES),$(NIC_USER))
+NETNS ?= redleaf
+TAP ?= rltap0
+NIC_TAP := -netdev tap$(comma)id=n0$(comma)ifname=$(TAP)$(comma)script=no$(comma)downscript=no
+NIC_NETDEV := $(if $(filter frames,$(NET)),$(NIC_FRAMES),$(if $(filter tap,$(NET)),$(NIC_TAP),$(NIC_USER)))
+# NET=tap: QEMU runs inside the namespace, and the guest's address is set.
+RUN_IN := $(if $(filter tap,$(NET)),ip netns exec $(NETNS),)
+RUN_CMDLINE := $(if $(filter tap,$(NET)),$(if $(findstring net=,$(CMDLINE)),,net=10.0.4.15/24$(comma)gw=10.0.4.1 ))$(CMDLINE)
 NIC_OPTS := $(if $(filter igb,$(NIC)),$(NIC_NETDEV) -device igb$(comma)netdev=n0,)$(if $(filter virtio,$(NIC)),$(NIC_NETDEV) -device virtio-net-pci$(comma)disable-legacy=on$(comma)netdev=n0,)
+netns-down:
+	@NETNS=$(NETNS) bash tools/netns.sh down
+
 push: images
 	@python3 tools/push.py $(ARCHIVE) $(PUSH_SOCK)
 
@@ -118,10 +131,11 @@ run: build disk
 	@echo "Booting ($(SMP) cpus, $(MEM)). Type 'help'; leave with 'shutdown' or Ctrl-A X."
 	@rm -f $(PUSH_SOCK)
 	@if [ -n "$(NIC_OPTS)" ] && [ "$(NET)" = frames ]; then echo "NIC: $(NIC) on UDP 127.0.0.1:$(NIC_PORT) (frames from the guest to port $$(($(NIC_PORT) + 1)): tools/frames.py)"; fi
-	@if [ -n "$(NIC_OPTS)" ] && [ "$(NET)" != frames ]; then echo "NIC: $(NIC), user network; 127.0.0.1:$(ECHO_PORT) -> echo (TCP, UDP), :$(HTTP_PORT) -> 80, :$(KV_PORT) -> 11211. Type: load $(if $(filter virtio,$(NIC)),virtio-net,igb), then load netstack"; fi
-	@$(QEMU) $(QEMU_BASE) $(IOMMU_OPTS) -smp $(SMP) -m $(MEM) -serial mon:stdio \
+	@if [ -n "$(NIC_OPTS)" ] && [ "$(NET)" = tap ]; then NETNS=$(NETNS) TAP=$(TAP) bash tools/netns.sh up && echo "NIC: $(NIC) on tap $(TAP) in network namespace $(NETNS) (10.0.4.1); the guest is 10.0.4.15. Type: load $(if $(filter virtio,$(NIC)),virtio-net,igb), then load netstack, load echo; from another terminal: NETNS=$(NETNS) tools/netns.sh exec socat - TCP:10.0.4.15:7"; fi
+	@if [ -n "$(NIC_OPTS)" ] && [ "$(NET)" = user ]; then echo "NIC: $(NIC), user network; 127.0.0.1:$(ECHO_PORT) -> echo (TCP, UDP), :$(HTTP_PORT) -> 80, :$(KV_PORT) -> 11211. Type: load $(if $(filter virtio,$(NIC)),virtio-net,igb), then load netstack"; fi
+	@$(RUN_IN) $(QEMU) $(QEMU_BASE) $(IOMMU_OPTS) -smp $(SMP) -m $(MEM) -serial mon:stdio \
 		-serial unix:$(PUSH_SOCK),server=on,wait=off $(NIC_OPTS) -kernel $(KERNEL) \
-		-initrd $(ARCHIVE) $(NVME_OPTS) -append "$(CMDLINE)" $(QEMU_OPTS); status=$$?; \
+		-initrd $(ARCHIVE) $(NVME_OPTS) -append "$(RUN_CMDLINE)" $(QEMU_OPTS); status=$$?; \
 		if [ $$status -eq 33 ]; then status=0; fi; exit $$status
 
 host-test: setup
