@@ -329,6 +329,7 @@ pub async fn run() {
     }
     image_loading().await;
     block_io().await;
+    packet_rates().await;
     println!("kbench: done");
     crate::power::exit_qemu(crate::power::EXIT_TESTS_PASSED)
 }
@@ -729,4 +730,139 @@ async fn mix(bdev: &BDevProxy, blocks: u64, window_ms: u64) -> (u64, u64) {
         }
     }
     (ops, errors)
+}
+
+// ---- packet rates (issue 15) ----------------------------------------------------
+
+use interfaces::net::{Net, NetExerciser};
+
+/// TSC ticks per frame of one [`interfaces::net::exercise`] run of
+/// `frames` frames (per frame that came back, with loopback): `Some` only
+/// if every frame was sent and, with loopback, at least 99 % came back.
+fn ticks_per_frame(
+    run: impl FnOnce() -> RpcResult<u64>,
+    frames: u32,
+    loopback: bool,
+) -> Option<f64> {
+    let start = rdtsc();
+    let done = run().ok()?;
+    let ticks = (rdtsc() - start) as f64;
+    let enough = if loopback {
+        done * 100 >= u64::from(frames) * 99
+    } else {
+        done >= u64::from(frames)
+    };
+    (enough && done > 0).then(|| ticks / done as f64)
+}
+
+/// 60-byte (64 on the wire) frames on QEMU's 82576 (`igb`), transmitted,
+/// and transmitted then received back (the NIC's `dgram` netdev sends to
+/// itself), at batch 1 and 32: the driver's own loop (direct), one domain
+/// crossing per batch (the kernel calling `igb/net`), and through
+/// `nic-shadow` (two crossings and, on transmit, the shadow's copy of
+/// each frame), in alternating rounds. Needs `-device igb` on such a
+/// netdev (tools/qemu-bench.py adds it).
+async fn packet_rates() {
+    use alloc::string::String;
+    if !crate::pci::functions()
+        .iter()
+        .any(|f| (f.header.vendor, f.header.device) == (0x8086, 0x10c9))
+    {
+        println!("kbench: no 82576 NIC: packet rates not measured");
+        return;
+    }
+    let load =
+        |image: &str| domain::create_from(domain::Source::Archive(String::from(image)), image);
+    let Ok(driver) = load("igb") else {
+        println!("kbench: cannot load igb");
+        return;
+    };
+    let (Ok(direct), Ok(exerciser)) = (
+        domain::proxy::<dyn Net + Send + Sync>("igb/net"),
+        domain::proxy::<dyn NetExerciser + Send + Sync>("igb/exerciser"),
+    ) else {
+        println!("kbench: igb exports no net/exerciser");
+        return;
+    };
+    // The link comes up within a second or so of the reset.
+    let until = crate::time::now_ns() + 5_000_000_000;
+    while !direct.info().map(|i| i.link_up).unwrap_or(false) && crate::time::now_ns() < until {
+        executor::sleep(core::time::Duration::from_millis(10)).await;
+    }
+    let Ok(shadow_domain) = load("nic-shadow") else {
+        println!("kbench: cannot load nic-shadow");
+        domain::kill(driver, "bench done");
+        return;
+    };
+    let Ok(shadow) = domain::proxy::<dyn Net + Send + Sync>("nic-shadow/net") else {
+        println!("kbench: nic-shadow exports no net");
+        return;
+    };
+    for loopback in [false, true] {
+        let kind = if loopback { "tx+rx" } else { "tx" };
+        for batch in [1u32, 32] {
+            // About 0.05 to 0.2 s per variant and round under TCG.
+            let frames: u32 = if batch == 1 { 500 } else { 4000 };
+            let (mut crossing, mut shadowed) = (Rounds::default(), Rounds::default());
+            let mut failed = None;
+            for round in 0..=IO_ROUNDS {
+                let mut t = [0f64; 3];
+                let order = if round % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
+                for v in order {
+                    let ticks = match v {
+                        0 => ticks_per_frame(
+                            || exerciser.run(0, frames, batch, loopback),
+                            frames,
+                            loopback,
+                        ),
+                        1 => ticks_per_frame(
+                            || interfaces::net::exercise(&direct, 0, frames, batch, loopback),
+                            frames,
+                            loopback,
+                        ),
+                        _ => ticks_per_frame(
+                            || interfaces::net::exercise(&shadow, 0, frames, batch, loopback),
+                            frames,
+                            loopback,
+                        ),
+                    };
+                    match ticks {
+                        Some(ticks) => t[v] = ticks,
+                        None => failed = Some(["direct", "crossing", "shadow"][v]),
+                    }
+                }
+                if failed.is_some() {
+                    break;
+                }
+                // Round 0 is the untimed warm-up.
+                if round > 0 {
+                    crossing.push(t[1], t[0]);
+                    shadowed.push(t[2], t[0]);
+                }
+            }
+            if let Some(variant) = failed {
+                println!(
+                    "kbench: igb {kind} b{batch}: the {variant} run lost frames or failed; not measured"
+                );
+                continue;
+            }
+            let what = if loopback {
+                "ticks per 64-byte frame sent and received back (two batches in flight)"
+            } else {
+                "ticks per 64-byte frame sent"
+            };
+            crossing.report(
+                &alloc::format!("igb {kind} b{batch}: crossing"),
+                &alloc::format!("{what}: one domain crossing per batch"),
+                "inside the driver",
+            );
+            shadowed.report(
+                &alloc::format!("igb {kind} b{batch}: shadow"),
+                &alloc::format!("{what}: through nic-shadow"),
+                "inside the driver",
+            );
+        }
+    }
+    domain::kill(shadow_domain, "bench done");
+    domain::kill(driver, "bench done");
 }

@@ -54,6 +54,7 @@ pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {
     .map_err(|e| format!("spawn: {e:?}"))?;
     Ok(Exports::new()
         .with::<dyn Net + Send + Sync>("net", nic.clone())
+        .with::<dyn interfaces::net::NetExerciser + Send + Sync>("exerciser", nic.clone())
         .with::<dyn Control + Send + Sync>("control", nic))
 }
 

@@ -12,7 +12,7 @@ use core::time::Duration;
 
 use domain_sdk::{Device, DeviceError, Mutex, Once, RRef, RpcResult, log, now_ns, sleep};
 use interfaces::control::{Control, HELP, Text};
-use interfaces::net::{Net, NetCounters, NetInfo, Packets};
+use interfaces::net::{Net, NetCounters, NetExerciser, NetInfo, Packets};
 
 use crate::queue::{ENTRIES, QueuePair};
 
@@ -161,6 +161,12 @@ impl Net for Nic {
             .filter(|_| queue == 0)
             .map(|q| q.counters)
             .unwrap_or_default())
+    }
+}
+
+impl NetExerciser for Nic {
+    fn run(&self, queue: u16, frames: u32, batch: u32, loopback: bool) -> RpcResult<u64> {
+        interfaces::net::exercise(self, queue, frames, batch, loopback)
     }
 }
 

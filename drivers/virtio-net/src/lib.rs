@@ -33,7 +33,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use domain_sdk::{Device, Exports, Kernel, Mutex, Once, RRef, RpcResult, log, spawn};
 use interfaces::bdev::DmaPage;
 use interfaces::control::{Control, HELP, Text};
-use interfaces::net::{BATCH, FRAME, Net, NetCounters, NetInfo, Packet, Packets};
+use interfaces::net::{BATCH, FRAME, Net, NetCounters, NetExerciser, NetInfo, Packet, Packets};
 use virtq::{QueueMemory, SplitQueue};
 
 const CLASS: (u8, u8, u8) = (0x02, 0x00, 0x00);
@@ -342,6 +342,12 @@ impl Driver {
     }
 }
 
+impl NetExerciser for Driver {
+    fn run(&self, queue: u16, frames: u32, batch: u32, loopback: bool) -> RpcResult<u64> {
+        interfaces::net::exercise(self, queue, frames, batch, loopback)
+    }
+}
+
 impl Net for Driver {
     fn info(&self) -> RpcResult<NetInfo> {
         let up = self.ready.load(Ordering::Acquire);
@@ -548,5 +554,6 @@ pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {
     .map_err(|e| format!("spawn: {e:?}"))?;
     Ok(Exports::new()
         .with::<dyn Net + Send + Sync>("net", driver.clone())
+        .with::<dyn NetExerciser + Send + Sync>("exerciser", driver.clone())
         .with::<dyn Control + Send + Sync>("control", driver))
 }
