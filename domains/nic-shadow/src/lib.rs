@@ -8,9 +8,11 @@
 //! down go missing, never an error.
 //!
 //! Sending again needs the frames. A transmit batch moves to the driver
-//! and dies with it, so the shadow sends *copies* and keeps the frames
-//! until the driver has taken them: one copy per frame on the transmit
-//! path (receive moves buffers through untouched). A client's batch comes
+//! and dies with it, so the shadow keeps the client's frames (swapping
+//! each buffer for a spare one it hands back) and sends the driver
+//! *copies*, keeping the frames until the driver has taken them: one copy
+//! per frame on the transmit path (receive moves buffers through
+//! untouched). A client's batch comes
 //! back at once, its buffers free for reuse; frames the driver could not
 //! take yet, or that were in flight when it crashed, wait in the shadow
 //! and go with the next batch (or when recovery ends).
@@ -172,8 +174,10 @@ impl Shadow {
                 for (i, frame) in unsent_frames.into_iter().enumerate() {
                     inner.pending.insert(i, frame);
                 }
-                // The frames sent: their buffers are spares too.
+                // The frames sent: their buffers are spares too (as many
+                // as a full pending queue needs; the rest go).
                 inner.spare.extend(kept);
+                inner.spare.truncate(MAX_PENDING + BATCH);
                 Ok(())
             }
             Err(e) => {
@@ -322,8 +326,11 @@ impl Net for Shadow {
 
     fn transmit(&self, queue: u16, mut packets: RRef<Packets>) -> RpcResult<RRef<Packets>> {
         let _ = queue; // one queue pair: every frame goes by queue 0
-        // The client's frames are copied into the pending queue (bounded)
-        // and its buffers come back at once.
+        // The client's frames join the pending queue (bounded) as they
+        // are, without a copy: each buffer is swapped for a spare (empty
+        // to the client, which only reuses them), so the client's batch
+        // comes back at once. The one copy per frame is made when it goes
+        // to the driver (`flush`), so that a crash cannot take it.
         {
             let mut inner = self.inner.lock();
             for packet in packets.iter_mut() {
@@ -334,8 +341,22 @@ impl Net for Shadow {
                     inner.pending.remove(0);
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                 }
-                if let Some(copy) = self.copy(&mut inner, packet) {
-                    inner.pending.push(copy);
+                let spare = match inner.spare.pop() {
+                    Some(spare) => Some(spare),
+                    None => RRef::try_new(Packet::empty()).ok(),
+                };
+                match spare {
+                    Some(spare) => {
+                        let frame = core::mem::replace(packet, spare);
+                        inner.pending.push(frame);
+                    }
+                    // The shared heap is short: a copy into a spare, or
+                    // the frame is lost (TCP sends it again).
+                    None => {
+                        if let Some(copy) = self.copy(&mut inner, packet) {
+                            inner.pending.push(copy);
+                        }
+                    }
                 }
                 packet.len = 0;
             }
