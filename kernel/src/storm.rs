@@ -1139,6 +1139,10 @@ fn load_all(nvme: bool) -> Result<Vec<&'static Domain>, alloc::string::String> {
         }
         let d = domain::create_from(Source::Archive(image.into()), name)
             .map_err(|e| alloc::format!("loading {name}: {e}"))?;
+        // Its log ring, kept across incarnations, is otherwise allocated
+        // at its first line: in the warm-up or, for a domain that only
+        // logs when something fails, perhaps only in the measured pass.
+        domain::logs::reserve(d.slot);
         loaded.push(d);
     }
     Ok(loaded)

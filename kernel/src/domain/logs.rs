@@ -70,13 +70,27 @@ fn level_or_kernel(slot: usize) -> Level {
     level(slot).unwrap_or_else(serial::level)
 }
 
+/// Gives slot `slot` its ring now if it has none (as its first line
+/// would): for the fault campaign, whose warm-up must leave the kernel
+/// heap with everything it keeps. A domain that logs only when a call
+/// fails (`client`) may otherwise log its first line, and get its ring,
+/// only in the measured pass.
+pub fn reserve(slot: usize) {
+    crate::cpu::kernel_section(|| {
+        if let Some(ring) = RINGS.get(slot) {
+            ring.lock().get_or_insert_with(|| Box::new(LogRing::new()));
+        }
+    });
+}
+
 /// Calls `f(at_ns, level, text)` for the last `n` lines of slot `slot`,
 /// oldest first; returns how many older lines were dropped to make room
 /// (`None`: the slot never logged).
 pub fn show(slot: usize, n: usize, mut f: impl FnMut(u64, Level, &str)) -> Option<u64> {
     crate::cpu::kernel_section(|| {
         let ring = RINGS.get(slot)?.lock();
-        let ring = ring.as_ref()?;
+        // A ring reserved but never written to: nothing logged either.
+        let ring = ring.as_ref().filter(|r| !r.is_empty() || r.dropped() > 0)?;
         let mut scratch = alloc::vec![0u8; LogRing::<RING_BYTES>::MAX_TEXT];
         ring.for_each_last(n, &mut scratch, |at, level, text| {
             f(at, Level::from_u8(level).unwrap_or(Level::Info), text)
