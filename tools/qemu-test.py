@@ -1170,6 +1170,135 @@ def stack_session(tally, kernel, nic="igb", shadow=False, megabytes=10, static=F
                     disk=False, extra=("-netdev", netdev, "-device", device), handle=handle)
 
 
+def maglev_session(tally, kernel, nic="igb"):
+    """The Maglev load balancer (`domains/maglev`) on a NIC joined to a UDP
+    socket on this host's loopback (one datagram per frame): TCP frames
+    of 100 flows go in, each must come back addressed to one of the two
+    backends (its MAC as destination, the NIC's as source, the rest
+    intact), every flow always to the same one and both used; with one
+    backend removed, its flows move to the other and no other flow moves;
+    frames that are not IPv4 TCP/UDP are dropped and counted."""
+    import socket
+    host = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for _ in range(100):
+        guest_port = free_udp_port()
+        try:
+            host.bind(("127.0.0.1", guest_port + 1))
+            break
+        except OSError:
+            continue
+    host.settimeout(0.3)
+    backends = {bytes.fromhex("0200000000aa"), bytes.fromhex("0200000000bb")}
+    seen = {}
+
+    def checksum(data):
+        data += b"\0" * (len(data) % 2)
+        total = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+        while total >> 16:
+            total = (total & 0xFFFF) + (total >> 16)
+        return (~total & 0xFFFF).to_bytes(2, "big")
+
+    def frame(flow, seq, protocol=6):
+        # Valid IPv4 and TCP checksums: the NIC checks them and the
+        # driver drops what fails.
+        src, dst = bytes([192, 168, flow >> 8, flow & 0xff]), bytes([10, 0, 9, 1])
+        payload = seq.to_bytes(4, "big") + bytes(4)
+        tcp = ((40000 + flow).to_bytes(2, "big") + (80).to_bytes(2, "big") + bytes(8)
+               + bytes([0x50, 0x10]) + (65535).to_bytes(2, "big") + bytes(4))
+        pseudo = src + dst + bytes([0, protocol]) + (len(tcp) + len(payload)).to_bytes(2, "big")
+        tcp = tcp[:16] + checksum(pseudo + tcp + payload) + tcp[18:]
+        ip = bytes([0x45, 0, 0, 48, 0, 0, 0x40, 0, 64, protocol, 0, 0]) + src + dst
+        ip = ip[:10] + checksum(ip) + ip[12:]
+        return b"\xff" * 6 + bytes.fromhex("020000000001") + b"\x08\x00" + ip + tcp + payload
+
+    def run(flows, label, check):
+        def step():
+            sent, back, bad = {}, 0, 0
+            seq = 0
+            got_for = {}
+            work = [(f, r) for r in range(3) for f in range(flows)]
+            deadline = time.monotonic() + 40
+            while (work or sent) and time.monotonic() < deadline:
+                while work and len(sent) < 16:
+                    flow, _ = work.pop(0)
+                    data = frame(flow, seq)
+                    sent[seq] = (flow, data)
+                    host.sendto(data, ("127.0.0.1", guest_port))
+                    seq += 1
+                try:
+                    got, _ = host.recvfrom(4096)
+                except socket.timeout:
+                    if not work:
+                        break
+                    continue
+                if len(got) < 62 or got[12:14] != b"\x08\x00":
+                    continue
+                flow, want = sent.pop(int.from_bytes(got[54:58], "big"), (None, None))
+                if want is None:
+                    continue
+                seen.setdefault("mac", got[6:12])
+                ok = got[:6] in backends and got[6:12] == seen["mac"] and got[12:len(want)] == want[12:]
+                ok = ok and got_for.setdefault(flow, got[:6]) == got[:6]
+                back += ok
+                bad += not ok
+            good, detail = check(got_for)
+            return (back == 3 * flows and bad == 0 and good,
+                    f"{label}: {back} of {3 * flows} frames steered, {bad} wrong; {detail}")
+        return step
+
+    def first(got_for):
+        seen["first"] = dict(got_for)
+        shares = {b.hex(): sum(1 for v in got_for.values() if v == b) for b in backends}
+        return len(got_for) == 100 and all(shares.values()), f"flows per backend {shares}"
+
+    def after_removal(got_for):
+        before = seen.get("first", {})
+        bb = bytes.fromhex("0200000000bb")
+        moved_wrongly = [f for f, b in before.items() if b == bb and got_for.get(f) != bb]
+        all_bb = all(v == bb for v in got_for.values())
+        return (len(got_for) == 100 and all_bb and not moved_wrongly,
+                f"all on the remaining backend; flows of it that moved: {len(moved_wrongly)}")
+
+    def junk():
+        arp = b"\xff" * 6 + bytes.fromhex("020000000001") + b"\x08\x06" + bytes(46)
+        icmp = frame(1, 0, protocol=1)
+        for data in (arp, bytes(icmp), b"\x01\x02\x03"):
+            host.sendto(data, ("127.0.0.1", guest_port))
+        time.sleep(0.5)
+        try:
+            got, _ = host.recvfrom(4096)
+            return False, f"a frame came back: {got[:20].hex()}"
+        except socket.timeout:
+            return True, "ARP, ICMP and a runt frame: nothing forwarded"
+
+    netdev = (f"dgram,id=n0,local.type=inet,local.host=127.0.0.1,local.port={guest_port},"
+              f"remote.type=inet,remote.host=127.0.0.1,remote.port={guest_port + 1}")
+    device, driver, _, _ = NICS[nic]
+    number = lambda want: lambda out: re.search(rf"^{want}$", out, re.M) is not None
+    at_least = lambda n: lambda out: (lambda m: m is not None and int(m.group(1)) >= n)(
+        re.search(r"^(\d+)$", out, re.M))
+    checks = [
+        (f"load {driver}", lambda out: f"loaded image {driver} as domain" in out),
+        ("@await receive buffers posted", None),
+        ("load maglev", lambda out: "loaded image maglev as domain" in out),
+        ("call maglev 6", number("65537")),
+        ("call maglev 10 0x0200000000aa", number("0")),
+        ("call maglev 10 0x0200000000bb", number("0")),
+        ("call maglev 10 0x0200000000aa", number("1")),
+        ("@run", run(100, "two backends", first)),
+        ("call maglev 11 0x0200000000aa", number("0")),
+        ("call maglev 11 0x0200000000aa", number("3")),
+        ("@run", run(100, "one backend removed", after_removal)),
+        ("@run", junk),
+        ("call maglev 0", at_least(600)),
+        ("call maglev 1", at_least(3)),
+        ("call maglev help", lambda out: "10 MAC: add the backend" in out),
+    ]
+    console_session(tally, kernel, 2, "256M", 300, checks=checks, label=f"maglev on {nic}",
+                    disk=False, extra=("-netdev", netdev, "-device", device))
+    host.close()
+
+
 def tap_session(tally, kernel, nic="igb"):
     """`make run NET=tap`'s set-up, tested: QEMU with a tap device inside a
     network namespace this test makes (tools/netns.sh; removed after),
@@ -1394,6 +1523,8 @@ def main():
     parser.add_argument("--shadow", action="store_true", help="with --net: through nic-shadow")
     parser.add_argument("--stack", action="store_true",
                         help="with --net: the TCP/IP session (netstack) instead of the frame echo")
+    parser.add_argument("--maglev", action="store_true",
+                        help="with --net: the Maglev session")
     parser.add_argument("--tap", action="store_true",
                         help="with --net: the tap session in a network namespace (root)")
     parser.add_argument("--megabytes", type=int, default=10, help="with --stack: size of the TCP echo")
@@ -1408,7 +1539,9 @@ def main():
     DISK = args.disk
     tally = Tally()
     if args.net:
-        if args.tap:
+        if args.maglev:
+            maglev_session(tally, args.kernel, args.net)
+        elif args.tap:
             tap_session(tally, args.kernel, args.net)
         elif args.stack:
             stack_session(tally, args.kernel, args.net, shadow=args.shadow, megabytes=args.megabytes,
@@ -1451,6 +1584,7 @@ def main():
             stack_session(tally, args.kernel, "virtio", shadow=True)
             stack_session(tally, args.kernel, "igb", static=True)
             tap_session(tally, args.kernel, "virtio")
+            maglev_session(tally, args.kernel, "igb")
         else:
             tally.record("igb echo: this QEMU has no igb model (make setup installs QEMU 10)", False)
         archive_sessions(tally, args.kernel, args.archive, args.key)

@@ -1,0 +1,240 @@
+//! `maglev`: a Maglev load balancer (Eisenbud et al., NSDI 2016) on the
+//! `Net` interface, below any IP stack. Every IPv4 TCP or UDP frame that
+//! arrives on the NIC (through `nic-shadow` if it is loaded, else the
+//! domain exporting "net") goes to the backend its 5-tuple maps to: the
+//! flow cache's if the flow is known, else the lookup table's; it is sent
+//! on by rewriting its MAC addresses (destination: the backend's;
+//! source: the NIC's), the rest untouched. Frames move in batches of up
+//! to 32 `RRef` buffers, turned around in place; other frames (ARP, ICMP,
+//! fragments) and every frame while no backend is configured are
+//! dropped and counted.
+//!
+//! Backends are MAC addresses, added and removed at run time through the
+//! control interface (`call maglev 10 0x0200000000aa` adds
+//! 02:00:00:00:00:aa; `11` removes one). The table has 65,537 slots, or
+//! the prime `maglev_size=N` on the kernel command line says.
+//!
+//! `call maglev help` lists the operations and counters.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod table;
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU64, Ordering};
+use core::time::Duration;
+
+use domain_sdk::{Exports, Kernel, Mutex, RRef, RpcResult, log, lookup, sleep, spawn};
+use interfaces::control::{Control, HELP, Text};
+use interfaces::net::{BATCH, Net, NetProxy, Packet, Packets};
+
+use table::{DEFAULT_SIZE, Error, FlowCache, Table, flow_of};
+
+/// Flows the cache remembers (about).
+pub const CACHE_FLOWS: usize = 1 << 16;
+
+/// The table and the cache.
+pub struct Balancer {
+    pub table: Table,
+    pub cache: FlowCache,
+}
+
+impl Balancer {
+    pub fn new(size: usize) -> Result<Balancer, Error> {
+        Ok(Balancer {
+            table: Table::new(size)?,
+            cache: FlowCache::new(CACHE_FLOWS),
+        })
+    }
+
+    /// Rewrites `packet` for its backend: true if it is to be sent on.
+    pub fn steer(&mut self, packet: &mut Packet, mac: [u8; 6]) -> bool {
+        let Some(flow) = flow_of(packet.frame()) else {
+            return false;
+        };
+        let Some(backend) = self.cache.backend(&self.table, &flow) else {
+            return false;
+        };
+        let to = backend.to_be_bytes();
+        packet.data[0..6].copy_from_slice(&to[2..8]);
+        packet.data[6..12].copy_from_slice(&mac);
+        true
+    }
+}
+
+struct Shared {
+    balancer: Mutex<Balancer>,
+    forwarded: AtomicU64,
+    dropped: AtomicU64,
+    failed_calls: AtomicU64,
+}
+
+/// Control answers for add and remove.
+const OK: u64 = 0;
+const DUPLICATE: u64 = 1;
+const TOO_MANY: u64 = 2;
+const NO_SUCH: u64 = 3;
+
+impl Control for Shared {
+    fn control(&self, op: u32, arg: u64) -> RpcResult<u64> {
+        let mac = arg & 0xffff_ffff_ffff;
+        Ok(match op {
+            0 => self.forwarded.load(Ordering::Relaxed),
+            1 => self.dropped.load(Ordering::Relaxed),
+            2 => self.balancer.lock().table.backends().len() as u64,
+            3 => self.balancer.lock().cache.hits,
+            4 => self.balancer.lock().cache.misses,
+            5 => self.failed_calls.load(Ordering::Relaxed),
+            6 => self.balancer.lock().table.size() as u64,
+            10 => match self.balancer.lock().table.add(mac) {
+                Ok(()) => OK,
+                Err(Error::Duplicate) => DUPLICATE,
+                Err(_) => TOO_MANY,
+            },
+            11 => match self.balancer.lock().table.remove(mac) {
+                Ok(()) => OK,
+                Err(_) => NO_SUCH,
+            },
+            _ => u64::MAX,
+        })
+    }
+
+    fn control_text(&self, op: u32, _arg: u64) -> RpcResult<Option<RRef<Text>>> {
+        match op {
+            HELP => Text::answer(
+                "0: frames forwarded\n1: frames dropped (not IPv4 TCP/UDP, or no backend)\n\
+                 2: backends\n3: flow-cache hits\n4: flow-cache misses\n\
+                 5: calls to the driver that failed\n6: table size\n\
+                 10 MAC: add the backend with that MAC (as a number: 0x0200000000aa); \
+                 0 added, 1 there already, 2 no room\n\
+                 11 MAC: remove it; 0 removed, 3 no such backend\n\
+                 other operations answer 18446744073709551615",
+            ),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// A batch of empty receive buffers, topped up to [`BATCH`].
+fn top_up(batch: Option<RRef<Packets>>) -> Option<RRef<Packets>> {
+    let mut batch = match batch {
+        Some(batch) => batch,
+        None => RRef::try_new(Packets::new()).ok()?,
+    };
+    while batch.len() < BATCH {
+        let packet = RRef::try_new(Packet::empty()).ok()?;
+        if batch.push_back(packet).is_err() {
+            break;
+        }
+    }
+    Some(batch)
+}
+
+async fn serve(shared: Arc<Shared>) {
+    let mut net: Option<NetProxy> = None;
+    let mut buffers: Option<RRef<Packets>> = None;
+    let mut idle_ms = 1;
+    loop {
+        if net.is_none() {
+            net = lookup::<dyn Net + Send + Sync>("nic-shadow/net")
+                .or_else(|_| lookup::<dyn Net + Send + Sync>("net"))
+                .ok();
+            if net.is_none() {
+                sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        }
+        let Some(driver) = &net else { continue };
+        let failed = |what: &str, e: domain_sdk::RpcError| {
+            log(&alloc::format!(
+                "{what} failed: {e}; looking the driver up again"
+            ));
+            shared.failed_calls.fetch_add(1, Ordering::Relaxed);
+        };
+        let Some(batch) = top_up(buffers.take()) else {
+            sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let mac = match driver.info() {
+            Ok(info) => info.mac,
+            Err(e) => {
+                failed("info", e);
+                net = None;
+                continue;
+            }
+        };
+        let mut received = match driver.receive(0, batch) {
+            Ok(received) => received,
+            Err(e) => {
+                failed("receive", e);
+                net = None;
+                continue;
+            }
+        };
+        let (mut forward, mut drop) = (0, 0);
+        {
+            let mut balancer = shared.balancer.lock();
+            for packet in received.iter_mut() {
+                if packet.len == 0 {
+                    continue;
+                }
+                if balancer.steer(packet, mac) {
+                    forward += 1;
+                } else {
+                    packet.len = 0;
+                    drop += 1;
+                }
+            }
+        }
+        shared.dropped.fetch_add(drop, Ordering::Relaxed);
+        if forward == 0 {
+            buffers = Some(received);
+            if drop == 0 {
+                sleep(Duration::from_millis(idle_ms)).await;
+                idle_ms = (idle_ms * 2).min(16);
+            }
+            continue;
+        }
+        idle_ms = 1;
+        match driver.transmit(0, received) {
+            Ok(mut back) => {
+                let unsent = back.iter().filter(|p| p.len != 0).count() as u64;
+                shared
+                    .forwarded
+                    .fetch_add(forward - unsent.min(forward), Ordering::Relaxed);
+                shared.dropped.fetch_add(unsent, Ordering::Relaxed);
+                for packet in back.iter_mut() {
+                    packet.len = 0;
+                }
+                buffers = Some(back);
+            }
+            Err(e) => {
+                failed("transmit", e);
+                net = None;
+            }
+        }
+    }
+}
+
+pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {
+    let size = match domain_sdk::boot_option("maglev_size") {
+        Some(text) => text
+            .parse::<usize>()
+            .map_err(|_| alloc::format!("maglev_size={text}: not a number"))?,
+        None => DEFAULT_SIZE,
+    };
+    let balancer = Balancer::new(size).map_err(|_| {
+        alloc::format!("maglev_size={size}: the table size must be a prime from 3 to 16,777,216")
+    })?;
+    let shared = Arc::new(Shared {
+        balancer: Mutex::new(balancer),
+        forwarded: AtomicU64::new(0),
+        dropped: AtomicU64::new(0),
+        failed_calls: AtomicU64::new(0),
+    });
+    spawn(serve(shared.clone())).map_err(|e| alloc::format!("spawn: {e:?}"))?;
+    Ok(Exports::new().with::<dyn Control + Send + Sync>("control", shared))
+}
