@@ -1299,6 +1299,139 @@ def maglev_session(tally, kernel, nic="igb"):
     host.close()
 
 
+def httpd_session(tally, kernel, nic="igb"):
+    """The HTTP server (`domains/httpd`) over `netstack` on QEMU's user
+    network, from this host through a forward on 127.0.0.1: curl for GET,
+    HEAD and a 404; pipelined requests on one connection; malformed,
+    oversized and unsupported requests each get their status; 100
+    concurrent connections; a client that stops mid-request gets 408 and
+    a closed connection; the driver crashed under the shadow between
+    requests, unnoticed by the client."""
+    import socket
+    import threading
+    port = free_tcp_port()
+
+    def curl(*args):
+        def step():
+            try:
+                out = subprocess.run(["curl", "-s", "--max-time", "20", *args], capture_output=True,
+                                     timeout=30)
+            except (OSError, subprocess.TimeoutExpired) as e:
+                return False, f"curl {' '.join(args)}: {e}"
+            text = out.stdout.decode("utf-8", "replace")
+            return text, out.returncode
+        return step
+
+    def curl_check(args, want, label):
+        def step():
+            text, code = curl(*args)()
+            ok = code == 0 and all(w in text for w in want)
+            return ok, f"curl {label}: {text.splitlines()[0] if text else '(nothing)'}"
+        return step
+
+    def raw(request, timeout=20):
+        conn = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        conn.sendall(request)
+        data = b""
+        try:
+            while True:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except socket.timeout:
+            pass
+        conn.close()
+        return data
+
+    def statuses(data):
+        return re.findall(rb"^HTTP/1\.1 (\d{3}) ", data, re.M)
+
+    def pipelined():
+        request = (b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n"
+                   b"HEAD /bytes/65536 HTTP/1.1\r\nHost: t\r\n\r\n"
+                   b"GET /bytes/16384 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        data = raw(request)
+        got = statuses(data)
+        ok = got == [b"200", b"200", b"200"] and data.endswith(bytes((ord("a") + i % 26) for i in range(16384)))
+        return ok, f"three pipelined requests on one connection: statuses {[g.decode() for g in got]}"
+
+    def bad_requests():
+        host = b"Host: t\r\n"
+        cases = [
+            (b"GARBAGE\r\n\r\n", b"400"),
+            (b"GET / HTTP/2.0\r\n" + host + b"\r\n", b"505"),
+            (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\n" + host + b"\r\n", b"414"),
+            (b"GET / HTTP/1.1\r\n" + host + b"X-A: b\r\n" * 60 + b"\r\n", b"431"),
+            (b"POST / HTTP/1.1\r\n" + host + b"Content-Length: 2\r\n\r\nhi", b"405"),
+            (b"GET / HTTP/1.1\r\n" + host + b"Content-Length: 999999\r\n\r\n", b"413"),
+            (b"GET / HTTP/1.1\r\n\r\n", b"400"),
+        ]
+        wrong = []
+        for request, want in cases:
+            got = statuses(raw(request))
+            if got != [want]:
+                wrong.append(f"{request[:20]!r}: {got}")
+        return not wrong, f"{len(cases) - len(wrong)} of {len(cases)} bad requests got their status" + (
+            f"; wrong: {wrong}" if wrong else "")
+
+    def concurrent(count):
+        def step():
+            results = []
+
+            def one():
+                try:
+                    data = raw(b"GET /bytes/1024 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                    results.append(statuses(data) == [b"200"] and len(data) > 1024)
+                except OSError:
+                    results.append(False)
+            threads = [threading.Thread(target=one) for _ in range(count)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
+            good = sum(results)
+            return good == count, f"{good} of {count} concurrent connections answered"
+        return step
+
+    def slow_client():
+        start = time.monotonic()
+        data = raw(b"GET /hello.txt HT", timeout=30)
+        seconds = time.monotonic() - start
+        return (statuses(data) == [b"408"] and seconds < 25,
+                f"a request left unfinished: {statuses(data)} after {seconds:.1f} s, connection closed")
+
+    device, driver, _, _ = NICS[nic]
+    netdev = f"user,id=n0,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:{port}-10.0.2.15:80"
+    url = f"http://127.0.0.1:{port}"
+    checks = [
+        (f"load {driver}", lambda out: f"loaded image {driver} as domain" in out),
+        ("@await receive buffers posted", None),
+        ("load nic-shadow", lambda out: "loaded image nic-shadow as domain" in out),
+        ("load netstack", lambda out: "loaded image netstack as domain" in out),
+        ("@await address 10.0.2.15/24", None),
+        ("load httpd", lambda out: "loaded image httpd as domain" in out),
+        ("@await listening on port 80", None),
+        ("@run", curl_check([f"{url}/hello.txt", "-D", "-"],
+                            ["HTTP/1.1 200 OK", "Content-Length: 20", "hello from a domain"], "GET")),
+        ("@run", curl_check(["-I", f"{url}/bytes/65536"], ["200 OK", "Content-Length: 65536"], "HEAD")),
+        ("@run", curl_check(["-D", "-", f"{url}/missing"], ["HTTP/1.1 404 Not Found"], "404")),
+        ("@run", pipelined),
+        ("@run", bad_requests),
+        ("@run", concurrent(100)),
+        (f"crash {driver} panic", lambda out: "domain crashed" in out),
+        ("@run", curl_check([f"{url}/bytes/16384", "-D", "-"], ["HTTP/1.1 200 OK", "Content-Length: 16384"],
+                            "GET after a driver crash under the shadow")),
+        ("@run", slow_client),
+        ("call httpd 1", lambda out: (lambda n: n is not None and int(n.group(1)) >= 110)(
+            re.search(r"^(\d+)$", out, re.M))),
+        ("call httpd 3", lambda out: (lambda n: n is not None and int(n.group(1)) >= 1)(
+            re.search(r"^(\d+)$", out, re.M))),
+    ]
+    console_session(tally, kernel, 2, "256M", 400, checks=checks, label=f"httpd on {nic}",
+                    disk=False, extra=("-netdev", netdev, "-device", device))
+
+
 def tap_session(tally, kernel, nic="igb"):
     """`make run NET=tap`'s set-up, tested: QEMU with a tap device inside a
     network namespace this test makes (tools/netns.sh; removed after),
@@ -1523,6 +1656,8 @@ def main():
     parser.add_argument("--shadow", action="store_true", help="with --net: through nic-shadow")
     parser.add_argument("--stack", action="store_true",
                         help="with --net: the TCP/IP session (netstack) instead of the frame echo")
+    parser.add_argument("--httpd", action="store_true",
+                        help="with --net: the HTTP server session")
     parser.add_argument("--maglev", action="store_true",
                         help="with --net: the Maglev session")
     parser.add_argument("--tap", action="store_true",
@@ -1539,7 +1674,9 @@ def main():
     DISK = args.disk
     tally = Tally()
     if args.net:
-        if args.maglev:
+        if args.httpd:
+            httpd_session(tally, args.kernel, args.net)
+        elif args.maglev:
             maglev_session(tally, args.kernel, args.net)
         elif args.tap:
             tap_session(tally, args.kernel, args.net)
@@ -1585,6 +1722,7 @@ def main():
             stack_session(tally, args.kernel, "igb", static=True)
             tap_session(tally, args.kernel, "virtio")
             maglev_session(tally, args.kernel, "igb")
+            httpd_session(tally, args.kernel, "igb")
         else:
             tally.record("igb echo: this QEMU has no igb model (make setup installs QEMU 10)", False)
         archive_sessions(tally, args.kernel, args.archive, args.key)
