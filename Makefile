@@ -61,6 +61,13 @@ setup:
 	@if ! rustup component list --installed 2>/dev/null | grep -q '^clippy'; then \
 		rustup component add clippy rustfmt >/dev/null 2>&1 || true; \
 	fi
+	@# The clients the application tests drive: curl (httpd), memccapable
+	@# and memcslap (kvstore, from libmemcached-tools).
+	@if ! command -v memccapable >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then \
+		echo "setup: installing curl and libmemcached-tools"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq curl libmemcached-tools >/dev/null; \
+	fi
 
 # Every domain as its own image, packed with a signed manifest.
 images: setup
