@@ -8,6 +8,7 @@
 
 pub mod experiments;
 pub mod harness;
+pub mod hashtable;
 pub mod suites;
 
 pub use harness::{Measurement, Report, Settings};
