@@ -1377,21 +1377,29 @@ def httpd_session(tally, kernel, nic="igb"):
 
     def concurrent(count):
         def step():
-            results = []
+            results, why = [], {}
+            start = time.monotonic()
 
             def one():
                 try:
-                    data = raw(b"GET /bytes/1024 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-                    results.append(statuses(data) == [b"200"] and len(data) > 1024)
-                except OSError:
+                    data = raw(b"GET /bytes/1024 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                               timeout=60)
+                    ok = statuses(data) == [b"200"] and len(data) > 1024
+                    results.append(ok)
+                    if not ok:
+                        key = f"{len(data)} bytes back"
+                        why[key] = why.get(key, 0) + 1
+                except OSError as e:
                     results.append(False)
+                    why[type(e).__name__] = why.get(type(e).__name__, 0) + 1
             threads = [threading.Thread(target=one) for _ in range(count)]
             for t in threads:
                 t.start()
             for t in threads:
-                t.join(timeout=60)
+                t.join(timeout=120)
             good = sum(results)
-            return good == count, f"{good} of {count} concurrent connections answered"
+            return good == count, (f"{good} of {count} concurrent connections answered "
+                                   f"({time.monotonic() - start:.1f} s){'; failures: ' + str(why) if why else ''}")
         return step
 
     def slow_client():
@@ -1418,7 +1426,11 @@ def httpd_session(tally, kernel, nic="igb"):
         ("@run", curl_check(["-D", "-", f"{url}/missing"], ["HTTP/1.1 404 Not Found"], "404")),
         ("@run", pipelined),
         ("@run", bad_requests),
-        ("@run", concurrent(100)),
+        ("@run", concurrent(int(os.environ.get("HTTPD_CONCURRENT", "100")))),
+        *([("call httpd 0", lambda out: print(out) or True), ("call httpd 3", lambda out: print(out) or True),
+           ("call netstack 0", lambda out: print(out) or True), ("call netstack 4", lambda out: print(out) or True),
+           ("net", lambda out: print(out) or True), ("log show httpd 5", lambda out: print(out) or True),
+           ("log show netstack 10", lambda out: print(out) or True)] if os.environ.get("HTTPD_DEBUG") else []),
         (f"crash {driver} panic", lambda out: "domain crashed" in out),
         ("@run", curl_check([f"{url}/bytes/16384", "-D", "-"], ["HTTP/1.1 200 OK", "Content-Length: 16384"],
                             "GET after a driver crash under the shadow")),

@@ -150,7 +150,8 @@ impl Control for Shared {
             5 => self.frames_in.load(Ordering::Relaxed),
             6 => self.frames_out.load(Ordering::Relaxed),
             7 => self.failed_calls.load(Ordering::Relaxed),
-            _ => self.swept.load(Ordering::Relaxed),
+            8 => self.swept.load(Ordering::Relaxed),
+            _ => counters.repeated_syns,
         })
     }
 
@@ -161,7 +162,8 @@ impl Control for Shared {
                  0: TCP connections accepted\n1: TCP connections open\n2: TCP listeners\n\
                  3: UDP sockets\n4: connections refused (backlog full)\n\
                  5: frames received\n6: frames sent\n7: calls to the driver that failed\n\
-                 8: sockets closed because their owner died",
+                 8: sockets closed because their owner died\n\
+                 9: repeated SYNs dropped (a connection already being made)",
                 describe(self.stack.lock().as_ref().and_then(|s| s.addressing))
             )),
             _ => Ok(None),
@@ -656,7 +658,7 @@ fn round(net: &NetProxy, shared: &Shared) -> Option<(bool, Option<i64>)> {
                 stack.wire.recycle(Buf(packet));
             } else {
                 frames += 1;
-                stack.wire.deliver(Buf(packet));
+                stack.deliver(Buf(packet));
             }
         }
         (stack.poll(now_us()), frames)

@@ -145,6 +145,8 @@ pub struct Counters {
     /// Connections that arrived while a listener's backlog was full
     /// (left to the peer to retry).
     pub backlog_full: u64,
+    /// Repeated SYNs of connections already being made, dropped.
+    pub repeated_syns: u64,
 }
 
 /// What a read came to.
@@ -324,6 +326,48 @@ impl Stack {
                 .values()
                 .map(|l| l.listening.len() + l.ready.len())
                 .sum::<usize>()
+    }
+
+    /// Hands a received frame to the stack, unless it is a TCP SYN that
+    /// repeats one a socket of ours already answered (same addresses and
+    /// ports): a peer whose SYN-ACK is late sends its SYN again, and
+    /// smoltcp would give the repeat to another listening socket, making a
+    /// second half-open connection with its own sequence numbers for the
+    /// same four-tuple, which breaks the first (seen as 41 of 400
+    /// connections opened at once never answered). The socket that has
+    /// the connection sends its SYN-ACK again on its own timer. Returns
+    /// whether the frame was taken.
+    pub fn deliver(&mut self, frame: Buf) -> bool {
+        if let Some((from, to_port)) = repeated_syn(frame.0.frame())
+            && self.has_connection(from, to_port)
+        {
+            self.counters.repeated_syns += 1;
+            self.wire.recycle(frame);
+            return false;
+        }
+        self.wire.deliver(frame);
+        true
+    }
+
+    /// Whether a TCP socket of ours (listening ahead, handshaking,
+    /// established or closing) is connected to `from` on local port
+    /// `port`.
+    fn has_connection(&mut self, from: IpEndpoint, port: u16) -> bool {
+        let handles = self
+            .listeners
+            .values()
+            .flat_map(|l| l.listening.iter().chain(l.ready.iter()))
+            .chain(self.connections.values().map(|(h, _)| h))
+            .chain(self.closing.iter());
+        for &handle in handles {
+            let socket = self.sockets.get::<tcp::Socket>(handle);
+            if socket.remote_endpoint() == Some(from)
+                && socket.local_endpoint().is_some_and(|l| l.port == port)
+            {
+                return true;
+            }
+        }
+        false
     }
 
     /// Processes what arrived and queues what is to be sent in the wire.
@@ -863,4 +907,26 @@ impl Stack {
             None => Status::NoSuchSocket,
         }
     }
+}
+
+/// The sender and destination port of an IPv4 TCP SYN without ACK (the
+/// first segment of a connection), if `frame` is one.
+fn repeated_syn(frame: &[u8]) -> Option<(IpEndpoint, u16)> {
+    if frame.len() < 14 + 20 || frame[12..14] != [0x08, 0x00] {
+        return None;
+    }
+    let ip = &frame[14..];
+    let header = usize::from(ip[0] & 0x0f) * 4;
+    if ip[0] >> 4 != 4 || ip[9] != 6 || header < 20 || ip.len() < header + 14 {
+        return None;
+    }
+    let tcp = &ip[header..];
+    let flags = tcp[13];
+    if flags & 0x02 == 0 || flags & 0x10 != 0 {
+        return None;
+    }
+    let from = Ipv4Address::new(ip[12], ip[13], ip[14], ip[15]);
+    let from_port = u16::from_be_bytes([tcp[0], tcp[1]]);
+    let to_port = u16::from_be_bytes([tcp[2], tcp[3]]);
+    Some((IpEndpoint::new(IpAddress::Ipv4(from), from_port), to_port))
 }
