@@ -85,43 +85,11 @@ async fn connection(tcp: Arc<TcpProxy>, id: u32, stats: Arc<Stats>) {
 }
 
 async fn tcp_server(stats: Arc<Stats>) {
-    loop {
-        let Ok(tcp) = lookup::<dyn Tcp + Send + Sync>("netstack/tcp") else {
-            sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let tcp = Arc::new(tcp);
-        match tcp.listen(PORT, BACKLOG).await {
-            Ok(opened) if opened.status == Status::Ok => {
-                log(&alloc::format!("TCP: listening on port {PORT}"));
-                loop {
-                    match tcp.accept(opened.socket).await {
-                        Ok(accepted) if accepted.status == Status::Ok => {
-                            stats.connections.fetch_add(1, Ordering::Relaxed);
-                            let task = connection(tcp.clone(), accepted.socket, stats.clone());
-                            if spawn(task).is_err() {
-                                log("TCP: cannot start a task for a connection");
-                            }
-                        }
-                        Ok(accepted) => {
-                            log(&alloc::format!("TCP: accept: {:?}", accepted.status));
-                            // Give the port back before listening again.
-                            let _ = tcp.close(opened.socket).await;
-                            break;
-                        }
-                        Err(e) => {
-                            log(&alloc::format!("TCP: accept: {e}"));
-                            break;
-                        }
-                    }
-                }
-            }
-            Ok(opened) => log(&alloc::format!("TCP: listen: {:?}", opened.status)),
-            Err(e) => log(&alloc::format!("TCP: listen: {e}")),
-        }
-        stats.restarts.fetch_add(1, Ordering::Relaxed);
-        sleep(Duration::from_millis(100)).await;
-    }
+    sockets::serve_tcp(PORT, BACKLOG, &stats.restarts, |tcp, id| {
+        stats.connections.fetch_add(1, Ordering::Relaxed);
+        connection(tcp, id, stats.clone())
+    })
+    .await
 }
 
 async fn udp_server(stats: Arc<Stats>) {

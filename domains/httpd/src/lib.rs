@@ -28,11 +28,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use core::task::Poll;
 use core::time::Duration;
 
-use domain_sdk::{
-    Exports, Kernel, RRef, RpcResult, log, lookup, now_ns, sleep, sleep_until, spawn,
-};
+use domain_sdk::{Exports, Kernel, RRef, RpcResult, now_ns, sleep_until, spawn};
 use interfaces::control::{Control, HELP, Text};
-use interfaces::socket::{PAYLOAD, Payload, Status, Tcp, TcpProxy};
+use interfaces::socket::{Payload, Status, Tcp, TcpProxy};
 
 use http::{Outcome, Site};
 
@@ -98,24 +96,6 @@ async fn read_until(
     .await
 }
 
-/// Writes all of `bytes` on `id` through `buffer`; the buffer back if it
-/// all went.
-async fn send(
-    tcp: &TcpProxy,
-    id: u32,
-    mut buffer: RRef<Payload>,
-    bytes: &[u8],
-) -> Option<RRef<Payload>> {
-    for chunk in bytes.chunks(PAYLOAD) {
-        buffer.set(chunk);
-        buffer = tcp.write(id, buffer).await.ok()?;
-        if buffer.status != Status::Ok {
-            return None;
-        }
-    }
-    Some(buffer)
-}
-
 /// One connection: answer whole requests, read more, until the client is
 /// done, a response closes it, or it goes quiet.
 async fn connection(tcp: Arc<TcpProxy>, id: u32, shared: Arc<Shared>) {
@@ -135,7 +115,7 @@ async fn connection(tcp: Arc<TcpProxy>, id: u32, shared: Arc<Shared>) {
                     if status >= 400 {
                         shared.errors.fetch_add(1, Ordering::Relaxed);
                     }
-                    buf = match send(&tcp, id, buf, &response).await {
+                    buf = match sockets::write_all(&tcp, id, buf, &response).await {
                         Some(buf) => buf,
                         None => break 'connection,
                     };
@@ -153,7 +133,7 @@ async fn connection(tcp: Arc<TcpProxy>, id: u32, shared: Arc<Shared>) {
                 if !pending.is_empty()
                     && let Ok(buf) = RRef::try_new(Payload::empty())
                 {
-                    let _ = send(&tcp, id, buf, &http::timed_out()).await;
+                    let _ = sockets::write_all(&tcp, id, buf, &http::timed_out()).await;
                 }
                 break;
             }
@@ -171,42 +151,11 @@ async fn connection(tcp: Arc<TcpProxy>, id: u32, shared: Arc<Shared>) {
 }
 
 async fn server(shared: Arc<Shared>) {
-    loop {
-        let Ok(tcp) = lookup::<dyn Tcp + Send + Sync>("netstack/tcp") else {
-            sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let tcp = Arc::new(tcp);
-        match tcp.listen(PORT, BACKLOG).await {
-            Ok(opened) if opened.status == Status::Ok => {
-                log(&alloc::format!("listening on port {PORT}"));
-                loop {
-                    match tcp.accept(opened.socket).await {
-                        Ok(accepted) if accepted.status == Status::Ok => {
-                            shared.connections.fetch_add(1, Ordering::Relaxed);
-                            let task = connection(tcp.clone(), accepted.socket, shared.clone());
-                            if spawn(task).is_err() {
-                                log("cannot start a task for a connection");
-                            }
-                        }
-                        Ok(accepted) => {
-                            log(&alloc::format!("accept: {:?}", accepted.status));
-                            let _ = tcp.close(opened.socket).await;
-                            break;
-                        }
-                        Err(e) => {
-                            log(&alloc::format!("accept: {e}"));
-                            break;
-                        }
-                    }
-                }
-            }
-            Ok(opened) => log(&alloc::format!("listen: {:?}", opened.status)),
-            Err(e) => log(&alloc::format!("listen: {e}")),
-        }
-        shared.restarts.fetch_add(1, Ordering::Relaxed);
-        sleep(Duration::from_millis(100)).await;
-    }
+    sockets::serve_tcp(PORT, BACKLOG, &shared.restarts, |tcp, id| {
+        shared.connections.fetch_add(1, Ordering::Relaxed);
+        connection(tcp, id, shared.clone())
+    })
+    .await
 }
 
 pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {

@@ -31,9 +31,7 @@ use core::time::Duration;
 
 use domain_sdk::{Exports, Kernel, Mutex, RRef, RpcResult, log, lookup, now_ns, sleep, spawn};
 use interfaces::control::{Control, HELP, Text};
-use interfaces::socket::{
-    DATAGRAM, Datagram, PAYLOAD, Payload, Status, Tcp, TcpProxy, Udp, UdpProxy,
-};
+use interfaces::socket::{DATAGRAM, Datagram, Payload, Status, Tcp, TcpProxy, Udp, UdpProxy};
 
 use protocol::{MAX_VALUE, Outcome, Server};
 
@@ -78,24 +76,6 @@ impl Control for Shared {
     }
 }
 
-/// Writes all of `bytes` on `id` through `buffer`; the buffer back if it
-/// all went.
-async fn send(
-    tcp: &TcpProxy,
-    id: u32,
-    mut buffer: RRef<Payload>,
-    bytes: &[u8],
-) -> Option<RRef<Payload>> {
-    for chunk in bytes.chunks(PAYLOAD) {
-        buffer.set(chunk);
-        buffer = tcp.write(id, buffer).await.ok()?;
-        if buffer.status != Status::Ok {
-            return None;
-        }
-    }
-    Some(buffer)
-}
-
 /// One connection: run the commands read, in order, until the client is
 /// done or says quit.
 async fn connection(tcp: Arc<TcpProxy>, id: u32, shared: Arc<Shared>) {
@@ -117,7 +97,7 @@ async fn connection(tcp: Arc<TcpProxy>, id: u32, shared: Arc<Shared>) {
                     close,
                 } => {
                     if !reply.is_empty() {
-                        buffer = match send(&tcp, id, buffer, &reply).await {
+                        buffer = match sockets::write_all(&tcp, id, buffer, &reply).await {
                             Some(buffer) => buffer,
                             None => break 'connection,
                         };
@@ -151,46 +131,15 @@ async fn connection(tcp: Arc<TcpProxy>, id: u32, shared: Arc<Shared>) {
 }
 
 async fn tcp_server(shared: Arc<Shared>) {
-    loop {
-        let Ok(tcp) = lookup::<dyn Tcp + Send + Sync>("netstack/tcp") else {
-            sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let tcp = Arc::new(tcp);
-        match tcp.listen(PORT, BACKLOG).await {
-            Ok(opened) if opened.status == Status::Ok => {
-                log(&alloc::format!("TCP: listening on port {PORT}"));
-                loop {
-                    match tcp.accept(opened.socket).await {
-                        Ok(accepted) if accepted.status == Status::Ok => {
-                            {
-                                let mut server = shared.server.lock();
-                                server.stats.connections += 1;
-                                server.stats.curr_connections += 1;
-                            }
-                            let task = connection(tcp.clone(), accepted.socket, shared.clone());
-                            if spawn(task).is_err() {
-                                log("TCP: cannot start a task for a connection");
-                            }
-                        }
-                        Ok(accepted) => {
-                            log(&alloc::format!("TCP: accept: {:?}", accepted.status));
-                            let _ = tcp.close(opened.socket).await;
-                            break;
-                        }
-                        Err(e) => {
-                            log(&alloc::format!("TCP: accept: {e}"));
-                            break;
-                        }
-                    }
-                }
-            }
-            Ok(opened) => log(&alloc::format!("TCP: listen: {:?}", opened.status)),
-            Err(e) => log(&alloc::format!("TCP: listen: {e}")),
+    sockets::serve_tcp(PORT, BACKLOG, &shared.restarts, |tcp, id| {
+        {
+            let mut server = shared.server.lock();
+            server.stats.connections += 1;
+            server.stats.curr_connections += 1;
         }
-        shared.restarts.fetch_add(1, Ordering::Relaxed);
-        sleep(Duration::from_millis(100)).await;
-    }
+        connection(tcp, id, shared.clone())
+    })
+    .await
 }
 
 async fn udp_server(shared: Arc<Shared>) {
