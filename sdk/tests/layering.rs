@@ -10,8 +10,9 @@
 //! | `rrpc` | `cont`, `owner`, `rrpc-idl`: never the kernel, never `executor` |
 //! | `interfaces` | `rrpc` only |
 //! | `domain-sdk` | `rrpc`, `interfaces` |
-//! | domains, drivers, rv6 | the SDK, `interfaces`, `rrpc`; no driver uses another; drivers also the driver libraries |
+//! | domains, drivers, rv6 | the SDK, `interfaces`, `rrpc`; no driver uses another; drivers also the driver libraries, domains the service and domain libraries |
 //! | driver libraries (`nic-ring`: code two drivers share) | the SDK, `interfaces`, `rrpc` |
+//! | service libraries (`sockets`: the TCP services' server loop, untrusted) | the SDK, `interfaces`, `rrpc` |
 //! | domain libraries (`netwire`: smoltcp's device adapter, trusted) | nothing of ours |
 //! | `kcore`, `owner`, `rrpc-idl` | nothing of ours |
 //! | `cont` | `owner` |
@@ -83,6 +84,7 @@ fn layer(name: &str, manifest: &str) -> &'static str {
         "kcore" | "cont" | "owner" | "rrpc-idl" | "loader" => "shared",
         "pack" | "vet" | "bench" => "tool",
         "nic-ring" => "driver-lib",
+        "sockets" => "service-lib",
         "netwire" => "domain-lib",
         _ if under("drivers") => "driver",
         _ if under("domains") || under("rv6") => "domain",
@@ -104,7 +106,11 @@ fn check(edges: &Edges, places: &BTreeMap<String, String>) -> Vec<String> {
                 ("rrpc", "shared") => matches!(to.as_str(), "cont" | "owner" | "rrpc-idl"),
                 ("interfaces", "rrpc") => true,
                 ("sdk", "rrpc" | "interfaces") => true,
-                ("domain" | "driver" | "driver-lib", "sdk" | "interfaces" | "rrpc") => true,
+                (
+                    "domain" | "driver" | "driver-lib" | "service-lib",
+                    "sdk" | "interfaces" | "rrpc",
+                ) => true,
+                ("domain", "service-lib") => true,
                 ("driver", "driver-lib") => true,
                 ("domain", "domain-lib") => true,
                 ("shared", "shared") => {
