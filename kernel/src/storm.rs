@@ -603,6 +603,9 @@ fn reset() {
     C.restart_count.store(0, Ordering::SeqCst);
     *C.aborted.lock() = None;
     STOP.store(false, Ordering::SeqCst);
+    for kept in &UNEXPECTED {
+        kept.lock().2 = 0;
+    }
 }
 
 fn abort(why: &'static str) {
@@ -947,10 +950,31 @@ async fn watch_client() {
 /// The first crashes of domains no injector targets (the shadow), as
 /// they happened: a wind-down's kill would overwrite the last fault.
 static OTHER_CRASHES: spin::Mutex<Vec<alloc::string::String>> = spin::Mutex::new(Vec::new());
+/// Per target: the first crash its injector did not raise (message bytes,
+/// the injector's phase then, the message's length; 0: none).
+static UNEXPECTED: [spin::Mutex<([u8; 200], usize, usize)>; 5] =
+    [const { spin::Mutex::new(([0; 200], 0, 0)) }; 5];
 
 /// Called (as the kernel) whenever an incarnation crashes.
 pub fn on_crash(name: &str, message: &str) {
-    if !RUNNING.load(Ordering::Relaxed) || Target::ALL.iter().any(|t| t.name() == name) {
+    if !RUNNING.load(Ordering::Relaxed) {
+        return;
+    }
+    if let Some(index) = Target::ALL.iter().position(|t| t.name() == name) {
+        // A target crashing while its injector is not between raising a
+        // fault and seeing the crash: not one of ours. Its first such
+        // message is kept for the report (in place: no allocation while
+        // the heap is being accounted).
+        let phase = INJECTOR_AT[index].load(Ordering::Relaxed);
+        if !(3..=5).contains(&phase) {
+            let mut kept = UNEXPECTED[index].lock();
+            if kept.2 == 0 {
+                let len = message.len().min(kept.0.len());
+                kept.0[..len].copy_from_slice(&message.as_bytes()[..len]);
+                kept.1 = phase;
+                kept.2 = len;
+            }
+        }
         return;
     }
     let mut crashes = OTHER_CRASHES.lock();
@@ -1377,6 +1401,21 @@ async fn campaign(plan: Plan) -> Result<Report, alloc::string::String> {
                 d.name,
                 d.last_fault().unwrap_or_default()
             );
+        }
+        if let Some(i) = Target::ALL.iter().position(|t| t.name() == d.name) {
+            let kept = UNEXPECTED[i].lock();
+            if kept.2 > 0 {
+                println!(
+                    "storm: {} crashed while its injector was {}: {}",
+                    d.name,
+                    INJECTOR_PHASES[kept.1],
+                    match core::str::from_utf8(&kept.0[..kept.2]) {
+                        Ok(text) => text,
+                        // Cut mid-character at the buffer's end.
+                        Err(e) => core::str::from_utf8(&kept.0[..e.valid_up_to()]).unwrap_or(""),
+                    }
+                );
+            }
         }
     }
     let load = |c: &AtomicU64| c.load(Ordering::SeqCst);
