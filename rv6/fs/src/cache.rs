@@ -1,0 +1,388 @@
+//! The buffer cache, the running transaction and the write-ahead log.
+//!
+//! Every change goes to a cached block and adds the block to the running
+//! transaction, which pins it in the cache until [`Cache::commit`]
+//! installs it. Changes are grouped in *units*: [`Cache::begin_unit`]
+//! starts recording each block's content before its first change, and
+//! [`Cache::abort_unit`] puts those back, so an operation that fails
+//! part-way leaves nothing behind. A unit never spans a commit.
+//!
+//! Commit (xv6's, with flushes for a device with a write cache):
+//! 1. write each transaction block to its log slot; flush;
+//! 2. write the header (count and home block numbers); flush: the commit
+//!    point;
+//! 3. write each block home; flush;
+//! 4. write an empty header; flush, so that the next commit's log writes
+//!    can never be replayed under this header.
+//!
+//! [`replay`] at mount does 3 and 4 again for a header that is not empty.
+
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::disk::Disk;
+use crate::layout::{Superblock, set_word, word};
+use crate::{Error, Result};
+
+struct Entry {
+    data: Box<[u8]>,
+    stamp: u64,
+    /// In the running transaction (so pinned).
+    in_txn: bool,
+    /// Changed in the open unit already (its earlier content recorded).
+    in_unit: bool,
+}
+
+/// A block's state before the open unit first changed it.
+struct Undo {
+    block: u32,
+    /// Its content, or `None` for a block the unit took fresh (just
+    /// allocated): dropped from the cache on abort.
+    before: Option<Box<[u8]>>,
+    was_in_txn: bool,
+}
+
+/// Counters, for tests and `stat`-like reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub commits: u64,
+    pub logged_blocks: u64,
+}
+
+pub(crate) struct Cache {
+    bsize: usize,
+    capacity: usize,
+    entries: BTreeMap<u32, Entry>,
+    /// Stamp of last use -> block, oldest first.
+    lru: BTreeMap<u64, u32>,
+    clock: u64,
+    txn: BTreeSet<u32>,
+    unit: Option<Vec<Undo>>,
+    logstart: u32,
+    log_capacity: usize,
+    pub(crate) stats: CacheStats,
+}
+
+impl Cache {
+    pub(crate) fn new(sb: &Superblock, capacity: usize) -> Cache {
+        Cache {
+            bsize: sb.profile.block_size(),
+            capacity: capacity.max(16),
+            entries: BTreeMap::new(),
+            lru: BTreeMap::new(),
+            clock: 0,
+            txn: BTreeSet::new(),
+            unit: None,
+            logstart: sb.logstart,
+            log_capacity: sb.log_capacity(),
+            stats: CacheStats::default(),
+        }
+    }
+
+    /// Blocks in the running transaction.
+    pub(crate) fn txn_len(&self) -> usize {
+        self.txn.len()
+    }
+
+    pub(crate) fn log_capacity(&self) -> usize {
+        self.log_capacity
+    }
+
+    fn touch(&mut self, block: u32) {
+        self.clock += 1;
+        let clock = self.clock;
+        if let Some(entry) = self.entries.get_mut(&block) {
+            self.lru.remove(&entry.stamp);
+            entry.stamp = clock;
+            self.lru.insert(clock, block);
+        }
+    }
+
+    /// Makes room for one more entry by dropping the least recently used
+    /// block that is not in the transaction (if every one is, the cache
+    /// grows past its capacity: the transaction is bounded by the log).
+    fn evict(&mut self) {
+        if self.entries.len() < self.capacity {
+            return;
+        }
+        let victim = self
+            .lru
+            .iter()
+            .find(|(_, block)| self.entries.get(block).is_some_and(|e| !e.in_txn))
+            .map(|(stamp, block)| (*stamp, *block));
+        if let Some((stamp, block)) = victim {
+            self.lru.remove(&stamp);
+            self.entries.remove(&block);
+        }
+    }
+
+    fn insert(&mut self, block: u32, data: Box<[u8]>) {
+        self.evict();
+        self.clock += 1;
+        self.lru.insert(self.clock, block);
+        self.entries.insert(
+            block,
+            Entry {
+                data,
+                stamp: self.clock,
+                in_txn: false,
+                in_unit: false,
+            },
+        );
+    }
+
+    async fn load<D: Disk>(&mut self, disk: &mut D, block: u32) -> Result<()> {
+        if self.entries.contains_key(&block) {
+            self.stats.hits += 1;
+            self.touch(block);
+            return Ok(());
+        }
+        self.stats.misses += 1;
+        let mut data = vec![0u8; self.bsize].into_boxed_slice();
+        disk.read(block, &mut data).await?;
+        self.insert(block, data);
+        Ok(())
+    }
+
+    /// Copies `out.len()` bytes at `offset` of `block` into `out`.
+    pub(crate) async fn read<D: Disk>(
+        &mut self,
+        disk: &mut D,
+        block: u32,
+        offset: usize,
+        out: &mut [u8],
+    ) -> Result<()> {
+        self.load(disk, block).await?;
+        let entry = self.entries.get(&block).ok_or(Error::Io)?;
+        let src = entry
+            .data
+            .get(offset..offset + out.len())
+            .ok_or(Error::Corrupt)?;
+        out.copy_from_slice(src);
+        Ok(())
+    }
+
+    /// Word `index` of `block`.
+    pub(crate) async fn read_word<D: Disk>(
+        &mut self,
+        disk: &mut D,
+        block: u32,
+        index: usize,
+    ) -> Result<u32> {
+        self.load(disk, block).await?;
+        let entry = self.entries.get(&block).ok_or(Error::Io)?;
+        if (index + 1) * 4 > entry.data.len() {
+            return Err(Error::Corrupt);
+        }
+        Ok(word(&entry.data, index))
+    }
+
+    /// Records what the open unit needs to undo a change to `block`, and
+    /// adds the block to the transaction. `fresh`: the block was just
+    /// allocated, its old content is of no interest.
+    fn will_change(&mut self, block: u32, fresh: bool) -> Result<()> {
+        let entry = self.entries.get_mut(&block).ok_or(Error::Io)?;
+        if !entry.in_txn && self.txn.len() >= self.log_capacity {
+            // The operation's reservation was too small: refuse rather
+            // than overflow the log (the unit is aborted).
+            return Err(Error::NoSpace);
+        }
+        let unit = self.unit.as_mut().ok_or(Error::Invalid)?;
+        if !entry.in_unit {
+            entry.in_unit = true;
+            let before = if fresh && !entry.in_txn {
+                None
+            } else {
+                Some(entry.data.clone())
+            };
+            unit.push(Undo {
+                block,
+                before,
+                was_in_txn: entry.in_txn,
+            });
+        }
+        if !entry.in_txn {
+            entry.in_txn = true;
+            self.txn.insert(block);
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at `offset` of `block`.
+    pub(crate) async fn write<D: Disk>(
+        &mut self,
+        disk: &mut D,
+        block: u32,
+        offset: usize,
+        data: &[u8],
+    ) -> Result<()> {
+        self.load(disk, block).await?;
+        if offset + data.len() > self.bsize {
+            return Err(Error::Corrupt);
+        }
+        self.will_change(block, false)?;
+        let entry = self.entries.get_mut(&block).ok_or(Error::Io)?;
+        entry.data[offset..offset + data.len()].copy_from_slice(data);
+        Ok(())
+    }
+
+    /// Sets word `index` of `block`.
+    pub(crate) async fn write_word<D: Disk>(
+        &mut self,
+        disk: &mut D,
+        block: u32,
+        index: usize,
+        value: u32,
+    ) -> Result<()> {
+        self.write(disk, block, index * 4, &value.to_le_bytes())
+            .await
+    }
+
+    /// Gives a just-allocated block the content `data` placed at
+    /// `offset`, zeros elsewhere, without reading it from the device.
+    pub(crate) fn write_fresh(&mut self, block: u32, offset: usize, data: &[u8]) -> Result<()> {
+        if offset + data.len() > self.bsize {
+            return Err(Error::Corrupt);
+        }
+        if !self.entries.contains_key(&block) {
+            self.insert(block, vec![0u8; self.bsize].into_boxed_slice());
+        } else {
+            self.touch(block);
+        }
+        self.will_change(block, true)?;
+        let entry = self.entries.get_mut(&block).ok_or(Error::Io)?;
+        entry.data.fill(0);
+        entry.data[offset..offset + data.len()].copy_from_slice(data);
+        Ok(())
+    }
+
+    pub(crate) fn begin_unit(&mut self) {
+        debug_assert!(self.unit.is_none(), "units do not nest");
+        self.unit = Some(Vec::new());
+    }
+
+    /// Keeps the open unit's changes.
+    pub(crate) fn end_unit(&mut self) {
+        for undo in self.unit.take().unwrap_or_default() {
+            if let Some(entry) = self.entries.get_mut(&undo.block) {
+                entry.in_unit = false;
+            }
+        }
+    }
+
+    /// Puts back every block the open unit changed.
+    pub(crate) fn abort_unit(&mut self) {
+        let undos = self.unit.take().unwrap_or_default();
+        for undo in undos.into_iter().rev() {
+            match undo.before {
+                Some(before) => {
+                    if let Some(entry) = self.entries.get_mut(&undo.block) {
+                        entry.data = before;
+                        entry.in_unit = false;
+                        if !undo.was_in_txn {
+                            entry.in_txn = false;
+                            self.txn.remove(&undo.block);
+                        }
+                    }
+                }
+                None => {
+                    if let Some(entry) = self.entries.remove(&undo.block) {
+                        self.lru.remove(&entry.stamp);
+                    }
+                    self.txn.remove(&undo.block);
+                }
+            }
+        }
+    }
+
+    /// Makes the transaction durable and installs it (see the module
+    /// documentation). On an error the device's state is in doubt: the
+    /// caller stops using this cache (a remount replays or discards the
+    /// log).
+    pub(crate) async fn commit<D: Disk>(&mut self, disk: &mut D) -> Result<()> {
+        debug_assert!(self.unit.is_none(), "commit inside a unit");
+        if self.txn.is_empty() {
+            return Ok(());
+        }
+        let blocks: Vec<u32> = self.txn.iter().copied().collect();
+        {
+            let mut writes = Vec::with_capacity(blocks.len());
+            for (i, block) in blocks.iter().enumerate() {
+                let entry = self.entries.get(block).ok_or(Error::Io)?;
+                writes.push((self.logstart + 1 + i as u32, &entry.data[..]));
+            }
+            disk.write(&writes).await?;
+        }
+        disk.flush().await?;
+        let mut header = vec![0u8; self.bsize];
+        set_word(&mut header, 0, blocks.len() as u32);
+        for (i, block) in blocks.iter().enumerate() {
+            set_word(&mut header, 1 + i, *block);
+        }
+        disk.write(&[(self.logstart, &header)]).await?;
+        disk.flush().await?;
+        {
+            let mut writes = Vec::with_capacity(blocks.len());
+            for block in &blocks {
+                let entry = self.entries.get(block).ok_or(Error::Io)?;
+                writes.push((*block, &entry.data[..]));
+            }
+            disk.write(&writes).await?;
+        }
+        disk.flush().await?;
+        header.fill(0);
+        disk.write(&[(self.logstart, &header)]).await?;
+        disk.flush().await?;
+        for block in &blocks {
+            if let Some(entry) = self.entries.get_mut(block) {
+                entry.in_txn = false;
+            }
+        }
+        self.txn.clear();
+        self.stats.commits += 1;
+        self.stats.logged_blocks += blocks.len() as u64;
+        // Entries pinned past the capacity may go now.
+        while self.entries.len() > self.capacity {
+            let before = self.entries.len();
+            self.evict();
+            if self.entries.len() == before {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Installs a committed log left by a crash; returns how many blocks it
+/// held. Home block numbers outside the inode, bitmap and data regions
+/// make the image [`Error::Corrupt`].
+pub(crate) async fn replay<D: Disk>(disk: &mut D, sb: &Superblock) -> Result<usize> {
+    let bsize = sb.profile.block_size();
+    let mut header = vec![0u8; bsize];
+    disk.read(sb.logstart, &mut header).await?;
+    let n = word(&header, 0) as usize;
+    if n == 0 {
+        return Ok(0);
+    }
+    if n > sb.log_capacity() {
+        return Err(Error::Corrupt);
+    }
+    let mut data = vec![0u8; bsize];
+    for i in 0..n {
+        let home = word(&header, 1 + i);
+        if home < sb.inodestart || home >= sb.size {
+            return Err(Error::Corrupt);
+        }
+        disk.read(sb.logstart + 1 + i as u32, &mut data).await?;
+        disk.write(&[(home, &data)]).await?;
+    }
+    disk.flush().await?;
+    header.fill(0);
+    disk.write(&[(sb.logstart, &header)]).await?;
+    disk.flush().await?;
+    Ok(n)
+}
