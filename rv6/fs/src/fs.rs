@@ -973,47 +973,46 @@ impl<D: Disk> Fs<D> {
             return Err(Error::TooBig);
         }
         let bsize = self.profile.block_size();
-        let piece = self.write_piece_blocks() * bsize;
-        // First the gap, with zeros.
-        let mut size = ino.size as u64;
-        if off > size {
-            let zeros = vec![0u8; piece];
-            while size < off {
-                let len = ((off - size) as usize).min(piece - (size as usize % bsize));
-                self.write_unit(inum, size, &zeros[..len]).await?;
-                size += len as u64;
-            }
-        }
-        let mut done = 0;
-        let mut piece = piece;
-        while done < data.len() {
-            let pos = off + done as u64;
+        let size = ino.size as u64;
+        // Zeros fill [size, off) first, in the same units as the data
+        // that follows them, so a write that fits one unit is atomic.
+        let start = off.min(size);
+        let mut piece = self.write_piece_blocks() * bsize;
+        let mut pos = start;
+        while pos < end {
             // Pieces end on block boundaries, so each touches at most
             // `write_piece_blocks` blocks.
-            let len = (piece - (pos as usize % bsize)).min(data.len() - done);
-            match self.write_unit(inum, pos, &data[done..done + len]).await {
-                Ok(()) => done += len,
+            let len = ((piece - (pos as usize % bsize)) as u64).min(end - pos);
+            let zeros = off.saturating_sub(pos).min(len) as usize;
+            let from = (pos + zeros as u64).saturating_sub(off) as usize;
+            let to = (pos + len).saturating_sub(off) as usize;
+            match self.write_unit(inum, pos, zeros, &data[from..to]).await {
+                Ok(()) => pos += len,
                 // The device is nearly full: write what still fits, in
                 // smaller pieces, down to one block.
                 Err(Error::NoSpace) if piece > bsize => {
                     piece = (piece / 2).max(bsize) / bsize * bsize
                 }
-                Err(Error::NoSpace) if done > 0 => break,
+                Err(Error::NoSpace) if pos > off => break,
                 Err(e) => return Err(e),
             }
         }
-        Ok(done)
+        Ok(pos.saturating_sub(off) as usize)
     }
 
-    async fn write_unit(&mut self, inum: u32, off: u64, data: &[u8]) -> Result<()> {
+    /// One unit of a write: `zeros` zero bytes at `off`, then `data`.
+    async fn write_unit(&mut self, inum: u32, off: u64, zeros: usize, data: &[u8]) -> Result<()> {
         let orphans = self.begin(3 * self.write_piece_blocks() + 4).await?;
-        let r = self.write_piece(inum, off, data).await;
+        let r = self.write_piece(inum, off, zeros, data).await;
         self.finish(orphans, r).await
     }
 
-    async fn write_piece(&mut self, inum: u32, off: u64, data: &[u8]) -> Result<()> {
+    async fn write_piece(&mut self, inum: u32, off: u64, zeros: usize, data: &[u8]) -> Result<()> {
         let mut ino = self.inode(inum).await?;
-        self.writei(&mut ino, off, data).await?;
+        if zeros > 0 {
+            self.writei(&mut ino, off, &vec![0u8; zeros]).await?;
+        }
+        self.writei(&mut ino, off + zeros as u64, data).await?;
         self.put_inode(inum, &ino).await
     }
 

@@ -175,7 +175,13 @@ impl Model {
         let name = name.ok_or(Error::NotPermitted)?;
         match name {
             "." => return Err(Error::Invalid),
-            ".." => return Err(if want_dir { Error::NotEmpty } else { Error::IsDir }),
+            ".." => {
+                return Err(if want_dir {
+                    Error::NotEmpty
+                } else {
+                    Error::IsDir
+                });
+            }
             _ => {}
         }
         let id = self.child(dir, name)?.ok_or(Error::NotFound)?;
@@ -281,7 +287,11 @@ impl Rng {
             if level + 1 == depth && file && self.below(8) != 0 {
                 path.push_str(FILES[self.below(3) as usize]);
             } else {
-                let i = if self.below(12) == 0 { 3 + self.below(2) } else { self.below(3) };
+                let i = if self.below(12) == 0 {
+                    3 + self.below(2)
+                } else {
+                    self.below(3)
+                };
                 path.push_str(DIRS[i as usize]);
             }
         }
@@ -294,7 +304,11 @@ fn compare(fs: &mut Fs<MemDisk>, model: &Model, step: usize) {
     let mut stack = vec![(ROOT, 1u32, String::from("/"))];
     while let Some((inum, id, path)) = stack.pop() {
         let stat = block_on(fs.stat(inum)).unwrap();
-        assert_eq!(stat.nlink as usize, model.links(id), "step {step}: link count of {path}");
+        assert_eq!(
+            stat.nlink as usize,
+            model.links(id),
+            "step {step}: link count of {path}"
+        );
         match &model.nodes[&id] {
             Node::File(bytes) => {
                 assert_eq!(stat.kind, Kind::File, "step {step}: {path}");
@@ -335,7 +349,12 @@ fn remount(fs: Fs<MemDisk>, profile: Profile, step: usize) -> Fs<MemDisk> {
 
 fn run(profile: Profile, blocks: u32, steps: usize, seed: u64, max_write: u64) {
     let disk = MemDisk::new(profile.block_size(), blocks as usize);
-    let mut fs = block_on(Fs::format(disk, MkfsOptions::for_blocks(profile, blocks), 32)).unwrap();
+    let mut fs = block_on(Fs::format(
+        disk,
+        MkfsOptions::for_blocks(profile, blocks),
+        32,
+    ))
+    .unwrap();
     let mut model = Model::new(profile.max_file_size());
     let mut rng = Rng(seed);
     let mut counts = BTreeMap::<&str, (u32, u32)>::new();
@@ -381,11 +400,19 @@ fn run(profile: Profile, blocks: u32, steps: usize, seed: u64, max_write: u64) {
             }
             11..=12 => {
                 let path = rng.path(false);
-                ("rmdir", block_on(fs.rmdir(ROOT, &path)), model.remove(&path, true))
+                (
+                    "rmdir",
+                    block_on(fs.rmdir(ROOT, &path)),
+                    model.remove(&path, true),
+                )
             }
             13..=14 => {
                 let path = rng.path(true);
-                ("unlink", block_on(fs.unlink(ROOT, &path)), model.remove(&path, false))
+                (
+                    "unlink",
+                    block_on(fs.unlink(ROOT, &path)),
+                    model.remove(&path, false),
+                )
             }
             15 => {
                 let (a, b) = (rng.path(true), rng.path(true));
@@ -394,7 +421,11 @@ fn run(profile: Profile, blocks: u32, steps: usize, seed: u64, max_write: u64) {
             16..=17 => {
                 let file = rng.below(2) == 0;
                 let (a, b) = (rng.path(file), rng.path(file));
-                ("rename", block_on(fs.rename(ROOT, &a, &b)), model.rename(&a, &b))
+                (
+                    "rename",
+                    block_on(fs.rename(ROOT, &a, &b)),
+                    model.rename(&a, &b),
+                )
             }
             18 => {
                 // Unlink while open: the data stays readable until closed.
