@@ -251,9 +251,8 @@ fn run<D: Disk>(fs: &mut Fs<D>, ops: &[Op], batches: &[usize]) -> (usize, usize)
     for &b in batches {
         for op in &ops[begun..begun + b] {
             begun += 1;
-            match block_on(apply(fs, op)) {
-                Err(Error::Io) => return (acked, begun),
-                _ => {}
+            if let Err(Error::Io) = block_on(apply(fs, op)) {
+                return (acked, begun);
             }
         }
         if block_on(fs.commit()).is_err() {
@@ -330,8 +329,8 @@ fn every_crash_point_recovers_to_an_acknowledged_prefix() {
                         .collect()
                 };
                 eprintln!("got: {:?}", brief(&tree));
-                for i in acked..=begun {
-                    eprintln!("state {i}: {:?}", brief(&states[i]));
+                for (i, state) in states.iter().enumerate().take(begun + 1).skip(acked) {
+                    eprintln!("state {i}: {:?}", brief(state));
                 }
                 eprintln!("ops: {:?}", &ops[..=begun.min(ops.len() - 1)]);
             }
