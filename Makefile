@@ -61,6 +61,14 @@ setup:
 	@if ! rustup component list --installed 2>/dev/null | grep -q '^clippy'; then \
 		rustup component add clippy rustfmt >/dev/null 2>&1 || true; \
 	fi
+	@# rv6's xv6-profile images are checked against an independent reader
+	@# (the PyPI package xv6-filesystem-reader), kept under build/pylib.
+	@if [ ! -f $(BUILD)/pylib/reader.py ]; then \
+		echo "setup: installing xv6-filesystem-reader into $(BUILD)/pylib"; \
+		python3 -m pip --version >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+			$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-pip >/dev/null; }; \
+		python3 -m pip install --quiet --disable-pip-version-check --no-deps --target $(BUILD)/pylib xv6-filesystem-reader==0.2.0 2>&1 | grep -v "as the 'root' user" || true; \
+	fi
 	@# The clients the application tests drive: curl (httpd), memccapable
 	@# and memcslap (kvstore, from libmemcached-tools).
 	@if ! command -v memccapable >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then \
@@ -146,7 +154,7 @@ run: build disk
 		if [ $$status -eq 33 ]; then status=0; fi; exit $$status
 
 host-test: setup
-	cargo test --workspace --exclude kernel 2>&1 | tee $(BUILD)/host-tests.log
+	RV6_REQUIRE_XV6READER=1 cargo test --workspace --exclude kernel 2>&1 | tee $(BUILD)/host-tests.log
 
 qemu-test: build test-kernel disk
 	python3 tools/qemu-test.py $(KERNEL) --test-kernel $(TEST_KERNEL) --archive $(ARCHIVE) --key $(DOMAIN_KEY) --disk $(DISK) --configs $(TEST_CONFIGS) 2>&1 | tee $(BUILD)/qemu-tests.log

@@ -19,7 +19,7 @@ fi
 
 echo "== host tests (cargo test --workspace --exclude kernel)"
 # The loader's tests run on the images just built, and must not skip them.
-if LOADER_TESTS_NEED_IMAGES=1 cargo test --workspace --exclude kernel 2>&1 | tee "$build/host-tests.log"; then :; else
+if LOADER_TESTS_NEED_IMAGES=1 RV6_REQUIRE_XV6READER=1 cargo test --workspace --exclude kernel 2>&1 | tee "$build/host-tests.log"; then :; else
     echo "host tests: cargo test exited with an error"; failed=$((failed + 1))
 fi
 # Sum every "test result: ok. N passed; M failed" line.

@@ -10,14 +10,15 @@
 //! | `rrpc` | `cont`, `owner`, `rrpc-idl`: never the kernel, never `executor` |
 //! | `interfaces` | `rrpc` only |
 //! | `domain-sdk` | `rrpc`, `interfaces` |
-//! | domains, drivers, rv6 | the SDK, `interfaces`, `rrpc`; no driver uses another; drivers also the driver libraries, domains the service and domain libraries |
+//! | domains, drivers, rv6 | the SDK, `interfaces`, `rrpc`; no driver uses another; drivers also the driver libraries, domains the service, domain and rv6 libraries |
 //! | driver libraries (`nic-ring`: code two drivers share) | the SDK, `interfaces`, `rrpc` |
 //! | service libraries (`sockets`: the TCP services' server loop, untrusted) | the SDK, `interfaces`, `rrpc` |
 //! | domain libraries (`netwire`: smoltcp's device adapter, trusted) | nothing of ours |
+//! | rv6 libraries (`rv6-fs`: the file system, untrusted) | nothing of ours |
 //! | `kcore`, `owner`, `rrpc-idl` | nothing of ours |
 //! | `cont` | `owner` |
 //! | `loader` | `kcore` |
-//! | host tools (`pack`, `vet`, `bench`) | trusted crates, never the kernel or a domain |
+//! | host tools (`pack`, `vet`, `bench`, `rv6fs`) | trusted crates and the rv6 libraries, never the kernel or a domain |
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -82,10 +83,11 @@ fn layer(name: &str, manifest: &str) -> &'static str {
         "interfaces" => "interfaces",
         "domain-sdk" => "sdk",
         "kcore" | "cont" | "owner" | "rrpc-idl" | "loader" => "shared",
-        "pack" | "vet" | "bench" => "tool",
+        "pack" | "vet" | "bench" | "rv6fs" => "tool",
         "nic-ring" => "driver-lib",
         "sockets" => "service-lib",
         "netwire" => "domain-lib",
+        "rv6-fs" => "rv6-lib",
         _ if under("drivers") => "driver",
         _ if under("domains") || under("rv6") => "domain",
         _ => "unknown",
@@ -113,6 +115,9 @@ fn check(edges: &Edges, places: &BTreeMap<String, String>) -> Vec<String> {
                 ("domain", "service-lib") => true,
                 ("driver", "driver-lib") => true,
                 ("domain", "domain-lib") => true,
+                // rv6's file-system code: in its domain and in the host
+                // tools (mkfs, fsck) alike.
+                ("domain" | "tool", "rv6-lib") => true,
                 ("shared", "shared") => {
                     (from == "loader" && to == "kcore") || (from == "cont" && to == "owner")
                 }

@@ -43,6 +43,9 @@ const ALLOWED: &[(&str, &str)] = &[
     // The TCP services' server loop: untrusted itself (checked as every
     // crate under `domains/` is).
     ("sockets", "domains/sockets"),
+    // rv6's file system: untrusted itself (checked as every crate under
+    // `rv6/` is).
+    ("rv6-fs", "rv6/fs"),
 ];
 
 /// Registry crates admitted into one untrusted crate each, at one exact
