@@ -34,6 +34,7 @@
 //! - [`bdev::BDev`]: block devices (the NVMe driver, the RAM disk).
 //! - [`net::Net`]: network interfaces (the igb driver).
 //! - [`probe::Probe`]: the isolation tests' service (`domains/attack`).
+//! - [`rv6::Files`]: rv6's file system (`rv6/fsd`).
 
 #![no_std]
 #![deny(unsafe_code)]
@@ -49,4 +50,5 @@ pub mod counter;
 pub mod greeter;
 pub mod net;
 pub mod probe;
+pub mod rv6;
 pub mod socket;

@@ -266,10 +266,14 @@ pub async fn check<D: Disk>(disk: &mut D, profile: Profile) -> Result<Report> {
     let (mut lost, mut unmarked) = (0u32, 0u32);
     let mut first_lost = None;
     let mut first_unmarked = None;
-    for bm in 0..sb.nbitmap() {
+    let bpb = bpb as u64;
+    let needed = (sb.size as u64).div_ceil(bpb) as u32;
+    for bm in 0..needed.min(sb.nbitmap()) {
         let bits = c.block(sb.bmapstart + bm).await?;
-        for b in bm * bpb..((bm + 1) * bpb).min(sb.size) {
-            let bit = (b - bm * bpb) as usize;
+        let first = bm as u64 * bpb;
+        for b in first..((bm as u64 + 1) * bpb).min(sb.size as u64) {
+            let bit = (b - first) as usize;
+            let b = b as u32;
             let marked = bits[bit / 8] & (1 << (bit % 8)) != 0;
             let used = b < sb.data_start() || owners[b as usize] != 0;
             if b >= sb.data_start() {

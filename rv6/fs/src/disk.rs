@@ -2,6 +2,7 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
+use core::future::Future;
 
 use crate::{Error, Result};
 
@@ -13,17 +14,20 @@ use crate::{Error, Result};
 /// Ordering contract: a write that completed may still be lost by a crash
 /// until a later [`Disk::flush`] completes; after that it is durable.
 /// The log relies on nothing else.
-#[allow(async_fn_in_trait)]
-pub trait Disk {
+///
+/// The futures are `Send` (so a file system on any device can run in a
+/// task an executor may move between polls); implementations write
+/// `async fn`.
+pub trait Disk: Send {
     /// Blocks the device holds.
     fn blocks(&self) -> u64;
     /// Reads block `block` into `buf` (one block long).
-    async fn read(&mut self, block: u32, buf: &mut [u8]) -> Result<()>;
+    fn read(&mut self, block: u32, buf: &mut [u8]) -> impl Future<Output = Result<()>> + Send;
     /// Writes each `(block, data)`; `data` is one block long. The writes
     /// may complete in any order.
-    async fn write(&mut self, writes: &[(u32, &[u8])]) -> Result<()>;
+    fn write(&mut self, writes: &[(u32, &[u8])]) -> impl Future<Output = Result<()>> + Send;
     /// Makes every completed write durable.
-    async fn flush(&mut self) -> Result<()>;
+    fn flush(&mut self) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// A device in memory: what the tests and the host tools use.

@@ -33,7 +33,7 @@ pub const MAX_PATH: usize = 512;
 /// Transaction blocks one ordinary operation can change at most: a
 /// rename's two directories (inode, data block, indirect blocks), the
 /// moved directory's `..` block, the replaced inode and the bitmap.
-const OP_BLOCKS: usize = 16;
+const OP_BLOCKS: usize = crate::layout::MIN_LOG_BLOCKS as usize - 1;
 
 /// Options for [`Fs::format`].
 #[derive(Clone, Copy, Debug)]
@@ -290,10 +290,16 @@ impl<D: Disk> Fs<D> {
     /// the inode.
     async fn reclaim(&mut self) -> Result<()> {
         while let Some(inum) = self.orphans.pop() {
-            let r = self.free_inode(inum).await;
-            if r.is_err() {
-                self.failed = true;
-                return r;
+            match self.free_inode(inum).await {
+                Ok(()) => {}
+                // A device error: stop everything (the state is in doubt).
+                Err(Error::Io) => {
+                    self.failed = true;
+                    return Err(Error::Io);
+                }
+                // A corrupt orphan stays (fsck reports it); the rest of
+                // the file system goes on.
+                Err(_) => {}
             }
         }
         Ok(())
@@ -426,7 +432,7 @@ impl<D: Disk> Fs<D> {
             self.cache
                 .read(&mut self.disk, self.sb.bmapstart + bitmap, 0, &mut bits)
                 .await?;
-            let end = ((bitmap + 1) * bpb).min(to);
+            let end = ((bitmap as u64 + 1) * bpb as u64).min(to as u64) as u32;
             while b < end {
                 let bit = (b % bpb) as usize;
                 if bit.is_multiple_of(8) && bits[bit / 8] == 0xff {
@@ -809,13 +815,26 @@ impl<D: Disk> Fs<D> {
             return Err(Error::NameTooLong);
         }
         let mut dir = if bytes[0] == b'/' { ROOT } else { cwd };
-        let mut parts = bytes
-            .split(|&b| b == b'/')
-            .filter(|p| !p.is_empty())
-            .peekable();
-        while let Some(part) = parts.next() {
+        // Components as byte ranges, found before any await (an iterator
+        // with a closure held across awaits makes rustc unable to prove
+        // the future `Send`).
+        let mut parts = Vec::new();
+        let mut start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            if b == b'/' {
+                if i > start {
+                    parts.push((start, i));
+                }
+                start = i + 1;
+            }
+        }
+        if bytes.len() > start {
+            parts.push((start, bytes.len()));
+        }
+        for (k, &(from, to)) in parts.iter().enumerate() {
+            let part = &bytes[from..to];
             valid_name(part)?;
-            if parts.peek().is_none() {
+            if k + 1 == parts.len() {
                 // The last component: its directory must be one.
                 let (_, kind) = self.live(dir).await?;
                 if kind != Kind::Dir {
@@ -874,15 +893,16 @@ impl<D: Disk> Fs<D> {
         let Some(count) = self.open.get_mut(&inum) else {
             return Err(Error::Invalid);
         };
-        *count -= 1;
-        if *count > 0 {
+        if *count > 1 {
+            *count -= 1;
             return Ok(());
         }
-        self.open.remove(&inum);
         if self.failed {
             return Err(Error::Io);
         }
+        // Read before the reference goes, so a failed read leaves it.
         let ino = self.inode(inum).await?;
+        self.open.remove(&inum);
         if ino.kind != 0 && ino.nlink <= 0 {
             self.orphans.push(inum);
             self.reclaim().await?;
@@ -1073,6 +1093,9 @@ impl<D: Disk> Fs<D> {
         major: i16,
         minor: i16,
     ) -> Result<u32> {
+        if kind != Kind::Dir && path.ends_with('/') {
+            return Err(Error::NotDir);
+        }
         let (dir, last) = self.walk_parent(cwd, path).await?;
         let name = last.ok_or(Error::Exists)?;
         if self.dir_lookup(dir, name).await?.is_some() {
@@ -1107,6 +1130,9 @@ impl<D: Disk> Fs<D> {
         let inum = self.lookup(cwd, old).await?;
         if self.live(inum).await?.1 == Kind::Dir {
             return Err(Error::NotPermitted);
+        }
+        if new.ends_with('/') {
+            return Err(Error::NotDir);
         }
         let (dir, last) = self.walk_parent(cwd, new).await?;
         let name = last.ok_or(Error::Exists)?;
@@ -1210,12 +1236,18 @@ impl<D: Disk> Fs<D> {
         if src_kind == Kind::Dir && tdir != fdir {
             // Not into itself or below it.
             let mut d = tdir;
+            let mut steps = 0;
             loop {
                 if d == src {
                     return Err(Error::Invalid);
                 }
                 if d == ROOT {
                     break;
+                }
+                // A `..` chain longer than there are inodes is a loop.
+                steps += 1;
+                if steps > self.sb.ninodes {
+                    return Err(Error::Corrupt);
                 }
                 d = self.dir_lookup(d, b"..").await?.ok_or(Error::Corrupt)?.0;
             }
@@ -1254,7 +1286,7 @@ impl<D: Disk> Fs<D> {
         let mut entry = [0u8; DIRENT];
         let mut slot = slot;
         loop {
-            let off = (slot * DIRENT) as u64;
+            let off = (slot as u64).saturating_mul(DIRENT as u64);
             if off >= ino.size as u64 {
                 return Ok(None);
             }

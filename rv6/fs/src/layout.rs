@@ -19,6 +19,9 @@ pub const DIRSIZ: usize = 14;
 pub const DIRENT: usize = 2 + DIRSIZ;
 /// Direct block addresses in an inode.
 pub const NDIRECT: usize = 12;
+/// The smallest log, header included: one ordinary operation changes up
+/// to 16 blocks, and the log must hold one whole.
+pub const MIN_LOG_BLOCKS: u32 = 17;
 /// The native profile's superblock magic (xv6-riscv's value).
 pub const MAGIC: u32 = 0x1020_3040;
 
@@ -162,7 +165,11 @@ impl Superblock {
         let ipb = profile.inodes_per_block() as u32;
         let bpb = profile.bits_per_block() as u32;
         let header_room = profile.nindirect() as u32 - 1;
-        if ninodes < 2 || nlog < 8 || nlog - 1 > header_room || ninodes > u16::MAX as u32 {
+        if ninodes < 2
+            || nlog < MIN_LOG_BLOCKS
+            || nlog - 1 > header_room
+            || ninodes > u16::MAX as u32
+        {
             return Err(Error::Invalid);
         }
         let ninodeblocks = ninodes.div_ceil(ipb);
@@ -257,10 +264,11 @@ impl Superblock {
         let ipb = profile.inodes_per_block() as u64;
         let bpb = profile.bits_per_block() as u64;
         let sane = sb.size as u64 <= device_blocks
+            && sb.nblocks >= 1
             && sb.nblocks < sb.size
             && sb.ninodes >= 2
             && sb.ninodes <= u16::MAX as u32
-            && sb.nlog >= 3
+            && sb.nlog >= MIN_LOG_BLOCKS
             && (sb.nlog as usize) <= profile.nindirect()
             && sb.logstart == 2
             && sb.inodestart as u64 == sb.logstart as u64 + sb.nlog as u64

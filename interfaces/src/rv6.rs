@@ -1,0 +1,218 @@
+//! rv6's file-system interface ([`Files`]), which the file-system domain
+//! (`rv6/fsd`, image `fs`) exports as "files".
+//!
+//! Files and directories are reached through *handles*: numbers the
+//! file system gives out on [`Files::open`], each owned by the domain
+//! that opened it (another domain naming it gets `EBADF`), released by
+//! [`Files::close`] or when the owner dies. Handle [`ROOT`] is the root
+//! directory, for everyone. Paths are resolved from a directory handle
+//! (a process's working directory) unless they start with `/`.
+//!
+//! Reads and writes name their offset (file positions belong to the
+//! descriptor tables above); [`APPEND`] as the offset writes at the end.
+//! Every call that changes the file system returns once the change is
+//! durable: the file system commits the changes of every call waiting at
+//! the time at once (group commit).
+//!
+//! Errors are POSIX numbers ([`errno`]) in the reply; the call itself
+//! fails only with an `RpcError` (the file system crashed: its handles
+//! are gone, and the restarted one replays its log at mount).
+
+use rrpc::{RRef, RpcResult};
+
+/// The longest path, in bytes.
+pub const PATH_MAX: usize = 512;
+/// Bytes one [`Chunk`] carries.
+pub const CHUNK: usize = 16384;
+/// The root directory's handle.
+pub const ROOT: u32 = 0;
+/// The offset that means "at the end of the file" for [`Files::write`].
+pub const APPEND: u64 = u64::MAX;
+
+/// Flags of [`Files::open`].
+pub mod open_flags {
+    pub const READ: u32 = 1;
+    pub const WRITE: u32 = 2;
+    pub const CREATE: u32 = 4;
+    /// With `CREATE`: fail with `EEXIST` if the name exists.
+    pub const EXCLUSIVE: u32 = 8;
+    pub const TRUNCATE: u32 = 16;
+}
+
+/// The POSIX error numbers replies carry (Linux's values).
+pub mod errno {
+    pub const OK: i32 = 0;
+    pub const EPERM: i32 = 1;
+    pub const ENOENT: i32 = 2;
+    pub const EIO: i32 = 5;
+    pub const EBADF: i32 = 9;
+    pub const ENOMEM: i32 = 12;
+    pub const EEXIST: i32 = 17;
+    pub const ENOTDIR: i32 = 20;
+    pub const EISDIR: i32 = 21;
+    pub const EINVAL: i32 = 22;
+    pub const EMFILE: i32 = 24;
+    pub const EFBIG: i32 = 27;
+    pub const ENOSPC: i32 = 28;
+    pub const EMLINK: i32 = 31;
+    pub const ENAMETOOLONG: i32 = 36;
+    pub const ENOTEMPTY: i32 = 39;
+    pub const EUCLEAN: i32 = 117;
+}
+
+/// A path: `bytes[..len]`, UTF-8.
+#[derive(rrpc::Exchangeable)]
+#[repr(C)]
+pub struct Path {
+    bytes: [u8; PATH_MAX],
+    len: u16,
+}
+
+impl Path {
+    /// `path`, or `None` if it is longer than [`PATH_MAX`].
+    pub fn new(path: &str) -> Option<Path> {
+        let mut p = Path {
+            bytes: [0; PATH_MAX],
+            len: 0,
+        };
+        p.set(path).then_some(p)
+    }
+
+    /// Makes it hold `path`; false (and unchanged) if it is too long.
+    pub fn set(&mut self, path: &str) -> bool {
+        if path.len() > PATH_MAX {
+            return false;
+        }
+        self.bytes[..path.len()].copy_from_slice(path.as_bytes());
+        self.len = path.len() as u16;
+        true
+    }
+
+    /// The path; `None` if what arrived is not a valid one (a length
+    /// past the buffer, not UTF-8).
+    pub fn as_str(&self) -> Option<&str> {
+        let bytes = self.bytes.get(..usize::from(self.len))?;
+        core::str::from_utf8(bytes).ok()
+    }
+}
+
+/// File data: `data[..len]`, and the call's outcome.
+#[derive(rrpc::Exchangeable)]
+#[repr(C)]
+pub struct Chunk {
+    pub data: [u8; CHUNK],
+    pub len: u32,
+    /// 0, or the POSIX error of the read or write.
+    pub errno: i32,
+}
+
+impl Chunk {
+    pub fn empty() -> Chunk {
+        Chunk {
+            data: [0; CHUNK],
+            len: 0,
+            errno: 0,
+        }
+    }
+
+    /// The bytes it holds (empty if `len` is out of range).
+    pub fn bytes(&self) -> &[u8] {
+        self.data.get(..self.len as usize).unwrap_or(&[])
+    }
+
+    /// Makes it hold `bytes` (at most [`CHUNK`]); returns how many.
+    pub fn set(&mut self, bytes: &[u8]) -> usize {
+        let len = bytes.len().min(CHUNK);
+        self.data[..len].copy_from_slice(&bytes[..len]);
+        self.len = len as u32;
+        len
+    }
+}
+
+/// A call's outcome: `errno` 0 and a value (a handle, a count), or a
+/// POSIX error.
+#[derive(rrpc::Exchangeable, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub errno: i32,
+    pub value: u64,
+}
+
+impl Reply {
+    pub const fn ok(value: u64) -> Reply {
+        Reply { errno: 0, value }
+    }
+
+    pub const fn error(errno: i32) -> Reply {
+        Reply { errno, value: 0 }
+    }
+}
+
+/// Kinds in [`FileStat::kind`].
+pub mod kind {
+    pub const DIR: u8 = 1;
+    pub const FILE: u8 = 2;
+    pub const DEVICE: u8 = 3;
+}
+
+/// What [`Files::stat`] answers.
+#[derive(rrpc::Exchangeable, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStat {
+    pub errno: i32,
+    pub inum: u32,
+    /// One of [`kind`].
+    pub kind: u8,
+    pub nlink: u16,
+    pub size: u64,
+    pub major: i16,
+    pub minor: i16,
+}
+
+/// Bytes of a name in a directory entry.
+pub const NAME: usize = 14;
+
+/// One entry of a directory ([`Files::read_dir`]).
+#[derive(rrpc::Exchangeable, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    pub errno: i32,
+    /// The slot to ask for next; 0 once there is no entry left (then the
+    /// rest is empty).
+    pub next: u32,
+    pub inum: u32,
+    pub name: [u8; NAME],
+    pub name_len: u8,
+}
+
+impl DirEntry {
+    pub fn name(&self) -> &str {
+        let bytes = self.name.get(..usize::from(self.name_len)).unwrap_or(&[]);
+        core::str::from_utf8(bytes).unwrap_or("?")
+    }
+}
+
+/// The file system, as the file-system domain exports it.
+#[rrpc::interface]
+pub trait Files {
+    /// Opens `path` (from the directory handle `dir`) with
+    /// [`open_flags`]; the reply's value is the new handle.
+    async fn open(&self, dir: u32, path: &RRef<Path>, flags: u32) -> RpcResult<Reply>;
+    /// Releases a handle (an unlinked file goes with its last handle).
+    async fn close(&self, handle: u32) -> RpcResult<Reply>;
+    /// Reads up to a chunk from `offset`; `len` 0 at the end of the file.
+    async fn read(&self, handle: u32, offset: u64, chunk: RRef<Chunk>) -> RpcResult<RRef<Chunk>>;
+    /// Writes the chunk's bytes at `offset` ([`APPEND`]: at the end);
+    /// `len` becomes the bytes written.
+    async fn write(&self, handle: u32, offset: u64, chunk: RRef<Chunk>) -> RpcResult<RRef<Chunk>>;
+    async fn stat(&self, handle: u32) -> RpcResult<FileStat>;
+    /// Sets a file's size (shrinks it, or grows it with zeros).
+    async fn truncate(&self, handle: u32, size: u64) -> RpcResult<Reply>;
+    /// The first entry of directory `handle` at or after `slot`.
+    async fn read_dir(&self, handle: u32, slot: u32) -> RpcResult<DirEntry>;
+    async fn mkdir(&self, dir: u32, path: &RRef<Path>) -> RpcResult<Reply>;
+    async fn mknod(&self, dir: u32, path: &RRef<Path>, major: i16, minor: i16) -> RpcResult<Reply>;
+    async fn unlink(&self, dir: u32, path: &RRef<Path>) -> RpcResult<Reply>;
+    async fn rmdir(&self, dir: u32, path: &RRef<Path>) -> RpcResult<Reply>;
+    async fn link(&self, dir: u32, old: &RRef<Path>, new: &RRef<Path>) -> RpcResult<Reply>;
+    async fn rename(&self, dir: u32, old: &RRef<Path>, new: &RRef<Path>) -> RpcResult<Reply>;
+    /// Returns once everything done so far is durable.
+    async fn sync(&self) -> RpcResult<Reply>;
+}
