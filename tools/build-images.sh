@@ -50,7 +50,7 @@ while read -r name dir package; do
     features+=("$package/image")
 done <<<"$listing"
 if [ ${#domains[@]} -eq 0 ]; then
-    echo "build-images: no image crates found under domains/ or drivers/" >&2
+    echo "build-images: no image crates found under domains/, drivers/ or rv6/" >&2
     exit 1
 fi
 

@@ -6,7 +6,7 @@
 Reads `cargo metadata --no-deps` and prints one line per image: its name
 (the crate's binary target), its directory (relative to ROOT) and its
 package. A crate qualifies if its `Cargo.toml` sits directly in a folder
-of `domains/` or `drivers/` and it has a binary target. Anything that
+of `domains/`, `drivers/` or `rv6/` and it has a binary target. Anything that
 cannot work as an image is an error that says what is expected, instead
 of a build failure further on: a folder with sources but no `Cargo.toml`,
 a binary target without the `image` feature it must require, more than
@@ -30,7 +30,7 @@ def main():
         directory = os.path.relpath(os.path.dirname(package["manifest_path"]), root)
         by_dir[directory] = package
     errors, images, seen = [], [], {}
-    for top in ("domains", "drivers"):
+    for top in ("domains", "drivers", "rv6"):
         base = os.path.join(root, top)
         for entry in sorted(os.listdir(base)) if os.path.isdir(base) else []:
             directory = f"{top}/{entry}"
