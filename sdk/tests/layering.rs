@@ -12,7 +12,7 @@
 //! | `domain-sdk` | `rrpc`, `interfaces` |
 //! | domains, drivers, rv6 | the SDK, `interfaces`, `rrpc`; no driver uses another; drivers also the driver libraries, domains the service, domain and rv6 libraries |
 //! | driver libraries (`nic-ring`: code two drivers share) | the SDK, `interfaces`, `rrpc` |
-//! | service libraries (`sockets`: the TCP services' server loop, untrusted) | the SDK, `interfaces`, `rrpc` |
+//! | service libraries (`sockets`: the TCP services' server loop; `rv6-ulib`: rv6's user library; untrusted) | the SDK, `interfaces`, `rrpc` |
 //! | domain libraries (`netwire`: smoltcp's device adapter, trusted) | nothing of ours |
 //! | rv6 libraries (`rv6-fs`: the file system, untrusted) | nothing of ours |
 //! | `kcore`, `owner`, `rrpc-idl` | nothing of ours |
@@ -85,7 +85,7 @@ fn layer(name: &str, manifest: &str) -> &'static str {
         "kcore" | "cont" | "owner" | "rrpc-idl" | "loader" => "shared",
         "pack" | "vet" | "bench" | "rv6fs" => "tool",
         "nic-ring" => "driver-lib",
-        "sockets" => "service-lib",
+        "sockets" | "rv6-ulib" => "service-lib",
         "netwire" => "domain-lib",
         "rv6-fs" => "rv6-lib",
         _ if under("drivers") => "driver",

@@ -46,6 +46,8 @@ const ALLOWED: &[(&str, &str)] = &[
     // rv6's file system: untrusted itself (checked as every crate under
     // `rv6/` is).
     ("rv6-fs", "rv6/fs"),
+    // rv6's user library: untrusted itself (as above).
+    ("rv6-ulib", "rv6/ulib"),
 ];
 
 /// Registry crates admitted into one untrusted crate each, at one exact
