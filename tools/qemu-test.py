@@ -1746,6 +1746,135 @@ def archive_sessions(tally, kernel, archive, key):
     ])
 
 
+RV6_TESTS = ["smallfile", "bigwrite", "bigfile", "truncate", "createdelete", "dirtest", "unlinkread",
+             "linktest", "subdir", "fourteen", "rmdot", "dirfile", "bigdir", "iref", "badargs",
+             "fourfiles", "concreate", "sharedfd"]
+
+
+def rv6fs(*args):
+    """Runs the host tool `rv6fs` (tools/rv6fs); (exit status, output)."""
+    proc = subprocess.run(["cargo", "run", "--release", "--quiet", "-p", "rv6fs", "--", *args],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return proc.returncode, proc.stdout
+
+
+def rv6_session(tally, kernel):
+    """rv6's file system on NVMe, behind the NVMe shadow, on an image the
+    host's `rv6fs mkfs` made: the usertests suite in the guest; a write
+    workload through a crash of the file-system domain and two of the
+    driver, every acknowledged file then checked; QEMU killed in the
+    middle of the workload, and after a reboot (log replay at mount)
+    every file acknowledged before the kill is there; the host's fsck
+    finds the image clean at the end."""
+    label = "rv6 fs"
+    print(f"== {label} end-to-end")
+    image = os.path.join(os.path.dirname(ARCHIVE or "build/x"), "rv6-test.img")
+    tree = tempfile.mkdtemp(prefix="rv6-tree-")
+    os.makedirs(os.path.join(tree, "etc"))
+    with open(os.path.join(tree, "etc", "motd"), "w") as f:
+        f.write("made on the host\n")
+    with open(os.path.join(tree, "big"), "wb") as f:
+        f.write(bytes(range(256)) * 2048)
+    status, out = rv6fs("mkfs", image, "--size-mib", "64", "--from", tree)
+    shutil.rmtree(tree, ignore_errors=True)
+    tally.record(f"{label}: rv6fs mkfs makes the image", status == 0, out)
+    if status != 0:
+        return
+    drive = ("-drive", f"file={image},if=none,id=nvm,format=raw", "-device", "nvme,serial=nvme0,drive=nvm")
+
+    def boot(step):
+        proc = subprocess.Popen(qemu_command(kernel, 2, "512M", "log=info", extra=drive, disk=False),
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        serial = Serial(proc, deadline=time.monotonic() + 900)
+        booted = serial.read_until(b"monitor> ", 60)
+        tally.record(f"{label}: {step}: prompt reached", booted)
+
+        def command(line):
+            serial.start_here()
+            proc.stdin.write(line.encode() + b"\r")
+            proc.stdin.flush()
+            ok = serial.read_prompt(60)
+            return ok, serial.text()
+
+        def number(line):
+            ok, out = command(line)
+            found = re.search(r"^(\d+)\s*$", out, re.M)
+            return int(found.group(1)) if ok and found else None
+
+        for name in ("nvme", "nvme-shadow", "fs", "usertests"):
+            ok, out = command(f"load {name}")
+            tally.record(f"{label}: {step}: load {name}", ok and "loaded image" in out, out[-300:])
+        mounted = serial.read_until(b"fs: mounted nvme-shadow/bdev", 30)
+        tally.record(f"{label}: {step}: fs mounts the image through nvme-shadow", mounted, serial.text()[-500:])
+        return proc, serial, command, number
+
+    # Boot 1: the suite, then the workload through crashes.
+    proc, serial, command, number = boot("boot 1")
+    serial.start_here()
+    started = number("call usertests 1") == 1
+    done = serial.read_until(b"usertests: 18 passed, 0 failed", 400)
+    text = serial.text()
+    for name in RV6_TESTS:
+        tally.record(f"{label}: usertests {name}", f"usertests: {name} ok" in text,
+                     "\n".join(l for l in text.splitlines() if f"usertests: {name} " in l)[-600:])
+    tally.record(f"{label}: usertests: 18 passed, 0 failed", started and done and "18 passed, 0 failed" in text,
+                 text[-800:])
+    tally.record(f"{label}: fs counted the suite's calls", (number("call fs 0") or 0) > 1000)
+    command("call usertests 10")
+    time.sleep(3)
+    ok, out = command("crash fs panic")
+    tally.record(f"{label}: fs crashed in the middle of the workload", ok and "domain crashed" in out, out[-300:])
+    ok, out = command("restart fs")
+    tally.record(f"{label}: fs restarted (its mount replays the log)", ok and "restarted" in out, out[-300:])
+    time.sleep(3)
+    for fault in ("panic", "pagefault"):
+        ok, out = command(f"crash nvme {fault}")
+        tally.record(f"{label}: NVMe driver crashed ({fault}) during the workload", ok and "domain crashed" in out,
+                     out[-300:])
+        time.sleep(2)
+    acked = number("call usertests 11")
+    errors = number("call usertests 15")
+    tally.record(f"{label}: writer acknowledged files across the crashes ({acked}; {errors} failed calls seen)",
+                 bool(acked) and acked > 10 and errors is not None and errors >= 1)
+    serial.start_here()
+    command(f"call usertests 13 {acked or 0}")
+    verified = serial.read_until(f"usertests: verified {acked} files: 0 bad".encode(), 300)
+    tally.record(f"{label}: all {acked} acknowledged files intact after the crashes", verified,
+                 serial.text()[-800:])
+    # The workload again, and QEMU killed in the middle of it.
+    command("call usertests 10")
+    time.sleep(4)
+    before_kill = number("call usertests 12")
+    time.sleep(0.3)
+    proc.kill()
+    proc.wait()
+    tally.record(f"{label}: QEMU killed with {before_kill} files acknowledged", bool(before_kill)
+                 and before_kill > (acked or 0))
+    copy = image + ".replayed"
+    shutil.copyfile(image, copy)
+    status, out = rv6fs("fsck", copy, "--replay")
+    os.unlink(copy)
+    tally.record(f"{label}: fsck after the kill (log replayed on a copy): clean", status == 0, out[-800:])
+
+    # Boot 2: the mount replays the log; every acknowledged file is there.
+    proc, serial, command, number = boot("boot 2")
+    serial.start_here()
+    command(f"call usertests 13 {before_kill or 0}")
+    verified = serial.read_until(f"usertests: verified {before_kill} files: 0 bad".encode(), 300)
+    tally.record(f"{label}: after the kill and a reboot, all {before_kill} acknowledged files intact", verified,
+                 serial.text()[-800:])
+    status = shut_down(proc)
+    tally.record(f"{label}: shutdown exits QEMU with status 0", status == 0, f"(status {status})")
+    status, out = rv6fs("fsck", image)
+    tally.record(f"{label}: rv6fs fsck: the image is clean", status == 0 and "clean" in out, out[-800:])
+    status, out = rv6fs("cat", image, "/etc/motd")
+    tally.record(f"{label}: the host's files survived", status == 0 and out == "made on the host\n", out[-300:])
+    try:
+        os.unlink(image)
+    except OSError:
+        pass
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("kernel", help="the production kernel (console, fatal paths)")
@@ -1780,6 +1909,7 @@ def main():
                         help="with --net: the HTTP server session")
     parser.add_argument("--maglev", action="store_true",
                         help="with --net: the Maglev session")
+    parser.add_argument("--rv6", action="store_true", help="run only the rv6 file-system session")
     parser.add_argument("--tap", action="store_true",
                         help="with --net: the tap session in a network namespace (root)")
     parser.add_argument("--megabytes", type=int, default=10, help="with --stack: size of the TCP echo")
@@ -1793,6 +1923,10 @@ def main():
     ARCHIVE = args.archive
     DISK = args.disk
     tally = Tally()
+    if args.rv6:
+        rv6_session(tally, args.kernel)
+        print(f"qemu: {tally.passed} passed, {tally.failed} failed")
+        sys.exit(0 if tally.failed == 0 else 1)
     if args.net:
         if args.kvstore:
             kvstore_session(tally, args.kernel, args.net)
@@ -1848,6 +1982,7 @@ def main():
             kvstore_session(tally, args.kernel, "virtio")
         else:
             tally.record("igb echo: this QEMU has no igb model (make setup installs QEMU 10)", False)
+        rv6_session(tally, args.kernel)
         archive_sessions(tally, args.kernel, args.archive, args.key)
         if args.storm:
             storm_session(tally, args.kernel, args.storm, mode=args.storm_mode)
