@@ -154,7 +154,11 @@ impl Files {
         let st = self.fs.stat(handle).await?;
         if st.errno != 0 || st.kind != kind::DIR {
             let _ = self.close(handle).await;
-            return Err(Errno::Os(if st.errno != 0 { st.errno } else { errno::ENOTDIR }));
+            return Err(Errno::Os(if st.errno != 0 {
+                st.errno
+            } else {
+                errno::ENOTDIR
+            }));
         }
         if self.cwd != ROOT {
             let _ = self.close(self.cwd).await;
@@ -189,7 +193,11 @@ impl Files {
         while done < data.len() || data.is_empty() {
             let mut chunk = self.take_chunk()?;
             let n = chunk.set(&data[done..]);
-            let at = if off == APPEND { APPEND } else { off + done as u64 };
+            let at = if off == APPEND {
+                APPEND
+            } else {
+                off + done as u64
+            };
             let chunk = self.fs.write(handle, at, chunk).await?;
             let r = check(chunk.errno);
             let written = chunk.len as usize;
@@ -255,7 +263,12 @@ impl Files {
 
     pub async fn mknod(&mut self, path: &str, major: i16, minor: i16) -> Result<()> {
         self.set(path)?;
-        check(self.fs.mknod(self.cwd, &self.path, major, minor).await?.errno)
+        check(
+            self.fs
+                .mknod(self.cwd, &self.path, major, minor)
+                .await?
+                .errno,
+        )
     }
 
     pub async fn unlink(&mut self, path: &str) -> Result<()> {
@@ -275,7 +288,12 @@ impl Files {
 
     pub async fn rename(&mut self, old: &str, new: &str) -> Result<()> {
         self.set_two(old, new)?;
-        check(self.fs.rename(self.cwd, &self.path, &self.other).await?.errno)
+        check(
+            self.fs
+                .rename(self.cwd, &self.path, &self.other)
+                .await?
+                .errno,
+        )
     }
 
     /// The entries of directory `path`, `.` and `..` included.

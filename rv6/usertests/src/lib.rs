@@ -51,7 +51,11 @@ fn expect_errno<T>(what: &str, r: Result<T, Errno>, code: i32) -> Outcome {
 }
 
 fn ensure(cond: bool, what: &str) -> Outcome {
-    if cond { Ok(()) } else { Err(String::from(what)) }
+    if cond {
+        Ok(())
+    } else {
+        Err(String::from(what))
+    }
 }
 
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
@@ -81,7 +85,11 @@ async fn smallfile(fs: &mut Files) -> Outcome {
     ensure(back == b"hello rv6", "contents differ")?;
     ensure(t!("stat", fs.stat("/small").await).size == 9, "size")?;
     t!("unlink", fs.unlink("/small").await);
-    expect_errno("read after unlink", fs.read_file("/small").await, errno::ENOENT)
+    expect_errno(
+        "read after unlink",
+        fs.read_file("/small").await,
+        errno::ENOENT,
+    )
 }
 
 async fn bigwrite(fs: &mut Files) -> Outcome {
@@ -103,10 +111,16 @@ async fn bigfile(fs: &mut Files) -> Outcome {
     let mut buf = vec![0u8; 100 * 1024];
     for i in 0..20u64 {
         let n = t!("read", fs.read_at(h, i * 100 * 1024, &mut buf).await);
-        ensure(n == buf.len() && buf == pattern(100 * 1024, i), "piece differs")?;
+        ensure(
+            n == buf.len() && buf == pattern(100 * 1024, i),
+            "piece differs",
+        )?;
     }
     t!("truncate", fs.truncate(h, 0).await);
-    ensure(t!("fstat", fs.fstat(h).await).size == 0, "size after truncate")?;
+    ensure(
+        t!("fstat", fs.fstat(h).await).size == 0,
+        "size after truncate",
+    )?;
     t!("close", fs.close(h).await);
     t!("unlink", fs.unlink("/bigfile").await);
     Ok(())
@@ -115,7 +129,11 @@ async fn bigfile(fs: &mut Files) -> Outcome {
 async fn truncate(fs: &mut Files) -> Outcome {
     let data = pattern(5000, 2);
     t!("write", fs.write_file("/trunc", &data).await);
-    let h = t!("open", fs.open("/trunc", open_flags::READ | open_flags::WRITE).await);
+    let h = t!(
+        "open",
+        fs.open("/trunc", open_flags::READ | open_flags::WRITE)
+            .await
+    );
     t!("shrink", fs.truncate(h, 100).await);
     t!("grow", fs.truncate(h, 10_000).await);
     t!("close", fs.close(h).await);
@@ -124,7 +142,11 @@ async fn truncate(fs: &mut Files) -> Outcome {
     ensure(back[..100] == data[..100], "kept bytes")?;
     ensure(back[100..].iter().all(|&b| b == 0), "grown bytes are zero")?;
     // Opening with TRUNCATE empties it.
-    let h = t!("open", fs.open("/trunc", open_flags::WRITE | open_flags::TRUNCATE).await);
+    let h = t!(
+        "open",
+        fs.open("/trunc", open_flags::WRITE | open_flags::TRUNCATE)
+            .await
+    );
     ensure(t!("fstat", fs.fstat(h).await).size == 0, "O_TRUNC")?;
     t!("close", fs.close(h).await);
     t!("unlink", fs.unlink("/trunc").await);
@@ -134,7 +156,10 @@ async fn truncate(fs: &mut Files) -> Outcome {
 async fn createdelete(fs: &mut Files) -> Outcome {
     t!("mkdir", fs.mkdir("/cd").await);
     for i in 0..100 {
-        t!("create", fs.write_file(&format!("/cd/f{i}"), &[i as u8; 10]).await);
+        t!(
+            "create",
+            fs.write_file(&format!("/cd/f{i}"), &[i as u8; 10]).await
+        );
     }
     ensure(t!("list", fs.list("/cd").await).len() == 102, "100 entries")?;
     for i in 0..100 {
@@ -150,7 +175,10 @@ async fn dirtest(fs: &mut Files) -> Outcome {
     t!("chdir", fs.chdir("/dd").await);
     t!("create", fs.write_file("relative", b"x").await);
     t!("chdir /", fs.chdir("/").await);
-    ensure(t!("read", fs.read_file("/dd/relative").await) == b"x", "relative create")?;
+    ensure(
+        t!("read", fs.read_file("/dd/relative").await) == b"x",
+        "relative create",
+    )?;
     expect_errno("rmdir non-empty", fs.rmdir("/dd").await, errno::ENOTEMPTY)?;
     t!("unlink", fs.unlink("/dd/relative").await);
     t!("rmdir", fs.rmdir("/dd").await);
@@ -159,15 +187,24 @@ async fn dirtest(fs: &mut Files) -> Outcome {
 
 async fn unlinkread(fs: &mut Files) -> Outcome {
     t!("write", fs.write_file("/ur", b"hello").await);
-    let h = t!("open", fs.open("/ur", open_flags::READ | open_flags::WRITE).await);
+    let h = t!(
+        "open",
+        fs.open("/ur", open_flags::READ | open_flags::WRITE).await
+    );
     t!("unlink", fs.unlink("/ur").await);
     // A new file of the same name is another file.
     t!("recreate", fs.write_file("/ur", b"yyy").await);
     let mut buf = [0u8; 5];
-    ensure(t!("read", fs.read_at(h, 0, &mut buf).await) == 5 && &buf == b"hello", "old data")?;
+    ensure(
+        t!("read", fs.read_at(h, 0, &mut buf).await) == 5 && &buf == b"hello",
+        "old data",
+    )?;
     t!("write", fs.write_at(h, 5, b"!").await);
     t!("close", fs.close(h).await);
-    ensure(t!("read new", fs.read_file("/ur").await) == b"yyy", "new file")?;
+    ensure(
+        t!("read new", fs.read_file("/ur").await) == b"yyy",
+        "new file",
+    )?;
     t!("unlink", fs.unlink("/ur").await);
     Ok(())
 }
@@ -177,12 +214,23 @@ async fn linktest(fs: &mut Files) -> Outcome {
     t!("link", fs.link("/lf1", "/lf2").await);
     t!("unlink", fs.unlink("/lf1").await);
     expect_errno("old name", fs.read_file("/lf1").await, errno::ENOENT)?;
-    ensure(t!("read", fs.read_file("/lf2").await) == b"hello", "via the link")?;
+    ensure(
+        t!("read", fs.read_file("/lf2").await) == b"hello",
+        "via the link",
+    )?;
     ensure(t!("stat", fs.stat("/lf2").await).nlink == 1, "link count")?;
     t!("link back", fs.link("/lf2", "/lf1").await);
-    expect_errno("link onto existing", fs.link("/lf2", "/lf1").await, errno::EEXIST)?;
+    expect_errno(
+        "link onto existing",
+        fs.link("/lf2", "/lf1").await,
+        errno::EEXIST,
+    )?;
     expect_errno("link missing", fs.link("/nope", "/x").await, errno::ENOENT)?;
-    expect_errno("link a directory", fs.link("/", "/rootlink").await, errno::EPERM)?;
+    expect_errno(
+        "link a directory",
+        fs.link("/", "/rootlink").await,
+        errno::EPERM,
+    )?;
     t!("unlink", fs.unlink("/lf1").await);
     t!("unlink", fs.unlink("/lf2").await);
     Ok(())
@@ -193,19 +241,47 @@ async fn subdir(fs: &mut Files) -> Outcome {
     t!("write", fs.write_file("/sd/ff", b"ff").await);
     t!("mkdir", fs.mkdir("/sd/dd").await);
     t!("write", fs.write_file("/sd/dd/ff", b"FF").await);
-    ensure(t!("read", fs.read_file("/sd/dd/../ff").await) == b"ff", "..")?;
-    ensure(t!("read", fs.read_file("/sd/./dd/./ff").await) == b"FF", ".")?;
+    ensure(
+        t!("read", fs.read_file("/sd/dd/../ff").await) == b"ff",
+        "..",
+    )?;
+    ensure(
+        t!("read", fs.read_file("/sd/./dd/./ff").await) == b"FF",
+        ".",
+    )?;
     t!("chdir", fs.chdir("/sd/dd").await);
-    ensure(t!("read", fs.read_file("../../sd/ff").await) == b"ff", "relative ..")?;
+    ensure(
+        t!("read", fs.read_file("../../sd/ff").await) == b"ff",
+        "relative ..",
+    )?;
     t!("chdir /", fs.chdir("/").await);
-    expect_errno("file as directory", fs.open("/sd/ff/x", RW_CREATE).await, errno::ENOTDIR)?;
-    expect_errno("missing directory", fs.open("/sd/xx/ff", RW_CREATE).await, errno::ENOENT)?;
+    expect_errno(
+        "file as directory",
+        fs.open("/sd/ff/x", RW_CREATE).await,
+        errno::ENOTDIR,
+    )?;
+    expect_errno(
+        "missing directory",
+        fs.open("/sd/xx/ff", RW_CREATE).await,
+        errno::ENOENT,
+    )?;
     expect_errno("mkdir over file", fs.mkdir("/sd/ff").await, errno::EEXIST)?;
     expect_errno("rmdir non-empty", fs.rmdir("/sd").await, errno::ENOTEMPTY)?;
-    expect_errno("unlink a directory", fs.unlink("/sd/dd").await, errno::EISDIR)?;
+    expect_errno(
+        "unlink a directory",
+        fs.unlink("/sd/dd").await,
+        errno::EISDIR,
+    )?;
     t!("rename", fs.rename("/sd/dd", "/sd/moved").await);
-    ensure(t!("read", fs.read_file("/sd/moved/ff").await) == b"FF", "renamed dir")?;
-    expect_errno("rename into itself", fs.rename("/sd", "/sd/moved/sd").await, errno::EINVAL)?;
+    ensure(
+        t!("read", fs.read_file("/sd/moved/ff").await) == b"FF",
+        "renamed dir",
+    )?;
+    expect_errno(
+        "rename into itself",
+        fs.rename("/sd", "/sd/moved/sd").await,
+        errno::EINVAL,
+    )?;
     t!("unlink", fs.unlink("/sd/moved/ff").await);
     t!("rmdir", fs.rmdir("/sd/moved").await);
     t!("unlink", fs.unlink("/sd/ff").await);
@@ -215,9 +291,19 @@ async fn subdir(fs: &mut Files) -> Outcome {
 
 async fn fourteen(fs: &mut Files) -> Outcome {
     t!("mkdir 14", fs.mkdir("/12345678901234").await);
-    t!("write 14", fs.write_file("/12345678901234/12345678901234", b"x").await);
-    ensure(t!("read", fs.read_file("/12345678901234/12345678901234").await) == b"x", "14")?;
-    expect_errno("15 bytes", fs.mkdir("/123456789012345").await, errno::ENAMETOOLONG)?;
+    t!(
+        "write 14",
+        fs.write_file("/12345678901234/12345678901234", b"x").await
+    );
+    ensure(
+        t!("read", fs.read_file("/12345678901234/12345678901234").await) == b"x",
+        "14",
+    )?;
+    expect_errno(
+        "15 bytes",
+        fs.mkdir("/123456789012345").await,
+        errno::ENAMETOOLONG,
+    )?;
     t!("unlink", fs.unlink("/12345678901234/12345678901234").await);
     t!("rmdir", fs.rmdir("/12345678901234").await);
     Ok(())
@@ -234,10 +320,26 @@ async fn rmdot(fs: &mut Files) -> Outcome {
 
 async fn dirfile(fs: &mut Files) -> Outcome {
     t!("write", fs.write_file("/dirfile", b"").await);
-    expect_errno("create under a file", fs.open("/dirfile/x", RW_CREATE).await, errno::ENOTDIR)?;
-    expect_errno("mkdir under a file", fs.mkdir("/dirfile/x").await, errno::ENOTDIR)?;
-    expect_errno("open / for writing", fs.open("/", open_flags::WRITE).await, errno::EISDIR)?;
-    expect_errno("link under a file", fs.link("/dirfile", "/dirfile/x").await, errno::ENOTDIR)?;
+    expect_errno(
+        "create under a file",
+        fs.open("/dirfile/x", RW_CREATE).await,
+        errno::ENOTDIR,
+    )?;
+    expect_errno(
+        "mkdir under a file",
+        fs.mkdir("/dirfile/x").await,
+        errno::ENOTDIR,
+    )?;
+    expect_errno(
+        "open / for writing",
+        fs.open("/", open_flags::WRITE).await,
+        errno::EISDIR,
+    )?;
+    expect_errno(
+        "link under a file",
+        fs.link("/dirfile", "/dirfile/x").await,
+        errno::ENOTDIR,
+    )?;
     t!("unlink", fs.unlink("/dirfile").await);
     Ok(())
 }
@@ -249,7 +351,10 @@ async fn bigdir(fs: &mut Files) -> Outcome {
         t!("link", fs.link("/bd/f", &format!("/bd/x{i}")).await);
     }
     ensure(t!("list", fs.list("/bd").await).len() == 503, "503 entries")?;
-    ensure(t!("stat", fs.stat("/bd/f").await).nlink == 501, "link count")?;
+    ensure(
+        t!("stat", fs.stat("/bd/f").await).nlink == 501,
+        "link count",
+    )?;
     for i in 0..500 {
         t!("unlink", fs.unlink(&format!("/bd/x{i}")).await);
     }
@@ -271,21 +376,49 @@ async fn iref(fs: &mut Files) -> Outcome {
 
 async fn badargs(fs: &mut Files) -> Outcome {
     let long = "/a".repeat(300);
-    expect_errno("long path", fs.open(&long, open_flags::READ).await, errno::ENAMETOOLONG)?;
+    expect_errno(
+        "long path",
+        fs.open(&long, open_flags::READ).await,
+        errno::ENAMETOOLONG,
+    )?;
     expect_errno("bad handle", fs.close(0x7fff_0000).await, errno::EBADF)?;
     let mut buf = [0u8; 4];
-    expect_errno("read bad handle", fs.read_at(12345, 0, &mut buf).await, errno::EBADF)?;
+    expect_errno(
+        "read bad handle",
+        fs.read_at(12345, 0, &mut buf).await,
+        errno::EBADF,
+    )?;
     t!("write", fs.write_file("/ro", b"data").await);
     let h = t!("open", fs.open("/ro", open_flags::READ).await);
-    expect_errno("write read-only", fs.write_at(h, 0, b"x").await, errno::EBADF)?;
+    expect_errno(
+        "write read-only",
+        fs.write_at(h, 0, b"x").await,
+        errno::EBADF,
+    )?;
     t!("close", fs.close(h).await);
-    expect_errno("closed handle", fs.read_at(h, 0, &mut buf).await, errno::EBADF)?;
+    expect_errno(
+        "closed handle",
+        fs.read_at(h, 0, &mut buf).await,
+        errno::EBADF,
+    )?;
     let w = t!("open", fs.open("/ro", open_flags::WRITE).await);
-    expect_errno("read write-only", fs.read_at(w, 0, &mut buf).await, errno::EBADF)?;
+    expect_errno(
+        "read write-only",
+        fs.read_at(w, 0, &mut buf).await,
+        errno::EBADF,
+    )?;
     t!("close", fs.close(w).await);
-    expect_errno("exclusive", fs.open("/ro", RW_CREATE | open_flags::EXCLUSIVE).await, errno::EEXIST)?;
+    expect_errno(
+        "exclusive",
+        fs.open("/ro", RW_CREATE | open_flags::EXCLUSIVE).await,
+        errno::EEXIST,
+    )?;
     expect_errno("bad flags", fs.open("/ro", 0x1000).await, errno::EINVAL)?;
-    expect_errno("empty path", fs.open("", open_flags::READ).await, errno::ENOENT)?;
+    expect_errno(
+        "empty path",
+        fs.open("", open_flags::READ).await,
+        errno::ENOENT,
+    )?;
     t!("unlink", fs.unlink("/ro").await);
     Ok(())
 }
@@ -326,12 +459,19 @@ async fn concurrent(test: usize, i: usize, fs: &mut Files) -> Outcome {
             let name = format!("/four{i}");
             let h = t!("open", fs.open(&name, RW_CREATE).await);
             for k in 0..25u64 {
-                t!("write", fs.write_at(h, k * 4096, &pattern(4096, i as u64 * 100 + k)).await);
+                t!(
+                    "write",
+                    fs.write_at(h, k * 4096, &pattern(4096, i as u64 * 100 + k))
+                        .await
+                );
             }
             t!("close", fs.close(h).await);
             let back = t!("read", fs.read_file(&name).await);
             for k in 0..25usize {
-                ensure(back[k * 4096..(k + 1) * 4096] == pattern(4096, i as u64 * 100 + k as u64), "piece")?;
+                ensure(
+                    back[k * 4096..(k + 1) * 4096] == pattern(4096, i as u64 * 100 + k as u64),
+                    "piece",
+                )?;
             }
             t!("unlink", fs.unlink(&name).await);
             Ok(())
@@ -356,9 +496,16 @@ async fn concurrent(test: usize, i: usize, fs: &mut Files) -> Outcome {
         }
         // sharedfd-like: tasks append to one file; nothing is lost.
         _ => {
-            let h = t!("open", fs.open("/shared", open_flags::WRITE | open_flags::CREATE).await);
+            let h = t!(
+                "open",
+                fs.open("/shared", open_flags::WRITE | open_flags::CREATE)
+                    .await
+            );
             for _ in 0..50 {
-                t!("append", fs.write_at(h, APPEND, &[b'a' + i as u8; 100]).await);
+                t!(
+                    "append",
+                    fs.write_at(h, APPEND, &[b'a' + i as u8; 100]).await
+                );
             }
             t!("close", fs.close(h).await);
             Ok(())
@@ -469,7 +616,9 @@ async fn suite(shared: Arc<Shared>) {
         }
     }
     log(&format!("usertests: {passed} passed, {failed} failed"));
-    shared.suite.store(if failed == 0 { 2 } else { 3 }, Ordering::Relaxed);
+    shared
+        .suite
+        .store(if failed == 0 { 2 } else { 3 }, Ordering::Relaxed);
 }
 
 /// The bytes of workload file `n`.
@@ -524,7 +673,10 @@ async fn verify(shared: Arc<Shared>, count: u64) {
             Ok(data) if data == crash_file(n) => {}
             Ok(data) => {
                 bad += 1;
-                log(&format!("usertests: /crash/f{n}: {} bytes, contents differ", data.len()));
+                log(&format!(
+                    "usertests: /crash/f{n}: {} bytes, contents differ",
+                    data.len()
+                ));
             }
             Err(e) => {
                 bad += 1;
@@ -533,7 +685,9 @@ async fn verify(shared: Arc<Shared>, count: u64) {
         }
     }
     log(&format!("usertests: verified {count} files: {bad} bad"));
-    shared.verify.store(if bad == 0 { 2 } else { 3 }, Ordering::Relaxed);
+    shared
+        .verify
+        .store(if bad == 0 { 2 } else { 3 }, Ordering::Relaxed);
 }
 
 /// The control interface, holding the state the tasks it starts share.
