@@ -15,10 +15,16 @@
 //!   answers the count so far, `15` the failed calls it saw.
 //! - `call usertests 13 N` checks that `/crash/f0` .. `f{N-1}` are all
 //!   there, whole: `14` is its state (0, 1 running, 2 ok, 3 failed).
+//! - `call usertests 20 B` runs one round of the file-system benchmark
+//!   (see [`bench`]), the raw rows on the device from block B on (0: the
+//!   file system only); `21` is its state (0, 1 running, 2 done, 3
+//!   failed), and it logs `fsbench: done` or `fsbench: failed: why`.
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+
+pub mod bench;
 
 use alloc::format;
 use alloc::string::String;
@@ -591,6 +597,7 @@ struct Shared {
     acked: AtomicU64,
     writer_errors: AtomicU64,
     verify: AtomicU64,
+    bench: AtomicU64,
 }
 
 async fn suite(shared: Arc<Shared>) {
@@ -690,6 +697,19 @@ async fn verify(shared: Arc<Shared>, count: u64) {
         .store(if bad == 0 { 2 } else { 3 }, Ordering::Relaxed);
 }
 
+async fn bench_round(shared: Arc<Shared>, raw_start: u64) {
+    match bench::run(1, raw_start).await {
+        Ok(()) => {
+            log("fsbench: done");
+            shared.bench.store(2, Ordering::Relaxed);
+        }
+        Err(e) => {
+            log(&format!("fsbench: failed: {e}"));
+            shared.bench.store(3, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The control interface, holding the state the tasks it starts share.
 struct Ctl(Arc<Shared>);
 
@@ -722,6 +742,13 @@ impl Control for Ctl {
             }
             14 => this.verify.load(Ordering::Relaxed),
             15 => this.writer_errors.load(Ordering::Relaxed),
+            20 => {
+                if this.bench.swap(1, Ordering::Relaxed) == 1 {
+                    return Ok(0);
+                }
+                u64::from(spawn(bench_round(me, arg)).is_ok())
+            }
+            21 => this.bench.load(Ordering::Relaxed),
             _ => 0,
         })
     }
@@ -733,7 +760,8 @@ impl Control for Ctl {
                  1: start the suite (logs each test)\n2: suite state (0 idle, 1 running, 2 passed, 3 failed)\n\
                  10: start the writer\n11: stop it; files acknowledged\n12: files acknowledged so far\n\
                  13 N: check /crash/f0..f{N-1}\n14: check state (0, 1 running, 2 ok, 3 failed)\n\
-                 15: failed calls the writer saw",
+                 15: failed calls the writer saw\n\
+                 20 B: one benchmark round (raw rows from block B; 0: none)\n21: its state",
             ),
             _ => Ok(None),
         }

@@ -1,15 +1,16 @@
 //! `rv6fs`: makes, checks and reads rv6 file-system images on the host.
 //!
 //! ```text
-//! rv6fs mkfs IMAGE [--size-mib N] [--profile native|xv6] [--inodes N]
-//!                  [--log-blocks N] [--from DIR] [HOST=PATH ...]
+//! rv6fs mkfs IMAGE [--size-mib N] [--fs-mib N] [--profile native|xv6]
+//!                  [--inodes N] [--log-blocks N] [--from DIR] [HOST=PATH ...]
 //! rv6fs fsck IMAGE [--replay]
 //! rv6fs ls IMAGE [PATH]
 //! rv6fs cat IMAGE PATH
 //! ```
 //!
 //! `mkfs` writes a new file system over IMAGE (made, or grown, to
-//! `--size-mib`; else IMAGE's size), copying in the tree under `--from`
+//! `--size-mib`; else IMAGE's size; the file system takes the first
+//! `--fs-mib` of it, or all), copying in the tree under `--from`
 //! and each HOST file to PATH. `fsck` finds the profile from the
 //! superblock, prints every problem and exits 1 if there is one (2 if
 //! the image is not a file system at all); `--replay` first replays a
@@ -95,7 +96,7 @@ fn mount(path: &Path) -> Result<Fs<FileDisk>, String> {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: rv6fs mkfs IMAGE [--size-mib N] [--profile native|xv6] [--inodes N] [--log-blocks N] [--from DIR] [HOST=PATH ...]\n       rv6fs fsck IMAGE [--replay]\n       rv6fs ls IMAGE [PATH]\n       rv6fs cat IMAGE PATH"
+        "usage: rv6fs mkfs IMAGE [--size-mib N] [--fs-mib N] [--profile native|xv6] [--inodes N] [--log-blocks N] [--from DIR] [HOST=PATH ...]\n       rv6fs fsck IMAGE [--replay]\n       rv6fs ls IMAGE [PATH]\n       rv6fs cat IMAGE PATH"
     );
     ExitCode::from(2)
 }
@@ -128,6 +129,7 @@ fn mkfs(args: &[String]) -> Result<(), String> {
     let image = PathBuf::from(&args[0]);
     let mut profile = Profile::Native;
     let mut size_mib = None;
+    let mut fs_mib = None;
     let mut inodes = None;
     let mut log_blocks = None;
     let mut from = None;
@@ -136,6 +138,7 @@ fn mkfs(args: &[String]) -> Result<(), String> {
     while i < args.len() {
         match args[i].as_str() {
             "--size-mib" => size_mib = Some(number(args.get(i + 1), "--size-mib")?),
+            "--fs-mib" => fs_mib = Some(number(args.get(i + 1), "--fs-mib")?),
             "--inodes" => inodes = Some(number(args.get(i + 1), "--inodes")? as u32),
             "--log-blocks" => log_blocks = Some(number(args.get(i + 1), "--log-blocks")? as u32),
             "--from" => from = args.get(i + 1).map(PathBuf::from),
@@ -170,7 +173,14 @@ fn mkfs(args: &[String]) -> Result<(), String> {
     drop(file);
     let disk = FileDisk::open(&image, profile.block_size())
         .map_err(|e| format!("{}: {e}", image.display()))?;
-    let blocks = u32::try_from(disk.blocks()).map_err(|_| "the image is too large".to_string())?;
+    let mut blocks = u32::try_from(disk.blocks()).map_err(|_| "the image is too large".to_string())?;
+    if let Some(mib) = fs_mib {
+        let want = (mib << 20) / profile.block_size() as u64;
+        if want > blocks as u64 {
+            return Err(format!("--fs-mib {mib} is larger than the image"));
+        }
+        blocks = want as u32;
+    }
     let mut opts = MkfsOptions::for_blocks(profile, blocks);
     if let Some(n) = inodes {
         opts.inodes = n;
