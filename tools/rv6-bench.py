@@ -31,8 +31,8 @@ import sys
 import threading
 import time
 
-ROWS = {  # row: MiB of data it moves
-    "seq_write_4k": 2, "seq_write_1m": 4, "seq_read_4k": 8, "seq_read_1m": 8,
+ROWS = {  # row: MiB of data it moves (null_call: thousands of calls)
+    "null_call": 1, "seq_write_4k": 2, "seq_write_1m": 4, "seq_read_4k": 8, "seq_read_1m": 8,
     "rand_read_4k": 2, "rand_write_4k": 1,
 }
 LINE = re.compile(r"fsbench: (\w+) (\d+) (\d+) round")

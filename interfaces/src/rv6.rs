@@ -12,7 +12,8 @@
 //! descriptor tables above); [`APPEND`] as the offset writes at the end.
 //! Every call that changes the file system returns once the change is
 //! durable: the file system commits the changes of every call waiting at
-//! the time at once (group commit).
+//! the time at once (group commit). The one exception is
+//! [`Files::write_more`], for the leading chunks of a long write.
 //!
 //! Errors are POSIX numbers ([`errno`]) in the reply; the call itself
 //! fails only with an `RpcError` (the file system crashed: its handles
@@ -202,6 +203,10 @@ pub trait Files {
     /// Writes the chunk's bytes at `offset` ([`APPEND`]: at the end);
     /// `len` becomes the bytes written.
     async fn write(&self, handle: u32, offset: u64, chunk: RRef<Chunk>) -> RpcResult<RRef<Chunk>>;
+    /// As `write`, but returns as soon as the bytes are in the file,
+    /// before they are durable: for every chunk of a long write but the
+    /// last, which is sent with `write` (its commit takes these along).
+    async fn write_more(&self, handle: u32, offset: u64, chunk: RRef<Chunk>) -> RpcResult<RRef<Chunk>>;
     async fn stat(&self, handle: u32) -> RpcResult<FileStat>;
     /// Sets a file's size (shrinks it, or grows it with zeros).
     async fn truncate(&self, handle: u32, size: u64) -> RpcResult<Reply>;

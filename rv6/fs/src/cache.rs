@@ -57,7 +57,8 @@ pub(crate) struct Cache {
     bsize: usize,
     capacity: usize,
     entries: BTreeMap<u32, Entry>,
-    /// Stamp of last use -> block, oldest first.
+    /// Stamp of last use -> block, oldest first: the blocks that may be
+    /// evicted (those of the transaction are not in it).
     lru: BTreeMap<u64, u32>,
     clock: u64,
     txn: BTreeSet<u32>,
@@ -96,7 +97,21 @@ impl Cache {
         self.clock += 1;
         let clock = self.clock;
         if let Some(entry) = self.entries.get_mut(&block) {
-            self.lru.remove(&entry.stamp);
+            if !entry.in_txn {
+                self.lru.remove(&entry.stamp);
+                self.lru.insert(clock, block);
+            }
+            entry.stamp = clock;
+        }
+    }
+
+    /// Puts a block that left the transaction back among those that may
+    /// be evicted.
+    fn unpin(&mut self, block: u32) {
+        self.clock += 1;
+        let clock = self.clock;
+        if let Some(entry) = self.entries.get_mut(&block) {
+            entry.in_txn = false;
             entry.stamp = clock;
             self.lru.insert(clock, block);
         }
@@ -109,12 +124,7 @@ impl Cache {
         if self.entries.len() < self.capacity {
             return;
         }
-        let victim = self
-            .lru
-            .iter()
-            .find(|(_, block)| self.entries.get(block).is_some_and(|e| !e.in_txn))
-            .map(|(stamp, block)| (*stamp, *block));
-        if let Some((stamp, block)) = victim {
+        if let Some((&stamp, &block)) = self.lru.iter().next() {
             self.lru.remove(&stamp);
             self.entries.remove(&block);
         }
@@ -145,6 +155,29 @@ impl Cache {
         let mut data = vec![0u8; self.bsize].into_boxed_slice();
         disk.read(block, &mut data).await?;
         self.insert(block, data);
+        Ok(())
+    }
+
+    /// Brings the blocks of `blocks` not cached yet in with one device
+    /// request (read-ahead); as many as fit without evicting blocks of
+    /// the transaction.
+    pub(crate) async fn prefetch<D: Disk>(&mut self, disk: &mut D, blocks: &[u32]) -> Result<()> {
+        let mut missing: Vec<u32> = Vec::new();
+        for &b in blocks {
+            if !self.entries.contains_key(&b) && !missing.contains(&b) {
+                missing.push(b);
+            }
+        }
+        missing.truncate(self.capacity / 4);
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut data = vec![0u8; self.bsize * missing.len()];
+        disk.read_many(&missing, &mut data).await?;
+        for (b, bytes) in missing.iter().zip(data.chunks_exact(self.bsize)) {
+            self.stats.misses += 1;
+            self.insert(*b, bytes.to_vec().into_boxed_slice());
+        }
         Ok(())
     }
 
@@ -207,7 +240,9 @@ impl Cache {
         }
         if !entry.in_txn {
             entry.in_txn = true;
+            let stamp = entry.stamp;
             self.txn.insert(block);
+            self.lru.remove(&stamp);
         }
         Ok(())
     }
@@ -284,8 +319,8 @@ impl Cache {
                         entry.data = before;
                         entry.in_unit = false;
                         if !undo.was_in_txn {
-                            entry.in_txn = false;
                             self.txn.remove(&undo.block);
+                            self.unpin(undo.block);
                         }
                     }
                 }
@@ -338,9 +373,7 @@ impl Cache {
         disk.write(&[(self.logstart, &header)]).await?;
         disk.flush().await?;
         for block in &blocks {
-            if let Some(entry) = self.entries.get_mut(block) {
-                entry.in_txn = false;
-            }
+            self.unpin(*block);
         }
         self.txn.clear();
         self.stats.commits += 1;

@@ -30,6 +30,8 @@ use crate::{Error, ROOT, Result};
 
 /// The longest path accepted, in bytes.
 pub const MAX_PATH: usize = 512;
+/// Blocks read ahead of a sequential read.
+const READ_AHEAD: u64 = 32;
 /// Transaction blocks one ordinary operation can change at most: a
 /// rename's two directories (inode, data block, indirect blocks), the
 /// moved directory's `..` block, the replaced inode and the bitmap.
@@ -114,6 +116,8 @@ pub struct Fs<D: Disk> {
     failed: bool,
     next_inode: u32,
     next_block: u32,
+    /// The file and offset the last read ended at (read-ahead).
+    last_read: Option<(u32, u64)>,
 }
 
 impl<D: Disk> Fs<D> {
@@ -201,6 +205,7 @@ impl<D: Disk> Fs<D> {
             failed: false,
             next_inode: 1,
             next_block: sb.data_start(),
+            last_read: None,
         };
         if fs.inode(ROOT).await?.kind != Kind::Dir.code() {
             return Err(Error::Corrupt);
@@ -557,6 +562,28 @@ impl<D: Disk> Fs<D> {
     // ---- file contents ----
 
     /// Reads from `off`; returns the bytes read (0 at or past the end).
+    /// The blocks the read needs, and up to `ahead` blocks after them,
+    /// are fetched from the device in one request first.
+    async fn readi_ahead(&mut self, ino: &mut Dinode, off: u64, buf: &mut [u8], ahead: u64) -> Result<usize> {
+        let size = ino.size as u64;
+        if off >= size {
+            return Ok(0);
+        }
+        let bsize = self.profile.block_size() as u64;
+        let n = (size - off).min(buf.len() as u64) as usize;
+        let first = off / bsize;
+        let last = ((off + n as u64).div_ceil(bsize) + ahead).min(size.div_ceil(bsize));
+        if last > first + 1 {
+            let mut blocks = Vec::with_capacity((last - first) as usize);
+            for index in first..last.min(first + 64) {
+                blocks.push(self.bmap(ino, index).await?);
+            }
+            self.cache.prefetch(&mut self.disk, &blocks).await?;
+        }
+        self.readi(ino, off, buf).await
+    }
+
+    /// Reads from `off`; returns the bytes read (0 at or past the end).
     async fn readi(&mut self, ino: &mut Dinode, off: u64, buf: &mut [u8]) -> Result<usize> {
         let size = ino.size as u64;
         if off >= size {
@@ -618,15 +645,30 @@ impl<D: Disk> Fs<D> {
     }
 
     /// Data blocks one unit of a large write may hold: with each, its
-    /// bitmap block and an indirect block may change.
+    /// bitmap block may change, and at most six more blocks (two new
+    /// indirect blocks and their bitmap blocks, the double-indirect
+    /// block, the inode).
     fn write_piece_blocks(&self) -> usize {
+        ((self.cache.log_capacity() - 6) / 2).clamp(1, 256)
+    }
+
+    /// Blocks a unit of a write of `len` bytes at `off` may change.
+    fn write_room(&self, off: u64, len: usize) -> usize {
+        let bsize = self.profile.block_size() as u64;
+        let blocks = (off % bsize + len as u64).div_ceil(bsize) as usize;
+        2 * blocks + 6
+    }
+
+    /// Blocks one unit of a shrink frees at most: with each, its bitmap
+    /// block and the block holding its pointer may change.
+    fn shrink_piece_blocks(&self) -> usize {
         ((self.cache.log_capacity() - 4) / 3).clamp(1, 256)
     }
 
     /// Shrinks (or grows, with zeros) file `inum` to `size`, a piece per
     /// unit, each leaving the file consistent.
     async fn shrink(&mut self, inum: u32, size: u64) -> Result<()> {
-        let piece = self.write_piece_blocks() as u64;
+        let piece = self.shrink_piece_blocks() as u64;
         loop {
             let orphans = self.begin(3 * piece as usize + 4).await?;
             let r = self.shrink_piece(inum, size, piece).await;
@@ -973,7 +1015,12 @@ impl<D: Disk> Fs<D> {
         if kind == Kind::Dir {
             return Err(Error::IsDir);
         }
-        self.readi(&mut ino, off, buf).await
+        // A read that continues the last one of this file reads ahead.
+        let sequential = self.last_read == Some((inum, off));
+        let ahead = if sequential { READ_AHEAD } else { 0 };
+        let n = self.readi_ahead(&mut ino, off, buf, ahead).await?;
+        self.last_read = Some((inum, off + n as u64));
+        Ok(n)
     }
 
     /// Writes `data` at `off` of file `inum` (zeros fill any gap past the
@@ -1022,7 +1069,7 @@ impl<D: Disk> Fs<D> {
 
     /// One unit of a write: `zeros` zero bytes at `off`, then `data`.
     async fn write_unit(&mut self, inum: u32, off: u64, zeros: usize, data: &[u8]) -> Result<()> {
-        let orphans = self.begin(3 * self.write_piece_blocks() + 4).await?;
+        let orphans = self.begin(self.write_room(off, zeros + data.len())).await?;
         let r = self.write_piece(inum, off, zeros, data).await;
         self.finish(orphans, r).await
     }

@@ -35,6 +35,7 @@ mod disk;
 mod fs;
 pub mod layout;
 
+pub use cache::CacheStats;
 pub use check::{Report, check};
 pub use disk::{Disk, MemDisk};
 pub use fs::{DirEntry, Fs, MkfsOptions, OpenFlags, Stat};

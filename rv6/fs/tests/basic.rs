@@ -361,3 +361,26 @@ fn write_file_tolerant(fs: &mut Fs<MemDisk>) {
         let _ = fs.commit().await;
     });
 }
+
+#[test]
+fn small_writes_share_a_transaction_until_the_log_is_full() {
+    // 8 MiB in 16 KiB writes, no commit asked for: the transaction is
+    // committed only when the log (254 blocks) cannot take the next
+    // write, about once per 250 blocks (once per write before a fix).
+    let profile = Profile::Native;
+    let mut fs = fresh(profile, 16384);
+    let data = pattern(16384, 5);
+    block_on(async {
+        let f = fs.open(ROOT, "/f", CREATE).await.unwrap();
+        for i in 0..512u64 {
+            fs.write(f, i * 16384, &data).await.unwrap();
+        }
+        fs.release(f).await.unwrap();
+    });
+    let commits = fs.cache_stats().commits;
+    assert!(commits <= 16, "{commits} commits for 2,048 blocks of data");
+    let mut fs = cycle(fs, profile);
+    let back = read_file(&mut fs, "/f").unwrap();
+    assert_eq!(back.len(), 8 << 20);
+    assert!(back.chunks(16384).all(|c| c == data));
+}

@@ -115,4 +115,31 @@ impl Disk for BDevDisk {
     async fn flush(&mut self) -> Result<(), Error> {
         self.dev.flush().await.map_err(|_| Error::Io)
     }
+
+    async fn read_many(&mut self, blocks: &[u32], bufs: &mut [u8]) -> Result<(), Error> {
+        if bufs.len() != blocks.len() * BLOCK {
+            return Err(Error::Io);
+        }
+        for (group, out) in blocks.chunks(BATCH).zip(bufs.chunks_mut(BATCH * BLOCK)) {
+            let mut batch = RRef::try_new(RRefDeque::new()).map_err(|_| Error::Io)?;
+            for block in group {
+                let io = self.io(*block)?;
+                batch.push_back(io).map_err(|_| Error::Io)?;
+            }
+            let batch = self.dev.read(batch).await.map_err(|_| Error::Io)?;
+            let mut ok = batch.len() == group.len();
+            for ((io, block), piece) in batch.iter().zip(group).zip(out.chunks_exact_mut(BLOCK)) {
+                if io.status != status::OK || io.block != *block as u64 {
+                    ok = false;
+                    break;
+                }
+                piece.copy_from_slice(&io.data);
+            }
+            self.keep(batch);
+            if !ok {
+                return Err(Error::Io);
+            }
+        }
+        Ok(())
+    }
 }

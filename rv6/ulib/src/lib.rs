@@ -187,7 +187,9 @@ impl Files {
         Ok(done)
     }
 
-    /// Writes all of `data` at `off` ([`APPEND`]: at the end).
+    /// Writes all of `data` at `off` ([`APPEND`]: at the end); durable
+    /// when it returns. With `APPEND`, each chunk goes at the end as it
+    /// is then.
     pub async fn write_at(&mut self, handle: u32, off: u64, data: &[u8]) -> Result<usize> {
         let mut done = 0;
         while done < data.len() || data.is_empty() {

@@ -6,6 +6,7 @@
 //!
 //! | row | through `fs/files` | raw `BDev` (nvme-shadow) |
 //! |---|---|---|
+//! | `null_call` | 1,000 `fstat` calls (no device access) | 1,000 `geometry` calls |
 //! | `seq_write_4k` | 512 writes of 4 KiB appended to a new file | 512 one-block writes, each flushed |
 //! | `seq_write_1m` | 4 writes of 1 MiB | 4 x (8 batches of 32 blocks, flush) |
 //! | `seq_read_4k` | an 8 MiB file read in 4 KiB reads | 2,048 one-block reads |
@@ -26,7 +27,8 @@ use domain_sdk::{RRef, RRefDeque, log, lookup, now_ns};
 use interfaces::bdev::{BATCH, BDev, BDevProxy, Io, status};
 use rv6_ulib::{Errno, Files, open_flags};
 
-pub const ROWS: [&str; 6] = [
+pub const ROWS: [&str; 7] = [
+    "null_call",
     "seq_write_4k",
     "seq_write_1m",
     "seq_read_4k",
@@ -91,12 +93,17 @@ impl Raw {
         let blocks = (BIG / BLOCK) as u64;
         match row {
             0 => {
+                for _ in 0..1000 {
+                    self.dev.geometry().await.map_err(|e| format!("geometry: {e:?}"))?;
+                }
+            }
+            1 => {
                 for b in 0..512 {
                     self.write(b, 1, &[]).await?;
                     self.flush().await?;
                 }
             }
-            1 => {
+            2 => {
                 for mib in 0..4u64 {
                     for k in 0..8u64 {
                         self.write(mib * 256 + k * 32, 32, &[]).await?;
@@ -104,17 +111,17 @@ impl Raw {
                     self.flush().await?;
                 }
             }
-            2 => {
+            3 => {
                 for b in 0..blocks {
                     self.read(b, 1, &[]).await?;
                 }
             }
-            3 => {
+            4 => {
                 for b in (0..blocks).step_by(BATCH) {
                     self.read(b, BATCH, &[]).await?;
                 }
             }
-            4 => {
+            5 => {
                 for _ in 0..512 {
                     let b = rng(&mut seed) % blocks;
                     self.read(0, 1, &[b]).await?;
@@ -144,10 +151,17 @@ async fn fs_row(fs: &mut Files, row: usize) -> Result<u64, String> {
     let mut buf = vec![0u8; 1 << 20];
     let t = now_ns();
     match row {
-        0 | 1 => {
+        0 => {
+            let h = fs.open("/", open_flags::READ).await.map_err(|e| err("open", e))?;
+            for _ in 0..1000 {
+                fs.fstat(h).await.map_err(|e| err("stat", e))?;
+            }
+            fs.close(h).await.map_err(|e| err("close", e))?;
+        }
+        1 | 2 => {
             let flags = open_flags::WRITE | open_flags::CREATE | open_flags::TRUNCATE;
             let h = fs.open("/bench/seq", flags).await.map_err(|e| err("open", e))?;
-            let (count, size) = if row == 0 { (512, BLOCK) } else { (4, 1 << 20) };
+            let (count, size) = if row == 1 { (512, BLOCK) } else { (4, 1 << 20) };
             for i in 0..count {
                 fs.write_at(h, (i * size) as u64, &data[..size])
                     .await
@@ -155,9 +169,9 @@ async fn fs_row(fs: &mut Files, row: usize) -> Result<u64, String> {
             }
             fs.close(h).await.map_err(|e| err("close", e))?;
         }
-        2 | 3 => {
+        3 | 4 => {
             let h = fs.open("/bench/big", open_flags::READ).await.map_err(|e| err("open", e))?;
-            let size = if row == 2 { BLOCK } else { 1 << 20 };
+            let size = if row == 3 { BLOCK } else { 1 << 20 };
             let mut off = 0;
             while off < BIG {
                 let n = fs
@@ -171,7 +185,7 @@ async fn fs_row(fs: &mut Files, row: usize) -> Result<u64, String> {
             }
             fs.close(h).await.map_err(|e| err("close", e))?;
         }
-        4 => {
+        5 => {
             let h = fs.open("/bench/big", open_flags::READ).await.map_err(|e| err("open", e))?;
             for _ in 0..512 {
                 let b = rng(&mut seed) % blocks;
