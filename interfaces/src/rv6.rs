@@ -206,7 +206,12 @@ pub trait Files {
     /// As `write`, but returns as soon as the bytes are in the file,
     /// before they are durable: for every chunk of a long write but the
     /// last, which is sent with `write` (its commit takes these along).
-    async fn write_more(&self, handle: u32, offset: u64, chunk: RRef<Chunk>) -> RpcResult<RRef<Chunk>>;
+    async fn write_more(
+        &self,
+        handle: u32,
+        offset: u64,
+        chunk: RRef<Chunk>,
+    ) -> RpcResult<RRef<Chunk>>;
     async fn stat(&self, handle: u32) -> RpcResult<FileStat>;
     /// Sets a file's size (shrinks it, or grows it with zeros).
     async fn truncate(&self, handle: u32, size: u64) -> RpcResult<Reply>;

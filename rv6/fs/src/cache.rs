@@ -7,15 +7,27 @@
 //! [`Cache::abort_unit`] puts those back, so an operation that fails
 //! part-way leaves nothing behind. A unit never spans a commit.
 //!
-//! Commit (xv6's, with flushes for a device with a write cache):
-//! 1. write each transaction block to its log slot; flush;
-//! 2. write the header (count and home block numbers); flush: the commit
+//! Commit, native profile (two flushes; the header carries a checksum
+//! of itself and of every logged block, so a commit whose writes reached
+//! the device only in part is recognised and ignored):
+//! 1. if the previous commit's home writes are not known durable, flush
+//!    (the log is about to be overwritten);
+//! 2. write each transaction block to its log slot and the header (count,
+//!    sequence number, home block numbers, checksums); flush: the commit
 //!    point;
-//! 3. write each block home; flush;
-//! 4. write an empty header; flush, so that the next commit's log writes
-//!    can never be replayed under this header.
+//! 3. write each block home (made durable by the next commit's step 1,
+//!    or by [`Cache::quiesce`]).
 //!
-//! [`replay`] at mount does 3 and 4 again for a header that is not empty.
+//! Commit, xv6 profile (xv6's format: the header is a count and the home
+//! block numbers, nothing to check, so every step is ordered by a flush):
+//! 1. write each block to its log slot; flush;
+//! 2. write the header; flush: the commit point;
+//! 3. write each block home; flush;
+//! 4. write an empty header; flush.
+//!
+//! [`replay`] at mount installs a committed header's blocks again and
+//! empties the header; [`Cache::quiesce`] (a clean unmount) empties it too,
+//! so an image at rest has an empty log.
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet};
@@ -23,7 +35,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::disk::Disk;
-use crate::layout::{Superblock, set_word, word};
+use crate::layout::{Profile, Superblock, set_word, word};
 use crate::{Error, Result};
 
 struct Entry {
@@ -65,6 +77,11 @@ pub(crate) struct Cache {
     unit: Option<Vec<Undo>>,
     logstart: u32,
     log_capacity: usize,
+    profile: Profile,
+    /// Home writes of the last commit issued but not flushed yet.
+    unflushed_install: bool,
+    /// Sequence number of the last commit.
+    sequence: u64,
     pub(crate) stats: CacheStats,
 }
 
@@ -80,6 +97,9 @@ impl Cache {
             unit: None,
             logstart: sb.logstart,
             log_capacity: sb.log_capacity(),
+            profile: sb.profile,
+            unflushed_install: false,
+            sequence: 0,
             stats: CacheStats::default(),
         }
     }
@@ -344,34 +364,61 @@ impl Cache {
             return Ok(());
         }
         let blocks: Vec<u32> = self.txn.iter().copied().collect();
-        {
-            let mut writes = Vec::with_capacity(blocks.len());
-            for (i, block) in blocks.iter().enumerate() {
-                let entry = self.entries.get(block).ok_or(Error::Io)?;
-                writes.push((self.logstart + 1 + i as u32, &entry.data[..]));
-            }
-            disk.write(&writes).await?;
-        }
-        disk.flush().await?;
         let mut header = vec![0u8; self.bsize];
-        set_word(&mut header, 0, blocks.len() as u32);
-        for (i, block) in blocks.iter().enumerate() {
-            set_word(&mut header, 1 + i, *block);
-        }
-        disk.write(&[(self.logstart, &header)]).await?;
-        disk.flush().await?;
-        {
-            let mut writes = Vec::with_capacity(blocks.len());
-            for block in &blocks {
-                let entry = self.entries.get(block).ok_or(Error::Io)?;
-                writes.push((*block, &entry.data[..]));
+        match self.profile {
+            Profile::Native => {
+                if self.unflushed_install {
+                    disk.flush().await?;
+                    self.unflushed_install = false;
+                }
+                self.sequence += 1;
+                let mut datas = Vec::with_capacity(blocks.len());
+                for block in &blocks {
+                    datas.push(&self.entries.get(block).ok_or(Error::Io)?.data[..]);
+                }
+                encode_header(&mut header, self.sequence, &blocks, &datas);
+                let mut writes = Vec::with_capacity(blocks.len() + 1);
+                for (i, data) in datas.iter().enumerate() {
+                    writes.push((self.logstart + 1 + i as u32, *data));
+                }
+                writes.push((self.logstart, &header[..]));
+                disk.write(&writes).await?;
+                disk.flush().await?;
+                let installs: Vec<(u32, &[u8])> =
+                    blocks.iter().copied().zip(datas.iter().copied()).collect();
+                disk.write(&installs).await?;
+                self.unflushed_install = true;
             }
-            disk.write(&writes).await?;
+            Profile::Xv6 => {
+                {
+                    let mut writes = Vec::with_capacity(blocks.len());
+                    for (i, block) in blocks.iter().enumerate() {
+                        let entry = self.entries.get(block).ok_or(Error::Io)?;
+                        writes.push((self.logstart + 1 + i as u32, &entry.data[..]));
+                    }
+                    disk.write(&writes).await?;
+                }
+                disk.flush().await?;
+                set_word(&mut header, 0, blocks.len() as u32);
+                for (i, block) in blocks.iter().enumerate() {
+                    set_word(&mut header, 1 + i, *block);
+                }
+                disk.write(&[(self.logstart, &header)]).await?;
+                disk.flush().await?;
+                {
+                    let mut writes = Vec::with_capacity(blocks.len());
+                    for block in &blocks {
+                        let entry = self.entries.get(block).ok_or(Error::Io)?;
+                        writes.push((*block, &entry.data[..]));
+                    }
+                    disk.write(&writes).await?;
+                }
+                disk.flush().await?;
+                header.fill(0);
+                disk.write(&[(self.logstart, &header)]).await?;
+                disk.flush().await?;
+            }
         }
-        disk.flush().await?;
-        header.fill(0);
-        disk.write(&[(self.logstart, &header)]).await?;
-        disk.flush().await?;
         for block in &blocks {
             self.unpin(*block);
         }
@@ -388,32 +435,123 @@ impl Cache {
         }
         Ok(())
     }
+
+    /// Makes the last commit's home writes durable and empties the log
+    /// header (a clean unmount: the image at rest has an empty log).
+    pub(crate) async fn quiesce<D: Disk>(&mut self, disk: &mut D) -> Result<()> {
+        if self.profile == Profile::Native && self.unflushed_install {
+            disk.flush().await?;
+            let header = vec![0u8; self.bsize];
+            disk.write(&[(self.logstart, &header)]).await?;
+            disk.flush().await?;
+            self.unflushed_install = false;
+        }
+        Ok(())
+    }
 }
 
-/// Installs a committed log left by a crash; returns how many blocks it
-/// held. Home block numbers outside the inode, bitmap and data regions
-/// make the image [`Error::Corrupt`].
-pub(crate) async fn replay<D: Disk>(disk: &mut D, sb: &Superblock) -> Result<usize> {
+/// A 64-bit FNV-1a hash: the log's checksum (it detects blocks that a
+/// crash left half written or stale, not tampering).
+fn checksum(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Header of the native log: word 0 the count n, words 1-2 the
+/// sequence number, words 3-4 the checksum of the rest of the header
+/// (computed with these words zero), then per block its home number and
+/// its data's checksum (three words).
+const HEADER_WORDS: usize = 5;
+const ENTRY_WORDS: usize = 3;
+
+fn encode_header(header: &mut [u8], sequence: u64, homes: &[u32], datas: &[&[u8]]) {
+    header.fill(0);
+    set_word(header, 0, homes.len() as u32);
+    set_word(header, 1, sequence as u32);
+    set_word(header, 2, (sequence >> 32) as u32);
+    for (i, (home, data)) in homes.iter().zip(datas).enumerate() {
+        let at = HEADER_WORDS + i * ENTRY_WORDS;
+        let sum = checksum(data);
+        set_word(header, at, *home);
+        set_word(header, at + 1, sum as u32);
+        set_word(header, at + 2, (sum >> 32) as u32);
+    }
+    let sum = checksum(header);
+    set_word(header, 3, sum as u32);
+    set_word(header, 4, (sum >> 32) as u32);
+}
+
+/// The committed transaction the log holds, if any: each home block
+/// number with its logged content. `None` for an empty log, or a native
+/// header whose checksums do not match (a commit that did not complete).
+/// Home block numbers outside the inode, bitmap and data regions make the
+/// image [`Error::Corrupt`].
+pub(crate) async fn read_log<D: Disk>(
+    disk: &mut D,
+    sb: &Superblock,
+) -> Result<Option<Vec<(u32, Vec<u8>)>>> {
     let bsize = sb.profile.block_size();
     let mut header = vec![0u8; bsize];
     disk.read(sb.logstart, &mut header).await?;
     let n = word(&header, 0) as usize;
     if n == 0 {
-        return Ok(0);
+        return Ok(None);
     }
-    if n > sb.log_capacity() {
+    if n > sb.log_capacity() || n > sb.profile.log_header_room() {
         return Err(Error::Corrupt);
     }
-    let mut data = vec![0u8; bsize];
+    if sb.profile == Profile::Native {
+        let stored = word(&header, 3) as u64 | (word(&header, 4) as u64) << 32;
+        let mut zeroed = header.clone();
+        set_word(&mut zeroed, 3, 0);
+        set_word(&mut zeroed, 4, 0);
+        if checksum(&zeroed) != stored {
+            return Ok(None);
+        }
+    }
+    let mut out = Vec::with_capacity(n);
     for i in 0..n {
-        let home = word(&header, 1 + i);
+        let home = match sb.profile {
+            Profile::Native => word(&header, HEADER_WORDS + i * ENTRY_WORDS),
+            Profile::Xv6 => word(&header, 1 + i),
+        };
         if home < sb.inodestart || home >= sb.size {
             return Err(Error::Corrupt);
         }
+        let mut data = vec![0u8; bsize];
         disk.read(sb.logstart + 1 + i as u32, &mut data).await?;
-        disk.write(&[(home, &data)]).await?;
+        if sb.profile == Profile::Native {
+            let at = HEADER_WORDS + i * ENTRY_WORDS;
+            let want = word(&header, at + 1) as u64 | (word(&header, at + 2) as u64) << 32;
+            if checksum(&data) != want {
+                return Ok(None);
+            }
+        }
+        out.push((home, data));
     }
-    disk.flush().await?;
+    Ok(Some(out))
+}
+
+/// Installs a committed log left by a crash and empties the log; returns
+/// how many blocks it installed.
+pub(crate) async fn replay<D: Disk>(disk: &mut D, sb: &Superblock) -> Result<usize> {
+    let bsize = sb.profile.block_size();
+    let mut header = vec![0u8; bsize];
+    disk.read(sb.logstart, &mut header).await?;
+    if word(&header, 0) == 0 {
+        return Ok(0);
+    }
+    let log = read_log(disk, sb).await?;
+    let n = log.as_ref().map_or(0, Vec::len);
+    if let Some(log) = log {
+        let writes: Vec<(u32, &[u8])> = log.iter().map(|(home, data)| (*home, &data[..])).collect();
+        disk.write(&writes).await?;
+        disk.flush().await?;
+    }
     header.fill(0);
     disk.write(&[(sb.logstart, &header)]).await?;
     disk.flush().await?;

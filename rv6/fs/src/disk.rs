@@ -30,7 +30,11 @@ pub trait Disk: Send {
     fn flush(&mut self) -> impl Future<Output = Result<()>> + Send;
     /// Reads each block of `blocks` into the matching block-sized piece
     /// of `bufs` (a device batches them; by default one at a time).
-    fn read_many(&mut self, blocks: &[u32], bufs: &mut [u8]) -> impl Future<Output = Result<()>> + Send {
+    fn read_many(
+        &mut self,
+        blocks: &[u32],
+        bufs: &mut [u8],
+    ) -> impl Future<Output = Result<()>> + Send {
         async move {
             let size = bufs.len() / blocks.len().max(1);
             for (block, buf) in blocks.iter().zip(bufs.chunks_mut(size.max(1))) {

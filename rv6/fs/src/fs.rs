@@ -222,9 +222,21 @@ impl<D: Disk> Fs<D> {
         Ok(fs)
     }
 
-    /// Commits, and gives the device back.
+    /// Commits, makes the last commit's home writes durable and empties
+    /// the log: the image at rest (a mount would replay nothing).
+    pub async fn quiesce(&mut self) -> Result<()> {
+        self.commit().await?;
+        let r = self.cache.quiesce(&mut self.disk).await;
+        if r.is_err() {
+            self.failed = true;
+        }
+        r
+    }
+
+    /// Commits, leaves the log empty, and gives the device back.
     pub async fn unmount(mut self) -> Result<D> {
         self.commit().await?;
+        self.cache.quiesce(&mut self.disk).await?;
         Ok(self.disk)
     }
 
@@ -564,7 +576,13 @@ impl<D: Disk> Fs<D> {
     /// Reads from `off`; returns the bytes read (0 at or past the end).
     /// The blocks the read needs, and up to `ahead` blocks after them,
     /// are fetched from the device in one request first.
-    async fn readi_ahead(&mut self, ino: &mut Dinode, off: u64, buf: &mut [u8], ahead: u64) -> Result<usize> {
+    async fn readi_ahead(
+        &mut self,
+        ino: &mut Dinode,
+        off: u64,
+        buf: &mut [u8],
+        ahead: u64,
+    ) -> Result<usize> {
         let size = ino.size as u64;
         if off >= size {
             return Ok(0);

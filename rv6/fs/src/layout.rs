@@ -65,6 +65,15 @@ impl Profile {
         self.block_size() / 4
     }
 
+    /// Blocks one log header can describe (the native header also holds
+    /// a sequence number and checksums: five words, then three per block).
+    pub const fn log_header_room(self) -> usize {
+        match self {
+            Profile::Native => (self.block_size() / 4 - 5) / 3,
+            Profile::Xv6 => self.block_size() / 4 - 1,
+        }
+    }
+
     /// Inodes per block.
     pub const fn inodes_per_block(self) -> usize {
         self.block_size() / self.inode_size()
@@ -164,7 +173,7 @@ impl Superblock {
     pub fn plan(profile: Profile, size: u32, ninodes: u32, nlog: u32) -> Result<Superblock> {
         let ipb = profile.inodes_per_block() as u32;
         let bpb = profile.bits_per_block() as u32;
-        let header_room = profile.nindirect() as u32 - 1;
+        let header_room = profile.log_header_room() as u32;
         if ninodes < 2
             || nlog < MIN_LOG_BLOCKS
             || nlog - 1 > header_room
@@ -269,7 +278,7 @@ impl Superblock {
             && sb.ninodes >= 2
             && sb.ninodes <= u16::MAX as u32
             && sb.nlog >= MIN_LOG_BLOCKS
-            && (sb.nlog as usize) <= profile.nindirect()
+            && (sb.nlog as usize) <= profile.log_header_room() + 1
             && sb.logstart == 2
             && sb.inodestart as u64 == sb.logstart as u64 + sb.nlog as u64
             && sb.bmapstart as u64 >= sb.inodestart as u64 + (sb.ninodes as u64).div_ceil(ipb)

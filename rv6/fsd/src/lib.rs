@@ -230,6 +230,8 @@ async fn run(server: &mut Server<BDevDisk>, req: Request) -> (Arc<Slot>, Answer,
         Op::Sync => (Answer::Reply(Reply::ok(0)), true),
         Op::Sweep => {
             let n = server.sweep(|o| is_alive(Owner::from_bits(o))).await;
+            // Quiet for a second: leave the log empty.
+            let _ = server.quiesce().await;
             (Answer::Reply(Reply::ok(n as u64)), true)
         }
     };
@@ -371,16 +373,27 @@ impl Files for Shared {
 
     fn write(&self, handle: u32, offset: u64, chunk: RRef<Chunk>) -> RpcFuture<'_, RRef<Chunk>> {
         RpcFuture::new(async move {
-            match self.submit(me(), Op::Write(handle, offset, chunk, true)).await {
+            match self
+                .submit(me(), Op::Write(handle, offset, chunk, true))
+                .await
+            {
                 Answer::Chunk(c) => Ok(c),
                 _ => Err(domain_sdk::RpcError::DomainCrashed),
             }
         })
     }
 
-    fn write_more(&self, handle: u32, offset: u64, chunk: RRef<Chunk>) -> RpcFuture<'_, RRef<Chunk>> {
+    fn write_more(
+        &self,
+        handle: u32,
+        offset: u64,
+        chunk: RRef<Chunk>,
+    ) -> RpcFuture<'_, RRef<Chunk>> {
         RpcFuture::new(async move {
-            match self.submit(me(), Op::Write(handle, offset, chunk, false)).await {
+            match self
+                .submit(me(), Op::Write(handle, offset, chunk, false))
+                .await
+            {
                 Answer::Chunk(c) => Ok(c),
                 _ => Err(domain_sdk::RpcError::DomainCrashed),
             }

@@ -314,6 +314,12 @@ impl<D: Disk> Server<D> {
         self.fs.commit().await
     }
 
+    /// Leaves the log empty (what a quiet file system does once a
+    /// second, so an image at rest needs no replay).
+    pub async fn quiesce(&mut self) -> rv6_fs::Result<()> {
+        self.fs.quiesce().await
+    }
+
     /// Closes the handles of owners `alive` says are dead; returns how
     /// many.
     pub async fn sweep<F: Fn(OwnerBits) -> bool>(&mut self, alive: F) -> usize {

@@ -53,12 +53,23 @@ fn rng(seed: &mut u64) -> u64 {
 }
 
 impl Raw {
-    async fn batch(&self, first: u64, count: usize, blocks: &[u64]) -> Result<RRef<RRefDeque<Io, BATCH>>, String> {
+    async fn batch(
+        &self,
+        first: u64,
+        count: usize,
+        blocks: &[u64],
+    ) -> Result<RRef<RRefDeque<Io, BATCH>>, String> {
         let mut batch = RRef::try_new(RRefDeque::new()).map_err(|e| format!("{e:?}"))?;
         for i in 0..count {
-            let block = if blocks.is_empty() { first + i as u64 } else { blocks[i] };
+            let block = if blocks.is_empty() {
+                first + i as u64
+            } else {
+                blocks[i]
+            };
             batch
-                .push_back(RRef::try_new(Io::new(self.start + block)).map_err(|e| format!("{e:?}"))?)
+                .push_back(
+                    RRef::try_new(Io::new(self.start + block)).map_err(|e| format!("{e:?}"))?,
+                )
                 .map_err(|_| String::from("batch full"))?;
         }
         Ok(batch)
@@ -66,7 +77,11 @@ impl Raw {
 
     async fn write(&self, first: u64, count: usize, blocks: &[u64]) -> Result<(), String> {
         let batch = self.batch(first, count, blocks).await?;
-        let statuses = self.dev.write(&batch).await.map_err(|e| format!("raw write: {e:?}"))?;
+        let statuses = self
+            .dev
+            .write(&batch)
+            .await
+            .map_err(|e| format!("raw write: {e:?}"))?;
         if statuses.iter().take(count).any(|s| *s != status::OK) {
             return Err(String::from("raw write: device error"));
         }
@@ -75,7 +90,11 @@ impl Raw {
 
     async fn read(&self, first: u64, count: usize, blocks: &[u64]) -> Result<(), String> {
         let batch = self.batch(first, count, blocks).await?;
-        let batch = self.dev.read(batch).await.map_err(|e| format!("raw read: {e:?}"))?;
+        let batch = self
+            .dev
+            .read(batch)
+            .await
+            .map_err(|e| format!("raw read: {e:?}"))?;
         if batch.iter().any(|io| io.status != status::OK) {
             return Err(String::from("raw read: device error"));
         }
@@ -83,7 +102,10 @@ impl Raw {
     }
 
     async fn flush(&self) -> Result<(), String> {
-        self.dev.flush().await.map_err(|e| format!("raw flush: {e:?}"))
+        self.dev
+            .flush()
+            .await
+            .map_err(|e| format!("raw flush: {e:?}"))
     }
 
     /// One row's work; returns its time in microseconds.
@@ -94,7 +116,10 @@ impl Raw {
         match row {
             0 => {
                 for _ in 0..1000 {
-                    self.dev.geometry().await.map_err(|e| format!("geometry: {e:?}"))?;
+                    self.dev
+                        .geometry()
+                        .await
+                        .map_err(|e| format!("geometry: {e:?}"))?;
                 }
             }
             1 => {
@@ -152,7 +177,10 @@ async fn fs_row(fs: &mut Files, row: usize) -> Result<u64, String> {
     let t = now_ns();
     match row {
         0 => {
-            let h = fs.open("/", open_flags::READ).await.map_err(|e| err("open", e))?;
+            let h = fs
+                .open("/", open_flags::READ)
+                .await
+                .map_err(|e| err("open", e))?;
             for _ in 0..1000 {
                 fs.fstat(h).await.map_err(|e| err("stat", e))?;
             }
@@ -160,7 +188,10 @@ async fn fs_row(fs: &mut Files, row: usize) -> Result<u64, String> {
         }
         1 | 2 => {
             let flags = open_flags::WRITE | open_flags::CREATE | open_flags::TRUNCATE;
-            let h = fs.open("/bench/seq", flags).await.map_err(|e| err("open", e))?;
+            let h = fs
+                .open("/bench/seq", flags)
+                .await
+                .map_err(|e| err("open", e))?;
             let (count, size) = if row == 1 { (512, BLOCK) } else { (4, 1 << 20) };
             for i in 0..count {
                 fs.write_at(h, (i * size) as u64, &data[..size])
@@ -170,7 +201,10 @@ async fn fs_row(fs: &mut Files, row: usize) -> Result<u64, String> {
             fs.close(h).await.map_err(|e| err("close", e))?;
         }
         3 | 4 => {
-            let h = fs.open("/bench/big", open_flags::READ).await.map_err(|e| err("open", e))?;
+            let h = fs
+                .open("/bench/big", open_flags::READ)
+                .await
+                .map_err(|e| err("open", e))?;
             let size = if row == 3 { BLOCK } else { 1 << 20 };
             let mut off = 0;
             while off < BIG {
@@ -186,7 +220,10 @@ async fn fs_row(fs: &mut Files, row: usize) -> Result<u64, String> {
             fs.close(h).await.map_err(|e| err("close", e))?;
         }
         5 => {
-            let h = fs.open("/bench/big", open_flags::READ).await.map_err(|e| err("open", e))?;
+            let h = fs
+                .open("/bench/big", open_flags::READ)
+                .await
+                .map_err(|e| err("open", e))?;
             for _ in 0..512 {
                 let b = rng(&mut seed) % blocks;
                 fs.read_at(h, b * BLOCK as u64, &mut buf[..BLOCK])
@@ -196,7 +233,10 @@ async fn fs_row(fs: &mut Files, row: usize) -> Result<u64, String> {
             fs.close(h).await.map_err(|e| err("close", e))?;
         }
         _ => {
-            let h = fs.open("/bench/big", open_flags::WRITE).await.map_err(|e| err("open", e))?;
+            let h = fs
+                .open("/bench/big", open_flags::WRITE)
+                .await
+                .map_err(|e| err("open", e))?;
             for _ in 0..256 {
                 let b = rng(&mut seed) % blocks;
                 fs.write_at(h, b * BLOCK as u64, &data[..BLOCK])
@@ -213,7 +253,9 @@ async fn fs_row(fs: &mut Files, row: usize) -> Result<u64, String> {
 async fn prepare(fs: &mut Files) -> Result<(), String> {
     let _ = fs.mkdir("/bench").await;
     let data = vec![0xa5u8; BIG];
-    fs.write_file("/bench/big", &data).await.map_err(|e| err("prepare", e))
+    fs.write_file("/bench/big", &data)
+        .await
+        .map_err(|e| err("prepare", e))
 }
 
 /// `rounds` rounds; each runs every row raw then through the file system
@@ -223,7 +265,8 @@ pub async fn run(rounds: u32, raw_start: u64) -> Result<(), String> {
     prepare(&mut fs).await?;
     let raw = if raw_start > 0 {
         Some(Raw {
-            dev: lookup::<dyn BDev + Send + Sync>("nvme-shadow/bdev").map_err(|e| format!("bdev: {e:?}"))?,
+            dev: lookup::<dyn BDev + Send + Sync>("nvme-shadow/bdev")
+                .map_err(|e| format!("bdev: {e:?}"))?,
             start: raw_start,
         })
     } else {

@@ -173,7 +173,8 @@ fn mkfs(args: &[String]) -> Result<(), String> {
     drop(file);
     let disk = FileDisk::open(&image, profile.block_size())
         .map_err(|e| format!("{}: {e}", image.display()))?;
-    let mut blocks = u32::try_from(disk.blocks()).map_err(|_| "the image is too large".to_string())?;
+    let mut blocks =
+        u32::try_from(disk.blocks()).map_err(|_| "the image is too large".to_string())?;
     if let Some(mib) = fs_mib {
         let want = (mib << 20) / profile.block_size() as u64;
         if want > blocks as u64 {
@@ -285,6 +286,12 @@ fn fsck(args: &[String]) -> ExitCode {
         Ok(report) => {
             for problem in &report.problems {
                 println!("{problem}");
+            }
+            if report.log_blocks > 0 {
+                println!(
+                    "log: a committed transaction of {} blocks (checked as the next mount installs it)",
+                    report.log_blocks
+                );
             }
             println!(
                 "{}: {profile:?} profile, {} files, {} directories, {} devices, {} data blocks used, {} free: {}",
