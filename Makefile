@@ -203,6 +203,7 @@ bench: build test-kernel disk
 	taskset -c $(BENCH_CORE) target/release/bench --runs 3 --instructions --out bench/results/host.json
 	python3 tools/qemu-bench.py $(TEST_KERNEL) bench/results/qemu.json $(ARCHIVE) $(DISK) --repeat 3
 	python3 tools/net-bench.py $(KERNEL) $(ARCHIVE) bench/results/net.json --rounds 3
+	python3 tools/rv6-bench.py $(KERNEL) $(ARCHIVE) bench/results/rv6.json --rounds 5
 	taskset -c $(BENCH_CORE) target/release/hashtable --max 26 --runs 5 --out bench/results/hashtable.json
 
 clean:
