@@ -94,3 +94,22 @@ mv "$out/metadata.json.tmp" "$out/metadata.json"; rm -f "$out/metadata.err"
 # boot, written into the signed manifest.
 cargo run --release --quiet -p pack -- --key "$key" --public "$out/keys/domain.pub" \
     --out "$out/domains.cpio" --start "${START:-}" --metadata "$out/metadata.json" "${args[@]}"
+
+# rv6 programs (`program = true` in [package.metadata.domain]): each also
+# packed alone into a signed archive of its own, build/programs/NAME, which
+# rv6's file system holds and `Kernel::spawn_program` verifies and runs.
+mkdir -p "$out/programs"
+programs=$(python3 - "$out/metadata.json" <<'PY'
+import json, sys
+for p in json.load(open(sys.argv[1]))["packages"]:
+    meta = (p.get("metadata") or {}).get("domain") or {}
+    if meta.get("program") is True:
+        for t in p["targets"]:
+            if "bin" in t["kind"]:
+                print(t["name"])
+PY
+)
+for name in $programs; do
+    cargo run --release --quiet -p pack -- --key "$key" --public "$out/keys/domain.pub" \
+        --out "$out/programs/$name" --metadata "$out/metadata.json" "$name=$out/images/$name.elf" >/dev/null
+done

@@ -211,6 +211,24 @@ pub trait Kernel: Send + Sync {
         let _ = (key, into);
         None
     }
+    /// Starts a new domain `name` running the one image of `archive`, a
+    /// signed archive (as `tools/pack` makes; rv6 reads them from its
+    /// file system): the kernel checks the signature with the build's key
+    /// and the image's digest on a copy it owns, and the ELF as for any
+    /// image. The caller becomes the new domain's supervisor (it may
+    /// [`kill_domain`](Self::kill_domain) it), and the new domain is
+    /// granted nothing (no exports, devices or supervision). Returns its
+    /// incarnation, or why it was refused.
+    fn spawn_program(&self, archive: &[u8], name: &str) -> Result<Owner, String> {
+        let _ = (archive, name);
+        Err(String::from("this kernel cannot spawn programs"))
+    }
+    /// Kills domain `name`, which the caller supervises (a program it
+    /// spawned): it is torn down as a crash would, and stays dead.
+    fn kill_domain(&self, name: &str) -> Result<(), RestartError> {
+        let _ = name;
+        Err(RestartError::NotSupervisor)
+    }
 }
 
 /// The value of `key=VALUE` on the kernel command line (up to 256 bytes),
@@ -476,6 +494,18 @@ impl Exports {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|e| e.name.as_str())
     }
+}
+
+/// Starts domain `name` from the signed program archive `archive` (see
+/// [`Kernel::spawn_program`]).
+pub fn spawn_program(archive: &[u8], name: &str) -> Result<Owner, String> {
+    kernel().spawn_program(archive, name)
+}
+
+/// Kills domain `name`, a program the caller spawned (see
+/// [`Kernel::kill_domain`]).
+pub fn kill_domain(name: &str) -> Result<(), RestartError> {
+    kernel().kill_domain(name)
 }
 
 /// Finds interface `I` exported as `name` (`EXPORT` or `DOMAIN/EXPORT`)

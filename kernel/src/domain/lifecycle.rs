@@ -53,12 +53,29 @@ impl State {
     }
 }
 
-/// Where a domain's code comes from (one kind today; rv6 will add images
-/// from its file system).
+/// Where a domain's code comes from.
 pub enum Source {
     /// An image in the signed boot archive, mapped into the domain's
     /// window for each incarnation (a restart maps it afresh).
     Archive(String),
+    /// A program: an image a domain handed the kernel
+    /// (`Kernel::spawn_program`, rv6 reading it from its file system),
+    /// in an archive whose signature and digest the kernel checked on a
+    /// copy it owns. Its name in that archive and its bytes. A program is
+    /// granted nothing (no exports, devices or supervision).
+    Program {
+        image: String,
+        bytes: alloc::sync::Arc<[u8]>,
+    },
+}
+
+impl Source {
+    /// The image's name.
+    pub fn image(&self) -> &str {
+        match self {
+            Source::Archive(image) | Source::Program { image, .. } => image,
+        }
+    }
 }
 
 pub struct Domain {
@@ -121,9 +138,7 @@ pub(super) fn is_alive_owner(owner: OwnerId) -> bool {
 impl Domain {
     /// The name of the image it runs.
     pub fn image_name(&self) -> String {
-        cpu::kernel_section(|| match &*self.source.lock() {
-            Source::Archive(name) => name.clone(),
-        })
+        cpu::kernel_section(|| String::from(self.source.lock().image()))
     }
 
     pub fn state(&self) -> State {
@@ -222,8 +237,10 @@ impl Domain {
 /// next generation runs `source`.
 pub fn create_from(source: Source, name: &str) -> Result<&'static Domain, DomainError> {
     // A bad image is refused before anything is created for it.
-    let Source::Archive(image) = &source;
-    loaded::check(image)?;
+    match &source {
+        Source::Archive(image) => loaded::check(image)?,
+        Source::Program { image, bytes } => loaded::check_bytes(image, bytes)?,
+    }
     if let Some(existing) = find(name) {
         if existing.state() != State::Dead {
             return Err(DomainError::Exists {
@@ -273,10 +290,16 @@ pub fn create_from(source: Source, name: &str) -> Result<&'static Domain, Domain
 /// inside it.
 fn start(domain: &'static Domain) -> Result<(), DomainError> {
     let owner = domain.owner();
-    let image = cpu::kernel_section(|| match &*domain.source.lock() {
-        Source::Archive(image) => image.clone(),
+    let (image, bytes) = cpu::kernel_section(|| match &*domain.source.lock() {
+        Source::Archive(image) => (image.clone(), None),
+        Source::Program { image, bytes } => (image.clone(), Some(bytes.clone())),
     });
-    let entry = match loaded::load(domain.slot, &image) {
+    let loaded = match &bytes {
+        None => loaded::load(domain.slot, &image),
+        Some(bytes) => loaded::load_bytes(domain.slot, &image, bytes),
+    };
+    drop(bytes);
+    let entry = match loaded {
         Ok(entry) => entry,
         Err(e) => {
             // Nothing of it ran: tear the incarnation down at once.

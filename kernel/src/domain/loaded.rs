@@ -196,11 +196,66 @@ pub fn load(slot: usize, name: &str) -> Result<domain_sdk::Entry, ImageError> {
 }
 
 fn load_locked(slot: usize, name: &str) -> Result<domain_sdk::Entry, ImageError> {
+    let image = verified_image(name)?;
+    load_image(slot, name, image)
+}
+
+/// Maps program `name`'s image (`bytes`, verified by [`verify_program`])
+/// into `slot`'s window and returns its entry point.
+pub fn load_bytes(slot: usize, name: &str, bytes: &[u8]) -> Result<domain_sdk::Entry, ImageError> {
+    crate::cpu::kernel_section(|| load_image(slot, name, bytes))
+}
+
+/// Checks a program's ELF without loading it.
+pub fn check_bytes(name: &str, bytes: &[u8]) -> Result<(), ImageError> {
+    crate::cpu::kernel_section(|| {
+        let limits = Limits {
+            max_span: IMAGE_WINDOW_SIZE,
+            ..Limits::default()
+        };
+        Plan::new(bytes, &limits)
+            .map(|_| ())
+            .map_err(|error| refused(name, error))
+    })
+}
+
+/// The largest program archive taken.
+pub const MAX_PROGRAM: usize = 8 << 20;
+
+/// Checks a program archive a domain handed over, on a copy the kernel
+/// owns: the manifest's Ed25519 signature with the build's key (as for
+/// the boot archive), then its one image's size and digest. Returns the
+/// image's name and a copy of its bytes.
+pub fn verify_program(archive: &[u8]) -> Result<(String, alloc::sync::Arc<[u8]>), String> {
+    if archive.len() > MAX_PROGRAM {
+        return Err(alloc::format!(
+            "a program archive of {} bytes is larger than {MAX_PROGRAM}",
+            archive.len()
+        ));
+    }
+    crate::cpu::kernel_section(|| {
+        // A copy first: the domain's memory could change under the checks.
+        let copy = archive.to_vec();
+        let catalog =
+            Catalog::open(&copy, &PUBLIC_KEY).map_err(|e| alloc::format!("refused: {e}"))?;
+        let mut names = catalog.names();
+        let (Some(name), None) = (names.next(), names.next()) else {
+            return Err(String::from(
+                "refused: a program archive holds exactly one image",
+            ));
+        };
+        let image = catalog
+            .image(name)
+            .map_err(|e| alloc::format!("refused: {e}"))?;
+        Ok((String::from(name), alloc::sync::Arc::from(image)))
+    })
+}
+
+fn load_image(slot: usize, name: &str, image: &[u8]) -> Result<domain_sdk::Entry, ImageError> {
     let mut loaded = LOADED[slot].lock();
     if loaded.is_some() {
         return Err(ImageError::SlotBusy(slot));
     }
-    let image = verified_image(name)?;
     let limits = Limits {
         max_span: IMAGE_WINDOW_SIZE,
         ..Limits::default()

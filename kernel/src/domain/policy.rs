@@ -32,6 +32,8 @@ fn restricted(owner: OwnerId) -> Option<String> {
     };
     match &*domain.source.lock() {
         Source::Archive(image) => Some(image.clone()),
+        // A program is granted nothing: no manifest entry has this name.
+        Source::Program { .. } => Some(String::new()),
     }
 }
 

@@ -139,12 +139,48 @@ impl Kernel for Services {
         let domain = find(name).ok_or(domain_sdk::RestartError::NoSuchDomain)?;
         supervision::restart_by(domain, crate::cpu::current_owner())
     }
+
+    fn spawn_program(&self, archive: &[u8], name: &str) -> Result<Owner, alloc::string::String> {
+        let caller = crate::cpu::current_owner();
+        if caller == executor::OwnerId::KERNEL || !is_alive_owner(caller) {
+            return Err("only a running domain may spawn a program".into());
+        }
+        if name.is_empty()
+            || name.len() > 32
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(alloc::format!(
+                "bad domain name '{name}' (1-32 of [A-Za-z0-9_-])"
+            ));
+        }
+        if supervision::live_supervised_by(caller) >= MAX_PROGRAMS {
+            return Err(alloc::format!(
+                "this domain already runs {MAX_PROGRAMS} programs (kill one first)"
+            ));
+        }
+        let (image, bytes) = super::loaded::verify_program(archive)?;
+        let domain = super::create_from(super::Source::Program { image, bytes }, name)
+            .map_err(|e| alloc::format!("{e}"))?;
+        supervision::adopt(domain, caller);
+        Ok(domain.owner())
+    }
+
+    fn kill_domain(&self, name: &str) -> Result<(), domain_sdk::RestartError> {
+        let domain = find(name).ok_or(domain_sdk::RestartError::NoSuchDomain)?;
+        supervision::kill_by(domain, crate::cpu::current_owner())
+    }
 }
 
 /// Most tasks one domain may have on one core (a quarter of the core's
 /// slots: a domain that spawns without end is refused, and the others, the
 /// kernel included, still find free slots).
 pub const MAX_TASKS: usize = crate::sched::TASKS_PER_CPU / 4;
+
+/// Most live programs one domain may have spawned (so that no domain can
+/// take every domain slot).
+pub const MAX_PROGRAMS: usize = 64;
 
 /// Longest line a domain may log, in bytes.
 pub const MAX_LOG: usize = 512;

@@ -75,6 +75,34 @@ pub fn restart_by(domain: &'static Domain, by: OwnerId) -> Result<(), RestartErr
     })
 }
 
+/// Makes `by` the supervisor of `domain`, a program it has just spawned
+/// (no grant needed: the program is granted nothing, and `by` made it).
+pub fn adopt(domain: &'static Domain, by: OwnerId) {
+    domain.supervisor.store(by, Ordering::SeqCst);
+}
+
+/// How many live domains `by` supervises.
+pub fn live_supervised_by(by: OwnerId) -> usize {
+    (1..super::MAX_SLOTS)
+        .filter_map(super::lifecycle::get)
+        .filter(|d| d.state() != State::Dead && d.supervisor.load(Ordering::SeqCst) == by)
+        .count()
+}
+
+/// Kills `domain` on behalf of `by`, its live supervisor: torn down as
+/// after a crash, and marked killed, so it stays dead.
+pub fn kill_by(domain: &'static Domain, by: OwnerId) -> Result<(), RestartError> {
+    if by == executor::OwnerId::KERNEL
+        || domain.supervisor.load(Ordering::SeqCst) != by
+        || !is_alive_owner(by)
+    {
+        return Err(RestartError::NotSupervisor);
+    }
+    domain.killed.store(true, Ordering::SeqCst);
+    super::lifecycle::kill(domain, "killed by its supervisor");
+    Ok(())
+}
+
 /// The supervisor's name, if a live domain supervises `domain`.
 pub fn supervisor_name(domain: &Domain) -> Option<String> {
     let owner = domain.supervisor.load(Ordering::SeqCst);

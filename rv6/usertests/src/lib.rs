@@ -1,6 +1,7 @@
 //! `usertests`: rv6's file-system tests run in the guest, through the
-//! `fs/files` interface (after xv6's usertests), and the write workload
-//! the crash tests run. Driven from the console:
+//! `fs/files` interface (after xv6's usertests), a program started from
+//! its image file (`programs`), and the write workload the crash tests
+//! run. Driven from the console:
 //!
 //! - `call usertests 1` starts the suite; each test logs
 //!   `usertests: NAME ok` or `usertests: NAME FAILED: why`, and the end
@@ -546,7 +547,63 @@ async fn sharedfd(fs: &mut Files) -> Outcome {
     Ok(())
 }
 
-const TESTS: [&str; 18] = [
+/// A program from the file system: `/bin/hello` (a signed archive the
+/// build made, copied in by `rv6fs mkfs`) verified and run by the kernel,
+/// killed by its spawner; tampered and foreign archives refused.
+async fn programs(fs: &mut Files) -> Outcome {
+    let _ = fs.unlink("/hello.out").await;
+    let archive = t!("read /bin/hello", fs.read_file("/bin/hello").await);
+    let owner =
+        domain_sdk::spawn_program(&archive, "hello-1").map_err(|e| format!("spawn: {e}"))?;
+    let mut seen = false;
+    for _ in 0..500 {
+        if let Ok(data) = fs.read_file("/hello.out").await {
+            seen = data == b"hello from a program\n";
+            if seen {
+                break;
+            }
+        }
+        sleep(Duration::from_millis(20)).await;
+    }
+    ensure(seen, "the program did not write /hello.out")?;
+    ensure(domain_sdk::is_alive(owner), "the program is running")?;
+    domain_sdk::kill_domain("hello-1").map_err(|e| format!("kill: {e}"))?;
+    let mut gone = false;
+    for _ in 0..200 {
+        if !domain_sdk::is_alive(owner) {
+            gone = true;
+            break;
+        }
+        sleep(Duration::from_millis(10)).await;
+    }
+    ensure(gone, "the killed program is gone")?;
+    // One byte changed anywhere (here in the image) and it is refused.
+    let mut tampered = archive.clone();
+    let at = tampered.len() / 2;
+    tampered[at] ^= 0x40;
+    match domain_sdk::spawn_program(&tampered, "hello-2") {
+        Err(e) if e.contains("refused") => {}
+        Err(e) => return Err(format!("tampered archive: unexpected error {e}")),
+        Ok(_) => return Err(String::from("a tampered archive was run")),
+    }
+    match domain_sdk::spawn_program(b"not an archive", "hello-3") {
+        Err(_) => {}
+        Ok(_) => return Err(String::from("garbage was run")),
+    }
+    match domain_sdk::spawn_program(&archive, "bad/name") {
+        Err(e) if e.contains("bad domain name") => {}
+        other => return Err(format!("bad name: {other:?}")),
+    }
+    // Only what it spawned may a domain kill.
+    ensure(
+        domain_sdk::kill_domain("fs").is_err(),
+        "killing fs is refused",
+    )?;
+    t!("unlink", fs.unlink("/hello.out").await);
+    Ok(())
+}
+
+const TESTS: [&str; 19] = [
     "smallfile",
     "bigwrite",
     "bigfile",
@@ -565,6 +622,7 @@ const TESTS: [&str; 18] = [
     "fourfiles",
     "concreate",
     "sharedfd",
+    "programs",
 ];
 
 async fn run_one(i: usize, fs: &mut Files) -> Outcome {
@@ -586,7 +644,8 @@ async fn run_one(i: usize, fs: &mut Files) -> Outcome {
         14 => badargs(fs).await,
         15 => fourfiles(fs).await,
         16 => concreate(fs).await,
-        _ => sharedfd(fs).await,
+        17 => sharedfd(fs).await,
+        _ => programs(fs).await,
     }
 }
 

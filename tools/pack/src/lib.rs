@@ -132,7 +132,12 @@ pub struct Policy {
 }
 
 /// The keys `[package.metadata.domain]` may have.
-const POLICY_KEYS: [&str; 3] = ["exports", "devices", "supervises"];
+/// The keys of `[package.metadata.domain]`. `program = true` marks an rv6
+/// program: besides the boot archive, `tools/build-images.sh` packs it
+/// alone into a signed archive of its own (`build/programs/NAME`), which
+/// rv6's file system holds and `Kernel::spawn_program` runs; it grants
+/// nothing.
+const POLICY_KEYS: [&str; 4] = ["exports", "devices", "supervises", "program"];
 
 /// The policy of each image in `images` (in that order), from the JSON of
 /// `cargo metadata --format-version 1 --no-deps`: the package with a
