@@ -24,6 +24,13 @@ export START
 # The NVMe scratch disk QEMU attaches (made by `make disk`, 64 MiB of zeros).
 DISK       ?= $(BUILD)/nvme.img
 NVME_OPTS  := -drive file=$(DISK),if=none,id=nvm,format=raw -device nvme,serial=nvme0,drive=nvm
+# `make run` boots into rv6's shell (RV6=1, the default) on an rv6 file
+# system image (made by tools/rv6-image.sh from the programs the build
+# packs; kept across runs while the programs do not change); RV6=0 boots
+# to the kernel monitor with the scratch disk.
+RV6        ?= 1
+RV6_IMAGE  ?= $(BUILD)/rv6.img
+RUN_NVME_OPTS = $(if $(filter 1,$(RV6)),-drive file=$(RV6_IMAGE)$(comma)if=none$(comma)id=nvm$(comma)format=raw -device nvme$(comma)serial=nvme0$(comma)drive=nvm,$(NVME_OPTS))
 
 # Knobs for `make run` (see README): cores, memory, kernel command line,
 # extra QEMU options.
@@ -46,7 +53,7 @@ QEMU_BASE := -machine q35 -cpu max -display none -no-reboot -nic none \
 
 CARGO_PROFILE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: all setup images disk build test-kernel run test host-test qemu-test lint bench fuzz soak clean new-domain push netns-down
+.PHONY: all setup images disk build test-kernel run rv6-image test host-test qemu-test lint bench fuzz soak clean new-domain push netns-down
 
 all: build
 
@@ -111,7 +118,7 @@ NIC_TAP := -netdev tap$(comma)id=n0$(comma)ifname=$(TAP)$(comma)script=no$(comma
 NIC_NETDEV := $(if $(filter frames,$(NET)),$(NIC_FRAMES),$(if $(filter tap,$(NET)),$(NIC_TAP),$(NIC_USER)))
 # NET=tap: QEMU runs inside the namespace, and the guest's address is set.
 RUN_IN := $(if $(filter tap,$(NET)),ip netns exec $(NETNS),)
-RUN_CMDLINE := $(if $(filter tap,$(NET)),$(if $(findstring net=,$(CMDLINE)),,net=10.0.4.15/24$(comma)gw=10.0.4.1 ))$(CMDLINE)
+RUN_CMDLINE := $(if $(filter 1,$(RV6)),rv6=1 )$(if $(filter tap,$(NET)),$(if $(findstring net=,$(CMDLINE)),,net=10.0.4.15/24$(comma)gw=10.0.4.1 ))$(CMDLINE)
 NIC_OPTS := $(if $(filter igb,$(NIC)),$(NIC_NETDEV) -device igb$(comma)netdev=n0,)$(if $(filter virtio,$(NIC)),$(NIC_NETDEV) -device virtio-net-pci$(comma)disable-legacy=on$(comma)netdev=n0,)
 netns-down:
 	@NETNS=$(NETNS) bash tools/netns.sh down
@@ -128,6 +135,10 @@ disk:
 	@mkdir -p $(BUILD)
 	@[ -f $(DISK) ] || truncate -s 64M $(DISK)
 
+# rv6's file-system image (see RV6 above); FRESH=1 makes it again.
+rv6-image: images
+	@bash tools/rv6-image.sh $(RV6_IMAGE) $(BUILD)/programs
+
 # The kernel embeds the public half of the signing key, so images come first.
 build: setup images
 	DOMAIN_PUBKEY=$(abspath $(BUILD)/keys/domain.pub) cargo build -p kernel --target $(TARGET) $(CARGO_PROFILE_FLAG)
@@ -142,15 +153,15 @@ test-kernel: setup images
 # Serial console on this terminal. Leave with `shutdown`, or Ctrl-A then X.
 # `shutdown` powers off through ACPI (status 0); if ACPI is unavailable the
 # kernel uses the debug-exit device, whose status 33 we report as 0 too.
-run: build disk
-	@echo "Booting ($(SMP) cpus, $(MEM)). Type 'help'; leave with 'shutdown' or Ctrl-A X."
+run: build disk $(if $(filter 1,$(RV6)),rv6-image,)
+	@echo "Booting ($(SMP) cpus, $(MEM)). $(if $(filter 1,$(RV6)),rv6's shell on $(RV6_IMAGE): try 'ls /bin'; 'monitor help' for the kernel monitor; leave with 'monitor shutdown' or Ctrl-A X.,Type 'help'; leave with 'shutdown' or Ctrl-A X.)"
 	@rm -f $(PUSH_SOCK)
 	@if [ -n "$(NIC_OPTS)" ] && [ "$(NET)" = frames ]; then echo "NIC: $(NIC) on UDP 127.0.0.1:$(NIC_PORT) (frames from the guest to port $$(($(NIC_PORT) + 1)): tools/frames.py)"; fi
 	@if [ -n "$(NIC_OPTS)" ] && [ "$(NET)" = tap ]; then NETNS=$(NETNS) TAP=$(TAP) bash tools/netns.sh up && echo "NIC: $(NIC) on tap $(TAP) in network namespace $(NETNS) (10.0.4.1); the guest is 10.0.4.15. Type: load $(if $(filter virtio,$(NIC)),virtio-net,igb), then load netstack, load echo; from another terminal: NETNS=$(NETNS) tools/netns.sh exec socat - TCP:10.0.4.15:7"; fi
 	@if [ -n "$(NIC_OPTS)" ] && [ "$(NET)" = user ]; then echo "NIC: $(NIC), user network; 127.0.0.1:$(ECHO_PORT) -> echo (TCP, UDP), :$(HTTP_PORT) -> 80, :$(KV_PORT) -> 11211. Type: load $(if $(filter virtio,$(NIC)),virtio-net,igb), then load netstack"; fi
 	@$(RUN_IN) $(QEMU) $(QEMU_BASE) $(IOMMU_OPTS) -smp $(SMP) -m $(MEM) -serial mon:stdio \
 		-serial unix:$(PUSH_SOCK),server=on,wait=off $(NIC_OPTS) -kernel $(KERNEL) \
-		-initrd $(ARCHIVE) $(NVME_OPTS) -append "$(RUN_CMDLINE)" $(QEMU_OPTS); status=$$?; \
+		-initrd $(ARCHIVE) $(RUN_NVME_OPTS) -append "$(RUN_CMDLINE)" $(QEMU_OPTS); status=$$?; \
 		if [ $$status -eq 33 ]; then status=0; fi; exit $$status
 
 host-test: setup

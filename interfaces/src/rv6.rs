@@ -226,3 +226,130 @@ pub trait Files {
     /// Returns once everything done so far is durable.
     async fn sync(&self) -> RpcResult<Reply>;
 }
+
+/// Bytes of a program's arguments (each followed by a NUL).
+pub const ARGS_MAX: usize = 1024;
+
+/// A program's arguments: `bytes[..len]`, each argument followed by a
+/// NUL byte.
+#[derive(rrpc::Exchangeable)]
+#[repr(C)]
+pub struct Args {
+    bytes: [u8; ARGS_MAX],
+    len: u16,
+}
+
+impl Args {
+    /// `args`, or `None` if they do not fit or one holds a NUL.
+    pub fn new<'a>(args: impl IntoIterator<Item = &'a str>) -> Option<Args> {
+        let mut out = Args {
+            bytes: [0; ARGS_MAX],
+            len: 0,
+        };
+        let mut at = 0;
+        for arg in args {
+            if arg.contains('\0') || at + arg.len() + 1 > ARGS_MAX {
+                return None;
+            }
+            out.bytes[at..at + arg.len()].copy_from_slice(arg.as_bytes());
+            at += arg.len() + 1;
+        }
+        out.len = at as u16;
+        Some(out)
+    }
+
+    /// The arguments (`None` if what arrived is not valid: a length past
+    /// the buffer, not UTF-8, no final NUL).
+    pub fn list(&self) -> Option<alloc::vec::Vec<&str>> {
+        let bytes = self.bytes.get(..usize::from(self.len))?;
+        if bytes.is_empty() {
+            return Some(alloc::vec::Vec::new());
+        }
+        let text = core::str::from_utf8(bytes).ok()?;
+        let text = text.strip_suffix('\0')?;
+        Some(text.split('\0').collect())
+    }
+}
+
+/// Flags of [`Proc::open`] beyond [`open_flags`]: writes go at the end.
+pub const APPEND_FLAG: u32 = 32;
+
+/// Operations of [`Proc::path_op`].
+pub mod path_op {
+    pub const MKDIR: u32 = 1;
+    pub const UNLINK: u32 = 2;
+    pub const RMDIR: u32 = 3;
+    /// `a` becomes also `b`.
+    pub const LINK: u32 = 4;
+    /// `a` is renamed `b`.
+    pub const RENAME: u32 = 5;
+}
+
+/// Exit statuses [`Proc::wait`] reports besides a program's own code
+/// (0 to 255).
+pub mod status {
+    /// The program crashed (a panic, a fault, the watchdog).
+    pub const CRASHED: u64 = 139;
+    /// It was killed.
+    pub const KILLED: u64 = 137;
+}
+
+/// What rv6's process domain (`rv6/core`, image `rv6`) exports to its
+/// programs as "proc". The caller's incarnation says which process is
+/// calling: a program can only act as itself. Descriptors 0, 1 and 2 are
+/// given at spawn; the rest come from `open` and `pipe`. Paths are
+/// resolved from the process's working directory.
+#[rrpc::interface]
+pub trait Proc {
+    /// The calling process's arguments.
+    async fn args(&self) -> RpcResult<RRef<Args>>;
+    /// Reads from descriptor `fd` (a file: from its offset; a pipe: what
+    /// is there, waiting for some; the console: a line). `len` 0: the
+    /// end.
+    async fn read(&self, fd: u32, chunk: RRef<Chunk>) -> RpcResult<RRef<Chunk>>;
+    /// Writes the chunk's bytes to `fd`; `len` becomes the bytes written.
+    async fn write(&self, fd: u32, chunk: RRef<Chunk>) -> RpcResult<RRef<Chunk>>;
+    /// Opens `path` with [`open_flags`] (and [`APPEND_FLAG`]); the value
+    /// is the new descriptor.
+    async fn open(&self, path: &RRef<Path>, flags: u32) -> RpcResult<Reply>;
+    async fn close(&self, fd: u32) -> RpcResult<Reply>;
+    /// Makes `to` another descriptor of what `from` is.
+    async fn dup2(&self, from: u32, to: u32) -> RpcResult<Reply>;
+    /// A pipe: the value is the read end's descriptor, plus the write
+    /// end's shifted left by 32.
+    async fn pipe(&self) -> RpcResult<Reply>;
+    async fn fstat(&self, fd: u32) -> RpcResult<FileStat>;
+    /// The entry of directory `fd` at or after `slot`.
+    async fn read_dir(&self, fd: u32, slot: u32) -> RpcResult<DirEntry>;
+    async fn chdir(&self, path: &RRef<Path>) -> RpcResult<Reply>;
+    /// [`path_op`] on `a` (and `b`).
+    async fn path_op(&self, op: u32, a: &RRef<Path>, b: &RRef<Path>) -> RpcResult<Reply>;
+    /// Runs the program file `path` with `args`; the child's descriptors
+    /// 0, 1 and 2 are the caller's `fds`. The value is its process id.
+    async fn spawn(&self, path: &RRef<Path>, args: &RRef<Args>, fds: [u32; 3]) -> RpcResult<Reply>;
+    /// Waits for child `pid` (0: any child; `u32::MAX`: any child that has
+    /// ended, without waiting) to end; the value is its pid shifted left
+    /// by 32 plus its status (its code, or [`status`]). `ECHILD` (10) if
+    /// there is none.
+    async fn wait(&self, pid: u32) -> RpcResult<Reply>;
+    /// Ends the calling process with `code` (0 to 255).
+    async fn exit(&self, code: u32) -> RpcResult<Reply>;
+    /// Kills process `pid`.
+    async fn kill(&self, pid: u32) -> RpcResult<Reply>;
+    /// One line per process: pid, parent, state, name.
+    async fn ps(&self) -> RpcResult<RRef<crate::control::Text>>;
+}
+
+/// The console's side of rv6 (exported by the process domain as "tty"):
+/// the kernel's console, once handed over (the monitor's `rv6` command),
+/// passes every typed line here.
+#[rrpc::interface]
+pub trait Tty {
+    /// The console is handed over: starts the shell if none runs; false if
+    /// it cannot.
+    fn attach(&self) -> RpcResult<bool>;
+    /// A line typed on the console. False once no process reads the
+    /// console any more (the shell exited): the console goes back to the
+    /// monitor.
+    fn input(&self, line: RRef<crate::control::Text>) -> RpcResult<bool>;
+}

@@ -83,6 +83,12 @@ const COMMANDS: &[Command] = &[
         run: cmd_net,
     },
     Command {
+        name: "rv6",
+        usage: "rv6",
+        help: "hand the console to rv6's shell ('monitor CMD' there runs a monitor command, 'monitor' comes back)",
+        run: cmd_rv6,
+    },
+    Command {
         name: "ping",
         usage: "ping ADDRESS [COUNT]",
         help: "send COUNT (default 4, at most 100) ICMP echo requests, one a second, to an IPv4 ADDRESS through the TCP/IP domain (netstack/icmp) and print each reply's round trip, in the background",
@@ -178,19 +184,180 @@ impl kcore::lineedit::Sink for Echo {
 
 /// The bytes that draw the input line again: prompt, text, cursor moves.
 fn redraw_bytes(editor: &LineEditor) -> Vec<u8> {
-    let mut out = Echo(Vec::from(PROMPT.as_bytes()));
+    let mut out = Echo(current_prompt());
     editor.redraw(&mut out);
     out.0
 }
 
+/// The console handed to rv6 (the `rv6` command): typed lines go to its
+/// process domain's "tty" export, and that domain may write on the
+/// console (`Kernel::console_write`).
+struct Rv6 {
+    tty: alloc::sync::Arc<interfaces::rv6::TtyProxy>,
+    owner: executor::OwnerId,
+    /// What rv6 wrote after its last newline (its shell's prompt), drawn
+    /// again with the input line.
+    prompt: Vec<u8>,
+}
+
+static RV6: spin::Mutex<Option<Rv6>> = spin::Mutex::new(None);
+
+fn current_prompt() -> Vec<u8> {
+    match &*RV6.lock() {
+        Some(rv6) => rv6.prompt.clone(),
+        None => Vec::from(PROMPT.as_bytes()),
+    }
+}
+
+/// Most bytes one `console_write` prints.
+const MAX_TTY_WRITE: usize = 16 * 1024;
+
+/// `Kernel::console_write` for incarnation `owner`: printed only while the
+/// console is handed to it.
+pub fn tty_write(owner: executor::OwnerId, text: &[u8]) -> bool {
+    let prompt = {
+        let mut rv6 = RV6.lock();
+        let Some(rv6) = rv6.as_mut() else {
+            return false;
+        };
+        if rv6.owner != owner {
+            return false;
+        }
+        let text = &text[..text.len().min(MAX_TTY_WRITE)];
+        match text.iter().rposition(|&b| b == b'\n') {
+            Some(at) => rv6.prompt = Vec::from(&text[at + 1..]),
+            None => rv6.prompt.extend_from_slice(text),
+        }
+        rv6.prompt.truncate(80);
+        rv6.prompt.clone()
+    };
+    let clean: Vec<u8> = text[..text.len().min(MAX_TTY_WRITE)]
+        .iter()
+        .map(|&b| {
+            if b == b'\n' || b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80 {
+                b
+            } else {
+                b'?'
+            }
+        })
+        .collect();
+    serial::console_write(&clean, Some(&prompt));
+    true
+}
+
+/// Hands the console to rv6 (its process domain must export "tty").
+fn attach_rv6() -> Result<(), alloc::string::String> {
+    let mut owner = None;
+    let _ = domain::lookup("rv6/tty", &mut |_, _, o| owner = Some(o));
+    let (Some(owner), Ok(tty)) = (
+        owner,
+        domain::proxy::<dyn interfaces::rv6::Tty + Send + Sync>("rv6/tty"),
+    ) else {
+        return Err("no rv6: load nvme, nvme-shadow, fs and rv6 first".into());
+    };
+    let tty = alloc::sync::Arc::new(tty);
+    *RV6.lock() = Some(Rv6 {
+        tty: tty.clone(),
+        owner,
+        prompt: Vec::new(),
+    });
+    match interfaces::rv6::Tty::attach(&*tty) {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            *RV6.lock() = None;
+            Err("rv6 could not start its shell (see its log)".into())
+        }
+        Err(e) => {
+            *RV6.lock() = None;
+            Err(alloc::format!("rv6: {e}"))
+        }
+    }
+}
+
+/// A line typed while the console is rv6's: `monitor CMD` runs a monitor
+/// command, `monitor` alone takes the console back; anything else goes to
+/// rv6. False once the console is the monitor's again.
+fn rv6_line(line: &str) -> bool {
+    if line == "monitor" {
+        *RV6.lock() = None;
+        println!("the console is the monitor's again ('rv6' hands it back)");
+        return false;
+    }
+    if let Some(command) = line.strip_prefix("monitor ") {
+        execute(command);
+        let prompt = current_prompt();
+        serial::console_write(&prompt, Some(&prompt));
+        return true;
+    }
+    let tty = match &*RV6.lock() {
+        Some(rv6) => rv6.tty.clone(),
+        None => return false,
+    };
+    let text = interfaces::control::Text::new(line);
+    let alive = match rrpc::RRef::try_new(text) {
+        Ok(text) => interfaces::rv6::Tty::input(&*tty, text).unwrap_or(false),
+        Err(_) => true,
+    };
+    if !alive {
+        *RV6.lock() = None;
+        println!("rv6: the shell has ended; the console is the monitor's again");
+    }
+    alive
+}
+
+fn cmd_rv6(args: &[&str]) -> Result<(), alloc::string::String> {
+    no_args(args)?;
+    attach_rv6()?;
+    Ok(())
+}
+
 pub async fn shell() {
     println!("Type 'help' for commands.");
-    serial::console_write(PROMPT.as_bytes(), Some(PROMPT.as_bytes()));
+    if crate::BOOT
+        .get()
+        .and_then(|b| {
+            kcore::cmdline::CmdLine::parse(&b.cmdline)
+                .ok()?
+                .get("rv6")
+                .map(|v| v == "1")
+        })
+        .unwrap_or(false)
+    {
+        // `rv6=1`: the console is rv6's shell. Its domains are loaded
+        // from the boot archive (unless START already did): the NVMe
+        // driver and its shadow, the file system, the process domain.
+        for name in ["nvme", "nvme-shadow", "fs", "rv6"] {
+            if domain::find(name).is_none() {
+                if let Err(e) = domain::create_from(domain::Source::Archive(name.into()), name) {
+                    println!("rv6=1: load {name}: {e}");
+                }
+            }
+        }
+        for _ in 0..600 {
+            if attach_rv6().is_ok() {
+                break;
+            }
+            executor::sleep(core::time::Duration::from_millis(100)).await;
+        }
+        if RV6.lock().is_none() {
+            println!("rv6=1: rv6 did not start; this is the monitor");
+        }
+    }
+    if RV6.lock().is_none() {
+        serial::console_write(PROMPT.as_bytes(), Some(PROMPT.as_bytes()));
+    }
     let mut editor = LineEditor::new();
     loop {
         let byte = next_byte().await;
         let mut echo = Echo(Vec::new());
         match editor.feed(byte, &mut echo) {
+            Event::Line(line) if RV6.lock().is_some() => {
+                let line = alloc::string::String::from(line);
+                serial::console_write(&echo.0, None);
+                if !rv6_line(&line) {
+                    serial::console_write(PROMPT.as_bytes(), Some(PROMPT.as_bytes()));
+                }
+            }
             Event::Line(line) => {
                 let line = alloc::string::String::from(line);
                 // A command runs: its output is not interleaved.
@@ -198,11 +365,15 @@ pub async fn shell() {
                 execute(&line);
                 finish_restart().await;
                 finish_storm().await;
-                serial::console_write(PROMPT.as_bytes(), Some(PROMPT.as_bytes()));
+                // After `rv6`, the shell prints its own prompt.
+                if RV6.lock().is_none() {
+                    serial::console_write(PROMPT.as_bytes(), Some(PROMPT.as_bytes()));
+                }
             }
             Event::Cancelled => {
-                echo.0.extend_from_slice(PROMPT.as_bytes());
-                serial::console_write(&echo.0, Some(PROMPT.as_bytes()));
+                let prompt = current_prompt();
+                echo.0.extend_from_slice(&prompt);
+                serial::console_write(&echo.0, Some(&prompt));
             }
             Event::ClearedScreen => {
                 let redraw = redraw_bytes(&editor);

@@ -229,6 +229,14 @@ pub trait Kernel: Send + Sync {
         let _ = name;
         Err(RestartError::NotSupervisor)
     }
+    /// Writes `text` on the console, while the console is handed to the
+    /// calling domain (rv6's process domain, after the monitor's `rv6`):
+    /// false, and nothing written, otherwise. Control characters other
+    /// than newline and tab are shown as `?`.
+    fn console_write(&self, text: &[u8]) -> bool {
+        let _ = text;
+        false
+    }
 }
 
 /// The value of `key=VALUE` on the kernel command line (up to 256 bytes),
@@ -506,6 +514,12 @@ pub fn spawn_program(archive: &[u8], name: &str) -> Result<Owner, String> {
 /// [`Kernel::kill_domain`]).
 pub fn kill_domain(name: &str) -> Result<(), RestartError> {
     kernel().kill_domain(name)
+}
+
+/// Writes `text` on the console if it is handed to this domain (see
+/// [`Kernel::console_write`]).
+pub fn console_write(text: &[u8]) -> bool {
+    kernel().console_write(text)
 }
 
 /// Finds interface `I` exported as `name` (`EXPORT` or `DOMAIN/EXPORT`)

@@ -342,11 +342,23 @@ pub(super) fn poison(
             Some(fault) => alloc::format!("{why}: {fault}"),
             None => String::from(why),
         };
-        crate::warn!(
-            "domain {} (gen {}): {message}",
-            domain.name,
-            domain.generation()
-        );
+        // A program its supervisor ended (it exited, or was killed) is
+        // routine: not a warning.
+        let program_end =
+            fault.is_none() && matches!(&*domain.source.lock(), Source::Program { .. });
+        if program_end {
+            crate::debug!(
+                "domain {} (gen {}): {message}",
+                domain.name,
+                domain.generation()
+            );
+        } else {
+            crate::warn!(
+                "domain {} (gen {}): {message}",
+                domain.name,
+                domain.generation()
+            );
+        }
         if fault.is_some() {
             crate::storm::on_crash(&domain.name, &message);
         }

@@ -60,9 +60,10 @@ use lifecycle::slot_of;
 pub use lifecycle::{
     Domain, Source, State, all, create_from, find, get, kill, purge_done, restart, wait_dead,
 };
-pub use names::{call, call_text, export_names, proxy};
 #[cfg(feature = "ktest")]
-pub use names::{entry_cap, lookup};
+pub use names::entry_cap;
+pub use names::lookup;
+pub use names::{call, call_text, export_names, proxy};
 #[cfg(feature = "ktest")]
 pub use parking::{MAX_PARKED, parked_calls};
 #[cfg(feature = "ktest")]

@@ -167,6 +167,10 @@ impl Kernel for Services {
         Ok(domain.owner())
     }
 
+    fn console_write(&self, text: &[u8]) -> bool {
+        crate::console::tty_write(crate::cpu::current_owner(), text)
+    }
+
     fn kill_domain(&self, name: &str) -> Result<(), domain_sdk::RestartError> {
         let domain = find(name).ok_or(domain_sdk::RestartError::NoSuchDomain)?;
         supervision::kill_by(domain, crate::cpu::current_owner())

@@ -11,6 +11,10 @@
 
 extern crate alloc;
 
+pub mod process;
+
+pub use process::{Process, STDERR, STDIN, STDOUT};
+
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -18,7 +22,34 @@ use core::fmt;
 use domain_sdk::{RRef, RpcError, lookup};
 use interfaces::rv6::{CHUNK, Chunk, FileStat, Files as FilesApi, FilesProxy, Path, ROOT, errno};
 
-pub use interfaces::rv6::{APPEND, kind, open_flags};
+pub use interfaces::rv6::{APPEND, APPEND_FLAG, kind, open_flags, status};
+
+/// Declares a program's entry (`init`): the image's task connects to
+/// rv6's process domain, runs `$main(&mut process, args)` and exits with
+/// the code it returns. A program that cannot reach the process domain
+/// ends at once.
+#[macro_export]
+macro_rules! program {
+    ($main:path) => {
+        pub fn init(
+            _kernel: &'static dyn domain_sdk::Kernel,
+        ) -> core::result::Result<domain_sdk::Exports, alloc::string::String> {
+            domain_sdk::spawn(async {
+                if let Ok(mut process) = $crate::Process::connect() {
+                    let args = process.args().await.unwrap_or_default();
+                    let code = $main(&mut process, args).await;
+                    process.exit(code).await;
+                }
+                // What is left is killed by the process domain.
+                loop {
+                    domain_sdk::sleep(core::time::Duration::from_secs(3600)).await;
+                }
+            })
+            .map_err(|e| alloc::format!("spawn: {e}"))?;
+            Ok(domain_sdk::Exports::new())
+        }
+    };
+}
 
 /// Why a call failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

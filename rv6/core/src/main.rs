@@ -1,0 +1,6 @@
+//! The `rv6` process domain as a loadable image.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+domain_sdk::image!(rv6_core::init);
