@@ -1881,6 +1881,102 @@ def rv6_session(tally, kernel):
         pass
 
 
+def rv6_shell_session(tally, kernel):
+    """rv6's shell on the console (`rv6=1`, as `make run` boots): an image
+    from tools/rv6-image.sh; pipelines, redirections, a background job
+    and `kill`, a crashing program reported with its status, `$?`,
+    quoting, the utilities, bad commands, the monitor's commands from the
+    shell, and `exit` giving the console back to the monitor."""
+    label = "rv6 shell"
+    print(f"== {label} end-to-end")
+    build = os.path.dirname(ARCHIVE or "build/x")
+    image = os.path.join(build, "rv6-shell.img")
+    proc = subprocess.run(["bash", "tools/rv6-image.sh", image, os.path.join(build, "programs")],
+                          env={**os.environ, "FRESH": "1"}, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    tally.record(f"{label}: tools/rv6-image.sh makes the image", proc.returncode == 0, proc.stdout[-500:])
+    if proc.returncode != 0:
+        return
+    drive = ("-drive", f"file={image},if=none,id=nvm,format=raw", "-device", "nvme,serial=nvme0,drive=nvm")
+    qemu = subprocess.Popen(qemu_command(kernel, 2, "512M", "log=info rv6=1", extra=drive, disk=False),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    serial = Serial(qemu, deadline=time.monotonic() + 600)
+    up = serial.read_until(b"$ ", 90)
+    tally.record(f"{label}: rv6=1 boots into the shell", up, serial.text()[-800:])
+    if not up:
+        shut_down(qemu, send=False)
+        return
+
+    def sh(line, timeout=60):
+        serial.start_here()
+        qemu.stdin.write(line.encode() + b"\r")
+        qemu.stdin.flush()
+        ok = serial.read_until(b"\n$ ", timeout)
+        return ok, serial.text()
+
+    bg = {}
+    steps = [
+        ("echo hello rv6", lambda out: "hello rv6" in out),
+        ("cat /etc/motd | grep rv6 | wc", lambda out: re.search(r"^1 3 16\s*$", out, re.M) is not None),
+        ("echo one > /tmp/f; echo two >> /tmp/f; cat < /tmp/f", lambda out: "one\ntwo" in out),
+        ("wc /tmp/f", lambda out: "2 2 8 /tmp/f" in out),
+        ("mkdir /tmp/d; cd /tmp/d; touch a b; ls; cd /", lambda out: re.search(r"^a\s+file", out, re.M)
+            is not None and re.search(r"^b\s+file", out, re.M) is not None),
+        ("ln /tmp/f /tmp/g; mv /tmp/g /tmp/h; cp /tmp/h /tmp/i; cat /tmp/i; rm /tmp/h /tmp/i; ls /tmp",
+            lambda out: "one\ntwo" in out and re.search(r"^f\s+file", out, re.M) is not None
+            and re.search(r"^[hi]\s+file", out, re.M) is None),
+        ("crash; echo status $?", lambda out: "sh: crash: crashed (status 139)" in out and "status 139" in out),
+        ('echo "a | b" \'c > d\'', lambda out: "a | b c > d" in out),
+        ("nosuch", lambda out: "sh: nosuch: no such file or directory" in out),
+        ("rmdir /tmp/d", lambda out: "directory not empty" in out),
+        ("cat /nonexistent; echo $?", lambda out: "no such file or directory" in out and re.search(r"^1\s*$", out, re.M)),
+        ("grep rv6 /etc/motd /tmp/f", lambda out: "/etc/motd:Welcome to rv6." in out),
+        ("| wc", lambda out: "syntax error" in out),
+        ("cat /etc/motd > /tmp/bg &", lambda out: re.search(r"^\[\d+\]", out, re.M) is not None),
+        ("cat /tmp/bg | head -n 1", lambda out: "Welcome to rv6." in out),
+        ("sleep 60 &", lambda out: bg.update(pid=(re.search(r"^\[(\d+)\]", out, re.M) or [None, None])[1]) or True),
+        ("ps", lambda out: "sleep 60" in out and "sh" in out),
+        ("@kill", None),
+        # The killed job is reported before a later prompt (after the kill
+        # or after the next command, as the reaper's timing goes).
+        ("echo after", lambda out: re.search(r"done \(status 137\)", bg.get("kill_output", "") + out)
+            is not None and "after" in out),
+        ("monitor domains", lambda out: re.search(r"rv6\s+alive", out) is not None),
+        ("ls /bin | wc", lambda out: re.search(r"^\d+ \d+ \d+\s*$", out, re.M) is not None),
+    ]
+    for line, check in steps:
+        if line == "@kill":
+            pid = bg.get("pid")
+            ok, out = sh(f"kill {pid}")
+            bg["kill_output"] = out
+            tally.record(f"{label}: kill {pid} (the background sleep)", ok and pid is not None, out[-300:])
+            continue
+        ok, out = sh(line)
+        good = ok and bool(check(out))
+        tally.record(f"{label}: '{line[:40]}'", good, out[-600:])
+    # `exit` ends the shell; the next line gives the console back.
+    serial.start_here()
+    qemu.stdin.write(b"exit 3\r")
+    qemu.stdin.flush()
+    time.sleep(1)
+    qemu.stdin.write(b"\r")
+    qemu.stdin.flush()
+    back = serial.read_until(b"monitor> ", 30)
+    tally.record(f"{label}: exit gives the console back to the monitor", back and "the shell has ended" in serial.text(),
+                 serial.text()[-400:])
+    status = shut_down(qemu, send=back)
+    tally.record(f"{label}: shutdown exits QEMU with status 0", status == 0, f"(status {status})")
+    code, out = rv6fs("fsck", image)
+    tally.record(f"{label}: rv6fs fsck: the image is clean", code == 0 and "clean" in out, out[-600:])
+    code, out = rv6fs("cat", image, "/tmp/f")
+    tally.record(f"{label}: what the shell wrote is on the image", code == 0 and out == "one\ntwo\n", out[-200:])
+    try:
+        os.unlink(image)
+        os.unlink(image + ".programs")
+    except OSError:
+        pass
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("kernel", help="the production kernel (console, fatal paths)")
@@ -1931,6 +2027,7 @@ def main():
     tally = Tally()
     if args.rv6:
         rv6_session(tally, args.kernel)
+        rv6_shell_session(tally, args.kernel)
         print(f"qemu: {tally.passed} passed, {tally.failed} failed")
         sys.exit(0 if tally.failed == 0 else 1)
     if args.net:
@@ -1989,6 +2086,7 @@ def main():
         else:
             tally.record("igb echo: this QEMU has no igb model (make setup installs QEMU 10)", False)
         rv6_session(tally, args.kernel)
+        rv6_shell_session(tally, args.kernel)
         archive_sessions(tally, args.kernel, args.archive, args.key)
         if args.storm:
             storm_session(tally, args.kernel, args.storm, mode=args.storm_mode)

@@ -327,10 +327,10 @@ pub async fn shell() {
         // from the boot archive (unless START already did): the NVMe
         // driver and its shadow, the file system, the process domain.
         for name in ["nvme", "nvme-shadow", "fs", "rv6"] {
-            if domain::find(name).is_none() {
-                if let Err(e) = domain::create_from(domain::Source::Archive(name.into()), name) {
-                    println!("rv6=1: load {name}: {e}");
-                }
+            if domain::find(name).is_none()
+                && let Err(e) = domain::create_from(domain::Source::Archive(name.into()), name)
+            {
+                println!("rv6=1: load {name}: {e}");
             }
         }
         for _ in 0..600 {

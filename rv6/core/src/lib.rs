@@ -773,10 +773,8 @@ impl Proc for Core {
                 attach(&of);
                 p.fds[to as usize].replace(of)
             };
-            if let Some(old) = old {
-                if let Some(h) = detach(&old) {
-                    self.close_handles(alloc::vec![h]).await;
-                }
+            if let Some(h) = old.as_ref().and_then(detach) {
+                self.close_handles(alloc::vec![h]).await;
             }
             Ok(Reply::ok(to as u64))
         })

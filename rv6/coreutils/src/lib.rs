@@ -1,7 +1,7 @@
 //! `coreutils`: rv6's utilities in one program, which runs the one its
 //! first argument names (the file system holds it as `/bin/ls`,
 //! `/bin/cat`, ...): `ls cat echo mkdir rm rmdir ln mv cp touch wc grep
-//! head kill ps sync true false crash`. Errors go to standard error and
+//! head kill ps sync true false crash sleep`. Errors go to standard error and
 //! give status 1; `crash` panics on purpose (its status is 139).
 #![no_std]
 #![forbid(unsafe_code)]
@@ -281,6 +281,12 @@ async fn run(c: &mut Ctx<'_>, args: &[String]) {
         "sync" | "true" => {}
         "false" => c.failed = true,
         "crash" => panic!("crash: crashing on purpose"),
+        "sleep" => match args.first().and_then(|a| a.parse::<u64>().ok()) {
+            Some(seconds) if seconds <= 3600 => {
+                domain_sdk::sleep(core::time::Duration::from_secs(seconds)).await
+            }
+            _ => c.usage("SECONDS (at most 3600)").await,
+        },
         other => {
             let text = format!(
                 "coreutils: no utility '{other}' (one of: {})\n",
