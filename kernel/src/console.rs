@@ -277,7 +277,7 @@ fn attach_rv6() -> Result<(), alloc::string::String> {
 /// A line typed while the console is rv6's: `monitor CMD` runs a monitor
 /// command, `monitor` alone takes the console back; anything else goes to
 /// rv6. False once the console is the monitor's again.
-fn rv6_line(line: &str) -> bool {
+async fn rv6_line(line: &str) -> bool {
     if line == "monitor" {
         *RV6.lock() = None;
         println!("the console is the monitor's again ('rv6' hands it back)");
@@ -285,6 +285,8 @@ fn rv6_line(line: &str) -> bool {
     }
     if let Some(command) = line.strip_prefix("monitor ") {
         execute(command);
+        finish_restart().await;
+        finish_storm().await;
         let prompt = current_prompt();
         serial::console_write(&prompt, Some(&prompt));
         return true;
@@ -354,7 +356,7 @@ pub async fn shell() {
             Event::Line(line) if RV6.lock().is_some() => {
                 let line = alloc::string::String::from(line);
                 serial::console_write(&echo.0, None);
-                if !rv6_line(&line) {
+                if !rv6_line(&line).await {
                     serial::console_write(PROMPT.as_bytes(), Some(PROMPT.as_bytes()));
                 }
             }

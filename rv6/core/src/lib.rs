@@ -466,6 +466,15 @@ impl Core {
 
     /// Reads the whole program file `abs` (a signed archive).
     async fn read_program(&self, abs: &str) -> Result<Vec<u8>, i32> {
+        let r = self.read_program_from_fs(abs).await;
+        if r == Err(errno::EIO) {
+            // The file system may have crashed: find its successor next.
+            self.forget_fs();
+        }
+        r
+    }
+
+    async fn read_program_from_fs(&self, abs: &str) -> Result<Vec<u8>, i32> {
         let fs = self.fs()?;
         let p =
             RRef::try_new(Path::new(abs).ok_or(errno::ENAMETOOLONG)?).map_err(|_| errno::ENOMEM)?;
@@ -835,6 +844,7 @@ impl Proc for Core {
             match &of.kind {
                 Kind::File { handle, .. } => match self.fs() {
                     Ok(fs) => fs.stat(*handle).await.or_else(|_| {
+                        self.forget_fs();
                         out.errno = errno::EIO;
                         Ok(out)
                     }),
@@ -877,6 +887,7 @@ impl Proc for Core {
             };
             match self.fs() {
                 Ok(fs) => fs.read_dir(*handle, slot).await.or_else(|_| {
+                    self.forget_fs();
                     out.errno = errno::EIO;
                     Ok(out)
                 }),

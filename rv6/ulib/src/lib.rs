@@ -27,7 +27,8 @@ pub use interfaces::rv6::{APPEND, APPEND_FLAG, kind, open_flags, status};
 /// Declares a program's entry (`init`): the image's task connects to
 /// rv6's process domain, runs `$main(&mut process, args)` and exits with
 /// the code it returns. A program that cannot reach the process domain
-/// ends at once.
+/// (it crashed, or the image was loaded by hand) crashes itself, so that
+/// its domain is reclaimed.
 #[macro_export]
 macro_rules! program {
     ($main:path) => {
@@ -35,10 +36,19 @@ macro_rules! program {
             _kernel: &'static dyn domain_sdk::Kernel,
         ) -> core::result::Result<domain_sdk::Exports, alloc::string::String> {
             domain_sdk::spawn(async {
-                if let Ok(mut process) = $crate::Process::connect() {
-                    let args = process.args().await.unwrap_or_default();
-                    let code = $main(&mut process, args).await;
-                    process.exit(code).await;
+                let ended = match $crate::Process::connect() {
+                    Ok(mut process) => {
+                        let args = process.args().await.unwrap_or_default();
+                        let code = $main(&mut process, args).await;
+                        process.exit(code).await.is_ok()
+                    }
+                    Err(_) => false,
+                };
+                if !ended {
+                    // No process domain to end this process (it crashed,
+                    // or this image was loaded by hand): end the domain by
+                    // crashing it, which the kernel contains and reclaims.
+                    panic!("rv6: no process domain to exit to");
                 }
                 // What is left is killed by the process domain.
                 loop {

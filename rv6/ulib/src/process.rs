@@ -254,8 +254,8 @@ impl Process {
     }
 
     /// Ends the process with `code` (the process domain then kills what
-    /// is left of it).
-    pub async fn exit(&mut self, code: u32) {
-        let _ = self.proc.exit(code).await;
+    /// is left of it). An error: the process domain is gone.
+    pub async fn exit(&mut self, code: u32) -> Result<()> {
+        check(self.proc.exit(code).await?.errno)
     }
 }
