@@ -151,6 +151,41 @@ def main():
         except OSError:
             pass
 
+    # spawn + wait of a trivial program (`/bin/true`, through the shell's
+    # `timespawn`), in a boot of its own into rv6's shell.
+    shell_image = os.path.join(os.path.dirname(args.archive), "rv6-bench-shell.img")
+    spawn_medians = []
+    made = subprocess.run(["bash", os.path.join(here, "rv6-image.sh"), shell_image,
+                           os.path.join(os.path.dirname(args.archive), "programs")],
+                          env={**os.environ, "FRESH": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if made.returncode == 0:
+        drive = ("-drive", f"file={shell_image},if=none,id=nvm,format=raw", "-device",
+                 "nvme,serial=nvme0,drive=nvm")
+        proc = subprocess.Popen(qt.qemu_command(args.kernel, 2, "512M", "log=warn rv6=1", extra=drive, disk=False),
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        serial = qt.Serial(proc, deadline=time.monotonic() + 900)
+        try:
+            if serial.read_until(b"$ ", 90):
+                for _ in range(3):
+                    serial.start_here()
+                    proc.stdin.write(b"timespawn 30\r")
+                    proc.stdin.flush()
+                    if serial.read_until(b"max ", 300):
+                        serial.read_until(b"\n$ ", 10)
+                        found = re.search(r"median (\d+) us", serial.text())
+                        if found:
+                            spawn_medians.append(int(found.group(1)))
+                proc.stdin.write(b"monitor shutdown\r")
+                proc.stdin.flush()
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        for f in (shell_image, shell_image + ".programs"):
+            try:
+                os.unlink(f)
+            except OSError:
+                pass
+
     def spread(values):
         return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
@@ -166,6 +201,12 @@ def main():
               f"{b['median']:>7.3f}x {b['min']:>6.3f}-{b['max']:<6.3f}")
     print("(fs/raw: the file system's throughput over the raw device's in the same round; crash/s: the "
           "file system with the NVMe driver crashed every second, over none)")
+    if spawn_medians:
+        result["spawn_wait_us"] = spread(spawn_medians)
+        print(f"spawn + wait of /bin/true: median {statistics.median(spawn_medians)} us "
+              f"(3 runs of 30: {spawn_medians})")
+    else:
+        print("spawn + wait: not measured (the shell boot failed)")
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)

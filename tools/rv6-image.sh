@@ -12,7 +12,7 @@ image=${1:?image}
 programs=${2:-build/programs}
 size=${3:-64}
 # The utilities in rv6/coreutils (its APPLETS), each run by name.
-applets="ls cat echo mkdir rm rmdir ln mv cp touch wc grep head kill ps sync true false crash sleep"
+applets="ls cat echo mkdir rm rmdir ln mv cp touch wc grep head kill ps sync true false crash sleep timespawn"
 
 stamp="$image.programs"
 sum=$(cat "$programs"/* | sha256sum | cut -d' ' -f1)

@@ -1,7 +1,8 @@
 //! `coreutils`: rv6's utilities in one program, which runs the one its
 //! first argument names (the file system holds it as `/bin/ls`,
 //! `/bin/cat`, ...): `ls cat echo mkdir rm rmdir ln mv cp touch wc grep
-//! head kill ps sync true false crash sleep`. Errors go to standard error and
+//! head kill ps sync true false crash sleep timespawn`. Errors go to
+//! standard error and
 //! give status 1; `crash` panics on purpose (its status is 139).
 #![no_std]
 #![forbid(unsafe_code)]
@@ -281,6 +282,34 @@ async fn run(c: &mut Ctx<'_>, args: &[String]) {
         "sync" | "true" => {}
         "false" => c.failed = true,
         "crash" => panic!("crash: crashing on purpose"),
+        // The benchmark of `make bench`: N runs of `/bin/true` (spawn,
+        // then wait), and the time each took.
+        "timespawn" => {
+            let n = match args.first().map(|a| a.parse::<u32>()) {
+                Some(Ok(n)) if (1..=10_000).contains(&n) => n,
+                _ => return c.usage("RUNS (1 to 10000)").await,
+            };
+            let mut times = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                let t = domain_sdk::now_ns();
+                let pid = match c.p.spawn("/bin/true", &["true"], [0, 1, 2]).await {
+                    Ok(pid) => pid,
+                    Err(e) => return c.error("/bin/true", e).await,
+                };
+                if let Err(e) = c.p.wait(pid).await {
+                    return c.error("wait", e).await;
+                }
+                times.push(domain_sdk::now_ns() - t);
+            }
+            times.sort_unstable();
+            let median = times[times.len() / 2] / 1000;
+            let line = format!(
+                "timespawn: {n} runs of /bin/true, spawn + wait: median {median} us, min {} us, max {} us\n",
+                times[0] / 1000,
+                times[times.len() - 1] / 1000
+            );
+            c.p.print(&line).await;
+        }
         "sleep" => match args.first().and_then(|a| a.parse::<u64>().ok()) {
             Some(seconds) if seconds <= 3600 => {
                 domain_sdk::sleep(core::time::Duration::from_secs(seconds)).await
