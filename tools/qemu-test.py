@@ -1749,7 +1749,7 @@ def archive_sessions(tally, kernel, archive, key):
 
 RV6_TESTS = ["smallfile", "bigwrite", "bigfile", "truncate", "createdelete", "dirtest", "unlinkread",
              "linktest", "subdir", "fourteen", "rmdot", "dirfile", "bigdir", "iref", "badargs",
-             "fourfiles", "concreate", "sharedfd", "programs"]
+             "fourfiles", "concreate", "sharedfd", "linkunlink", "manywrites", "programs"]
 
 
 def rv6fs(*args):
@@ -1942,6 +1942,11 @@ def rv6_shell_session(tally, kernel):
         ("echo after", lambda out: re.search(r"done \(status 137\)", bg.get("kill_output", "") + out)
             is not None and "after" in out),
         ("monitor domains", lambda out: re.search(r"rv6\s+alive", out) is not None),
+        # More through a pipeline than a pipe holds (64 KiB).
+        ("cat /etc/numbers | grep 0 | wc", lambda out: re.search(r"^9498 9498 \d+\s*$", out, re.M) is not None),
+        ("cat /etc/numbers | wc", lambda out: "30000 30000 168894" in out),
+        ("tail -c 12 /etc/numbers", lambda out: "29999\n30000" in out),
+        ("echo to the console > /dev/console", lambda out: "to the console" in out),
         ("ls /bin | wc", lambda out: re.search(r"^\d+ \d+ \d+\s*$", out, re.M) is not None),
     ]
     for line, check in steps:

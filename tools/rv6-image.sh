@@ -12,7 +12,7 @@ image=${1:?image}
 programs=${2:-build/programs}
 size=${3:-64}
 # The utilities in rv6/coreutils (its APPLETS), each run by name.
-applets="ls cat echo mkdir rm rmdir ln mv cp touch wc grep head kill ps sync true false crash sleep timespawn"
+applets="ls cat echo mkdir rm rmdir ln mv cp touch wc grep head kill ps sync true false crash sleep timespawn tail"
 
 stamp="$image.programs"
 sum=$(cat "$programs"/* | sha256sum | cut -d' ' -f1)
@@ -25,6 +25,8 @@ mkdir -p "$tree/bin" "$tree/etc" "$tree/tmp"
 cp "$programs"/* "$tree/bin/"
 for a in $applets; do cp "$programs/coreutils" "$tree/bin/$a"; done
 printf 'Welcome to rv6.\nPrograms are in /bin; `ls /bin` lists them.\n`monitor help` lists the kernel monitor'"'"'s commands.\n' > "$tree/etc/motd"
+# A larger file for pipelines that move more than a pipe holds.
+seq 1 30000 > "$tree/etc/numbers"
 rm -f "$image"
 cargo run --release --quiet -p rv6fs -- mkfs "$image" --size-mib "$size" --from "$tree"
 echo "$sum" > "$stamp"

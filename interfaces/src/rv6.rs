@@ -271,6 +271,10 @@ impl Args {
     }
 }
 
+/// The device number of the console (`/dev/console`, which the process
+/// domain makes if it is missing).
+pub const CONSOLE_MAJOR: i16 = 1;
+
 /// Flags of [`Proc::open`] beyond [`open_flags`]: writes go at the end.
 pub const APPEND_FLAG: u32 = 32;
 
@@ -310,9 +314,14 @@ pub trait Proc {
     /// Writes the chunk's bytes to `fd`; `len` becomes the bytes written.
     async fn write(&self, fd: u32, chunk: RRef<Chunk>) -> RpcResult<RRef<Chunk>>;
     /// Opens `path` with [`open_flags`] (and [`APPEND_FLAG`]); the value
-    /// is the new descriptor.
+    /// is the new descriptor. A device node of major [`CONSOLE_MAJOR`]
+    /// (`/dev/console`) opens the console.
     async fn open(&self, path: &RRef<Path>, flags: u32) -> RpcResult<Reply>;
     async fn close(&self, fd: u32) -> RpcResult<Reply>;
+    /// Moves file descriptor `fd`'s offset (`whence` 0: to `offset`; 1:
+    /// by `offset` from where it is; 2: by `offset` from the end); the
+    /// value is the new offset. `ESPIPE` (29) for a pipe or the console.
+    async fn seek(&self, fd: u32, offset: i64, whence: u32) -> RpcResult<Reply>;
     /// Makes `to` another descriptor of what `from` is.
     async fn dup2(&self, from: u32, to: u32) -> RpcResult<Reply>;
     /// A pipe: the value is the read end's descriptor, plus the write

@@ -53,6 +53,7 @@ const MAX_PROCS: usize = 48;
 const ECHILD: i32 = 10;
 const EPIPE: i32 = 32;
 const ESRCH: i32 = 3;
+const ESPIPE: i32 = 29;
 
 struct Pipe {
     buf: VecDeque<u8>,
@@ -267,6 +268,22 @@ impl Core {
         };
         if r.errno != 0 {
             return r;
+        }
+        // The console's device node: the console itself.
+        if let Ok(st) = fs.stat(r.value as u32).await
+            && st.errno == 0
+            && st.kind == kind::DEVICE
+            && st.major == interfaces::rv6::CONSOLE_MAJOR
+        {
+            let _ = fs.close(r.value as u32).await;
+            let of = Arc::new(OpenFile {
+                kind: Kind::Console,
+                refs: AtomicUsize::new(0),
+            });
+            return match self.install(pid, of) {
+                Ok(fd) => Reply::ok(fd as u64),
+                Err(e) => err(e),
+            };
         }
         let write = flags & open_flags::WRITE != 0;
         let of = Arc::new(OpenFile {
@@ -756,6 +773,48 @@ impl Proc for Core {
         })
     }
 
+    fn seek(&self, fd: u32, offset: i64, whence: u32) -> RpcFuture<'_, Reply> {
+        RpcFuture::new(async move {
+            let of = match self
+                .me()
+                .ok_or(errno::EPERM)
+                .and_then(|pid| self.fd(pid, fd))
+            {
+                Ok(of) => of,
+                Err(e) => return Ok(err(e)),
+            };
+            let Kind::File {
+                handle, offset: at, ..
+            } = &of.kind
+            else {
+                return Ok(err(ESPIPE));
+            };
+            let base = match whence {
+                0 => 0i64,
+                1 => *at.lock() as i64,
+                2 => match self.fs() {
+                    Ok(fs) => match fs.stat(*handle).await {
+                        Ok(st) if st.errno == 0 => st.size as i64,
+                        Ok(st) => return Ok(err(st.errno)),
+                        Err(_) => {
+                            self.forget_fs();
+                            return Ok(err(errno::EIO));
+                        }
+                    },
+                    Err(e) => return Ok(err(e)),
+                },
+                _ => return Ok(err(errno::EINVAL)),
+            };
+            match base.checked_add(offset) {
+                Some(new) if new >= 0 => {
+                    *at.lock() = new as u64;
+                    Ok(Reply::ok(new as u64))
+                }
+                _ => Ok(err(errno::EINVAL)),
+            }
+        })
+    }
+
     fn dup2(&self, from: u32, to: u32) -> RpcFuture<'_, Reply> {
         RpcFuture::new(async move {
             let Some(pid) = self.me() else {
@@ -1090,7 +1149,25 @@ impl Proc for Core {
 /// The console's side.
 struct TtySide(Shared);
 
+/// Makes `/dev/console` (the console's device node) if it is missing.
+async fn make_console_node(core: &Core) {
+    let Ok(fs) = core.fs() else {
+        return;
+    };
+    let (Some(dev), Some(console)) = (Path::new("/dev"), Path::new("/dev/console")) else {
+        return;
+    };
+    let (Ok(dev), Ok(console)) = (RRef::try_new(dev), RRef::try_new(console)) else {
+        return;
+    };
+    let _ = fs.mkdir(ROOT, &dev).await;
+    let _ = fs
+        .mknod(ROOT, &console, interfaces::rv6::CONSOLE_MAJOR, 0)
+        .await;
+}
+
 async fn start_shell(core: Shared) {
+    make_console_node(&core).await;
     let console = || {
         Some(Arc::new(OpenFile {
             kind: Kind::Console,

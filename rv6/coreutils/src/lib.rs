@@ -1,7 +1,7 @@
 //! `coreutils`: rv6's utilities in one program, which runs the one its
 //! first argument names (the file system holds it as `/bin/ls`,
 //! `/bin/cat`, ...): `ls cat echo mkdir rm rmdir ln mv cp touch wc grep
-//! head kill ps sync true false crash sleep timespawn`. Errors go to
+//! head kill ps sync true false crash sleep timespawn tail`. Errors go to
 //! standard error and
 //! give status 1; `crash` panics on purpose (its status is 139).
 #![no_std]
@@ -309,6 +309,32 @@ async fn run(c: &mut Ctx<'_>, args: &[String]) {
                 times[times.len() - 1] / 1000
             );
             c.p.print(&line).await;
+        }
+        // `tail -c N FILE`: the last N bytes (a seek from the end).
+        "tail" => {
+            let (Some("-c"), Some(Ok(n)), Some(file)) = (
+                args.first().map(String::as_str),
+                args.get(1).map(|v| v.parse::<i64>()),
+                args.get(2),
+            ) else {
+                return c.usage("-c BYTES FILE").await;
+            };
+            let fd = match c.p.open(file, open_flags::READ).await {
+                Ok(fd) => fd,
+                Err(e) => return c.error(file, e).await,
+            };
+            let size = c.p.seek(fd, 0, 2).await.unwrap_or(0) as i64;
+            let r = match c.p.seek(fd, -(n.min(size)), 2).await {
+                Ok(_) => c.p.read_all(fd).await,
+                Err(e) => Err(e),
+            };
+            let _ = c.p.close(fd).await;
+            match r {
+                Ok(data) => {
+                    let _ = c.p.write(rv6_ulib::STDOUT, &data).await;
+                }
+                Err(e) => c.error(file, e).await,
+            }
         }
         "sleep" => match args.first().and_then(|a| a.parse::<u64>().ok()) {
             Some(seconds) if seconds <= 3600 => {

@@ -142,6 +142,14 @@ impl Process {
         check(self.proc.close(fd).await?.errno)
     }
 
+    /// Moves `fd`'s offset (`whence` 0: to `offset`, 1: from where it
+    /// is, 2: from the end); the new offset.
+    pub async fn seek(&mut self, fd: u32, offset: i64, whence: u32) -> Result<u64> {
+        let r = self.proc.seek(fd, offset, whence).await?;
+        check(r.errno)?;
+        Ok(r.value)
+    }
+
     pub async fn dup2(&mut self, from: u32, to: u32) -> Result<()> {
         check(self.proc.dup2(from, to).await?.errno)
     }

@@ -501,8 +501,44 @@ async fn concurrent(test: usize, i: usize, fs: &mut Files) -> Outcome {
             }
             Ok(())
         }
+        // linkunlink: tasks link, unlink and create the same names at once.
+        3 => {
+            for k in 0..60usize {
+                let x = (k * 7 + i * 13) % 3;
+                let name = format!("/lu{x}");
+                let r = match k % 3 {
+                    0 => fs.write_file(&name, b"x").await,
+                    1 => fs.link("/lu0", &name).await,
+                    _ => fs.unlink(&name).await,
+                };
+                match r {
+                    Ok(()) | Err(Errno::Os(errno::ENOENT)) | Err(Errno::Os(errno::EEXIST)) => {}
+                    Err(e) => return fail("linkunlink", e),
+                }
+            }
+            Ok(())
+        }
+        // manywrites: each task makes a directory and writes files in it
+        // again and again.
+        4 => {
+            let dir = format!("/mw{i}");
+            t!("mkdir", fs.mkdir(&dir).await);
+            for round in 0..5u64 {
+                for f in 0..6u64 {
+                    let data = pattern(3000, round * 10 + f);
+                    t!("write", fs.write_file(&format!("{dir}/f{f}"), &data).await);
+                }
+            }
+            for f in 0..6u64 {
+                let back = t!("read", fs.read_file(&format!("{dir}/f{f}")).await);
+                ensure(back == pattern(3000, 40 + f), "last round's data")?;
+                t!("unlink", fs.unlink(&format!("{dir}/f{f}")).await);
+            }
+            t!("rmdir", fs.rmdir(&dir).await);
+            Ok(())
+        }
         // sharedfd-like: tasks append to one file; nothing is lost.
-        _ => {
+        2 => {
             let h = t!(
                 "open",
                 fs.open("/shared", open_flags::WRITE | open_flags::CREATE)
@@ -517,7 +553,23 @@ async fn concurrent(test: usize, i: usize, fs: &mut Files) -> Outcome {
             t!("close", fs.close(h).await);
             Ok(())
         }
+        _ => Ok(()),
     }
+}
+
+async fn linkunlink(fs: &mut Files) -> Outcome {
+    together(4, 3).await?;
+    for x in 0..3 {
+        match fs.unlink(&format!("/lu{x}")).await {
+            Ok(()) | Err(Errno::Os(errno::ENOENT)) => {}
+            Err(e) => return fail("cleanup", e),
+        }
+    }
+    Ok(())
+}
+
+async fn manywrites(_fs: &mut Files) -> Outcome {
+    together(4, 4).await
 }
 
 async fn fourfiles(_fs: &mut Files) -> Outcome {
@@ -603,7 +655,7 @@ async fn programs(fs: &mut Files) -> Outcome {
     Ok(())
 }
 
-const TESTS: [&str; 19] = [
+const TESTS: [&str; 21] = [
     "smallfile",
     "bigwrite",
     "bigfile",
@@ -622,6 +674,8 @@ const TESTS: [&str; 19] = [
     "fourfiles",
     "concreate",
     "sharedfd",
+    "linkunlink",
+    "manywrites",
     "programs",
 ];
 
@@ -645,6 +699,8 @@ async fn run_one(i: usize, fs: &mut Files) -> Outcome {
         15 => fourfiles(fs).await,
         16 => concreate(fs).await,
         17 => sharedfd(fs).await,
+        18 => linkunlink(fs).await,
+        19 => manywrites(fs).await,
         _ => programs(fs).await,
     }
 }
