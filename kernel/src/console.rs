@@ -937,16 +937,7 @@ fn cmd_load(args: &[&str]) -> Result<(), alloc::string::String> {
     if image.starts_with("builtin:") {
         return Err("no images are built into this kernel: 'load' lists the boot archive's".into());
     }
-    if name.is_empty()
-        || name.len() > 32
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(alloc::format!(
-            "bad domain name '{name}' (1-32 of [A-Za-z0-9_-])"
-        ));
-    }
+    domain::check_name(name)?;
     if !domain::loaded::has_image(image) {
         return Err(match domain::loaded::catalog() {
             Ok(_) => alloc::format!("no image named '{image}' in the archive in use (try 'load')"),

@@ -63,7 +63,7 @@ pub use lifecycle::{
 #[cfg(feature = "ktest")]
 pub use names::entry_cap;
 pub use names::lookup;
-pub use names::{call, call_text, export_names, proxy};
+pub use names::{call, call_text, check_name, export_names, proxy};
 #[cfg(feature = "ktest")]
 pub use parking::{MAX_PARKED, parked_calls};
 #[cfg(feature = "ktest")]

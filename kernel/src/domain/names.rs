@@ -194,3 +194,19 @@ fn entry_error(e: RpcError) -> EntryError {
         other => EntryError::Refused(other),
     }
 }
+
+/// Whether `name` may name a domain: 1 to 32 of `[A-Za-z0-9_-]` (the
+/// console's `load` and `Kernel::spawn_program` both ask).
+pub fn check_name(name: &str) -> Result<(), alloc::string::String> {
+    if name.is_empty()
+        || name.len() > 32
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(alloc::format!(
+            "bad domain name '{name}' (1-32 of [A-Za-z0-9_-])"
+        ));
+    }
+    Ok(())
+}

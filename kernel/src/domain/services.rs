@@ -145,16 +145,7 @@ impl Kernel for Services {
         if caller == executor::OwnerId::KERNEL || !is_alive_owner(caller) {
             return Err("only a running domain may spawn a program".into());
         }
-        if name.is_empty()
-            || name.len() > 32
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(alloc::format!(
-                "bad domain name '{name}' (1-32 of [A-Za-z0-9_-])"
-            ));
-        }
+        names::check_name(name)?;
         if supervision::live_supervised_by(caller) >= MAX_PROGRAMS {
             return Err(alloc::format!(
                 "this domain already runs {MAX_PROGRAMS} programs (kill one first)"
