@@ -926,6 +926,18 @@ impl<D: Disk> Fs<D> {
         Ok(inum)
     }
 
+    /// The directory and name for a new entry at `path`, which must not
+    /// exist yet, in a directory that may take new entries.
+    async fn new_name<'p>(&mut self, cwd: u32, path: &'p str) -> Result<(u32, &'p [u8])> {
+        let (dir, last) = self.walk_parent(cwd, path).await?;
+        let name = last.ok_or(Error::Exists)?;
+        if self.dir_lookup(dir, name).await?.is_some() {
+            return Err(Error::Exists);
+        }
+        self.parent_for_new(dir).await?;
+        Ok((dir, name))
+    }
+
     /// A directory that new entries may go into (one that is removed but
     /// still someone's working directory may not take any).
     async fn parent_for_new(&mut self, dir: u32) -> Result<()> {
@@ -1161,12 +1173,7 @@ impl<D: Disk> Fs<D> {
         if kind != Kind::Dir && path.ends_with('/') {
             return Err(Error::NotDir);
         }
-        let (dir, last) = self.walk_parent(cwd, path).await?;
-        let name = last.ok_or(Error::Exists)?;
-        if self.dir_lookup(dir, name).await?.is_some() {
-            return Err(Error::Exists);
-        }
-        self.parent_for_new(dir).await?;
+        let (dir, name) = self.new_name(cwd, path).await?;
         let inum = self.ialloc(kind).await?;
         let mut ino = self.inode(inum).await?;
         ino.nlink = 1;
@@ -1199,12 +1206,7 @@ impl<D: Disk> Fs<D> {
         if new.ends_with('/') {
             return Err(Error::NotDir);
         }
-        let (dir, last) = self.walk_parent(cwd, new).await?;
-        let name = last.ok_or(Error::Exists)?;
-        if self.dir_lookup(dir, name).await?.is_some() {
-            return Err(Error::Exists);
-        }
-        self.parent_for_new(dir).await?;
+        let (dir, name) = self.new_name(cwd, new).await?;
         self.adjust_links(inum, 1).await?;
         self.dir_link(dir, name, inum).await
     }
