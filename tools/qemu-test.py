@@ -1969,6 +1969,35 @@ def rv6_shell_session(tally, kernel):
     back = serial.read_until(b"monitor> ", 30)
     tally.record(f"{label}: exit gives the console back to the monitor", back and "the shell has ended" in serial.text(),
                  serial.text()[-400:])
+    # Handed over again, then rv6 crashes under the console: typing goes
+    # on at the monitor (a regression: the console kept rv6's prompt on
+    # rv6's heap, and the next keystroke read it after the heap was gone).
+    def send(data):
+        # QEMU may be gone (a kernel fault ends it): recorded, not raised.
+        try:
+            qemu.stdin.write(data)
+            qemu.stdin.flush()
+        except OSError:
+            pass
+
+    serial.start_here()
+    send(b"rv6\r")
+    again = serial.read_until(b"$ ", 30)
+    tally.record(f"{label}: 'rv6' hands the console over again (a new shell)", again, serial.text()[-300:])
+    serial.start_here()
+    send(b"monitor crash rv6 panic\r")
+    time.sleep(1)
+    send(b"x")
+    time.sleep(0.5)
+    send(b"\r")
+    back = serial.read_until(b"monitor> ", 30)
+    serial.start_here()
+    send(b"domains\r")
+    listed = serial.read_prompt(30)
+    text = serial.text()
+    tally.record(f"{label}: rv6 crashed under the console: the monitor takes over, no kernel fault",
+                 back and listed and "KERNEL FAULT" not in serial.buffer.decode("utf-8", "replace")
+                 and re.search(r"\brv6\s+(dead|poisoned|reclaiming)", text) is not None, text[-600:])
     status = shut_down(qemu, send=back)
     tally.record(f"{label}: shutdown exits QEMU with status 0", status == 0, f"(status {status})")
     code, out = rv6fs("fsck", image)

@@ -203,7 +203,12 @@ struct Rv6 {
 static RV6: spin::Mutex<Option<Rv6>> = spin::Mutex::new(None);
 
 fn current_prompt() -> Vec<u8> {
-    match &*RV6.lock() {
+    let mut rv6 = RV6.lock();
+    // rv6 died: the console is the monitor's again.
+    if rv6.as_ref().is_some_and(|r| !alive(r.owner)) {
+        *rv6 = None;
+    }
+    match &*rv6 {
         Some(rv6) => rv6.prompt.clone(),
         None => Vec::from(PROMPT.as_bytes()),
     }
@@ -213,36 +218,45 @@ fn current_prompt() -> Vec<u8> {
 const MAX_TTY_WRITE: usize = 16 * 1024;
 
 /// `Kernel::console_write` for incarnation `owner`: printed only while the
-/// console is handed to it.
+/// console is handed to it. Called from the domain's own context, so all
+/// of it runs as the kernel: the prompt kept in `RV6` (and every buffer)
+/// is on the kernel heap, not on the domain's, which goes when it dies.
 pub fn tty_write(owner: executor::OwnerId, text: &[u8]) -> bool {
-    let prompt = {
-        let mut rv6 = RV6.lock();
-        let Some(rv6) = rv6.as_mut() else {
-            return false;
-        };
-        if rv6.owner != owner {
-            return false;
-        }
+    crate::cpu::kernel_section(|| {
         let text = &text[..text.len().min(MAX_TTY_WRITE)];
-        match text.iter().rposition(|&b| b == b'\n') {
-            Some(at) => rv6.prompt = Vec::from(&text[at + 1..]),
-            None => rv6.prompt.extend_from_slice(text),
-        }
-        rv6.prompt.truncate(80);
-        rv6.prompt.clone()
-    };
-    let clean: Vec<u8> = text[..text.len().min(MAX_TTY_WRITE)]
-        .iter()
-        .map(|&b| {
-            if b == b'\n' || b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80 {
-                b
-            } else {
-                b'?'
+        let prompt = {
+            let mut rv6 = RV6.lock();
+            let Some(rv6) = rv6.as_mut() else {
+                return false;
+            };
+            if rv6.owner != owner {
+                return false;
             }
-        })
-        .collect();
-    serial::console_write(&clean, Some(&prompt));
-    true
+            match text.iter().rposition(|&b| b == b'\n') {
+                Some(at) => rv6.prompt = Vec::from(&text[at + 1..]),
+                None => rv6.prompt.extend_from_slice(text),
+            }
+            rv6.prompt.truncate(80);
+            rv6.prompt.clone()
+        };
+        let clean: Vec<u8> = text
+            .iter()
+            .map(|&b| {
+                if b == b'\n' || b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80 {
+                    b
+                } else {
+                    b'?'
+                }
+            })
+            .collect();
+        serial::console_write(&clean, Some(&prompt));
+        true
+    })
+}
+
+/// Whether incarnation `owner` is alive.
+fn alive(owner: executor::OwnerId) -> bool {
+    domain::all().any(|d| d.owner() == owner && d.state() == domain::State::Alive)
 }
 
 /// Hands the console to rv6 (its process domain must export "tty").
