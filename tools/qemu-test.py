@@ -2011,6 +2011,25 @@ def rv6_shell_session(tally, kernel):
         pass
 
 
+def rv6_small_session(tally, kernel):
+    """The usertests that fill the device (diskfull, outofinodes) on a
+    small one: the 16 MiB RAM disk, given a file system by `fs` itself
+    (`fs_mkfs=1`)."""
+    label = "rv6 small device"
+    print(f"== {label} end-to-end")
+    checks = [
+        ("load ramdisk", lambda out: "loaded image ramdisk" in out),
+        ("load fs", lambda out: "loaded image fs" in out),
+        ("load usertests", lambda out: "loaded image usertests" in out),
+        ("@await fs: ramdisk/bdev had no file system: made one", None),
+        ("call usertests 5", lambda out: re.search(r"^1\s*$", out, re.M) is not None),
+        ("@await usertests: diskfull ok", None),
+        ("@await usertests: small device: 2 passed, 0 failed", None),
+    ]
+    console_session(tally, kernel, 2, "512M", 600, checks=checks, label=label, disk=False,
+                    append="log=info rv6_disk=ramdisk/bdev fs_mkfs=1")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("kernel", help="the production kernel (console, fatal paths)")
@@ -2062,6 +2081,7 @@ def main():
     if args.rv6:
         rv6_session(tally, args.kernel)
         rv6_shell_session(tally, args.kernel)
+        rv6_small_session(tally, args.kernel)
         print(f"qemu: {tally.passed} passed, {tally.failed} failed")
         sys.exit(0 if tally.failed == 0 else 1)
     if args.net:
@@ -2121,6 +2141,7 @@ def main():
             tally.record("igb echo: this QEMU has no igb model (make setup installs QEMU 10)", False)
         rv6_session(tally, args.kernel)
         rv6_shell_session(tally, args.kernel)
+        rv6_small_session(tally, args.kernel)
         archive_sessions(tally, args.kernel, args.archive, args.key)
         if args.storm:
             storm_session(tally, args.kernel, args.storm, mode=args.storm_mode)

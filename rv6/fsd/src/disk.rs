@@ -143,3 +143,9 @@ impl Disk for BDevDisk {
         Ok(())
     }
 }
+
+/// Whether block 1 holds a native superblock (its magic).
+pub async fn has_file_system(disk: &mut BDevDisk) -> bool {
+    let mut block = alloc::vec![0u8; BLOCK];
+    disk.read(1, &mut block).await.is_ok() && block[..4] == rv6_fs::layout::MAGIC.to_le_bytes()
+}

@@ -6,7 +6,9 @@
 //! (an export such as `ramdisk/bdev`), else the first of
 //! `nvme-shadow/bdev` (NVMe through its shadow, which restarts a crashed
 //! driver and re-issues its requests), `nvme/bdev` and `ramdisk/bdev`
-//! that exists. Make the image with `rv6fs mkfs` on the host.
+//! that exists. Make the image with `rv6fs mkfs` on the host; with
+//! `fs_mkfs=1`, a device that holds no file system gets a new one (a RAM
+//! disk starts empty).
 //!
 //! One task owns the file system. Calls queue requests for it; it takes
 //! every request waiting, runs them in order, commits their changes in
@@ -40,7 +42,7 @@ use domain_sdk::{
 };
 use interfaces::control::{Control, HELP, Text};
 use interfaces::rv6::{Chunk, DirEntry, FileStat, Files, Path, Reply, errno};
-use rv6_fs::{Fs, Profile};
+use rv6_fs::{Disk, Fs, MkfsOptions, Profile};
 
 use disk::BDevDisk;
 use server::{OwnerBits, Server};
@@ -260,7 +262,7 @@ async fn mount(shared: Arc<Shared>) -> Result<Server<BDevDisk>, String> {
     };
     // The device may still be starting: look for a few seconds.
     let mut tries = 0;
-    let (name, disk) = loop {
+    let (name, mut disk) = loop {
         match disk::find().await {
             Ok(found) => break found,
             Err(e) if tries >= 50 => return Err(e),
@@ -270,9 +272,29 @@ async fn mount(shared: Arc<Shared>) -> Result<Server<BDevDisk>, String> {
             }
         }
     };
-    let fs = Fs::mount(disk, Profile::Native, cache).await.map_err(|e| {
-        alloc::format!("no rv6 file system on {name} ({e}); make one on the host with `rv6fs mkfs`")
-    })?;
+    // `fs_mkfs=1`: a device without a file system gets a new one (for a
+    // RAM disk, which starts empty at every boot).
+    let make = domain_sdk::boot_option("fs_mkfs").as_deref() == Some("1");
+    let fs = if make && !disk::has_file_system(&mut disk).await {
+        let blocks = u32::try_from(disk.blocks()).unwrap_or(u32::MAX);
+        let fs = Fs::format(
+            disk,
+            MkfsOptions::for_blocks(Profile::Native, blocks),
+            cache,
+        )
+        .await
+        .map_err(|e| alloc::format!("cannot make a file system on {name}: {e}"))?;
+        log(&alloc::format!(
+            "fs: {name} had no file system: made one (fs_mkfs=1)"
+        ));
+        fs
+    } else {
+        Fs::mount(disk, Profile::Native, cache).await.map_err(|e| {
+            alloc::format!(
+                "no rv6 file system on {name} ({e}); make one on the host with `rv6fs mkfs`"
+            )
+        })?
+    };
     let sb = *fs.superblock();
     log(&alloc::format!(
         "fs: mounted {name}: {} blocks, {} inodes, log of {} blocks",

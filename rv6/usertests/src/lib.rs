@@ -7,6 +7,8 @@
 //!   `usertests: NAME ok` or `usertests: NAME FAILED: why`, and the end
 //!   `usertests: N passed, M failed`. `call usertests 2` is its state
 //!   (0 not run, 1 running, 2 all passed, 3 some failed).
+//! - `call usertests 5` runs the tests that fill the device (diskfull,
+//!   outofinodes), for a small one (the RAM disk); state as for `1`.
 //! - `call usertests 10` starts the writer: it writes files
 //!   `/crash/f0`, `/crash/f1`, ... (20 KiB each, contents derived from
 //!   the number; written as `/crash/tmp` and renamed into place), and
@@ -599,6 +601,98 @@ async fn sharedfd(fs: &mut Files) -> Outcome {
     Ok(())
 }
 
+/// diskfull: writes until the device is full (`ENOSPC`), checks that
+/// what was written reads back and that freeing it gives the room back.
+async fn diskfull(fs: &mut Files) -> Outcome {
+    let piece = pattern(256 * 1024, 7);
+    let mut files = 0;
+    let mut full = false;
+    while files < 1000 {
+        match fs.write_file(&format!("/full{files}"), &piece).await {
+            Ok(()) => files += 1,
+            Err(Errno::Os(errno::ENOSPC)) => {
+                full = true;
+                break;
+            }
+            Err(e) => return fail("write", e),
+        }
+    }
+    ensure(full && files > 0, "the device filled up")?;
+    expect_errno(
+        "another block",
+        fs.write_file("/more", &[1; 4096]).await,
+        errno::ENOSPC,
+    )?;
+    for i in 0..files {
+        let back = t!("read back", fs.read_file(&format!("/full{i}")).await);
+        ensure(back == piece, "a full device lost nothing")?;
+    }
+    let _ = fs.unlink(&format!("/full{files}")).await;
+    let _ = fs.unlink("/more").await;
+    for i in 0..files {
+        t!("unlink", fs.unlink(&format!("/full{i}")).await);
+    }
+    t!("room again", fs.write_file("/after", &piece).await);
+    t!("unlink", fs.unlink("/after").await);
+    Ok(())
+}
+
+/// outofinodes: creates files until no inode is left, then removes them
+/// and creates again.
+async fn outofinodes(fs: &mut Files) -> Outcome {
+    t!("mkdir", fs.mkdir("/inodes").await);
+    let mut made = 0;
+    let mut out = false;
+    while made < 100_000 {
+        match fs.write_file(&format!("/inodes/i{made}"), b"").await {
+            Ok(()) => made += 1,
+            Err(Errno::Os(errno::ENOSPC)) => {
+                out = true;
+                break;
+            }
+            Err(e) => return fail("create", e),
+        }
+    }
+    ensure(out && made > 10, "inodes ran out")?;
+    for i in 0..made {
+        t!("unlink", fs.unlink(&format!("/inodes/i{i}")).await);
+    }
+    t!("create again", fs.write_file("/inodes/again", b"x").await);
+    t!("unlink", fs.unlink("/inodes/again").await);
+    t!("rmdir", fs.rmdir("/inodes").await);
+    log(&format!(
+        "usertests: outofinodes: {made} files made before ENOSPC"
+    ));
+    Ok(())
+}
+
+/// The tests that fill the device: run on a small one (the RAM disk).
+async fn small_device(shared: Arc<Shared>) {
+    let mut fs = connect_retrying().await;
+    let mut failed = 0;
+    for name in ["diskfull", "outofinodes"] {
+        let r = if name == "diskfull" {
+            diskfull(&mut fs).await
+        } else {
+            outofinodes(&mut fs).await
+        };
+        match r {
+            Ok(()) => log(&format!("usertests: {name} ok")),
+            Err(why) => {
+                failed += 1;
+                log(&format!("usertests: {name} FAILED: {why}"));
+            }
+        }
+    }
+    log(&format!(
+        "usertests: small device: {} passed, {failed} failed",
+        2 - failed
+    ));
+    shared
+        .suite
+        .store(if failed == 0 { 2 } else { 3 }, Ordering::Relaxed);
+}
+
 /// A program from the file system: `/bin/hello` (a signed archive the
 /// build made, copied in by `rv6fs mkfs`) verified and run by the kernel,
 /// killed by its spawner; tampered and foreign archives refused.
@@ -840,6 +934,12 @@ impl Control for Ctl {
                 u64::from(spawn(suite(me)).is_ok())
             }
             2 => this.suite.load(Ordering::Relaxed),
+            5 => {
+                if this.suite.swap(1, Ordering::Relaxed) == 1 {
+                    return Ok(0);
+                }
+                u64::from(spawn(small_device(me)).is_ok())
+            }
             10 => {
                 if this.writer_on.swap(true, Ordering::Relaxed) {
                     return Ok(0);
@@ -873,6 +973,7 @@ impl Control for Ctl {
             HELP => Text::answer(
                 "rv6 file-system tests over fs/files\n\
                  1: start the suite (logs each test)\n2: suite state (0 idle, 1 running, 2 passed, 3 failed)\n\
+                 5: start diskfull and outofinodes (for a small device)\n\
                  10: start the writer\n11: stop it; files acknowledged\n12: files acknowledged so far\n\
                  13 N: check /crash/f0..f{N-1}\n14: check state (0, 1 running, 2 ok, 3 failed)\n\
                  15: failed calls the writer saw\n\
