@@ -745,6 +745,30 @@ async fn programs(fs: &mut Files) -> Outcome {
         domain_sdk::kill_domain("fs").is_err(),
         "killing fs is refused",
     )?;
+    // The console is not this domain's: nothing is written.
+    ensure(
+        !domain_sdk::console_write(b"not mine\n"),
+        "console_write refused",
+    )?;
+    // At most 64 programs per spawner (the one killed above counts until
+    // its reclaim ends, so 63 or 64 new ones).
+    let mut spawned = 0;
+    let refusal = loop {
+        match domain_sdk::spawn_program(&archive, &format!("many-{spawned}")) {
+            Ok(_) => spawned += 1,
+            Err(e) => break e,
+        }
+        if spawned > 100 {
+            break String::from("no limit");
+        }
+    };
+    for i in 0..spawned {
+        let _ = domain_sdk::kill_domain(&format!("many-{i}"));
+    }
+    ensure(
+        (63..=64).contains(&spawned) && refusal.contains("64 programs"),
+        &format!("the limit: {spawned}, {refusal}"),
+    )?;
     t!("unlink", fs.unlink("/hello.out").await);
     Ok(())
 }
