@@ -8,6 +8,10 @@ exits 0 only if it all did; each is bounded in count and time.
   tcp-echo ADDRESS PORT BYTES   random bytes over one connection, the echo
                                 checked byte for byte
   udp-echo ADDRESS PORT COUNT   datagrams, each checked (losses counted)
+  http-concurrent ADDRESS PORT COUNT
+                                COUNT connections opened at once and all
+                                held open; then each sends one GET and
+                                must get the whole 200 response
 """
 import os
 import random
@@ -107,6 +111,68 @@ def udp_echo(address, port, count):
     return bad == 0 and back >= count * 0.95
 
 
+def http_concurrent(address, port, count):
+    """All `count` connections are established (the guest's stack has
+    completed each handshake) before any request is sent, so the server
+    holds them all at once; then every one asks for /bytes/1024."""
+    opened = [None] * count
+    answered = [False] * count
+    why = {}
+    lock = threading.Lock()
+    everyone_connected = threading.Barrier(count + 1, timeout=90)
+
+    def note(reason):
+        with lock:
+            why[reason] = why.get(reason, 0) + 1
+
+    def one(index):
+        try:
+            opened[index] = socket.create_connection((address, port), timeout=60)
+        except OSError as e:
+            note(f"connect: {type(e).__name__}")
+        try:
+            everyone_connected.wait()
+        except threading.BrokenBarrierError:
+            pass
+        conn = opened[index]
+        if conn is None:
+            return
+        try:
+            conn.sendall(b"GET /bytes/1024 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            ok = data.startswith(b"HTTP/1.1 200 ") and data.endswith(
+                bytes((ord("a") + i % 26) for i in range(1024)))
+            answered[index] = ok
+            if not ok:
+                note(f"{len(data)} bytes back")
+        except OSError as e:
+            note(type(e).__name__)
+        finally:
+            conn.close()
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    try:
+        everyone_connected.wait()
+    except threading.BrokenBarrierError:
+        note("not all connected within 90 s")
+    held = sum(c is not None for c in opened)
+    for t in threads:
+        t.join(timeout=120)
+    good = sum(answered)
+    print(f"HTTP from {address}:{port}: {held} of {count} connections open at once, "
+          f"{good} answered 200 with the whole body ({time.monotonic() - start:.1f} s)"
+          + (f"; failures: {why}" if why else ""))
+    return good == count
+
+
 def main():
     args = sys.argv[1:]
     if len(args) == 3 and args[0] == "ping":
@@ -115,6 +181,8 @@ def main():
         ok = tcp_echo(args[1], int(args[2]), int(args[3]))
     elif len(args) == 4 and args[0] == "udp-echo":
         ok = udp_echo(args[1], int(args[2]), int(args[3]))
+    elif len(args) == 4 and args[0] == "http-concurrent":
+        ok = http_concurrent(args[1], int(args[2]), int(args[3]))
     else:
         print(__doc__, file=sys.stderr)
         sys.exit(2)

@@ -1300,14 +1300,25 @@ def maglev_session(tally, kernel, nic="igb"):
     host.close()
 
 
+# Connections opened at once through QEMU's forward (see httpd_session).
+FORWARDED_CONCURRENT = 10
+
+
 def httpd_session(tally, kernel, nic="igb"):
     """The HTTP server (`domains/httpd`) over `netstack` on QEMU's user
     network, from this host through a forward on 127.0.0.1: curl for GET,
     HEAD and a 404; pipelined requests on one connection; malformed,
-    oversized and unsupported requests each get their status; 100
+    oversized and unsupported requests each get their status; 10
     concurrent connections; a client that stops mid-request gets 408 and
     a closed connection; the driver crashed under the shadow between
-    requests, unnoticed by the client."""
+    requests, unnoticed by the client.
+
+    Only 10 connections at once here: QEMU's forward listens on the host
+    with a backlog of 1, so a burst of 100 waits in the host's TCP
+    retransmissions, not in our server, and on a busy machine some wait
+    past any sane timeout (CI saw 9 of 100 get nothing in 60 s, while the
+    guest had accepted every connection that reached it).
+    `tap_session` holds 100 open at once straight to the guest."""
     import socket
     import threading
     port = free_tcp_port()
@@ -1427,22 +1438,27 @@ def httpd_session(tally, kernel, nic="igb"):
         ("@run", curl_check(["-D", "-", f"{url}/missing"], ["HTTP/1.1 404 Not Found"], "404")),
         ("@run", pipelined),
         ("@run", bad_requests),
-        ("@run", concurrent(int(os.environ.get("HTTPD_CONCURRENT", "100")))),
+        ("@run", concurrent(FORWARDED_CONCURRENT)),
         *([("call httpd 0", lambda out: print(out) or True), ("call httpd 3", lambda out: print(out) or True),
            ("call netstack 0", lambda out: print(out) or True), ("call netstack 4", lambda out: print(out) or True),
+           ("call netstack 5", lambda out: print(out) or True), ("call netstack 6", lambda out: print(out) or True),
+           ("call netstack 7", lambda out: print(out) or True), ("call netstack 9", lambda out: print(out) or True),
            ("net", lambda out: print(out) or True), ("log show httpd 5", lambda out: print(out) or True),
            ("log show netstack 10", lambda out: print(out) or True)] if os.environ.get("HTTPD_DEBUG") else []),
         (f"crash {driver} panic", lambda out: "domain crashed" in out),
         ("@run", curl_check([f"{url}/bytes/16384", "-D", "-"], ["HTTP/1.1 200 OK", "Content-Length: 16384"],
                             "GET after a driver crash under the shadow")),
         ("@run", slow_client),
-        ("call httpd 1", lambda out: (lambda n: n is not None and int(n.group(1)) >= 110)(
+        # 13 before the burst, the burst, one after the crash.
+        ("call httpd 1", lambda out: (lambda n: n is not None and int(n.group(1)) >= 14 + FORWARDED_CONCURRENT)(
             re.search(r"^(\d+)$", out, re.M))),
         ("call httpd 3", lambda out: (lambda n: n is not None and int(n.group(1)) >= 1)(
             re.search(r"^(\d+)$", out, re.M))),
     ]
     console_session(tally, kernel, 2, "256M", 400, checks=checks, label=f"httpd on {nic}",
-                    disk=False, extra=("-netdev", netdev, "-device", device))
+                    disk=False, extra=("-netdev", netdev, "-device", device,
+                                       *(("-object", f"filter-dump,id=dump0,netdev=n0,file={os.environ['HTTPD_PCAP']}")
+                                         if os.environ.get("HTTPD_PCAP") else ())))
 
 
 def kvstore_session(tally, kernel, nic="igb"):
@@ -1555,7 +1571,8 @@ def tap_session(tally, kernel, nic="igb"):
     """`make run NET=tap`'s set-up, tested: QEMU with a tap device inside a
     network namespace this test makes (tools/netns.sh; removed after),
     the guest at a static address, and clients run inside the namespace:
-    the host pings the guest, and TCP and UDP echo through `netstack`.
+    the host pings the guest, TCP and UDP echo through `netstack`, and
+    100 connections to `httpd` held open at once, each answered.
     No traffic leaves the namespace. Skipped, and said so, where the
     machine cannot make one (not root, no /dev/net/tun)."""
     tools = os.path.dirname(os.path.abspath(__file__))
@@ -1598,6 +1615,14 @@ def tap_session(tally, kernel, nic="igb"):
         ("@run", client("ping", guest, "3")),
         ("@run", client("tcp-echo", guest, "7", str(4 << 20))),
         ("@run", client("udp-echo", guest, "7", "1000")),
+        # The server's concurrency is tested here, straight to the guest:
+        # through the user network's forward (httpd_session) a burst
+        # queues in QEMU's own listening socket first (backlog 1).
+        ("load httpd", lambda out: "loaded image httpd as domain" in out),
+        ("@await listening on port 80", None),
+        ("@run", client("http-concurrent", guest, "80", os.environ.get("HTTPD_CONCURRENT", "100"))),
+        ("call httpd 1", lambda out: (lambda n: n is not None and int(n.group(1)) >= int(
+            os.environ.get("HTTPD_CONCURRENT", "100")))(re.search(r"^(\d+)$", out, re.M))),
         ("ping 10.0.5.1 2", lambda out: "PING 10.0.5.1" in out),
         ("@await --- 10.0.5.1 ping: 2 sent, 2 received, 0% loss", None),
     ]
