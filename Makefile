@@ -216,6 +216,7 @@ bench: build test-kernel disk
 	python3 tools/net-bench.py $(KERNEL) $(ARCHIVE) bench/results/net.json --rounds 3
 	python3 tools/rv6-bench.py $(KERNEL) $(ARCHIVE) bench/results/rv6.json --rounds 5
 	taskset -c $(BENCH_CORE) target/release/hashtable --max 26 --runs 5 --out bench/results/hashtable.json
+	taskset -c $(BENCH_CORE) target/release/apps --runs 5 --out bench/results/apps-host.json
 
 clean:
 	cargo clean

@@ -8,7 +8,7 @@ use std::process::Command;
 fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
     let cc = env::var("CC").unwrap_or_else(|_| String::from("cc"));
-    let sources = ["c/hashtable.c"];
+    let sources = ["c/hashtable.c", "c/maglev.c", "c/kvcore.c", "c/httpparse.c"];
     let mut objects = Vec::new();
     for source in sources {
         println!("cargo:rerun-if-changed={source}");

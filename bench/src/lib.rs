@@ -6,6 +6,7 @@
 //! medians, their difference and their ratio, as a table and as JSON.
 //! Nothing here asserts a timing: the numbers are for `docs/benchmarks.md`.
 
+pub mod apps;
 pub mod experiments;
 pub mod harness;
 pub mod hashtable;

@@ -52,16 +52,20 @@ impl Balancer {
 
     /// Rewrites `packet` for its backend: true if it is to be sent on.
     pub fn steer(&mut self, packet: &mut Packet, mac: [u8; 6]) -> bool {
-        let Some(flow) = flow_of(packet.frame()) else {
-            return false;
-        };
-        let Some(backend) = self.cache.backend(&self.table, &flow) else {
-            return false;
-        };
+        let len = usize::from(packet.len).min(packet.data.len());
+        self.steer_frame(&mut packet.data[..len], mac).is_some()
+    }
+
+    /// [`Balancer::steer`] on the bytes of one frame: the backend it goes
+    /// to, if it is forwarded (the host benchmark calls this directly).
+    pub fn steer_frame(&mut self, frame: &mut [u8], mac: [u8; 6]) -> Option<u64> {
+        let flow = flow_of(frame)?;
+        let backend = self.cache.backend(&self.table, &flow)?;
         let to = backend.to_be_bytes();
-        packet.data[0..6].copy_from_slice(&to[2..8]);
-        packet.data[6..12].copy_from_slice(&mac);
-        true
+        // `flow_of` took at least 34 bytes.
+        frame[0..6].copy_from_slice(&to[2..8]);
+        frame[6..12].copy_from_slice(&mac);
+        Some(backend)
     }
 }
 

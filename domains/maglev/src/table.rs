@@ -78,6 +78,9 @@ pub struct Table {
     backends: Vec<Backend>,
     /// Slot to index into `backends` (`EMPTY` with no backends).
     entries: Vec<u16>,
+    /// Counts the rebuilds: a flow cached at the current generation is
+    /// on a backend that is still there, with no search.
+    generation: u64,
 }
 
 impl Table {
@@ -90,6 +93,7 @@ impl Table {
             size,
             backends: Vec::new(),
             entries: vec![EMPTY; size],
+            generation: 0,
         })
     }
 
@@ -143,6 +147,7 @@ impl Table {
     /// The paper's population: backends take turns, each claiming the
     /// next slot of its permutation that is still free.
     fn populate(&mut self) {
+        self.generation += 1;
         self.entries.fill(EMPTY);
         let n = self.backends.len();
         if n == 0 {
@@ -210,6 +215,8 @@ impl Flow {
 struct CacheEntry {
     flow: Flow,
     backend: u64,
+    /// The table's generation when `backend` was last known to be in it.
+    generation: u64,
     /// When it was last used (a counter), to evict the oldest.
     used: u64,
 }
@@ -251,7 +258,12 @@ impl FlowCache {
             let slot = (start + i) & mask;
             match &mut self.slots[slot] {
                 Some(entry) if entry.flow == *flow => {
-                    if table.backends().iter().any(|b| b.id == entry.backend) {
+                    // Only after the table changed is the backend looked
+                    // for among the table's (a linear search).
+                    if entry.generation == table.generation
+                        || table.backends().iter().any(|b| b.id == entry.backend)
+                    {
+                        entry.generation = table.generation;
                         entry.used = self.clock;
                         self.hits += 1;
                         return Some(entry.backend);
@@ -281,6 +293,7 @@ impl FlowCache {
         self.slots[victim] = Some(CacheEntry {
             flow: *flow,
             backend,
+            generation: table.generation,
             used: self.clock,
         });
         Some(backend)
