@@ -53,7 +53,7 @@ QEMU_BASE := -machine q35 -cpu max -display none -no-reboot -nic none \
 
 CARGO_PROFILE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: all setup images disk build test-kernel run rv6-image test host-test qemu-test lint bench fuzz soak clean new-domain push netns-down
+.PHONY: bench-apps all setup images disk build test-kernel run rv6-image test host-test qemu-test lint bench fuzz soak clean new-domain push netns-down
 
 all: build
 
@@ -217,6 +217,14 @@ bench: build test-kernel disk
 	python3 tools/rv6-bench.py $(KERNEL) $(ARCHIVE) bench/results/rv6.json --rounds 5
 	taskset -c $(BENCH_CORE) target/release/hashtable --max 26 --runs 5 --out bench/results/hashtable.json
 	taskset -c $(BENCH_CORE) target/release/apps --runs 5 --out bench/results/apps-host.json
+
+# The applications against their baselines (docs/evaluation.md): the
+# host-native cores against C, Maglev's packet rates in QEMU, and httpd and
+# kvstore against nginx and memcached in a Linux guest under the same QEMU.
+bench-apps: build
+	cargo build -p bench --release
+	taskset -c $(BENCH_CORE) target/release/apps --runs 5 --out bench/results/apps-host.json
+	python3 tools/maglev-bench.py $(KERNEL) $(ARCHIVE) bench/results/maglev.json --rounds 3
 
 clean:
 	cargo clean

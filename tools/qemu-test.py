@@ -1294,6 +1294,8 @@ def maglev_session(tally, kernel, nic="igb"):
         ("call maglev 0", at_least(600)),
         ("call maglev 1", at_least(3)),
         ("call maglev help", lambda out: "10 MAC: add the backend" in out),
+        # The benchmark's rate in the domain: a number of frames per second.
+        ("call maglev 20", at_least(1000)),
     ]
     console_session(tally, kernel, 2, "256M", 300, checks=checks, label=f"maglev on {nic}",
                     disk=False, extra=("-netdev", netdev, "-device", device))

@@ -23,6 +23,7 @@
 # never copied into the image.
 set -euo pipefail
 
+script_args=("$@")
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 out=${1:-$repo/build/linux-guest}
@@ -145,7 +146,15 @@ fetch_pkgs() {
     done
     if [ ${#want[@]} -gt 0 ]; then
         log "apt-get download ${want[*]}"
-        (cd "$cache" && apt-get "${apt_opts[@]}" download -q "${want[@]}" >&2)
+        if ! (cd "$cache" && apt-get "${apt_opts[@]}" download -q "${want[@]}" >&2); then
+            # Stale package lists name versions the archive no longer has.
+            if [ "$(id -u)" = 0 ] && [ -z "${LINUX_GUEST_UPDATED:-}" ]; then
+                log "download failed; apt-get update and starting over"
+                apt-get update -qq >&2
+                LINUX_GUEST_UPDATED=1 exec bash "${BASH_SOURCE[0]}" "${script_args[@]}"
+            fi
+            die "apt-get download failed"
+        fi
     fi
     for p in "$@"; do
         [ -n "$(deb_of "$p" "${version[$p]}")" ] || die "download of $p=${version[$p]} failed"
@@ -224,7 +233,7 @@ resolve_libs() {
 }
 if ! resolve_libs; then
     log "re-running with the added packages"
-    exec bash "${BASH_SOURCE[0]}" "$@"
+    exec bash "${BASH_SOURCE[0]}" "${script_args[@]}"
 fi
 
 # The dynamic loader, from libc6, at the path the binaries name.

@@ -24,6 +24,7 @@ pub mod table;
 
 use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 
@@ -71,12 +72,73 @@ impl Balancer {
 
 struct Shared {
     balancer: Mutex<Balancer>,
+    /// `call maglev 20`'s own balancer and frames (built on first use).
+    rate: Mutex<Option<(Balancer, Vec<u8>)>>,
     forwarded: AtomicU64,
     dropped: AtomicU64,
     failed_calls: AtomicU64,
 }
 
 /// Control answers for add and remove.
+/// Frames in `call maglev 20`'s trace, their length and their flows.
+const RATE_FRAMES: usize = 256;
+const RATE_FRAME_LEN: usize = 64;
+const RATE_FLOWS: u32 = 1000;
+const RATE_BACKENDS: u64 = 100;
+/// How long `call maglev 20` steers (well inside the watchdog's budget).
+const RATE_NS: u64 = 30_000_000;
+
+impl Shared {
+    /// Frames per second the balancer steers in this domain with no NIC
+    /// (a 65,537-slot table of 100 backends, 1,000 flows, 64-byte UDP
+    /// frames, batches of 32): the algorithm's rate on this machine, to
+    /// set beside the rates through the driver and the shadow.
+    fn steer_rate(&self) -> u64 {
+        let mut rate = self.rate.lock();
+        let built = rate.is_none();
+        if built {
+            let Ok(mut balancer) = Balancer::new(DEFAULT_SIZE) else {
+                return 0;
+            };
+            let ids: Vec<u64> = (0..RATE_BACKENDS).map(|b| 0x0200_0000_0100 + b).collect();
+            if balancer.table.add_all(&ids).is_err() {
+                return 0;
+            }
+            let mut frames = alloc::vec![0u8; RATE_FRAMES * RATE_FRAME_LEN];
+            for (i, frame) in frames.chunks_exact_mut(RATE_FRAME_LEN).enumerate() {
+                let flow = (i as u32).wrapping_mul(2_654_435_761) % RATE_FLOWS;
+                frame[12..14].copy_from_slice(&[0x08, 0x00]);
+                frame[14] = 0x45;
+                frame[22] = 64;
+                frame[23] = 17;
+                frame[26..30].copy_from_slice(&(0x0a00_0000 | flow).to_be_bytes());
+                frame[30..34].copy_from_slice(&[10, 0, 9, 1]);
+                frame[34..36].copy_from_slice(&(1024 + (flow & 0xfff) as u16).to_be_bytes());
+                frame[36..38].copy_from_slice(&80u16.to_be_bytes());
+            }
+            *rate = Some((balancer, frames));
+        }
+        let Some((balancer, frames)) = rate.as_mut() else {
+            return 0;
+        };
+        // Building took part of this call's budget: measure for less.
+        let span = if built { RATE_NS / 2 } else { RATE_NS };
+        let start = domain_sdk::now_ns();
+        let mut steered = 0u64;
+        loop {
+            for batch in frames.chunks_mut(32 * RATE_FRAME_LEN) {
+                for frame in batch.chunks_exact_mut(RATE_FRAME_LEN) {
+                    steered += balancer.steer_frame(frame, [2, 0, 0, 0, 0, 1]).is_some() as u64;
+                }
+            }
+            let elapsed = domain_sdk::now_ns().saturating_sub(start);
+            if elapsed >= span {
+                return steered * 1_000_000_000 / elapsed;
+            }
+        }
+    }
+}
+
 const OK: u64 = 0;
 const DUPLICATE: u64 = 1;
 const TOO_MANY: u64 = 2;
@@ -93,6 +155,7 @@ impl Control for Shared {
             4 => self.balancer.lock().cache.misses,
             5 => self.failed_calls.load(Ordering::Relaxed),
             6 => self.balancer.lock().table.size() as u64,
+            20 => self.steer_rate(),
             10 => match self.balancer.lock().table.add(mac) {
                 Ok(()) => OK,
                 Err(Error::Duplicate) => DUPLICATE,
@@ -112,6 +175,8 @@ impl Control for Shared {
                 "0: frames forwarded\n1: frames dropped (not IPv4 TCP/UDP, or no backend)\n\
                  2: backends\n3: flow-cache hits\n4: flow-cache misses\n\
                  5: calls to the driver that failed\n6: table size\n\
+                 20: frames per second the balancer steers here with no NIC (30 ms of a \
+                 separate 100-backend table over 1,000 flows)\n\
                  10 MAC: add the backend with that MAC (as a number: 0x0200000000aa); \
                  0 added, 1 there already, 2 no room\n\
                  11 MAC: remove it; 0 removed, 3 no such backend\n\
@@ -235,6 +300,7 @@ pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {
     })?;
     let shared = Arc::new(Shared {
         balancer: Mutex::new(balancer),
+        rate: Mutex::new(None),
         forwarded: AtomicU64::new(0),
         dropped: AtomicU64::new(0),
         failed_calls: AtomicU64::new(0),

@@ -132,6 +132,28 @@ impl Table {
         Ok(())
     }
 
+    /// Adds every backend of `ids` (offsets and skips as [`Table::add`]
+    /// picks them) and rebuilds the table once. On an error nothing is
+    /// added.
+    pub fn add_all(&mut self, ids: &[u64]) -> Result<(), Error> {
+        for (i, &id) in ids.iter().enumerate() {
+            if self.backends.iter().any(|b| b.id == id) || ids[..i].contains(&id) {
+                return Err(Error::Duplicate);
+            }
+        }
+        if self.backends.len() + ids.len() > MAX_BACKENDS.min(self.size) {
+            return Err(Error::TooMany);
+        }
+        for &id in ids {
+            let name = id.to_le_bytes();
+            let offset = (fnv1a(&name, FNV_BASIS) % self.size as u64) as usize;
+            let skip = (fnv1a(&name, SKIP_BASIS) % (self.size as u64 - 1)) as usize + 1;
+            self.backends.push(Backend { id, offset, skip });
+        }
+        self.populate();
+        Ok(())
+    }
+
     /// Removes backend `id` and rebuilds the table.
     pub fn remove(&mut self, id: u64) -> Result<(), Error> {
         let index = self

@@ -228,3 +228,25 @@ fn only_whole_ipv4_tcp_and_udp_frames_have_a_flow() {
     options[14] = 0x4f; // 60-byte header: the ports lie beyond the frame
     assert_eq!(flow_of(&options), None);
 }
+
+#[test]
+fn adding_backends_at_once_builds_the_same_table_as_one_by_one() {
+    let ids: Vec<u64> = (0..100).map(|i| 0x0200_0000_0100 + i).collect();
+    let mut one_by_one = Table::new(DEFAULT_SIZE).unwrap();
+    for &id in &ids {
+        one_by_one.add(id).unwrap();
+    }
+    let mut at_once = Table::new(DEFAULT_SIZE).unwrap();
+    at_once.add_all(&ids).unwrap();
+    assert_eq!(slots(&at_once), slots(&one_by_one));
+    // A duplicate (in the list or already there) adds nothing.
+    assert_eq!(at_once.add_all(&[7, 7]), Err(Error::Duplicate));
+    assert_eq!(at_once.add_all(&[8, ids[0]]), Err(Error::Duplicate));
+    assert_eq!(at_once.backends().len(), 100);
+    let mut small = Table::new(7).unwrap();
+    assert_eq!(
+        small.add_all(&[1, 2, 3, 4, 5, 6, 7, 8]),
+        Err(Error::TooMany)
+    );
+    assert!(small.backends().is_empty());
+}
