@@ -118,7 +118,7 @@ NIC_TAP := -netdev tap$(comma)id=n0$(comma)ifname=$(TAP)$(comma)script=no$(comma
 NIC_NETDEV := $(if $(filter frames,$(NET)),$(NIC_FRAMES),$(if $(filter tap,$(NET)),$(NIC_TAP),$(NIC_USER)))
 # NET=tap: QEMU runs inside the namespace, and the guest's address is set.
 RUN_IN := $(if $(filter tap,$(NET)),ip netns exec $(NETNS),)
-RUN_CMDLINE := $(if $(filter 1,$(RV6)),rv6=1 )$(if $(filter tap,$(NET)),$(if $(findstring net=,$(CMDLINE)),,net=10.0.4.15/24$(comma)gw=10.0.4.1 ))$(CMDLINE)
+RUN_CMDLINE := $(if $(filter 1,$(RV6)),rv6=1 httpd_root=/www )$(if $(filter tap,$(NET)),$(if $(findstring net=,$(CMDLINE)),,net=10.0.4.15/24$(comma)gw=10.0.4.1 ))$(CMDLINE)
 NIC_OPTS := $(if $(filter igb,$(NIC)),$(NIC_NETDEV) -device igb$(comma)netdev=n0,)$(if $(filter virtio,$(NIC)),$(NIC_NETDEV) -device virtio-net-pci$(comma)disable-legacy=on$(comma)netdev=n0,)
 netns-down:
 	@NETNS=$(NETNS) bash tools/netns.sh down

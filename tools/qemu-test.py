@@ -13,6 +13,7 @@ import argparse
 import glob
 import json
 import os
+import random
 import re
 import select
 import subprocess
@@ -1463,6 +1464,134 @@ def httpd_session(tally, kernel, nic="igb"):
                                          if os.environ.get("HTTPD_PCAP") else ())))
 
 
+def httpd_files_session(tally, kernel, nic="igb"):
+    """`httpd` serving rv6's file system (`httpd_root=/www`), on an image
+    the host's `rv6fs mkfs` made: curl gets a page, a directory's
+    index.html, and a 1 MiB file whose SHA-256 must match; HEAD gives the
+    length alone; a missing file, `..` and a device are 404; two
+    pipelined requests on one connection; with `fs` crashed the answer is
+    503, and after `restart fs` files come back."""
+    import hashlib
+    import socket
+    label = f"httpd files on {nic}"
+    image = os.path.join(os.path.dirname(ARCHIVE or "build/x"), "httpd-files.img")
+    tree = tempfile.mkdtemp(prefix="httpd-tree-")
+    big = random.Random(17).randbytes((1 << 20) + 123)
+    files = {
+        "www/index.html": b"<!doctype html><title>t</title><p>the root page</p>\n",
+        "www/hello.txt": b"hello from rv6\n",
+        "www/docs/index.html": b"<p>docs</p>\n",
+        "www/big.bin": big,
+        "etc/secret": b"not to be served\n",
+    }
+    for name, data in files.items():
+        os.makedirs(os.path.dirname(os.path.join(tree, name)), exist_ok=True)
+        with open(os.path.join(tree, name), "wb") as f:
+            f.write(data)
+    status, out = rv6fs("mkfs", image, "--size-mib", "32", "--from", tree)
+    shutil.rmtree(tree, ignore_errors=True)
+    tally.record(f"{label}: rv6fs mkfs makes the image", status == 0, out)
+    if status != 0:
+        return
+    port = free_tcp_port()
+    url = f"http://127.0.0.1:{port}"
+
+    def fetch(path, *flags):
+        try:
+            # -I writes the head to stdout itself.
+            dump = [] if "-I" in flags else ["-D", "-"]
+            out = subprocess.run(["curl", "-s", "--max-time", "60", *dump, "--path-as-is",
+                                  *flags, url + path], capture_output=True, timeout=90)
+        except subprocess.TimeoutExpired:
+            return None, {}, b""
+        head, _, body = out.stdout.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status_line = lines[0] if lines else ""
+        headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
+        return status_line, headers, body
+
+    def get(path, want_status, want_body=None, want_type=None, head=False):
+        def step():
+            status_line, headers, body = fetch(path, *(["-I"] if head else []))
+            ok = status_line is not None and f" {want_status} " in f"{status_line} "
+            if want_body is not None:
+                ok = ok and body == want_body and headers.get("content-length") == str(len(want_body))
+            if want_type is not None:
+                ok = ok and headers.get("content-type", "").startswith(want_type)
+            if head:
+                ok = ok and body == b"" and headers.get("content-length") == str(len(big))
+            return ok, (f"{'HEAD' if head else 'GET'} {path}: {status_line}, "
+                        f"{len(body)} bytes, {headers.get('content-type')}")
+        return step
+
+    def big_file():
+        start = time.monotonic()
+        status_line, headers, body = fetch("/big.bin")
+        seconds = time.monotonic() - start
+        same = hashlib.sha256(body).hexdigest() == hashlib.sha256(big).hexdigest()
+        return (status_line is not None and " 200 " in status_line and same
+                and headers.get("content-length") == str(len(big)),
+                f"GET /big.bin: {status_line}, {len(body)} bytes in {seconds:.1f} s, "
+                f"SHA-256 {'matches' if same else 'differs'}")
+
+    def pipelined():
+        conn = socket.create_connection(("127.0.0.1", port), timeout=30)
+        conn.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n"
+                     b"GET /docs/ HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        data = b""
+        try:
+            while chunk := conn.recv(65536):
+                data += chunk
+        except socket.timeout:
+            pass
+        conn.close()
+        got = re.findall(rb"^HTTP/1\.1 (\d{3}) ", data, re.M)
+        ok = (got == [b"200", b"200"] and files["www/hello.txt"] in data
+              and data.endswith(files["www/docs/index.html"]))
+        return ok, f"two pipelined requests: {[g.decode() for g in got]}"
+
+    netdev = f"user,id=n0,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:{port}-10.0.2.15:80"
+    device, driver, _, _ = NICS[nic]
+    checks = [
+        ("load nvme", lambda out: "loaded image nvme as domain" in out),
+        ("load nvme-shadow", lambda out: "loaded image nvme-shadow as domain" in out),
+        ("load fs", lambda out: "loaded image fs as domain" in out),
+        ("@await fs: mounted nvme-shadow/bdev", None),
+        (f"load {driver}", lambda out: f"loaded image {driver} as domain" in out),
+        ("@await receive buffers posted", None),
+        ("load netstack", lambda out: "loaded image netstack as domain" in out),
+        ("@await address 10.0.2.15/24", None),
+        ("load httpd", lambda out: "loaded image httpd as domain" in out),
+        ("@await listening on port 80", None),
+        ("call httpd help", lambda out: "the files under /www in rv6's file system" in out),
+        ("@run", get("/", 200, files["www/index.html"], "text/html")),
+        ("@run", get("/hello.txt", 200, files["www/hello.txt"], "text/plain")),
+        ("@run", get("/docs", 200, files["www/docs/index.html"])),
+        ("@run", get("/docs/", 200, files["www/docs/index.html"])),
+        ("@run", big_file),
+        ("@run", get("/big.bin", 200, head=True)),
+        ("@run", get("/missing.txt", 404)),
+        ("@run", get("/../etc/secret", 404)),
+        ("@run", get("/docs/../../etc/secret", 404)),
+        ("@run", pipelined),
+        ("call httpd 5", lambda out: (lambda n: n is not None and int(n.group(1)) >= 7)(
+            re.search(r"^(\d+)$", out, re.M))),
+        ("crash fs panic", lambda out: "domain crashed" in out),
+        ("@run", get("/hello.txt", 503)),
+        ("restart fs", lambda out: "restarted as generation" in out),
+        ("@await fs: mounted nvme-shadow/bdev", None),
+        ("@run", get("/hello.txt", 200, files["www/hello.txt"])),
+    ]
+    drive = ("-drive", f"file={image},if=none,id=nvm,format=raw", "-device", "nvme,serial=nvme0,drive=nvm")
+    console_session(tally, kernel, 2, "512M", 400, checks=checks, label=label, disk=False,
+                    extra=("-netdev", netdev, "-device", device, *drive),
+                    append="log=info httpd_root=/www")
+    try:
+        os.unlink(image)
+    except OSError:
+        pass
+
+
 def kvstore_session(tally, kernel, nic="igb"):
     """The key-value store (`domains/kvstore`) over `netstack` on QEMU's
     user network, from this host through forwards on 127.0.0.1 (TCP and
@@ -2121,6 +2250,7 @@ def main():
             kvstore_session(tally, args.kernel, args.net)
         elif args.httpd:
             httpd_session(tally, args.kernel, args.net)
+            httpd_files_session(tally, args.kernel, args.net)
         elif args.maglev:
             maglev_session(tally, args.kernel, args.net)
         elif args.tap:
@@ -2168,6 +2298,7 @@ def main():
             tap_session(tally, args.kernel, "virtio")
             maglev_session(tally, args.kernel, "igb")
             httpd_session(tally, args.kernel, "igb")
+            httpd_files_session(tally, args.kernel, "igb")
             kvstore_session(tally, args.kernel, "virtio")
         else:
             tally.record("igb echo: this QEMU has no igb model (make setup installs QEMU 10)", False)

@@ -121,6 +121,8 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
         413 => "Content Too Large",
         414 => "URI Too Long",
         431 => "Request Header Fields Too Large",
@@ -167,8 +169,103 @@ fn fail(status: u16, consumed: usize) -> Outcome {
     }
 }
 
-/// The response to the first request in `input`.
+/// The first request in `input`, parsed and checked.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed<'a> {
+    /// Not a whole request yet: read more.
+    Incomplete,
+    /// Not to be served: send this (an error status) and close.
+    Refused(Outcome),
+    /// A GET or HEAD of `path` (the target without query or fragment),
+    /// taking `consumed` bytes of the input.
+    Get {
+        consumed: usize,
+        path: &'a str,
+        head: bool,
+        close: bool,
+    },
+}
+
+/// The response to the first request in `input`, from `site`.
 pub fn handle(input: &[u8], site: &Site) -> Outcome {
+    match parse(input) {
+        Parsed::Incomplete => Outcome::Incomplete,
+        Parsed::Refused(outcome) => outcome,
+        Parsed::Get {
+            consumed,
+            path,
+            head,
+            close,
+        } => match site.get(path) {
+            Some((content_type, bytes)) => Outcome::Respond {
+                consumed,
+                status: 200,
+                response: response(200, content_type, bytes, head, close),
+                close,
+            },
+            None => status_only(404, consumed, head, close),
+        },
+    }
+}
+
+/// A response of `status` with a one-line text body (its reason).
+pub fn status_only(status: u16, consumed: usize, head: bool, close: bool) -> Outcome {
+    let body = alloc::format!("{status} {}\n", reason(status));
+    Outcome::Respond {
+        consumed,
+        status,
+        response: response(
+            status,
+            "text/plain; charset=utf-8",
+            body.as_bytes(),
+            head,
+            close,
+        ),
+        close,
+    }
+}
+
+/// The status line and headers of a response whose body of `length`
+/// bytes follows separately (streamed from a file).
+pub fn response_head(status: u16, content_type: &str, length: u64, close: bool) -> Vec<u8> {
+    let mut out = alloc::format!(
+        "HTTP/1.1 {status} {}\r\nServer: redleaf-httpd\r\nContent-Length: {length}\r\nContent-Type: {content_type}\r\n",
+        reason(status),
+    )
+    .into_bytes();
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Where `path` (a request's, starting with '/') is under the directory
+/// `root` of a file system: `None` for a path that names a parent or
+/// the same directory (`..`, `.`) or holds a NUL or a backslash, which
+/// are never served. A path ending in '/' asks for its `index.html`.
+pub fn file_path(root: &str, path: &str) -> Option<String> {
+    let mut out = String::from(root.trim_end_matches('/'));
+    let mut last_empty = false;
+    for segment in path.split('/').skip(1) {
+        if segment == ".." || segment == "." || segment.contains(['\0', '\\']) {
+            return None;
+        }
+        last_empty = segment.is_empty();
+        if !last_empty {
+            out.push('/');
+            out.push_str(segment);
+        }
+    }
+    if last_empty {
+        out.push_str("/index.html");
+    }
+    Some(out)
+}
+
+/// Parses the first request in `input` and checks it is one to serve.
+pub fn parse(input: &[u8]) -> Parsed<'_> {
+    let fail = |status, consumed| Parsed::Refused(fail(status, consumed));
     // A request line longer than any allowed target: 414 before the rest.
     let line_end = input.windows(2).position(|w| w == b"\r\n");
     let line_limit = MAX_TARGET + 64;
@@ -185,7 +282,7 @@ pub fn handle(input: &[u8], site: &Site) -> Outcome {
             if input.len() >= MAX_HEAD {
                 return fail(431, input.len());
             }
-            return Outcome::Incomplete;
+            return Parsed::Incomplete;
         }
         Err(httparse::Error::Version) => return fail(505, input.len()),
         Err(httparse::Error::TooManyHeaders) => return fail(431, input.len()),
@@ -235,7 +332,7 @@ pub fn handle(input: &[u8], site: &Site) -> Outcome {
     }
     let consumed = head_len + body;
     if input.len() < consumed {
-        return Outcome::Incomplete;
+        return Parsed::Incomplete;
     }
     if minor == 1 && !has_host {
         return fail(400, consumed);
@@ -249,28 +346,11 @@ pub fn handle(input: &[u8], site: &Site) -> Outcome {
     if !path.starts_with('/') {
         return fail(400, consumed);
     }
-    match site.get(path) {
-        Some((content_type, bytes)) => Outcome::Respond {
-            consumed,
-            status: 200,
-            response: response(200, content_type, bytes, head, connection_close),
-            close: connection_close,
-        },
-        None => {
-            let body = b"404 Not Found\n";
-            Outcome::Respond {
-                consumed,
-                status: 404,
-                response: response(
-                    404,
-                    "text/plain; charset=utf-8",
-                    body,
-                    head,
-                    connection_close,
-                ),
-                close: connection_close,
-            }
-        }
+    Parsed::Get {
+        consumed,
+        path,
+        head,
+        close: connection_close,
     }
 }
 

@@ -3,7 +3,9 @@
 //! own: it reads into one `RRef` payload buffer, answers every whole
 //! request it holds in order (keep-alive and pipelining), and writes the
 //! response through the same buffer. GET and HEAD of files held in memory
-//! (`http::Site::builtin`); requests are parsed by httparse within fixed
+//! (`http::Site::builtin`), or, with the boot option `httpd_root=DIR`, of
+//! the files under DIR in rv6's file system (`fs/files`), streamed in
+//! 16 KiB pieces (500 and 503 join the statuses below); requests are parsed by httparse within fixed
 //! bounds (`http`), and what cannot be answered gets its status (400,
 //! 404, 405, 413, 414, 431, 505) and a closed connection. A connection
 //! that sends no whole request for 10 s is told 408 (if it started one)
@@ -28,11 +30,12 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use core::task::Poll;
 use core::time::Duration;
 
-use domain_sdk::{Exports, Kernel, RRef, RpcResult, now_ns, sleep_until, spawn};
+use domain_sdk::{Exports, Kernel, Mutex, RRef, RpcResult, lookup, now_ns, sleep_until, spawn};
 use interfaces::control::{Control, HELP, Text};
+use interfaces::rv6::{Chunk, Files, FilesProxy, Path, ROOT, errno, kind, open_flags};
 use interfaces::socket::{Payload, Status, Tcp, TcpProxy};
 
-use http::{Outcome, Site};
+use http::{Outcome, Parsed, Site};
 
 /// The HTTP port.
 pub const PORT: u16 = 80;
@@ -41,8 +44,19 @@ pub const BACKLOG: u16 = 256;
 /// How long a connection may go without sending a whole request.
 pub const IDLE: Duration = Duration::from_secs(10);
 
+/// Where the files come from.
+pub enum Content {
+    /// `http::Site::builtin`.
+    Memory(Site),
+    /// Under this directory of rv6's file system.
+    Files(String),
+}
+
 pub struct Shared {
-    site: Site,
+    content: Content,
+    /// `fs/files`, once looked up (again after a failed call).
+    fs: Mutex<Option<Arc<FilesProxy>>>,
+    from_files: AtomicU64,
     connections: AtomicU64,
     requests: AtomicU64,
     errors: AtomicU64,
@@ -57,18 +71,26 @@ impl Control for Shared {
             1 => self.requests.load(Ordering::Relaxed),
             2 => self.errors.load(Ordering::Relaxed),
             3 => self.timeouts.load(Ordering::Relaxed),
+            5 => self.from_files.load(Ordering::Relaxed),
             _ => self.restarts.load(Ordering::Relaxed),
         })
     }
 
     fn control_text(&self, op: u32, _arg: u64) -> RpcResult<Option<RRef<Text>>> {
         match op {
-            HELP => Text::answer(
-                "HTTP/1.1 on port 80 (through netstack): /index.html, /hello.txt, /bytes/N \
-                 (N = 64, 1024, 16384, 65536)\n0: connections\n1: requests answered\n\
-                 2: of them with an error status (4xx, 5xx)\n3: connections closed idle \
-                 (10 s without a whole request)\n4: times the server started again",
-            ),
+            HELP => Text::answer(&alloc::format!(
+                "HTTP/1.1 on port 80 (through netstack), serving {}\n0: connections\n\
+                 1: requests answered\n2: of them with an error status (4xx, 5xx)\n\
+                 3: connections closed idle (10 s without a whole request)\n\
+                 4: times the server started again\n5: files sent from rv6's file system",
+                match &self.content {
+                    Content::Memory(_) => String::from(
+                        "from memory: /index.html, /hello.txt, /bytes/N (N = 64, 1024, 16384, 65536)",
+                    ),
+                    Content::Files(root) =>
+                        alloc::format!("the files under {root} in rv6's file system"),
+                }
+            )),
             _ => Ok(None),
         }
     }
@@ -103,7 +125,39 @@ async fn connection(tcp: Arc<TcpProxy>, id: u32, shared: Arc<Shared>) {
     let mut buffer = RRef::try_new(Payload::empty()).ok();
     'connection: while let Some(mut buf) = buffer.take() {
         loop {
-            match http::handle(&pending, &shared.site) {
+            let outcome = match (&shared.content, http::parse(&pending)) {
+                (_, Parsed::Incomplete) => break,
+                (_, Parsed::Refused(outcome)) => outcome,
+                (Content::Memory(site), _) => http::handle(&pending, site),
+                (
+                    Content::Files(root),
+                    Parsed::Get {
+                        consumed,
+                        path,
+                        head,
+                        close,
+                    },
+                ) => {
+                    let path = http::file_path(root, path);
+                    shared.requests.fetch_add(1, Ordering::Relaxed);
+                    let sent = send_file(&tcp, id, buf, &shared, path, head, close).await;
+                    buf = match sent {
+                        Sent::Whole(buf, status) => {
+                            if status >= 400 {
+                                shared.errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                            buf
+                        }
+                        Sent::Broken => break 'connection,
+                    };
+                    pending.drain(..consumed.min(pending.len()));
+                    if close {
+                        break 'connection;
+                    }
+                    continue;
+                }
+            };
+            match outcome {
                 Outcome::Incomplete => break,
                 Outcome::Respond {
                     consumed,
@@ -150,6 +204,175 @@ async fn connection(tcp: Arc<TcpProxy>, id: u32, shared: Arc<Shared>) {
     let _ = tcp.close(id).await;
 }
 
+/// How sending a file went.
+enum Sent {
+    /// A whole response of this status went out; the buffer, to go on.
+    Whole(RRef<Payload>, u16),
+    /// The connection (or the buffer) is gone, or the file failed after
+    /// its head was sent: the connection must close.
+    Broken,
+}
+
+impl Shared {
+    fn fs(&self) -> Option<Arc<FilesProxy>> {
+        let mut fs = self.fs.lock();
+        if fs.is_none() {
+            *fs = lookup::<dyn Files + Send + Sync>("fs/files")
+                .ok()
+                .map(Arc::new);
+        }
+        fs.clone()
+    }
+
+    /// After a failed call: `fs` may have restarted; look it up again.
+    fn forget_fs(&self) {
+        *self.fs.lock() = None;
+    }
+}
+
+/// Why a file cannot be sent: a status, or the file system's call failed
+/// (`None`: it may have crashed).
+type Refusal = Option<u16>;
+
+/// Opens `path` for reading: its handle, size and whether it is a
+/// directory. Anything but a regular file or a directory is 404.
+async fn open_file(fs: &FilesProxy, path: &str) -> Result<(u32, u64, bool), Refusal> {
+    let path = RRef::try_new(Path::new(path).ok_or(Some(404))?).map_err(|_| Some(503))?;
+    let opened = fs
+        .open(ROOT, &path, open_flags::READ)
+        .await
+        .map_err(|_| None)?;
+    match opened.errno {
+        0 => {}
+        errno::ENOENT | errno::ENOTDIR | errno::ENAMETOOLONG | errno::EINVAL => {
+            return Err(Some(404));
+        }
+        _ => return Err(Some(500)),
+    }
+    let handle = opened.value as u32;
+    match fs.stat(handle).await {
+        Ok(stat) if stat.errno == 0 && (stat.kind == kind::FILE || stat.kind == kind::DIR) => {
+            Ok((handle, stat.size, stat.kind == kind::DIR))
+        }
+        Ok(_) => {
+            let _ = fs.close(handle).await;
+            Err(Some(404))
+        }
+        Err(_) => Err(None),
+    }
+}
+
+/// Answers a GET or HEAD of `path` (`None`: a path never served) from
+/// rv6's file system: a directory by its `index.html`, anything else but
+/// a regular file 404, the file system unreachable 503. The body is read
+/// and written 16 KiB at a time, so a file of any size takes no more
+/// memory than that.
+async fn send_file(
+    tcp: &TcpProxy,
+    id: u32,
+    buf: RRef<Payload>,
+    shared: &Shared,
+    path: Option<String>,
+    head: bool,
+    close: bool,
+) -> Sent {
+    let Some(mut path) = path else {
+        return refuse(tcp, id, buf, 404, head, close).await;
+    };
+    let Some(fs) = shared.fs() else {
+        return refuse(tcp, id, buf, 503, head, close).await;
+    };
+    let mut opened = open_file(&fs, &path).await;
+    if let Ok((handle, _, true)) = opened {
+        let _ = fs.close(handle).await;
+        path.push_str("/index.html");
+        opened = open_file(&fs, &path).await;
+    }
+    let (handle, size) = match opened {
+        Ok((handle, _, true)) => {
+            let _ = fs.close(handle).await;
+            return refuse(tcp, id, buf, 404, head, close).await;
+        }
+        Ok((handle, size, false)) => (handle, size),
+        Err(None) => {
+            shared.forget_fs();
+            return refuse(tcp, id, buf, 503, head, close).await;
+        }
+        Err(Some(status)) => return refuse(tcp, id, buf, status, head, close).await,
+    };
+    let result = stream(tcp, id, buf, &fs, handle, &path, size, head, close).await;
+    if fs.close(handle).await.is_err() {
+        shared.forget_fs();
+    }
+    if matches!(result, Sent::Whole(..)) {
+        shared.from_files.fetch_add(1, Ordering::Relaxed);
+    }
+    result
+}
+
+/// A whole response of `status` with its reason as the body.
+async fn refuse(
+    tcp: &TcpProxy,
+    id: u32,
+    buf: RRef<Payload>,
+    status: u16,
+    head: bool,
+    close: bool,
+) -> Sent {
+    let Outcome::Respond { response, .. } = http::status_only(status, 0, head, close) else {
+        return Sent::Broken;
+    };
+    match sockets::write_all(tcp, id, buf, &response).await {
+        Some(buf) => Sent::Whole(buf, status),
+        None => Sent::Broken,
+    }
+}
+
+/// The head, then (unless `head`) `size` bytes of the open file.
+#[allow(clippy::too_many_arguments)]
+async fn stream(
+    tcp: &TcpProxy,
+    id: u32,
+    buf: RRef<Payload>,
+    fs: &FilesProxy,
+    handle: u32,
+    path: &str,
+    size: u64,
+    head: bool,
+    close: bool,
+) -> Sent {
+    let response = http::response_head(200, http::content_type(path), size, close);
+    let Some(mut buf) = sockets::write_all(tcp, id, buf, &response).await else {
+        return Sent::Broken;
+    };
+    if head {
+        return Sent::Whole(buf, 200);
+    }
+    let Ok(mut chunk) = RRef::try_new(Chunk::empty()) else {
+        return Sent::Broken;
+    };
+    let mut offset = 0u64;
+    while offset < size {
+        chunk = match fs.read(handle, offset, chunk).await {
+            Ok(chunk) => chunk,
+            Err(_) => return Sent::Broken,
+        };
+        // An error, or the file shrank under us: the promised length
+        // cannot be kept, so the connection ends short.
+        if chunk.errno != 0 || chunk.len == 0 {
+            return Sent::Broken;
+        }
+        let bytes = chunk.bytes();
+        let bytes = &bytes[..bytes.len().min((size - offset) as usize)];
+        buf = match sockets::write_all(tcp, id, buf, bytes).await {
+            Some(buf) => buf,
+            None => return Sent::Broken,
+        };
+        offset += bytes.len() as u64;
+    }
+    Sent::Whole(buf, 200)
+}
+
 async fn server(shared: Arc<Shared>) {
     sockets::serve_tcp(PORT, BACKLOG, &shared.restarts, |tcp, id| {
         shared.connections.fetch_add(1, Ordering::Relaxed);
@@ -159,8 +382,21 @@ async fn server(shared: Arc<Shared>) {
 }
 
 pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {
+    let content = match domain_sdk::boot_option("httpd_root") {
+        Some(root) if root.starts_with('/') && !root.split('/').any(|s| s == "..") => {
+            Content::Files(root)
+        }
+        Some(root) => {
+            return Err(alloc::format!(
+                "httpd_root={root}: an absolute path without '..' is needed"
+            ));
+        }
+        None => Content::Memory(Site::builtin()),
+    };
     let shared = Arc::new(Shared {
-        site: Site::builtin(),
+        content,
+        fs: Mutex::new(None),
+        from_files: AtomicU64::new(0),
         connections: AtomicU64::new(0),
         requests: AtomicU64::new(0),
         errors: AtomicU64::new(0),

@@ -184,3 +184,62 @@ fn content_types_by_extension() {
     assert_eq!(content_type("/x.json"), "application/json");
     assert_eq!(content_type("/noextension"), "application/octet-stream");
 }
+
+#[test]
+fn request_paths_map_into_the_root_and_never_out_of_it() {
+    use domain_httpd::http::file_path;
+    assert_eq!(
+        file_path("/www", "/a/b.txt").as_deref(),
+        Some("/www/a/b.txt")
+    );
+    assert_eq!(file_path("/www/", "/").as_deref(), Some("/www/index.html"));
+    assert_eq!(
+        file_path("/www", "/docs/").as_deref(),
+        Some("/www/docs/index.html")
+    );
+    assert_eq!(file_path("/www", "//x//y").as_deref(), Some("/www/x/y"));
+    assert_eq!(file_path("/", "/etc/motd").as_deref(), Some("/etc/motd"));
+    for escape in [
+        "/../etc/motd",
+        "/a/../../x",
+        "/./x",
+        "/a/..",
+        "/a\\..\\b",
+        "/a\0b",
+    ] {
+        assert_eq!(file_path("/www", escape), None, "{escape:?}");
+    }
+    // Names that only look like dots are names.
+    assert_eq!(file_path("/www", "/...").as_deref(), Some("/www/..."));
+    assert_eq!(file_path("/www", "/..x").as_deref(), Some("/www/..x"));
+}
+
+#[test]
+fn a_parsed_get_names_its_path_without_the_query() {
+    use domain_httpd::http::{Parsed, parse};
+    let input = b"HEAD /a/b.html?x=1#f HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\nGET";
+    assert_eq!(
+        parse(input),
+        Parsed::Get {
+            consumed: input.len() - 3,
+            path: "/a/b.html",
+            head: true,
+            close: true
+        }
+    );
+    assert!(matches!(
+        parse(b"GET x HTTP/1.1\r\nHost: t\r\n\r\n"),
+        Parsed::Refused(_)
+    ));
+    assert_eq!(parse(b"GET / HTTP/1.1\r\nHo"), Parsed::Incomplete);
+    let head = String::from_utf8(domain_httpd::http::response_head(
+        200,
+        "text/html",
+        12345,
+        false,
+    ))
+    .unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"));
+    assert_eq!(header(&head, "Content-Length"), Some("12345"));
+    assert!(head.ends_with("\r\n\r\n") && !head.contains("Connection"));
+}
