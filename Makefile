@@ -222,9 +222,16 @@ bench: build test-kernel disk
 # host-native cores against C, Maglev's packet rates in QEMU, and httpd and
 # kvstore against nginx and memcached in a Linux guest under the same QEMU.
 bench-apps: build
+	@if ! command -v wrk >/dev/null 2>&1; then \
+		echo "bench-apps: installing wrk"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk >/dev/null; \
+	fi
+	bash bench/linux-guest/build.sh $(BUILD)/linux-guest
 	cargo build -p bench --release
 	taskset -c $(BENCH_CORE) target/release/apps --runs 5 --out bench/results/apps-host.json
 	python3 tools/maglev-bench.py $(KERNEL) $(ARCHIVE) bench/results/maglev.json --rounds 3
+	python3 tools/apps-bench.py $(KERNEL) $(ARCHIVE) bench/results/apps-qemu.json --rounds 3
 
 clean:
 	cargo clean
