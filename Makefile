@@ -53,7 +53,7 @@ QEMU_BASE := -machine q35 -cpu max -display none -no-reboot -nic none \
 
 CARGO_PROFILE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: bench-apps all setup images disk build test-kernel run rv6-image test host-test qemu-test lint bench fuzz soak clean new-domain push netns-down
+.PHONY: bench-apps plots all setup images disk build test-kernel run rv6-image test host-test qemu-test lint bench fuzz soak clean new-domain push netns-down
 
 all: build
 
@@ -232,6 +232,10 @@ bench-apps: build
 	taskset -c $(BENCH_CORE) target/release/apps --runs 5 --out bench/results/apps-host.json
 	python3 tools/maglev-bench.py $(KERNEL) $(ARCHIVE) bench/results/maglev.json --rounds 3
 	python3 tools/apps-bench.py $(KERNEL) $(ARCHIVE) bench/results/apps-qemu.json --rounds 3
+
+# docs/plots/*.svg from bench/results/*.json (docs/evaluation.md shows them).
+plots:
+	python3 tools/plots.py bench/results docs/plots
 
 clean:
 	cargo clean
