@@ -53,7 +53,7 @@ QEMU_BASE := -machine q35 -cpu max -display none -no-reboot -nic none \
 
 CARGO_PROFILE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: bench-apps plots all setup images disk build test-kernel run rv6-image test host-test qemu-test lint bench fuzz soak clean new-domain push netns-down
+.PHONY: bench-apps plots iso all setup images disk build test-kernel run rv6-image test host-test qemu-test lint bench fuzz soak clean new-domain push netns-down
 
 all: build
 
@@ -82,6 +82,16 @@ setup:
 		echo "setup: installing curl and libmemcached-tools"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq curl libmemcached-tools >/dev/null; \
+	fi
+	@# Boot images for real machines (make iso) and their tests under
+	@# SeaBIOS and OVMF: GRUB for BIOS and UEFI, xorriso, mtools, OVMF.
+	@if ! command -v grub-mkrescue >/dev/null 2>&1 || ! command -v xorriso >/dev/null 2>&1 \
+		|| ! command -v mformat >/dev/null 2>&1 || [ ! -d /usr/lib/grub/i386-pc ] \
+		|| [ ! -d /usr/lib/grub/x86_64-efi ] || [ ! -f /usr/share/OVMF/OVMF_CODE_4M.fd ]; then \
+		echo "setup: installing GRUB (BIOS and UEFI), xorriso, mtools and OVMF"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+			grub-pc-bin grub-efi-amd64-bin xorriso mtools ovmf >/dev/null; \
 	fi
 
 # Every domain as its own image, packed with a signed manifest.
@@ -232,6 +242,12 @@ bench-apps: build
 	taskset -c $(BENCH_CORE) target/release/apps --runs 5 --out bench/results/apps-host.json
 	python3 tools/maglev-bench.py $(KERNEL) $(ARCHIVE) bench/results/maglev.json --rounds 3
 	python3 tools/apps-bench.py $(KERNEL) $(ARCHIVE) bench/results/apps-qemu.json --rounds 3
+
+# A hybrid BIOS/UEFI boot image for real machines (docs/bare-metal.md):
+# GRUB loads the kernel through multiboot2, the domain archive as a module.
+ISO ?= $(BUILD)/redleaf.iso
+iso: build test-kernel
+	bash tools/make-iso.sh $(ISO) $(KERNEL) $(ARCHIVE) $(TEST_KERNEL)
 
 # docs/plots/*.svg from bench/results/*.json (docs/evaluation.md shows them).
 plots:

@@ -1908,6 +1908,135 @@ RV6_TESTS = ["smallfile", "bigwrite", "bigfile", "truncate", "createdelete", "di
              "fourfiles", "concreate", "sharedfd", "linkunlink", "manywrites", "programs"]
 
 
+OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+
+
+def iso_sessions(tally, kernel, test_kernel, archive):
+    """The hybrid boot image (`make iso`, tools/make-iso.sh) booted as a
+    real machine boots it: from a CD-ROM through GRUB, under SeaBIOS and
+    under OVMF (UEFI), the kernel entered through its multiboot2 header
+    with the domain archive as a GRUB module. Under each firmware: the
+    monitor's entry reaches the prompt, loads a domain from the archive
+    and powers off (ACPI S5); the in-kernel test suite's entry runs the
+    suite to the end. Under SeaBIOS the benchmark entry prints its rows as
+    JSON lines and powers off. Skipped, and said so, without GRUB's
+    files or OVMF (make setup installs them)."""
+    tools = os.path.dirname(os.path.abspath(__file__))
+    missing = [p for p in ("/usr/lib/grub/i386-pc", "/usr/lib/grub/x86_64-efi", OVMF_CODE, OVMF_VARS)
+               if not os.path.exists(p)] + [t for t in ("grub-mkrescue", "xorriso", "mformat")
+                                             if shutil.which(t) is None]
+    if missing:
+        tally.record(f"ISO boots: missing {', '.join(missing)} (make setup installs them)", False)
+        return
+    work = tempfile.mkdtemp(prefix="redleaf-iso-")
+
+    def make(default):
+        iso = os.path.join(work, f"entry{default}.iso")
+        env = dict(os.environ, ISO_DEFAULT=str(default), ISO_TIMEOUT="1")
+        made = subprocess.run(["bash", f"{tools}/make-iso.sh", iso, kernel, archive, test_kernel],
+                              env=env, capture_output=True, text=True)
+        tally.record(f"ISO: make-iso.sh builds entry {default}", made.returncode == 0,
+                     (made.stdout + made.stderr)[-500:])
+        return iso if made.returncode == 0 else None
+
+    def command(iso, firmware):
+        cmd = ["qemu-system-x86_64", "-machine", "q35", "-cpu", "max", "-smp", "2", "-m", "512M",
+               "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
+               "-nic", "none", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+               "-cdrom", iso]
+        if DISK:
+            cmd += ["-drive", f"file={DISK},if=none,id=nvm,format=raw",
+                    "-device", "nvme,serial=nvme0,drive=nvm"]
+        if firmware == "UEFI":
+            variables = os.path.join(work, "vars.fd")
+            shutil.copyfile(OVMF_VARS, variables)
+            cmd += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+                    "-drive", f"if=pflash,format=raw,unit=1,file={variables}"]
+        return cmd
+
+    def monitor(iso, firmware):
+        label = f"ISO under {firmware}: the monitor"
+        proc = subprocess.Popen(command(iso, firmware), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+        serial = Serial(proc, deadline=time.monotonic() + 300)
+        try:
+            booted = serial.read_until(b"monitor> ", 180)
+            text = serial.text()
+            tally.record(f"{label}: GRUB started the kernel through multiboot2, prompt reached",
+                         booted and "multiboot2 information" in text, text[-1500:])
+            if not booted:
+                return
+            serial.start_here()
+            proc.stdin.write(b"load echo\r")
+            proc.stdin.flush()
+            ok = serial.read_prompt(60) and "loaded image echo as domain" in serial.text()
+            tally.record(f"{label}: a domain loads from the archive GRUB passed as a module", ok,
+                         serial.text()[-500:])
+            proc.stdin.write(b"shutdown\r")
+            proc.stdin.flush()
+            try:
+                status = proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                status = None
+            tally.record(f"{label}: shutdown powers off (QEMU exits with status 0)", status == 0,
+                         f"status {status}")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+    def suite(iso, firmware):
+        label = f"ISO under {firmware}: the in-kernel tests"
+        try:
+            proc = subprocess.run(command(iso, firmware), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, timeout=600)
+            output, status = proc.stdout.decode("utf-8", "replace"), proc.returncode
+        except subprocess.TimeoutExpired as e:
+            output, status = (e.stdout or b"").decode("utf-8", "replace"), None
+        summary = re.compile(SUMMARY.pattern, re.M).search(output.replace("\r", ""))
+        ok = summary is not None and summary.group(2) == "0" and status == PASSED_STATUS
+        tally.record(f"{label}: " + (f"{summary.group(1)} passed, {summary.group(2)} failed"
+                                     if summary else "no summary"), ok,
+                     "" if ok else f"status {status}\n{output[-3000:]}")
+
+    def bench(iso):
+        label = "ISO under BIOS: the benchmark entry"
+        try:
+            proc = subprocess.run(command(iso, "BIOS"), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, timeout=900)
+            output, status = proc.stdout.decode("utf-8", "replace"), proc.returncode
+        except subprocess.TimeoutExpired as e:
+            output, status = (e.stdout or b"").decode("utf-8", "replace"), None
+        rows, bad = [], []
+        for line in output.replace("\r", "").splitlines():
+            if line.startswith("kbench-json: "):
+                try:
+                    rows.append(json.loads(line[len("kbench-json: "):]))
+                except ValueError:
+                    bad.append(line)
+        ok = (status == PASSED_STATUS and "kbench: done" in output and len(rows) >= 5 and not bad
+              and all({"name", "ticks", "baseline_ticks", "ratio"} <= set(r) for r in rows))
+        tally.record(f"{label}: {len(rows)} rows as JSON lines, {len(bad)} malformed, then power-off",
+                     ok, "" if ok else f"status {status}\n{output[-2000:]}")
+
+    try:
+        first = make(0)
+        tests = make(2)
+        for firmware in ("BIOS", "UEFI"):
+            print(f"== ISO under {firmware}")
+            if first:
+                monitor(first, firmware)
+            if tests:
+                suite(tests, firmware)
+        if os.environ.get("ISO_BENCH", "1") == "1":
+            bench_iso = make(3)
+            if bench_iso:
+                bench(bench_iso)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def rv6fs(*args):
     """Runs the host tool `rv6fs` (tools/rv6fs); (exit status, output)."""
     proc = subprocess.run(["cargo", "run", "--release", "--quiet", "-p", "rv6fs", "--", *args],
@@ -2226,6 +2355,8 @@ def main():
     parser.add_argument("--maglev", action="store_true",
                         help="with --net: the Maglev session")
     parser.add_argument("--rv6", action="store_true", help="run only the rv6 file-system session")
+    parser.add_argument("--iso", action="store_true",
+                        help="run only the boot-image sessions (SeaBIOS and OVMF through GRUB)")
     parser.add_argument("--tap", action="store_true",
                         help="with --net: the tap session in a network namespace (root)")
     parser.add_argument("--megabytes", type=int, default=10, help="with --stack: size of the TCP echo")
@@ -2239,6 +2370,10 @@ def main():
     ARCHIVE = args.archive
     DISK = args.disk
     tally = Tally()
+    if args.iso:
+        iso_sessions(tally, args.kernel, args.test_kernel or args.kernel, args.archive)
+        print(f"qemu: {tally.passed} passed, {tally.failed} failed")
+        sys.exit(0 if tally.failed == 0 else 1)
     if args.rv6:
         rv6_session(tally, args.kernel)
         rv6_shell_session(tally, args.kernel)
@@ -2305,6 +2440,7 @@ def main():
         rv6_session(tally, args.kernel)
         rv6_shell_session(tally, args.kernel)
         rv6_small_session(tally, args.kernel)
+        iso_sessions(tally, args.kernel, args.test_kernel or args.kernel, args.archive)
         archive_sessions(tally, args.kernel, args.archive, args.key)
         if args.storm:
             storm_session(tally, args.kernel, args.storm, mode=args.storm_mode)

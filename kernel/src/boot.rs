@@ -1,8 +1,12 @@
-//! PVH entry: the first code that runs.
+//! The entries: the first code that runs.
 //!
 //! QEMU (and any PVH-capable loader) reads the `XEN_ELFNOTE_PHYS32_ENTRY`
 //! note below and jumps to `pvh_start` in 32-bit protected mode with paging
-//! off and `ebx` holding the physical address of `hvm_start_info`. The stub
+//! off and `ebx` holding the physical address of `hvm_start_info`. GRUB
+//! (`multiboot2`, for real machines: `make iso`) finds the multiboot2
+//! header and jumps to `mb2_start` in the same state, with `eax` holding
+//! the multiboot2 magic and `ebx` the boot information; the rest is shared
+//! and `kmain_bsp` learns which loader it was. The stub
 //! zeroes `.bss`, identity-maps the first 4 GiB with 2 MiB pages, enables
 //! long mode (with NX) and calls [`crate::kmain_bsp`] on a boot stack. The
 //! kernel replaces these boot page tables with its own as soon as it has a
@@ -48,13 +52,48 @@ boot_gdt_ptr:
     .word boot_gdt_end - boot_gdt - 1
     .long boot_gdt
 
+    /* The multiboot2 header (GRUB's `multiboot2` command): the linker
+       script puts it first in .text, well inside the file's first 32 KiB,
+       8-byte aligned. It asks for nothing but the 32-bit entry below. */
+    .section .multiboot2, "a"
+    .p2align 3
+mb2_header:
+    .long 0xE85250D6                /* magic */
+    .long 0                         /* architecture: i386 (32-bit entry) */
+    .long mb2_header_end - mb2_header
+    .long 0x100000000 - (0xE85250D6 + (mb2_header_end - mb2_header))
+    .p2align 3
+    .short 3                        /* entry address tag */
+    .short 0
+    .long 12
+    .long mb2_start
+    .p2align 3
+    .short 0                        /* end tag */
+    .short 0
+    .long 8
+mb2_header_end:
+
     .section .text.boot, "ax"
     .code32
+    /* Multiboot2 entry: eax = magic, ebx = boot information, 32-bit
+       protected mode, paging off (as PVH). esi says which loader. */
+    .global mb2_start
+mb2_start:
+    cli
+    cld
+    cmp $0x36d76289, %eax
+    jne 4f
+    mov $1, %esi
+    jmp boot_common
+
     .global pvh_start
 pvh_start:
     cli
     cld
-    /* ebx = hvm_start_info; keep it there until the call. */
+    xor %esi, %esi                  /* 0: PVH */
+boot_common:
+    /* ebx = hvm_start_info or the multiboot2 information, esi = the
+       loader; both kept until the call. */
 
     /* Zero .bss (the loader should have, but a bootloader that does not
        must not leave us with garbage page tables). */
@@ -116,7 +155,8 @@ pvh_start:
     mov %ax, %gs
     mov $boot_stack_top, %rsp
     xor %rbp, %rbp
-    mov %ebx, %edi                  /* zero-extends: rdi = hvm_start_info */
+    mov %ebx, %edi                  /* zero-extends: rdi = the boot information */
+    mov %esi, %esi                  /* rsi = the loader (upper half cleared) */
     call {kmain}
 4:  cli
     hlt

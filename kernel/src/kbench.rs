@@ -77,10 +77,51 @@ fn rounds_as(
 }
 
 fn report(name: &str, workload: &str, measured: f64, baseline_name: &str, baseline: f64) {
+    let ratio = measured / baseline.max(f64::MIN_POSITIVE);
     println!(
-        "kbench: {name} | {workload} | {measured:.1} | {baseline_name} | {baseline:.1} | {:.2}",
-        measured / baseline.max(f64::MIN_POSITIVE)
+        "kbench: {name} | {workload} | {measured:.1} | {baseline_name} | {baseline:.1} | {ratio:.2}"
     );
+    json_line(name, workload, measured, baseline_name, baseline, ratio, None);
+}
+
+/// The row again as one JSON object on its own line (`kbench-json: {...}`),
+/// for unattended runs on real machines read over a serial line.
+fn json_line(
+    name: &str,
+    workload: &str,
+    measured: f64,
+    baseline_name: &str,
+    baseline: f64,
+    ratio: f64,
+    range: Option<(f64, f64, usize)>,
+) {
+    let mut line = alloc::format!(
+        "kbench-json: {{\"name\": \"{}\", \"workload\": \"{}\", \"ticks\": {measured:.1}, \
+         \"baseline\": \"{}\", \"baseline_ticks\": {baseline:.1}, \"ratio\": {ratio:.3}",
+        json_escape(name),
+        json_escape(workload),
+        json_escape(baseline_name)
+    );
+    if let Some((min, max, rounds)) = range {
+        line.push_str(&alloc::format!(
+            ", \"ratio_min\": {min:.3}, \"ratio_max\": {max:.3}, \"rounds\": {rounds}"
+        ));
+    }
+    line.push('}');
+    println!("{line}");
+}
+
+fn json_escape(text: &str) -> alloc::string::String {
+    let mut out = alloc::string::String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&alloc::format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -120,6 +161,15 @@ impl Rounds {
             median(&self.baseline),
             median(&ratios),
             ratios.len()
+        );
+        json_line(
+            name,
+            workload,
+            median(&self.measured),
+            baseline_name,
+            median(&self.baseline),
+            median(&ratios),
+            Some((min, max, ratios.len())),
         );
     }
 }
@@ -331,7 +381,7 @@ pub async fn run() {
     block_io().await;
     packet_rates().await;
     println!("kbench: done");
-    crate::power::exit_qemu(crate::power::EXIT_TESTS_PASSED)
+    crate::power::finish(crate::power::EXIT_TESTS_PASSED)
 }
 
 /// Median TSC ticks of `runs` load → first call → kill cycles of `source`

@@ -82,16 +82,27 @@ pub static BOOT: Once<BootConfig> = Once::new();
 
 /// Entered from `boot.rs` on the boot stack, boot page tables active.
 #[unsafe(no_mangle)]
-pub extern "C" fn kmain_bsp(start_info: u64) -> ! {
+pub extern "C" fn kmain_bsp(start_info: u64, loader: u64) -> ! {
     cpu::init_bsp();
     serial::init();
     println!();
-    info!("kernel: booting (PVH start info at {start_info:#x})");
+    let multiboot2 = loader == 1;
+    let protocol = if multiboot2 {
+        "multiboot2 information"
+    } else {
+        "PVH start info"
+    };
+    info!("kernel: booting ({protocol} at {start_info:#x})");
 
     let boot_phys = mem::KernelPhys { limit: 4 << 30 };
-    let boot = match BootInfo::parse(&boot_phys, start_info) {
+    let parsed = if multiboot2 {
+        BootInfo::parse_multiboot2(&boot_phys, start_info)
+    } else {
+        BootInfo::parse(&boot_phys, start_info)
+    };
+    let boot = match parsed {
         Ok(boot) => boot,
-        Err(e) => panic!("invalid PVH start info: {e}"),
+        Err(e) => panic!("invalid {protocol}: {e}"),
     };
     let summary = mem::init::init(&boot);
     // The heap exists; move off the unguarded boot stack.

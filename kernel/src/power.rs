@@ -37,6 +37,16 @@ pub fn exit_qemu(value: u32) -> ! {
     halt_forever()
 }
 
+/// The end of an unattended run (tests, benchmarks): QEMU exits with
+/// `value` through `isa-debug-exit`; a real machine, which has no such
+/// device, powers off (ACPI S5) instead of halting forever.
+#[cfg(feature = "ktest")]
+pub fn finish(value: u32) -> ! {
+    // SAFETY: port 0xf4 is QEMU's debug-exit device (or nothing at all).
+    unsafe { Port::<u32>::new(DEBUG_EXIT_PORT).write(value) };
+    shutdown()
+}
+
 pub fn exit_failure() -> ! {
     exit_qemu(EXIT_FATAL)
 }

@@ -161,7 +161,7 @@ pub async fn run(selection: String) {
         }
     }
     println!("ktest: {passed} passed, {failed} failed");
-    power::exit_qemu(if failed == 0 {
+    power::finish(if failed == 0 {
         power::EXIT_TESTS_PASSED
     } else {
         power::EXIT_TESTS_FAILED

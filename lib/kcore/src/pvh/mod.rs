@@ -1,15 +1,22 @@
-//! The PVH boot protocol's `hvm_start_info` (Xen
-//! `public/arch-x86/hvm/start_info.h`): what QEMU hands a kernel it boots
-//! with `-kernel` through the PVH entry point.
+//! What the boot loader hands the kernel: the PVH boot protocol's
+//! `hvm_start_info` (Xen `public/arch-x86/hvm/start_info.h`; what QEMU hands
+//! a kernel it boots with `-kernel` through the PVH entry point), or the
+//! multiboot2 boot information (what GRUB 2 hands a kernel it boots with
+//! `multiboot2`).
 //!
-//! [`BootInfo::parse`] reads the structure, the command line, the module
-//! list and the memory map out of physical memory and copies them into
-//! fixed-capacity storage, so nothing the boot loader wrote is needed
-//! afterwards except the modules' contents.
+//! [`BootInfo::parse`] (PVH) and [`BootInfo::parse_multiboot2`] read the
+//! structure, the command line, the module list and the memory map out of
+//! physical memory and copy them into the same fixed-capacity [`BootInfo`],
+//! so the rest of the kernel does not care which loader booted it, and
+//! nothing the boot loader wrote is needed afterwards except what
+//! [`BootInfo::reserved_ranges`] lists.
 
 mod memmap;
+mod multiboot2;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_multiboot2;
 
 use core::fmt;
 
@@ -17,6 +24,7 @@ pub use memmap::{
     MAX_MEMMAP_ENTRIES, MemoryKind, MemoryMap, MemoryMapError, MemoryRegion, PhysRange,
     UsableRegions,
 };
+pub use multiboot2::{MAX_MULTIBOOT2_INFO_SIZE, MULTIBOOT2_MAGIC};
 
 use crate::le::{u32_at, u64_at};
 use crate::{MemError, PhysMemory};
@@ -53,7 +61,8 @@ impl fmt::Display for CmdlineOf {
     }
 }
 
-/// Why the start info could not be parsed.
+/// Why the start info (PVH) or the boot information (multiboot2) could not
+/// be parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PvhError {
     /// A structure the start info points to could not be read.
@@ -85,6 +94,41 @@ pub enum PvhError {
     CmdlineTooLong(CmdlineOf),
     /// A command line is not UTF-8.
     CmdlineNotUtf8(CmdlineOf),
+    /// A multiboot2 command line has no NUL before the end of its tag.
+    CmdlineUnterminated(CmdlineOf),
+    /// A multiboot2 module ends (`mod_end`) before it starts (`mod_start`).
+    ModuleEndBeforeStart {
+        /// Index of the module.
+        index: usize,
+    },
+    /// The multiboot2 information is not 8-byte aligned.
+    Multiboot2Misaligned(u64),
+    /// The multiboot2 `total_size` is below 16 (the header and an end tag)
+    /// or above [`MAX_MULTIBOOT2_INFO_SIZE`].
+    Multiboot2BadTotalSize(u32),
+    /// A multiboot2 tag's size is below 8, below what its type needs, or
+    /// runs past `total_size`.
+    Multiboot2BadTag {
+        /// Offset of the tag from the start of the information.
+        offset: u32,
+        /// The tag's type.
+        tag_type: u32,
+        /// The tag's size field.
+        size: u32,
+    },
+    /// A multiboot2 tag that may appear only once (command line, memory
+    /// map, RSDP) appears again.
+    Multiboot2DuplicateTag {
+        /// Offset of the second tag from the start of the information.
+        offset: u32,
+        /// The tag's type.
+        tag_type: u32,
+    },
+    /// The multiboot2 tags run up to `total_size` without an end tag.
+    Multiboot2NoEndTag,
+    /// A multiboot2 memory map's `entry_size` is below 24 or not a multiple
+    /// of 8.
+    Multiboot2BadMemmapEntrySize(u32),
 }
 
 impl fmt::Display for PvhError {
@@ -114,11 +158,47 @@ impl fmt::Display for PvhError {
             }
             PvhError::CmdlineTooLong(of) => write!(f, "{of} is too long or not NUL-terminated"),
             PvhError::CmdlineNotUtf8(of) => write!(f, "{of} is not UTF-8"),
+            PvhError::CmdlineUnterminated(of) => {
+                write!(f, "{of} has no NUL before the end of its multiboot2 tag")
+            }
+            PvhError::ModuleEndBeforeStart { index } => {
+                write!(f, "boot module {index} ends before it starts")
+            }
+            PvhError::Multiboot2Misaligned(phys) => {
+                write!(
+                    f,
+                    "multiboot2 information at {phys:#x} is not 8-byte aligned"
+                )
+            }
+            PvhError::Multiboot2BadTotalSize(size) => write!(
+                f,
+                "multiboot2 information size {size} is out of bounds \
+                 (16 to {MAX_MULTIBOOT2_INFO_SIZE} bytes)"
+            ),
+            PvhError::Multiboot2BadTag {
+                offset,
+                tag_type,
+                size,
+            } => write!(
+                f,
+                "multiboot2 tag of type {tag_type} at offset {offset:#x} has bad size {size}"
+            ),
+            PvhError::Multiboot2DuplicateTag { offset, tag_type } => write!(
+                f,
+                "second multiboot2 tag of type {tag_type} (at offset {offset:#x})"
+            ),
+            PvhError::Multiboot2NoEndTag => f.write_str("multiboot2 information has no end tag"),
+            PvhError::Multiboot2BadMemmapEntrySize(size) => write!(
+                f,
+                "multiboot2 memory map entry size {size} \
+                 (must be a multiple of 8, at least 24)"
+            ),
         }
     }
 }
 
-/// A boot module (QEMU's `-initrd`), as [`BootInfo::modules`] yields it.
+/// A boot module (QEMU's `-initrd`, GRUB's `module2`), as
+/// [`BootInfo::modules`] yields it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Module<'a> {
     /// Physical address of the contents.
@@ -145,11 +225,30 @@ const NO_MODULE: ModuleEntry = ModuleEntry {
     cmdline_len: 0,
 };
 
+/// Which boot protocol handed over the [`BootInfo`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loader {
+    /// The PVH entry point ([`BootInfo::parse`]).
+    Pvh,
+    /// A multiboot2 loader such as GRUB 2 ([`BootInfo::parse_multiboot2`]).
+    Multiboot2,
+}
+
+impl fmt::Display for Loader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Loader::Pvh => "PVH",
+            Loader::Multiboot2 => "multiboot2",
+        })
+    }
+}
+
 /// Everything the boot loader told us, copied out of its structures.
 ///
 /// About 9 KiB: keep it in a static or on a roomy stack.
 #[derive(Clone)]
 pub struct BootInfo {
+    loader: Loader,
     version: u32,
     flags: u32,
     rsdp: Option<u64>,
@@ -160,11 +259,15 @@ pub struct BootInfo {
     module_cmdlines: [u8; MAX_MODULE_CMDLINES],
     module_cmdlines_len: usize,
     memory_map: MemoryMap,
+    /// Loader structures still referred to after parsing (the multiboot2
+    /// information when [`rsdp`](Self::rsdp) points into it).
+    loader_data: Option<PhysRange>,
 }
 
 impl fmt::Debug for BootInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BootInfo")
+            .field("loader", &self.loader)
             .field("version", &self.version)
             .field("cmdline", &self.cmdline())
             .field("rsdp", &self.rsdp)
@@ -175,6 +278,24 @@ impl fmt::Debug for BootInfo {
 }
 
 impl BootInfo {
+    /// An empty value to fill in.
+    fn empty(loader: Loader) -> BootInfo {
+        BootInfo {
+            loader,
+            version: 0,
+            flags: 0,
+            rsdp: None,
+            cmdline: [0; MAX_CMDLINE],
+            cmdline_len: 0,
+            modules: [NO_MODULE; MAX_MODULES],
+            module_count: 0,
+            module_cmdlines: [0; MAX_MODULE_CMDLINES],
+            module_cmdlines_len: 0,
+            memory_map: MemoryMap::new(),
+            loader_data: None,
+        }
+    }
+
     /// Parses the `hvm_start_info` at `start_info_phys` (the value of `ebx`
     /// at the PVH entry point).
     pub fn parse(mem: &impl PhysMemory, start_info_phys: u64) -> Result<BootInfo, PvhError> {
@@ -185,18 +306,10 @@ impl BootInfo {
         if magic != START_INFO_MAGIC {
             return Err(PvhError::BadMagic(magic));
         }
-        let mut info = BootInfo {
-            version: field32(0x04),
-            flags: field32(0x08),
-            rsdp: Some(field64(0x20)).filter(|&a| a != 0),
-            cmdline: [0; MAX_CMDLINE],
-            cmdline_len: 0,
-            modules: [NO_MODULE; MAX_MODULES],
-            module_count: 0,
-            module_cmdlines: [0; MAX_MODULE_CMDLINES],
-            module_cmdlines_len: 0,
-            memory_map: MemoryMap::new(),
-        };
+        let mut info = BootInfo::empty(Loader::Pvh);
+        info.version = field32(0x04);
+        info.flags = field32(0x08);
+        info.rsdp = Some(field64(0x20)).filter(|&a| a != 0);
         info.cmdline_len = read_cmdline(mem, field64(0x18), &mut info.cmdline, CmdlineOf::Kernel)?;
         info.read_modules(mem, field32(0x0c), field64(0x10))?;
         if info.version >= 1 {
@@ -274,23 +387,32 @@ impl BootInfo {
         Ok(())
     }
 
-    /// The start-info version (0 has no memory map).
+    /// Which boot protocol this came from.
+    pub fn loader(&self) -> Loader {
+        self.loader
+    }
+
+    /// The PVH start-info version (0 has no memory map); 0 for multiboot2.
     pub fn version(&self) -> u32 {
         self.version
     }
 
-    /// The `SIF_*` flags.
+    /// The PVH `SIF_*` flags; 0 for multiboot2.
     pub fn flags(&self) -> u32 {
         self.flags
     }
 
-    /// The kernel command line (QEMU's `-append`), empty if none.
+    /// The kernel command line (QEMU's `-append`, the rest of GRUB's
+    /// `multiboot2` line), empty if none.
     pub fn cmdline(&self) -> &str {
         let bytes = self.cmdline.get(..self.cmdline_len).unwrap_or_default();
         core::str::from_utf8(bytes).unwrap_or_default()
     }
 
-    /// Physical address of the ACPI RSDP, if the loader gave one.
+    /// Physical address of the ACPI RSDP, if the loader gave one. For
+    /// multiboot2 this is the loader's copy inside the boot information (the
+    /// ACPI 2.0 one if given), which [`reserved_ranges`](Self::reserved_ranges)
+    /// then keeps.
     pub fn rsdp(&self) -> Option<u64> {
         self.rsdp
     }
@@ -312,12 +434,15 @@ impl BootInfo {
     }
 
     /// Physical memory the boot loader handed over that stays in use after
-    /// parsing: the modules' contents (everything else was copied).
+    /// parsing: the modules' contents, then, for multiboot2 with an RSDP
+    /// tag, the whole boot information (everything else was copied).
     pub fn reserved_ranges(&self) -> impl Iterator<Item = PhysRange> + '_ {
-        self.modules().map(|m| PhysRange {
-            start: m.paddr,
-            end: m.paddr.saturating_add(m.size),
-        })
+        self.modules()
+            .map(|m| PhysRange {
+                start: m.paddr,
+                end: m.paddr.saturating_add(m.size),
+            })
+            .chain(self.loader_data)
     }
 
     /// The firmware memory map (empty for a version-0 start info).
