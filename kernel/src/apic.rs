@@ -1,10 +1,19 @@
-//! Local APIC (xAPIC, memory mapped) and IOAPIC.
+//! Local APIC and IOAPIC.
+//!
+//! The local APIC is driven through its memory-mapped registers (xAPIC),
+//! or through MSRs when it is in x2APIC mode: firmware that leaves it
+//! there (machines with more than 255 logical CPUs, and others) cannot be
+//! taken back to xAPIC without disabling the APIC, so [`choose_mode`]
+//! follows what it finds; the `x2apic` boot option switches x2APIC on
+//! where the CPU has it (how QEMU tests that path). x2APIC ids are 32 bits.
 //!
 //! The legacy 8259 PICs are remapped out of the exception range and fully
 //! masked; device interrupts go through the IOAPIC to the BSP, and cores
 //! signal each other with fixed IPIs.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use x86_64::registers::model_specific::Msr;
 
 use crate::arch::trap::vectors;
 use crate::mem::phys_to_virt;
@@ -33,7 +42,58 @@ mod reg {
 const MASKED: u32 = 1 << 16;
 const TIMER_PERIODIC: u32 = 1 << 17;
 
+/// Whether the local APICs are in x2APIC mode (decided once, on the BSP).
+static X2APIC: AtomicBool = AtomicBool::new(false);
+
+const IA32_APIC_BASE: u32 = 0x1B;
+const APIC_GLOBAL_ENABLE: u64 = 1 << 11;
+const APIC_X2_ENABLE: u64 = 1 << 10;
+/// The x2APIC's MSRs: register `offset` of the xAPIC page is MSR
+/// `X2APIC_MSR_BASE + offset / 16`; the ICR is one 64-bit MSR.
+const X2APIC_MSR_BASE: u32 = 0x800;
+const X2APIC_ICR: u32 = 0x830;
+
+fn apic_base() -> u64 {
+    // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU; reading it has no
+    // side effects.
+    unsafe { Msr::new(IA32_APIC_BASE).read() }
+}
+
+/// Decides how the local APICs are driven, on the BSP before any other
+/// APIC access: x2APIC if the firmware left this core's APIC in x2APIC
+/// mode, or if `want` (the `x2apic` boot option) and the CPU supports it
+/// (CPUID.1:ECX bit 21), in which case it is switched on. Returns whether
+/// x2APIC is in use.
+pub fn choose_mode(want: bool) -> bool {
+    let base = apic_base();
+    let mut x2 = base & APIC_X2_ENABLE != 0;
+    if !x2 && want {
+        // CPUID leaf 1 exists on every x86_64 CPU.
+        let supported = core::arch::x86_64::__cpuid(1).ecx & (1 << 21) != 0;
+        if supported {
+            // SAFETY: xAPIC to x2APIC is a permitted transition (both
+            // enable bits set), done before any interrupt is routed.
+            unsafe { Msr::new(IA32_APIC_BASE).write(base | APIC_GLOBAL_ENABLE | APIC_X2_ENABLE) };
+            x2 = true;
+        } else {
+            crate::warn!("apic: x2apic asked for, but this CPU has no x2APIC");
+        }
+    }
+    X2APIC.store(x2, Ordering::Relaxed);
+    x2
+}
+
+/// Whether the local APICs are in x2APIC mode.
+pub fn is_x2apic() -> bool {
+    X2APIC.load(Ordering::Relaxed)
+}
+
 fn lapic_read(offset: u32) -> u32 {
+    if is_x2apic() {
+        // SAFETY: in x2APIC mode each 32-bit register of the xAPIC page
+        // is this MSR; reading one has no side effects.
+        return unsafe { Msr::new(X2APIC_MSR_BASE + offset / 16).read() } as u32;
+    }
     let addr = phys_to_virt(LAPIC_PHYS.load(Ordering::Relaxed) + u64::from(offset)) as *const u32;
     // SAFETY: the local APIC page is mapped (uncached) through the physical
     // map, and `offset` is one of its 32-bit registers.
@@ -41,6 +101,12 @@ fn lapic_read(offset: u32) -> u32 {
 }
 
 fn lapic_write(offset: u32, value: u32) {
+    if is_x2apic() {
+        // SAFETY: as in `lapic_read`; every write here is one the xAPIC
+        // path makes to the same register (EOI and ESR take 0).
+        unsafe { Msr::new(X2APIC_MSR_BASE + offset / 16).write(u64::from(value)) };
+        return;
+    }
     let addr = phys_to_virt(LAPIC_PHYS.load(Ordering::Relaxed) + u64::from(offset)) as *mut u32;
     // SAFETY: as in `lapic_read`.
     unsafe { addr.write_volatile(value) }
@@ -66,8 +132,19 @@ pub fn disable_legacy_pic() {
     }
 }
 
-/// Enables this core's local APIC.
+/// Enables this core's local APIC (in x2APIC mode if the BSP chose it,
+/// switching this core over if its firmware did not).
 pub fn init_local() {
+    if is_x2apic() {
+        let base = apic_base();
+        if base & APIC_X2_ENABLE == 0 {
+            // SAFETY: as in `choose_mode`: the BSP found x2APIC on this CPU
+            // model, and no interrupt is routed to this core yet.
+            unsafe {
+                Msr::new(IA32_APIC_BASE).write(base | APIC_GLOBAL_ENABLE | APIC_X2_ENABLE)
+            };
+        }
+    }
     lapic_write(reg::TPR, 0);
     lapic_write(reg::LVT_LINT0, MASKED);
     lapic_write(reg::LVT_LINT1, MASKED);
@@ -78,7 +155,12 @@ pub fn init_local() {
 }
 
 pub fn id() -> u32 {
-    lapic_read(reg::ID) >> 24
+    if is_x2apic() {
+        // The whole register is the (32-bit) x2APIC id.
+        lapic_read(reg::ID)
+    } else {
+        lapic_read(reg::ID) >> 24
+    }
 }
 
 pub fn eoi() {
@@ -113,6 +195,14 @@ fn wait_icr_idle() {
 }
 
 fn send_icr(apic_id: u32, low: u32) {
+    if is_x2apic() {
+        // One write of the 64-bit ICR, the destination in its upper half;
+        // x2APIC has no delivery-status bit to wait for.
+        // SAFETY: the x2APIC ICR MSR; `low` is a valid command (vector and
+        // delivery mode) as for the xAPIC.
+        unsafe { Msr::new(X2APIC_ICR).write((u64::from(apic_id) << 32) | u64::from(low)) };
+        return;
+    }
     x86_64::instructions::interrupts::without_interrupts(|| {
         wait_icr_idle();
         lapic_write(reg::ICR_HIGH, apic_id << 24);

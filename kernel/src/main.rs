@@ -175,6 +175,9 @@ extern "C" fn continue_boot(boot: u64, summary: u64) -> ! {
     iommu::init(&platform.dmar);
     apic::disable_legacy_pic();
     apic::set_addresses(platform.lapic_address, platform.ioapic);
+    if apic::choose_mode(args.has("x2apic")) {
+        info!("apic: x2APIC mode");
+    }
     apic::init_local();
     cpu::set_bsp_apic_id(apic::id());
     time::calibrate();

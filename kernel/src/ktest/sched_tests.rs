@@ -17,6 +17,10 @@ use crate::{apic, cpu, sched, time};
 
 pub static TESTS: &[KTest] = &[
     KTest {
+        name: "apic_mode_is_the_one_asked_for_on_every_core",
+        run: TestFn::Async(apic_mode_on_every_core),
+    },
+    KTest {
         name: "sched_tasks_run_on_every_core",
         run: TestFn::Async(tasks_run_on_every_core),
     },
@@ -88,6 +92,44 @@ impl Signal {
 /// Picks another core if there is one.
 fn other_core() -> usize {
     if cpu::count() > 1 { 1 } else { 0 }
+}
+
+/// With the `x2apic` boot option every core's local APIC is in x2APIC
+/// mode (IA32_APIC_BASE bit 10) and answers its id through the MSRs, the
+/// id the core was started with; without it, xAPIC everywhere (QEMU's
+/// firmware does not enable x2APIC).
+fn apic_mode_on_every_core() -> BoxedTest {
+    Box::pin(async {
+        let asked = crate::BOOT
+            .get()
+            .is_some_and(|b| b.cmdline.split_whitespace().any(|w| w == "x2apic"));
+        ensure!(
+            apic::is_x2apic() == asked,
+            "x2APIC {} but the boot option {}",
+            if apic::is_x2apic() { "on" } else { "off" },
+            if asked { "asks for it" } else { "does not" }
+        );
+        for index in 0..cpu::count() {
+            let handle = sched::spawn_on(index, async {
+                // SAFETY: reading IA32_APIC_BASE has no side effects.
+                let base = unsafe { x86_64::registers::model_specific::Msr::new(0x1B).read() };
+                (base & (1 << 10) != 0, apic::id(), cpu::current().apic_id)
+            })
+            .map_err(|e| alloc::format!("spawn on core {index}: {e:?}"))?;
+            let (x2, id, started_as) = handle
+                .await
+                .map_err(|e| alloc::format!("core {index}: {e:?}"))?;
+            ensure!(
+                x2 == asked,
+                "core {index}: IA32_APIC_BASE says x2APIC {x2}, asked {asked}"
+            );
+            ensure!(
+                id == started_as,
+                "core {index}: the APIC says id {id}, the core was started as {started_as}"
+            );
+        }
+        Ok(())
+    })
 }
 
 fn tasks_run_on_every_core() -> BoxedTest {
