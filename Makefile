@@ -39,7 +39,7 @@ MEM       ?= 512M
 CMDLINE   ?=
 QEMU_OPTS ?=
 # In-QEMU test boots, as SMP:MEMORY[:iommu] (iommu: with QEMU's VT-d).
-TEST_CONFIGS ?= 4:512M:iommu,1:128M,2:4G:x2apic
+TEST_CONFIGS ?= 4:512M:iommu:pit,1:128M:nopit,2:4G:x2apic
 
 QEMU := qemu-system-x86_64
 # IOMMU=1 (the default for `make run`): QEMU's Intel VT-d, which the kernel

@@ -37,13 +37,13 @@ ARCHIVE = None
 DISK = None
 
 
-def qemu_command(kernel, smp, mem, append, extra=(), archive=None, disk=True):
+def qemu_command(kernel, smp, mem, append, extra=(), archive=None, disk=True, machine="q35"):
     archive = archive or ARCHIVE
     if disk and DISK:
         extra = (*extra, "-drive", f"file={DISK},if=none,id=nvm,format=raw",
                  "-device", "nvme,serial=nvme0,drive=nvm")
     return [
-        "qemu-system-x86_64", "-machine", "q35", "-cpu", "max", "-smp", str(smp), "-m", mem,
+        "qemu-system-x86_64", "-machine", machine, "-cpu", "max", "-smp", str(smp), "-m", mem,
         "-kernel", kernel, *(["-initrd", archive] if archive else []),
         "-append", append, "-display", "none", "-serial", "stdio",
         "-monitor", "none", "-no-reboot", "-nic", "none",
@@ -73,16 +73,24 @@ class Tally:
 IOMMU = ("-device", "intel-iommu,intremap=off")
 
 
-def run_suite(tally, kernel, smp, mem, timeout, selection, iommu=False, x2apic=False):
-    """The in-kernel suite in one machine configuration; with `x2apic`,
-    the kernel switches the local APICs to x2APIC mode (`x2apic`), as
-    firmware on large machines leaves them, and every IPI, timer and EOI
-    goes through the x2APIC MSRs."""
-    label = f"smp={smp} mem={mem}" + (" iommu" if iommu else "") + (" x2apic" if x2apic else "")
+def run_suite(tally, kernel, smp, mem, timeout, selection, iommu=False, x2apic=False, flags=()):
+    """The in-kernel suite in one machine configuration. Flags: `iommu`
+    (VT-d); `x2apic`: the kernel switches the local APICs to x2APIC mode,
+    as firmware on large machines leaves them, and every IPI, timer and
+    EOI goes through the x2APIC MSRs; `nopit`: a machine without the 8254
+    PIT and the HPET (the TSC calibrated against the ACPI PM timer, as
+    always when there is one); `pit`: calibrated against the PIT
+    (`calibrate=pit`) although the PM timer is there."""
+    x2apic = x2apic or "x2apic" in flags
+    iommu = iommu or "iommu" in flags
+    label = f"smp={smp} mem={mem}" + "".join(f" {f}" for f in flags if f != "iommu" and f != "x2apic") + (
+        " iommu" if iommu else "") + (" x2apic" if x2apic else "")
     print(f"== in-QEMU tests ({label})")
     sys.stdout.flush()
-    cmd = qemu_command(kernel, smp, mem, f"test={selection} log=warn" + (" x2apic" if x2apic else ""),
-                       extra=IOMMU if iommu else ())
+    append = f"test={selection} log=warn" + (" x2apic" if x2apic else "") + (
+        " calibrate=pit" if "pit" in flags else "")
+    cmd = qemu_command(kernel, smp, mem, append, extra=IOMMU if iommu else (),
+                       machine="q35,pit=off,hpet=off" if "nopit" in flags else "q35")
     start = time.monotonic()
     try:
         proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -2329,7 +2337,7 @@ def main():
     parser.add_argument("kernel", help="the production kernel (console, fatal paths)")
     parser.add_argument("--test-kernel",
                         help="the test kernel (the ktest feature) that runs the in-QEMU suites; default: KERNEL")
-    parser.add_argument("--configs", default="4:512M:iommu,1:128M,2:4G:x2apic",
+    parser.add_argument("--configs", default="4:512M:iommu:pit,1:128M:nopit,2:4G:x2apic",
                         help="comma-separated SMP:MEMORY[:iommu] boots of the suite")
     parser.add_argument("--tests", default="all")
     parser.add_argument("--archive", help="the signed boot archive of domain images")
@@ -2417,7 +2425,7 @@ def main():
     for config in args.configs.split(","):
         smp, mem, *flags = config.split(":")
         run_suite(tally, args.test_kernel or args.kernel, int(smp), mem, args.timeout, args.tests,
-                  iommu="iommu" in flags, x2apic="x2apic" in flags)
+                  flags=tuple(flags))
     fatal_paths(tally, args.kernel, 60)
     console_session(tally, args.kernel, 2, "256M", 120)
     typed_during_boot(tally, args.kernel)

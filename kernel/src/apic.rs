@@ -140,9 +140,7 @@ pub fn init_local() {
         if base & APIC_X2_ENABLE == 0 {
             // SAFETY: as in `choose_mode`: the BSP found x2APIC on this CPU
             // model, and no interrupt is routed to this core yet.
-            unsafe {
-                Msr::new(IA32_APIC_BASE).write(base | APIC_GLOBAL_ENABLE | APIC_X2_ENABLE)
-            };
+            unsafe { Msr::new(IA32_APIC_BASE).write(base | APIC_GLOBAL_ENABLE | APIC_X2_ENABLE) };
         }
     }
     lapic_write(reg::TPR, 0);

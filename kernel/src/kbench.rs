@@ -81,7 +81,15 @@ fn report(name: &str, workload: &str, measured: f64, baseline_name: &str, baseli
     println!(
         "kbench: {name} | {workload} | {measured:.1} | {baseline_name} | {baseline:.1} | {ratio:.2}"
     );
-    json_line(name, workload, measured, baseline_name, baseline, ratio, None);
+    json_line(
+        name,
+        workload,
+        measured,
+        baseline_name,
+        baseline,
+        ratio,
+        None,
+    );
 }
 
 /// The row again as one JSON object on its own line (`kbench-json: {...}`),

@@ -180,11 +180,17 @@ extern "C" fn continue_boot(boot: u64, summary: u64) -> ! {
     }
     apic::init_local();
     cpu::set_bsp_apic_id(apic::id());
-    time::calibrate();
+    // `calibrate=pit` measures against the PIT even with a PM timer (how
+    // the tests keep that path exercised).
+    let pm_timer = platform
+        .pm_timer
+        .filter(|_| args.get("calibrate") != Some("pit"));
+    time::calibrate(pm_timer);
     info!(
-        "time: TSC {} MHz, APIC timer {} kHz",
+        "time: TSC {} MHz, APIC timer {} kHz (against the {})",
         time::tsc_hz() / 1_000_000,
-        time::apic_timer_hz() / 1000
+        time::apic_timer_hz() / 1000,
+        time::CALIBRATED_BY.get().copied().unwrap_or("?")
     );
     let hz = match args.get("hz").map(kcore::cmdline::parse_u64) {
         None => 1000,

@@ -23,6 +23,9 @@ pub struct Platform {
     pub ecam: Vec<(u64, u8, u8)>,
     /// DMA-remapping (IOMMU) units, if the firmware describes any.
     pub dmar: Vec<kcore::acpi::DmarUnit>,
+    /// The ACPI PM timer (FADT): its I/O port and whether it counts 32
+    /// bits (else 24). What the TSC is calibrated against when present.
+    pub pm_timer: Option<(u16, bool)>,
 }
 
 pub fn discover(boot: &BootInfo, highest: u64) -> Platform {
@@ -34,6 +37,7 @@ pub fn discover(boot: &BootInfo, highest: u64) -> Platform {
         com2: (3, false, false),
         ecam: Vec::new(),
         dmar: Vec::new(),
+        pm_timer: None,
     };
     let phys = mem::KernelPhys {
         limit: highest.max(4 << 30),
@@ -80,6 +84,13 @@ pub fn discover(boot: &BootInfo, highest: u64) -> Platform {
     match acpi.dmar() {
         Ok(dmar) => platform.dmar = dmar.units().to_vec(),
         Err(e) => crate::info!("acpi: no DMAR ({e}): no IOMMU; device DMA is not confined"),
+    }
+    if let Ok(fadt) = acpi.fadt() {
+        // TMR_VAL_EXT (flag bit 8): a 32-bit counter.
+        platform.pm_timer = u16::try_from(fadt.pm_tmr_blk)
+            .ok()
+            .filter(|&port| port != 0 && fadt.pm_tmr_len >= 4)
+            .map(|port| (port, fadt.flags & (1 << 8) != 0));
     }
     match acpi.poweroff() {
         Ok(off) => power::set_acpi_poweroff(off),

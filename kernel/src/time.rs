@@ -1,4 +1,5 @@
-//! Time: the TSC (calibrated against the PIT) is the clock; the local APIC
+//! Time: the TSC (calibrated against the ACPI PM timer, or the PIT on a
+//! machine without one) is the clock; the local APIC
 //! timer gives each core a periodic tick that ends `hlt` so due timers run,
 //! and lets the kernel check for runaway code.
 
@@ -43,22 +44,66 @@ fn pit_wait(count: u16) {
     }
 }
 
-/// Measures the TSC and APIC timer frequencies over ~10 ms of PIT time
-/// (median of three runs, to shrug off an emulator hiccup).
-pub fn calibrate() {
-    const WINDOW: u16 = 11932; // 10 ms
+/// The ACPI PM timer's rate (ACPI: 3.579545 MHz).
+const PM_TIMER_HZ: u64 = 3_579_545;
+
+/// Busy-waits until the ACPI PM timer at `port` has advanced by at least
+/// `ticks`; returns by how much it did (the counter wraps at 24 or 32
+/// bits). Bounded: gives up after ~10^8 reads of a stuck counter.
+fn pm_timer_wait(port: u16, wide: bool, ticks: u32) -> u32 {
+    let mask: u32 = if wide { u32::MAX } else { 0x00FF_FFFF };
+    let mut timer = Port::<u32>::new(port);
+    // SAFETY: the FADT names this port as the PM timer; reading it has no
+    // side effects.
+    let read = |t: &mut Port<u32>| unsafe { t.read() } & mask;
+    let start = read(&mut timer);
+    let mut spins = 0u64;
+    loop {
+        let elapsed = read(&mut timer).wrapping_sub(start) & mask;
+        if elapsed >= ticks || spins >= 100_000_000 {
+            return elapsed;
+        }
+        spins += 1;
+        core::hint::spin_loop();
+    }
+}
+
+/// What the TSC was calibrated against (for the boot log).
+pub static CALIBRATED_BY: spin::Once<&'static str> = spin::Once::new();
+
+/// Measures the TSC and APIC timer frequencies over ~10 ms (median of
+/// three runs, to shrug off an emulator hiccup), against the ACPI PM timer
+/// when the FADT names one (`pm_timer`), else the PIT. Recent machines may
+/// have no PIT at all; every ACPI machine has the PM timer.
+pub fn calibrate(pm_timer: Option<(u16, bool)>) {
+    const WINDOW: u16 = 11932; // 10 ms of the PIT
+    const PM_WINDOW: u32 = 35_795; // 10 ms of the PM timer
     let mut tsc = [0u64; 3];
     let mut apic_ticks = [0u64; 3];
     for i in 0..3 {
         apic::timer_start_calibration();
         let t0 = rdtsc();
         let a0 = apic::timer_current();
-        pit_wait(WINDOW);
+        let (elapsed, hz) = match pm_timer {
+            Some((port, wide)) => (u64::from(pm_timer_wait(port, wide, PM_WINDOW)), PM_TIMER_HZ),
+            None => {
+                pit_wait(WINDOW);
+                (u64::from(WINDOW), PIT_HZ)
+            }
+        };
         let t1 = rdtsc();
         let a1 = apic::timer_current();
-        tsc[i] = (t1 - t0) * PIT_HZ / u64::from(WINDOW);
-        apic_ticks[i] = u64::from(a0 - a1) * PIT_HZ / u64::from(WINDOW);
+        let elapsed = elapsed.max(1);
+        tsc[i] = (t1 - t0) * hz / elapsed;
+        apic_ticks[i] = u64::from(a0.wrapping_sub(a1)) * hz / elapsed;
     }
+    CALIBRATED_BY.call_once(|| {
+        if pm_timer.is_some() {
+            "ACPI PM timer"
+        } else {
+            "PIT"
+        }
+    });
     tsc.sort_unstable();
     apic_ticks.sort_unstable();
     TSC_HZ.store(tsc[1].max(1_000_000), Ordering::Relaxed);

@@ -11,17 +11,29 @@
 //! and dies with it, so the shadow keeps the client's frames (swapping
 //! each buffer for a spare one it hands back) and sends the driver
 //! *copies*, keeping the frames until the driver has taken them: one copy
-//! per frame on the transmit path (receive moves buffers through
-//! untouched). A client's batch comes
+//! per frame on the transmit path. A client's batch comes
 //! back at once, its buffers free for reuse; frames the driver could not
 //! take yet, or that were in flight when it crashed, wait in the shadow
 //! and go with the next batch (or when recovery ends).
 //!
+//! Receive copies nothing, and passes on only the buffers the driver can
+//! use: its ring is full but for the frames it handed out since it last
+//! got buffers, so a client's batch of empty buffers (a whole batch every
+//! call, most of which would come back unused) goes on to the driver cut
+//! down to those plus a few, the rest waiting among the spares, and the
+//! client gets as many buffers back as it gave, frames first. Every
+//! buffer in a batch changes owner (the kernel's registry) at every
+//! crossing: the batches the shadow adds crossings to are kept small.
+//!
 //! Recovery runs in a task of the shadow's own: a call that finds the
-//! driver dead only raises the flag (calls are synchronous and must not
-//! wait the half second a restarted 82576 takes to bring its link up),
-//! returns the client's receive buffers empty (fresh ones: the client's
-//! batch died with the driver), and keeps transmitted frames for later.
+//! driver dead only raises the flag and wakes it (calls are synchronous
+//! and must not wait the half second a restarted 82576 takes to bring its
+//! link up), returns the client's receive buffers empty (fresh ones: the
+//! client's batch died with the driver), and keeps transmitted frames for
+//! later. Until then the task waits without a timer: a task polling every
+//! few milliseconds keeps a timer due on its core, which the kernel counts
+//! as competition for a busy domain there (the network stack calling
+//! through the shadow), holding it to its share of the core, half.
 //!
 //! `call nic-shadow help` lists the counters.
 #![no_std]
@@ -29,10 +41,13 @@
 
 extern crate alloc;
 
+use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::future::poll_fn;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::task::{Poll, Waker};
 use core::time::Duration;
 
 use domain_sdk::{
@@ -46,18 +61,31 @@ use interfaces::net::{BATCH, Net, NetCounters, NetInfo, NetProxy, Packet, Packet
 pub const DRIVERS: [&str; 2] = ["igb", "virtio-net"];
 /// Frames kept to send again at most (older ones are dropped, counted).
 pub const MAX_PENDING: usize = 256;
+/// Receive buffers passed on to the driver beyond those its ring is short
+/// of: room for the frames that arrive before the next call.
+pub const RX_HEADROOM: usize = BATCH / 4;
 
 struct Inner {
     driver: Option<(&'static str, Arc<NetProxy>)>,
-    /// Frames to send (copies), oldest first.
-    pending: Vec<RRef<Packet>>,
-    /// Spare buffers for copies.
+    /// Frames to send (the client's buffers), oldest first.
+    pending: VecDeque<RRef<Packet>>,
+    /// Spare buffers: for copies, to hand the client for its frames, and
+    /// receive buffers the driver had no use for.
     spare: Vec<RRef<Packet>>,
+    /// The batch that takes copies to the driver (it comes back with the
+    /// call; made again if it died with the driver).
+    batch: Option<RRef<Packets>>,
+    /// Receive buffers the driver's ring is short of: frames it handed
+    /// out that no buffer from here has replaced yet (0 for a new
+    /// incarnation, whose ring starts full).
+    owed: usize,
 }
 
 pub struct Shadow {
     inner: Mutex<Inner>,
     recovering: AtomicBool,
+    /// The recovery task, waiting for `recovering`.
+    recovery_waker: Mutex<Option<Waker>>,
     restarts: AtomicU64,
     reissued: AtomicU64,
     dropped: AtomicU64,
@@ -72,10 +100,13 @@ impl Shadow {
         Shadow {
             inner: Mutex::new(Inner {
                 driver: None,
-                pending: Vec::new(),
+                pending: VecDeque::new(),
                 spare: Vec::new(),
+                batch: None,
+                owed: 0,
             }),
             recovering: AtomicBool::new(false),
+            recovery_waker: Mutex::new(None),
             restarts: AtomicU64::new(0),
             reissued: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -105,8 +136,35 @@ impl Shadow {
 
     /// The driver failed: the recovery task takes over.
     fn failed(&self) {
-        self.inner.lock().driver = None;
+        {
+            let mut inner = self.inner.lock();
+            inner.driver = None;
+            inner.owed = 0; // the next incarnation fills its ring itself
+        }
         self.recovering.store(true, Ordering::Release);
+        if let Some(waker) = self.recovery_waker.lock().take() {
+            waker.wake();
+        }
+    }
+
+    /// Completes once a call has found the driver dead (see [`failed`]);
+    /// no timer meanwhile (see the module doc).
+    ///
+    /// [`failed`]: Self::failed
+    async fn needed(&self) {
+        poll_fn(|cx| {
+            if self.recovering.load(Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            *self.recovery_waker.lock() = Some(cx.waker().clone());
+            // A failure between the first look and the registration woke
+            // nobody: look again.
+            if self.recovering.load(Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// A copy of `packet`'s frame in a spare buffer.
@@ -126,36 +184,45 @@ impl Shadow {
     /// `Err` if the driver failed (the batch sent is pending again: its
     /// copies were made before).
     fn flush(&self, driver: &NetProxy) -> Result<(), RpcError> {
-        let (batch, kept) = {
+        // The frames whose copies go, in order (a batch on the stack: no
+        // allocation).
+        let mut kept = Packets::new();
+        let batch = {
             let mut inner = self.inner.lock();
-            let take = inner.pending.len().min(BATCH);
-            if take == 0 {
+            if inner.pending.is_empty() {
                 return Ok(());
             }
-            let mut batch = Packets::new();
-            let mut kept = Vec::with_capacity(take);
-            let frames: Vec<RRef<Packet>> = inner.pending.drain(..take).collect();
-            for frame in frames {
+            let mut batch = match inner.batch.take() {
+                Some(batch) => batch,
+                None => match RRef::try_new(Packets::new()) {
+                    Ok(batch) => batch,
+                    Err(_) => return Ok(()), // the shared heap is short: later
+                },
+            };
+            while !kept.is_full() {
+                let Some(frame) = inner.pending.pop_front() else {
+                    break;
+                };
                 // What goes to the driver is a copy; the frame stays here
                 // until the driver has taken it.
                 match self.copy(&mut inner, &frame) {
                     Some(copy) => {
                         let _ = batch.push_back(copy);
-                        kept.push(frame);
+                        let _ = kept.push_back(frame);
                     }
-                    None => inner.pending.insert(0, frame),
+                    None => {
+                        inner.pending.push_front(frame);
+                        break;
+                    }
                 }
             }
-            (batch, kept)
+            if kept.is_empty() {
+                inner.batch = Some(batch);
+                return Ok(());
+            }
+            batch
         };
         let count = kept.len();
-        let Ok(batch) = RRef::try_new(batch) else {
-            let mut inner = self.inner.lock();
-            for (i, frame) in kept.into_iter().enumerate() {
-                inner.pending.insert(i, frame);
-            }
-            return Ok(());
-        };
         match driver.transmit(0, batch) {
             Ok(mut back) => {
                 let mut inner = self.inner.lock();
@@ -168,25 +235,34 @@ impl Shadow {
                     }
                     inner.spare.push(buffer);
                 }
-                let sent = count - unsent.min(count);
-                let mut kept = kept;
-                let unsent_frames: Vec<RRef<Packet>> = kept.drain(sent..).collect();
-                for (i, frame) in unsent_frames.into_iter().enumerate() {
-                    inner.pending.insert(i, frame);
-                }
+                inner.batch = Some(back);
                 // The frames sent: their buffers are spares too (as many
                 // as a full pending queue needs; the rest go).
-                inner.spare.extend(kept);
+                for _ in 0..count - unsent.min(count) {
+                    if let Some(frame) = kept.pop_front() {
+                        inner.spare.push(frame);
+                    }
+                }
+                Self::requeue(&mut inner, kept);
                 inner.spare.truncate(MAX_PENDING + BATCH);
                 Ok(())
             }
             Err(e) => {
-                let mut inner = self.inner.lock();
-                for (i, frame) in kept.into_iter().enumerate() {
-                    inner.pending.insert(i, frame);
-                }
+                // The copies died with the driver: the frames wait again.
+                Self::requeue(&mut self.inner.lock(), kept);
                 Err(e)
             }
+        }
+    }
+
+    /// Puts `frames` back at the head of the pending queue, in order.
+    fn requeue(inner: &mut Inner, mut frames: Packets) {
+        if frames.is_empty() {
+            return;
+        }
+        let frames: Vec<RRef<Packet>> = core::iter::from_fn(|| frames.pop_front()).collect();
+        for frame in frames.into_iter().rev() {
+            inner.pending.push_front(frame);
         }
     }
 
@@ -195,7 +271,7 @@ impl Shadow {
     async fn recovery(self: Arc<Self>) {
         loop {
             if !self.recovering.load(Ordering::Acquire) {
-                sleep(Duration::from_millis(5)).await;
+                self.needed().await;
                 continue;
             }
             let mut restarted = None;
@@ -308,15 +384,47 @@ impl Net for Shadow {
         }
     }
 
-    fn receive(&self, queue: u16, buffers: RRef<Packets>) -> RpcResult<RRef<Packets>> {
+    fn receive(&self, queue: u16, mut buffers: RRef<Packets>) -> RpcResult<RRef<Packets>> {
         let Some((_, driver)) = self.driver() else {
             return Ok(buffers); // recovering: nothing arrived
         };
         let count = buffers.len();
+        // The driver gets the buffers its ring is short of and a few more;
+        // the rest of the client's wait among the spares (moving them to
+        // the driver and back would cost a change of owner each way).
+        let give = {
+            let mut inner = self.inner.lock();
+            let give = count.min(inner.owed + RX_HEADROOM);
+            for _ in give..count {
+                if let Some(buffer) = buffers.pop_front() {
+                    inner.spare.push(buffer);
+                }
+            }
+            give
+        };
         match driver.receive(queue, buffers) {
-            Ok(frames) => Ok(frames),
+            Ok(mut frames) => {
+                let mut inner = self.inner.lock();
+                // Frames first (with their length), then the buffers the
+                // driver had no room for.
+                let arrived = frames.iter().filter(|p| p.len != 0).count();
+                let posted = give.saturating_sub(frames.len() - arrived);
+                inner.owed = (inner.owed + arrived).saturating_sub(posted);
+                // The client gets back as many buffers as it gave.
+                while frames.len() < count {
+                    let Some(mut buffer) = inner.spare.pop() else {
+                        break;
+                    };
+                    buffer.len = 0;
+                    if let Err(buffer) = frames.push_back(buffer) {
+                        inner.spare.push(buffer);
+                        break;
+                    }
+                }
+                Ok(frames)
+            }
             Err(e) if driver_error(e) => {
-                // The client's buffers died with the driver.
+                // The buffers given died with the driver.
                 self.failed();
                 self.fresh(count)
             }
@@ -338,7 +446,7 @@ impl Net for Shadow {
                     continue;
                 }
                 if inner.pending.len() >= MAX_PENDING {
-                    inner.pending.remove(0);
+                    inner.pending.pop_front();
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                 }
                 let spare = match inner.spare.pop() {
@@ -348,13 +456,13 @@ impl Net for Shadow {
                 match spare {
                     Some(spare) => {
                         let frame = core::mem::replace(packet, spare);
-                        inner.pending.push(frame);
+                        inner.pending.push_back(frame);
                     }
                     // The shared heap is short: a copy into a spare, or
                     // the frame is lost (TCP sends it again).
                     None => {
                         if let Some(copy) = self.copy(&mut inner, packet) {
-                            inner.pending.push(copy);
+                            inner.pending.push_back(copy);
                         }
                     }
                 }

@@ -145,8 +145,14 @@ impl QueuePair {
                 }
             });
         let mut leftover = Packets::new();
-        let mut post =
-            |rx: &mut RxRing<RRef<Packet>>, buffer: RRef<Packet>| match buffer.device_address() {
+        let mut post = |rx: &mut RxRing<RRef<Packet>>, buffer: RRef<Packet>| {
+            // A full ring takes nothing: no need for the buffer's address
+            // (a call into the kernel, which walks the page tables).
+            let at = match rx.room() {
+                0 => None,
+                _ => buffer.device_address(),
+            };
+            match at {
                 Some(at) => {
                     if let Err(buffer) = rx.post(&memory, buffer, at, FRAME as u16) {
                         let _ = leftover.push_back(buffer);
@@ -155,7 +161,8 @@ impl QueuePair {
                 None => {
                     let _ = leftover.push_back(buffer);
                 }
-            };
+            }
+        };
         for buffer in refused {
             post(&mut self.rx, buffer);
         }
