@@ -2008,8 +2008,11 @@ def iso_sessions(tally, kernel, test_kernel, archive):
             output, status = (e.stdout or b"").decode("utf-8", "replace"), None
         summary = re.compile(SUMMARY.pattern, re.M).search(output.replace("\r", ""))
         ok = summary is not None and summary.group(2) == "0" and status == PASSED_STATUS
+        failed = [m.group(1) for m in re.compile(RESULT.pattern, re.M).finditer(output.replace("\r", ""))
+                  if m.group(2) == "FAILED"]
         tally.record(f"{label}: " + (f"{summary.group(1)} passed, {summary.group(2)} failed"
-                                     if summary else "no summary"), ok,
+                                     if summary else "no summary")
+                     + (f" ({', '.join(failed)})" if failed else ""), ok,
                      "" if ok else f"status {status}\n{output[-3000:]}")
 
     def bench(iso):
