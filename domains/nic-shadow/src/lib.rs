@@ -308,16 +308,27 @@ impl Shadow {
                 self.recovering.store(false, Ordering::Release);
                 continue;
             };
-            // Up when its info says the link is.
+            // Up when its info says the link is. An incarnation that
+            // crashes while it starts (bringing the link up takes the
+            // 82576 half a second) is restarted at once, not after the
+            // wait for its link runs out.
             let mut up = None;
-            for _ in 0..1000 {
+            let mut waited = 0;
+            while waited < 1000 {
                 if let Ok(proxy) = lookup::<dyn Net + Send + Sync>(&alloc::format!("{name}/net"))
                     && proxy.info().is_ok_and(|info| info.link_up)
                 {
                     up = Some(proxy);
                     break;
                 }
+                if domain_sdk::kernel().restart_domain(name).is_ok() {
+                    self.restarts.fetch_add(1, Ordering::Relaxed);
+                    log(&alloc::format!("{name} crashed while starting; restarted"));
+                    waited = 0;
+                    continue;
+                }
                 sleep(Duration::from_millis(5)).await;
+                waited += 1;
             }
             let Some(proxy) = up else {
                 log(&alloc::format!("{name} did not come up; trying again"));
