@@ -113,21 +113,23 @@ def bars(path, title, subtitle, categories, series, unit, log=False, reference=N
             out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w - 2:.1f}" '
                        f'height="{H - BOTTOM - y:.1f}" fill="{COLORS[s % len(COLORS)]}">'
                        f'<title>{esc(name)}: {v:.4g}</title></rect>')
+            label = fmt(round(v, -2)) if v >= 1000 else f"{v:.3g}"
             out.append(f'<text x="{x + bar_w / 2 - 1:.1f}" y="{y - 3:.1f}" text-anchor="middle" '
-                       f'font-size="10">{esc(f"{v:.3g}")}</text>')
+                       f'font-size="10">{esc(label)}</text>')
         cx = LEFT + c * group_w + group_w / 2
         words = str(category).split(" ")
         lines, line = [], ""
         for w in words:
-            if len(line) + len(w) > max(8, int(group_w / 7)):
+            if line and len(line) + len(w) > max(6, int(group_w / 6)):
                 lines.append(line)
                 line = w
             else:
                 line = f"{line} {w}".strip()
         lines.append(line)
-        for i, text in enumerate(lines[:4]):
-            out.append(f'<text x="{cx:.1f}" y="{H - BOTTOM + 16 + 13 * i}" text-anchor="middle">'
-                       f'{esc(text)}</text>')
+        size = ' font-size="9"' if len(categories) > 8 else ""
+        for i, text in enumerate(lines[:5]):
+            out.append(f'<text x="{cx:.1f}" y="{H - BOTTOM + 16 + 13 * i}" text-anchor="middle"'
+                       f'{size}>{esc(text)}</text>')
     if reference:
         y = y_of(reference, top)
         out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#c00" '
@@ -163,6 +165,18 @@ def lines(path, title, subtitle, xs, series, unit, x_label):
         f.write("\n".join(out) + "\n")
 
 
+def short_case(row):
+    """A short label for a row of apps-host.json."""
+    case = row["case"]
+    if row["benchmark"] == "maglev":
+        return f"maglev {case.split()[0]} flows"
+    if row["benchmark"] == "kv":
+        parts = [p.strip() for p in case.split(",")]
+        sizes = f"{parts[1].split('-')[0]}/{parts[2].split('-')[0]}"
+        return f"kv {parts[0].replace('set (', '').replace(')', '')} {sizes}"
+    return f"parse {case.split()[0]}"
+
+
 def load(results, name):
     path = os.path.join(results, name)
     try:
@@ -194,9 +208,7 @@ def main():
         rows = a["rows"]
         bars(target("apps-host.svg"), "Application cores: C's time over ours (host)",
              f"above 1.0 (red line) ours is faster; medians of {a['runs']} runs; {a['cpu']}",
-             [f"{r['benchmark']}: {r['case'].split(',')[0]}" +
-              (f" {r['case'].split(',')[1].strip().split('-')[0]}/{r['case'].split(',')[2].strip().split('-')[0]}"
-               if r["benchmark"] == "kv" else "") for r in rows],
+             [short_case(r) for r in rows],
              [("C / ours", [r["c_vs_ours"] for r in rows])], "ratio", reference=1.0)
     if (m := load(results, "maglev.json")):
         bars(target("maglev.svg"), "Maglev in QEMU (TCG): frames per second",
