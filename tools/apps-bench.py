@@ -42,18 +42,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "bench", "linux-guest"))
 import run as linux_guest  # noqa: E402
+import qemu_guest  # noqa: E402
+from qemu_guest import free_port  # noqa: E402
 
 PATHS = ["/bytes/64", "/bytes/1024", "/bytes/16384"]
 NICS = {
     "igb": ("igb,netdev=n0", "igb"),
     "virtio": ("virtio-net-pci,disable-legacy=on,netdev=n0", "virtio-net"),
 }
-
-
-def free_port(kind):
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def free_kv_port():
@@ -69,7 +65,7 @@ def free_kv_port():
     raise RuntimeError("no port free for TCP and UDP")
 
 
-class Ours:
+class Ours(qemu_guest.Guest):
     """Our kernel with igb, netstack, httpd and kvstore loaded."""
 
     name = "ours"
@@ -80,60 +76,21 @@ class Ours:
         netdev = (f"user,id=n0,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:{self.http_port}-10.0.2.15:80,"
                   f"hostfwd=tcp:127.0.0.1:{self.kv_port}-10.0.2.15:11211,"
                   f"hostfwd=udp:127.0.0.1:{self.kv_port}-10.0.2.15:11211")
-        cmd = ["qemu-system-x86_64", "-machine", "q35", "-cpu", "max", "-accel", "tcg", "-smp", "2",
-               "-m", "512M", "-kernel", kernel, "-initrd", archive, "-append", "log=info",
-               "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
-               "-nic", "none", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-               "-netdev", netdev, "-device", device]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
-        self.output = b""
-        self.lock = threading.Lock()
-        threading.Thread(target=self._read, daemon=True).start()
+        super().__init__(qemu_guest.kernel_command(kernel, archive, netdev, device, mem="512M"))
         try:
-            self._wait("monitor> ")
-            self._type(f"load {driver}")
-            self._wait("receive buffers posted")
+            self.require("monitor> ")
+            self.type(f"load {driver}")
+            self.require("receive buffers posted")
             if shadow:
-                self._type("load nic-shadow")
+                self.type("load nic-shadow")
             for name, ready in (("netstack", "address 10.0.2.15/24"),
                                 ("httpd", "listening on port 80"),
                                 ("kvstore", "TCP: listening on port 11211")):
-                self._type(f"load {name}")
-                self._wait(ready)
+                self.type(f"load {name}")
+                self.require(ready)
         except Exception:
             self.stop()
             raise
-
-    def _read(self):
-        while True:
-            chunk = os.read(self.proc.stdout.fileno(), 4096)
-            if not chunk:
-                return
-            with self.lock:
-                self.output += chunk
-
-    def _wait(self, text, limit=60):
-        end = time.monotonic() + limit
-        while time.monotonic() < end:
-            with self.lock:
-                if text.encode() in self.output:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"ours: no '{text}' in {limit} s:\n"
-                           + self.output.decode(errors="replace")[-1500:])
-
-    def _type(self, line):
-        self.proc.stdin.write(line.encode() + b"\r")
-        self.proc.stdin.flush()
-
-    def stop(self):
-        try:
-            self._type("shutdown")
-            self.proc.wait(timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait()
 
 
 class Linux:
@@ -243,12 +200,7 @@ def main():
               f"{row['ratio']:>7.2f}x{extra}")
     print(f"(httpd vs nginx with wrk -t2 -c32 -d{args.seconds}s; kvstore vs memcached with memcslap "
           f"--concurrency=4 --execute-number={args.kv_count}; medians of {args.rounds} rounds)")
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu)
-    except OSError:
-        pass
+    cpu = qemu_guest.cpu_model()
     with open(args.out, "w") as f:
         json.dump({"cpu": cpu, "nic": args.nic, "shadow": args.shadow, "rounds": args.rounds,
                    "seconds": args.seconds, "kv_count": args.kv_count, "rows": rows}, f, indent=2)

@@ -29,8 +29,9 @@ import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
+
+import qemu_guest
 
 WINDOW = 64
 FLOWS = 1000
@@ -74,54 +75,14 @@ def frame(flow):
     return b"\xff" * 6 + bytes.fromhex("020000000001") + b"\x08\x00" + ip + tcp + payload
 
 
-class Guest:
+class Guest(qemu_guest.Guest):
+    """Our kernel with igb on a `dgram` netdev joined to this host's socket."""
+
     def __init__(self, kernel, archive):
         self.guest_port, self.host = free_udp_pair()
         netdev = (f"dgram,id=n0,local.type=inet,local.host=127.0.0.1,local.port={self.guest_port},"
                   f"remote.type=inet,remote.host=127.0.0.1,remote.port={self.guest_port + 1}")
-        cmd = ["qemu-system-x86_64", "-machine", "q35", "-cpu", "max", "-smp", "2", "-m", "256M",
-               "-kernel", kernel, "-initrd", archive, "-append", "log=info", "-display", "none",
-               "-serial", "stdio", "-monitor", "none", "-no-reboot", "-nic", "none",
-               "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-               "-netdev", netdev, "-device", "igb,netdev=n0"]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
-        self.output = b""
-        self.lock = threading.Lock()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        while True:
-            chunk = os.read(self.proc.stdout.fileno(), 4096)
-            if not chunk:
-                return
-            with self.lock:
-                self.output += chunk
-
-    def wait_for(self, text, limit=60, after=0):
-        end = time.monotonic() + limit
-        while time.monotonic() < end:
-            with self.lock:
-                if text.encode() in self.output[after:]:
-                    return True
-            time.sleep(0.02)
-        return False
-
-    def call(self, line, limit=30):
-        """Types a console command; its output up to the next prompt."""
-        with self.lock:
-            mark = len(self.output)
-        self.proc.stdin.write(line.encode() + b"\r")
-        self.proc.stdin.flush()
-        end = time.monotonic() + limit
-        while time.monotonic() < end:
-            with self.lock:
-                text = self.output[mark:].decode(errors="replace")
-            # The echoed line, then the answer, then a new prompt.
-            if "\n" in text and "monitor> " in text.split("\n", 1)[1]:
-                return text.split("\n", 1)[1]
-            time.sleep(0.02)
-        raise RuntimeError(f"{line!r}: no prompt after it")
+        super().__init__(qemu_guest.kernel_command(kernel, archive, netdev, "igb,netdev=n0"))
 
     def start(self, shadow):
         if not self.wait_for("monitor> "):
@@ -138,12 +99,7 @@ class Guest:
                 raise RuntimeError(f"adding backend {mac:#x}: {out.strip()}")
 
     def stop(self):
-        try:
-            self.proc.stdin.write(b"shutdown\r")
-            self.proc.stdin.flush()
-            self.proc.wait(timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
+        super().stop()
         self.host.close()
 
 
@@ -238,12 +194,7 @@ def main():
     print(f"shadow over driver: {rows['shadow_over_driver']:.3f}x "
           f"(median of {args.rounds} runs of {args.seconds:g} s; {WINDOW} frames in flight, "
           f"{FLOWS} flows, {len(BACKENDS)} backends)")
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu)
-    except OSError:
-        pass
+    cpu = qemu_guest.cpu_model()
     with open(args.out, "w") as f:
         json.dump({"cpu": cpu, "rounds": args.rounds, "seconds": args.seconds, "window": WINDOW,
                    "flows": FLOWS, "backends": len(BACKENDS), **rows}, f, indent=2)

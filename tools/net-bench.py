@@ -28,58 +28,25 @@ import sys
 import threading
 import time
 
+import qemu_guest
+from qemu_guest import free_port
+
 NICS = {
     "igb": ("igb,netdev=n0", "igb"),
     "virtio": ("virtio-net-pci,disable-legacy=on,netdev=n0", "virtio-net"),
 }
 
 
-def free_port(kind):
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Guest:
-    """A booted kernel with a NIC on the user network; its serial output
-    is read by a thread (kept in `self.output`)."""
+class Guest(qemu_guest.Guest):
+    """A booted kernel with a NIC on the user network."""
 
     def __init__(self, kernel, archive, nic):
-        self.tcp_port, self.udp_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
+        self.tcp_port = free_port(socket.SOCK_STREAM)
+        self.udp_port = free_port(socket.SOCK_DGRAM)
         device, self.driver = NICS[nic]
         netdev = (f"user,id=n0,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:{self.tcp_port}-:7,"
                   f"hostfwd=udp:127.0.0.1:{self.udp_port}-:7")
-        cmd = ["qemu-system-x86_64", "-machine", "q35", "-cpu", "max", "-smp", "2", "-m", "256M",
-               "-kernel", kernel, "-initrd", archive, "-append", "log=info", "-display", "none",
-               "-serial", "stdio", "-monitor", "none", "-no-reboot", "-nic", "none",
-               "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-               "-netdev", netdev, "-device", device]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
-        self.output = b""
-        self.lock = threading.Lock()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        while True:
-            chunk = os.read(self.proc.stdout.fileno(), 4096)
-            if not chunk:
-                return
-            with self.lock:
-                self.output += chunk
-
-    def wait_for(self, text, limit=60):
-        end = time.monotonic() + limit
-        while time.monotonic() < end:
-            with self.lock:
-                if text.encode() in self.output:
-                    return True
-            time.sleep(0.05)
-        return False
-
-    def type(self, line):
-        self.proc.stdin.write(line.encode() + b"\r")
-        self.proc.stdin.flush()
+        super().__init__(qemu_guest.kernel_command(kernel, archive, netdev, device))
 
     def start(self, shadow):
         if not self.wait_for("monitor> "):
@@ -93,13 +60,6 @@ class Guest:
         self.type("load echo")
         if not self.wait_for("TCP: listening on port 7"):
             raise RuntimeError("echo is not listening:\n" + self.output.decode(errors="replace")[-2000:])
-
-    def stop(self):
-        try:
-            self.type("shutdown")
-            self.proc.wait(timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
 
 
 def tcp_echo(port, size):
@@ -247,12 +207,7 @@ def main():
     print(f"(TCP: {args.megabytes} MiB echoed on one connection, median of {args.rounds}; "
           f"shadow: through nic-shadow; crash/s: through nic-shadow with the driver crashed every "
           f"second, ratio against no crashes; UDP: 64-byte datagrams, 32 in flight)")
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu)
-    except OSError:
-        pass
+    cpu = qemu_guest.cpu_model()
     with open(args.out, "w") as f:
         json.dump({"cpu": cpu, "rounds": args.rounds, "megabytes": args.megabytes, "nics": results},
                   f, indent=2)

@@ -550,6 +550,30 @@ def storm_session(tally, kernel, faults, smp=4, mem="512M", log=None, mode="entr
     return result
 
 
+def cpu_cap_session(tally, kernel):
+    """`cpus=N` brings up at most N of the machine's cpus (for servers with
+    more cores than a run wants); a bad value is refused with a warning
+    and every cpu started."""
+    print("== cpus= on the command line")
+    for append, want in (("log=info cpus=2", "smp: 2 of 4 cpus online"),
+                         ("log=info cpus=0", "smp: 4 of 4 cpus online")):
+        proc = subprocess.Popen(qemu_command(kernel, 4, "256M", append, disk=False),
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        serial = Serial(proc, deadline=time.monotonic() + 60)
+        booted = serial.read_until(b"monitor> ", 60)
+        text = serial.text()
+        warned = "cpus= takes 1.." in text if "cpus=0" in append else True
+        tally.record(f"console: {append.split()[-1]}: '{want}'", booted and want in text and warned,
+                     text[-600:])
+        proc.stdin.write(b"shutdown\r")
+        proc.stdin.flush()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def typed_during_boot(tally, kernel):
     """A command typed before the monitor is up is not lost: all at once
     when QEMU starts, and one key at a time across the whole boot (the
@@ -2257,8 +2281,22 @@ def rv6_shell_session(tally, kernel):
         ("tail -c 12 /etc/numbers", lambda out: "29999\n30000" in out),
         ("echo to the console > /dev/console", lambda out: "to the console" in out),
         ("ls /bin | wc", lambda out: re.search(r"^\d+ \d+ \d+\s*$", out, re.M) is not None),
+        # The usertests suite as an rv6 program (rv6/utests): through the
+        # process domain's calls, several processes at once where a test
+        # needs them.
+        ("@utests", None),
     ]
     for line, check in steps:
+        if line == "@utests":
+            ok, out = sh("utests; echo status $?", 600)
+            summary = re.search(r"^utests: (\d+) passed, (\d+) failed", out, re.M)
+            failures = re.findall(r"^utests: (\S+) FAILED: (.*)$", out, re.M)
+            tally.record(f"{label}: utests: " + (f"{summary.group(1)} passed, {summary.group(2)} failed"
+                                                 if summary else "no summary"),
+                         ok and summary is not None and summary.group(2) == "0"
+                         and int(summary.group(1)) >= 22 and "status 0" in out,
+                         "; ".join(f"{n}: {w}" for n, w in failures) or out[-800:])
+            continue
         if line == "@kill":
             pid = bg.get("pid")
             ok, out = sh(f"kill {pid}")
@@ -2441,6 +2479,7 @@ def main():
     fatal_paths(tally, args.kernel, 60)
     console_session(tally, args.kernel, 2, "256M", 120)
     typed_during_boot(tally, args.kernel)
+    cpu_cap_session(tally, args.kernel)
     if args.archive:
         guide_session(tally, args.kernel)
         domain_sessions(tally, args.kernel)

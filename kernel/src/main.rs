@@ -204,7 +204,20 @@ extern "C" fn continue_boot(boot: u64, summary: u64) -> ! {
     platform::route_interrupts(&platform);
 
     sched::init_this_cpu();
-    let started = smp::start_aps(&platform.cpu_apic_ids);
+    // `cpus=N`: bring up at most N cpus (the BSP included), for machines
+    // with more cores than a run wants.
+    let max_cpus = match args.get("cpus").map(kcore::cmdline::parse_u64) {
+        None => cpu::MAX_CPUS,
+        Some(Ok(n)) if (1..=cpu::MAX_CPUS as u64).contains(&n) => n as usize,
+        Some(_) => {
+            warn!(
+                "kernel: cpus= takes 1..{}; starting them all",
+                cpu::MAX_CPUS
+            );
+            cpu::MAX_CPUS
+        }
+    };
+    let started = smp::start_aps(&platform.cpu_apic_ids, max_cpus);
     info!(
         "smp: {} of {} cpus online",
         started + 1,

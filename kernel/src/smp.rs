@@ -113,7 +113,7 @@ fn offset_of(symbol: *const u8) -> u64 {
 
 /// Starts every enabled processor in `apic_ids` other than ourselves.
 /// Returns how many came up.
-pub fn start_aps(apic_ids: &[u32]) -> usize {
+pub fn start_aps(apic_ids: &[u32], max_cpus: usize) -> usize {
     let me = apic::id();
     let start = (&raw const ap_trampoline_start) as u64;
     let len = (&raw const ap_trampoline_end) as u64 - start;
@@ -138,11 +138,21 @@ pub fn start_aps(apic_ids: &[u32]) -> usize {
     }
 
     let mut started = 0;
+    let cap = max_cpus.clamp(1, cpu::MAX_CPUS);
     for &apic_id in apic_ids.iter().filter(|&&id| id != me) {
         let index = cpu::count();
-        if index >= cpu::MAX_CPUS {
-            crate::warn!("smp: more than {} cpus, ignoring the rest", cpu::MAX_CPUS);
+        if index >= cap {
+            if cap == cpu::MAX_CPUS {
+                crate::warn!("smp: more than {} cpus, ignoring the rest", cpu::MAX_CPUS);
+            } else {
+                crate::info!("smp: cpus={cap}: leaving the other cpus parked");
+            }
             break;
+        }
+        if apic_id > 0xFF && !apic::is_x2apic() {
+            // An xAPIC ICR names at most id 255.
+            crate::warn!("smp: cpu with APIC id {apic_id} needs x2APIC mode; left parked");
+            continue;
         }
         let stack = stacks::alloc(CPU_STACK_SIZE).expect("no memory for a cpu stack");
         // SAFETY: as above; no AP is running the trampoline now (we wait

@@ -24,14 +24,7 @@ fn main() {
             _ => usage(),
         }
     }
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| String::from("unknown"));
+    let cpu = bench::harness::cpu_model();
     let scale = if quick { 16 } else { 1 };
     println!("applications' cores against C: TSC ticks per operation, median of {runs} runs");
     println!(

@@ -29,14 +29,7 @@ fn main() {
             _ => usage(),
         }
     }
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| String::from("unknown"));
+    let cpu = bench::harness::cpu_model();
     println!(
         "hashtable: FNV-1a, open addressing, 8-byte keys and values, 75 % full; ticks per lookup, median of {runs}"
     );

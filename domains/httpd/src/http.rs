@@ -133,19 +133,7 @@ fn reason(status: u16) -> &'static str {
 
 /// A whole response: status line, headers, and the body unless `head`.
 pub fn response(status: u16, content_type: &str, body: &[u8], head: bool, close: bool) -> Vec<u8> {
-    let mut out = alloc::format!(
-        "HTTP/1.1 {status} {}\r\nServer: redleaf-httpd\r\nContent-Length: {}\r\nContent-Type: {content_type}\r\n",
-        reason(status),
-        body.len()
-    )
-    .into_bytes();
-    if status == 405 {
-        out.extend_from_slice(b"Allow: GET, HEAD\r\n");
-    }
-    if close {
-        out.extend_from_slice(b"Connection: close\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
+    let mut out = response_head(status, content_type, body.len() as u64, close);
     if !head {
         out.extend_from_slice(body);
     }
@@ -154,19 +142,7 @@ pub fn response(status: u16, content_type: &str, body: &[u8], head: bool, close:
 
 /// An error response that ends the connection, after `consumed` bytes.
 fn fail(status: u16, consumed: usize) -> Outcome {
-    let body = alloc::format!("{status} {}\n", reason(status));
-    Outcome::Respond {
-        consumed,
-        status,
-        response: response(
-            status,
-            "text/plain; charset=utf-8",
-            body.as_bytes(),
-            false,
-            true,
-        ),
-        close: true,
-    }
+    status_only(status, consumed, false, true)
 }
 
 /// The first request in `input`, parsed and checked.
@@ -233,6 +209,9 @@ pub fn response_head(status: u16, content_type: &str, length: u64, close: bool) 
         reason(status),
     )
     .into_bytes();
+    if status == 405 {
+        out.extend_from_slice(b"Allow: GET, HEAD\r\n");
+    }
     if close {
         out.extend_from_slice(b"Connection: close\r\n");
     }

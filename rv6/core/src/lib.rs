@@ -92,6 +92,24 @@ struct OpenFile {
 
 type Fd = Arc<OpenFile>;
 
+/// Takes `len` bytes from `offset` for a call about to be made; where
+/// they start.
+fn reserve(offset: &Mutex<u64>, len: u64) -> u64 {
+    let mut at = offset.lock();
+    let start = *at;
+    *at = start.saturating_add(len);
+    start
+}
+
+/// After a call given `[start, start + len)`: only `done` bytes moved, so
+/// the rest is given back, if no other call has taken a range since.
+fn give_back(offset: &Mutex<u64>, start: u64, len: u64, done: u64) {
+    let mut at = offset.lock();
+    if *at == start.saturating_add(len) {
+        *at = start + done.min(len);
+    }
+}
+
 /// A descriptor slot now refers to `of`.
 fn attach(of: &Fd) {
     of.refs.fetch_add(1, Ordering::SeqCst);
@@ -306,6 +324,13 @@ impl Core {
     }
 
     async fn read_fd(&self, pid: u32, fd: u32, mut chunk: RRef<Chunk>) -> RRef<Chunk> {
+        // The chunk's length on the way in is how much the caller wants
+        // (0: a whole chunk); no more is taken from the file, the pipe or
+        // the console line, so nothing is lost to a small buffer.
+        let want = match chunk.len as usize {
+            0 => CHUNK,
+            n => n.min(CHUNK),
+        };
         chunk.len = 0;
         chunk.errno = 0;
         let of = match self.fd(pid, fd) {
@@ -326,16 +351,21 @@ impl Core {
                     chunk.errno = errno::EBADF;
                     return chunk;
                 }
-                let off = *offset.lock();
+                // The range is taken before the call, so that processes
+                // sharing this open file (after spawn or dup2) read
+                // consecutive data, never the same bytes twice.
+                let want = want as u64;
+                let off = reserve(offset, want);
                 let Ok(fs) = self.fs() else {
+                    give_back(offset, off, want, 0);
                     chunk.errno = errno::EIO;
                     return chunk;
                 };
                 match fs.read(*handle, off, chunk).await {
-                    Ok(c) => {
-                        if c.errno == 0 {
-                            *offset.lock() = off + c.len as u64;
-                        }
+                    Ok(mut c) => {
+                        c.len = c.len.min(want as u32);
+                        let done = if c.errno == 0 { u64::from(c.len) } else { 0 };
+                        give_back(offset, off, want, done);
                         c
                     }
                     Err(_) => {
@@ -350,7 +380,7 @@ impl Core {
                 let n = poll_fn(|cx| {
                     let mut p = pipe.lock();
                     if !p.buf.is_empty() {
-                        let n = p.buf.len().min(CHUNK);
+                        let n = p.buf.len().min(want);
                         for (i, b) in p.buf.drain(..n).enumerate() {
                             chunk.data[i] = b;
                         }
@@ -382,10 +412,23 @@ impl Core {
                 })
                 .await;
                 let bytes = line.as_bytes();
-                let n = bytes.len().min(CHUNK - 1);
-                chunk.data[..n].copy_from_slice(&bytes[..n]);
-                chunk.data[n] = b'\n';
-                chunk.len = n as u32 + 1;
+                if bytes.len() < want {
+                    chunk.data[..bytes.len()].copy_from_slice(bytes);
+                    chunk.data[bytes.len()] = b'\n';
+                    chunk.len = bytes.len() as u32 + 1;
+                } else {
+                    // Part of the line now, the rest (and its newline) by
+                    // the next read.
+                    let mut cut = want;
+                    while !line.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    let cut = cut.max(1).min(bytes.len());
+                    chunk.data[..cut].copy_from_slice(&bytes[..cut]);
+                    chunk.len = cut as u32;
+                    let rest = String::from(line.get(cut..).unwrap_or(""));
+                    self.state.lock().console.lines.push_front(rest);
+                }
                 chunk
             }
         }
@@ -415,19 +458,28 @@ impl Core {
                     chunk.len = 0;
                     return chunk;
                 }
+                // As for reads: the range is taken before the call, so
+                // that processes writing through one open file never
+                // write over each other (as xv6 writes under the inode's
+                // lock).
+                let want = len as u64;
                 let off = if *append {
                     interfaces::rv6::APPEND
                 } else {
-                    *offset.lock()
+                    reserve(offset, want)
                 };
                 let Ok(fs) = self.fs() else {
+                    if !*append {
+                        give_back(offset, off, want, 0);
+                    }
                     chunk.errno = errno::EIO;
                     return chunk;
                 };
                 match fs.write(*handle, off, chunk).await {
                     Ok(c) => {
-                        if c.errno == 0 && !*append {
-                            *offset.lock() = off + c.len as u64;
+                        if !*append {
+                            let done = if c.errno == 0 { c.len as u64 } else { 0 };
+                            give_back(offset, off, want, done);
                         }
                         c
                     }
@@ -1003,6 +1055,17 @@ impl Proc for Core {
             let Some(pid) = self.me() else {
                 return Ok(err(errno::EPERM));
             };
+            // Removing or renaming a path that ends in `.` or `..` names
+            // a directory by one of its own entries: POSIX refuses it
+            // (EINVAL), and resolving first would turn `rmdir .` into
+            // removing the working directory itself.
+            if matches!(op, path_op::RMDIR | path_op::RENAME)
+                && path_of(a).is_ok_and(|p| {
+                    matches!(p.trim_end_matches('/').rsplit('/').next(), Some("." | ".."))
+                })
+            {
+                return Ok(err(errno::EINVAL));
+            }
             let pa = match path_of(a).and_then(|p| self.resolve(pid, &p)) {
                 Ok(p) => p,
                 Err(e) => return Ok(err(e)),

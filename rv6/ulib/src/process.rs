@@ -77,7 +77,13 @@ impl Process {
 
     /// Reads what `fd` has (at most `buf.len()` bytes; 0 at the end).
     pub async fn read(&mut self, fd: u32, buf: &mut [u8]) -> Result<usize> {
-        let chunk = self.take_chunk()?;
+        let mut chunk = self.take_chunk()?;
+        if buf.is_empty() {
+            self.chunk = Some(chunk);
+            return Ok(0);
+        }
+        // How much is wanted (the process domain takes no more).
+        chunk.len = buf.len().min(CHUNK) as u32;
         let chunk = self.proc.read(fd, chunk).await?;
         let r = check(chunk.errno);
         let n = (chunk.len as usize).min(CHUNK).min(buf.len());
