@@ -574,6 +574,55 @@ def cpu_cap_session(tally, kernel):
             proc.wait()
 
 
+def spcr_session(tally, kernel):
+    """The console follows the firmware's ACPI SPCR table: QEMU given an
+    SPCR naming COM2 (I/O port 0x2f8, IRQ 3), with COM1 going nowhere and
+    COM2 on this test's pipe: the monitor's prompt comes on COM2 and a
+    command typed there runs (its input interrupt routed from the SPCR's
+    IRQ)."""
+    import struct
+    print("== the console on the port the ACPI SPCR names")
+    body = bytearray(80 - 36)
+    body[0] = 0                                   # a full 16550
+    body[4:8] = bytes([1, 8, 0, 1])               # system I/O, 8 bits, byte access
+    body[8:16] = struct.pack("<Q", 0x2F8)
+    body[16], body[17] = 1, 3                     # a PC-AT IRQ: 3
+    body[22] = 7                                  # 115200 baud
+    with tempfile.NamedTemporaryFile(suffix=".spcr", delete=False) as f:
+        f.write(bytes(body))
+        data = f.name
+    cmd = qemu_command(kernel, 2, "256M", "log=info", disk=False,
+                       extra=("-acpitable", f"sig=SPCR,rev=2,data={data}"))
+    # COM1 to nowhere, COM2 to the pipe this test reads.
+    at = cmd.index("-serial")
+    cmd[at:at + 2] = ["-serial", "null", "-serial", "stdio"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    serial = Serial(proc, deadline=time.monotonic() + 90)
+    try:
+        booted = serial.read_until(b"monitor> ", 60)
+        text = serial.text()
+        tally.record("console: on COM2 as the SPCR says: prompt reached",
+                     booted and "console on port 0x2f8 (ACPI SPCR)" in text, text[-800:])
+        if booted:
+            serial.start_here()
+            proc.stdin.write(b"uptime\r")
+            proc.stdin.flush()
+            ran = serial.read_until(b"monitor> ", 30) and re.search(r"up \d+\.\d{3} s", serial.text())
+            tally.record("console: a command typed on COM2 runs", bool(ran), serial.text()[-300:])
+            proc.stdin.write(b"shutdown\r")
+            proc.stdin.flush()
+            try:
+                status = proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                status = None
+            tally.record("console: shutdown from COM2 exits QEMU with status 0", status == 0, f"status {status}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        os.unlink(data)
+
+
 def typed_during_boot(tally, kernel):
     """A command typed before the monitor is up is not lost: all at once
     when QEMU starts, and one key at a time across the whole boot (the
@@ -2480,6 +2529,7 @@ def main():
     console_session(tally, args.kernel, 2, "256M", 120)
     typed_during_boot(tally, args.kernel)
     cpu_cap_session(tally, args.kernel)
+    spcr_session(tally, args.kernel)
     if args.archive:
         guide_session(tally, args.kernel)
         domain_sessions(tally, args.kernel)

@@ -15,8 +15,12 @@ pub struct Platform {
     pub ioapic: Option<(u64, u32)>,
     /// APIC ids of the enabled processors (BSP included).
     pub cpu_apic_ids: Vec<u32>,
-    /// GSI and polarity/trigger of ISA IRQ 4 (COM1).
+    /// GSI and polarity/trigger of the console UART's IRQ (ISA IRQ 4,
+    /// COM1's, unless the SPCR names another).
     pub com1: (u32, bool, bool),
+    /// The console UART's I/O port (COM1's 0x3f8 unless the SPCR names
+    /// another).
+    pub console_port: u16,
     /// The same for ISA IRQ 3 (COM2, where `make push` sends archives).
     pub com2: (u32, bool, bool),
     /// PCI ECAM windows: (physical base, first bus, last bus).
@@ -38,6 +42,7 @@ pub fn discover(boot: &BootInfo, highest: u64) -> Platform {
         ecam: Vec::new(),
         dmar: Vec::new(),
         pm_timer: None,
+        console_port: 0x3F8,
     };
     let phys = mem::KernelPhys {
         limit: highest.max(4 << 30),
@@ -85,6 +90,24 @@ pub fn discover(boot: &BootInfo, highest: u64) -> Platform {
         Ok(dmar) => platform.dmar = dmar.units().to_vec(),
         Err(e) => crate::info!("acpi: no DMAR ({e}): no IOMMU; device DMA is not confined"),
     }
+    // The firmware's serial console (what a BMC's serial-over-LAN shows):
+    // the console moves there if it is another 16550 on an I/O port.
+    if let Ok(spcr) = acpi.spcr()
+        && let Some(port) = spcr.io_port_16550()
+        && port != serial::port()
+    {
+        let irq = spcr.pc_at_irq().unwrap_or(4);
+        crate::info!("serial: the console moves to port {port:#x}, IRQ {irq} (ACPI SPCR)");
+        serial::move_to(port);
+        crate::info!("serial: console on port {port:#x} (ACPI SPCR)");
+        platform.console_port = port;
+        platform.com1 = (u32::from(irq), false, false);
+        if let Ok(madt) = acpi.madt()
+            && let Some(iso) = madt.overrides().find(|o| o.bus == 0 && o.source_irq == irq)
+        {
+            platform.com1 = (iso.gsi, iso.active_low(), iso.level_triggered());
+        }
+    }
     if let Ok(fadt) = acpi.fadt() {
         // TMR_VAL_EXT (flag bit 8): a 32-bit counter.
         platform.pm_timer = u16::try_from(fadt.pm_tmr_blk)
@@ -118,7 +141,8 @@ pub fn route_interrupts(platform: &Platform) {
     if apic::ioapic_route(gsi, crate::cpu::current().apic_id, active_low, level) {
         serial::enable_input_interrupts();
     }
-    if crate::push::init() {
+    // `make push` uses COM2; not when the console is there.
+    if platform.console_port != 0x2F8 && crate::push::init() {
         let (gsi, active_low, level) = platform.com2;
         trap::set_irq_handler(gsi as u8, crate::push::irq);
         if apic::ioapic_route(gsi, crate::cpu::current().apic_id, active_low, level) {

@@ -1,4 +1,5 @@
-//! COM1 (16550 UART) console output and input, and the `print!`/log macros.
+//! The serial console (a 16550 UART: COM1, or the port the firmware's ACPI
+//! SPCR table names) output and input, and the `print!`/log macros.
 //!
 //! Output is polled and serialised by a spin lock taken with interrupts off,
 //! so interrupt handlers and every core may log. Fatal paths (panic, kernel
@@ -7,13 +8,17 @@
 //! byte queue that the console task drains (see `console`).
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU16, Ordering};
 
 use crossbeam_queue::ArrayQueue;
 use spin::{Mutex, Once};
 use x86_64::instructions::port::Port;
 
 const COM1: u16 = 0x3F8;
+
+/// The console UART's I/O port: COM1 until the ACPI SPCR table names
+/// another ([`move_to`]).
+static PORT: AtomicU16 = AtomicU16::new(COM1);
 
 struct Uart {
     base: u16,
@@ -182,6 +187,21 @@ pub fn init() {
     UART.lock().init();
 }
 
+/// Moves the console to the 16550 at I/O port `port` (the firmware's
+/// serial console, from the ACPI SPCR table), set up as COM1 was. Called
+/// on the BSP at boot, before input interrupts are on.
+pub fn move_to(port: u16) {
+    let mut uart = UART.lock();
+    uart.base = port;
+    uart.init();
+    PORT.store(port, Ordering::SeqCst);
+}
+
+/// The console's I/O port.
+pub fn port() -> u16 {
+    PORT.load(Ordering::Relaxed)
+}
+
 /// Allocates the input queue and turns on the UART's receive interrupt.
 /// Call once the heap exists and the IOAPIC routes IRQ 4.
 pub fn enable_input_interrupts() {
@@ -265,7 +285,7 @@ pub fn console_write(bytes: &[u8], redraw: Option<&[u8]>) {
 /// Writes without taking the lock: for panic and fatal-exception paths
 /// where the lock may be held by the code that failed.
 pub fn emergency_write(args: fmt::Arguments) {
-    let _ = Uart { base: COM1 }.write_fmt(args);
+    let _ = Uart { base: port() }.write_fmt(args);
 }
 
 /// Called by the IRQ 4 handler: moves every received byte into the queue.
@@ -274,7 +294,7 @@ pub fn drain_rx_fifo() -> bool {
     let Some(queue) = RX.get() else {
         return false;
     };
-    let uart = Uart { base: COM1 };
+    let uart = Uart { base: port() };
     let mut any = false;
     while let Some(byte) = uart.try_read_byte() {
         let _ = queue.push(byte); // a full queue drops input rather than block

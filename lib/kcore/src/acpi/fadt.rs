@@ -40,7 +40,7 @@ impl GenericAddress {
     /// Address space id of PCI configuration space.
     pub const PCI_CONFIG: u8 = 2;
 
-    fn decode(raw: [u8; 12]) -> GenericAddress {
+    pub(super) fn decode(raw: [u8; 12]) -> GenericAddress {
         GenericAddress {
             address_space: raw[0],
             bit_width: raw[1],

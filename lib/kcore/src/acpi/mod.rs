@@ -13,6 +13,7 @@ mod dmar;
 mod fadt;
 mod madt;
 mod mcfg;
+mod spcr;
 #[cfg(test)]
 mod table_tests;
 #[cfg(test)]
@@ -32,6 +33,7 @@ pub use madt::{
     Madt, Polarity, Processor, Trigger,
 };
 pub use mcfg::{MAX_MCFG_ENTRIES, Mcfg, McfgEntry};
+pub use spcr::Spcr;
 
 use crate::le::{u32_at, u64_at};
 use crate::phys::byte_sum;
@@ -59,6 +61,8 @@ impl Signature {
     pub const MCFG: Signature = Signature(*b"MCFG");
     /// DMA remapping table (Intel VT-d IOMMU).
     pub const DMAR: Signature = Signature(*b"DMAR");
+    /// Serial Port Console Redirection table.
+    pub const SPCR: Signature = Signature(*b"SPCR");
     /// Differentiated System Description Table (AML).
     pub const DSDT: Signature = Signature(*b"DSDT");
     /// Extended (64-bit) root table.
@@ -282,6 +286,7 @@ pub struct Acpi {
     madt: Result<Madt, AcpiError>,
     mcfg: Result<Mcfg, AcpiError>,
     dmar: Result<Dmar, AcpiError>,
+    spcr: Result<Spcr, AcpiError>,
     s5: Result<SleepType, AcpiError>,
 }
 
@@ -345,6 +350,7 @@ impl Acpi {
             madt: Err(AcpiError::MissingTable(Signature::MADT)),
             mcfg: Err(AcpiError::MissingTable(Signature::MCFG)),
             dmar: Err(AcpiError::MissingTable(Signature::DMAR)),
+            spcr: Err(AcpiError::MissingTable(Signature::SPCR)),
             s5: Err(AcpiError::MissingTable(Signature::DSDT)),
         };
         for i in 0..count {
@@ -382,6 +388,9 @@ impl Acpi {
         acpi.dmar = acpi
             .find_table(Signature::DMAR)
             .and_then(|t| Dmar::parse(mem, &t));
+        acpi.spcr = acpi
+            .find_table(Signature::SPCR)
+            .and_then(|t| Spcr::parse(mem, &t));
         acpi.s5 = match &acpi.fadt {
             Ok(fadt) if fadt.dsdt != 0 => Sdt::validate(mem, fadt.dsdt, Some(Signature::DSDT))
                 .and_then(|t| aml::find_s5(mem, &t)),
@@ -441,6 +450,11 @@ impl Acpi {
     /// The DMAR: DMA-remapping (IOMMU) units, if the machine has one.
     pub fn dmar(&self) -> Result<&Dmar, AcpiError> {
         self.dmar.as_ref().map_err(|e| *e)
+    }
+
+    /// The SPCR: the firmware's serial console, if it describes one.
+    pub fn spcr(&self) -> Result<&Spcr, AcpiError> {
+        self.spcr.as_ref().map_err(|e| *e)
     }
 
     /// The sleep type values for S5 (soft off), from the DSDT.

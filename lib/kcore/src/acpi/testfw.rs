@@ -274,3 +274,29 @@ impl Firmware {
         super::Acpi::parse(&self.memory(), RSDP)
     }
 }
+
+/// Where the tests put an SPCR.
+pub const SPCR: u64 = 0x6000;
+
+/// An SPCR (80 bytes): interface type, base address (space, address),
+/// interrupt type, IRQ, GSI, baud-rate code.
+pub fn spcr(
+    interface: u8,
+    space: u8,
+    address: u64,
+    interrupt: u8,
+    irq: u8,
+    gsi: u32,
+    baud: u8,
+) -> Vec<u8> {
+    let mut body = vec![0u8; 80 - 36];
+    body[0] = interface;
+    body[4] = space;
+    body[5] = 8;
+    body[8..16].copy_from_slice(&address.to_le_bytes());
+    body[16] = interrupt;
+    body[17] = irq;
+    body[18..22].copy_from_slice(&gsi.to_le_bytes());
+    body[22] = baud;
+    table(b"SPCR", 2, &body)
+}

@@ -394,3 +394,51 @@ fn fuzzed_tables_never_panic() {
         "only {parsed} inputs parsed; the fuzzer is not reaching the table parsers"
     );
 }
+
+#[test]
+fn spcr_names_the_console_uart() {
+    let mut fw = Firmware::qemu_like();
+    // No SPCR on the machine: missing, and nothing else changes.
+    assert_eq!(
+        fw.parse().unwrap().spcr().unwrap_err(),
+        AcpiError::MissingTable(Signature::SPCR)
+    );
+    fw.put(XSDT, &xsdt(&[FADT, MADT, MCFG, SPCR]));
+    // COM2 (a 16550 at I/O port 0x2f8, IRQ 3, 115200 baud).
+    fw.put(SPCR, &spcr(0, 1, 0x2f8, 1, 3, 3, 7));
+    let acpi = fw.parse().unwrap();
+    let s = acpi.spcr().unwrap();
+    assert_eq!(s.io_port_16550(), Some(0x2f8));
+    assert_eq!(s.pc_at_irq(), Some(3));
+    assert_eq!(s.baud, Some(115_200));
+    // A memory-mapped UART, an ARM PL011, port 0 and a wide port: no
+    // I/O-port 16550 to use.
+    for (interface, space, address) in [
+        (0u8, 0u8, 0xfed0_0000u64),
+        (3, 1, 0x3f8),
+        (0, 1, 0),
+        (0, 1, 0x1_0000),
+    ] {
+        fw.put(SPCR, &spcr(interface, space, address, 1, 4, 4, 7));
+        let acpi = fw.parse().unwrap();
+        assert_eq!(
+            acpi.spcr().unwrap().io_port_16550(),
+            None,
+            "{interface} {space} {address:#x}"
+        );
+    }
+    // An IRQ only as a GSI, or out of the PC-AT range: no PC-AT IRQ.
+    fw.put(SPCR, &spcr(0, 1, 0x3f8, 2, 4, 20, 0));
+    let acpi = fw.parse().unwrap();
+    assert_eq!(acpi.spcr().unwrap().pc_at_irq(), None);
+    assert_eq!(acpi.spcr().unwrap().baud, None);
+    // Too short: refused, the other tables unharmed.
+    let mut short = spcr(0, 1, 0x2f8, 1, 3, 3, 7);
+    short.truncate(60);
+    short[4..8].copy_from_slice(&60u32.to_le_bytes());
+    fix_checksum(&mut short, 9);
+    fw.put(SPCR, &short);
+    let acpi = fw.parse().unwrap();
+    assert!(matches!(acpi.spcr(), Err(AcpiError::BadLength { .. })));
+    assert!(acpi.madt().is_ok());
+}
