@@ -9,8 +9,10 @@
 #   tools/make-iso.sh OUT.iso KERNEL ARCHIVE [TEST_KERNEL]
 #
 # Entries: the monitor; rv6 (its file system on the machine's NVMe disk);
-# with TEST_KERNEL, the in-kernel test suite and the benchmarks (`bench=1`:
-# results as JSON lines on the serial console, then power-off). Settings
+# with TEST_KERNEL, the in-kernel test suite, all the benchmarks
+# (`bench=all`), and one entry per group of them (`bench=calls`, `images`,
+# `block`, `net`): results as JSON lines on the serial console, then
+# power-off. Settings
 # from the environment: ISO_DEFAULT (the entry booted when the timeout
 # runs out, 0-based; default 0), ISO_TIMEOUT (seconds; default 5),
 # ISO_CMDLINE (appended to every entry's command line).
@@ -69,12 +71,21 @@ menuentry "redleaf: in-kernel tests (then power-off)" {
     module2 /boot/redleaf/domains.cpio domains
     boot
 }
-menuentry "redleaf: benchmarks, results as JSON lines on the serial console (then power-off)" {
-    multiboot2 /boot/redleaf/kernel-test.elf bench=1 log=error $extra
+menuentry "redleaf: benchmarks, all of them: JSON lines on the serial console, then power-off" {
+    multiboot2 /boot/redleaf/kernel-test.elf bench=all log=error $extra
     module2 /boot/redleaf/domains.cpio domains
     boot
 }
 EOF
+        for group in calls images block net; do
+            cat <<EOF
+menuentry "redleaf: benchmark $group (bench=$group), then power-off" {
+    multiboot2 /boot/redleaf/kernel-test.elf bench=$group log=error $extra
+    module2 /boot/redleaf/domains.cpio domains
+    boot
+}
+EOF
+        done
     fi
 } > "$tree/boot/grub/grub.cfg"
 

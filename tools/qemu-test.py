@@ -2097,8 +2097,8 @@ def iso_sessions(tally, kernel, test_kernel, archive):
                      + (f" ({', '.join(failed)})" if failed else ""), ok,
                      "" if ok else f"status {status}\n{output[-3000:]}")
 
-    def bench(iso):
-        label = "ISO under BIOS: the benchmark entry"
+    def bench(iso, group=None):
+        label = "ISO under BIOS: the benchmark entry" + (f" for {group}" if group else "")
         try:
             proc = subprocess.run(command(iso, "BIOS"), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, timeout=900)
@@ -2114,6 +2114,10 @@ def iso_sessions(tally, kernel, test_kernel, archive):
                     bad.append(line)
         ok = (status == PASSED_STATUS and "kbench: done" in output and len(rows) >= 5 and not bad
               and all({"name", "ticks", "baseline_ticks", "ratio"} <= set(r) for r in rows))
+        if group == "calls":
+            # Only the crossing rows: no block or packet rows.
+            ok = ok and any(r["name"] == "domain call" for r in rows) and not any(
+                r["name"].startswith(("nvme", "ramdisk", "igb", "load ")) for r in rows)
         tally.record(f"{label}: {len(rows)} rows as JSON lines, {len(bad)} malformed, then power-off",
                      ok, "" if ok else f"status {status}\n{output[-2000:]}")
 
@@ -2130,6 +2134,20 @@ def iso_sessions(tally, kernel, test_kernel, archive):
             bench_iso = make(3)
             if bench_iso:
                 bench(bench_iso)
+            calls_iso = make(4)
+            if calls_iso:
+                bench(calls_iso, "calls")
+        # An unknown group is refused, saying which there are.
+        try:
+            proc = subprocess.run(qemu_command(test_kernel, 1, "128M", "bench=nosuch log=error", disk=False),
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, timeout=120)
+            output, status = proc.stdout.decode("utf-8", "replace"), proc.returncode
+        except subprocess.TimeoutExpired as e:
+            output, status = (e.stdout or b"").decode("utf-8", "replace"), None
+        tally.record("bench=nosuch: refused with the list of groups, failure status",
+                     status == FAILED_STATUS and "no benchmark 'nosuch'" in output and "calls, images" in output,
+                     f"status {status}: {output[-400:]}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -297,8 +297,38 @@ impl Bounce for Bouncer {
     }
 }
 
-pub async fn run() {
+/// The groups `bench=NAME` picks (`bench=1` or `bench=all`: every one).
+pub const GROUPS: [&str; 4] = ["calls", "images", "block", "net"];
+
+pub async fn run(selection: alloc::string::String) {
+    let all = matches!(selection.as_str(), "" | "1" | "all");
+    if !all && !GROUPS.contains(&selection.as_str()) {
+        println!(
+            "kbench: no benchmark '{selection}' (bench= takes one of {}, or all)",
+            GROUPS.join(", ")
+        );
+        crate::power::finish(crate::power::EXIT_TESTS_FAILED)
+    }
+    let wants = |group: &str| all || selection == group;
     println!("kbench: name | workload | ticks | baseline | baseline ticks | ratio");
+    if wants("calls") {
+        calls();
+    }
+    if wants("images") {
+        image_loading().await;
+    }
+    if wants("block") {
+        block_io().await;
+    }
+    if wants("net") {
+        packet_rates().await;
+    }
+    println!("kbench: done");
+    crate::power::finish(crate::power::EXIT_TESTS_PASSED)
+}
+
+/// Crossing costs: proxy calls, continuations, entries, RRefs.
+fn calls() {
     // A call into the `idle` domain's control interface through its
     // generated proxy, versus the same call through a plain trait object.
     let plain: Arc<dyn Control + Send + Sync> = Arc::new(Plain);
@@ -385,11 +415,6 @@ pub async fn run() {
         }
         Err(e) => println!("kbench: cannot create a domain: {e}"),
     }
-    image_loading().await;
-    block_io().await;
-    packet_rates().await;
-    println!("kbench: done");
-    crate::power::finish(crate::power::EXIT_TESTS_PASSED)
 }
 
 /// Median TSC ticks of `runs` load → first call → kill cycles of `source`

@@ -271,7 +271,8 @@ extern "C" fn continue_boot(boot: u64, summary: u64) -> ! {
 
     #[cfg(feature = "ktest")]
     if args.has("bench") {
-        sched::spawn(kbench::run())
+        let selection = alloc::string::String::from(args.get("bench").unwrap_or("all"));
+        sched::spawn(kbench::run(selection))
             .expect("spawn benchmarks")
             .detach();
         sched::run()
