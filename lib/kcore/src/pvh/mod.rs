@@ -489,10 +489,29 @@ fn read_cmdline(
     if phys == 0 {
         return Ok(0);
     }
+    let too_long = PvhError::CmdlineTooLong(of);
+    copy_c_string(mem, phys, usize::MAX, out, of, too_long, too_long)
+}
+
+/// Copies the NUL-terminated UTF-8 string at `start` into `out` and
+/// returns its length (PVH's and multiboot2's command lines alike). The
+/// NUL must come within `within` bytes (else `past_end`) and within
+/// `out.len() + 1` bytes (else `CmdlineTooLong`); an address that wraps
+/// is `wraps`.
+pub(super) fn copy_c_string(
+    mem: &impl PhysMemory,
+    start: u64,
+    within: usize,
+    out: &mut [u8],
+    of: CmdlineOf,
+    past_end: PvhError,
+    wraps: PvhError,
+) -> Result<usize, PvhError> {
     for len in 0..=out.len() {
-        let addr = phys
-            .checked_add(len as u64)
-            .ok_or(PvhError::CmdlineTooLong(of))?;
+        if len >= within {
+            return Err(past_end);
+        }
+        let addr = start.checked_add(len as u64).ok_or(wraps)?;
         let byte = mem.read_u8(addr).map_err(|error| PvhError::Unreadable {
             what: "command line",
             phys: addr,

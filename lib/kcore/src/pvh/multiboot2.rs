@@ -15,7 +15,7 @@
 
 use super::{
     BootInfo, CmdlineOf, Loader, MAX_MEMMAP_ENTRIES, MAX_MODULES, MemoryKind, MemoryMapError,
-    MemoryRegion, ModuleEntry, PhysRange, PvhError, read,
+    MemoryRegion, ModuleEntry, PhysRange, PvhError, copy_c_string, read,
 };
 use crate::le::{u32_at, u64_at};
 use crate::{MemError, PhysMemory};
@@ -340,27 +340,13 @@ fn read_tag_string(
 ) -> Result<usize, PvhError> {
     let start = tag.addr(from)?;
     let available = tag.size.saturating_sub(from) as usize;
-    for len in 0..=out.len() {
-        if len >= available {
-            return Err(PvhError::CmdlineUnterminated(of));
-        }
-        let addr = start.checked_add(len as u64).ok_or(out_of_range(start))?;
-        let byte = mem.read_u8(addr).map_err(|error| PvhError::Unreadable {
-            what: "command line",
-            phys: addr,
-            error,
-        })?;
-        if byte == 0 {
-            let text = out.get(..len).unwrap_or_default();
-            return match core::str::from_utf8(text) {
-                Ok(_) => Ok(len),
-                Err(_) => Err(PvhError::CmdlineNotUtf8(of)),
-            };
-        }
-        match out.get_mut(len) {
-            Some(slot) => *slot = byte,
-            None => break,
-        }
-    }
-    Err(PvhError::CmdlineTooLong(of))
+    copy_c_string(
+        mem,
+        start,
+        available,
+        out,
+        of,
+        PvhError::CmdlineUnterminated(of),
+        out_of_range(start),
+    )
 }
