@@ -23,11 +23,9 @@ Usage: maglev-bench.py KERNEL ARCHIVE OUT.json [--rounds N] [--seconds S]
 """
 import argparse
 import json
-import os
 import re
 import socket
 import statistics
-import subprocess
 import sys
 import time
 

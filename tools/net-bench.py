@@ -19,11 +19,9 @@ Usage: net-bench.py KERNEL ARCHIVE OUT.json [--rounds N] [--megabytes M]
 """
 import argparse
 import json
-import os
 import random
 import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time

@@ -565,12 +565,7 @@ def cpu_cap_session(tally, kernel):
         warned = "cpus= takes 1.." in text if "cpus=0" in append else True
         tally.record(f"console: {append.split()[-1]}: '{want}'", booted and want in text and warned,
                      text[-600:])
-        proc.stdin.write(b"shutdown\r")
-        proc.stdin.flush()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        if shut_down(proc) is None:
             proc.wait()
 
 
@@ -609,12 +604,7 @@ def spcr_session(tally, kernel):
             proc.stdin.flush()
             ran = serial.read_until(b"monitor> ", 30) and re.search(r"up \d+\.\d{3} s", serial.text())
             tally.record("console: a command typed on COM2 runs", bool(ran), serial.text()[-300:])
-            proc.stdin.write(b"shutdown\r")
-            proc.stdin.flush()
-            try:
-                status = proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                status = None
+            status = shut_down(proc)
             tally.record("console: shutdown from COM2 exits QEMU with status 0", status == 0, f"status {status}")
     finally:
         if proc.poll() is None:
@@ -648,12 +638,7 @@ def typed_during_boot(tally, kernel):
         tally.record(f"console: a command typed during boot ({label}) runs whole",
                      re.search(r"up \d+\.\d{3} s", text) is not None and "unknown command" not in text,
                      text[-300:])
-        proc.stdin.write(b"shutdown\r")
-        proc.stdin.flush()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        shut_down(proc)
 
 
 # ---- boot archives, good and bad -------------------------------------------
@@ -2067,12 +2052,7 @@ def iso_sessions(tally, kernel, test_kernel, archive):
             ok = serial.read_prompt(60) and "loaded image echo as domain" in serial.text()
             tally.record(f"{label}: a domain loads from the archive GRUB passed as a module", ok,
                          serial.text()[-500:])
-            proc.stdin.write(b"shutdown\r")
-            proc.stdin.flush()
-            try:
-                status = proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                status = None
+            status = shut_down(proc)
             tally.record(f"{label}: shutdown powers off (QEMU exits with status 0)", status == 0,
                          f"status {status}")
         finally:
