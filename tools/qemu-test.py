@@ -2429,6 +2429,72 @@ def rv6_small_session(tally, kernel):
                     append="log=info rv6_disk=ramdisk/bdev fs_mkfs=1")
 
 
+def rv6_full_image_session(tally, kernel):
+    """diskfull and outofinodes as rv6 programs: `utests diskfull
+    outofinodes` from rv6's shell on a small NVMe image (8 MiB, 192
+    inodes) holding only `sh`, `utests` and `echo`, through the process domain
+    and the file system to a full device; then the host's fsck finds the
+    image clean."""
+    label = "rv6 full image"
+    print(f"== {label} end-to-end")
+    build = os.path.dirname(ARCHIVE or "build/x")
+    programs = os.path.join(build, "programs")
+    image = os.path.join(build, "rv6-small.img")
+    tree = tempfile.mkdtemp(prefix="rv6-small-")
+    try:
+        os.makedirs(os.path.join(tree, "bin"))
+        for name in ("sh", "utests"):
+            shutil.copy(os.path.join(programs, name), os.path.join(tree, "bin", name))
+        shutil.copy(os.path.join(programs, "coreutils"), os.path.join(tree, "bin", "echo"))
+        if os.path.exists(image):
+            os.unlink(image)
+        code, out = rv6fs("mkfs", image, "--size-mib", "8", "--inodes", "192", "--from", tree)
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+    tally.record(f"{label}: rv6fs mkfs makes an 8 MiB image", code == 0, out[-500:])
+    if code != 0:
+        return
+    drive = ("-drive", f"file={image},if=none,id=nvm,format=raw", "-device", "nvme,serial=nvme0,drive=nvm")
+    qemu = subprocess.Popen(qemu_command(kernel, 2, "512M", "log=info rv6=1", extra=drive, disk=False),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    serial = Serial(qemu, deadline=time.monotonic() + 600)
+    up = serial.read_until(b"$ ", 90)
+    tally.record(f"{label}: rv6=1 boots into the shell", up, serial.text()[-800:])
+    if not up:
+        shut_down(qemu, send=False)
+        return
+    serial.start_here()
+    qemu.stdin.write(b"utests diskfull outofinodes; echo status $?\r")
+    qemu.stdin.flush()
+    ok = serial.read_until(b"\n$ ", 420)
+    out = serial.text()
+    for name in ("diskfull", "outofinodes"):
+        tally.record(f"{label}: utests {name} on a full device", ok and f"utests: {name} ok" in out,
+                     out[-800:])
+    tally.record(f"{label}: utests: 2 passed, 0 failed, status 0",
+                 ok and "utests: 2 passed, 0 failed" in out and "status 0" in out, out[-400:])
+    filled = re.search(r"diskfull: (\d+) files", out)
+    inodes = re.search(r"outofinodes: (\d+) files", out)
+    if filled and inodes:
+        print(f"   ({filled.group(1)} files of 256 KiB, {inodes.group(1)} empty files before ENOSPC)")
+    serial.start_here()
+    qemu.stdin.write(b"exit 0\r")
+    qemu.stdin.flush()
+    time.sleep(1)
+    qemu.stdin.write(b"\r")
+    qemu.stdin.flush()
+    serial.read_until(b"monitor> ", 30)
+    status = shut_down(qemu)
+    tally.record(f"{label}: shutdown exits QEMU with status 0", status == 0, f"(status {status})")
+    code, out = rv6fs("fsck", image)
+    tally.record(f"{label}: rv6fs fsck: the filled and emptied image is clean", code == 0 and "clean" in out,
+                 out[-600:])
+    try:
+        os.unlink(image)
+    except OSError:
+        pass
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("kernel", help="the production kernel (console, fatal paths)")
@@ -2487,6 +2553,7 @@ def main():
         rv6_session(tally, args.kernel)
         rv6_shell_session(tally, args.kernel)
         rv6_small_session(tally, args.kernel)
+        rv6_full_image_session(tally, args.kernel)
         print(f"qemu: {tally.passed} passed, {tally.failed} failed")
         sys.exit(0 if tally.failed == 0 else 1)
     if args.net:
@@ -2551,6 +2618,7 @@ def main():
         rv6_session(tally, args.kernel)
         rv6_shell_session(tally, args.kernel)
         rv6_small_session(tally, args.kernel)
+        rv6_full_image_session(tally, args.kernel)
         iso_sessions(tally, args.kernel, args.test_kernel or args.kernel, args.archive)
         archive_sessions(tally, args.kernel, args.archive, args.key)
         if args.storm:

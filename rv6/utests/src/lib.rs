@@ -130,6 +130,10 @@ const TESTS: &[&str] = &[
     "manywrites",
 ];
 
+/// Tests that fill the device: run only when named (`utests diskfull
+/// outofinodes`), on a small image, since they write until `ENOSPC`.
+const FILLING: &[&str] = &["diskfull", "outofinodes"];
+
 /// Runs test `name` (one of [`TESTS`]).
 async fn run_test(p: &mut Process, name: &str) -> Result {
     match name {
@@ -155,6 +159,8 @@ async fn run_test(p: &mut Process, name: &str) -> Result {
         "concreate" => concreate(p).await,
         "linkunlink" => linkunlink(p).await,
         "manywrites" => manywrites(p).await,
+        "diskfull" => diskfull(p).await,
+        "outofinodes" => outofinodes(p).await,
         other => Err(format!("no test '{other}'")),
     }
 }
@@ -639,6 +645,119 @@ async fn run_child(p: &mut Process, name: &str, arg: &str) -> Result {
     }
 }
 
+/// diskfull: 256 KiB files written until the device is full (`ENOSPC`),
+/// a write past that refused too; everything written reads back, and
+/// removing it gives the room back. A file cut short by `ENOSPC` is
+/// removed with the rest.
+async fn diskfull(p: &mut Process) -> Result {
+    let piece = pattern(7, 256 * 1024);
+    let mut files = 0u32;
+    let mut full = false;
+    while files < 4096 {
+        let path = format!("full{files}");
+        let fd = match p.open(&path, CREATE | open_flags::TRUNCATE).await {
+            Ok(fd) => fd,
+            Err(e) if e.code() == errno::ENOSPC => {
+                full = true;
+                break;
+            }
+            Err(e) => return Err(format!("create {path}: {e}")),
+        };
+        let mut data = &piece[..];
+        let mut written = Ok(());
+        while !data.is_empty() {
+            match p.write(fd, data).await {
+                Ok(0) => {
+                    written = Err(String::from("write: wrote nothing"));
+                    break;
+                }
+                Ok(n) => data = &data[n..],
+                Err(e) => {
+                    written = Err(format!("write {path}: {e}"));
+                    if e.code() == errno::ENOSPC {
+                        full = true;
+                    }
+                    break;
+                }
+            }
+        }
+        ctx("close", p.close(fd).await)?;
+        if full {
+            break;
+        }
+        written?;
+        files += 1;
+    }
+    ensure(full && files > 0, || {
+        format!("the device never filled ({files} files of 256 KiB written)")
+    })?;
+    // A block more is refused too (the file may be made: an inode is
+    // not a data block).
+    match p.open("more", CREATE).await {
+        Ok(fd) => {
+            let r = p.write(fd, &[1; 4096]).await;
+            ctx("close", p.close(fd).await)?;
+            expect_err("a block more", r, errno::ENOSPC)?;
+        }
+        Err(e) => expect_err("a block more", Err::<(), _>(e), errno::ENOSPC)?,
+    }
+    for i in 0..files {
+        let back = read_file(p, &format!("full{i}")).await?;
+        ensure(back == piece, || {
+            format!("full{i} changed on a full device")
+        })?;
+    }
+    let _ = p.unlink(&format!("full{files}")).await;
+    let _ = p.unlink("more").await;
+    for i in 0..files {
+        ctx("unlink", p.unlink(&format!("full{i}")).await)?;
+    }
+    write_file(p, "after", &piece).await?;
+    ensure(read_file(p, "after").await? == piece, || {
+        String::from("after freeing: read back")
+    })?;
+    p.print(&format!(
+        "utests: diskfull: {files} files of 256 KiB before ENOSPC\n"
+    ))
+    .await;
+    Ok(())
+}
+
+/// outofinodes: empty files made until no inode is left (`ENOSPC`),
+/// then removed, and making a file works again.
+async fn outofinodes(p: &mut Process) -> Result {
+    ctx("mkdir", p.mkdir("inodes").await)?;
+    let mut made = 0u32;
+    let mut out = false;
+    while made < 100_000 {
+        match p.open(&format!("inodes/i{made}"), CREATE).await {
+            Ok(fd) => {
+                ctx("close", p.close(fd).await)?;
+                made += 1;
+            }
+            Err(e) if e.code() == errno::ENOSPC => {
+                out = true;
+                break;
+            }
+            Err(e) => return Err(format!("create inodes/i{made}: {e}")),
+        }
+    }
+    ensure(out && made > 10, || {
+        format!("inodes never ran out ({made} files made)")
+    })?;
+    for i in 0..made {
+        ctx("unlink", p.unlink(&format!("inodes/i{i}")).await)?;
+    }
+    write_file(p, "inodes/again", b"x").await?;
+    ctx("unlink", p.unlink("inodes/again").await)?;
+    ctx("rmdir", p.rmdir("inodes").await)?;
+    p.print(&format!(
+        "utests: outofinodes: {made} files made before ENOSPC\n"
+    ))
+    .await;
+    Ok(())
+}
+
 /// Removes what a test left in its directory, then the directory.
 async fn clean(p: &mut Process, dir: &str) {
     if let Ok(entries) = p.list(dir).await {
@@ -672,17 +791,22 @@ async fn main(p: &mut Process, args: Vec<String>) -> u32 {
         };
     }
     let chosen: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
-    if let Some(unknown) = chosen.iter().find(|c| !TESTS.contains(c)) {
+    if let Some(unknown) = chosen
+        .iter()
+        .find(|c| !TESTS.contains(c) && !FILLING.contains(c))
+    {
         p.eprint(&format!(
-            "utests: no test '{unknown}' (tests: {})\n",
-            TESTS.join(" ")
+            "utests: no test '{unknown}' (tests: {}; when named: {})\n",
+            TESTS.join(" "),
+            FILLING.join(" ")
         ))
         .await;
         return 2;
     }
     let (mut passed, mut failed) = (0, 0);
-    for (index, name) in TESTS.iter().enumerate() {
-        if !chosen.is_empty() && !chosen.contains(name) {
+    for (index, name) in TESTS.iter().chain(FILLING).enumerate() {
+        let filling = FILLING.contains(name);
+        if (chosen.is_empty() && filling) || (!chosen.is_empty() && !chosen.contains(name)) {
             continue;
         }
         let dir = format!("/utests.{index}");
