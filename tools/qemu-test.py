@@ -1251,14 +1251,45 @@ def stack_session(tally, kernel, nic="igb", shadow=False, megabytes=10, static=F
                     disk=False, extra=("-netdev", netdev, "-device", device), handle=handle)
 
 
-def maglev_session(tally, kernel, nic="igb"):
+def under_crashes(handle, driver, load, label, crashes=2, seconds=6.0):
+    """A `@run` step: `load(stop)` runs on the host (it returns (ok,
+    detail) and ends when `stop()` says so), while `crashes` panics of
+    the NIC driver are typed on the console, the first after 1 s and the
+    others 1.5 s apart; the load goes on `seconds` in all. Follow it with
+    `@drain`. Used by the applications' sessions: each must see no
+    client-visible error through the NIC shadow."""
+    import threading
+
+    def step():
+        start = time.monotonic()
+
+        def crash():
+            for i in range(crashes):
+                time.sleep(1.0 if i == 0 else 1.5)
+                handle["type"](f"crash {driver} panic")
+        thread = threading.Thread(target=crash)
+        thread.start()
+        ok, detail = load(lambda: time.monotonic() - start >= seconds)
+        thread.join()
+        return ok, f"{label}, the driver crashed {crashes} times under the load: {detail}"
+    return step
+
+
+def maglev_session(tally, kernel, nic="igb", shadow=False):
     """The Maglev load balancer (`domains/maglev`) on a NIC joined to a UDP
     socket on this host's loopback (one datagram per frame): TCP frames
     of 100 flows go in, each must come back addressed to one of the two
     backends (its MAC as destination, the NIC's as source, the rest
     intact), every flow always to the same one and both used; with one
     backend removed, its flows move to the other and no other flow moves;
-    frames that are not IPv4 TCP/UDP are dropped and counted."""
+    frames that are not IPv4 TCP/UDP are dropped and counted.
+
+    With `shadow`, Maglev runs through `nic-shadow`: a stream of frames of
+    the 100 flows while the driver is crashed twice, every frame that
+    comes back steered to the backend its flow had before (frames the
+    NIC dropped while its driver restarted are counted, not failed: a
+    NIC reset loses what is on the wire, and TCP between the clients and
+    backends resends it), then every flow again, none lost, none moved."""
     import socket
     host = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     for _ in range(100):
@@ -1352,12 +1383,65 @@ def maglev_session(tally, kernel, nic="igb"):
         except socket.timeout:
             return True, "ARP, ICMP and a runt frame: nothing forwarded"
 
+    def stream(stop):
+        before = seen.get("first", {})
+        sent, back, bad, lost, moved = {}, 0, 0, 0, 0
+        seq, flow = 1 << 20, 0
+        while not stop():
+            while len(sent) < 16:
+                data = frame(flow % 100, seq)
+                sent[seq] = (flow % 100, data)
+                host.sendto(data, ("127.0.0.1", guest_port))
+                seq, flow = seq + 1, flow + 1
+            try:
+                got, _ = host.recvfrom(4096)
+            except socket.timeout:
+                lost += len(sent)  # what the NIC dropped while its driver restarted
+                sent.clear()
+                continue
+            if len(got) < 62 or got[12:14] != b"\x08\x00":
+                continue
+            f, want = sent.pop(int.from_bytes(got[54:58], "big"), (None, None))
+            if want is None:
+                continue
+            ok = got[:6] in backends and got[6:12] == seen.get("mac") and got[12:len(want)] == want[12:]
+            moved += before.get(f) != got[:6]
+            back += ok
+            bad += not ok
+        lost += len(sent)
+        return (bad == 0 and moved == 0 and back > 0,
+                f"{back} frames steered, {bad} wrong, {moved} to another backend, {lost} dropped by the NIC")
+
+    def same_as_first(got_for):
+        before = seen.get("first", {})
+        moved = [f for f, b in got_for.items() if before.get(f) != b]
+        return len(got_for) == 100 and not moved, f"flows on another backend than before the crashes: {len(moved)}"
+
     netdev = (f"dgram,id=n0,local.type=inet,local.host=127.0.0.1,local.port={guest_port},"
               f"remote.type=inet,remote.host=127.0.0.1,remote.port={guest_port + 1}")
     device, driver, _, _ = NICS[nic]
     number = lambda want: lambda out: re.search(rf"^{want}$", out, re.M) is not None
     at_least = lambda n: lambda out: (lambda m: m is not None and int(m.group(1)) >= n)(
         re.search(r"^(\d+)$", out, re.M))
+    handle = {}
+    if shadow:
+        checks = [
+            (f"load {driver}", lambda out: f"loaded image {driver} as domain" in out),
+            ("@await receive buffers posted", None),
+            ("load nic-shadow", lambda out: "loaded image nic-shadow as domain" in out),
+            ("load maglev", lambda out: "loaded image maglev as domain" in out),
+            ("call maglev 10 0x0200000000aa", number("0")),
+            ("call maglev 10 0x0200000000bb", number("0")),
+            ("@run", run(100, "two backends, through nic-shadow", first)),
+            ("@run", under_crashes(handle, driver, stream, "Maglev through nic-shadow")),
+            ("@drain", None),
+            ("@run", run(100, "after the crashes", same_as_first)),
+            ("call nic-shadow 0", at_least(2)),
+        ]
+        console_session(tally, kernel, 2, "256M", 300, checks=checks, label=f"maglev through nic-shadow on {nic}",
+                        disk=False, handle=handle, extra=("-netdev", netdev, "-device", device))
+        host.close()
+        return
     checks = [
         (f"load {driver}", lambda out: f"loaded image {driver} as domain" in out),
         ("@await receive buffers posted", None),
@@ -1392,8 +1476,9 @@ def httpd_session(tally, kernel, nic="igb"):
     HEAD and a 404; pipelined requests on one connection; malformed,
     oversized and unsupported requests each get their status; 10
     concurrent connections; a client that stops mid-request gets 408 and
-    a closed connection; the driver crashed under the shadow between
-    requests, unnoticed by the client.
+    a closed connection; the driver crashed under the shadow twice while
+    four keep-alive connections send requests, and once between
+    requests, unnoticed by the clients.
 
     Only 10 connections at once here: QEMU's forward listens on the host
     with a backlog of 1, so a burst of 100 waits in the host's TCP
@@ -1496,6 +1581,46 @@ def httpd_session(tally, kernel, nic="igb"):
                                    f"({time.monotonic() - start:.1f} s){'; failures: ' + str(why) if why else ''}")
         return step
 
+    def keepalive_load(stop):
+        # Four keep-alive connections, each sending GETs one after another
+        # and checking every answer whole.
+        import http.client
+        body = bytes((ord("a") + i % 26) for i in range(1024))
+        tally_ = {"ok": 0, "bad": 0}
+        why = {}
+        lock = threading.Lock()
+
+        def worker():
+            conn = None
+            for _ in range(5000):
+                if stop():
+                    break
+                try:
+                    if conn is None:
+                        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+                    conn.request("GET", "/bytes/1024")
+                    reply = conn.getresponse()
+                    data = reply.read()
+                    good, reason = reply.status == 200 and data == body, f"status {reply.status}"
+                except (OSError, http.client.HTTPException) as e:
+                    good, reason = False, type(e).__name__
+                    conn.close()
+                    conn = None
+                with lock:
+                    tally_["ok" if good else "bad"] += 1
+                    if not good:
+                        why[reason] = why.get(reason, 0) + 1
+            if conn is not None:
+                conn.close()
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        return (tally_["bad"] == 0 and tally_["ok"] > 0,
+                f"{tally_['ok']} GETs on 4 keep-alive connections answered whole, {tally_['bad']} failed"
+                + (f" ({why})" if why else ""))
+
     def slow_client():
         start = time.monotonic()
         data = raw(b"GET /hello.txt HT", timeout=30)
@@ -1503,6 +1628,7 @@ def httpd_session(tally, kernel, nic="igb"):
         return (statuses(data) == [b"408"] and seconds < 25,
                 f"a request left unfinished: {statuses(data)} after {seconds:.1f} s, connection closed")
 
+    handle = {}
     device, driver, _, _ = NICS[nic]
     netdev = f"user,id=n0,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:{port}-10.0.2.15:80"
     url = f"http://127.0.0.1:{port}"
@@ -1521,6 +1647,11 @@ def httpd_session(tally, kernel, nic="igb"):
         ("@run", pipelined),
         ("@run", bad_requests),
         ("@run", concurrent(FORWARDED_CONCURRENT)),
+        ("@run", under_crashes(handle, driver, keepalive_load, "httpd")),
+        ("@drain", None),
+        # Both crashes happened (the shadow counts the restarts).
+        ("call nic-shadow 0", lambda out: (lambda n: n is not None and int(n.group(1)) >= 2)(
+            re.search(r"^(\d+)$", out, re.M))),
         *([("call httpd 0", lambda out: print(out) or True), ("call httpd 3", lambda out: print(out) or True),
            ("call netstack 0", lambda out: print(out) or True), ("call netstack 4", lambda out: print(out) or True),
            ("call netstack 5", lambda out: print(out) or True), ("call netstack 6", lambda out: print(out) or True),
@@ -1538,7 +1669,7 @@ def httpd_session(tally, kernel, nic="igb"):
             re.search(r"^(\d+)$", out, re.M))),
     ]
     console_session(tally, kernel, 2, "256M", 400, checks=checks, label=f"httpd on {nic}",
-                    disk=False, extra=("-netdev", netdev, "-device", device,
+                    disk=False, handle=handle, extra=("-netdev", netdev, "-device", device,
                                        *(("-object", f"filter-dump,id=dump0,netdev=n0,file={os.environ['HTTPD_PCAP']}")
                                          if os.environ.get("HTTPD_PCAP") else ())))
 
@@ -1678,7 +1809,8 @@ def kvstore_session(tally, kernel, nic="igb"):
     a value of 1 MiB, Debian's `memccapable -a` (the text protocol's
     conformance tests) and a bounded `memcslap` load without errors (both
     from libmemcached-tools, which `make setup` installs; said and skipped
-    if missing), a driver crash under the shadow between requests, and the
+    if missing), two driver crashes under the shadow while four connections
+    set and get, one between requests, and the
     store still holding its items after the stack restarted."""
     import shutil
     import socket
@@ -1724,6 +1856,62 @@ def kvstore_session(tally, kernel, nic="igb"):
         ok = replies.get(b"\x00\x2a\x00\x00\x00\x01\x00\x00") == b"VALUE small 9 5\r\nhello\r\nEND\r\n"
         return ok, f"UDP: get with the frame header: {list(replies.values())[:1]}"
 
+    def set_get_load(stop):
+        # Four connections, each setting a fresh key and reading it back,
+        # one request at a time, every reply checked.
+        import threading
+        counts = {"ok": 0, "bad": 0}
+        why = {}
+        lock = threading.Lock()
+
+        def worker(t):
+            conn, buffered = None, b""
+
+            def reply(until):
+                nonlocal buffered
+                while until not in buffered:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        raise ConnectionError("closed")
+                    buffered += chunk
+                end = buffered.index(until) + len(until)
+                got, buffered = buffered[:end], buffered[end:]
+                return got
+            for n in range(5000):
+                if stop():
+                    break
+                key = b"load%d_%d" % (t, n)
+                value = bytes((n + i) % 251 for i in range(200))
+                try:
+                    if conn is None:
+                        conn = socket.create_connection(("127.0.0.1", tcp_port), timeout=20)
+                        buffered = b""
+                    conn.sendall(b"set %s 5 0 %d\r\n" % (key, len(value)) + value + b"\r\n")
+                    stored = reply(b"\r\n")
+                    conn.sendall(b"get %s\r\n" % key)
+                    got = reply(b"END\r\n")
+                    want = b"VALUE %s 5 %d\r\n" % (key, len(value)) + value + b"\r\nEND\r\n"
+                    good = stored == b"STORED\r\n" and got == want
+                    reason = "wrong reply"
+                except OSError as e:
+                    good, reason = False, type(e).__name__
+                    conn.close()
+                    conn = None
+                with lock:
+                    counts["ok" if good else "bad"] += 1
+                    if not good:
+                        why[reason] = why.get(reason, 0) + 1
+            if conn is not None:
+                conn.close()
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        return (counts["bad"] == 0 and counts["ok"] > 0,
+                f"{counts['ok']} set+get pairs on 4 connections intact, {counts['bad']} failed"
+                + (f" ({why})" if why else ""))
+
     def tool(args, label, want_ok):
         def step():
             if shutil.which(args[0]) is None:
@@ -1743,6 +1931,7 @@ def kvstore_session(tally, kernel, nic="igb"):
         got = tcp_exchange(b"get small\r\n", b"END\r\n")
         return got == b"VALUE small 9 5\r\nhello\r\nEND\r\n", f"after the stack restarted: {got[:40]!r}"
 
+    handle = {}
     device, driver, _, _ = NICS[nic]
     netdev = (f"user,id=n0,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:{tcp_port}-10.0.2.15:11211,"
               f"hostfwd=udp:127.0.0.1:{udp_port}-10.0.2.15:11211")
@@ -1757,6 +1946,11 @@ def kvstore_session(tally, kernel, nic="igb"):
         ("@await UDP: bound to port 11211", None),
         ("@run", set_get),
         ("@run", udp_get),
+        ("@run", under_crashes(handle, driver, set_get_load, "kvstore over TCP")),
+        ("@drain", None),
+        # Both crashes happened (the shadow counts the restarts).
+        ("call nic-shadow 0", lambda out: (lambda n: n is not None and int(n.group(1)) >= 2)(
+            re.search(r"^(\d+)$", out, re.M))),
         (f"crash {driver} panic", lambda out: "domain crashed" in out),
         ("@run", tool(["memccapable", "-a", "-h", "127.0.0.1", "-p", str(tcp_port), "-t", "10"],
                       "memccapable -a (text protocol)", lambda t: "All tests passed" in t)),
@@ -1774,7 +1968,7 @@ def kvstore_session(tally, kernel, nic="igb"):
         ("call kvstore help", lambda out: "memcached text protocol" in out),
     ]
     console_session(tally, kernel, 2, "256M", 600, checks=checks, label=f"kvstore on {nic}",
-                    disk=False, extra=("-netdev", netdev, "-device", device))
+                    disk=False, handle=handle, extra=("-netdev", netdev, "-device", device))
 
 
 def tap_session(tally, kernel, nic="igb"):
@@ -2563,7 +2757,7 @@ def main():
             httpd_session(tally, args.kernel, args.net)
             httpd_files_session(tally, args.kernel, args.net)
         elif args.maglev:
-            maglev_session(tally, args.kernel, args.net)
+            maglev_session(tally, args.kernel, args.net, shadow=args.shadow)
         elif args.tap:
             tap_session(tally, args.kernel, args.net)
         elif args.stack:
@@ -2610,6 +2804,7 @@ def main():
             stack_session(tally, args.kernel, "igb", static=True)
             tap_session(tally, args.kernel, "virtio")
             maglev_session(tally, args.kernel, "igb")
+            maglev_session(tally, args.kernel, "igb", shadow=True)
             httpd_session(tally, args.kernel, "igb")
             httpd_files_session(tally, args.kernel, "igb")
             kvstore_session(tally, args.kernel, "virtio")
