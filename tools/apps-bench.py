@@ -12,6 +12,11 @@ same clients with the same settings:
   which is memory too); requests per second, and wrk's errors.
 - Key-value: `memcslap --concurrency=4 --execute-number=N` with
   `--test=set` and `--test=get`; operations per second.
+- HTTP from files ("http files" rows): our `httpd` in a boot of its own
+  with `httpd_root=/www`, serving the same bodies from rv6's file system
+  on an NVMe disk (`nvme`, `nvme-shadow`, `fs`; the image made by
+  tools/rv6-image.sh), against the same nginx figures (nginx serves
+  files too). `--no-files` leaves these rows out.
 
 Ours is `igb` + `netstack` + `httpd` + `kvstore` (the driver called
 directly; `--shadow` puts `nic-shadow` between). The Linux guest is
@@ -68,22 +73,34 @@ class Ours(qemu_guest.Guest):
 
     name = "ours"
 
-    def __init__(self, kernel, archive, nic, shadow):
+    def __init__(self, kernel, archive, nic, shadow, files_image=None):
+        """With `files_image`, httpd serves /www of the rv6 file system on
+        that NVMe image, and kvstore is not loaded."""
         self.http_port, self.kv_port = free_port(socket.SOCK_STREAM), free_kv_port()
         device, driver = NICS[nic]
         netdev = (f"user,id=n0,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:{self.http_port}-10.0.2.15:80,"
                   f"hostfwd=tcp:127.0.0.1:{self.kv_port}-10.0.2.15:11211,"
                   f"hostfwd=udp:127.0.0.1:{self.kv_port}-10.0.2.15:11211")
-        super().__init__(qemu_guest.kernel_command(kernel, archive, netdev, device, mem="512M"))
+        append = "log=info httpd_root=/www" if files_image else "log=info"
+        cmd = qemu_guest.kernel_command(kernel, archive, netdev, device, mem="512M", append=append)
+        if files_image:
+            cmd += ["-drive", f"file={files_image},if=none,id=nvm,format=raw",
+                    "-device", "nvme,serial=nvme0,drive=nvm"]
+        super().__init__(cmd)
+        services = [("netstack", "address 10.0.2.15/24"), ("httpd", "listening on port 80")]
+        if not files_image:
+            services.append(("kvstore", "TCP: listening on port 11211"))
         try:
             self.require("monitor> ")
+            if files_image:
+                for name in ("nvme", "nvme-shadow", "fs"):
+                    self.type(f"load {name}")
+                self.require("fs: mounted nvme-shadow/bdev")
             self.type(f"load {driver}")
             self.require("receive buffers posted")
             if shadow:
                 self.type("load nic-shadow")
-            for name, ready in (("netstack", "address 10.0.2.15/24"),
-                                ("httpd", "listening on port 80"),
-                                ("kvstore", "TCP: listening on port 11211")):
+            for name, ready in services:
                 self.type(f"load {name}")
                 self.require(ready)
         except Exception:
@@ -132,8 +149,13 @@ def memcslap(port, test, concurrency, count):
     return int(took.group(1)) / float(took.group(2))
 
 
-def measure(system, seconds, kv_count):
-    # Warm-up, untimed: the first connections, caches, nginx's workers.
+def measure(system, seconds, kv_count, files=False):
+    # Warm-up, untimed: the first connections, caches, nginx's workers
+    # (and, from files, rv6's buffer cache: every body read once).
+    if files:
+        for path in PATHS:
+            wrk(system.http_port, path, 2)
+        return {f"http files {path}": wrk(system.http_port, path, seconds) for path in PATHS}
     wrk(system.http_port, PATHS[1], 2)
     memcslap(system.kv_port, "set", 4, 100)
     row = {}
@@ -154,6 +176,7 @@ def main():
     parser.add_argument("--kv-count", type=int, default=5000)
     parser.add_argument("--nic", choices=sorted(NICS), default="igb")
     parser.add_argument("--shadow", action="store_true", help="ours through nic-shadow")
+    parser.add_argument("--no-files", action="store_true", help="leave out httpd serving rv6's files")
     args = parser.parse_args()
     if not 1 <= args.rounds <= 10 or not 2 <= args.seconds <= 60 or not 100 <= args.kv_count <= 100000:
         parser.error("--rounds 1..10, --seconds 2..60, --kv-count 100..100000")
@@ -164,40 +187,56 @@ def main():
     if not os.path.exists(os.path.join(guest_dir, "initramfs.cpio.gz")):
         subprocess.run(["bash", os.path.join(REPO, "bench", "linux-guest", "build.sh"), guest_dir],
                        check=True)
-    runs = {"ours": [], "linux": []}
+    files_image = None
+    if not args.no_files:
+        files_image = os.path.join(REPO, "build", "apps-bench-rv6.img")
+        subprocess.run(["bash", os.path.join(HERE, "rv6-image.sh"), files_image,
+                        os.path.join(os.path.dirname(args.archive), "programs")],
+                       env={**os.environ, "FRESH": "1"}, check=True, stdout=subprocess.DEVNULL)
+    runs = {"ours": [], "linux": [], "files": []}
     for r in range(args.rounds):
         order = ["ours", "linux"] if r % 2 == 0 else ["linux", "ours"]
+        if files_image:
+            order.insert(1, "files")
         for which in order:
             print(f"apps-bench: round {r + 1}, {which} ...", file=sys.stderr)
             system = (Ours(args.kernel, args.archive, args.nic, args.shadow) if which == "ours"
-                      else Linux(args.nic))
+                      else Ours(args.kernel, args.archive, args.nic, args.shadow, files_image)
+                      if which == "files" else Linux(args.nic))
             try:
-                runs[which].append(measure(system, args.seconds, args.kv_count))
+                runs[which].append(measure(system, args.seconds, args.kv_count, files=which == "files"))
             finally:
                 system.stop()
     rows = {}
-    for key in runs["ours"][0]:
+
+    def add_row(key, ours_runs, linux_key):
         unit = "requests_s" if key.startswith("http") else "ops_s"
-        ours = statistics.median(r[key][unit] for r in runs["ours"])
-        linux = statistics.median(r[key][unit] for r in runs["linux"])
+        ours = statistics.median(r[key][unit] for r in ours_runs)
+        linux = statistics.median(r[linux_key][unit] for r in runs["linux"])
         rows[key] = {"ours": ours, "linux": linux, "ratio": ours / linux,
-                     "ours_all": [r[key][unit] for r in runs["ours"]],
-                     "linux_all": [r[key][unit] for r in runs["linux"]]}
+                     "ours_all": [r[key][unit] for r in ours_runs],
+                     "linux_all": [r[linux_key][unit] for r in runs["linux"]]}
         if key.startswith("http"):
-            rows[key]["ours_errors"] = sum(r[key]["socket_errors"] + r[key]["non_2xx"] for r in runs["ours"])
-            rows[key]["linux_errors"] = sum(r[key]["socket_errors"] + r[key]["non_2xx"]
+            rows[key]["ours_errors"] = sum(r[key]["socket_errors"] + r[key]["non_2xx"] for r in ours_runs)
+            rows[key]["linux_errors"] = sum(r[linux_key]["socket_errors"] + r[linux_key]["non_2xx"]
                                             for r in runs["linux"])
+    for key in runs["ours"][0]:
+        add_row(key, runs["ours"], key)
+    if runs["files"]:
+        for key in runs["files"][0]:
+            add_row(key, runs["files"], key.replace("http files ", "http "))
     label = "ours (through nic-shadow)" if args.shadow else "ours"
-    print(f"{'application in QEMU (TCG), ' + args.nic:<34} {label:>14} {'Linux':>10} {'ratio':>8}")
-    print("-" * 70)
+    print(f"{'application in QEMU (TCG), ' + args.nic:<40} {label:>14} {'Linux':>10} {'ratio':>8}")
+    print("-" * 76)
     for key, row in rows.items():
         unit = "req/s" if key.startswith("http") else "ops/s"
         extra = (f"  (errors: ours {row['ours_errors']}, Linux {row['linux_errors']})"
                  if key.startswith("http") and (row["ours_errors"] or row["linux_errors"]) else "")
-        print(f"{key + ' ' + unit:<34} {row['ours']:>14,.0f} {row['linux']:>10,.0f} "
+        print(f"{key + ' ' + unit:<40} {row['ours']:>14,.0f} {row['linux']:>10,.0f} "
               f"{row['ratio']:>7.2f}x{extra}")
     print(f"(httpd vs nginx with wrk -t2 -c32 -d{args.seconds}s; kvstore vs memcached with memcslap "
-          f"--concurrency=4 --execute-number={args.kv_count}; medians of {args.rounds} rounds)")
+          f"--concurrency=4 --execute-number={args.kv_count}; medians of {args.rounds} rounds; "
+          f"'http files': httpd serving rv6's file system on NVMe, against the same nginx figures)")
     cpu = qemu_guest.cpu_model()
     with open(args.out, "w") as f:
         json.dump({"cpu": cpu, "nic": args.nic, "shadow": args.shadow, "rounds": args.rounds,
