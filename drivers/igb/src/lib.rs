@@ -11,7 +11,9 @@
 //! What QEMU's 82576 model needs (from its source, `hw/net/igb_core.c`):
 //! it never sets EEPROM auto-read done (so this driver does not wait for
 //! it), its link comes up only after the driver sets CTRL.SLU and
-//! restarts auto-negotiation through MDIC (about 500 ms), and it receives
+//! restarts auto-negotiation through MDIC (about 500 ms, also after every
+//! reset: why a restarted driver does not reset the device, see
+//! [`start`]), and it receives
 //! only with link up, RCTL.EN, bus mastering, RXDCTL enabled, RDLEN set and
 //! RDT inside the ring.
 //!
@@ -39,36 +41,63 @@ const IDS: (u16, u16) = (0x8086, 0x10c9);
 /// How long the link may take to come up.
 const LINK_WAIT_NS: u64 = 5_000_000_000;
 
+/// RCTL as this driver programs it: receive everything (promiscuous,
+/// broadcast), CRC stripped.
+const RCTL_OURS: u32 =
+    regs::RCTL_EN | regs::RCTL_UPE | regs::RCTL_MPE | regs::RCTL_BAM | regs::RCTL_SECRC;
+/// TCTL as this driver programs it.
+const TCTL_OURS: u32 = regs::TCTL_EN | regs::TCTL_PSP;
+/// SRRCTL as this driver programs it: advanced one-buffer descriptors,
+/// buffers of `FRAME` bytes.
+const SRRCTL_OURS: u32 = (FRAME / 1024) as u32 | regs::SRRCTL_DESCTYPE_ADV_ONEBUF;
+
+/// Whether the device is as an earlier incarnation of this driver left
+/// it, with its link up: then a restart (after a crash, by the shadow)
+/// need not reset it.
+fn left_by_this_driver(device: &dyn Device) -> Result<bool, String> {
+    use regs::*;
+    let ring = u32::from(ENTRIES) * 16;
+    Ok(read(device, STATUS)? & STATUS_LU != 0
+        && read(device, RCTL)? == RCTL_OURS
+        && read(device, TCTL)? == TCTL_OURS
+        && read(device, SRRCTL)? == SRRCTL_OURS
+        && read(device, RDLEN)? == ring
+        && read(device, TDLEN)? == ring)
+}
+
+/// Stops receive and transmit and disables both queues without a reset
+/// (the datasheet's dynamic queue disable: clear RXDCTL/TXDCTL.ENABLE,
+/// then read it back clear), so that the rings can be programmed anew
+/// while the link stays up. Frames that arrive meanwhile wait in the
+/// device (in QEMU's model: in its queue) instead of being lost.
+async fn stop_queues(device: &dyn Device) -> Result<(), String> {
+    use regs::*;
+    write(device, RCTL, 0)?;
+    write(device, TCTL, 0)?;
+    write(device, RXDCTL, read(device, RXDCTL)? & !QUEUE_ENABLE)?;
+    write(device, TXDCTL, read(device, TXDCTL)? & !QUEUE_ENABLE)?;
+    wait(10_000_000, "the queues to stop", || {
+        Ok(read(device, RXDCTL)? & QUEUE_ENABLE == 0 && read(device, TXDCTL)? & QUEUE_ENABLE == 0)
+    })
+    .await
+}
+
 /// Reset, link, MAC, rings: the datasheet's initialisation (section 4.5)
-/// as far as QEMU's model and this driver need it.
+/// as far as QEMU's model and this driver need it. A restart of this
+/// driver (its earlier incarnation crashed) finds the device as that one
+/// left it, link up, and skips the reset: on the 82576 (QEMU's model
+/// included) a reset takes the link down for auto-negotiation, about
+/// 500 ms during which nothing is received, where stopping the queues
+/// and programming them again takes a few milliseconds. Everything the
+/// data path depends on (the rings, their registers, RCTL, TCTL, SRRCTL)
+/// is programmed again either way; if the queues do not stop, the device
+/// is reset after all.
 pub async fn start(device: &dyn Device) -> Result<Started, String> {
     use regs::*;
     write(device, IMC, u32::MAX)?;
-    write(device, CTRL, read(device, CTRL)? | CTRL_RST)?;
-    wait(100_000_000, "the reset", || {
-        Ok(read(device, CTRL)? & CTRL_RST == 0)
-    })
-    .await?;
-    write(device, IMC, u32::MAX)?;
-    // Link: set link up (and clear link reset), then restart the PHY's
-    // auto-negotiation through MDIC.
-    write(device, CTRL, (read(device, CTRL)? | CTRL_SLU) & !CTRL_LRST)?;
-    write(
-        device,
-        MDIC,
-        (PHY_CTRL_AN_ENABLE | PHY_CTRL_AN_RESTART)
-            | PHY_CTRL << MDIC_REG_SHIFT
-            | PHY_ADDRESS << MDIC_PHY_SHIFT
-            | MDIC_OP_WRITE,
-    )?;
-    let mut mdic = 0;
-    wait(100_000_000, "the PHY", || {
-        mdic = read(device, MDIC)?;
-        Ok(mdic & MDIC_READY != 0)
-    })
-    .await?;
-    if mdic & MDIC_ERROR != 0 {
-        return Err(String::from("the PHY refused the auto-negotiation restart"));
+    let warm = left_by_this_driver(device)? && stop_queues(device).await.is_ok();
+    if !warm {
+        reset(device).await?;
     }
     // The MAC the EEPROM loaded into receive address 0.
     let (low, high) = (read(device, RAL0)?, read(device, RAH0)?);
@@ -87,11 +116,7 @@ pub async fn start(device: &dyn Device) -> Result<Started, String> {
     write(device, RDBAL, rx_address as u32)?;
     write(device, RDBAH, (rx_address >> 32) as u32)?;
     write(device, RDLEN, u32::from(ENTRIES) * 16)?;
-    write(
-        device,
-        SRRCTL,
-        (FRAME / 1024) as u32 | SRRCTL_DESCTYPE_ADV_ONEBUF,
-    )?;
+    write(device, SRRCTL, SRRCTL_OURS)?;
     write(device, RDH, 0)?;
     write(device, RDT, 0)?;
     write(device, RXDCTL, read(device, RXDCTL)? | QUEUE_ENABLE)?;
@@ -104,17 +129,48 @@ pub async fn start(device: &dyn Device) -> Result<Started, String> {
     // Every receive slot gets a buffer of the driver's own to start.
     queue.fill(device)?;
     // Receive everything (promiscuous, broadcast), CRC stripped; send.
-    write(
-        device,
-        RCTL,
-        RCTL_EN | RCTL_UPE | RCTL_MPE | RCTL_BAM | RCTL_SECRC,
-    )?;
-    write(device, TCTL, TCTL_EN | TCTL_PSP)?;
+    write(device, RCTL, RCTL_OURS)?;
+    write(device, TCTL, TCTL_OURS)?;
     wait(LINK_WAIT_NS, "the link", || {
         Ok(read(device, STATUS)? & STATUS_LU != 0)
     })
     .await?;
     Ok(Started { mac, queue })
+}
+
+/// A full reset, then the link: set link up (and clear link reset), and
+/// restart the PHY's auto-negotiation through MDIC unless the link is
+/// already up.
+async fn reset(device: &dyn Device) -> Result<(), String> {
+    use regs::*;
+    write(device, CTRL, read(device, CTRL)? | CTRL_RST)?;
+    wait(100_000_000, "the reset", || {
+        Ok(read(device, CTRL)? & CTRL_RST == 0)
+    })
+    .await?;
+    write(device, IMC, u32::MAX)?;
+    write(device, CTRL, (read(device, CTRL)? | CTRL_SLU) & !CTRL_LRST)?;
+    if read(device, STATUS)? & STATUS_LU != 0 {
+        return Ok(());
+    }
+    write(
+        device,
+        MDIC,
+        (PHY_CTRL_AN_ENABLE | PHY_CTRL_AN_RESTART)
+            | PHY_CTRL << MDIC_REG_SHIFT
+            | PHY_ADDRESS << MDIC_PHY_SHIFT
+            | MDIC_OP_WRITE,
+    )?;
+    let mut mdic = 0;
+    wait(100_000_000, "the PHY", || {
+        mdic = read(device, MDIC)?;
+        Ok(mdic & MDIC_READY != 0)
+    })
+    .await?;
+    if mdic & MDIC_ERROR != 0 {
+        return Err(String::from("the PHY refused the auto-negotiation restart"));
+    }
+    Ok(())
 }
 
 /// Link state and speed from STATUS.
