@@ -258,6 +258,29 @@ async fn prepare(fs: &mut Files) -> Result<(), String> {
         .map_err(|e| err("prepare", e))
 }
 
+/// Row `row` through the file system, repeated until `ms` milliseconds
+/// have passed: the iterations done and the microseconds they took (whole
+/// iterations only). For throughput over a window long enough that a
+/// driver crashed every second meets every row the same number of times.
+pub async fn timed(row: usize, ms: u64) -> Result<(u32, u64), String> {
+    let mut fs = Files::connect().map_err(|e| err("connect", e))?;
+    let ready = match fs.stat("/bench/big").await {
+        Ok(st) => st.size == BIG as u64,
+        Err(_) => false,
+    };
+    if !ready {
+        prepare(&mut fs).await?;
+    }
+    let start = now_ns();
+    let mut iterations = 0u32;
+    let mut us = 0u64;
+    while now_ns() - start < ms * 1_000_000 {
+        us += fs_row(&mut fs, row).await?;
+        iterations += 1;
+    }
+    Ok((iterations, us))
+}
+
 /// `rounds` rounds; each runs every row raw then through the file system
 /// (`raw_start` 0: the file system only), logging each row.
 pub async fn run(rounds: u32, raw_start: u64) -> Result<(), String> {

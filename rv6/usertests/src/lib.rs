@@ -943,6 +943,22 @@ async fn bench_round(shared: Arc<Shared>, raw_start: u64) {
     }
 }
 
+async fn bench_timed(shared: Arc<Shared>, row: usize, ms: u64) {
+    match bench::timed(row, ms).await {
+        Ok((iterations, us)) => {
+            log(&format!(
+                "fsbench-timed: {} {iterations} {us} done",
+                bench::ROWS[row]
+            ));
+            shared.bench.store(2, Ordering::Relaxed);
+        }
+        Err(e) => {
+            log(&format!("fsbench: failed: {e}"));
+            shared.bench.store(3, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The control interface, holding the state the tasks it starts share.
 struct Ctl(Arc<Shared>);
 
@@ -988,6 +1004,16 @@ impl Control for Ctl {
                 u64::from(spawn(bench_round(me, arg)).is_ok())
             }
             21 => this.bench.load(Ordering::Relaxed),
+            22 => {
+                let (row, ms) = ((arg & 0xff) as usize, arg >> 8);
+                if row >= bench::ROWS.len() || !(1..=600_000).contains(&ms) {
+                    return Ok(0);
+                }
+                if this.bench.swap(1, Ordering::Relaxed) == 1 {
+                    return Ok(0);
+                }
+                u64::from(spawn(bench_timed(me, row, ms)).is_ok())
+            }
             _ => 0,
         })
     }
@@ -1001,7 +1027,8 @@ impl Control for Ctl {
                  10: start the writer\n11: stop it; files acknowledged\n12: files acknowledged so far\n\
                  13 N: check /crash/f0..f{N-1}\n14: check state (0, 1 running, 2 ok, 3 failed)\n\
                  15: failed calls the writer saw\n\
-                 20 B: one benchmark round (raw rows from block B; 0: none)\n21: its state",
+                 20 B: one benchmark round (raw rows from block B; 0: none)\n21: its state\n\
+                 22 ROW+256*MS: file-system row ROW (0-6) repeated for MS milliseconds",
             ),
             _ => Ok(None),
         }
