@@ -76,6 +76,9 @@ async fn serve(stats: Arc<Stats>) {
     let mut net: Option<NetProxy> = None;
     let mut buffers: Option<RRef<Packets>> = None;
     let mut idle_ms = 1;
+    let mut queue: u16 = 0;
+    // Whether this pass over the queues has found any frame so far.
+    let mut pass_busy = false;
     loop {
         if net.is_none() {
             // Through the NIC shadow if there is one, else the driver.
@@ -98,8 +101,8 @@ async fn serve(stats: Arc<Stats>) {
                 }
             },
         };
-        let mac = match driver.info() {
-            Ok(info) => info.mac,
+        let (mac, queues) = match driver.info() {
+            Ok(info) => (info.mac, info.queues.max(1)),
             Err(e) => {
                 log(&alloc::format!(
                     "the driver failed: {e}; looking it up again"
@@ -109,7 +112,13 @@ async fn serve(stats: Arc<Stats>) {
                 continue;
             }
         };
-        let mut received = match driver.receive(0, batch) {
+        // Each queue pair in turn (the NIC spreads flows over them); a
+        // queue's frames go back out on it.
+        queue = (queue + 1) % queues;
+        if queue == 0 {
+            pass_busy = false;
+        }
+        let mut received = match driver.receive(queue, batch) {
             Ok(received) => received,
             Err(e) => {
                 log(&alloc::format!(
@@ -134,14 +143,18 @@ async fn serve(stats: Arc<Stats>) {
                 packet.len = 0;
             }
         }
+        pass_busy |= frames > 0;
         if frames == 0 {
             buffers = Some(received);
-            sleep(Duration::from_millis(idle_ms)).await;
-            idle_ms = (idle_ms * 2).min(16);
+            // Idle only once a whole pass over the queues found nothing.
+            if !pass_busy && queue + 1 == queues {
+                sleep(Duration::from_millis(idle_ms)).await;
+                idle_ms = (idle_ms * 2).min(16);
+            }
             continue;
         }
         idle_ms = 1;
-        match driver.transmit(0, received) {
+        match driver.transmit(queue, received) {
             Ok(back) => {
                 stats.echoed.fetch_add(frames, Ordering::Relaxed);
                 // Sent buffers come back with len 0: the next receive

@@ -206,6 +206,11 @@ async fn serve(shared: Arc<Shared>) {
     let mut net: Option<NetProxy> = None;
     let mut buffers: Option<RRef<Packets>> = None;
     let mut idle_ms = 1;
+    // The NIC's queue pairs: frames of a flow arrive on the queue the
+    // NIC's hash picks for it; each queue's frames go back out on it.
+    let mut queue: u16 = 0;
+    // Whether this pass over the queues has found any frame so far.
+    let mut pass_busy = false;
     loop {
         if net.is_none() {
             net = lookup::<dyn Net + Send + Sync>("nic-shadow/net")
@@ -227,15 +232,19 @@ async fn serve(shared: Arc<Shared>) {
             sleep(Duration::from_millis(10)).await;
             continue;
         };
-        let mac = match driver.info() {
-            Ok(info) => info.mac,
+        let (mac, queues) = match driver.info() {
+            Ok(info) => (info.mac, info.queues.max(1)),
             Err(e) => {
                 failed("info", e);
                 net = None;
                 continue;
             }
         };
-        let mut received = match driver.receive(0, batch) {
+        queue = (queue + 1) % queues;
+        if queue == 0 {
+            pass_busy = false;
+        }
+        let mut received = match driver.receive(queue, batch) {
             Ok(received) => received,
             Err(e) => {
                 failed("receive", e);
@@ -259,16 +268,18 @@ async fn serve(shared: Arc<Shared>) {
             }
         }
         shared.dropped.fetch_add(drop, Ordering::Relaxed);
+        pass_busy |= forward + drop > 0;
         if forward == 0 {
             buffers = Some(received);
-            if drop == 0 {
+            // Idle only once a whole pass over the queues found nothing.
+            if !pass_busy && queue + 1 == queues {
                 sleep(Duration::from_millis(idle_ms)).await;
                 idle_ms = (idle_ms * 2).min(16);
             }
             continue;
         }
         idle_ms = 1;
-        match driver.transmit(0, received) {
+        match driver.transmit(queue, received) {
             Ok(mut back) => {
                 let unsent = back.iter().filter(|p| p.len != 0).count() as u64;
                 shared

@@ -537,10 +537,15 @@ fn transmit(driver: &NetProxy, shared: &Shared) -> Result<(), ()> {
 
 async fn serve(shared: Arc<Shared>) {
     let mut driver: Option<NetProxy> = None;
+    // The driver's queue pairs (0: not known yet): frames arrive on every
+    // one (the NIC spreads flows over them), so each round receives from
+    // all; frames go out by queue 0.
+    let mut queues: u16 = 0;
     let mut idle_ms = 1;
     let mut next_sweep = 0;
     loop {
         if driver.is_none() {
+            queues = 0;
             driver = find_driver();
             if driver.is_none() {
                 sleep(Duration::from_millis(50)).await;
@@ -548,6 +553,11 @@ async fn serve(shared: Arc<Shared>) {
             }
         }
         let Some(net) = &driver else { continue };
+        if queues == 0 {
+            // Until the driver is up it may say 0; asked again each round
+            // until it says how many (and once a second after).
+            queues = net.info().map_or(0, |info| info.queues);
+        }
         if shared.stack.lock().is_none() {
             let mac = match net.info() {
                 Ok(info) => info.mac,
@@ -581,6 +591,8 @@ async fn serve(shared: Arc<Shared>) {
         // closed once a second: nobody else may use them.
         if now_ns() >= next_sweep {
             next_sweep = now_ns() + 1_000_000_000;
+            // A restarted driver may have come back with another count.
+            queues = 0;
             if let Some(stack) = shared.stack.lock().as_mut() {
                 stack.expire_pings(now_us());
                 let closed = stack.sweep(|owner| is_alive(Owner::from_bits(owner)));
@@ -599,7 +611,7 @@ async fn serve(shared: Arc<Shared>) {
 
         // One round: receive a batch, let the stack process it, send what
         // it queued.
-        let Some((busy, deadline_us)) = round(net, &shared) else {
+        let Some((busy, deadline_us)) = round(net, &shared, queues.max(1)) else {
             shared.failed_calls.fetch_add(1, Ordering::Relaxed);
             driver = None;
             continue;
@@ -624,35 +636,31 @@ async fn serve(shared: Arc<Shared>) {
     }
 }
 
-/// Receive, process, transmit. None if a driver call failed; else whether
-/// anything happened and smoltcp's next deadline. The stack is locked
-/// between the driver calls, not across them.
-fn round(net: &NetProxy, shared: &Shared) -> Option<(bool, Option<i64>)> {
-    let buffers = {
+/// Receive (from each of `queues` queue pairs), process, transmit. None
+/// if a driver call failed; else whether anything happened and smoltcp's
+/// next deadline. The stack is locked between the driver calls, not
+/// across them.
+fn round(net: &NetProxy, shared: &Shared, queues: u16) -> Option<(bool, Option<i64>)> {
+    let mut frames = 0;
+    for queue in 0..queues {
+        let buffers = {
+            let mut guard = shared.stack.lock();
+            let stack = guard.as_mut()?;
+            receive_buffers(stack)
+        };
+        // The shared heap is short: process what is queued, receive later.
+        let Some(buffers) = buffers else { break };
+        let mut received = match net.receive(queue, buffers) {
+            Ok(received) => received,
+            Err(e) => {
+                log(&alloc::format!(
+                    "receive failed: {e}; looking the driver up again"
+                ));
+                return None;
+            }
+        };
         let mut guard = shared.stack.lock();
         let stack = guard.as_mut()?;
-        let buffers = receive_buffers(stack);
-        if buffers.is_none() {
-            // The shared heap is short: process what is queued, receive
-            // later.
-            let busy = stack.poll(now_us());
-            return Some((busy, stack.poll_at(now_us())));
-        }
-        buffers
-    }?;
-    let mut received = match net.receive(0, buffers) {
-        Ok(received) => received,
-        Err(e) => {
-            log(&alloc::format!(
-                "receive failed: {e}; looking the driver up again"
-            ));
-            return None;
-        }
-    };
-    let (busy, frames) = {
-        let mut guard = shared.stack.lock();
-        let stack = guard.as_mut()?;
-        let mut frames = 0;
         while let Some(packet) = received.pop_front() {
             if packet.len == 0 {
                 stack.wire.recycle(Buf(packet));
@@ -661,8 +669,8 @@ fn round(net: &NetProxy, shared: &Shared) -> Option<(bool, Option<i64>)> {
                 stack.deliver(Buf(packet));
             }
         }
-        (stack.poll(now_us()), frames)
-    };
+    }
+    let busy = shared.stack.lock().as_mut()?.poll(now_us());
     shared.frames_in.fetch_add(frames, Ordering::Relaxed);
     transmit(net, shared).ok()?;
     let deadline = shared.stack.lock().as_mut()?.poll_at(now_us());

@@ -64,21 +64,47 @@ pub const MAX_PENDING: usize = 256;
 /// Receive buffers passed on to the driver beyond those its ring is short
 /// of: room for the frames that arrive before the next call.
 pub const RX_HEADROOM: usize = BATCH / 4;
+/// Queue pairs the shadow keeps state for (what the drivers have at most:
+/// the 82576's 16); calls on a higher queue go to the driver as they are.
+pub const MAX_QUEUES: usize = 16;
 
-struct Inner {
-    driver: Option<(&'static str, Arc<NetProxy>)>,
-    /// Frames to send (the client's buffers), oldest first.
+/// What the shadow keeps per queue pair.
+#[derive(Default)]
+struct Lane {
+    /// Frames to send by this queue (the client's buffers), oldest first.
     pending: VecDeque<RRef<Packet>>,
-    /// Spare buffers: for copies, to hand the client for its frames, and
-    /// receive buffers the driver had no use for.
-    spare: Vec<RRef<Packet>>,
     /// The batch that takes copies to the driver (it comes back with the
     /// call; made again if it died with the driver).
     batch: Option<RRef<Packets>>,
     /// Receive buffers the driver's ring is short of: frames it handed
     /// out that no buffer from here has replaced yet (0 for a new
-    /// incarnation, whose ring starts full).
+    /// incarnation, whose rings start full).
     owed: usize,
+}
+
+struct Inner {
+    driver: Option<(&'static str, Arc<NetProxy>)>,
+    /// Spare buffers: for copies, to hand the client for its frames, and
+    /// receive buffers the driver had no use for.
+    spare: Vec<RRef<Packet>>,
+    /// Queue pair `q`'s state is `lanes[q]` (made as queues are used).
+    lanes: Vec<Lane>,
+}
+
+impl Inner {
+    /// Queue `queue`'s state (`queue` below [`MAX_QUEUES`]).
+    fn lane(&mut self, queue: u16) -> &mut Lane {
+        let q = usize::from(queue);
+        while self.lanes.len() <= q {
+            self.lanes.push(Lane::default());
+        }
+        &mut self.lanes[q]
+    }
+
+    /// Frames waiting to be sent, all queues.
+    fn pending(&self) -> usize {
+        self.lanes.iter().map(|l| l.pending.len()).sum()
+    }
 }
 
 pub struct Shadow {
@@ -100,10 +126,8 @@ impl Shadow {
         Shadow {
             inner: Mutex::new(Inner {
                 driver: None,
-                pending: VecDeque::new(),
                 spare: Vec::new(),
-                batch: None,
-                owed: 0,
+                lanes: Vec::new(),
             }),
             recovering: AtomicBool::new(false),
             recovery_waker: Mutex::new(None),
@@ -139,7 +163,9 @@ impl Shadow {
         {
             let mut inner = self.inner.lock();
             inner.driver = None;
-            inner.owed = 0; // the next incarnation fills its ring itself
+            for lane in &mut inner.lanes {
+                lane.owed = 0; // the next incarnation fills its rings itself
+            }
         }
         self.recovering.store(true, Ordering::Release);
         if let Some(waker) = self.recovery_waker.lock().take() {
@@ -179,20 +205,20 @@ impl Shadow {
         Some(copy)
     }
 
-    /// Sends what is pending through `driver` (a batch at most). Unsent
-    /// frames stay pending; the driver's returned buffers become spares.
-    /// `Err` if the driver failed (the batch sent is pending again: its
-    /// copies were made before).
-    fn flush(&self, driver: &NetProxy) -> Result<(), RpcError> {
+    /// Sends what is pending on queue `queue` through `driver` (a batch at
+    /// most). Unsent frames stay pending; the driver's returned buffers
+    /// become spares. `Err` if the driver failed (the batch sent is
+    /// pending again: its copies were made before).
+    fn flush(&self, driver: &NetProxy, queue: u16) -> Result<(), RpcError> {
         // The frames whose copies go, in order (a batch on the stack: no
         // allocation).
         let mut kept = Packets::new();
         let batch = {
             let mut inner = self.inner.lock();
-            if inner.pending.is_empty() {
+            if inner.lane(queue).pending.is_empty() {
                 return Ok(());
             }
-            let mut batch = match inner.batch.take() {
+            let mut batch = match inner.lane(queue).batch.take() {
                 Some(batch) => batch,
                 None => match RRef::try_new(Packets::new()) {
                     Ok(batch) => batch,
@@ -200,7 +226,7 @@ impl Shadow {
                 },
             };
             while !kept.is_full() {
-                let Some(frame) = inner.pending.pop_front() else {
+                let Some(frame) = inner.lane(queue).pending.pop_front() else {
                     break;
                 };
                 // What goes to the driver is a copy; the frame stays here
@@ -211,19 +237,19 @@ impl Shadow {
                         let _ = kept.push_back(frame);
                     }
                     None => {
-                        inner.pending.push_front(frame);
+                        inner.lane(queue).pending.push_front(frame);
                         break;
                     }
                 }
             }
             if kept.is_empty() {
-                inner.batch = Some(batch);
+                inner.lane(queue).batch = Some(batch);
                 return Ok(());
             }
             batch
         };
         let count = kept.len();
-        match driver.transmit(0, batch) {
+        match driver.transmit(queue, batch) {
             Ok(mut back) => {
                 let mut inner = self.inner.lock();
                 // Frames the driver had no room for come back with their
@@ -235,7 +261,7 @@ impl Shadow {
                     }
                     inner.spare.push(buffer);
                 }
-                inner.batch = Some(back);
+                inner.lane(queue).batch = Some(back);
                 // The frames sent: their buffers are spares too (as many
                 // as a full pending queue needs; the rest go).
                 for _ in 0..count - unsent.min(count) {
@@ -243,26 +269,26 @@ impl Shadow {
                         inner.spare.push(frame);
                     }
                 }
-                Self::requeue(&mut inner, kept);
+                Self::requeue(inner.lane(queue), kept);
                 inner.spare.truncate(MAX_PENDING + BATCH);
                 Ok(())
             }
             Err(e) => {
                 // The copies died with the driver: the frames wait again.
-                Self::requeue(&mut self.inner.lock(), kept);
+                Self::requeue(self.inner.lock().lane(queue), kept);
                 Err(e)
             }
         }
     }
 
-    /// Puts `frames` back at the head of the pending queue, in order.
-    fn requeue(inner: &mut Inner, mut frames: Packets) {
+    /// Puts `frames` back at the head of `lane`'s pending queue, in order.
+    fn requeue(lane: &mut Lane, mut frames: Packets) {
         if frames.is_empty() {
             return;
         }
         let frames: Vec<RRef<Packet>> = core::iter::from_fn(|| frames.pop_front()).collect();
         for frame in frames.into_iter().rev() {
-            inner.pending.push_front(frame);
+            lane.pending.push_front(frame);
         }
     }
 
@@ -335,12 +361,18 @@ impl Shadow {
                 continue;
             };
             let proxy = Arc::new(proxy);
-            let pending = self.inner.lock().pending.len() as u64;
-            // Whatever was in flight goes out first (a few batches; the
-            // rest with the next calls).
-            for _ in 0..(MAX_PENDING / BATCH) {
-                if self.inner.lock().pending.is_empty() || self.flush(&proxy).is_err() {
-                    break;
+            let pending = self.inner.lock().pending() as u64;
+            // Whatever was in flight goes out first, queue by queue (a few
+            // batches each; the rest with the next calls).
+            let queues = self.inner.lock().lanes.len() as u16;
+            'queues: for queue in 0..queues {
+                for _ in 0..(MAX_PENDING / BATCH) {
+                    if self.inner.lock().lane(queue).pending.is_empty() {
+                        break;
+                    }
+                    if self.flush(&proxy, queue).is_err() {
+                        break 'queues;
+                    }
                 }
             }
             self.reissued.fetch_add(pending, Ordering::Relaxed);
@@ -399,13 +431,16 @@ impl Net for Shadow {
         let Some((_, driver)) = self.driver() else {
             return Ok(buffers); // recovering: nothing arrived
         };
+        if usize::from(queue) >= MAX_QUEUES {
+            return Ok(buffers); // no such queue: nothing arrived
+        }
         let count = buffers.len();
         // The driver gets the buffers its ring is short of and a few more;
         // the rest of the client's wait among the spares (moving them to
         // the driver and back would cost a change of owner each way).
         let give = {
             let mut inner = self.inner.lock();
-            let give = count.min(inner.owed + RX_HEADROOM);
+            let give = count.min(inner.lane(queue).owed + RX_HEADROOM);
             for _ in give..count {
                 if let Some(buffer) = buffers.pop_front() {
                     inner.spare.push(buffer);
@@ -420,7 +455,8 @@ impl Net for Shadow {
                 // driver had no room for.
                 let arrived = frames.iter().filter(|p| p.len != 0).count();
                 let posted = give.saturating_sub(frames.len() - arrived);
-                inner.owed = (inner.owed + arrived).saturating_sub(posted);
+                let lane = inner.lane(queue);
+                lane.owed = (lane.owed + arrived).saturating_sub(posted);
                 // The client gets back as many buffers as it gave.
                 while frames.len() < count {
                     let Some(mut buffer) = inner.spare.pop() else {
@@ -444,8 +480,10 @@ impl Net for Shadow {
     }
 
     fn transmit(&self, queue: u16, mut packets: RRef<Packets>) -> RpcResult<RRef<Packets>> {
-        let _ = queue; // one queue pair: every frame goes by queue 0
-        // The client's frames join the pending queue (bounded) as they
+        if usize::from(queue) >= MAX_QUEUES {
+            return Ok(packets); // no such queue: nothing sent, all given back
+        }
+        // The client's frames join the queue's pending frames (bounded) as they
         // are, without a copy: each buffer is swapped for a spare (empty
         // to the client, which only reuses them), so the client's batch
         // comes back at once. The one copy per frame is made when it goes
@@ -456,8 +494,8 @@ impl Net for Shadow {
                 if packet.len == 0 {
                     continue;
                 }
-                if inner.pending.len() >= MAX_PENDING {
-                    inner.pending.pop_front();
+                if inner.lane(queue).pending.len() >= MAX_PENDING {
+                    inner.lane(queue).pending.pop_front();
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                 }
                 let spare = match inner.spare.pop() {
@@ -467,13 +505,13 @@ impl Net for Shadow {
                 match spare {
                     Some(spare) => {
                         let frame = core::mem::replace(packet, spare);
-                        inner.pending.push_back(frame);
+                        inner.lane(queue).pending.push_back(frame);
                     }
                     // The shared heap is short: a copy into a spare, or
                     // the frame is lost (TCP sends it again).
                     None => {
                         if let Some(copy) = self.copy(&mut inner, packet) {
-                            inner.pending.push_back(copy);
+                            inner.lane(queue).pending.push_back(copy);
                         }
                     }
                 }
@@ -484,10 +522,10 @@ impl Net for Shadow {
             // Pending frames go now, a batch at a time (a few batches at
             // most per call).
             for _ in 0..4 {
-                if self.inner.lock().pending.is_empty() {
+                if self.inner.lock().lane(queue).pending.is_empty() {
                     break;
                 }
-                if let Err(e) = self.flush(&driver) {
+                if let Err(e) = self.flush(&driver, queue) {
                     if driver_error(e) {
                         self.failed();
                     }
@@ -519,7 +557,7 @@ impl Control for Shadow {
             0 => self.restarts.load(Ordering::Relaxed),
             1 => self.reissued.load(Ordering::Relaxed),
             2 => self.dropped.load(Ordering::Relaxed),
-            _ => self.inner.lock().pending.len() as u64,
+            _ => self.inner.lock().pending() as u64,
         })
     }
 

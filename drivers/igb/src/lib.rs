@@ -28,11 +28,12 @@ pub mod regs;
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 
 use domain_sdk::{Device, Exports, Kernel, spawn};
 use interfaces::control::Control;
 use interfaces::net::{FRAME, Net};
-use nic_ring::nic::{Nic, Started, read, register_error, wait, write};
+use nic_ring::nic::{Nic, Started, queue_count, read, register_error, wait, write};
 use nic_ring::queue::{ENTRIES, QueuePair, QueueRegisters, page_address};
 
 /// PCI class of an Ethernet controller, and the 82576's ids.
@@ -40,6 +41,12 @@ const CLASS: (u8, u8, u8) = (0x02, 0x00, 0x00);
 const IDS: (u16, u16) = (0x8086, 0x10c9);
 /// How long the link may take to come up.
 const LINK_WAIT_NS: u64 = 5_000_000_000;
+/// Queue pairs at most: the 82576 has 16, and RSS's redirection entries
+/// (four bits) reach all 16.
+pub const MAX_QUEUES: usize = 16;
+/// The RSS hash key. Its 16-bit period makes the hash symmetric: both
+/// directions of a flow land on the same queue.
+const RSS_KEY: u32 = 0x6d5a_6d5a;
 
 /// RCTL as this driver programs it: receive everything (promiscuous,
 /// broadcast), CRC stripped.
@@ -54,15 +61,36 @@ const SRRCTL_OURS: u32 = (FRAME / 1024) as u32 | regs::SRRCTL_DESCTYPE_ADV_ONEBU
 /// Whether the device is as an earlier incarnation of this driver left
 /// it, with its link up: then a restart (after a crash, by the shadow)
 /// need not reset it.
-fn left_by_this_driver(device: &dyn Device) -> Result<bool, String> {
+fn left_by_this_driver(device: &dyn Device, count: usize) -> Result<bool, String> {
     use regs::*;
     let ring = u32::from(ENTRIES) * 16;
-    Ok(read(device, STATUS)? & STATUS_LU != 0
-        && read(device, RCTL)? == RCTL_OURS
-        && read(device, TCTL)? == TCTL_OURS
-        && read(device, SRRCTL)? == SRRCTL_OURS
-        && read(device, RDLEN)? == ring
-        && read(device, TDLEN)? == ring)
+    if read(device, STATUS)? & STATUS_LU == 0
+        || read(device, RCTL)? != RCTL_OURS
+        || read(device, TCTL)? != TCTL_OURS
+        || read(device, MRQC)? != mrqc(count)
+    {
+        return Ok(false);
+    }
+    for n in 0..count {
+        if read(device, queue(SRRCTL, n))? != SRRCTL_OURS
+            || read(device, queue(RDLEN, n))? != ring
+            || read(device, queue(TDLEN, n))? != ring
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// MRQC as this driver programs it for `count` queue pairs: RSS when
+/// there are several.
+fn mrqc(count: usize) -> u32 {
+    use regs::*;
+    if count > 1 {
+        MRQC_RSS | MRQC_HASH_TCP_IPV4 | MRQC_HASH_IPV4 | MRQC_HASH_UDP_IPV4
+    } else {
+        0
+    }
 }
 
 /// Stops receive and transmit and disables both queues without a reset
@@ -70,14 +98,24 @@ fn left_by_this_driver(device: &dyn Device) -> Result<bool, String> {
 /// then read it back clear), so that the rings can be programmed anew
 /// while the link stays up. Frames that arrive meanwhile wait in the
 /// device (in QEMU's model: in its queue) instead of being lost.
-async fn stop_queues(device: &dyn Device) -> Result<(), String> {
+async fn stop_queues(device: &dyn Device, count: usize) -> Result<(), String> {
     use regs::*;
     write(device, RCTL, 0)?;
     write(device, TCTL, 0)?;
-    write(device, RXDCTL, read(device, RXDCTL)? & !QUEUE_ENABLE)?;
-    write(device, TXDCTL, read(device, TXDCTL)? & !QUEUE_ENABLE)?;
+    for n in 0..count {
+        let (rx, tx) = (queue(RXDCTL, n), queue(TXDCTL, n));
+        write(device, rx, read(device, rx)? & !QUEUE_ENABLE)?;
+        write(device, tx, read(device, tx)? & !QUEUE_ENABLE)?;
+    }
     wait(10_000_000, "the queues to stop", || {
-        Ok(read(device, RXDCTL)? & QUEUE_ENABLE == 0 && read(device, TXDCTL)? & QUEUE_ENABLE == 0)
+        for n in 0..count {
+            if read(device, queue(RXDCTL, n))? & QUEUE_ENABLE != 0
+                || read(device, queue(TXDCTL, n))? & QUEUE_ENABLE != 0
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     })
     .await
 }
@@ -95,7 +133,8 @@ async fn stop_queues(device: &dyn Device) -> Result<(), String> {
 pub async fn start(device: &dyn Device) -> Result<Started, String> {
     use regs::*;
     write(device, IMC, u32::MAX)?;
-    let warm = left_by_this_driver(device)? && stop_queues(device).await.is_ok();
+    let count = queue_count(MAX_QUEUES);
+    let warm = left_by_this_driver(device, count)? && stop_queues(device, count).await.is_ok();
     if !warm {
         reset(device).await?;
     }
@@ -108,26 +147,53 @@ pub async fn start(device: &dyn Device) -> Result<Started, String> {
     let [e, f, _, _] = high.to_le_bytes();
     let mac = [a, b, c, d, e, f];
 
-    // Rings and their buffers.
-    let mut queue = QueuePair::new(QueueRegisters { rdt: RDT, tdt: TDT })?;
-    let rx_address = page_address(&queue.rx_memory)?;
-    let tx_address = page_address(&queue.tx_memory)?;
+    // Rings and their buffers: one queue pair per core.
     device.set_bus_master(true);
-    write(device, RDBAL, rx_address as u32)?;
-    write(device, RDBAH, (rx_address >> 32) as u32)?;
-    write(device, RDLEN, u32::from(ENTRIES) * 16)?;
-    write(device, SRRCTL, SRRCTL_OURS)?;
-    write(device, RDH, 0)?;
-    write(device, RDT, 0)?;
-    write(device, RXDCTL, read(device, RXDCTL)? | QUEUE_ENABLE)?;
-    write(device, TDBAL, tx_address as u32)?;
-    write(device, TDBAH, (tx_address >> 32) as u32)?;
-    write(device, TDLEN, u32::from(ENTRIES) * 16)?;
-    write(device, TDH, 0)?;
-    write(device, TDT, 0)?;
-    write(device, TXDCTL, read(device, TXDCTL)? | QUEUE_ENABLE)?;
-    // Every receive slot gets a buffer of the driver's own to start.
-    queue.fill(device)?;
+    let mut queues = Vec::with_capacity(count);
+    for n in 0..count {
+        let mut pair = QueuePair::new(QueueRegisters {
+            rdt: queue(RDT, n),
+            tdt: queue(TDT, n),
+        })?;
+        let rx_address = page_address(&pair.rx_memory)?;
+        let tx_address = page_address(&pair.tx_memory)?;
+        write(device, queue(RDBAL, n), rx_address as u32)?;
+        write(device, queue(RDBAH, n), (rx_address >> 32) as u32)?;
+        write(device, queue(RDLEN, n), u32::from(ENTRIES) * 16)?;
+        write(device, queue(SRRCTL, n), SRRCTL_OURS)?;
+        write(device, queue(RDH, n), 0)?;
+        write(device, queue(RDT, n), 0)?;
+        let rxdctl = queue(RXDCTL, n);
+        write(device, rxdctl, read(device, rxdctl)? | QUEUE_ENABLE)?;
+        write(device, queue(TDBAL, n), tx_address as u32)?;
+        write(device, queue(TDBAH, n), (tx_address >> 32) as u32)?;
+        write(device, queue(TDLEN, n), u32::from(ENTRIES) * 16)?;
+        write(device, queue(TDH, n), 0)?;
+        write(device, queue(TDT, n), 0)?;
+        let txdctl = queue(TXDCTL, n);
+        write(device, txdctl, read(device, txdctl)? | QUEUE_ENABLE)?;
+        // Every receive slot gets a buffer of the driver's own to start.
+        pair.fill(device)?;
+        queues.push(pair);
+    }
+    // Several queues: receive-side scaling spreads the frames of IPv4
+    // TCP and UDP flows over them by a hash of addresses and ports (each
+    // flow always to the same queue); everything else goes to queue 0.
+    let rxcsum = read(device, RXCSUM)? | RXCSUM_IPOFLD | RXCSUM_TUOFLD;
+    if count > 1 {
+        for i in 0..10 {
+            write(device, RSSRK + 4 * i, RSS_KEY)?;
+        }
+        for i in 0..32u64 {
+            let entry = |k: u64| ((4 * i + k) % count as u64) as u32;
+            let value = entry(0) | entry(1) << 8 | entry(2) << 16 | entry(3) << 24;
+            write(device, RETA + 4 * i, value)?;
+        }
+        write(device, RXCSUM, rxcsum | RXCSUM_PCSD)?;
+    } else {
+        write(device, RXCSUM, rxcsum & !RXCSUM_PCSD)?;
+    }
+    write(device, MRQC, mrqc(count))?;
     // Receive everything (promiscuous, broadcast), CRC stripped; send.
     write(device, RCTL, RCTL_OURS)?;
     write(device, TCTL, TCTL_OURS)?;
@@ -135,7 +201,7 @@ pub async fn start(device: &dyn Device) -> Result<Started, String> {
         Ok(read(device, STATUS)? & STATUS_LU != 0)
     })
     .await?;
-    Ok(Started { mac, queue })
+    Ok(Started { mac, queues })
 }
 
 /// A full reset, then the link: set link up (and clear link reset), and

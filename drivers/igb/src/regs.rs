@@ -25,6 +25,30 @@ pub const TDH: u64 = 0xE010;
 pub const TDT: u64 = 0xE018;
 pub const TXDCTL: u64 = 0xE028;
 
+/// Queue `n`'s register `reg` (given as queue 0's).
+pub const fn queue(reg: u64, n: usize) -> u64 {
+    reg + 0x40 * n as u64
+}
+
+// Receive-side scaling (section 7.1.2.8): which queue a frame goes to.
+pub const MRQC: u64 = 0x5818;
+/// Redirection table: 32 registers of four one-byte entries; a frame goes
+/// to the queue in entry (hash mod 128).
+pub const RETA: u64 = 0x5C00;
+/// The hash key: ten registers.
+pub const RSSRK: u64 = 0x5C80;
+pub const RXCSUM: u64 = 0x5000;
+/// MRQC: multiple receive queues by RSS; hash TCP/IPv4, IPv4 and UDP/IPv4.
+pub const MRQC_RSS: u32 = 0b010;
+pub const MRQC_HASH_TCP_IPV4: u32 = 1 << 16;
+pub const MRQC_HASH_IPV4: u32 = 1 << 17;
+pub const MRQC_HASH_UDP_IPV4: u32 = 1 << 22;
+/// RXCSUM: IP and TCP/UDP checksum offload; PCSD puts the RSS hash where
+/// the packet checksum would be in the write-back (needed for RSS).
+pub const RXCSUM_IPOFLD: u32 = 1 << 8;
+pub const RXCSUM_TUOFLD: u32 = 1 << 9;
+pub const RXCSUM_PCSD: u32 = 1 << 13;
+
 // Statistics (clear on read).
 pub const GPRC: u64 = 0x4074;
 pub const GPTC: u64 = 0x4080;

@@ -47,7 +47,7 @@ pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {
     spawn(async move {
         let result = bringup::start(starting.device()).await.map(|up| Started {
             mac: up.mac,
-            queue: up.queue,
+            queues: alloc::vec![up.queue],
         });
         starting.started(result);
     })

@@ -1,12 +1,14 @@
 //! What the Intel NIC drivers share above the rings: the driver's state
-//! (the device capability, the queue pair once the device is up, the MAC,
-//! why it failed) and the `Net` and `Control` interfaces over it. A
+//! (the device capability, the queue pairs once the device is up, each
+//! behind a lock of its own so that cores polling different queues never
+//! meet, the MAC, why it failed) and the `Net` and `Control` interfaces over it. A
 //! driver supplies the bring-up (its datasheet's) and how to read the
 //! link; [`Nic::started`] records the outcome.
 
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 
@@ -16,10 +18,17 @@ use interfaces::net::{Net, NetCounters, NetExerciser, NetInfo, Packets};
 
 use crate::queue::{ENTRIES, QueuePair};
 
-/// What a bring-up gives: the MAC and the queue pair, rings posted.
+/// What a bring-up gives: the MAC and the queue pairs (at least one;
+/// queue `i` is `queues[i]`), rings posted.
 pub struct Started {
     pub mac: [u8; 6],
-    pub queue: QueuePair,
+    pub queues: Vec<QueuePair>,
+}
+
+/// Queue pairs a driver sets up: one per core, at most `device_max` (what
+/// the device has, or what its receive-side scaling can spread over).
+pub fn queue_count(device_max: usize) -> usize {
+    domain_sdk::core().1.clamp(1, device_max.max(1))
 }
 
 /// `register access: ...`, the message of a failed register access.
@@ -72,7 +81,7 @@ pub struct Nic {
     link: Box<dyn LinkReader>,
     mac: Once<[u8; 6]>,
     failed: Once<String>,
-    queue: Mutex<Option<QueuePair>>,
+    queues: Once<Vec<Mutex<QueuePair>>>,
     ready: AtomicBool,
 }
 
@@ -84,7 +93,7 @@ impl Nic {
             link,
             mac: Once::new(),
             failed: Once::new(),
-            queue: Mutex::new(None),
+            queues: Once::new(),
             ready: AtomicBool::new(false),
         }
     }
@@ -100,11 +109,13 @@ impl Nic {
             Ok(up) => {
                 let m = up.mac;
                 self.mac.call_once(|| m);
-                *self.queue.lock() = Some(up.queue);
+                let count = up.queues.len();
+                self.queues
+                    .call_once(|| up.queues.into_iter().map(Mutex::new).collect());
                 self.ready.store(true, Ordering::Release);
                 let speed = self.info().map(|i| i.speed).unwrap_or(0);
                 log(&format!(
-                    "{} {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}: link up at {speed} Mb/s, {} receive buffers posted",
+                    "{} {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}: link up at {speed} Mb/s, {} queue pair{}, {} receive buffers posted",
                     self.model,
                     m[0],
                     m[1],
@@ -112,7 +123,9 @@ impl Nic {
                     m[3],
                     m[4],
                     m[5],
-                    ENTRIES - 1
+                    count,
+                    if count == 1 { "" } else { "s" },
+                    (usize::from(ENTRIES) - 1) * count
                 ));
             }
             Err(reason) => {
@@ -120,6 +133,28 @@ impl Nic {
                 self.failed.call_once(|| reason);
             }
         }
+    }
+}
+
+impl Nic {
+    /// Queue pair `queue`, once the device is up.
+    fn queue(&self, queue: u16) -> Option<&Mutex<QueuePair>> {
+        self.queues.get()?.get(usize::from(queue))
+    }
+
+    /// Every queue pair's counters, added up.
+    fn total_counters(&self) -> NetCounters {
+        let mut total = NetCounters::default();
+        for queue in self.queues.get().map(Vec::as_slice).unwrap_or(&[]) {
+            let c = queue.lock().counters;
+            total.rx_packets += c.rx_packets;
+            total.rx_bytes += c.rx_bytes;
+            total.rx_dropped += c.rx_dropped;
+            total.tx_packets += c.tx_packets;
+            total.tx_bytes += c.tx_bytes;
+            total.tx_dropped += c.tx_dropped;
+        }
+        total
     }
 }
 
@@ -134,32 +169,28 @@ impl Net for Nic {
             mac: self.mac.get().copied().unwrap_or([0; 6]),
             link_up,
             speed,
-            queues: 1,
+            queues: self.queues.get().map_or(0, |q| q.len() as u16),
         })
     }
 
     fn receive(&self, queue: u16, buffers: RRef<Packets>) -> RpcResult<RRef<Packets>> {
-        let mut guard = self.queue.lock();
-        match guard.as_mut().filter(|_| queue == 0) {
-            Some(q) => Ok(q.receive(&*self.device, buffers)),
+        match self.queue(queue) {
+            Some(q) => Ok(q.lock().receive(&*self.device, buffers)),
             None => Ok(buffers), // not up (or no such queue): nothing arrived
         }
     }
 
     fn transmit(&self, queue: u16, packets: RRef<Packets>) -> RpcResult<RRef<Packets>> {
-        let mut guard = self.queue.lock();
-        match guard.as_mut().filter(|_| queue == 0) {
-            Some(q) => Ok(q.transmit(&*self.device, packets)),
-            None => Ok(packets), // not up: nothing sent, all given back
+        match self.queue(queue) {
+            Some(q) => Ok(q.lock().transmit(&*self.device, packets)),
+            None => Ok(packets), // not up (or no such queue): nothing sent, all given back
         }
     }
 
     fn counters(&self, queue: u16) -> RpcResult<NetCounters> {
-        let guard = self.queue.lock();
-        Ok(guard
-            .as_ref()
-            .filter(|_| queue == 0)
-            .map(|q| q.counters)
+        Ok(self
+            .queue(queue)
+            .map(|q| q.lock().counters)
             .unwrap_or_default())
     }
 }
@@ -172,7 +203,7 @@ impl NetExerciser for Nic {
 
 impl Control for Nic {
     fn control(&self, op: u32, _arg: u64) -> RpcResult<u64> {
-        let counters = self.counters(0)?;
+        let counters = self.total_counters();
         Ok(match op {
             0 => u64::from(self.info()?.link_up),
             1 => counters.rx_packets,
@@ -185,7 +216,7 @@ impl Control for Nic {
     fn control_text(&self, op: u32, _arg: u64) -> RpcResult<Option<RRef<Text>>> {
         match op {
             HELP => Text::answer(
-                "0: 1 if the link is up\n1: frames received\n2: frames sent\n3: received frames refused\n4: 1 if the device failed to start\n5: the NIC, in words",
+                "0: 1 if the link is up\n1: frames received (all queues)\n2: frames sent (all queues)\n3: received frames refused\n4: 1 if the device failed to start\n5: the NIC, in words, with each queue pair's counters",
             ),
             5 => {
                 let info = self.info()?;
@@ -196,10 +227,26 @@ impl Control for Nic {
                     (None, true) => String::from("link down"),
                     (None, false) => String::from("starting"),
                 };
-                Text::answer(&format!(
-                    "{} {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, {state}, {} queue pair",
-                    self.model, m[0], m[1], m[2], m[3], m[4], m[5], info.queues
-                ))
+                let mut text = format!(
+                    "{} {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, {state}, {} queue pair{}",
+                    self.model,
+                    m[0],
+                    m[1],
+                    m[2],
+                    m[3],
+                    m[4],
+                    m[5],
+                    info.queues,
+                    if info.queues == 1 { "" } else { "s" }
+                );
+                for (i, queue) in self.queues.get().into_iter().flatten().enumerate() {
+                    let c = queue.lock().counters;
+                    text.push_str(&format!(
+                        "\nqueue {i}: {} frames received, {} sent, {} refused",
+                        c.rx_packets, c.tx_packets, c.rx_dropped
+                    ));
+                }
+                Text::answer(&text)
             }
             _ => Ok(None),
         }
