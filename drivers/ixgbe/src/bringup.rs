@@ -4,6 +4,7 @@
 
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::time::Duration;
 
 use domain_sdk::{Device, now_ns, sleep};
@@ -18,8 +19,15 @@ pub struct Up {
     pub mac: [u8; 6],
     /// Mb/s.
     pub speed: u32,
-    pub queue: QueuePair,
+    /// Queue pair `n` is `queues[n]`.
+    pub queues: Vec<QueuePair>,
 }
+
+/// Queue pairs at most: RSS's redirection entries (four bits) reach 16.
+pub const MAX_QUEUES: usize = 16;
+/// The RSS hash key (its 16-bit period makes the hash symmetric: both
+/// directions of a flow land on the same queue).
+const RSS_KEY: u32 = 0x6d5a_6d5a;
 
 /// How long each wait may take.
 pub const RESET_WAIT_NS: u64 = 100_000_000;
@@ -79,8 +87,15 @@ pub fn link(device: &dyn Device) -> Result<(bool, u32), String> {
     Ok((true, speed))
 }
 
-/// Brings the device up; see the module doc.
-pub async fn start(device: &dyn Device) -> Result<Up, String> {
+/// Brings the device up with `count` queue pairs (1 to [`MAX_QUEUES`];
+/// more than one: receive-side scaling spreads IPv4 TCP and UDP flows
+/// over them, everything else to queue 0); see the module doc.
+pub async fn start(device: &dyn Device, count: usize) -> Result<Up, String> {
+    if !(1..=MAX_QUEUES).contains(&count) {
+        return Err(format!(
+            "{count} queue pairs: 1 to {MAX_QUEUES} are possible"
+        ));
+    }
     // 4.6.3.1: interrupts off, global reset (with link reset), off again.
     write(device, EIMC, EIMC_ALL)?;
     set(device, CTRL, CTRL_RST | CTRL_LRST)?;
@@ -130,55 +145,89 @@ pub async fn start(device: &dyn Device) -> Result<Up, String> {
     )?;
     set(device, RDRXCTL, RDRXCTL_CRCSTRIP)?;
     set(device, FCTRL, FCTRL_BAM | FCTRL_UPE | FCTRL_MPE)?;
-    let mut queue = QueuePair::new(QueueRegisters { rdt: RDT, tdt: TDT })?;
-    let rx = page_address(&queue.rx_memory)?;
-    let tx = page_address(&queue.tx_memory)?;
+    let mut queues = Vec::with_capacity(count);
+    let mut tx_rings = Vec::with_capacity(count);
     device.set_bus_master(true);
-    write(device, RDBAL, rx as u32)?;
-    write(device, RDBAH, (rx >> 32) as u32)?;
-    write(device, RDLEN, u32::from(ENTRIES) * 16)?;
-    write(
-        device,
-        SRRCTL,
-        (FRAME / 1024) as u32 | SRRCTL_DESCTYPE_ADV_ONEBUF | SRRCTL_DROP_EN,
-    )?;
-    write(device, RDH, 0)?;
-    write(device, RDT, 0)?;
-    set(device, RXDCTL, QUEUE_ENABLE)?;
-    wait_for(
-        device,
-        RXDCTL,
-        QUEUE_ENABLE,
-        false,
-        QUEUE_WAIT_NS,
-        "receive queue 0",
-    )
-    .await?;
-    queue.fill(device)?;
+    for n in 0..count {
+        let mut pair = QueuePair::new(QueueRegisters {
+            rdt: queue(RDT, n),
+            tdt: queue(TDT, n),
+        })?;
+        let rx = page_address(&pair.rx_memory)?;
+        tx_rings.push(page_address(&pair.tx_memory)?);
+        write(device, queue(RDBAL, n), rx as u32)?;
+        write(device, queue(RDBAH, n), (rx >> 32) as u32)?;
+        write(device, queue(RDLEN, n), u32::from(ENTRIES) * 16)?;
+        write(
+            device,
+            queue(SRRCTL, n),
+            (FRAME / 1024) as u32 | SRRCTL_DESCTYPE_ADV_ONEBUF | SRRCTL_DROP_EN,
+        )?;
+        write(device, queue(RDH, n), 0)?;
+        write(device, queue(RDT, n), 0)?;
+        set(device, queue(RXDCTL, n), QUEUE_ENABLE)?;
+        wait_for(
+            device,
+            queue(RXDCTL, n),
+            QUEUE_ENABLE,
+            false,
+            QUEUE_WAIT_NS,
+            &format!("receive queue {n}"),
+        )
+        .await?;
+        pair.fill(device)?;
+        queues.push(pair);
+    }
+    // Several queues: RSS (7.1.2.8) before receive goes on.
+    if count > 1 {
+        for i in 0..10 {
+            write(device, RSSRK + 4 * i, RSS_KEY)?;
+        }
+        for i in 0..32u64 {
+            let entry = |k: u64| ((4 * i + k) % count as u64) as u32;
+            write(
+                device,
+                RETA + 4 * i,
+                entry(0) | entry(1) << 8 | entry(2) << 16 | entry(3) << 24,
+            )?;
+        }
+        set(device, RXCSUM, RXCSUM_PCSD)?;
+        write(
+            device,
+            MRQC,
+            MRQC_RSS | MRQC_HASH_TCP_IPV4 | MRQC_HASH_IPV4 | MRQC_HASH_UDP_IPV4,
+        )?;
+    } else {
+        write(device, MRQC, 0)?;
+    }
     set(device, RXCTRL, RXCTRL_RXEN)?;
 
-    // 4.6.8: transmit. The arbiter off while the queue is set up; the
-    // transmit path on before the queue is enabled.
+    // 4.6.8: transmit. The arbiter off while the queues are set up; the
+    // transmit path on before they are enabled.
     set(device, RTTDCS, RTTDCS_ARBDIS)?;
-    write(device, TDBAL, tx as u32)?;
-    write(device, TDBAH, (tx >> 32) as u32)?;
-    write(device, TDLEN, u32::from(ENTRIES) * 16)?;
-    write(device, TDH, 0)?;
-    write(device, TDT, 0)?;
+    for (n, &tx) in tx_rings.iter().enumerate() {
+        write(device, queue(TDBAL, n), tx as u32)?;
+        write(device, queue(TDBAH, n), (tx >> 32) as u32)?;
+        write(device, queue(TDLEN, n), u32::from(ENTRIES) * 16)?;
+        write(device, queue(TDH, n), 0)?;
+        write(device, queue(TDT, n), 0)?;
+    }
     clear(device, RTTDCS, RTTDCS_ARBDIS)?;
     set(device, DMATXCTL, DMATXCTL_TE)?;
-    set(device, TXDCTL, QUEUE_ENABLE)?;
-    wait_for(
-        device,
-        TXDCTL,
-        QUEUE_ENABLE,
-        false,
-        QUEUE_WAIT_NS,
-        "transmit queue 0",
-    )
-    .await?;
+    for n in 0..count {
+        set(device, queue(TXDCTL, n), QUEUE_ENABLE)?;
+        wait_for(
+            device,
+            queue(TXDCTL, n),
+            QUEUE_ENABLE,
+            false,
+            QUEUE_WAIT_NS,
+            &format!("transmit queue {n}"),
+        )
+        .await?;
+    }
 
     wait_for(device, LINKS, LINKS_UP, false, LINK_WAIT_NS, "the link").await?;
     let (_, speed) = link(device)?;
-    Ok(Up { mac, speed, queue })
+    Ok(Up { mac, speed, queues })
 }

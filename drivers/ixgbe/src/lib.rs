@@ -45,10 +45,13 @@ pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {
     let nic = Arc::new(Nic::new(device, "82599", alloc::boxed::Box::new(Link)));
     let starting = nic.clone();
     spawn(async move {
-        let result = bringup::start(starting.device()).await.map(|up| Started {
-            mac: up.mac,
-            queues: alloc::vec![up.queue],
-        });
+        let count = nic_ring::nic::queue_count(bringup::MAX_QUEUES);
+        let result = bringup::start(starting.device(), count)
+            .await
+            .map(|up| Started {
+                mac: up.mac,
+                queues: up.queues,
+            });
         starting.started(result);
     })
     .map_err(|e| format!("spawn: {e:?}"))?;

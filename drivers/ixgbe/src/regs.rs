@@ -30,6 +30,27 @@ pub const TDH: u64 = 0x06010;
 pub const TDT: u64 = 0x06018;
 pub const TXDCTL: u64 = 0x06028;
 
+/// Queue `n`'s register `reg` (given as queue 0's; `n` below 64).
+pub const fn queue(reg: u64, n: usize) -> u64 {
+    reg + 0x40 * n as u64
+}
+
+// Receive-side scaling (section 7.1.2.8).
+pub const MRQC: u64 = 0x0EC80;
+/// Redirection table: 32 registers of four one-byte entries (four bits
+/// used), entry (hash mod 128) naming the queue.
+pub const RETA: u64 = 0x0EB00;
+/// The hash key: ten registers.
+pub const RSSRK: u64 = 0x0EB80;
+pub const RXCSUM: u64 = 0x05000;
+/// MRQC.MRQE 0001b: RSS only; hash TCP/IPv4, IPv4 and UDP/IPv4.
+pub const MRQC_RSS: u32 = 0b0001;
+pub const MRQC_HASH_TCP_IPV4: u32 = 1 << 16;
+pub const MRQC_HASH_IPV4: u32 = 1 << 17;
+pub const MRQC_HASH_UDP_IPV4: u32 = 1 << 22;
+/// RXCSUM.PCSD: the RSS hash in the write-back instead of a checksum.
+pub const RXCSUM_PCSD: u32 = 1 << 13;
+
 // Statistics (clear on read).
 pub const GPRC: u64 = 0x04074;
 pub const GPTC: u64 = 0x04080;

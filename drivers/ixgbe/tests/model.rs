@@ -111,7 +111,12 @@ impl Device for Model {
         match offset {
             CTRL if value & CTRL_RST != 0 => self.reset_pending.store(true, Ordering::Relaxed),
             // A transmit queue enables only with the transmit path on.
-            TXDCTL if self.get(DMATXCTL) & DMATXCTL_TE == 0 => stored &= !QUEUE_ENABLE,
+            o if (TXDCTL..TXDCTL + 0x40 * 64).contains(&o)
+                && (o - TXDCTL) % 0x40 == 0
+                && self.get(DMATXCTL) & DMATXCTL_TE == 0 =>
+            {
+                stored &= !QUEUE_ENABLE
+            }
             _ => {}
         }
         self.registers.lock().unwrap().insert(offset, stored);
@@ -132,8 +137,12 @@ impl Device for Model {
 }
 
 fn start(model: &Model) -> Result<bringup::Up, String> {
+    start_with(model, 1)
+}
+
+fn start_with(model: &Model, queues: usize) -> Result<bringup::Up, String> {
     testing::kernel()
-        .block_on(bringup::start(model), Duration::from_secs(60))
+        .block_on(bringup::start(model, queues), Duration::from_secs(60))
         .expect("the bring-up finishes within a minute of virtual time")
 }
 
@@ -178,7 +187,10 @@ fn bring_up_programs_the_device_as_the_datasheet_says() {
     assert!(rx_ring != 0 && tx_ring != 0 && rx_ring != tx_ring);
     assert_eq!(rx_ring % 128, 0, "rings 128-byte aligned");
     assert_eq!(model.get(RDT), 255);
-    assert_eq!(up.queue.rx.posted(), 255);
+    assert_eq!(up.queues.len(), 1);
+    assert_eq!(up.queues[0].rx.posted(), 255);
+    // One queue: no receive-side scaling.
+    assert_eq!(model.get(MRQC), 0);
     // Receive on only after its queue; transmit path before its queue.
     let rxen_off = model
         .writes
@@ -230,4 +242,63 @@ fn registers_out_of_reach_fail_the_bring_up_saying_so() {
     };
     let error = start(&model).err().expect("refused");
     assert!(error.starts_with("register access"), "{error}");
+}
+
+#[test]
+fn four_queue_pairs_each_get_rings_and_rss_spreads_flows_over_them() {
+    let model = Model::new();
+    let up = start_with(&model, 4).expect("bring-up");
+    assert_eq!(up.queues.len(), 4);
+    let mut rings = Vec::new();
+    for n in 0..4 {
+        // Each queue's rings programmed and enabled at its own registers,
+        // every receive slot but one posted.
+        assert_eq!(model.get(queue(RDLEN, n)), 4096, "queue {n}");
+        assert_eq!(model.get(queue(TDLEN, n)), 4096, "queue {n}");
+        assert_eq!(model.get(queue(RDT, n)), 255, "queue {n}");
+        assert_ne!(model.get(queue(RXDCTL, n)) & QUEUE_ENABLE, 0, "queue {n}");
+        assert_ne!(model.get(queue(TXDCTL, n)) & QUEUE_ENABLE, 0, "queue {n}");
+        assert_eq!(up.queues[n].rx.posted(), 255);
+        for ring in [RDBAL, TDBAL] {
+            rings.push(
+                u64::from(model.get(queue(ring, n)))
+                    | u64::from(model.get(queue(ring + 4, n))) << 32,
+            );
+        }
+    }
+    rings.sort_unstable();
+    rings.dedup();
+    assert_eq!(rings.len(), 8, "eight distinct rings");
+    assert!(rings.iter().all(|&r| r != 0));
+    // RSS: on for TCP, UDP and other IPv4; the hash where the checksum
+    // would be; the 128 redirection entries name the queues in turn; a
+    // key; all before receive goes on.
+    assert_eq!(
+        model.get(MRQC),
+        MRQC_RSS | MRQC_HASH_TCP_IPV4 | MRQC_HASH_IPV4 | MRQC_HASH_UDP_IPV4
+    );
+    assert_ne!(model.get(RXCSUM) & RXCSUM_PCSD, 0);
+    for entry in 0..128u64 {
+        let register = model.get(RETA + 4 * (entry / 4));
+        let queue = (register >> (8 * (entry % 4))) & 0xff;
+        assert_eq!(u64::from(queue), entry % 4, "entry {entry}");
+    }
+    assert!((0..10).all(|i| model.get(RSSRK + 4 * i) != 0));
+    let mrqc = model.first_write(MRQC, MRQC_RSS).unwrap();
+    let rxen_on = model.first_write(RXCTRL, RXCTRL_RXEN).unwrap();
+    assert!(mrqc < rxen_on);
+    // The transmit path before any transmit queue.
+    let te = model.first_write(DMATXCTL, DMATXCTL_TE).unwrap();
+    for n in 0..4 {
+        assert!(te < model.first_write(queue(TXDCTL, n), QUEUE_ENABLE).unwrap());
+    }
+}
+
+#[test]
+fn a_queue_count_the_device_cannot_have_is_refused() {
+    let model = Model::new();
+    for count in [0, 17] {
+        let error = start_with(&model, count).err().expect("refused");
+        assert!(error.contains("queue pairs"), "{error}");
+    }
 }
