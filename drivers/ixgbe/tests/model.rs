@@ -112,7 +112,7 @@ impl Device for Model {
             CTRL if value & CTRL_RST != 0 => self.reset_pending.store(true, Ordering::Relaxed),
             // A transmit queue enables only with the transmit path on.
             o if (TXDCTL..TXDCTL + 0x40 * 64).contains(&o)
-                && (o - TXDCTL) % 0x40 == 0
+                && (o - TXDCTL).is_multiple_of(0x40)
                 && self.get(DMATXCTL) & DMATXCTL_TE == 0 =>
             {
                 stored &= !QUEUE_ENABLE
