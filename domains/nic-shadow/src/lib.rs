@@ -35,6 +35,10 @@
 //! as competition for a busy domain there (the network stack calling
 //! through the shadow), holding it to its share of the core, half.
 //!
+//! All of this is per queue pair: the frames waiting to be sent and the
+//! receive buffers a driver's ring is short of are kept for each queue a
+//! client uses (up to [`MAX_QUEUES`]), and a queue's frames go out by it.
+//!
 //! `call nic-shadow help` lists the counters.
 #![no_std]
 #![forbid(unsafe_code)]
