@@ -1,6 +1,8 @@
 //! The runtime behind generated proxies: the kernel installs how to enter
 //! a domain; `#[interface]` proxies call [`call`] for every method.
 
+use core::sync::atomic::{AtomicPtr, Ordering};
+
 use spin::Once;
 
 use crate::{Owner, RpcError, RpcResult};
@@ -110,9 +112,7 @@ unsafe impl Send for Parked {}
 /// As for [`Runtime::park`].
 pub(crate) unsafe fn park(parked: Parked) -> bool {
     // SAFETY: forwarded.
-    RUNTIME
-        .get()
-        .is_some_and(|runtime| unsafe { runtime.park(parked) })
+    unsafe { runtime().park(parked) }
 }
 
 /// See [`Runtime::unpark`].
@@ -120,10 +120,8 @@ pub(crate) unsafe fn park(parked: Parked) -> bool {
 /// # Safety
 /// As for [`Runtime::unpark`].
 pub(crate) unsafe fn unpark(caller: Owner, cell: *mut ()) {
-    if let Some(runtime) = RUNTIME.get() {
-        // SAFETY: forwarded.
-        unsafe { runtime.unpark(caller, cell) }
-    }
+    // SAFETY: forwarded.
+    unsafe { runtime().unpark(caller, cell) }
 }
 
 /// Implemented by `#[interface]` for `dyn Trait + Send + Sync`: how to wrap
@@ -223,28 +221,75 @@ impl<T: ?Sized> Object<T> {
     }
 }
 
-static RUNTIME: Once<&'static dyn Runtime> = Once::new();
+/// The runtime installed (once) by [`install_runtime`].
+static INSTALLED: Once<&'static dyn Runtime> = Once::new();
 
-/// Installs the runtime (once).
+/// What proxies use until a runtime is installed: no domain is alive, so
+/// no entry is made (what a missing runtime always meant).
+struct NoRuntime;
+
+impl Runtime for NoRuntime {
+    fn current(&self) -> Owner {
+        Owner::KERNEL
+    }
+    fn caller(&self) -> Owner {
+        Owner::KERNEL
+    }
+    fn is_alive(&self, _: Owner) -> bool {
+        false
+    }
+    unsafe fn enter(&self, _: Owner, _: &mut dyn FnMut()) -> Result<(), RpcError> {
+        Err(RpcError::DomainNotAlive)
+    }
+    unsafe fn enter_raw(&self, _: Owner, _: *mut cont::RawCall) -> Result<(), RpcError> {
+        Err(RpcError::DomainNotAlive)
+    }
+}
+
+static NO_RUNTIME: &dyn Runtime = &NoRuntime;
+
+/// The runtime every proxy call goes through: a thin pointer to either
+/// [`NO_RUNTIME`] or the value inside [`INSTALLED`], so that finding it is
+/// one load (a `spin::Once` also tests its state on every call). Both
+/// targets are statics, never freed or changed once pointed to: whichever
+/// pointer a reader sees, what it points to is a valid `&'static dyn
+/// Runtime` (the store that publishes `INSTALLED`'s value comes after
+/// `call_once` wrote it, with release ordering, and readers acquire).
+static RUNTIME: AtomicPtr<&'static dyn Runtime> =
+    AtomicPtr::new(&raw const NO_RUNTIME as *mut &'static dyn Runtime);
+
+/// The installed runtime (or [`NoRuntime`]).
+#[inline(always)]
+fn runtime() -> &'static dyn Runtime {
+    // SAFETY: `RUNTIME` always points to one of two statics holding a
+    // `&'static dyn Runtime`, neither ever written again (see `RUNTIME`).
+    unsafe { *RUNTIME.load(Ordering::Acquire) }
+}
+
+/// Installs the runtime (once; later calls are ignored).
 pub fn install_runtime(runtime: &'static dyn Runtime) {
-    RUNTIME.call_once(|| runtime);
+    let installed: &'static &'static dyn Runtime = INSTALLED.call_once(|| runtime);
+    RUNTIME.store(
+        installed as *const &'static dyn Runtime as *mut &'static dyn Runtime,
+        Ordering::Release,
+    );
 }
 
 /// The running domain (0 without a runtime).
 pub fn current() -> Owner {
-    RUNTIME.get().map_or(Owner::KERNEL, |r| r.current())
+    runtime().current()
 }
 
 /// Who called the method running now (see [`Runtime::caller`]; 0, the
 /// kernel, without a runtime).
 pub fn caller() -> Owner {
-    RUNTIME.get().map_or(Owner::KERNEL, |r| r.caller())
+    runtime().caller()
 }
 
 /// Whether `owner` is a live incarnation (see [`Runtime::is_alive`]; the
 /// kernel always is).
 pub fn is_alive(owner: Owner) -> bool {
-    owner == Owner::KERNEL || RUNTIME.get().is_some_and(|r| r.is_alive(owner))
+    owner == Owner::KERNEL || runtime().is_alive(owner)
 }
 
 /// Runs `f` as the incarnation `entry` enters: what a generated proxy
@@ -397,7 +442,7 @@ unsafe fn call_in<R, F: FnOnce(Moved<'_>) -> R>(
     f: &mut core::mem::ManuallyDrop<F>,
     drop_unmoved: bool,
 ) -> RpcResult<R> {
-    let runtime = RUNTIME.get().ok_or(RpcError::DomainNotAlive)?;
+    let runtime = runtime();
     // As in `call_as`, with the flag the closure sets once its arguments
     // are the callee's.
     #[repr(C)]
@@ -498,15 +543,11 @@ pub(crate) fn call_as<R, F: FnOnce() -> R>(callee: Owner, f: F) -> RpcResult<R> 
 /// See [`Runtime::callee_waker`].
 #[inline]
 pub(crate) fn callee_waker(waker: &core::task::Waker) -> Option<core::task::Waker> {
-    RUNTIME
-        .get()
-        .and_then(|runtime| runtime.callee_waker(waker))
+    runtime().callee_waker(waker)
 }
 
 /// Tells the runtime that the running task is suspended on a call into
 /// `callee` (so it is woken if `callee` dies).
 pub(crate) fn suspended(callee: Owner, waker: &core::task::Waker) {
-    if let Some(runtime) = RUNTIME.get() {
-        runtime.suspended(callee, waker);
-    }
+    runtime().suspended(callee, waker);
 }
