@@ -1,7 +1,8 @@
 //! Continuations: the x86_64 core of crash containment.
 //!
-//! [`call`] saves the callee-saved registers, the stack pointer, the return
-//! address and the flags into a [`Registers`] block and calls a function.
+//! [`call`] saves the callee-saved registers, the stack pointer (which
+//! points at its return address) and the flags into a [`Registers`] block
+//! and calls a function.
 //! If the function returns, `call` returns 0. If instead anything resumes
 //! the block with [`resume`] (the kernel's panic handler, or a trap handler
 //! via [`RESUME_ENTRY`]), the function's frames are abandoned without
@@ -26,15 +27,27 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering, compiler_fence};
 
 pub use owner::{AtomicOwnerId, OwnerId};
 
-/// Saved state to resume at: rbx, rbp, r12-r15, rsp, rip, rflags, in that
+/// Saved state to resume at: rbx, rbp, r12-r15, rsp, rflags, in that
 /// order (the layout the assembly below uses). Interior-mutable, because the
 /// assembly writes it while shared references to it exist.
 ///
+/// The saved `rsp` is the one [`call`] was entered with: it points at the
+/// return address into `call`'s caller, which [`resume`] returns through
+/// (a copy of it here would cost three instructions per call and protect
+/// nothing: the slot lies in the caller's part of the stack, which must be
+/// intact for a resume anyway, as must the block itself, which lives there
+/// too).
+///
 /// Only the flags word starts initialised (to 0, "not saved": see
 /// [`Registers::saved`]); the others are written by [`call`] before anything
-/// reads them (zeroing all nine cost five stores on every domain entry).
+/// reads them (zeroing all of them cost five stores on every domain entry).
 #[repr(transparent)]
-pub struct Registers(UnsafeCell<[MaybeUninit<u64>; 9]>);
+pub struct Registers(UnsafeCell<[MaybeUninit<u64>; WORDS]>);
+
+/// Words of a [`Registers`] block; the last is the flags.
+const WORDS: usize = 8;
+const FLAGS: usize = WORDS - 1;
+const RSP: usize = 6;
 
 impl Default for Registers {
     fn default() -> Registers {
@@ -56,8 +69,8 @@ unsafe impl Sync for Registers {}
 
 impl Registers {
     pub const fn new() -> Registers {
-        let mut words = [MaybeUninit::uninit(); 9];
-        words[8] = MaybeUninit::new(0);
+        let mut words = [MaybeUninit::uninit(); WORDS];
+        words[FLAGS] = MaybeUninit::new(0);
         Registers(UnsafeCell::new(words))
     }
 
@@ -68,8 +81,10 @@ impl Registers {
             return 0;
         }
         // SAFETY: a plain read of a word `call` wrote (before the flags
-        // word `saved` read) before running `f`.
-        unsafe { (*self.0.get())[6].assume_init() }
+        // word `saved` read) before running `f`. It holds the stack pointer
+        // at `call`'s entry, 8 below the one it returns with (the return
+        // address).
+        unsafe { (*self.0.get())[RSP].assume_init() + 8 }
     }
 
     /// True once [`call`] has saved the registers here, so that [`resume`]
@@ -81,7 +96,7 @@ impl Registers {
     pub fn saved(&self) -> bool {
         // SAFETY: a read of a word only this core writes; volatile because
         // the writer is the code the interrupt stopped.
-        unsafe { core::ptr::read_volatile(&raw const (*self.0.get())[8]).assume_init() != 0 }
+        unsafe { core::ptr::read_volatile(&raw const (*self.0.get())[FLAGS]).assume_init() != 0 }
     }
 }
 
@@ -104,17 +119,17 @@ pub unsafe extern "C" fn call(
         "mov [rdi + 24], r13",
         "mov [rdi + 32], r14",
         "mov [rdi + 40], r15",
-        "lea rax, [rsp + 8]", // the caller's rsp once we have returned
-        "mov [rdi + 48], rax",
-        "mov rax, [rsp]", // our return address
-        "mov [rdi + 56], rax",
+        // rsp as entered: it points at our return address, which `resume`
+        // returns through (see `Registers`).
+        "mov [rdi + 48], rsp",
+        // The flags word last (it says "saved"). The pushed copy stays on
+        // the stack, aligning it for the call.
         "pushfq",
-        "pop rax",
-        "mov [rdi + 64], rax",
-        "sub rsp, 8", // align the stack for the call
+        "mov rax, [rsp]",
+        "mov [rdi + 56], rax",
         "mov rdi, rdx",
         "call rsi",
-        "add rsp, 8",
+        "pop rcx",
         "xor eax, eax",
         "ret",
     )
@@ -125,8 +140,9 @@ pub unsafe extern "C" fn call(
 ///
 /// # Safety
 /// `regs` must belong to a [`call`] that is still running on this CPU (or
-/// thread), below which the stack is intact; everything above it is
-/// abandoned without destructors.
+/// thread), below which the stack is intact (from the return address
+/// `call` was entered with, which this returns through, on up); everything
+/// above it is abandoned without destructors.
 #[unsafe(naked)]
 pub unsafe extern "C" fn resume(regs: *const Registers, value: u64) -> ! {
     naked_asm!(
@@ -136,11 +152,12 @@ pub unsafe extern "C" fn resume(regs: *const Registers, value: u64) -> ! {
         "mov r13, [rdi + 24]",
         "mov r14, [rdi + 32]",
         "mov r15, [rdi + 40]",
+        // `call`'s entry rsp: its return address is on top.
         "mov rsp, [rdi + 48]",
-        "push qword ptr [rdi + 64]",
+        "push qword ptr [rdi + 56]",
         "popfq",
         "mov rax, rsi",
-        "jmp qword ptr [rdi + 56]",
+        "ret",
     )
 }
 
