@@ -23,7 +23,7 @@
 use core::arch::naked_asm;
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering, compiler_fence};
+use core::sync::atomic::{AtomicU64, Ordering, compiler_fence};
 
 pub use owner::{AtomicOwnerId, OwnerId};
 
@@ -395,44 +395,51 @@ pub enum Refused<P> {
 /// it is open. The kernel embeds one per domain; every domain entry passes
 /// through [`Gate::enter`].
 ///
-/// The gate keeps no count of cores inside: entering costs two plain loads
+/// The gate keeps no count of cores inside: entering costs one plain load
 /// and no locked instruction. Knowing when nobody is inside a closed
 /// incarnation is the kernel's job, done like an RCU grace period: after
 /// `close`, every core must pass a point where it runs no domain code (the
 /// kernel uses the top of its executor loop), and any entry that began
 /// before the close has ended by then.
 pub struct Gate {
-    owner: AtomicOwnerId,
-    alive: AtomicBool,
+    /// The current incarnation's bits (low 32), with [`CLOSED`] set once
+    /// it is closed: one word, so that an entry checks "this incarnation,
+    /// open" with one load and one comparison (an owner id zero-extended
+    /// never has bit 32 set, so a closed gate matches no owner).
+    state: AtomicU64,
 }
+
+/// See [`Gate::state`].
+const CLOSED: u64 = 1 << 32;
 
 impl Gate {
     pub const fn new(owner: OwnerId) -> Gate {
         Gate {
-            owner: AtomicOwnerId::new(owner),
-            alive: AtomicBool::new(true),
+            state: AtomicU64::new(owner.to_bits() as u64),
         }
     }
 
     pub fn owner(&self) -> OwnerId {
-        self.owner.load(Ordering::Acquire)
+        OwnerId::from_bits(self.state.load(Ordering::Acquire) as u32)
     }
 
     #[inline]
     pub fn is_alive_as(&self, owner: OwnerId) -> bool {
-        self.alive.load(Ordering::Acquire) && self.owner.load(Ordering::Acquire) == owner
+        self.state.load(Ordering::Acquire) == owner.to_bits() as u64
     }
 
     /// Closes incarnation `owner` (once): new entries are refused; entries
     /// already inside finish or fail on their own.
     pub fn close(&self, owner: OwnerId) -> bool {
-        self.owner() == owner && self.alive.swap(false, Ordering::SeqCst)
+        let open = owner.to_bits() as u64;
+        self.state
+            .compare_exchange(open, open | CLOSED, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
     }
 
     /// Opens the gate for a new incarnation.
     pub fn open(&self, owner: OwnerId) {
-        self.owner.store(owner, Ordering::SeqCst);
-        self.alive.store(true, Ordering::SeqCst);
+        self.state.store(owner.to_bits() as u64, Ordering::SeqCst);
     }
 
     /// Runs `f` as incarnation `owner` on `core`: checks it is the open
