@@ -122,14 +122,14 @@ pub unsafe extern "C" fn call(
         // rsp as entered: it points at our return address, which `resume`
         // returns through (see `Registers`).
         "mov [rdi + 48], rsp",
-        // The flags word last (it says "saved"). The pushed copy stays on
-        // the stack, aligning it for the call.
+        // The flags word last (it says "saved").
         "pushfq",
-        "mov rax, [rsp]",
+        "pop rax",
         "mov [rdi + 56], rax",
+        "sub rsp, 8", // align the stack for the call
         "mov rdi, rdx",
         "call rsi",
-        "pop rcx",
+        "add rsp, 8",
         "xor eax, eax",
         "ret",
     )
