@@ -8,7 +8,14 @@ use spin::Once;
 use crate::{Owner, RpcError, RpcResult};
 
 /// How to run code as another domain (the kernel's domain entry).
-pub trait Runtime: Sync {
+///
+/// # Safety
+/// Proxies rely on what an entry's result says: [`enter`](Self::enter)
+/// returns `Ok(())` only once `f` has returned (ran to completion), and
+/// [`enter_raw`](Self::enter_raw) only once `run` has returned; any failure
+/// on the way is an `Err`. (A proxy reads its callee's result, which `run`
+/// writes, on `Ok(())` alone: it keeps no flag of its own for it.)
+pub unsafe trait Runtime: Sync {
     /// The domain incarnation running now.
     fn current(&self) -> Owner;
     /// The incarnation whose entry into the running domain is the
@@ -228,7 +235,8 @@ static INSTALLED: Once<&'static dyn Runtime> = Once::new();
 /// no entry is made (what a missing runtime always meant).
 struct NoRuntime;
 
-impl Runtime for NoRuntime {
+// SAFETY: it never returns `Ok`.
+unsafe impl Runtime for NoRuntime {
     fn current(&self) -> Owner {
         Owner::KERNEL
     }
@@ -452,9 +460,9 @@ unsafe fn call_in<R, F: FnOnce(Moved<'_>) -> R>(
         // slot read its fields back wider than they were written: a
         // store-to-load forwarding stall).
         f: *mut F,
+        /// Written by `run` once the closure returned: an `Ok(())` entry
+        /// says it was (see `Runtime`'s contract).
         result: core::mem::MaybeUninit<R>,
-        /// Set once the closure returned and `result` holds its value.
-        ran: bool,
         moved: core::cell::Cell<bool>,
     }
     unsafe extern "C-unwind" fn run<F: FnOnce(Moved<'_>) -> R, R>(raw: *mut cont::RawCall) {
@@ -465,7 +473,6 @@ unsafe fn call_in<R, F: FnOnce(Moved<'_>) -> R>(
             let slot = &mut *(raw as *mut Slot<F, R>);
             let f = read_by_words(slot.f);
             slot.result.write(f(Moved::new(&slot.moved)));
-            slot.ran = true;
             slot.raw.done();
         }
     }
@@ -473,16 +480,15 @@ unsafe fn call_in<R, F: FnOnce(Moved<'_>) -> R>(
         raw: cont::RawCall::new(run::<F, R>),
         f: &raw mut **f,
         result: core::mem::MaybeUninit::uninit(),
-        ran: false,
         moved: core::cell::Cell::new(false),
     };
     // SAFETY: the slot starts with its `RawCall`, lives across the call,
     // and `run` matches its types.
     let entered = unsafe { runtime.enter_raw(callee, &raw mut slot.raw) };
     let result = match entered {
-        // SAFETY: `ran` says the closure ran to completion and wrote it.
-        Ok(()) if slot.ran => return Ok(unsafe { read_by_words(slot.result.as_ptr()) }),
-        Ok(()) => Err(RpcError::DomainCrashed),
+        // SAFETY: an `Ok` entry means `run` returned (the contract of
+        // `Runtime`, an unsafe trait), and `run` wrote the result.
+        Ok(()) => return Ok(unsafe { read_by_words(slot.result.as_ptr()) }),
         Err(error) => Err(error),
     };
     if drop_unmoved && !slot.moved.get() {
