@@ -49,8 +49,8 @@ pub unsafe trait Runtime: Sync {
     /// safe to call with it, valid for the whole call. An implementation
     /// calls `run` at most once (it consumes the call's closure).
     unsafe fn enter_raw(&self, callee: Owner, call: *mut cont::RawCall) -> Result<(), RpcError> {
-        // SAFETY: forwarded.
-        unsafe { self.enter(callee, &mut || ((*call).run)(call)) }
+        // SAFETY: forwarded (the closure runs once, inside `enter`).
+        unsafe { self.enter(callee, &mut || cont::RawCall::run_unguarded(call)) }
     }
     /// The waker to poll a callee's future with, if not `waker` itself
     /// (`None`: it is fine as it is). A callee may keep the waker it is
@@ -468,7 +468,8 @@ unsafe fn call_in<R, F: FnOnce(Moved<'_>) -> R>(
     unsafe extern "C-unwind" fn run<F: FnOnce(Moved<'_>) -> R, R>(raw: *mut cont::RawCall) {
         // SAFETY: `raw` is the start of a `Slot<F, R>` (`repr(C)`), live
         // for the call, run at most once (the runtime's contract, see
-        // `Runtime::enter_raw`); `f` points to the closure, read once.
+        // `Runtime::enter_raw`); `f` points to the closure, read once;
+        // `done` is called from `run`, as it requires.
         unsafe {
             let slot = &mut *(raw as *mut Slot<F, R>);
             let f = read_by_words(slot.f);

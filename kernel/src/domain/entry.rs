@@ -121,7 +121,7 @@ pub fn enter<R>(owner: OwnerId, f: impl FnOnce() -> R) -> Result<R, EntryError> 
 pub unsafe fn enter_raw(owner: OwnerId, call: *mut cont::RawCall) -> Result<(), EntryError> {
     if owner == executor::OwnerId::KERNEL {
         // SAFETY: forwarded; the kernel needs no entry.
-        unsafe { ((*call).run)(call) };
+        unsafe { cont::RawCall::run_unguarded(call) };
         return Ok(());
     }
     through_gate(owner, |gate, deadline| {

@@ -319,29 +319,56 @@ pub fn guarded<P, R, F: FnOnce() -> R>(core: &impl Core, budget: u64, f: F) -> R
 /// function does the work, then calls [`RawCall::done`]. One indirect call
 /// instead of a `&mut dyn FnMut` behind a trampoline of its own: the path
 /// generated proxies take through a type-erased runtime.
+///
+/// `run` is private: it is called only by [`guarded_raw`] and
+/// [`RawCall::run_unguarded`], and both point `budget` at a live word
+/// first. That is what lets [`done`](RawCall::done) store through it with
+/// no test (and a new call skip writing it).
 #[repr(C)]
 pub struct RawCall {
     /// Runs the call; receives the `RawCall` (the start of the slot).
-    pub run: unsafe extern "C-unwind" fn(*mut RawCall),
-    budget: *const AtomicU64,
+    run: unsafe extern "C-unwind" fn(*mut RawCall),
+    /// The running frame's watchdog budget (or a dummy): written before
+    /// `run` is called, see above.
+    budget: MaybeUninit<*const AtomicU64>,
 }
 
 impl RawCall {
     pub const fn new(run: unsafe extern "C-unwind" fn(*mut RawCall)) -> RawCall {
         RawCall {
             run,
-            budget: core::ptr::null(),
+            budget: MaybeUninit::uninit(),
         }
     }
 
     /// Marks the work done: the watchdog may no longer stop it. `run`
     /// calls this as soon as its work returns.
+    ///
+    /// # Safety
+    /// Called from `run` (or after it began), on the `RawCall` it was
+    /// given: `budget` is set then.
     #[inline]
-    pub fn done(&self) {
-        if !self.budget.is_null() {
-            // SAFETY: set by `guarded_raw` to its frame's budget, which
-            // outlives the call; only this core's interrupt reads it.
-            unsafe { (*self.budget).store(0, Ordering::Relaxed) };
+    pub unsafe fn done(&self) {
+        // SAFETY: `budget` was set before `run` was called (see `RawCall`)
+        // to a word that outlives the call (the frame's budget, which only
+        // this core's interrupt reads, or `run_unguarded`'s dummy).
+        unsafe { (*self.budget.assume_init()).store(0, Ordering::Relaxed) };
+    }
+
+    /// Runs `call` right here, with no frame or watchdog (what a runtime
+    /// does for a callee that needs no entry, or inside an entry of its
+    /// own).
+    ///
+    /// # Safety
+    /// As for [`guarded_raw`].
+    #[inline]
+    pub unsafe fn run_unguarded(call: *mut RawCall) {
+        let budget = AtomicU64::new(0);
+        // SAFETY: per the contract, `call` is live; the dummy outlives the
+        // call of `run`, which is safe to make.
+        unsafe {
+            (*call).budget = MaybeUninit::new(&budget);
+            ((*call).run)(call)
         }
     }
 }
@@ -361,7 +388,7 @@ pub unsafe fn guarded_raw<P>(core: &impl Core, budget: u64, call: *mut RawCall) 
         payload: MaybeUninit::uninit(),
     };
     // SAFETY: per the contract; the frame outlives the call.
-    unsafe { (*call).budget = &frame.budget };
+    unsafe { (*call).budget = MaybeUninit::new(&frame.budget) };
     // As in `guarded`.
     compiler_fence(Ordering::SeqCst);
     core.set_top(&raw const frame as *mut ());
