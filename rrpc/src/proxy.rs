@@ -316,11 +316,13 @@ pub fn call<R, F: FnOnce() -> R>(entry: &EntryCap, f: F) -> RpcResult<R> {
 /// if the entry fails before (the callee is dead, or a fault strikes in
 /// the few instructions between the entry and the move), `f` is dropped
 /// here, in the caller, and nothing is given to a dead callee or lost.
+///
+/// The method's own `RpcResult` comes back as it is, with a failed entry's
+/// error in its place (one `RpcResult`, not one inside another: the proxy
+/// returns it without taking it apart and rebuilding it).
 #[inline]
-pub fn call_method<R, F: FnOnce(Moved<'_>) -> R>(entry: &EntryCap, f: F) -> RpcResult<R> {
-    let mut f = core::mem::ManuallyDrop::new(f);
-    // SAFETY: `f` is live and given up to `call_in`.
-    unsafe { call_in(entry.callee, &mut f, true) }
+pub fn call_method<T, F: FnOnce(Moved<'_>) -> RpcResult<T>>(entry: &EntryCap, f: F) -> RpcResult<T> {
+    call_in(entry.callee, f, true, |result| result, Err)
 }
 
 /// Given to a proxied call's closure: [`Moved::receive_all`] moves its
@@ -437,71 +439,76 @@ pub fn movable<T: crate::Exchangeable + ?Sized>(value: &T) -> RpcResult<()> {
 /// never dropped) is dropped here, in the caller. Otherwise, and always
 /// once moved, it is never dropped: it may hold a dead callee's memory.
 ///
-/// The closure stays where the caller built it (taken by reference, not
-/// by value: a by-value closure of this non-inlined function was copied
-/// with 16-byte loads of what the caller had just written with 8-byte
-/// stores, a store-to-load forwarding stall on every call), and is read
-/// once, word by word, where it runs.
+/// Always inlined, so that the closure is built right in the slot, by the
+/// proxy method itself, and `run` finds it at a fixed offset (no pointer
+/// to store and load). (Passed by value to a call that was not inlined,
+/// the closure was once copied with 16-byte loads of what the caller had
+/// just written with 8-byte stores: a store-to-load forwarding stall on
+/// every call. `run` reads it where it is written.)
 ///
-/// # Safety
-/// `f` is live; the caller gives it up (never uses or drops it after).
-unsafe fn call_in<R, F: FnOnce(Moved<'_>) -> R>(
+/// What it returns is `ok` of the closure's value, or `failed` of the
+/// entry's error (the two built apart, so that a caller wanting the
+/// closure's own `RpcResult` back gets it as it is, not wrapped in another
+/// and taken out again).
+#[inline(always)]
+fn call_in<R, F: FnOnce(Moved<'_>) -> R, O>(
     callee: Owner,
-    f: &mut core::mem::ManuallyDrop<F>,
+    f: F,
     drop_unmoved: bool,
-) -> RpcResult<R> {
+    ok: impl FnOnce(R) -> O,
+    failed: impl FnOnce(RpcError) -> O,
+) -> O {
     let runtime = runtime();
     // As in `call_as`, with the flag the closure sets once its arguments
     // are the callee's.
     #[repr(C)]
     struct Slot<F, R> {
         raw: cont::RawCall,
-        // The closure stays where the caller put it (copying it into the
-        // slot read its fields back wider than they were written: a
-        // store-to-load forwarding stall).
-        f: *mut F,
         /// Written by `run` once the closure returned: an `Ok(())` entry
         /// says it was (see `Runtime`'s contract).
         result: core::mem::MaybeUninit<R>,
         moved: core::cell::Cell<bool>,
+        /// Moved out by `run` (or dropped here, see above).
+        f: core::mem::ManuallyDrop<F>,
     }
     unsafe extern "C-unwind" fn run<F: FnOnce(Moved<'_>) -> R, R>(raw: *mut cont::RawCall) {
         // SAFETY: `raw` is the start of a `Slot<F, R>` (`repr(C)`), live
         // for the call, run at most once (the runtime's contract, see
-        // `Runtime::enter_raw`); `f` points to the closure, read once;
-        // `done` is called from `run`, as it requires.
+        // `Runtime::enter_raw`): `f` is moved out once; `done` is called
+        // from `run`, as it requires.
         unsafe {
             let slot = &mut *(raw as *mut Slot<F, R>);
-            let f = read_by_words(slot.f);
+            let f = core::mem::ManuallyDrop::take(&mut slot.f);
             slot.result.write(f(Moved::new(&slot.moved)));
             slot.raw.done();
         }
     }
     let mut slot = Slot::<F, R> {
         raw: cont::RawCall::new(run::<F, R>),
-        f: &raw mut **f,
         result: core::mem::MaybeUninit::uninit(),
         moved: core::cell::Cell::new(false),
+        f: core::mem::ManuallyDrop::new(f),
     };
     // SAFETY: the slot starts with its `RawCall`, lives across the call,
     // and `run` matches its types.
     let entered = unsafe { runtime.enter_raw(callee, &raw mut slot.raw) };
-    let result = match entered {
+    let error = match entered {
         // SAFETY: an `Ok` entry means `run` returned (the contract of
         // `Runtime`, an unsafe trait), and `run` wrote the result.
-        Ok(()) => return Ok(unsafe { read_by_words(slot.result.as_ptr()) }),
-        Err(error) => Err(error),
+        Ok(()) => return ok(unsafe { read_by_words(slot.result.as_ptr()) }),
+        Err(error) => error,
     };
     if drop_unmoved && !slot.moved.get() {
         // The arguments are still the caller's: the closure never ran, or
         // its copy was abandoned, without drops, on a stack the failure
         // discarded before it moved them.
-        // SAFETY: intact (see above), dropped once (the caller gave it up).
-        unsafe { core::mem::ManuallyDrop::drop(f) };
+        // SAFETY: intact (see above), dropped once (`run` did not take it,
+        // or took a copy that was abandoned undropped).
+        unsafe { core::mem::ManuallyDrop::drop(&mut slot.f) };
     }
     // Otherwise the closure (and whatever it built) may hold the callee's
     // objects, a dead domain's memory: it is never dropped.
-    result
+    failed(error)
 }
 
 /// Reads a `T` that was just written, one 8-byte word at a time. The
@@ -541,10 +548,8 @@ pub(crate) unsafe fn read_by_words<T>(src: *const T) -> T {
 /// here, whether it ran or not (it may hold the callee's objects).
 #[inline]
 pub(crate) fn call_as<R, F: FnOnce() -> R>(callee: Owner, f: F) -> RpcResult<R> {
-    let mut f = core::mem::ManuallyDrop::new(move |_: Moved<'_>| f());
-    // SAFETY: `f` is live and given up to `call_in` (which never drops it
-    // without `drop_unmoved`).
-    unsafe { call_in(callee, &mut f, false) }
+    // (`call_in` never drops it without `drop_unmoved`.)
+    call_in(callee, move |_: Moved<'_>| f(), false, Ok, Err)
 }
 
 /// See [`Runtime::callee_waker`].

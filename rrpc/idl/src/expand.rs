@@ -1003,16 +1003,20 @@ fn proxy_method(method: &Method<'_>) -> TokenStream {
                 let result = ::rrpc::proxy::call_method(&self.entry, move |moved| {
                     moved.receive_all(#plain, |critical| { #( #moves )* });
                     #call
-                })??;
+                });
                 // Back in the caller (the entry restored it): the result's
                 // RRefs are the caller's, unless one is lent (the callee
                 // abandoned a call lending it): then it stays the callee's.
-                if let Err(e) = ::rrpc::proxy::movable::<#result_type>(&result) {
-                    ::core::mem::forget(result);
-                    return Err(e);
+                // (The callee's `RpcResult` is returned as it is, not taken
+                // apart and rebuilt: for a plain value, nothing to do.)
+                if let Ok(value) = &result {
+                    if let Err(e) = ::rrpc::proxy::movable::<#result_type>(value) {
+                        ::core::mem::forget(result);
+                        return Err(e);
+                    }
+                    ::rrpc::proxy::receive::<#result_type>(&proxy.entry, value);
                 }
-                ::rrpc::proxy::receive::<#result_type>(&proxy.entry, &result);
-                Ok(result)
+                result
         },
     )
 }
