@@ -195,8 +195,12 @@ impl EntryCap {
 /// The callee's object inside a generated proxy: an `Arc` to it (in the
 /// callee's heap) plus its address, so a call reaches the object without
 /// recomputing where an `Arc<dyn Trait>`'s value sits from its vtable.
+///
+/// The `Arc` is held until the proxy's `Drop` takes it (once, as the
+/// proxy goes): until then `object` points to its live value, with no
+/// test on every call.
 pub struct Object<T: ?Sized> {
-    arc: Option<alloc::sync::Arc<T>>,
+    arc: core::mem::ManuallyDrop<alloc::sync::Arc<T>>,
     object: *const T,
 }
 
@@ -210,21 +214,28 @@ impl<T: ?Sized> Object<T> {
     pub fn new(arc: alloc::sync::Arc<T>) -> Object<T> {
         let object = alloc::sync::Arc::as_ptr(&arc);
         Object {
-            arc: Some(arc),
+            arc: core::mem::ManuallyDrop::new(arc),
             object,
         }
     }
 
-    /// The object, unless taken.
+    /// The object.
     #[inline]
-    pub fn get(&self) -> Option<&T> {
-        // SAFETY: while `arc` is held, `object` points to its live value.
-        self.arc.as_ref().map(|_| unsafe { &*self.object })
+    pub fn get(&self) -> &T {
+        // SAFETY: the `Arc` is held (`take`'s contract: nothing calls this
+        // after it), so `object` points to its live value.
+        unsafe { &*self.object }
     }
 
-    /// Takes the `Arc` out (to drop it inside the callee).
-    pub fn take(&mut self) -> Option<alloc::sync::Arc<T>> {
-        self.arc.take()
+    /// Takes the `Arc` out (to drop it inside the callee). If never taken,
+    /// the `Arc` is leaked, never dropped in the wrong domain.
+    ///
+    /// # Safety
+    /// Called at most once, after which the `Object` is not used again
+    /// (what a proxy's `Drop` does).
+    pub unsafe fn take(&mut self) -> alloc::sync::Arc<T> {
+        // SAFETY: per the contract, taken once.
+        unsafe { core::mem::ManuallyDrop::take(&mut self.arc) }
     }
 }
 
