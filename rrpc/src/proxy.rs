@@ -333,7 +333,7 @@ pub fn call<R, F: FnOnce() -> R>(entry: &EntryCap, f: F) -> RpcResult<R> {
 /// returns it without taking it apart and rebuilding it).
 #[inline]
 pub fn call_method<T, F: FnOnce(Moved<'_>) -> RpcResult<T>>(entry: &EntryCap, f: F) -> RpcResult<T> {
-    call_in(entry.callee, f, true, |result| result, Err)
+    call_in(entry.callee, f, true, |result| result, |error, _| Err(error))
 }
 
 /// Given to a proxied call's closure: [`Moved::receive_all`] moves its
@@ -458,7 +458,8 @@ pub fn movable<T: crate::Exchangeable + ?Sized>(value: &T) -> RpcResult<()> {
 /// every call. `run` reads it where it is written.)
 ///
 /// What it returns is `ok` of the closure's value, or `failed` of the
-/// entry's error (the two built apart, so that a caller wanting the
+/// entry's error and whether the closure reported its arguments moved
+/// (the two built apart, so that a caller wanting the
 /// closure's own `RpcResult` back gets it as it is, not wrapped in another
 /// and taken out again).
 #[inline(always)]
@@ -467,7 +468,7 @@ fn call_in<R, F: FnOnce(Moved<'_>) -> R, O>(
     f: F,
     drop_unmoved: bool,
     ok: impl FnOnce(R) -> O,
-    failed: impl FnOnce(RpcError) -> O,
+    failed: impl FnOnce(RpcError, bool) -> O,
 ) -> O {
     let runtime = runtime();
     // As in `call_as`, with the flag the closure sets once its arguments
@@ -519,7 +520,7 @@ fn call_in<R, F: FnOnce(Moved<'_>) -> R, O>(
     }
     // Otherwise the closure (and whatever it built) may hold the callee's
     // objects, a dead domain's memory: it is never dropped.
-    failed(error)
+    failed(error, slot.moved.get())
 }
 
 /// Reads a `T` that was just written, one 8-byte word at a time. The
@@ -560,7 +561,19 @@ pub(crate) unsafe fn read_by_words<T>(src: *const T) -> T {
 #[inline]
 pub(crate) fn call_as<R, F: FnOnce() -> R>(callee: Owner, f: F) -> RpcResult<R> {
     // (`call_in` never drops it without `drop_unmoved`.)
-    call_in(callee, move |_: Moved<'_>| f(), false, Ok, Err)
+    call_in(callee, move |_: Moved<'_>| f(), false, Ok, |error, _| Err(error))
+}
+
+/// [`call_as`] for a closure that moves a call's arguments to the callee
+/// (through the [`Moved`] it is given): a failed entry's error comes with
+/// whether they were moved (if not, they are still the caller's). The
+/// closure is never dropped here.
+#[inline]
+pub(crate) fn call_moving<R, F: FnOnce(Moved<'_>) -> R>(
+    callee: Owner,
+    f: F,
+) -> Result<R, (RpcError, bool)> {
+    call_in(callee, f, false, Ok, |error, moved| Err((error, moved)))
 }
 
 /// See [`Runtime::callee_waker`].
