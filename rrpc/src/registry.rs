@@ -863,6 +863,17 @@ pub(crate) unsafe fn free(header: NonNull<Header>) {
     unsafe { apply(header, Op::Free) }
 }
 
+/// Notes a moved object dirty in its home shard, which the running core
+/// holds for its batch: once per object and batch, out of line.
+///
+/// # Safety
+/// As for [`Shard::mark_dirty`], on `SHARD[home]`.
+#[inline(never)]
+unsafe fn mark_moved(home: usize, header: NonNull<Header>) {
+    // SAFETY: forwarded.
+    unsafe { SHARD[home].mark_dirty(header, false) }
+}
+
 /// Gives `header` to `owner` (the caller moves the objects nested in its
 /// value too). `critical_core` is the core of the registry critical
 /// section the caller is in, or [`NOT_IN_CRITICAL`] (one is entered).
@@ -882,6 +893,27 @@ pub(crate) unsafe fn transfer(header: NonNull<Header>, owner: Owner, critical_co
     if slot(current) == slot(owner) {
         return; // incarnations of one slot share a list
     }
+    // The common case first, with no other test before it: a move inside
+    // a section on the core that holds the object's home shard for its
+    // batch (what `apply_within` does first, inline here). Neither test
+    // below can matter when it holds: `NOT_IN_CRITICAL` is no shard's
+    // index, and a copy of this crate that forwards to a remote registry
+    // never holds a shard (`enter_batch` does nothing there).
+    // (`home` is always below `SHARDS`: the modulo, one `and`, only
+    // spares a bounds check.)
+    let home = object.home as usize % SHARDS;
+    if holds(critical_core, home) {
+        // The holder of an object it moves never sees it freed
+        // (`DIRTY_FREE`), so noting it dirty again is all there is to do
+        // if it already is.
+        // SAFETY: we hold the home shard for the batch, inside a section.
+        unsafe {
+            if *object.dirty.get() != DIRTY {
+                mark_moved(home, header);
+            }
+        }
+        return;
+    }
     if critical_core == NOT_IN_CRITICAL {
         // SAFETY: forwarded.
         return unsafe { apply(header, Op::Sync) };
@@ -891,7 +923,7 @@ pub(crate) unsafe fn transfer(header: NonNull<Header>, owner: Owner, critical_co
         return unsafe { remote.apply(header.cast(), Op::Sync as u8) };
     }
     // SAFETY: forwarded; the caller is in a section on `critical_core`.
-    unsafe { apply_within(critical_core, header, Op::Sync) }
+    unsafe { apply_slow(critical_core, header, Op::Sync) }
 }
 
 /// The running core takes its shard for a batch of task polls: until
@@ -908,6 +940,11 @@ pub unsafe fn enter_batch() {
     let Some(backend) = BACKEND.get() else {
         return; // no shared heap yet: nothing to hold
     };
+    if REMOTE.get().is_some() {
+        // The registry is another copy's: this copy's shards hold nothing,
+        // and are never held (which `transfer`'s fast path relies on).
+        return;
+    }
     let core = backend.core_index();
     if core >= SHARDS || SHARD[core].batch.load(Ordering::Relaxed) {
         return;
