@@ -119,11 +119,62 @@ pub trait Backend: Sync {
     unsafe fn leave_critical(&self) {}
 }
 
-static BACKEND: Once<&'static dyn Backend> = Once::new();
+/// The backend installed (once) by [`install_backend`] or
+/// [`install_remote`].
+static INSTALLED: Once<&'static dyn Backend> = Once::new();
+
+/// What [`backend`] gives before one is installed: every use is a bug
+/// (what `backend()` always reported).
+struct NoBackend;
+
+impl Backend for NoBackend {
+    unsafe fn alloc(&self, _: Layout) -> Option<NonNull<u8>> {
+        no_backend()
+    }
+    unsafe fn free(&self, _: NonNull<u8>, _: Layout) {
+        no_backend()
+    }
+    fn current_owner(&self) -> Owner {
+        no_backend()
+    }
+    unsafe fn enter_critical(&self) -> usize {
+        no_backend()
+    }
+    unsafe fn enter_critical_as(&self) -> (usize, Owner) {
+        no_backend()
+    }
+}
+
+#[cold]
+fn no_backend() -> ! {
+    panic!("rrpc: no shared heap installed")
+}
+
+static NO_BACKEND: &dyn Backend = &NoBackend;
+
+/// The backend every registry operation uses: a thin pointer to either
+/// [`NO_BACKEND`] or the value inside [`INSTALLED`], so that finding it is
+/// one load (a `spin::Once` also tests its state on every use, twice per
+/// proxied call that moves an `RRef`). Both targets are statics, never
+/// written again once pointed to: whichever pointer a reader sees, what it
+/// points to is a valid `&'static dyn Backend` (the release store that
+/// publishes `INSTALLED`'s value comes after `call_once` wrote it;
+/// readers acquire).
+static BACKEND: AtomicPtr<&'static dyn Backend> =
+    AtomicPtr::new(&raw const NO_BACKEND as *mut &'static dyn Backend);
+
+/// Installs `backend` unless one is (once; later calls are ignored).
+fn install(backend: &'static dyn Backend) {
+    let installed: &'static &'static dyn Backend = INSTALLED.call_once(|| backend);
+    BACKEND.store(
+        installed as *const &'static dyn Backend as *mut &'static dyn Backend,
+        Ordering::Release,
+    );
+}
 
 /// Installs the shared heap (once; later calls are ignored).
 pub fn install_backend(backend: &'static dyn Backend) {
-    BACKEND.call_once(|| backend);
+    install(backend);
 }
 
 /// The registry as another copy of this crate reaches it: a separately
@@ -149,7 +200,7 @@ static REMOTE: Once<&'static dyn Remote> = Once::new();
 /// later calls are ignored.
 pub fn install_remote(remote: &'static dyn Remote) {
     REMOTE.call_once(|| remote);
-    BACKEND.call_once(|| remote);
+    install(remote);
 }
 
 /// This copy's registry, for other copies ([`install_remote`]).
@@ -203,8 +254,11 @@ impl Remote for Local {
     }
 }
 
+#[inline(always)]
 pub(crate) fn backend() -> &'static dyn Backend {
-    *BACKEND.get().expect("rrpc: no shared heap installed")
+    // SAFETY: `BACKEND` always points to one of two statics holding a
+    // `&'static dyn Backend`, neither written again (see `BACKEND`).
+    unsafe { *BACKEND.load(Ordering::Acquire) }
 }
 
 /// A critical section of the backend, for as long as it lives.
@@ -937,7 +991,7 @@ pub(crate) unsafe fn transfer(header: NonNull<Header>, owner: Owner, critical_co
 /// go of its core's shard in the middle of a batch would leave the batch's
 /// unlocked registry work racing other cores).
 pub unsafe fn enter_batch() {
-    let Some(backend) = BACKEND.get() else {
+    let Some(&backend) = INSTALLED.get() else {
         return; // no shared heap yet: nothing to hold
     };
     if REMOTE.get().is_some() {
@@ -983,7 +1037,7 @@ pub(crate) fn in_batch(core: usize) -> bool {
 /// # Safety
 /// As for [`enter_batch`], at the end of the batch.
 pub unsafe fn leave_batch() {
-    let Some(backend) = BACKEND.get() else {
+    let Some(&backend) = INSTALLED.get() else {
         return;
     };
     let core = backend.core_index();
