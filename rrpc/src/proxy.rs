@@ -332,8 +332,17 @@ pub fn call<R, F: FnOnce() -> R>(entry: &EntryCap, f: F) -> RpcResult<R> {
 /// error in its place (one `RpcResult`, not one inside another: the proxy
 /// returns it without taking it apart and rebuilding it).
 #[inline]
-pub fn call_method<T, F: FnOnce(Moved<'_>) -> RpcResult<T>>(entry: &EntryCap, f: F) -> RpcResult<T> {
-    call_in(entry.callee, f, true, |result| result, |error, _| Err(error))
+pub fn call_method<T, F: FnOnce(Moved<'_>) -> RpcResult<T>>(
+    entry: &EntryCap,
+    f: F,
+) -> RpcResult<T> {
+    call_in(
+        entry.callee,
+        f,
+        true,
+        |result| result,
+        |error, _| Err(error),
+    )
 }
 
 /// Given to a proxied call's closure: [`Moved::receive_all`] moves its
@@ -561,7 +570,13 @@ pub(crate) unsafe fn read_by_words<T>(src: *const T) -> T {
 #[inline]
 pub(crate) fn call_as<R, F: FnOnce() -> R>(callee: Owner, f: F) -> RpcResult<R> {
     // (`call_in` never drops it without `drop_unmoved`.)
-    call_in(callee, move |_: Moved<'_>| f(), false, Ok, |error, _| Err(error))
+    call_in(
+        callee,
+        move |_: Moved<'_>| f(),
+        false,
+        Ok,
+        |error, _| Err(error),
+    )
 }
 
 /// [`call_as`] for a closure that moves a call's arguments to the callee
