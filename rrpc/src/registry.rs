@@ -424,9 +424,6 @@ impl List {
 /// One core's share of the registry.
 struct Shard {
     locked: AtomicBool,
-    /// Set (by its own core only) while that core holds the lock for a
-    /// batch of task polls.
-    batch: AtomicBool,
     /// Cores waiting in [`Shard::lock`]: the shard's own core lets them
     /// go first before its next batch.
     waiting: AtomicU32,
@@ -451,10 +448,14 @@ static PUBLISHED: [[AtomicUsize; SLOTS]; SHARDS] =
 /// Shards that have held an object (one past the highest index).
 static SHARDS_USED: AtomicUsize = AtomicUsize::new(0);
 
+/// Per shard, set (by its own core only) while that core holds the lock
+/// for a batch of task polls. Kept apart from the shards, one byte each,
+/// so that the test every move makes ([`holds`]) indexes it directly.
+static BATCH: [AtomicBool; SHARDS] = [const { AtomicBool::new(false) }; SHARDS];
+
 static SHARD: [Shard; SHARDS] = [const {
     Shard {
         locked: AtomicBool::new(false),
-        batch: AtomicBool::new(false),
         waiting: AtomicU32::new(0),
         queue: AtomicPtr::new(ptr::null_mut()),
         lists: UnsafeCell::new([List::EMPTY; SLOTS]),
@@ -712,7 +713,7 @@ unsafe fn free_memory_with(header: NonNull<Header>, reclaimed: bool) {
 /// Whether the running core (`core`) holds shard `home` for a batch.
 #[inline]
 fn holds(core: usize, home: usize) -> bool {
-    core == home && SHARD[home].batch.load(Ordering::Relaxed)
+    core == home && BATCH[home].load(Ordering::Relaxed)
 }
 
 /// What to do with an object.
@@ -1000,7 +1001,7 @@ pub unsafe fn enter_batch() {
         return;
     }
     let core = backend.core_index();
-    if core >= SHARDS || SHARD[core].batch.load(Ordering::Relaxed) {
+    if core >= SHARDS || BATCH[core].load(Ordering::Relaxed) {
         return;
     }
     let shard = &SHARD[core];
@@ -1012,7 +1013,7 @@ pub unsafe fn enter_batch() {
     shard.lock();
     // SAFETY: locked.
     unsafe { shard.drain() };
-    shard.batch.store(true, Ordering::Relaxed);
+    BATCH[core].store(true, Ordering::Relaxed);
 }
 
 /// Counts (or, with `false`, uncounts) a waiter for `core`'s shard, as
@@ -1029,7 +1030,7 @@ pub(crate) fn count_waiter(core: usize, waiting: bool) {
 /// Whether `core` is in a batch (tests).
 #[cfg(test)]
 pub(crate) fn in_batch(core: usize) -> bool {
-    SHARD[core].batch.load(Ordering::Acquire)
+    BATCH[core].load(Ordering::Acquire)
 }
 
 /// Ends the running core's batch (see [`enter_batch`]).
@@ -1041,7 +1042,7 @@ pub unsafe fn leave_batch() {
         return;
     };
     let core = backend.core_index();
-    if core >= SHARDS || !SHARD[core].batch.load(Ordering::Relaxed) {
+    if core >= SHARDS || !BATCH[core].load(Ordering::Relaxed) {
         return;
     }
     let shard = &SHARD[core];
@@ -1051,7 +1052,7 @@ pub unsafe fn leave_batch() {
         shard.flush();
         shard.drain();
     }
-    shard.batch.store(false, Ordering::Relaxed);
+    BATCH[core].store(false, Ordering::Relaxed);
     shard.unlock();
 }
 
