@@ -452,6 +452,33 @@ pub fn movable<T: crate::Exchangeable + ?Sized>(value: &T) -> RpcResult<()> {
     Ok(())
 }
 
+/// What a generated proxy does with a synchronous method's result, back in
+/// the caller (the entry restored it): the result's `RRef`s become the
+/// caller's, unless one is lent (the callee abandoned a call lending it):
+/// then it stays the callee's and the call fails with `Lent`. The callee's
+/// `RpcResult` is returned as it is (for a plain value, nothing to do).
+#[inline(always)]
+pub fn returned<T: crate::Exchangeable>(entry: &EntryCap, result: RpcResult<T>) -> RpcResult<T> {
+    if !T::PLAIN
+        && let Ok(value) = &result
+    {
+        if value.any_lent() {
+            core::mem::forget(result);
+            return lent();
+        }
+        receive(entry, value);
+    }
+    result
+}
+
+/// `Err(RpcError::Lent)`, out of line (so that the error's value is not
+/// made ready on the path that does not need it).
+#[cold]
+#[inline(never)]
+fn lent<T>() -> RpcResult<T> {
+    Err(RpcError::Lent)
+}
+
 /// The one body of every entry a proxy makes: runs `f` as `callee` from a
 /// `cont::RawCall` slot. `f` reports through [`Moved`] when its arguments
 /// became the callee's; with `drop_unmoved`, if the entry fails before

@@ -999,19 +999,9 @@ fn proxy_method(method: &Method<'_>) -> TokenStream {
                     moved.receive_all(#plain, |critical| { #( #moves )* });
                     #call
                 });
-                // Back in the caller (the entry restored it): the result's
-                // RRefs are the caller's, unless one is lent (the callee
-                // abandoned a call lending it): then it stays the callee's.
-                // (The callee's `RpcResult` is returned as it is, not taken
-                // apart and rebuilt: for a plain value, nothing to do.)
-                if let Ok(value) = &result {
-                    if let Err(e) = ::rrpc::proxy::movable::<#result_type>(value) {
-                        ::core::mem::forget(result);
-                        return Err(e);
-                    }
-                    ::rrpc::proxy::receive::<#result_type>(&proxy.entry, value);
-                }
-                result
+                // Back in the caller: the result's RRefs become the
+                // caller's (unless one is lent: see `returned`).
+                ::rrpc::proxy::returned::<#result_type>(&proxy.entry, result)
         },
     )
 }
