@@ -642,7 +642,9 @@ struct HostRuntime {
     budget_ticks: std::sync::atomic::AtomicU64,
 }
 
-impl rrpc::proxy::Runtime for HostRuntime {
+// SAFETY: both entries return `Ok` only when the gate's `cont::call`
+// returned 0, which only the closure's (or `run`'s) own return makes.
+unsafe impl rrpc::proxy::Runtime for HostRuntime {
     fn current(&self) -> rrpc::Owner {
         BENCH_CORE.with(cont::Core::owner)
     }

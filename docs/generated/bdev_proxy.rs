@@ -65,11 +65,11 @@ impl BDevProxy {
 unsafe impl ::rrpc::Exchangeable for BDevProxy {
     const PLAIN: bool = true;
 }
+#[allow(unsafe_code)]
 impl ::core::ops::Drop for BDevProxy {
     fn drop(&mut self) {
-        if let ::core::option::Option::Some(inner) = self.inner.take() {
-            let _ = ::rrpc::proxy::call(&self.entry, move || ::core::mem::drop(inner));
-        }
+        let inner = unsafe { self.inner.take() };
+        let _ = ::rrpc::proxy::call(&self.entry, move || ::core::mem::drop(inner));
     }
 }
 #[allow(unsafe_code)]
@@ -86,9 +86,6 @@ impl BDev for BDevProxy {
             fn must_be_exchangeable<T: ::rrpc::Exchangeable + ?Sized>() {}
             must_be_exchangeable::<Geometry>();
         };
-        if self.inner.get().is_none() {
-            return ::rrpc::RpcFuture::failed(::rrpc::RpcError::DomainNotAlive);
-        }
         let proxy = self;
         ::rrpc::start_async::<
             Geometry,
@@ -97,12 +94,8 @@ impl BDev for BDevProxy {
             &self.entry,
             move |moved| {
                 moved.receive_all(true, |critical| {});
-                match proxy.inner.get() {
-                    ::core::option::Option::Some(inner) => inner.geometry(),
-                    ::core::option::Option::None => {
-                        ::rrpc::RpcFuture::failed(::rrpc::RpcError::DomainNotAlive)
-                    }
-                }
+                let inner = proxy.inner.get();
+                inner.geometry()
             },
         )
     }
@@ -111,9 +104,6 @@ impl BDev for BDevProxy {
             fn must_be_exchangeable<T: ::rrpc::Exchangeable + ?Sized>() {}
             must_be_exchangeable::<RRef<Batch>>();
         };
-        if self.inner.get().is_none() {
-            return ::rrpc::RpcFuture::failed(::rrpc::RpcError::DomainNotAlive);
-        }
         if let Err(e) = ::rrpc::proxy::movable::<RRef<Batch>>(&batch) {
             return ::rrpc::RpcFuture::failed(e);
         }
@@ -133,12 +123,8 @@ impl BDev for BDevProxy {
                             >(critical, &proxy.entry, &batch);
                         },
                     );
-                match proxy.inner.get() {
-                    ::core::option::Option::Some(inner) => inner.read(batch),
-                    ::core::option::Option::None => {
-                        ::rrpc::RpcFuture::failed(::rrpc::RpcError::DomainNotAlive)
-                    }
-                }
+                let inner = proxy.inner.get();
+                inner.read(batch)
             },
         )
     }
@@ -151,9 +137,7 @@ impl BDev for BDevProxy {
             must_be_exchangeable::<Statuses>();
         };
         let _: ::core::marker::PhantomData<RRef<Batch>>;
-        let Some(inner) = self.inner.get() else {
-            return ::rrpc::RpcFuture::failed(::rrpc::RpcError::DomainNotAlive);
-        };
+        let inner = self.inner.get();
         let proxy = self;
         ::rrpc::RpcFuture::new(async move {
             let __lent_batch = ::rrpc::RRef::lend(batch);
@@ -177,9 +161,6 @@ impl BDev for BDevProxy {
             fn must_be_exchangeable<T: ::rrpc::Exchangeable + ?Sized>() {}
             must_be_exchangeable::<()>();
         };
-        if self.inner.get().is_none() {
-            return ::rrpc::RpcFuture::failed(::rrpc::RpcError::DomainNotAlive);
-        }
         let proxy = self;
         ::rrpc::start_async::<
             (),
@@ -188,12 +169,8 @@ impl BDev for BDevProxy {
             &self.entry,
             move |moved| {
                 moved.receive_all(true, |critical| {});
-                match proxy.inner.get() {
-                    ::core::option::Option::Some(inner) => inner.flush(),
-                    ::core::option::Option::None => {
-                        ::rrpc::RpcFuture::failed(::rrpc::RpcError::DomainNotAlive)
-                    }
-                }
+                let inner = proxy.inner.get();
+                inner.flush()
             },
         )
     }
@@ -202,9 +179,6 @@ impl BDev for BDevProxy {
             fn must_be_exchangeable<T: ::rrpc::Exchangeable + ?Sized>() {}
             must_be_exchangeable::<RRef<Extent>>();
         };
-        if self.inner.get().is_none() {
-            return ::rrpc::RpcFuture::failed(::rrpc::RpcError::DomainNotAlive);
-        }
         if let Err(e) = ::rrpc::proxy::movable::<RRef<Extent>>(&extent) {
             return ::rrpc::RpcFuture::failed(e);
         }
@@ -224,12 +198,8 @@ impl BDev for BDevProxy {
                             >(critical, &proxy.entry, &extent);
                         },
                     );
-                match proxy.inner.get() {
-                    ::core::option::Option::Some(inner) => inner.read_extent(extent),
-                    ::core::option::Option::None => {
-                        ::rrpc::RpcFuture::failed(::rrpc::RpcError::DomainNotAlive)
-                    }
-                }
+                let inner = proxy.inner.get();
+                inner.read_extent(extent)
             },
         )
     }
@@ -242,9 +212,7 @@ impl BDev for BDevProxy {
             must_be_exchangeable::<u16>();
         };
         let _: ::core::marker::PhantomData<RRef<Extent>>;
-        let Some(inner) = self.inner.get() else {
-            return ::rrpc::RpcFuture::failed(::rrpc::RpcError::DomainNotAlive);
-        };
+        let inner = self.inner.get();
         let proxy = self;
         ::rrpc::RpcFuture::new(async move {
             let __lent_extent = ::rrpc::RRef::lend(extent);

@@ -263,73 +263,67 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
         let replaced = crate::proxy::callee_waker(cx.waker());
         let waker = replaced.as_ref().unwrap_or(cx.waker());
         let this = &mut *self;
-        // Set (in one critical section with the moves) once the deferred
-        // call's arguments are the callee's; until then a failed entry
-        // leaves them to the caller, in `words`.
-        let moved = core::cell::Cell::new(false);
-        let moved = &moved;
         // What belongs to the callee stays where a crash leaves it to be
-        // forgotten: the callee's future is in `future` or its cell while
-        // it is polled, and a failed entry abandons the closure's frame
-        // (with anything it was building) without dropping anything.
-        let polled = crate::proxy::call_as(callee, || {
+        // forgotten: the callee's future is in `future`, in its cell or (on
+        // its first poll) in a local of this closure while it is polled,
+        // and a failed entry abandons the closure's frame (with anything
+        // it was building) without dropping anything. The entry's `Moved`
+        // is set (in one critical section with the moves) once the
+        // deferred call's arguments are the callee's; until then a failed
+        // entry leaves them to the caller, in `words`.
+        let polled = crate::proxy::call_moving(callee, |moved| {
             let in_cell = this.cell & IN_CELL != 0;
-            let future = if in_cell {
+            let mut cx = Context::from_waker(waker);
+            if in_cell {
                 // SAFETY: the cell is on the callee's heap, and we are
                 // inside the (alive) callee.
-                unsafe { &mut *this.cell_ptr() }
-            } else {
-                match this.run {
-                    Some(run) => {
-                        // SAFETY: the closure is in `words`, moved out
-                        // once: `run` is cleared as soon as it returns,
-                        // and a failure before leaves the closure (if
-                        // it did not move the arguments) to `discard`.
-                        // Built in place: a copy of the returned future
-                        // would read wide what was just written narrow (a
-                        // store-to-load forwarding stall).
-                        let mut started = ManuallyDrop::new(unsafe {
-                            run(&mut this.words, crate::proxy::Moved::new(moved))
-                        });
-                        this.run = None;
-                        if started.callee != Owner::KERNEL
-                            && (started.future.is_some() || started.run.is_some())
-                        {
-                            started = forwarded(started);
-                        }
-                        // Only `future` can be left in `started` (it is
-                        // polled in place), so it needs no drop.
-                        match started.future.take() {
-                            Some(future) => this.future.insert(future),
-                            None => return Some(Err(decode(started.error))),
-                        }
-                    }
-                    None => this.future.as_mut()?,
+                let future = unsafe { &mut *this.cell_ptr() };
+                let result = ready(future.as_mut().poll(&mut cx))?;
+                // Unregistered before it is freed (see `drop_slow`).
+                this.unregister();
+                // SAFETY: freed once, inside the callee.
+                drop(unsafe { Box::from_raw(this.cell_ptr()) });
+                this.cell = 0;
+                return Some(result);
+            }
+            let Some(run) = this.run else {
+                let future = this.future.as_mut()?;
+                let result = ready(future.as_mut().poll(&mut cx));
+                if result.is_some() {
+                    this.future = None;
+                } else {
+                    // Left pending for the first time (it was started
+                    // while the caller's copy was inside an entry of its
+                    // own, see `Deferred`): into a cell, as below.
+                    let future = this.future.take();
+                    this.park_in_cell(future);
                 }
+                return result;
             };
-            match future.as_mut().poll(&mut Context::from_waker(waker)) {
-                Poll::Ready(result) => {
-                    if in_cell {
-                        // Unregistered before it is freed (see
-                        // `drop_slow`).
-                        this.unregister();
-                        // SAFETY: freed once, inside the callee.
-                        drop(unsafe { Box::from_raw(this.cell_ptr()) });
-                        this.cell = 0;
-                    } else {
-                        this.future = None;
-                    }
-                    Some(result)
-                }
+            // SAFETY: the closure is in `words`, moved out once: `run` is
+            // cleared as soon as it returns, and a failure before leaves
+            // the closure (if it did not move the arguments) to `discard`.
+            // Built in place: a copy of the returned future would read
+            // wide what was just written narrow (a store-to-load
+            // forwarding stall).
+            let mut started = ManuallyDrop::new(unsafe { run(&mut this.words, moved) });
+            this.run = None;
+            if started.callee != Owner::KERNEL
+                && (started.future.is_some() || started.run.is_some())
+            {
+                started = forwarded(started);
+            }
+            // Only `future` can be left in `started` (it is polled in
+            // place), so it needs no drop.
+            let Some(mut future) = started.future.take() else {
+                return Some(Err(decode(started.error)));
+            };
+            match future.as_mut().poll(&mut cx) {
+                // Ready at once: dropped here, inside the callee, never
+                // stored in `self`.
+                Poll::Ready(result) => Some(result),
                 Poll::Pending => {
-                    if !in_cell && let Some(future) = this.future.take() {
-                        // Left pending for the first time: the future
-                        // moves to a cell on the callee's heap (we are
-                        // inside it), which is what gets registered.
-                        let cell = Box::into_raw(Box::new(future));
-                        this.words[1] = MaybeUninit::new(cell as usize);
-                        this.cell = IN_CELL;
-                    }
+                    this.park_in_cell(Some(future));
                     None
                 }
             }
@@ -361,12 +355,12 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
                 }
                 Poll::Pending
             }
-            Err(error) => {
+            Err((error, moved)) => {
                 self.unregister();
                 // What is left belongs to a dead domain: never touch it.
                 core::mem::forget(self.future.take());
                 self.cell = 0;
-                if self.run.take().is_some() && !moved.get() {
+                if self.run.take().is_some() && !moved {
                     // Never started, or failed before its arguments were
                     // moved (the copy it read was abandoned without
                     // drops): the call, and its arguments, are still the
@@ -377,6 +371,17 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
                 self.error = encode(error);
                 Poll::Ready(Err(error))
             }
+        }
+    }
+
+    /// Moves the callee's future, left pending for the first time, to a
+    /// cell on the callee's heap (it runs inside the callee), which is
+    /// what gets registered.
+    fn park_in_cell(&mut self, future: Option<BoxedFuture<'a, T>>) {
+        if let Some(future) = future {
+            let cell = Box::into_raw(Box::new(future));
+            self.words[1] = MaybeUninit::new(cell as usize);
+            self.cell = IN_CELL;
         }
     }
 
@@ -417,6 +422,15 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
         if unsafe { crate::proxy::park(parked) } {
             self.cell |= REGISTERED;
         }
+    }
+}
+
+/// `Some` of a ready poll's value.
+#[inline(always)]
+fn ready<R>(poll: Poll<R>) -> Option<R> {
+    match poll {
+        Poll::Ready(value) => Some(value),
+        Poll::Pending => None,
     }
 }
 

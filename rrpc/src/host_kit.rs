@@ -180,7 +180,9 @@ impl HostRuntime {
     }
 }
 
-impl Runtime for HostRuntime {
+// SAFETY: `enter` returns `Ok` only when `catch_unwind` says `f` returned;
+// `enter_raw` is the default (through `enter`).
+unsafe impl Runtime for HostRuntime {
     fn current(&self) -> Owner {
         current()
     }

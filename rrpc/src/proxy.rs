@@ -1,12 +1,21 @@
 //! The runtime behind generated proxies: the kernel installs how to enter
 //! a domain; `#[interface]` proxies call [`call`] for every method.
 
+use core::sync::atomic::{AtomicPtr, Ordering};
+
 use spin::Once;
 
 use crate::{Owner, RpcError, RpcResult};
 
 /// How to run code as another domain (the kernel's domain entry).
-pub trait Runtime: Sync {
+///
+/// # Safety
+/// Proxies rely on what an entry's result says: [`enter`](Self::enter)
+/// returns `Ok(())` only once `f` has returned (ran to completion), and
+/// [`enter_raw`](Self::enter_raw) only once `run` has returned; any failure
+/// on the way is an `Err`. (A proxy reads its callee's result, which `run`
+/// writes, on `Ok(())` alone: it keeps no flag of its own for it.)
+pub unsafe trait Runtime: Sync {
     /// The domain incarnation running now.
     fn current(&self) -> Owner;
     /// The incarnation whose entry into the running domain is the
@@ -40,8 +49,8 @@ pub trait Runtime: Sync {
     /// safe to call with it, valid for the whole call. An implementation
     /// calls `run` at most once (it consumes the call's closure).
     unsafe fn enter_raw(&self, callee: Owner, call: *mut cont::RawCall) -> Result<(), RpcError> {
-        // SAFETY: forwarded.
-        unsafe { self.enter(callee, &mut || ((*call).run)(call)) }
+        // SAFETY: forwarded (the closure runs once, inside `enter`).
+        unsafe { self.enter(callee, &mut || cont::RawCall::run_unguarded(call)) }
     }
     /// The waker to poll a callee's future with, if not `waker` itself
     /// (`None`: it is fine as it is). A callee may keep the waker it is
@@ -110,9 +119,7 @@ unsafe impl Send for Parked {}
 /// As for [`Runtime::park`].
 pub(crate) unsafe fn park(parked: Parked) -> bool {
     // SAFETY: forwarded.
-    RUNTIME
-        .get()
-        .is_some_and(|runtime| unsafe { runtime.park(parked) })
+    unsafe { runtime().park(parked) }
 }
 
 /// See [`Runtime::unpark`].
@@ -120,10 +127,8 @@ pub(crate) unsafe fn park(parked: Parked) -> bool {
 /// # Safety
 /// As for [`Runtime::unpark`].
 pub(crate) unsafe fn unpark(caller: Owner, cell: *mut ()) {
-    if let Some(runtime) = RUNTIME.get() {
-        // SAFETY: forwarded.
-        unsafe { runtime.unpark(caller, cell) }
-    }
+    // SAFETY: forwarded.
+    unsafe { runtime().unpark(caller, cell) }
 }
 
 /// Implemented by `#[interface]` for `dyn Trait + Send + Sync`: how to wrap
@@ -190,8 +195,12 @@ impl EntryCap {
 /// The callee's object inside a generated proxy: an `Arc` to it (in the
 /// callee's heap) plus its address, so a call reaches the object without
 /// recomputing where an `Arc<dyn Trait>`'s value sits from its vtable.
+///
+/// The `Arc` is held until the proxy's `Drop` takes it (once, as the
+/// proxy goes): until then `object` points to its live value, with no
+/// test on every call.
 pub struct Object<T: ?Sized> {
-    arc: Option<alloc::sync::Arc<T>>,
+    arc: core::mem::ManuallyDrop<alloc::sync::Arc<T>>,
     object: *const T,
 }
 
@@ -205,46 +214,101 @@ impl<T: ?Sized> Object<T> {
     pub fn new(arc: alloc::sync::Arc<T>) -> Object<T> {
         let object = alloc::sync::Arc::as_ptr(&arc);
         Object {
-            arc: Some(arc),
+            arc: core::mem::ManuallyDrop::new(arc),
             object,
         }
     }
 
-    /// The object, unless taken.
+    /// The object.
     #[inline]
-    pub fn get(&self) -> Option<&T> {
-        // SAFETY: while `arc` is held, `object` points to its live value.
-        self.arc.as_ref().map(|_| unsafe { &*self.object })
+    pub fn get(&self) -> &T {
+        // SAFETY: the `Arc` is held (`take`'s contract: nothing calls this
+        // after it), so `object` points to its live value.
+        unsafe { &*self.object }
     }
 
-    /// Takes the `Arc` out (to drop it inside the callee).
-    pub fn take(&mut self) -> Option<alloc::sync::Arc<T>> {
-        self.arc.take()
+    /// Takes the `Arc` out (to drop it inside the callee). If never taken,
+    /// the `Arc` is leaked, never dropped in the wrong domain.
+    ///
+    /// # Safety
+    /// Called at most once, after which the `Object` is not used again
+    /// (what a proxy's `Drop` does).
+    pub unsafe fn take(&mut self) -> alloc::sync::Arc<T> {
+        // SAFETY: per the contract, taken once.
+        unsafe { core::mem::ManuallyDrop::take(&mut self.arc) }
     }
 }
 
-static RUNTIME: Once<&'static dyn Runtime> = Once::new();
+/// The runtime installed (once) by [`install_runtime`].
+static INSTALLED: Once<&'static dyn Runtime> = Once::new();
 
-/// Installs the runtime (once).
+/// What proxies use until a runtime is installed: no domain is alive, so
+/// no entry is made (what a missing runtime always meant).
+struct NoRuntime;
+
+// SAFETY: it never returns `Ok`.
+unsafe impl Runtime for NoRuntime {
+    fn current(&self) -> Owner {
+        Owner::KERNEL
+    }
+    fn caller(&self) -> Owner {
+        Owner::KERNEL
+    }
+    fn is_alive(&self, _: Owner) -> bool {
+        false
+    }
+    unsafe fn enter(&self, _: Owner, _: &mut dyn FnMut()) -> Result<(), RpcError> {
+        Err(RpcError::DomainNotAlive)
+    }
+    unsafe fn enter_raw(&self, _: Owner, _: *mut cont::RawCall) -> Result<(), RpcError> {
+        Err(RpcError::DomainNotAlive)
+    }
+}
+
+static NO_RUNTIME: &dyn Runtime = &NoRuntime;
+
+/// The runtime every proxy call goes through: a thin pointer to either
+/// [`NO_RUNTIME`] or the value inside [`INSTALLED`], so that finding it is
+/// one load (a `spin::Once` also tests its state on every call). Both
+/// targets are statics, never freed or changed once pointed to: whichever
+/// pointer a reader sees, what it points to is a valid `&'static dyn
+/// Runtime` (the store that publishes `INSTALLED`'s value comes after
+/// `call_once` wrote it, with release ordering, and readers acquire).
+static RUNTIME: AtomicPtr<&'static dyn Runtime> =
+    AtomicPtr::new(&raw const NO_RUNTIME as *mut &'static dyn Runtime);
+
+/// The installed runtime (or [`NoRuntime`]).
+#[inline(always)]
+fn runtime() -> &'static dyn Runtime {
+    // SAFETY: `RUNTIME` always points to one of two statics holding a
+    // `&'static dyn Runtime`, neither ever written again (see `RUNTIME`).
+    unsafe { *RUNTIME.load(Ordering::Acquire) }
+}
+
+/// Installs the runtime (once; later calls are ignored).
 pub fn install_runtime(runtime: &'static dyn Runtime) {
-    RUNTIME.call_once(|| runtime);
+    let installed: &'static &'static dyn Runtime = INSTALLED.call_once(|| runtime);
+    RUNTIME.store(
+        installed as *const &'static dyn Runtime as *mut &'static dyn Runtime,
+        Ordering::Release,
+    );
 }
 
 /// The running domain (0 without a runtime).
 pub fn current() -> Owner {
-    RUNTIME.get().map_or(Owner::KERNEL, |r| r.current())
+    runtime().current()
 }
 
 /// Who called the method running now (see [`Runtime::caller`]; 0, the
 /// kernel, without a runtime).
 pub fn caller() -> Owner {
-    RUNTIME.get().map_or(Owner::KERNEL, |r| r.caller())
+    runtime().caller()
 }
 
 /// Whether `owner` is a live incarnation (see [`Runtime::is_alive`]; the
 /// kernel always is).
 pub fn is_alive(owner: Owner) -> bool {
-    owner == Owner::KERNEL || RUNTIME.get().is_some_and(|r| r.is_alive(owner))
+    owner == Owner::KERNEL || runtime().is_alive(owner)
 }
 
 /// Runs `f` as the incarnation `entry` enters: what a generated proxy
@@ -263,11 +327,22 @@ pub fn call<R, F: FnOnce() -> R>(entry: &EntryCap, f: F) -> RpcResult<R> {
 /// if the entry fails before (the callee is dead, or a fault strikes in
 /// the few instructions between the entry and the move), `f` is dropped
 /// here, in the caller, and nothing is given to a dead callee or lost.
+///
+/// The method's own `RpcResult` comes back as it is, with a failed entry's
+/// error in its place (one `RpcResult`, not one inside another: the proxy
+/// returns it without taking it apart and rebuilding it).
 #[inline]
-pub fn call_method<R, F: FnOnce(Moved<'_>) -> R>(entry: &EntryCap, f: F) -> RpcResult<R> {
-    let mut f = core::mem::ManuallyDrop::new(f);
-    // SAFETY: `f` is live and given up to `call_in`.
-    unsafe { call_in(entry.callee, &mut f, true) }
+pub fn call_method<T, F: FnOnce(Moved<'_>) -> RpcResult<T>>(
+    entry: &EntryCap,
+    f: F,
+) -> RpcResult<T> {
+    call_in(
+        entry.callee,
+        f,
+        true,
+        |result| result,
+        |error, _| Err(error),
+    )
 }
 
 /// Given to a proxied call's closure: [`Moved::receive_all`] moves its
@@ -377,6 +452,33 @@ pub fn movable<T: crate::Exchangeable + ?Sized>(value: &T) -> RpcResult<()> {
     Ok(())
 }
 
+/// What a generated proxy does with a synchronous method's result, back in
+/// the caller (the entry restored it): the result's `RRef`s become the
+/// caller's, unless one is lent (the callee abandoned a call lending it):
+/// then it stays the callee's and the call fails with `Lent`. The callee's
+/// `RpcResult` is returned as it is (for a plain value, nothing to do).
+#[inline(always)]
+pub fn returned<T: crate::Exchangeable>(entry: &EntryCap, result: RpcResult<T>) -> RpcResult<T> {
+    if !T::PLAIN
+        && let Ok(value) = &result
+    {
+        if value.any_lent() {
+            core::mem::forget(result);
+            return lent();
+        }
+        receive(entry, value);
+    }
+    result
+}
+
+/// `Err(RpcError::Lent)`, out of line (so that the error's value is not
+/// made ready on the path that does not need it).
+#[cold]
+#[inline(never)]
+fn lent<T>() -> RpcResult<T> {
+    Err(RpcError::Lent)
+}
+
 /// The one body of every entry a proxy makes: runs `f` as `callee` from a
 /// `cont::RawCall` slot. `f` reports through [`Moved`] when its arguments
 /// became the callee's; with `drop_unmoved`, if the entry fails before
@@ -384,72 +486,77 @@ pub fn movable<T: crate::Exchangeable + ?Sized>(value: &T) -> RpcResult<()> {
 /// never dropped) is dropped here, in the caller. Otherwise, and always
 /// once moved, it is never dropped: it may hold a dead callee's memory.
 ///
-/// The closure stays where the caller built it (taken by reference, not
-/// by value: a by-value closure of this non-inlined function was copied
-/// with 16-byte loads of what the caller had just written with 8-byte
-/// stores, a store-to-load forwarding stall on every call), and is read
-/// once, word by word, where it runs.
+/// Always inlined, so that the closure is built right in the slot, by the
+/// proxy method itself, and `run` finds it at a fixed offset (no pointer
+/// to store and load). (Passed by value to a call that was not inlined,
+/// the closure was once copied with 16-byte loads of what the caller had
+/// just written with 8-byte stores: a store-to-load forwarding stall on
+/// every call. `run` reads it where it is written.)
 ///
-/// # Safety
-/// `f` is live; the caller gives it up (never uses or drops it after).
-unsafe fn call_in<R, F: FnOnce(Moved<'_>) -> R>(
+/// What it returns is `ok` of the closure's value, or `failed` of the
+/// entry's error and whether the closure reported its arguments moved
+/// (the two built apart, so that a caller wanting the
+/// closure's own `RpcResult` back gets it as it is, not wrapped in another
+/// and taken out again).
+#[inline(always)]
+fn call_in<R, F: FnOnce(Moved<'_>) -> R, O>(
     callee: Owner,
-    f: &mut core::mem::ManuallyDrop<F>,
+    f: F,
     drop_unmoved: bool,
-) -> RpcResult<R> {
-    let runtime = RUNTIME.get().ok_or(RpcError::DomainNotAlive)?;
+    ok: impl FnOnce(R) -> O,
+    failed: impl FnOnce(RpcError, bool) -> O,
+) -> O {
+    let runtime = runtime();
     // As in `call_as`, with the flag the closure sets once its arguments
     // are the callee's.
     #[repr(C)]
     struct Slot<F, R> {
         raw: cont::RawCall,
-        // The closure stays where the caller put it (copying it into the
-        // slot read its fields back wider than they were written: a
-        // store-to-load forwarding stall).
-        f: *mut F,
+        /// Written by `run` once the closure returned: an `Ok(())` entry
+        /// says it was (see `Runtime`'s contract).
         result: core::mem::MaybeUninit<R>,
-        /// Set once the closure returned and `result` holds its value.
-        ran: bool,
         moved: core::cell::Cell<bool>,
+        /// Moved out by `run` (or dropped here, see above).
+        f: core::mem::ManuallyDrop<F>,
     }
     unsafe extern "C-unwind" fn run<F: FnOnce(Moved<'_>) -> R, R>(raw: *mut cont::RawCall) {
         // SAFETY: `raw` is the start of a `Slot<F, R>` (`repr(C)`), live
         // for the call, run at most once (the runtime's contract, see
-        // `Runtime::enter_raw`); `f` points to the closure, read once.
+        // `Runtime::enter_raw`): `f` is moved out once; `done` is called
+        // from `run`, as it requires.
         unsafe {
             let slot = &mut *(raw as *mut Slot<F, R>);
-            let f = read_by_words(slot.f);
+            let f = core::mem::ManuallyDrop::take(&mut slot.f);
             slot.result.write(f(Moved::new(&slot.moved)));
-            slot.ran = true;
             slot.raw.done();
         }
     }
     let mut slot = Slot::<F, R> {
         raw: cont::RawCall::new(run::<F, R>),
-        f: &raw mut **f,
         result: core::mem::MaybeUninit::uninit(),
-        ran: false,
         moved: core::cell::Cell::new(false),
+        f: core::mem::ManuallyDrop::new(f),
     };
     // SAFETY: the slot starts with its `RawCall`, lives across the call,
     // and `run` matches its types.
     let entered = unsafe { runtime.enter_raw(callee, &raw mut slot.raw) };
-    let result = match entered {
-        // SAFETY: `ran` says the closure ran to completion and wrote it.
-        Ok(()) if slot.ran => return Ok(unsafe { read_by_words(slot.result.as_ptr()) }),
-        Ok(()) => Err(RpcError::DomainCrashed),
-        Err(error) => Err(error),
+    let error = match entered {
+        // SAFETY: an `Ok` entry means `run` returned (the contract of
+        // `Runtime`, an unsafe trait), and `run` wrote the result.
+        Ok(()) => return ok(unsafe { read_by_words(slot.result.as_ptr()) }),
+        Err(error) => error,
     };
     if drop_unmoved && !slot.moved.get() {
         // The arguments are still the caller's: the closure never ran, or
         // its copy was abandoned, without drops, on a stack the failure
         // discarded before it moved them.
-        // SAFETY: intact (see above), dropped once (the caller gave it up).
-        unsafe { core::mem::ManuallyDrop::drop(f) };
+        // SAFETY: intact (see above), dropped once (`run` did not take it,
+        // or took a copy that was abandoned undropped).
+        unsafe { core::mem::ManuallyDrop::drop(&mut slot.f) };
     }
     // Otherwise the closure (and whatever it built) may hold the callee's
     // objects, a dead domain's memory: it is never dropped.
-    result
+    failed(error, slot.moved.get())
 }
 
 /// Reads a `T` that was just written, one 8-byte word at a time. The
@@ -489,24 +596,36 @@ pub(crate) unsafe fn read_by_words<T>(src: *const T) -> T {
 /// here, whether it ran or not (it may hold the callee's objects).
 #[inline]
 pub(crate) fn call_as<R, F: FnOnce() -> R>(callee: Owner, f: F) -> RpcResult<R> {
-    let mut f = core::mem::ManuallyDrop::new(move |_: Moved<'_>| f());
-    // SAFETY: `f` is live and given up to `call_in` (which never drops it
-    // without `drop_unmoved`).
-    unsafe { call_in(callee, &mut f, false) }
+    // (`call_in` never drops it without `drop_unmoved`.)
+    call_in(
+        callee,
+        move |_: Moved<'_>| f(),
+        false,
+        Ok,
+        |error, _| Err(error),
+    )
+}
+
+/// [`call_as`] for a closure that moves a call's arguments to the callee
+/// (through the [`Moved`] it is given): a failed entry's error comes with
+/// whether they were moved (if not, they are still the caller's). The
+/// closure is never dropped here.
+#[inline]
+pub(crate) fn call_moving<R, F: FnOnce(Moved<'_>) -> R>(
+    callee: Owner,
+    f: F,
+) -> Result<R, (RpcError, bool)> {
+    call_in(callee, f, false, Ok, |error, moved| Err((error, moved)))
 }
 
 /// See [`Runtime::callee_waker`].
 #[inline]
 pub(crate) fn callee_waker(waker: &core::task::Waker) -> Option<core::task::Waker> {
-    RUNTIME
-        .get()
-        .and_then(|runtime| runtime.callee_waker(waker))
+    runtime().callee_waker(waker)
 }
 
 /// Tells the runtime that the running task is suspended on a call into
 /// `callee` (so it is woken if `callee` dies).
 pub(crate) fn suspended(callee: Owner, waker: &core::task::Waker) {
-    if let Some(runtime) = RUNTIME.get() {
-        runtime.suspended(callee, waker);
-    }
+    runtime().suspended(callee, waker);
 }

@@ -119,11 +119,62 @@ pub trait Backend: Sync {
     unsafe fn leave_critical(&self) {}
 }
 
-static BACKEND: Once<&'static dyn Backend> = Once::new();
+/// The backend installed (once) by [`install_backend`] or
+/// [`install_remote`].
+static INSTALLED: Once<&'static dyn Backend> = Once::new();
+
+/// What [`backend`] gives before one is installed: every use is a bug
+/// (what `backend()` always reported).
+struct NoBackend;
+
+impl Backend for NoBackend {
+    unsafe fn alloc(&self, _: Layout) -> Option<NonNull<u8>> {
+        no_backend()
+    }
+    unsafe fn free(&self, _: NonNull<u8>, _: Layout) {
+        no_backend()
+    }
+    fn current_owner(&self) -> Owner {
+        no_backend()
+    }
+    unsafe fn enter_critical(&self) -> usize {
+        no_backend()
+    }
+    unsafe fn enter_critical_as(&self) -> (usize, Owner) {
+        no_backend()
+    }
+}
+
+#[cold]
+fn no_backend() -> ! {
+    panic!("rrpc: no shared heap installed")
+}
+
+static NO_BACKEND: &dyn Backend = &NoBackend;
+
+/// The backend every registry operation uses: a thin pointer to either
+/// [`NO_BACKEND`] or the value inside [`INSTALLED`], so that finding it is
+/// one load (a `spin::Once` also tests its state on every use, twice per
+/// proxied call that moves an `RRef`). Both targets are statics, never
+/// written again once pointed to: whichever pointer a reader sees, what it
+/// points to is a valid `&'static dyn Backend` (the release store that
+/// publishes `INSTALLED`'s value comes after `call_once` wrote it;
+/// readers acquire).
+static BACKEND: AtomicPtr<&'static dyn Backend> =
+    AtomicPtr::new(&raw const NO_BACKEND as *mut &'static dyn Backend);
+
+/// Installs `backend` unless one is (once; later calls are ignored).
+fn install(backend: &'static dyn Backend) {
+    let installed: &'static &'static dyn Backend = INSTALLED.call_once(|| backend);
+    BACKEND.store(
+        installed as *const &'static dyn Backend as *mut &'static dyn Backend,
+        Ordering::Release,
+    );
+}
 
 /// Installs the shared heap (once; later calls are ignored).
 pub fn install_backend(backend: &'static dyn Backend) {
-    BACKEND.call_once(|| backend);
+    install(backend);
 }
 
 /// The registry as another copy of this crate reaches it: a separately
@@ -149,7 +200,7 @@ static REMOTE: Once<&'static dyn Remote> = Once::new();
 /// later calls are ignored.
 pub fn install_remote(remote: &'static dyn Remote) {
     REMOTE.call_once(|| remote);
-    BACKEND.call_once(|| remote);
+    install(remote);
 }
 
 /// This copy's registry, for other copies ([`install_remote`]).
@@ -203,8 +254,11 @@ impl Remote for Local {
     }
 }
 
+#[inline(always)]
 pub(crate) fn backend() -> &'static dyn Backend {
-    *BACKEND.get().expect("rrpc: no shared heap installed")
+    // SAFETY: `BACKEND` always points to one of two statics holding a
+    // `&'static dyn Backend`, neither written again (see `BACKEND`).
+    unsafe { *BACKEND.load(Ordering::Acquire) }
 }
 
 /// A critical section of the backend, for as long as it lives.
@@ -370,9 +424,6 @@ impl List {
 /// One core's share of the registry.
 struct Shard {
     locked: AtomicBool,
-    /// Set (by its own core only) while that core holds the lock for a
-    /// batch of task polls.
-    batch: AtomicBool,
     /// Cores waiting in [`Shard::lock`]: the shard's own core lets them
     /// go first before its next batch.
     waiting: AtomicU32,
@@ -397,10 +448,14 @@ static PUBLISHED: [[AtomicUsize; SLOTS]; SHARDS] =
 /// Shards that have held an object (one past the highest index).
 static SHARDS_USED: AtomicUsize = AtomicUsize::new(0);
 
+/// Per shard, set (by its own core only) while that core holds the lock
+/// for a batch of task polls. Kept apart from the shards, one byte each,
+/// so that the test every move makes ([`holds`]) indexes it directly.
+static BATCH: [AtomicBool; SHARDS] = [const { AtomicBool::new(false) }; SHARDS];
+
 static SHARD: [Shard; SHARDS] = [const {
     Shard {
         locked: AtomicBool::new(false),
-        batch: AtomicBool::new(false),
         waiting: AtomicU32::new(0),
         queue: AtomicPtr::new(ptr::null_mut()),
         lists: UnsafeCell::new([List::EMPTY; SLOTS]),
@@ -658,7 +713,7 @@ unsafe fn free_memory_with(header: NonNull<Header>, reclaimed: bool) {
 /// Whether the running core (`core`) holds shard `home` for a batch.
 #[inline]
 fn holds(core: usize, home: usize) -> bool {
-    core == home && SHARD[home].batch.load(Ordering::Relaxed)
+    core == home && BATCH[home].load(Ordering::Relaxed)
 }
 
 /// What to do with an object.
@@ -863,6 +918,17 @@ pub(crate) unsafe fn free(header: NonNull<Header>) {
     unsafe { apply(header, Op::Free) }
 }
 
+/// Notes a moved object dirty in its home shard, which the running core
+/// holds for its batch: once per object and batch, out of line.
+///
+/// # Safety
+/// As for [`Shard::mark_dirty`], on `SHARD[home]`.
+#[inline(never)]
+unsafe fn mark_moved(home: usize, header: NonNull<Header>) {
+    // SAFETY: forwarded.
+    unsafe { SHARD[home].mark_dirty(header, false) }
+}
+
 /// Gives `header` to `owner` (the caller moves the objects nested in its
 /// value too). `critical_core` is the core of the registry critical
 /// section the caller is in, or [`NOT_IN_CRITICAL`] (one is entered).
@@ -882,6 +948,27 @@ pub(crate) unsafe fn transfer(header: NonNull<Header>, owner: Owner, critical_co
     if slot(current) == slot(owner) {
         return; // incarnations of one slot share a list
     }
+    // The common case first, with no other test before it: a move inside
+    // a section on the core that holds the object's home shard for its
+    // batch (what `apply_within` does first, inline here). Neither test
+    // below can matter when it holds: `NOT_IN_CRITICAL` is no shard's
+    // index, and a copy of this crate that forwards to a remote registry
+    // never holds a shard (`enter_batch` does nothing there).
+    // (`home` is always below `SHARDS`: the modulo, one `and`, only
+    // spares a bounds check.)
+    let home = object.home as usize % SHARDS;
+    if holds(critical_core, home) {
+        // The holder of an object it moves never sees it freed
+        // (`DIRTY_FREE`), so noting it dirty again is all there is to do
+        // if it already is.
+        // SAFETY: we hold the home shard for the batch, inside a section.
+        unsafe {
+            if *object.dirty.get() != DIRTY {
+                mark_moved(home, header);
+            }
+        }
+        return;
+    }
     if critical_core == NOT_IN_CRITICAL {
         // SAFETY: forwarded.
         return unsafe { apply(header, Op::Sync) };
@@ -891,7 +978,7 @@ pub(crate) unsafe fn transfer(header: NonNull<Header>, owner: Owner, critical_co
         return unsafe { remote.apply(header.cast(), Op::Sync as u8) };
     }
     // SAFETY: forwarded; the caller is in a section on `critical_core`.
-    unsafe { apply_within(critical_core, header, Op::Sync) }
+    unsafe { apply_slow(critical_core, header, Op::Sync) }
 }
 
 /// The running core takes its shard for a batch of task polls: until
@@ -905,11 +992,16 @@ pub(crate) unsafe fn transfer(header: NonNull<Header>, owner: Owner, critical_co
 /// go of its core's shard in the middle of a batch would leave the batch's
 /// unlocked registry work racing other cores).
 pub unsafe fn enter_batch() {
-    let Some(backend) = BACKEND.get() else {
+    let Some(&backend) = INSTALLED.get() else {
         return; // no shared heap yet: nothing to hold
     };
+    if REMOTE.get().is_some() {
+        // The registry is another copy's: this copy's shards hold nothing,
+        // and are never held (which `transfer`'s fast path relies on).
+        return;
+    }
     let core = backend.core_index();
-    if core >= SHARDS || SHARD[core].batch.load(Ordering::Relaxed) {
+    if core >= SHARDS || BATCH[core].load(Ordering::Relaxed) {
         return;
     }
     let shard = &SHARD[core];
@@ -921,7 +1013,7 @@ pub unsafe fn enter_batch() {
     shard.lock();
     // SAFETY: locked.
     unsafe { shard.drain() };
-    shard.batch.store(true, Ordering::Relaxed);
+    BATCH[core].store(true, Ordering::Relaxed);
 }
 
 /// Counts (or, with `false`, uncounts) a waiter for `core`'s shard, as
@@ -938,7 +1030,7 @@ pub(crate) fn count_waiter(core: usize, waiting: bool) {
 /// Whether `core` is in a batch (tests).
 #[cfg(test)]
 pub(crate) fn in_batch(core: usize) -> bool {
-    SHARD[core].batch.load(Ordering::Acquire)
+    BATCH[core].load(Ordering::Acquire)
 }
 
 /// Ends the running core's batch (see [`enter_batch`]).
@@ -946,11 +1038,11 @@ pub(crate) fn in_batch(core: usize) -> bool {
 /// # Safety
 /// As for [`enter_batch`], at the end of the batch.
 pub unsafe fn leave_batch() {
-    let Some(backend) = BACKEND.get() else {
+    let Some(&backend) = INSTALLED.get() else {
         return;
     };
     let core = backend.core_index();
-    if core >= SHARDS || !SHARD[core].batch.load(Ordering::Relaxed) {
+    if core >= SHARDS || !BATCH[core].load(Ordering::Relaxed) {
         return;
     }
     let shard = &SHARD[core];
@@ -960,7 +1052,7 @@ pub unsafe fn leave_batch() {
         shard.flush();
         shard.drain();
     }
-    shard.batch.store(false, Ordering::Relaxed);
+    BATCH[core].store(false, Ordering::Relaxed);
     shard.unlock();
 }
 

@@ -121,7 +121,7 @@ pub fn enter<R>(owner: OwnerId, f: impl FnOnce() -> R) -> Result<R, EntryError> 
 pub unsafe fn enter_raw(owner: OwnerId, call: *mut cont::RawCall) -> Result<(), EntryError> {
     if owner == executor::OwnerId::KERNEL {
         // SAFETY: forwarded; the kernel needs no entry.
-        unsafe { ((*call).run)(call) };
+        unsafe { cont::RawCall::run_unguarded(call) };
         return Ok(());
     }
     through_gate(owner, |gate, deadline| {
@@ -141,7 +141,10 @@ struct ProxyRuntime;
 
 static PROXY_RUNTIME: ProxyRuntime = ProxyRuntime;
 
-impl rrpc::proxy::Runtime for ProxyRuntime {
+// SAFETY: both entries return `Ok` only when the gate's `cont::call`
+// returned 0, which only the closure's (or `run`'s) own return makes (a
+// failure resumes with 1), or, for the kernel, after running it directly.
+unsafe impl rrpc::proxy::Runtime for ProxyRuntime {
     fn current(&self) -> rrpc::Owner {
         cpu::current_owner()
     }

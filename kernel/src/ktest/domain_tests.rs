@@ -970,6 +970,7 @@ fn failed_before_the_moves() -> BoxedTest {
             inject::trigger(Kind::Panic);
             moved.receive_all(true, |_| {});
             drop(buffer);
+            Ok(())
         });
         ensure!(
             result == Err(RpcError::DomainCrashed),

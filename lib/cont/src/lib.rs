@@ -1,7 +1,8 @@
 //! Continuations: the x86_64 core of crash containment.
 //!
-//! [`call`] saves the callee-saved registers, the stack pointer, the return
-//! address and the flags into a [`Registers`] block and calls a function.
+//! [`call`] saves the callee-saved registers, the stack pointer (which
+//! points at its return address) and the flags into a [`Registers`] block
+//! and calls a function.
 //! If the function returns, `call` returns 0. If instead anything resumes
 //! the block with [`resume`] (the kernel's panic handler, or a trap handler
 //! via [`RESUME_ENTRY`]), the function's frames are abandoned without
@@ -22,19 +23,31 @@
 use core::arch::naked_asm;
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering, compiler_fence};
+use core::sync::atomic::{AtomicU64, Ordering, compiler_fence};
 
 pub use owner::{AtomicOwnerId, OwnerId};
 
-/// Saved state to resume at: rbx, rbp, r12-r15, rsp, rip, rflags, in that
+/// Saved state to resume at: rbx, rbp, r12-r15, rsp, rflags, in that
 /// order (the layout the assembly below uses). Interior-mutable, because the
 /// assembly writes it while shared references to it exist.
 ///
+/// The saved `rsp` is the one [`call`] was entered with: it points at the
+/// return address into `call`'s caller, which [`resume`] returns through
+/// (a copy of it here would cost three instructions per call and protect
+/// nothing: the slot lies in the caller's part of the stack, which must be
+/// intact for a resume anyway, as must the block itself, which lives there
+/// too).
+///
 /// Only the flags word starts initialised (to 0, "not saved": see
 /// [`Registers::saved`]); the others are written by [`call`] before anything
-/// reads them (zeroing all nine cost five stores on every domain entry).
+/// reads them (zeroing all of them cost five stores on every domain entry).
 #[repr(transparent)]
-pub struct Registers(UnsafeCell<[MaybeUninit<u64>; 9]>);
+pub struct Registers(UnsafeCell<[MaybeUninit<u64>; WORDS]>);
+
+/// Words of a [`Registers`] block; the last is the flags.
+const WORDS: usize = 8;
+const FLAGS: usize = WORDS - 1;
+const RSP: usize = 6;
 
 impl Default for Registers {
     fn default() -> Registers {
@@ -56,8 +69,8 @@ unsafe impl Sync for Registers {}
 
 impl Registers {
     pub const fn new() -> Registers {
-        let mut words = [MaybeUninit::uninit(); 9];
-        words[8] = MaybeUninit::new(0);
+        let mut words = [MaybeUninit::uninit(); WORDS];
+        words[FLAGS] = MaybeUninit::new(0);
         Registers(UnsafeCell::new(words))
     }
 
@@ -68,8 +81,10 @@ impl Registers {
             return 0;
         }
         // SAFETY: a plain read of a word `call` wrote (before the flags
-        // word `saved` read) before running `f`.
-        unsafe { (*self.0.get())[6].assume_init() }
+        // word `saved` read) before running `f`. It holds the stack pointer
+        // at `call`'s entry, 8 below the one it returns with (the return
+        // address).
+        unsafe { (*self.0.get())[RSP].assume_init() + 8 }
     }
 
     /// True once [`call`] has saved the registers here, so that [`resume`]
@@ -81,7 +96,7 @@ impl Registers {
     pub fn saved(&self) -> bool {
         // SAFETY: a read of a word only this core writes; volatile because
         // the writer is the code the interrupt stopped.
-        unsafe { core::ptr::read_volatile(&raw const (*self.0.get())[8]).assume_init() != 0 }
+        unsafe { core::ptr::read_volatile(&raw const (*self.0.get())[FLAGS]).assume_init() != 0 }
     }
 }
 
@@ -104,13 +119,13 @@ pub unsafe extern "C" fn call(
         "mov [rdi + 24], r13",
         "mov [rdi + 32], r14",
         "mov [rdi + 40], r15",
-        "lea rax, [rsp + 8]", // the caller's rsp once we have returned
-        "mov [rdi + 48], rax",
-        "mov rax, [rsp]", // our return address
-        "mov [rdi + 56], rax",
+        // rsp as entered: it points at our return address, which `resume`
+        // returns through (see `Registers`).
+        "mov [rdi + 48], rsp",
+        // The flags word last (it says "saved").
         "pushfq",
         "pop rax",
-        "mov [rdi + 64], rax",
+        "mov [rdi + 56], rax",
         "sub rsp, 8", // align the stack for the call
         "mov rdi, rdx",
         "call rsi",
@@ -125,8 +140,9 @@ pub unsafe extern "C" fn call(
 ///
 /// # Safety
 /// `regs` must belong to a [`call`] that is still running on this CPU (or
-/// thread), below which the stack is intact; everything above it is
-/// abandoned without destructors.
+/// thread), below which the stack is intact (from the return address
+/// `call` was entered with, which this returns through, on up); everything
+/// above it is abandoned without destructors.
 #[unsafe(naked)]
 pub unsafe extern "C" fn resume(regs: *const Registers, value: u64) -> ! {
     naked_asm!(
@@ -136,11 +152,12 @@ pub unsafe extern "C" fn resume(regs: *const Registers, value: u64) -> ! {
         "mov r13, [rdi + 24]",
         "mov r14, [rdi + 32]",
         "mov r15, [rdi + 40]",
+        // `call`'s entry rsp: its return address is on top.
         "mov rsp, [rdi + 48]",
-        "push qword ptr [rdi + 64]",
+        "push qword ptr [rdi + 56]",
         "popfq",
         "mov rax, rsi",
-        "jmp qword ptr [rdi + 56]",
+        "ret",
     )
 }
 
@@ -302,29 +319,56 @@ pub fn guarded<P, R, F: FnOnce() -> R>(core: &impl Core, budget: u64, f: F) -> R
 /// function does the work, then calls [`RawCall::done`]. One indirect call
 /// instead of a `&mut dyn FnMut` behind a trampoline of its own: the path
 /// generated proxies take through a type-erased runtime.
+///
+/// `run` is private: it is called only by [`guarded_raw`] and
+/// [`RawCall::run_unguarded`], and both point `budget` at a live word
+/// first. That is what lets [`done`](RawCall::done) store through it with
+/// no test (and a new call skip writing it).
 #[repr(C)]
 pub struct RawCall {
     /// Runs the call; receives the `RawCall` (the start of the slot).
-    pub run: unsafe extern "C-unwind" fn(*mut RawCall),
-    budget: *const AtomicU64,
+    run: unsafe extern "C-unwind" fn(*mut RawCall),
+    /// The running frame's watchdog budget (or a dummy): written before
+    /// `run` is called, see above.
+    budget: MaybeUninit<*const AtomicU64>,
 }
 
 impl RawCall {
     pub const fn new(run: unsafe extern "C-unwind" fn(*mut RawCall)) -> RawCall {
         RawCall {
             run,
-            budget: core::ptr::null(),
+            budget: MaybeUninit::uninit(),
         }
     }
 
     /// Marks the work done: the watchdog may no longer stop it. `run`
     /// calls this as soon as its work returns.
+    ///
+    /// # Safety
+    /// Called from `run` (or after it began), on the `RawCall` it was
+    /// given: `budget` is set then.
     #[inline]
-    pub fn done(&self) {
-        if !self.budget.is_null() {
-            // SAFETY: set by `guarded_raw` to its frame's budget, which
-            // outlives the call; only this core's interrupt reads it.
-            unsafe { (*self.budget).store(0, Ordering::Relaxed) };
+    pub unsafe fn done(&self) {
+        // SAFETY: `budget` was set before `run` was called (see `RawCall`)
+        // to a word that outlives the call (the frame's budget, which only
+        // this core's interrupt reads, or `run_unguarded`'s dummy).
+        unsafe { (*self.budget.assume_init()).store(0, Ordering::Relaxed) };
+    }
+
+    /// Runs `call` right here, with no frame or watchdog (what a runtime
+    /// does for a callee that needs no entry, or inside an entry of its
+    /// own).
+    ///
+    /// # Safety
+    /// As for [`guarded_raw`].
+    #[inline]
+    pub unsafe fn run_unguarded(call: *mut RawCall) {
+        let budget = AtomicU64::new(0);
+        // SAFETY: per the contract, `call` is live; the dummy outlives the
+        // call of `run`, which is safe to make.
+        unsafe {
+            (*call).budget = MaybeUninit::new(&budget);
+            ((*call).run)(call)
         }
     }
 }
@@ -344,7 +388,7 @@ pub unsafe fn guarded_raw<P>(core: &impl Core, budget: u64, call: *mut RawCall) 
         payload: MaybeUninit::uninit(),
     };
     // SAFETY: per the contract; the frame outlives the call.
-    unsafe { (*call).budget = &frame.budget };
+    unsafe { (*call).budget = MaybeUninit::new(&frame.budget) };
     // As in `guarded`.
     compiler_fence(Ordering::SeqCst);
     core.set_top(&raw const frame as *mut ());
@@ -378,44 +422,51 @@ pub enum Refused<P> {
 /// it is open. The kernel embeds one per domain; every domain entry passes
 /// through [`Gate::enter`].
 ///
-/// The gate keeps no count of cores inside: entering costs two plain loads
+/// The gate keeps no count of cores inside: entering costs one plain load
 /// and no locked instruction. Knowing when nobody is inside a closed
 /// incarnation is the kernel's job, done like an RCU grace period: after
 /// `close`, every core must pass a point where it runs no domain code (the
 /// kernel uses the top of its executor loop), and any entry that began
 /// before the close has ended by then.
 pub struct Gate {
-    owner: AtomicOwnerId,
-    alive: AtomicBool,
+    /// The current incarnation's bits (low 32), with [`CLOSED`] set once
+    /// it is closed: one word, so that an entry checks "this incarnation,
+    /// open" with one load and one comparison (an owner id zero-extended
+    /// never has bit 32 set, so a closed gate matches no owner).
+    state: AtomicU64,
 }
+
+/// See [`Gate::state`].
+const CLOSED: u64 = 1 << 32;
 
 impl Gate {
     pub const fn new(owner: OwnerId) -> Gate {
         Gate {
-            owner: AtomicOwnerId::new(owner),
-            alive: AtomicBool::new(true),
+            state: AtomicU64::new(owner.to_bits() as u64),
         }
     }
 
     pub fn owner(&self) -> OwnerId {
-        self.owner.load(Ordering::Acquire)
+        OwnerId::from_bits(self.state.load(Ordering::Acquire) as u32)
     }
 
     #[inline]
     pub fn is_alive_as(&self, owner: OwnerId) -> bool {
-        self.alive.load(Ordering::Acquire) && self.owner.load(Ordering::Acquire) == owner
+        self.state.load(Ordering::Acquire) == owner.to_bits() as u64
     }
 
     /// Closes incarnation `owner` (once): new entries are refused; entries
     /// already inside finish or fail on their own.
     pub fn close(&self, owner: OwnerId) -> bool {
-        self.owner() == owner && self.alive.swap(false, Ordering::SeqCst)
+        let open = owner.to_bits() as u64;
+        self.state
+            .compare_exchange(open, open | CLOSED, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
     }
 
     /// Opens the gate for a new incarnation.
     pub fn open(&self, owner: OwnerId) {
-        self.owner.store(owner, Ordering::SeqCst);
-        self.alive.store(true, Ordering::SeqCst);
+        self.state.store(owner.to_bits() as u64, Ordering::SeqCst);
     }
 
     /// Runs `f` as incarnation `owner` on `core`: checks it is the open

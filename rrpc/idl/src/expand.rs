@@ -739,13 +739,15 @@ pub fn interface_impl(item: &ItemTrait) -> Result<TokenStream, Error> {
             const PLAIN: bool = true;
         }
 
+        #[allow(unsafe_code)]
         impl ::core::ops::Drop for #proxy {
             fn drop(&mut self) {
-                if let ::core::option::Option::Some(inner) = self.inner.take() {
-                    // Dropping it may run the callee's code: a domain entry.
-                    // If the callee is dead, `call` forgets it instead.
-                    let _ = ::rrpc::proxy::call(&self.entry, move || ::core::mem::drop(inner));
-                }
+                // SAFETY: taken once, here, as the proxy goes: nothing
+                // uses `inner` after.
+                let inner = unsafe { self.inner.take() };
+                // Dropping it may run the callee's code: a domain entry.
+                // If the callee is dead, `call` forgets it instead.
+                let _ = ::rrpc::proxy::call(&self.entry, move || ::core::mem::drop(inner));
             }
         }
 
@@ -949,9 +951,7 @@ fn proxy_method(method: &Method<'_>) -> TokenStream {
             quote! {
                     #( #checks )*
                     #lent_checks
-                    let Some(inner) = self.inner.get() else {
-                        return #failed(::rrpc::RpcError::DomainNotAlive);
-                    };
+                    let inner = self.inner.get();
                     #( if let Err(e) = #movables {
                         return #failed(e);
                     } )*
@@ -970,9 +970,6 @@ fn proxy_method(method: &Method<'_>) -> TokenStream {
             },
             quote! {
                     #( #checks )*
-                    if self.inner.get().is_none() {
-                        return #failed(::rrpc::RpcError::DomainNotAlive);
-                    }
                     #( if let Err(e) = #movables {
                         return #failed(e);
                     } )*
@@ -982,10 +979,8 @@ fn proxy_method(method: &Method<'_>) -> TokenStream {
                     let proxy = self;
                     ::rrpc::start_async::<#result_type, _>(&self.entry, move |moved| {
                         moved.receive_all(#plain, |critical| { #( #moves )* });
-                        match proxy.inner.get() {
-                            ::core::option::Option::Some(inner) => #call,
-                            ::core::option::Option::None => #failed(::rrpc::RpcError::DomainNotAlive),
-                        }
+                        let inner = proxy.inner.get();
+                        #call
                     })
             },
         );
@@ -997,22 +992,16 @@ fn proxy_method(method: &Method<'_>) -> TokenStream {
                 #lent_checks
                 // `&RRef` arguments are lent for the call (borrow count).
                 #( #lends )*
-                let inner = self.inner.get().ok_or(::rrpc::RpcError::DomainNotAlive)?;
+                let inner = self.inner.get();
                 #( #movables?; )*
                 let proxy = self;
                 let result = ::rrpc::proxy::call_method(&self.entry, move |moved| {
                     moved.receive_all(#plain, |critical| { #( #moves )* });
                     #call
-                })??;
-                // Back in the caller (the entry restored it): the result's
-                // RRefs are the caller's, unless one is lent (the callee
-                // abandoned a call lending it): then it stays the callee's.
-                if let Err(e) = ::rrpc::proxy::movable::<#result_type>(&result) {
-                    ::core::mem::forget(result);
-                    return Err(e);
-                }
-                ::rrpc::proxy::receive::<#result_type>(&proxy.entry, &result);
-                Ok(result)
+                });
+                // Back in the caller: the result's RRefs become the
+                // caller's (unless one is lent: see `returned`).
+                ::rrpc::proxy::returned::<#result_type>(&proxy.entry, result)
         },
     )
 }
