@@ -73,6 +73,23 @@ where
 type BoxedTask = Pin<Box<dyn RawTask>>;
 
 /// What a live slot holds.
+/// A task ready to spawn: its future boxed and its join state made (every
+/// allocation a spawn needs), not yet on any executor. See
+/// [`Executor::spawn_prepared_within`].
+pub struct Prepared<T> {
+    future: BoxedTask,
+    join: Arc<JoinState<T>>,
+}
+
+impl<T: Send + 'static> Prepared<T> {
+    pub fn new(fut: impl Future<Output = T> + Send + 'static) -> Prepared<T> {
+        Prepared {
+            future: Box::pin(fut),
+            join: JoinState::new(TaskId::from_u64(0)),
+        }
+    }
+}
+
 struct TaskEntry {
     future: BoxedTask,
     join: Arc<dyn JoinSink>,
@@ -325,17 +342,33 @@ impl Executor {
         fut: impl Future<Output = T> + Send + 'static,
         limit: usize,
     ) -> Result<JoinHandle<T>, SpawnError> {
-        let group = &self.group_tasks[quota_group(owner)];
-        if group.fetch_add(1, Ordering::AcqRel) as usize >= limit {
-            group.fetch_sub(1, Ordering::AcqRel);
-            return Err(SpawnError::Quota);
-        }
         // Allocated before the slot is taken: the rest must not be
         // abandoned half-way (see `Platform::critical`), and nothing in it
         // may allocate (a domain out of heap panics there, where its
         // failure would be the kernel's).
-        let mut future: Option<BoxedTask> = Some(Box::pin(fut));
-        let join = JoinState::new(TaskId::from_u64(0));
+        self.spawn_prepared_within(owner, Prepared::new(fut), limit)
+            .map_err(|(e, _prepared)| e)
+    }
+
+    /// [`spawn_within`](Self::spawn_within) of a task [`Prepared`] earlier:
+    /// allocates nothing, so a spawner may call it where it must not
+    /// allocate (holding a lock its allocator's failure path would take).
+    /// On an error the task comes back, unspawned, to be dropped where it
+    /// was made.
+    #[allow(clippy::type_complexity)]
+    pub fn spawn_prepared_within<T: Send + 'static>(
+        &'static self,
+        owner: OwnerId,
+        prepared: Prepared<T>,
+        limit: usize,
+    ) -> Result<JoinHandle<T>, (SpawnError, Prepared<T>)> {
+        let group = &self.group_tasks[quota_group(owner)];
+        if group.fetch_add(1, Ordering::AcqRel) as usize >= limit {
+            group.fetch_sub(1, Ordering::AcqRel);
+            return Err((SpawnError::Quota, prepared));
+        }
+        let Prepared { future, join } = prepared;
+        let mut future: Option<BoxedTask> = Some(future);
         let mut spawned = None;
         self.platform.critical(&mut || {
             let Some(index) = self.free.pop() else {
@@ -367,7 +400,8 @@ impl Executor {
             Some(()) => Ok(JoinHandle::new(join)),
             None => {
                 group.fetch_sub(1, Ordering::AcqRel);
-                Err(SpawnError::Full)
+                let future = future.take().expect("not spawned");
+                Err((SpawnError::Full, Prepared { future, join }))
             }
         }
     }

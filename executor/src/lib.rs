@@ -52,7 +52,7 @@ mod tests;
 #[cfg(test)]
 mod wheel_tests;
 
-pub use exec::{Executor, RunStats, SpawnError, TaskInfo, TaskState};
+pub use exec::{Executor, Prepared, RunStats, SpawnError, TaskInfo, TaskState};
 pub use id::TaskId;
 pub use join::{JoinError, JoinHandle};
 pub use timer::{

@@ -111,6 +111,8 @@ pub enum SpawnError {
     /// The domain has as many tasks on this core as one domain may have
     /// (so that no domain can take every slot from the others).
     Quota,
+    /// No such core (`spawn_on`).
+    NoSuchCore,
 }
 
 impl core::fmt::Display for SpawnError {
@@ -119,6 +121,7 @@ impl core::fmt::Display for SpawnError {
             SpawnError::Full => "the core's executor has no free task slot",
             SpawnError::NotInDomain => "only a domain's own running code may spawn its tasks",
             SpawnError::Quota => "the domain's task quota on this core is used up",
+            SpawnError::NoSuchCore => "no such core",
         })
     }
 }
@@ -135,6 +138,14 @@ pub type LookupVisitor<'a> = dyn FnMut(&Exports, &str, Owner) + 'a;
 pub trait Kernel: Send + Sync {
     /// Spawns a task owned by the running domain on the current core.
     fn spawn(&self, task: Task) -> Result<(), SpawnError>;
+    /// Spawns a task owned by the running domain on core `core` (0 to
+    /// [`core`]`().1 - 1`): to poll a device queue from that core's
+    /// executor, say. (By default, where no cores are told apart: as
+    /// [`spawn`](Self::spawn).)
+    fn spawn_on(&self, core: usize, task: Task) -> Result<(), SpawnError> {
+        let _ = core;
+        self.spawn(task)
+    }
     /// The name service: finds the alive domain exporting `name` (either
     /// `EXPORT`, the first domain exporting it, or `DOMAIN/EXPORT`) and
     /// shows its object and incarnation to `visit`. Use [`lookup`], which
@@ -399,6 +410,15 @@ pub fn kernel() -> &'static dyn Kernel {
 /// Spawns a task owned by the running domain on the current core.
 pub fn spawn(task: impl Future<Output = ()> + Send + 'static) -> Result<(), SpawnError> {
     kernel().spawn(Box::pin(task))
+}
+
+/// Spawns a task of the running domain on core `core` (see
+/// [`Kernel::spawn_on`]; [`core`]`()` says how many there are).
+pub fn spawn_on(
+    core: usize,
+    task: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), SpawnError> {
+    kernel().spawn_on(core, Box::pin(task))
 }
 
 /// Writes a line to the kernel log at level `Info`, prefixed with the

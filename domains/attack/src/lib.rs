@@ -18,6 +18,9 @@
 //! | 9 | turn that controller off again; returns its status register |
 //! | 10 | keep 4 KiB `RRef`s (in a task, a MiB at a time) until refused, or until ARG MiB if ARG is not 0 |
 //! | 11 | MiB kept so far, with bit 63 set once the keeping is over |
+//! | 12 | spawn a task on core ARG that notes the core it runs on; returns 1, or `reason << 32` if refused (4: no such core) |
+//! | 13 | the core op 12's task noted, plus 1 (0: not run yet) |
+//! | 14 | start a task that spawns pending tasks on core ARG one after another, without end (a domain killed meanwhile must leave none behind) |
 //!
 //! The [`Probe`] it serves keeps what it is given (see the interface).
 
@@ -113,6 +116,8 @@ struct Attacker {
     device: Mutex<Option<Box<dyn Device>>>,
     /// What op 10 keeps.
     hoard: Arc<Hoard>,
+    /// Where op 12's task ran, plus 1.
+    ran_on: Arc<AtomicU64>,
 }
 
 #[derive(Default)]
@@ -210,15 +215,35 @@ impl Attacker {
             match domain_sdk::spawn(core::future::pending::<()>()) {
                 Ok(()) => count += 1,
                 Err(e) => {
-                    let reason = match e {
-                        SpawnError::Full => 1,
-                        SpawnError::Quota => 2,
-                        SpawnError::NotInDomain => 3,
-                    };
-                    return count | reason << 32;
+                    return count | spawn_reason(e) << 32;
                 }
             }
         }
+    }
+
+    fn spawn_on(&self, core: u64) -> u64 {
+        let ran_on = self.ran_on.clone();
+        ran_on.store(0, Ordering::Relaxed);
+        let core = usize::try_from(core).unwrap_or(usize::MAX);
+        match domain_sdk::spawn_on(core, async move {
+            ran_on.store(domain_sdk::core().0 as u64 + 1, Ordering::Relaxed);
+        }) {
+            Ok(()) => 1,
+            Err(e) => spawn_reason(e) << 32,
+        }
+    }
+
+    fn spawn_on_forever(&self, core: u64) -> u64 {
+        let core = usize::try_from(core).unwrap_or(usize::MAX);
+        let started = domain_sdk::spawn(async move {
+            loop {
+                // Refused at the quota: the tasks made so far stay pending
+                // there; try again after a yield (one may have been purged).
+                let _ = domain_sdk::spawn_on(core, core::future::pending::<()>());
+                yield_now().await;
+            }
+        });
+        u64::from(started.is_ok())
     }
 
     fn hog(&self) -> u64 {
@@ -278,6 +303,17 @@ impl Attacker {
     }
 }
 
+/// A refused spawn's reason as a number (1 full, 2 quota, 3 not in a
+/// domain, 4 no such core).
+fn spawn_reason(e: SpawnError) -> u64 {
+    match e {
+        SpawnError::Full => 1,
+        SpawnError::Quota => 2,
+        SpawnError::NotInDomain => 3,
+        SpawnError::NoSuchCore => 4,
+    }
+}
+
 /// The running incarnation (a fresh buffer is always the allocator's).
 fn buffer_owner_probe() -> domain_sdk::Owner {
     RRef::new(0u8).owner()
@@ -297,6 +333,9 @@ impl Control for Attacker {
             9 => Ok(self.dma_stop()),
             10 => Ok(self.hoard(arg)),
             11 => Ok(self.hoarded()),
+            12 => Ok(self.spawn_on(arg)),
+            13 => Ok(self.ran_on.load(Ordering::Relaxed)),
+            14 => Ok(self.spawn_on_forever(arg)),
             _ => Ok(arg),
         }
     }

@@ -9,6 +9,15 @@
 //! fragments) and every frame while no backend is configured are
 //! dropped and counted.
 //!
+//! One task per core, each on its own core's executor, serves the NIC's
+//! queue pairs of its number (queue `q` by the task on core `q mod
+//! cores`): the NIC's receive-side scaling sends every frame of a flow to
+//! the same queue, so each task keeps the flows of its queues in a flow
+//! cache of its own, as the paper's packet threads do, and reads the
+//! shared lookup table through a snapshot (`Arc`) taken once per batch;
+//! a backend change installs a new table, and each cache, seeing a new
+//! generation, checks its flows' backends against it.
+//!
 //! Backends are MAC addresses, added and removed at run time through the
 //! control interface (`call maglev 10 0x0200000000aa` adds
 //! 02:00:00:00:00:aa; `11` removes one). The table has 65,537 slots, or
@@ -28,7 +37,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 
-use domain_sdk::{Exports, Kernel, Mutex, RRef, RpcResult, log, lookup, sleep, spawn};
+use domain_sdk::{Exports, Kernel, Mutex, RRef, RpcResult, log, lookup, sleep, spawn_on};
 use interfaces::control::{Control, HELP, Text};
 use interfaces::net::{BATCH, Net, NetProxy, Packet, Packets};
 
@@ -60,18 +69,34 @@ impl Balancer {
     /// [`Balancer::steer`] on the bytes of one frame: the backend it goes
     /// to, if it is forwarded (the host benchmark calls this directly).
     pub fn steer_frame(&mut self, frame: &mut [u8], mac: [u8; 6]) -> Option<u64> {
-        let flow = flow_of(frame)?;
-        let backend = self.cache.backend(&self.table, &flow)?;
-        let to = backend.to_be_bytes();
-        // `flow_of` took at least 34 bytes.
-        frame[0..6].copy_from_slice(&to[2..8]);
-        frame[6..12].copy_from_slice(&mac);
-        Some(backend)
+        steer_frame(&mut self.cache, &self.table, frame, mac)
     }
 }
 
+/// Rewrites `frame` for its backend by `cache` over `table`: the backend,
+/// if it is forwarded.
+pub fn steer_frame(
+    cache: &mut FlowCache,
+    table: &Table,
+    frame: &mut [u8],
+    mac: [u8; 6],
+) -> Option<u64> {
+    let flow = flow_of(frame)?;
+    let backend = cache.backend(table, &flow)?;
+    let to = backend.to_be_bytes();
+    // `flow_of` took at least 34 bytes.
+    frame[0..6].copy_from_slice(&to[2..8]);
+    frame[6..12].copy_from_slice(&mac);
+    Some(backend)
+}
+
 struct Shared {
-    balancer: Mutex<Balancer>,
+    /// The lookup table now: replaced whole on a change (the tasks take a
+    /// snapshot per batch, so a change never waits for them).
+    table: Mutex<Arc<Table>>,
+    /// Flow-cache hits and misses, all tasks.
+    hits: AtomicU64,
+    misses: AtomicU64,
     /// `call maglev 20`'s own balancer and frames (built on first use).
     rate: Mutex<Option<(Balancer, Vec<u8>)>>,
     forwarded: AtomicU64,
@@ -144,24 +169,37 @@ const DUPLICATE: u64 = 1;
 const TOO_MANY: u64 = 2;
 const NO_SUCH: u64 = 3;
 
+impl Shared {
+    /// Applies `edit` to a copy of the table and installs the copy (the
+    /// tasks pick it up with their next batch; a rebuild bumps the
+    /// table's generation, which is what their caches check).
+    fn change(&self, edit: impl FnOnce(&mut Table) -> Result<(), Error>) -> Result<(), Error> {
+        let mut table = self.table.lock();
+        let mut next = Table::clone(&table);
+        edit(&mut next)?;
+        *table = Arc::new(next);
+        Ok(())
+    }
+}
+
 impl Control for Shared {
     fn control(&self, op: u32, arg: u64) -> RpcResult<u64> {
         let mac = arg & 0xffff_ffff_ffff;
         Ok(match op {
             0 => self.forwarded.load(Ordering::Relaxed),
             1 => self.dropped.load(Ordering::Relaxed),
-            2 => self.balancer.lock().table.backends().len() as u64,
-            3 => self.balancer.lock().cache.hits,
-            4 => self.balancer.lock().cache.misses,
+            2 => self.table.lock().backends().len() as u64,
+            3 => self.hits.load(Ordering::Relaxed),
+            4 => self.misses.load(Ordering::Relaxed),
             5 => self.failed_calls.load(Ordering::Relaxed),
-            6 => self.balancer.lock().table.size() as u64,
+            6 => self.table.lock().size() as u64,
             20 => self.steer_rate(),
-            10 => match self.balancer.lock().table.add(mac) {
+            10 => match self.change(|t| t.add(mac)) {
                 Ok(()) => OK,
                 Err(Error::Duplicate) => DUPLICATE,
                 Err(_) => TOO_MANY,
             },
-            11 => match self.balancer.lock().table.remove(mac) {
+            11 => match self.change(|t| t.remove(mac)) {
                 Ok(()) => OK,
                 Err(_) => NO_SUCH,
             },
@@ -202,14 +240,16 @@ fn top_up(batch: Option<RRef<Packets>>) -> Option<RRef<Packets>> {
     Some(batch)
 }
 
-async fn serve(shared: Arc<Shared>) {
+/// The task on core `core` of `cores`: serves the NIC's queues `core`,
+/// `core + cores`, ... with a flow cache of its own.
+async fn serve(shared: Arc<Shared>, core: u16, cores: u16) {
     let mut net: Option<NetProxy> = None;
     let mut buffers: Option<RRef<Packets>> = None;
+    let mut cache = FlowCache::new(CACHE_FLOWS);
+    let (mut hits, mut misses) = (0, 0);
     let mut idle_ms = 1;
-    // The NIC's queue pairs: frames of a flow arrive on the queue the
-    // NIC's hash picks for it; each queue's frames go back out on it.
-    let mut queue: u16 = 0;
-    // Whether this pass over the queues has found any frame so far.
+    let mut queue: u16 = core;
+    // Whether this pass over the task's queues has found any frame yet.
     let mut pass_busy = false;
     loop {
         if net.is_none() {
@@ -237,11 +277,22 @@ async fn serve(shared: Arc<Shared>) {
             Err(e) => {
                 failed("info", e);
                 net = None;
+                buffers = Some(batch);
                 continue;
             }
         };
-        queue = (queue + 1) % queues;
-        if queue == 0 {
+        if core >= queues {
+            // Fewer queues than cores: nothing for this task (for now).
+            buffers = Some(batch);
+            sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        // The next of this task's queues.
+        queue = match queue.checked_add(cores) {
+            Some(next) if next < queues => next,
+            _ => core,
+        };
+        if queue == core {
             pass_busy = false;
         }
         let mut received = match driver.receive(queue, batch) {
@@ -253,26 +304,33 @@ async fn serve(shared: Arc<Shared>) {
             }
         };
         let (mut forward, mut drop) = (0, 0);
-        {
-            let mut balancer = shared.balancer.lock();
+        if received.iter().any(|p| p.len != 0) {
+            let table = shared.table.lock().clone();
             for packet in received.iter_mut() {
                 if packet.len == 0 {
                     continue;
                 }
-                if balancer.steer(packet, mac) {
+                let len = usize::from(packet.len).min(packet.data.len());
+                if steer_frame(&mut cache, &table, &mut packet.data[..len], mac).is_some() {
                     forward += 1;
                 } else {
                     packet.len = 0;
                     drop += 1;
                 }
             }
+            shared.hits.fetch_add(cache.hits - hits, Ordering::Relaxed);
+            shared
+                .misses
+                .fetch_add(cache.misses - misses, Ordering::Relaxed);
+            (hits, misses) = (cache.hits, cache.misses);
         }
         shared.dropped.fetch_add(drop, Ordering::Relaxed);
         pass_busy |= forward + drop > 0;
         if forward == 0 {
             buffers = Some(received);
             // Idle only once a whole pass over the queues found nothing.
-            if !pass_busy && queue + 1 == queues {
+            let last = queue.checked_add(cores).is_none_or(|next| next >= queues);
+            if !pass_busy && last {
                 sleep(Duration::from_millis(idle_ms)).await;
                 idle_ms = (idle_ms * 2).min(16);
             }
@@ -306,16 +364,24 @@ pub fn init(_kernel: &'static dyn Kernel) -> Result<Exports, String> {
             .map_err(|_| alloc::format!("maglev_size={text}: not a number"))?,
         None => DEFAULT_SIZE,
     };
-    let balancer = Balancer::new(size).map_err(|_| {
+    let table = Table::new(size).map_err(|_| {
         alloc::format!("maglev_size={size}: the table size must be a prime from 3 to 16,777,216")
     })?;
     let shared = Arc::new(Shared {
-        balancer: Mutex::new(balancer),
+        table: Mutex::new(Arc::new(table)),
+        hits: AtomicU64::new(0),
+        misses: AtomicU64::new(0),
         rate: Mutex::new(None),
         forwarded: AtomicU64::new(0),
         dropped: AtomicU64::new(0),
         failed_calls: AtomicU64::new(0),
     });
-    spawn(serve(shared.clone())).map_err(|e| alloc::format!("spawn: {e:?}"))?;
+    // A task per core, on that core (queue q's frames are served where
+    // the task of q mod cores runs).
+    let cores = domain_sdk::core().1.clamp(1, usize::from(u16::MAX)) as u16;
+    for core in 0..cores {
+        spawn_on(usize::from(core), serve(shared.clone(), core, cores))
+            .map_err(|e| alloc::format!("spawn on core {core}: {e:?}"))?;
+    }
     Ok(Exports::new().with::<dyn Control + Send + Sync>("control", shared))
 }

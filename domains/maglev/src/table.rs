@@ -73,6 +73,7 @@ pub struct Backend {
 }
 
 /// The lookup table.
+#[derive(Clone)]
 pub struct Table {
     size: usize,
     backends: Vec<Backend>,

@@ -87,6 +87,13 @@ pub struct Domain {
     state: AtomicU8,
     /// The entry gate: current incarnation, open or closed.
     pub(super) gate: cont::Gate,
+    /// Held while a task of this domain is put on another core's executor
+    /// (`Kernel::spawn_on`) and while the gate closes: a spawn either lands
+    /// before the close (and the purge that follows it finds the task) or
+    /// sees the gate closed and spawns nothing. (A spawn on the domain's
+    /// own core needs none of this: that core's purge waits until the
+    /// domain's code, which is spawning, has returned.)
+    pub(super) spawn_lock: Mutex<()>,
     /// Executors that have not yet dropped this incarnation's tasks.
     pending_purges: AtomicU32,
     crashes: AtomicU32,
@@ -270,6 +277,7 @@ pub fn create_from(source: Source, name: &str) -> Result<&'static Domain, Domain
             generation: AtomicU32::new(1),
             state: AtomicU8::new(State::Alive as u8),
             gate: cont::Gate::new(owner_id(slot, 1)),
+            spawn_lock: Mutex::new(()),
             pending_purges: AtomicU32::new(0),
             crashes: AtomicU32::new(0),
             supervisor: executor::AtomicOwnerId::new(OwnerId::KERNEL),
@@ -331,7 +339,15 @@ pub(super) fn poison(
     fault: Option<&Fault>,
     why: &str,
 ) -> bool {
-    if !domain.gate.close(owner) {
+    // Under the spawn lock: see `Domain::spawn_lock`. Whoever holds it is
+    // kernel code that neither faults nor waits, and holds it with the
+    // watchdog held off, so no poison can come to wait for it on the
+    // holder's own core.
+    let closed = {
+        let _spawning = domain.spawn_lock.lock();
+        domain.gate.close(owner)
+    };
+    if !closed {
         return false;
     }
     // Before anyone is woken by the death: a supervisor must see why.

@@ -29,6 +29,47 @@ impl Kernel for Services {
             })
     }
 
+    fn spawn_on(&self, core: usize, task: Task) -> Result<(), SpawnError> {
+        let owner = crate::cpu::current_owner();
+        if owner == executor::OwnerId::KERNEL || !is_alive_owner(owner) {
+            return Err(SpawnError::NotInDomain);
+        }
+        let Some(domain) = get(slot_of(owner)) else {
+            return Err(SpawnError::NotInDomain);
+        };
+        let exec = crate::sched::executor(core).ok_or(SpawnError::NoSuchCore)?;
+        // Every allocation first, in the domain's heap (as `spawn`'s), and
+        // then the task goes on `core`'s executor under the domain's spawn
+        // lock, checking the gate: a purge of the domain on `core` can have
+        // happened already (that core is not running the domain now), and
+        // a task spawned after it would outlive the domain's memory. See
+        // `Domain::spawn_lock`. Held off the watchdog meanwhile (a critical
+        // section: allocations would still be the domain's, but none is
+        // made), so nothing poisons this core's domain while it holds the
+        // lock.
+        let prepared = executor::Prepared::new(task);
+        crate::cpu::enter_critical();
+        let spawned = {
+            let _spawning = domain.spawn_lock.lock();
+            if domain.gate.is_alive_as(owner) {
+                exec.spawn_prepared_within(owner, prepared, MAX_TASKS)
+                    .map(|handle| handle.detach())
+            } else {
+                Err((executor::SpawnError::Full, prepared))
+            }
+        };
+        crate::cpu::leave_critical();
+        spawned.map_err(|(e, prepared)| {
+            // Not spawned: dropped here, in the domain, where it was made.
+            drop(prepared);
+            match e {
+                executor::SpawnError::Quota => SpawnError::Quota,
+                _ if !domain.gate.is_alive_as(owner) => SpawnError::NotInDomain,
+                _ => SpawnError::Full,
+            }
+        })
+    }
+
     fn lookup(&self, name: &str, visit: &mut dyn FnMut(&Exports, &str, Owner)) -> RpcResult<()> {
         names::lookup(name, visit)
     }

@@ -63,6 +63,14 @@ pub static TESTS: &[KTest] = &[
         run: TestFn::Async(|| Box::pin(shared_heap_hoard_stops_at_the_quota())),
     },
     KTest {
+        name: "attack_spawn_on_runs_on_the_core_asked",
+        run: TestFn::Async(|| Box::pin(spawn_on_runs_on_the_core_asked())),
+    },
+    KTest {
+        name: "attack_spawning_on_other_cores_while_killed_leaves_no_task",
+        run: TestFn::Async(|| Box::pin(spawning_on_other_cores_while_killed_leaves_no_task())),
+    },
+    KTest {
         name: "attack_all_in_turn",
         run: TestFn::Async(all_in_turn),
     },
@@ -466,6 +474,68 @@ async fn hoard_against_the_quota(quota_mib: u64) -> TestResult {
     kill(other).await
 }
 
+/// `Kernel::spawn_on`: a domain's task lands on the core it names (each
+/// core in turn), and a core that does not exist is refused, saying so.
+async fn spawn_on_runs_on_the_core_asked() -> TestResult {
+    let spawner = load("spawner")?;
+    for core in 0..crate::cpu::count() {
+        let spawned = control("spawner", 12, core as u64)?;
+        ensure!(spawned == Ok(1), "spawn on core {core}: {spawned:?}");
+        let mut ran = 0;
+        for _ in 0..200 {
+            ran = control("spawner", 13, 0)?.unwrap_or(0);
+            if ran != 0 {
+                break;
+            }
+            executor::sleep(Duration::from_millis(5)).await;
+        }
+        ensure!(
+            ran == core as u64 + 1,
+            "the task asked for core {core} ran on {}",
+            ran.wrapping_sub(1) as i64
+        );
+    }
+    let refused = control("spawner", 12, 4096)?;
+    ensure!(
+        refused == Ok(4 << 32),
+        "a spawn on core 4096 was not refused as no such core: {refused:?}"
+    );
+    kill(spawner).await
+}
+
+/// A domain spawning tasks on another core without end, killed at moments
+/// that fall anywhere in that loop (20 times): each time it is reclaimed
+/// and no executor keeps a task of it. (The race: that core may have
+/// purged the domain before a spawn lands there; the task would outlive
+/// the domain's memory. `Domain::spawn_lock` orders the two.)
+async fn spawning_on_other_cores_while_killed_leaves_no_task() -> TestResult {
+    let cores = crate::cpu::count();
+    let before = shared();
+    for round in 0..20u64 {
+        let target = (round as usize + 1) % cores;
+        let d = load("remote-spawner")?;
+        let owner = d.owner();
+        let started = control("remote-spawner", 14, target as u64)?;
+        ensure!(
+            started == Ok(1),
+            "round {round}: the spawning task did not start"
+        );
+        // Anywhere from at once to a few milliseconds into the loop.
+        executor::sleep(Duration::from_micros(round * 300)).await;
+        kill(d).await?;
+        for core in 0..cores {
+            let left = crate::sched::executor(core)
+                .map(|e| e.snapshot().iter().filter(|t| t.owner == owner).count())
+                .unwrap_or(0);
+            ensure!(
+                left == 0,
+                "round {round}: core {core} kept {left} tasks of the killed domain"
+            );
+        }
+    }
+    same_shared(before, "after the spawners died")
+}
+
 fn all_in_turn() -> BoxedTest {
     Box::pin(async {
         let before = shared();
@@ -474,6 +544,8 @@ fn all_in_turn() -> BoxedTest {
         calls_into_dead_callee_leak_nothing().await?;
         lent_buffer_survives_the_borrower().await?;
         spawn_flood_is_bounded().await?;
+        spawn_on_runs_on_the_core_asked().await?;
+        spawning_on_other_cores_while_killed_leaves_no_task().await?;
         foreign_waker_never_runs_in_the_callee().await?;
         hog_keeps_its_share_only().await?;
         nested_crashes_leave_no_kernel_state_in_the_caller().await?;
