@@ -1462,6 +1462,12 @@ def maglev_session(tally, kernel, nic="igb", shadow=False):
         ("call maglev 11 0x0200000000aa", number("0")),
         ("call maglev 11 0x0200000000aa", number("3")),
         ("@run", run(100, "one backend removed", after_removal)),
+        # The 82576's two queue pairs (two cores here) both carried flows:
+        # maglev's task on each core received and sent on its queue.
+        *([(f"call {driver} 5", lambda out: all(
+            (lambda m: m is not None and int(m.group(1)) > 0)(
+                re.search(rf"^queue {q}: \d+ frames received, (\d+) sent", out, re.M)) for q in (0, 1)))]
+          if nic == "igb" else []),
         ("@run", junk),
         ("call maglev 0", at_least(600)),
         ("call maglev 1", at_least(3)),

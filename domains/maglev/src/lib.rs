@@ -170,13 +170,18 @@ const TOO_MANY: u64 = 2;
 const NO_SUCH: u64 = 3;
 
 impl Shared {
-    /// Applies `edit` to a copy of the table and installs the copy (the
-    /// tasks pick it up with their next batch; a rebuild bumps the
-    /// table's generation, which is what their caches check).
-    fn change(&self, edit: impl FnOnce(&mut Table) -> Result<(), Error>) -> Result<(), Error> {
+    /// Adds (`add`) or removes backend `mac` in a copy of the table and
+    /// installs the copy (the tasks pick it up with their next batch; a
+    /// rebuild bumps the table's generation, which is what their caches
+    /// check).
+    fn change(&self, add: bool, mac: u64) -> Result<(), Error> {
         let mut table = self.table.lock();
         let mut next = Table::clone(&table);
-        edit(&mut next)?;
+        if add {
+            next.add(mac)?;
+        } else {
+            next.remove(mac)?;
+        }
         *table = Arc::new(next);
         Ok(())
     }
@@ -194,12 +199,12 @@ impl Control for Shared {
             5 => self.failed_calls.load(Ordering::Relaxed),
             6 => self.table.lock().size() as u64,
             20 => self.steer_rate(),
-            10 => match self.change(|t| t.add(mac)) {
+            10 => match self.change(true, mac) {
                 Ok(()) => OK,
                 Err(Error::Duplicate) => DUPLICATE,
                 Err(_) => TOO_MANY,
             },
-            11 => match self.change(|t| t.remove(mac)) {
+            11 => match self.change(false, mac) {
                 Ok(()) => OK,
                 Err(_) => NO_SUCH,
             },
