@@ -271,18 +271,28 @@ fn four_queue_pairs_each_get_rings_and_rss_spreads_flows_over_them() {
     assert_eq!(rings.len(), 8, "eight distinct rings");
     assert!(rings.iter().all(|&r| r != 0));
     // RSS: on for TCP, UDP and other IPv4; the hash where the checksum
-    // would be; the 128 redirection entries name the queues in turn; a
-    // key; all before receive goes on.
+    // would be; the 128 redirection entries spread over the four queues
+    // (32 each, give or take one); a key; all before receive goes on.
     assert_eq!(
         model.get(MRQC),
         MRQC_RSS | MRQC_HASH_TCP_IPV4 | MRQC_HASH_IPV4 | MRQC_HASH_UDP_IPV4
     );
     assert_ne!(model.get(RXCSUM) & RXCSUM_PCSD, 0);
+    let mut per_queue = [0; 4];
     for entry in 0..128u64 {
         let register = model.get(RETA + 4 * (entry / 4));
         let queue = (register >> (8 * (entry % 4))) & 0xff;
-        assert_eq!(u64::from(queue), entry % 4, "entry {entry}");
+        assert_eq!(
+            queue,
+            nic_ring::nic::reta_entry(entry as u32, 4),
+            "entry {entry}"
+        );
+        per_queue[queue as usize] += 1;
     }
+    assert!(
+        per_queue.iter().all(|&n| (31..=33).contains(&n)),
+        "entries per queue {per_queue:?}"
+    );
     assert!((0..10).all(|i| model.get(RSSRK + 4 * i) != 0));
     let mrqc = model.first_write(MRQC, MRQC_RSS).unwrap();
     let rxen_on = model.first_write(RXCTRL, RXCTRL_RXEN).unwrap();

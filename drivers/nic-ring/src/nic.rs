@@ -25,6 +25,25 @@ pub struct Started {
     pub queues: Vec<QueuePair>,
 }
 
+/// The queue in receive-side scaling's redirection-table entry `index`
+/// (0 to 127: the low seven bits of a frame's hash) for `queues` queues.
+/// Not `index % queues`: the hash's lowest bits alone can be the same for
+/// a whole set of flows whose fields vary together (generated traffic
+/// whose source address and port both count up hashed to a single queue
+/// that way). The entries go through a fixed nonlinear permutation of the
+/// seven bits first (xor-shifts and odd multiplications, each a bijection
+/// on 0..128), so every bit of the index counts, and every queue still
+/// gets 128 / `queues` entries, give or take one.
+pub fn reta_entry(index: u32, queues: usize) -> u32 {
+    let mut x = index & 127;
+    x ^= x >> 3;
+    x = x.wrapping_mul(37) & 127;
+    x ^= x >> 4;
+    x = x.wrapping_mul(101) & 127;
+    x ^= x >> 2;
+    x % queues.clamp(1, 128) as u32
+}
+
 /// Queue pairs a driver sets up: one per core, at most `device_max` (what
 /// the device has, or what its receive-side scaling can spread over).
 pub fn queue_count(device_max: usize) -> usize {

@@ -314,3 +314,22 @@ fn drain_gives_every_posted_buffer_back_and_the_ring_starts_over() {
     ring.post(&device, 9, 0, 2048).unwrap();
     assert_eq!(ring.posted(), 1);
 }
+
+#[test]
+fn rss_redirection_entries_cover_every_queue_evenly() {
+    for queues in 1..=16usize {
+        let mut per = vec![0u32; queues];
+        for index in 0..128u32 {
+            per[crate::nic::reta_entry(index, queues) as usize] += 1;
+        }
+        let (min, max) = (per.iter().min().unwrap(), per.iter().max().unwrap());
+        assert!(max - min <= 1, "{queues} queues: {per:?}");
+    }
+    // The two lowest hash bits alone do not decide: entries that agree
+    // on them still go to different queues of four.
+    let low_bits_alike: std::collections::HashSet<u32> = (0..128u32)
+        .filter(|i| i & 3 == 3)
+        .map(|i| crate::nic::reta_entry(i, 4))
+        .collect();
+    assert_eq!(low_bits_alike.len(), 4);
+}
