@@ -224,7 +224,7 @@ bench: build test-kernel disk
 	taskset -c $(BENCH_CORE) target/release/bench --runs 3 --instructions --out bench/results/host.json
 	python3 tools/qemu-bench.py $(TEST_KERNEL) bench/results/qemu.json $(ARCHIVE) $(DISK) --repeat 3
 	python3 tools/net-bench.py $(KERNEL) $(ARCHIVE) bench/results/net.json --rounds 3
-	python3 tools/rv6-bench.py $(KERNEL) $(ARCHIVE) bench/results/rv6.json --rounds 5
+	python3 tools/rv6-bench.py $(KERNEL) $(ARCHIVE) bench/results/rv6.json --rounds 5 --crash-rounds 3
 	taskset -c $(BENCH_CORE) target/release/hashtable --max 26 --runs 5 --out bench/results/hashtable.json
 	taskset -c $(BENCH_CORE) target/release/apps --runs 5 --out bench/results/apps-host.json
 
