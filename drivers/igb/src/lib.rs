@@ -44,22 +44,6 @@ const LINK_WAIT_NS: u64 = 5_000_000_000;
 /// Queue pairs at most: the 82576 has 16, and RSS's redirection entries
 /// (four bits) reach all 16.
 pub const MAX_QUEUES: usize = 16;
-/// The RSS hash key (ten registers): fixed pseudo-random words. (A key
-/// of 16-bit period would make the hash symmetric, but it also cancels
-/// fields that vary together, as source address and port do in generated
-/// traffic: 100 such flows all hashed to one queue.)
-const RSS_KEY: [u32; 10] = [
-    0xeaa8_e3e7,
-    0x1cf9_abe0,
-    0x58b8_a0b7,
-    0xd85b_1c36,
-    0x97b6_678e,
-    0xbe73_28c1,
-    0x9d7d_ded0,
-    0x5030_916d,
-    0x1287_0b0f,
-    0xc9b3_26d9,
-];
 
 /// RCTL as this driver programs it: receive everything (promiscuous,
 /// broadcast), CRC stripped.
@@ -194,14 +178,7 @@ pub async fn start(device: &dyn Device) -> Result<Started, String> {
     // flow always to the same queue); everything else goes to queue 0.
     let rxcsum = read(device, RXCSUM)? | RXCSUM_IPOFLD | RXCSUM_TUOFLD;
     if count > 1 {
-        for (i, &word) in RSS_KEY.iter().enumerate() {
-            write(device, RSSRK + 4 * i as u64, word)?;
-        }
-        for i in 0..32u64 {
-            let entry = |k: u64| nic_ring::nic::reta_entry((4 * i + k) as u32, count);
-            let value = entry(0) | entry(1) << 8 | entry(2) << 16 | entry(3) << 24;
-            write(device, RETA + 4 * i, value)?;
-        }
+        nic_ring::nic::write_rss_tables(device, RSSRK, RETA, count)?;
         write(device, RXCSUM, rxcsum | RXCSUM_PCSD)?;
     } else {
         write(device, RXCSUM, rxcsum & !RXCSUM_PCSD)?;

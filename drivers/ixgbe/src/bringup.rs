@@ -25,22 +25,6 @@ pub struct Up {
 
 /// Queue pairs at most: RSS's redirection entries (four bits) reach 16.
 pub const MAX_QUEUES: usize = 16;
-/// The RSS hash key (ten registers): fixed pseudo-random words. (A key
-/// of 16-bit period would make the hash symmetric, but it also cancels
-/// fields that vary together, as source address and port do in generated
-/// traffic: 100 such flows all hashed to one queue.)
-const RSS_KEY: [u32; 10] = [
-    0xeaa8_e3e7,
-    0x1cf9_abe0,
-    0x58b8_a0b7,
-    0xd85b_1c36,
-    0x97b6_678e,
-    0xbe73_28c1,
-    0x9d7d_ded0,
-    0x5030_916d,
-    0x1287_0b0f,
-    0xc9b3_26d9,
-];
 
 /// How long each wait may take.
 pub const RESET_WAIT_NS: u64 = 100_000_000;
@@ -193,17 +177,7 @@ pub async fn start(device: &dyn Device, count: usize) -> Result<Up, String> {
     }
     // Several queues: RSS (7.1.2.8) before receive goes on.
     if count > 1 {
-        for (i, &word) in RSS_KEY.iter().enumerate() {
-            write(device, RSSRK + 4 * i as u64, word)?;
-        }
-        for i in 0..32u64 {
-            let entry = |k: u64| nic_ring::nic::reta_entry((4 * i + k) as u32, count);
-            write(
-                device,
-                RETA + 4 * i,
-                entry(0) | entry(1) << 8 | entry(2) << 16 | entry(3) << 24,
-            )?;
-        }
+        nic_ring::nic::write_rss_tables(device, RSSRK, RETA, count)?;
         set(device, RXCSUM, RXCSUM_PCSD)?;
         write(
             device,

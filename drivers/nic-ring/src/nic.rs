@@ -25,6 +25,54 @@ pub struct Started {
     pub queues: Vec<QueuePair>,
 }
 
+/// `aa:bb:cc:dd:ee:ff`.
+fn mac_text(m: [u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
+
+/// The RSS hash key both drivers program (ten 32-bit registers): fixed
+/// pseudo-random words. (A key of 16-bit period would make the hash
+/// symmetric, but it also cancels fields that vary together.)
+pub const RSS_KEY: [u32; 10] = [
+    0xeaa8_e3e7,
+    0x1cf9_abe0,
+    0x58b8_a0b7,
+    0xd85b_1c36,
+    0x97b6_678e,
+    0xbe73_28c1,
+    0x9d7d_ded0,
+    0x5030_916d,
+    0x1287_0b0f,
+    0xc9b3_26d9,
+];
+
+/// Writes the RSS key (ten registers from `rssrk`) and the redirection
+/// table (32 registers of four one-byte entries from `reta`, entry `i`
+/// naming [`reta_entry`]`(i, queues)`): the same layout on the 82576 and
+/// the 82599.
+pub fn write_rss_tables(
+    device: &dyn Device,
+    rssrk: u64,
+    reta: u64,
+    queues: usize,
+) -> Result<(), String> {
+    for (i, &word) in RSS_KEY.iter().enumerate() {
+        write(device, rssrk + 4 * i as u64, word)?;
+    }
+    for i in 0..32u32 {
+        let entry = |k: u32| reta_entry(4 * i + k, queues);
+        write(
+            device,
+            reta + 4 * u64::from(i),
+            entry(0) | entry(1) << 8 | entry(2) << 16 | entry(3) << 24,
+        )?;
+    }
+    Ok(())
+}
+
 /// The queue in receive-side scaling's redirection-table entry `index`
 /// (0 to 127: the low seven bits of a frame's hash) for `queues` queues.
 /// Not `index % queues`: the hash's lowest bits alone can be the same for
@@ -134,15 +182,9 @@ impl Nic {
                 self.ready.store(true, Ordering::Release);
                 let speed = self.info().map(|i| i.speed).unwrap_or(0);
                 log(&format!(
-                    "{} {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}: link up at {speed} Mb/s, {} queue pair{}, {} receive buffers posted",
+                    "{} {}: link up at {speed} Mb/s, {count} queue pair{}, {} receive buffers posted",
                     self.model,
-                    m[0],
-                    m[1],
-                    m[2],
-                    m[3],
-                    m[4],
-                    m[5],
-                    count,
+                    mac_text(m),
                     if count == 1 { "" } else { "s" },
                     (usize::from(ENTRIES) - 1) * count
                 ));
@@ -247,14 +289,9 @@ impl Control for Nic {
                     (None, false) => String::from("starting"),
                 };
                 let mut text = format!(
-                    "{} {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, {state}, {} queue pair{}",
+                    "{} {}, {state}, {} queue pair{}",
                     self.model,
-                    m[0],
-                    m[1],
-                    m[2],
-                    m[3],
-                    m[4],
-                    m[5],
+                    mac_text(m),
                     info.queues,
                     if info.queues == 1 { "" } else { "s" }
                 );
