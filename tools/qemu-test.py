@@ -2469,6 +2469,21 @@ def rv6_session(tally, kernel):
         pass
 
 
+def boot_rv6_shell(tally, kernel, image, label):
+    """Boots into rv6's shell (`rv6=1`) on the NVMe image `image`; (QEMU,
+    its serial) at the `$ ` prompt, or (None, None) (recorded) if not."""
+    drive = ("-drive", f"file={image},if=none,id=nvm,format=raw", "-device", "nvme,serial=nvme0,drive=nvm")
+    qemu = subprocess.Popen(qemu_command(kernel, 2, "512M", "log=info rv6=1", extra=drive, disk=False),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    serial = Serial(qemu, deadline=time.monotonic() + 600)
+    up = serial.read_until(b"$ ", 90)
+    tally.record(f"{label}: rv6=1 boots into the shell", up, serial.text()[-800:])
+    if not up:
+        shut_down(qemu, send=False)
+        return None, None
+    return qemu, serial
+
+
 def rv6_shell_session(tally, kernel):
     """rv6's shell on the console (`rv6=1`, as `make run` boots): an image
     from tools/rv6-image.sh; pipelines, redirections, a background job
@@ -2485,14 +2500,8 @@ def rv6_shell_session(tally, kernel):
     tally.record(f"{label}: tools/rv6-image.sh makes the image", proc.returncode == 0, proc.stdout[-500:])
     if proc.returncode != 0:
         return
-    drive = ("-drive", f"file={image},if=none,id=nvm,format=raw", "-device", "nvme,serial=nvme0,drive=nvm")
-    qemu = subprocess.Popen(qemu_command(kernel, 2, "512M", "log=info rv6=1", extra=drive, disk=False),
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    serial = Serial(qemu, deadline=time.monotonic() + 600)
-    up = serial.read_until(b"$ ", 90)
-    tally.record(f"{label}: rv6=1 boots into the shell", up, serial.text()[-800:])
-    if not up:
-        shut_down(qemu, send=False)
+    qemu, serial = boot_rv6_shell(tally, kernel, image, label)
+    if qemu is None:
         return
 
     def sh(line, timeout=60):
@@ -2629,6 +2638,10 @@ def rv6_small_session(tally, kernel):
         ("load fs", lambda out: "loaded image fs" in out),
         ("load usertests", lambda out: "loaded image usertests" in out),
         ("@await fs: ramdisk/bdev had no file system: made one", None),
+        # The timed benchmark op refuses a row that does not exist and a
+        # window of 0 ms (answers 0, starts nothing).
+        ("call usertests 22 7", lambda out: re.search(r"^0\s*$", out, re.M) is not None),
+        ("call usertests 22 2", lambda out: re.search(r"^0\s*$", out, re.M) is not None),
         ("call usertests 5", lambda out: re.search(r"^1\s*$", out, re.M) is not None),
         ("@await usertests: diskfull ok", None),
         ("@await usertests: small device: 2 passed, 0 failed", None),
@@ -2662,15 +2675,17 @@ def rv6_full_image_session(tally, kernel):
     tally.record(f"{label}: rv6fs mkfs makes an 8 MiB image", code == 0, out[-500:])
     if code != 0:
         return
-    drive = ("-drive", f"file={image},if=none,id=nvm,format=raw", "-device", "nvme,serial=nvme0,drive=nvm")
-    qemu = subprocess.Popen(qemu_command(kernel, 2, "512M", "log=info rv6=1", extra=drive, disk=False),
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    serial = Serial(qemu, deadline=time.monotonic() + 600)
-    up = serial.read_until(b"$ ", 90)
-    tally.record(f"{label}: rv6=1 boots into the shell", up, serial.text()[-800:])
-    if not up:
-        shut_down(qemu, send=False)
+    qemu, serial = boot_rv6_shell(tally, kernel, image, label)
+    if qemu is None:
         return
+    # A test that does not exist: refused, saying which exist, status 2.
+    serial.start_here()
+    qemu.stdin.write(b"utests nosuch; echo status $?\r")
+    qemu.stdin.flush()
+    ok = serial.read_until(b"status ", 60) and serial.read_until(b"\n$ ", 30)
+    out = serial.text()
+    tally.record(f"{label}: 'utests nosuch' is refused with status 2",
+                 ok and "no test 'nosuch'" in out and "diskfull" in out and "status 2" in out, out[-400:])
     serial.start_here()
     qemu.stdin.write(b"utests diskfull outofinodes; echo status $?\r")
     qemu.stdin.flush()

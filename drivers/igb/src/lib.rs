@@ -2,7 +2,8 @@
 //! emulates with advanced descriptors. It claims the first such function
 //! through the kernel's device capability, brings it up in a task of its
 //! own (reset, link through the PHY's auto-negotiation, MAC from RAL0/
-//! RAH0, one receive and one transmit ring of 256 advanced descriptors,
+//! RAH0, a queue pair per core, up to 16, each a receive and a transmit
+//! ring of 256 advanced descriptors, with RSS spreading flows over them,
 //! CRC stripped, broadcast and promiscuous receive), and exports [`Net`]
 //! as "net" (and `Control` as "control"). Frames move in [`Packet`]
 //! buffers on the shared heap, which the device reads and writes by DMA:
@@ -136,13 +137,7 @@ pub async fn start(device: &dyn Device) -> Result<Started, String> {
         reset(device).await?;
     }
     // The MAC the EEPROM loaded into receive address 0.
-    let (low, high) = (read(device, RAL0)?, read(device, RAH0)?);
-    if high & RAH_AV == 0 {
-        return Err(String::from("no MAC address in RAL0/RAH0"));
-    }
-    let [a, b, c, d] = low.to_le_bytes();
-    let [e, f, _, _] = high.to_le_bytes();
-    let mac = [a, b, c, d, e, f];
+    let mac = nic_ring::nic::eeprom_mac(device, RAL0)?;
 
     // Rings and their buffers: one queue pair per core.
     device.set_bus_master(true);

@@ -122,13 +122,7 @@ pub async fn start(device: &dyn Device, count: usize) -> Result<Up, String> {
     // module fitted; restarting auto-negotiation brings it up.
     set(device, AUTOC, AUTOC_RESTART_AN)?;
     // The MAC the EEPROM loaded into receive address 0.
-    let (low, high) = (read(device, RAL0)?, read(device, RAH0)?);
-    if high & RAH_AV == 0 {
-        return Err(String::from("no MAC address in RAL0/RAH0"));
-    }
-    let [a, b, c, d] = low.to_le_bytes();
-    let [e, f, _, _] = high.to_le_bytes();
-    let mac = [a, b, c, d, e, f];
+    let mac = nic_ring::nic::eeprom_mac(device, RAL0)?;
     // Statistics are clear-on-read: start from zero.
     let _ = (read(device, GPRC)?, read(device, GPTC)?);
 

@@ -3,8 +3,9 @@
 //! capability, brings it up by the datasheet's initialisation sequence
 //! ([`bringup::start`]: interrupts masked, global reset, EEPROM auto-read
 //! and DMA initialisation awaited, link through AUTOC/LINKS, MAC from
-//! RAL0/RAH0, CRC stripped, broadcast and promiscuous receive, one
-//! receive and one transmit ring of advanced descriptors) and exports
+//! RAL0/RAH0, CRC stripped, broadcast and promiscuous receive, a queue
+//! pair of advanced-descriptor rings per core, up to 16, with RSS
+//! spreading flows over them) and exports
 //! [`Net`] as "net" and `Control` as "control". The rings, their batching
 //! and buffer recycling are `nic-ring`'s, the same code the 82576 driver
 //! runs in QEMU (no emulator has an 82599): this driver's bring-up and

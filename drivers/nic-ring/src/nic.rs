@@ -25,6 +25,20 @@ pub struct Started {
     pub queues: Vec<QueuePair>,
 }
 
+/// The MAC the EEPROM loaded into receive address 0 (RAL0/RAH0 at `ral0`
+/// and `ral0 + 4`, the same on the 82576 and the 82599), or why not.
+pub fn eeprom_mac(device: &dyn Device, ral0: u64) -> Result<[u8; 6], String> {
+    /// RAH: address valid.
+    const RAH_AV: u32 = 1 << 31;
+    let (low, high) = (read(device, ral0)?, read(device, ral0 + 4)?);
+    if high & RAH_AV == 0 {
+        return Err(String::from("no MAC address in RAL0/RAH0"));
+    }
+    let [a, b, c, d] = low.to_le_bytes();
+    let [e, f, _, _] = high.to_le_bytes();
+    Ok([a, b, c, d, e, f])
+}
+
 /// `aa:bb:cc:dd:ee:ff`.
 fn mac_text(m: [u8; 6]) -> String {
     format!(

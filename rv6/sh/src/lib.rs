@@ -187,7 +187,7 @@ async fn main(p: &mut Process, _args: Vec<String>) -> u32 {
         let Some(line) = read_line(p, &mut pending).await else {
             return last;
         };
-        let jobs = match parse::parse(&line, last) {
+        let jobs = match parse::parse_deferred(&line) {
             Ok(jobs) => jobs,
             Err(e) => {
                 p.eprint(&format!("sh: {e}\n")).await;
@@ -196,6 +196,7 @@ async fn main(p: &mut Process, _args: Vec<String>) -> u32 {
             }
         };
         for (job, background) in jobs {
+            let job = job.with_status(last);
             let first = &job.commands[0].argv;
             if job.commands.len() == 1 {
                 match first[0].as_str() {

@@ -21,6 +21,32 @@ pub struct Job {
     pub commands: Vec<Command>,
 }
 
+/// Where `$?` stood in a word of [`parse_deferred`]'s jobs (a character no
+/// line may contain: `tokens` refuses it).
+const STATUS: char = '\u{0}';
+
+fn expand(word: &str, status: u32) -> String {
+    word.replace(STATUS, &format!("{status}"))
+}
+
+impl Job {
+    /// This job with `$?` replaced by `status`: the status of the command
+    /// that ran last before it (in `a; echo $?`, `a`'s).
+    pub fn with_status(&self, status: u32) -> Job {
+        let commands = self
+            .commands
+            .iter()
+            .map(|c| Command {
+                argv: c.argv.iter().map(|w| expand(w, status)).collect(),
+                input: c.input.as_deref().map(|w| expand(w, status)),
+                output: c.output.as_deref().map(|w| expand(w, status)),
+                append: c.append,
+            })
+            .collect();
+        Job { commands }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Token {
     Word(String),
@@ -32,7 +58,10 @@ enum Token {
     Amp,
 }
 
-fn tokens(line: &str, status: u32) -> Result<Vec<Token>, String> {
+fn tokens(line: &str) -> Result<Vec<Token>, String> {
+    if line.contains(STATUS) {
+        return Err(String::from("a NUL character in the line"));
+    }
     let mut out = Vec::new();
     let mut chars = line.chars().peekable();
     while let Some(&c) = chars.peek() {
@@ -88,7 +117,7 @@ fn tokens(line: &str, status: u32) -> Result<Vec<Token>, String> {
                             chars.next();
                             if chars.peek() == Some(&'?') {
                                 chars.next();
-                                word.push_str(&format!("{status}"));
+                                word.push(STATUS);
                             } else {
                                 word.push('$');
                             }
@@ -106,13 +135,24 @@ fn tokens(line: &str, status: u32) -> Result<Vec<Token>, String> {
     Ok(out)
 }
 
-/// The jobs of `line`, each with whether it runs in the background.
-/// `status` is what `$?` stands for.
+/// The jobs of `line`, each with whether it runs in the background, with
+/// `$?` standing for `status` in all of them.
 pub fn parse(line: &str, status: u32) -> Result<Vec<(Job, bool)>, String> {
+    Ok(parse_deferred(line)?
+        .into_iter()
+        .map(|(job, background)| (job.with_status(status), background))
+        .collect())
+}
+
+/// The jobs of `line`, each with whether it runs in the background; `$?`
+/// is left to [`Job::with_status`], since it is the status of whatever ran
+/// just before each job (a POSIX shell expands it as it runs a command,
+/// not when it reads the line).
+pub fn parse_deferred(line: &str) -> Result<Vec<(Job, bool)>, String> {
     let mut jobs = Vec::new();
     let mut job = Job::default();
     let mut cmd = Command::default();
-    let mut tokens = tokens(line, status)?.into_iter().peekable();
+    let mut tokens = tokens(line)?.into_iter().peekable();
     let end_cmd = |cmd: &mut Command, job: &mut Job| -> Result<(), String> {
         if cmd.argv.is_empty() {
             if cmd.input.is_some() || cmd.output.is_some() || !job.commands.is_empty() {
@@ -186,6 +226,23 @@ mod tests {
         assert!(!first.commands[1].append);
         assert!(jobs[1].1, "echo hi runs in the background");
         assert!(jobs[2].0.commands[0].append);
+    }
+
+    #[test]
+    fn status_is_that_of_the_job_before() {
+        // `false; echo $?; echo $?` after a 0: the first echo sees
+        // false's 1, the second echo's 0.
+        let jobs = parse_deferred("false; echo $?; echo x$?").unwrap();
+        let mut last = 0;
+        let mut seen = Vec::new();
+        for (job, _) in &jobs {
+            let job = job.with_status(last);
+            let argv = &job.commands[0].argv;
+            seen.push(argv.join(" "));
+            last = u32::from(argv[0] == "false");
+        }
+        assert_eq!(seen, ["false", "echo 1", "echo x0"]);
+        assert!(parse_deferred("echo \u{0}").is_err());
     }
 
     #[test]
