@@ -35,6 +35,18 @@ else
     failed=$((failed + 1)); echo "  FAILED  lint (run 'make lint')"
 fi
 
+echo "== host benchmark build (rrpc's kernel per-core words through GS)"
+# What `make bench` times: `rrpc` built with `--cfg rrpc_gs`, run briefly on
+# every row that enters a section or switches the owner (a crash here is
+# the GS record disagreeing with rrpc's offsets).
+if RUSTFLAGS="--cfg rrpc_gs" cargo build -q -p bench --release --target-dir target/bench \
+   && target/bench/release/bench --quick --out "$build/bench-smoke.json" \
+        --only domain-entry,rref-alloc-drop,rref-call-move,proxy-call,proxy-rref,proxy-async,nullnet >/dev/null; then
+    passed=$((passed + 1)); echo "  ok      bench (rrpc_gs)"
+else
+    failed=$((failed + 1)); echo "  FAILED  bench (rrpc_gs)"
+fi
+
 echo "== kernel build"
 if DOMAIN_PUBKEY="$(pwd)/$build/keys/domain.pub" cargo build -p kernel --target x86_64-unknown-none $profile_flag \
    && mkdir -p "$build" && cp "target/x86_64-unknown-none/$profile_dir/kernel" "$kernel" \

@@ -10,6 +10,7 @@ pub mod apps;
 pub mod experiments;
 pub mod harness;
 pub mod hashtable;
+pub mod percpu;
 pub mod suites;
 
 pub use harness::{Measurement, Report, Settings};

@@ -20,6 +20,7 @@ use bench::suites::ALL;
 use bench::{Report, Settings};
 
 fn main() {
+    bench::percpu::install(); // the kernel's per-core record, for `rrpc` (see there)
     let mut settings = Settings::FULL;
     let mut out = String::from("bench/results/host.json");
     let mut only: Option<Vec<String>> = None;

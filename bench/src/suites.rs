@@ -341,40 +341,7 @@ pub fn continuation(settings: Settings) -> Measurement {
 
 // ---- domain entry --------------------------------------------------------------
 
-/// Per-thread stand-in for the kernel's per-core record (the kernel reads
-/// the same two fields through GS).
-struct HostCore {
-    top: std::cell::Cell<*mut ()>,
-    owner: std::cell::Cell<OwnerId>,
-}
-
-impl HostCore {
-    const fn new(owner: OwnerId) -> HostCore {
-        HostCore {
-            top: std::cell::Cell::new(std::ptr::null_mut()),
-            owner: std::cell::Cell::new(owner),
-        }
-    }
-}
-
-impl cont::Core for HostCore {
-    #[inline]
-    fn top(&self) -> *mut () {
-        self.top.get()
-    }
-    #[inline]
-    fn set_top(&self, frame: *mut ()) {
-        self.top.set(frame)
-    }
-    #[inline]
-    fn owner(&self) -> OwnerId {
-        self.owner.get()
-    }
-    #[inline]
-    fn set_owner(&self, owner: OwnerId) {
-        self.owner.set(owner)
-    }
-}
+use crate::percpu::HostCore;
 
 /// A call into a domain through the kernel's entry path
 /// (`cont::Gate::enter`: alive check, owner switch,
@@ -482,7 +449,6 @@ static SHARED: std::sync::OnceLock<SharedHeap> = std::sync::OnceLock::new();
 std::thread_local! {
     static SHARED_CACHE: std::cell::RefCell<kcore::domheap::CoreCache> =
         const { std::cell::RefCell::new(kcore::domheap::CoreCache::new()) };
-    static CRITICAL: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 /// The kernel's cache tag for shared-heap objects.
@@ -511,21 +477,6 @@ impl rrpc::Backend for SharedHeap {
         }
         self.heap.lock().free(address, size, align).expect("free");
     }
-    fn current_owner(&self) -> rrpc::Owner {
-        BENCH_CORE.with(cont::Core::owner)
-    }
-    unsafe fn enter_critical(&self) -> usize {
-        CRITICAL.with(|c| c.set(c.get() + 1));
-        0 // the core index (one thread: core 0)
-    }
-    unsafe fn enter_critical_as(&self) -> (usize, rrpc::Owner) {
-        // As the kernel's: one look at the per-core state for both.
-        CRITICAL.with(|c| c.set(c.get() + 1));
-        (0, BENCH_CORE.with(cont::Core::owner))
-    }
-    unsafe fn leave_critical(&self) {
-        CRITICAL.with(|c| c.set(c.get() - 1));
-    }
 }
 
 fn shared_heap() {
@@ -544,6 +495,7 @@ fn shared_heap() {
 /// bookkeeping (link on the owner's list, unlink), against the same `Box`.
 pub fn rref_alloc_drop(settings: Settings) -> Measurement {
     shared_heap();
+    let _core = HostCore::new(CALLER); // a domain's allocation
     // As inside a kernel task: the executor holds this core's registry
     // shard for the batch of polls.
     // SAFETY: this thread plays one core's executor, pairing the two.
@@ -632,7 +584,7 @@ std::thread_local! {
     /// This thread's stand-in for the kernel's per-core record, shared by
     /// the proxy runtime and the RRef backend (both read the running
     /// domain from it, as the kernel's read it from GS).
-    static BENCH_CORE: HostCore = const { HostCore::new(CALLER) };
+    static BENCH_CORE: HostCore = const { HostCore };
 }
 
 /// The runtime generated proxies call: the kernel's domain entry
@@ -645,6 +597,16 @@ struct HostRuntime {
 // SAFETY: both entries return `Ok` only when the gate's `cont::call`
 // returned 0, which only the closure's (or `run`'s) own return makes.
 unsafe impl rrpc::proxy::Runtime for HostRuntime {
+    // As the kernel's: the executor's wakers (here the benchmark's no-op
+    // waker) pass as they are; any other would be replaced.
+    fn trusted_wakers(&self) -> Option<&'static std::task::RawWakerVTable> {
+        Some(Waker::noop().vtable())
+    }
+
+    fn callee_waker(&self, waker: &Waker) -> Option<Waker> {
+        (!std::ptr::eq(waker.vtable(), Waker::noop().vtable())).then(|| Waker::noop().clone())
+    }
+
     fn current(&self) -> rrpc::Owner {
         BENCH_CORE.with(cont::Core::owner)
     }
@@ -695,6 +657,7 @@ fn proxy_runtime() {
     });
     rrpc::proxy::install_runtime(runtime);
     shared_heap();
+    let _ = HostCore::new(CALLER);
 }
 
 /// What the proxy benchmarks call.

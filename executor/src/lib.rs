@@ -59,7 +59,7 @@ pub use timer::{
     Interval, MAX_TIMERS, MAX_TIMERS_PER_GROUP, Sleep, YieldNow, interval, now_ns, sleep,
     sleep_until, yield_now,
 };
-pub use waker::{WakeSlot, current_task, task_id_of, task_waker, wake_task};
+pub use waker::{WakeSlot, current_task, task_id_of, task_waker, task_waker_vtable, wake_task};
 pub use wheel::{TimerKey, TimerWheel};
 
 use core::future::Future;

@@ -38,6 +38,11 @@ pub fn task_id_of(waker: &Waker) -> Option<TaskId> {
     core::ptr::eq(waker.vtable(), &VTABLE).then(|| TaskId::from_u64(waker.data() as usize as u64))
 }
 
+/// The vtable of every executor waker (what [`task_id_of`] recognises).
+pub fn task_waker_vtable() -> &'static RawWakerVTable {
+    &VTABLE
+}
+
 /// The waker of task `id` (an executor waker: the id, no allocation).
 pub fn task_waker(id: TaskId) -> Waker {
     waker_for(id)

@@ -145,19 +145,19 @@ pub struct ThisCore;
 impl cont::Core for ThisCore {
     #[inline]
     fn top(&self) -> *mut () {
-        cpu::current().catch_top.get()
+        cpu::catch_top()
     }
     #[inline]
     fn set_top(&self, frame: *mut ()) {
-        cpu::current().catch_top.set(frame)
+        cpu::set_catch_top(frame)
     }
     #[inline]
     fn owner(&self) -> executor::OwnerId {
-        cpu::current().current_owner.get()
+        cpu::current_owner()
     }
     #[inline]
     fn set_owner(&self, owner: executor::OwnerId) {
-        cpu::current().current_owner.set(owner)
+        cpu::set_current_owner(owner)
     }
 }
 

@@ -14,21 +14,25 @@ pub const MAX_CPUS: usize = 64;
 #[repr(C)]
 pub struct PerCpu {
     self_ptr: *const PerCpu,
+    // The next three are read and written inline, at fixed offsets from
+    // GS, by every copy of `rrpc` (the registry's critical sections; see
+    // `rrpc::percpu` and the assertions below).
     /// Dense core index: 0 for the bootstrap processor; also the index of
     /// this core's executor.
     pub index: usize,
+    /// The domain incarnation whose code runs now (0: the kernel). Decides
+    /// which heap an allocation comes from.
+    pub(crate) current_owner: Cell<executor::OwnerId>,
+    /// Nesting depth of kernel services entered from a domain (heap growth,
+    /// page-table updates) and of the registry's critical sections: a
+    /// fault there is the kernel's, and the watchdog waits until it is
+    /// over.
+    pub(crate) kernel_section: Cell<u32>,
     pub apic_id: u32,
     /// Innermost crash-containment continuation on this core.
     pub(crate) catch_top: Cell<*mut ()>,
     /// How many interrupt handlers are running on this core.
     pub(crate) irq_depth: Cell<u32>,
-    /// The domain incarnation whose code runs now (0: the kernel). Decides
-    /// which heap an allocation comes from.
-    pub(crate) current_owner: Cell<executor::OwnerId>,
-    /// Nesting depth of kernel services entered from a domain (heap growth,
-    /// page-table updates): a fault there is the kernel's, and the watchdog
-    /// waits until it is over.
-    pub(crate) kernel_section: Cell<u32>,
     pub ticks: AtomicU64,
     pub online: AtomicBool,
     /// Free small objects of one domain, reused without the heap's lock
@@ -52,6 +56,15 @@ pub struct PerCpu {
 // SAFETY: see the module doc: `Cell` fields are only used by the owning
 // core; everything shared is atomic.
 unsafe impl Sync for PerCpu {}
+
+// `rrpc` reads these inline through GS (`rrpc::percpu::offsets`).
+const _: () = {
+    assert!(core::mem::offset_of!(PerCpu, self_ptr) == 0);
+    assert!(core::mem::offset_of!(PerCpu, index) == rrpc::percpu::offsets::INDEX);
+    assert!(core::mem::offset_of!(PerCpu, current_owner) == rrpc::percpu::offsets::OWNER);
+    assert!(core::mem::size_of::<executor::OwnerId>() == 4);
+    assert!(core::mem::offset_of!(PerCpu, kernel_section) == rrpc::percpu::offsets::SECTION);
+};
 
 static CPUS: [AtomicPtr<PerCpu>; MAX_CPUS] =
     [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
@@ -200,5 +213,53 @@ pub fn leave_critical() {
 
 /// The domain incarnation running on this core (0: the kernel).
 pub fn current_owner() -> executor::OwnerId {
-    current().current_owner.get()
+    rrpc::percpu::owner()
+}
+
+/// Makes `owner` the running incarnation on this core (domain entry and
+/// exit): one store through GS.
+#[inline(always)]
+pub(crate) fn set_current_owner(owner: executor::OwnerId) {
+    // SAFETY: GS points at this core's record (see `current`), whose
+    // `current_owner` is at `OWNER` (asserted above); only this core
+    // writes it.
+    unsafe {
+        core::arch::asm!(
+            "mov gs:[{off}], {:e}",
+            in(reg) owner.to_bits(),
+            off = const rrpc::percpu::offsets::OWNER,
+            options(nostack, preserves_flags),
+        );
+    }
+}
+
+/// This core's innermost crash-containment continuation: one load
+/// through GS.
+#[inline(always)]
+pub(crate) fn catch_top() -> *mut () {
+    let top: *mut ();
+    // SAFETY: as in `set_current_owner`, for `catch_top`.
+    unsafe {
+        core::arch::asm!(
+            "mov {}, gs:[{off}]",
+            out(reg) top,
+            off = const core::mem::offset_of!(PerCpu, catch_top),
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    top
+}
+
+/// Sets what [`catch_top`] returns.
+#[inline(always)]
+pub(crate) fn set_catch_top(frame: *mut ()) {
+    // SAFETY: as in `catch_top`.
+    unsafe {
+        core::arch::asm!(
+            "mov gs:[{off}], {}",
+            in(reg) frame,
+            off = const core::mem::offset_of!(PerCpu, catch_top),
+            options(nostack, preserves_flags),
+        );
+    }
 }

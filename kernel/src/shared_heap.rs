@@ -112,32 +112,12 @@ impl rrpc::Backend for RRefBackend {
         free(pointer, layout)
     }
 
-    fn current_owner(&self) -> rrpc::Owner {
-        cpu::current_owner()
-    }
-
     fn device_address(&self, pointer: *const u8) -> Option<u64> {
         device_address(pointer)
     }
 
     unsafe fn free_reclaimed(&self, pointer: NonNull<u8>, layout: Layout) {
         free_to_heap(pointer, layout)
-    }
-
-    fn core_index(&self) -> usize {
-        cpu::current().index
-    }
-
-    unsafe fn enter_critical(&self) -> usize {
-        cpu::enter_critical()
-    }
-
-    unsafe fn enter_critical_as(&self) -> (usize, rrpc::Owner) {
-        (cpu::enter_critical(), cpu::current_owner())
-    }
-
-    unsafe fn leave_critical(&self) {
-        cpu::leave_critical();
     }
 }
 

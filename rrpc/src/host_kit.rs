@@ -38,20 +38,13 @@ use crate::proxy::{EntryCap, Parked, Runtime, install_runtime};
 use crate::{Backend, Owner, RpcError, install_backend};
 
 std::thread_local! {
-    static CURRENT: Cell<Owner> = const { Cell::new(Owner::KERNEL) };
     /// Who entered the domain this thread runs as (the innermost entry).
     static CALLER: Cell<Owner> = const { Cell::new(Owner::KERNEL) };
-    /// The "core" this thread plays (0 unless a test picks one; tests that
-    /// hold batches pick indices no other test uses).
-    static CORE: Cell<usize> = const { Cell::new(0) };
-    /// Depth of the registry's critical sections on this thread (the
-    /// kernel's: no asynchronous unwinding inside).
-    static CRITICAL: Cell<usize> = const { Cell::new(0) };
 }
 
 /// How deep in critical sections this thread is now.
 pub fn critical_depth() -> usize {
-    CRITICAL.with(|c| c.get())
+    crate::percpu::section_depth() as usize
 }
 
 /// Owner slots the runtime counts entries for.
@@ -64,7 +57,7 @@ pub const fn owner(slot: u32, generation: u32) -> Owner {
 
 /// The domain this thread runs as.
 pub fn current() -> Owner {
-    CURRENT.with(|c| c.get())
+    crate::percpu::owner()
 }
 
 /// Who entered the domain this thread runs as (see `Runtime::caller`).
@@ -74,12 +67,14 @@ pub fn caller() -> Owner {
 
 /// Makes this thread run as `owner` (what a domain entry does).
 pub fn set_current(owner: Owner) {
-    CURRENT.with(|c| c.set(owner));
+    crate::percpu::set_owner(owner);
 }
 
-/// Makes this thread play core `core` (for the registry's per-core batches).
+/// Makes this thread play core `core` (for the registry's per-core batches;
+/// 0 unless a test picks one; tests that hold batches pick indices no other
+/// test uses).
 pub fn set_core(core: usize) {
-    CORE.with(|c| c.set(core));
+    crate::percpu::set_core(core);
 }
 
 /// The shared heap over the system allocator.
@@ -94,23 +89,10 @@ impl Backend for HostHeap {
         // SAFETY: forwarded from the caller.
         unsafe { std::alloc::dealloc(pointer.as_ptr(), layout) }
     }
-    fn current_owner(&self) -> Owner {
-        current()
-    }
     fn device_address(&self, pointer: *const u8) -> Option<u64> {
         // No IOMMU on the host: a simulated device "DMAs" to the address
         // itself (tests of drivers check what they program with it).
         Some(pointer as u64)
-    }
-    fn core_index(&self) -> usize {
-        CORE.with(|c| c.get())
-    }
-    unsafe fn enter_critical(&self) -> usize {
-        CRITICAL.with(|c| c.set(c.get() + 1));
-        self.core_index()
-    }
-    unsafe fn leave_critical(&self) {
-        CRITICAL.with(|c| c.set(c.get().saturating_sub(1)));
     }
 }
 
@@ -197,11 +179,12 @@ unsafe impl Runtime for HostRuntime {
             return Err(RpcError::DomainNotAlive);
         }
         self.entries[callee.slot() % SLOTS].fetch_add(1, Ordering::SeqCst);
-        let previous = CURRENT.with(|c| c.replace(callee));
+        let previous = current();
+        set_current(callee);
         let previous_caller = CALLER.with(|c| c.replace(previous));
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         CALLER.with(|c| c.set(previous_caller));
-        CURRENT.with(|c| c.set(previous));
+        set_current(previous);
         result.map_err(|_| {
             self.kill(callee);
             RpcError::DomainCrashed

@@ -1,6 +1,7 @@
 //! The runtime behind generated proxies: the kernel installs how to enter
 //! a domain; `#[interface]` proxies call [`call`] for every method.
 
+use core::ptr;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 use spin::Once;
@@ -62,6 +63,15 @@ pub unsafe trait Runtime: Sync {
     /// the task being polled. Default: `None` (a host runtime).
     fn callee_waker(&self, waker: &core::task::Waker) -> Option<core::task::Waker> {
         let _ = waker;
+        None
+    }
+    /// The vtable of wakers [`callee_waker`](Self::callee_waker) always
+    /// passes as they are (the kernel: its executor's task wakers), so
+    /// that a proxy can tell with one comparison, without calling the
+    /// runtime, that a waker needs no replacement (the common case: a
+    /// task polling a proxied call). Read once, when the runtime is
+    /// installed. Default: `None` (every waker goes to `callee_waker`).
+    fn trusted_wakers(&self) -> Option<&'static core::task::RawWakerVTable> {
         None
     }
     /// A caller's task is suspended on a call into `callee`: wake it if
@@ -285,9 +295,17 @@ fn runtime() -> &'static dyn Runtime {
     unsafe { *RUNTIME.load(Ordering::Acquire) }
 }
 
+/// [`Runtime::trusted_wakers`] of the installed runtime (null: none).
+static TRUSTED_WAKERS: AtomicPtr<core::task::RawWakerVTable> = AtomicPtr::new(ptr::null_mut());
+
 /// Installs the runtime (once; later calls are ignored).
 pub fn install_runtime(runtime: &'static dyn Runtime) {
-    let installed: &'static &'static dyn Runtime = INSTALLED.call_once(|| runtime);
+    let installed: &'static &'static dyn Runtime = INSTALLED.call_once(|| {
+        if let Some(vtable) = runtime.trusted_wakers() {
+            TRUSTED_WAKERS.store(ptr::from_ref(vtable).cast_mut(), Ordering::Release);
+        }
+        runtime
+    });
     RUNTIME.store(
         installed as *const &'static dyn Runtime as *mut &'static dyn Runtime,
         Ordering::Release,
@@ -381,12 +399,11 @@ impl InCritical {
         InCritical(crate::registry::Critical::enter())
     }
 
-    /// [`enter`](Self::enter), also returning the running domain (one
-    /// call into the backend for both).
+    /// [`enter`](Self::enter), also returning the running domain.
     #[inline]
     pub(crate) fn enter_here() -> (InCritical, Owner) {
-        let (critical, owner) = crate::registry::Critical::enter_as(crate::registry::backend());
-        (InCritical(critical), owner)
+        let critical = crate::registry::Critical::enter();
+        (InCritical(critical), crate::percpu::owner())
     }
 
     /// The core it runs on.
@@ -621,6 +638,12 @@ pub(crate) fn call_moving<R, F: FnOnce(Moved<'_>) -> R>(
 /// See [`Runtime::callee_waker`].
 #[inline]
 pub(crate) fn callee_waker(waker: &core::task::Waker) -> Option<core::task::Waker> {
+    // Relaxed: published before `RUNTIME` (release), which every proxy
+    // call has read (acquire) before it polls; a stale null only means
+    // asking the runtime.
+    if ptr::eq(waker.vtable(), TRUSTED_WAKERS.load(Ordering::Relaxed)) {
+        return None;
+    }
     runtime().callee_waker(waker)
 }
 

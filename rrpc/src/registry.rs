@@ -25,8 +25,8 @@
 //! which waits for that core's batch to end: a grace period, as for the
 //! executors' purge.
 //!
-//! The registry's fast paths run inside the backend's critical sections
-//! ([`Backend::enter_critical`]): the kernel must not unwind a domain (its
+//! The registry's fast paths run inside critical sections (see
+//! [`percpu`](crate::percpu)): the kernel must not unwind a domain (its
 //! watchdog) while that domain's core is half-way through a list update.
 
 use core::alloc::Layout;
@@ -76,47 +76,11 @@ pub trait Backend: Sync {
         // SAFETY: forwarded.
         unsafe { self.free(pointer, layout) }
     }
-    /// The domain incarnation running now (new objects belong to it).
-    fn current_owner(&self) -> Owner;
     /// The address a device uses for `pointer`, if it has one.
     fn device_address(&self, pointer: *const u8) -> Option<u64> {
         let _ = pointer;
         None
     }
-    /// The running core's index: the home shard of new objects. Contexts
-    /// that may run at the same time and call [`enter_batch`] must have
-    /// distinct indices (on the host, the default 0 is right for any
-    /// number of threads as long as none of them calls `enter_batch`).
-    fn core_index(&self) -> usize {
-        0
-    }
-    /// Starts a section during which the running domain must not be
-    /// unwound asynchronously (the registry is updating its lists). Nests.
-    /// Returns [`core_index`](Self::core_index) (which the kernel has at
-    /// hand here, saving a second call).
-    ///
-    /// # Safety
-    /// The caller leaves the section soon, on the same core, with
-    /// [`leave_critical`](Self::leave_critical), and neither panics nor
-    /// loops inside it (a fault in a critical section is the kernel's).
-    unsafe fn enter_critical(&self) -> usize {
-        self.core_index()
-    }
-    /// [`enter_critical`](Self::enter_critical), also returning
-    /// [`current_owner`](Self::current_owner): what an allocation needs,
-    /// in one call.
-    ///
-    /// # Safety
-    /// As for `enter_critical`.
-    unsafe fn enter_critical_as(&self) -> (usize, Owner) {
-        // SAFETY: forwarded.
-        (unsafe { self.enter_critical() }, self.current_owner())
-    }
-    /// Ends a section started by [`enter_critical`](Self::enter_critical).
-    ///
-    /// # Safety
-    /// Pairs with an earlier `enter_critical` on this core.
-    unsafe fn leave_critical(&self) {}
 }
 
 /// The backend installed (once) by [`install_backend`] or
@@ -132,15 +96,6 @@ impl Backend for NoBackend {
         no_backend()
     }
     unsafe fn free(&self, _: NonNull<u8>, _: Layout) {
-        no_backend()
-    }
-    fn current_owner(&self) -> Owner {
-        no_backend()
-    }
-    unsafe fn enter_critical(&self) -> usize {
-        no_backend()
-    }
-    unsafe fn enter_critical_as(&self) -> (usize, Owner) {
         no_backend()
     }
 }
@@ -218,26 +173,8 @@ impl Backend for Local {
         // SAFETY: forwarded.
         unsafe { backend().free(pointer, layout) }
     }
-    fn current_owner(&self) -> Owner {
-        backend().current_owner()
-    }
     fn device_address(&self, pointer: *const u8) -> Option<u64> {
         backend().device_address(pointer)
-    }
-    fn core_index(&self) -> usize {
-        backend().core_index()
-    }
-    unsafe fn enter_critical(&self) -> usize {
-        // SAFETY: forwarded.
-        unsafe { backend().enter_critical() }
-    }
-    unsafe fn enter_critical_as(&self) -> (usize, Owner) {
-        // SAFETY: forwarded.
-        unsafe { backend().enter_critical_as() }
-    }
-    unsafe fn leave_critical(&self) {
-        // SAFETY: forwarded.
-        unsafe { backend().leave_critical() }
     }
 }
 
@@ -261,40 +198,8 @@ pub(crate) fn backend() -> &'static dyn Backend {
     unsafe { *BACKEND.load(Ordering::Acquire) }
 }
 
-/// A critical section of the backend, for as long as it lives.
-pub(crate) struct Critical {
-    backend: &'static dyn Backend,
-    /// The running core's index.
-    pub(crate) core: usize,
-}
-
-impl Critical {
-    #[inline]
-    pub(crate) fn enter() -> Critical {
-        let backend = backend();
-        // SAFETY: left when the guard drops, on this core (guards live on
-        // the stack of registry code that neither panics nor loops).
-        let core = unsafe { backend.enter_critical() };
-        Critical { backend, core }
-    }
-
-    /// [`enter`](Self::enter) on `backend`, also returning the running
-    /// domain (see [`Backend::enter_critical_as`]).
-    #[inline]
-    pub(crate) fn enter_as(backend: &'static dyn Backend) -> (Critical, Owner) {
-        // SAFETY: as in `enter`.
-        let (core, owner) = unsafe { backend.enter_critical_as() };
-        (Critical { backend, core }, owner)
-    }
-}
-
-impl Drop for Critical {
-    #[inline]
-    fn drop(&mut self) {
-        // SAFETY: pairs with `enter`.
-        unsafe { self.backend.leave_critical() };
-    }
-}
+/// A registry critical section (see [`percpu::Section`](crate::percpu)).
+pub(crate) type Critical = crate::percpu::Section;
 
 /// Precedes every `RRef` value in its allocation.
 #[repr(C)]
@@ -992,15 +897,15 @@ pub(crate) unsafe fn transfer(header: NonNull<Header>, owner: Owner, critical_co
 /// go of its core's shard in the middle of a batch would leave the batch's
 /// unlocked registry work racing other cores).
 pub unsafe fn enter_batch() {
-    let Some(&backend) = INSTALLED.get() else {
+    if INSTALLED.get().is_none() {
         return; // no shared heap yet: nothing to hold
-    };
+    }
     if REMOTE.get().is_some() {
         // The registry is another copy's: this copy's shards hold nothing,
         // and are never held (which `transfer`'s fast path relies on).
         return;
     }
-    let core = backend.core_index();
+    let core = crate::percpu::core();
     if core >= SHARDS || BATCH[core].load(Ordering::Relaxed) {
         return;
     }
@@ -1038,10 +943,10 @@ pub(crate) fn in_batch(core: usize) -> bool {
 /// # Safety
 /// As for [`enter_batch`], at the end of the batch.
 pub unsafe fn leave_batch() {
-    let Some(&backend) = INSTALLED.get() else {
+    if INSTALLED.get().is_none() {
         return;
-    };
-    let core = backend.core_index();
+    }
+    let core = crate::percpu::core();
     if core >= SHARDS || !BATCH[core].load(Ordering::Relaxed) {
         return;
     }
@@ -1076,7 +981,7 @@ pub fn queued_requests(core: usize) -> usize {
 /// lets go of its own batch meanwhile (so two cores doing this cannot wait
 /// for each other).
 fn each_shard(mut f: impl FnMut(&Shard)) {
-    let core = backend().core_index();
+    let core = crate::percpu::core();
     let was_held = core < SHARDS && holds(core, core);
     if was_held {
         // SAFETY: taken again below, before returning to the batch.

@@ -51,7 +51,8 @@ impl<T: Exchangeable> RRef<T> {
         if layout.size() > registry::MAX_OBJECT {
             return Err(RpcError::OutOfMemory);
         }
-        let (critical, owner) = registry::Critical::enter_as(backend);
+        let critical = registry::Critical::enter();
+        let owner = crate::percpu::owner();
         // SAFETY: the memory is linked to its owner below, inside the same
         // critical section, so it is never untracked when a domain can die.
         let memory = unsafe { backend.alloc(layout) }.ok_or(RpcError::OutOfMemory)?;

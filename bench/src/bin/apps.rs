@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use bench::apps;
 
 fn main() {
+    bench::percpu::install(); // the kernel's per-core record, for `rrpc` (see there)
     let (mut runs, mut quick, mut out) = (5usize, false, None::<String>);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {

@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 
 fn main() {
+    bench::percpu::install(); // the kernel's per-core record, for `rrpc` (see there)
     let (mut max, mut runs, mut out) = (26u32, 5usize, None::<String>);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {

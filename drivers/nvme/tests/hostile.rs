@@ -26,8 +26,8 @@ use std::sync::{Arc, Mutex};
 use core::alloc::Layout;
 
 use domain_sdk::{
-    Device, DeviceError, Kernel, LookupVisitor, Owner, RRef, RRefDeque, RestartError, RpcError,
-    RpcResult, SpawnError, Task, Timer,
+    Device, DeviceError, Kernel, LookupVisitor, RRef, RRefDeque, RestartError, RpcError, RpcResult,
+    SpawnError, Task, Timer,
 };
 use driver_nvme::controller::Controller;
 use driver_nvme::spec::{admin, io, reg};
@@ -61,14 +61,8 @@ impl Backend for DmaHeap {
         // SAFETY: forwarded from the caller.
         unsafe { HEAP.free(pointer, layout) }
     }
-    fn current_owner(&self) -> Owner {
-        HEAP.current_owner()
-    }
     fn device_address(&self, pointer: *const u8) -> Option<u64> {
         Some(pointer.expose_provenance() as u64)
-    }
-    fn core_index(&self) -> usize {
-        HEAP.core_index()
     }
 }
 

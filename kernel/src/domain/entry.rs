@@ -175,6 +175,10 @@ unsafe impl rrpc::proxy::Runtime for ProxyRuntime {
         })
     }
 
+    fn trusted_wakers(&self) -> Option<&'static core::task::RawWakerVTable> {
+        Some(executor::task_waker_vtable())
+    }
+
     fn suspended(&self, callee: rrpc::Owner, waker: &core::task::Waker) {
         if let (Some(task), Some(domain)) = (executor::task_id_of(waker), get(slot_of(callee))) {
             domain.add_waiter(task);

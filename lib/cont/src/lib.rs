@@ -380,11 +380,27 @@ impl RawCall {
 /// `call` points to a live `RawCall` at the start of its slot, valid for
 /// the whole call, whose `run` is safe to call with it.
 pub unsafe fn guarded_raw<P>(core: &impl Core, budget: u64, call: *mut RawCall) -> Result<(), P> {
+    // SAFETY: forwarded; the frame's owner is the current one.
+    unsafe { guarded_raw_as(core, core.owner(), budget, call) }
+}
+
+/// [`guarded_raw`] when the caller knows the current owner (a gate that
+/// just made it current), saving a read of it.
+///
+/// # Safety
+/// As for [`guarded_raw`]; `owner` is `core.owner()`.
+#[inline(always)]
+unsafe fn guarded_raw_as<P>(
+    core: &impl Core,
+    owner: OwnerId,
+    budget: u64,
+    call: *mut RawCall,
+) -> Result<(), P> {
     let frame = Frame::<P> {
         regs: Registers::new(),
         prev: core.top(),
         budget: AtomicU64::new(budget),
-        owner: core.owner(),
+        owner,
         payload: MaybeUninit::uninit(),
     };
     // SAFETY: per the contract; the frame outlives the call.
@@ -507,8 +523,8 @@ impl Gate {
         }
         let previous = core.owner();
         core.set_owner(owner);
-        // SAFETY: forwarded.
-        let result = unsafe { guarded_raw(core, budget, call) }.map_err(Refused::Failed);
+        // SAFETY: forwarded; `owner` is current now.
+        let result = unsafe { guarded_raw_as(core, owner, budget, call) }.map_err(Refused::Failed);
         core.set_owner(previous);
         result
     }
