@@ -153,46 +153,47 @@ static const struct kv_slot *kv_get(struct kv *kv, const uint8_t *key, size_t ke
     return s;
 }
 
-/* Stores a copy of `key` and `value`; the CAS unique, or 0 if refused. */
+/* Stores a copy of `key` and `value`; the CAS unique, or 0 if refused. A
+ * replacement keeps the item's key (equal to `key`), as the Rust does. */
 static uint64_t kv_set(struct kv *kv, const uint8_t *key, size_t key_len, const uint8_t *value,
                        size_t value_len, uint32_t flags, uint64_t expires_ns)
 {
-    uint8_t *k = malloc(key_len ? key_len : 1);
     uint8_t *v = malloc(value_len ? value_len : 1);
-    if (!k || !v) {
+    if (!v)
+        return 0;
+    memcpy(v, value, value_len);
+    int found;
+    size_t index = find(kv, key, key_len, &found);
+    size_t size = item_size(key_len, value_len);
+    if (found) {
+        struct kv_slot *s = &kv->slots[index];
+        size_t old = item_size(s->key_len, s->value_len);
+        if (kv->bytes - old + size > kv->limit) {
+            free(v);
+            return 0;
+        }
+        free(s->value);
+        s->value = v;
+        s->value_len = value_len;
+        s->flags = flags;
+        s->expires_ns = expires_ns;
+        s->cas = kv->next_cas++;
+        kv->bytes = kv->bytes - old + size;
+        return s->cas;
+    }
+    uint8_t *k = malloc(key_len ? key_len : 1);
+    if (!k || kv->bytes + size > kv->limit || grow_if_needed(kv) != 0) {
         free(k);
         free(v);
         return 0;
     }
     memcpy(k, key, key_len);
-    memcpy(v, value, value_len);
-    int found;
-    size_t index = find(kv, key, key_len, &found);
-    size_t old = found ? item_size(kv->slots[index].key_len, kv->slots[index].value_len) : 0;
-    size_t size = item_size(key_len, value_len);
-    if (kv->bytes - old + size > kv->limit) {
-        free(k);
-        free(v);
-        return 0;
-    }
     uint64_t cas = kv->next_cas++;
-    if (found) {
-        struct kv_slot *s = &kv->slots[index];
-        free(s->key);
-        free(s->value);
-        kv->bytes = kv->bytes - old + size;
-    } else {
-        if (grow_if_needed(kv) != 0) {
-            free(k);
-            free(v);
-            return 0;
-        }
-        index = find(kv, key, key_len, &found);
-        if (kv->slots[index].state == SLOT_EMPTY)
-            kv->used++;
-        kv->bytes += size;
-        kv->items++;
-    }
+    index = find(kv, key, key_len, &found);
+    if (kv->slots[index].state == SLOT_EMPTY)
+        kv->used++;
+    kv->bytes += size;
+    kv->items++;
     struct kv_slot *s = &kv->slots[index];
     s->state = SLOT_FULL;
     s->key = k;

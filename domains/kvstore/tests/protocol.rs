@@ -54,7 +54,7 @@ fn the_table_grows_deletes_and_keeps_every_key() {
         if i % 2 == 0 {
             assert!(item.is_none());
         } else {
-            assert_eq!(item.unwrap().value, i.to_be_bytes());
+            assert_eq!(*item.unwrap().value, i.to_be_bytes());
         }
     }
     // Reusing the slots: tombstones do not make the table grow for ever.

@@ -329,6 +329,12 @@ impl FlowCache {
 }
 
 /// Where an IPv4 TCP or UDP frame is going: its flow, if it is one.
+// Inlined: returned out of line, the `Option<Flow>` went through memory
+// (five narrow stores, read back by the caller) and a packet cost 82 TSC
+// ticks instead of 52 on an Intel Xeon (family 6 model 167), 0.62x the C
+// baseline's rate, with fewer instructions than the C (most likely a
+// store-to-load forwarding stall; inlined, the flow stays in registers).
+#[inline]
 pub fn flow_of(frame: &[u8]) -> Option<Flow> {
     // Ethernet: EtherType IPv4 at 12.
     if frame.len() < 14 + 20 || frame[12..14] != [0x08, 0x00] {
