@@ -257,11 +257,29 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
         if self.future.is_none() && self.run.is_none() && self.cell & IN_CELL == 0 {
             return Poll::Ready(Err(decode(self.error)));
         }
-        let callee = self.callee;
         // Only wakers the runtime vouches for reach the callee (see
-        // `Runtime::callee_waker`).
-        let replaced = crate::proxy::callee_waker(cx.waker());
-        let waker = replaced.as_ref().unwrap_or(cx.waker());
+        // `Runtime::callee_waker`): the executor's pass as they are (one
+        // comparison), any other is replaced, on a path of its own.
+        if !crate::proxy::waker_trusted(cx.waker()) {
+            return self.poll_replacing(cx.waker());
+        }
+        self.poll_with(cx.waker())
+    }
+
+    /// [`poll_proxied`](Self::poll_proxied) with a waker the runtime may
+    /// replace.
+    #[cold]
+    #[inline(never)]
+    fn poll_replacing(&mut self, waker: &core::task::Waker) -> Poll<RpcResult<T>> {
+        let replaced = crate::proxy::callee_waker(waker);
+        self.poll_with(replaced.as_ref().unwrap_or(waker))
+    }
+
+    /// One entry into the callee, polling with `waker` (one the runtime
+    /// vouches for).
+    #[inline(always)]
+    fn poll_with(&mut self, waker: &core::task::Waker) -> Poll<RpcResult<T>> {
+        let callee = self.callee;
         let this = &mut *self;
         // What belongs to the callee stays where a crash leaves it to be
         // forgotten: the callee's future is in `future`, in its cell or (on

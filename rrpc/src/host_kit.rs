@@ -165,6 +165,14 @@ impl HostRuntime {
 // SAFETY: `enter` returns `Ok` only when `catch_unwind` says `f` returned;
 // `enter_raw` is the default (through `enter`).
 unsafe impl Runtime for HostRuntime {
+    // As the kernel's: the "executor's" wakers ([`task_waker`]) reach
+    // callees as they are; any other is replaced with one of them.
+    fn trusted_wakers(&self) -> Option<&'static core::task::RawWakerVTable> {
+        Some(&TASK_WAKER)
+    }
+    fn callee_waker(&self, waker: &Waker) -> Option<Waker> {
+        (!core::ptr::eq(waker.vtable(), &TASK_WAKER)).then(|| task_waker(0))
+    }
     fn current(&self) -> Owner {
         current()
     }
@@ -224,9 +232,25 @@ pub fn cap(callee: Owner) -> EntryCap {
     unsafe { EntryCap::new(callee) }
 }
 
-/// Polls `future` once with a waker that does nothing.
+/// The host's stand-in for the kernel executor's wakers: a task id, no
+/// allocation; waking does nothing.
+static TASK_WAKER: core::task::RawWakerVTable = core::task::RawWakerVTable::new(
+    |data| core::task::RawWaker::new(data, &TASK_WAKER),
+    |_| {},
+    |_| {},
+    |_| {},
+);
+
+/// The waker of host "task" `id` (one [`RUNTIME`] trusts).
+pub fn task_waker(id: usize) -> Waker {
+    // SAFETY: the vtable's functions do nothing with the data pointer (an
+    // id, never dereferenced), and cloning makes the same waker.
+    unsafe { Waker::from_raw(core::task::RawWaker::new(id as *const (), &TASK_WAKER)) }
+}
+
+/// Polls `future` once with the waker of task 0 (see [`task_waker`]).
 pub fn poll_once<F: Future + ?Sized>(future: Pin<&mut F>) -> Poll<F::Output> {
-    future.poll(&mut Context::from_waker(Waker::noop()))
+    future.poll(&mut Context::from_waker(&task_waker(0)))
 }
 
 /// Polls `future` until it completes (at most `polls` times; panics after).

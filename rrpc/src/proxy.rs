@@ -635,13 +635,20 @@ pub(crate) fn call_moving<R, F: FnOnce(Moved<'_>) -> R>(
     call_in(callee, f, false, Ok, |error, moved| Err((error, moved)))
 }
 
-/// See [`Runtime::callee_waker`].
-#[inline]
-pub(crate) fn callee_waker(waker: &core::task::Waker) -> Option<core::task::Waker> {
+/// Whether `waker` is one the runtime passes to callees as it is
+/// ([`Runtime::trusted_wakers`]).
+#[inline(always)]
+pub(crate) fn waker_trusted(waker: &core::task::Waker) -> bool {
     // Relaxed: published before `RUNTIME` (release), which every proxy
     // call has read (acquire) before it polls; a stale null only means
     // asking the runtime.
-    if ptr::eq(waker.vtable(), TRUSTED_WAKERS.load(Ordering::Relaxed)) {
+    ptr::eq(waker.vtable(), TRUSTED_WAKERS.load(Ordering::Relaxed))
+}
+
+/// See [`Runtime::callee_waker`].
+#[inline]
+pub(crate) fn callee_waker(waker: &core::task::Waker) -> Option<core::task::Waker> {
+    if waker_trusted(waker) {
         return None;
     }
     runtime().callee_waker(waker)

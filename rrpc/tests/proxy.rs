@@ -824,3 +824,54 @@ fn the_kernel_drops_an_abandoned_call_without_touching_the_callers_memory() {
     // SAFETY: allocated above with this layout.
     unsafe { std::alloc::dealloc(place as *mut u8, layout) };
 }
+
+// ---- wakers a callee is polled with ------------------------------------------
+
+#[interface]
+pub trait WakerProbe {
+    /// The waker it is polled with: its data pointer times two, plus one if
+    /// it is one of the runtime's task wakers.
+    async fn waker_seen(&self) -> RpcResult<u64>;
+}
+
+struct WakerProbeImpl;
+
+impl WakerProbe for WakerProbeImpl {
+    fn waker_seen(&self) -> RpcFuture<'_, u64> {
+        RpcFuture::new(std::future::poll_fn(|cx| {
+            let task = std::ptr::eq(cx.waker().vtable(), rrpc::host_kit::task_waker(0).vtable());
+            Poll::Ready(Ok(cx.waker().data() as u64 * 2 + u64::from(task)))
+        }))
+    }
+}
+
+/// The runtime's own wakers reach the callee as they are (the fast path: one
+/// comparison, no call into the runtime); any other is replaced before the
+/// callee sees it, so a caller's own waker code never runs in the callee.
+#[test]
+fn a_callee_is_polled_only_with_the_runtimes_wakers() {
+    struct Foreign(AtomicU32);
+    impl std::task::Wake for Foreign {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    setup(Owner::new(40, 1));
+    let proxy = WakerProbeProxy::new(Arc::new(WakerProbeImpl), cap(Owner::new(41, 1)));
+    let poll_with = |waker: &std::task::Waker| {
+        let mut future = std::pin::pin!(proxy.waker_seen());
+        match future
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(waker))
+        {
+            Poll::Ready(result) => result.unwrap(),
+            Poll::Pending => panic!("ready at once"),
+        }
+    };
+    assert_eq!(poll_with(&rrpc::host_kit::task_waker(7)), 7 * 2 + 1);
+    let foreign = Arc::new(Foreign(AtomicU32::new(0)));
+    let waker = std::task::Waker::from(foreign.clone());
+    // Replaced by the runtime's waker of task 0.
+    assert_eq!(poll_with(&waker), 1);
+    assert_eq!(foreign.0.load(Ordering::SeqCst), 0);
+}
