@@ -51,22 +51,10 @@ pub fn install() {
         }));
         record.self_ptr = record;
         const ARCH_SET_GS: u64 = 0x1001;
-        const SYS_ARCH_PRCTL: u64 = 158;
-        let result: i64;
-        // SAFETY: `arch_prctl(ARCH_SET_GS, record)` only sets this thread's
-        // GS base (Linux keeps it across context switches); the record is
-        // leaked, so it outlives the thread.
-        unsafe {
-            core::arch::asm!(
-                "syscall",
-                inlateout("rax") SYS_ARCH_PRCTL as i64 => result,
-                in("rdi") ARCH_SET_GS,
-                in("rsi") record as *const Record as u64,
-                lateout("rcx") _,
-                lateout("r11") _,
-                options(nostack),
-            );
-        }
+        // SAFETY: `ARCH_SET_GS` only sets this thread's GS base (Linux keeps
+        // it across context switches); the record is leaked, so it outlives
+        // the thread.
+        let result = unsafe { arch_prctl(ARCH_SET_GS, record as *const Record as u64) };
         assert_eq!(result, 0, "arch_prctl(ARCH_SET_GS) failed");
     }
 }
@@ -75,22 +63,33 @@ pub fn install() {
 #[cfg(rrpc_gs)]
 fn gs_base() -> u64 {
     const ARCH_GET_GS: u64 = 0x1004;
-    const SYS_ARCH_PRCTL: u64 = 158;
     let mut base: u64 = 0;
+    // SAFETY: `ARCH_GET_GS` writes the 8 bytes at the address it is given.
+    let result = unsafe { arch_prctl(ARCH_GET_GS, &raw mut base as u64) };
+    if result == 0 { base } else { 0 }
+}
+
+/// The `arch_prctl` system call: 0 or a negative error number.
+///
+/// # Safety
+/// What `code` does with `argument` must be sound (see each caller).
+#[cfg(rrpc_gs)]
+unsafe fn arch_prctl(code: u64, argument: u64) -> i64 {
+    const SYS_ARCH_PRCTL: i64 = 158;
     let result: i64;
-    // SAFETY: `arch_prctl(ARCH_GET_GS, &base)` writes the 8 bytes of `base`.
+    // SAFETY: forwarded; the system call clobbers only rcx and r11.
     unsafe {
         core::arch::asm!(
             "syscall",
-            inlateout("rax") SYS_ARCH_PRCTL as i64 => result,
-            in("rdi") ARCH_GET_GS,
-            in("rsi") &raw mut base as u64,
+            inlateout("rax") SYS_ARCH_PRCTL => result,
+            in("rdi") code,
+            in("rsi") argument,
             lateout("rcx") _,
             lateout("r11") _,
             options(nostack),
         );
     }
-    if result == 0 { base } else { 0 }
+    result
 }
 
 /// The innermost continuation, as the kernel's `cpu::catch_top`: one load
