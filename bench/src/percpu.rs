@@ -139,8 +139,8 @@ impl HostCore {
     }
 }
 
-/// As the kernel's (`catch::ThisCore`): each word one `GS`-relative access.
-#[cfg(rrpc_gs)]
+/// As the kernel's (`catch::ThisCore`): with `rrpc_gs`, each word one
+/// `GS`-relative access; without, `rrpc`'s thread-local words.
 impl cont::Core for HostCore {
     #[inline]
     fn top(&self) -> *mut () {
@@ -161,21 +161,4 @@ impl cont::Core for HostCore {
 }
 
 #[cfg(not(rrpc_gs))]
-impl cont::Core for HostCore {
-    #[inline]
-    fn top(&self) -> *mut () {
-        rrpc::percpu::top()
-    }
-    #[inline]
-    fn set_top(&self, frame: *mut ()) {
-        rrpc::percpu::set_top(frame)
-    }
-    #[inline]
-    fn owner(&self) -> OwnerId {
-        rrpc::percpu::owner()
-    }
-    #[inline]
-    fn set_owner(&self, owner: OwnerId) {
-        rrpc::percpu::set_owner(owner)
-    }
-}
+use rrpc::percpu::{set_top, top};
