@@ -84,6 +84,34 @@ fn the_byte_budget_refuses_what_does_not_fit() {
     assert!(store.bytes() <= 1000);
 }
 
+/// A replacement (which keeps the item's key) refused by the budget
+/// leaves the old item as it was; one that fits changes the value, flags,
+/// expiry and CAS unique, and the byte count by exactly the values'
+/// difference.
+#[test]
+fn a_refused_replacement_changes_nothing() {
+    let mut store = Store::new(1000);
+    let cas = store.set(b"key", vec![1; 400], 7, 0).unwrap();
+    let bytes = store.bytes();
+    assert!(store.set(b"key", vec![2; 1000], 8, 0).is_err());
+    let item = store.get(b"key", 1).unwrap().clone();
+    assert_eq!(
+        (&*item.key, &*item.value, item.flags, item.cas),
+        (&b"key"[..], &[1u8; 400][..], 7, cas)
+    );
+    assert_eq!(store.bytes(), bytes);
+    assert_eq!(store.evictions_refused, 1);
+    let next = store.set(b"key", vec![3; 100], 9, 5_000).unwrap();
+    assert!(next > cas);
+    let item = store.get(b"key", 1).unwrap();
+    assert_eq!(
+        (&*item.value, item.flags, item.expires_ns),
+        (&[3u8; 100][..], 9, 5_000)
+    );
+    assert_eq!(store.bytes(), bytes - 300);
+    assert_eq!(store.len(), 1);
+}
+
 #[test]
 fn storage_commands_and_their_answers() {
     let mut s = server();
