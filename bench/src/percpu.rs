@@ -30,6 +30,7 @@ const _: () = {
     assert!(core::mem::offset_of!(Record, index) == rrpc::percpu::offsets::INDEX);
     assert!(core::mem::offset_of!(Record, owner) == rrpc::percpu::offsets::OWNER);
     assert!(core::mem::offset_of!(Record, section) == rrpc::percpu::offsets::SECTION);
+    assert!(core::mem::offset_of!(Record, top) == rrpc::percpu::offsets::TOP);
 };
 
 /// Points this thread's `GS` base at a new record (core 0, the kernel

@@ -28,9 +28,11 @@ pub struct PerCpu {
     /// fault there is the kernel's, and the watchdog waits until it is
     /// over.
     pub(crate) kernel_section: Cell<u32>,
-    pub apic_id: u32,
-    /// Innermost crash-containment continuation on this core.
+    /// Innermost crash-containment continuation on this core (also read
+    /// and written inline by `rrpc`: a proxy's domain entry links its
+    /// frame here).
     pub(crate) catch_top: Cell<*mut ()>,
+    pub apic_id: u32,
     /// How many interrupt handlers are running on this core.
     pub(crate) irq_depth: Cell<u32>,
     pub ticks: AtomicU64,
@@ -57,13 +59,15 @@ pub struct PerCpu {
 // core; everything shared is atomic.
 unsafe impl Sync for PerCpu {}
 
-// `rrpc` reads these inline through GS (`rrpc::percpu::offsets`).
+// `rrpc` reads (and its proxies' entries write) these inline through GS
+// (`rrpc::percpu::offsets`).
 const _: () = {
     assert!(core::mem::offset_of!(PerCpu, self_ptr) == 0);
     assert!(core::mem::offset_of!(PerCpu, index) == rrpc::percpu::offsets::INDEX);
     assert!(core::mem::offset_of!(PerCpu, current_owner) == rrpc::percpu::offsets::OWNER);
     assert!(core::mem::size_of::<executor::OwnerId>() == 4);
     assert!(core::mem::offset_of!(PerCpu, kernel_section) == rrpc::percpu::offsets::SECTION);
+    assert!(core::mem::offset_of!(PerCpu, catch_top) == rrpc::percpu::offsets::TOP);
 };
 
 static CPUS: [AtomicPtr<PerCpu>; MAX_CPUS] =

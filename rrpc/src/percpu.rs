@@ -33,6 +33,9 @@ pub mod offsets {
     pub const OWNER: usize = 16;
     /// Depth of sections the running domain must not be unwound in (`u32`).
     pub const SECTION: usize = 20;
+    /// The innermost crash-containment frame (`*mut ()`, a `cont::Frame`):
+    /// what a proxy's inline domain entry links its frame to.
+    pub const TOP: usize = 24;
 }
 
 #[cfg(any(target_os = "none", rrpc_gs))]
@@ -110,8 +113,8 @@ mod imp {
         }
     }
 
-    /// Host benchmark only: writes the owner word.
-    #[cfg(rrpc_gs)]
+    /// Writes the owner word (a proxy's inline domain entry and exit;
+    /// not public in a kernel build).
     #[inline(always)]
     pub fn set_owner(owner: Owner) {
         // SAFETY: as in `owner`.
@@ -120,6 +123,37 @@ mod imp {
                 "mov gs:[{off}], {:e}",
                 in(reg) owner.to_bits(),
                 off = const offsets::OWNER,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+
+    /// The innermost crash-containment frame on this core.
+    #[inline(always)]
+    pub fn top() -> *mut () {
+        let top: *mut ();
+        // SAFETY: as in `core`; the word at `TOP` is the innermost frame,
+        // written only by this core.
+        unsafe {
+            core::arch::asm!(
+                "mov {}, gs:[{off}]",
+                out(reg) top,
+                off = const offsets::TOP,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+        top
+    }
+
+    /// Sets what [`top`] returns (a proxy's inline domain entry and exit).
+    #[inline(always)]
+    pub fn set_top(frame: *mut ()) {
+        // SAFETY: as in `top`.
+        unsafe {
+            core::arch::asm!(
+                "mov gs:[{off}], {}",
+                in(reg) frame,
+                off = const offsets::TOP,
                 options(nostack, preserves_flags),
             );
         }
@@ -219,7 +253,6 @@ mod imp {
     }
 
     #[inline(always)]
-    #[allow(dead_code)] // exposed with the test kit only
     pub fn set_owner(owner: Owner) {
         words().owner.set(owner);
     }
@@ -235,13 +268,11 @@ mod imp {
     }
 
     #[inline(always)]
-    #[allow(dead_code)] // exposed with the test kit only
     pub fn top() -> *mut () {
         words().top.get()
     }
 
     #[inline(always)]
-    #[allow(dead_code)] // exposed with the test kit only
     pub fn set_top(frame: *mut ()) {
         words().top.set(frame)
     }
@@ -278,14 +309,14 @@ pub fn set_core(core: usize) {
 /// The innermost domain-entry continuation on this thread (host only: the
 /// kernel's per-core record has its own; host runtimes keep theirs here,
 /// in the same thread-local record as the owner they switch).
-#[cfg(all(not(any(target_os = "none", rrpc_gs)), any(test, feature = "host-kit")))]
+#[cfg(all(not(target_os = "none"), any(test, feature = "host-kit", rrpc_gs)))]
 #[inline(always)]
 pub fn top() -> *mut () {
     imp::top()
 }
 
 /// Sets what [`top`] returns (host only).
-#[cfg(all(not(any(target_os = "none", rrpc_gs)), any(test, feature = "host-kit")))]
+#[cfg(all(not(target_os = "none"), any(test, feature = "host-kit", rrpc_gs)))]
 #[inline(always)]
 pub fn set_top(frame: *mut ()) {
     imp::set_top(frame)
@@ -322,5 +353,30 @@ impl Drop for Section {
     fn drop(&mut self) {
         // SAFETY: pairs with `enter`.
         unsafe { imp::leave() }
+    }
+}
+
+/// This core's words as `cont`'s gate reads and writes them: what a
+/// proxy's inline domain entry ([`crate::proxy`]) runs with. Crate-private:
+/// only generated proxies' entries (behind an `EntryCap`) switch the
+/// running incarnation and link frames.
+pub(crate) struct ThisCore;
+
+impl cont::Core for ThisCore {
+    #[inline(always)]
+    fn top(&self) -> *mut () {
+        imp::top()
+    }
+    #[inline(always)]
+    fn set_top(&self, frame: *mut ()) {
+        imp::set_top(frame)
+    }
+    #[inline(always)]
+    fn owner(&self) -> Owner {
+        imp::owner()
+    }
+    #[inline(always)]
+    fn set_owner(&self, owner: Owner) {
+        imp::set_owner(owner)
     }
 }

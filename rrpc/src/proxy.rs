@@ -2,7 +2,7 @@
 //! a domain; `#[interface]` proxies call [`call`] for every method.
 
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use spin::Once;
 
@@ -74,6 +74,43 @@ pub unsafe trait Runtime: Sync {
     fn trusted_wakers(&self) -> Option<&'static core::task::RawWakerVTable> {
         None
     }
+    /// The gate of `callee`, if proxies may enter it inline (`None`: every
+    /// entry goes through [`enter_raw`](Self::enter_raw)). Asked once per
+    /// entry capability, when the name service makes it
+    /// ([`EntryCap::new`]). A proxy holding a gate enters with
+    /// `cont::Gate::enter_raw` itself, on this crate's per-core words
+    /// ([`crate::percpu`]: the running incarnation and the innermost
+    /// frame), with the watchdog budget [`entry_budget`](Self::entry_budget)
+    /// points at and a [`FaultRoom`] for the frame's payload, and reports
+    /// a failed entry to [`entry_failed`](Self::entry_failed). Default:
+    /// `None`.
+    ///
+    /// (The kernel's entry is exactly those steps plus a look-up of the
+    /// domain by slot; made inline, a proxied call saves the indirect
+    /// call into the runtime, its frame and the mapping of its result.)
+    fn gate(&self, callee: Owner) -> Option<&'static cont::Gate> {
+        let _ = callee;
+        None
+    }
+    /// The watchdog budget a proxy's inline entry gives the callee's frame
+    /// (read on every entry; 0: none). Read once, when the runtime is
+    /// installed. Default: `None` (no budget).
+    fn entry_budget(&self) -> Option<&'static AtomicU64> {
+        None
+    }
+    /// A proxy's inline entry into `callee` failed: the failure path
+    /// resumed its frame with its record of the failure in `fault`. The
+    /// runtime does what a failed entry of its own does (the kernel
+    /// poisons the incarnation). Called once per failure, back in the
+    /// caller, with the frame unlinked and the caller's incarnation
+    /// current again. Default: nothing.
+    ///
+    /// # Safety
+    /// `fault` is the payload of a frame the runtime's failure path
+    /// resumed (it wrote its record there first).
+    unsafe fn entry_failed(&self, callee: Owner, fault: &FaultRoom) {
+        let _ = (callee, fault);
+    }
     /// A caller's task is suspended on a call into `callee`: wake it if
     /// `callee` dies (so it sees the error). Default: nothing.
     fn suspended(&self, callee: Owner, waker: &core::task::Waker) {
@@ -104,6 +141,16 @@ pub unsafe trait Runtime: Sync {
         let _ = (caller, cell);
     }
 }
+
+/// Room for the runtime's record of a failure in the frame a proxy's
+/// inline entry links (the payload of its `cont::Frame`): the kernel's
+/// failure path writes its fault record there before it resumes the frame,
+/// and asserts at compile time that the record fits.
+#[repr(C)]
+pub struct FaultRoom(pub [core::mem::MaybeUninit<u64>; FAULT_ROOM_WORDS]);
+
+/// Words in a [`FaultRoom`].
+pub const FAULT_ROOM_WORDS: usize = 32;
 
 /// A pending proxied call, registered with the runtime ([`Runtime::park`]).
 #[derive(Clone, Copy, Debug)]
@@ -174,17 +221,30 @@ pub unsafe trait Interface: Send + Sync + 'static {
 /// calling an object that domain exported.
 pub struct EntryCap {
     callee: Owner,
+    /// The callee's gate, if the runtime lets proxies enter it inline
+    /// ([`Runtime::gate`]).
+    gate: Option<&'static cont::Gate>,
 }
 
 impl EntryCap {
-    /// The capability to enter `callee`.
+    /// The capability to enter `callee` (with its gate, if the installed
+    /// runtime hands one out: [`Runtime::gate`]).
     ///
     /// # Safety
     /// Whoever holds it can run closures as `callee` ([`call`]): it must go
     /// straight into the generated proxy of an object `callee` exported
     /// (through [`Interface::proxy`]) and nowhere else.
-    pub const unsafe fn new(callee: Owner) -> EntryCap {
-        EntryCap { callee }
+    pub unsafe fn new(callee: Owner) -> EntryCap {
+        EntryCap {
+            callee,
+            gate: runtime().gate(callee),
+        }
+    }
+
+    /// Whether calls through it enter the callee inline (through its gate)
+    /// rather than through the runtime.
+    pub fn is_inline(&self) -> bool {
+        self.gate.is_some()
     }
 
     /// The incarnation it enters.
@@ -295,6 +355,11 @@ fn runtime() -> &'static dyn Runtime {
     unsafe { *RUNTIME.load(Ordering::Acquire) }
 }
 
+/// The watchdog budget of inline entries ([`Runtime::entry_budget`]);
+/// until a runtime gives one, a word that stays 0 (no budget).
+static BUDGET: AtomicPtr<AtomicU64> = AtomicPtr::new(&raw const NO_BUDGET as *mut AtomicU64);
+static NO_BUDGET: AtomicU64 = AtomicU64::new(0);
+
 /// [`Runtime::trusted_wakers`] of the installed runtime (null: none).
 static TRUSTED_WAKERS: AtomicPtr<core::task::RawWakerVTable> = AtomicPtr::new(ptr::null_mut());
 
@@ -303,6 +368,9 @@ pub fn install_runtime(runtime: &'static dyn Runtime) {
     let installed: &'static &'static dyn Runtime = INSTALLED.call_once(|| {
         if let Some(vtable) = runtime.trusted_wakers() {
             TRUSTED_WAKERS.store(ptr::from_ref(vtable).cast_mut(), Ordering::Release);
+        }
+        if let Some(budget) = runtime.entry_budget() {
+            BUDGET.store(ptr::from_ref(budget).cast_mut(), Ordering::Release);
         }
         runtime
     });
@@ -335,7 +403,14 @@ pub fn is_alive(owner: Owner) -> bool {
 /// holds is the callee's.
 #[inline]
 pub fn call<R, F: FnOnce() -> R>(entry: &EntryCap, f: F) -> RpcResult<R> {
-    call_as(entry.callee, f)
+    call_in(
+        entry.callee,
+        entry.gate,
+        move |_: Moved<'_>| f(),
+        false,
+        Ok,
+        |error, _| Err(error),
+    )
 }
 
 /// Runs the method call `f` as the incarnation `entry` enters: what a
@@ -356,6 +431,7 @@ pub fn call_method<T, F: FnOnce(Moved<'_>) -> RpcResult<T>>(
 ) -> RpcResult<T> {
     call_in(
         entry.callee,
+        entry.gate,
         f,
         true,
         |result| result,
@@ -518,12 +594,12 @@ fn lent<T>() -> RpcResult<T> {
 #[inline(always)]
 fn call_in<R, F: FnOnce(Moved<'_>) -> R, O>(
     callee: Owner,
+    gate: Option<&'static cont::Gate>,
     f: F,
     drop_unmoved: bool,
     ok: impl FnOnce(R) -> O,
     failed: impl FnOnce(RpcError, bool) -> O,
 ) -> O {
-    let runtime = runtime();
     // As in `call_as`, with the flag the closure sets once its arguments
     // are the callee's.
     #[repr(C)]
@@ -554,9 +630,14 @@ fn call_in<R, F: FnOnce(Moved<'_>) -> R, O>(
         moved: core::cell::Cell::new(false),
         f: core::mem::ManuallyDrop::new(f),
     };
-    // SAFETY: the slot starts with its `RawCall`, lives across the call,
-    // and `run` matches its types.
-    let entered = unsafe { runtime.enter_raw(callee, &raw mut slot.raw) };
+    let entered = match gate {
+        // SAFETY: the slot starts with its `RawCall`, lives across the
+        // call, and `run` matches its types; the gate is the callee's, as
+        // the runtime gave it for the capability (see `enter_inline`).
+        Some(gate) => unsafe { enter_inline(gate, callee, &raw mut slot.raw) },
+        // SAFETY: as above.
+        None => unsafe { runtime().enter_raw(callee, &raw mut slot.raw) },
+    };
     let error = match entered {
         // SAFETY: an `Ok` entry means `run` returned (the contract of
         // `Runtime`, an unsafe trait), and `run` wrote the result.
@@ -574,6 +655,56 @@ fn call_in<R, F: FnOnce(Moved<'_>) -> R, O>(
     // Otherwise the closure (and whatever it built) may hold the callee's
     // objects, a dead domain's memory: it is never dropped.
     failed(error, slot.moved.get())
+}
+
+/// A domain entry made by the proxy itself, through the callee's gate
+/// ([`Runtime::gate`]): the gate checks that `callee` is its open
+/// incarnation, makes it the running one (this crate's per-core owner
+/// word), links a frame with the watchdog budget and room for the
+/// runtime's fault record, runs `call` under `cont::call`, and restores
+/// both words. The same steps as the kernel's own entry, without the
+/// indirect call into the runtime: `Ok(())` only once `run` returned.
+///
+/// # Safety
+/// As for [`Runtime::enter_raw`]; `gate` is the one the installed runtime
+/// gave for `callee` (whose contract makes these steps a complete entry).
+#[inline(always)]
+unsafe fn enter_inline(
+    gate: &'static cont::Gate,
+    callee: Owner,
+    call: *mut cont::RawCall,
+) -> Result<(), RpcError> {
+    // SAFETY: `BUDGET` always points at a static word.
+    let budget = unsafe { &*BUDGET.load(Ordering::Acquire) }.load(Ordering::Relaxed);
+    // SAFETY: forwarded; the failure path writes its record into the
+    // frame's `FaultRoom` (the runtime's contract) before resuming it.
+    unsafe {
+        gate.enter_raw_with(
+            &crate::percpu::ThisCore,
+            callee,
+            budget,
+            call,
+            not_alive,
+            entry_failed,
+        )
+    }
+}
+
+/// A refused inline entry (out of line, off the path of a call that
+/// returns).
+#[cold]
+#[inline(never)]
+fn not_alive() -> RpcError {
+    RpcError::DomainNotAlive
+}
+
+/// A failed inline entry: tells the runtime (out of line, as above).
+#[cold]
+#[inline(never)]
+fn entry_failed(fault: &FaultRoom, callee: Owner) -> RpcError {
+    // SAFETY: `fault` is the payload of the frame the failure resumed.
+    unsafe { runtime().entry_failed(callee, fault) };
+    RpcError::DomainCrashed
 }
 
 /// Reads a `T` that was just written, one 8-byte word at a time. The
@@ -616,6 +747,7 @@ pub(crate) fn call_as<R, F: FnOnce() -> R>(callee: Owner, f: F) -> RpcResult<R> 
     // (`call_in` never drops it without `drop_unmoved`.)
     call_in(
         callee,
+        None,
         move |_: Moved<'_>| f(),
         false,
         Ok,
@@ -632,7 +764,9 @@ pub(crate) fn call_moving<R, F: FnOnce(Moved<'_>) -> R>(
     callee: Owner,
     f: F,
 ) -> Result<R, (RpcError, bool)> {
-    call_in(callee, f, false, Ok, |error, moved| Err((error, moved)))
+    call_in(callee, None, f, false, Ok, |error, moved| {
+        Err((error, moved))
+    })
 }
 
 /// Whether `waker` is one the runtime passes to callees as it is

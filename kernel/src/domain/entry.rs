@@ -203,6 +203,33 @@ unsafe impl rrpc::proxy::Runtime for ProxyRuntime {
         super::parking::unpark(caller, cell);
     }
 
+    // Proxies enter a domain through its gate themselves (the steps of
+    // `through_gate`: the gate's check and switch, a frame with the
+    // budget, room for a `Fault`, which the failure path writes into the
+    // innermost frame whatever linked it), and report a failure here.
+    fn gate(&self, callee: rrpc::Owner) -> Option<&'static cont::Gate> {
+        if callee == OwnerId::KERNEL {
+            return None;
+        }
+        // Domain records are never freed and a slot keeps its record, so
+        // the gate outlives the capability; the gate refuses any entry
+        // but its open incarnation's.
+        get(slot_of(callee)).map(|domain| &domain.gate)
+    }
+
+    fn entry_budget(&self) -> Option<&'static AtomicU64> {
+        Some(&BUDGET_TICKS)
+    }
+
+    unsafe fn entry_failed(&self, callee: rrpc::Owner, fault: &rrpc::proxy::FaultRoom) {
+        // SAFETY: the failure path wrote a `Fault` into the frame's payload
+        // (it fits: asserted below) before resuming it.
+        let fault = unsafe { &*(fault as *const rrpc::proxy::FaultRoom as *const Fault) };
+        if let Some(domain) = get(slot_of(callee)) {
+            lifecycle::poison(domain, callee, Some(fault), "crashed");
+        }
+    }
+
     unsafe fn enter(&self, callee: rrpc::Owner, f: &mut dyn FnMut()) -> Result<(), rrpc::RpcError> {
         enter(callee, f).map_err(rrpc::RpcError::from)
     }
@@ -216,3 +243,15 @@ unsafe impl rrpc::proxy::Runtime for ProxyRuntime {
         unsafe { enter_raw(callee, call) }.map_err(rrpc::RpcError::from)
     }
 }
+
+// A proxy's inline entry links a `cont::Frame<FaultRoom>`; the failure
+// path writes a `Fault` into the innermost frame's payload as if it were a
+// `cont::Frame<Fault>` (`catch::Continuation`): same offset, and room
+// enough.
+const _: () = {
+    use core::mem::{align_of, offset_of, size_of};
+    use rrpc::proxy::FaultRoom;
+    assert!(size_of::<Fault>() <= size_of::<FaultRoom>());
+    assert!(align_of::<Fault>() <= align_of::<FaultRoom>());
+    assert!(offset_of!(cont::Frame<Fault>, payload) == offset_of!(cont::Frame<FaultRoom>, payload));
+};

@@ -425,6 +425,50 @@ unsafe fn guarded_raw_as<P>(
     }
 }
 
+/// [`guarded_raw_as`] handing a failure's payload to `failed` where it
+/// lies, in the frame (after the frame is unlinked), instead of moving it
+/// out: what an entry inlined into its caller uses, so that the success
+/// path carries no room for a moved payload.
+///
+/// # Safety
+/// As for [`guarded_raw_as`].
+#[inline(always)]
+unsafe fn guarded_raw_with<P, E>(
+    core: &impl Core,
+    owner: OwnerId,
+    budget: u64,
+    call: *mut RawCall,
+    failed: impl FnOnce(&P, OwnerId) -> E,
+) -> Result<(), E> {
+    let frame = Frame::<P> {
+        regs: Registers::new(),
+        prev: core.top(),
+        budget: AtomicU64::new(budget),
+        owner,
+        payload: MaybeUninit::uninit(),
+    };
+    // SAFETY: per the contract; the frame outlives the call.
+    unsafe { (*call).budget = MaybeUninit::new(&frame.budget) };
+    // As in `guarded`.
+    compiler_fence(Ordering::SeqCst);
+    core.set_top(&raw const frame as *mut ());
+    // SAFETY: as in `guarded_raw_as`.
+    let value = unsafe {
+        let run: extern "C" fn(*mut u8) = core::mem::transmute((*call).run);
+        self::call(&frame.regs, run, call as *mut u8)
+    };
+    core.set_top(frame.prev);
+    if value == 0 {
+        Ok(())
+    } else {
+        // SAFETY: the failure path writes the payload before resuming.
+        Err(failed(
+            unsafe { frame.payload.assume_init_ref() },
+            frame.owner,
+        ))
+    }
+}
+
 /// Why [`Gate::enter`] produced no value.
 #[derive(Debug)]
 pub enum Refused<P> {
@@ -526,6 +570,43 @@ impl Gate {
         // SAFETY: forwarded; `owner` is current now.
         let result = unsafe { guarded_raw_as(core, owner, budget, call) }.map_err(Refused::Failed);
         core.set_owner(previous);
+        result
+    }
+
+    /// [`enter_raw`](Self::enter_raw) for an entry inlined into its
+    /// caller: a refusal is `refused()`; a failure is `failed` of the
+    /// payload in place and the incarnation it failed in, called once the
+    /// frame is unlinked and the previous owner is current again.
+    ///
+    /// # Safety
+    /// As for [`guarded_raw`].
+    #[inline(always)]
+    pub unsafe fn enter_raw_with<P, E>(
+        &self,
+        core: &impl Core,
+        owner: OwnerId,
+        budget: u64,
+        call: *mut RawCall,
+        refused: impl FnOnce() -> E,
+        failed: impl FnOnce(&P, OwnerId) -> E,
+    ) -> Result<(), E> {
+        if !self.is_alive_as(owner) {
+            return Err(refused());
+        }
+        let previous = core.owner();
+        core.set_owner(owner);
+        // SAFETY: forwarded; `owner` is current now. The previous owner is
+        // current again before `failed` runs (first thing in the closure)
+        // or, on success, right after.
+        let result = unsafe {
+            guarded_raw_with(core, owner, budget, call, |payload: &P, owner| {
+                core.set_owner(previous);
+                failed(payload, owner)
+            })
+        };
+        if result.is_ok() {
+            core.set_owner(previous);
+        }
         result
     }
 }
