@@ -60,6 +60,9 @@ pub struct RpcFuture<'a, T> {
     ///
     /// [`Runtime::park`]: crate::proxy::Runtime::park
     cell: u8,
+    /// The callee's gate, if its entries are made inline (see
+    /// `EntryCap::new`).
+    gate: Option<&'static cont::Gate>,
     /// A proxied call not started yet: moves the closure out of `words`
     /// and runs it. (Kept as separate fields, read in place: copying the
     /// future whole right after it was written field by field stalls
@@ -112,6 +115,7 @@ impl<'a, T> RpcFuture<'a, T> {
             callee: Owner::KERNEL,
             error: encode(error),
             cell: 0,
+            gate: None,
             run: None,
             discard: nothing,
             words: EMPTY,
@@ -165,7 +169,7 @@ impl<'a, T> RpcFuture<'a, T> {
         let in_cell = self.cell & IN_CELL != 0;
         if future.is_some() || in_cell {
             let this = &mut *self;
-            let entered = crate::proxy::call_as(this.callee, || {
+            let entered = crate::proxy::call_as(this.callee, this.gate, || {
                 drop(future);
                 if in_cell {
                     this.unregister();
@@ -192,6 +196,7 @@ impl<'a, T> From<BoxedFuture<'a, T>> for RpcFuture<'a, T> {
             callee: Owner::KERNEL,
             error: 0,
             cell: 0,
+            gate: None,
             run: None,
             discard: nothing,
             words: EMPTY,
@@ -279,7 +284,7 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
     /// vouches for).
     #[inline(always)]
     fn poll_with(&mut self, waker: &core::task::Waker) -> Poll<RpcResult<T>> {
-        let callee = self.callee;
+        let (callee, gate) = (self.callee, self.gate);
         let this = &mut *self;
         // What belongs to the callee stays where a crash leaves it to be
         // forgotten: the callee's future is in `future`, in its cell or (on
@@ -289,7 +294,7 @@ impl<'a, T: Exchangeable + 'a> RpcFuture<'a, T> {
         // is set (in one critical section with the moves) once the
         // deferred call's arguments are the callee's; until then a failed
         // entry leaves them to the caller, in `words`.
-        let polled = crate::proxy::call_moving(callee, |moved| {
+        let polled = crate::proxy::call_moving(callee, gate, |moved| {
             let in_cell = this.cell & IN_CELL != 0;
             let mut cx = Context::from_waker(waker);
             if in_cell {
@@ -515,14 +520,17 @@ where
     F: FnOnce(crate::proxy::Moved<'_>) -> RpcFuture<'a, T> + Send + 'a,
 {
     if size_of::<F>() <= size_of::<Words>() && align_of::<F>() <= align_of::<Words>() {
-        deferred(entry.callee(), Inline(method))
+        deferred(entry, Inline(method))
     } else {
-        deferred(entry.callee(), Boxed(Box::new(method)))
+        deferred(entry, Boxed(Box::new(method)))
     }
 }
 
 #[inline]
-fn deferred<'a, T, D: Deferred<'a, T> + Send>(callee: Owner, call: D) -> RpcFuture<'a, T> {
+fn deferred<'a, T, D: Deferred<'a, T> + Send>(
+    entry: &crate::proxy::EntryCap,
+    call: D,
+) -> RpcFuture<'a, T> {
     const { assert!(align_of::<Words>() == align_of::<usize>()) };
     // Checked at run time (folded away): `start` picks `Inline` only for
     // calls that fit, but both of its branches are compiled for every call.
@@ -541,9 +549,10 @@ fn deferred<'a, T, D: Deferred<'a, T> + Send>(callee: Owner, call: D) -> RpcFutu
     }
     let mut future = RpcFuture {
         future: None,
-        callee,
+        callee: entry.callee(),
         error: 0,
         cell: 0,
+        gate: entry.gate(),
         run: Some(run::<T, D>),
         discard: discard::<D>,
         words: EMPTY,

@@ -247,6 +247,13 @@ impl EntryCap {
         self.gate.is_some()
     }
 
+    /// The callee's gate, for this crate's futures (which keep it with
+    /// the callee).
+    #[inline]
+    pub(crate) fn gate(&self) -> Option<&'static cont::Gate> {
+        self.gate
+    }
+
     /// The incarnation it enters.
     #[inline]
     pub fn callee(&self) -> Owner {
@@ -743,11 +750,15 @@ pub(crate) unsafe fn read_by_words<T>(src: *const T) -> T {
 /// proxy started ([`crate::RpcFuture`]). The closure is never dropped
 /// here, whether it ran or not (it may hold the callee's objects).
 #[inline]
-pub(crate) fn call_as<R, F: FnOnce() -> R>(callee: Owner, f: F) -> RpcResult<R> {
+pub(crate) fn call_as<R, F: FnOnce() -> R>(
+    callee: Owner,
+    gate: Option<&'static cont::Gate>,
+    f: F,
+) -> RpcResult<R> {
     // (`call_in` never drops it without `drop_unmoved`.)
     call_in(
         callee,
-        None,
+        gate,
         move |_: Moved<'_>| f(),
         false,
         Ok,
@@ -762,9 +773,10 @@ pub(crate) fn call_as<R, F: FnOnce() -> R>(callee: Owner, f: F) -> RpcResult<R> 
 #[inline]
 pub(crate) fn call_moving<R, F: FnOnce(Moved<'_>) -> R>(
     callee: Owner,
+    gate: Option<&'static cont::Gate>,
     f: F,
 ) -> Result<R, (RpcError, bool)> {
-    call_in(callee, None, f, false, Ok, |error, moved| {
+    call_in(callee, gate, f, false, Ok, |error, moved| {
         Err((error, moved))
     })
 }

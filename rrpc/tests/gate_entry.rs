@@ -93,6 +93,7 @@ pub trait Probe {
     fn look(&self) -> RpcResult<(Owner, Owner, u64)>;
     fn fill(&self, buffer: RRef<[u8; 64]>, byte: u8) -> RpcResult<RRef<[u8; 64]>>;
     fn fail_with(&self, code: u64, buffer: RRef<[u8; 64]>) -> RpcResult<()>;
+    async fn later(&self, x: u64) -> RpcResult<(Owner, u64)>;
 }
 
 struct Service {
@@ -116,6 +117,15 @@ impl Probe for Service {
     }
     fn fail_with(&self, code: u64, _buffer: RRef<[u8; 64]>) -> RpcResult<()> {
         fail(code)
+    }
+    fn later(&self, x: u64) -> rrpc::RpcFuture<'_, (Owner, u64)> {
+        rrpc::RpcFuture::new(async move {
+            let frame = rrpc::percpu::top() as *const cont::Frame<FaultRoom>;
+            assert!(!frame.is_null(), "polled under a frame");
+            // SAFETY: the innermost frame is this poll's entry's.
+            let budget = unsafe { (*frame).budget.load(Ordering::SeqCst) };
+            Ok((rrpc::percpu::owner(), x + budget))
+        })
     }
 }
 
@@ -153,6 +163,24 @@ fn an_inline_entry_runs_as_the_callee_under_a_frame_and_restores_the_caller() {
         slow,
         "no entry went through the runtime"
     );
+}
+
+#[test]
+fn an_async_call_is_polled_inside_the_callee_through_its_gate() {
+    let caller = Owner::new(7, 7);
+    let callee = setup(caller, 6);
+    let probe = proxy(callee);
+    let slow = RUNTIME.slow_entries.load(Ordering::SeqCst);
+    let (running, value) = rrpc::host_kit::block_on(probe.later(1), 4).expect("the call completes");
+    assert_eq!(running, callee);
+    assert_eq!(
+        value,
+        1 + BUDGET,
+        "polled under a frame with the runtime's budget"
+    );
+    assert_eq!(rrpc::percpu::owner(), caller);
+    assert!(rrpc::percpu::top().is_null());
+    assert_eq!(RUNTIME.slow_entries.load(Ordering::SeqCst), slow);
 }
 
 #[test]
@@ -227,6 +255,9 @@ fn a_failure_in_a_nested_inline_entry_resumes_only_the_inner_frame() {
         }
         fn fail_with(&self, code: u64, _: RRef<[u8; 64]>) -> RpcResult<()> {
             fail(code)
+        }
+        fn later(&self, _: u64) -> rrpc::RpcFuture<'_, (Owner, u64)> {
+            rrpc::RpcFuture::failed(RpcError::NoSuchInterface)
         }
     }
     // SAFETY: as in `proxy`.
