@@ -621,12 +621,12 @@ unsafe impl rrpc::proxy::Runtime for HostRuntime {
     }
 
     // As the kernel's: proxies enter the callee through its gate inline.
-    fn gate(&self, callee: rrpc::Owner) -> Option<&'static cont::Gate> {
+    unsafe fn gate(&self, callee: rrpc::Owner) -> Option<&'static cont::Gate> {
         let runtime: &'static HostRuntime = RUNTIME.get()?;
         (callee == CALLEE).then_some(&runtime.gate)
     }
 
-    fn entry_budget(&self) -> Option<&'static std::sync::atomic::AtomicU64> {
+    unsafe fn entry_budget(&self) -> Option<&'static std::sync::atomic::AtomicU64> {
         RUNTIME.get().map(|runtime| &runtime.budget_ticks)
     }
 

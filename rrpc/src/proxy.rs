@@ -88,14 +88,25 @@ pub unsafe trait Runtime: Sync {
     /// (The kernel's entry is exactly those steps plus a look-up of the
     /// domain by slot; made inline, a proxied call saves the indirect
     /// call into the runtime, its frame and the mapping of its result.)
-    fn gate(&self, callee: Owner) -> Option<&'static cont::Gate> {
+    ///
+    /// # Safety
+    /// Only this crate calls it, for [`EntryCap::new`]: whoever holds a
+    /// domain's gate can close it (kill the incarnation) or open it for an
+    /// incarnation that is dead and reclaimed. (The runtime is handed to
+    /// every domain, so this must not be safe to call.)
+    unsafe fn gate(&self, callee: Owner) -> Option<&'static cont::Gate> {
         let _ = callee;
         None
     }
     /// The watchdog budget a proxy's inline entry gives the callee's frame
     /// (read on every entry; 0: none). Read once, when the runtime is
     /// installed. Default: `None` (no budget).
-    fn entry_budget(&self) -> Option<&'static AtomicU64> {
+    ///
+    /// # Safety
+    /// Only this crate calls it, when the runtime is installed: whoever
+    /// holds the word can change every entry's budget (0 switches the
+    /// watchdog off).
+    unsafe fn entry_budget(&self) -> Option<&'static AtomicU64> {
         None
     }
     /// A proxy's inline entry into `callee` failed: the failure path
@@ -237,7 +248,9 @@ impl EntryCap {
     pub unsafe fn new(callee: Owner) -> EntryCap {
         EntryCap {
             callee,
-            gate: runtime().gate(callee),
+            // SAFETY: the gate stays in the capability's private field
+            // (and the futures of its proxy's calls).
+            gate: unsafe { runtime().gate(callee) },
         }
     }
 
@@ -376,7 +389,8 @@ pub fn install_runtime(runtime: &'static dyn Runtime) {
         if let Some(vtable) = runtime.trusted_wakers() {
             TRUSTED_WAKERS.store(ptr::from_ref(vtable).cast_mut(), Ordering::Release);
         }
-        if let Some(budget) = runtime.entry_budget() {
+        // SAFETY: the word stays in this crate (read by inline entries).
+        if let Some(budget) = unsafe { runtime.entry_budget() } {
             BUDGET.store(ptr::from_ref(budget).cast_mut(), Ordering::Release);
         }
         runtime

@@ -44,10 +44,10 @@ unsafe impl Runtime for GateRuntime {
         self.slow_entries.fetch_add(1, Ordering::SeqCst);
         Err(RpcError::NoSuchDomain)
     }
-    fn gate(&self, callee: Owner) -> Option<&'static cont::Gate> {
+    unsafe fn gate(&self, callee: Owner) -> Option<&'static cont::Gate> {
         GATES.get(callee.slot())
     }
-    fn entry_budget(&self) -> Option<&'static AtomicU64> {
+    unsafe fn entry_budget(&self) -> Option<&'static AtomicU64> {
         Some(&BUDGET_WORD)
     }
     unsafe fn entry_failed(&self, callee: Owner, fault: &FaultRoom) {

@@ -207,7 +207,7 @@ unsafe impl rrpc::proxy::Runtime for ProxyRuntime {
     // `through_gate`: the gate's check and switch, a frame with the
     // budget, room for a `Fault`, which the failure path writes into the
     // innermost frame whatever linked it), and report a failure here.
-    fn gate(&self, callee: rrpc::Owner) -> Option<&'static cont::Gate> {
+    unsafe fn gate(&self, callee: rrpc::Owner) -> Option<&'static cont::Gate> {
         if callee == OwnerId::KERNEL {
             return None;
         }
@@ -217,7 +217,7 @@ unsafe impl rrpc::proxy::Runtime for ProxyRuntime {
         get(slot_of(callee)).map(|domain| &domain.gate)
     }
 
-    fn entry_budget(&self) -> Option<&'static AtomicU64> {
+    unsafe fn entry_budget(&self) -> Option<&'static AtomicU64> {
         Some(&BUDGET_TICKS)
     }
 
