@@ -656,8 +656,13 @@ fn call_in<R, F: FnOnce(Moved<'_>) -> R, O>(
         // call, and `run` matches its types; the gate is the callee's, as
         // the runtime gave it for the capability (see `enter_inline`).
         Some(gate) => unsafe { enter_inline(gate, callee, &raw mut slot.raw) },
-        // SAFETY: as above.
-        None => unsafe { runtime().enter_raw(callee, &raw mut slot.raw) },
+        None => {
+            // Objects the kernel exports, and host runtimes without gates:
+            // laid out of the way of the inline entry.
+            core::hint::cold_path();
+            // SAFETY: as above.
+            unsafe { runtime().enter_raw(callee, &raw mut slot.raw) }
+        }
     };
     let error = match entered {
         // SAFETY: an `Ok` entry means `run` returned (the contract of

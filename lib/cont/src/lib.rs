@@ -447,14 +447,19 @@ unsafe fn guarded_raw_with<P, E>(
         owner,
         payload: MaybeUninit::uninit(),
     };
-    // SAFETY: per the contract; the frame outlives the call.
-    unsafe { (*call).budget = MaybeUninit::new(&frame.budget) };
+    // SAFETY: per the contract; the frame outlives the call. `run` is
+    // read before the fence below (after it, the compiler would load it
+    // again right after the caller stored it).
+    let run = unsafe {
+        (*call).budget = MaybeUninit::new(&frame.budget);
+        (*call).run
+    };
     // As in `guarded`.
     compiler_fence(Ordering::SeqCst);
     core.set_top(&raw const frame as *mut ());
     // SAFETY: as in `guarded_raw_as`.
     let value = unsafe {
-        let run: extern "C" fn(*mut u8) = core::mem::transmute((*call).run);
+        let run: extern "C" fn(*mut u8) = core::mem::transmute(run);
         self::call(&frame.regs, run, call as *mut u8)
     };
     core.set_top(frame.prev);
