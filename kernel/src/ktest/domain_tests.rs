@@ -40,6 +40,10 @@ pub static TESTS: &[KTest] = &[
         run: TestFn::Async(generated_proxy),
     },
     KTest {
+        name: "domain_a_proxys_inline_entry_records_every_fault_kind",
+        run: TestFn::Async(inline_entry_faults),
+    },
+    KTest {
         name: "domain_rrefs_reclaimed_on_crash_moved_ones_survive",
         run: TestFn::Async(rrefs_reclaimed),
     },
@@ -886,6 +890,8 @@ pub trait Filler {
         byte: u8,
     ) -> rrpc::RpcResult<rrpc::RRef<[u8; 128]>>;
     fn crash(&self, kind: u8) -> rrpc::RpcResult<()>;
+    /// Raises `Kind::ALL[kind]`, the watchdog's runaway loop included.
+    fn fault(&self, kind: u8) -> rrpc::RpcResult<()>;
 }
 
 struct FillerImpl;
@@ -908,6 +914,65 @@ impl Filler for FillerImpl {
         inject::trigger(Kind::ALL[usize::from(kind) % 6]);
         Ok(())
     }
+    fn fault(&self, kind: u8) -> rrpc::RpcResult<()> {
+        inject::trigger(Kind::ALL[usize::from(kind) % Kind::ALL.len()]);
+        Ok(())
+    }
+}
+
+/// Since session 13 a generated proxy enters its callee itself, through
+/// the gate the kernel's runtime hands out with the entry capability (no
+/// call into the runtime): every kind of fault raised through it, the
+/// watchdog's included, is recorded against the callee with the kernel's
+/// fault record (which the failure path writes into the proxy's frame),
+/// poisons it, and leaves the caller running as itself with its frames as
+/// they were.
+fn inline_entry_faults() -> BoxedTest {
+    Box::pin(async {
+        use rrpc::RpcError;
+        for (index, kind) in Kind::ALL.iter().enumerate() {
+            let d = fresh("idle")?;
+            let object = domain::enter(d.owner(), || {
+                alloc::sync::Arc::new(FillerImpl) as alloc::sync::Arc<dyn Filler + Send + Sync>
+            })
+            .map_err(|e| alloc::format!("enter: {e}"))?;
+            let cap = crate::domain::entry_cap(d.owner());
+            ensure!(cap.is_inline(), "the kernel's runtime handed out no gate");
+            let proxy = FillerProxy::new(object, cap);
+            let (owner, top) = (cpu::current_owner(), cpu::catch_top());
+            let result = proxy.fault(index as u8);
+            ensure!(
+                result == Err(RpcError::DomainCrashed),
+                "{kind:?}: the call gave {result:?}"
+            );
+            ensure!(
+                cpu::current_owner() == owner && cpu::catch_top() == top,
+                "{kind:?}: the caller's owner or innermost frame changed"
+            );
+            ensure!(d.state() != State::Alive, "{kind:?}: callee still alive");
+            let fault = d.last_fault().unwrap_or_default();
+            let expected = match kind {
+                Kind::Panic => "panic",
+                Kind::PageFault => "page fault",
+                Kind::GeneralProtection => "general protection",
+                Kind::DivideByZero => "divide error",
+                Kind::InvalidOpcode => "invalid opcode",
+                Kind::StackOverflow => "stack overflow",
+                Kind::Loop => "watchdog",
+            };
+            ensure!(
+                fault.contains(expected),
+                "{kind:?}: recorded fault '{fault}' lacks '{expected}'"
+            );
+            let after = proxy.fault(0);
+            ensure!(
+                after == Err(RpcError::DomainNotAlive),
+                "{kind:?}: a call after the crash gave {after:?}"
+            );
+            dead(d).await?;
+        }
+        Ok(())
+    })
 }
 
 /// An `#[interface]` proxy into a real domain: the call runs as the
