@@ -203,6 +203,14 @@ pub(crate) fn redirect_trap(frame: &mut TrapFrame, mut fault: Fault) {
     // `cont::call` returns, which has not happened while its closure runs.
     unsafe {
         (*cont).payload.write(fault);
+        // Spent: from here until its entry unlinks it, neither the
+        // watchdog nor a campaign strikes under this frame (see
+        // `check_budget`), so the code that reports the failure (the
+        // caller's, after the resume) cannot be stopped before it has
+        // (a caller unwound there would leave the failure unreported).
+        (*cont)
+            .budget
+            .store(0, core::sync::atomic::Ordering::Relaxed);
         frame.rip = cont::resume_entry();
         frame.rdi = cont as u64;
         frame.rsi = 1;
@@ -230,6 +238,10 @@ pub(crate) fn resume_from_panic(info: &core::panic::PanicInfo) {
     // SAFETY: as in `redirect_trap`; we never return to the panicking frames.
     unsafe {
         (*cont).payload.write(fault);
+        // As in `redirect_trap`.
+        (*cont)
+            .budget
+            .store(0, core::sync::atomic::Ordering::Relaxed);
         cont::resume(&raw const (*cont).regs, 1);
     }
 }

@@ -82,8 +82,10 @@ pub unsafe trait Runtime: Sync {
     /// ([`crate::percpu`]: the running incarnation and the innermost
     /// frame), with the watchdog budget [`entry_budget`](Self::entry_budget)
     /// points at and a [`FaultRoom`] for the frame's payload, and reports
-    /// a failed entry to [`entry_failed`](Self::entry_failed). Default:
-    /// `None`.
+    /// a failed entry to [`entry_failed`](Self::entry_failed). The
+    /// runtime's failure path writes its record into the innermost frame's
+    /// payload and zeroes the frame's budget before it resumes the frame.
+    /// Default: `None`.
     ///
     /// (The kernel's entry is exactly those steps plus a look-up of the
     /// domain by slot; made inline, a proxied call saves the indirect
@@ -113,8 +115,12 @@ pub unsafe trait Runtime: Sync {
     /// resumed its frame with its record of the failure in `fault`. The
     /// runtime does what a failed entry of its own does (the kernel
     /// poisons the incarnation). Called once per failure, back in the
-    /// caller, with the frame unlinked and the caller's incarnation
-    /// current again. Default: nothing.
+    /// caller, with the caller's incarnation current again and the failed
+    /// frame still the innermost: the runtime's failure path zeroes a
+    /// frame's budget before it resumes it, so that neither the watchdog
+    /// nor anything else striking at a tick unwinds the caller before
+    /// this report (which would leave the callee alive after its
+    /// failure). Default: nothing.
     ///
     /// # Safety
     /// `fault` is the payload of a frame the runtime's failure path

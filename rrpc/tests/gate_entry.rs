@@ -23,6 +23,9 @@ static BUDGET_WORD: AtomicU64 = AtomicU64::new(BUDGET);
 struct GateRuntime {
     /// Failures reported: (callee, the first word of its record).
     failed: Mutex<Vec<(Owner, u64)>>,
+    /// Reports made while the failed frame was not the innermost one with
+    /// its budget spent, or with the callee still running.
+    exposed_reports: AtomicU32,
     /// Entries that went through `enter`/`enter_raw` (none should).
     slow_entries: AtomicU32,
 }
@@ -53,6 +56,17 @@ unsafe impl Runtime for GateRuntime {
     unsafe fn entry_failed(&self, callee: Owner, fault: &FaultRoom) {
         // SAFETY: `fail` wrote the first word.
         let code = unsafe { fault.0[0].assume_init() };
+        // The report runs with the failed frame still linked and spent (so
+        // nothing striking at a tick unwinds the caller before it), and as
+        // the caller.
+        let top = rrpc::percpu::top() as *const cont::Frame<FaultRoom>;
+        // SAFETY: a linked frame is live.
+        let shielded = !top.is_null()
+            && unsafe { (*top).owner == callee && (*top).budget.load(Ordering::SeqCst) == 0 }
+            && rrpc::percpu::owner() != callee;
+        if !shielded {
+            self.exposed_reports.fetch_add(1, Ordering::SeqCst);
+        }
         self.failed.lock().unwrap().push((callee, code));
         // What the kernel does: the incarnation is poisoned.
         GATES[callee.slot()].close(callee);
@@ -61,6 +75,7 @@ unsafe impl Runtime for GateRuntime {
 
 static RUNTIME: GateRuntime = GateRuntime {
     failed: Mutex::new(Vec::new()),
+    exposed_reports: AtomicU32::new(0),
     slow_entries: AtomicU32::new(0),
 };
 
@@ -76,7 +91,7 @@ fn setup(caller: Owner, slot: usize) -> Owner {
 }
 
 /// The kernel's failure path, on the host: the record into the innermost
-/// frame, then a resume of it.
+/// frame, its budget spent, then a resume of it.
 fn fail(code: u64) -> ! {
     let frame = rrpc::percpu::top() as *mut cont::Frame<FaultRoom>;
     assert!(!frame.is_null(), "a failure inside an entry has a frame");
@@ -84,6 +99,7 @@ fn fail(code: u64) -> ! {
     // on this thread); its payload has room for a word.
     unsafe {
         (*frame).payload.as_mut_ptr().cast::<u64>().write(code);
+        (*frame).budget.store(0, Ordering::SeqCst);
         cont::resume(&raw const (*frame).regs, 1)
     }
 }
@@ -223,6 +239,11 @@ fn a_failed_inline_entry_reports_its_record_and_restores_the_caller() {
     assert!(
         RUNTIME.failed.lock().unwrap().contains(&(callee, 0xfa11)),
         "the runtime got the failure path's record"
+    );
+    assert_eq!(
+        RUNTIME.exposed_reports.load(Ordering::SeqCst),
+        0,
+        "the failure was reported under the failed frame, spent, as the caller"
     );
     // The runtime poisoned it: later calls are refused.
     assert_eq!(probe.look().err(), Some(RpcError::DomainNotAlive));

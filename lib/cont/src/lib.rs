@@ -462,15 +462,24 @@ unsafe fn guarded_raw_with<P, E>(
         let run: extern "C" fn(*mut u8) = core::mem::transmute(run);
         self::call(&frame.regs, run, call as *mut u8)
     };
-    core.set_top(frame.prev);
     if value == 0 {
+        core.set_top(frame.prev);
         Ok(())
     } else {
-        // SAFETY: the failure path writes the payload before resuming.
-        Err(failed(
+        // The frame stays the innermost until the failure is reported:
+        // the failure path zeroed its budget before resuming it, and the
+        // watchdog and a campaign strike only under a frame with budget
+        // left, so the code reporting it (`failed`, the caller's) cannot
+        // be unwound before it has. (Unlinked first, a tick there could
+        // unwind the caller, and the callee's failure would go unseen:
+        // still alive with the frames the failure abandoned.)
+        let reported = failed(
+            // SAFETY: the failure path writes the payload before resuming.
             unsafe { frame.payload.assume_init_ref() },
             frame.owner,
-        ))
+        );
+        core.set_top(frame.prev);
+        Err(reported)
     }
 }
 
@@ -580,8 +589,12 @@ impl Gate {
 
     /// [`enter_raw`](Self::enter_raw) for an entry inlined into its
     /// caller: a refusal is `refused()`; a failure is `failed` of the
-    /// payload in place and the incarnation it failed in, called once the
-    /// frame is unlinked and the previous owner is current again.
+    /// payload in place and the incarnation it failed in, called with the
+    /// previous owner current again and the failed frame still the
+    /// innermost (unlinked once `failed` returns). The failure path must
+    /// zero that frame's budget before it resumes it: the watchdog then
+    /// leaves it alone, and nothing unwinds the caller before `failed` has
+    /// reported the failure.
     ///
     /// # Safety
     /// As for [`guarded_raw`].
