@@ -2,10 +2,12 @@
 //! runtime that generated proxies drive it through.
 //!
 //! [`enter`] (a closure) and [`enter_raw`] (a type-erased `cont::RawCall`,
-//! what generated proxies use) share one core, [`through_gate`]: it finds
-//! the domain, computes the watchdog deadline, lets the domain's
-//! `cont::Gate` run the code as the incarnation, and turns a refusal or a
-//! failure into an [`EntryError`], poisoning the incarnation on failure.
+//! what generated proxies use when they have no gate) find the domain,
+//! read the watchdog budget, let the domain's `cont::Gate` run the code as
+//! the incarnation, and turn a refusal or a failure into an
+//! [`EntryError`], poisoning the incarnation on failure while the failed
+//! frame is still the innermost. Generated proxies holding the callee's
+//! gate make the same entry themselves (`ProxyRuntime::gate`).
 
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -70,45 +72,44 @@ impl From<EntryError> for rrpc::RpcError {
     }
 }
 
-/// What both forms of entry share, for a domain incarnation `owner` (not
-/// the kernel): finds its domain, computes the watchdog deadline (0, none,
-/// until the timer is calibrated), has `run` pass the code through the
-/// domain's gate with it, and maps the outcome: a refused entry is
-/// `NotAlive`; a failed one (panic, CPU exception, overrun) poisons the
-/// incarnation and is `Crashed`.
+/// A failed entry into `owner` of `domain`: poisons the incarnation with
+/// `fault` (run while the failed frame is still the innermost, its budget
+/// spent by the failure path, so nothing unwinds the caller first).
+#[cold]
+fn failed(domain: &'static lifecycle::Domain, fault: &Fault, owner: OwnerId) -> EntryError {
+    lifecycle::poison(domain, owner, Some(fault), "crashed");
+    EntryError::Crashed
+}
+
+/// The domain of incarnation `owner` (not the kernel) and the watchdog
+/// budget of an entry (0, none, until the timer is calibrated): a budget,
+/// not a point in time, so that what the domain waits for in kernel
+/// services or in other domains it calls is not charged to it.
 #[inline(always)]
-fn through_gate<R>(
-    owner: OwnerId,
-    run: impl FnOnce(&cont::Gate, u64) -> Result<R, cont::Refused<Fault>>,
-) -> Result<R, EntryError> {
+fn domain_and_budget(owner: OwnerId) -> Result<(&'static lifecycle::Domain, u64), EntryError> {
     let domain = get(slot_of(owner)).ok_or(EntryError::NoSuchDomain)?;
-    // Ticks of the domain's own code the entry may run (0, none, until the
-    // timer is calibrated): a budget, not a point in time, so that what
-    // the domain waits for in kernel services or in other domains it
-    // calls is not charged to it.
-    let budget = BUDGET_TICKS.load(Ordering::Relaxed);
-    match run(&domain.gate, budget) {
-        Ok(value) => Ok(value),
-        Err(cont::Refused::NotAlive) => Err(EntryError::NotAlive),
-        Err(cont::Refused::Failed(fault)) => {
-            lifecycle::poison(domain, owner, Some(&fault), "crashed");
-            Err(EntryError::Crashed)
-        }
-    }
+    Ok((domain, BUDGET_TICKS.load(Ordering::Relaxed)))
 }
 
 /// Runs `f` as domain incarnation `owner` (see the module doc of
 /// `domain`); the kernel (owner 0) runs it directly. The fast path is
-/// `cont::Gate::enter`, the same code the host benchmarks time.
+/// `cont::Gate::enter`, the same code the host benchmarks time. A refused
+/// entry is `NotAlive`; a failed one (panic, CPU exception, overrun)
+/// poisons the incarnation and is `Crashed`.
 #[inline]
-#[allow(clippy::result_large_err)] // a `Fault` is large on purpose: see `catch`
 pub fn enter<R>(owner: OwnerId, f: impl FnOnce() -> R) -> Result<R, EntryError> {
     if owner == executor::OwnerId::KERNEL {
         return Ok(f());
     }
-    through_gate(owner, |gate, deadline| {
-        gate.enter::<Fault, R>(&catch::ThisCore, owner, deadline, f)
-    })
+    let (domain, budget) = domain_and_budget(owner)?;
+    domain.gate.enter_with::<Fault, R, EntryError>(
+        &catch::ThisCore,
+        owner,
+        budget,
+        f,
+        || EntryError::NotAlive,
+        |fault, owner| failed(domain, fault, owner),
+    )
 }
 
 /// [`enter`] for a type-erased [`cont::RawCall`] (what generated proxies
@@ -117,17 +118,24 @@ pub fn enter<R>(owner: OwnerId, f: impl FnOnce() -> R) -> Result<R, EntryError> 
 /// # Safety
 /// As for `cont::guarded_raw`.
 #[inline]
-#[allow(clippy::result_large_err)] // see `enter`
 pub unsafe fn enter_raw(owner: OwnerId, call: *mut cont::RawCall) -> Result<(), EntryError> {
     if owner == executor::OwnerId::KERNEL {
         // SAFETY: forwarded; the kernel needs no entry.
         unsafe { cont::RawCall::run_unguarded(call) };
         return Ok(());
     }
-    through_gate(owner, |gate, deadline| {
-        // SAFETY: forwarded.
-        unsafe { gate.enter_raw::<Fault>(&catch::ThisCore, owner, deadline, call) }
-    })
+    let (domain, budget) = domain_and_budget(owner)?;
+    // SAFETY: forwarded.
+    unsafe {
+        domain.gate.enter_raw_with::<Fault, EntryError>(
+            &catch::ThisCore,
+            owner,
+            budget,
+            call,
+            || EntryError::NotAlive,
+            |fault, owner| failed(domain, fault, owner),
+        )
+    }
 }
 
 /// The runtime generated proxies use (installed at boot, handed to domain

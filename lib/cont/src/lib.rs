@@ -261,6 +261,22 @@ pub unsafe fn caller(core: &impl Core) -> OwnerId {
 /// Runs `f` under a new innermost frame on `core`. `Ok` if it returns;
 /// `Err` with the payload the failure path wrote if it was resumed.
 pub fn guarded<P, R, F: FnOnce() -> R>(core: &impl Core, budget: u64, f: F) -> Result<R, P> {
+    guarded_with(core, budget, f, |payload: &P, _| {
+        // SAFETY: a copy out of the frame, which never drops its payload.
+        unsafe { core::ptr::read(payload) }
+    })
+}
+
+/// [`guarded`] handing a failure's payload to `failed` where it lies, in
+/// the frame, while the frame is still the innermost one (it is unlinked
+/// once `failed` returns): see [`Gate::enter_raw_with`] for why.
+#[inline]
+pub fn guarded_with<P, R, E, F: FnOnce() -> R>(
+    core: &impl Core,
+    budget: u64,
+    f: F,
+    failed: impl FnOnce(&P, OwnerId) -> E,
+) -> Result<R, E> {
     // The result goes to a `MaybeUninit` (not an `Option`): writing an
     // enum's tag byte and then reading the whole value back with a wider
     // load defeats store-to-load forwarding, which cost more than the rest
@@ -303,14 +319,21 @@ pub fn guarded<P, R, F: FnOnce() -> R>(core: &impl Core, budget: u64, f: F) -> R
     // slot's types. A failure path resumes `frame.regs` on this core while
     // this stack is intact below it.
     let value = unsafe { call(&frame.regs, trampoline::<F, R>, &raw mut slot as *mut u8) };
-    core.set_top(frame.prev);
     if value == 0 {
+        core.set_top(frame.prev);
         // SAFETY: a normal return means the trampoline wrote the result.
         Ok(unsafe { slot.result.assume_init_read() })
     } else {
         // The closure (moved out) and anything it built were abandoned.
-        // SAFETY: the failure path writes the payload before resuming.
-        Err(unsafe { frame.payload.assume_init_read() })
+        // Reported with the frame still the innermost (see
+        // `guarded_raw_with`).
+        let reported = failed(
+            // SAFETY: the failure path writes the payload before resuming.
+            unsafe { frame.payload.assume_init_ref() },
+            frame.owner,
+        );
+        core.set_top(frame.prev);
+        Err(reported)
     }
 }
 
@@ -564,6 +587,35 @@ impl Gate {
         result
     }
 
+    /// [`enter`](Self::enter) reporting a refusal as `refused()` and a
+    /// failure as `failed` of the payload in place, with the previous
+    /// owner current again and the failed frame still the innermost (see
+    /// [`enter_raw_with`](Self::enter_raw_with)).
+    #[inline]
+    pub fn enter_with<P, R, E>(
+        &self,
+        core: &impl Core,
+        owner: OwnerId,
+        budget: u64,
+        f: impl FnOnce() -> R,
+        refused: impl FnOnce() -> E,
+        failed: impl FnOnce(&P, OwnerId) -> E,
+    ) -> Result<R, E> {
+        if !self.is_alive_as(owner) {
+            return Err(refused());
+        }
+        let previous = core.owner();
+        core.set_owner(owner);
+        let result = guarded_with(core, budget, f, |payload: &P, owner| {
+            core.set_owner(previous);
+            failed(payload, owner)
+        });
+        if result.is_ok() {
+            core.set_owner(previous);
+        }
+        result
+    }
+
     /// [`enter`](Self::enter) for a [`RawCall`].
     ///
     /// # Safety
@@ -768,6 +820,29 @@ mod tests {
             (from_kernel, from_a, caller_now())
         });
         assert_eq!(seen.ok(), Some((OwnerId::KERNEL, Some(a), OwnerId::KERNEL)));
+    }
+
+    #[test]
+    fn a_failure_is_reported_under_its_frame_as_the_caller() {
+        let core = test_core();
+        let callee = OwnerId::new(2, 3);
+        let gate = Gate::new(callee);
+        let result = gate.enter_with::<u32, (), (u32, bool, bool)>(
+            &core,
+            callee,
+            0,
+            || fail(&core, 9),
+            || unreachable!("the gate is open"),
+            |payload, owner| {
+                let top = core.top() as *const Frame<u32>;
+                // SAFETY: a linked frame is live.
+                let under_its_frame = !top.is_null() && unsafe { (*top).owner } == owner;
+                (*payload, under_its_frame, core.owner() == OwnerId::KERNEL)
+            },
+        );
+        assert_eq!(result.err(), Some((9, true, true)));
+        assert!(core.top().is_null(), "unlinked after the report");
+        assert_eq!(core.owner(), OwnerId::KERNEL);
     }
 
     #[test]
