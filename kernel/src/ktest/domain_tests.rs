@@ -193,6 +193,19 @@ fn heap_private_and_reclaimed() -> BoxedTest {
     })
 }
 
+/// What the record of a fault of `kind` says.
+fn recorded_as(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Panic => "panic",
+        Kind::PageFault => "page fault",
+        Kind::GeneralProtection => "general protection",
+        Kind::DivideByZero => "divide error",
+        Kind::InvalidOpcode => "invalid opcode",
+        Kind::StackOverflow => "stack overflow",
+        Kind::Loop => "watchdog",
+    }
+}
+
 fn every_fault_kind_contained() -> BoxedTest {
     Box::pin(async {
         for kind in Kind::ALL {
@@ -205,15 +218,7 @@ fn every_fault_kind_contained() -> BoxedTest {
             );
             ensure!(d.state() != State::Alive, "{kind:?}: domain still alive");
             let fault = d.last_fault().unwrap_or_default();
-            let expected = match kind {
-                Kind::Panic => "panic",
-                Kind::PageFault => "page fault",
-                Kind::GeneralProtection => "general protection",
-                Kind::DivideByZero => "divide error",
-                Kind::InvalidOpcode => "invalid opcode",
-                Kind::StackOverflow => "stack overflow",
-                Kind::Loop => "watchdog",
-            };
+            let expected = recorded_as(kind);
             ensure!(
                 fault.contains(expected),
                 "{kind:?}: recorded fault '{fault}' lacks '{expected}'"
@@ -951,15 +956,7 @@ fn inline_entry_faults() -> BoxedTest {
             );
             ensure!(d.state() != State::Alive, "{kind:?}: callee still alive");
             let fault = d.last_fault().unwrap_or_default();
-            let expected = match kind {
-                Kind::Panic => "panic",
-                Kind::PageFault => "page fault",
-                Kind::GeneralProtection => "general protection",
-                Kind::DivideByZero => "divide error",
-                Kind::InvalidOpcode => "invalid opcode",
-                Kind::StackOverflow => "stack overflow",
-                Kind::Loop => "watchdog",
-            };
+            let expected = recorded_as(*kind);
             ensure!(
                 fault.contains(expected),
                 "{kind:?}: recorded fault '{fault}' lacks '{expected}'"

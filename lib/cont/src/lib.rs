@@ -419,32 +419,12 @@ unsafe fn guarded_raw_as<P>(
     budget: u64,
     call: *mut RawCall,
 ) -> Result<(), P> {
-    let frame = Frame::<P> {
-        regs: Registers::new(),
-        prev: core.top(),
-        budget: AtomicU64::new(budget),
-        owner,
-        payload: MaybeUninit::uninit(),
-    };
-    // SAFETY: per the contract; the frame outlives the call.
-    unsafe { (*call).budget = MaybeUninit::new(&frame.budget) };
-    // As in `guarded`.
-    compiler_fence(Ordering::SeqCst);
-    core.set_top(&raw const frame as *mut ());
-    // SAFETY: `run` has the C ABI `call` expects (one pointer argument; it
-    // is declared "C-unwind" so host runtimes may contain panics by
-    // unwinding, which never happens on this path: a failure here resumes
-    // `frame.regs` while this stack is intact).
-    let value = unsafe {
-        let run: extern "C" fn(*mut u8) = core::mem::transmute((*call).run);
-        self::call(&frame.regs, run, call as *mut u8)
-    };
-    core.set_top(frame.prev);
-    if value == 0 {
-        Ok(())
-    } else {
-        // SAFETY: the failure path writes the payload before resuming.
-        Err(unsafe { frame.payload.assume_init_read() })
+    // SAFETY: forwarded; the payload is copied out of the frame, which
+    // never drops it.
+    unsafe {
+        guarded_raw_with(core, owner, budget, call, |payload: &P, _| {
+            core::ptr::read(payload)
+        })
     }
 }
 
@@ -480,7 +460,10 @@ unsafe fn guarded_raw_with<P, E>(
     // As in `guarded`.
     compiler_fence(Ordering::SeqCst);
     core.set_top(&raw const frame as *mut ());
-    // SAFETY: as in `guarded_raw_as`.
+    // SAFETY: `run` has the C ABI `call` expects (one pointer argument; it
+    // is declared "C-unwind" so host runtimes may contain panics by
+    // unwinding, which never happens on this path: a failure here resumes
+    // `frame.regs` while this stack is intact).
     let value = unsafe {
         let run: extern "C" fn(*mut u8) = core::mem::transmute(run);
         self::call(&frame.regs, run, call as *mut u8)
