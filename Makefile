@@ -239,10 +239,14 @@ bench: build test-kernel disk
 # host-native cores against C, Maglev's packet rates in QEMU, and httpd and
 # kvstore against nginx and memcached in a Linux guest under the same QEMU.
 bench-apps: build
-	@if ! command -v wrk >/dev/null 2>&1; then \
-		echo "bench-apps: installing wrk"; \
+	@missing=""; \
+	for tool in wrk:wrk cpio:cpio objcopy:binutils readelf:binutils; do \
+		command -v $${tool%%:*} >/dev/null 2>&1 || missing="$$missing $${tool#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "bench-apps: installing$$missing (load generator; the Linux guest's build)"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk >/dev/null; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 	bash bench/linux-guest/build.sh $(BUILD)/linux-guest
 	$(BENCH_BUILD)
