@@ -191,7 +191,14 @@ pub fn catch_with_budget<R, F: FnOnce() -> R>(budget_ticks: u64, f: F) -> Result
 /// contained).
 pub fn can_contain() -> bool {
     let cpu = cpu::current();
-    !cpu.catch_top.get().is_null() && cpu.irq_depth.get() == 0 && cpu.kernel_section.get() == 0
+    let top = cpu.catch_top.get() as *const Continuation;
+    // A frame not saved (yet, or again: an entry reporting its failure
+    // marks it spent) is not one to resume: a fault then is the kernel's.
+    // SAFETY: a linked continuation is live (see `redirect_trap`).
+    !top.is_null()
+        && unsafe { (*top).regs.saved() }
+        && cpu.irq_depth.get() == 0
+        && cpu.kernel_section.get() == 0
 }
 
 /// From a trap handler: records `fault` in the innermost continuation and

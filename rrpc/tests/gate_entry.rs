@@ -62,7 +62,11 @@ unsafe impl Runtime for GateRuntime {
         let top = rrpc::percpu::top() as *const cont::Frame<FaultRoom>;
         // SAFETY: a linked frame is live.
         let shielded = !top.is_null()
-            && unsafe { (*top).owner == callee && (*top).budget.load(Ordering::SeqCst) == 0 }
+            && unsafe {
+                (*top).owner == callee
+                    && (*top).budget.load(Ordering::SeqCst) == 0
+                    && !(*top).regs.saved()
+            }
             && rrpc::percpu::owner() != callee;
         if !shielded {
             self.exposed_reports.fetch_add(1, Ordering::SeqCst);

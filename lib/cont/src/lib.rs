@@ -87,6 +87,20 @@ impl Registers {
         unsafe { (*self.0.get())[RSP].assume_init() + 8 }
     }
 
+    /// Marks the block not saved again (the flags word 0): what an entry
+    /// does to a frame a failure resumed, while it reports the failure
+    /// under it. A frame that does not read [`saved`](Self::saved) is
+    /// never resumed nor charged by a failure path that checks (the
+    /// kernel's does), so nothing resumes it a second time, through a
+    /// return address its entry's later calls have overwritten.
+    pub fn spend(&self) {
+        // SAFETY: a write of a word only this core uses; volatile for the
+        // same reason as in `saved`.
+        unsafe {
+            core::ptr::write_volatile(&raw mut (*self.0.get())[FLAGS], MaybeUninit::new(0));
+        }
+    }
+
     /// True once [`call`] has saved the registers here, so that [`resume`]
     /// may load them. A block starts zeroed and `call` writes the flags
     /// last (bit 1 of RFLAGS always reads 1): an interrupt on this core
@@ -325,8 +339,9 @@ pub fn guarded_with<P, R, E, F: FnOnce() -> R>(
         Ok(unsafe { slot.result.assume_init_read() })
     } else {
         // The closure (moved out) and anything it built were abandoned.
-        // Reported with the frame still the innermost (see
+        // Reported with the frame still the innermost, spent (see
         // `guarded_raw_with`).
+        frame.regs.spend();
         let reported = failed(
             // SAFETY: the failure path writes the payload before resuming.
             unsafe { frame.payload.assume_init_ref() },
@@ -478,7 +493,11 @@ unsafe fn guarded_raw_with<P, E>(
         // left, so the code reporting it (`failed`, the caller's) cannot
         // be unwound before it has. (Unlinked first, a tick there could
         // unwind the caller, and the callee's failure would go unseen:
-        // still alive with the frames the failure abandoned.)
+        // still alive with the frames the failure abandoned.) Spent
+        // first: a failure path that checks `Registers::saved` (the
+        // kernel's) then treats a fault during the report as the
+        // reporter's own, never resuming this frame a second time.
+        frame.regs.spend();
         let reported = failed(
             // SAFETY: the failure path writes the payload before resuming.
             unsafe { frame.payload.assume_init_ref() },
@@ -819,7 +838,8 @@ mod tests {
             |payload, owner| {
                 let top = core.top() as *const Frame<u32>;
                 // SAFETY: a linked frame is live.
-                let under_its_frame = !top.is_null() && unsafe { (*top).owner } == owner;
+                let under_its_frame =
+                    !top.is_null() && unsafe { (*top).owner == owner && !(*top).regs.saved() };
                 (*payload, under_its_frame, core.owner() == OwnerId::KERNEL)
             },
         );
