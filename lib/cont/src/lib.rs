@@ -444,9 +444,11 @@ unsafe fn guarded_raw_as<P>(
 }
 
 /// [`guarded_raw_as`] handing a failure's payload to `failed` where it
-/// lies, in the frame (after the frame is unlinked), instead of moving it
-/// out: what an entry inlined into its caller uses, so that the success
-/// path carries no room for a moved payload.
+/// lies, in the frame, while the frame is still the innermost (spent:
+/// see below), instead of moving it out: what an entry inlined into its
+/// caller uses, so that the success path carries no room for a moved
+/// payload, and what every entry uses to report a failure before anything
+/// can unwind its caller.
 ///
 /// # Safety
 /// As for [`guarded_raw_as`].
