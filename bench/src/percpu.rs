@@ -23,6 +23,9 @@ pub struct Record {
     section: core::cell::Cell<u32>,
     /// The innermost continuation (the kernel's `catch_top`).
     top: core::cell::Cell<*mut ()>,
+    /// Free shared-heap objects of this core, as the kernel's record keeps
+    /// them (`PerCpu::shared_cache`): see [`with_shared_cache`].
+    shared_cache: core::cell::UnsafeCell<kcore::domheap::CoreCache>,
 }
 
 #[cfg(rrpc_gs)]
@@ -49,6 +52,7 @@ pub fn install() {
             owner: core::cell::Cell::new(OwnerId::KERNEL),
             section: core::cell::Cell::new(0),
             top: core::cell::Cell::new(core::ptr::null_mut()),
+            shared_cache: core::cell::UnsafeCell::new(kcore::domheap::CoreCache::new()),
         }));
         record.self_ptr = record;
         const ARCH_SET_GS: u64 = 0x1001;
@@ -163,3 +167,40 @@ impl cont::Core for HostCore {
 
 #[cfg(not(rrpc_gs))]
 use rrpc::percpu::{set_top, top};
+
+/// Runs `f` on this core's cache of free shared-heap objects: with
+/// `rrpc_gs`, the one in the record `GS` points at, found as the kernel
+/// finds its own (`gs:[0]` is the record's address); without, a
+/// thread-local. (A thread-local `RefCell` was what the benchmark's heap
+/// used before session 13; a change in another crate once moved its
+/// accessors out of line and added 80 instructions to every `RRef`
+/// allocation and drop, none of them the kernel's.)
+#[inline(always)]
+pub fn with_shared_cache<R>(f: impl FnOnce(&mut kcore::domheap::CoreCache) -> R) -> R {
+    #[cfg(rrpc_gs)]
+    {
+        let record: *const Record;
+        // SAFETY: `install` pointed GS at a leaked `Record` whose first word
+        // is its own address (every binary installs it before any
+        // benchmark runs).
+        unsafe {
+            core::arch::asm!(
+                "mov {}, gs:[0]",
+                out(reg) record,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+        // SAFETY: only this thread uses its record, and `f` does not call
+        // back in here (the heap's callers do not nest), so the borrow is
+        // unique for its duration.
+        f(unsafe { &mut *(*record).shared_cache.get() })
+    }
+    #[cfg(not(rrpc_gs))]
+    {
+        std::thread_local! {
+            static SHARED_CACHE: core::cell::RefCell<kcore::domheap::CoreCache> =
+                const { core::cell::RefCell::new(kcore::domheap::CoreCache::new()) };
+        }
+        SHARED_CACHE.with_borrow_mut(f)
+    }
+}

@@ -437,8 +437,9 @@ pub fn domain_entry_async(settings: Settings) -> Measurement {
 /// `rrpc::host_kit`'s heap over the system allocator, nor its runtime,
 /// which catches panics: the timings must include what the kernel's
 /// allocator and domain entry cost): a
-/// `kcore::domheap` behind a spin lock with a per-core (here: per-thread)
-/// `CoreCache` in front, and the registry's critical-section hooks as a
+/// `kcore::domheap` behind a spin lock with a per-core `CoreCache` in
+/// front (in the record `GS` points at, as the kernel's; see
+/// `percpu::with_shared_cache`), and the registry's critical-section hooks as a
 /// per-core counter (the kernel's is one GS-relative increment).
 struct SharedHeap {
     heap: spin::Mutex<kcore::domheap::DomainHeap>,
@@ -446,18 +447,13 @@ struct SharedHeap {
 
 static SHARED: std::sync::OnceLock<SharedHeap> = std::sync::OnceLock::new();
 
-std::thread_local! {
-    static SHARED_CACHE: std::cell::RefCell<kcore::domheap::CoreCache> =
-        const { std::cell::RefCell::new(kcore::domheap::CoreCache::new()) };
-}
-
 /// The kernel's cache tag for shared-heap objects.
 const CACHE_TAG: u32 = 1;
 
 impl rrpc::Backend for SharedHeap {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> Option<std::ptr::NonNull<u8>> {
         let (size, align) = (layout.size().max(1), layout.align());
-        let cached = SHARED_CACHE.with_borrow_mut(|cache| {
+        let cached = crate::percpu::with_shared_cache(|cache| {
             if cache.owner() != CACHE_TAG {
                 cache.drain(CACHE_TAG, |_, _, _, _| {});
             }
@@ -472,7 +468,7 @@ impl rrpc::Backend for SharedHeap {
     unsafe fn free(&self, pointer: std::ptr::NonNull<u8>, layout: std::alloc::Layout) {
         let (size, align) = (layout.size().max(1), layout.align());
         let address = pointer.as_ptr() as u64;
-        if SHARED_CACHE.with_borrow_mut(|cache| cache.free(CACHE_TAG, address, size, align)) {
+        if crate::percpu::with_shared_cache(|cache| cache.free(CACHE_TAG, address, size, align)) {
             return;
         }
         self.heap.lock().free(address, size, align).expect("free");
