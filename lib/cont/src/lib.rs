@@ -339,17 +339,36 @@ pub fn guarded_with<P, R, E, F: FnOnce() -> R>(
         Ok(unsafe { slot.result.assume_init_read() })
     } else {
         // The closure (moved out) and anything it built were abandoned.
-        // Reported with the frame still the innermost, spent (see
-        // `guarded_raw_with`).
-        frame.regs.spend();
-        let reported = failed(
-            // SAFETY: the failure path writes the payload before resuming.
-            unsafe { frame.payload.assume_init_ref() },
-            frame.owner,
-        );
-        core.set_top(frame.prev);
-        Err(reported)
+        // SAFETY: the failure path wrote the payload before resuming.
+        Err(unsafe { report_failure(core, &frame, failed) })
     }
+}
+
+/// What an entry does once a failure resumed its `frame`: reports it
+/// with the frame still the innermost, then unlinks it. The failure path
+/// zeroed the frame's budget before resuming it, and the watchdog and a
+/// campaign strike only under a frame with budget left, so the code
+/// reporting it (`failed`, the caller's) cannot be unwound before it has.
+/// (Unlinked first, a tick there could unwind the caller, and the
+/// callee's failure would go unseen: still alive with the frames the
+/// failure abandoned.) Spent first: a failure path that checks
+/// `Registers::saved` (the kernel's) then treats a fault during the
+/// report as the reporter's own, never resuming this frame a second time.
+///
+/// # Safety
+/// `frame` is the innermost frame on `core`, resumed by a failure path
+/// that wrote its payload.
+#[inline(always)]
+unsafe fn report_failure<P, E>(
+    core: &impl Core,
+    frame: &Frame<P>,
+    failed: impl FnOnce(&P, OwnerId) -> E,
+) -> E {
+    frame.regs.spend();
+    // SAFETY: per the contract, the payload is written.
+    let reported = failed(unsafe { frame.payload.assume_init_ref() }, frame.owner);
+    core.set_top(frame.prev);
+    reported
 }
 
 /// A type-erased call for [`guarded_raw`] / [`Gate::enter_raw`]: the
@@ -489,24 +508,8 @@ unsafe fn guarded_raw_with<P, E>(
         core.set_top(frame.prev);
         Ok(())
     } else {
-        // The frame stays the innermost until the failure is reported:
-        // the failure path zeroed its budget before resuming it, and the
-        // watchdog and a campaign strike only under a frame with budget
-        // left, so the code reporting it (`failed`, the caller's) cannot
-        // be unwound before it has. (Unlinked first, a tick there could
-        // unwind the caller, and the callee's failure would go unseen:
-        // still alive with the frames the failure abandoned.) Spent
-        // first: a failure path that checks `Registers::saved` (the
-        // kernel's) then treats a fault during the report as the
-        // reporter's own, never resuming this frame a second time.
-        frame.regs.spend();
-        let reported = failed(
-            // SAFETY: the failure path writes the payload before resuming.
-            unsafe { frame.payload.assume_init_ref() },
-            frame.owner,
-        );
-        core.set_top(frame.prev);
-        Err(reported)
+        // SAFETY: the failure path wrote the payload before resuming.
+        Err(unsafe { report_failure(core, &frame, failed) })
     }
 }
 
