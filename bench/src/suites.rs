@@ -9,7 +9,7 @@ use std::task::{Context, Poll, Waker};
 
 use executor::{Executor, OwnerId, Platform, TimerWheel};
 
-use crate::harness::{Measurement, Settings, time};
+use crate::harness::{Measurement, Settings, Stats, time};
 
 pub type Bench = fn(Settings) -> Measurement;
 
@@ -30,6 +30,10 @@ pub const ALL: &[(&str, Bench)] = &[
     ("proxy-async", proxy_async),
     ("rpc-future", rpc_future),
     ("nullnet", nullnet),
+    ("nullnet-crossing", nullnet_crossing),
+    ("nullnet-shadow", nullnet_shadow),
+    ("nullnet-tx-crossing", nullnet_tx_crossing),
+    ("nullnet-tx-shadow", nullnet_tx_shadow),
     ("exp-cont-call", crate::experiments::call_full),
     ("exp-cont-call-no-flags", crate::experiments::call_no_flags),
 ];
@@ -575,6 +579,9 @@ pub fn rref_call_move(settings: Settings) -> Measurement {
 
 const CALLER: OwnerId = OwnerId::new(1, 1);
 const CALLEE: OwnerId = OwnerId::new(2, 1);
+/// A second callee, between the caller and `CALLEE` (`nic-shadow` in the
+/// `nullnet` rows: the caller calls it, it calls `CALLEE`).
+const MIDDLE: OwnerId = OwnerId::new(3, 1);
 
 std::thread_local! {
     /// This thread's stand-in for the kernel's per-core record, shared by
@@ -587,7 +594,22 @@ std::thread_local! {
 /// (`cont::Gate::enter` with a watchdog deadline), for one callee domain.
 struct HostRuntime {
     gate: cont::Gate,
+    middle: cont::Gate,
     budget_ticks: std::sync::atomic::AtomicU64,
+}
+
+impl HostRuntime {
+    /// The gate of `callee`, one of the two domains calls enter.
+    #[inline]
+    fn gate_of(&self, callee: rrpc::Owner) -> Option<&cont::Gate> {
+        if callee == CALLEE {
+            Some(&self.gate)
+        } else if callee == MIDDLE {
+            Some(&self.middle)
+        } else {
+            None
+        }
+    }
 }
 
 // SAFETY: both entries return `Ok` only when the gate's `cont::call`
@@ -613,13 +635,13 @@ unsafe impl rrpc::proxy::Runtime for HostRuntime {
     }
 
     fn is_alive(&self, owner: rrpc::Owner) -> bool {
-        owner == CALLEE || owner == CALLER
+        owner == CALLEE || owner == CALLER || owner == MIDDLE
     }
 
     // As the kernel's: proxies enter the callee through its gate inline.
     unsafe fn gate(&self, callee: rrpc::Owner) -> Option<&'static cont::Gate> {
         let runtime: &'static HostRuntime = RUNTIME.get()?;
-        (callee == CALLEE).then_some(&runtime.gate)
+        runtime.gate_of(callee)
     }
 
     unsafe fn entry_budget(&self) -> Option<&'static std::sync::atomic::AtomicU64> {
@@ -631,25 +653,24 @@ unsafe impl rrpc::proxy::Runtime for HostRuntime {
         callee: rrpc::Owner,
         call: *mut cont::RawCall,
     ) -> Result<(), rrpc::RpcError> {
-        if callee != CALLEE {
+        let Some(gate) = self.gate_of(callee) else {
             return Err(rrpc::RpcError::NoSuchDomain);
-        }
+        };
         let deadline = self.budget_ticks.load(std::sync::atomic::Ordering::Relaxed);
         BENCH_CORE.with(|core| {
             // SAFETY: forwarded.
-            unsafe { self.gate.enter_raw::<u64>(core, callee, deadline, call) }
+            unsafe { gate.enter_raw::<u64>(core, callee, deadline, call) }
                 .map_err(|_| rrpc::RpcError::DomainCrashed)
         })
     }
 
     unsafe fn enter(&self, callee: rrpc::Owner, f: &mut dyn FnMut()) -> Result<(), rrpc::RpcError> {
-        if callee != CALLEE {
+        let Some(gate) = self.gate_of(callee) else {
             return Err(rrpc::RpcError::NoSuchDomain);
-        }
+        };
         let deadline = self.budget_ticks.load(std::sync::atomic::Ordering::Relaxed);
         BENCH_CORE.with(|core| {
-            self.gate
-                .enter::<u64, _>(core, callee, deadline, f)
+            gate.enter::<u64, _>(core, callee, deadline, f)
                 .map_err(|_| rrpc::RpcError::DomainCrashed)
         })
     }
@@ -661,6 +682,7 @@ static RUNTIME: std::sync::OnceLock<HostRuntime> = std::sync::OnceLock::new();
 fn proxy_runtime() {
     let runtime = RUNTIME.get_or_init(|| HostRuntime {
         gate: cont::Gate::new(CALLEE),
+        middle: cont::Gate::new(MIDDLE),
         budget_ticks: std::sync::atomic::AtomicU64::new(101),
     });
     rrpc::proxy::install_runtime(runtime);
@@ -939,6 +961,242 @@ pub fn nullnet(settings: Settings) -> Measurement {
         name: "nullnet: rx+tx batch of 32 via proxy",
         workload: "Net-shaped receive then transmit of a batch of 32 packet RRefs on a null device (RedLeaf's nullnet), through the generated proxy (two crossings, 33 RRefs moved in and back each)",
         baseline_name: "same calls on the null device",
+        measured,
+        baseline,
+        iterations: settings.iterations,
+        samples: settings.samples,
+    }
+}
+
+// ---- nullnet on the real Net interface: direct, one crossing, nic-shadow ---
+
+use interfaces::net::{Net, NetCounters, NetInfo, NetProxy, Packet, Packets};
+
+/// Buffers the null device's receive ring holds.
+const NULL_RING: usize = 64;
+
+/// RedLeaf's "nullnet" behind `interfaces::net::Net`, keeping a receive
+/// ring as a driver does (the interface's contract: `receive` posts the
+/// buffers it is given and hands out the frames that arrived, whatever
+/// buffers they arrived in). Frames arrive at once: every posted buffer
+/// holds a 64-byte frame. `transmit` sends every frame at once and hands
+/// its buffers back empty.
+struct NullRing {
+    ring: spin::Mutex<Vec<rrpc::RRef<Packet>>>,
+}
+
+impl NullRing {
+    /// A device whose ring is full, allocated as `owner` (the domain that
+    /// runs it).
+    fn new(owner: OwnerId) -> NullRing {
+        let _as_owner = HostCore::new(owner);
+        let ring = (0..NULL_RING)
+            .map(|_| rrpc::RRef::new(Packet::empty()))
+            .collect();
+        let _back = HostCore::new(CALLER);
+        NullRing {
+            ring: spin::Mutex::new(ring),
+        }
+    }
+}
+
+impl Net for NullRing {
+    fn info(&self) -> rrpc::RpcResult<NetInfo> {
+        Ok(NetInfo {
+            mac: [2, 0, 0, 0, 0, 1],
+            link_up: true,
+            speed: 10_000,
+            queues: 1,
+        })
+    }
+
+    #[inline(never)]
+    fn receive(
+        &self,
+        _queue: u16,
+        mut buffers: rrpc::RRef<Packets>,
+    ) -> rrpc::RpcResult<rrpc::RRef<Packets>> {
+        let mut ring = self.ring.lock();
+        let mut given = Packets::new();
+        while let Some(buffer) = buffers.pop_front() {
+            let _ = given.push_back(buffer);
+        }
+        // The frames (as many as a batch holds)...
+        while !buffers.is_full() {
+            let Some(mut frame) = ring.pop() else { break };
+            frame.len = 64;
+            let _ = buffers.push_back(frame);
+        }
+        // ...and the buffers given posted in their place. They always fit:
+        // a batch's worth left the ring first, or the ring held fewer than
+        // a batch (at most `NULL_RING` - `BATCH` + a batch after this).
+        while let Some(buffer) = given.pop_front() {
+            ring.push(buffer);
+        }
+        Ok(buffers)
+    }
+
+    #[inline(never)]
+    fn transmit(
+        &self,
+        _queue: u16,
+        mut packets: rrpc::RRef<Packets>,
+    ) -> rrpc::RpcResult<rrpc::RRef<Packets>> {
+        for packet in packets.iter_mut() {
+            packet.len = 0;
+        }
+        Ok(packets)
+    }
+
+    fn counters(&self, _queue: u16) -> rrpc::RpcResult<NetCounters> {
+        Ok(NetCounters::default())
+    }
+}
+
+/// How the `nullnet` rows reach the null device.
+#[derive(Clone, Copy, PartialEq)]
+enum Via {
+    /// Its generated proxy: one crossing per call.
+    Crossing,
+    /// `nic-shadow` (the domain's own code) through its proxy, calling the
+    /// device through the device's: two crossings per call, and the
+    /// shadow's work (a copy of every frame sent, kept to send again after
+    /// a driver crash; the receive buffers it keeps back).
+    Shadow,
+}
+
+/// A batch of 32 empty buffers, owned by the caller.
+fn null_batch() -> Option<rrpc::RRef<Packets>> {
+    let mut packets = Packets::new();
+    for _ in 0..32 {
+        let _ = packets.push_back(rrpc::RRef::new(Packet::empty()));
+    }
+    Some(rrpc::RRef::new(packets))
+}
+
+/// Times rounds of the client's loop on the null device through `via`
+/// and directly: with `tx_only`, a transmit of 32 frames a round, else a
+/// receive of a batch then the transmit of what arrived. Checks that both
+/// sides moved 32 frames each way a round (a shadow that passed fewer
+/// would not be compared fairly).
+fn nullnet_rows(settings: Settings, via: Via, tx_only: bool) -> (Stats, Stats) {
+    proxy_runtime();
+    let _core = HostCore::new(CALLER);
+    let device = std::sync::Arc::new(NullRing::new(CALLEE));
+    let direct = NullRing::new(CALLER);
+    // SAFETY: each capability goes straight into the proxy of its domain's
+    // object.
+    let to_device = NetProxy::new(device.clone(), unsafe {
+        rrpc::proxy::EntryCap::new(CALLEE)
+    });
+    let shadowed;
+    let proxy: &dyn Net = match via {
+        Via::Crossing => &to_device,
+        Via::Shadow => {
+            let shadow = std::sync::Arc::new(domain_nic_shadow::Shadow::before(
+                "igb",
+                NetProxy::new(device.clone(), unsafe {
+                    rrpc::proxy::EntryCap::new(CALLEE)
+                }),
+            ));
+            // SAFETY: as above.
+            shadowed = NetProxy::new(shadow, unsafe { rrpc::proxy::EntryCap::new(MIDDLE) });
+            &shadowed
+        }
+    };
+    let proxy: &dyn Net = black_box(proxy);
+    let plain: &dyn Net = black_box(&direct);
+    // SAFETY: this thread plays one core's executor, pairing the two.
+    unsafe { rrpc::registry::enter_batch() };
+    let run = |net: &dyn Net, buffers: &mut Option<rrpc::RRef<Packets>>, frames: &mut u64| {
+        let mut batch = buffers.take().expect("batch");
+        if tx_only {
+            for packet in batch.iter_mut() {
+                packet.len = 60;
+            }
+        } else {
+            batch = net.receive(0, batch).expect("receive");
+        }
+        *frames += batch.iter().filter(|p| p.len != 0).count() as u64;
+        *buffers = Some(net.transmit(0, batch).expect("transmit"));
+    };
+    let (mut buffers, mut frames, mut rounds) = (null_batch(), 0u64, 0u64);
+    // A warm-up: the shadow's spares and the ring reach their steady state.
+    for _ in 0..4 {
+        run(proxy, &mut buffers, &mut 0);
+    }
+    let measured = time(settings, || {
+        run(proxy, &mut buffers, &mut frames);
+        rounds += 1;
+    });
+    let proxied = (frames, rounds);
+    let (mut frames, mut rounds) = (0u64, 0u64);
+    let baseline = time(settings, || {
+        run(plain, &mut buffers, &mut frames);
+        rounds += 1;
+    });
+    drop(buffers);
+    // SAFETY: ends the batch begun above.
+    unsafe { rrpc::registry::leave_batch() };
+    assert_eq!(
+        (proxied.0, frames),
+        (32 * proxied.1, 32 * rounds),
+        "nullnet: a round moved fewer than 32 frames (through the proxy, directly)"
+    );
+    (measured, baseline)
+}
+
+const NULLNET_BASELINE: &str = "same calls on the null device directly";
+
+/// `nullnet` rx + tx through the device's proxy.
+pub fn nullnet_crossing(settings: Settings) -> Measurement {
+    let (measured, baseline) = nullnet_rows(settings, Via::Crossing, false);
+    Measurement {
+        name: "nullnet (Net): rx+tx batch of 32, one crossing",
+        workload: "interfaces::net::Net receive then transmit of a batch of 32 packet RRefs on a null device with a 64-buffer ring, through its generated proxy",
+        baseline_name: NULLNET_BASELINE,
+        measured,
+        baseline,
+        iterations: settings.iterations,
+        samples: settings.samples,
+    }
+}
+
+/// `nullnet` rx + tx through `nic-shadow`.
+pub fn nullnet_shadow(settings: Settings) -> Measurement {
+    let (measured, baseline) = nullnet_rows(settings, Via::Shadow, false);
+    Measurement {
+        name: "nullnet (Net): rx+tx batch of 32, through nic-shadow",
+        workload: "the same receive then transmit through nic-shadow's proxy, the shadow calling the device's (two crossings per call, the shadow's copy of every frame sent)",
+        baseline_name: NULLNET_BASELINE,
+        measured,
+        baseline,
+        iterations: settings.iterations,
+        samples: settings.samples,
+    }
+}
+
+/// `nullnet` transmit alone through the device's proxy.
+pub fn nullnet_tx_crossing(settings: Settings) -> Measurement {
+    let (measured, baseline) = nullnet_rows(settings, Via::Crossing, true);
+    Measurement {
+        name: "nullnet (Net): tx batch of 32, one crossing",
+        workload: "interfaces::net::Net transmit of a batch of 32 60-byte frames on a null device, through its generated proxy",
+        baseline_name: NULLNET_BASELINE,
+        measured,
+        baseline,
+        iterations: settings.iterations,
+        samples: settings.samples,
+    }
+}
+
+/// `nullnet` transmit alone through `nic-shadow`.
+pub fn nullnet_tx_shadow(settings: Settings) -> Measurement {
+    let (measured, baseline) = nullnet_rows(settings, Via::Shadow, true);
+    Measurement {
+        name: "nullnet (Net): tx batch of 32, through nic-shadow",
+        workload: "the same transmit through nic-shadow's proxy, the shadow calling the device's (two crossings, the shadow's copy of every frame)",
+        baseline_name: NULLNET_BASELINE,
         measured,
         baseline,
         iterations: settings.iterations,

@@ -8,13 +8,16 @@
 //! down go missing, never an error.
 //!
 //! Sending again needs the frames. A transmit batch moves to the driver
-//! and dies with it, so the shadow keeps the client's frames (swapping
-//! each buffer for a spare one it hands back) and sends the driver
-//! *copies*, keeping the frames until the driver has taken them: one copy
-//! per frame on the transmit path. A client's batch comes
-//! back at once, its buffers free for reuse; frames the driver could not
-//! take yet, or that were in flight when it crashed, wait in the shadow
-//! and go with the next batch (or when recovery ends).
+//! and dies with it, so while the driver holds a client's batch the shadow
+//! keeps copies of its frames (in buffers of its own, reused call after
+//! call: one copy per frame, no other work per frame). The batch itself
+//! goes to the driver as it is and comes back as the driver gives it,
+//! frames it had no room for included, exactly as from the driver called
+//! directly. If the driver dies in the call, the client gets as many empty
+//! buffers as it gave and no error, and the copies wait in the shadow to
+//! go first once the driver is back; so do frames sent while it is down.
+//! (Frames the driver accepted into its ring before it died are not kept:
+//! as on the wire, TCP sends them again.)
 //!
 //! Receive copies nothing, and passes on only the buffers the driver can
 //! use: its ring is full but for the frames it handed out since it last
@@ -63,7 +66,8 @@ use interfaces::net::{BATCH, Net, NetCounters, NetInfo, NetProxy, Packet, Packet
 /// The drivers a shadow can stand in front of (its manifest grants it
 /// their supervision).
 pub const DRIVERS: [&str; 2] = ["igb", "virtio-net"];
-/// Frames kept to send again at most (older ones are dropped, counted).
+/// Frames kept to send again at most, per queue (older ones are
+/// dropped, counted).
 pub const MAX_PENDING: usize = 256;
 /// Receive buffers passed on to the driver beyond those its ring is short
 /// of: room for the frames that arrive before the next call.
@@ -84,6 +88,10 @@ struct Lane {
     /// out that no buffer from here has replaced yet (0 for a new
     /// incarnation, whose rings start full).
     owed: usize,
+    /// Copies of the frames of the batch in the driver's hands (the first
+    /// ones; buffers reused call after call): sent again if the driver
+    /// dies in the call.
+    copies: Vec<RRef<Packet>>,
 }
 
 struct Inner {
@@ -125,8 +133,16 @@ fn driver_error(e: RpcError) -> bool {
     matches!(e, RpcError::DomainCrashed | RpcError::DomainNotAlive)
 }
 
+impl Default for Shadow {
+    fn default() -> Shadow {
+        Shadow::new()
+    }
+}
+
 impl Shadow {
-    fn new() -> Shadow {
+    /// A shadow with no driver yet: its first call looks one up (the
+    /// first of [`DRIVERS`] that exports `net`).
+    pub fn new() -> Shadow {
         Shadow {
             inner: Mutex::new(Inner {
                 driver: None,
@@ -139,6 +155,17 @@ impl Shadow {
             reissued: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
         }
+    }
+
+    /// A shadow already standing before `driver`, an incarnation of the
+    /// driver domain `name`, as if its first call had looked it up. For
+    /// the host benchmark (`bench`'s `nullnet` rows), which has no kernel
+    /// to look drivers up in; restarting a crashed driver needs one, so
+    /// there a driver's crash leaves the shadow recovering for good.
+    pub fn before(name: &'static str, driver: NetProxy) -> Shadow {
+        let shadow = Shadow::new();
+        shadow.inner.lock().driver = Some((name, Arc::new(driver)));
+        shadow
     }
 
     /// The driver's current incarnation, looked up if need be.
@@ -282,6 +309,59 @@ impl Shadow {
                 Self::requeue(self.inner.lock().lane(queue), kept);
                 Err(e)
             }
+        }
+    }
+
+    /// Copies the frames of `packets` into queue `queue`'s copy buffers,
+    /// for the transmit call about to hand the batch to the driver; the
+    /// number copied. `None` (nothing to rely on) if frames wait to be sent
+    /// on the queue already (these must go first) or the shared heap has
+    /// no buffer for a copy.
+    fn keep_copies(&self, queue: u16, packets: &Packets) -> Option<usize> {
+        let mut inner = self.inner.lock();
+        let Inner { spare, lanes, .. } = &mut *inner;
+        let q = usize::from(queue);
+        while lanes.len() <= q {
+            lanes.push(Lane::default());
+        }
+        let lane = &mut lanes[q];
+        if !lane.pending.is_empty() {
+            return None;
+        }
+        let mut copied = 0;
+        for packet in packets.iter() {
+            if packet.len == 0 {
+                continue;
+            }
+            if copied == lane.copies.len() {
+                let buffer = match spare.pop() {
+                    Some(buffer) => buffer,
+                    None => RRef::try_new(Packet::empty()).ok()?,
+                };
+                lane.copies.push(buffer);
+            }
+            let copy = &mut lane.copies[copied];
+            let len = usize::from(packet.len).min(packet.data.len());
+            copy.data[..len].copy_from_slice(&packet.data[..len]);
+            copy.len = packet.len;
+            copied += 1;
+        }
+        Some(copied)
+    }
+
+    /// The first `copied` copies of queue `queue` become frames to send
+    /// again (the batch they copy died with the driver).
+    fn pend_copies(&self, queue: u16, copied: usize) {
+        let mut inner = self.inner.lock();
+        let lane = inner.lane(queue);
+        let copies: Vec<RRef<Packet>> =
+            lane.copies.drain(..copied.min(lane.copies.len())).collect();
+        for copy in copies {
+            if lane.pending.len() >= MAX_PENDING {
+                lane.pending.pop_front();
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            lane.pending.push_back(copy);
         }
     }
 
@@ -487,11 +567,35 @@ impl Net for Shadow {
         if usize::from(queue) >= MAX_QUEUES {
             return Ok(packets); // no such queue: nothing sent, all given back
         }
-        // The client's frames join the queue's pending frames (bounded) as they
-        // are, without a copy: each buffer is swapped for a spare (empty
-        // to the client, which only reuses them), so the client's batch
-        // comes back at once. The one copy per frame is made when it goes
-        // to the driver (`flush`), so that a crash cannot take it.
+        // The common case: the driver is up and nothing waits to go before
+        // these frames. The client's batch goes to the driver as it is and
+        // comes back as the driver gives it (frames it had no room for
+        // included, as a driver called directly would), copies of its
+        // frames kept for the length of the call.
+        if let Some((_, driver)) = self.driver()
+            && let Some(copied) = self.keep_copies(queue, &packets)
+        {
+            let count = packets.len();
+            return match driver.transmit(queue, packets) {
+                Ok(back) => Ok(back),
+                Err(e) if driver_error(e) => {
+                    // The client's frames died with the driver: their
+                    // copies are sent again once it is back, and the
+                    // client gets as many empty buffers as it gave.
+                    self.failed();
+                    self.pend_copies(queue, copied);
+                    self.fresh(count)
+                }
+                Err(e) => Err(e),
+            };
+        }
+        // Otherwise (recovering, earlier frames waiting, or the shared
+        // heap too short for the copies) the frames join the queue's
+        // pending ones (bounded) as they are, without a copy: each buffer
+        // is swapped for a spare (empty to the client, which only reuses
+        // them), so the client's batch comes back at once. The one copy
+        // per frame is made when it goes to the driver (`flush`), so that
+        // a crash cannot take it.
         {
             let mut inner = self.inner.lock();
             for packet in packets.iter_mut() {
