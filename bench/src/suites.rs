@@ -1093,11 +1093,11 @@ fn nullnet_rows(settings: Settings, via: Via, tx_only: bool) -> (Stats, Stats) {
     let proxy: &dyn Net = match via {
         Via::Crossing => &to_device,
         Via::Shadow => {
+            // SAFETY: as above (the shadow's proxy of the device).
+            let cap = unsafe { rrpc::proxy::EntryCap::new(CALLEE) };
             let shadow = std::sync::Arc::new(domain_nic_shadow::Shadow::before(
                 "igb",
-                NetProxy::new(device.clone(), unsafe {
-                    rrpc::proxy::EntryCap::new(CALLEE)
-                }),
+                NetProxy::new(device.clone(), cap),
             ));
             // SAFETY: as above.
             shadowed = NetProxy::new(shadow, unsafe { rrpc::proxy::EntryCap::new(MIDDLE) });
