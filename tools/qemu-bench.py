@@ -30,6 +30,8 @@ parser.add_argument("out")
 parser.add_argument("archive", nargs="?")
 parser.add_argument("disk", nargs="?")
 parser.add_argument("--repeat", type=int, default=3, help="boots (default 3)")
+parser.add_argument("--only", default="all", choices=["all", "calls", "images", "block", "net"],
+                    help="one group of rows (the kernel's bench=GROUP); default: all")
 options = parser.parse_args()
 if not 1 <= options.repeat <= 20:
     parser.error("--repeat takes 1 to 20 boots")
@@ -51,7 +53,7 @@ nic = ["-netdev", f"dgram,id=n0,local.type=inet,local.host=127.0.0.1,local.port=
 cmd = ["qemu-system-x86_64", "-machine", "q35", "-cpu", "max", "-smp", "2", "-m", "512M",
        "-kernel", kernel, *(["-initrd", archive] if archive else []),
        *(["-drive", f"file={disk},if=none,id=nvm,format=raw", "-device", "nvme,serial=nvme0,drive=nvm"] if disk else []),
-       "-append", "bench=1 log=error", "-display", "none", "-serial", "stdio",
+       "-append", f"bench={options.only} log=error", "-display", "none", "-serial", "stdio",
        "-monitor", "none", "-no-reboot", "-nic", "none",
        "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", *nic]
 cores = os.cpu_count() or 1
