@@ -41,7 +41,7 @@ echo "== host benchmark build (rrpc's kernel per-core words through GS)"
 # the GS record disagreeing with rrpc's offsets).
 if RUSTFLAGS="--cfg rrpc_gs" cargo build -q -p bench --release --target-dir target/bench \
    && target/bench/release/bench --quick --out "$build/bench-smoke.json" \
-        --only domain-entry,rref-alloc-drop,rref-call-move,proxy-call,proxy-rref,proxy-async,nullnet >/dev/null; then
+        --only domain-entry,rref-alloc-drop,rref-call-move,proxy-call,proxy-rref,proxy-async,nullnet,nullnet-crossing,nullnet-shadow,nullnet-tx-crossing,nullnet-tx-shadow >/dev/null; then
     passed=$((passed + 1)); echo "  ok      bench (rrpc_gs)"
 else
     failed=$((failed + 1)); echo "  FAILED  bench (rrpc_gs)"
