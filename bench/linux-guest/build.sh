@@ -9,7 +9,7 @@
 # eth0 as 10.0.2.15/24 via 10.0.2.2 (QEMU's user network), serves a docroot
 # with nginx on port 80, runs memcached on TCP and UDP port 11211 and prints
 # `linux-guest: ready` on the console. The launcher (run.py beside this file)
-# boots it with `-append "console=ttyS0 quiet panic=-1"`: console=ttyS0 is
+# boots it with `-append "console=ttyS0 quiet panic=-1 tsc=reliable"`: console=ttyS0 is
 # required, the console is the first serial port.
 #
 # Idempotent: OUT/stamp records the package versions and this script's hash;
