@@ -88,9 +88,8 @@ struct Lane {
     /// out that no buffer from here has replaced yet (0 for a new
     /// incarnation, whose rings start full).
     owed: usize,
-    /// Copies of the frames of the batch in the driver's hands (the first
-    /// ones; buffers reused call after call): sent again if the driver
-    /// dies in the call.
+    /// Buffers for copies of the frames of a transmit call, reused call
+    /// after call (one call's at a time: see `Shadow::copying`).
     copies: Vec<RRef<Packet>>,
 }
 
@@ -119,9 +118,24 @@ impl Inner {
     }
 }
 
+/// Where a transmit call's copies are (see `Shadow::keep_copies`).
+enum Copies {
+    /// The first so many of its queue's copy buffers.
+    Lane(usize),
+    /// Buffers of its own (another call had the queue's), the first so
+    /// many holding copies.
+    Own(Vec<RRef<Packet>>, usize),
+}
+
 pub struct Shadow {
     inner: Mutex<Inner>,
     recovering: AtomicBool,
+    /// Queue `q`'s copy buffers (`Lane::copies`) hold the copies of a
+    /// transmit call in the driver: a second call on the queue meanwhile
+    /// copies into buffers of its own. Set under `inner`'s lock; cleared
+    /// by the call when it returns (one store, no lock), or under the
+    /// lock if the driver died in it.
+    copying: [AtomicBool; MAX_QUEUES],
     /// The recovery task, waiting for `recovering`.
     recovery_waker: Mutex<Option<Waker>>,
     restarts: AtomicU64,
@@ -150,6 +164,7 @@ impl Shadow {
                 lanes: Vec::new(),
             }),
             recovering: AtomicBool::new(false),
+            copying: [const { AtomicBool::new(false) }; MAX_QUEUES],
             recovery_waker: Mutex::new(None),
             restarts: AtomicU64::new(0),
             reissued: AtomicU64::new(0),
@@ -312,12 +327,12 @@ impl Shadow {
         }
     }
 
-    /// Copies the frames of `packets` into queue `queue`'s copy buffers,
-    /// for the transmit call about to hand the batch to the driver; the
-    /// number copied. `None` (nothing to rely on) if frames wait to be sent
-    /// on the queue already (these must go first) or the shared heap has
-    /// no buffer for a copy.
-    fn keep_copies(&self, queue: u16, packets: &Packets) -> Option<usize> {
+    /// Copies the frames of `packets` for the transmit call about to hand
+    /// the batch to the driver: into queue `queue`'s copy buffers, or, if
+    /// another call on the queue has them, into spares of its own. `None`
+    /// (nothing to rely on) if frames wait to be sent on the queue already
+    /// (these must go first) or the shared heap has no buffer for a copy.
+    fn keep_copies(&self, queue: u16, packets: &Packets) -> Option<Copies> {
         let mut inner = self.inner.lock();
         let Inner { spare, lanes, .. } = &mut *inner;
         let q = usize::from(queue);
@@ -328,41 +343,80 @@ impl Shadow {
         if !lane.pending.is_empty() {
             return None;
         }
+        let busy = self.copying[q].load(Ordering::Acquire);
+        let mut own = Vec::new();
+        let buffers = if busy { &mut own } else { &mut lane.copies };
         let mut copied = 0;
         for packet in packets.iter() {
             if packet.len == 0 {
                 continue;
             }
-            if copied == lane.copies.len() {
-                let buffer = match spare.pop() {
-                    Some(buffer) => buffer,
-                    None => RRef::try_new(Packet::empty()).ok()?,
-                };
-                lane.copies.push(buffer);
+            if copied == buffers.len() {
+                match spare
+                    .pop()
+                    .map_or_else(|| RRef::try_new(Packet::empty()).ok(), Some)
+                {
+                    Some(buffer) => buffers.push(buffer),
+                    None => {
+                        spare.append(&mut own);
+                        return None;
+                    }
+                }
             }
-            let copy = &mut lane.copies[copied];
+            let copy = &mut buffers[copied];
             let len = usize::from(packet.len).min(packet.data.len());
             copy.data[..len].copy_from_slice(&packet.data[..len]);
             copy.len = packet.len;
             copied += 1;
         }
-        Some(copied)
+        if busy {
+            Some(Copies::Own(own, copied))
+        } else {
+            self.copying[q].store(true, Ordering::Release);
+            Some(Copies::Lane(copied))
+        }
     }
 
-    /// The first `copied` copies of queue `queue` become frames to send
-    /// again (the batch they copy died with the driver).
-    fn pend_copies(&self, queue: u16, copied: usize) {
+    /// Ends the copies [`keep_copies`] made for a call on queue `queue`:
+    /// with `resend` (the batch they copy died with the driver) they join
+    /// the queue's pending frames, in order.
+    ///
+    /// [`keep_copies`]: Self::keep_copies
+    fn put_copies(&self, queue: u16, copies: Copies, resend: bool) {
+        let q = usize::from(queue);
+        if let (Copies::Lane(_), false) = (&copies, resend) {
+            // The common case: the queue's buffers are free again.
+            self.copying[q].store(false, Ordering::Release);
+            return;
+        }
         let mut inner = self.inner.lock();
-        let lane = inner.lane(queue);
-        let copies: Vec<RRef<Packet>> =
-            lane.copies.drain(..copied.min(lane.copies.len())).collect();
-        for copy in copies {
+        let Inner { spare, lanes, .. } = &mut *inner;
+        let lane = &mut lanes[q];
+        let (frames, mut own) = match copies {
+            Copies::Lane(copied) => {
+                let frames: Vec<RRef<Packet>> =
+                    lane.copies.drain(..copied.min(lane.copies.len())).collect();
+                self.copying[q].store(false, Ordering::Release);
+                (frames, Vec::new())
+            }
+            Copies::Own(mut own, copied) => {
+                let frames = if resend {
+                    own.drain(..copied.min(own.len())).collect()
+                } else {
+                    Vec::new()
+                };
+                (frames, own)
+            }
+        };
+        for frame in frames {
             if lane.pending.len() >= MAX_PENDING {
                 lane.pending.pop_front();
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
-            lane.pending.push_back(copy);
+            lane.pending.push_back(frame);
         }
+        spare.append(&mut own);
+        spare.truncate(MAX_PENDING + BATCH);
     }
 
     /// Puts `frames` back at the head of `lane`'s pending queue, in order.
@@ -573,20 +627,26 @@ impl Net for Shadow {
         // included, as a driver called directly would), copies of its
         // frames kept for the length of the call.
         if let Some((_, driver)) = self.driver()
-            && let Some(copied) = self.keep_copies(queue, &packets)
+            && let Some(copies) = self.keep_copies(queue, &packets)
         {
             let count = packets.len();
             return match driver.transmit(queue, packets) {
-                Ok(back) => Ok(back),
+                Ok(back) => {
+                    self.put_copies(queue, copies, false);
+                    Ok(back)
+                }
                 Err(e) if driver_error(e) => {
                     // The client's frames died with the driver: their
                     // copies are sent again once it is back, and the
                     // client gets as many empty buffers as it gave.
                     self.failed();
-                    self.pend_copies(queue, copied);
+                    self.put_copies(queue, copies, true);
                     self.fresh(count)
                 }
-                Err(e) => Err(e),
+                Err(e) => {
+                    self.put_copies(queue, copies, false);
+                    Err(e)
+                }
             };
         }
         // Otherwise (recovering, earlier frames waiting, or the shared

@@ -25,6 +25,10 @@ static SENT: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 static ROOM: AtomicUsize = AtomicUsize::new(usize::MAX);
 /// Its next transmit call panics (a crash inside the call).
 static CRASH: AtomicBool = AtomicBool::new(false);
+/// Frames its next transmit call first sends through the shadow itself,
+/// on the same queue (a second call on the queue while the first is in
+/// the driver), before it panics.
+static REENTER: Mutex<Option<Vec<Vec<u8>>>> = Mutex::new(None);
 
 struct ScriptedNic;
 
@@ -41,6 +45,12 @@ impl Net for ScriptedNic {
         Ok(buffers) // nothing arrives
     }
     fn transmit(&self, _queue: u16, mut packets: RRef<Packets>) -> RpcResult<RRef<Packets>> {
+        let inner = REENTER.lock().unwrap().take();
+        if let Some(frames) = inner {
+            let shadow = lookup::<dyn Net + Send + Sync>("nic-shadow/net").expect("shadow net");
+            shadow.transmit(0, batch(&frames)).expect("the inner call");
+            panic!("scripted crash in transmit, after a second call on the queue");
+        }
         if CRASH.swap(false, Ordering::SeqCst) {
             panic!("scripted crash in transmit");
         }
@@ -150,5 +160,27 @@ fn frames_pass_through_and_survive_a_driver_crash_in_the_call() {
     expected.extend(after);
     assert_eq!(sent(), expected);
     assert_eq!(control.control(3, 0), Ok(0));
+
+    // Two calls on one queue at once (the second made while the first is
+    // in the driver, which then dies): each keeps copies of its own
+    // frames, and the first's are the ones sent again.
+    let second = vec![frame(40, 80), frame(41, 80)];
+    *REENTER.lock().unwrap() = Some(second.clone());
+    let first: Vec<_> = (50..53).map(|i| frame(i, 90)).collect();
+    net.transmit(0, batch(&first))
+        .expect("a crash is no error for the client");
+    assert_eq!(sent(), second, "the second call went through");
+    assert!(!kernel.is_alive("igb"));
+    kernel.run_for(Duration::from_secs(5));
+    kernel.restart("igb").expect("restart the driver");
+    net.transmit(0, batch(&[frame(60, 64)]))
+        .expect("transmit after the restart");
+    let mut expected = first.clone();
+    expected.push(frame(60, 64));
+    assert_eq!(
+        sent(),
+        expected,
+        "the first call's frames, not the second's"
+    );
     assert_eq!(control.control(2, 0), Ok(0), "nothing dropped");
 }
