@@ -162,11 +162,17 @@ pub fn maglev(flows: usize, packets: usize, runs: usize) -> Row {
             } else {
                 let mut sum = 0u64;
                 for batch in black_box(&mut frames).chunks_mut(32 * FRAME) {
-                    for frame in batch.chunks_exact_mut(FRAME) {
-                        if let Some(backend) = ours.steer_frame(frame, OUR_MAC) {
-                            sum = sum.wrapping_add(backend);
-                        }
-                    }
+                    domain_maglev::steer_batch(
+                        &mut ours.cache,
+                        &ours.table,
+                        batch.chunks_exact_mut(FRAME),
+                        OUR_MAC,
+                        |_, backend| {
+                            if let Some(backend) = backend {
+                                sum = sum.wrapping_add(backend);
+                            }
+                        },
+                    );
                 }
                 sum
             };

@@ -271,7 +271,13 @@ impl FlowCache {
     /// The backend `flow` is on: the cached one if that backend is still
     /// in `table`, else the table's choice, remembered.
     pub fn backend(&mut self, table: &Table, flow: &Flow) -> Option<u64> {
-        let hash = flow.hash();
+        self.backend_hashed(table, flow, flow.hash())
+    }
+
+    /// [`backend`](Self::backend) with the flow's hash ([`Flow::hash`])
+    /// computed already.
+    #[inline]
+    pub fn backend_hashed(&mut self, table: &Table, flow: &Flow, hash: u64) -> Option<u64> {
         let mask = self.slots.len() - 1;
         self.clock += 1;
         let start = hash as usize & mask;

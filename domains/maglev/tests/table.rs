@@ -250,3 +250,49 @@ fn adding_backends_at_once_builds_the_same_table_as_one_by_one() {
     );
     assert!(small.backends().is_empty());
 }
+
+#[test]
+fn a_batch_is_steered_as_its_frames_are_one_by_one() {
+    use domain_maglev::{STEER_BATCH, steer_batch, steer_frame};
+    let mut table = Table::new(DEFAULT_SIZE).unwrap();
+    let ids: Vec<u64> = (0..50).map(|b| 0x0200_0000_0100 + b).collect();
+    table.add_all(&ids).unwrap();
+    let mac = [2, 0, 0, 0, 0, 0xfe];
+    // A batch of TCP and UDP frames of 40 flows, with a fragment, an ICMP
+    // frame and a runt among them (not forwarded), and more frames than a
+    // batch takes.
+    let mut frames: Vec<Vec<u8>> = (0..STEER_BATCH as u32 + 5)
+        .map(|i| {
+            let mut f = frame(if i % 3 == 0 { 6 } else { 17 }, 0);
+            f[26..30].copy_from_slice(&(0x0a00_0000 | (i % 40)).to_be_bytes());
+            f
+        })
+        .collect();
+    frames[4] = frame(17, 8); // a later fragment: no ports
+    frames[9] = frame(1, 0); // ICMP
+    frames[13].truncate(20); // shorter than the headers
+    let mut one_by_one = frames.clone();
+    let (mut cache, mut cache_one) = (FlowCache::new(1 << 10), FlowCache::new(1 << 10));
+    let mut batched = vec![None; frames.len()];
+    let taken = steer_batch(
+        &mut cache,
+        &table,
+        frames.iter_mut().map(|f| f.as_mut_slice()),
+        mac,
+        |i, backend| batched[i] = Some(backend),
+    );
+    assert_eq!(taken, STEER_BATCH);
+    for (i, f) in one_by_one.iter_mut().enumerate().take(STEER_BATCH) {
+        let backend = steer_frame(&mut cache_one, &table, f, mac);
+        assert_eq!(batched[i], Some(backend), "frame {i}");
+        assert_eq!(
+            backend.is_none(),
+            [4, 9, 13].contains(&i),
+            "frame {i}: forwarded unless it has no flow"
+        );
+    }
+    assert!(batched[STEER_BATCH..].iter().all(Option::is_none), "beyond a batch: untouched");
+    assert_eq!(frames[..STEER_BATCH], one_by_one[..STEER_BATCH], "the same rewrites");
+    assert_eq!(frames[STEER_BATCH..], one_by_one[STEER_BATCH..]);
+    assert_eq!((cache.hits, cache.misses), (cache_one.hits, cache_one.misses));
+}
