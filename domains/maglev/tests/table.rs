@@ -291,8 +291,18 @@ fn a_batch_is_steered_as_its_frames_are_one_by_one() {
             "frame {i}: forwarded unless it has no flow"
         );
     }
-    assert!(batched[STEER_BATCH..].iter().all(Option::is_none), "beyond a batch: untouched");
-    assert_eq!(frames[..STEER_BATCH], one_by_one[..STEER_BATCH], "the same rewrites");
+    assert!(
+        batched[STEER_BATCH..].iter().all(Option::is_none),
+        "beyond a batch: untouched"
+    );
+    assert_eq!(
+        frames[..STEER_BATCH],
+        one_by_one[..STEER_BATCH],
+        "the same rewrites"
+    );
     assert_eq!(frames[STEER_BATCH..], one_by_one[STEER_BATCH..]);
-    assert_eq!((cache.hits, cache.misses), (cache_one.hits, cache_one.misses));
+    assert_eq!(
+        (cache.hits, cache.misses),
+        (cache_one.hits, cache_one.misses)
+    );
 }
