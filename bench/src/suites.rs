@@ -863,8 +863,9 @@ pub fn rpc_future(settings: Settings) -> Measurement {
 
 // ---- nullnet: the Net interface's batched path against a null device ------
 
-/// A frame buffer as `interfaces::net::Packet` has it (the bench may not
-/// depend on `interfaces`, so the same shape is declared here).
+/// A frame buffer as `interfaces::net::Packet` has it (this row predates
+/// the `nullnet (Net)` rows below, which use the interface itself; kept
+/// for its history in docs/benchmarks.md).
 #[derive(rrpc::Exchangeable)]
 #[repr(C)]
 pub struct NullPacket {

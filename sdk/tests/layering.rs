@@ -18,7 +18,7 @@
 //! | `kcore`, `owner`, `rrpc-idl` | nothing of ours |
 //! | `cont` | `owner` |
 //! | `loader` | `kcore` |
-//! | host tools (`pack`, `vet`, `bench`, `rv6fs`) | trusted crates and the rv6 libraries, never the kernel or a domain; but `bench` links the application domains whose cores it times against C (`domain-maglev`, `domain-kvstore`), as their host tests do: a benchmark of their code on the host, never a path into a running system |
+//! | host tools (`pack`, `vet`, `bench`, `rv6fs`) | trusted crates and the rv6 libraries, never the kernel or a domain; but `bench` links the application domains whose cores it times against C (`domain-maglev`, `domain-kvstore`), and `nic-shadow` with `interfaces` (the `nullnet` rows time the shadow's own code over the `Net` interface), as their host tests do: a benchmark of their code on the host, never a path into a running system |
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -124,8 +124,14 @@ fn check(edges: &Edges, places: &BTreeMap<String, String>) -> Vec<String> {
                 ("tool", "shared" | "executor" | "rrpc") => true,
                 // The applications' cores against C (`bench::apps`).
                 ("tool", "domain") => {
-                    from == "bench" && matches!(to.as_str(), "domain-maglev" | "domain-kvstore")
+                    from == "bench"
+                        && matches!(
+                            to.as_str(),
+                            "domain-maglev" | "domain-kvstore" | "domain-nic-shadow"
+                        )
                 }
+                // The `Net` interface the `nullnet` rows' null device serves.
+                ("tool", "interfaces") => from == "bench",
                 _ => false,
             };
             if !allowed {
