@@ -637,10 +637,11 @@ impl Net for Shadow {
                 }
                 Err(e) if driver_error(e) => {
                     // The client's frames died with the driver: their
-                    // copies are sent again once it is back, and the
-                    // client gets as many empty buffers as it gave.
-                    self.failed();
+                    // copies are sent again once it is back (pending
+                    // before the recovery task can look), and the client
+                    // gets as many empty buffers as it gave.
                     self.put_copies(queue, copies, true);
+                    self.failed();
                     self.fresh(count)
                 }
                 Err(e) => {
