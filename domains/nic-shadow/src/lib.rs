@@ -61,7 +61,7 @@ use domain_sdk::{
     Exports, Kernel, Mutex, RRef, RestartError, RpcError, RpcResult, log, lookup, sleep, spawn,
 };
 use interfaces::control::{Control, HELP, Text};
-use interfaces::net::{BATCH, Net, NetCounters, NetInfo, NetProxy, Packet, Packets};
+use interfaces::net::{BATCH, FRAME, Net, NetCounters, NetInfo, NetProxy, Packet, Packets};
 
 /// The drivers a shadow can stand in front of (its manifest grants it
 /// their supervision).
@@ -88,9 +88,6 @@ struct Lane {
     /// out that no buffer from here has replaced yet (0 for a new
     /// incarnation, whose rings start full).
     owed: usize,
-    /// Buffers for copies of the frames of a transmit call, reused call
-    /// after call (one call's at a time: see `Shadow::copying`).
-    copies: Vec<RRef<Packet>>,
 }
 
 struct Inner {
@@ -118,24 +115,22 @@ impl Inner {
     }
 }
 
-/// Where a transmit call's copies are (see `Shadow::keep_copies`).
-enum Copies {
-    /// The first so many of its queue's copy buffers.
-    Lane(usize),
-    /// Buffers of its own (another call had the queue's), the first so
-    /// many holding copies.
-    Own(Vec<RRef<Packet>>, usize),
+/// Whether `packet` holds a frame a driver would send (not empty, not
+/// longer than a buffer): the others it refuses, and they come back to the
+/// client as they were.
+fn sendable(packet: &Packet) -> bool {
+    packet.len != 0 && usize::from(packet.len) <= FRAME
 }
 
 pub struct Shadow {
     inner: Mutex<Inner>,
     recovering: AtomicBool,
-    /// Queue `q`'s copy buffers (`Lane::copies`) hold the copies of a
-    /// transmit call in the driver: a second call on the queue meanwhile
-    /// copies into buffers of its own. Set under `inner`'s lock; cleared
-    /// by the call when it returns (one store, no lock), or under the
-    /// lock if the driver died in it.
-    copying: [AtomicBool; MAX_QUEUES],
+    /// Queue `q`'s buffers for the copies of a transmit call's frames,
+    /// reused call after call: a call holds the lock for its length (the
+    /// copy and the driver's call; `try_lock` only, so nobody waits on
+    /// it), and a second call on the queue meanwhile copies into buffers
+    /// of its own.
+    copies: [Mutex<Vec<RRef<Packet>>>; MAX_QUEUES],
     /// The recovery task, waiting for `recovering`.
     recovery_waker: Mutex<Option<Waker>>,
     restarts: AtomicU64,
@@ -164,7 +159,7 @@ impl Shadow {
                 lanes: Vec::new(),
             }),
             recovering: AtomicBool::new(false),
-            copying: [const { AtomicBool::new(false) }; MAX_QUEUES],
+            copies: [const { Mutex::new(Vec::new()) }; MAX_QUEUES],
             recovery_waker: Mutex::new(None),
             restarts: AtomicU64::new(0),
             reissued: AtomicU64::new(0),
@@ -327,87 +322,11 @@ impl Shadow {
         }
     }
 
-    /// Copies the frames of `packets` for the transmit call about to hand
-    /// the batch to the driver: into queue `queue`'s copy buffers, or, if
-    /// another call on the queue has them, into spares of its own. `None`
-    /// (nothing to rely on) if frames wait to be sent on the queue already
-    /// (these must go first) or the shared heap has no buffer for a copy.
-    fn keep_copies(&self, queue: u16, packets: &Packets) -> Option<Copies> {
+    /// Makes `frames` (copies of the frames of a batch that died with the
+    /// driver) pending on queue `queue`, in order, and `rest` spares.
+    fn pend_copies(&self, queue: u16, frames: Vec<RRef<Packet>>, mut rest: Vec<RRef<Packet>>) {
         let mut inner = self.inner.lock();
-        let Inner { spare, lanes, .. } = &mut *inner;
-        let q = usize::from(queue);
-        while lanes.len() <= q {
-            lanes.push(Lane::default());
-        }
-        let lane = &mut lanes[q];
-        if !lane.pending.is_empty() {
-            return None;
-        }
-        let busy = self.copying[q].load(Ordering::Acquire);
-        let mut own = Vec::new();
-        let buffers = if busy { &mut own } else { &mut lane.copies };
-        let mut copied = 0;
-        for packet in packets.iter() {
-            if packet.len == 0 {
-                continue;
-            }
-            if copied == buffers.len() {
-                match spare
-                    .pop()
-                    .map_or_else(|| RRef::try_new(Packet::empty()).ok(), Some)
-                {
-                    Some(buffer) => buffers.push(buffer),
-                    None => {
-                        spare.append(&mut own);
-                        return None;
-                    }
-                }
-            }
-            let copy = &mut buffers[copied];
-            let len = usize::from(packet.len).min(packet.data.len());
-            copy.data[..len].copy_from_slice(&packet.data[..len]);
-            copy.len = packet.len;
-            copied += 1;
-        }
-        if busy {
-            Some(Copies::Own(own, copied))
-        } else {
-            self.copying[q].store(true, Ordering::Release);
-            Some(Copies::Lane(copied))
-        }
-    }
-
-    /// Ends the copies [`keep_copies`] made for a call on queue `queue`:
-    /// with `resend` (the batch they copy died with the driver) they join
-    /// the queue's pending frames, in order.
-    ///
-    /// [`keep_copies`]: Self::keep_copies
-    fn put_copies(&self, queue: u16, copies: Copies, resend: bool) {
-        let q = usize::from(queue);
-        if let (Copies::Lane(_), false) = (&copies, resend) {
-            // The common case: the queue's buffers are free again.
-            self.copying[q].store(false, Ordering::Release);
-            return;
-        }
-        let mut inner = self.inner.lock();
-        let Inner { spare, lanes, .. } = &mut *inner;
-        let lane = &mut lanes[q];
-        let (frames, mut own) = match copies {
-            Copies::Lane(copied) => {
-                let frames: Vec<RRef<Packet>> =
-                    lane.copies.drain(..copied.min(lane.copies.len())).collect();
-                self.copying[q].store(false, Ordering::Release);
-                (frames, Vec::new())
-            }
-            Copies::Own(mut own, copied) => {
-                let frames = if resend {
-                    own.drain(..copied.min(own.len())).collect()
-                } else {
-                    Vec::new()
-                };
-                (frames, own)
-            }
-        };
+        let lane = inner.lane(queue);
         for frame in frames {
             if lane.pending.len() >= MAX_PENDING {
                 lane.pending.pop_front();
@@ -415,8 +334,8 @@ impl Shadow {
             }
             lane.pending.push_back(frame);
         }
-        spare.append(&mut own);
-        spare.truncate(MAX_PENDING + BATCH);
+        inner.spare.append(&mut rest);
+        inner.spare.truncate(MAX_PENDING + BATCH);
     }
 
     /// Puts `frames` back at the head of `lane`'s pending queue, in order.
@@ -625,30 +544,80 @@ impl Net for Shadow {
         // these frames. The client's batch goes to the driver as it is and
         // comes back as the driver gives it (frames it had no room for
         // included, as a driver called directly would), copies of its
-        // frames kept for the length of the call.
-        if let Some((_, driver)) = self.driver()
-            && let Some(copies) = self.keep_copies(queue, &packets)
-        {
-            let count = packets.len();
-            return match driver.transmit(queue, packets) {
-                Ok(back) => {
-                    self.put_copies(queue, copies, false);
-                    Ok(back)
+        // frames kept for the length of the call: in the queue's copy
+        // buffers, or, while another call on the queue has them, in
+        // spares of this call's own.
+        if let Some((_, driver)) = self.driver() {
+            let q = usize::from(queue);
+            let frames = packets.iter().filter(|p| sendable(p)).count();
+            let mut held = self.copies[q].try_lock();
+            let mut own = Vec::new();
+            let ready = {
+                let mut inner = self.inner.lock();
+                let Inner { spare, lanes, .. } = &mut *inner;
+                while lanes.len() <= q {
+                    lanes.push(Lane::default());
                 }
-                Err(e) if driver_error(e) => {
-                    // The client's frames died with the driver: their
-                    // copies are sent again once it is back (pending
-                    // before the recovery task can look), and the client
-                    // gets as many empty buffers as it gave.
-                    self.put_copies(queue, copies, true);
-                    self.failed();
-                    self.fresh(count)
+                let buffers = match held.as_mut() {
+                    Some(buffers) => &mut **buffers,
+                    None => &mut own,
+                };
+                let mut ready = lanes[q].pending.is_empty();
+                while ready && buffers.len() < frames {
+                    match spare
+                        .pop()
+                        .map_or_else(|| RRef::try_new(Packet::empty()).ok(), Some)
+                    {
+                        Some(buffer) => buffers.push(buffer),
+                        None => ready = false, // the shared heap is short
+                    }
                 }
-                Err(e) => {
-                    self.put_copies(queue, copies, false);
-                    Err(e)
+                if !ready {
+                    spare.append(&mut own);
                 }
+                ready
             };
+            if ready {
+                // The copies, outside the shadow's lock (other queues'
+                // calls go on meanwhile).
+                let buffers = match held.as_mut() {
+                    Some(buffers) => &mut **buffers,
+                    None => &mut own,
+                };
+                for (copy, packet) in buffers
+                    .iter_mut()
+                    .zip(packets.iter().filter(|p| sendable(p)))
+                {
+                    let len = usize::from(packet.len);
+                    copy.data[..len].copy_from_slice(&packet.data[..len]);
+                    copy.len = packet.len;
+                }
+                let count = packets.len();
+                let result = driver.transmit(queue, packets);
+                let died = matches!(result, Err(e) if driver_error(e));
+                let buffers = match held.as_mut() {
+                    Some(buffers) => &mut **buffers,
+                    None => &mut own,
+                };
+                let resend: Vec<RRef<Packet>> = if died {
+                    buffers.drain(..frames).collect()
+                } else {
+                    Vec::new()
+                };
+                drop(held);
+                if died || !own.is_empty() {
+                    self.pend_copies(queue, resend, own);
+                }
+                if died {
+                    // The client's frames died with the driver: their
+                    // copies are pending (before the recovery task can
+                    // look), and the client gets as many empty buffers as
+                    // it gave.
+                    self.failed();
+                    return self.fresh(count);
+                }
+                return result;
+            }
         }
         // Otherwise (recovering, earlier frames waiting, or the shared
         // heap too short for the copies) the frames join the queue's
@@ -660,8 +629,8 @@ impl Net for Shadow {
         {
             let mut inner = self.inner.lock();
             for packet in packets.iter_mut() {
-                if packet.len == 0 {
-                    continue;
+                if !sendable(packet) {
+                    continue; // refused: back to the client as it was
                 }
                 if inner.lane(queue).pending.len() >= MAX_PENDING {
                     inner.lane(queue).pending.pop_front();

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use domain_sdk::{Exports, Kernel, RRef, RpcResult, lookup, testing};
 use interfaces::control::Control;
-use interfaces::net::{Net, NetCounters, NetInfo, Packet, Packets};
+use interfaces::net::{FRAME, Net, NetCounters, NetInfo, Packet, Packets};
 
 /// Frames the scripted driver sent, in order (its incarnations share it).
 static SENT: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
@@ -55,7 +55,10 @@ impl Net for ScriptedNic {
             panic!("scripted crash in transmit");
         }
         for packet in packets.iter_mut() {
-            if packet.len == 0 || ROOM.load(Ordering::SeqCst) == 0 {
+            if packet.len == 0
+                || usize::from(packet.len) > FRAME
+                || ROOM.load(Ordering::SeqCst) == 0
+            {
                 continue; // refused: back as it was
             }
             ROOM.fetch_sub(1, Ordering::SeqCst);
@@ -182,5 +185,35 @@ fn frames_pass_through_and_survive_a_driver_crash_in_the_call() {
         expected,
         "the first call's frames, not the second's"
     );
+
+    // A frame longer than a buffer is refused, as by the driver itself,
+    // and not kept: a crash in its call re-sends the others, once each.
+    let long = |mut batch: RRef<Packets>| {
+        for (i, packet) in batch.iter_mut().enumerate() {
+            if i == 1 {
+                packet.len = FRAME as u16 + 1;
+            }
+        }
+        batch
+    };
+    let frames = vec![frame(70, 64), frame(71, 64), frame(72, 64)];
+    let back = net.transmit(0, long(batch(&frames))).expect("transmit");
+    assert_eq!(sent(), vec![frames[0].clone(), frames[2].clone()]);
+    let refused: Vec<u16> = back.iter().map(|p| p.len).filter(|&l| l != 0).collect();
+    assert_eq!(refused, [FRAME as u16 + 1], "back to the client as it was");
+    CRASH.store(true, Ordering::SeqCst);
+    net.transmit(0, long(batch(&frames)))
+        .expect("a crash is no error for the client");
+    assert_eq!(control.control(3, 0), Ok(2), "the two sendable frames wait");
+    kernel.run_for(Duration::from_secs(5));
+    kernel.restart("igb").expect("restart the driver");
+    net.transmit(0, batch(&[frame(80, 64)]))
+        .expect("transmit after the restart");
+    assert_eq!(
+        sent(),
+        vec![frames[0].clone(), frames[2].clone(), frame(80, 64)],
+        "each once, in order"
+    );
+    assert_eq!(control.control(3, 0), Ok(0));
     assert_eq!(control.control(2, 0), Ok(0), "nothing dropped");
 }
