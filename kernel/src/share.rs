@@ -10,7 +10,10 @@
 //! whose bucket is empty while other work waits on the core (a ready task,
 //! or a timer due) has its task polls deferred until the bucket is full
 //! enough again: it keeps at least its share when others compete and the
-//! whole core when nobody does. Kernel tasks are never deferred.
+//! whole core when nobody does. What it runs while nobody competes is not
+//! a debt: the bucket stands at zero after each such poll starts, so the
+//! most a domain can owe when competition appears is one poll (which the
+//! watchdog bounds). Kernel tasks are never deferred.
 //!
 //! Only the owning core touches its buckets, at the top of a task poll
 //! (never inside one), so they are plain cells.
@@ -95,7 +98,15 @@ pub fn defer(owner: OwnerId, now: u64) -> Option<u64> {
     // task in its 5 ms loop halved TCP through the shadow).
     let contended = exec.has_ready() || exec.next_timer_deadline().is_some_and(|due| due < until);
     if !contended {
-        return None; // nobody competes: the whole core is its share
+        // Nobody competes: the whole core is its share, and what it takes
+        // of it now is no debt. (Kept as debt, a domain busy alone on its
+        // core for seconds owed hundreds of milliseconds, and the first
+        // task that woke there, the console's or a shadow's, stopped it
+        // for the longest deferral: half a second without a call to the
+        // NIC, every time a driver was crashed under TCP load.) Only what
+        // it spends from here on counts if someone comes to want the core.
+        bucket(owner).tokens.set(0);
+        return None;
     }
     Some(until)
 }

@@ -51,6 +51,10 @@ pub static TESTS: &[KTest] = &[
         run: TestFn::Async(|| Box::pin(only_a_timer_due_soon_competes())),
     },
     KTest {
+        name: "attack_a_core_taken_while_nobody_competed_is_no_debt",
+        run: TestFn::Async(|| Box::pin(uncontended_time_is_no_debt())),
+    },
+    KTest {
         name: "attack_dma_outside_the_shared_heap_is_blocked",
         run: TestFn::Async(|| Box::pin(dma_outside_the_shared_heap_is_blocked())),
     },
@@ -357,6 +361,60 @@ async fn only_a_timer_due_soon_competes() -> TestResult {
     ensure!(
         deferred.is_some(),
         "a domain past its share ran on with a timer due in 1 ms"
+    );
+    Ok(())
+}
+
+/// A domain that ran far past its share while nobody else wanted the core
+/// owes nothing for it once someone does: the first timer due on the core
+/// defers it for at most what it spends from then on. (It used to owe every
+/// nanosecond: netstack, busy alone on its core for seconds, was stopped
+/// for half a second, the longest deferral, whenever a task woke there;
+/// the console's `crash` of the NIC driver under TCP load stalled the
+/// transfer that long every time.)
+async fn uncontended_time_is_no_debt() -> TestResult {
+    use core::future::Future;
+    let d = load("share-probe")?;
+    let owner = d.owner();
+    let exec = crate::sched::this_executor();
+    // A quiet moment (nothing ready, no timer due within a second of the
+    // deferral such a debt would bring), then a debt of 400 ms, as if the
+    // domain had run alone for 800 ms: no verdict against it now.
+    let mut quiet = None;
+    for _ in 0..2000 {
+        executor::yield_now().await;
+        let now = crate::time::now_ns();
+        let far = exec
+            .next_timer_deadline()
+            .is_none_or(|due| due > now + crate::share::MAX_DEFER_NS + 1_000_000);
+        if exec.has_ready() || !far {
+            continue;
+        }
+        crate::share::set_tokens(owner, now, -400_000_000);
+        quiet = Some((now, crate::share::defer(owner, now)));
+        break;
+    }
+    let Some((then, verdict)) = quiet else {
+        kill(d).await?;
+        return super::skip("this core never had a quiet moment in 2,000 looks");
+    };
+    // Now a timer due in a millisecond: it competes, and the domain owes
+    // nothing (the same instant: nothing refilled).
+    let after = {
+        let mut near = Box::pin(executor::sleep(Duration::from_millis(1)));
+        let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+        let _ = near.as_mut().poll(&mut cx);
+        crate::share::defer(owner, then)
+    };
+    kill(d).await?;
+    ensure!(
+        verdict.is_none(),
+        "a domain past its share was deferred with nothing else on the core"
+    );
+    ensure!(
+        after.is_none(),
+        "a domain that had the core to itself was deferred {} ms once a timer came due",
+        after.map_or(0, |until| until.saturating_sub(then) / 1_000_000)
     );
     Ok(())
 }
