@@ -222,13 +222,17 @@ def main():
              f"same QEMU, NIC ({q['nic']}) and clients; ours over Linux's; medians of {q['rounds']} rounds",
              keys, [("ours / Linux", [q["rows"][k]["ratio"] for k in keys])], "ratio", reference=1.0)
     if (n := load(results, "net.json")):
-        nics = list(n["nics"])
+        # The user network's rows, then the tap's (host Linux TCP as the
+        # peer) where the run had a namespace.
+        sets = [(f"{x} (user net)", n["nics"][x]) for x in n["nics"]]
+        sets += [(f"{x} (tap)", r) for x, r in (n.get("tap") or {}).items()]
         bars(target("net.svg"), "TCP echo through the network path (QEMU, TCG)",
              f"MiB/s on one connection, median of {n['rounds']}",
-             nics, [("driver", [n["nics"][x]["tcp_mib_s_direct"] for x in nics]),
-                    ("through nic-shadow", [n["nics"][x]["tcp_mib_s_shadow"] for x in nics]),
-                    ("shadow, driver crashed every second",
-                     [n["nics"][x]["tcp_mib_s_shadow_crash_every_s"] for x in nics])], "MiB/s")
+             [name for name, _ in sets],
+             [("driver", [r["tcp_mib_s_direct"] for _, r in sets]),
+              ("through nic-shadow", [r["tcp_mib_s_shadow"] for _, r in sets]),
+              ("shadow, driver crashed every second",
+               [r["tcp_mib_s_shadow_crash_every_s"] for _, r in sets])], "MiB/s")
     if (q := load(results, "qemu.json")):
         rows = [b for b in q["benchmarks"] if b["name"].startswith(("nvme", "shadow, crash"))]
         bars(target("nvme.svg"), "NVMe in QEMU (TCG): cost against the driver's own loop",
