@@ -33,7 +33,7 @@ use core::time::Duration;
 use domain_sdk::{Exports, Kernel, Mutex, RRef, RpcResult, lookup, now_ns, sleep_until, spawn};
 use interfaces::control::{Control, HELP, Text};
 use interfaces::rv6::{Chunk, Files, FilesProxy, Path, ROOT, errno, kind, open_flags};
-use interfaces::socket::{Payload, Status, Tcp, TcpProxy};
+use interfaces::socket::{PAYLOAD, Payload, Status, Tcp, TcpProxy};
 
 use http::{Outcome, Parsed, Site};
 
@@ -328,7 +328,11 @@ async fn refuse(
     }
 }
 
-/// The head, then (unless `head`) `size` bytes of the open file.
+/// The head, then (unless `head`) `size` bytes of the open file, written
+/// a whole payload at a time: the head shares its payload with the start
+/// of the body (written apart, each went out as a segment of its own:
+/// two frames and two writes for a small file where one does), and each
+/// chunk read from the file fills what the last one left of a payload.
 #[allow(clippy::too_many_arguments)]
 async fn stream(
     tcp: &TcpProxy,
@@ -342,35 +346,86 @@ async fn stream(
     close: bool,
 ) -> Sent {
     let response = http::response_head(200, http::content_type(path), size, close);
-    let Some(mut buf) = sockets::write_all(tcp, id, buf, &response).await else {
-        return Sent::Broken;
+    let mut out = Out {
+        buf: Some(buf),
+        len: 0,
     };
-    if head {
-        return Sent::Whole(buf, 200);
+    if !out.put(tcp, id, &response).await {
+        return Sent::Broken;
     }
-    let Ok(mut chunk) = RRef::try_new(Chunk::empty()) else {
-        return Sent::Broken;
-    };
-    let mut offset = 0u64;
-    while offset < size {
-        chunk = match fs.read(handle, offset, chunk).await {
-            Ok(chunk) => chunk,
-            Err(_) => return Sent::Broken,
-        };
-        // An error, or the file shrank under us: the promised length
-        // cannot be kept, so the connection ends short.
-        if chunk.errno != 0 || chunk.len == 0 {
+    if !head {
+        let Ok(mut chunk) = RRef::try_new(Chunk::empty()) else {
             return Sent::Broken;
-        }
-        let bytes = chunk.bytes();
-        let bytes = &bytes[..bytes.len().min((size - offset) as usize)];
-        buf = match sockets::write_all(tcp, id, buf, bytes).await {
-            Some(buf) => buf,
-            None => return Sent::Broken,
         };
-        offset += bytes.len() as u64;
+        let mut offset = 0u64;
+        while offset < size {
+            chunk = match fs.read(handle, offset, chunk).await {
+                Ok(chunk) => chunk,
+                Err(_) => return Sent::Broken,
+            };
+            // An error, or the file shrank under us: the promised length
+            // cannot be kept, so the connection ends short.
+            if chunk.errno != 0 || chunk.len == 0 {
+                return Sent::Broken;
+            }
+            let bytes = chunk.bytes();
+            let bytes = &bytes[..bytes.len().min((size - offset) as usize)];
+            if !out.put(tcp, id, bytes).await {
+                return Sent::Broken;
+            }
+            offset += bytes.len() as u64;
+        }
     }
-    Sent::Whole(buf, 200)
+    match (out.flush(tcp, id).await, out.buf) {
+        (true, Some(buf)) => Sent::Whole(buf, 200),
+        _ => Sent::Broken,
+    }
+}
+
+/// A payload being filled: written when full, and by [`Out::flush`].
+struct Out {
+    /// `None` once a write failed (the call took the buffer).
+    buf: Option<RRef<Payload>>,
+    len: usize,
+}
+
+impl Out {
+    /// Appends `bytes`, writing each payload that fills; false if the
+    /// connection failed.
+    async fn put(&mut self, tcp: &TcpProxy, id: u32, mut bytes: &[u8]) -> bool {
+        while !bytes.is_empty() {
+            let Some(buf) = self.buf.as_mut() else {
+                return false;
+            };
+            let take = bytes.len().min(PAYLOAD - self.len);
+            buf.data[self.len..self.len + take].copy_from_slice(&bytes[..take]);
+            self.len += take;
+            bytes = &bytes[take..];
+            if self.len == PAYLOAD && !self.flush(tcp, id).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Writes what the payload holds (nothing if empty).
+    async fn flush(&mut self, tcp: &TcpProxy, id: u32) -> bool {
+        if self.len == 0 {
+            return self.buf.is_some();
+        }
+        let Some(mut buf) = self.buf.take() else {
+            return false;
+        };
+        buf.len = self.len as u32;
+        self.len = 0;
+        match tcp.write(id, buf).await {
+            Ok(buf) if buf.status == Status::Ok => {
+                self.buf = Some(buf);
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 async fn server(shared: Arc<Shared>) {
