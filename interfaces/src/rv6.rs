@@ -49,6 +49,7 @@ pub mod errno {
     pub const EBADF: i32 = 9;
     pub const ENOMEM: i32 = 12;
     pub const EEXIST: i32 = 17;
+    pub const ENODEV: i32 = 19;
     pub const ENOTDIR: i32 = 20;
     pub const EISDIR: i32 = 21;
     pub const EINVAL: i32 = 22;
@@ -105,6 +106,9 @@ pub struct Chunk {
     pub len: u32,
     /// 0, or the POSIX error of the read or write.
     pub errno: i32,
+    /// After a read: the file's size when it was read (so a reader that
+    /// asked from offset 0 and got it all knows it has the whole file).
+    pub size: u64,
 }
 
 impl Chunk {
@@ -113,6 +117,7 @@ impl Chunk {
             data: [0; CHUNK],
             len: 0,
             errno: 0,
+            size: 0,
         }
     }
 
@@ -200,6 +205,19 @@ pub trait Files {
     async fn close(&self, handle: u32) -> RpcResult<Reply>;
     /// Reads up to a chunk from `offset`; `len` 0 at the end of the file.
     async fn read(&self, handle: u32, offset: u64, chunk: RRef<Chunk>) -> RpcResult<RRef<Chunk>>;
+    /// Reads up to a chunk of the regular file `path` (from the directory
+    /// handle `dir`) at `offset`, without a handle: one call where open,
+    /// read and close are three (and three trips through the file
+    /// system's queue), for a reader that wants a small file whole (the
+    /// HTTP server); `size` says whether it got all of it. `EISDIR` for a
+    /// directory, `ENODEV` for a device.
+    async fn read_path(
+        &self,
+        dir: u32,
+        path: &RRef<Path>,
+        offset: u64,
+        chunk: RRef<Chunk>,
+    ) -> RpcResult<RRef<Chunk>>;
     /// Writes the chunk's bytes at `offset` ([`APPEND`]: at the end);
     /// `len` becomes the bytes written.
     async fn write(&self, handle: u32, offset: u64, chunk: RRef<Chunk>) -> RpcResult<RRef<Chunk>>;

@@ -244,10 +244,7 @@ async fn open_file(fs: &FilesProxy, path: &str) -> Result<(u32, u64, bool), Refu
         .map_err(|_| None)?;
     match opened.errno {
         0 => {}
-        errno::ENOENT | errno::ENOTDIR | errno::ENAMETOOLONG | errno::EINVAL => {
-            return Err(Some(404));
-        }
-        _ => return Err(Some(500)),
+        e => return Err(Some(status_of(e))),
     }
     let handle = opened.value as u32;
     match fs.stat(handle).await {
@@ -282,6 +279,23 @@ async fn send_file(
     let Some(fs) = shared.fs() else {
         return refuse(tcp, id, buf, 503, head, close).await;
     };
+    // A file that fits in a chunk is read whole in one call (a directory
+    // by its index.html); a larger one is read through a handle.
+    match read_small(&fs, &mut path).await {
+        Ok(Some(chunk)) => {
+            let result = send_whole(tcp, id, buf, &path, chunk.bytes(), head, close).await;
+            if matches!(result, Sent::Whole(..)) {
+                shared.from_files.fetch_add(1, Ordering::Relaxed);
+            }
+            return result;
+        }
+        Ok(None) => {}
+        Err(None) => {
+            shared.forget_fs();
+            return refuse(tcp, id, buf, 503, head, close).await;
+        }
+        Err(Some(status)) => return refuse(tcp, id, buf, status, head, close).await,
+    }
     let mut opened = open_file(&fs, &path).await;
     if let Ok((handle, _, true)) = opened {
         let _ = fs.close(handle).await;
@@ -308,6 +322,61 @@ async fn send_file(
         shared.from_files.fetch_add(1, Ordering::Relaxed);
     }
     result
+}
+
+/// The status a file-system error number gives.
+fn status_of(errno: i32) -> u16 {
+    match errno {
+        errno::ENOENT | errno::ENOTDIR | errno::ENAMETOOLONG | errno::EINVAL | errno::ENODEV => 404,
+        _ => 500,
+    }
+}
+
+/// Reads `path` whole if it fits in a chunk (a directory: its
+/// `index.html`, and `path` becomes that): the chunk, `None` if the file
+/// is larger, or why not.
+async fn read_small(fs: &FilesProxy, path: &mut String) -> Result<Option<RRef<Chunk>>, Refusal> {
+    let mut chunk = RRef::try_new(Chunk::empty()).map_err(|_| Some(503))?;
+    for _ in 0..2 {
+        let name = RRef::try_new(Path::new(path).ok_or(Some(404))?).map_err(|_| Some(503))?;
+        chunk = fs
+            .read_path(ROOT, &name, 0, chunk)
+            .await
+            .map_err(|_| None)?;
+        match chunk.errno {
+            0 if u64::from(chunk.len) == chunk.size => return Ok(Some(chunk)),
+            0 => return Ok(None),
+            errno::EISDIR if !path.ends_with("/index.html") => path.push_str("/index.html"),
+            errno::EISDIR => return Err(Some(404)),
+            e => return Err(Some(status_of(e))),
+        }
+    }
+    Err(Some(404))
+}
+
+/// A whole 200 response: the head and `body` in one payload (or as few
+/// as it takes).
+async fn send_whole(
+    tcp: &TcpProxy,
+    id: u32,
+    buf: RRef<Payload>,
+    path: &str,
+    body: &[u8],
+    head: bool,
+    close: bool,
+) -> Sent {
+    let response = http::response_head(200, http::content_type(path), body.len() as u64, close);
+    let mut out = Out {
+        buf: Some(buf),
+        len: 0,
+    };
+    if !out.put(tcp, id, &response).await || (!head && !out.put(tcp, id, body).await) {
+        return Sent::Broken;
+    }
+    match (out.flush(tcp, id).await, out.buf) {
+        (true, Some(buf)) => Sent::Whole(buf, 200),
+        _ => Sent::Broken,
+    }
 }
 
 /// A whole response of `status` with its reason as the body.

@@ -56,6 +56,7 @@ enum Op {
     Open(u32, String, u32),
     Close(u32),
     Read(u32, u64, RRef<Chunk>),
+    ReadPath(u32, String, u64, RRef<Chunk>),
     Write(u32, u64, RRef<Chunk>, bool),
     Stat(u32),
     Truncate(u32, u64),
@@ -188,13 +189,34 @@ async fn run(server: &mut Server<BDevDisk>, req: Request) -> (Arc<Slot>, Answer,
                 Ok(n) => {
                     chunk.len = n as u32;
                     chunk.errno = 0;
+                    chunk.size = server.size(owner, h).await;
                 }
                 Err(e) => {
                     chunk.len = 0;
                     chunk.errno = e;
+                    chunk.size = 0;
                 }
             }
             (Answer::Chunk(chunk), false)
+        }
+        Op::ReadPath(dir, path, off, mut chunk) => {
+            let r = server
+                .read_path(owner, dir, &path, off, &mut chunk.data)
+                .await;
+            match r {
+                Ok((n, size)) => {
+                    chunk.len = n as u32;
+                    chunk.errno = 0;
+                    chunk.size = size;
+                }
+                Err(e) => {
+                    chunk.len = 0;
+                    chunk.errno = e;
+                    chunk.size = 0;
+                }
+            }
+            // Its release may free an unlinked file, as a close does.
+            (Answer::Chunk(chunk), true)
         }
         Op::Write(h, off, mut chunk, durable) => {
             let len = (chunk.len as usize).min(chunk.data.len());
@@ -387,6 +409,27 @@ impl Files for Shared {
     fn read(&self, handle: u32, offset: u64, chunk: RRef<Chunk>) -> RpcFuture<'_, RRef<Chunk>> {
         RpcFuture::new(async move {
             match self.submit(me(), Op::Read(handle, offset, chunk)).await {
+                Answer::Chunk(c) => Ok(c),
+                _ => Err(domain_sdk::RpcError::DomainCrashed),
+            }
+        })
+    }
+
+    fn read_path<'a>(
+        &'a self,
+        dir: u32,
+        path: &'a RRef<Path>,
+        offset: u64,
+        mut chunk: RRef<Chunk>,
+    ) -> RpcFuture<'a, RRef<Chunk>> {
+        RpcFuture::new(async move {
+            let Some(p) = path_of(path) else {
+                chunk.len = 0;
+                chunk.errno = errno::EINVAL;
+                chunk.size = 0;
+                return Ok(chunk);
+            };
+            match self.submit(me(), Op::ReadPath(dir, p, offset, chunk)).await {
                 Answer::Chunk(c) => Ok(c),
                 _ => Err(domain_sdk::RpcError::DomainCrashed),
             }

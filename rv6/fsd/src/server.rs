@@ -158,6 +158,52 @@ impl<D: Disk> Server<D> {
         self.fs.read(inum, off, buf).await.map_err(code)
     }
 
+    /// The file's size, for a read's reply.
+    pub async fn size(&mut self, owner: OwnerBits, handle: u32) -> u64 {
+        match self.inode(owner, handle) {
+            Ok(h) => {
+                let inum = h.inum;
+                self.fs.stat(inum).await.map_or(0, |s| s.size)
+            }
+            Err(_) => 0,
+        }
+    }
+
+    /// Reads into `buf` from the regular file `path` at `off`, opened for
+    /// the call only (no handle): the bytes read and the file's size, or
+    /// an error number (`EISDIR` for a directory, `ENODEV` for a device).
+    pub async fn read_path(
+        &mut self,
+        owner: OwnerBits,
+        dir: u32,
+        path: &str,
+        off: u64,
+        buf: &mut [u8],
+    ) -> Result<(usize, u64), i32> {
+        let cwd = self.dir_inode(owner, dir)?;
+        let read_only = OpenFlags {
+            write: false,
+            create: false,
+            exclusive: false,
+            truncate: false,
+        };
+        let inum = self.fs.open(cwd, path, read_only).await.map_err(code)?;
+        let result = match self.fs.stat(inum).await {
+            Ok(s) if s.kind == Kind::File => self
+                .fs
+                .read(inum, off, buf)
+                .await
+                .map(|n| (n, s.size))
+                .map_err(code),
+            Ok(s) if s.kind == Kind::Dir => Err(errno::EISDIR),
+            Ok(_) => Err(errno::ENODEV),
+            Err(e) => Err(code(e)),
+        };
+        // As a close: the last reference to an unlinked file frees it.
+        let released = self.fs.release(inum).await.map_err(code);
+        result.and_then(|r| released.map(|()| r))
+    }
+
     /// Writes `data` at `off` (`APPEND`: at the end).
     pub async fn write(
         &mut self,
