@@ -175,6 +175,15 @@ fn path_of(path: &RRef<Path>) -> Option<String> {
 }
 
 /// Runs one request; whether it may have changed the file system.
+/// A read's outcome into its chunk: the bytes' count and the file's
+/// size, or the error number.
+fn fill(chunk: &mut Chunk, read: Result<(usize, u64), i32>) {
+    (chunk.len, chunk.errno, chunk.size) = match read {
+        Ok((n, size)) => (n as u32, 0, size),
+        Err(e) => (0, e, 0),
+    };
+}
+
 async fn run(server: &mut Server<BDevDisk>, req: Request) -> (Arc<Slot>, Answer, bool) {
     let owner = req.owner;
     let (answer, changes) = match req.op {
@@ -185,36 +194,14 @@ async fn run(server: &mut Server<BDevDisk>, req: Request) -> (Arc<Slot>, Answer,
         Op::Close(h) => (Answer::Reply(server.close(owner, h).await), true),
         Op::Read(h, off, mut chunk) => {
             let r = server.read(owner, h, off, &mut chunk.data).await;
-            match r {
-                Ok(n) => {
-                    chunk.len = n as u32;
-                    chunk.errno = 0;
-                    chunk.size = server.size(owner, h).await;
-                }
-                Err(e) => {
-                    chunk.len = 0;
-                    chunk.errno = e;
-                    chunk.size = 0;
-                }
-            }
+            fill(&mut chunk, r);
             (Answer::Chunk(chunk), false)
         }
         Op::ReadPath(dir, path, off, mut chunk) => {
             let r = server
                 .read_path(owner, dir, &path, off, &mut chunk.data)
                 .await;
-            match r {
-                Ok((n, size)) => {
-                    chunk.len = n as u32;
-                    chunk.errno = 0;
-                    chunk.size = size;
-                }
-                Err(e) => {
-                    chunk.len = 0;
-                    chunk.errno = e;
-                    chunk.size = 0;
-                }
-            }
+            fill(&mut chunk, r);
             // Its release may free an unlinked file, as a close does.
             (Answer::Chunk(chunk), true)
         }
@@ -424,9 +411,7 @@ impl Files for Shared {
     ) -> RpcFuture<'a, RRef<Chunk>> {
         RpcFuture::new(async move {
             let Some(p) = path_of(path) else {
-                chunk.len = 0;
-                chunk.errno = errno::EINVAL;
-                chunk.size = 0;
+                fill(&mut chunk, Err(errno::EINVAL));
                 return Ok(chunk);
             };
             match self.submit(me(), Op::ReadPath(dir, p, offset, chunk)).await {

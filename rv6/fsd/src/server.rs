@@ -142,31 +142,23 @@ impl<D: Disk> Server<D> {
         reply(self.fs.release(inum).await.map(|()| 0))
     }
 
-    /// Reads into `buf`; the bytes read or an error number.
+    /// Reads into `buf`: the bytes read and the file's size, or an error
+    /// number.
     pub async fn read(
         &mut self,
         owner: OwnerBits,
         handle: u32,
         off: u64,
         buf: &mut [u8],
-    ) -> Result<usize, i32> {
+    ) -> Result<(usize, u64), i32> {
         let h = self.inode(owner, handle)?;
         if !h.read {
             return Err(errno::EBADF);
         }
         let inum = h.inum;
-        self.fs.read(inum, off, buf).await.map_err(code)
-    }
-
-    /// The file's size, for a read's reply.
-    pub async fn size(&mut self, owner: OwnerBits, handle: u32) -> u64 {
-        match self.inode(owner, handle) {
-            Ok(h) => {
-                let inum = h.inum;
-                self.fs.stat(inum).await.map_or(0, |s| s.size)
-            }
-            Err(_) => 0,
-        }
+        let n = self.fs.read(inum, off, buf).await.map_err(code)?;
+        let size = self.fs.stat(inum).await.map_err(code)?.size;
+        Ok((n, size))
     }
 
     /// Reads into `buf` from the regular file `path` at `off`, opened for

@@ -57,6 +57,12 @@ fn a_larger_file_says_it_is_larger() {
     let mut buf = vec![0u8; 16384];
     let (n, size) = block_on(s.read_path(OWNER, ROOT, "big", 0, &mut buf)).unwrap();
     assert_eq!((n, size), (16384, 40_000));
+    // A read through a handle says the size too.
+    let opened = block_on(s.open(OWNER, ROOT, "big", open_flags::READ));
+    assert_eq!(opened.errno, 0);
+    let read = block_on(s.read(OWNER, opened.value as u32, 32_768, &mut buf));
+    assert_eq!(read, Ok((40_000 - 32_768, 40_000)));
+    assert_eq!(block_on(s.close(OWNER, opened.value as u32)).errno, 0);
 }
 
 #[test]
