@@ -313,7 +313,13 @@ def console_session(tally, kernel, smp, mem, timeout, checks=None, archive=None,
             ("log counter loud", lambda out: "unknown level 'loud'" in out),
             ("log counter", lambda out: "set which level for 'counter'" in out),
             ("log counter default", lambda out: "counter: log level default" in out),
+            # The tick profile: a domain spinning until its watchdog stops
+            # it (100 ms, at 1000 ticks a second) shows in it.
+            ("prof reset", lambda out: "prof: samples reset" in out),
             ("crash client loop", lambda out: "watchdog" in out),
+            ("prof", lambda out: re.search(r"^client\s+.*\b([1-9]\d*\.\d|0\.[1-9])%", out, re.M) is not None
+                and re.search(r"^\(halted\)\s+\d", out, re.M) is not None),
+            ("prof now", lambda out: "usage: prof [reset]" in out),
             ("crash counter frobnicate", lambda out: "unknown fault 'frobnicate'" in out),
             ("load broken", lambda out: "during initialisation" in out and "index out of bounds" in out),
             ("kill nosuch", lambda out: "no domain named 'nosuch'" in out),

@@ -47,6 +47,12 @@ const COMMANDS: &[Command] = &[
         run: cmd_cpus,
     },
     Command {
+        name: "prof",
+        usage: "prof [reset]",
+        help: "where each core's time went, by domain, from timer-tick samples",
+        run: cmd_prof,
+    },
+    Command {
         name: "tasks",
         usage: "tasks",
         help: "tasks on every core's executor",
@@ -517,6 +523,70 @@ fn cmd_cpus(args: &[&str]) -> Result<(), alloc::string::String> {
         time::tsc_hz() / 1_000_000,
         time::tick_hz()
     );
+    Ok(())
+}
+
+/// The tick profile: each timer tick counts the domain it found running
+/// on its core (or the core halted); shown as shares of each core's ticks
+/// since boot or the last `prof reset`.
+fn cmd_prof(args: &[&str]) -> Result<(), alloc::string::String> {
+    use core::sync::atomic::Ordering::Relaxed;
+    match args {
+        [] => {}
+        ["reset"] => {
+            for c in cpu::all() {
+                c.idle_samples.store(0, Relaxed);
+                for s in &c.samples {
+                    s.store(0, Relaxed);
+                }
+            }
+            println!("prof: samples reset");
+            return Ok(());
+        }
+        _ => return Err("usage: prof [reset]".into()),
+    }
+    // One snapshot per core: (its index, halted, each slot's samples).
+    let cores: alloc::vec::Vec<(usize, u64, alloc::vec::Vec<u64>)> = cpu::all()
+        .map(|c| {
+            let slots = c.samples.iter().map(|s| s.load(Relaxed)).collect();
+            (c.index, c.idle_samples.load(Relaxed), slots)
+        })
+        .collect();
+    let totals: alloc::vec::Vec<u64> = cores
+        .iter()
+        .map(|(_, idle, slots)| idle + slots.iter().sum::<u64>())
+        .collect();
+    let share =
+        |n: u64, total: u64| alloc::format!("{:.1}%", n as f64 * 100.0 / total.max(1) as f64);
+    print!("{:<14}", "");
+    for (index, ..) in &cores {
+        print!(" {:>8}", alloc::format!("core {index}"));
+    }
+    print!("\n{:<14}", "ticks");
+    for t in &totals {
+        print!(" {t:>8}");
+    }
+    print!("\n{:<14}", "(halted)");
+    for ((_, idle, _), t) in cores.iter().zip(&totals) {
+        print!(" {:>8}", share(*idle, *t));
+    }
+    println!();
+    for slot in 0..domain::MAX_SLOTS {
+        if cores.iter().all(|(_, _, slots)| slots[slot] == 0) {
+            continue;
+        }
+        let name = match slot {
+            0 => alloc::string::String::from("kernel"),
+            _ => {
+                domain::get(slot).map_or_else(|| alloc::format!("slot {slot}"), |d| d.name.clone())
+            }
+        };
+        print!("{name:<14}");
+        for ((_, _, slots), t) in cores.iter().zip(&totals) {
+            print!(" {:>8}", share(slots[slot], *t));
+        }
+        println!();
+    }
     Ok(())
 }
 

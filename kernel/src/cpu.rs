@@ -49,6 +49,15 @@ pub struct PerCpu {
     pub polls: AtomicU64,
     /// TSC ticks spent halted (for `cpus`).
     pub idle_tsc: AtomicU64,
+    /// Set while the core is halted (so a tick that wakes it counts as
+    /// idle in `samples`).
+    pub(crate) halted: AtomicBool,
+    /// Timer ticks that found each domain slot running on this core (slot
+    /// 0: the kernel), and those that found the core halted: a profile by
+    /// domain (`prof`). A domain's calls into another count for the one
+    /// whose code runs.
+    pub samples: [AtomicU64; crate::domain::MAX_SLOTS],
+    pub idle_samples: AtomicU64,
     /// `ticks` when the executor's current batch of polls began.
     pub(crate) batch_tick: Cell<u64>,
     /// Each domain's share of this core (see `share`).
@@ -95,6 +104,9 @@ impl PerCpu {
             online: AtomicBool::new(false),
             polls: AtomicU64::new(0),
             idle_tsc: AtomicU64::new(0),
+            halted: AtomicBool::new(false),
+            samples: [const { AtomicU64::new(0) }; crate::domain::MAX_SLOTS],
+            idle_samples: AtomicU64::new(0),
             batch_tick: Cell::new(0),
             shares: crate::share::Buckets::new(),
         }

@@ -154,7 +154,11 @@ pub fn run() -> ! {
         x86_64::instructions::interrupts::disable();
         if exec.prepare_to_sleep() {
             let start = rdtsc();
+            cpu.halted
+                .store(true, core::sync::atomic::Ordering::Relaxed);
             enable_interrupts_and_halt();
+            cpu.halted
+                .store(false, core::sync::atomic::Ordering::Relaxed);
             cpu.idle_tsc
                 .fetch_add(rdtsc() - start, core::sync::atomic::Ordering::Relaxed);
             exec.woke_up();

@@ -145,7 +145,15 @@ pub fn start_tick(hz: u64) {
 /// Called from the timer interrupt on every core: stops a closure that
 /// spent its watchdog budget (see `catch::catch_with_budget`).
 pub fn on_tick(frame: &mut TrapFrame) {
-    let ticks = crate::cpu::current().ticks.load(Ordering::Relaxed);
+    let cpu = crate::cpu::current();
+    let ticks = cpu.ticks.load(Ordering::Relaxed);
+    // The profile (`prof`): who this tick found running.
+    if cpu.halted.load(Ordering::Relaxed) {
+        cpu.idle_samples.fetch_add(1, Ordering::Relaxed);
+    } else {
+        let slot = crate::cpu::current_owner().slot() % crate::domain::MAX_SLOTS;
+        cpu.samples[slot].fetch_add(1, Ordering::Relaxed);
+    }
     crate::storm::watch_stall(frame, ticks);
     crate::catch::check_budget(frame);
 }

@@ -123,6 +123,9 @@ async fn read_until(
 async fn connection(tcp: Arc<TcpProxy>, id: u32, shared: Arc<Shared>) {
     let mut pending: Vec<u8> = Vec::new();
     let mut buffer = RRef::try_new(Payload::empty()).ok();
+    // The connection's file buffer, kept from one request to the next
+    // (a 16 KiB allocation per request cost more than the read).
+    let mut chunk = None;
     'connection: while let Some(mut buf) = buffer.take() {
         loop {
             let outcome = match (&shared.content, http::parse(&pending)) {
@@ -140,7 +143,8 @@ async fn connection(tcp: Arc<TcpProxy>, id: u32, shared: Arc<Shared>) {
                 ) => {
                     let path = http::file_path(root, path);
                     shared.requests.fetch_add(1, Ordering::Relaxed);
-                    let sent = send_file(&tcp, id, buf, &shared, path, head, close).await;
+                    let sent =
+                        send_file(&tcp, id, buf, &mut chunk, &shared, path, head, close).await;
                     buf = match sent {
                         Sent::Whole(buf, status) => {
                             if status >= 400 {
@@ -263,11 +267,14 @@ async fn open_file(fs: &FilesProxy, path: &str) -> Result<(u32, u64, bool), Refu
 /// rv6's file system: a directory by its `index.html`, anything else but
 /// a regular file 404, the file system unreachable 503. The body is read
 /// and written 16 KiB at a time, so a file of any size takes no more
-/// memory than that.
+/// memory than that, read into `chunk` (allocated if `None`, left there
+/// for the next request).
+#[allow(clippy::too_many_arguments)]
 async fn send_file(
     tcp: &TcpProxy,
     id: u32,
     buf: RRef<Payload>,
+    chunk: &mut Option<RRef<Chunk>>,
     shared: &Shared,
     path: Option<String>,
     head: bool,
@@ -281,15 +288,16 @@ async fn send_file(
     };
     // A file that fits in a chunk is read whole in one call (a directory
     // by its index.html); a larger one is read through a handle.
-    match read_small(&fs, &mut path).await {
-        Ok(Some(chunk)) => {
-            let result = send_whole(tcp, id, buf, &path, chunk.bytes(), head, close).await;
+    match read_small(&fs, &mut path, chunk).await {
+        Ok(true) => {
+            let body = chunk.as_ref().map_or(&[][..], |c| c.bytes());
+            let result = send_whole(tcp, id, buf, &path, body, head, close).await;
             if matches!(result, Sent::Whole(..)) {
                 shared.from_files.fetch_add(1, Ordering::Relaxed);
             }
             return result;
         }
-        Ok(None) => {}
+        Ok(false) => {}
         Err(None) => {
             shared.forget_fs();
             return refuse(tcp, id, buf, 503, head, close).await;
@@ -314,7 +322,7 @@ async fn send_file(
         }
         Err(Some(status)) => return refuse(tcp, id, buf, status, head, close).await,
     };
-    let result = stream(tcp, id, buf, &fs, handle, &path, size, head, close).await;
+    let result = stream(tcp, id, buf, chunk, &fs, handle, &path, size, head, close).await;
     if fs.close(handle).await.is_err() {
         shared.forget_fs();
     }
@@ -332,20 +340,29 @@ fn status_of(errno: i32) -> u16 {
     }
 }
 
-/// Reads `path` whole if it fits in a chunk (a directory: its
-/// `index.html`, and `path` becomes that): the chunk, `None` if the file
-/// is larger, or why not.
-async fn read_small(fs: &FilesProxy, path: &mut String) -> Result<Option<RRef<Chunk>>, Refusal> {
-    let mut chunk = RRef::try_new(Chunk::empty()).map_err(|_| Some(503))?;
+/// A chunk to read into: `spare`'s, or a new one.
+fn take_chunk(spare: &mut Option<RRef<Chunk>>) -> Option<RRef<Chunk>> {
+    spare.take().or_else(|| RRef::try_new(Chunk::empty()).ok())
+}
+
+/// Reads `path` into `spare` whole if it fits in a chunk (a directory:
+/// its `index.html`, and `path` becomes that): whether it did (false:
+/// the file is larger), or why not.
+async fn read_small(
+    fs: &FilesProxy,
+    path: &mut String,
+    spare: &mut Option<RRef<Chunk>>,
+) -> Result<bool, Refusal> {
     for _ in 0..2 {
         let name = RRef::try_new(Path::new(path).ok_or(Some(404))?).map_err(|_| Some(503))?;
-        chunk = fs
-            .read_path(ROOT, &name, 0, chunk)
-            .await
-            .map_err(|_| None)?;
+        let chunk = take_chunk(spare).ok_or(Some(503))?;
+        let chunk = spare.insert(
+            fs.read_path(ROOT, &name, 0, chunk)
+                .await
+                .map_err(|_| None)?,
+        );
         match chunk.errno {
-            0 if u64::from(chunk.len) == chunk.size => return Ok(Some(chunk)),
-            0 => return Ok(None),
+            0 => return Ok(u64::from(chunk.len) == chunk.size),
             errno::EISDIR if !path.ends_with("/index.html") => path.push_str("/index.html"),
             errno::EISDIR => return Err(Some(404)),
             e => return Err(Some(status_of(e))),
@@ -401,12 +418,14 @@ async fn refuse(
 /// a whole payload at a time: the head shares its payload with the start
 /// of the body (written apart, each went out as a segment of its own:
 /// two frames and two writes for a small file where one does), and each
-/// chunk read from the file fills what the last one left of a payload.
+/// chunk read from the file (into `spare`, as in `send_file`) fills what
+/// the last one left of a payload.
 #[allow(clippy::too_many_arguments)]
 async fn stream(
     tcp: &TcpProxy,
     id: u32,
     buf: RRef<Payload>,
+    spare: &mut Option<RRef<Chunk>>,
     fs: &FilesProxy,
     handle: u32,
     path: &str,
@@ -423,13 +442,13 @@ async fn stream(
         return Sent::Broken;
     }
     if !head {
-        let Ok(mut chunk) = RRef::try_new(Chunk::empty()) else {
-            return Sent::Broken;
-        };
         let mut offset = 0u64;
         while offset < size {
-            chunk = match fs.read(handle, offset, chunk).await {
-                Ok(chunk) => chunk,
+            let Some(chunk) = take_chunk(spare) else {
+                return Sent::Broken;
+            };
+            let chunk = match fs.read(handle, offset, chunk).await {
+                Ok(chunk) => spare.insert(chunk),
                 Err(_) => return Sent::Broken,
             };
             // An error, or the file shrank under us: the promised length

@@ -30,7 +30,7 @@
 //! so an image at rest has an empty log.
 
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::{BTreeMap, BTreeSet, btree_map};
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -40,7 +40,12 @@ use crate::{Error, Result};
 
 struct Entry {
     data: Box<[u8]>,
+    /// When it was last used (the cache's clock).
     stamp: u64,
+    /// Its record in `Cache::lru` (`None` while in the transaction). It
+    /// may be older than `stamp`: a hit only moves the stamp, and
+    /// eviction re-files a record it finds out of date.
+    queued: Option<u64>,
     /// In the running transaction (so pinned).
     in_txn: bool,
     /// Changed in the open unit already (its earlier content recorded).
@@ -69,8 +74,12 @@ pub(crate) struct Cache {
     bsize: usize,
     capacity: usize,
     entries: BTreeMap<u32, Entry>,
-    /// Stamp of last use -> block, oldest first: the blocks that may be
-    /// evicted (those of the transaction are not in it).
+    /// One record per block that may be evicted (those of the
+    /// transaction have none), oldest first: a stamp at or before the
+    /// block's last use -> the block. A hit costs one lookup in
+    /// `entries` and none here; eviction takes the oldest record and, if
+    /// its block was used since, files it again under its last use, so
+    /// the block evicted is exactly the least recently used.
     lru: BTreeMap<u64, u32>,
     clock: u64,
     txn: BTreeSet<u32>,
@@ -113,15 +122,15 @@ impl Cache {
         self.log_capacity
     }
 
-    fn touch(&mut self, block: u32) {
-        self.clock += 1;
-        let clock = self.clock;
-        if let Some(entry) = self.entries.get_mut(&block) {
-            if !entry.in_txn {
-                self.lru.remove(&entry.stamp);
-                self.lru.insert(clock, block);
+    /// Marks `block` used now; whether it is cached.
+    fn touch(&mut self, block: u32) -> bool {
+        match self.entries.get_mut(&block) {
+            Some(entry) => {
+                self.clock += 1;
+                entry.stamp = self.clock;
+                true
             }
-            entry.stamp = clock;
+            None => false,
         }
     }
 
@@ -133,6 +142,9 @@ impl Cache {
         if let Some(entry) = self.entries.get_mut(&block) {
             entry.in_txn = false;
             entry.stamp = clock;
+            if let Some(old) = entry.queued.replace(clock) {
+                self.lru.remove(&old);
+            }
             self.lru.insert(clock, block);
         }
     }
@@ -144,9 +156,21 @@ impl Cache {
         if self.entries.len() < self.capacity {
             return;
         }
-        if let Some((&stamp, &block)) = self.lru.iter().next() {
-            self.lru.remove(&stamp);
-            self.entries.remove(&block);
+        while let Some((queued, block)) = self.lru.pop_first() {
+            let Some(entry) = self.entries.get_mut(&block) else {
+                continue;
+            };
+            if entry.queued != Some(queued) {
+                // Not this block's record (cannot happen): drop it.
+                continue;
+            }
+            if entry.stamp == queued {
+                self.entries.remove(&block);
+                return;
+            }
+            // Used since it was filed: file it under its last use.
+            entry.queued = Some(entry.stamp);
+            self.lru.insert(entry.stamp, block);
         }
     }
 
@@ -159,6 +183,7 @@ impl Cache {
             Entry {
                 data,
                 stamp: self.clock,
+                queued: Some(self.clock),
                 in_txn: false,
                 in_unit: false,
             },
@@ -166,9 +191,8 @@ impl Cache {
     }
 
     async fn load<D: Disk>(&mut self, disk: &mut D, block: u32) -> Result<()> {
-        if self.entries.contains_key(&block) {
+        if self.touch(block) {
             self.stats.hits += 1;
-            self.touch(block);
             return Ok(());
         }
         self.stats.misses += 1;
@@ -209,14 +233,49 @@ impl Cache {
         offset: usize,
         out: &mut [u8],
     ) -> Result<()> {
-        self.load(disk, block).await?;
-        let entry = self.entries.get(&block).ok_or(Error::Io)?;
-        let src = entry
-            .data
-            .get(offset..offset + out.len())
-            .ok_or(Error::Corrupt)?;
+        let data = self.block(disk, block).await?;
+        let src = data.get(offset..offset + out.len()).ok_or(Error::Corrupt)?;
         out.copy_from_slice(src);
         Ok(())
+    }
+
+    /// `block`'s content where the cache holds it (read in place: no
+    /// copy). A cached block costs one lookup. A block brought in here
+    /// is inserted before the least recently used one is evicted (the
+    /// content returned borrows the map), so the cache may hold one
+    /// block over its capacity until the next call.
+    pub(crate) async fn block<D: Disk>(&mut self, disk: &mut D, block: u32) -> Result<&[u8]> {
+        while self.entries.len() > self.capacity {
+            let before = self.entries.len();
+            self.evict();
+            if self.entries.len() == before {
+                break;
+            }
+        }
+        self.clock += 1;
+        let clock = self.clock;
+        let entry = match self.entries.entry(block) {
+            btree_map::Entry::Occupied(o) => {
+                self.stats.hits += 1;
+                let entry = o.into_mut();
+                entry.stamp = clock;
+                entry
+            }
+            btree_map::Entry::Vacant(v) => {
+                self.stats.misses += 1;
+                let mut data = vec![0u8; self.bsize].into_boxed_slice();
+                disk.read(block, &mut data).await?;
+                self.lru.insert(clock, block);
+                v.insert(Entry {
+                    data,
+                    stamp: clock,
+                    queued: Some(clock),
+                    in_txn: false,
+                    in_unit: false,
+                })
+            }
+        };
+        Ok(&entry.data)
     }
 
     /// Word `index` of `block`.
@@ -226,12 +285,11 @@ impl Cache {
         block: u32,
         index: usize,
     ) -> Result<u32> {
-        self.load(disk, block).await?;
-        let entry = self.entries.get(&block).ok_or(Error::Io)?;
-        if (index + 1) * 4 > entry.data.len() {
+        let data = self.block(disk, block).await?;
+        if (index + 1) * 4 > data.len() {
             return Err(Error::Corrupt);
         }
-        Ok(word(&entry.data, index))
+        Ok(word(data, index))
     }
 
     /// Records what the open unit needs to undo a change to `block`, and
@@ -260,9 +318,10 @@ impl Cache {
         }
         if !entry.in_txn {
             entry.in_txn = true;
-            let stamp = entry.stamp;
             self.txn.insert(block);
-            self.lru.remove(&stamp);
+            if let Some(queued) = entry.queued.take() {
+                self.lru.remove(&queued);
+            }
         }
         Ok(())
     }
@@ -303,10 +362,8 @@ impl Cache {
         if offset + data.len() > self.bsize {
             return Err(Error::Corrupt);
         }
-        if !self.entries.contains_key(&block) {
+        if !self.touch(block) {
             self.insert(block, vec![0u8; self.bsize].into_boxed_slice());
-        } else {
-            self.touch(block);
         }
         self.will_change(block, true)?;
         let entry = self.entries.get_mut(&block).ok_or(Error::Io)?;
@@ -345,8 +402,10 @@ impl Cache {
                     }
                 }
                 None => {
-                    if let Some(entry) = self.entries.remove(&undo.block) {
-                        self.lru.remove(&entry.stamp);
+                    if let Some(entry) = self.entries.remove(&undo.block)
+                        && let Some(queued) = entry.queued
+                    {
+                        self.lru.remove(&queued);
                     }
                     self.txn.remove(&undo.block);
                 }
@@ -556,4 +615,87 @@ pub(crate) async fn replay<D: Disk>(disk: &mut D, sb: &Superblock) -> Result<usi
     disk.write(&[(sb.logstart, &header)]).await?;
     disk.flush().await?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block_on;
+    use crate::disk::MemDisk;
+
+    fn cache(capacity: usize) -> Cache {
+        let sb = Superblock {
+            profile: Profile::Native,
+            size: 64,
+            nblocks: 40,
+            ninodes: 16,
+            nlog: 8,
+            logstart: 2,
+            inodestart: 11,
+            bmapstart: 12,
+        };
+        Cache::new(&sb, capacity)
+    }
+
+    /// Which of `blocks` the cache holds.
+    fn cached(c: &Cache, blocks: core::ops::Range<u32>) -> Vec<u32> {
+        blocks.filter(|b| c.entries.contains_key(b)).collect()
+    }
+
+    #[test]
+    fn eviction_takes_the_least_recently_used_block() {
+        let mut disk = MemDisk::new(Profile::Native.block_size(), 64);
+        let mut c = cache(16);
+        let mut one = [0u8; 4];
+        for b in 0..16 {
+            block_on(c.read(&mut disk, b, 0, &mut one)).unwrap();
+        }
+        // Use 0, 5 and 3 again (hits move only their stamps), then bring
+        // in three new blocks: the cache holds one over its capacity
+        // until the next miss, so two go, 1 and 2, the oldest untouched.
+        for b in [0, 5, 3] {
+            block_on(c.read(&mut disk, b, 0, &mut one)).unwrap();
+        }
+        assert_eq!(c.stats.hits, 3);
+        for b in 16..19 {
+            block_on(c.read(&mut disk, b, 0, &mut one)).unwrap();
+        }
+        assert_eq!(c.entries.len(), 17);
+        let mut expected: Vec<u32> = (0..19).filter(|b| ![1, 2].contains(b)).collect();
+        assert_eq!(cached(&c, 0..19), expected);
+        // Six more: 4 and 6 to 10 go; 0, 3 and 5, used after them, stay.
+        for b in 19..25 {
+            block_on(c.read(&mut disk, b, 0, &mut one)).unwrap();
+        }
+        expected = [0, 3, 5].into_iter().chain(11..25).collect();
+        assert_eq!(cached(&c, 0..25), expected);
+        // One record per evictable block, none left behind.
+        assert_eq!(c.lru.len(), c.entries.len());
+    }
+
+    #[test]
+    fn blocks_of_the_transaction_are_never_evicted() {
+        let mut disk = MemDisk::new(Profile::Native.block_size(), 64);
+        let mut c = cache(16);
+        c.begin_unit();
+        block_on(c.write(&mut disk, 0, 0, &[1, 2, 3])).unwrap();
+        c.end_unit();
+        let mut one = [0u8; 4];
+        for b in 1..40 {
+            block_on(c.read(&mut disk, b, 0, &mut one)).unwrap();
+        }
+        assert!(c.entries.contains_key(&0));
+        block_on(c.read(&mut disk, 0, 0, &mut one)).unwrap();
+        assert_eq!(one, [1, 2, 3, 0]);
+        // Committed, it may go like any other (filed as used at the
+        // commit): seventeen newer blocks push it out.
+        block_on(c.commit(&mut disk)).unwrap();
+        assert_eq!(c.lru.len(), c.entries.len());
+        for b in 40..56 {
+            block_on(c.read(&mut disk, b, 0, &mut one)).unwrap();
+        }
+        assert!(c.entries.contains_key(&0));
+        block_on(c.read(&mut disk, 56, 0, &mut one)).unwrap();
+        assert!(!c.entries.contains_key(&0));
+    }
 }

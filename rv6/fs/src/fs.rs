@@ -24,7 +24,8 @@ use alloc::vec::Vec;
 use crate::cache::{Cache, CacheStats, replay};
 use crate::disk::Disk;
 use crate::layout::{
-    DIRENT, Dinode, Kind, NDIRECT, Profile, Superblock, decode_dirent, encode_dirent, valid_name,
+    DIRENT, Dinode, Kind, NDIRECT, Profile, Superblock, decode_dirent, dirent_is, encode_dirent,
+    valid_name,
 };
 use crate::{Error, ROOT, Result};
 
@@ -347,10 +348,9 @@ impl<D: Disk> Fs<D> {
 
     async fn inode(&mut self, inum: u32) -> Result<Dinode> {
         let (block, at) = self.inode_place(inum)?;
-        let mut bytes = [0u8; 128];
-        let bytes = &mut bytes[..self.profile.inode_size()];
-        self.cache.read(&mut self.disk, block, at, bytes).await?;
-        let ino = Dinode::decode(self.profile, bytes);
+        let end = at + self.profile.inode_size();
+        let data = self.cache.block(&mut self.disk, block).await?;
+        let ino = Dinode::decode(self.profile, data.get(at..end).ok_or(Error::Corrupt)?);
         Kind::from_code(ino.kind)?;
         Ok(ino)
     }
@@ -787,15 +787,23 @@ impl<D: Disk> Fs<D> {
         if !(ino.size as usize).is_multiple_of(DIRENT) {
             return Err(Error::Corrupt);
         }
-        let bsize = self.profile.block_size();
-        let mut chunk = vec![0u8; bsize];
+        if name.contains(&0) {
+            // No entry's name holds a NUL (it ends there).
+            return Ok(None);
+        }
+        // Each block's entries are scanned where the cache holds them.
+        let bsize = self.profile.block_size() as u64;
+        let size = ino.size as u64;
         let mut off = 0u64;
-        while off < ino.size as u64 {
-            let n = self.readi(&mut ino, off, &mut chunk).await?;
-            for (i, entry) in chunk[..n].chunks_exact(DIRENT).enumerate() {
-                let (inum, entry_name) = decode_dirent(entry);
-                if inum != 0 && entry_name == name {
-                    return Ok(Some((inum as u32, off + (i * DIRENT) as u64)));
+        while off < size {
+            let block = self.bmap(&mut ino, off / bsize).await?;
+            let n = (size - off).min(bsize) as usize;
+            let data = self.cache.block(&mut self.disk, block).await?;
+            let entries = data.get(..n).ok_or(Error::Corrupt)?.chunks_exact(DIRENT);
+            for (i, entry) in entries.enumerate() {
+                if dirent_is(entry, name) {
+                    let inum = decode_dirent(entry).0 as u32;
+                    return Ok(Some((inum, off + (i * DIRENT) as u64)));
                 }
             }
             off += n as u64;

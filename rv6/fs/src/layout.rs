@@ -347,6 +347,17 @@ pub fn decode_dirent(bytes: &[u8]) -> (u16, &[u8]) {
     (inum, &name[..len])
 }
 
+/// Whether the directory entry `bytes` is in use and named `name` (what
+/// `decode_dirent` would say for a `name` without NUL bytes, without
+/// finding the stored name's end first).
+pub fn dirent_is(bytes: &[u8], name: &[u8]) -> bool {
+    let stored = &bytes[2..DIRENT];
+    bytes[..2] != [0, 0]
+        && name.len() <= DIRSIZ
+        && stored[..name.len()] == *name
+        && stored.get(name.len()).is_none_or(|&b| b == 0)
+}
+
 /// Writes a directory entry; `name` must be at most [`DIRSIZ`] bytes.
 pub fn encode_dirent(bytes: &mut [u8], inum: u16, name: &[u8]) {
     bytes[..DIRENT].fill(0);
