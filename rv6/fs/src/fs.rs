@@ -564,6 +564,13 @@ impl<D: Disk> Fs<D> {
     /// The device block holding block `index` of a file, which must
     /// exist (files have no holes).
     async fn bmap(&mut self, ino: &mut Dinode, index: u64) -> Result<u32> {
+        if let Some(&block) = ino.addrs.get(..NDIRECT).and_then(|d| d.get(index as usize)) {
+            // A direct block: no walk.
+            return match block {
+                0 => Err(Error::Corrupt),
+                block => self.check_block(block),
+            };
+        }
         let slot = self.slot(ino, index, false).await?.ok_or(Error::Corrupt)?;
         match self.get(ino, slot).await? {
             0 => Err(Error::Corrupt),
@@ -597,6 +604,21 @@ impl<D: Disk> Fs<D> {
                 blocks.push(self.bmap(ino, index).await?);
             }
             self.cache.prefetch(&mut self.disk, &blocks).await?;
+            // The blocks just mapped cover the read: copy from them (no
+            // second walk of the block map).
+            let needed = ((off + n as u64).div_ceil(bsize) - first) as usize;
+            if let Some(blocks) = blocks.get(..needed) {
+                let mut done = 0;
+                for (i, &block) in blocks.iter().enumerate() {
+                    let at = if i == 0 { (off % bsize) as usize } else { 0 };
+                    let len = (bsize as usize - at).min(n - done);
+                    self.cache
+                        .read(&mut self.disk, block, at, &mut buf[done..done + len])
+                        .await?;
+                    done += len;
+                }
+                return Ok(n);
+            }
         }
         self.readi(ino, off, buf).await
     }
